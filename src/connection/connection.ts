@@ -1,0 +1,68 @@
+import type { Duplex } from 'node:stream';
+
+/** What to run on a host: an argv (quoted safely by the connection) or a POSIX sh script. */
+export type Command = { argv: string[] } | { script: string };
+
+/** Options for one command. */
+export interface ExecOptions {
+  /** Bytes fed to the command's stdin. */
+  stdin?: string | Buffer;
+  /** Kill the command after this many milliseconds (exit code reported as 124). */
+  timeoutMs?: number;
+  /** Environment for the command; passed inside the command line since sshd drops most variables. */
+  env?: Record<string, string>;
+  /** Run through sudo (overrides the host's `become` setting). */
+  become?: boolean;
+}
+
+/** Outcome of one command; a non-zero code is a value, not an exception. */
+export interface ExecResult {
+  code: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  signal?: string;
+  /** True when the command was killed by `timeoutMs`. */
+  timedOut?: boolean;
+}
+
+/** A file's metadata, or `exists: false`. */
+export interface FileStat {
+  exists: boolean;
+  isFile?: boolean;
+  isDirectory?: boolean;
+  /** Permission bits only (e.g. 0o644). */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+}
+
+/** How to write a file: an existing file keeps its mode and owner unless given here. */
+export interface WriteOptions {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Create missing parent directories (mode 0755). */
+  mkdirs?: boolean;
+}
+
+/** One host reached either locally or over SSH; every module talks to a host only through this. */
+export interface Connection {
+  /** Inventory name of the host. */
+  readonly host: string;
+  /** Kind, for messages and facts. */
+  readonly kind: 'local' | 'ssh';
+  /** Opens the connection (SSH handshake, host key check); idempotent. */
+  connect(): Promise<void>;
+  exec(command: Command, options?: ExecOptions): Promise<ExecResult>;
+  /** File content, or null when the file does not exist. */
+  readFile(path: string): Promise<Buffer | null>;
+  /** Atomic write: temp file in the same directory, fsync, rename. */
+  writeFile(path: string, data: string | Buffer, options?: WriteOptions): Promise<void>;
+  stat(path: string): Promise<FileStat>;
+  /** Removes a file; absent is not an error. */
+  remove(path: string): Promise<void>;
+  /** A byte stream to a unix socket on the host (SSH: OpenSSH stream-local forwarding). */
+  openUnixSocket(path: string): Promise<Duplex>;
+  close(): Promise<void>;
+}
