@@ -1,0 +1,337 @@
+/**
+ * The lab: a private CA, distribution registries (one per TLS failure class), N containerd nodes
+ * each in its own mount namespace with its own sshd, an inventory for trustplay, and (when its
+ * module is present) the Kubernetes API emulator. `labUp` writes everything it started into
+ * `<dir>/lab.json`, so `labDown` (or `npm run lab -- down`, from another process) stops it all by
+ * pid and removes the directory. Nothing on this machine outside that directory is modified.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { makePki } from './certs.js';
+import { IMAGE_REPO, IMAGE_TAG, buildImage, pushImage } from './oci-image.js';
+import { type LabRegistry, type RegistryName, startRegistries } from './registry.js';
+import { type LabNode, NODE_MOUNTS, currentContainerdPid, realisticContainerdConfig, startNode } from './node.js';
+import { writeInventory } from './inventory.js';
+import { startKube, type LabKube } from './kube.js';
+import { freePort, freePorts, processName, run, rssKb, stopPid } from './procs.js';
+
+export type { LabNode } from './node.js';
+export type { LabRegistry, RegistryName } from './registry.js';
+export type { LabKube } from './kube.js';
+
+/** Default lab directory of `npm run lab`. */
+export const DEFAULT_LAB_DIR = '/tmp/trustplay-lab';
+
+/** A process the lab started; `comm` guards against killing a recycled pid. */
+export interface LabProcess {
+  pid: number;
+  comm: string;
+  what: string;
+}
+
+/** Everything a test needs to use a running lab; serialised as `<dir>/lab.json`. */
+export interface Lab {
+  version: 1;
+  dir: string;
+  createdAt: string;
+  /** The lab CA certificate (PEM file) that a fixed node must trust. */
+  ca: string;
+  registries: Record<RegistryName, LabRegistry>;
+  image: {
+    repo: string;
+    tag: string;
+    /** `registry.test:<port>/aegis/aegis-hc-install:latest` */
+    ref: string;
+    /** Same image on the basic-auth registry. */
+    authRef: string;
+    /** Manifest digest (`sha256:...`), identical on every registry. */
+    digest: string;
+  };
+  nodes: LabNode[];
+  ssh: { user: 'root'; identityFile: string; publicKeyFile: string; knownHosts: string };
+  inventoryPath: string;
+  /** Host-side kubeconfig for the emulator (server https://127.0.0.1:<port>), when it runs. */
+  kubeconfig?: string;
+  kube?: LabKube;
+  processes: LabProcess[];
+  /** Milliseconds `labUp` took. */
+  upMs: number;
+}
+
+/** Options of `labUp`. */
+export interface LabUpOptions {
+  /** Number of nodes (default 3). */
+  nodes?: number;
+  /** Lab directory (default: a new temp dir); must not exist or be empty. */
+  dir?: string;
+  log?: (s: string) => void;
+}
+
+const BINARIES: [string, string][] = [
+  ['containerd', 'containerd'],
+  ['ctr', 'containerd'],
+  ['docker-registry', 'docker-registry'],
+  ['sshd', 'openssh-server'],
+  ['ssh', 'openssh-client'],
+  ['ssh-keygen', 'openssh-client'],
+  ['htpasswd', 'apache2-utils'],
+  ['openssl', 'openssl'],
+  ['unshare', 'util-linux'],
+  ['nsenter', 'util-linux'],
+  ['setsid', 'util-linux'],
+];
+
+function onPath(bin: string): boolean {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']);
+  return dirs.some((d) => d && existsSync(path.join(d, bin)));
+}
+
+/** What this machine lacks to run the lab, one sentence each; empty when the lab can run. */
+export function labPrerequisites(): string[] {
+  const missing: string[] = [];
+  if (process.platform !== 'linux') missing.push('the lab needs Linux (mount namespaces)');
+  if (process.getuid?.() !== 0) missing.push('the lab needs root (it creates mount namespaces); run it as root');
+  const pkgs = new Set<string>();
+  for (const [bin, pkg] of BINARIES) {
+    if (!onPath(bin)) {
+      missing.push(`\`${bin}\` is missing (Debian package ${pkg})`);
+      pkgs.add(pkg);
+    }
+  }
+  // A node's /etc/containerd is a bind mount, which needs the directory to exist here (the package makes it).
+  if (!existsSync('/etc/containerd')) missing.push('/etc/containerd is missing (Debian package containerd creates it)');
+  if (pkgs.size > 0) missing.push(`install with: apt-get update && apt-get install -y ${[...pkgs].join(' ')}`);
+  return missing;
+}
+
+function labJson(dir: string): string {
+  return path.join(dir, 'lab.json');
+}
+
+function save(lab: Partial<Lab> & { dir: string }): void {
+  writeFileSync(labJson(lab.dir), `${JSON.stringify(lab, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** Reads the lab at `dir` (its lab.json), with each node's current containerd pid. */
+export function labState(dir: string = process.env.TRUSTPLAY_LAB_DIR ?? DEFAULT_LAB_DIR): Lab {
+  let lab: Lab;
+  try {
+    lab = JSON.parse(readFileSync(labJson(dir), 'utf8')) as Lab;
+  } catch {
+    throw new Error(`No lab at ${dir} (no readable lab.json): start one with \`npm run lab -- up --dir ${dir}\`.`);
+  }
+  for (const node of lab.nodes ?? []) node.containerdPid = currentContainerdPid(node) ?? 0;
+  return lab;
+}
+
+/** Brings a lab up and returns it; throws one sentence (after cleaning up) if anything fails. */
+export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
+  const started = Date.now();
+  const log = opts.log ?? (() => undefined);
+  const missing = labPrerequisites();
+  if (missing.length > 0) throw new Error(`Cannot start the lab: ${missing.join('; ')}.`);
+  const nodeCount = opts.nodes ?? 3;
+  if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 200) {
+    throw new Error(`The lab takes 1 to 200 nodes (got ${String(opts.nodes)}).`);
+  }
+
+  const dir = path.resolve(opts.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'trustplay-lab-'))));
+  const shadowed = NODE_MOUNTS.find((m) => dir === m || dir.startsWith(`${m}/`));
+  if (shadowed) throw new Error(`The lab directory ${dir} is under ${shadowed}, which nodes mount over; pick a directory under /tmp.`);
+  if (existsSync(labJson(dir))) throw new Error(`A lab is already up at ${dir}: run \`npm run lab -- down --dir ${dir}\` first.`);
+  if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`The lab directory ${dir} is not empty: pick another or remove it.`);
+  // The node sockets live under the lab dir, and a unix socket path is limited to 107 bytes.
+  if (`${dir}/nodes/node${nodeCount}/run/containerd/containerd.sock.ttrpc`.length > 107) {
+    throw new Error(`The lab directory path ${dir} is too long for containerd's unix sockets; use a shorter one.`);
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+
+  const state: Partial<Lab> & { dir: string; processes: LabProcess[] } = { version: 1, dir, createdAt: new Date().toISOString(), processes: [] };
+  const track = (pid: number, comm: string, what: string): void => {
+    state.processes.push({ pid, comm, what });
+    save(state);
+  };
+  save(state);
+
+  try {
+    const names: RegistryName[] = ['registry', 'auth', 'selfsigned', 'expired', 'wrongname', 'plain', 'closed'];
+    const regPorts = await freePorts(names.length + 1);
+    const ports = Object.fromEntries(names.map((n, i) => [n, regPorts[i]])) as Record<RegistryName, number>;
+    const kubePort = regPorts[names.length] ?? 0;
+
+    const sshDir = path.join(dir, 'ssh');
+    mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+    const identityFile = path.join(sshDir, 'id_ed25519');
+    const [pki, , baseConfig] = await Promise.all([
+      makePki(path.join(dir, 'pki')),
+      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'trustplay-lab', '-f', identityFile]),
+      realisticContainerdConfig(),
+    ]);
+    state.ca = pki.ca.cert;
+    log(`certificates made in ${Date.now() - started} ms`);
+
+    const password = randomBytes(12).toString('hex');
+    const registries = await startRegistries(path.join(dir, 'registries'), pki, ports, password);
+    for (const r of Object.values(registries)) if (r.pid) track(r.pid, 'docker-registry', `registry ${r.hostname}`);
+    state.registries = registries;
+    const image = buildImage();
+    const [digest] = await Promise.all([pushImage(registries.registry, image), pushImage(registries.auth, image)]);
+    state.image = {
+      repo: IMAGE_REPO,
+      tag: IMAGE_TAG,
+      ref: `${registries.registry.host}/${IMAGE_REPO}:${IMAGE_TAG}`,
+      authRef: `${registries.auth.host}/${IMAGE_REPO}:${IMAGE_TAG}`,
+      digest,
+    };
+    log(`registries up, image ${digest} pushed, at ${Date.now() - started} ms`);
+
+    const hostsLines = [
+      `127.0.0.1 ${Object.values(registries).map((r) => r.hostname).join(' ')} kube.test`,
+      ...Array.from({ length: nodeCount }, (_, i) => `127.0.0.${11 + i} node${i + 1}`),
+    ];
+    const authorizedKey = readFileSync(`${identityFile}.pub`, 'utf8');
+    const sshPorts = await Promise.all(Array.from({ length: nodeCount }, (_, i) => freePort(`127.0.0.${11 + i}`)));
+    const ctx = { labDir: dir, hostsLines, containerdConfig: baseConfig, authorizedKey, registryHost: registries.registry.host, track };
+    // Bounded parallelism: each node start spawns a few processes, and this machine has 2 cores.
+    const nodes: LabNode[] = new Array<LabNode>(nodeCount);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(4, nodeCount) }, async () => {
+        while (next < nodeCount) {
+          const i = next++;
+          nodes[i] = await startNode(ctx, i + 1, sshPorts[i] ?? 0);
+        }
+      }),
+    );
+    state.nodes = nodes;
+    save(state);
+    log(`${nodeCount} nodes up at ${Date.now() - started} ms`);
+
+    const knownHosts = path.join(sshDir, 'known_hosts');
+    writeFileSync(
+      knownHosts,
+      nodes
+        .map((n) => {
+          const pub = readFileSync(path.join(n.root, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(' ');
+          return `[${n.address}]:${n.sshPort} ${pub[0]} ${pub[1]}`;
+        })
+        .join('\n') + '\n',
+    );
+    state.ssh = { user: 'root', identityFile, publicKeyFile: `${identityFile}.pub`, knownHosts };
+
+    const kube = await startKube({ dir, port: kubePort, pki, node1: nodes[0], track, log });
+    if (kube) {
+      state.kube = kube;
+      state.kubeconfig = kube.hostKubeconfig;
+    }
+    state.inventoryPath = writeInventory(dir, {
+      nodes,
+      identityFile,
+      knownHosts,
+      registry: registries.registry.host,
+      ca: pki.ca.cert,
+      image: state.image.ref,
+      kubeconfig: kube ? kube.nodeKubeconfig : undefined,
+    });
+    state.upMs = Date.now() - started;
+    save(state);
+    log(`lab up in ${state.upMs} ms`);
+    return state as Lab;
+  } catch (err) {
+    await labDown(dir).catch(() => undefined);
+    throw new Error(`Lab start failed and was cleaned up: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** The mount namespace id of a process (`mnt:[...]`), or undefined when it is gone. */
+function mountNs(pid: number | 'self'): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pids of every process in the mount namespace held by `holder`, holder excluded. */
+export function processesInNamespace(holder: number): number[] {
+  const ns = mountNs(holder);
+  if (!ns || ns === mountNs('self')) return [];
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === holder) continue;
+    if (mountNs(pid) === ns) out.push(pid);
+  }
+  return out;
+}
+
+/** Resident memory (kB) of every live lab process. */
+export function labRssKb(lab: Lab): { totalKb: number; byKind: Record<string, number> } {
+  const byKind: Record<string, number> = {};
+  let totalKb = 0;
+  const pids = new Map<number, string>();
+  for (const p of lab.processes) pids.set(p.pid, p.comm);
+  for (const n of lab.nodes) for (const pid of processesInNamespace(n.nsPid)) pids.set(pid, processName(pid) ?? '?');
+  for (const [pid, comm] of pids) {
+    const kb = rssKb(pid);
+    totalKb += kb;
+    byKind[comm] = (byKind[comm] ?? 0) + kb;
+  }
+  return { totalKb, byKind };
+}
+
+/** Lines of /proc/self/mountinfo whose mount point is inside `dir`. */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => {
+      const mp = line.split(' ')[4];
+      return mp !== undefined && (mp === dir || mp.startsWith(`${dir}/`));
+    });
+}
+
+/**
+ * Stops everything a lab started (every process in each node's namespace, then the holders,
+ * registries and emulator, each by pid), unmounts anything under its directory and removes it.
+ */
+export async function labDown(labOrDir: Lab | string): Promise<void> {
+  const dir = path.resolve(typeof labOrDir === 'string' ? labOrDir : labOrDir.dir);
+  if (!existsSync(dir)) return;
+  let lab: Partial<Lab> & { processes?: LabProcess[] };
+  try {
+    lab = JSON.parse(readFileSync(labJson(dir), 'utf8')) as Partial<Lab>;
+  } catch {
+    throw new Error(`${dir} is not a lab directory (no readable lab.json), so it was left alone.`);
+  }
+  const processes = lab.processes ?? [];
+  const holders = processes.filter((p) => p.comm === 'sleep' && processName(p.pid) === 'sleep');
+
+  // Everything inside a node first (containerd, sshd and any session a test left running), so
+  // the namespace dies with its holder.
+  await Promise.all(
+    holders.map(async (h) => {
+      const inside = processesInNamespace(h.pid);
+      await Promise.all(inside.map((pid) => stopPid(pid, processName(pid) ?? '')));
+    }),
+  );
+  // containerd started by a node's systemctl after `up` is known only by its pidfile.
+  const nodesDir = path.join(dir, 'nodes');
+  if (existsSync(nodesDir)) {
+    await Promise.all(
+      readdirSync(nodesDir).map(async (n) => {
+        const pid = currentContainerdPid({ containerdPidFile: path.join(nodesDir, n, 'run', 'lab', 'containerd.pid') });
+        if (pid) await stopPid(pid, 'containerd');
+      }),
+    );
+  }
+  await Promise.all(processes.map((p) => stopPid(p.pid, p.comm)));
+
+  for (const line of mountsUnder(dir).reverse()) {
+    const mp = line.split(' ')[4];
+    if (mp) await run('umount', ['-l', mp]).catch(() => undefined);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,253 @@
+/**
+ * One lab node: a private mount namespace (held by a `sleep` started under `unshare -m`) in which
+ * the node's own files are bind-mounted over /etc/hosts, /etc/passwd, /etc/containerd, /run,
+ * /var/lib, /root and /usr/local/sbin; a containerd with a realistic config; and an sshd on the
+ * node's own loopback address. Nothing is mounted in this machine's namespace.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { SHIM_PIDFILE, SYSTEMCTL_SHIM } from './systemctl-shim.js';
+import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
+
+/** What the lab records about one node (lab.json). */
+export interface LabNode {
+  name: string;
+  /** Loopback address sshd listens on, 127.0.0.(10+i). */
+  address: string;
+  sshPort: number;
+  /** The process holding the node's mount namespace: enter with `nsenter -t <nsPid> -m`. */
+  nsPid: number;
+  /** containerd's pid when the lab came up (a restart changes it; `labState` re-reads it). */
+  containerdPid: number;
+  sshdPid: number;
+  /** The CRI socket as the node sees it. */
+  criSocket: string;
+  /** The same socket reached from this machine (the node's /run is a directory of the lab). */
+  hostSocket: string;
+  /** The node's files on this machine; `files` maps each node path to its directory here. */
+  root: string;
+  files: {
+    '/etc/containerd': string;
+    '/run': string;
+    '/var/lib': string;
+    '/root': string;
+    '/etc/hosts': string;
+  };
+  /** containerd's pidfile and log on this machine. */
+  containerdPidFile: string;
+  containerdLog: string;
+}
+
+/** What every node shares. */
+export interface NodeContext {
+  labDir: string;
+  /** Lines appended to the node's copy of /etc/hosts. */
+  hostsLines: string[];
+  containerdConfig: string;
+  authorizedKey: string;
+  registryHost: string;
+  /** Called as soon as a process starts, so a failed `up` can still be cleaned up by pid. */
+  track: (pid: number, comm: string, what: string) => void;
+}
+
+/** Paths the node's namespace mounts over; the lab directory must not live under any of them. */
+export const NODE_MOUNTS = ['/etc/hosts', '/etc/passwd', '/etc/containerd', '/run', '/var/lib', '/root', '/usr/local/sbin'];
+
+/** The machine's `containerd config default`, with the comment header a real node's file has. */
+export async function realisticContainerdConfig(): Promise<string> {
+  const { stdout } = await run('containerd', ['config', 'default']);
+  return [
+    '# /etc/containerd/config.toml: generated with `containerd config default` at node provisioning.',
+    '# Registry trust belongs in hosts.toml files under the CRI registry config_path (see',
+    '# https://github.com/containerd/containerd/blob/main/docs/hosts.md); config_path is unset here.',
+    '',
+    stdout,
+  ].join('\n');
+}
+
+/** A docker-style config.json with a stale entry for the lab registry and one for another registry. */
+function staleCredentials(registryKey: string): string {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return `${JSON.stringify(
+    {
+      auths: {
+        [registryKey]: { auth: b64('ci-bot:expired-token-2023') },
+        'other.example:5000': { auth: b64('other-user:other-pass') },
+      },
+    },
+    null,
+    '\t',
+  )}\n`;
+}
+
+function passwdForNode(): string {
+  // Root logs in with /bin/sh: this machine's root shell start-up files are slow (pyenv init).
+  return readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => (line.startsWith('root:') ? 'root:x:0:0:root:/root:/bin/sh' : line))
+    .join('\n');
+}
+
+function sshdConfig(node: { address: string; port: number; dir: string }): string {
+  return [
+    '# sshd for a trustplay lab node (runs inside the node mount namespace)',
+    `ListenAddress ${node.address}:${node.port}`,
+    `HostKey ${node.dir}/ssh/ssh_host_ed25519_key`,
+    `PidFile ${node.dir}/ssh/sshd.pid`,
+    'PermitRootLogin prohibit-password',
+    'AuthorizedKeysFile .ssh/authorized_keys',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'StrictModes no',
+    'MaxSessions 10',
+    'PrintMotd no',
+    'PrintLastLog no',
+    'UseDNS no',
+    'AcceptEnv LANG LC_*',
+    'Subsystem sftp internal-sftp',
+    'LogLevel ERROR',
+    '',
+  ].join('\n');
+}
+
+/** Starts `unshare -m` running a mount script then `sleep infinity`; resolves with its pid once mounted. */
+function startHolder(binds: [string, string][], log: string): Promise<number> {
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const script = [
+    'set -e',
+    ...binds.map(([src, dst]) => `mount --bind ${q(src)} ${q(dst)}`),
+    'echo ready',
+    'exec sleep infinity </dev/null >/dev/null 2>&1',
+  ].join('\n');
+  return new Promise((resolve, reject) => {
+    // Private propagation: the binds exist only in the new namespace, never on this machine.
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => fail(new Error('timed out')), 10_000);
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      writeFileSync(log, `${out}${err}`);
+      reject(new Error(`could not set up the node's mount namespace: ${err.trim() || e.message}`));
+    };
+    child.once('error', fail);
+    child.once('exit', (code) => fail(new Error(`unshare exited with code ${String(code)}`)));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (!out.includes('ready\n') || child.pid === undefined) return;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      child.stdout.destroy();
+      child.stderr.destroy();
+      child.unref();
+      resolve(child.pid);
+    });
+  });
+}
+
+/** Creates node `index` (1-based), starts its namespace, containerd and sshd. */
+export async function startNode(ctx: NodeContext, index: number, sshPort: number): Promise<LabNode> {
+  const name = `node${index}`;
+  const address = `127.0.0.${10 + index}`;
+  const dir = path.join(ctx.labDir, 'nodes', name);
+  const files = {
+    '/etc/containerd': path.join(dir, 'etc-containerd'),
+    '/run': path.join(dir, 'run'),
+    '/var/lib': path.join(dir, 'var-lib'),
+    '/root': path.join(dir, 'root'),
+    '/etc/hosts': path.join(dir, 'etc-hosts'),
+  };
+  const passwd = path.join(dir, 'etc-passwd');
+  const sbin = path.join(dir, 'usr-local-sbin');
+  for (const d of [files['/etc/containerd'], files['/run'], path.join(files['/run'], 'lab'), files['/var/lib'], sbin, path.join(dir, 'ssh')]) {
+    mkdirSync(d, { recursive: true });
+  }
+  // sshd refuses to start without its privilege-separation directory.
+  mkdirSync(path.join(files['/run'], 'sshd'), { recursive: true, mode: 0o755 });
+  mkdirSync(path.join(files['/var/lib'], 'containerd'), { recursive: true, mode: 0o711 });
+  mkdirSync(path.join(files['/var/lib'], 'kubelet'), { recursive: true, mode: 0o700 });
+  mkdirSync(path.join(files['/root'], '.ssh'), { recursive: true, mode: 0o700 });
+  mkdirSync(path.join(files['/root'], '.docker'), { recursive: true, mode: 0o700 });
+  chmodSync(files['/root'], 0o700);
+
+  const hostsFile = readFileSync('/etc/hosts', 'utf8');
+  writeFileSync(
+    files['/etc/hosts'],
+    `${hostsFile.endsWith('\n') ? hostsFile : `${hostsFile}\n`}# trustplay lab (${name}'s own /etc/hosts)\n${ctx.hostsLines.join('\n')}\n`,
+  );
+  writeFileSync(passwd, passwdForNode());
+  writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), ctx.containerdConfig);
+  writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
+  writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), { mode: 0o600 });
+  writeFileSync(path.join(files['/var/lib'], 'kubelet', 'config.json'), staleCredentials(`https://${ctx.registryHost}`), { mode: 0o600 });
+  writeFileSync(path.join(sbin, 'systemctl'), SYSTEMCTL_SHIM, { mode: 0o755 });
+
+  const hostKey = path.join(dir, 'ssh', 'ssh_host_ed25519_key');
+  const sshdCfg = path.join(dir, 'ssh', 'sshd_config');
+  writeFileSync(sshdCfg, sshdConfig({ address, port: sshPort, dir }));
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `root@${name}`, '-f', hostKey]);
+
+  const nsPid = await startHolder(
+    [
+      [files['/etc/hosts'], '/etc/hosts'],
+      [passwd, '/etc/passwd'],
+      [files['/etc/containerd'], '/etc/containerd'],
+      [files['/run'], '/run'],
+      [files['/var/lib'], '/var/lib'],
+      [files['/root'], '/root'],
+      [sbin, '/usr/local/sbin'],
+    ],
+    path.join(dir, 'holder.log'),
+  );
+  ctx.track(nsPid, 'sleep', `${name} namespace holder`);
+
+  const node: LabNode = {
+    name,
+    address,
+    sshPort,
+    nsPid,
+    containerdPid: 0,
+    sshdPid: 0,
+    criSocket: '/run/containerd/containerd.sock',
+    hostSocket: path.join(files['/run'], 'containerd', 'containerd.sock'),
+    root: dir,
+    files,
+    containerdPidFile: path.join(files['/run'], SHIM_PIDFILE.replace(/^\/run\//, '')),
+    containerdLog: path.join(files['/run'], 'lab', 'containerd.log'),
+  };
+  const [, sshdPid] = await Promise.all([
+    run('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/local/sbin/systemctl', 'start', 'containerd']),
+    (async () => {
+      const log = path.join(dir, 'ssh', 'sshd.log');
+      // nsenter execs sshd in place, so the pid we get is sshd's own.
+      const pid = startDetached('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/sbin/sshd', '-D', '-e', '-f', sshdCfg], log);
+      ctx.track(pid, 'sshd', `${name} sshd`);
+      await waitFor(`${name}'s sshd on ${address}:${sshPort} (see ${log})`, async () => {
+        if (processName(pid) === undefined) throw new Error(readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | '));
+        return tcpAnswers(address, sshPort);
+      });
+      return pid;
+    })(),
+  ]);
+  node.sshdPid = sshdPid;
+  node.containerdPid = currentContainerdPid(node) ?? 0;
+  if (!node.containerdPid) throw new Error(`${name}'s containerd did not start: see ${node.containerdLog}`);
+  return node;
+}
+
+/** containerd's pid as the node's systemctl recorded it, if that process is still containerd. */
+export function currentContainerdPid(node: Pick<LabNode, 'containerdPidFile'>): number | undefined {
+  try {
+    const pid = Number(readFileSync(node.containerdPidFile, 'utf8').trim());
+    return pid > 0 && processName(pid) === 'containerd' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
