@@ -1,0 +1,112 @@
+import type { Command, ExecResult, FileStat, WriteOptions } from './connection.js';
+import { FileOperationError } from './errors.js';
+
+// Each file operation is ONE remote command (one channel, one round trip): POSIX sh plus
+// coreutils/busybox `stat -c`, `mktemp`, `cat`, `mv`. Paths travel as positional parameters,
+// never spliced into the script text.
+
+/** Exit status the scripts use for "no such file", distinct from real failures. */
+export const MISSING = 66;
+
+const READ = `[ -e "$1" ] || exit ${MISSING}; exec cat -- "$1"`;
+
+// Mode as `stat -c %f` (hex, with file type bits) so the caller tells files from directories.
+const STAT = `[ -e "$1" ] || exit ${MISSING}; exec stat -L -c '%f %u %g %s' -- "$1"`;
+
+const REMOVE = `exec rm -f -- "$1"`;
+
+// Write: resolve a symlink so we replace its target (a symlinked config stays a symlink), keep
+// the existing mode/owner unless given, create the temp file 0600 beside the target, fsync it,
+// rename over, fsync the directory. The trap removes the temp file on any failure.
+const WRITE = `set -u
+p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5
+if [ -L "$p" ]; then p=$(readlink -f -- "$p") || exit 1; fi
+d=$(dirname -- "$p") n=$(basename -- "$p")
+if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
+if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
+if [ -e "$p" ]; then
+  set -- $(stat -c '%a %u %g' -- "$p") || exit 1
+  [ -n "$mode" ] || mode=$1; [ -n "$uid" ] || uid=$2; [ -n "$gid" ] || gid=$3
+fi
+[ -n "$mode" ] || mode=644
+umask 077
+tmp=$(mktemp "$d/.$n.trustplay-XXXXXX") || exit 1
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
+cat > "$tmp" || exit 1
+if [ -n "$uid" ]; then chown -- "$uid\${gid:+:$gid}" "$tmp" || exit 1
+elif [ -n "$gid" ]; then chgrp -- "$gid" "$tmp" || exit 1; fi
+chmod -- "$mode" "$tmp" || exit 1
+sync -- "$tmp" 2>/dev/null || sync
+mv -f -- "$tmp" "$p" || exit 1
+trap - EXIT
+sync -- "$d" 2>/dev/null || :
+`;
+
+export function readFileCommand(path: string): Command {
+  return { argv: ['sh', '-c', READ, 'sh', path] };
+}
+
+export function statCommand(path: string): Command {
+  return { argv: ['sh', '-c', STAT, 'sh', path] };
+}
+
+export function removeCommand(path: string): Command {
+  return { argv: ['sh', '-c', REMOVE, 'sh', path] };
+}
+
+function intArg(name: string, value: number | undefined, radix: 8 | 10): string {
+  if (value === undefined) return '';
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
+  return value.toString(radix);
+}
+
+export function writeFileCommand(path: string, options: WriteOptions = {}): Command {
+  if (options.mode !== undefined && options.mode > 0o7777) throw new Error(`mode ${options.mode.toString(8)} is not a permission mode`);
+  return {
+    argv: [
+      'sh',
+      '-c',
+      WRITE,
+      'sh',
+      path,
+      intArg('mode', options.mode, 8),
+      intArg('uid', options.uid, 10),
+      intArg('gid', options.gid, 10),
+      options.mkdirs ? '1' : '0',
+    ],
+  };
+}
+
+function stderrLine(result: ExecResult): string {
+  const text = result.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
+  return text || `exit ${result.code}`;
+}
+
+/** Throws a one-sentence error for a failed file operation. */
+export function fileError(host: string, op: string, path: string, result: ExecResult): FileOperationError {
+  const why = result.timedOut ? 'timed out' : stderrLine(result);
+  return new FileOperationError(host, path, `${host}: cannot ${op} ${path}: ${why}`);
+}
+
+export function parseReadResult(host: string, path: string, result: ExecResult): Buffer | null {
+  if (result.code === MISSING) return null;
+  if (result.code !== 0) throw fileError(host, 'read', path, result);
+  return result.stdout;
+}
+
+/** Parses `stat -c '%f %u %g %s'` output. */
+export function parseStatResult(host: string, path: string, result: ExecResult): FileStat {
+  if (result.code === MISSING) return { exists: false };
+  if (result.code !== 0) throw fileError(host, 'stat', path, result);
+  const [rawMode, uid, gid, size] = result.stdout.toString('utf8').trim().split(/\s+/);
+  const mode = parseInt(rawMode ?? '', 16);
+  if (Number.isNaN(mode)) throw fileError(host, 'stat', path, { ...result, stderr: Buffer.from(`unexpected stat output ${JSON.stringify(result.stdout.toString())}`) });
+  return statFromMode(mode, Number(uid), Number(gid), Number(size));
+}
+
+/** A FileStat from a full st_mode (type bits included). */
+export function statFromMode(mode: number, uid: number, gid: number, size: number): FileStat {
+  const type = mode & 0o170000;
+  return { exists: true, isFile: type === 0o100000, isDirectory: type === 0o040000, mode: mode & 0o7777, uid, gid, size };
+}

@@ -1,0 +1,234 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
+import { FileOperationError } from './errors.js';
+import {
+  parseReadResult,
+  parseStatResult,
+  readFileCommand,
+  removeCommand,
+  statCommand,
+  fileError,
+  statFromMode,
+  writeFileCommand,
+} from './file-scripts.js';
+import { buildCommandLine, commandArgv } from './shell-quote.js';
+
+/** Options for a connection to the machine trustplay runs on. */
+export interface LocalConnectionOptions {
+  /** Inventory name (default `localhost`). */
+  host?: string;
+  /** Run commands and file operations through sudo unless already root. */
+  become?: boolean;
+  /** Fed to `sudo -S` on stdin, never on a command line. */
+  becomePassword?: string;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Runs commands as child processes of this process and touches files with fs calls. */
+export class LocalConnection implements Connection {
+  readonly host: string;
+  readonly kind = 'local' as const;
+  private readonly become: boolean;
+  private readonly becomePassword: string | undefined;
+  private readonly isRoot = process.getuid?.() === 0;
+
+  constructor(options: LocalConnectionOptions = {}) {
+    this.host = options.host ?? 'localhost';
+    this.become = options.become ?? false;
+    this.becomePassword = options.becomePassword;
+  }
+
+  async connect(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  /** Whether an operation must go through sudo (become requested and we are not root). */
+  private needsSudo(become?: boolean): boolean {
+    return (become ?? this.become) && !this.isRoot;
+  }
+
+  exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
+    let file: string;
+    let args: string[];
+    let stdinPrefix: Buffer | undefined;
+    let env: NodeJS.ProcessEnv = process.env;
+    if (this.needsSudo(options.become)) {
+      const built = buildCommandLine(command, {
+        ...(options.env ? { env: options.env } : {}),
+        become: true,
+        ...(this.becomePassword !== undefined ? { becomePassword: this.becomePassword } : {}),
+      });
+      [file, args, stdinPrefix] = ['sh', ['-c', built.line], built.stdinPrefix];
+    } else {
+      const argv = commandArgv(command);
+      [file, args] = [argv[0] as string, argv.slice(1)];
+      if (options.env) env = { ...process.env, ...options.env };
+    }
+    return new Promise((resolve) => {
+      // detached = own process group, so a timeout kills the command and everything it started.
+      const child = spawn(file, args, { env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let timedOut = false;
+      let timer: NodeJS.Timeout | undefined;
+      let spawnError: Error | undefined;
+      child.stdout.on('data', (b: Buffer) => stdout.push(b));
+      child.stderr.on('data', (b: Buffer) => stderr.push(b));
+      child.stdin.on('error', () => undefined); // the command may exit without reading its stdin
+      child.on('error', (err) => {
+        spawnError = err;
+      });
+      child.on('close', (code, signal) => {
+        if (timer) clearTimeout(timer);
+        if (spawnError) {
+          // Same shape as a shell's "command not found" so callers handle one kind of failure.
+          const missing = (spawnError as NodeJS.ErrnoException).code === 'ENOENT';
+          resolve({
+            code: missing ? 127 : 126,
+            stdout: Buffer.alloc(0),
+            stderr: Buffer.from(`${file}: ${spawnError.message}\n`),
+          });
+          return;
+        }
+        const result: ExecResult = {
+          code: timedOut ? 124 : (code ?? 128),
+          stdout: Buffer.concat(stdout),
+          stderr: Buffer.concat(stderr),
+        };
+        if (signal && !timedOut) result.signal = signal;
+        if (timedOut) result.timedOut = true;
+        resolve(result);
+      });
+      if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
+        timer = setTimeout(() => {
+          timedOut = true;
+          if (child.pid !== undefined) {
+            try {
+              process.kill(-child.pid, 'SIGKILL');
+            } catch {
+              // already gone
+            }
+          }
+        }, options.timeoutMs);
+      }
+      if (stdinPrefix) child.stdin.write(stdinPrefix);
+      if (options.stdin !== undefined) child.stdin.write(options.stdin);
+      child.stdin.end();
+    });
+  }
+
+  async readFile(path: string): Promise<Buffer | null> {
+    if (this.needsSudo()) return parseReadResult(this.host, path, await this.exec(readFileCommand(path)));
+    try {
+      return await readFile(path);
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw new FileOperationError(this.host, path, `${this.host}: cannot read ${path}: ${errorText(err)}`);
+    }
+  }
+
+  async writeFile(path: string, data: string | Buffer, options: WriteOptions = {}): Promise<void> {
+    if (this.needsSudo()) {
+      const result = await this.exec(writeFileCommand(path, options), { stdin: data });
+      if (result.code !== 0) throw fileError(this.host, 'write', path, result);
+      return;
+    }
+    let tmp: string | undefined;
+    try {
+      // Write through a symlink to its target, as the remote script does.
+      const target = await lstat(path).then(
+        (st) => (st.isSymbolicLink() ? realpath(path) : path),
+        (err: unknown) => {
+          if (isMissing(err)) return path;
+          throw err;
+        },
+      );
+      const dir = dirname(target);
+      if (options.mkdirs) await mkdir(dir, { recursive: true, mode: 0o755 });
+      const existing = await stat(target).catch((err: unknown) => {
+        if (isMissing(err)) return undefined;
+        throw err;
+      });
+      if (existing?.isDirectory()) throw new Error('it is a directory');
+      const mode = options.mode ?? (existing ? existing.mode & 0o7777 : 0o644);
+      const uid = options.uid ?? existing?.uid;
+      const gid = options.gid ?? existing?.gid;
+      tmp = join(dir, `.${basename(target)}.trustplay-${randomBytes(6).toString('hex')}`);
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        if (uid !== undefined || gid !== undefined) await fh.chown(uid ?? -1, gid ?? -1);
+        await fh.chmod(mode);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, target);
+      tmp = undefined;
+      const dh = await open(dir, 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch (err) {
+      if (tmp !== undefined) await unlink(tmp).catch(() => undefined);
+      throw new FileOperationError(this.host, path, `${this.host}: cannot write ${path}: ${errorText(err)}`);
+    }
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    if (this.needsSudo()) return parseStatResult(this.host, path, await this.exec(statCommand(path)));
+    try {
+      const st = await stat(path);
+      return statFromMode(st.mode, st.uid, st.gid, st.size);
+    } catch (err) {
+      if (isMissing(err)) return { exists: false };
+      throw new FileOperationError(this.host, path, `${this.host}: cannot stat ${path}: ${errorText(err)}`);
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    if (this.needsSudo()) {
+      const result = await this.exec(removeCommand(path));
+      if (result.code !== 0) throw fileError(this.host, 'remove', path, result);
+      return;
+    }
+    try {
+      const st = await lstat(path).catch((err: unknown) => {
+        if (isMissing(err)) return undefined;
+        throw err;
+      });
+      if (st?.isDirectory()) throw new Error('it is a directory');
+      if (st) await rm(path, { force: true });
+    } catch (err) {
+      throw new FileOperationError(this.host, path, `${this.host}: cannot remove ${path}: ${errorText(err)}`);
+    }
+  }
+
+  openUnixSocket(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(path);
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+      socket.once('error', (err) => {
+        reject(new Error(`${this.host}: cannot connect to unix socket ${path}: ${err.message}`));
+      });
+    });
+  }
+}

@@ -1,0 +1,95 @@
+import type { Command } from './connection.js';
+
+// Words made only of these characters mean the same quoted or not, so they stay bare for
+// readable command lines in error messages.
+const SAFE_WORD = /^[A-Za-z0-9_\-.,:/@%+=]+$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Quotes one word for a POSIX shell (single quotes; a quote inside becomes '\''). */
+export function quote(word: string): string {
+  if (word.includes('\0')) {
+    throw new Error(`cannot pass an argument containing a NUL byte to a command: ${JSON.stringify(word)}`);
+  }
+  if (word === '') return "''";
+  if (SAFE_WORD.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Quotes every word of an argv and joins them with spaces. */
+export function quoteArgv(argv: readonly string[]): string {
+  return argv.map(quote).join(' ');
+}
+
+/** The argv a command runs as: scripts go through `sh -c` so the login shell never matters. */
+export function commandArgv(command: Command): string[] {
+  if ('argv' in command) {
+    if (command.argv.length === 0) throw new Error('cannot run an empty argv');
+    return [...command.argv];
+  }
+  return ['sh', '-c', command.script];
+}
+
+function checkEnv(env: Record<string, string>): [string, string][] {
+  const entries = Object.entries(env);
+  for (const [name] of entries) {
+    if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name ${JSON.stringify(name)}`);
+  }
+  return entries;
+}
+
+/** How to run a command through a shell-interpreting transport (an SSH exec request). */
+export interface CommandLineOptions {
+  env?: Record<string, string>;
+  /** Wrap in coreutils `timeout` so the remote process group dies even when the channel is just closed. */
+  timeoutMs?: number;
+  become?: boolean;
+  /** When set, sudo reads it from the first line of stdin; it never appears on the command line. */
+  becomePassword?: string;
+}
+
+/** A shell command line plus the bytes that must precede the caller's stdin. */
+export interface CommandLine {
+  line: string;
+  /** Fed before the command's own stdin (the sudo password line), never logged. */
+  stdinPrefix?: Buffer;
+}
+
+/** Seconds for `timeout`, a little later than the client's own timer so the client reports first. */
+function timeoutSeconds(ms: number): string {
+  return ((ms + 1000) / 1000).toFixed(3);
+}
+
+/**
+ * Builds the line sent to the remote login shell: environment, timeout and sudo folded into the
+ * command because sshd drops most client-side environment variables.
+ */
+export function buildCommandLine(command: Command, options: CommandLineOptions = {}): CommandLine {
+  let argv = commandArgv(command);
+  if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
+    argv = ['timeout', '-k', '2', timeoutSeconds(options.timeoutMs), ...argv];
+  }
+  const env = checkEnv(options.env ?? {});
+  if (!options.become) {
+    const assignments = env.map(([k, v]) => `${k}=${quote(v)}`);
+    return { line: [...assignments, quoteArgv(argv)].join(' ') };
+  }
+  // sudo may refuse `VAR=value` arguments under its env policy; `env` applies them after sudo.
+  if (env.length > 0) argv = ['env', ...env.map(([k, v]) => `${k}=${v}`), ...argv];
+  if (options.becomePassword === undefined) {
+    return { line: quoteArgv(['sudo', '-n', '--', ...argv]) };
+  }
+  if (options.becomePassword.includes('\n')) throw new Error('a become password cannot contain a newline');
+  // The password arrives as the first stdin line. If sudo needs none (NOPASSWD, cached
+  // credentials) the line is consumed here rather than leaking into the command's stdin; `read`
+  // takes one byte at a time from a pipe, so the rest of stdin stays intact for the command.
+  const target = quoteArgv(argv);
+  const script = [
+    'IFS= read -r pw',
+    `if sudo -n true 2>/dev/null; then unset pw; sudo -n -- ${target}; exit $?; fi`,
+    `{ printf '%s\\n' "$pw"; unset pw; cat; } | sudo -S -p '' -- ${target}`,
+  ].join('\n');
+  return {
+    line: quoteArgv(['sh', '-c', script]),
+    stdinPrefix: Buffer.from(`${options.becomePassword}\n`),
+  };
+}
