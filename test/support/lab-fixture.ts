@@ -1,0 +1,67 @@
+/**
+ * Vitest helpers for suites that run against the lab: `describeLab` decides whether the suite can
+ * run (root and the lab's packages) and says why when it cannot, and `useLab` brings a lab up for
+ * the suite (or reuses the one named by TRUSTPLAY_LAB_DIR) and takes it down afterwards.
+ */
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { type Lab, labDown, labPrerequisites, labState, labUp } from '../lab/lab.js';
+
+/** Why lab suites cannot run here, or undefined when they can. */
+export function labSkipReason(): string | undefined {
+  const missing = labPrerequisites();
+  return missing.length > 0 ? missing.join('; ') : undefined;
+}
+
+/**
+ * `describe` for a lab suite. Without the prerequisites it is reported as skipped with the
+ * reason in its title; in CI (CI=true) it fails instead, since a green run must mean it ran.
+ */
+export function describeLab(name: string, body: () => void): void {
+  const reason = labSkipReason();
+  if (reason === undefined) {
+    describe(name, body);
+  } else if (process.env.CI === 'true') {
+    describe(name, () => {
+      it('has the lab prerequisites (required in CI)', () => {
+        throw new Error(`The lab cannot run on this CI machine: ${reason}.`);
+      });
+    });
+  } else {
+    describe.skip(`${name} (not run: ${reason})`, body);
+  }
+}
+
+/** A lab for the current suite; `lab` throws when read before beforeAll finished. */
+export interface LabHandle {
+  readonly lab: Lab;
+}
+
+/**
+ * Brings a lab up in beforeAll and down in afterAll. With TRUSTPLAY_LAB_DIR set, reuses that lab
+ * and leaves it running (it belongs to whoever started it).
+ */
+export function useLab(opts: { nodes?: number } = {}): LabHandle {
+  let lab: Lab | undefined;
+  let owned = false;
+  beforeAll(async () => {
+    const shared = process.env.TRUSTPLAY_LAB_DIR;
+    if (shared) {
+      lab = labState(shared);
+      if (opts.nodes !== undefined && lab.nodes.length < opts.nodes) {
+        throw new Error(`The lab at ${shared} has ${lab.nodes.length} nodes but this suite needs ${opts.nodes}: start it with --nodes ${opts.nodes}.`);
+      }
+      return;
+    }
+    owned = true;
+    lab = await labUp({ nodes: opts.nodes ?? 3 });
+  });
+  afterAll(async () => {
+    if (lab && owned) await labDown(lab);
+  });
+  return {
+    get lab(): Lab {
+      if (!lab) throw new Error('The lab is not up yet: read `lab` inside a test or hook, not at collection time.');
+      return lab;
+    },
+  };
+}

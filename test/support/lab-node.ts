@@ -1,0 +1,77 @@
+/** Small helpers to act on a lab node from a test: inside its namespace, over SSH, on its CRI. */
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Lab, LabNode } from '../lab/lab.js';
+
+/** Exit code and output of a command. */
+export interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(cmd: string, args: string[], input?: string): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: 60_000, maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** Runs a POSIX sh script inside the node's mount namespace (as the node sees its files). */
+export function inNode(node: LabNode, script: string, input?: string): Promise<Outcome> {
+  return exec('nsenter', ['-t', String(node.nsPid), '-m', '--', 'sh', '-c', script], input);
+}
+
+/** OpenSSH client arguments that log into `node` with the lab key and known_hosts only. */
+export function sshArgs(lab: Lab, node: LabNode, identityFile = lab.ssh.identityFile): string[] {
+  return [
+    '-i', identityFile,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${lab.ssh.knownHosts}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'BatchMode=yes',
+    '-o', 'ConnectTimeout=5',
+    '-p', String(node.sshPort),
+    `${lab.ssh.user}@${node.address}`,
+  ];
+}
+
+/** Runs a command on `node` over SSH with the OpenSSH client. */
+export function overSsh(lab: Lab, node: LabNode, command: string, identityFile?: string): Promise<Outcome> {
+  return exec('ssh', [...sshArgs(lab, node, identityFile), command]);
+}
+
+/**
+ * sha256 of each path (files), or of the sorted listing plus file hashes (directories), or
+ * "absent": the machine state a lab must leave untouched.
+ */
+export function hashPaths(paths: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (p: string, h: ReturnType<typeof createHash>): void => {
+    const st = statSync(p);
+    if (st.isDirectory()) {
+      for (const name of readdirSync(p).sort()) {
+        h.update(`${name}\0`);
+        walk(path.join(p, name), h);
+      }
+    } else if (st.isFile()) {
+      h.update(readFileSync(p));
+    }
+  };
+  for (const p of paths) {
+    if (!existsSync(p)) {
+      out[p] = 'absent';
+      continue;
+    }
+    const h = createHash('sha256');
+    walk(p, h);
+    out[p] = h.digest('hex');
+  }
+  return out;
+}
