@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+/**
+ * trustplay's entry point: one command table, commands imported lazily (fast start-up), and one
+ * error boundary that turns ExitError into its exit code.
+ */
+import { readFileSync } from 'node:fs';
+import { ExitCode, ExitError } from './exit-codes.js';
+
+type CommandFn = (positionals: string[], options: import('./options.js').Options) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<CommandFn> }> = {
+  validate: { summary: 'validate PLAYBOOK: check playbook and inventory, run nothing', load: async () => (await import('./commands/validate.js')).validateCommand },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+const HELP = `usage: trustplay COMMAND [options]
+
+commands:
+${Object.values(commands)
+  .map((c) => `  ${c.summary}`)
+  .join('\n')}
+
+options:
+  -i, --inventory FILE     inventory (default: localhost over a local connection)
+  -l, --limit PATTERN      only these hosts (names, groups, globs, a:b, a:!b, a:&b)
+  -f, --forks N            hosts in parallel (default 50)
+  -t, --tags A,B           only tasks with these tags;  --skip-tags A,B
+  -C, --check              plan only: report what would change
+  -D, --diff               show before/after of every change (secrets masked)
+  -e, --extra-vars K=V     set a variable (highest precedence); repeatable
+      --format human|json|jsonl
+      --state-dir DIR      snapshots (default ~/.local/state/trustplay)
+      --accept-new-host-keys   trust unknown SSH host keys on first use
+      --detailed-exitcode  run: exit 2 when something changed
+      --report FILE        write the json report to FILE;  --junit FILE
+  -v, --verbose            full error details
+      --version, -h/--help
+
+exit codes: 0 ok, 1 a task failed, 2 drift (check) / changed (--detailed-exitcode),
+            3 invalid input (nothing ran), 4 a host was unreachable
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`trustplay ${version()}\n`);
+    return ExitCode.Ok;
+  }
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? ExitCode.Invalid : ExitCode.Ok;
+  }
+  const cmd = commands[name];
+  try {
+    if (!cmd) {
+      const { suggestion } = await import('../playbook/diagnostics.js');
+      throw new ExitError(ExitCode.Invalid, `unknown command \`${name}\`${suggestion(name, Object.keys(commands))}; commands: ${Object.keys(commands).join(', ')}`);
+    }
+    const { parseOptions } = await import('./options.js');
+    const { positionals, options } = await parseOptions(rest);
+    if (options.help) {
+      process.stdout.write(HELP);
+      return ExitCode.Ok;
+    }
+    const fn = await cmd.load();
+    return await fn(positionals, options);
+  } catch (e) {
+    if (e instanceof ExitError) {
+      process.stderr.write(`${e.message}\n`);
+      return e.code;
+    }
+    process.stderr.write(`trustplay: internal error: ${(e as Error).stack ?? String(e)}\nThis is a bug in trustplay; nothing more was changed after this point.\n`);
+    return ExitCode.Failed;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`trustplay: ${String(e)}\n`);
+    process.exitCode = ExitCode.Failed;
+  },
+);

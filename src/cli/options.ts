@@ -1,0 +1,96 @@
+/** Command-line parsing shared by every command (node:util parseArgs, no dependency). */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ExitCode, ExitError } from './exit-codes.js';
+
+export const commonOptions = {
+  inventory: { type: 'string', short: 'i' },
+  limit: { type: 'string', short: 'l' },
+  forks: { type: 'string', short: 'f' },
+  tags: { type: 'string', short: 't' },
+  'skip-tags': { type: 'string' },
+  check: { type: 'boolean', short: 'C' },
+  diff: { type: 'boolean', short: 'D' },
+  'extra-vars': { type: 'string', short: 'e', multiple: true },
+  format: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'accept-new-host-keys': { type: 'boolean' },
+  'detailed-exitcode': { type: 'boolean' },
+  report: { type: 'string' },
+  junit: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  keep: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+export type Options = {
+  inventory?: string;
+  limit?: string;
+  forks: number;
+  tags?: string[];
+  skipTags?: string[];
+  check: boolean;
+  diff: boolean;
+  extraVars: Record<string, unknown>;
+  format: 'human' | 'json' | 'jsonl';
+  stateDir?: string;
+  acceptNewHostKeys: boolean;
+  detailedExitcode: boolean;
+  report?: string;
+  junit?: string;
+  verbose: boolean;
+  keep?: number;
+  help: boolean;
+};
+
+export async function parseOptions(argv: string[]): Promise<{ positionals: string[]; options: Options }> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: commonOptions, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new ExitError(ExitCode.Invalid, `${(e as Error).message.replace(/\. To specify.*$/s, '')}; see \`trustplay --help\``);
+  }
+  const v = parsed.values;
+  const forks = v.forks === undefined ? 50 : Number(v.forks);
+  if (!Number.isInteger(forks) || forks < 1) throw new ExitError(ExitCode.Invalid, `--forks must be a whole number of at least 1, not \`${v.forks}\``);
+  const format = (v.format ?? 'human') as Options['format'];
+  if (!['human', 'json', 'jsonl'].includes(format)) throw new ExitError(ExitCode.Invalid, `--format must be human, json or jsonl, not \`${v.format}\``);
+  const extraVars: Record<string, unknown> = {};
+  if (v['extra-vars']?.length) {
+    const { parse } = await import('yaml');
+    for (const kv of v['extra-vars']) {
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new ExitError(ExitCode.Invalid, `-e expects key=value, not \`${kv}\``);
+      const raw = kv.slice(eq + 1);
+      let value: unknown;
+      try {
+        value = raw === '' ? '' : parse(raw);
+      } catch {
+        value = raw;
+      }
+      extraVars[kv.slice(0, eq)] = value;
+    }
+  }
+  const keep = v.keep === undefined ? undefined : Number(v.keep);
+  if (keep !== undefined && (!Number.isInteger(keep) || keep < 0)) throw new ExitError(ExitCode.Invalid, `--keep must be a whole number, not \`${v.keep}\``);
+  const split = (s?: string) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
+  const options: Options = {
+    forks,
+    check: v.check ?? false,
+    diff: v.diff ?? false,
+    extraVars,
+    format,
+    acceptNewHostKeys: v['accept-new-host-keys'] ?? false,
+    detailedExitcode: v['detailed-exitcode'] ?? false,
+    verbose: v.verbose ?? false,
+    help: v.help ?? false,
+    ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
+    ...(v.limit !== undefined ? { limit: v.limit } : {}),
+    ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),
+    ...(v['skip-tags'] !== undefined ? { skipTags: split(v['skip-tags'])! } : {}),
+    ...(v['state-dir'] !== undefined ? { stateDir: v['state-dir'] } : {}),
+    ...(v.report !== undefined ? { report: v.report } : {}),
+    ...(v.junit !== undefined ? { junit: v.junit } : {}),
+    ...(keep !== undefined ? { keep } : {}),
+  };
+  return { positionals: parsed.positionals, options };
+}

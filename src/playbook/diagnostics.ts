@@ -1,0 +1,113 @@
+/** Located problems in user input, reported as `file:line:col: message` before anything runs. */
+import { LineCounter, isNode, parseDocument, type Document, type Node as YamlNode, type ParsedNode } from 'yaml';
+
+export interface Diagnostic {
+  file: string;
+  /** 1-based; 0 when the problem has no position (e.g. an unreadable file). */
+  line: number;
+  col: number;
+  message: string;
+  /** The offending source line, for the caret display. */
+  source?: string;
+}
+
+/** A parsed YAML file with what is needed to point at its nodes. */
+export interface SourceFile {
+  file: string;
+  text: string;
+  doc: Document.Parsed<ParsedNode>;
+  lines: LineCounter;
+}
+
+/** A diagnostic at a YAML node (or at the start of the file when the node is missing). */
+export function at(src: SourceFile, node: unknown, message: string): Diagnostic {
+  const offset = isNode(node) && (node as YamlNode).range ? (node as YamlNode).range![0] : 0;
+  return atOffset(src, offset, message);
+}
+
+export function atOffset(src: SourceFile, offset: number, message: string): Diagnostic {
+  const { line, col } = src.lines.linePos(offset);
+  const source = src.text.split('\n')[line - 1];
+  return { file: src.file, line, col, message, ...(source !== undefined ? { source } : {}) };
+}
+
+/** The node at a path of keys/indexes, or the deepest existing ancestor (so errors still point somewhere useful). */
+export function nodeAt(src: SourceFile, path: readonly (string | number)[], key = false): unknown {
+  let node: unknown = src.doc.contents;
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i]!;
+    const n = node as { items?: Array<{ key?: { value?: unknown }; value?: unknown } | unknown> };
+    if (!n || !Array.isArray(n.items)) return node;
+    if (typeof seg === 'number') {
+      const item = n.items[seg];
+      if (item === undefined) return node;
+      node = item;
+    } else {
+      const pair = n.items.find(
+        (p) => typeof p === 'object' && p !== null && 'key' in p && (p as { key?: { value?: unknown } }).key?.value === seg,
+      ) as { key?: unknown; value?: unknown } | undefined;
+      if (!pair) return node;
+      node = key && i === path.length - 1 ? pair.key : pair.value ?? pair.key;
+    }
+  }
+  return node;
+}
+
+export function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
+  return [...ds].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+}
+
+/** `file:line:col: message`, then the source line and a caret under the column. */
+export function formatDiagnostic(d: Diagnostic): string {
+  const head = d.line > 0 ? `${d.file}:${d.line}:${d.col}: ${d.message}` : `${d.file}: ${d.message}`;
+  if (d.source === undefined || d.line === 0) return head;
+  const src = d.source.replace(/\t/g, ' ');
+  return `${head}\n  ${src}\n  ${' '.repeat(Math.max(0, d.col - 1))}^`;
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest candidate within a sensible edit distance, for "did you mean `x`?". */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+export function suggestion(word: string, candidates: readonly string[]): string {
+  const m = didYouMean(word, candidates);
+  return m ? ` (did you mean \`${m}\`?)` : '';
+}
+
+/** Parse YAML text into a SourceFile, with YAML syntax errors as diagnostics. */
+export function parseYamlSource(file: string, text: string): { src: SourceFile; errors: Diagnostic[] } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  const src: SourceFile = { file, text, doc, lines };
+  const errors = doc.errors.map((e) => atOffset(src, e.pos[0], `YAML syntax error: ${firstLine(e.message)}`));
+  return { src, errors };
+}
+
+function firstLine(s: string): string {
+  return (s.split('\n')[0] ?? s).replace(/ at line \d+, column \d+:?$/, '');
+}

@@ -1,0 +1,386 @@
+/**
+ * Playbook loading and validation. Everything a user can get wrong in a playbook or inventory is
+ * reported here, located (`file:line:col: message`), before anything runs.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ValidateFunction } from 'ajv';
+import { at, nodeAt, parseYamlSource, sortDiagnostics, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
+import { hasTemplate, interpolate, isDefined, templatedStrings, templateRefs, TemplateError } from './interpolate.js';
+import { hostVariables, localInventory, type Inventory } from './inventory.js';
+import { matchHosts } from './patterns.js';
+import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
+import { moduleArgSchemas } from './schema/modules.js';
+import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
+
+export interface Location {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** A task as loaded: its module, raw (still templated) arguments and common keys. */
+export interface Task {
+  name: string;
+  module: string;
+  args: Record<string, unknown>;
+  when: Array<string | boolean>;
+  tags: string[];
+  notify: string[];
+  checkMode?: boolean;
+  ignoreErrors: boolean;
+  runOnce: boolean;
+  loc: Location;
+}
+
+export type Serial = number | string | Array<number | string>;
+
+export interface Play {
+  name: string;
+  hosts: string;
+  vars: Record<string, unknown>;
+  serial?: Serial;
+  maxFailPercentage?: number;
+  tasks: Task[];
+  handlers: Task[];
+  loc: Location;
+}
+
+export interface Playbook {
+  file: string;
+  /** sha256 of the playbook text, for snapshots. */
+  digest: string;
+  plays: Play[];
+}
+
+export interface LoadOptions {
+  inventory?: Inventory;
+  /** `-e key=value` variables (highest precedence). */
+  extraVars?: Record<string, unknown>;
+  /** Extra module argument schemas (internal/test modules). */
+  extraModules?: Record<string, Record<string, unknown>>;
+  /** `--limit`: restricts the hosts checked (a pattern). */
+  limit?: string;
+}
+
+export interface LoadResult {
+  playbook?: Playbook;
+  inventory: Inventory;
+  errors: Diagnostic[];
+  /** Hosts each play targets, after `--limit`. */
+  playHosts: string[][];
+}
+
+const validators = new Map<string, ValidateFunction>();
+
+function validatorFor(name: string, schema: Record<string, unknown>): ValidateFunction {
+  let v = validators.get(name);
+  if (!v) {
+    v = compileSchema(schema);
+    validators.set(name, v);
+  }
+  return v;
+}
+
+export async function loadPlaybook(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  const inventory = opts.inventory ?? localInventory();
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'it is a directory' : err.message;
+    return { inventory, errors: [{ file, line: 0, col: 0, message: `cannot read playbook: ${why}` }], playHosts: [] };
+  }
+  return parsePlaybook(file, text, { ...opts, inventory });
+}
+
+export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}): LoadResult {
+  const inventory = opts.inventory ?? localInventory();
+  const { src, errors: yamlErrors } = parseYamlSource(file, text);
+  if (yamlErrors.length) return { inventory, errors: yamlErrors, playHosts: [] };
+  const modules: Record<string, Record<string, unknown>> = {
+    ...(moduleArgSchemas as unknown as Record<string, Record<string, unknown>>),
+    ...opts.extraModules,
+  };
+  const errors: Diagnostic[] = [];
+  let data: unknown;
+  try {
+    data = src.doc.toJS();
+  } catch (e) {
+    return { inventory, errors: [at(src, src.doc.contents, `YAML error: ${(e as Error).message}`)], playHosts: [] };
+  }
+  let playsData: unknown[];
+  let base: (string | number)[][];
+  if (Array.isArray(data)) {
+    playsData = data;
+    base = data.map((_, i) => [i]);
+    if (data.length === 0) errors.push(at(src, src.doc.contents, 'playbook has no plays: write a play with `hosts:` and `tasks:`'));
+  } else if (data && typeof data === 'object') {
+    playsData = [data];
+    base = [[]];
+  } else {
+    return { inventory, errors: [at(src, src.doc.contents, 'a playbook is a play (a mapping with `hosts:` and `tasks:`) or a list of plays')], playHosts: [] };
+  }
+  const limit = opts.limit ? new Set(matchHosts(inventory, opts.limit).hosts) : undefined;
+  if (opts.limit && limit && limit.size === 0) {
+    errors.push({ file: '--limit', line: 0, col: 0, message: `\`${opts.limit}\` matches no host in the inventory (hosts: ${[...inventory.hosts.keys()].slice(0, 10).join(', ')}${inventory.hosts.size > 10 ? ', …' : ''})` });
+  }
+  const plays: Play[] = [];
+  const playHosts: string[][] = [];
+  playsData.forEach((pd, i) => {
+    const path = base[i]!;
+    const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit);
+    errors.push(...r.errors);
+    if (r.play) {
+      plays.push(r.play);
+      playHosts.push(r.hosts);
+    }
+  });
+  if (errors.length) return { inventory, errors: sortDiagnostics(dedupe(errors)), playHosts };
+  const digest = createHash('sha256').update(text).digest('hex');
+  return { playbook: { file, digest, plays }, inventory, errors: [], playHosts };
+}
+
+function dedupe(ds: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return ds.filter((d) => {
+    const k = `${d.file}:${d.line}:${d.col}:${d.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function locOf(src: SourceFile, path: (string | number)[]): Location {
+  const d = at(src, nodeAt(src, path), '');
+  return { file: d.file, line: d.line, col: d.col };
+}
+
+function toList<T>(v: T | T[] | undefined): T[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function loadPlay(
+  src: SourceFile,
+  pd: unknown,
+  path: (string | number)[],
+  modules: Record<string, Record<string, unknown>>,
+  inventory: Inventory,
+  extraVars: Record<string, unknown>,
+  limit: Set<string> | undefined,
+): { play?: Play; hosts: string[]; errors: Diagnostic[] } {
+  const errors: Diagnostic[] = [];
+  const shape = validatorFor('$play', playShapeSchema as unknown as Record<string, unknown>);
+  if (!shape(pd)) {
+    errors.push(...ajvErrorsToDiagnostics(src, path, shape.errors ?? [], { context: 'play', data: pd }));
+    // Keep going into tasks when the play is at least a mapping, so every problem is reported at once.
+    if (!pd || typeof pd !== 'object' || Array.isArray(pd)) return { hosts: [], errors };
+  }
+  const p = pd as Record<string, unknown>;
+  const hostsPattern = typeof p['hosts'] === 'string' ? p['hosts'] : '';
+  let hosts: string[] = [];
+  if (hostsPattern) {
+    const m = matchHosts(inventory, hostsPattern);
+    if (m.hosts.length === 0) {
+      const known = [...inventory.groups.keys(), ...inventory.hosts.keys()];
+      errors.push(at(src, nodeAt(src, [...path, 'hosts']), `host pattern \`${hostsPattern}\` matches no host in ${inventory.file ? "the inventory" : "the default inventory (localhost only; pass -i INVENTORY)"}${m.unmatched[0] ? suggestion(m.unmatched[0], known) : ''}`));
+    } else if (m.unmatched.length) {
+      errors.push(at(src, nodeAt(src, [...path, 'hosts']), `\`${m.unmatched[0]}\` in host pattern \`${hostsPattern}\` matches no host or group${suggestion(m.unmatched[0]!, [...inventory.groups.keys(), ...inventory.hosts.keys()])}`));
+    }
+    hosts = limit ? m.hosts.filter((h) => limit.has(h)) : m.hosts;
+  }
+  const playVars = (p['vars'] && typeof p['vars'] === 'object' ? p['vars'] : {}) as Record<string, unknown>;
+  const handlersRaw = Array.isArray(p['handlers']) ? p['handlers'] : [];
+  const tasksRaw = Array.isArray(p['tasks']) ? p['tasks'] : [];
+  const varsFor = memoVars(inventory, playVars, extraVars);
+  const handlers: Task[] = [];
+  handlersRaw.forEach((t, i) => {
+    const r = loadTask(src, t, [...path, 'handlers', i], modules, hosts, varsFor);
+    errors.push(...r.errors);
+    if (r.task) handlers.push(r.task);
+  });
+  const handlerNames = handlers.map((h) => h.name);
+  const tasks: Task[] = [];
+  tasksRaw.forEach((t, i) => {
+    const tpath = [...path, 'tasks', i];
+    const r = loadTask(src, t, tpath, modules, hosts, varsFor);
+    errors.push(...r.errors);
+    if (!r.task) return;
+    tasks.push(r.task);
+    const notifyRaw = (t as Record<string, unknown>)['notify'];
+    r.task.notify.forEach((n, j) => {
+      if (!handlerNames.includes(n)) {
+        const npath = Array.isArray(notifyRaw) ? [...tpath, 'notify', j] : [...tpath, 'notify'];
+        errors.push(at(src, nodeAt(src, npath), `notify: no handler named \`${n}\` in this play${suggestion(n, handlerNames)}${handlerNames.length ? `; handlers: ${handlerNames.join(', ')}` : ': add it under the play\'s `handlers:`'}`));
+      }
+    });
+  });
+  if (errors.length) return { hosts, errors };
+  const play: Play = {
+    name: typeof p['name'] === 'string' ? p['name'] : hostsPattern,
+    hosts: hostsPattern,
+    vars: playVars,
+    tasks,
+    handlers,
+    loc: locOf(src, path),
+    ...(p['serial'] !== undefined ? { serial: p['serial'] as Serial } : {}),
+    ...(p['max_fail_percentage'] !== undefined ? { maxFailPercentage: p['max_fail_percentage'] as number } : {}),
+  };
+  return { play, hosts, errors };
+}
+
+/** Per-host merged variables (inventory < host < play < extra), computed once per host. */
+function memoVars(inventory: Inventory, playVars: Record<string, unknown>, extraVars: Record<string, unknown>) {
+  const cache = new Map<string, Record<string, unknown>>();
+  return (host: string): Record<string, unknown> => {
+    let v = cache.get(host);
+    if (!v) {
+      const h = inventory.hosts.get(host);
+      v = { ...(h ? hostVariables(inventory, h) : {}), ...playVars, ...extraVars };
+      cache.set(host, v);
+    }
+    return v;
+  };
+}
+
+/** Variables of a host in a play, as the engine interpolates them. */
+export function playVariables(inventory: Inventory, play: Play, host: string, extraVars: Record<string, unknown> = {}): Record<string, unknown> {
+  return memoVars(inventory, play.vars, extraVars)(host);
+}
+
+function loadTask(
+  src: SourceFile,
+  td: unknown,
+  path: (string | number)[],
+  modules: Record<string, Record<string, unknown>>,
+  hosts: string[],
+  varsFor: (host: string) => Record<string, unknown>,
+): { task?: Task; errors: Diagnostic[] } {
+  const errors: Diagnostic[] = [];
+  if (!td || typeof td !== 'object' || Array.isArray(td)) {
+    return { errors: [at(src, nodeAt(src, path), 'a task must be a mapping: an optional `name:` and one module key, e.g. `containerd.tls: { registry: ... }`')] };
+  }
+  const t = td as Record<string, unknown>;
+  const moduleNames = Object.keys(modules);
+  const mods: string[] = [];
+  for (const k of Object.keys(t)) {
+    if (k in modules) mods.push(k);
+    else if (!taskCommonKeys.includes(k)) {
+      const hint = suggestion(k, [...moduleNames, ...taskCommonKeys]);
+      errors.push(at(src, nodeAt(src, [...path, k], true), `unknown module or task key \`${k}\`${hint}${hint ? '' : `; modules: ${moduleNames.join(', ')}`}`));
+    }
+  }
+  const label = typeof t['name'] === 'string' ? `task "${t['name']}"` : 'task';
+  if (mods.length === 0 && errors.length === 0) {
+    errors.push(at(src, nodeAt(src, path), `${label} names no module: add exactly one of ${moduleNames.join(', ')}`));
+  }
+  if (mods.length > 1) {
+    errors.push(at(src, nodeAt(src, [...path, mods[1]!], true), `${label} names two modules (\`${mods.join('`, `')}\`): a task runs exactly one; split it into two tasks`));
+  }
+  const common = validatorFor('$taskCommon', taskCommonSchema as unknown as Record<string, unknown>);
+  if (!common(t)) errors.push(...ajvErrorsToDiagnostics(src, path, common.errors ?? [], { context: 'task', data: t }));
+  const module = mods[0];
+  if (!module) return { errors };
+  const argsPath = [...path, module];
+  const rawArgs = t[module] === null || t[module] === undefined ? {} : t[module];
+  errors.push(...checkArgs(src, module, modules[module]!, rawArgs, argsPath, hosts, varsFor));
+  if (errors.length) return { errors };
+  const name = typeof t['name'] === 'string' ? t['name'] : defaultTaskName(module, rawArgs as Record<string, unknown>);
+  const task: Task = {
+    name,
+    module,
+    args: rawArgs as Record<string, unknown>,
+    when: toList(t['when'] as string | boolean | Array<string | boolean> | undefined),
+    tags: toList(t['tags'] as string | string[] | undefined),
+    notify: toList(t['notify'] as string | string[] | undefined),
+    ignoreErrors: t['ignore_errors'] === true,
+    runOnce: t['run_once'] === true,
+    loc: locOf(src, path),
+    ...(typeof t['check_mode'] === 'boolean' ? { checkMode: t['check_mode'] } : {}),
+  };
+  return { task, errors };
+}
+
+function defaultTaskName(module: string, args: Record<string, unknown>): string {
+  const subject = args['registry'] ?? args['image'] ?? args['namespace'];
+  return subject === undefined ? module : `${module} ${Array.isArray(subject) ? subject.join(',') : String(subject)}`;
+}
+
+/**
+ * Validate a task's arguments. Untemplated arguments are checked once; templated ones are
+ * interpolated for every targeted host (cached by the values the templates read), so undefined
+ * variables and wrong types after interpolation are caught before anything runs.
+ */
+function checkArgs(
+  src: SourceFile,
+  module: string,
+  schema: Record<string, unknown>,
+  rawArgs: unknown,
+  argsPath: (string | number)[],
+  hosts: string[],
+  varsFor: (host: string) => Record<string, unknown>,
+): Diagnostic[] {
+  const errors: Diagnostic[] = [];
+  const templated = templatedStrings(rawArgs);
+  const validate = validatorFor(module, schema);
+  const check = (args: unknown, hostNote: string): void => {
+    if (!validate(args)) {
+      for (const d of ajvErrorsToDiagnostics(src, argsPath, validate.errors ?? [], { context: module + hostNote, data: args })) errors.push(d);
+    }
+    for (const g of groupConstraintErrors(schema, args, module + hostNote)) errors.push(at(src, nodeAt(src, [...argsPath, ...g.path], true), g.message));
+  };
+  if (templated.length === 0 || hosts.length === 0) {
+    // No host to interpolate for: check the shape with templates standing in for any value.
+    check(templated.length ? stubTemplates(rawArgs) : rawArgs, '');
+    return errors;
+  }
+  const refs = [...new Set(templated.flatMap((s) => templateRefs(s.text).map((r) => r.expr)))];
+  const seen = new Set<string>();
+  for (const host of hosts) {
+    const vars = varsFor(host);
+    const key = JSON.stringify(refs.map((r) => (isDefined(vars, r) ? [r, lookupForKey(vars, r)] : [r])));
+    if (seen.has(key)) continue;
+    seen.add(key);
+    let args: unknown;
+    try {
+      args = interpolate(rawArgs, vars);
+    } catch (e) {
+      if (!(e instanceof TemplateError)) throw e;
+      const bad = templated.find((s) => templateRefs(s.text).some((r) => r.expr === e.expr)) ?? templated[0]!;
+      errors.push(at(src, nodeAt(src, [...argsPath, ...bad.path]), `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`));
+      continue;
+    }
+    check(args, hosts.length > 1 ? ` (host ${host})` : '');
+  }
+  // The same problem on many hosts is reported once, naming the first host.
+  const byMessage = new Map<string, Diagnostic>();
+  for (const d of errors) {
+    const k = `${d.line}:${d.col}:${d.message.replace(/ \(host [^)]*\)| for host `[^`]*`/, '')}`;
+    if (!byMessage.has(k)) byMessage.set(k, d);
+  }
+  return [...byMessage.values()];
+}
+
+function lookupForKey(vars: Record<string, unknown>, path: string): unknown {
+  try {
+    return interpolate(`{{ ${path} }}`, vars);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Replace templated strings by a neutral value so only the static shape is checked. */
+function stubTemplates(v: unknown): unknown {
+  if (typeof v === 'string') return hasTemplate(v) ? undefined : v;
+  if (Array.isArray(v)) return v.map(stubTemplates).filter((x) => x !== undefined);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const s = stubTemplates(x);
+      out[k] = s === undefined ? (typeof x === 'string' ? 'templated' : s) : s;
+    }
+    return out;
+  }
+  return v;
+}

@@ -1,0 +1,174 @@
+/** ajv (JSON Schema 2020-12) validation with errors turned into one-sentence, located diagnostics. */
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { at, nodeAt, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
+
+let ajv: Ajv2020 | undefined;
+
+function instance(): Ajv2020 {
+  if (!ajv) {
+    ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: false, verbose: true });
+    // Annotations read by our own checks (exclusive/together argument groups) and by editors.
+    ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
+    ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
+  }
+  return ajv;
+}
+
+export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  return instance().compile(schema);
+}
+
+/** JSON pointer (`/a/0/b`) to path segments. */
+export function pointerPath(ptr: string): (string | number)[] {
+  if (!ptr) return [];
+  return ptr
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function typeOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+function valueAt(data: unknown, path: (string | number)[]): unknown {
+  let cur = data;
+  for (const p of path) cur = (cur as Record<string | number, unknown> | undefined)?.[p];
+  return cur;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+  null: 'empty',
+};
+
+export interface ErrorContext {
+  /** Words naming the thing validated, e.g. "containerd.tls" or "play". */
+  context: string;
+  /** The validated data (to describe wrong values). */
+  data?: unknown;
+}
+
+/**
+ * One diagnostic per meaningful ajv error. `base` is the YAML path of the validated value inside
+ * the source file; ajv's instancePath is relative to it.
+ */
+export function ajvErrorsToDiagnostics(
+  src: SourceFile,
+  base: (string | number)[],
+  errors: ErrorObject[],
+  ctx: ErrorContext,
+): Diagnostic[] {
+  const data = ctx.data ?? valueAt(src.doc.toJS(), base);
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  // anyOf branches produce one error per branch: report the anyOf itself, not its branches.
+  const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath));
+  for (const e of errors) {
+    const rel = pointerPath(e.instancePath);
+    if (e.keyword !== 'anyOf' && e.keyword !== 'oneOf' && [...anyOfPaths].some((p) => e.instancePath === p && e.schemaPath.includes('/anyOf/'))) continue;
+    const where = rel.length ? `\`${rel.join('.')}\`` : ctx.context;
+    let message: string;
+    let node: unknown = nodeAt(src, [...base, ...rel]);
+    const value = valueAt(data, rel);
+    switch (e.keyword) {
+      case 'required': {
+        const missing = (e.params as { missingProperty: string }).missingProperty;
+        // Point at the thing missing the key (the module key of a task), not at its first argument.
+        if (rel.length === 0 && base.length > 0) node = nodeAt(src, base, true);
+        message = `${ctx.context}: missing required ${rel.length ? `key \`${missing}\` in ${where}` : `argument \`${missing}\``}`;
+        break;
+      }
+      case 'additionalProperties': {
+        const extra = (e.params as { additionalProperty: string }).additionalProperty;
+        const parent = e.parentSchema as { properties?: Record<string, unknown> } | undefined;
+        const known = Object.keys(parent?.properties ?? {});
+        node = nodeAt(src, [...base, ...rel, extra], true);
+        message = `${ctx.context}: unknown ${rel.length ? `key \`${extra}\` in ${where}` : `key \`${extra}\``}${suggestion(extra, known)}${known.length ? `; expected one of: ${known.join(', ')}` : ''}`;
+        break;
+      }
+      case 'type':
+        message = `${ctx.context}: ${where} must be ${TYPE_WORDS[(e.params as { type: string }).type] ?? (e.params as { type: string }).type}, not ${typeOf(value)}`;
+        break;
+      case 'enum': {
+        const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map(String);
+        message = `${ctx.context}: ${where} must be one of ${allowed.join(', ')}, not ${typeOf(value)}${typeof value === 'string' ? suggestion(value, allowed) : ''}`;
+        break;
+      }
+      case 'anyOf':
+      case 'oneOf': {
+        const desc = (e.parentSchema as { description?: string } | undefined)?.description;
+        message = `${ctx.context}: ${where} has the wrong shape (${typeOf(value)})${desc ? `: ${desc}` : ''}`;
+        break;
+      }
+      case 'pattern':
+        message = `${ctx.context}: ${where} is not valid (${typeOf(value)})${(e.parentSchema as { description?: string })?.description ? `: ${(e.parentSchema as { description?: string }).description}` : ''}`;
+        break;
+      case 'minimum':
+      case 'maximum':
+      case 'exclusiveMinimum':
+      case 'exclusiveMaximum':
+        message = `${ctx.context}: ${where} must be ${e.message ?? ''}, not ${typeOf(value)}`;
+        break;
+      case 'minLength':
+        message = `${ctx.context}: ${where} must not be empty`;
+        break;
+      case 'minItems':
+        message = `${ctx.context}: ${where} must list at least ${(e.params as { limit: number }).limit} item(s)`;
+        break;
+      case 'dependentRequired': {
+        const p = e.params as { property: string; missingProperty: string };
+        message = `${ctx.context}: \`${p.property}\` requires \`${p.missingProperty}\`: give both`;
+        break;
+      }
+      case 'not':
+        // Our mutually-exclusive groups are mirrored as `not`; the explicit x-exclusive check reports them.
+        continue;
+      default:
+        message = `${ctx.context}: ${where} ${e.message ?? 'is invalid'}`;
+    }
+    const key = `${JSON.stringify(rel)}|${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(at(src, node, message));
+  }
+  return out;
+}
+
+/** Enforce `x-exclusive` and `x-together` groups (recursively) with one sentence each. */
+export function groupConstraintErrors(
+  schema: Record<string, unknown>,
+  value: unknown,
+  ctx: string,
+  path: (string | number)[] = [],
+): Array<{ path: (string | number)[]; message: string }> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return [];
+  const v = value as Record<string, unknown>;
+  const out: Array<{ path: (string | number)[]; message: string }> = [];
+  for (const group of (schema['x-exclusive'] as string[][] | undefined) ?? []) {
+    const present = group.filter((k) => v[k] !== undefined && v[k] !== false);
+    if (present.length > 1) {
+      out.push({ path: [...path, present[1]!], message: `${ctx}: ${present.map((k) => `\`${k}\``).join(' and ')} are mutually exclusive: choose one of ${group.map((k) => `\`${k}\``).join(', ')}` });
+    }
+  }
+  for (const group of (schema['x-together'] as string[][] | undefined) ?? []) {
+    const present = group.filter((k) => v[k] !== undefined);
+    if (present.length > 0 && present.length < group.length) {
+      const missing = group.filter((k) => v[k] === undefined);
+      out.push({ path: [...path, present[0]!], message: `${ctx}: \`${present[0]}\` requires ${missing.map((k) => `\`${k}\``).join(', ')}: give both` });
+    }
+  }
+  const props = (schema['properties'] ?? {}) as Record<string, Record<string, unknown>>;
+  for (const [k, sub] of Object.entries(props)) out.push(...groupConstraintErrors(sub, v[k], ctx, [...path, k]));
+  return out;
+}
