@@ -1,0 +1,124 @@
+/** Why a pull failed, in the terms an operator fixes it in. */
+export type PullFailureClass =
+  | 'unknown-authority'
+  | 'name-mismatch'
+  | 'expired'
+  | 'plain-http'
+  | 'unauthorized'
+  | 'not-found'
+  | 'unreachable'
+  | 'dns'
+  | 'timeout'
+  | 'other';
+
+/** A classified pull failure: `summary` says what is wrong, `hint` which trustplay knob fixes it. */
+export interface PullFailure {
+  class: PullFailureClass;
+  summary: string;
+  hint: string;
+}
+
+interface Rule {
+  class: PullFailureClass;
+  test: RegExp;
+  summary: (m: RegExpExecArray, where: string) => string;
+  hint: string;
+}
+
+// Order matters: a TLS failure mentions the URL and a DNS timeout says "i/o timeout", so the
+// specific causes are tried before the generic ones. Patterns are Go's own error strings (crypto/x509,
+// net, net/http) as containerd passes them through, matched without the "tls: failed to verify
+// certificate:" prefix that Go >= 1.20 adds and older builds (containerd 1.6 on Go 1.19) lack.
+const RULES: Rule[] = [
+  {
+    class: 'unknown-authority',
+    test: /x509: certificate signed by unknown authority|x509: certificate is not trusted/,
+    summary: (_m, where) => `${where} presents a certificate signed by a CA this node does not trust`,
+    hint: "trust the registry's CA: containerd.tls with `ca: <registry CA PEM>`",
+  },
+  {
+    class: 'name-mismatch',
+    test: /x509: certificate is valid for (.+?), not ([^\s:"]+)/,
+    summary: (m, where) => `${where}'s certificate is valid for ${m[1] ?? '?'}, not for ${m[2] ?? 'the name pulled from'}`,
+    hint: 'the certificate does not cover the name you pull from: use the name in the certificate (or reissue it); skip_verify only as a last resort',
+  },
+  {
+    class: 'name-mismatch',
+    test: /x509: (certificate is not valid for any names|cannot validate certificate for \S+ because it doesn't contain any IP SANs|certificate relies on legacy Common Name field)/,
+    summary: (m, where) => `${where}'s certificate does not name the host pulled from (${m[1] ?? ''})`,
+    hint: 'the certificate does not cover the name you pull from: reissue it with that name (or IP) in subjectAltName; skip_verify only as a last resort',
+  },
+  {
+    class: 'expired',
+    test: /x509: certificate has expired or is not yet valid(?::\s*([^"]*?))?(?:$|")/,
+    summary: (m, where) => `${where}'s certificate has expired or is not yet valid${m[1] ? ` (${m[1].trim()})` : ''}`,
+    hint: "renew the registry's certificate, or fix the node's clock if it is wrong (check with `date -u`); no trust setting fixes this",
+  },
+  {
+    class: 'plain-http',
+    test: /server gave HTTP response to HTTPS client/,
+    summary: (_m, where) => `${where} speaks plain HTTP, but the node pulls over HTTPS`,
+    hint: 'the registry speaks plain HTTP: containerd.tls with `plain_http: true` (or serve the registry over TLS)',
+  },
+  {
+    class: 'unauthorized',
+    test: /401 Unauthorized|403 Forbidden|pull access denied|authorization failed|no basic auth credentials|insufficient_scope|\bunauthorized\b|\bdenied\b/i,
+    summary: (_m, where) => `${where} refused the pull: missing or wrong credentials`,
+    hint: 'give credentials: image.pull.verify `auth` (and kubelet / imagePullSecrets for pods); node.creds.wipe removes stale ones',
+  },
+  {
+    class: 'dns',
+    test: /no such host|server misbehaving|lookup \S+ on \S+: .*(?:i\/o timeout|connection refused)|Temporary failure in name resolution/,
+    summary: (_m, where) => `the node cannot resolve ${where}`,
+    hint: "check the registry name for typos and the node's DNS (/etc/resolv.conf, /etc/hosts)",
+  },
+  {
+    class: 'unreachable',
+    test: /connection refused|no route to host|network is unreachable|host is unreachable|connection reset by peer/,
+    summary: (_m, where) => `the node cannot connect to ${where}`,
+    hint: 'check the registry host and port, that the registry is running, and firewalls between the node and it',
+  },
+  {
+    class: 'timeout',
+    test: /i\/o timeout|context deadline exceeded|TLS handshake timeout|Client\.Timeout exceeded|did not finish within|DeadlineExceeded/,
+    summary: (_m, where) => `the pull from ${where} timed out`,
+    hint: 'check that the registry answers from the node (firewall dropping packets, proxy); raise image.pull.verify `timeout` for large images',
+  },
+  {
+    class: 'not-found',
+    test: /no match for platform in manifest/,
+    summary: (_m, where) => `${where} has the image but no variant for this node's platform`,
+    hint: "push the image for the node's architecture, or pull a multi-arch tag",
+  },
+  {
+    class: 'not-found',
+    test: /not found|manifest unknown|name unknown|404 Not Found/i,
+    summary: (_m, where) => `${where} does not have this image (repository or tag not found)`,
+    hint: 'check the image name and tag (or digest) against the registry',
+  },
+];
+
+/** Registry host[:port] named in the message: the request URL, else the image reference. */
+export function registryFromMessage(message: string): string | undefined {
+  const url = /\b(?:Head|Get|GET|HEAD|Post|Put) "https?:\/\/([^/"]+)/.exec(message) ?? /https?:\/\/([^/"\s]+)/.exec(message);
+  if (url?.[1]) return url[1];
+  const ref = /image "([^"]+)"|reference "([^"]+)"/.exec(message);
+  const image = ref?.[1] ?? ref?.[2];
+  if (!image) return undefined;
+  const first = image.split('/')[0] ?? '';
+  return image.includes('/') && /[.:]|^localhost$/.test(first) ? first : 'docker.io';
+}
+
+/** Classifies a containerd/CRI pull error message (raw text, as containerd returned it). */
+export function classifyPullError(message: string): PullFailure {
+  const where = registryFromMessage(message) ?? 'the registry';
+  for (const rule of RULES) {
+    const m = rule.test.exec(message);
+    if (m) return { class: rule.class, summary: rule.summary(m, where), hint: rule.hint };
+  }
+  return {
+    class: 'other',
+    summary: `pulling from ${where} failed for a reason trustplay does not recognise`,
+    hint: "read containerd's message below and its log on the node (journalctl -u containerd)",
+  };
+}

@@ -1,0 +1,88 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+
+/** A private unix socket on the controller whose every connection is piped to a fresh stream. */
+export interface StreamBridge {
+  /** Path of the local socket to hand to a client that only speaks to sockets (grpc-js). */
+  readonly socketPath: string;
+  /** The last error `openStream` failed with, so a caller can explain a dropped connection. */
+  readonly lastOpenError: Error | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on `<fresh 0700 temp dir>/cri.sock` and pipes each accepted connection to a new
+ * `openStream()` (e.g. an SSH `direct-streamlocal@openssh.com` channel).
+ */
+export async function openStreamBridge(openStream: () => Promise<Duplex>): Promise<StreamBridge> {
+  // mkdtemp creates the directory 0700: only this user can connect to the socket inside it, which
+  // matters because the far end is a root-owned containerd socket.
+  const dir = await mkdtemp(join(tmpdir(), 'trustplay-cri-'));
+  const socketPath = join(dir, 'cri.sock');
+  const live = new Set<Duplex>();
+  let lastOpenError: Error | undefined;
+
+  const server: Server = createServer((local: Socket) => {
+    live.add(local);
+    local.once('close', () => live.delete(local));
+    local.on('error', () => local.destroy());
+    openStream().then(
+      (remote) => {
+        if (local.destroyed) {
+          remote.destroy();
+          return;
+        }
+        lastOpenError = undefined;
+        live.add(remote);
+        const teardown = (): void => {
+          local.destroy();
+          remote.destroy();
+        };
+        remote.once('close', () => {
+          live.delete(remote);
+          teardown();
+        });
+        remote.on('error', teardown);
+        local.once('close', teardown);
+        local.pipe(remote);
+        remote.pipe(local);
+      },
+      (err: unknown) => {
+        lastOpenError = err instanceof Error ? err : new Error(String(err));
+        local.destroy();
+      },
+    );
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    socketPath,
+    get lastOpenError() {
+      return lastOpenError;
+    },
+    close() {
+      closed ??= (async () => {
+        for (const stream of live) stream.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return closed;
+    },
+  };
+}
