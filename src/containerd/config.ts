@@ -1,0 +1,152 @@
+/**
+ * The read side of containerd's config.toml: which config version it is, where the CRI registry
+ * table lives, and what registry settings it holds. Pure: text in, model out.
+ */
+import TOML from '@iarna/toml';
+import { getIn, toPlain, type PlainTable, type PlainValue } from './toml-edit.js';
+
+/** CRI registry table path for config version 2 (containerd 1.x, also read by 2.x after migration). */
+export const CRI_REGISTRY_V2 = ['plugins', 'io.containerd.grpc.v1.cri', 'registry'] as const;
+/** CRI registry table path for config version 3 (containerd 2.x). */
+export const CRI_REGISTRY_V3 = ['plugins', 'io.containerd.cri.v1.images', 'registry'] as const;
+
+/** The refusal for version 1 files (no `version` key, or `version = 1`). */
+export const VERSION_1_REFUSAL =
+  'config.toml is a version 1 containerd config (it has no `version = 2` line), which trustplay does not edit; convert it to version 2 (CRI settings under plugins."io.containerd.grpc.v1.cri") and run again.';
+
+/** TLS settings of the legacy `registry.configs."<host>".tls` table. */
+export interface LegacyTls {
+  insecure_skip_verify?: boolean;
+  ca_file?: string;
+  cert_file?: string;
+  key_file?: string;
+}
+
+/** Credentials of the legacy `registry.configs."<host>".auth` table (never print these). */
+export interface LegacyAuth {
+  username?: string;
+  password?: string;
+  auth?: string;
+  identitytoken?: string;
+}
+
+/** What trustplay needs to know about a config.toml. */
+export interface ContainerdConfigInfo {
+  version: 1 | 2 | 3;
+  /** Whether the file exists and holds at least one key or table (comments alone do not count). */
+  exists: boolean;
+  /** `plugins."io.containerd.grpc.v1.cri".registry` or `plugins."io.containerd.cri.v1.images".registry`. */
+  criRegistryTable: string;
+  /** The same table as path segments, for the editor. */
+  criRegistryPath: string[];
+  /** `config_path` exactly as written, null when absent. */
+  configPath: string | null;
+  /** `config_path` split on `:` (containerd uses filepath.SplitList), empty entries dropped. */
+  configPathDirs: string[];
+  mirrors: Record<string, { endpoint: string[] }>;
+  configs: Record<string, { tls?: LegacyTls; auth?: LegacyAuth }>;
+  imports: string[];
+}
+
+/** Options for reading a config: the containerd major version decides the version of a missing file. */
+export interface InspectOptions {
+  containerdMajor?: number;
+}
+
+/** Result of `inspectConfig`. */
+export type InspectResult = { ok: true; info: ContainerdConfigInfo } | { ok: false; error: string };
+
+/** The config version containerd writes by default: 3 from containerd 2.0, else 2. */
+export function defaultVersionFor(containerdMajor: number | undefined): 2 | 3 {
+  return containerdMajor !== undefined && containerdMajor >= 2 ? 3 : 2;
+}
+
+/** Reads a config.toml text (null = file missing) into a model, or says in one sentence why it cannot. */
+export function inspectConfig(text: string | null, opts: InspectOptions = {}): InspectResult {
+  let doc: PlainTable = {};
+  if (text !== null) {
+    try {
+      doc = toPlain(TOML.parse(text)) as PlainTable;
+    } catch (e) {
+      return { ok: false, error: syntaxError(e) };
+    }
+  }
+  const exists = Object.keys(doc).length > 0;
+  const rawVersion = doc['version'];
+  let version: 1 | 2 | 3;
+  if (!exists) version = defaultVersionFor(opts.containerdMajor);
+  else if (rawVersion === undefined || rawVersion === 1) return { ok: false, error: VERSION_1_REFUSAL };
+  else if (rawVersion === 2 || rawVersion === 3) version = rawVersion;
+  else return { ok: false, error: `config.toml declares version = ${JSON.stringify(rawVersion)}, which containerd does not know; fix the version line and run again.` };
+  if (version === 3 && opts.containerdMajor !== undefined && opts.containerdMajor < 2) {
+    return {
+      ok: false,
+      error: `config.toml declares version = 3, which containerd ${opts.containerdMajor}.x cannot load; use version = 2 with plugins."io.containerd.grpc.v1.cri" on this node.`,
+    };
+  }
+  const criRegistryPath = [...(version === 3 ? CRI_REGISTRY_V3 : CRI_REGISTRY_V2)];
+  const registry = getIn(doc, criRegistryPath);
+  const reg = isTable(registry) ? registry : {};
+  const configPath = typeof reg['config_path'] === 'string' ? reg['config_path'] : null;
+  return {
+    ok: true,
+    info: {
+      version,
+      exists,
+      criRegistryTable: `plugins."${criRegistryPath[1] as string}".registry`,
+      criRegistryPath,
+      configPath,
+      configPathDirs: configPath === null ? [] : configPath.split(':').filter((d) => d !== ''),
+      mirrors: readMirrors(reg['mirrors']),
+      configs: readConfigs(reg['configs']),
+      imports: Array.isArray(doc['imports']) ? doc['imports'].filter((i): i is string => typeof i === 'string') : [],
+    },
+  };
+}
+
+function isTable(v: PlainValue | undefined): v is PlainTable {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readMirrors(v: PlainValue | undefined): ContainerdConfigInfo['mirrors'] {
+  const out: ContainerdConfigInfo['mirrors'] = {};
+  if (!isTable(v)) return out;
+  for (const [host, m] of Object.entries(v)) {
+    const endpoint = isTable(m) && Array.isArray(m['endpoint']) ? m['endpoint'] : [];
+    out[host] = { endpoint: endpoint.filter((e): e is string => typeof e === 'string') };
+  }
+  return out;
+}
+
+function readConfigs(v: PlainValue | undefined): ContainerdConfigInfo['configs'] {
+  const out: ContainerdConfigInfo['configs'] = {};
+  if (!isTable(v)) return out;
+  for (const [host, c] of Object.entries(v)) {
+    const entry: { tls?: LegacyTls; auth?: LegacyAuth } = {};
+    if (isTable(c) && isTable(c['tls'])) {
+      const t = c['tls'];
+      const tls: LegacyTls = {};
+      if (typeof t['insecure_skip_verify'] === 'boolean') tls.insecure_skip_verify = t['insecure_skip_verify'];
+      for (const k of ['ca_file', 'cert_file', 'key_file'] as const) if (typeof t[k] === 'string') tls[k] = t[k];
+      entry.tls = tls;
+    }
+    if (isTable(c) && isTable(c['auth'])) {
+      const a = c['auth'];
+      const auth: LegacyAuth = {};
+      for (const k of ['username', 'password', 'auth', 'identitytoken'] as const) if (typeof a[k] === 'string') auth[k] = a[k];
+      entry.auth = auth;
+    }
+    out[host] = entry;
+  }
+  return out;
+}
+
+function syntaxError(e: unknown): string {
+  const err = e as { message?: unknown; line?: unknown; col?: unknown };
+  const first = String(err.message ?? e).split('\n')[0] ?? '';
+  const reason = first.replace(/ at row \d+, col \d+, pos \d+:?$/, '').replace(/\.$/, '');
+  if (typeof err.line === 'number' && typeof err.col === 'number') {
+    return `config.toml is not valid TOML at line ${err.line + 1}:${err.col + 1}: ${reason}; fix it by hand before running trustplay.`;
+  }
+  return `config.toml is not valid TOML: ${reason}; fix it by hand before running trustplay.`;
+}

@@ -1,0 +1,371 @@
+/**
+ * The config.toml edits the modules make, as pure functions: text in, new text (or a refusal) out.
+ * Each edit touches only the keys trustplay owns; everything else stays byte-for-byte.
+ *
+ * containerd rules these edits enforce (sources read through the code search):
+ * - containerd 1.6/1.7, pkg/cri/config/config.go ValidatePluginConfig: "`mirrors` cannot be set when
+ *   `config_path` is provided" and "`configs.tls` cannot be set when `config_path` is provided" are
+ *   errors, and the CRI plugin then fails to load (the config_test.go cases "conflicting mirror
+ *   registry config" / "conflicting tls registry config"). A non-empty `mirrors` map counts; the
+ *   empty `[...registry.mirrors]` header of `containerd config default` does not.
+ * - containerd 2.x, internal/cri/config ValidateImageConfig keeps the mirrors error but no longer has
+ *   the tls one: `configs.*.tls` is deprecated and not used for pulls, so writing it is pointless.
+ * - containerd 2.1+ pulls through the transfer service by default, which treats `config_path` as one
+ *   directory, so `a:b` silently matches nothing (containerd issues #12415 and #12808), while 1.x's
+ *   CRI pull searches each directory in order.
+ * - docs/hosts.md: config_path lives at `[plugins."io.containerd.grpc.v1.cri".registry]` (version 2)
+ *   or `[plugins."io.containerd.cri.v1.images".registry]` (version 3); credentials may stay in
+ *   `registry.configs."<host>".auth`.
+ */
+import {
+  defaultVersionFor,
+  inspectConfig,
+  type ContainerdConfigInfo,
+  type LegacyTls,
+} from './config.js';
+import {
+  defaultServer,
+  hostNamespaceDir,
+  MIGRATED_MARKER,
+  renderHostsModel,
+  type HostsTomlHost,
+  type HostsTomlModel,
+} from './hosts-toml.js';
+import { registryKeyMatches } from './registry-host.js';
+import { parsePlain, removeKey, removeTable, setKey, getIn, type EditResult } from './toml-edit.js';
+
+/** A successful edit: the new text, whether it differs, and notes for the run output (no secrets). */
+export interface EditOk {
+  text: string;
+  changed: boolean;
+  notes: string[];
+}
+
+/** A refusal: one sentence an operator can act on; nothing should be written. */
+export interface EditRefusal {
+  error: string;
+}
+
+/** Either outcome. */
+export type EditOutcome = EditOk | EditRefusal;
+
+/** What every edit needs to know about the node. */
+export interface EditOptions {
+  /** containerd's major version on the node (1 or 2). */
+  containerdMajor: number;
+}
+
+/** Legacy TLS keys trustplay owns inside `configs."<host>".tls`. */
+const TLS_KEYS = ['insecure_skip_verify', 'ca_file', 'cert_file', 'key_file'] as const;
+
+/** Type guard for refusals. */
+export function isRefusal(o: object): o is EditRefusal {
+  return 'error' in o;
+}
+
+function unwrap(r: EditResult): { text: string; changed: boolean } {
+  if (!r.ok) throw new RefusalSignal(`config.toml cannot be edited safely: ${r.error.replace(/\.$/, '')}.`);
+  return { text: r.text, changed: r.changed };
+}
+
+class RefusalSignal extends Error {}
+
+function guarded<T extends object>(fn: () => T): T | EditRefusal {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof RefusalSignal) return { error: e.message };
+    throw e;
+  }
+}
+
+function inspectOrRefuse(text: string | null, opts: EditOptions): ContainerdConfigInfo {
+  const r = inspectConfig(text, { containerdMajor: opts.containerdMajor });
+  if (!r.ok) throw new RefusalSignal(r.error);
+  return r.info;
+}
+
+/** Adds `version = N` to a file that has no content yet (missing, empty or only comments). */
+function withVersion(text: string | null, info: ContainerdConfigInfo): { text: string; changed: boolean } {
+  if (info.exists) return { text: text ?? '', changed: false };
+  return unwrap(setKey(text ?? '', [], 'version', info.version));
+}
+
+function sameDir(a: string, b: string): boolean {
+  const norm = (d: string): string => (d.length > 1 ? d.replace(/\/+$/, '') : d);
+  return norm(a) === norm(b);
+}
+
+function legacyTlsHosts(info: ContainerdConfigInfo): string[] {
+  return Object.entries(info.configs)
+    .filter(([, c]) => c.tls !== undefined)
+    .map(([h]) => h);
+}
+
+/** Options of `ensureConfigPath`. */
+export interface EnsureConfigPathOptions extends EditOptions {
+  /** Move legacy `mirrors` / `configs.*.tls` into hosts.toml files instead of refusing. */
+  migrateLegacy?: boolean;
+}
+
+/** Result of `ensureConfigPath`: the edit plus hosts.toml files a migration produced (dir name → text). */
+export type EnsureConfigPathOutcome = (EditOk & { hostsFiles: Record<string, string> }) | EditRefusal;
+
+/**
+ * Points the CRI registry `config_path` at exactly `dir`.
+ *
+ * Rules: legacy mirrors (any containerd) or legacy configs.*.tls (containerd 1.x) next to
+ * config_path break the CRI plugin, so they are refused unless `migrateLegacy`. A multi-directory
+ * config_path: on 1.x it is kept when `dir` is one of its directories (1.x searches them all) and
+ * refused otherwise; on 2.x it is replaced by `dir` when `dir` is one of them (2.1+ reads none of
+ * them) and refused otherwise. A different single directory is replaced, with a note.
+ */
+export function ensureConfigPath(text: string | null, dir: string, opts: EnsureConfigPathOptions): EnsureConfigPathOutcome {
+  return guarded(() => {
+    if (!dir.startsWith('/') || dir.includes(':')) throw new RefusalSignal(`config_path must be one absolute directory without ":", got ${JSON.stringify(dir)}.`);
+    const info = inspectOrRefuse(text, opts);
+    const notes: string[] = [];
+    let hostsFiles: Record<string, string> = {};
+    let cur = withVersion(text, info);
+    let changed = cur.changed;
+
+    const mirrorHosts = Object.keys(info.mirrors);
+    const tlsHosts = legacyTlsHosts(info);
+    const conflicting = opts.containerdMajor < 2 ? [...mirrorHosts, ...tlsHosts] : mirrorHosts;
+    if (conflicting.length > 0 || (opts.migrateLegacy === true && tlsHosts.length > 0)) {
+      if (opts.migrateLegacy !== true) {
+        const what = [
+          mirrorHosts.length > 0 ? `registry.mirrors for ${mirrorHosts.join(', ')}` : '',
+          opts.containerdMajor < 2 && tlsHosts.length > 0 ? `registry.configs.*.tls for ${tlsHosts.join(', ')}` : '',
+        ]
+          .filter((s) => s !== '')
+          .join(' and ');
+        throw new RefusalSignal(
+          `config.toml has legacy ${what}, and containerd's CRI plugin refuses to load when those are set together with config_path; pass migrate_legacy: true to move them into hosts.toml files, or remove them by hand.`,
+        );
+      }
+      const m = migrateLegacy(cur.text, opts);
+      if (isRefusal(m)) throw new RefusalSignal(m.error);
+      cur = { text: m.text, changed: true };
+      changed = true;
+      hostsFiles = m.hostsFiles;
+      notes.push(...m.notes);
+    } else if (tlsHosts.length > 0) {
+      notes.push(`containerd ${opts.containerdMajor}.x ignores the legacy registry.configs.*.tls settings for ${tlsHosts.join(', ')}; migrate_legacy: true moves them into hosts.toml files`);
+    }
+
+    const dirs = info.configPathDirs;
+    let target: string | null = dir;
+    if (dirs.length === 1 && sameDir(dirs[0] as string, dir)) {
+      target = info.configPath === dir ? null : dir;
+    } else if (dirs.length > 1) {
+      const listed = dirs.some((d) => sameDir(d, dir));
+      if (!listed) {
+        throw new RefusalSignal(
+          `config.toml's config_path lists several directories (${info.configPath ?? ''}) and ${dir} is not one of them; pass config_path: ${dirs[0] as string} to use the first one, or set config_path by hand.`,
+        );
+      }
+      if (opts.containerdMajor < 2) {
+        target = null;
+        if (!sameDir(dirs[0] as string, dir)) {
+          notes.push(`config_path ${info.configPath ?? ''} searches ${dirs[0] as string} before ${dir}; a host directory for the same registry there wins`);
+        }
+      } else {
+        const dropped = dirs.filter((d) => !sameDir(d, dir));
+        notes.push(
+          `config_path was ${info.configPath ?? ''}; containerd 2.1+ reads config_path as a single directory when it pulls through the transfer service, so it is set to ${dir} and ${dropped.join(', ')} is no longer read`,
+        );
+      }
+    } else if (dirs.length === 1) {
+      notes.push(`config_path was ${dirs[0] as string}; host directories under it are no longer read once it is ${dir}`);
+    }
+    if (target !== null) {
+      const r = unwrap(setKey(cur.text, info.criRegistryPath, 'config_path', target));
+      cur = r;
+      changed = changed || r.changed;
+    }
+    if (info.imports.length > 0) {
+      notes.push(`config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`);
+    }
+    return { text: cur.text, changed, notes, hostsFiles };
+  });
+}
+
+/**
+ * Sets (or with `tls === null` removes) the seed's legacy `registry.configs."<host>".tls` table.
+ * trustplay owns the four TLS keys of that table: keys not given are removed, other keys stay.
+ */
+export function setLegacyTls(text: string | null, host: string, tls: LegacyTls | null, opts: EditOptions): EditOutcome {
+  return guarded(() => {
+    const info = inspectOrRefuse(text, opts);
+    const configs = [...info.criRegistryPath, 'configs'];
+    if (tls === null) {
+      if (text === null) return { text: '', changed: false, notes: [] };
+      let cur = unwrap(removeKey(text, [...configs, host], 'tls'));
+      if (cur.changed) cur = dropIfEmpty(cur.text, [...configs, host], cur.changed);
+      return { text: cur.text, changed: cur.changed, notes: cur.changed ? [`removed registry.configs."${host}".tls`] : [] };
+    }
+    if (info.version === 3 || opts.containerdMajor >= 2) {
+      throw new RefusalSignal(`containerd ${opts.containerdMajor}.x ignores registry.configs."${host}".tls, so it would have no effect; use style: hosts instead.`);
+    }
+    if (info.configPath !== null && info.configPath !== '') {
+      throw new RefusalSignal(
+        `config.toml sets config_path to ${info.configPath}, and containerd 1.x's CRI plugin refuses to load when registry.configs.*.tls is set together with config_path; use style: hosts instead.`,
+      );
+    }
+    if (TLS_KEYS.every((k) => tls[k] === undefined)) {
+      throw new RefusalSignal('The legacy tls settings are empty; give ca_file, cert_file and key_file, or insecure_skip_verify.');
+    }
+    let cur = withVersion(text, info);
+    let changed = cur.changed;
+    const table = [...configs, host, 'tls'];
+    for (const k of TLS_KEYS) {
+      const v = tls[k];
+      const r = v === undefined ? unwrap(removeKey(cur.text, table, k)) : unwrap(setKey(cur.text, table, k, v));
+      cur = r;
+      changed = changed || r.changed;
+    }
+    return { text: cur.text, changed, notes: [] };
+  });
+}
+
+function dropIfEmpty(text: string, tablePath: string[], changed: boolean): { text: string; changed: boolean } {
+  const v = getIn(parsePlain(text), tablePath);
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0) {
+    const r = unwrap(removeTable(text, tablePath));
+    return { text: r.text, changed: changed || r.changed };
+  }
+  return { text, changed };
+}
+
+/** Result of `removeRegistryAuth`: which entries went (names only). */
+export type RemoveAuthOutcome = (EditOk & { removed: string[] }) | EditRefusal;
+
+/**
+ * Removes the credentials containerd holds for `registry` in config.toml: `configs."<key>".auth`
+ * for every key naming it (`host`, `host:port`, `https://host`) and the deprecated
+ * `auths."<key>"` entries. TLS settings and other registries stay untouched.
+ */
+export function removeRegistryAuth(text: string | null, registry: string): RemoveAuthOutcome {
+  if (text === null) return { text: '', changed: false, notes: [], removed: [] };
+  // The version decides where the registry table is; removing credentials is safe on any containerd.
+  const inspected = inspectConfig(text);
+  if (!inspected.ok) return { error: inspected.error };
+  const info = inspected.info;
+  return guarded(() => {
+    let cur = { text, changed: false };
+    const removed: string[] = [];
+    const configs = [...info.criRegistryPath, 'configs'];
+    for (const [key, c] of Object.entries(info.configs)) {
+      if (c.auth === undefined || !registryKeyMatches(key, registry)) continue;
+      const r = unwrap(removeKey(cur.text, [...configs, key], 'auth'));
+      cur = dropIfEmpty(r.text, [...configs, key], cur.changed || r.changed);
+      removed.push(`registry.configs."${key}".auth`);
+    }
+    const auths = getIn(parsePlain(cur.text), [...info.criRegistryPath, 'auths']);
+    if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) {
+      for (const key of Object.keys(auths)) {
+        if (!registryKeyMatches(key, registry)) continue;
+        const r = unwrap(removeKey(cur.text, [...info.criRegistryPath, 'auths'], key));
+        cur = { text: r.text, changed: cur.changed || r.changed };
+        removed.push(`registry.auths."${key}"`);
+      }
+    }
+    return { text: cur.text, changed: cur.changed, notes: removed.map((r) => `removed ${r}`), removed };
+  });
+}
+
+/**
+ * Resets `config_path` when it is exactly `dir` (removes the key; containerd's default applies).
+ * The `containerd.tls state: absent` rule is NOT to call this by default: other registries'
+ * hosts.toml files may live under the same directory, so absent removes only the registry's own
+ * host directory and leaves config_path. This is for a caller that knows the directory is unused.
+ */
+export function removeConfigPath(text: string | null, dir: string, opts: EditOptions): EditOutcome {
+  return guarded(() => {
+    if (text === null) return { text: '', changed: false, notes: [] };
+    const info = inspectOrRefuse(text, opts);
+    if (info.configPath === null || !sameDir(info.configPath, dir)) {
+      return { text, changed: false, notes: info.configPath ? [`config_path is ${info.configPath}, not ${dir}; left as it is`] : [] };
+    }
+    const r = unwrap(removeKey(text, info.criRegistryPath, 'config_path'));
+    return { text: r.text, changed: r.changed, notes: [`removed config_path ${dir}`] };
+  });
+}
+
+/** Result of `migrateLegacy`: config.toml without the legacy settings, and hosts.toml files (dir name → text). */
+export type MigrateOutcome = (EditOk & { hostsFiles: Record<string, string> }) | EditRefusal;
+
+function tlsToHostFields(tls: LegacyTls | undefined): Pick<HostsTomlHost, 'ca' | 'client' | 'skipVerify'> {
+  return {
+    ca: tls?.ca_file ? [tls.ca_file] : [],
+    client: tls?.cert_file ? [[tls.cert_file, tls.key_file ?? '']] : [],
+    skipVerify: tls?.insecure_skip_verify === true,
+  };
+}
+
+function endpointHost(endpoint: string): string {
+  return endpoint.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '');
+}
+
+/**
+ * Moves every legacy `mirrors."<ns>"` and `configs."<host>".tls` into hosts.toml texts, following
+ * docs/hosts.md: a mirror's endpoints become `[host."<endpoint>"]` entries tried in order (pull and
+ * resolve, as the legacy CRI resolver allowed), the namespace itself stays the `server` fallback
+ * (legacy CRI also fell back to it), `"*"` becomes `_default`, and each endpoint host's legacy TLS
+ * moves onto its entry. A TLS-only host gets a file of its own. Credentials (`auth`) stay in
+ * config.toml, where containerd still reads them.
+ */
+export function migrateLegacy(text: string, opts: EditOptions): MigrateOutcome {
+  return guarded(() => {
+    const info = inspectOrRefuse(text, opts);
+    const files: Record<string, HostsTomlModel> = {};
+    const notes: string[] = [];
+    for (const [ns, m] of Object.entries(info.mirrors)) {
+      const server = ns === '*' ? null : defaultServer(ns);
+      const hosts: HostsTomlHost[] = [];
+      let serverTls: LegacyTls | undefined;
+      for (const ep of m.endpoint) {
+        const url = /^[a-z]+:\/\//i.test(ep) ? ep.replace(/\/+$/, '') : `https://${ep.replace(/\/+$/, '')}`;
+        const tls = info.configs[endpointHost(url)]?.tls;
+        if (server !== null && url === server) serverTls = tls;
+        else hosts.push({ url, capabilities: ['pull', 'resolve'], ...tlsToHostFields(tls) });
+      }
+      const st = tlsToHostFields(serverTls ?? (ns === '*' ? undefined : info.configs[ns]?.tls));
+      files[hostNamespaceDir(ns)] = { server, serverCa: st.ca, serverClient: st.client, serverSkipVerify: st.skipVerify, hosts };
+      notes.push(`moved registry.mirrors."${ns}" to ${hostNamespaceDir(ns)}/hosts.toml`);
+    }
+    for (const host of legacyTlsHosts(info)) {
+      if (files[hostNamespaceDir(host)] === undefined) {
+        const server = defaultServer(host);
+        files[hostNamespaceDir(host)] = {
+          server,
+          serverCa: [],
+          serverClient: [],
+          serverSkipVerify: false,
+          hosts: [{ url: server, capabilities: ['pull', 'resolve'], ...tlsToHostFields(info.configs[host]?.tls) }],
+        };
+      }
+      notes.push(`moved registry.configs."${host}".tls to ${hostNamespaceDir(host)}/hosts.toml`);
+    }
+
+    let cur = { text, changed: false };
+    for (const ns of Object.keys(info.mirrors)) {
+      const r = unwrap(removeTable(cur.text, [...info.criRegistryPath, 'mirrors', ns]));
+      cur = { text: r.text, changed: cur.changed || r.changed };
+    }
+    for (const host of legacyTlsHosts(info)) {
+      const table = [...info.criRegistryPath, 'configs', host];
+      const r = unwrap(removeKey(cur.text, table, 'tls'));
+      cur = dropIfEmpty(r.text, table, cur.changed || r.changed);
+    }
+    const hostsFiles: Record<string, string> = {};
+    for (const [d, model] of Object.entries(files)) hostsFiles[d] = renderHostsModel(model, MIGRATED_MARKER);
+    return { text: cur.text, changed: cur.changed, notes, hostsFiles };
+  });
+}
+
+/** The config version a new config.toml gets on this node. */
+export function versionForNewFile(opts: EditOptions): 2 | 3 {
+  return defaultVersionFor(opts.containerdMajor);
+}

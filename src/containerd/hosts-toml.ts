@@ -1,0 +1,179 @@
+/**
+ * containerd registry host files: `<config_path>/<host[:port]>/hosts.toml` (containerd docs/hosts.md).
+ *
+ * Semantics we rely on (docs/hosts.md, "hosts.toml Content Description"):
+ * - the directory is the registry host namespace: `host` or `host:port` exactly as in image refs
+ *   (`_default` is the fallback namespace);
+ * - `server` is the namespace's default server, tried after every `[host."..."]` entry; when absent,
+ *   the namespace itself is used;
+ * - `[host."<url>"]` entries are tried first, in order; `capabilities` says what a host may do
+ *   (a registry we trust gets "pull" and "resolve"; CRI never pushes);
+ * - `ca` is a path or list of paths, `client` a path, a list, or a list of [cert, key] pairs,
+ *   `skip_verify` disables certificate and name checks; relative paths are relative to the file.
+ */
+import TOML from '@iarna/toml';
+import { formatString, formatValue, toPlain, type PlainTable, type PlainValue, type TomlValue } from './toml-edit.js';
+
+/** First line of every hosts.toml trustplay owns. */
+export const MANAGED_MARKER = '# Managed by trustplay — changes will be overwritten.';
+/** First line of hosts.toml files trustplay wrote while migrating legacy settings (not owned afterwards). */
+export const MIGRATED_MARKER = '# Migrated by trustplay from the legacy CRI registry settings in config.toml.';
+
+/** What `containerd.tls` wants for one registry. */
+export interface HostsTomlOptions {
+  /** `host` or `host:port`, as in image references. */
+  registry: string;
+  /** Where to pull from; default `https://<registry>` (`http://` with plainHttp). */
+  server?: string;
+  /** CA certificate path on the node. */
+  ca?: string;
+  clientCert?: string;
+  clientKey?: string;
+  skipVerify?: boolean;
+  plainHttp?: boolean;
+}
+
+/** One `[host."<url>"]` entry, normalised. */
+export interface HostsTomlHost {
+  url: string;
+  /** null when the file leaves it out (containerd then allows every capability). */
+  capabilities: string[] | null;
+  ca: string[];
+  client: Array<[string, string]>;
+  skipVerify: boolean;
+}
+
+/** A hosts.toml file, normalised so that equal meaning compares equal. */
+export interface HostsTomlModel {
+  server: string | null;
+  /** Settings at the top level, which apply to `server`. */
+  serverCa: string[];
+  serverClient: Array<[string, string]>;
+  serverSkipVerify: boolean;
+  hosts: HostsTomlHost[];
+}
+
+/** The directory name containerd looks up for a registry (`host:port` for non-default ports). */
+export function hostNamespaceDir(registry: string): string {
+  return registry === '*' ? '_default' : registry;
+}
+
+/** The upstream server for a registry namespace (docker.io's API lives at registry-1.docker.io). */
+export function defaultServer(registry: string, plainHttp = false): string {
+  if (registry === 'docker.io') return 'https://registry-1.docker.io';
+  return `${plainHttp ? 'http' : 'https'}://${registry}`;
+}
+
+/** The model `renderHostsToml(o)` writes, for comparing with `parseHostsToml` of the file on the node. */
+export function hostsTomlModel(o: HostsTomlOptions): HostsTomlModel {
+  const server = o.server ?? defaultServer(o.registry, o.plainHttp === true);
+  return {
+    server,
+    serverCa: [],
+    serverClient: [],
+    serverSkipVerify: false,
+    hosts: [
+      {
+        url: server,
+        capabilities: ['pull', 'resolve'],
+        ca: o.ca !== undefined ? [o.ca] : [],
+        client: o.clientCert !== undefined ? [[o.clientCert, o.clientKey ?? '']] : [],
+        skipVerify: o.skipVerify === true,
+      },
+    ],
+  };
+}
+
+/** Renders the hosts.toml trustplay writes for one registry, marked as managed. */
+export function renderHostsToml(o: HostsTomlOptions): string {
+  return renderHostsModel(hostsTomlModel(o), MANAGED_MARKER);
+}
+
+/** Renders any hosts.toml model with a first-line comment. */
+export function renderHostsModel(m: HostsTomlModel, marker: string): string {
+  const lines: string[] = [marker];
+  if (m.server !== null) lines.push(`server = ${formatString(m.server)}`);
+  lines.push(...tlsLines('', m.serverCa, m.serverClient, m.serverSkipVerify));
+  for (const h of m.hosts) {
+    lines.push('', `[host.${formatString(h.url)}]`);
+    if (h.capabilities !== null) lines.push(`  capabilities = ${formatValue(h.capabilities)}`);
+    lines.push(...tlsLines('  ', h.ca, h.client, h.skipVerify));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function tlsLines(indent: string, ca: string[], client: Array<[string, string]>, skip: boolean): string[] {
+  const out: string[] = [];
+  if (ca.length === 1) out.push(`${indent}ca = ${formatString(ca[0] as string)}`);
+  else if (ca.length > 1) out.push(`${indent}ca = ${formatValue(ca)}`);
+  if (client.length > 0) out.push(`${indent}client = ${formatValue(client as TomlValue[])}`);
+  if (skip) out.push(`${indent}skip_verify = true`);
+  return out;
+}
+
+/** Whether a hosts.toml was written by trustplay as its own (first non-blank line is the marker). */
+export function isManagedByTrustplay(text: string): boolean {
+  const first = text.split('\n').find((l) => l.trim() !== '');
+  return first?.trim() === MANAGED_MARKER;
+}
+
+/** Result of `parseHostsToml`. */
+export type ParseHostsResult = { ok: true; model: HostsTomlModel; managed: boolean } | { ok: false; error: string };
+
+/** Parses a hosts.toml into the normalised model (for idempotency checks and reporting). */
+export function parseHostsToml(text: string): ParseHostsResult {
+  let doc: PlainTable;
+  try {
+    doc = toPlain(TOML.parse(text)) as PlainTable;
+  } catch (e) {
+    const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
+    return { ok: false, error: `hosts.toml is not valid TOML: ${first}` };
+  }
+  const hostTable = doc['host'];
+  const hosts: HostsTomlHost[] = [];
+  if (isTable(hostTable)) {
+    // Object key order is the file order for string keys, which is the order containerd tries hosts.
+    for (const [url, h] of Object.entries(hostTable)) {
+      if (!isTable(h)) continue;
+      const caps = h['capabilities'];
+      hosts.push({
+        url,
+        capabilities: Array.isArray(caps) ? caps.filter((c): c is string => typeof c === 'string') : null,
+        ca: readCa(h['ca']),
+        client: readClient(h['client']),
+        skipVerify: h['skip_verify'] === true,
+      });
+    }
+  }
+  return {
+    ok: true,
+    managed: isManagedByTrustplay(text),
+    model: {
+      server: typeof doc['server'] === 'string' ? doc['server'] : null,
+      serverCa: readCa(doc['ca']),
+      serverClient: readClient(doc['client']),
+      serverSkipVerify: doc['skip_verify'] === true,
+      hosts,
+    },
+  };
+}
+
+function isTable(v: PlainValue | undefined): v is PlainTable {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readCa(v: PlainValue | undefined): string[] {
+  if (typeof v === 'string') return [v];
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+function readClient(v: PlainValue | undefined): Array<[string, string]> {
+  // containerd accepts a path, a list of paths, or a list of [cert, key] pairs; a lone path has no key.
+  if (typeof v === 'string') return [[v, '']];
+  if (!Array.isArray(v)) return [];
+  return v.flatMap((x): Array<[string, string]> => {
+    if (typeof x === 'string') return [[x, '']];
+    if (Array.isArray(x) && typeof x[0] === 'string') return [[x[0], typeof x[1] === 'string' ? x[1] : '']];
+    return [];
+  });
+}
