@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import type { JsonObject } from './json-patch.js';
+
+/**
+ * A minimal OpenAPI v3 document for the core group. kubectl 1.32 reads it before `replace` (and
+ * `create`, `apply`) to learn whether the server validates fields itself: it looks for a PATCH
+ * operation tagged with the object's group-version-kind that declares the `fieldValidation` query
+ * parameter. When found, kubectl sends `?fieldValidation=Strict` and skips client-side validation,
+ * which would otherwise need the full schema of every type.
+ */
+function queryParam(name: string, description: string): JsonObject {
+  return { name, in: 'query', description, schema: { type: 'string', uniqueItems: true } };
+}
+
+const commonWriteParams = [
+  queryParam('dryRun', 'When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed'),
+  queryParam('fieldManager', 'fieldManager is a name associated with the actor or entity that is making these changes.'),
+  queryParam('fieldValidation', 'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: - Ignore - Warn (default) - Strict'),
+];
+
+const pathParams = (namespaced: boolean): JsonObject[] => [
+  { name: 'name', in: 'path', required: true, description: 'name of the object', schema: { type: 'string', uniqueItems: true } },
+  ...(namespaced
+    ? [{ name: 'namespace', in: 'path', required: true, description: 'object name and auth scope, such as for teams and projects', schema: { type: 'string', uniqueItems: true } }]
+    : []),
+];
+
+function ref(kind: string): JsonObject {
+  return { $ref: `#/components/schemas/io.k8s.api.core.v1.${kind}` };
+}
+
+function itemOperations(kind: string, namespaced: boolean): JsonObject {
+  const gvk = { group: '', version: 'v1', kind };
+  const scope = namespaced ? 'Namespaced' : '';
+  const ok = { '200': { description: 'OK', content: { 'application/json': { schema: ref(kind) } } } };
+  return {
+    get: { tags: ['core_v1'], operationId: `readCoreV1${scope}${kind}`, responses: ok, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk },
+    put: {
+      tags: ['core_v1'],
+      operationId: `replaceCoreV1${scope}${kind}`,
+      parameters: commonWriteParams,
+      requestBody: { content: { '*/*': { schema: ref(kind) } }, required: true },
+      responses: ok,
+      'x-kubernetes-action': 'put',
+      'x-kubernetes-group-version-kind': gvk,
+    },
+    patch: {
+      tags: ['core_v1'],
+      operationId: `patchCoreV1${scope}${kind}`,
+      parameters: [...commonWriteParams, queryParam('force', 'Force is going to "force" Apply requests.')],
+      requestBody: {
+        content: Object.fromEntries(
+          ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'].map((t) => [
+            t,
+            { schema: { $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch' } },
+          ]),
+        ),
+        required: true,
+      },
+      responses: ok,
+      'x-kubernetes-action': 'patch',
+      'x-kubernetes-group-version-kind': gvk,
+    },
+    parameters: pathParams(namespaced),
+  };
+}
+
+const gvkOf = (kind: string): JsonObject[] => [{ group: '', kind, version: 'v1' }];
+const str = { type: 'string', default: '' };
+
+/** GET /openapi/v3/api/v1. */
+export function openApiCoreV1(): JsonObject {
+  return {
+    openapi: '3.0.0',
+    info: { title: 'Kubernetes', version: 'v1.32.4' },
+    paths: {
+      '/api/v1/namespaces/{name}': itemOperations('Namespace', false),
+      '/api/v1/namespaces/{namespace}/serviceaccounts/{name}': itemOperations('ServiceAccount', true),
+    },
+    components: {
+      schemas: {
+        'io.k8s.api.core.v1.LocalObjectReference': {
+          description: 'LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.',
+          type: 'object',
+          properties: { name: { ...str, description: 'Name of the referent.' } },
+          'x-kubernetes-map-type': 'atomic',
+        },
+        'io.k8s.api.core.v1.ObjectReference': {
+          type: 'object',
+          properties: Object.fromEntries(['apiVersion', 'fieldPath', 'kind', 'name', 'namespace', 'resourceVersion', 'uid'].map((k) => [k, { type: 'string' }])),
+          'x-kubernetes-map-type': 'atomic',
+        },
+        'io.k8s.api.core.v1.ServiceAccount': {
+          description: 'ServiceAccount binds together: * a name, understood by users, and perhaps by peripheral systems, for an identity * a principal that can be authenticated and authorized * a set of secrets',
+          type: 'object',
+          properties: {
+            apiVersion: { type: 'string' },
+            automountServiceAccountToken: { type: 'boolean' },
+            imagePullSecrets: {
+              type: 'array',
+              items: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.api.core.v1.LocalObjectReference' }] },
+              'x-kubernetes-list-type': 'atomic',
+            },
+            kind: { type: 'string' },
+            metadata: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }] },
+            secrets: {
+              type: 'array',
+              items: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.api.core.v1.ObjectReference' }] },
+              'x-kubernetes-patch-merge-key': 'name',
+              'x-kubernetes-patch-strategy': 'merge',
+            },
+          },
+          'x-kubernetes-group-version-kind': gvkOf('ServiceAccount'),
+        },
+        'io.k8s.api.core.v1.Namespace': {
+          type: 'object',
+          properties: {
+            apiVersion: { type: 'string' },
+            kind: { type: 'string' },
+            metadata: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }] },
+            spec: { type: 'object' },
+            status: { type: 'object' },
+          },
+          'x-kubernetes-group-version-kind': gvkOf('Namespace'),
+        },
+        'io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta': {
+          type: 'object',
+          properties: {
+            annotations: { type: 'object', additionalProperties: { ...str } },
+            creationTimestamp: { type: 'string', format: 'date-time' },
+            finalizers: { type: 'array', items: { ...str }, 'x-kubernetes-list-type': 'set', 'x-kubernetes-patch-strategy': 'merge' },
+            labels: { type: 'object', additionalProperties: { ...str } },
+            name: { type: 'string' },
+            namespace: { type: 'string' },
+            resourceVersion: { type: 'string' },
+            uid: { type: 'string' },
+          },
+        },
+        'io.k8s.apimachinery.pkg.apis.meta.v1.Patch': {
+          description: 'Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.',
+          type: 'object',
+        },
+      },
+    },
+  };
+}
+
+/** The document's content hash, which the index advertises so clients can cache it. */
+export function openApiCoreV1Hash(): string {
+  return createHash('sha512').update(JSON.stringify(openApiCoreV1())).digest('hex').toUpperCase();
+}
+
+/** GET /openapi/v3: the index of group-version documents. */
+export function openApiIndex(): JsonObject {
+  return { paths: { 'api/v1': { serverRelativeURL: `/openapi/v3/api/v1?hash=${openApiCoreV1Hash()}` } } };
+}
