@@ -154,6 +154,18 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
     }
   });
 
+  const emulator = existsSync(new URL('../lab/kube-api/main.ts', import.meta.url));
+  it.skipIf(!emulator)(`node1 (the master) reaches the Kubernetes API emulator with kubectl and its own kubeconfig${emulator ? '' : ' (not run: test/lab/kube-api/main.ts missing)'}`, async () => {
+    expect(lab.kube?.nodeKubeconfig).toBe('/root/.kube/config');
+    const r = await overSsh(lab, lab.nodes[0]!, "kubectl get sa default -n default -o jsonpath='{.imagePullSecrets[*].name}'");
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('registry-test-pull other-registry-pull');
+    const inventory = readFileSync(lab.inventoryPath, 'utf8');
+    expect(inventory).toContain('kubeconfig: /root/.kube/config');
+    // Workers have no kubeconfig, as on a real cluster.
+    expect((await overSsh(lab, lab.nodes[1]!, 'test -e /root/.kube/config')).code).toBe(1);
+  });
+
   it("the node's systemctl stops, starts and restarts containerd, and fails like systemd on a bad config", async () => {
     const node = lab.nodes[1]!;
     const pid0 = labState(lab.dir).nodes[1]!.containerdPid;

@@ -31,11 +31,14 @@ export function inventoryDocument(input: InventoryInput): Record<string, unknown
     groups: {
       masters: { hosts: names.slice(0, 1) },
       workers: { hosts: workers },
+      nodes: { children: ['masters', 'workers'] },
     },
     vars: {
       registry: input.registry,
       registry_ca: input.ca,
       image: input.image,
+      // Namespaces whose default ServiceAccount the emulator seeds with a stale pull secret.
+      namespaces: ['default', 'aegis'],
       ...(input.kubeconfig ? { kubeconfig: input.kubeconfig } : {}),
     },
   };

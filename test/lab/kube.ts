@@ -1,5 +1,5 @@
 /**
- * Optional lab step: runs the Kubernetes API emulator (test/lab/kube-api/server.ts, written
+ * Optional lab step: runs the Kubernetes API emulator (test/lab/kube-api/main.ts, written
  * separately) as its own process with a lab-signed certificate, and writes kubeconfigs for it:
  * one for this machine and one as node1's `/root/.kube/config` (the master's).
  */
@@ -27,6 +27,16 @@ export interface LabKube {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/**
+ * The cluster as the seed found it: the default ServiceAccount carries a stale pull secret for
+ * the registry (seed step 2 removes it), alongside one for another registry.
+ */
+export const SEED = {
+  default: { serviceAccounts: { default: { imagePullSecrets: ['registry-test-pull', 'other-registry-pull'] } } },
+  'kube-system': { serviceAccounts: { default: {} } },
+  aegis: { serviceAccounts: { default: { imagePullSecrets: ['registry-test-pull'] }, installer: { imagePullSecrets: ['registry-test-pull'] } } },
+};
+
 /** Starts the emulator, or logs why it was skipped and returns undefined. */
 export async function startKube(opts: {
   dir: string;
@@ -36,11 +46,11 @@ export async function startKube(opts: {
   track: (pid: number, comm: string, what: string) => void;
   log: (s: string) => void;
 }): Promise<LabKube | undefined> {
-  if (!existsSync(path.join(here, 'kube-api', 'server.ts'))) {
-    opts.log('kube-api emulator skipped: test/lab/kube-api/server.ts is not there yet');
+  if (!existsSync(path.join(here, 'kube-api', 'main.ts'))) {
+    opts.log('kube-api emulator skipped: test/lab/kube-api/main.ts is not there');
     return undefined;
   }
-  const entry = existsSync(path.join(here, 'kube-api', 'main.ts')) ? path.join(here, 'kube-api', 'main.ts') : path.join(here, 'kube-api-main.ts');
+  const entry = path.join(here, 'kube-api', 'main.ts');
   const dir = path.join(opts.dir, 'kube');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tokens = { admin: randomBytes(16).toString('hex'), readonly: randomBytes(16).toString('hex') };
@@ -48,19 +58,20 @@ export async function startKube(opts: {
   writeFileSync(
     optionsFile,
     JSON.stringify({
-      dir: path.join(dir, 'data'),
       port: opts.port,
       certFile: opts.pki.kube.cert,
       keyFile: opts.pki.kube.key,
       caFile: opts.pki.ca.cert,
       tokens: { [tokens.admin]: 'admin', [tokens.readonly]: 'readonly' },
+      namespaces: SEED,
     }),
     { mode: 0o600 },
   );
   const log = path.join(dir, 'kube-api.log');
   const tsx = import.meta.resolve('tsx');
-  const pid = startDetached(process.execPath, ['--import', tsx, entry, optionsFile], log);
+  const pid = startDetached(process.execPath, ['--import', tsx, entry, '--config', optionsFile], log);
   opts.track(pid, processName(pid) ?? 'node', 'kube-api emulator');
+  const t0 = Date.now();
   await waitFor(
     `kube-api emulator on 127.0.0.1:${opts.port} (see ${log})`,
     async () => {
@@ -80,6 +91,6 @@ export async function startKube(opts: {
       mode: 0o600,
     });
   }
-  opts.log(`kube-api emulator up on port ${opts.port}`);
+  opts.log(`kube-api emulator up on port ${opts.port} after ${Date.now() - t0} ms`);
   return { url: `https://127.0.0.1:${opts.port}`, port: opts.port, pid, tokens, hostKubeconfig, nodeKubeconfig };
 }
