@@ -633,7 +633,11 @@ export function setKey(text: string, tablePath: readonly string[], key: string, 
   let splice: Splice;
   const existing = findKv(doc, full);
   if (existing) {
-    splice = { at: existing.valueStart, remove: existing.valueEnd - existing.valueStart, insert: formatValue(value) };
+    // Keep the file's quoting: a literal 'string' stays literal when the new value can be one.
+    const wasLiteral = text[existing.valueStart] === "'" && !text.startsWith("'''", existing.valueStart);
+    const literalOk = typeof value === 'string' && [...value].every((ch) => ch !== "'" && (ch.codePointAt(0) ?? 0) >= 0x20 && ch !== '\u007f');
+    const formatted = wasLiteral && literalOk ? `'${value as string}'` : formatValue(value);
+    splice = { at: existing.valueStart, remove: existing.valueEnd - existing.valueStart, insert: formatted };
   } else {
     splice = planNewKey(doc, tablePath, key, value);
   }
