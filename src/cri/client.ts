@@ -206,7 +206,13 @@ class GrpcCriClient implements CriImageClient {
     switch (err.code) {
       case GRPC_UNAVAILABLE: {
         // Over SSH the socket grpc-js sees is our bridge, so the real cause is the channel error.
-        const cause = this.bridge?.lastOpenError?.message ?? cleanUnavailable(details);
+        const openError = this.bridge?.lastOpenError?.message;
+        const cause =
+          openError === undefined
+            ? cleanUnavailable(details)
+            : /Channel open failure/i.test(openError)
+              ? `${openError}: sshd refused to open it (the socket does not exist there, or sshd_config has AllowStreamLocalForwarding no / DisableForwarding yes)`
+              : openError;
         return new CriError(`cannot reach containerd's CRI socket ${where}: ${cause}`, err.code, details, where);
       }
       case GRPC_UNIMPLEMENTED:

@@ -6,6 +6,9 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import { Client as SshClient } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyPullError, type PullFailureClass } from '../../src/cri/classify.js';
 import { CriError, createCriClient, createCriClientOverStream, waitForCri, type CriImageClient } from '../../src/cri/client.js';
@@ -24,6 +27,7 @@ import {
   type StandaloneContainerd,
   type TestRegistry,
 } from '../support/containerd-standalone.js';
+import { startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
 
 const HOSTS = ['registry.test', 'wrongname.test', 'expired.test', 'plain.test', 'auth.test', 'closed.test', 'blackhole.test'];
 
@@ -247,3 +251,66 @@ async function bridgeDirs(): Promise<string[]> {
   }
   return dirs;
 }
+
+// The real SSH path: OpenSSH's direct-streamlocal@openssh.com to containerd's socket through sshd,
+// opened with ssh2 directly (src/connection/ssh.ts's openUnixSocket does the same on a host).
+describe.skipIf(sshdUnavailable() !== undefined)('CRI client over a real OpenSSH stream-local forward', () => {
+  let sshd: Sshd;
+  let ssh: SshClient;
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    const privateKey = await readFile(sshd.clientKey);
+    ssh = new SshClient();
+    await new Promise<void>((resolve, reject) => {
+      ssh.once('ready', () => resolve());
+      ssh.once('error', reject);
+      const known = sshd.hostKeys.map((k) => Buffer.from(k.pub.split(' ')[1] ?? '', 'base64'));
+      ssh.connect({
+        host: sshd.address,
+        port: sshd.port,
+        username: 'root',
+        privateKey,
+        hostVerifier: (key: Buffer) => known.some((k) => k.equals(key)),
+      });
+    });
+  });
+
+  afterAll(async () => {
+    ssh?.end();
+    await sshd?.stop();
+  });
+
+  const forward = (path: string) => (): Promise<Duplex> =>
+    new Promise((resolve, reject) => {
+      ssh.openssh_forwardOutStreamLocal(path, (err, channel) => (err ? reject(err) : resolve(channel)));
+    });
+
+  it('lists, pulls and inspects images through the forwarded socket', async () => {
+    const remote = await createCriClientOverStream(forward(ctr.socket), `${ctr.socket} on ssh-node`);
+    try {
+      expect((await remote.version()).runtimeName).toBe('containerd');
+      const host = `registry.test:${secure.port}`;
+      await trustCaFor(ctr, host, caPath);
+      const image = `${host}/${tiny.ref}`;
+      expect((await remote.pullImage(image)).imageRef).toBe(tiny.configDigest);
+      expect((await remote.listImages()).map((i) => i.id)).toContain(tiny.configDigest);
+      await remote.removeImage(image);
+      expect(await client.imageStatus(image)).toBeNull();
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it("reports sshd's refusal when the remote socket does not exist", async () => {
+    const remote = await createCriClientOverStream(forward('/run/containerd/missing.sock'), '/run/containerd/missing.sock on ssh-node');
+    const err = await remote.listImages().then(
+      () => undefined,
+      (e: unknown) => e as CriError,
+    );
+    await remote.close();
+    expect(err).toBeInstanceOf(CriError);
+    expect(err?.message).toMatch(/^cannot reach containerd's CRI socket \/run\/containerd\/missing\.sock on ssh-node: /);
+    expect(err?.message).toContain('sshd refused to open it');
+  });
+});

@@ -1,0 +1,193 @@
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Connection, FileStat } from '../connection/connection.js';
+import {
+  CRI_LOADER_OPTIONS,
+  CriError,
+  cleanUnavailable,
+  createCriClient,
+  crictlEndpoint,
+  endpointToPath,
+  resolveCriSocket,
+  waitForCri,
+} from './client.js';
+import { CRI_IMAGE_DESCRIPTOR } from './proto/cri-image-descriptor.js';
+
+let dir: string;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tp-cri-unit-'));
+});
+
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A host whose filesystem is `root` on this machine: only what resolveCriSocket reads is real. */
+function hostAt(root: string): Connection {
+  const unused = (): never => {
+    throw new Error('not used by resolveCriSocket');
+  };
+  return {
+    host: 'node-a',
+    kind: 'local',
+    connect: async () => undefined,
+    exec: unused,
+    writeFile: unused,
+    remove: unused,
+    openUnixSocket: unused,
+    close: async () => undefined,
+    async readFile(path) {
+      return readFile(join(root, path)).catch(() => null);
+    },
+    async stat(path): Promise<FileStat> {
+      const st = await stat(join(root, path)).catch(() => null);
+      return st ? { exists: true, isFile: st.isFile(), isDirectory: st.isDirectory(), mode: st.mode & 0o7777 } : { exists: false };
+    },
+  };
+}
+
+async function listenUnix(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const server: NetServer = createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+}
+
+describe('endpointToPath and crictlEndpoint', () => {
+  it('accepts the unix endpoint spellings crictl accepts', () => {
+    expect(endpointToPath('unix:///run/containerd/containerd.sock', 'x')).toBe('/run/containerd/containerd.sock');
+    expect(endpointToPath('unix:/run/k3s/containerd/containerd.sock', 'x')).toBe('/run/k3s/containerd/containerd.sock');
+    expect(endpointToPath('/run/crio/crio.sock', 'x')).toBe('/run/crio/crio.sock');
+  });
+
+  it('refuses a TCP endpoint with a sentence naming where it came from', () => {
+    expect(() => endpointToPath('tcp://10.0.0.1:1234', '/etc/crictl.yaml on node-a')).toThrow(
+      /^\/etc\/crictl\.yaml on node-a names "tcp:\/\/10\.0\.0\.1:1234", which is not a unix socket/,
+    );
+  });
+
+  it('prefers image-endpoint, then runtime-endpoint, and shrugs at broken YAML', () => {
+    expect(crictlEndpoint('runtime-endpoint: unix:///a.sock\nimage-endpoint: unix:///b.sock\n')).toBe('unix:///b.sock');
+    expect(crictlEndpoint('runtime-endpoint: unix:///a.sock\ntimeout: 2\n')).toBe('unix:///a.sock');
+    expect(crictlEndpoint('image-endpoint: ""\nruntime-endpoint: unix:///a.sock\n')).toBe('unix:///a.sock');
+    expect(crictlEndpoint('debug: true\n')).toBeUndefined();
+    expect(crictlEndpoint('runtime-endpoint: [unclosed\n')).toBeUndefined();
+  });
+});
+
+describe('resolveCriSocket', () => {
+  it('takes the configured socket over everything else', async () => {
+    await mkdir(join(dir, 'etc'));
+    await writeFile(join(dir, 'etc/crictl.yaml'), 'runtime-endpoint: unix:///run/other.sock\n');
+    expect(await resolveCriSocket(hostAt(dir), 'unix:///custom/cri.sock')).toBe('/custom/cri.sock');
+  });
+
+  it("uses the node's /etc/crictl.yaml next", async () => {
+    await mkdir(join(dir, 'etc'));
+    await writeFile(join(dir, 'etc/crictl.yaml'), 'runtime-endpoint: unix:///run/k3s/containerd/containerd.sock\n');
+    expect(await resolveCriSocket(hostAt(dir))).toBe('/run/k3s/containerd/containerd.sock');
+  });
+
+  it('falls back to the first well-known socket that exists, skipping plain files', async () => {
+    await mkdir(join(dir, 'run/containerd'), { recursive: true });
+    await writeFile(join(dir, 'run/containerd/containerd.sock'), 'not a socket');
+    await listenUnix(join(dir, 'run/k3s/containerd/containerd.sock'));
+    expect(await resolveCriSocket(hostAt(dir))).toBe('/run/k3s/containerd/containerd.sock');
+  });
+
+  it('asks `answers` when given and skips sockets that do not answer', async () => {
+    await listenUnix(join(dir, 'run/containerd/containerd.sock'));
+    await listenUnix(join(dir, 'run/k3s/containerd/containerd.sock'));
+    const asked: string[] = [];
+    const got = await resolveCriSocket(hostAt(dir), undefined, async (p) => {
+      asked.push(p);
+      return p.includes('k3s');
+    });
+    expect(got).toBe('/run/k3s/containerd/containerd.sock');
+    expect(asked).toEqual(['/run/containerd/containerd.sock', '/run/k3s/containerd/containerd.sock']);
+  });
+
+  it('says what it tried when nothing is there', async () => {
+    await expect(resolveCriSocket(hostAt(dir))).rejects.toThrow(
+      /^no CRI socket found on node-a \(tried \/run\/containerd\/containerd\.sock, \/run\/k3s\/containerd\/containerd\.sock and \/etc\/crictl\.yaml\)/,
+    );
+  });
+});
+
+describe('cleanUnavailable', () => {
+  it("keeps the cause from grpc-js' connection message", () => {
+    expect(cleanUnavailable('No connection established. Last error: Error: connect ENOENT /x.sock. Resolution note: ')).toBe(
+      'connect ENOENT /x.sock',
+    );
+    expect(cleanUnavailable('No connection established. Last error: connect ECONNREFUSED /x.sock (2026-01-01T00:00:00.000Z)')).toBe(
+      'connect ECONNREFUSED /x.sock',
+    );
+    expect(cleanUnavailable('Connection dropped')).toBe('Connection dropped');
+  });
+});
+
+/** A real grpc-js server on a unix socket, serving RuntimeService only when `withCri`. */
+async function startGrpcServer(path: string, withCri: boolean): Promise<grpc.Server> {
+  const server = new grpc.Server();
+  if (withCri) {
+    const def = protoLoader.fromJSON(CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0], CRI_LOADER_OPTIONS);
+    server.addService(def['runtime.v1.RuntimeService'] as grpc.ServiceDefinition, {
+      Version: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+        cb(null, { version: '0.1.0', runtimeName: 'fake-cri', runtimeVersion: '9.9', runtimeApiVersion: 'v1' }),
+    });
+  }
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+  return server;
+}
+
+describe('waitForCri and CriError', () => {
+  it('names the socket and the cause when nothing listens', async () => {
+    const client = createCriClient(join(dir, 'absent.sock'));
+    cleanups.push(() => client.close());
+    const err = await client.listImages().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CriError);
+    expect((err as CriError).message).toBe(
+      `cannot reach containerd's CRI socket ${join(dir, 'absent.sock')}: connect ENOENT ${join(dir, 'absent.sock')}`,
+    );
+  });
+
+  it('waits for a socket that comes up later', async () => {
+    const path = join(dir, 'later.sock');
+    const waiting = waitForCri(path, 20_000);
+    setTimeout(() => void startGrpcServer(path, true), 400);
+    await expect(waiting).resolves.toEqual({ runtimeName: 'fake-cri', runtimeVersion: '9.9', runtimeApiVersion: 'v1' });
+  });
+
+  it('gives up at once when the socket answers without the CRI (plugin disabled or broken config)', async () => {
+    const path = join(dir, 'nocri.sock');
+    await startGrpcServer(path, false);
+    const err = await waitForCri(path, 60_000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CriError);
+    expect((err as CriError).code).toBe(grpc.status.UNIMPLEMENTED);
+    expect((err as CriError).message).toContain('does not serve the CRI');
+  });
+
+  it('fails after the timeout with the last error when the socket never appears', async () => {
+    const path = join(dir, 'never.sock');
+    await expect(waitForCri(path, 600)).rejects.toThrow(
+      `the CRI at ${path} did not answer within 600 ms (last error: connect ENOENT ${path})`,
+    );
+  });
+});
