@@ -114,6 +114,7 @@ const keyCache = new Map<string, Promise<ParsedKey>>();
 class SessionSlots {
   private open = 0;
   private readonly waiting: (() => void)[] = [];
+  private releaseWatchers: (() => void)[] = [];
   constructor(private limit: number) {}
 
   get inUse(): number {
@@ -132,6 +133,14 @@ class SessionSlots {
     const next = this.open <= this.limit ? this.waiting.shift() : undefined;
     if (next) next();
     else this.open--;
+    const watchers = this.releaseWatchers;
+    this.releaseWatchers = [];
+    for (const w of watchers) w();
+  }
+
+  /** Resolves at the next release(): a refused channel retries when a session has gone away. */
+  nextRelease(): Promise<void> {
+    return new Promise((resolve) => this.releaseWatchers.push(resolve));
   }
 
   shrinkTo(limit: number): void {
@@ -437,30 +446,44 @@ export class SshConnection implements Connection {
   /** Runs a command line on a session channel, waiting for a free slot first. */
   private async run(line: CommandLine, stdin: string | Buffer | undefined, timeoutMs: number | undefined): Promise<ExecResult> {
     await this.connect();
-    for (;;) {
+    for (let refusals = 0; ; ) {
       await this.slots.acquire();
-      let channel: ClientChannel;
+      let running: { result: Promise<ExecResult> };
       try {
-        channel = await this.openSession(line.line);
+        running = await this.openSession(line.line, (channel) => this.collect(channel, line, stdin, timeoutMs));
       } catch (err) {
         const othersOpen = this.slots.inUse - 1;
+        const retry = othersOpen > 0 && this.client !== undefined && /open failure/i.test((err as Error).message);
+        const released = retry ? this.slots.nextRelease() : undefined;
         this.slots.release();
-        if (othersOpen > 0 && this.client && /open failure/i.test((err as Error).message)) {
-          // The server allows fewer sessions than we assumed (a lower MaxSessions): adapt, retry.
-          this.slots.shrinkTo(othersOpen);
-          continue;
-        }
-        throw err;
+        if (!released) throw err;
+        // sshd frees a session a moment after the close handshake, so a refusal right after one of
+        // ours closed is a race: retry when the next one closes. Refused again and again means the
+        // server's MaxSessions is lower than we assumed: adapt to it.
+        if (++refusals >= 3) this.slots.shrinkTo(othersOpen);
+        await released;
+        continue;
       }
       try {
-        return await this.collect(channel, line, stdin, timeoutMs);
+        return await running.result;
       } finally {
-        this.slots.release();
+        // sshd frees a session slot a little after the close handshake; an OPEN sent in the same
+        // instant is refused ("no more sessions"). A timer tick lets most frees land first; the
+        // rare refusal left is retried above.
+        setTimeout(() => this.slots.release(), 0);
       }
     }
   }
 
-  private async openSession(line: string): Promise<ClientChannel> {
+  /**
+   * Opens a session running `line`. `start` runs synchronously in ssh2's callback: a fast
+   * command's output, exit status and close can arrive in the same read as the exec reply, so
+   * listeners attached a microtask later would miss them.
+   */
+  private async openSession(
+    line: string,
+    start: (channel: ClientChannel) => Promise<ExecResult>,
+  ): Promise<{ result: Promise<ExecResult> }> {
     await this.connect();
     const client = this.client;
     if (!client) throw this.lost();
@@ -470,7 +493,7 @@ export class SshConnection implements Connection {
           if (err) reject(err);
           else {
             this.counters.channels++;
-            resolve(channel);
+            resolve({ result: start(channel) });
           }
         });
       } catch (err) {
