@@ -39,7 +39,9 @@ running_pid() {
 do_start() {
   running_pid >/dev/null && return 0
   mkdir -p "$(dirname "$PIDFILE")"
-  setsid containerd --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+  # A clean environment, as systemd gives a unit (no proxy variables leak into registry requests).
+  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    containerd --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"
   i=0
