@@ -617,11 +617,15 @@ export function setKey(text: string, tablePath: readonly string[], key: string, 
   const label = `setting ${full.join('.')}`;
   if (isDeepStrictEqual(getIn(before, full), want)) return { ok: true, text, changed: false };
 
+  const now = getIn(before, full);
+  if (isTable(now) || (Array.isArray(now) && arrayTableOnPath(doc, full))) {
+    return { ok: false, error: `cannot set ${full.join('.')}: it is a table, not a value` };
+  }
+  const arr = arrayTableOnPath(doc, full);
+  if (arr) return { ok: false, error: `cannot set ${full.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand` };
   const expected = cloneTable(before);
   const conflict = setInPlain(expected, full, want);
   if (conflict !== null) return { ok: false, error: `cannot set ${full.join('.')}: ${conflict} is a value, not a table` };
-  const arr = arrayTableOnPath(doc, full);
-  if (arr) return { ok: false, error: `cannot set ${full.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand` };
   const container = inlineContainer(doc, full);
   if (container) {
     return {
