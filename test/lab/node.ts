@@ -59,8 +59,8 @@ export async function realisticContainerdConfig(): Promise<string> {
   const { stdout } = await run('containerd', ['config', 'default']);
   return [
     '# /etc/containerd/config.toml: generated with `containerd config default` at node provisioning.',
-    '# Registry trust belongs in hosts.toml files under the CRI registry config_path (see',
-    '# https://github.com/containerd/containerd/blob/main/docs/hosts.md); config_path is unset here.',
+    '# Registry trust belongs in hosts.toml files under the CRI registry config_path (containerd',
+    '# docs/hosts.md); config_path is still unset on this node.',
     '',
     stdout,
   ].join('\n');
