@@ -59,12 +59,12 @@ export class CriError extends Error {
 }
 
 /** Well-known gRPC status codes we branch on (values from grpc-js `status`). */
-const GRPC_NOT_FOUND = 5;
 const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_NOT_FOUND = 5;
 const GRPC_UNIMPLEMENTED = 12;
 const GRPC_UNAVAILABLE = 14;
 
-/** Default ceiling for a pull; kubelet's own default progress deadline is in the same range. */
+/** Default ceiling for a pull: big images over slow links take minutes; callers pass their own `timeout`. */
 const DEFAULT_PULL_TIMEOUT_MS = 10 * 60_000;
 /** Default ceiling for metadata calls (status, list, remove, version). */
 const DEFAULT_CALL_TIMEOUT_MS = 30_000;
@@ -77,9 +77,12 @@ interface Loaded {
   methods: Record<'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'Version', MethodDefinition<object, object>>;
 }
 
+/** proto-loader options shared with the descriptor test so both see the same shapes. */
+export const CRI_LOADER_OPTIONS = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true } as const;
+
 let loading: Promise<Loaded> | undefined;
 
-// grpc-js and protobufjs together cost tens of milliseconds to import; the CLI only pays that
+// grpc-js and protobufjs take 60-250 ms to import on a busy 2-core box; the CLI only pays that
 // when a task actually talks to the CRI.
 function load(): Promise<Loaded> {
   loading ??= (async () => {
@@ -113,9 +116,6 @@ function load(): Promise<Loaded> {
   })();
   return loading;
 }
-
-/** proto-loader options shared with the descriptor test so both see the same shapes. */
-export const CRI_LOADER_OPTIONS = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true } as const;
 
 /** Talks CRI to a unix socket on this machine (a local connection). */
 export function createCriClient(socketPath: string): CriImageClient {
