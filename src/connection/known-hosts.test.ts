@@ -1,0 +1,84 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { checkHostKey, entryMatches, fingerprint, hostPattern, keyTypeOf, parseKnownHosts, preferredHostKeyAlgorithms } from './known-hosts.js';
+
+function blob(type: string, body = randomBytes(32)): Buffer {
+  const t = Buffer.from(type);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(t.length);
+  return Buffer.concat([len, t, body]);
+}
+
+const ed = blob('ssh-ed25519');
+const ed2 = blob('ssh-ed25519');
+const rsa = blob('ssh-rsa');
+
+function hashed(host: string): string {
+  const salt = randomBytes(20);
+  return `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update(host).digest('base64')}`;
+}
+
+describe('known_hosts', () => {
+  it('parses plain, hashed, marked and malformed lines', () => {
+    const text = [
+      '# comment',
+      '',
+      `node1,10.0.0.1 ssh-ed25519 ${ed.toString('base64')} root@node1`,
+      `${hashed('[10.0.0.2]:2222')} ssh-rsa ${rsa.toString('base64')}`,
+      `@revoked * ssh-ed25519 ${ed2.toString('base64')}`,
+      `@cert-authority *.example ssh-ed25519 ${ed.toString('base64')}`,
+      'garbage',
+      `node3 ssh-rsa ${ed.toString('base64')}`,
+    ].join('\n');
+    const { entries, notes } = parseKnownHosts(text, 'kh');
+    expect(entries.map((e) => [e.line, e.marker ?? '', e.keyType])).toEqual([
+      [3, '', 'ssh-ed25519'],
+      [4, '', 'ssh-rsa'],
+      [5, 'revoked', 'ssh-ed25519'],
+    ]);
+    expect(notes).toHaveLength(3);
+    expect(notes.join('\n')).toMatch(/kh:6: @cert-authority/);
+    expect(notes.join('\n')).toMatch(/kh:8: key does not decode as ssh-rsa/);
+  });
+
+  it('matches host lists, [host]:port, wildcards, negation and hashes like OpenSSH', () => {
+    const e = (hosts: string) => ({ file: 'f', line: 1, hosts, keyType: 'ssh-ed25519', key: ed });
+    expect(hostPattern('10.0.0.1')).toBe('10.0.0.1');
+    expect(hostPattern('10.0.0.1', 2222)).toBe('[10.0.0.1]:2222');
+    expect(entryMatches(e('a,10.0.0.1'), '10.0.0.1')).toBe(true);
+    expect(entryMatches(e('10.0.0.1'), '[10.0.0.1]:2222')).toBe(false);
+    expect(entryMatches(e('[10.0.0.1]:2222'), '[10.0.0.1]:2222')).toBe(true);
+    expect(entryMatches(e('10.0.0.*,!10.0.0.9'), '10.0.0.5')).toBe(true);
+    expect(entryMatches(e('10.0.0.*,!10.0.0.9'), '10.0.0.9')).toBe(false);
+    expect(entryMatches(e('node?'), 'NODE1')).toBe(true);
+    expect(entryMatches(e(hashed('[10.0.0.2]:2222')), '[10.0.0.2]:2222')).toBe(true);
+    expect(entryMatches(e(hashed('[10.0.0.2]:2222')), '10.0.0.2')).toBe(false);
+  });
+
+  it('tells trusted, changed, unknown and revoked apart', () => {
+    const { entries } = parseKnownHosts(
+      [`h1 ssh-ed25519 ${ed.toString('base64')}`, `h2 ssh-rsa ${rsa.toString('base64')}`, `@revoked * ssh-ed25519 ${ed2.toString('base64')}`].join('\n'),
+      'kh',
+    );
+    expect(checkHostKey(entries, ['h1'], ed).status).toBe('trusted');
+    expect(checkHostKey(entries, ['h3'], ed2).status).toBe('revoked');
+    const other = blob('ssh-ed25519');
+    const changed = checkHostKey(entries, ['h1'], other);
+    expect(changed.status).toBe('changed');
+    expect(changed.status === 'changed' && changed.entry.line).toBe(1);
+    expect(checkHostKey(entries, ['h2'], other)).toEqual({ status: 'unknown', otherTypes: ['ssh-rsa'] });
+    expect(checkHostKey(entries, ['h9'], other)).toEqual({ status: 'unknown', otherTypes: [] });
+    expect(preferredHostKeyAlgorithms(entries, ['h2'], ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'])).toEqual([
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+      'ssh-ed25519',
+    ]);
+  });
+
+  it('fingerprints in OpenSSH format and reads key types', () => {
+    expect(fingerprint(ed)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+    expect(keyTypeOf(rsa)).toBe('ssh-rsa');
+    expect(keyTypeOf(Buffer.from([0, 0]))).toBe('unknown');
+  });
+});

@@ -1,0 +1,76 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildCommandLine, quote, quoteArgv } from './shell-quote.js';
+
+/** Runs a command line the way sshd does: the login shell's -c. */
+function sh(line: string, input?: string, env?: NodeJS.ProcessEnv): string {
+  return execFileSync('/bin/sh', ['-c', line], { input, env: env ?? process.env, encoding: 'utf8' });
+}
+
+describe('quote', () => {
+  it('round-trips any string without NUL through a real POSIX shell', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: 'binary' }).filter((s) => !s.includes('\0')), { minLength: 1, maxLength: 20 }), (words) => {
+        const out = sh(`printf '%s\\0' ${quoteArgv(words)}`);
+        expect(out.split('\0').slice(0, -1)).toEqual(words);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('leaves plain words bare and refuses NUL', () => {
+    expect(quote('/etc/containerd/config.toml')).toBe('/etc/containerd/config.toml');
+    expect(quote('')).toBe("''");
+    expect(quote("it's")).toBe(`'it'\\''s'`);
+    expect(() => quote('a\0b')).toThrow(/NUL/);
+  });
+});
+
+describe('buildCommandLine', () => {
+  it('puts env inside the command and quotes values', () => {
+    const { line } = buildCommandLine({ argv: ['sh', '-c', 'printf %s "$A"'] }, { env: { A: "x' $(y)" } });
+    expect(sh(line, undefined, {})).toBe("x' $(y)");
+    expect(() => buildCommandLine({ argv: ['true'] }, { env: { 'BAD-NAME': 'x' } })).toThrow(/invalid environment variable/);
+  });
+
+  it('wraps in timeout so the remote process group dies with the channel', () => {
+    const { line } = buildCommandLine({ script: 'sleep 5' }, { timeoutMs: 100 });
+    expect(line).toMatch(/^timeout -k 2 1\.100 sh -c /);
+  });
+
+  it('becomes with sudo -n, env applied after sudo', () => {
+    const { line, stdinPrefix } = buildCommandLine({ argv: ['id'] }, { become: true, env: { A: 'b' } });
+    expect(line).toBe('sudo -n -- env A=b id');
+    expect(stdinPrefix).toBeUndefined();
+  });
+
+  // No sudo on the test machine: a stand-in `sudo` on PATH checks the plumbing only — that the
+  // password never reaches a command line and that the caller's stdin arrives intact after it.
+  it('feeds the become password on stdin, never on the command line', () => {
+    const password = "s3cret 'pw' $(x)";
+    const bin = mkdtempSync(join(tmpdir(), 'trustplay-sudo-'));
+    try {
+      writeFileSync(
+        join(bin, 'sudo'),
+        `#!/bin/sh
+case "$*" in *s3cret*) echo "password on argv" >&2; exit 99;; esac
+if [ "$1" = -n ]; then [ "$2" = true ] && exit 1; shift 2; exec "$@"; fi
+[ "$1" = -S ] || exit 98
+IFS= read -r pw; [ "$pw" = ${quote(password)} ] || { echo "bad password" >&2; exit 1; }
+shift 4; exec "$@"
+`,
+      );
+      chmodSync(join(bin, 'sudo'), 0o755);
+      const { line, stdinPrefix } = buildCommandLine({ argv: ['cat'] }, { become: true, becomePassword: password });
+      expect(line).not.toContain('s3cret');
+      const out = sh(line, `${stdinPrefix?.toString()}payload\nline 2\n`, { PATH: `${bin}:/usr/bin:/bin` });
+      expect(out).toBe('payload\nline 2\n');
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});
