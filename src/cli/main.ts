@@ -9,6 +9,8 @@ import { ExitCode, ExitError } from './exit-codes.js';
 type CommandFn = (positionals: string[], options: import('./options.js').Options) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<CommandFn> }> = {
+  run: { summary: 'run PLAYBOOK: apply the playbook to its hosts', load: async () => (await import('./commands/run.js')).runCommand },
+  check: { summary: 'check PLAYBOOK: report drift without changing anything (exit 2 on drift)', load: async () => (await import('./commands/run.js')).checkCommand },
   validate: { summary: 'validate PLAYBOOK: check playbook and inventory, run nothing', load: async () => (await import('./commands/validate.js')).validateCommand },
 };
 

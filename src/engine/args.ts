@@ -1,0 +1,51 @@
+/** Task arguments at run time: interpolated for the host, validated, schema defaults filled in. */
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { interpolate } from '../playbook/interpolate.js';
+import { groupConstraintErrors } from '../playbook/schema-validate.js';
+import { TaskError } from './module.js';
+
+let ajv: Ajv2020 | undefined;
+const compiled = new Map<Record<string, unknown>, ValidateFunction>();
+
+function validatorWithDefaults(schema: Record<string, unknown>): ValidateFunction {
+  let v = compiled.get(schema);
+  if (!v) {
+    ajv ??= (() => {
+      const a = new Ajv2020({ allErrors: true, strict: true, useDefaults: true });
+      a.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
+      a.addKeyword({ keyword: 'x-together', schemaType: 'array' });
+      return a;
+    })();
+    v = ajv.compile(schema);
+    compiled.set(schema, v);
+  }
+  return v;
+}
+
+/** Interpolate and validate a task's arguments for one host; throws TaskError('refused') with one sentence. */
+export function resolveArgs(module: string, schema: Record<string, unknown>, raw: Record<string, unknown>, vars: Record<string, unknown>): Record<string, unknown> {
+  let args: Record<string, unknown>;
+  try {
+    args = structuredClone(interpolate(raw, vars));
+  } catch (e) {
+    throw new TaskError(`${module}: ${(e as Error).message}`, 'refused');
+  }
+  const validate = validatorWithDefaults(schema);
+  if (!validate(args)) {
+    const e = validate.errors?.[0];
+    throw new TaskError(`${module}: argument ${e?.instancePath ? `\`${e.instancePath.slice(1).replace(/\//g, '.')}\` ` : ''}${e?.message ?? 'is invalid'}`, 'refused');
+  }
+  const group = groupConstraintErrors(schema, args, module)[0];
+  if (group) throw new TaskError(group.message, 'refused');
+  return args;
+}
+
+const SECRET_KEY = /(password|passwd|token|secret|^auth$|client_key|identitytoken)/i;
+
+/** Secret strings inside arguments (by key name), to mask in every output. */
+export function secretValues(args: unknown, key = ''): string[] {
+  if (typeof args === 'string') return SECRET_KEY.test(key) && args.length >= 4 ? [args] : [];
+  if (Array.isArray(args)) return args.flatMap((a) => secretValues(a, key));
+  if (args && typeof args === 'object') return Object.entries(args).flatMap(([k, v]) => secretValues(v, k));
+  return [];
+}

@@ -1,0 +1,397 @@
+/**
+ * The executor. Plays run in order; within a play, hosts run in parallel (bounded by `forks`),
+ * each host runs the play's tasks in order; `serial` makes batches; `max_fail_percentage` stops
+ * the run. Handlers run once per host after the play's tasks, only when notified. A failed or
+ * unreachable host stops its own tasks and takes no part in later plays; the others go on.
+ */
+import { randomUUID } from 'node:crypto';
+import { ConnectionError } from '../connection/errors.js';
+import type { Connection } from '../connection/connection.js';
+import type { HostConnectionSpec } from '../connection/index.js';
+import type { Inventory } from '../playbook/inventory.js';
+import { playVariables, type Play, type Playbook, type Task } from '../playbook/playbook.js';
+import { resolveArgs, secretValues } from './args.js';
+import { ConnectionPool } from './connect.js';
+import { emptyRecap, type HostRecap, type Reporter, type TaskResult } from './events.js';
+import { TaskError, type Change, type HandlerRequest, type Module, type Resource, type TaskContext } from './module.js';
+import { evaluateWhen } from './when.js';
+
+/** A module with its argument schema, as the engine runs it. */
+export interface RegisteredModule {
+  module: Module<Record<string, unknown>, unknown>;
+  schema: Record<string, unknown>;
+}
+
+export type ModuleRegistry = (name: string) => Promise<RegisteredModule | undefined>;
+
+/** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
+export interface SnapshotSink {
+  save(host: string, conn: Connection, resources: Resource[]): Promise<void>;
+  facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
+}
+
+export interface RunOptions {
+  playbook: Playbook;
+  inventory: Inventory;
+  /** Hosts of each play (already limited). */
+  playHosts: string[][];
+  modules: ModuleRegistry;
+  reporter: Reporter;
+  check?: boolean;
+  diff?: boolean;
+  forks?: number;
+  tags?: string[];
+  skipTags?: string[];
+  extraVars?: Record<string, unknown>;
+  acceptNewHostKeys?: boolean;
+  snapshot?: SnapshotSink;
+  runId?: string;
+  /** For tests and benchmarks: how connections are made. */
+  connectionFactory?: (spec: HostConnectionSpec) => Connection;
+  /** Called with each host's connection before its first task (e.g. to take a lock). */
+  onConnect?: (host: string, conn: Connection) => Promise<void>;
+  onRelease?: (host: string, conn: Connection) => Promise<void>;
+}
+
+export interface RunResult {
+  runId: string;
+  results: TaskResult[];
+  recap: Record<string, HostRecap>;
+  failedHosts: Set<string>;
+  unreachableHosts: Set<string>;
+  aborted?: string;
+  durationMs: number;
+  /** Secret values seen in arguments, for masking any later output. */
+  secrets: string[];
+}
+
+/** Run `fn` over items with at most `limit` in flight. */
+export async function pool<T>(items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]!, i);
+    }
+  });
+  await Promise.all(workers);
+}
+
+/** Hosts of a play split into `serial` batches (number, percentage, or a list of them; the last size repeats). */
+export function batches(hosts: string[], serial: Play['serial']): string[][] {
+  if (serial === undefined) return hosts.length ? [hosts] : [];
+  const sizes = (Array.isArray(serial) ? serial : [serial]).map((s) =>
+    typeof s === 'number' ? s : Math.max(1, Math.floor((hosts.length * Number(String(s).replace('%', ''))) / 100)),
+  );
+  const out: string[][] = [];
+  let i = 0;
+  let k = 0;
+  while (i < hosts.length) {
+    const size = Math.max(1, sizes[Math.min(k, sizes.length - 1)]!);
+    out.push(hosts.slice(i, i + size));
+    i += size;
+    k++;
+  }
+  return out;
+}
+
+function tagged(task: Task, tags?: string[], skipTags?: string[]): boolean {
+  if (skipTags?.some((t) => task.tags.includes(t))) return false;
+  if (!tags?.length) return true;
+  return task.tags.includes('always') || tags.some((t) => task.tags.includes(t) || t === 'all');
+}
+
+/** Masks every known secret value in a string. */
+export function masker(secrets: Iterable<string>): (s: string) => string {
+  const list = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  return (s) => {
+    let out = s;
+    for (const sec of list) if (out.includes(sec)) out = out.split(sec).join('********');
+    return out;
+  };
+}
+
+class HostRun {
+  readonly recap = emptyRecap();
+  failed = false;
+  unreachable = false;
+  readonly hostState = new Map<string, unknown>();
+  readonly facts: Record<string, unknown> = {};
+  connected = false;
+  constructor(readonly name: string) {}
+}
+
+export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
+  const started = Date.now();
+  const runId = opts.runId ?? `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const check = opts.check ?? false;
+  const conns = new ConnectionPool(opts.inventory, { ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}) }, opts.connectionFactory);
+  const hosts = new Map<string, HostRun>();
+  const results: TaskResult[] = [];
+  const secrets = new Set<string>();
+  const mask = () => masker(secrets);
+  const allHosts = [...new Set(opts.playHosts.flat())];
+  for (const h of allHosts) hosts.set(h, new HostRun(h));
+  opts.reporter.event({ type: 'run-start', runId, playbook: opts.playbook.file, check, hosts: allHosts });
+  let aborted: string | undefined;
+
+  const emit = (r: TaskResult) => {
+    const m = mask();
+    const clean: TaskResult = {
+      ...r,
+      changes: r.changes.map(m),
+      diffs: r.diffs.map((d) => ({ target: m(d.target), before: m(d.before), after: m(d.after) })),
+      warnings: r.warnings.map(m),
+      ...(r.error ? { error: { ...r.error, message: m(r.error.message), ...(r.error.detail !== undefined ? { detail: m(r.error.detail) } : {}) } } : {}),
+    };
+    results.push(clean);
+    opts.reporter.event({ type: 'task-result', result: clean });
+  };
+
+  try {
+    for (let p = 0; p < opts.playbook.plays.length && !aborted; p++) {
+      const play = opts.playbook.plays[p]!;
+      const playHosts = (opts.playHosts[p] ?? []).filter((h) => !hosts.get(h)!.failed && !hosts.get(h)!.unreachable);
+      opts.reporter.event({ type: 'play-start', play: play.name, hosts: playHosts });
+      for (const batch of batches(playHosts, play.serial)) {
+        const runOnceDone = new Map<number, string>();
+        await pool(batch, opts.forks ?? 50, async (host, index) => {
+          await runHost(host, index === 0, runOnceDone);
+        });
+        const failedInBatch = batch.filter((h) => hosts.get(h)!.failed || hosts.get(h)!.unreachable).length;
+        if (play.maxFailPercentage !== undefined && (failedInBatch * 100) / batch.length > play.maxFailPercentage) {
+          aborted = `${failedInBatch} of ${batch.length} hosts failed in play "${play.name}", more than max_fail_percentage ${play.maxFailPercentage}%: stopping the run`;
+          break;
+        }
+      }
+      opts.reporter.event({ type: 'play-end', play: play.name, ...(aborted ? { aborted } : {}) });
+
+      async function runHost(host: string, first: boolean, runOnceDone: Map<number, string>): Promise<void> {
+        const hr = hosts.get(host)!;
+        const vars = { ...playVariables(opts.inventory, play, host, opts.extraVars ?? {}) };
+        opts.reporter.event({ type: 'host-start', host });
+        let conn: Connection;
+        try {
+          conn = conns.get(host);
+          if (!hr.connected) {
+            await conn.connect();
+            hr.connected = true;
+            await opts.onConnect?.(host, conn);
+          }
+        } catch (e) {
+          hr.unreachable = true;
+          hr.recap.unreachable++;
+          emit(baseResult(host, play, { name: 'connect', module: 'connection' }, check, 'unreachable', 0, { message: (e as Error).message, kind: 'unreachable' }));
+          opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: false, unreachable: true });
+          return;
+        }
+        const notified = new Set<string>();
+        const internal = new Map<string, HandlerRequest>();
+        for (let t = 0; t < play.tasks.length && !hr.failed && !hr.unreachable; t++) {
+          const task = play.tasks[t]!;
+          if (!tagged(task, opts.tags, opts.skipTags)) continue;
+          if (task.runOnce) {
+            if (!first) {
+              record(hr, skip(host, play, task, check, `run_once: runs on ${runOnceDone.get(t) ?? 'the first host of the batch'}`));
+              continue;
+            }
+            runOnceDone.set(t, host);
+          }
+          const r = await runTask(hr, conn, task, vars, false, play.name);
+          if (r.status === 'changed') {
+            for (const n of task.notify) notified.add(n);
+            for (const req of r.notify) internal.set(req.id, req);
+          }
+        }
+        // Handlers: internal ones (containerd restarts) first, then the play's, in definition order.
+        if (!hr.failed && !hr.unreachable) {
+          for (const req of internal.values()) {
+            if (hr.failed || hr.unreachable) break;
+            const task: Task = { name: req.name ?? req.id, module: req.module ?? '', args: req.args ?? {}, when: [], tags: [], notify: [], ignoreErrors: false, runOnce: false, loc: play.loc };
+            await runTask(hr, conn, task, vars, true, play.name);
+          }
+          for (const h of play.handlers) {
+            if (hr.failed || hr.unreachable) break;
+            if (notified.has(h.name)) await runTask(hr, conn, h, vars, true, play.name);
+          }
+        }
+        opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: hr.failed, unreachable: hr.unreachable });
+      }
+    }
+  } finally {
+    await Promise.allSettled(
+      [...hosts.values()].filter((h) => h.connected).map(async (h) => {
+        await opts.onRelease?.(h.name, conns.get(h.name));
+      }),
+    );
+    await conns.closeAll();
+  }
+
+  async function runTask(hr: HostRun, conn: Connection, task: Task, vars: Record<string, unknown>, handler: boolean, playName: string): Promise<TaskResult & { notify: HandlerRequest[] }> {
+    const host = hr.name;
+    const taskCheck = task.checkMode ?? check;
+    const t0 = Date.now();
+    opts.reporter.event({ type: 'task-start', host, task: task.name, ...(handler ? { handler } : {}) });
+    const base = (status: TaskResult['status'], extra: Partial<TaskResult> = {}): TaskResult => ({
+      ...baseResult(host, { name: playName }, task, taskCheck, status, Date.now() - t0),
+      ...(handler ? { handler } : {}),
+      ...extra,
+    });
+    const warnings: string[] = [];
+    const notify: HandlerRequest[] = [];
+    try {
+      const whenVars = { ...vars, facts: hr.facts };
+      for (const cond of task.when) {
+        let ok: boolean;
+        try {
+          ok = evaluateWhen(cond, whenVars);
+        } catch (e) {
+          throw new TaskError((e as Error).message, 'refused');
+        }
+        if (!ok) {
+          const r = base('skipped', { skipReason: `when: ${String(cond)} is false` });
+          record(hr, r);
+          return { ...r, notify };
+        }
+      }
+      const reg = await opts.modules(task.module);
+      if (!reg) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
+      const args = resolveArgs(task.module, reg.schema, task.args, vars);
+      for (const s of secretValues(args)) secrets.add(s);
+      const ctx: TaskContext = {
+        conn,
+        host,
+        vars,
+        check: taskCheck,
+        warn: (m) => warnings.push(m),
+        fact: (k, v) => {
+          hr.facts[k] = v;
+        },
+        hostState: hr.hostState,
+      };
+      const observed = await reg.module.gather(ctx, args);
+      const changes: Change[] = await reg.module.plan(args, observed, ctx);
+      const data = reg.module.result?.(observed);
+      if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
+      if (changes.length === 0 || taskCheck) {
+        const r = base(changes.length ? 'changed' : 'ok', {
+          changes: changes.map((c) => c.summary),
+          diffs: opts.diff ? changes.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
+          warnings,
+          ...(data ? { data } : {}),
+        });
+        record(hr, r);
+        return { ...r, notify };
+      }
+      const applied: string[] = [];
+      for (const change of changes) {
+        if (change.resources.length) {
+          if (!opts.snapshot) throw new TaskError(`no snapshot store: refusing to change ${change.resources.map(resourceName).join(', ')} without saving it first`, 'refused');
+          try {
+            await opts.snapshot.save(host, conn, change.resources);
+          } catch (e) {
+            throw new TaskError(`could not save ${change.resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`, 'command');
+          }
+        }
+        try {
+          await change.apply(ctx);
+        } catch (e) {
+          if (e instanceof TaskError && applied.length) throw new TaskError(`${e.message} (after applying: ${applied.join('; ')})`, e.kind, e.detail);
+          throw e;
+        }
+        applied.push(change.summary);
+        notify.push(...(change.notify ?? []));
+      }
+      const r = base('changed', {
+        changes: changes.map((c) => c.summary),
+        diffs: opts.diff ? changes.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
+        warnings,
+        ...(data ? { data } : {}),
+      });
+      record(hr, r);
+      return { ...r, notify };
+    } catch (e) {
+      const unreachable = e instanceof ConnectionError;
+      const err = e instanceof TaskError
+        ? { message: e.message, kind: e.kind, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
+        : unreachable
+          ? { message: (e as Error).message, kind: 'unreachable' as const }
+          : { message: (e as Error).message || String(e), kind: 'command' as const, detail: (e as Error).stack ?? '' };
+      const r = base(unreachable ? 'unreachable' : 'failed', { warnings, error: err, ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}) });
+      record(hr, r);
+      return { ...r, notify };
+    }
+  }
+
+  function record(hr: HostRun, r: TaskResult): void {
+    switch (r.status) {
+      case 'ok':
+        hr.recap.ok++;
+        break;
+      case 'changed':
+        hr.recap.changed++;
+        break;
+      case 'skipped':
+        hr.recap.skipped++;
+        break;
+      case 'unreachable':
+        hr.recap.unreachable++;
+        hr.unreachable = true;
+        break;
+      case 'failed':
+        if (r.ignored) hr.recap.ignored++;
+        else {
+          hr.recap.failed++;
+          if (r.error?.kind === 'verification') hr.recap.verifyFailed++;
+          hr.failed = true;
+        }
+        break;
+    }
+    emit(r);
+  }
+
+  const recap: Record<string, HostRecap> = {};
+  for (const [h, hr] of hosts) recap[h] = hr.recap;
+  return {
+    runId,
+    results,
+    recap,
+    failedHosts: new Set([...hosts.values()].filter((h) => h.failed).map((h) => h.name)),
+    unreachableHosts: new Set([...hosts.values()].filter((h) => h.unreachable).map((h) => h.name)),
+    ...(aborted ? { aborted } : {}),
+    durationMs: Date.now() - started,
+    secrets: [...secrets],
+  };
+}
+
+function resourceName(r: Resource): string {
+  return r.kind === 'file' ? r.path : `serviceaccount ${r.namespace}/${r.name}`;
+}
+
+function baseResult(
+  host: string,
+  play: { name: string },
+  task: { name: string; module: string },
+  check: boolean,
+  status: TaskResult['status'],
+  durationMs: number,
+  error?: TaskResult['error'],
+): TaskResult {
+  return { host, play: play.name, task: task.name, module: task.module, status, check, changes: [], diffs: [], warnings: [], durationMs, ...(error ? { error } : {}) };
+}
+
+function skip(host: string, play: Play, task: Task, check: boolean, reason: string): TaskResult {
+  return { ...baseResult(host, play, task, check, 'skipped', 0), skipReason: reason };
+}
+
+/** The process exit code for a finished run (see README: exit codes). */
+export function exitCodeFor(result: RunResult, mode: { check: boolean; detailedExitcode?: boolean }): number {
+  const recaps = Object.values(result.recap);
+  const realFailures = recaps.some((r) => r.failed - (mode.check ? r.verifyFailed : 0) > 0);
+  if (realFailures || result.aborted) return 1;
+  if (recaps.some((r) => r.unreachable > 0)) return 4;
+  const changed = recaps.some((r) => r.changed > 0);
+  if (mode.check && (changed || recaps.some((r) => r.verifyFailed > 0))) return 2;
+  if (!mode.check && mode.detailedExitcode && changed) return 2;
+  return 0;
+}

@@ -1,0 +1,26 @@
+/**
+ * The module registry: module name -> implementation + argument schema, imported lazily so the CLI
+ * starts fast and a run loads only the modules it uses. Internal modules (handlers the engine
+ * schedules itself, such as the verified containerd restart) have no playbook schema entry.
+ */
+import type { RegisteredModule } from '../engine/run.js';
+import { moduleArgSchemas } from '../playbook/schema/modules.js';
+
+type Loader = () => Promise<RegisteredModule>;
+
+const user = (name: keyof typeof moduleArgSchemas, load: () => Promise<RegisteredModule['module']>): Loader => async () => ({
+  module: await load(),
+  schema: moduleArgSchemas[name] as unknown as Record<string, unknown>,
+});
+
+/** Module loaders by name. Each module file registers itself here with one line. */
+export const moduleLoaders: Record<string, Loader> = {
+};
+
+/** The engine's registry for user-facing and internal modules. */
+export async function builtinModules(name: string): Promise<RegisteredModule | undefined> {
+  const load = moduleLoaders[name];
+  return load ? load() : undefined;
+}
+
+export { user as userModule };

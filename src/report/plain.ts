@@ -1,0 +1,55 @@
+/** Plain lines for cron, CI and pipes: no spinners, no cursor movement, colour only on a TTY. */
+import type { Reporter, RunEvent, TaskResult } from '../engine/events.js';
+import { recapLine, renderDiff, seconds, statusWord, verdict, type Style } from './format.js';
+
+export interface PlainOptions {
+  out: NodeJS.WritableStream;
+  style: Style;
+  verbose?: boolean;
+}
+
+export function formatResult(r: TaskResult, s: Style, verbose = false): string[] {
+  if (r.module === 'connection' && r.status === 'unreachable') return [`${r.host} | ${statusWord(r, s)} | ${r.error?.message ?? ''}`];
+  const lines = [`${r.host} | ${statusWord(r, s)} | ${r.handler ? 'handler: ' : ''}${r.task}${r.skipReason ? s.dim(` (${r.skipReason})`) : ''}`];
+  for (const c of r.changes) lines.push(`${' '.repeat(r.host.length)} |   ${r.check ? 'would ' : ''}${c}`);
+  for (const w of r.warnings) lines.push(`${' '.repeat(r.host.length)} |   ${s.yellow(`warning: ${w}`)}`);
+  if (r.error) {
+    lines.push(`${' '.repeat(r.host.length)} |   ${s.red(r.error.message)}`);
+    if (verbose && r.error.detail) for (const l of r.error.detail.split('\n')) lines.push(`${' '.repeat(r.host.length)} |     ${s.dim(l)}`);
+  }
+  for (const d of r.diffs) lines.push(renderDiff(d, s));
+  return lines;
+}
+
+export class PlainReporter implements Reporter {
+  constructor(private readonly o: PlainOptions) {}
+
+  event(e: RunEvent): void {
+    const s = this.o.style;
+    const w = (l: string) => this.o.out.write(l + '\n');
+    switch (e.type) {
+      case 'run-start':
+        w(s.bold(`trustplay ${e.check ? 'check' : 'run'} ${e.playbook} (${e.hosts.length} host${e.hosts.length === 1 ? '' : 's'})`));
+        break;
+      case 'play-start':
+        w(s.bold(`PLAY ${e.play} [${e.hosts.join(', ') || 'no hosts left'}]`));
+        break;
+      case 'task-result':
+        for (const l of formatResult(e.result, s, this.o.verbose)) w(l);
+        break;
+      case 'play-end':
+        if (e.aborted) w(s.red(e.aborted));
+        break;
+      case 'run-end': {
+        const names = Object.keys(e.recap);
+        const width = Math.max(4, ...names.map((n) => n.length));
+        w(s.bold('RECAP'));
+        for (const n of names) w(recapLine(n, e.recap[n]!, width, s));
+        w(`${verdict(e.exitCode, e.check, e.recap)} in ${seconds(e.durationMs)}`);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}

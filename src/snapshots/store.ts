@@ -1,0 +1,227 @@
+/**
+ * The snapshot store: before any change is applied, the prior state of every resource it touches is
+ * saved here, so `trustplay restore` can put it back. Layout under the state dir (0700):
+ *   blobs/sha256/<hex>      content-addressed file contents (0600)
+ *   runs/<run-id>.json      one manifest per run (0600), rewritten atomically after every save,
+ *                           so a crash mid-run leaves a readable record of what was applied so far.
+ * Snapshots hold credentials: nothing here is ever printed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Connection } from '../connection/connection.js';
+import type { Resource } from '../engine/module.js';
+import type { SnapshotSink } from '../engine/run.js';
+
+export const MANIFEST_VERSION = 1;
+
+/** A file as it was before the run changed it. */
+export interface SavedFile {
+  kind: 'file';
+  path: string;
+  exists: boolean;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** sha256 of the content (blob name). */
+  blob?: string;
+  size?: number;
+}
+
+/** A ServiceAccount's imagePullSecrets as they were (null: the account did not exist). */
+export interface SavedServiceAccount {
+  kind: 'serviceaccount';
+  namespace: string;
+  name: string;
+  kubeconfig?: string;
+  context?: string;
+  imagePullSecrets: Array<{ name: string }> | null;
+}
+
+export type SavedResource = SavedFile | SavedServiceAccount;
+
+export interface Manifest {
+  version: number;
+  runId: string;
+  time: string;
+  command: string;
+  playbook?: { path: string; digest: string };
+  inventory?: string;
+  /** False while the run is going on (or if it crashed). */
+  complete: boolean;
+  hosts: Record<string, { facts: Record<string, unknown>; resources: SavedResource[] }>;
+}
+
+/** Reads a ServiceAccount's pull secrets on a host (the k8s module provides it). */
+export type ServiceAccountReader = (conn: Connection, r: Extract<Resource, { kind: 'serviceaccount' }>) => Promise<Array<{ name: string }> | null>;
+
+export function defaultStateDir(): string {
+  const xdg = process.env['XDG_STATE_HOME'];
+  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.local', 'state'), 'trustplay');
+}
+
+/** Write a file atomically with mode 0600: temp file, fsync, rename. */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await chmod(tmp, mode);
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+export class SnapshotStore {
+  readonly dir: string;
+  constructor(dir?: string) {
+    this.dir = dir ?? defaultStateDir();
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
+    // mkdir's mode does not apply to directories that already existed: enforce it.
+    for (const d of [this.dir, join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256'), join(this.dir, 'runs')]) await chmod(d, 0o700);
+  }
+
+  blobPath(digest: string): string {
+    return join(this.dir, 'blobs', 'sha256', digest);
+  }
+
+  manifestPath(runId: string): string {
+    if (!/^[A-Za-z0-9._-]+$/.test(runId)) throw new Error(`invalid snapshot id \`${runId}\``);
+    return join(this.dir, 'runs', `${runId}.json`);
+  }
+
+  async putBlob(data: Buffer): Promise<string> {
+    const digest = createHash('sha256').update(data).digest('hex');
+    const p = this.blobPath(digest);
+    const exists = await stat(p).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) await writeFileAtomic(p, data);
+    return digest;
+  }
+
+  /** A blob's content, verified against its digest (a damaged blob is refused). */
+  async getBlob(digest: string): Promise<Buffer> {
+    if (!/^[0-9a-f]{64}$/.test(digest)) throw new Error(`invalid blob digest \`${digest}\``);
+    const data = await readFile(this.blobPath(digest));
+    const actual = createHash('sha256').update(data).digest('hex');
+    if (actual !== digest) throw new Error(`snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`);
+    return data;
+  }
+
+  async writeManifest(m: Manifest): Promise<void> {
+    await writeFileAtomic(this.manifestPath(m.runId), JSON.stringify(m, null, 2) + '\n');
+  }
+
+  async readManifest(runId: string): Promise<Manifest> {
+    let text: string;
+    try {
+      text = await readFile(this.manifestPath(runId), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`);
+      throw e;
+    }
+    let m: Manifest;
+    try {
+      m = JSON.parse(text) as Manifest;
+    } catch (e) {
+      throw new Error(`snapshot \`${runId}\` is damaged: its manifest is not valid JSON`, { cause: e });
+    }
+    if (m.version !== MANIFEST_VERSION || m.runId !== runId || typeof m.hosts !== 'object' || m.hosts === null) {
+      throw new Error(`snapshot \`${runId}\` is damaged or from an unknown version (manifest version ${String(m.version)})`);
+    }
+    return m;
+  }
+}
+
+/** The engine's snapshot hook for one run: first prior state of each resource wins. */
+export class RunSnapshot implements SnapshotSink {
+  private manifest: Manifest;
+  private written = false;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly seen = new Set<string>();
+
+  constructor(
+    readonly store: SnapshotStore,
+    init: { runId: string; command: string; playbook?: { path: string; digest: string }; inventory?: string },
+    private readonly readServiceAccount?: ServiceAccountReader,
+  ) {
+    this.manifest = { version: MANIFEST_VERSION, runId: init.runId, time: new Date().toISOString(), command: init.command, complete: false, hosts: {}, ...(init.playbook ? { playbook: init.playbook } : {}), ...(init.inventory ? { inventory: init.inventory } : {}) };
+  }
+
+  get runId(): string {
+    return this.manifest.runId;
+  }
+
+  /** True once anything was saved (a run that changed nothing leaves no snapshot). */
+  get exists(): boolean {
+    return this.written;
+  }
+
+  private hostEntry(host: string) {
+    return (this.manifest.hosts[host] ??= { facts: {}, resources: [] });
+  }
+
+  facts(host: string, facts: Record<string, unknown>): void {
+    Object.assign(this.hostEntry(host).facts, facts);
+  }
+
+  async save(host: string, conn: Connection, resources: Resource[]): Promise<void> {
+    const saved: SavedResource[] = [];
+    for (const r of resources) {
+      const key = `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
+      if (this.seen.has(key)) continue;
+      if (r.kind === 'file') {
+        const st = await conn.stat(r.path);
+        if (!st.exists) saved.push({ kind: 'file', path: r.path, exists: false });
+        else {
+          const data = await conn.readFile(r.path);
+          if (data === null) saved.push({ kind: 'file', path: r.path, exists: false });
+          else {
+            const blob = await this.store.putBlob(data);
+            saved.push({ kind: 'file', path: r.path, exists: true, blob, size: data.length, ...(st.mode !== undefined ? { mode: st.mode } : {}), ...(st.uid !== undefined ? { uid: st.uid } : {}), ...(st.gid !== undefined ? { gid: st.gid } : {}) });
+          }
+        }
+      } else {
+        if (!this.readServiceAccount) throw new Error('cannot save a ServiceAccount: no reader registered');
+        const ips = await this.readServiceAccount(conn, r);
+        saved.push({ kind: 'serviceaccount', namespace: r.namespace, name: r.name, imagePullSecrets: ips, ...(r.kubeconfig ? { kubeconfig: r.kubeconfig } : {}), ...(r.context ? { context: r.context } : {}) });
+      }
+      this.seen.add(key);
+    }
+    if (!saved.length) return;
+    this.hostEntry(host).resources.push(...saved);
+    await this.flush();
+  }
+
+  /** Serialise manifest writes: hosts save in parallel. */
+  private flush(): Promise<void> {
+    const run = async () => {
+      if (!this.written) await this.store.init();
+      await this.store.writeManifest(this.manifest);
+      this.written = true;
+    };
+    this.queue = this.queue.then(run, run);
+    return this.queue;
+  }
+
+  /** Mark the run finished (only when something was saved). */
+  async complete(): Promise<void> {
+    if (!this.written) return;
+    this.manifest.complete = true;
+    await this.flush();
+  }
+}
