@@ -1,3 +1,16 @@
+/**
+ * The lab's Kubernetes API emulator (test code only; there is no API server package on this machine).
+ * Faithful to kube-apiserver 1.32 for what kubectl does on ServiceAccounts:
+ *   GET  /version, /api, /apis (aggregated discovery v2, or legacy when plain JSON is asked), /api/v1,
+ *        /openapi/v3 and /openapi/v3/api/v1 (enough for kubectl to use server-side field validation)
+ *   GET  /api/v1/namespaces[/NAME]
+ *   GET  /api/v1/serviceaccounts (all namespaces), /api/v1/namespaces/NS/serviceaccounts[/NAME]
+ *        (JSON or a meta.k8s.io Table; fieldSelector metadata.name|namespace, labelSelector)
+ *   POST /api/v1/namespaces/NS/serviceaccounts (JSON or protobuf), PUT, PATCH (merge, JSON, strategic), DELETE .../NAME
+ * with bearer tokens (401 Status when missing or unknown), RBAC-worded 403 for read-only tokens on
+ * writes, one resourceVersion counter, 409 on a stale resourceVersion, no-op writes that keep the
+ * resourceVersion, ?dryRun=All, ?fieldValidation=Strict|Warn|Ignore. Anonymous access is off.
+ */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
