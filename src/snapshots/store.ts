@@ -131,7 +131,7 @@ export class SnapshotStore {
     try {
       text = await readFile(this.manifestPath(runId), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`, { cause: e });
       throw e;
     }
     let m: Manifest;
