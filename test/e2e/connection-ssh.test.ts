@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionError, FileOperationError, SshConnection, describeExit, type SshConnectionOptions } from '../../src/connection/index.js';
+import { ConnectionError, FileOperationError, SshConnection, createConnection, describeExit, type SshConnectionOptions } from '../../src/connection/index.js';
 import { freePort, makeKeyPair, sshdUnavailable, startSshd, type Sshd } from '../support/sshd.js';
 
 const run = promisify(execFile);
@@ -278,10 +278,36 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
     }
   });
 
-  it('shares one handshake between concurrent first callers', async () => {
-    const c = connect();
+  it('shares one handshake between concurrent first callers (built by createConnection)', async () => {
+    const c = createConnection({
+      name: 'node1',
+      connection: 'ssh',
+      address: sshd.address,
+      port: sshd.port,
+      identityFile: sshd.clientKey,
+      knownHosts: [sshd.knownHosts],
+    });
+    expect(c).toBeInstanceOf(SshConnection);
+    opened.push(c as SshConnection);
     await Promise.all([c.exec({ argv: ['true'] }), c.exec({ argv: ['true'] }), c.connect(), c.stat('/')]);
-    expect(c.stats().connections).toBe(1);
+    expect((c as SshConnection).stats().connections).toBe(1);
+  });
+
+  it('a dropped connection fails the command in flight as unreachable, and the next call reconnects', async () => {
+    const c = connect();
+    const pidFile = join(work, 'session.pid');
+    await c.exec({ argv: ['true'] });
+    // The per-connection sshd is the parent of this command's shell.
+    const running = c.exec({ script: `echo $PPID > ${pidFile}; exec sleep 30` });
+    let sessionPid = '';
+    while (!sessionPid) sessionPid = (await readFile(pidFile, 'utf8').catch(() => '')).trim();
+    // The [priv] parent of the session process owns the TCP connection; kill it.
+    const ppid = (await readFile(`/proc/${sessionPid}/stat`, 'utf8')).split(' ')[3] ?? '';
+    process.kill(Number(ppid), 'SIGKILL');
+    const err = await expectConnectionError(running);
+    expect(err.kind).toBe('unreachable');
+    expect((await c.exec({ argv: ['echo', 'back'] })).stdout.toString()).toBe('back\n');
+    expect(c.stats().connections).toBe(2);
   });
 
   describe('host keys', () => {
