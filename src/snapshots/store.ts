@@ -179,7 +179,11 @@ export class RunSnapshot implements SnapshotSink {
     Object.assign(this.hostEntry(host).facts, facts);
   }
 
+  private initialised: Promise<void> | undefined;
+
   async save(host: string, conn: Connection, resources: Resource[]): Promise<void> {
+    // The store is created on the first save: a run that changes nothing leaves nothing behind.
+    await (this.initialised ??= this.store.init());
     const saved: SavedResource[] = [];
     for (const r of resources) {
       const key = `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
@@ -210,7 +214,6 @@ export class RunSnapshot implements SnapshotSink {
   /** Serialise manifest writes: hosts save in parallel. */
   private flush(): Promise<void> {
     const run = async () => {
-      if (!this.written) await this.store.init();
       await this.store.writeManifest(this.manifest);
       this.written = true;
     };
