@@ -15,6 +15,7 @@ const user = (name: keyof typeof moduleArgSchemas, load: () => Promise<Registere
 
 /** Module loaders by name. Each module file registers itself here with one line. */
 export const moduleLoaders: Record<string, Loader> = {
+  'containerd.restart': async () => { const m = await import('./containerd-restart.js'); return { module: m.containerdRestart as unknown as RegisteredModule['module'], schema: m.containerdRestartSchema as unknown as Record<string, unknown> }; },
 };
 
 /** The engine's registry for user-facing and internal modules. */

@@ -1,0 +1,49 @@
+/** The one-command gather against real files through a local connection, and the version parser on real outputs. */
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LocalConnection } from '../connection/local.js';
+import { gatherContainerdFacts, parseContainerdVersion, parseFactsOutput } from './containerd-facts.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const conn = new LocalConnection({ host: 'localhost' });
+
+describe('containerd facts', () => {
+  it('parses the version lines of containerd 1.6 (Debian), 1.7 (containerd.io) and 2.x', () => {
+    expect(parseContainerdVersion('containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3')).toMatchObject({ major: 1, minor: 6 });
+    expect(parseContainerdVersion('containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da')).toMatchObject({ major: 1, minor: 7 });
+    expect(parseContainerdVersion('containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376')).toMatchObject({ major: 2, minor: 1 });
+    expect(parseContainerdVersion('containerd: command not found')).toBeNull();
+  });
+
+  it('reads config.toml (content, mode, owner) and every file of the registry directory in one command', async () => {
+    const cfg = path.join(dir, 'config.toml');
+    writeFileSync(cfg, 'version = 2\n# ünïcode and "quotes" $(not run)\n', { mode: 0o640 });
+    chmodSync(cfg, 0o640);
+    const hosts = path.join(dir, 'certs.d', 'registry.test:5000');
+    mkdirSync(hosts, { recursive: true });
+    writeFileSync(path.join(hosts, 'hosts.toml'), 'server = "https://registry.test:5000"\n');
+    writeFileSync(path.join(hosts, 'client key.pem'), Buffer.from([0, 1, 2, 255]), { mode: 0o600 });
+    chmodSync(path.join(hosts, 'client key.pem'), 0o600);
+    mkdirSync(path.join(hosts, 'subdir'));
+    const f = await gatherContainerdFacts(conn, { configFile: cfg, configPath: path.join(dir, 'certs.d/'), registry: 'registry.test:5000' });
+    expect(f.version?.major).toBe(1);
+    expect(f.config).toEqual({ exists: true, text: 'version = 2\n# ünïcode and "quotes" $(not run)\n', mode: 0o640, uid: process.getuid?.(), gid: process.getgid?.() });
+    expect(f.hostsDir.path).toBe(hosts);
+    expect(f.hostsDir.exists).toBe(true);
+    expect(Object.keys(f.hostsDir.files).sort()).toEqual(['client key.pem', 'hosts.toml']);
+    expect(f.hostsDir.files['client key.pem']).toMatchObject({ content: Buffer.from([0, 1, 2, 255]), mode: 0o600 });
+  });
+
+  it('reports a missing config.toml and host directory', async () => {
+    const f = await gatherContainerdFacts(conn, { configFile: path.join(dir, 'nope.toml'), configPath: path.join(dir, 'none'), registry: 'r.test' });
+    expect(f.config).toEqual({ exists: false, text: null });
+    expect(f.hostsDir).toEqual({ path: path.join(dir, 'none', 'r.test'), exists: false, files: {} });
+  });
+
+  it('refuses output cut short', () => {
+    expect(() => parseFactsOutput('@@version 0\n@@config 0\n', '')).toThrow(/end marker/);
+  });
+});

@@ -1,0 +1,162 @@
+/**
+ * Everything the containerd modules need to know about a node, read in ONE remote command: the
+ * containerd version, config.toml (content, mode, owner) and one registry's certs.d directory
+ * (every regular file in it, with mode and owner). Shared by containerd.tls, node.creds.wipe and
+ * `trustplay facts`.
+ */
+import type { Connection } from '../connection/connection.js';
+import { describeExit } from '../connection/exit-codes.js';
+import { hostNamespaceDir } from '../containerd/hosts-toml.js';
+import { TaskError } from '../engine/module.js';
+
+/** containerd's version as `containerd --version` prints it, or null when the binary is missing. */
+export interface ContainerdVersion {
+  raw: string;
+  major: number;
+  minor: number;
+}
+
+/** One file on the node with its metadata. */
+export interface NodeFile {
+  content: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/** Facts about containerd on one node. */
+export interface ContainerdFacts {
+  version: ContainerdVersion | null;
+  config: { exists: boolean; text: string | null; mode?: number; uid?: number; gid?: number };
+  /** The registry's host directory under config_path (empty when no registry was asked for). */
+  hostsDir: { path: string; exists: boolean; files: Record<string, NodeFile> };
+}
+
+/** What to read. */
+export interface ContainerdFactsOptions {
+  configFile: string;
+  /** The certs.d directory (the CRI registry config_path trustplay manages). */
+  configPath: string;
+  /** `host` or `host:port`: read `<configPath>/<registry>/`. */
+  registry?: string;
+}
+
+// Files bigger than this in a host directory are not certificates or hosts.toml; their content is
+// not shipped back (the size guard keeps one odd file from turning a gather into a download).
+const MAX_FILE = 1024 * 1024;
+
+// Framing: `@@<tag> <fields>` header lines, each followed by base64 lines when it carries content.
+// Paths arrive as positional parameters, never spliced into the script.
+const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+cfg=$1 dir=$2
+if command -v containerd >/dev/null 2>&1; then
+  v=$(containerd --version 2>&1 | head -n 1)
+  echo "@@version 1"; printf '%s' "$v" | base64
+else
+  echo "@@version 0"
+fi
+if [ -f "$cfg" ]; then
+  echo "@@config 1 $(stat -L -c '%a %u %g' -- "$cfg")"
+  base64 < "$cfg" || exit 3
+else
+  echo "@@config 0"
+fi
+if [ -n "$dir" ] && [ -d "$dir" ]; then
+  echo "@@dir 1"
+  for f in "$dir"/* "$dir"/.[!.]*; do
+    [ -f "$f" ] || continue
+    set -- $(stat -L -c '%a %u %g %s' -- "$f")
+    n=$(printf '%s' "\${f##*/}" | base64 | tr -d '\\n')
+    if [ "$4" -gt ${MAX_FILE} ]; then echo "@@big $n $1 $2 $3 $4"; continue; fi
+    echo "@@file $n $1 $2 $3"
+    base64 < "$f" || exit 3
+  done
+else
+  echo "@@dir 0"
+fi
+echo "@@end"
+`;
+
+/** Parses `containerd --version` output ("containerd github.com/containerd/containerd v2.0.0 …", "… 1.6.20~ds1 …"). */
+export function parseContainerdVersion(raw: string): ContainerdVersion | null {
+  const words = raw.trim().split(/\s+/).slice(1);
+  for (const w of words) {
+    const m = /^v?(\d+)\.(\d+)(?:[.~+-]|$)/.exec(w);
+    if (m) return { raw: raw.trim(), major: Number(m[1]), minor: Number(m[2]) };
+  }
+  return null;
+}
+
+/** The host directory for a registry under config_path. */
+export function hostsDirFor(configPath: string, registry: string): string {
+  return `${configPath.replace(/\/+$/, '')}/${hostNamespaceDir(registry)}`;
+}
+
+/** Parses the framed output of the gather script (exported for tests). */
+export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdFacts {
+  const facts: ContainerdFacts = {
+    version: null,
+    config: { exists: false, text: null },
+    hostsDir: { path: hostsDirPath, exists: false, files: {} },
+  };
+  let sink: ((b: Buffer) => void) | null = null;
+  let chunks: string[] = [];
+  const flush = (): void => {
+    if (sink) sink(Buffer.from(chunks.join(''), 'base64'));
+    sink = null;
+    chunks = [];
+  };
+  let ended = false;
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('@@')) {
+      if (sink) chunks.push(line.trim());
+      continue;
+    }
+    flush();
+    const [tag, ...f] = line.slice(2).split(' ');
+    switch (tag) {
+      case 'version':
+        if (f[0] === '1') sink = (b) => (facts.version = parseContainerdVersion(b.toString('utf8')) ?? { raw: b.toString('utf8').trim(), major: 0, minor: 0 });
+        break;
+      case 'config':
+        if (f[0] === '1') {
+          facts.config = { exists: true, text: '', mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
+          sink = (b) => (facts.config.text = b.toString('utf8'));
+        }
+        break;
+      case 'dir':
+        facts.hostsDir.exists = f[0] === '1';
+        break;
+      case 'file': {
+        const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
+        const meta = { mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
+        sink = (b) => (facts.hostsDir.files[name] = { content: b, ...meta });
+        break;
+      }
+      case 'big': {
+        const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
+        throw new TaskError(`${hostsDirPath}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`, 'refused');
+      }
+      case 'end':
+        ended = true;
+        break;
+    }
+  }
+  flush();
+  if (!ended) throw new TaskError('the containerd facts command stopped before its end marker (output cut short)', 'command');
+  return facts;
+}
+
+/** Reads containerd's version, config.toml and one registry's certs.d directory in one remote command. */
+export async function gatherContainerdFacts(conn: Connection, o: ContainerdFactsOptions): Promise<ContainerdFacts> {
+  const dir = o.registry !== undefined ? hostsDirFor(o.configPath, o.registry) : '';
+  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, dir] });
+  if (r.code !== 0) {
+    const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
+    throw new TaskError(
+      `${conn.host}: could not read containerd's version, ${o.configFile}${dir ? ` and ${dir}` : ''} (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
+      'command',
+    );
+  }
+  return parseFactsOutput(r.stdout.toString('utf8'), dir);
+}

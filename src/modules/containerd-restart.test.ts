@@ -1,0 +1,93 @@
+/**
+ * The verified restart's bookkeeping and its loud failure path on a real local connection: the
+ * first backup wins, and when containerd never comes back the previous config.toml is still put
+ * back byte-for-byte with its mode. (The rollback that brings containerd back runs in the lab:
+ * test/e2e/containerd-tls.test.ts.)
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LocalConnection } from '../connection/local.js';
+import { TaskError, type TaskContext } from '../engine/module.js';
+import { configBackupKey, containerdRestart, containerdRestartRequest, rememberConfigBackup, verifiedRestart, type ConfigBackup } from './containerd-restart.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-restart-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function context(): TaskContext {
+  return {
+    conn: new LocalConnection({ host: 'localhost' }),
+    host: 'localhost',
+    vars: {},
+    check: false,
+    warn: () => undefined,
+    fact: () => undefined,
+    hostState: new Map(),
+  };
+}
+
+describe('containerd.restart', () => {
+  it('keeps the first backup of a restart cycle', () => {
+    const ctx = context();
+    rememberConfigBackup(ctx, '/etc/containerd/config.toml', Buffer.from('first'), { mode: 0o600 });
+    rememberConfigBackup(ctx, '/etc/containerd/config.toml', Buffer.from('second'));
+    rememberConfigBackup(ctx, '/other/config.toml', null);
+    const b = ctx.hostState.get(configBackupKey('/etc/containerd/config.toml')) as ConfigBackup;
+    expect(b.content?.toString()).toBe('first');
+    expect(b.mode).toBe(0o600);
+    expect((ctx.hostState.get(configBackupKey('/other/config.toml')) as ConfigBackup).content).toBeNull();
+  });
+
+  it('builds one handler request per config file, deduplicated by id', () => {
+    const a = containerdRestartRequest({ configFile: '/etc/containerd/config.toml', restartCommand: 'systemctl restart containerd', timeoutSec: 60 });
+    const b = containerdRestartRequest({ configFile: '/etc/containerd/config.toml', restartCommand: 'systemctl restart containerd', socket: '/run/x.sock', timeoutSec: 5 });
+    expect(a.id).toBe(b.id);
+    expect(a).toMatchObject({ module: 'containerd.restart', name: 'Restart containerd (verified)', args: { config_file: '/etc/containerd/config.toml', timeout_sec: 60 } });
+    expect(a.args).not.toHaveProperty('socket');
+    expect(b.args).toMatchObject({ socket: '/run/x.sock' });
+  });
+
+  it('plans one restart change with no resources (config.toml was saved by the notifying change)', async () => {
+    const changes = await containerdRestart.plan({ config_file: '/c', restart_command: 'true', timeout_sec: 3 }, null, context());
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.resources).toEqual([]);
+    expect(changes[0]!.summary).toContain('restart containerd');
+  });
+
+  it('puts the previous config back with its mode and fails loudly when containerd never comes back', async () => {
+    const file = path.join(dir, 'config.toml');
+    writeFileSync(file, 'version = 2\n# broken by a change\n', { mode: 0o600 });
+    const ctx = context();
+    rememberConfigBackup(ctx, file, Buffer.from('version = 2\n# the good one\n'), { mode: 0o640 });
+    const counter = path.join(dir, 'restarts');
+    const err = await verifiedRestart(ctx, {
+      config_file: file,
+      restart_command: `echo x >> ${counter}; echo "Job for containerd.service failed" >&2; exit 1`,
+      socket: path.join(dir, 'no.sock'),
+      timeout_sec: 2,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TaskError);
+    const msg = (err as TaskError).message;
+    expect(msg).toMatch(/^ROLLBACK FAILED: containerd did not come back after the config change \(`echo .*` failed \(exit 1: failed\): Job for containerd.service failed\)/);
+    expect(msg).toContain('was restored but containerd still does not answer');
+    expect(readFileSync(file, 'utf8')).toBe('version = 2\n# the good one\n');
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(readFileSync(counter, 'utf8')).toBe('x\nx\n');
+  });
+
+  it('removes a config.toml that did not exist before the change', async () => {
+    const file = path.join(dir, 'created.toml');
+    writeFileSync(file, 'version = 2\n');
+    const ctx = context();
+    rememberConfigBackup(ctx, file, null);
+    await expect(verifiedRestart(ctx, { config_file: file, restart_command: 'exit 3', socket: path.join(dir, 'no.sock'), timeout_sec: 1 })).rejects.toThrow(/ROLLBACK FAILED/);
+    expect(() => statSync(file)).toThrow(/ENOENT/);
+  });
+
+  it('says nothing was rolled back when no backup was recorded', async () => {
+    await expect(
+      verifiedRestart(context(), { config_file: path.join(dir, 'x.toml'), restart_command: 'exit 1', socket: path.join(dir, 'no.sock'), timeout_sec: 1 }),
+    ).rejects.toThrow(/no earlier .*x\.toml was recorded in this run, so nothing was rolled back/);
+  });
+});

@@ -1,0 +1,195 @@
+/**
+ * The verified containerd restart: an internal handler that config.toml-changing modules notify
+ * (containerd.tls, node.creds.wipe, restore). It restarts containerd, waits for the CRI socket to
+ * answer, and when it does not, puts the config.toml that was there before this run's change back,
+ * restarts again and fails the host with both errors: a node is never left with a config that
+ * containerd rejects.
+ */
+import type { Connection } from '../connection/connection.js';
+import { describeExit } from '../connection/exit-codes.js';
+import { createCriClientFor, DEFAULT_CRI_SOCKETS, resolveCriSocket, waitForCri } from '../cri/client.js';
+import { TaskError, type Change, type HandlerRequest, type Module, type TaskContext } from '../engine/module.js';
+
+/** The internal module name the engine looks up in the registry. */
+export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
+
+/** Arguments of the internal handler (see `containerdRestartSchema`). */
+export interface ContainerdRestartArgs {
+  config_file: string;
+  restart_command: string;
+  socket?: string;
+  timeout_sec: number;
+}
+
+/** JSON Schema of the handler's arguments (it has no playbook schema entry). */
+export const containerdRestartSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['config_file', 'restart_command', 'timeout_sec'],
+  properties: {
+    config_file: { type: 'string', minLength: 1 },
+    restart_command: { type: 'string', minLength: 1 },
+    socket: { type: 'string', minLength: 1 },
+    timeout_sec: { type: 'integer', minimum: 1 },
+  },
+} as const;
+
+/** What a rollback puts back: the bytes (null = the file did not exist) with mode and owner. */
+export interface ConfigBackup {
+  content: Buffer | null;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** The hostState key under which a config.toml backup lives. */
+export function configBackupKey(configFile: string): string {
+  return `containerd.backup:${configFile}`;
+}
+
+/**
+ * Records config.toml as it was before a change, for the handler's rollback. Only the first call
+ * per restart cycle counts: when two tasks edit the file before the handler runs, the content to
+ * roll back to is the one before the first edit. A successful restart clears it (that config is
+ * then the known-good one).
+ */
+export function rememberConfigBackup(
+  ctx: TaskContext,
+  configFile: string,
+  previous: Buffer | null,
+  meta: { mode?: number; uid?: number; gid?: number } = {},
+): void {
+  const key = configBackupKey(configFile);
+  if (ctx.hostState.has(key)) return;
+  const backup: ConfigBackup = { content: previous === null ? null : Buffer.from(previous), ...meta };
+  ctx.hostState.set(key, backup);
+}
+
+/** The handler request a config.toml-changing change attaches as `notify`. */
+export function containerdRestartRequest(o: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number }): HandlerRequest {
+  return {
+    id: `containerd.restart ${o.configFile}`,
+    name: 'Restart containerd (verified)',
+    module: CONTAINERD_RESTART_MODULE,
+    args: {
+      config_file: o.configFile,
+      restart_command: o.restartCommand,
+      ...(o.socket !== undefined ? { socket: o.socket } : {}),
+      timeout_sec: o.timeoutSec,
+    },
+  };
+}
+
+function trimmed(b: Buffer): string {
+  const lines = b.toString('utf8').trim().split('\n').filter((l) => l.trim() !== '');
+  const text = lines.slice(-3).join('; ');
+  return text.length > 400 ? `…${text.slice(-400)}` : text;
+}
+
+/** Runs the restart command and waits for the CRI; resolves with an error sentence, or null when containerd answers. */
+async function restartAndWait(conn: Connection, command: string, socket: string, timeoutSec: number): Promise<string | null> {
+  const timeoutMs = timeoutSec * 1000;
+  const r = await conn.exec({ script: command }, { timeoutMs });
+  if (r.code !== 0) {
+    const err = trimmed(r.stderr) || trimmed(r.stdout);
+    return `\`${command}\` failed (${r.timedOut ? `timed out after ${timeoutSec} s` : describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`;
+  }
+  let client;
+  try {
+    client = await createCriClientFor(conn, socket);
+  } catch (e) {
+    return `cannot reach ${socket}: ${(e as Error).message}`;
+  }
+  try {
+    await waitForCri(client, timeoutMs);
+    return null;
+  } catch (e) {
+    return `the CRI socket ${socket} did not answer within ${timeoutSec} s after \`${command}\`: ${(e as Error).message}`;
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
+/** The socket to health-check: the task's, the host's `cri_socket` variable, crictl.yaml, the well-known ones. */
+async function healthSocket(ctx: TaskContext, args: ContainerdRestartArgs): Promise<string> {
+  if (args.socket) return args.socket;
+  const fromVars = ctx.vars['cri_socket'];
+  if (typeof fromVars === 'string' && fromVars !== '') return fromVars;
+  try {
+    return await resolveCriSocket(ctx.conn);
+  } catch {
+    // containerd was not running before the restart, so no socket exists yet; after a successful
+    // restart the first well-known one is where it appears.
+    return DEFAULT_CRI_SOCKETS[0];
+  }
+}
+
+async function restoreBackup(conn: Connection, configFile: string, backup: ConfigBackup): Promise<void> {
+  if (backup.content === null) {
+    await conn.remove(configFile);
+    return;
+  }
+  await conn.writeFile(configFile, backup.content, {
+    ...(backup.mode !== undefined ? { mode: backup.mode } : {}),
+    ...(backup.uid !== undefined ? { uid: backup.uid } : {}),
+    ...(backup.gid !== undefined ? { gid: backup.gid } : {}),
+  });
+}
+
+/** Restart, verify, and on failure roll config.toml back; throws TaskError with every error in one message. */
+export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartArgs): Promise<void> {
+  // Resolve before restarting: while containerd runs its socket exists, which is what the lookup checks.
+  const socket = await healthSocket(ctx, args);
+  const first = await restartAndWait(ctx.conn, args.restart_command, socket, args.timeout_sec);
+  const key = configBackupKey(args.config_file);
+  const backup = ctx.hostState.get(key) as ConfigBackup | undefined;
+  if (first === null) {
+    ctx.hostState.delete(key);
+    return;
+  }
+  if (!backup) {
+    throw new TaskError(
+      `containerd did not come back after the restart (${first}); no earlier ${args.config_file} was recorded in this run, so nothing was rolled back: fix containerd on ${ctx.host} by hand.`,
+      'command',
+    );
+  }
+  try {
+    await restoreBackup(ctx.conn, args.config_file, backup);
+  } catch (e) {
+    throw new TaskError(
+      `ROLLBACK FAILED: containerd did not come back after the config change (${first}), and putting the previous ${args.config_file} back failed too (${(e as Error).message}); ${ctx.host} is left with the new config and containerd is down: restore the file from the run's snapshot (trustplay restore) now.`,
+      'command',
+    );
+  }
+  const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.timeout_sec);
+  if (second === null) {
+    ctx.hostState.delete(key);
+    throw new TaskError(
+      `containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored and containerd restarted (it answers on ${socket}).`,
+      'command',
+    );
+  }
+  throw new TaskError(
+    `ROLLBACK FAILED: containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored but containerd still does not answer (${second}): ${ctx.host} has no working container runtime, look at containerd's log now.`,
+    'command',
+  );
+}
+
+/** The internal handler module, registered as `containerd.restart`. */
+export const containerdRestart: Module<ContainerdRestartArgs, null> = {
+  name: CONTAINERD_RESTART_MODULE,
+  description: 'Restart containerd, wait for its CRI socket, and roll config.toml back if it does not come back (internal handler).',
+  gather() {
+    return Promise.resolve(null);
+  },
+  plan(args): Change[] {
+    return [
+      {
+        summary: `restart containerd (\`${args.restart_command}\`) and wait up to ${args.timeout_sec} s for the CRI socket`,
+        // config.toml was saved by the change that notified this handler; a rollback only puts that back.
+        resources: [],
+        apply: (ctx) => verifiedRestart(ctx, args),
+      },
+    ];
+  },
+};
