@@ -338,11 +338,13 @@ export function migrateLegacy(text: string, opts: EditOptions): MigrateOutcome {
     for (const host of legacyTlsHosts(info)) {
       if (files[hostNamespaceDir(host)] === undefined) {
         const server = defaultServer(host);
+        const t = tlsToHostFields(info.configs[host]?.tls);
+        // TLS on the server too, as hostsTomlModel does: a 404 from the entry falls through to `server`.
         files[hostNamespaceDir(host)] = {
           server,
-          serverCa: [],
-          serverClient: [],
-          serverSkipVerify: false,
+          serverCa: t.ca,
+          serverClient: t.client,
+          serverSkipVerify: t.skipVerify,
           hosts: [{ url: server, capabilities: ['pull', 'resolve'], ...tlsToHostFields(info.configs[host]?.tls) }],
         };
       }

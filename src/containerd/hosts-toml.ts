@@ -64,23 +64,30 @@ export function defaultServer(registry: string, plainHttp = false): string {
   return `${plainHttp ? 'http' : 'https'}://${registry}`;
 }
 
-/** The model `renderHostsToml(o)` writes, for comparing with `parseHostsToml` of the file on the node. */
+/**
+ * The model `renderHostsToml(o)` writes, for comparing with `parseHostsToml` of the file on the node.
+ *
+ * The TLS settings go BOTH at the top level (for `server`) and on the `[host."<server>"]` entry.
+ * containerd's resolver tries every host entry and then `server`; when the image does not exist the
+ * entry answers 404 and the resolver moves on to `server`, and if `server` lacks the CA that attempt
+ * fails with x509, which is the error reported: a missing image would look like a trust problem.
+ * Measured on containerd 1.6.20 in the lab: CA only on the entry -> a successful pull, but not-found
+ * reported as "x509: certificate signed by unknown authority"; CA only at the top level -> both
+ * right; CA in both places -> both right. Both places also covers a containerd that honours only
+ * one of them (the top-level form is documented in docs/hosts.md, the entry form is what most
+ * guides write).
+ */
 export function hostsTomlModel(o: HostsTomlOptions): HostsTomlModel {
   const server = o.server ?? defaultServer(o.registry, o.plainHttp === true);
+  const ca = o.ca !== undefined ? [o.ca] : [];
+  const client: Array<[string, string]> = o.clientCert !== undefined ? [[o.clientCert, o.clientKey ?? '']] : [];
+  const skipVerify = o.skipVerify === true;
   return {
     server,
-    serverCa: [],
-    serverClient: [],
-    serverSkipVerify: false,
-    hosts: [
-      {
-        url: server,
-        capabilities: ['pull', 'resolve'],
-        ca: o.ca !== undefined ? [o.ca] : [],
-        client: o.clientCert !== undefined ? [[o.clientCert, o.clientKey ?? '']] : [],
-        skipVerify: o.skipVerify === true,
-      },
-    ],
+    serverCa: ca,
+    serverClient: client,
+    serverSkipVerify: skipVerify,
+    hosts: [{ url: server, capabilities: ['pull', 'resolve'], ca: [...ca], client: client.map((c) => [...c]), skipVerify }],
   };
 }
 
