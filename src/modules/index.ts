@@ -15,6 +15,9 @@ const user = (name: keyof typeof moduleArgSchemas, load: () => Promise<Registere
 
 /** Module loaders by name. Each module file registers itself here with one line. */
 export const moduleLoaders: Record<string, Loader> = {
+  'image.pull.verify': user('image.pull.verify', async () => (await import('./image-pull-verify.js')).imagePullVerify as unknown as RegisteredModule['module']),
+  'image.rmi': user('image.rmi', async () => (await import('./image-rmi.js')).imageRmi as unknown as RegisteredModule['module']),
+  'node.creds.wipe': user('node.creds.wipe', async () => (await import('./node-creds-wipe.js')).nodeCredsWipe as unknown as RegisteredModule['module']),
   'containerd.restart': async () => { const m = await import('./containerd-restart.js'); return { module: m.containerdRestart as unknown as RegisteredModule['module'], schema: m.containerdRestartSchema as unknown as Record<string, unknown> }; },
 };
 

@@ -1,11 +1,11 @@
 /**
  * One lab node: a private mount namespace (held by a `sleep` started under `unshare -m`) in which
- * the node's own files are bind-mounted over /etc/hosts, /etc/passwd, /etc/containerd, /run,
- * /var/lib, /root and /usr/local/sbin; a containerd with a realistic config; and an sshd on the
+ * the node's own files are bind-mounted over /etc/hosts, /etc/resolv.conf (loopback DNS only),
+ * /etc/passwd, /etc/containerd, /run, /var/lib, /root and /usr/local/sbin; a containerd with a realistic config; and an sshd on the
  * node's own loopback address. Nothing is mounted in this machine's namespace.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SHIM_PIDFILE, SYSTEMCTL_SHIM } from './systemctl-shim.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
@@ -51,8 +51,21 @@ export interface NodeContext {
   track: (pid: number, comm: string, what: string) => void;
 }
 
+/**
+ * The node's /etc/resolv.conf. This machine's resolver is outside 127.0.0.0/8, and containerd asks
+ * DNS for any name its /etc/hosts lacks (a test pulling a made-up host, docker.io): nothing listens
+ * on 127.0.0.1:53, so such a lookup fails at once with "connection refused" and no query ever
+ * leaves the machine.
+ */
+export const LOOPBACK_RESOLV_CONF = [
+  '# trustplay lab node: DNS only on loopback, where nothing answers (names the lab serves are in /etc/hosts)',
+  'nameserver 127.0.0.1',
+  'options timeout:1 attempts:1',
+  '',
+].join('\n');
+
 /** Paths the node's namespace mounts over; the lab directory must not live under any of them. */
-export const NODE_MOUNTS = ['/etc/hosts', '/etc/passwd', '/etc/containerd', '/run', '/var/lib', '/root', '/usr/local/sbin'];
+export const NODE_MOUNTS = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '/etc/containerd', '/run', '/var/lib', '/root', '/usr/local/sbin'];
 
 /** The machine's `containerd config default`, with the comment header a real node's file has. */
 export async function realisticContainerdConfig(): Promise<string> {
@@ -165,6 +178,7 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
     '/etc/hosts': path.join(dir, 'etc-hosts'),
   };
   const passwd = path.join(dir, 'etc-passwd');
+  const resolvConf = path.join(dir, 'etc-resolv.conf');
   const sbin = path.join(dir, 'usr-local-sbin');
   for (const d of [files['/etc/containerd'], files['/run'], path.join(files['/run'], 'lab'), files['/var/lib'], sbin, path.join(dir, 'ssh')]) {
     mkdirSync(d, { recursive: true });
@@ -183,6 +197,7 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
     `${hostsFile.endsWith('\n') ? hostsFile : `${hostsFile}\n`}# trustplay lab (${name}'s own /etc/hosts)\n${ctx.hostsLines.join('\n')}\n`,
   );
   writeFileSync(passwd, passwdForNode());
+  writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
   writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), ctx.containerdConfig);
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
   writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), { mode: 0o600 });
@@ -197,6 +212,9 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
   const nsPid = await startHolder(
     [
       [files['/etc/hosts'], '/etc/hosts'],
+      // Before /run: a resolv.conf symlinked into /run must be resolved while /run is still this
+      // machine's. Without any resolv.conf, resolvers already default to 127.0.0.1.
+      ...(existsSync('/etc/resolv.conf') ? [[resolvConf, '/etc/resolv.conf'] as [string, string]] : []),
       [passwd, '/etc/passwd'],
       [files['/etc/containerd'], '/etc/containerd'],
       [files['/run'], '/run'],

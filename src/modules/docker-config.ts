@@ -1,0 +1,133 @@
+/**
+ * Credential edits on docker-format config.json files (docker's ~/.docker/config.json, kubelet's
+ * /var/lib/kubelet/config.json) and secret masking for their diffs. Pure: text in, text out.
+ *
+ * The file is parsed and written back with JSON.stringify in the file's own indentation (tab, N
+ * spaces, or compact) and final-newline style, so a file written by docker or kubeadm comes back
+ * identical except for the removed entries. What cannot survive a parse (duplicate keys, `1.0`
+ * written as `1`, `\u00e9` escapes) keeps its meaning, not its bytes.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { registryKeyMatches } from '../containerd/registry-host.js';
+
+/** The outcome of an edit: new text, whether it differs, and the removed `auths` keys (names only). */
+export interface CredentialEdit {
+  text: string;
+  changed: boolean;
+  removed: string[];
+}
+
+/** Why a file cannot be edited: one sentence, no file content. */
+export interface CredentialEditError {
+  error: string;
+}
+
+/** Object keys whose string values are secrets in docker config files and containerd's auth table. */
+export const SECRET_KEYS = /^(auth|password|identitytoken|registrytoken|identity_token|registry_token)$/i;
+
+/** The mask every module prints instead of a secret. */
+export const MASK = '********';
+
+/** Indentation JSON.stringify should use to reproduce `text`'s style: a tab, a number of spaces, or 0 (compact). */
+export function detectIndent(text: string): string | number {
+  const m = /\n([ \t]+)\S/.exec(text);
+  if (!m?.[1]) return 0;
+  return m[1].startsWith('\t') ? '\t' : m[1].length;
+}
+
+/** `value` serialised in the style of `original` (indent and trailing newline). */
+export function stringifyLike(original: string, value: unknown): string {
+  const body = JSON.stringify(value, null, detectIndent(original));
+  return /\r?\n$/.test(original) ? `${body}${original.endsWith('\r\n') ? '\r\n' : '\n'}` : body;
+}
+
+function parseObject(text: string, label: string): Record<string, unknown> | CredentialEditError {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (e) {
+    return {
+      error: `${label} is not valid JSON (${(e as Error).message}), so trustplay will not edit it: fix or remove it by hand, or leave it out of \`paths\``,
+    };
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    return { error: `${label} holds JSON but not an object like a docker config.json, so trustplay will not edit it: leave it out of \`paths\`` };
+  }
+  return doc as Record<string, unknown>;
+}
+
+/** Type guard for edit errors. */
+export function isCredentialEditError(r: object): r is CredentialEditError {
+  return 'error' in r;
+}
+
+/**
+ * Removes the `auths` entries naming `registry` (`host`, `host:port`, `https://host`,
+ * `https://host/v1/`) from a docker config.json text; every other key stays as it was.
+ */
+export function removeRegistryCredentials(text: string, registry: string, label = 'the file'): CredentialEdit | CredentialEditError {
+  const doc = parseObject(text, label);
+  if (isCredentialEditError(doc)) return doc;
+  const auths = doc['auths'];
+  if (typeof auths !== 'object' || auths === null || Array.isArray(auths)) return { text, changed: false, removed: [] };
+  const keep: Record<string, unknown> = {};
+  const removed: string[] = [];
+  for (const [key, value] of Object.entries(auths)) {
+    if (registryKeyMatches(key, registry)) removed.push(key);
+    else keep[key] = value;
+  }
+  if (removed.length === 0) return { text, changed: false, removed };
+  // Rebuild top-level keys in their order so only `auths` changes.
+  const next: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc)) next[k] = k === 'auths' ? keep : v;
+  const out = stringifyLike(text, next);
+  // Self-check: what we write must parse back to the same document minus the removed entries.
+  const reparsed = JSON.parse(out) as Record<string, unknown>;
+  if (!isDeepStrictEqual(reparsed, next)) {
+    return { error: `${label} did not survive a JSON round trip unchanged, so trustplay will not edit it: remove the ${removed.join(', ')} entries by hand` };
+  }
+  return { text: out, changed: true, removed };
+}
+
+/** Every registry key in a config.json's `auths` (for output of a whole-file removal); [] when unreadable. */
+export function credentialKeys(text: string): string[] {
+  const doc = parseObject(text, 'the file');
+  if (isCredentialEditError(doc)) return [];
+  const auths = doc['auths'];
+  return typeof auths === 'object' && auths !== null && !Array.isArray(auths) ? Object.keys(auths) : [];
+}
+
+function maskValue(value: unknown, key: string): unknown {
+  if (typeof value === 'string') return SECRET_KEYS.test(key) && value !== '' ? MASK : value;
+  if (Array.isArray(value)) return value.map((v) => maskValue(v, key));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, maskValue(v, k)]));
+  }
+  return value;
+}
+
+/**
+ * A config.json text with every secret value (`auth`, `password`, `identitytoken`, ...) replaced by
+ * the mask, in the same style; text that is not JSON is masked line by line as a last resort.
+ */
+export function maskJsonSecrets(text: string): string {
+  if (text === '') return text;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch {
+    return text.replace(/("(?:auth|password|identitytoken|registrytoken)"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${MASK}"`);
+  }
+  return stringifyLike(text, maskValue(doc, ''));
+}
+
+/**
+ * A config.toml text with the values of `auth`, `password`, `identitytoken` keys masked (table
+ * headers such as `[...configs."h".auth]` have no value and stay).
+ */
+export function maskTomlSecrets(text: string): string {
+  return text.replace(
+    /((?:^|[\s{,.])"?(?:auth|password|identitytoken|registrytoken)"?\s*=\s*)("""[\s\S]*?"""|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')/gi,
+    `$1"${MASK}"`,
+  );
+}

@@ -1,0 +1,133 @@
+/**
+ * `image.pull.verify`: pulls an image through the node's CRI ImageService (the path kubelet takes,
+ * so the CRI registry configuration applies) and asserts it worked, optionally with an expected
+ * digest. Read-only: it never reports "changed", and it runs in check mode, where a failure is
+ * drift. The pull happens in `gather`; `plan` is the pure verdict.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CriError, type CriAuth } from '../cri/client.js';
+import { classifyPullError, type PullFailure, type PullFailureClass } from '../cri/classify.js';
+import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
+import type { ImagePullVerifyArgs } from '../playbook/schema/modules.js';
+import { criTaskError, withCri } from './cri-connect.js';
+import { MASK } from './docker-config.js';
+
+/** What a verification saw: the pulled image, or the classified failure. */
+export type PullObserved =
+  | { ok: true; image: string; imageRef: string; repoDigest: string | null; attempts: number }
+  | { ok: false; image: string; failure: PullFailure; raw: string; attempts: number };
+
+/** Failure classes a retry cannot fix (certificates, protocol, credentials): fail at once. */
+const PERMANENT: ReadonlySet<PullFailureClass> = new Set(['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized']);
+
+/** Back-off before retry `n` (1-based): 1 s, 2 s, 4 s, ... capped at 30 s. */
+export function backoffMs(n: number): number {
+  return Math.min(1000 * 2 ** Math.max(0, n - 1), 30_000);
+}
+
+/** Whether a failure of this class is worth another attempt. */
+export function isRetryable(cls: PullFailureClass): boolean {
+  return !PERMANENT.has(cls);
+}
+
+/** The CRI AuthConfig for the task's `auth` (a token is an identity token, as `docker login` stores it). */
+export function criAuthFor(auth: ImagePullVerifyArgs['auth']): CriAuth | undefined {
+  if (!auth) return undefined;
+  // containerd's CRI uses the first of username, identity token, auth it finds; send only one.
+  if (auth.token !== undefined) return { identityToken: auth.token };
+  if (auth.username === undefined && auth.password === undefined) return undefined;
+  return { username: auth.username ?? '', password: auth.password ?? '' };
+}
+
+/** Replaces every secret of `auth` (and its base64 `user:password` form) in `text` with the mask. */
+export function maskAuth(text: string, auth: ImagePullVerifyArgs['auth']): string {
+  if (!auth) return text;
+  const secrets = [auth.password, auth.token].filter((s): s is string => typeof s === 'string' && s !== '');
+  if (auth.username !== undefined && auth.password) secrets.push(Buffer.from(`${auth.username}:${auth.password}`).toString('base64'));
+  let out = text;
+  for (const s of secrets.sort((a, b) => b.length - a.length)) out = out.split(s).join(MASK);
+  return out;
+}
+
+/**
+ * The repository an image reference names, normalised as containerd records it in repo digests:
+ * `busybox:1` → `docker.io/library/busybox`, `reg:5000/a/b@sha256:..` → `reg:5000/a/b`.
+ */
+export function repositoryOf(image: string): string {
+  let ref = image.split('@')[0] ?? image;
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (colon > slash) ref = ref.slice(0, colon);
+  const parts = ref.split('/');
+  const first = parts[0] ?? '';
+  const hasDomain = parts.length > 1 && (/[.:]/.test(first) || first === 'localhost');
+  if (hasDomain) return ref;
+  return parts.length === 1 ? `docker.io/library/${ref}` : `docker.io/${ref}`;
+}
+
+/** The repo digest of `image` among an image's repo digests (`repo@sha256:...`), else the first one. */
+export function pickRepoDigest(image: string, repoDigests: string[]): string | null {
+  const repo = repositoryOf(image);
+  return repoDigests.find((d) => d.split('@')[0] === repo) ?? repoDigests[0] ?? null;
+}
+
+function attemptsNote(attempts: number): string {
+  return attempts > 1 ? ` (${attempts} attempts)` : '';
+}
+
+/** The verdict: no change when the pull worked (and the digest matched), else a verification TaskError. */
+export function planPullVerify(args: Pick<ImagePullVerifyArgs, 'image' | 'expect_digest'>, observed: PullObserved): Change[] {
+  if (!observed.ok) {
+    const { failure } = observed;
+    throw new TaskError(
+      `pulling ${observed.image} failed${attemptsNote(observed.attempts)}: ${failure.summary}; ${failure.hint}`,
+      'verification',
+      observed.raw,
+    );
+  }
+  if (args.expect_digest !== undefined) {
+    const got = observed.repoDigest?.split('@')[1] ?? null;
+    if (got !== args.expect_digest) {
+      throw new TaskError(
+        got === null
+          ? `${observed.image} was pulled but the node reports no repo digest for it, so it cannot be checked against ${args.expect_digest}: pull by digest (image@sha256:...) instead`
+          : `${observed.image} resolved to ${got}, not the expected ${args.expect_digest}: the tag now points at another image (or another registry answered); check what was pushed`,
+        'verification',
+      );
+    }
+  }
+  return [];
+}
+
+/** Pulls with retries and back-off; CRI socket trouble is a command failure, a refused pull an observation. */
+export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArgs): Promise<PullObserved> {
+  const auth = criAuthFor(args.auth);
+  return withCri(ctx, args.socket, async (cri) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { imageRef } = await cri.pullImage(args.image, { ...(auth ? { auth } : {}), timeoutMs: args.timeout * 1000 });
+        const status = await cri.imageStatus(imageRef || args.image);
+        return { ok: true, image: args.image, imageRef, repoDigest: pickRepoDigest(args.image, status?.repoDigests ?? []), attempts: attempt };
+      } catch (err) {
+        // 14/12: containerd itself cannot be reached or has no CRI: not a verdict on the registry.
+        if (!(err instanceof CriError) || err.code === 14 || err.code === 12) throw criTaskError(err);
+        const raw = maskAuth(err.code === 4 ? err.message : err.details || err.message, args.auth);
+        const failure = classifyPullError(raw);
+        if (attempt > args.retries || !isRetryable(failure.class) || ctx.signal?.aborted) {
+          return { ok: false, image: args.image, failure, raw, attempts: attempt };
+        }
+        await sleep(backoffMs(attempt), undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
+      }
+    }
+  });
+}
+
+/** The `image.pull.verify` module. */
+export const imagePullVerify: Module<ImagePullVerifyArgs, PullObserved> = {
+  name: 'image.pull.verify',
+  description: 'Pull an image through the CRI and assert success (and digest); classifies failures; never "changed".',
+  readOnly: true,
+  gather: pullWithRetries,
+  plan: (args, observed) => planPullVerify(args, observed),
+  result: (observed) => (observed.ok ? { imageRef: observed.imageRef, repoDigest: observed.repoDigest } : {}),
+};
