@@ -30,7 +30,8 @@ describe('containerd facts', () => {
     mkdirSync(path.join(hosts, 'subdir'));
     const f = await gatherContainerdFacts(conn, { configFile: cfg, configPath: path.join(dir, 'certs.d/'), registry: 'registry.test:5000' });
     expect(f.version?.major).toBe(1);
-    expect(f.config).toEqual({ exists: true, text: 'version = 2\n# ünïcode and "quotes" $(not run)\n', mode: 0o640, uid: process.getuid?.(), gid: process.getgid?.() });
+    const text = 'version = 2\n# ünïcode and "quotes" $(not run)\n';
+    expect(f.config).toEqual({ exists: true, text, content: Buffer.from(text), mode: 0o640, uid: process.getuid?.(), gid: process.getgid?.() });
     expect(f.hostsDir.path).toBe(hosts);
     expect(f.hostsDir.exists).toBe(true);
     expect(Object.keys(f.hostsDir.files).sort()).toEqual(['client key.pem', 'hosts.toml']);
@@ -41,6 +42,17 @@ describe('containerd facts', () => {
     const f = await gatherContainerdFacts(conn, { configFile: path.join(dir, 'nope.toml'), configPath: path.join(dir, 'none'), registry: 'r.test' });
     expect(f.config).toEqual({ exists: false, text: null });
     expect(f.hostsDir).toEqual({ path: path.join(dir, 'none', 'r.test'), exists: false, files: {} });
+    expect(f.extraDirs).toEqual({});
+  });
+
+  it('reads extra directories in the same command', async () => {
+    const a = path.join(dir, 'extra', 'a');
+    mkdirSync(a, { recursive: true });
+    writeFileSync(path.join(a, 'hosts.toml'), 'x');
+    const f = await gatherContainerdFacts(conn, { configFile: path.join(dir, 'nope.toml'), configPath: dir, extraDirs: [a, path.join(dir, 'extra', 'b')] });
+    expect(f.hostsDir.path).toBe('');
+    expect(f.extraDirs[a]?.files['hosts.toml']?.content.toString()).toBe('x');
+    expect(f.extraDirs[path.join(dir, 'extra', 'b')]?.exists).toBe(false);
   });
 
   it('refuses output cut short', () => {

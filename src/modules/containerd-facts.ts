@@ -24,12 +24,22 @@ export interface NodeFile {
   gid: number;
 }
 
+/** A directory on the node and the regular files directly in it. */
+export interface HostsDirFacts {
+  path: string;
+  exists: boolean;
+  files: Record<string, NodeFile>;
+}
+
 /** Facts about containerd on one node. */
 export interface ContainerdFacts {
   version: ContainerdVersion | null;
-  config: { exists: boolean; text: string | null; mode?: number; uid?: number; gid?: number };
-  /** The registry's host directory under config_path (empty when no registry was asked for). */
-  hostsDir: { path: string; exists: boolean; files: Record<string, NodeFile> };
+  /** config.toml: `text` is its content as UTF-8, `content` the exact bytes (for a byte-exact rollback). */
+  config: { exists: boolean; text: string | null; content?: Buffer; mode?: number; uid?: number; gid?: number };
+  /** The registry's host directory under config_path (path '' when no registry was asked for). */
+  hostsDir: HostsDirFacts;
+  /** Every directory in `extraDirs`, by path. */
+  extraDirs: Record<string, HostsDirFacts>;
 }
 
 /** What to read. */
@@ -39,6 +49,8 @@ export interface ContainerdFactsOptions {
   configPath: string;
   /** `host` or `host:port`: read `<configPath>/<registry>/`. */
   registry?: string;
+  /** More directories to list and read the same way (e.g. the targets of a legacy migration). */
+  extraDirs?: string[];
 }
 
 // Files bigger than this in a host directory are not certificates or hosts.toml; their content is
@@ -48,7 +60,8 @@ const MAX_FILE = 1024 * 1024;
 // Framing: `@@<tag> <fields>` header lines, each followed by base64 lines when it carries content.
 // Paths arrive as positional parameters, never spliced into the script.
 const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-cfg=$1 dir=$2
+cfg=$1
+shift
 if command -v containerd >/dev/null 2>&1; then
   v=$(containerd --version 2>&1 | head -n 1)
   echo "@@version 1"; printf '%s' "$v" | base64
@@ -61,8 +74,10 @@ if [ -f "$cfg" ]; then
 else
   echo "@@config 0"
 fi
-if [ -n "$dir" ] && [ -d "$dir" ]; then
-  echo "@@dir 1"
+for dir in "$@"; do
+  p=$(printf '%s' "$dir" | base64 | tr -d '\\n')
+  [ -n "$dir" ] && [ -d "$dir" ] || { echo "@@dir $p 0"; continue; }
+  echo "@@dir $p 1"
   for f in "$dir"/* "$dir"/.[!.]*; do
     [ -f "$f" ] || continue
     set -- $(stat -L -c '%a %u %g %s' -- "$f")
@@ -71,9 +86,7 @@ if [ -n "$dir" ] && [ -d "$dir" ]; then
     echo "@@file $n $1 $2 $3"
     base64 < "$f" || exit 3
   done
-else
-  echo "@@dir 0"
-fi
+done
 echo "@@end"
 `;
 
@@ -98,7 +111,9 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
     version: null,
     config: { exists: false, text: null },
     hostsDir: { path: hostsDirPath, exists: false, files: {} },
+    extraDirs: {},
   };
+  let dir: HostsDirFacts = { path: '', exists: false, files: {} };
   let sink: ((b: Buffer) => void) | null = null;
   let chunks: string[] = [];
   const flush = (): void => {
@@ -121,21 +136,29 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
       case 'config':
         if (f[0] === '1') {
           facts.config = { exists: true, text: '', mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
-          sink = (b) => (facts.config.text = b.toString('utf8'));
+          sink = (b) => {
+            facts.config.content = b;
+            facts.config.text = b.toString('utf8');
+          };
         }
         break;
-      case 'dir':
-        facts.hostsDir.exists = f[0] === '1';
+      case 'dir': {
+        const p = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
+        dir = { path: p, exists: f[1] === '1', files: {} };
+        if (p !== '' && p === hostsDirPath) facts.hostsDir = dir;
+        else facts.extraDirs[p] = dir;
         break;
+      }
       case 'file': {
         const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
         const meta = { mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
-        sink = (b) => (facts.hostsDir.files[name] = { content: b, ...meta });
+        const into = dir;
+        sink = (b) => (into.files[name] = { content: b, ...meta });
         break;
       }
       case 'big': {
         const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
-        throw new TaskError(`${hostsDirPath}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`, 'refused');
+        throw new TaskError(`${dir.path}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`, 'refused');
       }
       case 'end':
         ended = true;
@@ -150,7 +173,8 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
 /** Reads containerd's version, config.toml and one registry's certs.d directory in one remote command. */
 export async function gatherContainerdFacts(conn: Connection, o: ContainerdFactsOptions): Promise<ContainerdFacts> {
   const dir = o.registry !== undefined ? hostsDirFor(o.configPath, o.registry) : '';
-  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, dir] });
+  const dirs = [...(dir ? [dir] : []), ...(o.extraDirs ?? []).filter((d) => d !== dir)];
+  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, ...dirs] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
     throw new TaskError(
