@@ -11,7 +11,7 @@ function validatorWithDefaults(schema: Record<string, unknown>): ValidateFunctio
   let v = compiled.get(schema);
   if (!v) {
     ajv ??= (() => {
-      const a = new Ajv2020({ allErrors: true, strict: true, useDefaults: true });
+      const a = new Ajv2020({ allErrors: true, strict: true, useDefaults: true, validateSchema: false, meta: false });
       a.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
       a.addKeyword({ keyword: 'x-together', schemaType: 'array' });
       return a;

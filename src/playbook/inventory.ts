@@ -85,7 +85,7 @@ const OWN_KEYS = new Set(['hosts', 'groups', 'vars', 'ssh']);
 
 export function parseInventory(file: string, text: string): { inventory?: Inventory; errors: Diagnostic[] } {
   const { src, errors } = parseYamlSource(file, text);
-  if (errors.length) return { errors: errors.map((e) => duplicateKeyMessage(e)) };
+  if (errors.length) return { errors };
   let data: unknown;
   try {
     data = src.doc.toJS();
@@ -101,11 +101,6 @@ export function parseInventory(file: string, text: string): { inventory?: Invent
   const keys = Object.keys(data);
   const own = keys.every((k) => OWN_KEYS.has(k));
   return own ? parseOwn(src, data as Record<string, unknown>) : parseAnsible(src, data as Record<string, unknown>);
-}
-
-function duplicateKeyMessage(d: Diagnostic): Diagnostic {
-  if (/unique/i.test(d.message)) return { ...d, message: 'duplicate key: a host, group or key is declared twice here' };
-  return d;
 }
 
 let validateOwn: ReturnType<typeof compileSchema> | undefined;

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ValidateFunction } from 'ajv';
 import { at, nodeAt, parseYamlSource, sortDiagnostics, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
-import { hasTemplate, interpolate, isDefined, templatedStrings, templateRefs, TemplateError } from './interpolate.js';
+import { hasTemplate, interpolate, interpolateString, isDefined, lookup, templatedStrings, templateRefs, TemplateError } from './interpolate.js';
 import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
@@ -339,7 +339,7 @@ function checkArgs(
   const seen = new Set<string>();
   for (const host of hosts) {
     const vars = varsFor(host);
-    const key = JSON.stringify(refs.map((r) => (isDefined(vars, r) ? [r, lookupForKey(vars, r)] : [r])));
+    const key = refs.map((r) => keyPart(vars, r)).join('\u0000');
     if (seen.has(key)) continue;
     seen.add(key);
     let args: unknown;
@@ -362,11 +362,16 @@ function checkArgs(
   return [...byMessage.values()];
 }
 
-function lookupForKey(vars: Record<string, unknown>, path: string): unknown {
+/** What a variable contributes to the per-host cache key (hosts with equal keys interpolate alike). */
+function keyPart(vars: Record<string, unknown>, path: string): string {
+  if (!isDefined(vars, path)) return '\u0001';
+  const v = lookup(vars, path);
+  if (typeof v !== 'string') return JSON.stringify(v) ?? 'undefined';
+  if (!hasTemplate(v)) return v;
   try {
-    return interpolate(`{{ ${path} }}`, vars);
+    return JSON.stringify(interpolateString(v, vars));
   } catch {
-    return undefined;
+    return '\u0002' + v;
   }
 }
 
