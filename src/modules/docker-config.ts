@@ -37,8 +37,10 @@ export function detectIndent(text: string): string | number {
 
 /** `value` serialised in the style of `original` (indent and trailing newline). */
 export function stringifyLike(original: string, value: unknown): string {
-  const body = JSON.stringify(value, null, detectIndent(original));
-  return /\r?\n$/.test(original) ? `${body}${original.endsWith('\r\n') ? '\r\n' : '\n'}` : body;
+  const eol = original.includes('\r\n') ? '\r\n' : '\n';
+  // JSON.stringify escapes newlines inside strings, so every raw \n is a line break to convert.
+  const body = JSON.stringify(value, null, detectIndent(original)).replace(/\n/g, eol);
+  return /\n$/.test(original) ? `${body}${eol}` : body;
 }
 
 function parseObject(text: string, label: string): Record<string, unknown> | CredentialEditError {

@@ -1,0 +1,142 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { registryKeyMatches } from '../containerd/registry-host.js';
+import {
+  MASK,
+  credentialKeys,
+  detectIndent,
+  isCredentialEditError,
+  maskJsonSecrets,
+  maskTomlSecrets,
+  removeRegistryCredentials,
+  stringifyLike,
+} from './docker-config.js';
+
+const FIXTURES = new URL('../../test/fixtures/image-modules/creds/', import.meta.url);
+const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
+const cases = (JSON.parse(fixture('cases.json')) as { cases: { name: string; registry: string; removed: string[] }[] }).cases;
+
+describe('removeRegistryCredentials on recorded config.json styles', () => {
+  for (const c of cases) {
+    it(`${c.name}: removes only ${c.registry}'s entries and writes the rest in the file's own style`, () => {
+      const r = removeRegistryCredentials(fixture(`${c.name}.in.json`), c.registry);
+      if (isCredentialEditError(r)) throw new Error(r.error);
+      expect(r.removed).toEqual(c.removed);
+      expect(r.changed).toBe(true);
+      expect(r.text).toBe(fixture(`${c.name}.out.json`));
+    });
+  }
+
+  it('is idempotent: the edited file has nothing left to remove', () => {
+    for (const c of cases) {
+      const r = removeRegistryCredentials(fixture(`${c.name}.out.json`), c.registry);
+      expect(r).toEqual({ text: fixture(`${c.name}.out.json`), changed: false, removed: [] });
+    }
+  });
+
+  it('leaves a file without `auths` (or without a match) byte for byte, even when its style is odd', () => {
+    const odd = '{ "credsStore" : "pass",\n   "auths": {"quay.io": {"auth":"eDp5"}} }';
+    expect(removeRegistryCredentials(odd, 'registry.test:5000')).toEqual({ text: odd, changed: false, removed: [] });
+    expect(removeRegistryCredentials('{}\n', 'registry.test')).toEqual({ text: '{}\n', changed: false, removed: [] });
+    expect(removeRegistryCredentials('{"auths": null}', 'registry.test')).toEqual({ text: '{"auths": null}', changed: false, removed: [] });
+  });
+
+  it('keeps CRLF line ends and the absence of a final newline', () => {
+    const crlf = '{\r\n  "auths": {\r\n    "a.test": {},\r\n    "b.test": {}\r\n  }\r\n}\r\n';
+    const r = removeRegistryCredentials(crlf, 'a.test');
+    if (isCredentialEditError(r)) throw new Error(r.error);
+    expect(r.text).toBe('{\r\n  "auths": {\r\n    "b.test": {}\r\n  }\r\n}\r\n');
+    const bare = removeRegistryCredentials('{\n    "auths": {"a.test": {}, "b.test": {}}\n}', 'a.test');
+    if (isCredentialEditError(bare)) throw new Error(bare.error);
+    expect(bare.text).toBe('{\n    "auths": {\n        "b.test": {}\n    }\n}');
+  });
+
+  it('refuses a file that is not a JSON object, naming it and saying what to do, without quoting its content', () => {
+    const broken = removeRegistryCredentials('{"auths": {"registry.test": {"auth": "c2VjcmV0"}', 'registry.test', '/root/.docker/config.json');
+    expect(isCredentialEditError(broken)).toBe(true);
+    const msg = (broken as { error: string }).error;
+    expect(msg).toMatch(/^\/root\/\.docker\/config\.json is not valid JSON \(.+\), so trustplay will not edit it: fix or remove it by hand/);
+    expect(msg).not.toContain('c2VjcmV0');
+    const arr = removeRegistryCredentials('[1, 2]', 'registry.test', 'f.json');
+    expect((arr as { error: string }).error).toMatch(/^f\.json holds JSON but not an object/);
+  });
+
+  it('property: matching keys go, every other key keeps its value and order, other top-level keys are untouched', () => {
+    const hostArb = fc.constantFrom('registry.test', 'registry.test:5000', 'registry.test:443', 'other.example', 'other.example:5000', 'registry.test.evil');
+    const keyArb = fc.tuple(fc.constantFrom('', 'https://', 'http://'), hostArb, fc.constantFrom('', '/', '/v1/')).map(([s, h, p]) => `${s}${h}${p}`);
+    const entryArb = fc.record({ auth: fc.base64String({ minLength: 4, maxLength: 16 }) });
+    fc.assert(
+      fc.property(
+        fc.dictionary(keyArb, entryArb, { maxKeys: 8 }),
+        hostArb,
+        fc.constantFrom<string | number>('\t', 2, 4, 0),
+        fc.option(fc.string(), { nil: undefined }),
+        (auths, registry, indent, credsStore) => {
+          const doc = { ...(credsStore !== undefined ? { credsStore } : {}), auths, HttpHeaders: { 'X-Meta': 'keep' } };
+          const text = `${JSON.stringify(doc, null, indent)}\n`;
+          const r = removeRegistryCredentials(text, registry);
+          if (isCredentialEditError(r)) throw new Error(r.error);
+          const out = JSON.parse(r.text) as typeof doc;
+          const kept = Object.keys(auths).filter((k) => !registryKeyMatches(k, registry));
+          expect(Object.keys(out.auths)).toEqual(kept);
+          for (const k of kept) expect(out.auths[k]).toEqual(auths[k]);
+          expect(r.removed).toEqual(Object.keys(auths).filter((k) => registryKeyMatches(k, registry)));
+          expect(out.credsStore).toEqual(credsStore);
+          expect(out.HttpHeaders).toEqual(doc.HttpHeaders);
+          // Same style: a file written with this indent comes back exactly as it would be written.
+          expect(r.text).toBe(`${JSON.stringify({ ...doc, auths: out.auths }, null, indent)}\n`);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('style detection', () => {
+  it('finds tabs, the number of spaces, or compact', () => {
+    expect(detectIndent('{\n\t"a": 1\n}')).toBe('\t');
+    expect(detectIndent('{\n  "a": {\n    "b": 1\n  }\n}')).toBe(2);
+    expect(detectIndent('{\n    "a": 1\n}')).toBe(4);
+    expect(detectIndent('{"a":1}')).toBe(0);
+    expect(stringifyLike('{"a":1}\n', { b: 2 })).toBe('{"b":2}\n');
+  });
+});
+
+describe('masking', () => {
+  it('masks every secret value in a config.json and keeps the names', () => {
+    const masked = maskJsonSecrets(fixture('docker-cli.in.json'));
+    for (const secret of ['c3RhbGU6c3RhbGU=', 'eyJhbGciOiJub25lIn0.stale-identity-token', 'b3RoZXItdXNlcjpvdGhlci1wYXNz', 'ZGlmZmVyZW50OnBvcnQ=']) {
+      expect(masked).not.toContain(secret);
+    }
+    expect(masked).toContain('"https://registry.test:5000/v1/"');
+    expect(masked).toContain(`"identitytoken": "${MASK}"`);
+    expect(masked).toContain('"email": "ops@example.com"');
+    expect(credentialKeys(masked)).toEqual(credentialKeys(fixture('docker-cli.in.json')));
+  });
+
+  it('masks secrets even in a config.json that does not parse', () => {
+    expect(maskJsonSecrets('{"auths": {"x": {"auth": "c2VjcmV0", "password":"p\\"w"}')).toBe(`{"auths": {"x": {"auth": "${MASK}", "password":"${MASK}"}`);
+  });
+
+  it('masks auth, password and identitytoken values in config.toml, in every TOML spelling, and keeps table headers', () => {
+    const toml = [
+      '[plugins."io.containerd.grpc.v1.cri".registry.configs."r.test".auth]',
+      '  username = "bot"',
+      '  password = "hunter22"',
+      "  auth = 'Ym90Omh1bnRlcjIy'",
+      '  identitytoken = """multi',
+      'line"""',
+      '[plugins."io.containerd.grpc.v1.cri".registry.configs."o.test"]',
+      '  auth = { username = "u", password = "inline-secret" }',
+      '  tls.ca_file = "/etc/ca.pem"',
+      'registry.configs."x".auth.password = "dotted-secret"',
+    ].join('\n');
+    const masked = maskTomlSecrets(toml);
+    for (const secret of ['hunter22', 'Ym90Omh1bnRlcjIy', 'multi', 'inline-secret', 'dotted-secret']) expect(masked).not.toContain(secret);
+    expect(masked).toContain('[plugins."io.containerd.grpc.v1.cri".registry.configs."r.test".auth]');
+    expect(masked).toContain('username = "bot"');
+    expect(masked).toContain('tls.ca_file = "/etc/ca.pem"');
+    expect(masked).toContain(`password = "${MASK}"`);
+  });
+});

@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { classifyPullError, type PullFailureClass } from '../cri/classify.js';
+import { TaskError } from '../engine/module.js';
+import {
+  backoffMs,
+  criAuthFor,
+  isRetryable,
+  maskAuth,
+  pickRepoDigest,
+  planPullVerify,
+  repositoryOf,
+  type PullObserved,
+} from './image-pull-verify.js';
+
+const DIGEST = `sha256:${'ab'.repeat(32)}`;
+const OTHER = `sha256:${'cd'.repeat(32)}`;
+const recorded = (
+  JSON.parse(readFileSync(new URL('../cri/fixtures/pull-errors.json', import.meta.url), 'utf8')) as {
+    errors: { class: PullFailureClass; image: string; message: string }[];
+  }
+).errors;
+
+function failed(image: string, raw: string, attempts = 1): PullObserved {
+  return { ok: false, image, failure: classifyPullError(raw), raw, attempts };
+}
+
+function thrown(fn: () => unknown): TaskError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof TaskError) return e;
+    throw e;
+  }
+  throw new Error('expected a TaskError');
+}
+
+describe('planPullVerify', () => {
+  it('a pull that worked is ok: no change, ever', () => {
+    const ok: PullObserved = { ok: true, image: 'r.test/a:1', imageRef: OTHER, repoDigest: `r.test/a@${DIGEST}`, attempts: 1 };
+    expect(planPullVerify({ image: 'r.test/a:1' }, ok)).toEqual([]);
+    expect(planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok)).toEqual([]);
+  });
+
+  it('each recorded containerd failure becomes a one-line verification error with the fix, the raw message as detail', () => {
+    const hints: Partial<Record<PullFailureClass, RegExp>> = {
+      'unknown-authority': /containerd\.tls with `ca:/,
+      'name-mismatch': /certificate is valid for/,
+      expired: /renew the registry's certificate/,
+      'plain-http': /plain_http: true/,
+      unauthorized: /image\.pull\.verify `auth`/,
+      'not-found': /check the image name and tag/,
+      unreachable: /registry is running/,
+      dns: /DNS/,
+    };
+    for (const rec of recorded) {
+      const err = thrown(() => planPullVerify({ image: rec.image }, failed(rec.image, rec.message)));
+      expect(err.kind, rec.class).toBe('verification');
+      expect(err.detail, rec.class).toBe(rec.message);
+      expect(err.message, rec.class).toMatch(new RegExp(`^pulling ${rec.image.replace(/[.]/g, '\\.')} failed: `));
+      expect(err.message, rec.class).not.toContain('\n');
+      const hint = hints[rec.class];
+      if (hint) expect(err.message, rec.class).toMatch(hint);
+    }
+  });
+
+  it('says how many attempts a failure took', () => {
+    const err = thrown(() => planPullVerify({ image: 'closed.test:1/a:1' }, failed('closed.test:1/a:1', 'dial tcp 127.0.0.1:1: connect: connection refused', 3)));
+    expect(err.message).toMatch(/^pulling closed\.test:1\/a:1 failed \(3 attempts\): the node cannot connect/);
+  });
+
+  it('a digest mismatch fails the verification and names both digests', () => {
+    const ok: PullObserved = { ok: true, image: 'r.test/a:1', imageRef: OTHER, repoDigest: `r.test/a@${OTHER}`, attempts: 1 };
+    const err = thrown(() => planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok));
+    expect(err.kind).toBe('verification');
+    expect(err.message).toBe(`r.test/a:1 resolved to ${OTHER}, not the expected ${DIGEST}: the tag now points at another image (or another registry answered); check what was pushed`);
+    const none = thrown(() => planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, { ...ok, repoDigest: null }));
+    expect(none.message).toMatch(/reports no repo digest/);
+  });
+});
+
+describe('helpers', () => {
+  it('repositoryOf normalises references the way containerd records repo digests', () => {
+    expect(repositoryOf('busybox')).toBe('docker.io/library/busybox');
+    expect(repositoryOf('busybox:1.36')).toBe('docker.io/library/busybox');
+    expect(repositoryOf('bitnami/redis:7')).toBe('docker.io/bitnami/redis');
+    expect(repositoryOf('registry.test:5000/aegis/app:latest')).toBe('registry.test:5000/aegis/app');
+    expect(repositoryOf('registry.test:5000/aegis/app')).toBe('registry.test:5000/aegis/app');
+    expect(repositoryOf(`localhost/app@${DIGEST}`)).toBe('localhost/app');
+    expect(repositoryOf(`r.test/app:1@${DIGEST}`)).toBe('r.test/app');
+  });
+
+  it('pickRepoDigest prefers the digest of the pulled repository', () => {
+    const digests = [`mirror.test/app@${OTHER}`, `r.test/app@${DIGEST}`];
+    expect(pickRepoDigest('r.test/app:1', digests)).toBe(`r.test/app@${DIGEST}`);
+    expect(pickRepoDigest('elsewhere.test/app:1', digests)).toBe(`mirror.test/app@${OTHER}`);
+    expect(pickRepoDigest('r.test/app:1', [])).toBeNull();
+  });
+
+  it('criAuthFor sends exactly one kind of credential', () => {
+    expect(criAuthFor(undefined)).toBeUndefined();
+    expect(criAuthFor({})).toBeUndefined();
+    expect(criAuthFor({ username: 'u', password: 'p' })).toEqual({ username: 'u', password: 'p' });
+    expect(criAuthFor({ username: 'u', token: 't' })).toEqual({ identityToken: 't' });
+  });
+
+  it('maskAuth removes the password, the token and the base64 user:password form', () => {
+    const auth = { username: 'labuser', password: 's3cret-pass' };
+    const b64 = Buffer.from('labuser:s3cret-pass').toString('base64');
+    expect(maskAuth(`bad s3cret-pass and ${b64} for labuser`, auth)).toBe('bad ******** and ******** for labuser');
+    expect(maskAuth('token tok-123 leaked', { token: 'tok-123' })).toBe('token ******** leaked');
+  });
+
+  it('backs off exponentially up to a cap and retries only what a retry can fix', () => {
+    expect([1, 2, 3, 4, 10].map(backoffMs)).toEqual([1000, 2000, 4000, 8000, 30_000]);
+    for (const c of ['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized'] as const) expect(isRetryable(c), c).toBe(false);
+    for (const c of ['unreachable', 'dns', 'timeout', 'not-found', 'other'] as const) expect(isRetryable(c), c).toBe(true);
+  });
+});

@@ -1,0 +1,222 @@
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalConnection } from '../connection/local.js';
+import { TaskError, type Change, type TaskContext } from '../engine/module.js';
+import type { NodeCredsWipeArgs } from '../playbook/schema/modules.js';
+import { configBackupKey, type ConfigBackup } from './containerd-restart.js';
+import { MASK } from './docker-config.js';
+import { gatherCreds, parseGatherOutput, planCredsWipe, removeAllRegistryAuth, type CredsObserved } from './node-creds-wipe.js';
+
+const creds = (name: string): string => readFileSync(new URL(`../../test/fixtures/image-modules/creds/${name}`, import.meta.url), 'utf8');
+const toml = (name: string): string => readFileSync(new URL(`../containerd/fixtures/${name}`, import.meta.url), 'utf8');
+
+const REG = 'registry.test:5000';
+const DOCKER = '/root/.docker/config.json';
+const KUBELET = '/var/lib/kubelet/config.json';
+const CONFIG = '/etc/containerd/config.toml';
+const KUBELET_IN = creds('tabs.in.json').replace('"registry.test:5000"', '"https://registry.test:5000"');
+
+function args(over: Partial<NodeCredsWipeArgs> = {}): NodeCredsWipeArgs {
+  return {
+    registry: REG,
+    paths: [DOCKER, KUBELET],
+    containerd_auth: true,
+    config_file: CONFIG,
+    restart_command: 'systemctl restart containerd',
+    all: false,
+    ...over,
+  };
+}
+
+function observed(configText: string | null = toml('two-registries.toml')): CredsObserved {
+  return {
+    files: [
+      { path: DOCKER, kind: 'file', content: creds('tabs.in.json') },
+      { path: KUBELET, kind: 'file', content: KUBELET_IN },
+    ],
+    config: configText === null ? { path: CONFIG, kind: 'absent', content: null } : { path: CONFIG, kind: 'file', content: configText, mode: 0o644, uid: 0, gid: 0 },
+  };
+}
+
+const SECRETS = ['Y2ktYm90OmV4cGlyZWQtdG9rZW4tMjAyMw==', 'b3RoZXItdXNlcjpvdGhlci1wYXNz', 'stale-password', 'b3RoZXI6c2VjcmV0'];
+
+function expectNoSecrets(changes: Change[]): void {
+  const out = JSON.stringify(changes.map((c) => ({ summary: c.summary, diff: c.diff })));
+  for (const s of SECRETS) expect(out).not.toContain(s);
+}
+
+describe('planCredsWipe', () => {
+  it('removes the registry from both files and its containerd auth, and notifies the verified restart only for config.toml', () => {
+    const changes = planCredsWipe(args(), observed());
+    expect(changes.map((c) => c.summary)).toEqual([
+      `remove auths."registry.test:5000" from ${DOCKER}`,
+      `remove auths."https://registry.test:5000" from ${KUBELET}`,
+      `remove registry.configs."registry.test:5000".auth from ${CONFIG}`,
+    ]);
+    expect(changes.map((c) => c.resources)).toEqual([[{ kind: 'file', path: DOCKER }], [{ kind: 'file', path: KUBELET }], [{ kind: 'file', path: CONFIG }]]);
+    expect(changes[0]?.notify).toBeUndefined();
+    expect(changes[2]?.notify).toEqual([
+      {
+        id: `containerd.restart ${CONFIG}`,
+        name: 'Restart containerd (verified)',
+        module: 'containerd.restart',
+        args: { config_file: CONFIG, restart_command: 'systemctl restart containerd', timeout_sec: 60 },
+      },
+    ]);
+    // The config.toml edit is the shared byte-preserving one: TLS tables and the other registry stay.
+    expect(changes[2]?.diff?.after).toBe(toml('two-registries.remove-auth.expected.toml').replace('auth = "b3RoZXI6c2VjcmV0"', `auth = "${MASK}"`));
+    expect(changes[2]?.diff?.after).toContain('insecure_skip_verify = true');
+    expectNoSecrets(changes);
+  });
+
+  it('passes the socket to the restart handler when the task names one', () => {
+    const changes = planCredsWipe(args({ socket: '/run/k3s/containerd/containerd.sock' }), observed());
+    expect(changes[2]?.notify?.[0]?.args?.['socket']).toBe('/run/k3s/containerd/containerd.sock');
+  });
+
+  it('is idempotent: nothing left to remove means no change', () => {
+    const after = planCredsWipe(args(), observed());
+    const next: CredsObserved = {
+      files: [
+        { path: DOCKER, kind: 'file', content: creds('tabs.out.json') },
+        { path: KUBELET, kind: 'file', content: creds('tabs.out.json') },
+      ],
+      config: { path: CONFIG, kind: 'file', content: toml('two-registries.remove-auth.expected.toml') },
+    };
+    expect(after).toHaveLength(3);
+    expect(planCredsWipe(args(), next)).toEqual([]);
+  });
+
+  it('ignores absent files and non-files, and config.toml when containerd_auth is false', () => {
+    const obs: CredsObserved = {
+      files: [
+        { path: DOCKER, kind: 'absent', content: null },
+        { path: KUBELET, kind: 'other', content: null },
+      ],
+      config: null,
+    };
+    expect(planCredsWipe(args({ containerd_auth: false }), obs)).toEqual([]);
+    expect(planCredsWipe(args(), { ...obs, config: { path: CONFIG, kind: 'absent', content: null } })).toEqual([]);
+  });
+
+  it('with all: true removes the whole files (naming their registries) and every registry auth, but never TLS', () => {
+    const changes = planCredsWipe(args({ all: true }), observed());
+    expect(changes.map((c) => c.summary)).toEqual([
+      `remove ${DOCKER} (credentials for registry.test:5000, other.example:5000)`,
+      `remove ${KUBELET} (credentials for https://registry.test:5000, other.example:5000)`,
+      `remove registry.configs."registry.test:5000".auth, registry.configs."other.example".auth from ${CONFIG}`,
+    ]);
+    expect(changes[0]?.diff?.after).toBe('');
+    const after = changes[2]?.diff?.after ?? '';
+    expect(after).not.toMatch(/\.auth\]/);
+    expect(after).toContain('insecure_skip_verify = true');
+    expect(after).toContain('ca_file = "/etc/ssl/other-ca.pem"');
+    expectNoSecrets(changes);
+  });
+
+  it('refuses a credential file that is not JSON, and a config.toml it cannot edit, with what to do', () => {
+    const broken: CredsObserved = { files: [{ path: DOCKER, kind: 'file', content: '{"auths": ' }], config: null };
+    expect(() => planCredsWipe(args(), broken)).toThrow(TaskError);
+    expect(() => planCredsWipe(args(), broken)).toThrow(/^\/root\/\.docker\/config\.json is not valid JSON/);
+    const v1 = observed(toml('version1.toml'));
+    let err: unknown;
+    try {
+      planCredsWipe(args(), v1);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TaskError);
+    expect((err as TaskError).kind).toBe('refused');
+    expect((err as TaskError).message).toMatch(/version 1 containerd config.*set containerd_auth: false to clean only the credential files/);
+  });
+
+  it('removeAllRegistryAuth also clears the deprecated `auths` table', () => {
+    const text = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://a.test"]\n  auth = "YTpi"\n[plugins."io.containerd.grpc.v1.cri".registry.configs."b.test".tls]\n  ca_file = "/b.pem"\n';
+    const r = removeAllRegistryAuth(text);
+    if ('error' in r) throw new Error(r.error);
+    expect(r.removed).toEqual(['registry.auths."https://a.test"']);
+    expect(r.text).not.toContain('YTpi');
+    expect(r.text).toContain('ca_file = "/b.pem"');
+  });
+});
+
+describe('parseGatherOutput', () => {
+  it('splits framed output, binary-safe, content containing header-like lines', () => {
+    const tricky = 'F 3 644 0 0\nA\n{}';
+    const out = Buffer.concat([
+      Buffer.from(`A\nN\nF ${Buffer.byteLength(tricky)} 600 0 0\n`),
+      Buffer.from(tricky),
+      Buffer.from('\nF 0 640 1 2\n\n'),
+    ]);
+    expect(parseGatherOutput(out, ['/a', '/n', '/t', '/e'])).toEqual([
+      { path: '/a', kind: 'absent', content: null },
+      { path: '/n', kind: 'other', content: null },
+      { path: '/t', kind: 'file', content: tricky, mode: 0o600, uid: 0, gid: 0 },
+      { path: '/e', kind: 'file', content: '', mode: 0o640, uid: 1, gid: 2 },
+    ]);
+  });
+
+  it('notices a file whose size changed while it was read', () => {
+    expect(() => parseGatherOutput(Buffer.from('F 10 644 0 0\nshort\n'), ['/x'])).toThrow(/\/x changed while it was read/);
+  });
+});
+
+describe('on a real host (local connection, real sh)', () => {
+  let dir: string;
+  const conn = new LocalConnection({ host: 'testhost' });
+  const p = (name: string): string => path.join(dir, name);
+
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tp-creds-wipe-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  function ctx(): TaskContext & { warnings: string[] } {
+    const warnings: string[] = [];
+    return { conn, host: 'testhost', vars: {}, check: false, warn: (m) => warnings.push(m), fact: () => undefined, hostState: new Map(), warnings };
+  }
+
+  it('gathers every file in one command and applies edits keeping mode; the config backup is recorded before the write', async () => {
+    mkdirSync(p('docker'), { recursive: true });
+    writeFileSync(p('docker/config.json'), creds('tabs.in.json'), { mode: 0o600 });
+    chmodSync(p('docker/config.json'), 0o600);
+    writeFileSync(p('kubelet.json'), KUBELET_IN, { mode: 0o640 });
+    chmodSync(p('kubelet.json'), 0o640);
+    symlinkSync(p('kubelet.json'), p('kubelet-link.json'));
+    mkdirSync(p('a-directory.json'));
+    writeFileSync(p('config.toml'), toml('two-registries.toml'));
+    const a = args({ paths: [p('docker/config.json'), p('missing.json'), p('a-directory.json'), p('kubelet-link.json')], config_file: p('config.toml') });
+
+    const obs = await gatherCreds(conn, a);
+    expect(obs.files.map((f) => f.kind)).toEqual(['file', 'absent', 'other', 'file']);
+    expect(obs.files[0]?.mode).toBe(0o600);
+    expect(obs.files[3]?.content).toBe(KUBELET_IN);
+    expect(obs.config?.content).toBe(toml('two-registries.toml'));
+
+    const c = ctx();
+    const changes = planCredsWipe(a, obs);
+    expect(changes).toHaveLength(3);
+    for (const change of changes) await change.apply(c);
+
+    expect(readFileSync(p('docker/config.json'), 'utf8')).toBe(creds('tabs.out.json'));
+    expect(statSync(p('docker/config.json')).mode & 0o7777).toBe(0o600);
+    // Through the symlink: the target is edited, the link stays a link.
+    expect(readFileSync(p('kubelet.json'), 'utf8')).toBe(creds('tabs.out.json'));
+    expect(statSync(p('kubelet.json')).mode & 0o7777).toBe(0o640);
+    expect(readFileSync(p('config.toml'), 'utf8')).toBe(toml('two-registries.remove-auth.expected.toml'));
+    const backup = c.hostState.get(configBackupKey(p('config.toml'))) as ConfigBackup;
+    expect(backup.content?.toString('utf8')).toBe(toml('two-registries.toml'));
+
+    expect(planCredsWipe(a, await gatherCreds(conn, a))).toEqual([]);
+  });
+
+  it('all: true removes the files themselves', async () => {
+    writeFileSync(p('all.json'), creds('tabs.in.json'));
+    const a = args({ all: true, containerd_auth: false, paths: [p('all.json')] });
+    const changes = planCredsWipe(a, await gatherCreds(conn, a));
+    for (const change of changes) await change.apply(ctx());
+    expect(() => statSync(p('all.json'))).toThrow(/ENOENT/);
+  });
+});
