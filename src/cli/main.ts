@@ -12,6 +12,9 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
   run: { summary: 'run PLAYBOOK: apply the playbook to its hosts', load: async () => (await import('./commands/run.js')).runCommand },
   check: { summary: 'check PLAYBOOK: report drift without changing anything (exit 2 on drift)', load: async () => (await import('./commands/run.js')).checkCommand },
   validate: { summary: 'validate PLAYBOOK: check playbook and inventory, run nothing', load: async () => (await import('./commands/validate.js')).validateCommand },
+  facts: { summary: 'facts: show what each host trusts and which credentials it holds (no secret values)', load: async () => (await import('./commands/facts.js')).factsCommand },
+  snapshots: { summary: 'snapshots list | show ID | prune --keep N: the saved state of past runs', load: async () => (await import('./commands/snapshots.js')).snapshotsCommand },
+  restore: { summary: 'restore SNAPSHOT-ID: put back everything a run changed (--check, --diff, --limit)', load: async () => (await import('./commands/restore.js')).restoreCommand },
 };
 
 function version(): string {

@@ -7,7 +7,7 @@
  * Snapshots hold credentials: nothing here is ever printed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from '../connection/connection.js';
@@ -36,6 +36,8 @@ export interface SavedServiceAccount {
   name: string;
   kubeconfig?: string;
   context?: string;
+  /** kubectl binary the account was read with (when not plain `kubectl`). */
+  kubectl?: string;
   imagePullSecrets: Array<{ name: string }> | null;
 }
 
@@ -51,6 +53,24 @@ export interface Manifest {
   /** False while the run is going on (or if it crashed). */
   complete: boolean;
   hosts: Record<string, { facts: Record<string, unknown>; resources: SavedResource[] }>;
+}
+
+/** One snapshot as `list` sees it: its manifest, or why it cannot be read. */
+export interface SnapshotEntry {
+  runId: string;
+  /** The manifest's time, or the file's mtime when unreadable. */
+  time: string;
+  manifest?: Manifest;
+  error?: string;
+}
+
+/** What `prune` deleted. */
+export interface PruneResult {
+  removedSnapshots: string[];
+  removedBlobs: number;
+  freedBytes: number;
+  /** Set when blobs were left alone, with the reason. */
+  blobsKeptBecause?: string;
 }
 
 /** Reads a ServiceAccount's pull secrets on a host (the k8s module provides it). */
@@ -120,6 +140,74 @@ export class SnapshotStore {
     const actual = createHash('sha256').update(data).digest('hex');
     if (actual !== digest) throw new Error(`snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`);
     return data;
+  }
+
+  /** Every snapshot in the store, newest first; a manifest that cannot be read is listed with its error. */
+  async list(): Promise<SnapshotEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.dir, 'runs'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const entries = await Promise.all(
+      names
+        .filter((n) => n.endsWith('.json'))
+        .map(async (n): Promise<SnapshotEntry> => {
+          const runId = n.slice(0, -'.json'.length);
+          const mtime = (await stat(join(this.dir, 'runs', n))).mtime.toISOString();
+          try {
+            const manifest = await this.readManifest(runId);
+            return { runId, time: manifest.time, manifest };
+          } catch (e) {
+            return { runId, time: mtime, error: (e as Error).message };
+          }
+        }),
+    );
+    return entries.sort((a, b) => b.time.localeCompare(a.time) || b.runId.localeCompare(a.runId));
+  }
+
+  /**
+   * Keeps the `keep` newest snapshots, deletes the older manifests, then every blob no kept manifest
+   * references (and temp files a crash left behind). If a kept manifest is unreadable, its blobs
+   * cannot be known, so no blob is deleted.
+   */
+  async prune(keep: number): Promise<PruneResult> {
+    const entries = await this.list();
+    const removed: string[] = [];
+    for (const e of entries.slice(keep)) {
+      await unlink(this.manifestPath(e.runId));
+      removed.push(e.runId);
+    }
+    const kept = entries.slice(0, keep);
+    const result: PruneResult = { removedSnapshots: removed, removedBlobs: 0, freedBytes: 0 };
+    if (kept.some((e) => !e.manifest)) {
+      result.blobsKeptBecause = `snapshot ${kept.find((e) => !e.manifest)!.runId} is unreadable, so the blobs it needs are unknown`;
+      return result;
+    }
+    const referenced = new Set(kept.flatMap((e) => Object.values(e.manifest!.hosts).flatMap((h) => h.resources.flatMap((r) => (r.kind === 'file' && r.blob ? [r.blob] : [])))));
+    const blobDir = join(this.dir, 'blobs', 'sha256');
+    let blobs: string[] = [];
+    try {
+      blobs = await readdir(blobDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    for (const b of blobs) {
+      if (referenced.has(b)) continue;
+      const p = join(blobDir, b);
+      const size = (await stat(p)).size;
+      await unlink(p);
+      if (/^[0-9a-f]{64}$/.test(b)) {
+        result.removedBlobs++;
+        result.freedBytes += size;
+      }
+    }
+    for (const n of await readdir(join(this.dir, 'runs')).catch(() => [] as string[])) {
+      if (n.includes('.tmp-')) await unlink(join(this.dir, 'runs', n)).catch(() => undefined);
+    }
+    return result;
   }
 
   async writeManifest(m: Manifest): Promise<void> {
@@ -202,7 +290,16 @@ export class RunSnapshot implements SnapshotSink {
       } else {
         if (!this.readServiceAccount) throw new Error('cannot save a ServiceAccount: no reader registered');
         const ips = await this.readServiceAccount(conn, r);
-        saved.push({ kind: 'serviceaccount', namespace: r.namespace, name: r.name, imagePullSecrets: ips, ...(r.kubeconfig ? { kubeconfig: r.kubeconfig } : {}), ...(r.context ? { context: r.context } : {}) });
+        const kubectl = (r as { kubectl?: string }).kubectl;
+        saved.push({
+          kind: 'serviceaccount',
+          namespace: r.namespace,
+          name: r.name,
+          imagePullSecrets: ips,
+          ...(r.kubeconfig ? { kubeconfig: r.kubeconfig } : {}),
+          ...(r.context ? { context: r.context } : {}),
+          ...(kubectl && kubectl !== 'kubectl' ? { kubectl } : {}),
+        });
       }
       this.seen.add(key);
     }

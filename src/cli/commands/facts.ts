@@ -1,0 +1,63 @@
+/**
+ * `trustplay facts [-i INVENTORY] [--limit P] [--format json]`: what each host's containerd trusts
+ * and which credentials it holds (registry names only, never values), changing nothing.
+ */
+import { ExitCode, ExitError } from '../exit-codes.js';
+import { loadInventoryOrExit } from '../load.js';
+import type { Options } from '../options.js';
+
+export async function factsCommand(positionals: string[], options: Options): Promise<number> {
+  if (positionals.length) throw new ExitError(ExitCode.Invalid, 'usage: trustplay facts [-i INVENTORY] [--limit PATTERN] [--format json]');
+  const inventory = await loadInventoryOrExit(options);
+  const [{ matchHosts }, { ConnectionPool }, { pool }, { gatherNodeFacts, formatNodeFacts }, { playVariables }] = await Promise.all([
+    import('../../playbook/patterns.js'),
+    import('../../engine/connect.js'),
+    import('../../engine/run.js'),
+    import('../../snapshots/facts.js'),
+    import('../../playbook/playbook.js'),
+  ]);
+  let hosts = [...inventory.hosts.keys()];
+  if (options.limit) {
+    const m = matchHosts(inventory, options.limit);
+    if (m.unmatched.length) throw new ExitError(ExitCode.Invalid, `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`);
+    const allowed = new Set(m.hosts);
+    hosts = hosts.filter((h) => allowed.has(h));
+  }
+  const conns = new ConnectionPool(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+  const results: Record<string, { facts?: import('../../snapshots/facts.js').NodeFacts; error?: string; unreachable?: boolean }> = {};
+  try {
+    await pool(hosts, options.forks, async (host) => {
+      const conn = conns.get(host);
+      try {
+        await conn.connect();
+      } catch (e) {
+        results[host] = { error: (e as Error).message, unreachable: true };
+        return;
+      }
+      // The same variables a play would see, so per-host containerd paths are honoured.
+      const vars = playVariables(inventory, { name: 'facts', hosts: host, vars: {}, tasks: [], handlers: [], loc: { file: '', line: 0, col: 0 } }, host, options.extraVars);
+      const str = (k: string) => (typeof vars[k] === 'string' ? (vars[k] as string) : undefined);
+      try {
+        const configFile = str('containerd_config_file');
+        const configPath = str('containerd_config_path');
+        results[host] = { facts: await gatherNodeFacts(conn, { ...(configFile ? { configFile } : {}), ...(configPath ? { configPath } : {}) }) };
+      } catch (e) {
+        results[host] = { error: (e as Error).message };
+      }
+    });
+  } finally {
+    await conns.closeAll();
+  }
+  const ordered = Object.fromEntries(hosts.map((h) => [h, results[h]!]));
+  if (options.format === 'json' || options.format === 'jsonl') process.stdout.write(JSON.stringify({ hosts: ordered }, null, 2) + '\n');
+  else {
+    for (const [h, r] of Object.entries(ordered)) {
+      if (r.facts) process.stdout.write(formatNodeFacts(h, r.facts));
+      else process.stdout.write(`${h}:\n  ${r.unreachable ? 'UNREACHABLE' : 'FAILED'}: ${r.error ?? ''}\n`);
+    }
+  }
+  const vals = Object.values(ordered);
+  if (vals.some((r) => r.error && !r.unreachable)) return ExitCode.Failed;
+  if (vals.some((r) => r.unreachable)) return ExitCode.Unreachable;
+  return ExitCode.Ok;
+}

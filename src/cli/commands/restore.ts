@@ -1,0 +1,99 @@
+/**
+ * `trustplay restore ID [--limit P] [--check] [--diff] [-i INVENTORY]`: puts back everything a run
+ * saved. The snapshot is read and every blob verified first (a damaged one: exit 3, nothing
+ * changed); then the restore runs as an ordinary playbook (src/snapshots/restore.ts), so it has the
+ * run's output, exit codes and its own snapshot.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { ExitCode, ExitError } from '../exit-codes.js';
+import { formatDiagnostics } from '../load.js';
+import type { Options } from '../options.js';
+
+export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new ExitError(ExitCode.Invalid, 'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] (ids: `trustplay snapshots list`)');
+  const [{ SnapshotStore, RunSnapshot }, { loadSnapshotForRestore, restoreModules, restorePlaybook }, { loadInventory, localInventory }, { matchHosts }] = await Promise.all([
+    import('../../snapshots/store.js'),
+    import('../../snapshots/restore.js'),
+    import('../../playbook/inventory.js'),
+    import('../../playbook/patterns.js'),
+  ]);
+  const store = new SnapshotStore(options.stateDir);
+  let manifest;
+  try {
+    manifest = await store.readManifest(id);
+  } catch (e) {
+    throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}; nothing was changed`);
+  }
+
+  // The inventory: -i, else the one the run used (as it was given, relative to where it ran).
+  const invPath = options.inventory ?? manifest.inventory;
+  let inventory = localInventory();
+  if (invPath) {
+    const r = await loadInventory(invPath);
+    if (!r.inventory) {
+      const hint = options.inventory ? '' : `\n(the inventory recorded in snapshot ${id} is ${invPath}${isAbsolute(invPath) ? '' : `, resolved from ${process.cwd()}`}; pass -i to use another)`;
+      throw new ExitError(ExitCode.Invalid, `${formatDiagnostics(r.errors)}${hint}`);
+    }
+    inventory = r.inventory;
+  }
+
+  let hosts = Object.entries(manifest.hosts)
+    .filter(([, h]) => h.resources.length > 0)
+    .map(([h]) => h);
+  if (options.limit) {
+    const m = matchHosts(inventory, options.limit);
+    if (m.unmatched.length) throw new ExitError(ExitCode.Invalid, `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host in ${invPath ?? 'the inventory'}`);
+    const allowed = new Set(m.hosts);
+    hosts = hosts.filter((h) => allowed.has(h));
+  }
+  if (!hosts.length) {
+    process.stderr.write(`snapshot ${id} saved nothing${options.limit ? ` for hosts matching \`${options.limit}\`` : ''}: nothing to restore\n`);
+    return ExitCode.Ok;
+  }
+  const unknown = hosts.filter((h) => !inventory.hosts.has(h));
+  if (unknown.length) {
+    throw new ExitError(ExitCode.Invalid, `snapshot ${id} has saved state for ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in ${invPath ? resolve(invPath) : 'the default localhost inventory'}: pass the run's inventory with -i (or leave ${unknown.length === 1 ? 'it' : 'them'} out with --limit); nothing was changed`);
+  }
+
+  let loaded;
+  try {
+    loaded = await loadSnapshotForRestore(store, manifest, hosts);
+  } catch (e) {
+    throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}`);
+  }
+
+  const [{ runPlaybook, exitCodeFor }, { builtinModules }, { makeReporter }, { writeReports }, { readServiceAccountForSnapshot }] = await Promise.all([
+    import('../../engine/run.js'),
+    import('../../modules/index.js'),
+    import('../reporter.js'),
+    import('../reports.js'),
+    import('../../snapshots/readers.js'),
+  ]);
+  const own = restoreModules(loaded);
+  const playbook = restorePlaybook(loaded);
+  const { reporter, collector } = makeReporter(options);
+  const runId = `${new Date().toISOString().replace(/[:.]/g, '-')}-${Math.random().toString(16).slice(2, 8)}`;
+  const snapshot = new RunSnapshot(store, { runId, command: `restore ${id}`, playbook: { path: playbook.file, digest: playbook.digest }, ...(invPath ? { inventory: invPath } : {}) }, readServiceAccountForSnapshot);
+  const result = await runPlaybook({
+    playbook,
+    inventory,
+    playHosts: [hosts],
+    modules: async (name) => own[name] ?? builtinModules(name),
+    reporter,
+    check: options.check,
+    diff: options.diff,
+    forks: options.forks,
+    extraVars: options.extraVars,
+    acceptNewHostKeys: options.acceptNewHostKeys,
+    runId,
+    ...(options.check ? {} : { snapshot }),
+  });
+  await snapshot.complete();
+  const code = exitCodeFor(result, { check: options.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
+  reporter.event({ type: 'run-end', recap: result.recap, durationMs: result.durationMs, exitCode: code, check: options.check });
+  await reporter.close?.();
+  if (snapshot.exists && options.format === 'human') process.stderr.write(`snapshot ${runId} saved in ${store.dir} (undo this restore with: trustplay restore ${runId})\n`);
+  await writeReports(options, collector.report, result.secrets);
+  return code;
+}

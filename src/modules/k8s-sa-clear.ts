@@ -1,0 +1,83 @@
+/**
+ * `k8s.sa.clear` (seed step 2, made safe): removes imagePullSecrets from a ServiceAccount in one or
+ * more namespaces with kubectl on the target host. Each change declares the account as a resource,
+ * so the engine saves its pull secrets to the run's snapshot first and `trustplay restore` can put
+ * them back. Writes are conditioned on resourceVersion (see src/k8s/kubectl.ts).
+ *
+ * Decisions:
+ *  - Only the names the plan showed are removed. If another writer adds a secret between our read
+ *    and our write, the write conflicts, we re-read, and the newcomer survives: the diff the operator
+ *    saw is exactly what happens.
+ *  - A namespace or account named explicitly that does not exist fails the task before anything is
+ *    changed, naming every missing item at once: a typo in a namespace list should not leave the
+ *    cluster half-done. With `namespace: all`, namespaces without the account are skipped.
+ */
+import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
+import { listNamespaces, readServiceAccounts, writePullSecrets, type KubeTarget, type ReadResult, type ServiceAccountResource } from '../k8s/kubectl.js';
+import type { K8sSaClearArgs } from '../playbook/schema/modules.js';
+
+/** What gather saw: every requested account, and whether `all` namespaces were asked for. */
+export interface SaClearObserved {
+  all: boolean;
+  accounts: ReadResult[];
+}
+
+/** The kubectl target of the task's arguments (shared by reads, writes and the snapshot). */
+export function targetOf(args: Pick<K8sSaClearArgs, 'kubeconfig' | 'context' | 'kubectl'>): KubeTarget {
+  return { ...(args.kubeconfig ? { kubeconfig: args.kubeconfig } : {}), ...(args.context ? { context: args.context } : {}), ...(args.kubectl ? { kubectl: args.kubectl } : {}) };
+}
+
+function listText(names: string[]): string {
+  return names.length ? names.join('\n') + '\n' : '(none)\n';
+}
+
+/** The pure part: which secrets leave which accounts. `apply` is bound to a connection later. */
+export function planClear(args: K8sSaClearArgs, observed: SaClearObserved): Array<{ account: Extract<ReadResult, { status: 'ok' }>; remove: string[]; keep: string[] }> {
+  if (!observed.all) {
+    const missing = observed.accounts.flatMap((a) =>
+      a.status === 'no-namespace' ? [`namespace \`${a.namespace}\` does not exist`] : a.status === 'no-account' ? [`service account \`${a.name}\` does not exist in namespace \`${a.namespace}\``] : [],
+    );
+    if (missing.length) throw new TaskError(`${missing.join('; ')}: nothing was changed; fix the namespace list or create the account`, 'refused');
+  }
+  const wanted = args.secrets ? new Set(args.secrets) : undefined;
+  const out = [];
+  for (const a of observed.accounts) {
+    if (a.status !== 'ok') continue;
+    const current = a.sa.imagePullSecrets;
+    const remove = current.filter((n) => !wanted || wanted.has(n));
+    if (!remove.length) continue;
+    out.push({ account: a, remove, keep: current.filter((n) => !remove.includes(n)) });
+  }
+  return out;
+}
+
+export const k8sSaClear: Module<K8sSaClearArgs, SaClearObserved> = {
+  name: 'k8s.sa.clear',
+  description: "Remove imagePullSecrets from a ServiceAccount in one or more namespaces (kubectl on the host; saved to the snapshot first).",
+
+  async gather(ctx: TaskContext, args: K8sSaClearArgs): Promise<SaClearObserved> {
+    const t = targetOf(args);
+    const all = args.namespace === 'all';
+    const namespaces = all ? await listNamespaces(ctx.conn, t) : [...new Set(typeof args.namespace === 'string' ? [args.namespace] : args.namespace)];
+    const accounts = namespaces.length ? await readServiceAccounts(ctx.conn, t, namespaces, args.service_account) : [];
+    return { all, accounts };
+  },
+
+  plan(args, observed): Change[] {
+    const t = targetOf(args);
+    return planClear(args, observed).map(({ account, remove, keep }) => {
+      const { namespace, name } = account;
+      const resource: ServiceAccountResource = { kind: 'serviceaccount', namespace, name, ...t };
+      const drop = new Set(remove);
+      return {
+        summary: `remove imagePullSecrets ${remove.join(', ')} from serviceaccount ${namespace}/${name}`,
+        resources: [resource],
+        // Secret NAMES only: they are references, not credentials.
+        diff: { target: `serviceaccount ${namespace}/${name} imagePullSecrets`, before: listText(account.sa.imagePullSecrets), after: listText(keep) },
+        async apply(ctx: TaskContext): Promise<void> {
+          await writePullSecrets(ctx.conn, t, account.sa, (current) => (current.some((n) => drop.has(n)) ? current.filter((n) => !drop.has(n)) : null));
+        },
+      };
+    });
+  },
+};

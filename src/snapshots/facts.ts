@@ -1,0 +1,164 @@
+/**
+ * Node facts for `trustplay facts` and snapshot manifests: containerd's version, config.toml's
+ * version and registry settings, the certs.d host directories, and which registries the credential
+ * files hold entries for. Secret-free by construction: auth tables and credential entries are
+ * reduced to "present" and key names before anything leaves this file.
+ */
+import type { Connection } from '../connection/connection.js';
+import { describeExit } from '../connection/exit-codes.js';
+import { quoteArgv } from '../connection/shell-quote.js';
+import { inspectConfig } from '../containerd/config.js';
+import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.js';
+import { TaskError } from '../engine/module.js';
+import { gatherContainerdFacts } from '../modules/containerd-facts.js';
+
+/** Where to look; defaults are containerd's and the seed's. */
+export interface NodeFactsOptions {
+  configFile?: string;
+  /** certs.d directories to list when config.toml sets none. */
+  configPath?: string;
+  credentialFiles?: string[];
+}
+
+export const DEFAULT_CREDENTIAL_FILES = ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
+
+/** What `trustplay facts` prints for one host (no secret values anywhere). */
+export interface NodeFacts {
+  containerd: { version: string | null; major: number | null };
+  config: {
+    path: string;
+    exists: boolean;
+    version: number | null;
+    error?: string;
+    /** `config_path` as written (null: not set). */
+    config_path: string | null;
+    registries: Record<string, { mirrors?: string[]; tls?: Record<string, unknown>; auth_present: boolean }>;
+    imports: string[];
+  };
+  /** Host directories under config_path: `<dir>/<registry>` with what they hold. */
+  certs_d: Array<{ dir: string; registry: string; hosts_toml: boolean; managed_by_trustplay: boolean; server?: string | null; ca?: string[]; skip_verify?: boolean; files: string[]; error?: string }>;
+  credential_files: Array<{ path: string; exists: boolean; registries: string[]; helpers?: string[]; error?: string }>;
+}
+
+// Per certs.d dir: its host directories, their file names, and hosts.toml (base64). Per credential
+// file: its content (base64), parsed here and reduced to key names.
+const SCRIPT = `for d in $CERTS; do
+  [ -d "$d" ] || continue
+  for h in "$d"/*/; do
+    [ -d "$h" ] || continue
+    h=\${h%/}
+    printf '@@host %s %s\\n' "$(printf '%s' "$d" | base64 | tr -d '\\n')" "$(printf '%s' "\${h##*/}" | base64 | tr -d '\\n')"
+    for f in "$h"/* ; do [ -f "$f" ] && printf '@@name %s\\n' "$(printf '%s' "\${f##*/}" | base64 | tr -d '\\n')"; done
+    if [ -f "$h/hosts.toml" ]; then echo '@@toml'; base64 < "$h/hosts.toml"; fi
+  done
+done
+for c in "$@"; do
+  if [ -f "$c" ]; then printf '@@cred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; base64 < "$c"; else printf '@@nocred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; fi
+done
+echo '@@end'
+`;
+
+const b64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** Registry keys (and credential helpers) of a docker/kubelet config.json; values are dropped here. */
+export function credentialKeys(text: string): { registries: string[]; helpers?: string[] } {
+  const doc = JSON.parse(text) as { auths?: Record<string, unknown>; credHelpers?: Record<string, unknown> };
+  const registries = Object.keys(doc.auths ?? {}).sort();
+  const helpers = Object.keys(doc.credHelpers ?? {}).sort();
+  return { registries, ...(helpers.length ? { helpers } : {}) };
+}
+
+/** Gathers the facts of one node (two remote commands: containerd's, then certs.d and credentials). */
+export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}): Promise<NodeFacts> {
+  const configFile = o.configFile ?? '/etc/containerd/config.toml';
+  const cf = await gatherContainerdFacts(conn, { configFile, configPath: o.configPath ?? '/etc/containerd/certs.d' });
+  const facts: NodeFacts = {
+    containerd: { version: cf.version?.raw ?? null, major: cf.version?.major ?? null },
+    config: { path: configFile, exists: cf.config.exists, version: null, config_path: null, registries: {}, imports: [] },
+    certs_d: [],
+    credential_files: [],
+  };
+  const inspected = inspectConfig(cf.config.text, { ...(cf.version ? { containerdMajor: cf.version.major } : {}) });
+  let certDirs = [o.configPath ?? '/etc/containerd/certs.d'];
+  if (inspected.ok) {
+    const i = inspected.info;
+    facts.config.version = i.version;
+    facts.config.config_path = i.configPath;
+    facts.config.imports = i.imports;
+    if (i.configPathDirs.length) certDirs = i.configPathDirs;
+    const names = new Set([...Object.keys(i.mirrors), ...Object.keys(i.configs)]);
+    for (const r of [...names].sort()) {
+      const c = i.configs[r];
+      const auth = c?.auth;
+      facts.config.registries[r] = {
+        ...(i.mirrors[r] ? { mirrors: i.mirrors[r].endpoint } : {}),
+        ...(c?.tls ? { tls: { ...c.tls } } : {}),
+        auth_present: !!auth && Object.values(auth).some((v) => typeof v === 'string' && v !== ''),
+      };
+    }
+  } else facts.config.error = inspected.error;
+
+  const creds = o.credentialFiles ?? DEFAULT_CREDENTIAL_FILES;
+  const r = await conn.exec({ script: `CERTS=${quoteArgv([certDirs.join(' ')])}\nset -- ${quoteArgv(creds)}\n${SCRIPT}` });
+  const out = r.stdout.toString('utf8');
+  if (r.code !== 0 || !out.includes('@@end')) {
+    throw new TaskError(`${conn.host}: could not list certs.d and credential files (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`, 'command');
+  }
+  let sink: ((text: string) => void) | null = null;
+  let chunks: string[] = [];
+  const flush = () => {
+    if (sink) sink(Buffer.from(chunks.join(''), 'base64').toString('utf8'));
+    sink = null;
+    chunks = [];
+  };
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('@@')) {
+      if (sink) chunks.push(line.trim());
+      continue;
+    }
+    flush();
+    const [tag, a, b] = line.slice(2).split(' ');
+    if (tag === 'host') facts.certs_d.push({ dir: b64(a), registry: b64(b), hosts_toml: false, managed_by_trustplay: false, files: [] });
+    else if (tag === 'name') facts.certs_d.at(-1)?.files.push(b64(a));
+    else if (tag === 'toml') {
+      const entry = facts.certs_d.at(-1);
+      sink = (text) => {
+        if (!entry) return;
+        entry.hosts_toml = true;
+        entry.managed_by_trustplay = isManagedByTrustplay(text);
+        const p = parseHostsToml(text);
+        if (p.ok) Object.assign(entry, { server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify });
+        else entry.error = p.error;
+      };
+    } else if (tag === 'cred') {
+      const path = b64(a);
+      sink = (text) => {
+        try {
+          facts.credential_files.push({ path, exists: true, ...credentialKeys(text) });
+        } catch {
+          facts.credential_files.push({ path, exists: true, registries: [], error: 'not valid JSON' });
+        }
+      };
+    } else if (tag === 'nocred') facts.credential_files.push({ path: b64(a), exists: false, registries: [] });
+  }
+  flush();
+  return facts;
+}
+
+/** Human-readable facts of one host. */
+export function formatNodeFacts(host: string, f: NodeFacts): string {
+  const l = [`${host}:`, `  containerd: ${f.containerd.version ?? 'not installed'}`];
+  l.push(`  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`);
+  l.push(`  config_path: ${f.config.config_path ?? '(not set)'}`);
+  for (const [r, s] of Object.entries(f.config.registries)) {
+    const tls = s.tls ? Object.entries(s.tls).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
+    l.push(`  legacy registry ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`);
+  }
+  for (const c of f.certs_d) {
+    l.push(`  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`);
+  }
+  for (const c of f.credential_files) {
+    l.push(`  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`);
+  }
+  return l.join('\n') + '\n';
+}

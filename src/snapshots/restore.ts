@@ -1,0 +1,205 @@
+/**
+ * `trustplay restore`: a snapshot turned into an in-memory playbook of two internal modules,
+ * `snapshot.file.restore` and `snapshot.sa.restore`, run by the ordinary engine. So a restore gets
+ * reporting, check mode, diffs, parallel hosts and its own snapshot (a restore can be undone) from
+ * the same code paths as a run, and a containerd config.toml it puts back goes through the verified
+ * restart handler (restart, wait for the CRI, roll back if containerd does not come back).
+ *
+ * Every blob is read and checked against its digest before the playbook is built: a damaged
+ * snapshot is refused while nothing has been written anywhere.
+ */
+import { createHash } from 'node:crypto';
+import type { RegisteredModule } from '../engine/run.js';
+import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
+import { readServiceAccounts, writePullSecrets, type KubeTarget, type ReadResult, type ServiceAccountResource } from '../k8s/kubectl.js';
+import type { Playbook, Task } from '../playbook/playbook.js';
+import { containerdRestartRequest, rememberConfigBackup } from '../modules/containerd-restart.js';
+import { maskedText } from './mask.js';
+import type { Manifest, SavedFile, SavedServiceAccount, SnapshotStore } from './store.js';
+
+export const FILE_RESTORE_MODULE = 'snapshot.file.restore';
+export const SA_RESTORE_MODULE = 'snapshot.sa.restore';
+
+/** A snapshot ready to restore: its manifest, the hosts chosen, and every blob they need, verified. */
+export interface LoadedSnapshot {
+  manifest: Manifest;
+  manifestPath: string;
+  hosts: string[];
+  blobs: Map<string, Buffer>;
+}
+
+/** Reads every blob the chosen hosts need and checks its digest; throws one sentence naming the first bad one. */
+export async function loadSnapshotForRestore(store: SnapshotStore, manifest: Manifest, hosts: string[]): Promise<LoadedSnapshot> {
+  const blobs = new Map<string, Buffer>();
+  for (const h of hosts) {
+    for (const r of manifest.hosts[h]?.resources ?? []) {
+      if (r.kind !== 'file' || !r.exists) continue;
+      if (!r.blob) throw new Error(`snapshot \`${manifest.runId}\` is damaged: ${h}:${r.path} has no content digest`);
+      if (blobs.has(r.blob)) continue;
+      let data: Buffer;
+      try {
+        data = await store.getBlob(r.blob);
+      } catch (e) {
+        const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'its content blob is missing' : (e as Error).message;
+        throw new Error(`snapshot \`${manifest.runId}\` cannot restore ${h}:${r.path}: ${why}; nothing was changed`, { cause: e });
+      }
+      if (r.size !== undefined && data.length !== r.size) throw new Error(`snapshot \`${manifest.runId}\` is damaged: ${h}:${r.path} should be ${r.size} bytes, its blob has ${data.length}; nothing was changed`);
+      blobs.set(r.blob, data);
+    }
+  }
+  return { manifest, manifestPath: store.manifestPath(manifest.runId), hosts, blobs };
+}
+
+/** True for containerd's main config (a change to it needs a verified restart). */
+export function isContainerdConfig(path: string, configFile?: unknown): boolean {
+  return typeof configFile === 'string' ? path === configFile : /\/containerd\/config\.toml$/.test(path);
+}
+
+interface CurrentFile {
+  exists: boolean;
+  content: Buffer | null;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const octal = (m: number | undefined) => (m === undefined ? '?' : m.toString(8).padStart(4, '0'));
+
+/** The change that puts one file back, or null when it already is as saved (pure; exported for tests). */
+export function planFileRestore(saved: SavedFile, current: CurrentFile, blob: Buffer | undefined, restart: { configFile?: unknown; restartCommand: string; timeoutSec: number }): Change | null {
+  if (!saved.exists) {
+    if (!current.exists) return null;
+    return {
+      summary: `remove ${saved.path} (it did not exist before)`,
+      resources: [{ kind: 'file', path: saved.path }],
+      diff: { target: saved.path, before: maskedText(current.content), after: maskedText(null) },
+      ...(isContainerdConfig(saved.path, restart.configFile) ? { notify: [containerdRestartRequest({ configFile: saved.path, restartCommand: restart.restartCommand, timeoutSec: restart.timeoutSec })] } : {}),
+      async apply(ctx: TaskContext) {
+        if (isContainerdConfig(saved.path, restart.configFile)) rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
+        await ctx.conn.remove(saved.path);
+      },
+    };
+  }
+  if (!blob) throw new TaskError(`snapshot has no content for ${saved.path}`, 'refused');
+  const sameContent = current.exists && current.content !== null && sha(current.content) === saved.blob;
+  const sameMeta = current.mode === saved.mode && current.uid === saved.uid && current.gid === saved.gid;
+  if (sameContent && sameMeta) return null;
+  const what = !current.exists ? 'recreate' : sameContent ? `reset mode/owner of` : 'restore';
+  const metaNote = sameMeta ? '' : ` (mode ${octal(current.mode)} ${current.uid ?? '?'}:${current.gid ?? '?'} -> ${octal(saved.mode)} ${saved.uid ?? '?'}:${saved.gid ?? '?'})`;
+  const config = isContainerdConfig(saved.path, restart.configFile);
+  return {
+    summary: `${what} ${saved.path}${metaNote}`,
+    resources: [{ kind: 'file', path: saved.path }],
+    diff: { target: saved.path, before: maskedText(current.exists ? current.content : null), after: maskedText(blob) },
+    ...(config && !sameContent ? { notify: [containerdRestartRequest({ configFile: saved.path, restartCommand: restart.restartCommand, timeoutSec: restart.timeoutSec })] } : {}),
+    async apply(ctx: TaskContext) {
+      if (config && !sameContent) rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+      await ctx.conn.writeFile(saved.path, blob, {
+        mkdirs: true,
+        ...(saved.mode !== undefined ? { mode: saved.mode } : {}),
+        ...(saved.uid !== undefined ? { uid: saved.uid } : {}),
+        ...(saved.gid !== undefined ? { gid: saved.gid } : {}),
+      });
+    },
+  };
+}
+
+function metaOf(f: { mode?: number; uid?: number; gid?: number }): { mode?: number; uid?: number; gid?: number } {
+  return { ...(f.mode !== undefined ? { mode: f.mode } : {}), ...(f.uid !== undefined ? { uid: f.uid } : {}), ...(f.gid !== undefined ? { gid: f.gid } : {}) };
+}
+
+function targetOf(sa: SavedServiceAccount): KubeTarget {
+  return { ...(sa.kubeconfig ? { kubeconfig: sa.kubeconfig } : {}), ...(sa.context ? { context: sa.context } : {}), ...(sa.kubectl ? { kubectl: sa.kubectl } : {}) };
+}
+
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** The change that puts one account's pull secrets back, or null when they already are (pure; exported for tests). */
+export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): Change | null {
+  const id = `${saved.namespace}/${saved.name}`;
+  if (saved.imagePullSecrets === null) return null;
+  if (current.status !== 'ok') {
+    throw new TaskError(`cannot restore serviceaccount ${id}: ${current.status === 'no-namespace' ? `namespace \`${saved.namespace}\` no longer exists` : 'the account no longer exists'}; recreate it, then run the restore again`, 'refused');
+  }
+  const want = saved.imagePullSecrets.map((s) => s.name);
+  if (sameList(current.sa.imagePullSecrets, want)) return null;
+  const t = targetOf(saved);
+  const resource: ServiceAccountResource = { kind: 'serviceaccount', namespace: saved.namespace, name: saved.name, ...t };
+  const list = (n: string[]) => (n.length ? n.join('\n') + '\n' : '(none)\n');
+  return {
+    summary: `set imagePullSecrets of serviceaccount ${id} back to ${want.length ? want.join(', ') : '(none)'}`,
+    resources: [resource],
+    diff: { target: `serviceaccount ${id} imagePullSecrets`, before: list(current.sa.imagePullSecrets), after: list(want) },
+    async apply(ctx: TaskContext) {
+      await writePullSecrets(ctx.conn, t, current.sa, (now) => (sameList(now, want) ? null : want));
+    },
+  };
+}
+
+/** The two internal modules, bound to one loaded snapshot. */
+export function restoreModules(loaded: LoadedSnapshot): Record<string, RegisteredModule> {
+  const hostEntry = (host: string) => loaded.manifest.hosts[host] ?? { facts: {}, resources: [] };
+
+  const fileModule: Module<Record<string, unknown>, Array<{ saved: SavedFile; current: CurrentFile }>> = {
+    name: FILE_RESTORE_MODULE,
+    description: 'Put files back as a snapshot saved them (content, mode, owner; absent ones removed).',
+    async gather(ctx) {
+      const files = hostEntry(ctx.host).resources.filter((r): r is SavedFile => r.kind === 'file');
+      return Promise.all(
+        files.map(async (saved) => {
+          const st = await ctx.conn.stat(saved.path);
+          if (!st.exists) return { saved, current: { exists: false, content: null } };
+          if (!st.isFile) throw new TaskError(`${saved.path} on ${ctx.host} is no longer a regular file; move it away, then run the restore again`, 'refused');
+          const content = await ctx.conn.readFile(saved.path);
+          return { saved, current: { exists: content !== null, content, ...metaOf(st) } };
+        }),
+      );
+    },
+    plan(_args, observed, ctx) {
+      const v = ctx.vars;
+      const restart = {
+        configFile: v['containerd_config_file'],
+        restartCommand: typeof v['containerd_restart_command'] === 'string' ? v['containerd_restart_command'] : 'systemctl restart containerd',
+        timeoutSec: typeof v['containerd_restart_timeout'] === 'number' ? v['containerd_restart_timeout'] : 60,
+      };
+      return observed.flatMap(({ saved, current }) => planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? []);
+    },
+  };
+
+  const saModule: Module<Record<string, unknown>, Array<{ saved: SavedServiceAccount; current: ReadResult }>> = {
+    name: SA_RESTORE_MODULE,
+    description: "Put ServiceAccounts' imagePullSecrets back as a snapshot saved them.",
+    async gather(ctx) {
+      const saved = hostEntry(ctx.host).resources.filter((r): r is SavedServiceAccount => r.kind === 'serviceaccount' && r.imagePullSecrets !== null);
+      const out = [];
+      for (const s of saved) {
+        const [current] = await readServiceAccounts(ctx.conn, targetOf(s), [s.namespace], s.name);
+        out.push({ saved: s, current: current! });
+      }
+      return out;
+    },
+    plan(_args, observed) {
+      return observed.flatMap(({ saved, current }) => planSaRestore(saved, current) ?? []);
+    },
+  };
+
+  const schema = { type: 'object', additionalProperties: false, properties: {} };
+  return {
+    [FILE_RESTORE_MODULE]: { module: fileModule, schema },
+    [SA_RESTORE_MODULE]: { module: saModule, schema },
+  };
+}
+
+/** The in-memory playbook: one play over the chosen hosts, files first, then ServiceAccounts. */
+export function restorePlaybook(loaded: LoadedSnapshot): Playbook {
+  const loc = { file: loaded.manifestPath, line: 0, col: 0 };
+  const task = (name: string, module: string): Task => ({ name, module, args: {}, when: [], tags: [], notify: [], ignoreErrors: false, runOnce: false, loc });
+  const has = (kind: 'file' | 'serviceaccount') => loaded.hosts.some((h) => loaded.manifest.hosts[h]?.resources.some((r) => r.kind === kind));
+  const tasks = [...(has('file') ? [task('Put saved files back', FILE_RESTORE_MODULE)] : []), ...(has('serviceaccount') ? [task("Put ServiceAccounts' imagePullSecrets back", SA_RESTORE_MODULE)] : [])];
+  return {
+    file: loaded.manifestPath,
+    digest: createHash('sha256').update(JSON.stringify(loaded.manifest)).digest('hex'),
+    plays: [{ name: `Restore snapshot ${loaded.manifest.runId}`, hosts: loaded.hosts.join(':'), vars: {}, tasks, handlers: [], loc }],
+  };
+}
