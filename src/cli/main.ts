@@ -42,6 +42,7 @@ options:
       --accept-new-host-keys   trust unknown SSH host keys on first use
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE
+      --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
   -v, --verbose            full error details
       --version, -h/--help
 

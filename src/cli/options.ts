@@ -19,6 +19,7 @@ export const commonOptions = {
   junit: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   keep: { type: 'string' },
+  'lock-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -39,6 +40,8 @@ export type Options = {
   junit?: string;
   verbose: boolean;
   keep?: number;
+  /** Seconds to wait for another run's lock on a host. */
+  lockTimeout: number;
   help: boolean;
 };
 
@@ -72,6 +75,8 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
   }
   const keep = v.keep === undefined ? undefined : Number(v.keep);
   if (keep !== undefined && (!Number.isInteger(keep) || keep < 0)) throw new ExitError(ExitCode.Invalid, `--keep must be a whole number, not \`${v.keep}\``);
+  const lockTimeout = v['lock-timeout'] === undefined ? 60 : Number(v['lock-timeout']);
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) throw new ExitError(ExitCode.Invalid, `--lock-timeout must be a number of seconds, not \`${v['lock-timeout']}\``);
   const split = (s?: string) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
   const options: Options = {
     forks,
@@ -83,6 +88,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     detailedExitcode: v['detailed-exitcode'] ?? false,
     verbose: v.verbose ?? false,
     help: v.help ?? false,
+    lockTimeout,
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),
     ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),

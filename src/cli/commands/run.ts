@@ -35,6 +35,10 @@ async function execute(positionals: string[], options: Options, mode: 'run' | 'c
     },
     readServiceAccountForSnapshot,
   );
+  const { acquireHostLock } = await import('../../engine/lock.js');
+  const { hostname, userInfo } = await import('node:os');
+  const releases = new Map<string, () => Promise<void>>();
+  const owner = `${userInfo().username}@${hostname()} pid ${process.pid}`;
   const result = await runPlaybook({
     playbook: loaded.playbook,
     inventory: loaded.inventory,
@@ -47,6 +51,13 @@ async function execute(positionals: string[], options: Options, mode: 'run' | 'c
     extraVars: options.extraVars,
     acceptNewHostKeys: options.acceptNewHostKeys,
     runId,
+    onConnect: async (host, conn) => {
+      const lockDir = process.env['TRUSTPLAY_LOCK_DIR'];
+      releases.set(host, await acquireHostLock(conn, { runId, owner, timeoutMs: options.lockTimeout * 1000, ...(lockDir ? { dir: lockDir } : {}) }));
+    },
+    onRelease: async (host) => {
+      await releases.get(host)?.();
+    },
     ...(check ? {} : { snapshot }),
     ...(options.tags ? { tags: options.tags } : {}),
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
