@@ -323,7 +323,10 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   // Hosts files of a migration: written before config.toml so the restart finds them.
   for (const [d, content] of Object.entries(ensured.hostsFiles)) {
     const p = `${hostsDirFor(args.config_path, d)}/${FILE_NAMES.hosts}`;
-    if (p === `${dir}/${FILE_NAMES.hosts}`) continue; // this registry's managed file wins
+    if (p === `${dir}/${FILE_NAMES.hosts}`) {
+      warnings.push(`the legacy settings for ${args.registry} itself are replaced by this task's managed ${p}, not migrated`);
+      continue;
+    }
     const existing = facts.extraDirs[hostsDirFor(args.config_path, d)]?.files[FILE_NAMES.hosts];
     push(writeChange({ path: p, content: Buffer.from(content), mode: 0o644, existing, what: 'migrated from legacy config.toml settings' }));
   }
