@@ -9,14 +9,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { classifyPullError } from '../../src/cri/classify.js';
 import { createCriClient } from '../../src/cri/client.js';
+import { loadInventory } from '../../src/playbook/inventory.js';
 import { labDown, labPrerequisites, labUp, type Lab } from './lab.js';
 
 const bold = (s: string) => (process.stdout.isTTY && !process.env['NO_COLOR'] ? `\x1b[1m${s}\x1b[22m` : s);
 const say = (s = '') => process.stdout.write(s + '\n');
 
+/** The nodes the playbook makes trust the registry: the inventory's `workers`. */
+async function workers(lab: Lab): Promise<Lab['nodes']> {
+  const inv = await loadInventory(lab.inventoryPath);
+  const names = inv.inventory?.groups.get('workers') ?? new Set<string>();
+  return lab.nodes.filter((n) => names.has(n.name));
+}
+
 async function pulls(lab: Lab): Promise<boolean> {
   let allOk = true;
-  for (const node of lab.nodes) {
+  for (const node of await workers(lab)) {
     const cri = createCriClient(node.hostSocket);
     try {
       await cri.removeImage(lab.image.ref);
@@ -59,7 +67,7 @@ async function main(): Promise<number> {
     say(bold('Bringing up the lab: a registry with a private CA, 3 containerd nodes with sshd, a Kubernetes API…'));
     lab = await labUp({ nodes: 3 });
     say(`  up in ${(lab.upMs / 1000).toFixed(1)}s; inventory ${lab.inventoryPath}`);
-    say(bold('\nBefore: every node pulls through the CRI (as kubelet does)'));
+    say(bold('\nBefore: every worker pulls through the CRI (as kubelet does)'));
     await pulls(lab);
     const env = { NO_COLOR: process.env['NO_COLOR'] ?? '' };
     const run = await trustplay(['run', 'playbooks/fix-registry.yaml', '-i', lab.inventoryPath, '--state-dir', state], env);
