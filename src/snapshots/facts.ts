@@ -149,7 +149,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
 export function formatNodeFacts(host: string, f: NodeFacts): string {
   const l = [`${host}:`, `  containerd: ${f.containerd.version ?? 'not installed'}`];
   l.push(`  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`);
-  l.push(`  config_path: ${f.config.config_path ?? '(not set)'}`);
+  l.push(`  config_path: ${f.config.config_path === null ? '(not set)' : JSON.stringify(f.config.config_path)}`);
   for (const [r, s] of Object.entries(f.config.registries)) {
     const tls = s.tls ? Object.entries(s.tls).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
     l.push(`  legacy registry ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`);

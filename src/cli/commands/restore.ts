@@ -52,6 +52,9 @@ export async function restoreCommand(positionals: string[], options: Options): P
     return ExitCode.Ok;
   }
   const unknown = hosts.filter((h) => !inventory.hosts.has(h));
+  // Inventory order, as a run would list them (the manifest is in the order hosts first saved).
+  const order = [...inventory.hosts.keys()];
+  hosts.sort((a, b) => order.indexOf(a) - order.indexOf(b));
   if (unknown.length) {
     throw new ExitError(ExitCode.Invalid, `snapshot ${id} has saved state for ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in ${invPath ? resolve(invPath) : 'the default localhost inventory'}: pass the run's inventory with -i (or leave ${unknown.length === 1 ? 'it' : 'them'} out with --limit); nothing was changed`);
   }
