@@ -91,3 +91,17 @@ describe('containerd.restart', () => {
     ).rejects.toThrow(/no earlier .*x\.toml was recorded in this run, so nothing was rolled back/);
   });
 });
+
+describe('restart error text', () => {
+  it("keeps systemctl's first line and containerd's error, not its info chatter", async () => {
+    const { trimmed } = await import('./containerd-restart.js');
+    const out = Buffer.from(
+      'Job for containerd.service failed because the control process exited with error code.\nSee "/run/lab/containerd.log" for details:\ntime="x" level=info msg="Stop CRI service"\ntime="x" level=info msg="Stop CRI service"\ncontainerd: failed to load TOML: /etc/containerd/config.toml: (246, 6): was expecting token =\n',
+    );
+    expect(trimmed(out)).toBe(
+      'Job for containerd.service failed because the control process exited with error code.; containerd: failed to load TOML: /etc/containerd/config.toml: (246, 6): was expecting token =',
+    );
+    expect(trimmed(Buffer.from('only line\n'))).toBe('only line');
+    expect(trimmed(Buffer.from('first\nsecond\nlast\n'))).toBe('first; last');
+  });
+});

@@ -80,10 +80,19 @@ export function containerdRestartRequest(o: { configFile: string; restartCommand
   };
 }
 
-function trimmed(b: Buffer): string {
-  const lines = b.toString('utf8').trim().split('\n').filter((l) => l.trim() !== '');
-  const text = lines.slice(-3).join('; ');
-  return text.length > 400 ? `…${text.slice(-400)}` : text;
+/**
+ * The lines of a failed restart worth a person's time: the first (systemctl's "Job for ... failed")
+ * and the last ones that say what went wrong (containerd's own "failed to load TOML: ..."), not its
+ * info-level chatter.
+ */
+export function trimmed(b: Buffer): string {
+  const lines = b.toString('utf8').trim().split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length === 0) return '';
+  const telling = lines.slice(1).filter((l) => /error|fail|fatal|invalid|expect|denied|not found|no such/i.test(l) && !/level=(info|debug)/.test(l));
+  const picked = [lines[0] as string, ...telling.slice(-2)];
+  if (picked.length === 1 && lines.length > 1) picked.push(lines[lines.length - 1] as string);
+  const text = picked.join('; ');
+  return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }
 
 /** Runs the restart command and waits for the CRI; resolves with an error sentence, or null when containerd answers. */
