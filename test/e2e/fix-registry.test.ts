@@ -1,0 +1,106 @@
+/**
+ * The seed's whole procedure end to end, with the CLI as a user types it, on the lab: pulls fail
+ * with x509; `run` fixes every node; `check` is clean; a deleted hosts.toml is drift naming the
+ * node and task; `run` fixes only that node; `restore` returns the fleet to the x509 failure; a
+ * stopped node makes `check` exit 4 while the others are still checked.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { classifyPullError } from '../../src/cri/classify.js';
+import { createCriClient } from '../../src/cri/client.js';
+import type { JsonReport } from '../../src/report/json.js';
+import type { Lab, LabNode } from '../lab/lab.js';
+import { trustplay } from '../support/cli.js';
+import { describeLab, useLab } from '../support/lab-fixture.js';
+import { inNode } from '../support/lab-node.js';
+
+async function pull(lab: Lab, node: LabNode): Promise<'ok' | string> {
+  const cri = createCriClient(node.hostSocket);
+  try {
+    await cri.removeImage(lab.image.ref);
+    await cri.pullImage(lab.image.ref, { timeoutMs: 60_000 });
+    return 'ok';
+  } catch (e) {
+    return classifyPullError((e as Error).message).class;
+  } finally {
+    await cri.close();
+  }
+}
+
+describeLab('fix-registry.yaml end to end', () => {
+  const env = useLab({ nodes: 3 });
+  let state: string;
+  let workers: LabNode[];
+  const pb = 'playbooks/fix-registry.yaml';
+  const args = (...extra: string[]) => [...extra, '-i', env.lab.inventoryPath, '--state-dir', state];
+
+  beforeAll(async () => {
+    state = await mkdtemp(join(tmpdir(), 'trustplay-e2e-state-'));
+    workers = env.lab.nodes.filter((n) => n.name !== 'node1');
+  });
+  afterAll(async () => {
+    if (state) await rm(state, { recursive: true, force: true });
+  });
+
+  it('before: every worker fails to pull with x509 unknown authority', async () => {
+    for (const n of workers) expect(await pull(env.lab, n)).toBe('unknown-authority');
+  });
+
+  let firstRun = '';
+  it('run fixes every node (exit 0), and the pulls succeed', async () => {
+    const r = await trustplay(['run', pb, ...args()]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^success in /m);
+    firstRun = (await readdir(join(state, 'runs')))[0]!.replace(/\.json$/, '');
+    for (const n of workers) expect(await pull(env.lab, n)).toBe('ok');
+  });
+
+  it('check on the converged fleet exits 0 and changes nothing', async () => {
+    const r = await trustplay(['check', pb, ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as JsonReport;
+    for (const [host, h] of Object.entries(report.hosts)) expect(h.recap.changed, host).toBe(0);
+  });
+
+  it('a deleted hosts.toml is drift (exit 2) naming the node and the task', async () => {
+    const node2 = workers[0]!;
+    const rm = await inNode(node2, `rm /etc/containerd/certs.d/${env.lab.registries.registry.host}/hosts.toml`);
+    expect(rm.code).toBe(0);
+    const r = await trustplay(['check', pb, ...args()]);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stdout).toMatch(new RegExp(`^${node2.name} \\| would change \\| Trust the registry's CA$`, 'm'));
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(new RegExp(`^drift on ${node2.name} \\(exit 2\\)`));
+  });
+
+  it('run again fixes only that node', async () => {
+    const r = await trustplay(['run', pb, ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as JsonReport;
+    expect(report.hosts[workers[0]!.name]!.recap.changed).toBeGreaterThan(0);
+    for (const n of [...workers.slice(1), env.lab.nodes[0]!]) expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
+  });
+
+  it('restore of the first run returns the fleet to the x509 failure', async () => {
+    const r = await trustplay(['restore', firstRun, ...args()]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    for (const n of workers) expect(await pull(env.lab, n)).toBe('unknown-authority');
+    const again = await trustplay(['run', pb, ...args()]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+  });
+
+  it('a stopped node makes check exit 4 while the others are still checked', async () => {
+    const node3 = workers[1]!;
+    process.kill(node3.sshdPid, 'SIGTERM');
+    const r = await trustplay(['check', pb, ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(4);
+    const report = JSON.parse(r.stdout) as JsonReport;
+    expect(report.hosts[node3.name]!.recap.unreachable).toBe(1);
+    for (const n of env.lab.nodes.filter((x) => x !== node3)) {
+      expect(report.hosts[n.name]!.recap.unreachable, n.name).toBe(0);
+      expect(report.hosts[n.name]!.recap.ok, n.name).toBeGreaterThan(0);
+    }
+    expect(r.stderr + r.stdout).not.toMatch(/internal error/);
+  });
+});
