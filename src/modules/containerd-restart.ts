@@ -113,7 +113,8 @@ async function restartAndWait(conn: Connection, command: string, socket: string,
     await waitForCri(client, timeoutMs);
     return null;
   } catch (e) {
-    return `the CRI socket ${socket} did not answer within ${timeoutSec} s after \`${command}\`: ${(e as Error).message}`;
+    // waitForCri's message already names the socket, the bound and the last error.
+    return `after \`${command}\`, ${(e as Error).message}`;
   } finally {
     await client.close().catch(() => undefined);
   }
