@@ -1,11 +1,19 @@
 /**
  * `npm run bench [-- SECTION...]`: prints figures (never asserts them). Sections: startup,
- * validate, engine (converged check on 20 loopback SSH hosts). Default: all that can run here.
+ * validate, engine (converged check on 20 loopback SSH hosts), and, only when asked, ansible
+ * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
+ * minutes, writes bench/results/latest.json and latest.md). Default: all but ansible.
  */
 import { benchStartup, benchValidate } from './validate-startup.js';
 import { table } from './util.js';
 
-const wanted = new Set(process.argv.slice(2).filter((a) => !a.startsWith('-')));
+const argv = process.argv.slice(2);
+// Values of --flags are not section names.
+const wanted = new Set(argv.filter((a, i) => !a.startsWith('-') && !argv[i - 1]?.startsWith('--')));
+const flag = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
 const all = wanted.size === 0;
 
 async function main(): Promise<void> {
@@ -16,6 +24,17 @@ async function main(): Promise<void> {
   if (all || wanted.has('engine')) {
     const { benchEngine } = await import('./engine.js');
     process.stdout.write('\n' + table(await benchEngine()) + '\n');
+  }
+  if (wanted.has('ansible')) {
+    const { compare, markdown, writeResults } = await import('./compare.js');
+    const hosts = (flag('hosts') ?? '20,100').split(',').map(Number);
+    const reps = Number(flag('reps') ?? 3);
+    if (hosts.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(reps) || reps < 1) {
+      throw new Error('usage: npm run bench -- ansible [--hosts 20,100] [--reps 3]');
+    }
+    const results = await compare(hosts, reps, (line) => process.stderr.write(`${line}\n`));
+    const files = await writeResults(results);
+    process.stdout.write(`\n${markdown(results)}\nwritten: ${files.json}, ${files.md}\n`);
   }
 }
 
