@@ -186,6 +186,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           return;
         }
         const notified = new Set<string>();
+        const notifiedBy = new Map<string, Task[]>();
         const internal = new Map<string, HandlerRequest>();
         for (let t = 0; t < play.tasks.length && !hr.failed && !hr.unreachable; t++) {
           const task = play.tasks[t]!;
@@ -199,7 +200,10 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           }
           const r = await runTask(hr, conn, task, vars, false, play.name);
           if (r.status === 'changed') {
-            for (const n of task.notify) notified.add(n);
+            for (const n of task.notify) {
+              notified.add(n);
+              notifiedBy.set(n, [...(notifiedBy.get(n) ?? []), task]);
+            }
             for (const req of r.notify) internal.set(req.id, req);
           }
         }
@@ -212,7 +216,20 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           }
           for (const h of play.handlers) {
             if (hr.failed || hr.unreachable) break;
-            if (notified.has(h.name)) await runTask(hr, conn, h, vars, true, play.name);
+            if (!notified.has(h.name)) continue;
+            // In check mode a handler is notified by a change that was not made: what it would find
+            // on the host is the state after that change, which does not exist, so gathering it
+            // would report the wrong thing. Report that it would run instead.
+            if ((h.checkMode ?? check) && !notifiedBy.get(h.name)?.some((t) => t.checkMode === false)) {
+              const r: TaskResult = {
+                ...baseResult(host, play, h, true, 'changed', 0),
+                handler: true,
+                changes: [`run (notified by: ${notifiedBy.get(h.name)!.map((t) => t.name).join(', ')})`],
+              };
+              record(hr, r);
+              continue;
+            }
+            await runTask(hr, conn, h, vars, true, play.name);
           }
         }
         opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: hr.failed, unreachable: hr.unreachable });

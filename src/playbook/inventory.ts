@@ -67,6 +67,8 @@ export function hostVariables(inv: Inventory, host: InventoryHost): Record<strin
   for (const g of groups) Object.assign(vars, inv.groupVars.get(g));
   Object.assign(vars, host.hostVars);
   vars['inventory_hostname'] = host.name;
+  // Modules look the CRI socket up as a variable, so a host's `cri_socket:` setting reaches them.
+  if (host.criSocket !== undefined && vars['cri_socket'] === undefined) vars['cri_socket'] = host.criSocket;
   vars['group_names'] = host.groups.filter((g) => g !== 'all');
   return vars;
 }

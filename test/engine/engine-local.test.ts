@@ -114,3 +114,21 @@ describe('when expressions', () => {
     expect(() => evaluateWhen('a == ', vars)).toThrow(/unexpected end/);
   });
 });
+
+describe('handlers in check mode', () => {
+  it('are reported as "would run" without gathering the state the change would create', async () => {
+    const pb = `
+- hosts: l1
+  tasks:
+    - test.file: { path: "{{ dir }}/h-check.txt", content: "new" }
+      notify: verify it
+  handlers:
+    - name: verify it
+      test.verify: { path: "{{ dir }}/h-check.txt" }
+`;
+    const r = await runText(pb, inv(), { check: true });
+    expect(r.exitCode).toBe(2);
+    expect(r.text).toMatch(/l1 \| would change \| handler: verify it\n\s+\|\s+would run \(notified by: test.file\)/);
+    expect(r.result.recap['l1']).toMatchObject({ failed: 0, changed: 2 });
+  });
+});
