@@ -290,8 +290,8 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       const changes: Change[] = await reg.module.plan(args, observed, ctx);
       const data = reg.module.result?.(observed);
       if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
-      if (changes.length === 0 || taskCheck) {
-        const r = base(changes.length ? 'changed' : 'ok', {
+      const finish = (status: 'ok' | 'changed') => {
+        const r = base(status, {
           changes: changes.map((c) => c.summary),
           diffs: opts.diff ? changes.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
           warnings,
@@ -299,7 +299,8 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         });
         record(hr, r);
         return { ...r, notify };
-      }
+      };
+      if (changes.length === 0 || taskCheck) return finish(changes.length ? 'changed' : 'ok');
       const applied: string[] = [];
       for (const change of changes) {
         if (change.resources.length) {
@@ -319,14 +320,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         applied.push(change.summary);
         notify.push(...(change.notify ?? []));
       }
-      const r = base('changed', {
-        changes: changes.map((c) => c.summary),
-        diffs: opts.diff ? changes.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
-        warnings,
-        ...(data ? { data } : {}),
-      });
-      record(hr, r);
-      return { ...r, notify };
+      return finish('changed');
     } catch (e) {
       const unreachable = e instanceof ConnectionError;
       const err = e instanceof TaskError

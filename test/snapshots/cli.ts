@@ -1,42 +1,9 @@
 /** Helpers for the snapshot/restore e2e suites: the real CLI as a child process, and the lab emulator's control paths. */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { fileURLToPath } from 'node:url';
 import type { Lab } from '../lab/lab.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-
-/** Exit code and output of one CLI run. */
-export interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node --import tsx src/cli/main.ts ...args` from the repository root, plain output; killed by pid on timeout. */
-export function trustplay(args: string[], timeoutMs = 180_000): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: REPO,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', CI: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`trustplay ${args.join(' ')} did not finish within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
+export { trustplay, type CliRun } from '../support/cli.js';
 
 /** A call to the emulator's /_lab control paths with the admin token (this machine, not a node). */
 export function labControl<T>(lab: Lab, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {

@@ -16,6 +16,20 @@ const registry = {
   examples: ['registry.example.com', 'registry.example.com:5000'],
 } as const;
 
+const configFile = {
+  type: 'string',
+  minLength: 1,
+  default: '/etc/containerd/config.toml',
+  description: "containerd's main configuration file.",
+} as const;
+
+const restartCommand = {
+  type: 'string',
+  minLength: 1,
+  default: 'systemctl restart containerd',
+  description: 'Command (run with sh) that restarts containerd when config.toml changed.',
+} as const;
+
 export const containerdTlsArgs = {
   type: 'object',
   title: 'containerd.tls',
@@ -68,18 +82,8 @@ export const containerdTlsArgs = {
       default: '/etc/containerd/certs.d',
       description: 'Directory containerd reads hosts.toml files from (the CRI registry `config_path`).',
     },
-    config_file: {
-      type: 'string',
-      minLength: 1,
-      default: '/etc/containerd/config.toml',
-      description: "containerd's main configuration file.",
-    },
-    restart_command: {
-      type: 'string',
-      minLength: 1,
-      default: 'systemctl restart containerd',
-      description: 'Command (run with sh) that restarts containerd when config.toml changed.',
-    },
+    config_file: configFile,
+    restart_command: restartCommand,
     socket: {
       type: 'string',
       minLength: 1,
@@ -159,18 +163,8 @@ export const nodeCredsWipeArgs = {
       default: true,
       description: 'Also remove `registry.configs."<host>".auth` from config.toml (containerd is restarted when that changes).',
     },
-    config_file: {
-      type: 'string',
-      minLength: 1,
-      default: '/etc/containerd/config.toml',
-      description: "containerd's main configuration file.",
-    },
-    restart_command: {
-      type: 'string',
-      minLength: 1,
-      default: 'systemctl restart containerd',
-      description: 'Command (run with sh) that restarts containerd when config.toml changed.',
-    },
+    config_file: configFile,
+    restart_command: restartCommand,
     socket: { type: 'string', minLength: 1, description: "containerd's CRI socket for the post-restart health check." },
     all: {
       type: 'boolean',
