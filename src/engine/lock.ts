@@ -31,6 +31,8 @@ function script(o: Required<Pick<LockOptions, 'runId'>> & { dir?: string; owner:
     `me=${quote(`${o.runId} ${o.owner}`)}`,
     'try() { if mkdir "$lock" 2>/dev/null; then printf "%s\\n" "$me" > "$lock/owner"; echo "ACQUIRED $lock"; exit 0; fi; }',
     'try',
+    // Two inventory hosts can be one machine (local connections, aliases): our own run already holds it.
+    `[ "$(head -n1 "$lock/owner" 2>/dev/null | cut -d' ' -f1)" = ${quote(o.runId)} ] && { echo "HELD $lock"; exit 0; }`,
     // Stale: the owner file was not refreshed for staleSec (its run died): break it once and retry.
     'now=$(date +%s); mt=$(stat -c %Y "$lock/owner" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null || echo "$now")',
     `if [ $((now - mt)) -gt ${o.staleSec} ]; then rm -rf "$lock"; try; fi`,
@@ -48,6 +50,7 @@ export async function acquireHostLock(conn: Connection, o: LockOptions): Promise
   for (;;) {
     const r = await conn.exec({ script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(o.dir ? { dir: o.dir } : {}) }) });
     const out = r.stdout.toString().trim();
+    if (r.code === 0 && /^HELD /m.test(out)) return async () => undefined;
     const acquired = /^ACQUIRED (.+)$/m.exec(out);
     if (r.code === 0 && acquired) {
       const path = acquired[1]!;

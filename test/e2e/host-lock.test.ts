@@ -46,6 +46,17 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     expect((await b.stat('/run/trustplay.lock')).exists).toBe(false);
   });
 
+  it('is re-entrant for the same run (two inventory names for one machine)', async () => {
+    const a = connect();
+    const b = connect();
+    const releaseA = await acquireHostLock(a, { runId: 'run-D' });
+    const releaseB = await acquireHostLock(b, { runId: 'run-D', timeoutMs: 500 });
+    await releaseB();
+    expect((await a.stat('/run/trustplay.lock')).exists).toBe(true);
+    await releaseA();
+    expect((await a.stat('/run/trustplay.lock')).exists).toBe(false);
+  });
+
   it('breaks a stale lock whose owner stopped refreshing it', async () => {
     const c = connect();
     await c.exec({ script: 'mkdir -p /run/trustplay.lock && echo "dead-run x" > /run/trustplay.lock/owner && touch -d "@$(( $(date +%s) - 3600 ))" /run/trustplay.lock/owner' });
