@@ -185,6 +185,15 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved):
 export const nodeCredsWipe: Module<NodeCredsWipeArgs, CredsObserved> = {
   name: 'node.creds.wipe',
   description: "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
-  gather: (ctx, args) => gatherCreds(ctx.conn, args),
+  gather: async (ctx, args) => {
+    const observed = await gatherCreds(ctx.conn, args);
+    // For the snapshot manifest and `facts`: which registries each file holds credentials for,
+    // never the credentials themselves.
+    ctx.fact(
+      'credentials',
+      Object.fromEntries(observed.files.map((f) => [f.path, f.kind === 'file' && f.content !== null ? credentialKeys(f.content) : f.kind])),
+    );
+    return observed;
+  },
   plan: (args, observed) => planCredsWipe(args, observed),
 };

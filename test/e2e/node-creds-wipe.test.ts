@@ -122,6 +122,9 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     expect(mine).toBeDefined();
     for (const p of ['/root/.docker/config.json', '/var/lib/kubelet/config.json', '/etc/containerd/config.toml']) expect(mine).toContain(`"${p}"`);
     noSecrets(mine!);
+    // The facts say which registries each file held credentials for, without their values.
+    const facts = (JSON.parse(mine!) as { hosts: Record<string, { facts: { credentials?: Record<string, unknown> } }> }).hosts['node1']!.facts.credentials!;
+    expect(facts['/root/.docker/config.json']).toEqual(expect.arrayContaining(['other.example:5000']));
     seeded.set('runId', { id: report.runId });
   });
 
