@@ -8,10 +8,25 @@ import { FileOperationError } from './errors.js';
 /** Exit status the scripts use for "no such file", distinct from real failures. */
 export const MISSING = 66;
 
-const READ = `[ -e "$1" ] || exit ${MISSING}; exec cat -- "$1"`;
+// `[ -e ]` is also false when a directory on the way cannot be searched (a login user without
+// become looking into a root-only dir): walk up to the nearest existing ancestor and call it
+// absent only when that one is searchable, so "cannot look" is never reported as "not there".
+const ABSENT = `absent() {
+  p=$1
+  while :; do
+    case $p in */*) p=\${p%/*}; p=\${p:-/};; *) break;; esac
+    [ -e "$p" ] && break
+  done
+  if [ -d "$p" ] && [ ! -x "$p" ]; then echo "permission denied: $p cannot be searched by $(id -un) (become needed?)" >&2; exit 1; fi
+  exit ${MISSING}
+}`;
+
+const READ = `${ABSENT}
+[ -e "$1" ] || absent "$1"; exec cat -- "$1"`;
 
 // Mode as `stat -c %f` (hex, with file type bits) so the caller tells files from directories.
-const STAT = `[ -e "$1" ] || exit ${MISSING}; exec stat -L -c '%f %u %g %s' -- "$1"`;
+const STAT = `${ABSENT}
+[ -e "$1" ] || absent "$1"; exec stat -L -c '%f %u %g %s' -- "$1"`;
 
 const REMOVE = `exec rm -f -- "$1"`;
 

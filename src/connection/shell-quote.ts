@@ -79,14 +79,26 @@ export function buildCommandLine(command: Command, options: CommandLineOptions =
     return { line: quoteArgv(['sudo', '-n', '--', ...argv]) };
   }
   if (options.becomePassword.includes('\n')) throw new Error('a become password cannot contain a newline');
-  // The password arrives as the first stdin line. If sudo needs none (NOPASSWD, cached
-  // credentials) the line is consumed here rather than leaking into the command's stdin; `read`
-  // takes one byte at a time from a pipe, so the rest of stdin stays intact for the command.
-  const target = quoteArgv(argv);
+  // The password arrives as the first stdin line and sudo alone reads it: its stdin carries only
+  // that line, and the command reads the rest of our stdin from a fifo. Sharing one stdin would
+  // hand the password to a command sudo runs without asking (NOPASSWD rules, cached credentials),
+  // and after a wrong password sudo would try the command's input lines as passwords. `printf` is
+  // a shell builtin, so the password is on no command line; fd 3 keeps our stdin for the
+  // background `cat`, which a non-interactive shell would otherwise give /dev/null.
   const script = [
     'IFS= read -r pw',
-    `if sudo -n true 2>/dev/null; then unset pw; sudo -n -- ${target}; exit $?; fi`,
-    `{ printf '%s\\n' "$pw"; unset pw; cat; } | sudo -S -p '' -- ${target}`,
+    'exec 3<&0',
+    'd=$(mktemp -d "${TMPDIR:-/tmp}/trustplay-sudo.XXXXXX") || exit 1',
+    "trap 'rm -rf -- \"$d\"' EXIT",
+    'mkfifo -m 600 -- "$d/in" || exit 1',
+    'cat <&3 >"$d/in" 3<&- & c=$!',
+    'exec 3<&-',
+    `printf '%s\\n' "$pw" | sudo -S -p '' -- sh -c 'exec "$@" <"$0"' "$d/in" ${quoteArgv(argv)}`,
+    'rc=$?',
+    'unset pw',
+    // The copier is still blocked opening the fifo when sudo refused to run the command.
+    'kill "$c" 2>/dev/null',
+    'exit "$rc"',
   ].join('\n');
   return {
     line: quoteArgv(['sh', '-c', script]),

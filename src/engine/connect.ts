@@ -1,6 +1,6 @@
 /** Inventory hosts to connection specs: paths expanded, bastions resolved, host-key options applied. */
 import { homedir } from 'node:os';
-import { createConnection, type HostConnectionSpec } from '../connection/index.js';
+import { ConnectionError, createConnection, type HostConnectionSpec } from '../connection/index.js';
 import type { Connection } from '../connection/connection.js';
 import type { Inventory, InventoryHost } from '../playbook/inventory.js';
 
@@ -30,9 +30,22 @@ export interface ConnectOptions {
   acceptNewHostKeys?: boolean;
 }
 
+/** The sudo password named by become_password_env; a missing variable is an error, not "no password". */
+function becomePassword(inv: Inventory, host: InventoryHost): string | undefined {
+  const name = host.becomePasswordEnv ?? inv.ssh.becomePasswordEnv;
+  if (name === undefined || host.become !== true) return undefined;
+  const value = process.env[name];
+  if (value === undefined) {
+    throw new ConnectionError('auth', host.name, `${host.name}: become_password_env names ${name}, which is not set — export it with the sudo password for user ${host.user ?? inv.ssh.user ?? 'root'}`);
+  }
+  return value;
+}
+
+/** How to reach an inventory host; throws a ConnectionError when its become password variable is not set. */
 export function connectionSpec(inv: Inventory, host: InventoryHost, opts: ConnectOptions = {}): HostConnectionSpec {
   const user = host.user ?? inv.ssh.user;
   const id = host.identityFile ?? inv.ssh.identityFile;
+  const password = becomePassword(inv, host);
   return {
     name: host.name,
     connection: host.connection,
@@ -42,11 +55,46 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     ...(id ? { identityFile: expandHome(id) } : {}),
     ...(host.identityPassphraseEnv ? { passphraseEnv: host.identityPassphraseEnv } : {}),
     ...(host.become !== undefined ? { become: host.become } : {}),
+    ...(password !== undefined ? { becomePassword: password } : {}),
     ...(host.proxyJump?.length ? { proxyJump: host.proxyJump.map((j) => parseJump(inv, j)) } : {}),
     ...(inv.ssh.knownHosts ? { knownHosts: inv.ssh.knownHosts.map(expandHome) } : {}),
     acceptNewHostKeys: opts.acceptNewHostKeys ?? inv.ssh.acceptNewHostKeys ?? false,
     ...(inv.ssh.connectTimeout ? { connectTimeoutMs: inv.ssh.connectTimeout * 1000 } : {}),
   };
+}
+
+/** Stands in for a host whose settings cannot make a connection: every operation fails with why. */
+class UnusableConnection implements Connection {
+  constructor(
+    readonly host: string,
+    readonly kind: 'local' | 'ssh',
+    private readonly error: Error,
+  ) {}
+  private fail(): Promise<never> {
+    return Promise.reject(this.error);
+  }
+  connect(): Promise<void> {
+    return this.fail();
+  }
+  exec(): Promise<never> {
+    return this.fail();
+  }
+  readFile(): Promise<never> {
+    return this.fail();
+  }
+  writeFile(): Promise<never> {
+    return this.fail();
+  }
+  stat(): Promise<never> {
+    return this.fail();
+  }
+  remove(): Promise<never> {
+    return this.fail();
+  }
+  openUnixSocket(): Promise<never> {
+    return this.fail();
+  }
+  async close(): Promise<void> {}
 }
 
 /** One connection per host for the whole run, opened on first use. */
@@ -63,7 +111,16 @@ export class ConnectionPool {
     if (!c) {
       const h = this.inv.hosts.get(host);
       if (!h) throw new Error(`unknown host ${host}`);
-      c = this.factory(connectionSpec(this.inv, h, this.opts));
+      let spec: HostConnectionSpec;
+      try {
+        spec = connectionSpec(this.inv, h, this.opts);
+      } catch (err) {
+        // Reported where every caller already handles a host it cannot reach: at connect().
+        c = new UnusableConnection(host, h.connection, err as Error);
+        this.conns.set(host, c);
+        return c;
+      }
+      c = this.factory(spec);
       this.conns.set(host, c);
     }
     return c;

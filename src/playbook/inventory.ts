@@ -17,6 +17,8 @@ export interface InventoryHost {
   identityPassphraseEnv?: string;
   connection: 'ssh' | 'local';
   become?: boolean;
+  /** Name of the environment variable holding the sudo password (read at connect time). */
+  becomePasswordEnv?: string;
   proxyJump?: string[];
   criSocket?: string;
   /** Host variables (own `vars`, or Ansible's non-connection host vars). */
@@ -31,6 +33,8 @@ export interface SshDefaults {
   connectTimeout?: number;
   user?: string;
   identityFile?: string;
+  /** Default becomePasswordEnv for hosts without one. */
+  becomePasswordEnv?: string;
 }
 
 export interface Inventory {
@@ -128,6 +132,7 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
   if (ssh['connect_timeout'] !== undefined) inv.ssh.connectTimeout = ssh['connect_timeout'] as number;
   if (ssh['user'] !== undefined) inv.ssh.user = ssh['user'] as string;
   if (ssh['identity_file'] !== undefined) inv.ssh.identityFile = ssh['identity_file'] as string;
+  if (ssh['become_password_env'] !== undefined) inv.ssh.becomePasswordEnv = ssh['become_password_env'] as string;
 
   const hosts = (data['hosts'] ?? {}) as Record<string, Record<string, unknown> | null>;
   for (const [name, h0] of Object.entries(hosts)) {
@@ -145,6 +150,7 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
       identityFile: h['identity_file'],
       identityPassphraseEnv: h['identity_passphrase_env'],
       become: h['become'],
+      becomePasswordEnv: h['become_password_env'],
       proxyJump: h['proxy_jump'] === undefined ? undefined : toList(h['proxy_jump']),
       criSocket: h['cri_socket'],
     });

@@ -28,6 +28,21 @@ export interface SshdOptions {
   extraConfig?: string[];
   /** Shell commands run inside the namespace (as root) before sshd starts, e.g. more bind mounts. */
   namespaceSetup?: string[];
+  /** Extra login users, seen only inside the namespace; each logs in with clientKey. */
+  users?: SshdUser[];
+  /** sshd LogLevel (default VERBOSE); DEBUG3 also logs each exec request's command line. */
+  logLevel?: 'VERBOSE' | 'DEBUG' | 'DEBUG1' | 'DEBUG2' | 'DEBUG3';
+  /** When set, the namespace's /etc/sudoers is exactly these lines (the machine's is never read). */
+  sudoers?: string[];
+}
+
+/** An unprivileged login user that exists only inside sshd's namespace. */
+export interface SshdUser {
+  name: string;
+  /** Also its primary group's gid. */
+  uid: number;
+  /** crypt(3) hash for /etc/shadow (e.g. `openssl passwd -6`); default `*`: no password, not locked. */
+  passwordHash?: string;
 }
 
 export interface HostKey {
@@ -47,6 +62,8 @@ export interface Sshd {
   dir: string;
   /** root's home inside the namespace. */
   home: string;
+  /** Home of each extra user (owned by it, with .ssh/authorized_keys holding clientKey). */
+  userHomes: Record<string, string>;
   hostKeys: HostKey[];
   /** Private key (ed25519, no passphrase) in authorized_keys. */
   clientKey: string;
@@ -54,7 +71,7 @@ export interface Sshd {
   authorizedKeys: string;
   /** A known_hosts file with this server's keys under `[address]:port`. */
   knownHosts: string;
-  /** sshd's log so far (LogLevel VERBOSE). */
+  /** sshd's log so far (LogLevel VERBOSE unless options.logLevel). */
   log(): string;
   stop(): Promise<void>;
 }
@@ -129,11 +146,43 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   const authorizedKeys = join(dir, 'authorized_keys');
   await writeFile(authorizedKeys, await readFile(`${clientKey}.pub`), { mode: 0o600 });
 
+  const users = options.users ?? [];
+  const userHomes: Record<string, string> = {};
   const passwd = (await readFile('/etc/passwd', 'utf8'))
     .split('\n')
     .map((line) => (line.startsWith('root:') ? `root:x:0:0:root:${home}:/bin/sh` : line))
-    .join('\n');
-  await writeFile(join(dir, 'passwd'), passwd, { mode: 0o644 });
+    .filter((line) => line !== '');
+  const mounts = ['mount --bind "$1/passwd" /etc/passwd'];
+  if (users.length > 0) {
+    // Other users must reach their homes below the temp dir; 0711 lets them through without
+    // listing it, and every secret in it is 0600 root.
+    await chmod(dir, 0o711);
+    const shadow = (await readFile('/etc/shadow', 'utf8')).split('\n').filter((line) => line !== '');
+    const group = (await readFile('/etc/group', 'utf8')).split('\n').filter((line) => line !== '');
+    for (const u of users) {
+      if (!/^[a-z_][a-z0-9_-]*$/.test(u.name) || u.uid <= 0) throw new Error(`bad test user ${u.name} (${u.uid})`);
+      const uhome = join(dir, 'users', u.name);
+      await mkdir(join(uhome, '.ssh'), { recursive: true, mode: 0o700 });
+      await writeFile(join(uhome, '.ssh', 'authorized_keys'), await readFile(`${clientKey}.pub`), { mode: 0o600 });
+      await run('chown', ['-R', `${u.uid}:${u.uid}`, uhome]);
+      await chmod(join(dir, 'users'), 0o755);
+      userHomes[u.name] = uhome;
+      passwd.push(`${u.name}:x:${u.uid}:${u.uid}::${uhome}:/bin/sh`);
+      // A last change date that is not 0: 0 makes sshd demand a password change at login.
+      shadow.push(`${u.name}:${u.passwordHash ?? '*'}:19000:0:99999:7:::`);
+      group.push(`${u.name}:x:${u.uid}:`);
+    }
+    await writeFile(join(dir, 'shadow'), `${shadow.join('\n')}\n`, { mode: 0o600 });
+    await writeFile(join(dir, 'group'), `${group.join('\n')}\n`, { mode: 0o644 });
+    mounts.push('mount --bind "$1/shadow" /etc/shadow', 'mount --bind "$1/group" /etc/group');
+  }
+  await writeFile(join(dir, 'passwd'), `${passwd.join('\n')}\n`, { mode: 0o644 });
+  if (options.sudoers) {
+    // sudo refuses a sudoers file that is not owned by root or is writable by anyone.
+    await writeFile(join(dir, 'sudoers'), `${options.sudoers.join('\n')}\n`, { mode: 0o440 });
+    await chmod(join(dir, 'sudoers'), 0o440);
+    mounts.push('mount --bind "$1/sudoers" /etc/sudoers');
+  }
 
   const port = options.port ?? (await freePort(address));
   const knownHosts = join(dir, 'known_hosts');
@@ -157,8 +206,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     'UseDNS no',
     'PrintMotd no',
     'PrintLastLog no',
-    'LogLevel VERBOSE',
+    `LogLevel ${options.logLevel ?? 'VERBOSE'}`,
     ...(options.extraConfig ?? []),
+    // Last: a Match block runs to the end of the file.
+    ...(users.length > 0 ? [`Match User ${users.map((u) => u.name).join(',')}`, '  AuthorizedKeysFile %h/.ssh/authorized_keys'] : []),
     '',
   ].join('\n');
   const configPath = join(dir, 'sshd_config');
@@ -166,7 +217,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
 
   const script = [
     'set -e',
-    'mount --bind "$1/passwd" /etc/passwd',
+    ...mounts,
     'mount --bind "$1/run" /run',
     ...(options.namespaceSetup ?? []),
     'exec /usr/sbin/sshd -D -e -f "$1/sshd_config"',
@@ -232,7 +283,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     return stopped;
   };
 
-  return { address, port, pid, dir, home, hostKeys, clientKey, authorizedKeys, knownHosts, log: () => log, stop };
+  return { address, port, pid, dir, home, userHomes, hostKeys, clientKey, authorizedKeys, knownHosts, log: () => log, stop };
 }
 
 /** Whether this machine can run startSshd (root, sshd, unshare); a reason when not. */

@@ -150,6 +150,13 @@ export const taskCommonSchema = {
 
 const hostVarsLike = { type: 'object', description: 'Variables for this host or group.' } as const;
 
+// The NAME of a variable, never the password: an inventory is a file that gets copied around.
+const becomePasswordEnv = {
+  type: 'string',
+  pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+  description: 'Name of the environment variable holding the sudo password for `become` (the password itself never goes in the inventory).',
+} as const;
+
 /** trustplay's own inventory format. */
 export const inventorySchema = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -171,6 +178,7 @@ export const inventorySchema = {
         connect_timeout: { type: 'integer', minimum: 1, description: 'Seconds to wait for a connection.' },
         user: { type: 'string', minLength: 1, description: 'Default login user.' },
         identity_file: { type: 'string', minLength: 1, description: 'Default private key file.' },
+        become_password_env: { ...becomePasswordEnv, description: 'Default `become_password_env` for every host: the name of the environment variable holding the sudo password.' },
       },
     },
     hosts: {
@@ -190,6 +198,7 @@ export const inventorySchema = {
               identity_passphrase_env: { type: 'string', minLength: 1, description: 'Name of the environment variable holding the key passphrase.' },
               connection: { type: 'string', enum: ['ssh', 'local'], description: '`ssh` (default) or `local` (run on this machine).' },
               become: { type: 'boolean', description: 'Run commands through sudo.' },
+              become_password_env: becomePasswordEnv,
               proxy_jump: { ...stringOrList, description: 'Bastion(s) to jump through: inventory host names or `user@host:port`.' },
               cri_socket: { type: 'string', minLength: 1, description: "containerd's CRI socket on this host." },
               vars: hostVarsLike,
