@@ -48,8 +48,9 @@ describe('buildCommandLine', () => {
     expect(stdinPrefix).toBeUndefined();
   });
 
-  // No sudo on the test machine: a stand-in `sudo` on PATH checks the plumbing only — that the
-  // password never reaches a command line and that the caller's stdin arrives intact after it.
+  // A stand-in `sudo` on PATH checks the plumbing without root (test/e2e/connection-become.test.ts
+  // runs the real one): the password is on no command line, sudo's stdin holds nothing but the
+  // password line, and the caller's stdin reaches the command intact.
   it('feeds the become password on stdin, never on the command line', () => {
     const password = "s3cret 'pw' $(x)";
     const bin = mkdtempSync(join(tmpdir(), 'trustplay-sudo-'));
@@ -58,9 +59,9 @@ describe('buildCommandLine', () => {
         join(bin, 'sudo'),
         `#!/bin/sh
 case "$*" in *s3cret*) echo "password on argv" >&2; exit 99;; esac
-if [ "$1" = -n ]; then [ "$2" = true ] && exit 1; shift 2; exec "$@"; fi
 [ "$1" = -S ] || exit 98
 IFS= read -r pw; [ "$pw" = ${quote(password)} ] || { echo "bad password" >&2; exit 1; }
+[ -z "$(cat)" ] || { echo "more than the password on sudo's stdin" >&2; exit 97; }
 shift 4; exec "$@"
 `,
       );

@@ -4,11 +4,13 @@
 // credential cache off so every command really authenticates. The machine's /etc is never touched.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileOperationError, LocalConnection, SshConnection, type SshConnectionOptions } from '../../src/connection/index.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConnectionError, FileOperationError, LocalConnection, SshConnection, type SshConnectionOptions } from '../../src/connection/index.js';
+import { ConnectionPool, connectionSpec } from '../../src/engine/connect.js';
+import { parseInventory, type Inventory } from '../../src/playbook/inventory.js';
 import { trustplay } from '../support/cli.js';
 import { sshdUnavailable, startSshd, type Sshd } from '../support/sshd.js';
 
@@ -44,6 +46,65 @@ function processTexts(): { cmdlines: string[]; environs: string[] } {
   }
   return { cmdlines, environs };
 }
+
+/** The sudo wrapper's fifo dirs that the namespace-only test users left in this machine's /tmp. */
+function wrapperLeftovers(): string[] {
+  return readdirSync('/tmp').filter((n) => {
+    if (!n.startsWith('trustplay-sudo.')) return false;
+    try {
+      return statSync(join('/tmp', n)).uid >= 4242 && statSync(join('/tmp', n)).uid <= 4244;
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe('become_password_env: the inventory names a variable, the connection gets its value', () => {
+  const inventory = (text: string): Inventory => {
+    const { inventory: inv, errors } = parseInventory('inventory.yaml', text);
+    expect(errors).toEqual([]);
+    return inv!;
+  };
+  const inv = inventory(
+    ['ssh:', '  become_password_env: TP_UNIT_SUDO_PASS', 'hosts:', '  a: { become: true }', '  b: { become: true, become_password_env: TP_UNIT_OTHER }', '  c: { become: false }', ''].join('\n'),
+  );
+  const host = (name: string) => inv.hosts.get(name)!;
+  const NAMES = ['TP_UNIT_SUDO_PASS', 'TP_UNIT_OTHER'];
+  afterEach(() => {
+    for (const n of NAMES) delete process.env[n];
+  });
+
+  it('reads the named variable at connect time; the ssh default applies to hosts without their own', () => {
+    process.env['TP_UNIT_SUDO_PASS'] = 'pw-a';
+    process.env['TP_UNIT_OTHER'] = 'pw-b';
+    expect(connectionSpec(inv, host('a')).becomePassword).toBe('pw-a');
+    expect(connectionSpec(inv, host('b')).becomePassword).toBe('pw-b');
+    // Without become no password is read (and none is required).
+    delete process.env['TP_UNIT_SUDO_PASS'];
+    expect(connectionSpec(inv, host('c')).becomePassword).toBeUndefined();
+    const err = (() => {
+      try {
+        connectionSpec(inv, host('a'));
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as Error).message).toBe('a: become_password_env names TP_UNIT_SUDO_PASS, which is not set — export it with the sudo password for user root');
+  });
+
+  it('a pool hands out a connection that fails at connect() with that sentence', async () => {
+    const pool = new ConnectionPool(inv);
+    await expect(pool.get('a').connect()).rejects.toThrow(/become_password_env names TP_UNIT_SUDO_PASS, which is not set/);
+    await expect(pool.get('a').exec({ argv: ['true'] })).rejects.toThrow(ConnectionError);
+  });
+
+  it('takes a variable name, not something that looks like a password', () => {
+    const { errors } = parseInventory('inventory.yaml', 'hosts:\n  a: { become: true, become_password_env: "hunter2 !" }\n');
+    expect(errors.length).toBeGreaterThan(0);
+  });
+});
 
 describe.skipIf(unavailable !== undefined)('become through a real sudo over a real sshd', () => {
   let sshd: Sshd;
@@ -184,6 +245,7 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     expect(w.stderr.toString()).toMatch(/1 incorrect password attempt\b/);
     expect(existsSync(target)).toBe(false);
     await expect(c.writeFile(target, 'x\ny\nz\n')).rejects.toThrow(/cannot write .*incorrect password/);
+    expect(wrapperLeftovers()).toEqual([]);
   });
 
   it('the password is on no command line, in no environment and not in sshd\'s log', async () => {
@@ -199,6 +261,8 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     }
     expect(seen.cmdlines.some((l) => l.startsWith(`sleep ${marker}`))).toBe(true);
     expect(seen.cmdlines.some((l) => l.startsWith('sudo '))).toBe(true);
+    // The wrapper's fifo dir exists while the command runs (so the leftover checks can see one).
+    expect(wrapperLeftovers()).toHaveLength(1);
     for (const l of seen.cmdlines) expect(l).not.toContain(PASSWORD);
     for (const e of seen.environs) expect(e).not.toContain(PASSWORD);
     // From inside the session too, as any user on the node would look.
@@ -227,8 +291,23 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     expect(await c.readFile(join(secure, 'absent'))).toBeNull();
     await c.remove(path);
     expect(existsSync(path)).toBe(false);
-    // No temp files or fifos left behind by the wrapper.
+    // No temp files or fifos left behind by the write or the wrapper.
     expect(readdirSync(secure)).toEqual([]);
+    expect(wrapperLeftovers()).toEqual([]);
+  });
+
+  it('a timeout under become kills the command as a value, and the wrapper still cleans up', async () => {
+    const c = connect('deploy', { becomePassword: PASSWORD });
+    const marker = `31.${process.pid}`;
+    const r = await c.exec({ argv: ['sleep', marker] }, { timeoutMs: 500, stdin: 'x\n' });
+    expect(r.timedOut).toBe(true);
+    expect(r.code).toBe(124);
+    // The remote `timeout` runs as root inside sudo and ends the sleep about a second later.
+    for (let i = 0; i < 200 && (processTexts().cmdlines.some((l) => l.startsWith(`sleep ${marker}`)) || wrapperLeftovers().length > 0); i++) {
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(processTexts().cmdlines.filter((l) => l.includes(`sleep ${marker}`))).toEqual([]);
+    expect(wrapperLeftovers()).toEqual([]);
   });
 
   it('LocalConnection as root ignores become and runs directly', async () => {
