@@ -137,8 +137,11 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
         { name: 'partial', uid: 4244, passwordHash: hash },
       ],
       sudoers: [
+        // Debian's shipped defaults, so the wrapper meets what a real node has.
         'Defaults env_reset',
+        'Defaults mail_badpass',
         'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+        'Defaults use_pty',
         // No credential cache: every command authenticates again.
         'Defaults timestamp_timeout=0',
         // No DNS lookup of this machine's name on every sudo.
