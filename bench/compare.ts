@@ -16,8 +16,8 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { renderHostsToml } from '../src/containerd/hosts-toml.js';
@@ -132,7 +132,8 @@ function spawnMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv, time
   });
 }
 
-interface Project {
+/** A fleet plus everything both tools need to run on it. */
+export interface Project {
   dir: string;
   fleet: Fleet;
   ca: string;
@@ -146,7 +147,8 @@ interface Project {
   runs: number;
 }
 
-async function makeProject(fleet: Fleet): Promise<Project> {
+/** Writes the CA, the hosts.toml both tools must produce, and both inventories for a fleet. */
+export async function makeProject(fleet: Fleet): Promise<Project> {
   const dir = join(fleet.dir, 'compare');
   await mkdir(dir, { recursive: true });
   const caFile = join(dir, 'ca.crt');
@@ -324,18 +326,27 @@ async function verifyConverged(p: Project, who: string): Promise<void> {
   if (problems.length) throw new Error(`after ${who}'s first run the fleet is not converged: ${problems.slice(0, 5).join('; ')}`);
 }
 
-async function version(cmd: string, args: string[]): Promise<string> {
+async function version(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   try {
-    const r = await run(cmd, args);
+    const r = await run(cmd, args, { env });
     return `${r.stdout}${r.stderr}`.trim().split('\n')[0] ?? '';
   } catch {
     return 'unavailable';
   }
 }
 
-/** Runs the comparison for each host count; `log` gets progress lines. */
-export async function compare(hostCounts: number[], reps: number, log: (s: string) => void = () => undefined): Promise<CompareResults> {
-  const ansible = await version('ansible-playbook', ['--version']);
+/** Runs the comparison for each host count; `log` gets progress lines, `partial` the results so far after each host count. */
+export async function compare(
+  hostCounts: number[],
+  reps: number,
+  log: (s: string) => void = () => undefined,
+  partial: (r: CompareResults) => Promise<void> = async () => undefined,
+): Promise<CompareResults> {
+  // Even `--version` creates ~/.ansible/tmp: point HOME at a throwaway dir so /root stays untouched.
+  const home = await mkdtemp(join(tmpdir(), 'trustplay-ansible-home-'));
+  const ansible = await version('ansible-playbook', ['--version'], { ...process.env, HOME: home, ANSIBLE_HOME: home, ANSIBLE_LOCAL_TEMP: join(home, 'tmp') }).finally(() =>
+    rm(home, { recursive: true, force: true }),
+  );
   if (ansible === 'unavailable') throw new Error('ansible-playbook is not installed: apt-get install -y ansible-core');
   const results: PhaseResult[] = [];
   let fleet: Fleet | undefined;
@@ -395,12 +406,17 @@ export async function compare(hostCounts: number[], reps: number, log: (s: strin
       }
       await fleet.stop();
       fleet = undefined;
+      await partial(await summary(results, reps, ansible));
     }
   } finally {
     await fleet?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+  return summary(results, reps, ansible);
+}
+
+async function summary(results: PhaseResult[], reps: number, ansible: string): Promise<CompareResults> {
   return {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', node: process.version, ansible, openssh: await version('ssh', ['-V']) },
@@ -409,7 +425,7 @@ export async function compare(hostCounts: number[], reps: number, log: (s: strin
       'Medians of `reps` runs per phase; tools interleaved per rep (A B, then B A).',
       'Every run starts cold: trustplay keeps no connection between runs, and Ansible\'s ControlPersist masters are closed after each run.',
       'config_path is already set on every host (containerd 1.6 default config), so neither tool restarts containerd.',
-      'trustplay peak memory: the CLI process (its only process). Ansible: "largest" is the largest single process of the tree (GNU time %M); "tree" is the summed RSS of ansible-playbook, its forks and its ssh clients, sampled every 100 ms (shared pages counted once per process).',
+      'trustplay peak memory: the CLI process (its only process). Ansible: "largest" is the largest single process of the tree (GNU time %M); "tree" is the summed RSS of ansible-playbook, its forks and its ssh clients, sampled every 100 ms (pages shared between forks count in every process, so the sum overstates).',
       'Connections / sessions per host from each sshd log: "Accepted publickey" and "Starting session:" lines.',
     ],
     results,

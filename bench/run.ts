@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     if (hosts.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(reps) || reps < 1) {
       throw new Error('usage: npm run bench -- ansible [--hosts 20,100] [--reps 3]');
     }
-    const results = await compare(hosts, reps, (line) => process.stderr.write(`${line}\n`));
+    // Written after each host count too, so a failure at 100 hosts keeps the 20-host figures.
+    const results = await compare(hosts, reps, (line) => process.stderr.write(`${line}\n`), async (r) => void (await writeResults(r)));
     const files = await writeResults(results);
     process.stdout.write(`\n${markdown(results)}\nwritten: ${files.json}, ${files.md}\n`);
   }
