@@ -425,7 +425,7 @@ async function summary(results: PhaseResult[], reps: number, ansible: string): P
       'Medians of `reps` runs per phase; tools interleaved per rep (A B, then B A).',
       'Every run starts cold: trustplay keeps no connection between runs, and Ansible\'s ControlPersist masters are closed after each run.',
       'config_path is already set on every host (containerd 1.6 default config), so neither tool restarts containerd.',
-      'trustplay peak memory: the CLI process (its only process). Ansible: "largest" is the largest single process of the tree (GNU time %M); "tree" is the summed RSS of ansible-playbook, its forks and its ssh clients, sampled every 100 ms (pages shared between forks count in every process, so the sum overstates).',
+      'trustplay peak memory: the CLI process (its only process). Ansible: "largest" is the largest single process of the tree (GNU time %M); "tree" is the summed RSS of ansible-playbook, its forks and the ssh clients they run (ControlPersist masters detach from the tree and are not counted), sampled every 100 ms (pages shared between forks count in every process, so the sum overstates).',
       'Connections / sessions per host from each sshd log: "Accepted publickey" and "Starting session:" lines.',
     ],
     results,
