@@ -66,8 +66,17 @@ export interface CompareResults {
   results: PhaseResult[];
 }
 
-// Processes this benchmark started and has not reaped yet: stopped by pid on SIGINT.
-const live = new Set<number>();
+// Processes this benchmark started and has not reaped yet, stopped by pid on SIGINT; `true` = the
+// pid leads its own process group (ansible-playbook under GNU time), so the whole group goes.
+const live = new Map<number, boolean>();
+
+function stopLive(pid: number, group: boolean): void {
+  try {
+    process.kill(group ? -pid : pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
 
 function treeRss(rootPid: number): { sumKb: number; maxKb: number } {
   const parent = new Map<number, number>();
@@ -107,20 +116,21 @@ function treeRss(rootPid: number): { sumKb: number; maxKb: number } {
 function spawnMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ ms: number; code: number; stdout: string; stderr: string; peakTreeKb: number }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so a timeout or Ctrl-C stops ansible-playbook and its forks, not just `time`.
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const pid = child.pid;
     if (pid === undefined) {
       reject(new Error(`could not start ${cmd}`));
       return;
     }
-    live.add(pid);
+    live.set(pid, true);
     let stdout = '';
     let stderr = '';
     let peakTreeKb = 0;
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const sampler = setInterval(() => (peakTreeKb = Math.max(peakTreeKb, treeRss(pid).sumKb)), 100);
-    const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const killer = setTimeout(() => stopLive(pid, true), timeoutMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -291,7 +301,7 @@ async function runFloor(fleet: Fleet): Promise<Sample> {
           new Promise<number>((resolve) => {
             const args = ['-o', 'ControlMaster=no', '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${fleet.knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-i', fleet.identityFile, '-p', String(h.port), `root@${h.address}`, 'true'];
             const c = spawn('ssh', args, { stdio: 'ignore' });
-            if (c.pid !== undefined) live.add(c.pid);
+            if (c.pid !== undefined) live.set(c.pid, false);
             c.on('close', (code) => {
               if (c.pid !== undefined) live.delete(c.pid);
               resolve(code ?? -1);
@@ -351,13 +361,7 @@ export async function compare(
   const results: PhaseResult[] = [];
   let fleet: Fleet | undefined;
   const onSignal = (): void => {
-    for (const pid of live) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    for (const [pid, group] of live) stopLive(pid, group);
     void (fleet?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
