@@ -20,6 +20,11 @@ export interface LockOptions {
   owner?: string;
 }
 
+/** The node-side directory for trustplay's lock and caches (tmpfs): TRUSTPLAY_LOCK_DIR or /run. */
+export function nodeRunDir(): string {
+  return process.env['TRUSTPLAY_LOCK_DIR'] ?? '/run';
+}
+
 export class HostBusyError extends Error {
   override readonly name = 'HostBusyError';
 }

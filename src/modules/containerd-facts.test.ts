@@ -1,5 +1,5 @@
 /** The one-command gather against real files through a local connection, and the version parser on real outputs. */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,24 @@ describe('containerd facts', () => {
     expect(parseContainerdVersion('containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da')).toMatchObject({ major: 1, minor: 7 });
     expect(parseContainerdVersion('containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376')).toMatchObject({ major: 2, minor: 1 });
     expect(parseContainerdVersion('containerd: command not found')).toBeNull();
+  });
+
+  it('caches the version on the node keyed by the binary, and reruns it when the binary changes', async () => {
+    const cache = path.join(dir, 'run');
+    mkdirSync(cache);
+    const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d'), versionCacheDir: cache };
+    const real = await gatherContainerdFacts(conn, opts);
+    expect(real.version?.major).toBe(1);
+    const file = path.join(cache, 'trustplay.containerd-version');
+    const [key] = readFileSync(file, 'utf8').split('\n');
+    expect(key).toMatch(/^\d+:\d+:\d+:\d+$/);
+    // A cached answer under the right key is used as is (the binary is not run)...
+    writeFileSync(file, `${key}\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
+    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe('containerd github.com/containerd/containerd/v2 v2.9.9 cached');
+    // ...and a stale key (another binary) is ignored and rewritten.
+    writeFileSync(file, `0:0:0:0\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
+    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe(real.version?.raw);
+    expect(readFileSync(file, 'utf8')).toBe(`${key}\n${real.version?.raw}\n`);
   });
 
   it('reads config.toml (content, mode, owner) and every file of the registry directory in one command', async () => {

@@ -26,6 +26,7 @@ import { ensureConfigPath, isRefusal, setLegacyTls } from '../containerd/edits.j
 import { isManagedByTrustplay, parseHostsToml, renderHostsToml } from '../containerd/hosts-toml.js';
 import { TaskError, type Change, type Diff, type Module, type Resource, type TaskContext } from '../engine/module.js';
 import type { ContainerdTlsArgs } from '../playbook/schema/modules.js';
+import { nodeRunDir } from '../engine/lock.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
 
@@ -441,7 +442,7 @@ export const containerdTls: Module<ContainerdTlsArgs, TlsObserved> = {
   description: "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
   async gather(ctx, args) {
     const { material, warnings } = await readMaterial(args);
-    const opts = { configFile: args.config_file, configPath: args.config_path, registry: args.registry };
+    const opts = { configFile: args.config_file, configPath: args.config_path, registry: args.registry, versionCacheDir: nodeRunDir() };
     const dir = registryDir(args);
     let facts = await gatherContainerdFacts(ctx.conn, args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts);
     const extra = migrationDirs(args, facts);

@@ -322,14 +322,23 @@ export class RunSnapshot implements SnapshotSink {
     await this.flush();
   }
 
-  /** Serialise manifest writes: hosts save in parallel. */
+  private pending: Promise<void> | undefined;
+
+  /**
+   * Serialise manifest writes (hosts save in parallel) with group commit: every save that arrives
+   * while a write is queued shares it (the write has not started, so it includes their entries).
+   * Still no change before its snapshot is durable, but 100 hosts x 3 saves become a handful of
+   * manifest writes instead of 300 serialised write+fsync of a growing file.
+   */
   private flush(): Promise<void> {
+    if (this.pending) return this.pending;
     const run = async () => {
+      this.pending = undefined;
       await this.store.writeManifest(this.manifest);
       this.written = true;
     };
-    this.queue = this.queue.then(run, run);
-    return this.queue;
+    this.pending = this.queue = this.queue.then(run, run);
+    return this.pending;
   }
 
   /** Mark the run finished (only when something was saved). */
