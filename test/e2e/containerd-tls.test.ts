@@ -16,7 +16,7 @@ import { createCriClient } from '../../src/cri/client.js';
 import { classifyPullError } from '../../src/cri/classify.js';
 import { labState, type Lab, type LabNode } from '../lab/lab.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { hashPaths, inNode } from '../support/lab-node.js';
+import { criPull, hashPaths, inNode } from '../support/lab-node.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURES = path.join(ROOT, 'test/fixtures/containerd-tls');
@@ -40,17 +40,8 @@ function trustplay(lab: Lab, cmd: 'run' | 'check', playbook: string, ...extra: s
 
 /** Removes the cached image, then pulls through the node's CRI: '' on success, else the classified failure. */
 async function pull(node: LabNode, ref: string): Promise<string> {
-  const cri = createCriClient(node.hostSocket);
-  try {
-    await cri.removeImage(ref);
-    await cri.pullImage(ref, { timeoutMs: 30_000 });
-    return '';
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    return `${classifyPullError(msg).class}: ${msg}`;
-  } finally {
-    await cri.close();
-  }
+  const msg = await criPull(node.hostSocket, ref, { fresh: true });
+  return msg && `${classifyPullError(msg).class}: ${msg}`;
 }
 
 const pid = (lab: Lab, name: string): number => labState(lab.dir).nodes.find((n) => n.name === name)!.containerdPid;

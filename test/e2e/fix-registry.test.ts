@@ -9,24 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { classifyPullError } from '../../src/cri/classify.js';
-import { createCriClient } from '../../src/cri/client.js';
 import type { JsonReport } from '../../src/report/json.js';
 import type { Lab, LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { inNode } from '../support/lab-node.js';
+import { criPull, inNode } from '../support/lab-node.js';
 
 async function pull(lab: Lab, node: LabNode): Promise<'ok' | string> {
-  const cri = createCriClient(node.hostSocket);
-  try {
-    await cri.removeImage(lab.image.ref);
-    await cri.pullImage(lab.image.ref, { timeoutMs: 60_000 });
-    return 'ok';
-  } catch (e) {
-    return classifyPullError((e as Error).message).class;
-  } finally {
-    await cri.close();
-  }
+  const msg = await criPull(node.hostSocket, lab.image.ref, { fresh: true, timeoutMs: 60_000 });
+  return msg ? classifyPullError(msg).class : 'ok';
 }
 
 describeLab('fix-registry.yaml end to end', () => {

@@ -12,7 +12,7 @@ import { createCriClient, type CriImageClient } from '../../src/cri/client.js';
 import { type Lab, labDown, labRssKb, labState, labUp, mountsUnder, processesInNamespace } from '../lab/lab.js';
 import { isAlive, run } from '../lab/procs.js';
 import { describeLab } from '../support/lab-fixture.js';
-import { hashPaths, inNode, overSsh } from '../support/lab-node.js';
+import { criPull, hashPaths, inNode, overSsh } from '../support/lab-node.js';
 
 // What the lab must never change on this machine (hashes before up and after down).
 const MACHINE_PATHS = [
@@ -29,17 +29,7 @@ const MACHINE_PATHS = [
   '/usr/local/sbin',
 ];
 
-async function pullError(socket: string, ref: string): Promise<string> {
-  const cri = createCriClient(socket);
-  try {
-    await cri.pullImage(ref, { timeoutMs: 30_000 });
-    return '';
-  } catch (err) {
-    return err instanceof Error ? err.message : String(err);
-  } finally {
-    await cri.close();
-  }
-}
+const pullError = (socket: string, ref: string): Promise<string> => criPull(socket, ref);
 
 describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => {
   let lab: Lab;

@@ -9,10 +9,9 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createCriClient } from '../../src/cri/client.js';
 import type { LabNode } from '../lab/lab.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { inNode } from '../support/lab-node.js';
+import { criPull, inNode } from '../support/lab-node.js';
 import { pullSecrets, trustplay } from '../snapshots/cli.js';
 
 // Everything fix-registry.yaml may touch on a node, hashed with mode and owner; directories listed.
@@ -24,17 +23,7 @@ async function nodeState(node: LabNode): Promise<string> {
   return r.stdout;
 }
 
-async function pullError(node: LabNode, ref: string): Promise<string> {
-  const cri = createCriClient(node.hostSocket);
-  try {
-    await cri.pullImage(ref, { timeoutMs: 30_000 });
-    return '';
-  } catch (err) {
-    return err instanceof Error ? err.message : String(err);
-  } finally {
-    await cri.close();
-  }
-}
+const pullError = (node: LabNode, ref: string): Promise<string> => criPull(node.hostSocket, ref);
 
 /** Every secret value the lab holds: auth strings in the nodes' credential files, registry password, API tokens. */
 async function labSecrets(nodes: LabNode[], extra: string[]): Promise<string[]> {

@@ -75,3 +75,21 @@ export function hashPaths(paths: string[]): Record<string, string> {
   }
   return out;
 }
+
+/**
+ * Pulls `ref` through the CRI socket (as kubelet would): '' on success, else containerd's error
+ * message. `fresh` removes the cached image first so the registry is really asked.
+ */
+export async function criPull(socket: string, ref: string, opts: { fresh?: boolean; timeoutMs?: number } = {}): Promise<string> {
+  const { createCriClient } = await import('../../src/cri/client.js');
+  const cri = createCriClient(socket);
+  try {
+    if (opts.fresh) await cri.removeImage(ref);
+    await cri.pullImage(ref, { timeoutMs: opts.timeoutMs ?? 30_000 });
+    return '';
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  } finally {
+    await cri.close();
+  }
+}
