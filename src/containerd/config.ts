@@ -2,8 +2,7 @@
  * The read side of containerd's config.toml: which config version it is, where the CRI registry
  * table lives, and what registry settings it holds. Pure: text in, model out.
  */
-import TOML from '@iarna/toml';
-import { getIn, toPlain, type PlainTable, type PlainValue } from './toml-edit.js';
+import { getIn, parsePlain, type PlainTable, type PlainValue } from './toml-edit.js';
 
 /** CRI registry table path for config version 2 (containerd 1.x, also read by 2.x after migration). */
 export const CRI_REGISTRY_V2 = ['plugins', 'io.containerd.grpc.v1.cri', 'registry'] as const;
@@ -66,7 +65,7 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
   let doc: PlainTable = {};
   if (text !== null) {
     try {
-      doc = toPlain(TOML.parse(text)) as PlainTable;
+      doc = parsePlain(text);
     } catch (e) {
       return { ok: false, error: syntaxError(e) };
     }

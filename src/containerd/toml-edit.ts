@@ -321,9 +321,21 @@ export function toPlain(value: unknown): PlainValue {
   return String(value);
 }
 
+// A fleet's nodes usually hold the same config.toml, and one task parses it several times (inspect,
+// edit, self-verify): parsing is the module's main CPU cost, so recent texts are parsed once.
+const parsed = new Map<string, PlainTable>();
+const PARSE_CACHE = 32;
+
 /** Parses TOML into a plain table; throws @iarna/toml's error (with line/col) when the text is invalid. */
 export function parsePlain(text: string): PlainTable {
-  return toPlain(TOML.parse(text)) as PlainTable;
+  let doc = parsed.get(text);
+  if (!doc) {
+    doc = toPlain(TOML.parse(text)) as PlainTable;
+    if (parsed.size >= PARSE_CACHE) parsed.delete(parsed.keys().next().value!);
+    parsed.set(text, doc);
+  }
+  // Callers may change what they get: each gets its own copy.
+  return structuredClone(doc);
 }
 
 function isTable(v: PlainValue | undefined): v is PlainTable {

@@ -133,6 +133,9 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const allHosts = [...new Set(opts.playHosts.flat())];
   for (const h of allHosts) hosts.set(h, new HostRun(h));
   opts.reporter.event({ type: 'run-start', runId, playbook: opts.playbook.file, check, hosts: allHosts });
+  // Load every module the playbook uses while the SSH handshakes are in flight, not after them.
+  const used = new Set(opts.playbook.plays.flatMap((p) => [...p.tasks, ...p.handlers].map((t) => t.module)));
+  for (const m of used) void opts.modules(m).catch(() => undefined);
   let aborted: string | undefined;
 
   const emit = (r: TaskResult) => {

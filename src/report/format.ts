@@ -1,5 +1,5 @@
 /** Text pieces shared by the reporters: status words, diffs, recap lines. */
-import { createTwoFilesPatch } from 'diff';
+import { createRequire } from 'node:module';
 import type { Diff } from '../engine/module.js';
 import type { HostRecap, TaskResult } from '../engine/events.js';
 
@@ -37,9 +37,14 @@ export function statusWord(r: TaskResult, s: Style): string {
   }
 }
 
+// jsdiff costs ~20 ms to load and only --diff needs it: loaded on first use (its CommonJS build,
+// so rendering stays synchronous).
+let twoFilesPatch: typeof import('diff').createTwoFilesPatch | undefined;
+
 /** A unified diff of one change (content already masked by the module and the engine). */
 export function renderDiff(d: Diff, s: Style): string {
-  const patch = createTwoFilesPatch(`${d.target} (before)`, `${d.target} (after)`, ensureNl(d.before), ensureNl(d.after), undefined, undefined, { context: 3 });
+  twoFilesPatch ??= (createRequire(import.meta.url)('diff') as typeof import('diff')).createTwoFilesPatch;
+  const patch = twoFilesPatch(`${d.target} (before)`, `${d.target} (after)`, ensureNl(d.before), ensureNl(d.after), undefined, undefined, { context: 3 });
   return patch
     .split('\n')
     .slice(1) // the "====" separator line
