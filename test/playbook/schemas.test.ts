@@ -3,6 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { renderSchemas } from '../../src/playbook/schema/render.js';
+import { renderValidators } from '../../scripts/validators-source.js';
 import { moduleArgSchemas, type ContainerdTlsArgs } from '../../src/playbook/schema/modules.js';
 
 const read = (f: string) => readFileSync(new URL(`../../${f}`, import.meta.url), 'utf8');
@@ -10,6 +11,10 @@ const read = (f: string) => readFileSync(new URL(`../../${f}`, import.meta.url),
 describe('committed JSON Schemas', () => {
   it('are in step with the TypeScript sources (run `npm run schemas` after editing them)', () => {
     for (const [file, text] of Object.entries(renderSchemas())) expect(read(`schemas/${file}`), file).toBe(text);
+  });
+
+  it('precompiled validators are in step with the schemas (run `npm run schemas` after editing them)', () => {
+    expect(read('src/playbook/schema/validators.generated.ts')).toBe(renderValidators());
   });
 
   it('are valid JSON Schema 2020-12 that ajv compiles, and agree with the loader on the shipped playbook', () => {

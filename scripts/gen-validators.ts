@@ -1,0 +1,10 @@
+/**
+ * Precompiles the loader's JSON Schema validators to JavaScript (ajv standalone), so the CLI does
+ * not generate and compile validator code at every start (~60 ms). `npm run schemas` runs it; a
+ * test keeps the generated file in step with the schemas.
+ */
+import { writeFileSync } from 'node:fs';
+import { renderValidators } from './validators-source.js';
+
+writeFileSync(new URL('../src/playbook/schema/validators.generated.ts', import.meta.url), renderValidators());
+process.stdout.write('wrote src/playbook/schema/validators.generated.ts\n');
