@@ -336,10 +336,11 @@ function checkArgs(
     return errors;
   }
   const refs = [...new Set(templated.flatMap((s) => templateRefs(s.text).map((r) => r.expr)))];
+  const sig = refs.join('\u0000');
   const seen = new Set<string>();
   for (const host of hosts) {
     const vars = varsFor(host);
-    const key = refs.map((r) => keyPart(vars, r)).join('\u0000');
+    const key = cacheKey(vars, sig, refs);
     if (seen.has(key)) continue;
     seen.add(key);
     let args: unknown;
@@ -360,6 +361,21 @@ function checkArgs(
     if (!byMessage.has(k)) byMessage.set(k, d);
   }
   return [...byMessage.values()];
+}
+
+// Tasks of a play mostly read the same few variables: the per-host key of a set of variables is
+// computed once per host, not once per task and host.
+const keysByVars = new WeakMap<Record<string, unknown>, Map<string, string>>();
+
+function cacheKey(vars: Record<string, unknown>, sig: string, refs: string[]): string {
+  let keys = keysByVars.get(vars);
+  if (!keys) keysByVars.set(vars, (keys = new Map()));
+  let key = keys.get(sig);
+  if (key === undefined) {
+    key = refs.map((r) => keyPart(vars, r)).join('\u0000');
+    keys.set(sig, key);
+  }
+  return key;
 }
 
 /** What a variable contributes to the per-host cache key (hosts with equal keys interpolate alike). */
