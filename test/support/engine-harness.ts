@@ -1,5 +1,6 @@
 /** Runs a playbook text through the loader and the engine with the test modules, collecting output. */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -22,6 +23,13 @@ export interface HarnessResult {
   json: NonNullable<JsonCollector['report']>;
   stateDir: string;
 }
+
+// State dirs made here are removed when the test file is done (imported at collection time, so
+// this hook belongs to the importing file's root suite).
+const made: string[] = [];
+afterAll(async () => {
+  await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
 
 export function inventoryFrom(yamlText: string): Inventory {
   const r = parseInventory('inventory.yaml', yamlText);
@@ -46,6 +54,7 @@ export async function runText(
   const collector = new JsonCollector();
   const reporter = new TeeReporter([{ event: (e) => events.push(e) }, collector, new PlainReporter({ out: textOut, style: plain }), new JsonlReporter(jsonlOut)]);
   const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'trustplay-state-')));
+  if (!opts.stateDir) made.push(stateDir);
   const snapshot = new RunSnapshot(new SnapshotStore(stateDir), { runId: `test-${Date.now()}`, command: 'run test' });
   const check = opts.check ?? false;
   const result = await runPlaybook({
