@@ -6,5 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { renderValidators } from './validators-source.js';
 
-writeFileSync(new URL('../src/playbook/schema/validators.generated.ts', import.meta.url), renderValidators());
-process.stdout.write('wrote src/playbook/schema/validators.generated.ts\n');
+for (const [kind, file] of [['loader', 'validators.generated.ts'], ['defaults', 'validators-defaults.generated.ts']] as const) {
+  writeFileSync(new URL(`../src/playbook/schema/${file}`, import.meta.url), renderValidators(kind));
+  process.stdout.write(`wrote src/playbook/schema/${file}\n`);
+}

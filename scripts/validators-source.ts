@@ -6,12 +6,18 @@ import standaloneModule from 'ajv/dist/standalone/index.js';
 const standaloneCode = ((standaloneModule as unknown as { default?: typeof standaloneModule }).default ?? standaloneModule) as unknown as (ajv: Ajv2020, refs: Record<string, string>) => string;
 import { precompiledSchemas } from '../src/playbook/schema/precompiled-names.js';
 
-export function renderValidators(): string {
-  const ajv = new Ajv2020({ allErrors: true, strict: true, verbose: true, validateSchema: false, meta: false, code: { source: true, esm: true, lines: true } });
+/**
+ * `loader`: the validators `trustplay validate` uses (verbose errors for located messages);
+ * `defaults`: the engine's run-time argument validators, which also fill in schema defaults.
+ */
+export function renderValidators(kind: 'loader' | 'defaults' = 'loader'): string {
+  const mode = kind === 'loader' ? { verbose: true } : { useDefaults: true };
+  const ajv = new Ajv2020({ allErrors: true, strict: true, ...mode, validateSchema: false, meta: false, code: { source: true, esm: true, lines: true } });
   ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
   ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
   const refs: Record<string, string> = {};
   for (const [name, schema] of Object.entries(precompiledSchemas())) {
+    if (kind === 'defaults' && !name.startsWith('module_')) continue;
     const { $id: _id, $schema: _s, ...rest } = schema;
     ajv.addSchema(rest, name);
     refs[name] = name;

@@ -14,7 +14,8 @@ describe('committed JSON Schemas', () => {
   });
 
   it('precompiled validators are in step with the schemas (run `npm run schemas` after editing them)', () => {
-    expect(read('src/playbook/schema/validators.generated.ts')).toBe(renderValidators());
+    expect(read('src/playbook/schema/validators.generated.ts')).toBe(renderValidators('loader'));
+    expect(read('src/playbook/schema/validators-defaults.generated.ts')).toBe(renderValidators('defaults'));
   });
 
   it('are valid JSON Schema 2020-12 that ajv compiles, and agree with the loader on the shipped playbook', () => {
