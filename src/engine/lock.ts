@@ -14,7 +14,7 @@ export interface LockOptions {
   timeoutMs?: number;
   /** A lock older than this (not refreshed) is broken (default 5 min). */
   staleMs?: number;
-  /** Directory for the lock (default /run, falling back to /tmp). */
+  /** Directory for the lock (default: TRUSTPLAY_LOCK_DIR, else /run, falling back to /tmp). */
   dir?: string;
   /** Who we are, for the busy message. */
   owner?: string;
@@ -50,10 +50,11 @@ export async function acquireHostLock(conn: Connection, o: LockOptions): Promise
   const timeoutMs = o.timeoutMs ?? 60_000;
   const staleMs = o.staleMs ?? 300_000;
   const owner = o.owner ?? 'trustplay';
+  const dir = o.dir ?? process.env['TRUSTPLAY_LOCK_DIR'];
   const deadline = Date.now() + timeoutMs;
   let delay = 250;
   for (;;) {
-    const r = await conn.exec({ script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(o.dir ? { dir: o.dir } : {}) }) });
+    const r = await conn.exec({ script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }) });
     const out = r.stdout.toString().trim();
     if (r.code === 0 && /^HELD /m.test(out)) return async () => undefined;
     const acquired = /^ACQUIRED (.+)$/m.exec(out);

@@ -65,6 +65,11 @@ export interface RunResult {
   secrets: string[];
 }
 
+/** A run's id: sortable by time, unique enough to name its snapshot and its host locks. */
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+}
+
 /** Run `fn` over items with at most `limit` in flight. */
 export async function pool<T>(items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -123,7 +128,7 @@ class HostRun {
 
 export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
-  const runId = opts.runId ?? `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const runId = opts.runId ?? newRunId();
   const check = opts.check ?? false;
   const conns = new ConnectionPool(opts.inventory, { ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}) }, opts.connectionFactory);
   const hosts = new Map<string, HostRun>();

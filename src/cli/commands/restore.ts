@@ -12,7 +12,7 @@ import type { Options } from '../options.js';
 export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new ExitError(ExitCode.Invalid, 'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] (ids: `trustplay snapshots list`)');
-  const [{ SnapshotStore, RunSnapshot }, { loadSnapshotForRestore, restoreModules, restorePlaybook }, { loadInventory, localInventory }, { matchHosts }] = await Promise.all([
+  const [{ SnapshotStore }, { loadSnapshotForRestore, restoreModules, restorePlaybook }, { loadInventory, localInventory }, { matchHosts }] = await Promise.all([
     import('../../snapshots/store.js'),
     import('../../snapshots/restore.js'),
     import('../../playbook/inventory.js'),
@@ -66,37 +66,21 @@ export async function restoreCommand(positionals: string[], options: Options): P
     throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}`);
   }
 
-  const [{ runPlaybook, exitCodeFor }, { builtinModules }, { makeReporter }, { writeReports }, { readServiceAccountForSnapshot }] = await Promise.all([
-    import('../../engine/run.js'),
-    import('../../modules/index.js'),
-    import('../reporter.js'),
-    import('../reports.js'),
-    import('../../snapshots/readers.js'),
-  ]);
+  const [{ builtinModules }, { executePlaybook }] = await Promise.all([import('../../modules/index.js'), import('../execute.js')]);
   const own = restoreModules(loaded);
-  const playbook = restorePlaybook(loaded);
-  const { reporter, collector } = makeReporter(options);
-  const runId = `${new Date().toISOString().replace(/[:.]/g, '-')}-${Math.random().toString(16).slice(2, 8)}`;
-  const snapshot = new RunSnapshot(store, { runId, command: `restore ${id}`, playbook: { path: playbook.file, digest: playbook.digest }, ...(invPath ? { inventory: invPath } : {}) }, readServiceAccountForSnapshot);
-  const result = await runPlaybook({
-    playbook,
-    inventory,
-    playHosts: [hosts],
-    modules: async (name) => own[name] ?? builtinModules(name),
-    reporter,
-    check: options.check,
-    diff: options.diff,
-    forks: options.forks,
-    extraVars: options.extraVars,
-    acceptNewHostKeys: options.acceptNewHostKeys,
-    runId,
-    ...(options.check ? {} : { snapshot }),
-  });
-  await snapshot.complete();
-  const code = exitCodeFor(result, { check: options.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
-  reporter.event({ type: 'run-end', recap: result.recap, durationMs: result.durationMs, exitCode: code, check: options.check });
-  await reporter.close?.();
-  if (snapshot.exists && options.format === 'human') process.stderr.write(`snapshot ${runId} saved in ${store.dir} (undo this restore with: trustplay restore ${runId})\n`);
-  await writeReports(options, collector.report, result.secrets);
-  return code;
+  // The restore is itself an ordinary run: reported, snapshotted (so it can be undone) and, like
+  // every run, holding each host's lock so a scheduled check never interleaves with it.
+  return executePlaybook(
+    {
+      playbook: restorePlaybook(loaded),
+      inventory,
+      playHosts: [hosts],
+      modules: async (name) => own[name] ?? builtinModules(name),
+      check: options.check,
+      command: `restore ${id}`,
+      ...(invPath ? { inventoryPath: invPath } : {}),
+      undoWords: 'undo this restore with',
+    },
+    options,
+  );
 }

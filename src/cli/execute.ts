@@ -1,0 +1,79 @@
+/**
+ * Running a playbook from the CLI, shared by `run`, `check` and `restore`: the reporter, the run's
+ * snapshot, a lock per host, the exit code, the closing line and the report files.
+ */
+import { hostname, userInfo } from 'node:os';
+import type { Inventory } from '../playbook/inventory.js';
+import type { Playbook } from '../playbook/playbook.js';
+import type { ModuleRegistry } from '../engine/run.js';
+import type { ExitCode } from './exit-codes.js';
+import type { Options } from './options.js';
+
+export interface Execution {
+  playbook: Playbook;
+  inventory: Inventory;
+  playHosts: string[][];
+  modules: ModuleRegistry;
+  check: boolean;
+  /** What the snapshot records as the command, e.g. `run playbooks/fix-registry.yaml`. */
+  command: string;
+  /** Inventory path recorded in the snapshot (restore reuses it). */
+  inventoryPath?: string;
+  /** The closing hint after a snapshot was saved, e.g. "undo with". */
+  undoWords?: string;
+}
+
+export async function executePlaybook(x: Execution, options: Options): Promise<number> {
+  const [{ runPlaybook, exitCodeFor, newRunId }, { makeReporter }, { SnapshotStore, RunSnapshot }, { writeReports }, { readServiceAccountForSnapshot }, { acquireHostLock }] = await Promise.all([
+    import('../engine/run.js'),
+    import('./reporter.js'),
+    import('../snapshots/store.js'),
+    import('./reports.js'),
+    import('../snapshots/readers.js'),
+    import('../engine/lock.js'),
+  ]);
+  const { reporter, collector } = makeReporter(options);
+  const runId = newRunId();
+  const store = new SnapshotStore(options.stateDir);
+  const snapshot = new RunSnapshot(
+    store,
+    {
+      runId,
+      command: x.command,
+      playbook: { path: x.playbook.file, digest: x.playbook.digest },
+      ...(x.inventoryPath ? { inventory: x.inventoryPath } : {}),
+    },
+    readServiceAccountForSnapshot,
+  );
+  const releases = new Map<string, () => Promise<void>>();
+  const owner = `${userInfo().username}@${hostname()} pid ${process.pid}`;
+  const result = await runPlaybook({
+    playbook: x.playbook,
+    inventory: x.inventory,
+    playHosts: x.playHosts,
+    modules: x.modules,
+    reporter,
+    check: x.check,
+    diff: options.diff,
+    forks: options.forks,
+    extraVars: options.extraVars,
+    acceptNewHostKeys: options.acceptNewHostKeys,
+    runId,
+    onConnect: async (host, conn) => {
+      releases.set(host, await acquireHostLock(conn, { runId, owner, timeoutMs: options.lockTimeout * 1000 }));
+    },
+    onRelease: async (host) => {
+      await releases.get(host)?.();
+    },
+    ...(x.check ? {} : { snapshot }),
+    ...(options.tags ? { tags: options.tags } : {}),
+    ...(options.skipTags ? { skipTags: options.skipTags } : {}),
+  });
+  await snapshot.complete();
+  const code = exitCodeFor(result, { check: x.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
+  reporter.event({ type: 'run-end', recap: result.recap, durationMs: result.durationMs, exitCode: code, check: x.check });
+  await reporter.close?.();
+  if (snapshot.exists && options.format === 'human') process.stderr.write(`snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: trustplay restore ${runId})\n`);
+  await writeReports(options, collector.report, result.secrets);
+  return code;
+}
