@@ -1,5 +1,6 @@
 /** The source of the precompiled validators (build-time only: imports ajv's code generator). */
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { Ajv2020 } from 'ajv/dist/2020.js';
+import { newAjv } from '../src/playbook/schema/ajv.js';
 import standaloneModule from 'ajv/dist/standalone/index.js';
 
 // A CommonJS module whose default export is itself: reach the function whichever way it is loaded.
@@ -11,10 +12,7 @@ import { precompiledSchemas } from '../src/playbook/schema/precompiled-names.js'
  * `defaults`: the engine's run-time argument validators, which also fill in schema defaults.
  */
 export function renderValidators(kind: 'loader' | 'defaults' = 'loader'): string {
-  const mode = kind === 'loader' ? { verbose: true } : { useDefaults: true };
-  const ajv = new Ajv2020({ allErrors: true, strict: true, ...mode, validateSchema: false, meta: false, code: { source: true, esm: true, lines: true } });
-  ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
-  ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
+  const ajv = newAjv(kind, { code: { source: true, esm: true, lines: true } });
   const refs: Record<string, string> = {};
   for (const [name, schema] of Object.entries(precompiledSchemas())) {
     if (kind === 'defaults' && !name.startsWith('module_')) continue;

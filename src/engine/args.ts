@@ -1,35 +1,12 @@
 /** Task arguments at run time: interpolated for the host, validated, schema defaults filled in. */
-import { createRequire } from 'node:module';
-import type { Ajv2020, ValidateFunction } from 'ajv/dist/2020.js';
-import { precompiledSchemas } from '../playbook/schema/precompiled-names.js';
+import { validatorsFor } from '../playbook/schema/ajv.js';
 import * as generated from '../playbook/schema/validators-defaults.generated.js';
 import { interpolate } from '../playbook/interpolate.js';
 import { groupConstraintErrors } from '../playbook/schema-validate.js';
 import { TaskError } from './module.js';
 
-let ajv: Ajv2020 | undefined;
-const compiled = new Map<Record<string, unknown>, ValidateFunction>();
-
-function validatorWithDefaults(schema: Record<string, unknown>): ValidateFunction {
-  if (compiled.size === 0) {
-    // The user-facing modules' validators are precompiled at build time (no code generation at start).
-    const fns = generated as unknown as Record<string, ValidateFunction>;
-    for (const [name, s] of Object.entries(precompiledSchemas())) if (fns[name]) compiled.set(s, fns[name]);
-  }
-  let v = compiled.get(schema);
-  if (!v) {
-    ajv ??= (() => {
-      const { Ajv2020 } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof import('ajv/dist/2020.js');
-      const a = new Ajv2020({ allErrors: true, strict: true, useDefaults: true, validateSchema: false, meta: false });
-      a.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
-      a.addKeyword({ keyword: 'x-together', schemaType: 'array' });
-      return a;
-    })();
-    v = ajv.compile(schema);
-    compiled.set(schema, v);
-  }
-  return v;
-}
+// The user-facing modules' validators are precompiled at build time (no code generation at start).
+const validatorWithDefaults = validatorsFor('defaults', generated);
 
 /** Interpolate and validate a task's arguments for one host; throws TaskError('refused') with one sentence. */
 export function resolveArgs(module: string, schema: Record<string, unknown>, raw: Record<string, unknown>, vars: Record<string, unknown>): Record<string, unknown> {

@@ -1,40 +1,14 @@
 /** ajv (JSON Schema 2020-12) validation with errors turned into one-sentence, located diagnostics. */
-import { createRequire } from 'node:module';
-import type { Ajv2020, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv/dist/2020.js';
 import { at, nodeAt, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
-import { precompiledSchemas } from './schema/precompiled-names.js';
+import { validatorsFor } from './schema/ajv.js';
 import * as generated from './schema/validators.generated.js';
-
-let ajv: Ajv2020 | undefined;
-
-function instance(): Ajv2020 {
-  if (!ajv) {
-    // Loaded on demand: our own schemas are precompiled, so most runs never need ajv itself (~30 ms).
-    const { Ajv2020 } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof import('ajv/dist/2020.js');
-    // Our schemas are checked against the 2020-12 meta-schema by the tests (schemas.test.ts);
-    // compiling the meta-schema at every start would cost ~50 ms of CLI start-up.
-    ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: false, verbose: true, validateSchema: false, meta: false });
-    // Annotations read by our own checks (exclusive/together argument groups) and by editors.
-    ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
-    ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
-  }
-  return ajv;
-}
-
-let precompiled: Map<Record<string, unknown>, ValidateFunction> | undefined;
 
 /**
  * A validator for a schema: the build's precompiled one for our own schemas (no code generation
  * at start-up), otherwise compiled now (schemas added at run time, e.g. internal test modules).
  */
-export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
-  if (!precompiled) {
-    precompiled = new Map();
-    const fns = generated as unknown as Record<string, ValidateFunction>;
-    for (const [name, s] of Object.entries(precompiledSchemas())) if (fns[name]) precompiled.set(s, fns[name]);
-  }
-  return precompiled.get(schema) ?? instance().compile(schema);
-}
+export const compileSchema = validatorsFor('loader', generated);
 
 /** JSON pointer (`/a/0/b`) to path segments. */
 export function pointerPath(ptr: string): (string | number)[] {
