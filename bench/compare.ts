@@ -21,7 +21,16 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { renderHostsToml } from '../src/containerd/hosts-toml.js';
-import { BENCH_REGISTRY, CERTS_D, fleetConfigToml, OTHER_REGISTRY, pool, startFleet, type Fleet, type SshCounts } from './fleet.js';
+import {
+  BENCH_REGISTRY,
+  CERTS_D,
+  fleetConfigToml,
+  OTHER_REGISTRY,
+  pool,
+  startFleet,
+  type Fleet,
+  type SshCounts,
+} from './fleet.js';
 import { median, root, runNode } from './util.js';
 
 const run = promisify(execFile);
@@ -93,7 +102,7 @@ function treeRss(rootPid: number): { sumKb: number; maxKb: number } {
     }
   }
   const tree = new Set([rootPid]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, ppid] of parent) {
       if (!tree.has(pid) && tree.has(ppid)) {
@@ -113,7 +122,12 @@ function treeRss(rootPid: number): { sumKb: number; maxKb: number } {
 }
 
 /** Spawns a command, samples its process tree's RSS, resolves when it exits. */
-function spawnMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ ms: number; code: number; stdout: string; stderr: string; peakTreeKb: number }> {
+function spawnMeasured(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ ms: number; code: number; stdout: string; stderr: string; peakTreeKb: number }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     // Its own process group, so a timeout or Ctrl-C stops ansible-playbook and its forks, not just `time`.
@@ -162,7 +176,23 @@ export async function makeProject(fleet: Fleet): Promise<Project> {
   const dir = join(fleet.dir, 'compare');
   await mkdir(dir, { recursive: true });
   const caFile = join(dir, 'ca.crt');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=trustplay bench CA', '-days', '3650', '-keyout', join(dir, 'ca.key'), '-out', caFile]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    '/CN=trustplay bench CA',
+    '-days',
+    '3650',
+    '-keyout',
+    join(dir, 'ca.key'),
+    '-out',
+    caFile,
+  ]);
   const ca = await readFile(caFile, 'utf8');
   const hostsDir = `${CERTS_D}/${BENCH_REGISTRY}`;
   const hostsToml = renderHostsToml({ registry: BENCH_REGISTRY, ca: `${hostsDir}/ca.crt` });
@@ -176,7 +206,10 @@ export async function makeProject(fleet: Fleet): Promise<Project> {
       `ssh: { known_hosts: ${fleet.knownHosts} }`,
       `vars: { registry: "${BENCH_REGISTRY}", ca_file: ${caFile} }`,
       'hosts:',
-      ...fleet.hosts.map((h) => `  ${h.name}: { address: ${h.address}, port: ${h.port}, user: root, identity_file: ${fleet.identityFile} }`),
+      ...fleet.hosts.map(
+        (h) =>
+          `  ${h.name}: { address: ${h.address}, port: ${h.port}, user: root, identity_file: ${fleet.identityFile} }`,
+      ),
       '',
     ].join('\n'),
   );
@@ -237,12 +270,29 @@ function tail(s: string): string {
 
 async function runTrustplay(p: Project, phase: Phase): Promise<Sample> {
   const n = p.fleet.hosts.length;
-  const args = [join(root, 'dist/cli/main.js'), phase === 'check' ? 'check' : 'run', p.tpPlaybook, '-i', p.tpInventory, '--state-dir', join(p.dir, 'state'), '--forks', String(n), '--format', 'json'];
+  const args = [
+    join(root, 'dist/cli/main.js'),
+    phase === 'check' ? 'check' : 'run',
+    p.tpPlaybook,
+    '-i',
+    p.tpInventory,
+    '--state-dir',
+    join(p.dir, 'state'),
+    '--forks',
+    String(n),
+    '--format',
+    'json',
+  ];
   if (phase !== 'check') args.push('--detailed-exitcode');
   const { value: r, counts } = await counted(p.fleet, () => runNode(args));
   const want = phase === 'first' ? 2 : 0;
-  if (r.code !== want) throw new Error(`trustplay ${phase} run exited ${r.code} (expected ${want}):\n${tail(r.stderr)}\n${tail(r.stdout)}`);
-  const report = JSON.parse(r.stdout) as { hosts?: Record<string, { recap?: { changed?: number } }> | Array<{ recap?: { changed?: number } }> };
+  if (r.code !== want)
+    throw new Error(
+      `trustplay ${phase} run exited ${r.code} (expected ${want}):\n${tail(r.stderr)}\n${tail(r.stdout)}`,
+    );
+  const report = JSON.parse(r.stdout) as {
+    hosts?: Record<string, { recap?: { changed?: number } }> | Array<{ recap?: { changed?: number } }>;
+  };
   const hostReports = Array.isArray(report.hosts) ? report.hosts : Object.values(report.hosts ?? {});
   const changedHosts = hostReports.filter((h) => (h.recap?.changed ?? 0) > 0).length;
   return { ms: r.ms, peakRssKb: r.maxRssKb, changedHosts, ...perHost(counts) };
@@ -279,11 +329,19 @@ async function runAnsible(p: Project, phase: Phase): Promise<Sample> {
   };
   try {
     const { value: r, counts } = await counted(p.fleet, () =>
-      spawnMeasured('/usr/bin/time', ['-f', '%M', '-o', timeFile, 'ansible-playbook', p.ansiblePlaybook, ...(phase === 'check' ? ['--check'] : [])], env, 30 * 60_000),
+      spawnMeasured(
+        '/usr/bin/time',
+        ['-f', '%M', '-o', timeFile, 'ansible-playbook', p.ansiblePlaybook, ...(phase === 'check' ? ['--check'] : [])],
+        env,
+        30 * 60_000,
+      ),
     );
     const recap = [...r.stdout.matchAll(/^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)];
     const bad = recap.filter((m) => m[4] !== '0' || m[5] !== '0');
-    if (r.code !== 0 || recap.length !== n || bad.length) throw new Error(`ansible-playbook ${phase} exited ${r.code} with ${recap.length}/${n} hosts in the recap:\n${tail(r.stdout)}\n${tail(r.stderr)}`);
+    if (r.code !== 0 || recap.length !== n || bad.length)
+      throw new Error(
+        `ansible-playbook ${phase} exited ${r.code} with ${recap.length}/${n} hosts in the recap:\n${tail(r.stdout)}\n${tail(r.stderr)}`,
+      );
     const changedHosts = recap.filter((m) => m[3] !== '0').length;
     const peakRssKb = Number((await readFile(timeFile, 'utf8')).trim().split('\n').pop());
     return { ms: r.ms, peakRssKb, peakTreeRssKb: r.peakTreeKb, changedHosts, ...perHost(counts) };
@@ -299,7 +357,24 @@ async function runFloor(fleet: Fleet): Promise<Sample> {
       fleet.hosts.map(
         (h) =>
           new Promise<number>((resolve) => {
-            const args = ['-o', 'ControlMaster=no', '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${fleet.knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-i', fleet.identityFile, '-p', String(h.port), `root@${h.address}`, 'true'];
+            const args = [
+              '-o',
+              'ControlMaster=no',
+              '-o',
+              'BatchMode=yes',
+              '-o',
+              `UserKnownHostsFile=${fleet.knownHosts}`,
+              '-o',
+              'GlobalKnownHostsFile=/dev/null',
+              '-o',
+              'StrictHostKeyChecking=yes',
+              '-i',
+              fleet.identityFile,
+              '-p',
+              String(h.port),
+              `root@${h.address}`,
+              'true',
+            ];
             const c = spawn('ssh', args, { stdio: 'ignore' });
             if (c.pid !== undefined) live.set(c.pid, false);
             c.on('close', (code) => {
@@ -325,15 +400,22 @@ async function verifyConverged(p: Project, who: string): Promise<void> {
     const etc = join(h.dir, 'etc-containerd');
     const hostsDir = join(etc, 'certs.d', BENCH_REGISTRY);
     const [hosts, ca, toml, docker] = await Promise.all(
-      [join(hostsDir, 'hosts.toml'), join(hostsDir, 'ca.crt'), join(etc, 'config.toml'), join(h.dir, 'root', '.docker', 'config.json')].map((f) => readFile(f, 'utf8').catch(() => null)),
+      [
+        join(hostsDir, 'hosts.toml'),
+        join(hostsDir, 'ca.crt'),
+        join(etc, 'config.toml'),
+        join(h.dir, 'root', '.docker', 'config.json'),
+      ].map((f) => readFile(f, 'utf8').catch(() => null)),
     );
     if (hosts !== p.hostsToml) problems.push(`${h.name}: hosts.toml ${hosts === null ? 'missing' : 'differs'}`);
     if (ca !== p.ca) problems.push(`${h.name}: ca.crt ${ca === null ? 'missing' : 'differs'}`);
     if (toml !== config) problems.push(`${h.name}: config.toml changed`);
     const auths = Object.keys((JSON.parse(docker ?? '{}') as { auths?: Record<string, unknown> }).auths ?? {});
-    if (auths.includes(BENCH_REGISTRY) || !auths.includes(OTHER_REGISTRY)) problems.push(`${h.name}: config.json auths = ${auths.join(', ')}`);
+    if (auths.includes(BENCH_REGISTRY) || !auths.includes(OTHER_REGISTRY))
+      problems.push(`${h.name}: config.json auths = ${auths.join(', ')}`);
   });
-  if (problems.length) throw new Error(`after ${who}'s first run the fleet is not converged: ${problems.slice(0, 5).join('; ')}`);
+  if (problems.length)
+    throw new Error(`after ${who}'s first run the fleet is not converged: ${problems.slice(0, 5).join('; ')}`);
 }
 
 async function version(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
@@ -354,9 +436,12 @@ export async function compare(
 ): Promise<CompareResults> {
   // Even `--version` creates ~/.ansible/tmp: point HOME at a throwaway dir so /root stays untouched.
   const home = await mkdtemp(join(tmpdir(), 'trustplay-ansible-home-'));
-  const ansible = await version('ansible-playbook', ['--version'], { ...process.env, HOME: home, ANSIBLE_HOME: home, ANSIBLE_LOCAL_TEMP: join(home, 'tmp') }).finally(() =>
-    rm(home, { recursive: true, force: true }),
-  );
+  const ansible = await version('ansible-playbook', ['--version'], {
+    ...process.env,
+    HOME: home,
+    ANSIBLE_HOME: home,
+    ANSIBLE_LOCAL_TEMP: join(home, 'tmp'),
+  }).finally(() => rm(home, { recursive: true, force: true }));
   if (ansible === 'unavailable') throw new Error('ansible-playbook is not installed: apt-get install -y ansible-core');
   const results: PhaseResult[] = [];
   let fleet: Fleet | undefined;
@@ -385,7 +470,8 @@ export async function compare(
             const s = tool === 'trustplay' ? await runTrustplay(p, phase) : await runAnsible(p, phase);
             if (phase === 'first') await verifyConverged(p, tool);
             const want = phase === 'first' ? n : 0;
-            if (s.changedHosts !== want) throw new Error(`${tool} ${phase} run: ${s.changedHosts} hosts reported changes, expected ${want}`);
+            if (s.changedHosts !== want)
+              throw new Error(`${tool} ${phase} run: ${s.changedHosts} hosts reported changes, expected ${want}`);
             log(`${n} hosts rep ${rep + 1}/${reps} ${tool} ${phase}: ${(s.ms / 1000).toFixed(2)} s`);
             add(`${tool}:${phase}`, s);
           }
@@ -423,11 +509,17 @@ export async function compare(
 async function summary(results: PhaseResult[], reps: number, ansible: string): Promise<CompareResults> {
   return {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', node: process.version, ansible, openssh: await version('ssh', ['-V']) },
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? '',
+      node: process.version,
+      ansible,
+      openssh: await version('ssh', ['-V']),
+    },
     reps,
     notes: [
       'Medians of `reps` runs per phase; tools interleaved per rep (A B, then B A).',
-      'Every run starts cold: trustplay keeps no connection between runs, and Ansible\'s ControlPersist masters are closed after each run.',
+      "Every run starts cold: trustplay keeps no connection between runs, and Ansible's ControlPersist masters are closed after each run.",
       'config_path is already set on every host (containerd 1.6 default config), so neither tool restarts containerd.',
       'trustplay peak memory: the CLI process (its only process). Ansible: "largest" is the largest single process of the tree (GNU time %M); "tree" is the summed RSS of ansible-playbook, its forks and the ssh clients they run (ControlPersist masters detach from the tree and are not counted), sampled every 100 ms (pages shared between forks count in every process, so the sum overstates).',
       'Connections / sessions per host from each sshd log: "Accepted publickey" and "Starting session:" lines.',
@@ -441,7 +533,8 @@ const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}x
 
 /** The markdown table (and the target lines under it). */
 export function markdown(r: CompareResults): string {
-  const get = (hosts: number, tool: string, phase: string): PhaseResult | undefined => r.results.find((x) => x.hosts === hosts && x.tool === tool && x.phase === phase);
+  const get = (hosts: number, tool: string, phase: string): PhaseResult | undefined =>
+    r.results.find((x) => x.hosts === hosts && x.tool === tool && x.phase === phase);
   const hostCounts = [...new Set(r.results.map((x) => x.hosts))];
   const lines = [
     '| hosts | run | trustplay s | Ansible s | OpenSSH floor s | trustplay / Ansible | trustplay / floor | trustplay peak MB | Ansible peak MB (largest / tree) | SSH conn + sessions per host (trustplay / Ansible) |',
@@ -465,22 +558,36 @@ export function markdown(r: CompareResults): string {
     for (const tool of ['trustplay', 'ansible'] as const) {
       const a = get(lo, tool, 'converged');
       const b = get(hi, tool, 'converged');
-      if (a && b) out.push(`- ${tool} converged ${lo} → ${hi} hosts: ${fmtS(a.medianMs)} s → ${fmtS(b.medianMs)} s (${(b.medianMs / a.medianMs).toFixed(2)}x for ${(hi / lo).toFixed(0)}x the hosts; ${((b.medianMs - a.medianMs) / (hi - lo)).toFixed(1)} ms per extra host)`);
+      if (a && b)
+        out.push(
+          `- ${tool} converged ${lo} → ${hi} hosts: ${fmtS(a.medianMs)} s → ${fmtS(b.medianMs)} s (${(b.medianMs / a.medianMs).toFixed(2)}x for ${(hi / lo).toFixed(0)}x the hosts; ${((b.medianMs - a.medianMs) / (hi - lo)).toFixed(1)} ms per extra host)`,
+        );
     }
   }
   const t20 = get(20, 'trustplay', 'converged');
   const a20 = get(20, 'ansible', 'converged');
   const f20 = get(20, 'floor', 'ssh true');
   if (t20 && a20 && f20) {
-    out.push(`- target, converged 20 hosts ≥ 15x faster than Ansible: ${(a20.medianMs / t20.medianMs).toFixed(1)}x (${a20.medianMs / t20.medianMs >= 15 ? 'met' : 'missed'})`);
-    out.push(`- target, converged 20 hosts within 2x of the OpenSSH floor: ${(t20.medianMs / f20.medianMs).toFixed(2)}x (${t20.medianMs / f20.medianMs <= 2 ? 'met' : 'missed'})`);
+    out.push(
+      `- target, converged 20 hosts ≥ 15x faster than Ansible: ${(a20.medianMs / t20.medianMs).toFixed(1)}x (${a20.medianMs / t20.medianMs >= 15 ? 'met' : 'missed'})`,
+    );
+    out.push(
+      `- target, converged 20 hosts within 2x of the OpenSSH floor: ${(t20.medianMs / f20.medianMs).toFixed(2)}x (${t20.medianMs / f20.medianMs <= 2 ? 'met' : 'missed'})`,
+    );
   }
   const t100 = get(100, 'trustplay', 'converged');
   if (t100) {
     const mem = Math.max(...PHASES.map((ph) => get(100, 'trustplay', ph)?.peakRssMb ?? 0));
-    out.push(`- target, converged 100 hosts < 5 s: ${fmtS(t100.medianMs)} s (${t100.medianMs < 5000 ? 'met' : 'missed'}); peak memory < 250 MB: ${mem.toFixed(0)} MB (${mem < 250 ? 'met' : 'missed'})`);
+    out.push(
+      `- target, converged 100 hosts < 5 s: ${fmtS(t100.medianMs)} s (${t100.medianMs < 5000 ? 'met' : 'missed'}); peak memory < 250 MB: ${mem.toFixed(0)} MB (${mem < 250 ? 'met' : 'missed'})`,
+    );
   }
-  out.push('', `${r.machine.cpus} × ${r.machine.model}; Node ${r.machine.node}; ${r.machine.ansible}; ${r.machine.openssh}; median of ${r.reps} runs, ${r.date.slice(0, 10)}.`, '', ...r.notes.map((n) => `- ${n}`));
+  out.push(
+    '',
+    `${r.machine.cpus} × ${r.machine.model}; Node ${r.machine.node}; ${r.machine.ansible}; ${r.machine.openssh}; median of ${r.reps} runs, ${r.date.slice(0, 10)}.`,
+    '',
+    ...r.notes.map((n) => `- ${n}`),
+  );
   return out.join('\n') + '\n';
 }
 
@@ -494,4 +601,3 @@ export async function writeResults(r: CompareResults): Promise<{ json: string; m
   await writeFile(md, markdown(r));
   return { json, md };
 }
-

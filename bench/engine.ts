@@ -40,7 +40,10 @@ export async function benchEngine(hostCount = 20, runs = 5): Promise<Array<Recor
         modules: testModules,
         reporter: { event: () => undefined },
         check,
-        snapshot: new RunSnapshot(new SnapshotStore(join(dir, 'state')), { runId: `bench-${Date.now()}`, command: 'bench' }),
+        snapshot: new RunSnapshot(new SnapshotStore(join(dir, 'state')), {
+          runId: `bench-${Date.now()}`,
+          command: 'bench',
+        }),
         connectionFactory: (spec: HostConnectionSpec) => {
           const c = createConnection(spec);
           conns.push(c);
@@ -65,10 +68,18 @@ export async function benchEngine(hostCount = 20, runs = 5): Promise<Array<Recor
     const channels = stats.reduce((n, s) => n + s.channels, 0) / stats.length;
     return [
       { measure: `first run, ${hostCount} SSH hosts, 4 tasks`, value: `${first.ms.toFixed(0)} ms`, target: '' },
-      { measure: `converged check, ${hostCount} SSH hosts (median of ${runs})`, value: `${median(times).toFixed(0)} ms`, target: '< 2000 ms' },
+      {
+        measure: `converged check, ${hostCount} SSH hosts (median of ${runs})`,
+        value: `${median(times).toFixed(0)} ms`,
+        target: '< 2000 ms',
+      },
       { measure: 'SSH connections per host per run', value: conns.toFixed(1), target: '1' },
       { measure: 'SSH channels per host per check', value: channels.toFixed(1), target: '' },
-      { measure: 'peak RSS of the benchmark process', value: `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`, target: '' },
+      {
+        measure: 'peak RSS of the benchmark process',
+        value: `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+        target: '',
+      },
     ];
   } finally {
     await Promise.all(servers.map((s) => s.stop()));

@@ -100,7 +100,8 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: num
 /** Starts `n` hosts on 127.0.9.1.. (n <= 250). */
 export async function startFleet(n: number): Promise<Fleet> {
   if (n < 1 || n > 250) throw new Error(`--hosts must be between 1 and 250 (one loopback address each), not ${n}`);
-  if (!existsSync('/usr/sbin/sshd')) throw new Error('the fleet needs /usr/sbin/sshd: apt-get install -y openssh-server');
+  if (!existsSync('/usr/sbin/sshd'))
+    throw new Error('the fleet needs /usr/sbin/sshd: apt-get install -y openssh-server');
   const dir = await mkdtemp(join(tmpdir(), 'trustplay-fleet-'));
   const hosts: FleetHost[] = [];
   const config = fleetConfigToml();
@@ -119,7 +120,10 @@ export async function startFleet(n: number): Promise<Fleet> {
         const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
         const sshd = await startSshd({
           address: `127.0.9.${i + 1}`,
-          namespaceSetup: [`mount --bind ${q(join(hdir, 'etc-containerd'))} /etc/containerd`, `mount --bind ${q(join(hdir, 'root'))} /root`],
+          namespaceSetup: [
+            `mount --bind ${q(join(hdir, 'etc-containerd'))} /etc/containerd`,
+            `mount --bind ${q(join(hdir, 'root'))} /root`,
+          ],
         });
         hosts[i] = { ...h, address: sshd.address, port: sshd.port, sshd };
         await writeFile(sshd.authorizedKeys, pub, { flag: 'a' });
@@ -127,7 +131,9 @@ export async function startFleet(n: number): Promise<Fleet> {
       },
     );
     const knownHosts = join(dir, 'known_hosts');
-    await writeFile(knownHosts, (await Promise.all(started.map((s) => readFile(s.knownHosts, 'utf8')))).join(''), { mode: 0o600 });
+    await writeFile(knownHosts, (await Promise.all(started.map((s) => readFile(s.knownHosts, 'utf8')))).join(''), {
+      mode: 0o600,
+    });
     let stopped: Promise<void> | undefined;
     return {
       dir,
@@ -147,7 +153,10 @@ export async function startFleet(n: number): Promise<Fleet> {
       countsSince: (mark) =>
         hosts.map((h, i) => {
           const log = h.sshd.log().slice(mark[i] ?? 0);
-          return { connections: (log.match(/Accepted publickey/g) ?? []).length, sessions: (log.match(/Starting session:/g) ?? []).length };
+          return {
+            connections: (log.match(/Accepted publickey/g) ?? []).length,
+            sessions: (log.match(/Starting session:/g) ?? []).length,
+          };
         }),
       stop: () => (stopped ??= stopAll(hosts, dir)),
     };

@@ -33,7 +33,12 @@ async function main(): Promise<void> {
       throw new Error('usage: npm run bench -- ansible [--hosts 20,100] [--reps 3]');
     }
     // Written after each host count too, so a failure at 100 hosts keeps the 20-host figures.
-    const results = await compare(hosts, reps, (line) => process.stderr.write(`${line}\n`), async (r) => void (await writeResults(r)));
+    const results = await compare(
+      hosts,
+      reps,
+      (line) => process.stderr.write(`${line}\n`),
+      async (r) => void (await writeResults(r)),
+    );
     const files = await writeResults(results);
     process.stdout.write(`\n${markdown(results)}\nwritten: ${files.json}, ${files.md}\n`);
   }

@@ -29,7 +29,13 @@ export function runNode(args: string[], env: Record<string, string> = {}): Promi
     child.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const m = /\{"bench_max_rss_kb":(\d+)\}/.exec(stderr);
-      resolve({ ms, code: code ?? -1, maxRssKb: m ? Number(m[1]) : NaN, stdout, stderr: stderr.replace(/\n?\{"bench_max_rss_kb":\d+\}\n?/, '') });
+      resolve({
+        ms,
+        code: code ?? -1,
+        maxRssKb: m ? Number(m[1]) : NaN,
+        stdout,
+        stderr: stderr.replace(/\n?\{"bench_max_rss_kb":\d+\}\n?/, ''),
+      });
     });
   });
 }
@@ -45,5 +51,9 @@ export function table(rows: Array<Record<string, string | number>>): string {
   const cols = Object.keys(rows[0]!);
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
   const line = (vals: string[]) => '| ' + vals.map((v, i) => v.padEnd(width[i]!)).join(' | ') + ' |';
-  return [line(cols), '|' + width.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join('\n');
+  return [
+    line(cols),
+    '|' + width.map((w) => '-'.repeat(w + 2)).join('|') + '|',
+    ...rows.map((r) => line(cols.map((c) => String(r[c])))),
+  ].join('\n');
 }

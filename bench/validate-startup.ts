@@ -14,23 +14,62 @@ export async function benchStartup(runs = 15): Promise<Record<string, string | n
     if (r.code !== 0) throw new Error(`trustplay --version failed: ${r.stderr}`);
     times.push(r.ms);
   }
-  return { measure: 'trustplay --version (process start to exit)', median: `${median(times).toFixed(0)} ms`, target: '< 150 ms', runs };
+  return {
+    measure: 'trustplay --version (process start to exit)',
+    median: `${median(times).toFixed(0)} ms`,
+    target: '< 150 ms',
+    runs,
+  };
 }
 
 export async function benchValidate(hosts = 1000, tasks = 50, runs = 7): Promise<Record<string, string | number>[]> {
   const dir = await mkdtemp(join(tmpdir(), 'trustplay-bench-'));
   try {
-    const inv = ['vars:', '  registry: registry.example.com:5000', '  image: registry.example.com:5000/app:1', '  ca: /etc/ssl/ca.pem', 'hosts:'];
-    for (let i = 0; i < hosts; i++) inv.push(`  node${i}: { address: 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}, vars: { rack: r${i % 20} } }`);
-    inv.push('groups:', '  masters:', '    hosts: [node0, node1, node2]', '  workers:', `    hosts: [${Array.from({ length: hosts - 3 }, (_, i) => `node${i + 3}`).join(', ')}]`);
-    for (let r = 0; r < 20; r++) inv.push(`  rack${r}:`, `    hosts: [${Array.from({ length: hosts }, (_, i) => i).filter((i) => i % 20 === r).map((i) => `node${i}`).join(', ')}]`, `    vars: { rack_name: rack-${r} }`);
+    const inv = [
+      'vars:',
+      '  registry: registry.example.com:5000',
+      '  image: registry.example.com:5000/app:1',
+      '  ca: /etc/ssl/ca.pem',
+      'hosts:',
+    ];
+    for (let i = 0; i < hosts; i++)
+      inv.push(
+        `  node${i}: { address: 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}, vars: { rack: r${i % 20} } }`,
+      );
+    inv.push(
+      'groups:',
+      '  masters:',
+      '    hosts: [node0, node1, node2]',
+      '  workers:',
+      `    hosts: [${Array.from({ length: hosts - 3 }, (_, i) => `node${i + 3}`).join(', ')}]`,
+    );
+    for (let r = 0; r < 20; r++)
+      inv.push(
+        `  rack${r}:`,
+        `    hosts: [${Array.from({ length: hosts }, (_, i) => i)
+          .filter((i) => i % 20 === r)
+          .map((i) => `node${i}`)
+          .join(', ')}]`,
+        `    vars: { rack_name: rack-${r} }`,
+      );
     const pb = ['- hosts: workers', '  tasks:'];
     for (let t = 0; t < tasks; t++) {
       const kind = t % 5;
-      if (kind === 0) pb.push(`    - name: trust ${t}`, '      containerd.tls: { registry: "{{ registry }}", ca: "{{ ca }}" }');
+      if (kind === 0)
+        pb.push(`    - name: trust ${t}`, '      containerd.tls: { registry: "{{ registry }}", ca: "{{ ca }}" }');
       else if (kind === 1) pb.push(`    - name: wipe ${t}`, '      node.creds.wipe: { registry: "{{ registry }}" }');
-      else if (kind === 2) pb.push(`    - name: rmi ${t}`, '      image.rmi: { image: "{{ image }}" }', '      when: rack_name is defined');
-      else if (kind === 3) pb.push(`    - name: verify ${t}`, '      image.pull.verify: { image: "{{ image }}", retries: 2 }', '      tags: [verify]');
+      else if (kind === 2)
+        pb.push(
+          `    - name: rmi ${t}`,
+          '      image.rmi: { image: "{{ image }}" }',
+          '      when: rack_name is defined',
+        );
+      else if (kind === 3)
+        pb.push(
+          `    - name: verify ${t}`,
+          '      image.pull.verify: { image: "{{ image }}", retries: 2 }',
+          '      tags: [verify]',
+        );
       else pb.push(`    - name: sa ${t}`, '      k8s.sa.clear: { namespace: [default, "{{ rack_name }}"] }');
     }
     await writeFile(join(dir, 'inventory.yaml'), inv.join('\n') + '\n');
@@ -38,13 +77,24 @@ export async function benchValidate(hosts = 1000, tasks = 50, runs = 7): Promise
     const times: number[] = [];
     const rss: number[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await runNode(['dist/cli/main.js', 'validate', join(dir, 'playbook.yaml'), '-i', join(dir, 'inventory.yaml')]);
+      const r = await runNode([
+        'dist/cli/main.js',
+        'validate',
+        join(dir, 'playbook.yaml'),
+        '-i',
+        join(dir, 'inventory.yaml'),
+      ]);
       if (r.code !== 0) throw new Error(`validate failed: ${r.stdout}${r.stderr}`);
       times.push(r.ms);
       rss.push(r.maxRssKb);
     }
     return [
-      { measure: `validate ${hosts} hosts x ${tasks} tasks (whole process)`, median: `${median(times).toFixed(0)} ms`, target: '< 300 ms', runs },
+      {
+        measure: `validate ${hosts} hosts x ${tasks} tasks (whole process)`,
+        median: `${median(times).toFixed(0)} ms`,
+        target: '< 300 ms',
+        runs,
+      },
       { measure: 'validate peak RSS', median: `${(median(rss) / 1024).toFixed(0)} MB`, target: '< 150 MB', runs },
     ];
   } finally {

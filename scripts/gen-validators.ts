@@ -6,7 +6,10 @@
 import { writeFileSync } from 'node:fs';
 import { renderValidators } from './validators-source.js';
 
-for (const [kind, file] of [['loader', 'validators.generated.ts'], ['defaults', 'validators-defaults.generated.ts']] as const) {
+for (const [kind, file] of [
+  ['loader', 'validators.generated.ts'],
+  ['defaults', 'validators-defaults.generated.ts'],
+] as const) {
   writeFileSync(new URL(`../src/playbook/schema/${file}`, import.meta.url), renderValidators(kind));
   process.stdout.write(`wrote src/playbook/schema/${file}\n`);
 }

@@ -7,7 +7,14 @@ import { readFileSync } from 'node:fs';
 import { classifyPullError } from '../src/cri/classify.js';
 import { moduleArgSchemas } from '../src/playbook/schema/modules.js';
 
-type Prop = { type?: string; enum?: readonly string[]; default?: unknown; description?: string; anyOf?: readonly Prop[]; items?: Prop };
+type Prop = {
+  type?: string;
+  enum?: readonly string[];
+  default?: unknown;
+  description?: string;
+  anyOf?: readonly Prop[];
+  items?: Prop;
+};
 
 function typeOf(p: Prop): string {
   if (p.enum) return p.enum.map((e) => `\`${e}\``).join(' \\| ');
@@ -19,7 +26,13 @@ function typeOf(p: Prop): string {
 export function modulesSection(): string {
   const out: string[] = [];
   for (const [name, schema] of Object.entries(moduleArgSchemas)) {
-    const s = schema as unknown as { description: string; required?: readonly string[]; properties: Record<string, Prop>; 'x-exclusive'?: readonly (readonly string[])[]; 'x-together'?: readonly (readonly string[])[] };
+    const s = schema as unknown as {
+      description: string;
+      required?: readonly string[];
+      properties: Record<string, Prop>;
+      'x-exclusive'?: readonly (readonly string[])[];
+      'x-together'?: readonly (readonly string[])[];
+    };
     out.push(`### \`${name}\``, '', s.description, '', '| argument | type | default | |', '|---|---|---|---|');
     for (const [arg, p] of Object.entries(s.properties)) {
       const req = s.required?.includes(arg) ? ' **required**' : '';
@@ -34,15 +47,24 @@ export function modulesSection(): string {
 }
 
 export function troubleshootingSection(): string {
-  const fixtures = JSON.parse(readFileSync(new URL('../src/cri/fixtures/pull-errors.json', import.meta.url), 'utf8')) as { errors: Array<{ class: string; message: string }> };
+  const fixtures = JSON.parse(
+    readFileSync(new URL('../src/cri/fixtures/pull-errors.json', import.meta.url), 'utf8'),
+  ) as { errors: Array<{ class: string; message: string }> };
   const seen = new Set<string>();
-  const rows = ['| containerd says (recorded from containerd 1.6) | trustplay classifies it as | fix |', '|---|---|---|'];
+  const rows = [
+    '| containerd says (recorded from containerd 1.6) | trustplay classifies it as | fix |',
+    '|---|---|---|',
+  ];
   for (const e of fixtures.errors) {
     const c = classifyPullError(e.message);
     if (seen.has(c.class)) continue;
     seen.add(c.class);
-    const tail = e.message.replace(/^.*?: (?=(?:failed to do request|dial tcp|pulling from host|[^:]+: not found))/, '').replace(/^failed to do request: /, '');
-    rows.push(`| \`${tail.replace(/\|/g, '\\|').replace(/127\.0\.0\.1:\d+|:\d{4,5}/g, (m) => m.replace(/\d{4,5}$/, 'PORT'))}\` | ${c.class} | ${c.hint.replace(/\|/g, '\\|')} |`);
+    const tail = e.message
+      .replace(/^.*?: (?=(?:failed to do request|dial tcp|pulling from host|[^:]+: not found))/, '')
+      .replace(/^failed to do request: /, '');
+    rows.push(
+      `| \`${tail.replace(/\|/g, '\\|').replace(/127\.0\.0\.1:\d+|:\d{4,5}/g, (m) => m.replace(/\d{4,5}$/, 'PORT'))}\` | ${c.class} | ${c.hint.replace(/\|/g, '\\|')} |`,
+    );
   }
   return rows.join('\n');
 }

@@ -4,7 +4,8 @@ import { newAjv } from '../src/playbook/schema/ajv.js';
 import standaloneModule from 'ajv/dist/standalone/index.js';
 
 // A CommonJS module whose default export is itself: reach the function whichever way it is loaded.
-const standaloneCode = ((standaloneModule as unknown as { default?: typeof standaloneModule }).default ?? standaloneModule) as unknown as (ajv: Ajv2020, refs: Record<string, string>) => string;
+const standaloneCode = ((standaloneModule as unknown as { default?: typeof standaloneModule }).default ??
+  standaloneModule) as unknown as (ajv: Ajv2020, refs: Record<string, string>) => string;
 import { precompiledSchemas } from '../src/playbook/schema/precompiled-names.js';
 
 /**

@@ -24,7 +24,14 @@ export interface Execution {
 }
 
 export async function executePlaybook(x: Execution, options: Options): Promise<number> {
-  const [{ runPlaybook, exitCodeFor, newRunId }, { makeReporter }, { SnapshotStore, RunSnapshot }, { writeReports }, { readServiceAccountForSnapshot }, { acquireHostLock }] = await Promise.all([
+  const [
+    { runPlaybook, exitCodeFor, newRunId },
+    { makeReporter },
+    { SnapshotStore, RunSnapshot },
+    { writeReports },
+    { readServiceAccountForSnapshot },
+    { acquireHostLock },
+  ] = await Promise.all([
     import('../engine/run.js'),
     import('./reporter.js'),
     import('../snapshots/store.js'),
@@ -71,9 +78,18 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   });
   await snapshot.complete();
   const code = exitCodeFor(result, { check: x.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
-  reporter.event({ type: 'run-end', recap: result.recap, durationMs: result.durationMs, exitCode: code, check: x.check });
+  reporter.event({
+    type: 'run-end',
+    recap: result.recap,
+    durationMs: result.durationMs,
+    exitCode: code,
+    check: x.check,
+  });
   await reporter.close?.();
-  if (snapshot.exists && options.format === 'human') process.stderr.write(`snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: trustplay restore ${runId})\n`);
+  if (snapshot.exists && options.format === 'human')
+    process.stderr.write(
+      `snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: trustplay restore ${runId})\n`,
+    );
   await writeReports(options, collector.report, result.secrets);
   return code;
 }

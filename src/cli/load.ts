@@ -6,7 +6,9 @@ import { ExitCode, ExitError } from './exit-codes.js';
 import type { Options } from './options.js';
 
 export function formatDiagnostics(ds: Diagnostic[]): string {
-  return ds.map(formatDiagnostic).join('\n') + `\n${ds.length} problem${ds.length === 1 ? '' : 's'} found; nothing ran.`;
+  return (
+    ds.map(formatDiagnostic).join('\n') + `\n${ds.length} problem${ds.length === 1 ? '' : 's'} found; nothing ran.`
+  );
 }
 
 export async function loadInventoryOrExit(options: Options): Promise<Inventory> {
@@ -17,8 +19,16 @@ export async function loadInventoryOrExit(options: Options): Promise<Inventory> 
 }
 
 /** Everything needed to run a playbook, or exit 3 with every problem listed. */
-export async function loadAll(file: string | undefined, options: Options, extraModules?: Record<string, Record<string, unknown>>): Promise<LoadResult & { playbook: NonNullable<LoadResult['playbook']> }> {
-  if (!file) throw new ExitError(ExitCode.Invalid, 'missing PLAYBOOK: e.g. `trustplay run playbooks/fix-registry.yaml -i inventory.yaml`');
+export async function loadAll(
+  file: string | undefined,
+  options: Options,
+  extraModules?: Record<string, Record<string, unknown>>,
+): Promise<LoadResult & { playbook: NonNullable<LoadResult['playbook']> }> {
+  if (!file)
+    throw new ExitError(
+      ExitCode.Invalid,
+      'missing PLAYBOOK: e.g. `trustplay run playbooks/fix-registry.yaml -i inventory.yaml`',
+    );
   let inventory: Inventory;
   const invErrors: Diagnostic[] = [];
   if (options.inventory) {

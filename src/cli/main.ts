@@ -9,12 +9,30 @@ import { ExitCode, ExitError } from './exit-codes.js';
 type CommandFn = (positionals: string[], options: import('./options.js').Options) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<CommandFn> }> = {
-  run: { summary: 'run PLAYBOOK: apply the playbook to its hosts', load: async () => (await import('./commands/run.js')).runCommand },
-  check: { summary: 'check PLAYBOOK: report drift without changing anything (exit 2 on drift)', load: async () => (await import('./commands/run.js')).checkCommand },
-  validate: { summary: 'validate PLAYBOOK: check playbook and inventory, run nothing', load: async () => (await import('./commands/validate.js')).validateCommand },
-  facts: { summary: 'facts: show what each host trusts and which credentials it holds (no secret values)', load: async () => (await import('./commands/facts.js')).factsCommand },
-  snapshots: { summary: 'snapshots list | show ID | prune --keep N: the saved state of past runs', load: async () => (await import('./commands/snapshots.js')).snapshotsCommand },
-  restore: { summary: 'restore SNAPSHOT-ID: put back everything a run changed (--check, --diff, --limit)', load: async () => (await import('./commands/restore.js')).restoreCommand },
+  run: {
+    summary: 'run PLAYBOOK: apply the playbook to its hosts',
+    load: async () => (await import('./commands/run.js')).runCommand,
+  },
+  check: {
+    summary: 'check PLAYBOOK: report drift without changing anything (exit 2 on drift)',
+    load: async () => (await import('./commands/run.js')).checkCommand,
+  },
+  validate: {
+    summary: 'validate PLAYBOOK: check playbook and inventory, run nothing',
+    load: async () => (await import('./commands/validate.js')).validateCommand,
+  },
+  facts: {
+    summary: 'facts: show what each host trusts and which credentials it holds (no secret values)',
+    load: async () => (await import('./commands/facts.js')).factsCommand,
+  },
+  snapshots: {
+    summary: 'snapshots list | show ID | prune --keep N: the saved state of past runs',
+    load: async () => (await import('./commands/snapshots.js')).snapshotsCommand,
+  },
+  restore: {
+    summary: 'restore SNAPSHOT-ID: put back everything a run changed (--check, --diff, --limit)',
+    load: async () => (await import('./commands/restore.js')).restoreCommand,
+  },
 };
 
 function version(): string {
@@ -64,7 +82,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!cmd) {
       const { suggestion } = await import('../playbook/diagnostics.js');
-      throw new ExitError(ExitCode.Invalid, `unknown command \`${name}\`${suggestion(name, Object.keys(commands))}; commands: ${Object.keys(commands).join(', ')}`);
+      throw new ExitError(
+        ExitCode.Invalid,
+        `unknown command \`${name}\`${suggestion(name, Object.keys(commands))}; commands: ${Object.keys(commands).join(', ')}`,
+      );
     }
     const { parseOptions } = await import('./options.js');
     const { positionals, options } = await parseOptions(rest);
@@ -79,7 +100,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return e.code;
     }
-    process.stderr.write(`trustplay: internal error: ${(e as Error).stack ?? String(e)}\nThis is a bug in trustplay; nothing more was changed after this point.\n`);
+    process.stderr.write(
+      `trustplay: internal error: ${(e as Error).stack ?? String(e)}\nThis is a bug in trustplay; nothing more was changed after this point.\n`,
+    );
     return ExitCode.Failed;
   }
 }

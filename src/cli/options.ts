@@ -50,13 +50,18 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
   try {
     parsed = parseArgs({ args: argv, options: commonOptions, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new ExitError(ExitCode.Invalid, `${(e as Error).message.replace(/\. To specify.*$/s, '')}; see \`trustplay --help\``);
+    throw new ExitError(
+      ExitCode.Invalid,
+      `${(e as Error).message.replace(/\. To specify.*$/s, '')}; see \`trustplay --help\``,
+    );
   }
   const v = parsed.values;
   const forks = v.forks === undefined ? 50 : Number(v.forks);
-  if (!Number.isInteger(forks) || forks < 1) throw new ExitError(ExitCode.Invalid, `--forks must be a whole number of at least 1, not \`${v.forks}\``);
+  if (!Number.isInteger(forks) || forks < 1)
+    throw new ExitError(ExitCode.Invalid, `--forks must be a whole number of at least 1, not \`${v.forks}\``);
   const format = (v.format ?? 'human') as Options['format'];
-  if (!['human', 'json', 'jsonl'].includes(format)) throw new ExitError(ExitCode.Invalid, `--format must be human, json or jsonl, not \`${v.format}\``);
+  if (!['human', 'json', 'jsonl'].includes(format))
+    throw new ExitError(ExitCode.Invalid, `--format must be human, json or jsonl, not \`${v.format}\``);
   const extraVars: Record<string, unknown> = {};
   if (v['extra-vars']?.length) {
     const { parse } = await import('yaml');
@@ -74,10 +79,18 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     }
   }
   const keep = v.keep === undefined ? undefined : Number(v.keep);
-  if (keep !== undefined && (!Number.isInteger(keep) || keep < 0)) throw new ExitError(ExitCode.Invalid, `--keep must be a whole number, not \`${v.keep}\``);
+  if (keep !== undefined && (!Number.isInteger(keep) || keep < 0))
+    throw new ExitError(ExitCode.Invalid, `--keep must be a whole number, not \`${v.keep}\``);
   const lockTimeout = v['lock-timeout'] === undefined ? 60 : Number(v['lock-timeout']);
-  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) throw new ExitError(ExitCode.Invalid, `--lock-timeout must be a number of seconds, not \`${v['lock-timeout']}\``);
-  const split = (s?: string) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0)
+    throw new ExitError(ExitCode.Invalid, `--lock-timeout must be a number of seconds, not \`${v['lock-timeout']}\``);
+  const split = (s?: string) =>
+    s === undefined
+      ? undefined
+      : s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
   const options: Options = {
     forks,
     check: v.check ?? false,

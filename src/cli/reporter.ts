@@ -11,7 +11,8 @@ export function makeReporter(options: Options): { reporter: Reporter; collector:
   let main: Reporter;
   if (options.format === 'json') main = new JsonReporter(process.stdout);
   else if (options.format === 'jsonl') main = new JsonlReporter(process.stdout);
-  else if (process.stdout.isTTY && process.env['TERM'] !== 'dumb' && !process.env['CI']) main = new ListrReporter(process.stdout, styleFor(process.stdout), options.verbose);
+  else if (process.stdout.isTTY && process.env['TERM'] !== 'dumb' && !process.env['CI'])
+    main = new ListrReporter(process.stdout, styleFor(process.stdout), options.verbose);
   else main = new PlainReporter({ out: process.stdout, style: styleFor(process.stdout), verbose: options.verbose });
   return { reporter: new TeeReporter([collector, main]), collector };
 }

@@ -77,7 +77,8 @@ function intArg(name: string, value: number | undefined, radix: 8 | 10): string 
 }
 
 export function writeFileCommand(path: string, options: WriteOptions = {}): Command {
-  if (options.mode !== undefined && options.mode > 0o7777) throw new Error(`mode ${options.mode.toString(8)} is not a permission mode`);
+  if (options.mode !== undefined && options.mode > 0o7777)
+    throw new Error(`mode ${options.mode.toString(8)} is not a permission mode`);
   return {
     argv: [
       'sh',
@@ -116,12 +117,24 @@ export function parseStatResult(host: string, path: string, result: ExecResult):
   if (result.code !== 0) throw fileError(host, 'stat', path, result);
   const [rawMode, uid, gid, size] = result.stdout.toString('utf8').trim().split(/\s+/);
   const mode = parseInt(rawMode ?? '', 16);
-  if (Number.isNaN(mode)) throw fileError(host, 'stat', path, { ...result, stderr: Buffer.from(`unexpected stat output ${JSON.stringify(result.stdout.toString())}`) });
+  if (Number.isNaN(mode))
+    throw fileError(host, 'stat', path, {
+      ...result,
+      stderr: Buffer.from(`unexpected stat output ${JSON.stringify(result.stdout.toString())}`),
+    });
   return statFromMode(mode, Number(uid), Number(gid), Number(size));
 }
 
 /** A FileStat from a full st_mode (type bits included). */
 export function statFromMode(mode: number, uid: number, gid: number, size: number): FileStat {
   const type = mode & 0o170000;
-  return { exists: true, isFile: type === 0o100000, isDirectory: type === 0o040000, mode: mode & 0o7777, uid, gid, size };
+  return {
+    exists: true,
+    isFile: type === 0o100000,
+    isDirectory: type === 0o040000,
+    mode: mode & 0o7777,
+    uid,
+    gid,
+    size,
+  };
 }

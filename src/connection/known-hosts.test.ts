@@ -1,6 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkHostKey, entryMatches, fingerprint, hostPattern, keyTypeOf, parseKnownHosts, preferredHostKeyAlgorithms } from './known-hosts.js';
+import {
+  checkHostKey,
+  entryMatches,
+  fingerprint,
+  hostPattern,
+  keyTypeOf,
+  parseKnownHosts,
+  preferredHostKeyAlgorithms,
+} from './known-hosts.js';
 
 function blob(type: string, body = randomBytes(32)): Buffer {
   const t = Buffer.from(type);
@@ -57,7 +65,11 @@ describe('known_hosts', () => {
 
   it('tells trusted, changed, unknown and revoked apart', () => {
     const { entries } = parseKnownHosts(
-      [`h1 ssh-ed25519 ${ed.toString('base64')}`, `h2 ssh-rsa ${rsa.toString('base64')}`, `@revoked * ssh-ed25519 ${ed2.toString('base64')}`].join('\n'),
+      [
+        `h1 ssh-ed25519 ${ed.toString('base64')}`,
+        `h2 ssh-rsa ${rsa.toString('base64')}`,
+        `@revoked * ssh-ed25519 ${ed2.toString('base64')}`,
+      ].join('\n'),
       'kh',
     );
     expect(checkHostKey(entries, ['h1'], ed).status).toBe('trusted');
@@ -68,12 +80,9 @@ describe('known_hosts', () => {
     expect(changed.status === 'changed' && changed.entry.line).toBe(1);
     expect(checkHostKey(entries, ['h2'], other)).toEqual({ status: 'unknown', otherTypes: ['ssh-rsa'] });
     expect(checkHostKey(entries, ['h9'], other)).toEqual({ status: 'unknown', otherTypes: [] });
-    expect(preferredHostKeyAlgorithms(entries, ['h2'], ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'])).toEqual([
-      'rsa-sha2-512',
-      'rsa-sha2-256',
-      'ssh-rsa',
-      'ssh-ed25519',
-    ]);
+    expect(
+      preferredHostKeyAlgorithms(entries, ['h2'], ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']),
+    ).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519']);
   });
 
   it('fingerprints in OpenSSH format and reads key types', () => {

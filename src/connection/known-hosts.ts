@@ -77,7 +77,9 @@ export function parseKnownHosts(text: string, file: string): KnownHosts {
     }
     if (marker === 'cert-authority') {
       // ssh2 does not hand us the host certificate, so a CA line cannot vouch for anything here.
-      notes.push(`${file}:${i + 1}: @cert-authority lines are not supported (host certificates are not checked); ignored`);
+      notes.push(
+        `${file}:${i + 1}: @cert-authority lines are not supported (host certificates are not checked); ignored`,
+      );
       continue;
     }
     entries.push({ file, line: i + 1, ...(marker ? { marker } : {}), hosts, keyType, key });
@@ -86,7 +88,10 @@ export function parseKnownHosts(text: string, file: string): KnownHosts {
 }
 
 function globMatch(pattern: string, value: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 'i').test(value);
 }
 
@@ -121,7 +126,11 @@ export type HostKeyVerdict =
   | { status: 'unknown'; otherTypes: string[] };
 
 /** Checks `key` for any of `hosts` (pattern strings); revoked wins, then a match, then a mismatch. */
-export function checkHostKey(entries: readonly KnownHostEntry[], hosts: readonly string[], key: Buffer): HostKeyVerdict {
+export function checkHostKey(
+  entries: readonly KnownHostEntry[],
+  hosts: readonly string[],
+  key: Buffer,
+): HostKeyVerdict {
   const revoked = entries.find((e) => e.marker === 'revoked' && e.key.equals(key));
   if (revoked) return { status: 'revoked', entry: revoked };
   const forHost = entries.filter((e) => e.marker === undefined && hosts.some((h) => entryMatches(e, h)));
@@ -187,27 +196,29 @@ const appendQueues = new Map<string, Promise<void>>();
 export async function appendKnownHost(file: string, host: string, key: Buffer): Promise<void> {
   const previous = appendQueues.get(file) ?? Promise.resolve();
   // Serialised per file so parallel first connects never interleave or double-newline lines.
-  const next = previous.catch(() => undefined).then(async () => {
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    let prefix = '';
-    try {
-      const fh = await open(file, fsConstants.O_RDONLY);
+  const next = previous
+    .catch(() => undefined)
+    .then(async () => {
+      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      let prefix = '';
       try {
-        const { size } = await fh.stat();
-        if (size > 0) {
-          const last = Buffer.alloc(1);
-          await fh.read(last, 0, 1, size - 1);
-          if (last[0] !== 0x0a) prefix = '\n';
+        const fh = await open(file, fsConstants.O_RDONLY);
+        try {
+          const { size } = await fh.stat();
+          if (size > 0) {
+            const last = Buffer.alloc(1);
+            await fh.read(last, 0, 1, size - 1);
+            if (last[0] !== 0x0a) prefix = '\n';
+          }
+        } finally {
+          await fh.close();
         }
-      } finally {
-        await fh.close();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    await appendFile(file, `${prefix}${host} ${keyTypeOf(key)} ${key.toString('base64')}\n`, { mode: 0o600 });
-    cache.delete(file);
-  });
+      await appendFile(file, `${prefix}${host} ${keyTypeOf(key)} ${key.toString('base64')}\n`, { mode: 0o600 });
+      cache.delete(file);
+    });
   appendQueues.set(file, next);
   return next;
 }

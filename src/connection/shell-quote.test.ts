@@ -14,10 +14,16 @@ function sh(line: string, input?: string, env?: NodeJS.ProcessEnv): string {
 describe('quote', () => {
   it('round-trips any string without NUL through a real POSIX shell', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: 'binary' }).filter((s) => !s.includes('\0')), { minLength: 1, maxLength: 20 }), (words) => {
-        const out = sh(`printf '%s\\0' ${quoteArgv(words)}`);
-        expect(out.split('\0').slice(0, -1)).toEqual(words);
-      }),
+      fc.property(
+        fc.array(
+          fc.string({ unit: 'binary' }).filter((s) => !s.includes('\0')),
+          { minLength: 1, maxLength: 20 },
+        ),
+        (words) => {
+          const out = sh(`printf '%s\\0' ${quoteArgv(words)}`);
+          expect(out.split('\0').slice(0, -1)).toEqual(words);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -34,7 +40,9 @@ describe('buildCommandLine', () => {
   it('puts env inside the command and quotes values', () => {
     const { line } = buildCommandLine({ argv: ['sh', '-c', 'printf %s "$A"'] }, { env: { A: "x' $(y)" } });
     expect(sh(line, undefined, {})).toBe("x' $(y)");
-    expect(() => buildCommandLine({ argv: ['true'] }, { env: { 'BAD-NAME': 'x' } })).toThrow(/invalid environment variable/);
+    expect(() => buildCommandLine({ argv: ['true'] }, { env: { 'BAD-NAME': 'x' } })).toThrow(
+      /invalid environment variable/,
+    );
   });
 
   it('wraps in timeout so the remote process group dies with the channel', () => {

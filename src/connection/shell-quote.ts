@@ -89,7 +89,7 @@ export function buildCommandLine(command: Command, options: CommandLineOptions =
     'IFS= read -r pw',
     'exec 3<&0',
     'd=$(mktemp -d "${TMPDIR:-/tmp}/trustplay-sudo.XXXXXX") || exit 1',
-    "trap 'rm -rf -- \"$d\"' EXIT",
+    'trap \'rm -rf -- "$d"\' EXIT',
     'mkfifo -m 600 -- "$d/in" || exit 1',
     'cat <&3 >"$d/in" 3<&- & c=$!',
     'exec 3<&-',

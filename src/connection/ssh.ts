@@ -4,7 +4,15 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import type { AnyAuthMethod, AuthHandlerMiddleware, Client as SshClient, ClientChannel, ConnectConfig, ParsedKey, ServerHostKeyAlgorithm } from 'ssh2';
+import type {
+  AnyAuthMethod,
+  AuthHandlerMiddleware,
+  Client as SshClient,
+  ClientChannel,
+  ConnectConfig,
+  ParsedKey,
+  ServerHostKeyAlgorithm,
+} from 'ssh2';
 import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
 import { ConnectionError } from './errors.js';
 import {
@@ -276,7 +284,11 @@ export class SshConnection implements Connection {
         try {
           data = await readFile(file);
         } catch (err) {
-          throw new ConnectionError('auth', this.host, `${target.label}: cannot read the SSH key ${tildify(file)} (${(err as Error).message}) — check identity_file`);
+          throw new ConnectionError(
+            'auth',
+            this.host,
+            `${target.label}: cannot read the SSH key ${tildify(file)} (${(err as Error).message}) — check identity_file`,
+          );
         }
         const key = utils.parseKey(data, passphrase);
         if (key instanceof Error) {
@@ -339,15 +351,22 @@ export class SshConnection implements Connection {
               appendKnownHost(file, target.names[0] ?? target.address, key).then(
                 () => verify(true),
                 (err: unknown) => {
-                  hostKeyError = new ConnectionError('host-key', this.host, `${target.label}: cannot record the new host key in ${file}: ${(err as Error).message}`);
+                  hostKeyError = new ConnectionError(
+                    'host-key',
+                    this.host,
+                    `${target.label}: cannot record the new host key in ${file}: ${(err as Error).message}`,
+                  );
                   verify(false);
                 },
               );
               return;
             }
           }
-          const others = verdict.otherTypes.length ? ` (known_hosts has only ${verdict.otherTypes.join(', ')} keys for it)` : '';
-          const keyscan = target.port === 22 ? `ssh-keyscan ${target.address}` : `ssh-keyscan -p ${target.port} ${target.address}`;
+          const others = verdict.otherTypes.length
+            ? ` (known_hosts has only ${verdict.otherTypes.join(', ')} keys for it)`
+            : '';
+          const keyscan =
+            target.port === 22 ? `ssh-keyscan ${target.address}` : `ssh-keyscan -p ${target.port} ${target.address}`;
           hostKeyError = new ConnectionError(
             'host-key',
             this.host,
@@ -376,7 +395,13 @@ export class SshConnection implements Connection {
       keepaliveCountMax: 3,
       hostVerifier,
       authHandler,
-      algorithms: { serverHostKey: preferredHostKeyAlgorithms(known.entries, target.names, HOST_KEY_ALGORITHMS) as ServerHostKeyAlgorithm[] },
+      algorithms: {
+        serverHostKey: preferredHostKeyAlgorithms(
+          known.entries,
+          target.names,
+          HOST_KEY_ALGORITHMS,
+        ) as ServerHostKeyAlgorithm[],
+      },
       ...(sock ? { sock } : {}),
     };
 
@@ -410,14 +435,29 @@ export class SshConnection implements Connection {
     });
   }
 
-  private describeConnectError(target: Target, err: Error & { level?: string; code?: string }, creds: Credential[], timeoutMs: number): ConnectionError {
+  private describeConnectError(
+    target: Target,
+    err: Error & { level?: string; code?: string },
+    creds: Credential[],
+    timeoutMs: number,
+  ): ConnectionError {
     const at = target.label;
     if (err.level === 'client-authentication') {
       const how = creds.map((c) => c.description).join(', ');
-      return new ConnectionError('auth', this.host, `${at}: authentication failed for user ${target.user} with ${how} (publickey) — check the key and authorized_keys`, { cause: err });
+      return new ConnectionError(
+        'auth',
+        this.host,
+        `${at}: authentication failed for user ${target.user} with ${how} (publickey) — check the key and authorized_keys`,
+        { cause: err },
+      );
     }
     if (err.level === 'client-timeout') {
-      return new ConnectionError('unreachable', this.host, `${at}: no SSH handshake within ${timeoutMs / 1000} s — is the address right and the port reachable?`, { cause: err });
+      return new ConnectionError(
+        'unreachable',
+        this.host,
+        `${at}: no SSH handshake within ${timeoutMs / 1000} s — is the address right and the port reachable?`,
+        { cause: err },
+      );
     }
     const reasons: Record<string, string> = {
       ECONNREFUSED: 'connection refused — is sshd running and listening there?',
@@ -426,7 +466,8 @@ export class SshConnection implements Connection {
       ETIMEDOUT: 'connection timed out — is the address right and the port reachable?',
       ENOTFOUND: 'cannot resolve the address — check the inventory',
       EAI_AGAIN: 'cannot resolve the address (DNS not answering) — check the inventory and DNS',
-      ECONNRESET: 'connection reset during the SSH handshake — is it an SSH server, and does it accept us (MaxStartups, firewall)?',
+      ECONNRESET:
+        'connection reset during the SSH handshake — is it an SSH server, and does it accept us (MaxStartups, firewall)?',
     };
     const reason = (err.code && reasons[err.code]) ?? `SSH connection failed: ${err.message}`;
     return new ConnectionError('unreachable', this.host, `${at}: ${reason}`, { cause: err });
@@ -444,9 +485,13 @@ export class SshConnection implements Connection {
   }
 
   /** Runs a command line on a session channel, waiting for a free slot first. */
-  private async run(line: CommandLine, stdin: string | Buffer | undefined, timeoutMs: number | undefined): Promise<ExecResult> {
+  private async run(
+    line: CommandLine,
+    stdin: string | Buffer | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<ExecResult> {
     await this.connect();
-    for (let refusals = 0; ; ) {
+    for (let refusals = 0; ;) {
       await this.slots.acquire();
       let running: { result: Promise<ExecResult> };
       try {
@@ -504,10 +549,20 @@ export class SshConnection implements Connection {
   }
 
   private lost(cause?: unknown): ConnectionError {
-    return new ConnectionError('unreachable', this.host, `${this.target.label}: the SSH connection was lost — is the host still up?`, { cause });
+    return new ConnectionError(
+      'unreachable',
+      this.host,
+      `${this.target.label}: the SSH connection was lost — is the host still up?`,
+      { cause },
+    );
   }
 
-  private collect(channel: ClientChannel, line: CommandLine, stdin: string | Buffer | undefined, timeoutMs: number | undefined): Promise<ExecResult> {
+  private collect(
+    channel: ClientChannel,
+    line: CommandLine,
+    stdin: string | Buffer | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];

@@ -76,7 +76,11 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
   if (!exists) version = defaultVersionFor(opts.containerdMajor);
   else if (rawVersion === undefined || rawVersion === 1) return { ok: false, error: VERSION_1_REFUSAL };
   else if (rawVersion === 2 || rawVersion === 3) version = rawVersion;
-  else return { ok: false, error: `config.toml declares version = ${JSON.stringify(rawVersion)}, which containerd does not know; fix the version line and run again.` };
+  else
+    return {
+      ok: false,
+      error: `config.toml declares version = ${JSON.stringify(rawVersion)}, which containerd does not know; fix the version line and run again.`,
+    };
   if (version === 3 && opts.containerdMajor !== undefined && opts.containerdMajor < 2) {
     return {
       ok: false,
@@ -132,7 +136,8 @@ function readConfigs(v: PlainValue | undefined): ContainerdConfigInfo['configs']
     if (isTable(c) && isTable(c['auth'])) {
       const a = c['auth'];
       const auth: LegacyAuth = {};
-      for (const k of ['username', 'password', 'auth', 'identitytoken'] as const) if (typeof a[k] === 'string') auth[k] = a[k];
+      for (const k of ['username', 'password', 'auth', 'identitytoken'] as const)
+        if (typeof a[k] === 'string') auth[k] = a[k];
       entry.auth = auth;
     }
     out[host] = entry;

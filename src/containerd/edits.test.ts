@@ -49,30 +49,39 @@ interface Case {
   owned: RegExp;
 }
 
-const CONFIG_PATH_LINES = /^\s*(config_path = .*|version = [23]|\[plugins\.(?:"|')io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.images)(?:"|')\.registry\]|)$/;
-const TLS_LINES = /^\s*(\[.*configs\."registry\.test:5000"\.tls\]|(?:configs\."registry\.test:5000"\.tls\.)?(?:insecure_skip_verify|ca_file) = .*|insecure_skip_verify = .*|ca_file = .*|cert_file = .*|key_file = .*|version = 2|\[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\.configs\."registry\.test:5000"\.tls\]|)$/;
+const CONFIG_PATH_LINES =
+  /^\s*(config_path = .*|version = [23]|\[plugins\.(?:"|')io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.images)(?:"|')\.registry\]|)$/;
+const TLS_LINES =
+  /^\s*(\[.*configs\."registry\.test:5000"\.tls\]|(?:configs\."registry\.test:5000"\.tls\.)?(?:insecure_skip_verify|ca_file) = .*|insecure_skip_verify = .*|ca_file = .*|cert_file = .*|key_file = .*|version = 2|\[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\.configs\."registry\.test:5000"\.tls\]|)$/;
 
 const cases: Case[] = [
   ...['v1.6-default.toml', 'v1.7-default.toml', 'commented.toml', 'imports.toml', 'other-config-path.toml', null].map(
-    (fixture): Case => ({ fixture, edit: 'config-path-1x', run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 1 }), owned: CONFIG_PATH_LINES }),
+    (fixture): Case => ({
+      fixture,
+      edit: 'config-path-1x',
+      run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 1 }),
+      owned: CONFIG_PATH_LINES,
+    }),
   ),
-  ...['v2.x-default.toml', null].map(
-    (fixture): Case => ({ fixture, edit: 'config-path-2x', run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 2 }), owned: CONFIG_PATH_LINES }),
-  ),
+  ...['v2.x-default.toml', null].map((fixture): Case => ({
+    fixture,
+    edit: 'config-path-2x',
+    run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 2 }),
+    owned: CONFIG_PATH_LINES,
+  })),
   {
     fixture: 'mirrors.toml',
     edit: 'config-path-migrate',
     run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 1, migrateLegacy: true }),
-    owned: /^\s*(config_path = .*|\[.*registry\.mirrors\.".*"\]|endpoint = .*|\[.*configs\."mirror\.internal"\.tls\]|ca_file = .*)$/,
+    owned:
+      /^\s*(config_path = .*|\[.*registry\.mirrors\.".*"\]|endpoint = .*|\[.*configs\."mirror\.internal"\.tls\]|ca_file = .*)$/,
   },
-  ...['v1.6-default.toml', 'v1.7-default.toml', 'commented.toml', 'dotted-keys.toml', null].map(
-    (fixture): Case => ({
-      fixture,
-      edit: 'legacy-tls-ca',
-      run: (t) => setLegacyTls(t, REG, { ca_file: `${CERTS}/${REG}/ca.crt` }, { containerdMajor: 1 }),
-      owned: TLS_LINES,
-    }),
-  ),
+  ...['v1.6-default.toml', 'v1.7-default.toml', 'commented.toml', 'dotted-keys.toml', null].map((fixture): Case => ({
+    fixture,
+    edit: 'legacy-tls-ca',
+    run: (t) => setLegacyTls(t, REG, { ca_file: `${CERTS}/${REG}/ca.crt` }, { containerdMajor: 1 }),
+    owned: TLS_LINES,
+  })),
   {
     fixture: 'two-registries.toml',
     edit: 'remove-auth',
@@ -131,7 +140,9 @@ describe('config.toml edits against fixtures (golden files)', () => {
     const r = ok(ensureConfigPath(before, CERTS, { containerdMajor: 2 }));
     expect(lineDiff(before, r.text).added).toEqual([`      config_path = '${CERTS}'`]);
     expect(r.notes.join(' ')).toMatch(/single directory/);
-    expect(getIn(parsePlain(r.text), ['plugins', 'io.containerd.cri.v1.images', 'registry', 'config_path'])).toBe(CERTS);
+    expect(getIn(parsePlain(r.text), ['plugins', 'io.containerd.cri.v1.images', 'registry', 'config_path'])).toBe(
+      CERTS,
+    );
   });
 
   it('multi-directory config_path on 1.x: kept when dir is listed, refused when not', () => {
@@ -157,7 +168,9 @@ describe('config.toml edits against fixtures (golden files)', () => {
 
   it('legacy mirrors (any containerd) and configs.tls (1.x) make config_path refuse before anything is written', () => {
     const mirrors = ensureConfigPath(read('mirrors.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(mirrors) && mirrors.error).toMatch(/legacy registry\.mirrors for docker\.io, registry\.test:5000 and registry\.configs\.\*\.tls for mirror\.internal.*migrate_legacy: true/);
+    expect(isRefusal(mirrors) && mirrors.error).toMatch(
+      /legacy registry\.mirrors for docker\.io, registry\.test:5000 and registry\.configs\.\*\.tls for mirror\.internal.*migrate_legacy: true/,
+    );
     const tls = ensureConfigPath(read('two-registries.toml'), CERTS, { containerdMajor: 1 });
     expect(isRefusal(tls) && tls.error).toMatch(/registry\.configs\.\*\.tls for registry\.test:5000, other\.example/);
     // On 2.x the tls tables are ignored rather than fatal: allowed, with a note.
@@ -169,21 +182,29 @@ describe('config.toml edits against fixtures (golden files)', () => {
     const r = ok(ensureConfigPath(read('mirrors.toml'), CERTS, { containerdMajor: 1, migrateLegacy: true }));
     const files = r.hostsFiles;
     expect(Object.keys(files).sort()).toEqual(['docker.io', 'mirror.internal', 'registry.test:5000']);
-    golden('mirrors.migrated-hosts.expected.txt', Object.entries(files).map(([d, t]) => `## ${d}/hosts.toml\n${t}`).join('\n'));
+    golden(
+      'mirrors.migrated-hosts.expected.txt',
+      Object.entries(files)
+        .map(([d, t]) => `## ${d}/hosts.toml\n${t}`)
+        .join('\n'),
+    );
     const docker = TOML.parse(files['docker.io'] as string) as Record<string, unknown>;
     expect(docker['server']).toBe('https://registry-1.docker.io');
     expect(Object.keys(docker['host'] as object)).toEqual(['https://mirror.internal']);
     const after = parsePlain(r.text);
     const reg = ['plugins', 'io.containerd.grpc.v1.cri', 'registry'];
     expect(getIn(after, [...reg, 'mirrors'])).toEqual({});
-    expect(getIn(after, [...reg, 'configs', 'mirror.internal'])).toEqual({ auth: { username: 'puller', password: 'not-a-real-secret' } });
+    expect(getIn(after, [...reg, 'configs', 'mirror.internal'])).toEqual({
+      auth: { username: 'puller', password: 'not-a-real-secret' },
+    });
     // The result no longer trips containerd's "mirrors cannot be set when config_path is provided".
     const info = inspectConfig(r.text);
     expect(info.ok && Object.keys(info.info.mirrors)).toEqual([]);
   });
 
   it('migrateLegacy maps the "*" mirror to _default and leaves server unset', () => {
-    const text = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]\n  endpoint = ["https://cache.internal"]\n';
+    const text =
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]\n  endpoint = ["https://cache.internal"]\n';
     const r = ok(migrateLegacy(text, { containerdMajor: 1 }));
     expect(Object.keys(r.hostsFiles)).toEqual(['_default']);
     expect(r.hostsFiles['_default']).not.toMatch(/^server/m);
@@ -194,7 +215,12 @@ describe('config.toml edits against fixtures (golden files)', () => {
     expect(isRefusal(v2) && v2.error).toMatch(/ignores registry\.configs\."registry\.test:5000"\.tls.*style: hosts/);
     const v2file = setLegacyTls(read('v1.6-default.toml'), REG, { insecure_skip_verify: true }, { containerdMajor: 2 });
     expect(isRefusal(v2file)).toBe(true);
-    const cp = setLegacyTls(read('other-config-path.toml'), REG, { insecure_skip_verify: true }, { containerdMajor: 1 });
+    const cp = setLegacyTls(
+      read('other-config-path.toml'),
+      REG,
+      { insecure_skip_verify: true },
+      { containerdMajor: 1 },
+    );
     expect(isRefusal(cp) && cp.error).toMatch(/config_path to \/etc\/docker\/certs\.d.*refuses to load/);
     const empty = setLegacyTls(read('v1.6-default.toml'), REG, {}, { containerdMajor: 1 });
     expect(isRefusal(empty)).toBe(true);
@@ -206,7 +232,9 @@ describe('config.toml edits against fixtures (golden files)', () => {
     const tls = getIn(parsePlain(r.text), ['plugins', 'io.containerd.grpc.v1.cri', 'registry', 'configs', REG, 'tls']);
     expect(tls).toEqual({ ca_file: '/ca.crt' });
     // The other registry is untouched, byte for byte.
-    expect(r.text).toContain('[plugins."io.containerd.grpc.v1.cri".registry.configs."other.example".tls]\n      ca_file = "/etc/ssl/other-ca.pem"\n');
+    expect(r.text).toContain(
+      '[plugins."io.containerd.grpc.v1.cri".registry.configs."other.example".tls]\n      ca_file = "/etc/ssl/other-ca.pem"\n',
+    );
   });
 
   it('removeRegistryAuth keeps TLS and the other registry, and matches host forms', () => {
@@ -219,15 +247,24 @@ describe('config.toml edits against fixtures (golden files)', () => {
       'other.example': { auth: { auth: 'b3RoZXI6c2VjcmV0' }, tls: { ca_file: '/etc/ssl/other-ca.pem' } },
     });
     expect(r.notes.join(' ')).not.toMatch(/stale-password/);
-    const forms = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.configs."https://registry.test".auth]\n  username = "u"\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://registry.test"]\n  username = "u"\n';
+    const forms =
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.configs."https://registry.test".auth]\n  username = "u"\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://registry.test"]\n  username = "u"\n';
     const f = ok(removeRegistryAuth(forms, 'registry.test'));
-    expect(f.removed).toEqual(['registry.configs."https://registry.test".auth', 'registry.auths."https://registry.test"']);
+    expect(f.removed).toEqual([
+      'registry.configs."https://registry.test".auth',
+      'registry.auths."https://registry.test"',
+    ]);
     expect(ok(removeRegistryAuth(forms, 'registry.test:5000')).changed).toBe(false);
   });
 
   it('refuses to edit inside an inline table instead of corrupting it', () => {
-    const r = removeRegistryAuth('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.configs]\n  "registry.test" = { auth = { username = "u" } }\n', 'registry.test');
-    expect(isRefusal(r) && r.error).toMatch(/inline value of "\\"registry\.test\\""|inline value of ""registry\.test""|inline/);
+    const r = removeRegistryAuth(
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.configs]\n  "registry.test" = { auth = { username = "u" } }\n',
+      'registry.test',
+    );
+    expect(isRefusal(r) && r.error).toMatch(
+      /inline value of "\\"registry\.test\\""|inline value of ""registry\.test""|inline/,
+    );
   });
 
   it('removeConfigPath removes only our directory', () => {
@@ -239,9 +276,13 @@ describe('config.toml edits against fixtures (golden files)', () => {
   });
 
   it('version 1, broken and version-3-on-1.x files are refused with one actionable sentence', () => {
-    expect(ensureConfigPath(read('version1.toml'), CERTS, { containerdMajor: 1 })).toEqual({ error: VERSION_1_REFUSAL });
+    expect(ensureConfigPath(read('version1.toml'), CERTS, { containerdMajor: 1 })).toEqual({
+      error: VERSION_1_REFUSAL,
+    });
     const broken = ensureConfigPath(read('broken.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(broken) && broken.error).toMatch(/^config\.toml is not valid TOML at line 4:\d+: .*fix it by hand/);
+    expect(isRefusal(broken) && broken.error).toMatch(
+      /^config\.toml is not valid TOML at line 4:\d+: .*fix it by hand/,
+    );
     const v3on1 = ensureConfigPath(read('v2.x-default.toml'), CERTS, { containerdMajor: 1 });
     expect(isRefusal(v3on1) && v3on1.error).toMatch(/version = 3, which containerd 1\.x cannot load/);
   });

@@ -17,12 +17,7 @@
  *   or `[plugins."io.containerd.cri.v1.images".registry]` (version 3); credentials may stay in
  *   `registry.configs."<host>".auth`.
  */
-import {
-  defaultVersionFor,
-  inspectConfig,
-  type ContainerdConfigInfo,
-  type LegacyTls,
-} from './config.js';
+import { defaultVersionFor, inspectConfig, type ContainerdConfigInfo, type LegacyTls } from './config.js';
 import {
   defaultServer,
   hostNamespaceDir,
@@ -120,9 +115,14 @@ export type EnsureConfigPathOutcome = (EditOk & { hostsFiles: Record<string, str
  * refused otherwise; on 2.x it is replaced by `dir` when `dir` is one of them (2.1+ reads none of
  * them) and refused otherwise. A different single directory is replaced, with a note.
  */
-export function ensureConfigPath(text: string | null, dir: string, opts: EnsureConfigPathOptions): EnsureConfigPathOutcome {
+export function ensureConfigPath(
+  text: string | null,
+  dir: string,
+  opts: EnsureConfigPathOptions,
+): EnsureConfigPathOutcome {
   return guarded(() => {
-    if (!dir.startsWith('/') || dir.includes(':')) throw new RefusalSignal(`config_path must be one absolute directory without ":", got ${JSON.stringify(dir)}.`);
+    if (!dir.startsWith('/') || dir.includes(':'))
+      throw new RefusalSignal(`config_path must be one absolute directory without ":", got ${JSON.stringify(dir)}.`);
     const info = inspectOrRefuse(text, opts);
     const notes: string[] = [];
     let hostsFiles: Record<string, string> = {};
@@ -151,7 +151,9 @@ export function ensureConfigPath(text: string | null, dir: string, opts: EnsureC
       hostsFiles = m.hostsFiles;
       notes.push(...m.notes);
     } else if (tlsHosts.length > 0) {
-      notes.push(`containerd ${opts.containerdMajor}.x ignores the legacy registry.configs.*.tls settings for ${tlsHosts.join(', ')}; migrate_legacy: true moves them into hosts.toml files`);
+      notes.push(
+        `containerd ${opts.containerdMajor}.x ignores the legacy registry.configs.*.tls settings for ${tlsHosts.join(', ')}; migrate_legacy: true moves them into hosts.toml files`,
+      );
     }
 
     const dirs = info.configPathDirs;
@@ -168,7 +170,9 @@ export function ensureConfigPath(text: string | null, dir: string, opts: EnsureC
       if (opts.containerdMajor < 2) {
         target = null;
         if (!sameDir(dirs[0] as string, dir)) {
-          notes.push(`config_path ${info.configPath ?? ''} searches ${dirs[0] as string} before ${dir}; a host directory for the same registry there wins`);
+          notes.push(
+            `config_path ${info.configPath ?? ''} searches ${dirs[0] as string} before ${dir}; a host directory for the same registry there wins`,
+          );
         }
       } else {
         const dropped = dirs.filter((d) => !sameDir(d, dir));
@@ -177,7 +181,9 @@ export function ensureConfigPath(text: string | null, dir: string, opts: EnsureC
         );
       }
     } else if (dirs.length === 1) {
-      notes.push(`config_path was ${dirs[0] as string}; host directories under it are no longer read once it is ${dir}`);
+      notes.push(
+        `config_path was ${dirs[0] as string}; host directories under it are no longer read once it is ${dir}`,
+      );
     }
     if (target !== null) {
       const r = unwrap(setKey(cur.text, info.criRegistryPath, 'config_path', target));
@@ -185,7 +191,9 @@ export function ensureConfigPath(text: string | null, dir: string, opts: EnsureC
       changed = changed || r.changed;
     }
     if (info.imports.length > 0) {
-      notes.push(`config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`);
+      notes.push(
+        `config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`,
+      );
     }
     return { text: cur.text, changed, notes, hostsFiles };
   });
@@ -203,10 +211,16 @@ export function setLegacyTls(text: string | null, host: string, tls: LegacyTls |
       if (text === null) return { text: '', changed: false, notes: [] };
       let cur = unwrap(removeKey(text, [...configs, host], 'tls'));
       if (cur.changed) cur = dropIfEmpty(cur.text, [...configs, host], cur.changed);
-      return { text: cur.text, changed: cur.changed, notes: cur.changed ? [`removed registry.configs."${host}".tls`] : [] };
+      return {
+        text: cur.text,
+        changed: cur.changed,
+        notes: cur.changed ? [`removed registry.configs."${host}".tls`] : [],
+      };
     }
     if (info.version === 3 || opts.containerdMajor >= 2) {
-      throw new RefusalSignal(`containerd ${opts.containerdMajor}.x ignores registry.configs."${host}".tls, so it would have no effect; use style: hosts instead.`);
+      throw new RefusalSignal(
+        `containerd ${opts.containerdMajor}.x ignores registry.configs."${host}".tls, so it would have no effect; use style: hosts instead.`,
+      );
     }
     if (info.configPath !== null && info.configPath !== '') {
       throw new RefusalSignal(
@@ -214,7 +228,9 @@ export function setLegacyTls(text: string | null, host: string, tls: LegacyTls |
       );
     }
     if (TLS_KEYS.every((k) => tls[k] === undefined)) {
-      throw new RefusalSignal('The legacy tls settings are empty; give ca_file, cert_file and key_file, or insecure_skip_verify.');
+      throw new RefusalSignal(
+        'The legacy tls settings are empty; give ca_file, cert_file and key_file, or insecure_skip_verify.',
+      );
     }
     let cur = withVersion(text, info);
     let changed = cur.changed;
@@ -286,7 +302,11 @@ export function removeConfigPath(text: string | null, dir: string, opts: EditOpt
     if (text === null) return { text: '', changed: false, notes: [] };
     const info = inspectOrRefuse(text, opts);
     if (info.configPath === null || !sameDir(info.configPath, dir)) {
-      return { text, changed: false, notes: info.configPath ? [`config_path is ${info.configPath}, not ${dir}; left as it is`] : [] };
+      return {
+        text,
+        changed: false,
+        notes: info.configPath ? [`config_path is ${info.configPath}, not ${dir}; left as it is`] : [],
+      };
     }
     const r = unwrap(removeKey(text, info.criRegistryPath, 'config_path'));
     return { text: r.text, changed: r.changed, notes: [`removed config_path ${dir}`] };
@@ -332,7 +352,13 @@ export function migrateLegacy(text: string, opts: EditOptions): MigrateOutcome {
         else hosts.push({ url, capabilities: ['pull', 'resolve'], ...tlsToHostFields(tls) });
       }
       const st = tlsToHostFields(serverTls ?? (ns === '*' ? undefined : info.configs[ns]?.tls));
-      files[hostNamespaceDir(ns)] = { server, serverCa: st.ca, serverClient: st.client, serverSkipVerify: st.skipVerify, hosts };
+      files[hostNamespaceDir(ns)] = {
+        server,
+        serverCa: st.ca,
+        serverClient: st.client,
+        serverSkipVerify: st.skipVerify,
+        hosts,
+      };
       notes.push(`moved registry.mirrors."${ns}" to ${hostNamespaceDir(ns)}/hosts.toml`);
     }
     for (const host of legacyTlsHosts(info)) {

@@ -8,7 +8,10 @@ describe('hosts.toml', () => {
   // The CA is on the server AND on its host entry: with it only on the entry, containerd 1.6.20
   // reports a missing image as x509 (the 404 falls through to `server`, which lacks the CA).
   it('renders a CA trust file as docs/hosts.md describes it, the CA on every endpoint containerd tries', () => {
-    const text = renderHostsToml({ registry: 'registry.test:5000', ca: '/etc/containerd/certs.d/registry.test:5000/ca.crt' });
+    const text = renderHostsToml({
+      registry: 'registry.test:5000',
+      ca: '/etc/containerd/certs.d/registry.test:5000/ca.crt',
+    });
     expect(text).toBe(
       `${MANAGED_MARKER}\nserver = "https://registry.test:5000"\nca = "/etc/containerd/certs.d/registry.test:5000/ca.crt"\n\n[host."https://registry.test:5000"]\n  capabilities = ["pull", "resolve"]\n  ca = "/etc/containerd/certs.d/registry.test:5000/ca.crt"\n`,
     );
@@ -16,7 +19,9 @@ describe('hosts.toml', () => {
   });
 
   it('renders mTLS, skip_verify and plain HTTP', () => {
-    const mtls = TOML.parse(renderHostsToml({ registry: 'r.test', ca: '/ca', clientCert: '/c.crt', clientKey: '/c.key' })) as { host: Record<string, { client: unknown }> };
+    const mtls = TOML.parse(
+      renderHostsToml({ registry: 'r.test', ca: '/ca', clientCert: '/c.crt', clientKey: '/c.key' }),
+    ) as { host: Record<string, { client: unknown }> };
     expect(mtls.host['https://r.test']?.client).toEqual([['/c.crt', '/c.key']]);
     expect((mtls as unknown as { client: unknown }).client).toEqual([['/c.crt', '/c.key']]);
     const skip = renderHostsToml({ registry: 'r.test', skipVerify: true });
@@ -32,10 +37,14 @@ describe('hosts.toml', () => {
     const p = parseHostsToml(renderHostsToml(o));
     expect(p.ok && p.model).toEqual(hostsTomlModel(o));
     expect(p.ok && p.managed).toBe(true);
-    const hand = parseHostsToml('server = "https://registry.test:5000"\nca = "/ca.crt"\nclient = [["/c", "/k"]]\nskip_verify = true\n[host."https://registry.test:5000"]\ncapabilities = ["pull","resolve"]\nca = ["/ca.crt"]\nclient = [["/c", "/k"]]\nskip_verify = true\n');
+    const hand = parseHostsToml(
+      'server = "https://registry.test:5000"\nca = "/ca.crt"\nclient = [["/c", "/k"]]\nskip_verify = true\n[host."https://registry.test:5000"]\ncapabilities = ["pull","resolve"]\nca = ["/ca.crt"]\nclient = [["/c", "/k"]]\nskip_verify = true\n',
+    );
     expect(hand.ok && hand.model).toEqual(hostsTomlModel(o));
     // The older layout (CA on the entry only) is a different model, so a node with it gets rewritten.
-    const entryOnly = parseHostsToml('server = "https://registry.test:5000"\n[host."https://registry.test:5000"]\ncapabilities = ["pull","resolve"]\nca = "/ca.crt"\nclient = [["/c", "/k"]]\nskip_verify = true\n');
+    const entryOnly = parseHostsToml(
+      'server = "https://registry.test:5000"\n[host."https://registry.test:5000"]\ncapabilities = ["pull","resolve"]\nca = "/ca.crt"\nclient = [["/c", "/k"]]\nskip_verify = true\n',
+    );
     expect(entryOnly.ok && entryOnly.model).not.toEqual(hostsTomlModel(o));
     expect(hand.ok && hand.managed).toBe(false);
     const bad = parseHostsToml('server = ');
@@ -45,7 +54,9 @@ describe('hosts.toml', () => {
 
 describe('config model', () => {
   it('reads the registry settings of a version 2 and a version 3 file', () => {
-    const v2 = inspectConfig('version = 2\nimports = ["/x.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/a:/b"\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n[plugins."io.containerd.grpc.v1.cri".registry.configs."h".tls]\nca_file = "/ca"\n');
+    const v2 = inspectConfig(
+      'version = 2\nimports = ["/x.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/a:/b"\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m"]\n[plugins."io.containerd.grpc.v1.cri".registry.configs."h".tls]\nca_file = "/ca"\n',
+    );
     expect(v2).toEqual({
       ok: true,
       info: {
@@ -65,8 +76,14 @@ describe('config model', () => {
   });
 
   it('a missing or comment-only file takes the version of the containerd major', () => {
-    expect(inspectConfig(null, { containerdMajor: 1 })).toMatchObject({ ok: true, info: { version: 2, exists: false } });
-    expect(inspectConfig('# nothing\n', { containerdMajor: 2 })).toMatchObject({ ok: true, info: { version: 3, exists: false } });
+    expect(inspectConfig(null, { containerdMajor: 1 })).toMatchObject({
+      ok: true,
+      info: { version: 2, exists: false },
+    });
+    expect(inspectConfig('# nothing\n', { containerdMajor: 2 })).toMatchObject({
+      ok: true,
+      info: { version: 3, exists: false },
+    });
   });
 
   it('refuses version 1 with the exported sentence, and points at the line of a syntax error', () => {

@@ -87,7 +87,9 @@ export function hostsTomlModel(o: HostsTomlOptions): HostsTomlModel {
     serverCa: ca,
     serverClient: client,
     serverSkipVerify: skipVerify,
-    hosts: [{ url: server, capabilities: ['pull', 'resolve'], ca: [...ca], client: client.map((c) => [...c]), skipVerify }],
+    hosts: [
+      { url: server, capabilities: ['pull', 'resolve'], ca: [...ca], client: client.map((c) => [...c]), skipVerify },
+    ],
   };
 }
 

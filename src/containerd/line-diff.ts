@@ -17,7 +17,8 @@ export function lineDiff(before: string, after: string): LineDiff {
   for (let i = n - 1; i >= 0; i--) {
     const row = lcs[i] as Uint32Array;
     const next = lcs[i + 1] as Uint32Array;
-    for (let j = m - 1; j >= 0; j--) row[j] = a[i] === b[j] ? (next[j + 1] as number) + 1 : Math.max(next[j] as number, row[j + 1] as number);
+    for (let j = m - 1; j >= 0; j--)
+      row[j] = a[i] === b[j] ? (next[j + 1] as number) + 1 : Math.max(next[j] as number, row[j + 1] as number);
   }
   const removed: string[] = [];
   const added: string[] = [];
@@ -29,7 +30,8 @@ export function lineDiff(before: string, after: string): LineDiff {
       kept++;
       i++;
       j++;
-    } else if ((lcs[i + 1] as Uint32Array)[j] as number >= ((lcs[i] as Uint32Array)[j + 1] as number)) removed.push(a[i++] as string);
+    } else if (((lcs[i + 1] as Uint32Array)[j] as number) >= ((lcs[i] as Uint32Array)[j + 1] as number))
+      removed.push(a[i++] as string);
     else added.push(b[j++] as string);
   }
   while (i < n) removed.push(a[i++] as string);

@@ -32,5 +32,7 @@ export function registryKeyMatches(key: string, registry: string): boolean {
   const w = splitHostPort(want);
   const g = splitHostPort(got);
   const httpKey = /^http:\/\//i.test(key.trim());
-  return w.host === g.host && !httpKey && ((w.port === null && g.port === '443') || (w.port === '443' && g.port === null));
+  return (
+    w.host === g.host && !httpKey && ((w.port === null && g.port === '443') || (w.port === '443' && g.port === null))
+  );
 }

@@ -4,7 +4,18 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { lineDiff } from './line-diff.js';
-import { ensureTable, formatValue, getIn, locateKey, parsePlain, removeKey, removeTable, setKey, type PlainTable, type TomlValue } from './toml-edit.js';
+import {
+  ensureTable,
+  formatValue,
+  getIn,
+  locateKey,
+  parsePlain,
+  removeKey,
+  removeTable,
+  setKey,
+  type PlainTable,
+  type TomlValue,
+} from './toml-edit.js';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const read = (name: string): string => readFileSync(join(FIX, name), 'utf8');
@@ -17,9 +28,9 @@ function text(r: ReturnType<typeof setKey>): string {
 
 describe('toml-edit', () => {
   it('matches headers written in any legal form', () => {
-    const src = "[ plugins . 'io.containerd.grpc.v1.cri' . \"registry\" ]\n  config_path = \"\" # keep me\n";
+    const src = '[ plugins . \'io.containerd.grpc.v1.cri\' . "registry" ]\n  config_path = "" # keep me\n';
     const out = text(setKey(src, [...CRI, 'registry'], 'config_path', '/x'));
-    expect(out).toBe("[ plugins . 'io.containerd.grpc.v1.cri' . \"registry\" ]\n  config_path = \"/x\" # keep me\n");
+    expect(out).toBe('[ plugins . \'io.containerd.grpc.v1.cri\' . "registry" ]\n  config_path = "/x" # keep me\n');
   });
 
   it('adds a key to a dotted-key table with a dotted key (a [header] would be invalid TOML)', () => {
@@ -29,7 +40,9 @@ describe('toml-edit', () => {
 
   it('creates a parent table before its first sub-table', () => {
     const src = 'version = 2\n\n[p.r.mirrors."x"]\n  endpoint = []\n';
-    expect(text(setKey(src, ['p', 'r'], 'config_path', '/c'))).toBe('version = 2\n\n[p.r]\n  config_path = "/c"\n\n[p.r.mirrors."x"]\n  endpoint = []\n');
+    expect(text(setKey(src, ['p', 'r'], 'config_path', '/c'))).toBe(
+      'version = 2\n\n[p.r]\n  config_path = "/c"\n\n[p.r.mirrors."x"]\n  endpoint = []\n',
+    );
   });
 
   it('keeps CRLF line endings and files without a final newline', () => {
@@ -70,7 +83,13 @@ describe('toml-edit', () => {
   it('locates a key and reports its raw value and position', () => {
     const loc = locateKey(read('v1.6-default.toml'), [...CRI, 'registry'], 'config_path');
     expect(loc).toMatchObject({ raw: '""', rawKey: 'config_path', line: 145 });
-    expect(locateKey(read('dotted-keys.toml'), [...CRI, 'registry', 'configs', 'registry.test:5000', 'tls'], 'insecure_skip_verify')).toMatchObject({
+    expect(
+      locateKey(
+        read('dotted-keys.toml'),
+        [...CRI, 'registry', 'configs', 'registry.test:5000', 'tls'],
+        'insecure_skip_verify',
+      ),
+    ).toMatchObject({
       rawKey: 'configs."registry.test:5000".tls.insecure_skip_verify',
       raw: 'true',
     });
@@ -86,10 +105,28 @@ describe('toml-edit', () => {
 // Property: random edits on the real fixtures always re-parse, change only the edited path, and
 // keep every other line in order.
 
-const FIXTURES = ['v1.6-default.toml', 'v1.7-default.toml', 'v2.x-default.toml', 'commented.toml', 'two-registries.toml', 'dotted-keys.toml', 'mirrors.toml'];
+const FIXTURES = [
+  'v1.6-default.toml',
+  'v1.7-default.toml',
+  'v2.x-default.toml',
+  'commented.toml',
+  'two-registries.toml',
+  'dotted-keys.toml',
+  'mirrors.toml',
+];
 
 const segment = fc.oneof(
-  fc.constantFrom('registry', 'configs', 'tls', 'auth', 'io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.images', 'registry.test:5000', 'other.example', 'mirrors'),
+  fc.constantFrom(
+    'registry',
+    'configs',
+    'tls',
+    'auth',
+    'io.containerd.grpc.v1.cri',
+    'io.containerd.cri.v1.images',
+    'registry.test:5000',
+    'other.example',
+    'mirrors',
+  ),
   fc.string({ minLength: 1, maxLength: 8 }),
 );
 const value: fc.Arbitrary<TomlValue> = fc.oneof(
@@ -100,7 +137,13 @@ const value: fc.Arbitrary<TomlValue> = fc.oneof(
 );
 const edit = fc.record({
   kind: fc.constantFrom('set', 'set', 'remove'),
-  base: fc.constantFrom(['plugins', 'io.containerd.grpc.v1.cri', 'registry'], ['plugins', 'io.containerd.cri.v1.images', 'registry'], ['plugins'], ['grpc'], []),
+  base: fc.constantFrom(
+    ['plugins', 'io.containerd.grpc.v1.cri', 'registry'],
+    ['plugins', 'io.containerd.cri.v1.images', 'registry'],
+    ['plugins'],
+    ['grpc'],
+    [],
+  ),
   extra: fc.array(segment, { maxLength: 3 }),
   key: segment,
   value,
@@ -109,7 +152,8 @@ const edit = fc.record({
 function without(t: PlainTable, path: string[]): PlainTable {
   const copy = structuredClone(t);
   const parent = getIn(copy, path.slice(0, -1));
-  if (typeof parent === 'object' && parent !== null && !Array.isArray(parent)) delete parent[path[path.length - 1] as string];
+  if (typeof parent === 'object' && parent !== null && !Array.isArray(parent))
+    delete parent[path[path.length - 1] as string];
   return copy;
 }
 

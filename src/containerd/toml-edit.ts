@@ -509,7 +509,8 @@ export function locateKey(text: string, tablePath: readonly string[], key: strin
 function childIndent(doc: ScannedDoc): string {
   for (const s of doc.sections) {
     const first = s.kvs[0];
-    if (s.header && first && first.indent.startsWith(s.header.indent)) return first.indent.slice(s.header.indent.length);
+    if (s.header && first && first.indent.startsWith(s.header.indent))
+      return first.indent.slice(s.header.indent.length);
   }
   return '  ';
 }
@@ -526,7 +527,9 @@ function prefersLiteralKeys(doc: ScannedDoc): boolean {
 function headerText(doc: ScannedDoc, path: readonly string[], like: Header | undefined): string {
   const literal = prefersLiteralKeys(doc);
   const shared = like ? commonPrefixLength(like.path, path) : 0;
-  const segs = path.map((seg, i) => (like && i < shared ? (like.rawSegments[i] as string).trim() : formatKey(seg, literal)));
+  const segs = path.map((seg, i) =>
+    like && i < shared ? (like.rawSegments[i] as string).trim() : formatKey(seg, literal),
+  );
   return `[${segs.join('.')}]`;
 }
 
@@ -547,7 +550,8 @@ interface Splice {
 
 function applySplices(text: string, splices: Splice[]): string {
   let out = text;
-  for (const s of [...splices].sort((a, b) => b.at - a.at)) out = out.slice(0, s.at) + s.insert + out.slice(s.at + s.remove);
+  for (const s of [...splices].sort((a, b) => b.at - a.at))
+    out = out.slice(0, s.at) + s.insert + out.slice(s.at + s.remove);
   return out;
 }
 
@@ -562,7 +566,11 @@ function planNewTable(doc: ScannedDoc, tablePath: readonly string[], lines: stri
   const firstChild = tables.find((h) => h.path.length > tablePath.length && isPrefix(tablePath, h.path));
   if (firstChild) {
     const indent = firstChild.indent;
-    return { at: firstChild.start, remove: 0, insert: `${indent}${headerText(doc, tablePath, firstChild)}${nl}${body(indent)}${nl}` };
+    return {
+      at: firstChild.start,
+      remove: 0,
+      insert: `${indent}${headerText(doc, tablePath, firstChild)}${nl}${body(indent)}${nl}`,
+    };
   }
   // Else after the block of the last header sharing the longest prefix (the parent, a sibling...).
   let best: Header | undefined;
@@ -581,13 +589,18 @@ function planNewTable(doc: ScannedDoc, tablePath: readonly string[], lines: stri
     let last = doc.sections[idx] as Section;
     for (let i = idx + 1; i < doc.sections.length; i++) {
       const s = doc.sections[i] as Section;
-      if (s.header && isPrefix(anchor.path, s.header.path) && commonPrefixLength(s.header.path, tablePath) >= bestLen) last = s;
+      if (s.header && isPrefix(anchor.path, s.header.path) && commonPrefixLength(s.header.path, tablePath) >= bestLen)
+        last = s;
       else break;
     }
     const isAncestor = isPrefix(anchor.path, tablePath);
     const indent = anchor.indent + (isAncestor && indentsNestedHeaders(doc) ? '  ' : '');
     const { at, prefix } = afterContent(doc, last.contentEnd);
-    return { at, remove: 0, insert: `${prefix}${nl}${indent}${headerText(doc, tablePath, anchor)}${nl}${body(indent)}` };
+    return {
+      at,
+      remove: 0,
+      insert: `${prefix}${nl}${indent}${headerText(doc, tablePath, anchor)}${nl}${body(indent)}`,
+    };
   }
   // No related table: append at the end, separated by a blank line.
   const text = doc.text;
@@ -601,7 +614,10 @@ function planNewTable(doc: ScannedDoc, tablePath: readonly string[], lines: stri
 }
 
 /** Finds the deepest prefix of `path` that is created by dotted keys inside some section. */
-function dottedAnchor(doc: ScannedDoc, path: readonly string[]): { section: Section; prefix: string[]; after: KeyValue } | null {
+function dottedAnchor(
+  doc: ScannedDoc,
+  path: readonly string[],
+): { section: Section; prefix: string[]; after: KeyValue } | null {
   for (let len = path.length; len >= 1; len--) {
     const prefix = path.slice(0, len);
     const hits = doc.kvs.filter((kv) => {
@@ -634,10 +650,15 @@ export function setKey(text: string, tablePath: readonly string[], key: string, 
     return { ok: false, error: `cannot set ${full.join('.')}: it is a table, not a value` };
   }
   const arr = arrayTableOnPath(doc, full);
-  if (arr) return { ok: false, error: `cannot set ${full.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand` };
+  if (arr)
+    return {
+      ok: false,
+      error: `cannot set ${full.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand`,
+    };
   const expected = cloneTable(before);
   const conflict = setInPlain(expected, full, want);
-  if (conflict !== null) return { ok: false, error: `cannot set ${full.join('.')}: ${conflict} is a value, not a table` };
+  if (conflict !== null)
+    return { ok: false, error: `cannot set ${full.join('.')}: ${conflict} is a value, not a table` };
   const container = inlineContainer(doc, full);
   if (container) {
     return {
@@ -651,7 +672,9 @@ export function setKey(text: string, tablePath: readonly string[], key: string, 
   if (existing) {
     // Keep the file's quoting: a literal 'string' stays literal when the new value can be one.
     const wasLiteral = text[existing.valueStart] === "'" && !text.startsWith("'''", existing.valueStart);
-    const literalOk = typeof value === 'string' && [...value].every((ch) => ch !== "'" && (ch.codePointAt(0) ?? 0) >= 0x20 && ch !== '\u007f');
+    const literalOk =
+      typeof value === 'string' &&
+      [...value].every((ch) => ch !== "'" && (ch.codePointAt(0) ?? 0) >= 0x20 && ch !== '\u007f');
     const formatted = wasLiteral && literalOk ? `'${value as string}'` : formatValue(value);
     splice = { at: existing.valueStart, remove: existing.valueEnd - existing.valueStart, insert: formatted };
   } else {
@@ -678,8 +701,13 @@ function planNewKey(doc: ScannedDoc, tablePath: readonly string[], key: string, 
   // section whose dotted keys created it.
   if (dotted && dotted.prefix.length > headerDepth) {
     const base = dotted.section.path as string[];
-    const rel = full.slice(base.length).map((k) => formatKey(k)).join('.');
-    const after = doc.kvs.filter((kv) => kv.section === dotted.section && isPrefix(dotted.prefix, kvPath(kv) ?? [])).pop() ?? dotted.after;
+    const rel = full
+      .slice(base.length)
+      .map((k) => formatKey(k))
+      .join('.');
+    const after =
+      doc.kvs.filter((kv) => kv.section === dotted.section && isPrefix(dotted.prefix, kvPath(kv) ?? [])).pop() ??
+      dotted.after;
     const { at, prefix } = afterContent(doc, after.lineEnd);
     return { at, remove: 0, insert: `${prefix}${after.indent}${rel} = ${formatValue(value)}${nl}` };
   }
@@ -707,12 +735,18 @@ export function ensureTable(text: string, tablePath: readonly string[]): EditRes
   const { doc, before } = scanned;
   const cur = getIn(before, tablePath);
   if (isTable(cur)) return { ok: true, text, changed: false };
-  if (cur !== undefined) return { ok: false, error: `cannot create table ${tablePath.join('.')}: a value of that name exists` };
+  if (cur !== undefined)
+    return { ok: false, error: `cannot create table ${tablePath.join('.')}: a value of that name exists` };
   const expected = cloneTable(before);
   const conflict = setInPlain(expected, tablePath, {});
-  if (conflict !== null) return { ok: false, error: `cannot create table ${tablePath.join('.')}: ${conflict} is a value, not a table` };
+  if (conflict !== null)
+    return { ok: false, error: `cannot create table ${tablePath.join('.')}: ${conflict} is a value, not a table` };
   const container = inlineContainer(doc, tablePath);
-  if (container) return { ok: false, error: `cannot create table ${tablePath.join('.')}: it would sit inside the inline value of "${container.rawKey}"; rewrite that inline table as a [table]` };
+  if (container)
+    return {
+      ok: false,
+      error: `cannot create table ${tablePath.join('.')}: it would sit inside the inline value of "${container.rawKey}"; rewrite that inline table as a [table]`,
+    };
   const out = applySplices(text, [planNewTable(doc, tablePath, [])]);
   verify(out, expected, `creating table ${tablePath.join('.')}`);
   return { ok: true, text: out, changed: true };
@@ -742,7 +776,11 @@ function removePath(text: string, path: readonly string[]): EditResult {
     };
   }
   const arr = doc.headers.find((h) => h.array && isPrefix(h.path, path) && h.path.length < path.length);
-  if (arr) return { ok: false, error: `cannot remove ${path.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand` };
+  if (arr)
+    return {
+      ok: false,
+      error: `cannot remove ${path.join('.')}: it lies inside an array of tables [[${arr.path.join('.')}]]; edit it by hand`,
+    };
 
   const spans: Array<[number, number]> = [];
   for (const kv of doc.kvs) {

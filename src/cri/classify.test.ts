@@ -16,7 +16,17 @@ const fixtures = JSON.parse(readFileSync(new URL('./fixtures/pull-errors.json', 
 describe('classifyPullError on messages recorded from containerd 1.6.20', () => {
   it('has a recording for every class but "other"', () => {
     const classes = new Set(fixtures.errors.map((e) => e.class));
-    for (const c of ['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized', 'not-found', 'unreachable', 'dns', 'timeout']) {
+    for (const c of [
+      'unknown-authority',
+      'name-mismatch',
+      'expired',
+      'plain-http',
+      'unauthorized',
+      'not-found',
+      'unreachable',
+      'dns',
+      'timeout',
+    ]) {
       expect(classes, c).toContain(c);
     }
   });
@@ -43,7 +53,10 @@ const VARIANTS: [string, PullFailureClass][] = [
     'failed to do request: Head "https://10.0.0.5:5000/v2/app/manifests/1": tls: failed to verify certificate: x509: cannot validate certificate for 10.0.0.5 because it doesn\'t contain any IP SANs',
     'name-mismatch',
   ],
-  ['failed to do request: Head "https://r.example/v2/a/manifests/1": x509: certificate relies on legacy Common Name field, use SANs instead', 'name-mismatch'],
+  [
+    'failed to do request: Head "https://r.example/v2/a/manifests/1": x509: certificate relies on legacy Common Name field, use SANs instead',
+    'name-mismatch',
+  ],
   [
     'failed to do request: Head "https://r.example/v2/a/manifests/1": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2024-01-01T00:00:00Z is before 2024-02-01T00:00:00Z',
     'expired',
@@ -57,9 +70,18 @@ const VARIANTS: [string, PullFailureClass][] = [
     'dns',
   ],
   ['failed to do request: Head "https://r.example/v2/a/manifests/1": dial tcp 10.1.2.3:443: i/o timeout', 'timeout'],
-  ['failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://r.example/v2/a/blobs/sha256:ab": context deadline exceeded', 'timeout'],
-  ['failed to pull and unpack image "r.example/a:1": failed to unpack image on snapshotter overlayfs: no match for platform in manifest: not found', 'not-found'],
-  ['failed to pull and unpack image "r.example/a:1": failed to extract layer sha256:ab: write /var/lib/x: no space left on device', 'other'],
+  [
+    'failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://r.example/v2/a/blobs/sha256:ab": context deadline exceeded',
+    'timeout',
+  ],
+  [
+    'failed to pull and unpack image "r.example/a:1": failed to unpack image on snapshotter overlayfs: no match for platform in manifest: not found',
+    'not-found',
+  ],
+  [
+    'failed to pull and unpack image "r.example/a:1": failed to extract layer sha256:ab: write /var/lib/x: no space left on device',
+    'other',
+  ],
 ];
 
 describe('classifyPullError on newer-Go and other-registry variants', () => {
@@ -75,7 +97,8 @@ describe('classifyPullError on newer-Go and other-registry variants', () => {
   });
 
   it('points each class at the trustplay knob that fixes it', () => {
-    const hint = (c: PullFailureClass) => classifyPullError(fixtures.errors.find((e) => e.class === c)?.message ?? '').hint;
+    const hint = (c: PullFailureClass) =>
+      classifyPullError(fixtures.errors.find((e) => e.class === c)?.message ?? '').hint;
     expect(hint('unknown-authority')).toContain('containerd.tls with `ca:');
     expect(hint('plain-http')).toContain('plain_http: true');
     expect(hint('unauthorized')).toContain('image.pull.verify `auth`');
@@ -85,15 +108,32 @@ describe('classifyPullError on newer-Go and other-registry variants', () => {
 
 describe('registryFromMessage', () => {
   it('prefers the request URL, falls back to the image reference, and knows docker.io', () => {
-    expect(registryFromMessage('failed to do request: Head "https://r.test:5000/v2/a/manifests/1": EOF')).toBe('r.test:5000');
-    expect(registryFromMessage('failed to pull and unpack image "r.test:5000/a:1": failed to resolve reference "r.test:5000/a:1": r.test:5000/a:1: not found')).toBe('r.test:5000');
+    expect(registryFromMessage('failed to do request: Head "https://r.test:5000/v2/a/manifests/1": EOF')).toBe(
+      'r.test:5000',
+    );
+    expect(
+      registryFromMessage(
+        'failed to pull and unpack image "r.test:5000/a:1": failed to resolve reference "r.test:5000/a:1": r.test:5000/a:1: not found',
+      ),
+    ).toBe('r.test:5000');
     expect(registryFromMessage('failed to pull and unpack image "docker.io/library/nginx:1": boom')).toBe('docker.io');
     expect(registryFromMessage('failed to pull and unpack image "library/nginx:1": boom')).toBe('docker.io');
     expect(registryFromMessage('something else entirely')).toBeUndefined();
   });
 
   it('never throws and always answers with a known class and non-empty lines', () => {
-    const classes = new Set(['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized', 'not-found', 'unreachable', 'dns', 'timeout', 'other']);
+    const classes = new Set([
+      'unknown-authority',
+      'name-mismatch',
+      'expired',
+      'plain-http',
+      'unauthorized',
+      'not-found',
+      'unreachable',
+      'dns',
+      'timeout',
+      'other',
+    ]);
     fc.assert(
       fc.property(fc.string(), (s) => {
         const r = classifyPullError(s);

@@ -39,7 +39,8 @@ const RULES: Rule[] = [
   {
     class: 'name-mismatch',
     test: /x509: certificate is valid for (.+?), not ([^\s:"]+)/,
-    summary: (m, where) => `${where}'s certificate is valid for ${m[1] ?? '?'}, not for ${m[2] ?? 'the name pulled from'}`,
+    summary: (m, where) =>
+      `${where}'s certificate is valid for ${m[1] ?? '?'}, not for ${m[2] ?? 'the name pulled from'}`,
     hint: 'the certificate does not cover the name you pull from: use the name in the certificate (or reissue it); skip_verify only as a last resort',
   },
   {
@@ -100,7 +101,8 @@ const RULES: Rule[] = [
 
 /** Registry host[:port] named in the message: the request URL, else the image reference. */
 export function registryFromMessage(message: string): string | undefined {
-  const url = /\b(?:Head|Get|GET|HEAD|Post|Put) "https?:\/\/([^/"]+)/.exec(message) ?? /https?:\/\/([^/"\s]+)/.exec(message);
+  const url =
+    /\b(?:Head|Get|GET|HEAD|Post|Put) "https?:\/\/([^/"]+)/.exec(message) ?? /https?:\/\/([^/"\s]+)/.exec(message);
   if (url?.[1]) return url[1];
   const ref = /image "([^"]+)"|reference "([^"]+)"/.exec(message);
   const image = ref?.[1] ?? ref?.[2];

@@ -49,7 +49,9 @@ function hostAt(root: string): Connection {
     },
     async stat(path): Promise<FileStat> {
       const st = await stat(join(root, path)).catch(() => null);
-      return st ? { exists: true, isFile: st.isFile(), isDirectory: st.isDirectory(), mode: st.mode & 0o7777 } : { exists: false };
+      return st
+        ? { exists: true, isFile: st.isFile(), isDirectory: st.isDirectory(), mode: st.mode & 0o7777 }
+        : { exists: false };
     },
   };
 }
@@ -124,12 +126,14 @@ describe('resolveCriSocket', () => {
 
 describe('cleanUnavailable', () => {
   it("keeps the cause from grpc-js' connection message", () => {
-    expect(cleanUnavailable('No connection established. Last error: Error: connect ENOENT /x.sock. Resolution note: ')).toBe(
-      'connect ENOENT /x.sock',
-    );
-    expect(cleanUnavailable('No connection established. Last error: connect ECONNREFUSED /x.sock (2026-01-01T00:00:00.000Z)')).toBe(
-      'connect ECONNREFUSED /x.sock',
-    );
+    expect(
+      cleanUnavailable('No connection established. Last error: Error: connect ENOENT /x.sock. Resolution note: '),
+    ).toBe('connect ENOENT /x.sock');
+    expect(
+      cleanUnavailable(
+        'No connection established. Last error: connect ECONNREFUSED /x.sock (2026-01-01T00:00:00.000Z)',
+      ),
+    ).toBe('connect ECONNREFUSED /x.sock');
     expect(cleanUnavailable('Connection dropped')).toBe('Connection dropped');
   });
 });
@@ -138,7 +142,10 @@ describe('cleanUnavailable', () => {
 async function startGrpcServer(path: string, withCri: boolean): Promise<grpc.Server> {
   const server = new grpc.Server();
   if (withCri) {
-    const def = protoLoader.fromJSON(CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0], CRI_LOADER_OPTIONS);
+    const def = protoLoader.fromJSON(
+      CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0],
+      CRI_LOADER_OPTIONS,
+    );
     server.addService(def['runtime.v1.RuntimeService'] as grpc.ServiceDefinition, {
       Version: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
         cb(null, { version: '0.1.0', runtimeName: 'fake-cri', runtimeVersion: '9.9', runtimeApiVersion: 'v1' }),

@@ -74,11 +74,20 @@ export const DEFAULT_CRI_SOCKETS = ['/run/containerd/containerd.sock', '/run/k3s
 
 interface Loaded {
   grpc: typeof GrpcJs;
-  methods: Record<'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'Version', MethodDefinition<object, object>>;
+  methods: Record<
+    'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'Version',
+    MethodDefinition<object, object>
+  >;
 }
 
 /** proto-loader options shared with the descriptor test so both see the same shapes. */
-export const CRI_LOADER_OPTIONS = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true } as const;
+export const CRI_LOADER_OPTIONS = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+} as const;
 
 let loading: Promise<Loaded> | undefined;
 
@@ -98,7 +107,10 @@ function load(): Promise<Loaded> {
     );
     const image = def['runtime.v1.ImageService'] as Record<string, MethodDefinition<object, object>>;
     const runtime = def['runtime.v1.RuntimeService'] as Record<string, MethodDefinition<object, object>>;
-    const pick = (svc: Record<string, MethodDefinition<object, object>>, name: string): MethodDefinition<object, object> => {
+    const pick = (
+      svc: Record<string, MethodDefinition<object, object>>,
+      name: string,
+    ): MethodDefinition<object, object> => {
       const m = svc[name];
       if (!m) throw new Error(`internal: CRI descriptor lacks ${name}`);
       return m;
@@ -181,7 +193,12 @@ class GrpcCriClient implements CriImageClient {
     return this.client;
   }
 
-  private async call<Res>(method: keyof Loaded['methods'], request: object, timeoutMs: number, what: string): Promise<Res> {
+  private async call<Res>(
+    method: keyof Loaded['methods'],
+    request: object,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Res> {
     const { loaded, client } = await this.connect();
     const m = loaded.methods[method];
     return new Promise<Res>((resolve, reject) => {
@@ -257,7 +274,12 @@ class GrpcCriClient implements CriImageClient {
     const status = await this.imageStatus(image);
     if (!status) return;
     try {
-      await this.call('RemoveImage', { image: { image: status.id } }, DEFAULT_CALL_TIMEOUT_MS, `removing image ${image}`);
+      await this.call(
+        'RemoveImage',
+        { image: { image: status.id } },
+        DEFAULT_CALL_TIMEOUT_MS,
+        `removing image ${image}`,
+      );
     } catch (err) {
       // Raced with another remover (kubelet's image GC): the end state is what we wanted.
       if (err instanceof CriError && err.code === GRPC_NOT_FOUND) return;
@@ -271,7 +293,12 @@ class GrpcCriClient implements CriImageClient {
   }
 
   async version(timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<CriVersion> {
-    const res = await this.call<Partial<CriVersion>>('Version', { version: 'v1' }, timeoutMs, 'asking the runtime its version');
+    const res = await this.call<Partial<CriVersion>>(
+      'Version',
+      { version: 'v1' },
+      timeoutMs,
+      'asking the runtime its version',
+    );
     return {
       runtimeName: res.runtimeName ?? '',
       runtimeVersion: res.runtimeVersion ?? '',

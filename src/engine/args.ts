@@ -9,7 +9,12 @@ import { TaskError } from './module.js';
 const validatorWithDefaults = validatorsFor('defaults', generated);
 
 /** Interpolate and validate a task's arguments for one host; throws TaskError('refused') with one sentence. */
-export function resolveArgs(module: string, schema: Record<string, unknown>, raw: Record<string, unknown>, vars: Record<string, unknown>): Record<string, unknown> {
+export function resolveArgs(
+  module: string,
+  schema: Record<string, unknown>,
+  raw: Record<string, unknown>,
+  vars: Record<string, unknown>,
+): Record<string, unknown> {
   let args: Record<string, unknown>;
   try {
     args = structuredClone(interpolate(raw, vars));
@@ -19,7 +24,10 @@ export function resolveArgs(module: string, schema: Record<string, unknown>, raw
   const validate = validatorWithDefaults(schema);
   if (!validate(args)) {
     const e = validate.errors?.[0];
-    throw new TaskError(`${module}: argument ${e?.instancePath ? `\`${e.instancePath.slice(1).replace(/\//g, '.')}\` ` : ''}${e?.message ?? 'is invalid'}`, 'refused');
+    throw new TaskError(
+      `${module}: argument ${e?.instancePath ? `\`${e.instancePath.slice(1).replace(/\//g, '.')}\` ` : ''}${e?.message ?? 'is invalid'}`,
+      'refused',
+    );
   }
   const group = groupConstraintErrors(schema, args, module)[0];
   if (group) throw new TaskError(group.message, 'refused');

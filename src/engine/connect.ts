@@ -13,7 +13,12 @@ function parseJump(inv: Inventory, spec: string) {
   if (host) {
     const user = host.user ?? inv.ssh.user;
     const id = host.identityFile ?? inv.ssh.identityFile;
-    return { address: host.address, ...(host.port ? { port: host.port } : {}), ...(user ? { user } : {}), ...(id ? { identityFile: expandHome(id) } : {}) };
+    return {
+      address: host.address,
+      ...(host.port ? { port: host.port } : {}),
+      ...(user ? { user } : {}),
+      ...(id ? { identityFile: expandHome(id) } : {}),
+    };
   }
   const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec);
   if (!m) throw new Error(`proxy_jump \`${spec}\` is neither an inventory host nor user@host:port`);
@@ -36,7 +41,11 @@ function becomePassword(inv: Inventory, host: InventoryHost): string | undefined
   if (name === undefined || host.become !== true) return undefined;
   const value = process.env[name];
   if (value === undefined) {
-    throw new ConnectionError('auth', host.name, `${host.name}: become_password_env names ${name}, which is not set — export it with the sudo password for user ${host.user ?? inv.ssh.user ?? 'root'}`);
+    throw new ConnectionError(
+      'auth',
+      host.name,
+      `${host.name}: become_password_env names ${name}, which is not set — export it with the sudo password for user ${host.user ?? inv.ssh.user ?? 'root'}`,
+    );
   }
   return value;
 }

@@ -54,23 +54,37 @@ export async function acquireHostLock(conn: Connection, o: LockOptions): Promise
   const deadline = Date.now() + timeoutMs;
   let delay = 250;
   for (;;) {
-    const r = await conn.exec({ script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }) });
+    const r = await conn.exec({
+      script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }),
+    });
     const out = r.stdout.toString().trim();
     if (r.code === 0 && /^HELD /m.test(out)) return async () => undefined;
     const acquired = /^ACQUIRED (.+)$/m.exec(out);
     if (r.code === 0 && acquired) {
       const path = acquired[1]!;
-      const refresh = setInterval(() => {
-        void conn.exec({ script: `[ "$(head -n1 ${quote(`${path}/owner`)} | cut -d' ' -f1)" = ${quote(o.runId)} ] && touch ${quote(`${path}/owner`)}` }).catch(() => undefined);
-      }, Math.max(1000, Math.floor(staleMs / 3)));
+      const refresh = setInterval(
+        () => {
+          void conn
+            .exec({
+              script: `[ "$(head -n1 ${quote(`${path}/owner`)} | cut -d' ' -f1)" = ${quote(o.runId)} ] && touch ${quote(`${path}/owner`)}`,
+            })
+            .catch(() => undefined);
+        },
+        Math.max(1000, Math.floor(staleMs / 3)),
+      );
       refresh.unref();
       return async () => {
         clearInterval(refresh);
-        await conn.exec({ script: `[ "$(head -n1 ${quote(`${path}/owner`)} 2>/dev/null | cut -d' ' -f1)" = ${quote(o.runId)} ] && rm -rf ${quote(path)}; true` });
+        await conn.exec({
+          script: `[ "$(head -n1 ${quote(`${path}/owner`)} 2>/dev/null | cut -d' ' -f1)" = ${quote(o.runId)} ] && rm -rf ${quote(path)}; true`,
+        });
       };
     }
     const busy = /^BUSY (\S+) (\d+) (.*)$/m.exec(out);
-    if (!busy) throw new Error(`could not take the trustplay lock on ${conn.host}: ${r.stderr.toString().trim() || out || `exit ${r.code}`}`);
+    if (!busy)
+      throw new Error(
+        `could not take the trustplay lock on ${conn.host}: ${r.stderr.toString().trim() || out || `exit ${r.code}`}`,
+      );
     if (Date.now() + delay > deadline) {
       const [, path, age, holder] = busy;
       const [holderRun, ...who] = (holder ?? '').split(' ');

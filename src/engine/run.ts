@@ -130,7 +130,11 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
   const runId = opts.runId ?? newRunId();
   const check = opts.check ?? false;
-  const conns = new ConnectionPool(opts.inventory, { ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}) }, opts.connectionFactory);
+  const conns = new ConnectionPool(
+    opts.inventory,
+    { ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}) },
+    opts.connectionFactory,
+  );
   const hosts = new Map<string, HostRun>();
   const results: TaskResult[] = [];
   const secrets = new Set<string>();
@@ -150,7 +154,15 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       changes: r.changes.map(m),
       diffs: r.diffs.map((d) => ({ target: m(d.target), before: m(d.before), after: m(d.after) })),
       warnings: r.warnings.map(m),
-      ...(r.error ? { error: { ...r.error, message: m(r.error.message), ...(r.error.detail !== undefined ? { detail: m(r.error.detail) } : {}) } } : {}),
+      ...(r.error
+        ? {
+            error: {
+              ...r.error,
+              message: m(r.error.message),
+              ...(r.error.detail !== undefined ? { detail: m(r.error.detail) } : {}),
+            },
+          }
+        : {}),
     };
     results.push(clean);
     opts.reporter.event({ type: 'task-result', result: clean });
@@ -189,7 +201,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         } catch (e) {
           hr.unreachable = true;
           hr.recap.unreachable++;
-          emit(baseResult(host, play, { name: 'connect', module: 'connection' }, check, 'unreachable', 0, { message: (e as Error).message, kind: 'unreachable' }));
+          emit(
+            baseResult(host, play, { name: 'connect', module: 'connection' }, check, 'unreachable', 0, {
+              message: (e as Error).message,
+              kind: 'unreachable',
+            }),
+          );
           opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: false, unreachable: true });
           return;
         }
@@ -201,7 +218,16 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           if (!tagged(task, opts.tags, opts.skipTags)) continue;
           if (task.runOnce) {
             if (!first) {
-              record(hr, skip(host, play, task, check, `run_once: runs on ${runOnceDone.get(t) ?? 'the first host of the batch'}`));
+              record(
+                hr,
+                skip(
+                  host,
+                  play,
+                  task,
+                  check,
+                  `run_once: runs on ${runOnceDone.get(t) ?? 'the first host of the batch'}`,
+                ),
+              );
               continue;
             }
             runOnceDone.set(t, host);
@@ -219,7 +245,17 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         if (!hr.failed && !hr.unreachable) {
           for (const req of internal.values()) {
             if (hr.failed || hr.unreachable) break;
-            const task: Task = { name: req.name ?? req.id, module: req.module ?? '', args: req.args ?? {}, when: [], tags: [], notify: [], ignoreErrors: false, runOnce: false, loc: play.loc };
+            const task: Task = {
+              name: req.name ?? req.id,
+              module: req.module ?? '',
+              args: req.args ?? {},
+              when: [],
+              tags: [],
+              notify: [],
+              ignoreErrors: false,
+              runOnce: false,
+              loc: play.loc,
+            };
             await runTask(hr, conn, task, vars, true, play.name);
           }
           for (const h of play.handlers) {
@@ -232,7 +268,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
               const r: TaskResult = {
                 ...baseResult(host, play, h, true, 'changed', 0),
                 handler: true,
-                changes: [`run (notified by: ${notifiedBy.get(h.name)!.map((t) => t.name).join(', ')})`],
+                changes: [
+                  `run (notified by: ${notifiedBy
+                    .get(h.name)!
+                    .map((t) => t.name)
+                    .join(', ')})`,
+                ],
               };
               record(hr, r);
               continue;
@@ -240,19 +281,34 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
             await runTask(hr, conn, h, vars, true, play.name);
           }
         }
-        opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: hr.failed, unreachable: hr.unreachable });
+        opts.reporter.event({
+          type: 'host-end',
+          host,
+          recap: hr.recap,
+          failed: hr.failed,
+          unreachable: hr.unreachable,
+        });
       }
     }
   } finally {
     await Promise.allSettled(
-      [...hosts.values()].filter((h) => h.connected).map(async (h) => {
-        await opts.onRelease?.(h.name, conns.get(h.name));
-      }),
+      [...hosts.values()]
+        .filter((h) => h.connected)
+        .map(async (h) => {
+          await opts.onRelease?.(h.name, conns.get(h.name));
+        }),
     );
     await conns.closeAll();
   }
 
-  async function runTask(hr: HostRun, conn: Connection, task: Task, vars: Record<string, unknown>, handler: boolean, playName: string): Promise<TaskResult & { notify: HandlerRequest[] }> {
+  async function runTask(
+    hr: HostRun,
+    conn: Connection,
+    task: Task,
+    vars: Record<string, unknown>,
+    handler: boolean,
+    playName: string,
+  ): Promise<TaskResult & { notify: HandlerRequest[] }> {
     const host = hr.name;
     const taskCheck = task.checkMode ?? check;
     const t0 = Date.now();
@@ -312,17 +368,25 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       const applied: string[] = [];
       for (const change of changes) {
         if (change.resources.length) {
-          if (!opts.snapshot) throw new TaskError(`no snapshot store: refusing to change ${change.resources.map(resourceName).join(', ')} without saving it first`, 'refused');
+          if (!opts.snapshot)
+            throw new TaskError(
+              `no snapshot store: refusing to change ${change.resources.map(resourceName).join(', ')} without saving it first`,
+              'refused',
+            );
           try {
             await opts.snapshot.save(host, conn, change.resources);
           } catch (e) {
-            throw new TaskError(`could not save ${change.resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`, 'command');
+            throw new TaskError(
+              `could not save ${change.resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,
+              'command',
+            );
           }
         }
         try {
           await change.apply(ctx);
         } catch (e) {
-          if (e instanceof TaskError && applied.length) throw new TaskError(`${e.message} (after applying: ${applied.join('; ')})`, e.kind, e.detail);
+          if (e instanceof TaskError && applied.length)
+            throw new TaskError(`${e.message} (after applying: ${applied.join('; ')})`, e.kind, e.detail);
           throw e;
         }
         applied.push(change.summary);
@@ -331,12 +395,21 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       return finish('changed');
     } catch (e) {
       const unreachable = e instanceof ConnectionError;
-      const err = e instanceof TaskError
-        ? { message: e.message, kind: e.kind, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
-        : unreachable
-          ? { message: (e as Error).message, kind: 'unreachable' as const }
-          : { message: (e as Error).message || String(e), kind: 'command' as const, detail: (e as Error).stack ?? '' };
-      const r = base(unreachable ? 'unreachable' : 'failed', { warnings, error: err, ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}) });
+      const err =
+        e instanceof TaskError
+          ? { message: e.message, kind: e.kind, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
+          : unreachable
+            ? { message: (e as Error).message, kind: 'unreachable' as const }
+            : {
+                message: (e as Error).message || String(e),
+                kind: 'command' as const,
+                detail: (e as Error).stack ?? '',
+              };
+      const r = base(unreachable ? 'unreachable' : 'failed', {
+        warnings,
+        error: err,
+        ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}),
+      });
       record(hr, r);
       return { ...r, notify };
     }
@@ -396,7 +469,19 @@ function baseResult(
   durationMs: number,
   error?: TaskResult['error'],
 ): TaskResult {
-  return { host, play: play.name, task: task.name, module: task.module, status, check, changes: [], diffs: [], warnings: [], durationMs, ...(error ? { error } : {}) };
+  return {
+    host,
+    play: play.name,
+    task: task.name,
+    module: task.module,
+    status,
+    check,
+    changes: [],
+    diffs: [],
+    warnings: [],
+    durationMs,
+    ...(error ? { error } : {}),
+  };
 }
 
 function skip(host: string, play: Play, task: Task, check: boolean, reason: string): TaskResult {

@@ -8,7 +8,8 @@ import { isDefined, lookup } from '../playbook/interpolate.js';
 
 type Token = { t: 'op' | 'str' | 'num' | 'name' | 'punct'; v: string };
 
-const TOKEN = /\s*(?:(==|!=|\(|\)|\[|\]|,)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(-?\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_.-]*))/y;
+const TOKEN =
+  /\s*(?:(==|!=|\(|\)|\[|\]|,)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(-?\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_.-]*))/y;
 
 function tokenize(src: string): Token[] {
   const out: Token[] = [];
@@ -72,7 +73,8 @@ export function evaluateWhen(expr: string | boolean, vars: Record<string, unknow
     if (isWord('is')) {
       i++;
       const neg = isWord('not') ? (i++, true) : false;
-      if (!isWord('defined') && !isWord('undefined')) throw new Error(`\`when: ${expr}\`: only \`is defined\` / \`is not defined\` are supported`);
+      if (!isWord('defined') && !isWord('undefined'))
+        throw new Error(`\`when: ${expr}\`: only \`is defined\` / \`is not defined\` are supported`);
       const undef = peek()!.v === 'undefined';
       i++;
       const defined = startName !== undefined && isDefined(vars, startName);
@@ -88,7 +90,11 @@ export function evaluateWhen(expr: string | boolean, vars: Record<string, unknow
       const neg = isWord('not');
       i += neg ? 2 : 1;
       const r = value(false);
-      const inside = Array.isArray(r) ? r.some((x) => x === l) : typeof r === 'string' ? typeof l === 'string' && r.includes(l) : false;
+      const inside = Array.isArray(r)
+        ? r.some((x) => x === l)
+        : typeof r === 'string'
+          ? typeof l === 'string' && r.includes(l)
+          : false;
       return inside !== neg;
     }
     return deref(l, expr);
@@ -131,7 +137,9 @@ export function evaluateWhen(expr: string | boolean, vars: Record<string, unknow
 
 function deref(v: unknown, expr: string): unknown {
   if (v && typeof v === 'object' && UNDEFINED in v) {
-    throw new Error(`\`when: ${expr}\`: undefined variable \`${(v as Record<symbol, string>)[UNDEFINED]}\` (use \`is defined\` to test for it)`);
+    throw new Error(
+      `\`when: ${expr}\`: undefined variable \`${(v as Record<symbol, string>)[UNDEFINED]}\` (use \`is defined\` to test for it)`,
+    );
   }
   return v;
 }

@@ -42,12 +42,20 @@ const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 /** kubectl's argv prefix for a target (binary, kubeconfig, context). */
 export function kubectlArgv(t: KubeTarget): string[] {
-  return [t.kubectl ?? 'kubectl', ...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), ...(t.context ? ['--context', t.context] : [])];
+  return [
+    t.kubectl ?? 'kubectl',
+    ...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []),
+    ...(t.context ? ['--context', t.context] : []),
+  ];
 }
 
 /** Refuses names that are not Kubernetes object names before they reach a command line. */
 export function assertObjectName(what: string, name: string): void {
-  if (!NAME.test(name) || name.length > 253) throw new TaskError(`${what} \`${name}\` is not a valid Kubernetes name (lowercase letters, digits, '-' and '.')`, 'refused');
+  if (!NAME.test(name) || name.length > 253)
+    throw new TaskError(
+      `${what} \`${name}\` is not a valid Kubernetes name (lowercase letters, digits, '-' and '.')`,
+      'refused',
+    );
 }
 
 function firstLine(s: string): string {
@@ -62,7 +70,11 @@ function firstLine(s: string): string {
 function commandError(host: string, argv: string[], code: number, stderr: string, what: string): TaskError {
   const err = firstLine(stderr);
   const hint = code === 127 ? ` (is kubectl installed on ${host}, or set the module's \`kubectl\` argument)` : '';
-  return new TaskError(`${what} on ${host} failed: \`${quoteArgv(argv)}\` ended with ${describeExit(code)}${hint}${err ? `; kubectl said: ${err}` : ''}`, 'command', stderr.trim());
+  return new TaskError(
+    `${what} on ${host} failed: \`${quoteArgv(argv)}\` ended with ${describeExit(code)}${hint}${err ? `; kubectl said: ${err}` : ''}`,
+    'command',
+    stderr.trim(),
+  );
 }
 
 const isNotFound = (stderr: string) => /\(NotFound\)|not found/i.test(stderr);
@@ -70,23 +82,41 @@ const isConflict = (stderr: string) => /\(Conflict\)|the object has been modifie
 
 /** Names of a raw imagePullSecrets list (entries without a name are kept as ''). */
 function secretNames(v: unknown): string[] {
-  return Array.isArray(v) ? v.map((e) => (e && typeof e === 'object' && typeof (e as { name?: unknown }).name === 'string' ? (e as { name: string }).name : '')) : [];
+  return Array.isArray(v)
+    ? v.map((e) =>
+        e && typeof e === 'object' && typeof (e as { name?: unknown }).name === 'string'
+          ? (e as { name: string }).name
+          : '',
+      )
+    : [];
 }
 
 function parseServiceAccount(text: string, namespace: string, name: string): ServiceAccountState {
   const sa = JSON.parse(text) as { metadata?: { resourceVersion?: string }; imagePullSecrets?: unknown };
-  return { namespace, name, resourceVersion: sa.metadata?.resourceVersion ?? '', imagePullSecrets: secretNames(sa.imagePullSecrets) };
+  return {
+    namespace,
+    name,
+    resourceVersion: sa.metadata?.resourceVersion ?? '',
+    imagePullSecrets: secretNames(sa.imagePullSecrets),
+  };
 }
 
 /** The namespace's existence and the account in it; `null` when missing. */
-export type ReadResult = { namespace: string; name: string } & ({ status: 'ok'; sa: ServiceAccountState } | { status: 'no-namespace' } | { status: 'no-account' });
+export type ReadResult = { namespace: string; name: string } & (
+  { status: 'ok'; sa: ServiceAccountState } | { status: 'no-namespace' } | { status: 'no-account' }
+);
 
 /**
  * Reads several accounts in ONE remote command: for each namespace, `kubectl get sa -o json`, and
  * when that says NotFound, `kubectl get namespace` to tell a missing namespace from a missing account
  * (a get of an account in a missing namespace is a plain NotFound on a real API server).
  */
-export async function readServiceAccounts(conn: Connection, t: KubeTarget, namespaces: string[], name: string): Promise<ReadResult[]> {
+export async function readServiceAccounts(
+  conn: Connection,
+  t: KubeTarget,
+  namespaces: string[],
+  name: string,
+): Promise<ReadResult[]> {
   assertObjectName('service account', name);
   for (const ns of namespaces) assertObjectName('namespace', ns);
   const k = quoteArgv(kubectlArgv(t));
@@ -102,7 +132,14 @@ if [ "$c" = 0 ]; then printf '%s\\n' "$out"; else cat "$e"; if grep -q NotFound 
   const res = await conn.exec({ script: `e=$(mktemp) || exit 1\ntrap 'rm -f "$e"' EXIT\n${script}\n` });
   const out = res.stdout.toString();
   const parts = out.split(/\n@@tp-sa /).slice(1);
-  if (parts.length !== namespaces.length) throw commandError(conn.host, kubectlArgv(t), res.code, res.stderr.toString() || out, `reading service account \`${name}\``);
+  if (parts.length !== namespaces.length)
+    throw commandError(
+      conn.host,
+      kubectlArgv(t),
+      res.code,
+      res.stderr.toString() || out,
+      `reading service account \`${name}\``,
+    );
   return parts.map((part, i) => {
     const ns = namespaces[i]!;
     const nl = part.indexOf('\n');
@@ -113,13 +150,24 @@ if [ "$c" = 0 ]; then printf '%s\\n' "$out"; else cat "$e"; if grep -q NotFound 
       try {
         return { namespace: ns, name, status: 'ok', sa: parseServiceAccount(body, ns, name) };
       } catch {
-        throw new TaskError(`kubectl on ${conn.host} printed something that is not a ServiceAccount for ${ns}/${name}`, 'command', body.slice(0, 500));
+        throw new TaskError(
+          `kubectl on ${conn.host} printed something that is not a ServiceAccount for ${ns}/${name}`,
+          'command',
+          body.slice(0, 500),
+        );
       }
     }
     const nsMark = /\n@@tp-ns (\d+)/.exec(body);
     const stderr = body.replace(/\n@@tp-ns \d+[\s\S]*$/, '');
-    if (nsMark && isNotFound(stderr)) return { namespace: ns, name, status: nsMark[1] === '0' ? 'no-account' : 'no-namespace' };
-    throw commandError(conn.host, [...kubectlArgv(t), 'get', 'serviceaccount', name, '-n', ns, '-o', 'json'], code, stderr, `reading service account ${ns}/${name}`);
+    if (nsMark && isNotFound(stderr))
+      return { namespace: ns, name, status: nsMark[1] === '0' ? 'no-account' : 'no-namespace' };
+    throw commandError(
+      conn.host,
+      [...kubectlArgv(t), 'get', 'serviceaccount', name, '-n', ns, '-o', 'json'],
+      code,
+      stderr,
+      `reading service account ${ns}/${name}`,
+    );
   });
 }
 
@@ -129,11 +177,17 @@ export async function listNamespaces(conn: Connection, t: KubeTarget): Promise<s
   const res = await conn.exec({ argv });
   if (res.code !== 0) throw commandError(conn.host, argv, res.code, res.stderr.toString(), 'listing namespaces');
   const list = JSON.parse(res.stdout.toString()) as { items?: Array<{ metadata?: { name?: string } }> };
-  return (list.items ?? []).map((i) => i.metadata?.name ?? '').filter(Boolean).sort();
+  return (list.items ?? [])
+    .map((i) => i.metadata?.name ?? '')
+    .filter(Boolean)
+    .sort();
 }
 
 /** One account's pull secrets for the snapshot (null: the account does not exist). */
-export async function readPullSecrets(conn: Connection, r: ServiceAccountResource): Promise<Array<{ name: string }> | null> {
+export async function readPullSecrets(
+  conn: Connection,
+  r: ServiceAccountResource,
+): Promise<Array<{ name: string }> | null> {
   const [res] = await readServiceAccounts(conn, r, [r.namespace], r.name);
   if (!res || res.status !== 'ok') return null;
   return res.sa.imagePullSecrets.map((n) => ({ name: n }));
@@ -147,22 +201,52 @@ export type PullSecretUpdate = (current: string[]) => string[] | null;
  * and re-runs `update` (at most MAX_WRITE_ATTEMPTS writes). `first` is the state already read.
  * Returns the list written, or null when a fresh read showed nothing left to do.
  */
-export async function writePullSecrets(conn: Connection, t: KubeTarget, first: ServiceAccountState, update: PullSecretUpdate): Promise<{ written: string[] | null; attempts: number }> {
+export async function writePullSecrets(
+  conn: Connection,
+  t: KubeTarget,
+  first: ServiceAccountState,
+  update: PullSecretUpdate,
+): Promise<{ written: string[] | null; attempts: number }> {
   let sa = first;
   for (let attempt = 1; ; attempt++) {
     const next = update(sa.imagePullSecrets);
     if (next === null) return { written: null, attempts: attempt - 1 };
-    const patch = { metadata: { resourceVersion: sa.resourceVersion }, imagePullSecrets: next.length ? next.map((name) => ({ name })) : null };
-    const argv = [...kubectlArgv(t), 'patch', 'serviceaccount', sa.name, '-n', sa.namespace, '--type', 'merge', '-p', JSON.stringify(patch), '-o', 'name'];
+    const patch = {
+      metadata: { resourceVersion: sa.resourceVersion },
+      imagePullSecrets: next.length ? next.map((name) => ({ name })) : null,
+    };
+    const argv = [
+      ...kubectlArgv(t),
+      'patch',
+      'serviceaccount',
+      sa.name,
+      '-n',
+      sa.namespace,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify(patch),
+      '-o',
+      'name',
+    ];
     const res = await conn.exec({ argv });
     if (res.code === 0) return { written: next, attempts: attempt };
     const stderr = res.stderr.toString();
-    if (!isConflict(stderr)) throw commandError(conn.host, argv, res.code, stderr, `updating service account ${sa.namespace}/${sa.name}`);
+    if (!isConflict(stderr))
+      throw commandError(conn.host, argv, res.code, stderr, `updating service account ${sa.namespace}/${sa.name}`);
     if (attempt >= MAX_WRITE_ATTEMPTS) {
-      throw new TaskError(`service account ${sa.namespace}/${sa.name} on ${conn.host} kept changing under trustplay (${attempt} conflicting writes); nothing was overwritten: run again when the other writer is done`, 'command', stderr.trim());
+      throw new TaskError(
+        `service account ${sa.namespace}/${sa.name} on ${conn.host} kept changing under trustplay (${attempt} conflicting writes); nothing was overwritten: run again when the other writer is done`,
+        'command',
+        stderr.trim(),
+      );
     }
     const [fresh] = await readServiceAccounts(conn, t, [sa.namespace], sa.name);
-    if (!fresh || fresh.status !== 'ok') throw new TaskError(`service account ${sa.namespace}/${sa.name} disappeared on ${conn.host} while trustplay was updating it`, 'command');
+    if (!fresh || fresh.status !== 'ok')
+      throw new TaskError(
+        `service account ${sa.namespace}/${sa.name} disappeared on ${conn.host} while trustplay was updating it`,
+        'command',
+      );
     sa = fresh.sa;
   }
 }

@@ -12,16 +12,28 @@ const conn = new LocalConnection({ host: 'localhost' });
 
 describe('containerd facts', () => {
   it('parses the version lines of containerd 1.6 (Debian), 1.7 (containerd.io) and 2.x', () => {
-    expect(parseContainerdVersion('containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3')).toMatchObject({ major: 1, minor: 6 });
-    expect(parseContainerdVersion('containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da')).toMatchObject({ major: 1, minor: 7 });
-    expect(parseContainerdVersion('containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376')).toMatchObject({ major: 2, minor: 1 });
+    expect(
+      parseContainerdVersion('containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3'),
+    ).toMatchObject({ major: 1, minor: 6 });
+    expect(
+      parseContainerdVersion('containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da'),
+    ).toMatchObject({ major: 1, minor: 7 });
+    expect(
+      parseContainerdVersion(
+        'containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376',
+      ),
+    ).toMatchObject({ major: 2, minor: 1 });
     expect(parseContainerdVersion('containerd: command not found')).toBeNull();
   });
 
   it('caches the version on the node keyed by the binary, and reruns it when the binary changes', async () => {
     const cache = path.join(dir, 'run');
     mkdirSync(cache);
-    const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d'), versionCacheDir: cache };
+    const opts = {
+      configFile: path.join(dir, 'none.toml'),
+      configPath: path.join(dir, 'certs.d'),
+      versionCacheDir: cache,
+    };
     const real = await gatherContainerdFacts(conn, opts);
     expect(real.version?.major).toBe(1);
     const file = path.join(cache, 'trustplay.containerd-version');
@@ -29,7 +41,9 @@ describe('containerd facts', () => {
     expect(key).toMatch(/^\d+:\d+:\d+:\d+$/);
     // A cached answer under the right key is used as is (the binary is not run)...
     writeFileSync(file, `${key}\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
-    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe('containerd github.com/containerd/containerd/v2 v2.9.9 cached');
+    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe(
+      'containerd github.com/containerd/containerd/v2 v2.9.9 cached',
+    );
     // ...and a stale key (another binary) is ignored and rewritten.
     writeFileSync(file, `0:0:0:0\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
     expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe(real.version?.raw);
@@ -46,10 +60,21 @@ describe('containerd facts', () => {
     writeFileSync(path.join(hosts, 'client key.pem'), Buffer.from([0, 1, 2, 255]), { mode: 0o600 });
     chmodSync(path.join(hosts, 'client key.pem'), 0o600);
     mkdirSync(path.join(hosts, 'subdir'));
-    const f = await gatherContainerdFacts(conn, { configFile: cfg, configPath: path.join(dir, 'certs.d/'), registry: 'registry.test:5000' });
+    const f = await gatherContainerdFacts(conn, {
+      configFile: cfg,
+      configPath: path.join(dir, 'certs.d/'),
+      registry: 'registry.test:5000',
+    });
     expect(f.version?.major).toBe(1);
     const text = 'version = 2\n# ünïcode and "quotes" $(not run)\n';
-    expect(f.config).toEqual({ exists: true, text, content: Buffer.from(text), mode: 0o640, uid: process.getuid?.(), gid: process.getgid?.() });
+    expect(f.config).toEqual({
+      exists: true,
+      text,
+      content: Buffer.from(text),
+      mode: 0o640,
+      uid: process.getuid?.(),
+      gid: process.getgid?.(),
+    });
     expect(f.hostsDir.path).toBe(hosts);
     expect(f.hostsDir.exists).toBe(true);
     expect(Object.keys(f.hostsDir.files).sort()).toEqual(['client key.pem', 'hosts.toml']);
@@ -57,7 +82,11 @@ describe('containerd facts', () => {
   });
 
   it('reports a missing config.toml and host directory', async () => {
-    const f = await gatherContainerdFacts(conn, { configFile: path.join(dir, 'nope.toml'), configPath: path.join(dir, 'none'), registry: 'r.test' });
+    const f = await gatherContainerdFacts(conn, {
+      configFile: path.join(dir, 'nope.toml'),
+      configPath: path.join(dir, 'none'),
+      registry: 'r.test',
+    });
     expect(f.config).toEqual({ exists: false, text: null });
     expect(f.hostsDir).toEqual({ path: path.join(dir, 'none', 'r.test'), exists: false, files: {} });
     expect(f.extraDirs).toEqual({});
@@ -67,7 +96,11 @@ describe('containerd facts', () => {
     const a = path.join(dir, 'extra', 'a');
     mkdirSync(a, { recursive: true });
     writeFileSync(path.join(a, 'hosts.toml'), 'x');
-    const f = await gatherContainerdFacts(conn, { configFile: path.join(dir, 'nope.toml'), configPath: dir, extraDirs: [a, path.join(dir, 'extra', 'b')] });
+    const f = await gatherContainerdFacts(conn, {
+      configFile: path.join(dir, 'nope.toml'),
+      configPath: dir,
+      extraDirs: [a, path.join(dir, 'extra', 'b')],
+    });
     expect(f.hostsDir.path).toBe('');
     expect(f.extraDirs[a]?.files['hosts.toml']?.content.toString()).toBe('x');
     expect(f.extraDirs[path.join(dir, 'extra', 'b')]?.exists).toBe(false);

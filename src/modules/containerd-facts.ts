@@ -149,11 +149,23 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
     const [tag, ...f] = line.slice(2).split(' ');
     switch (tag) {
       case 'version':
-        if (f[0] === '1') sink = (b) => (facts.version = parseContainerdVersion(b.toString('utf8')) ?? { raw: b.toString('utf8').trim(), major: 0, minor: 0 });
+        if (f[0] === '1')
+          sink = (b) =>
+            (facts.version = parseContainerdVersion(b.toString('utf8')) ?? {
+              raw: b.toString('utf8').trim(),
+              major: 0,
+              minor: 0,
+            });
         break;
       case 'config':
         if (f[0] === '1') {
-          facts.config = { exists: true, text: '', mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
+          facts.config = {
+            exists: true,
+            text: '',
+            mode: parseInt(f[1] ?? '', 8),
+            uid: Number(f[2]),
+            gid: Number(f[3]),
+          };
           sink = (b) => {
             facts.config.content = b;
             facts.config.text = b.toString('utf8');
@@ -176,7 +188,10 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
       }
       case 'big': {
         const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
-        throw new TaskError(`${dir.path}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`, 'refused');
+        throw new TaskError(
+          `${dir.path}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`,
+          'refused',
+        );
       }
       case 'end':
         ended = true;
@@ -184,7 +199,8 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
     }
   }
   flush();
-  if (!ended) throw new TaskError('the containerd facts command stopped before its end marker (output cut short)', 'command');
+  if (!ended)
+    throw new TaskError('the containerd facts command stopped before its end marker (output cut short)', 'command');
   return facts;
 }
 

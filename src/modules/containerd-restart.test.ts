@@ -10,7 +10,14 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError, type TaskContext } from '../engine/module.js';
-import { configBackupKey, containerdRestart, containerdRestartRequest, rememberConfigBackup, verifiedRestart, type ConfigBackup } from './containerd-restart.js';
+import {
+  configBackupKey,
+  containerdRestart,
+  containerdRestartRequest,
+  rememberConfigBackup,
+  verifiedRestart,
+  type ConfigBackup,
+} from './containerd-restart.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-restart-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,16 +47,33 @@ describe('containerd.restart', () => {
   });
 
   it('builds one handler request per config file, deduplicated by id', () => {
-    const a = containerdRestartRequest({ configFile: '/etc/containerd/config.toml', restartCommand: 'systemctl restart containerd', timeoutSec: 60 });
-    const b = containerdRestartRequest({ configFile: '/etc/containerd/config.toml', restartCommand: 'systemctl restart containerd', socket: '/run/x.sock', timeoutSec: 5 });
+    const a = containerdRestartRequest({
+      configFile: '/etc/containerd/config.toml',
+      restartCommand: 'systemctl restart containerd',
+      timeoutSec: 60,
+    });
+    const b = containerdRestartRequest({
+      configFile: '/etc/containerd/config.toml',
+      restartCommand: 'systemctl restart containerd',
+      socket: '/run/x.sock',
+      timeoutSec: 5,
+    });
     expect(a.id).toBe(b.id);
-    expect(a).toMatchObject({ module: 'containerd.restart', name: 'Restart containerd (verified)', args: { config_file: '/etc/containerd/config.toml', timeout_sec: 60 } });
+    expect(a).toMatchObject({
+      module: 'containerd.restart',
+      name: 'Restart containerd (verified)',
+      args: { config_file: '/etc/containerd/config.toml', timeout_sec: 60 },
+    });
     expect(a.args).not.toHaveProperty('socket');
     expect(b.args).toMatchObject({ socket: '/run/x.sock' });
   });
 
   it('plans one restart change with no resources (config.toml was saved by the notifying change)', async () => {
-    const changes = await containerdRestart.plan({ config_file: '/c', restart_command: 'true', timeout_sec: 3 }, null, context());
+    const changes = await containerdRestart.plan(
+      { config_file: '/c', restart_command: 'true', timeout_sec: 3 },
+      null,
+      context(),
+    );
     expect(changes).toHaveLength(1);
     expect(changes[0]!.resources).toEqual([]);
     expect(changes[0]!.summary).toContain('restart containerd');
@@ -69,7 +93,9 @@ describe('containerd.restart', () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TaskError);
     const msg = (err as TaskError).message;
-    expect(msg).toMatch(/^ROLLBACK FAILED: containerd did not come back after the config change \(`echo .*` failed \(exit 1: failed\): Job for containerd.service failed\)/);
+    expect(msg).toMatch(
+      /^ROLLBACK FAILED: containerd did not come back after the config change \(`echo .*` failed \(exit 1: failed\): Job for containerd.service failed\)/,
+    );
     expect(msg).toContain('was restored but containerd still does not answer');
     expect(readFileSync(file, 'utf8')).toBe('version = 2\n# the good one\n');
     expect(statSync(file).mode & 0o777).toBe(0o640);
@@ -81,13 +107,25 @@ describe('containerd.restart', () => {
     writeFileSync(file, 'version = 2\n');
     const ctx = context();
     rememberConfigBackup(ctx, file, null);
-    await expect(verifiedRestart(ctx, { config_file: file, restart_command: 'exit 3', socket: path.join(dir, 'no.sock'), timeout_sec: 1 })).rejects.toThrow(/ROLLBACK FAILED/);
+    await expect(
+      verifiedRestart(ctx, {
+        config_file: file,
+        restart_command: 'exit 3',
+        socket: path.join(dir, 'no.sock'),
+        timeout_sec: 1,
+      }),
+    ).rejects.toThrow(/ROLLBACK FAILED/);
     expect(() => statSync(file)).toThrow(/ENOENT/);
   });
 
   it('says nothing was rolled back when no backup was recorded', async () => {
     await expect(
-      verifiedRestart(context(), { config_file: path.join(dir, 'x.toml'), restart_command: 'exit 1', socket: path.join(dir, 'no.sock'), timeout_sec: 1 }),
+      verifiedRestart(context(), {
+        config_file: path.join(dir, 'x.toml'),
+        restart_command: 'exit 1',
+        socket: path.join(dir, 'no.sock'),
+        timeout_sec: 1,
+      }),
     ).rejects.toThrow(/no earlier .*x\.toml was recorded in this run, so nothing was rolled back/);
   });
 });

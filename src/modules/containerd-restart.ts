@@ -66,7 +66,12 @@ export function rememberConfigBackup(
 }
 
 /** The handler request a config.toml-changing change attaches as `notify`. */
-export function containerdRestartRequest(o: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number }): HandlerRequest {
+export function containerdRestartRequest(o: {
+  configFile: string;
+  restartCommand: string;
+  socket?: string;
+  timeoutSec: number;
+}): HandlerRequest {
   return {
     id: `containerd.restart ${o.configFile}`,
     name: 'Restart containerd (verified)',
@@ -86,9 +91,18 @@ export function containerdRestartRequest(o: { configFile: string; restartCommand
  * info-level chatter.
  */
 export function trimmed(b: Buffer): string {
-  const lines = b.toString('utf8').trim().split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = b
+    .toString('utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   if (lines.length === 0) return '';
-  const telling = lines.slice(1).filter((l) => /error|fail|fatal|invalid|expect|denied|not found|no such/i.test(l) && !/level=(info|debug)/.test(l));
+  const telling = lines
+    .slice(1)
+    .filter(
+      (l) => /error|fail|fatal|invalid|expect|denied|not found|no such/i.test(l) && !/level=(info|debug)/.test(l),
+    );
   const picked = [lines[0] as string, ...telling.slice(-2)];
   if (picked.length === 1 && lines.length > 1) picked.push(lines[lines.length - 1] as string);
   const text = picked.join('; ');
@@ -96,7 +110,12 @@ export function trimmed(b: Buffer): string {
 }
 
 /** Runs the restart command and waits for the CRI; resolves with an error sentence, or null when containerd answers. */
-async function restartAndWait(conn: Connection, command: string, socket: string, timeoutSec: number): Promise<string | null> {
+async function restartAndWait(
+  conn: Connection,
+  command: string,
+  socket: string,
+  timeoutSec: number,
+): Promise<string | null> {
   const timeoutMs = timeoutSec * 1000;
   const r = await conn.exec({ script: command }, { timeoutMs });
   if (r.code !== 0) {
@@ -188,7 +207,8 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
 /** The internal handler module, registered as `containerd.restart`. */
 export const containerdRestart: Module<ContainerdRestartArgs, null> = {
   name: CONTAINERD_RESTART_MODULE,
-  description: 'Restart containerd, wait for its CRI socket, and roll config.toml back if it does not come back (internal handler).',
+  description:
+    'Restart containerd, wait for its CRI socket, and roll config.toml back if it does not come back (internal handler).',
   gather() {
     return Promise.resolve(null);
   },

@@ -14,7 +14,16 @@ import { lineDiff } from '../containerd/line-diff.js';
 import { TaskError } from '../engine/module.js';
 import type { ContainerdTlsArgs } from '../playbook/schema/modules.js';
 import type { ContainerdFacts, HostsDirFacts } from './containerd-facts.js';
-import { maskConfigSecrets, planContainerdTls, readMaterial, registryDir, toChange, type PlannedChange, type TlsMaterial, type TlsObserved } from './containerd-tls.js';
+import {
+  maskConfigSecrets,
+  planContainerdTls,
+  readMaterial,
+  registryDir,
+  toChange,
+  type PlannedChange,
+  type TlsMaterial,
+  type TlsObserved,
+} from './containerd-tls.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CONFIGS = join(HERE, '../containerd/fixtures');
@@ -45,10 +54,17 @@ function config(name: string | null): string | null {
   return name === null ? null : readFileSync(join(CONFIGS, name), 'utf8');
 }
 
-function facts(text: string | null, major: number, dir: HostsDirFacts = { path: `${CERTS}/${REG}`, exists: false, files: {} }): ContainerdFacts {
+function facts(
+  text: string | null,
+  major: number,
+  dir: HostsDirFacts = { path: `${CERTS}/${REG}`, exists: false, files: {} },
+): ContainerdFacts {
   return {
     version: { raw: `containerd github.com/containerd/containerd ${major}.7.0`, major, minor: 7 },
-    config: text === null ? { exists: false, text: null } : { exists: true, text, content: Buffer.from(text), mode: 0o644, uid: 0, gid: 0 },
+    config:
+      text === null
+        ? { exists: false, text: null }
+        : { exists: true, text, content: Buffer.from(text), mode: 0o644, uid: 0, gid: 0 },
     hostsDir: dir,
     extraDirs: {},
   };
@@ -67,7 +83,12 @@ function applied(f: ContainerdFacts, changes: PlannedChange[]): ContainerdFacts 
       next.config = { exists: true, text: op.content.toString(), content: op.content, mode: op.mode, uid: 0, gid: 0 };
     } else if (op.kind === 'write' && op.path.startsWith(`${next.hostsDir.path}/`)) {
       next.hostsDir.exists = true;
-      next.hostsDir.files[op.path.slice(next.hostsDir.path.length + 1)] = { content: op.content, mode: op.mode, uid: 0, gid: 0 };
+      next.hostsDir.files[op.path.slice(next.hostsDir.path.length + 1)] = {
+        content: op.content,
+        mode: op.mode,
+        uid: 0,
+        gid: 0,
+      };
     } else if (op.kind === 'remove') {
       delete next.hostsDir.files[op.path.slice(next.hostsDir.path.length + 1)];
     } else if (op.kind === 'rmdir') {
@@ -109,7 +130,8 @@ function golden(name: string, actual: string): void {
 
 // Lines a hosts-style plan may add or remove in config.toml: config_path, the version of a new
 // file, and the registry table header when the file had none.
-const OWNED = /^\s*(config_path = .*|version = [23]|\[plugins\.(?:"|')io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.images)(?:"|')\.registry\]|)$/;
+const OWNED =
+  /^\s*(config_path = .*|version = [23]|\[plugins\.(?:"|')io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.images)(?:"|')\.registry\]|)$/;
 
 function configWrite(changes: PlannedChange[]): string | undefined {
   const c = changes.find((x) => x.op.kind === 'write' && x.op.path.endsWith('config.toml'));
@@ -149,7 +171,8 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
       TOML.parse(after!);
       if (before !== null) {
         const d = lineDiff(before, after!);
-        for (const l of [...d.removed, ...d.added]) expect(l, `unexpected changed line ${JSON.stringify(l)}`).toMatch(OWNED);
+        for (const l of [...d.removed, ...d.added])
+          expect(l, `unexpected changed line ${JSON.stringify(l)}`).toMatch(OWNED);
         expect(d.kept).toBe(before.split('\n').length - d.removed.length);
       }
       // Files before config.toml, so the restart finds hosts.toml and the CA in place.
@@ -173,7 +196,9 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
   it('legacy mirrors are refused before anything is written, and migrated with migrate_legacy', () => {
     const text = config('mirrors.toml');
     const e = refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(text, 1)), 'node9'));
-    expect(e.message).toMatch(/^node9: config\.toml has legacy registry\.mirrors for docker\.io, registry\.test:5000 .*pass migrate_legacy: true/);
+    expect(e.message).toMatch(
+      /^node9: config\.toml has legacy registry\.mirrors for docker\.io, registry\.test:5000 .*pass migrate_legacy: true/,
+    );
     const plan = planContainerdTls(args({ ca: CA, migrate_legacy: true }), observed(facts(text, 1)));
     golden('hosts-ca.mirrors-migrate', render(plan, text));
     // The registry's own managed hosts.toml wins over the migrated one.
@@ -187,15 +212,30 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
     const after = configWrite(plan.changes)!;
     expect(after).not.toContain('configs."registry.test:5000".tls');
     expect(after).toContain(`config_path = "${CERTS}"`);
-    expect(plan.changes.at(-1)?.summary).toBe(`remove legacy registry.configs."${REG}".tls, set config_path = "${CERTS}" in /etc/containerd/config.toml (restarts containerd)`);
+    expect(plan.changes.at(-1)?.summary).toBe(
+      `remove legacy registry.configs."${REG}".tls, set config_path = "${CERTS}" in /etc/containerd/config.toml (restarts containerd)`,
+    );
   });
 
   it('refuses a version 1 config, a broken file and a missing containerd with one sentence', () => {
-    expect(refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(config('version1.toml'), 1)))).message).toMatch(/version 1 containerd config/);
-    expect(refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(config('broken.toml'), 1)))).message).toMatch(/not valid TOML at line/);
+    expect(
+      refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(config('version1.toml'), 1)))).message,
+    ).toMatch(/version 1 containerd config/);
+    expect(
+      refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(config('broken.toml'), 1)))).message,
+    ).toMatch(/not valid TOML at line/);
     const noBinary = { ...facts(null, 1), version: null };
-    expect(refusal(() => planContainerdTls(args({ ca: CA }), observed(noBinary))).message).toMatch(/containerd --version` did not run/);
-    expect(refusal(() => planContainerdTls(args({ ca: CA, config_path: '/srv/certs.d' }), observed(facts(config('multi-config-path.toml'), 1)))).message).toMatch(/several directories .* \/srv\/certs\.d is not one of them/);
+    expect(refusal(() => planContainerdTls(args({ ca: CA }), observed(noBinary))).message).toMatch(
+      /containerd --version` did not run/,
+    );
+    expect(
+      refusal(() =>
+        planContainerdTls(
+          args({ ca: CA, config_path: '/srv/certs.d' }),
+          observed(facts(config('multi-config-path.toml'), 1)),
+        ),
+      ).message,
+    ).toMatch(/several directories .* \/srv\/certs\.d is not one of them/);
     // On 1.x a multi-directory config_path that lists ours is kept (1.x searches each in order).
     const multi = planContainerdTls(args({ ca: CA }), observed(facts(config('multi-config-path.toml'), 1)));
     expect(multi.changes.some((c) => c.restart)).toBe(false);
@@ -222,20 +262,31 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
 
   it('writes the client key 0600 and never shows it in a diff', () => {
     const material = { ca: CA, clientCert: CA, clientKey: CLIENT_KEY };
-    const plan = planContainerdTls(args({ ca: CA, client_cert: 'c', client_key: 'k' }), observed(facts(null, 1), material));
+    const plan = planContainerdTls(
+      args({ ca: CA, client_cert: 'c', client_key: 'k' }),
+      observed(facts(null, 1), material),
+    );
     const key = plan.changes.find((c) => c.op.path.endsWith('client.key'))!;
     expect(key.op.kind === 'write' && key.op.mode).toBe(0o600);
     expect(key.diff?.after).toMatch(/^\*{8} \(private key, \d+ bytes\)\n$/);
-    for (const c of plan.changes) expect(`${c.summary}${c.diff?.before ?? ''}${c.diff?.after ?? ''}`).not.toContain('PRIVATE KEY');
+    for (const c of plan.changes)
+      expect(`${c.summary}${c.diff?.before ?? ''}${c.diff?.after ?? ''}`).not.toContain('PRIVATE KEY');
     const hosts = plan.changes.find((c) => c.op.path.endsWith('hosts.toml'))!;
-    expect(hosts.op.kind === 'write' && hosts.op.content.toString()).toContain(`client = [["${CERTS}/${REG}/client.cert", "${CERTS}/${REG}/client.key"]]`);
+    expect(hosts.op.kind === 'write' && hosts.op.content.toString()).toContain(
+      `client = [["${CERTS}/${REG}/client.cert", "${CERTS}/${REG}/client.key"]]`,
+    );
   });
 
   it('rewrites a file with the wrong mode, and replaces a hand-written hosts.toml with a warning', () => {
     const plan = planContainerdTls(args({ ca: CA }), observed(facts(null, 1)));
     const node = applied(facts(null, 1), plan.changes);
     node.hostsDir.files['ca.crt']!.mode = 0o600;
-    node.hostsDir.files['hosts.toml'] = { content: Buffer.from('server = "https://registry.test:5000"\n'), mode: 0o644, uid: 0, gid: 0 };
+    node.hostsDir.files['hosts.toml'] = {
+      content: Buffer.from('server = "https://registry.test:5000"\n'),
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+    };
     const again = planContainerdTls(args({ ca: CA }), observed(node));
     expect(again.changes.map((c) => c.summary)).toEqual([
       `set mode 0644 on ${CERTS}/${REG}/ca.crt (was 0600)`,
@@ -252,7 +303,9 @@ describe('containerd.tls state: absent (hosts style)', () => {
     const absent = planContainerdTls(args({ state: 'absent' }), observed(node, {}));
     golden('hosts-absent.after-ca', render(absent, node.config.text));
     expect(absent.changes.some((c) => c.restart)).toBe(false);
-    expect(planContainerdTls(args({ state: 'absent' }), observed(applied(node, absent.changes), {})).changes).toEqual([]);
+    expect(planContainerdTls(args({ state: 'absent' }), observed(applied(node, absent.changes), {})).changes).toEqual(
+      [],
+    );
   });
 
   it('keeps the directory when it holds files trustplay did not write, and leaves an unmanaged hosts.toml alone', () => {
@@ -277,13 +330,26 @@ describe('containerd.tls style: legacy', () => {
     const f = facts(before, 1, { path: legacyDir, exists: false, files: {} });
     const plan = planContainerdTls(args({ style: 'legacy', ca: CA }), observed(f));
     golden('legacy-ca.v1.6-default', render(plan, before));
-    expect(planContainerdTls(args({ style: 'legacy', ca: CA }), observed(applied(f, plan.changes))).changes).toEqual([]);
+    expect(planContainerdTls(args({ style: 'legacy', ca: CA }), observed(applied(f, plan.changes))).changes).toEqual(
+      [],
+    );
   });
 
   it('refuses on containerd 2.x and with config_path set, pointing at style: hosts', () => {
-    expect(refusal(() => planContainerdTls(args({ style: 'legacy', ca: CA }), observed(facts(config('v2.x-default.toml'), 2)))).message).toMatch(/containerd 2\.x ignores .*use style: hosts/);
-    expect(refusal(() => planContainerdTls(args({ style: 'legacy', ca: CA }), observed(facts(config('other-config-path.toml'), 1)))).message).toMatch(/sets config_path .*use style: hosts/);
-    expect(refusal(() => planContainerdTls(args({ style: 'legacy', plain_http: true }), observed(facts(null, 1), {}))).message).toMatch(/use style: hosts/);
+    expect(
+      refusal(() =>
+        planContainerdTls(args({ style: 'legacy', ca: CA }), observed(facts(config('v2.x-default.toml'), 2))),
+      ).message,
+    ).toMatch(/containerd 2\.x ignores .*use style: hosts/);
+    expect(
+      refusal(() =>
+        planContainerdTls(args({ style: 'legacy', ca: CA }), observed(facts(config('other-config-path.toml'), 1))),
+      ).message,
+    ).toMatch(/sets config_path .*use style: hosts/);
+    expect(
+      refusal(() => planContainerdTls(args({ style: 'legacy', plain_http: true }), observed(facts(null, 1), {})))
+        .message,
+    ).toMatch(/use style: hosts/);
   });
 
   it('state: absent removes the table and its CA file', () => {
@@ -309,7 +375,10 @@ describe('containerd.tls changes and material', () => {
       [{ kind: 'file', path: '/etc/containerd/config.toml' }],
     ]);
     expect(changes.map((c) => c.notify?.length ?? 0)).toEqual([0, 0, 1]);
-    expect(changes[2]!.notify![0]).toMatchObject({ module: 'containerd.restart', args: { socket: '/run/x.sock', timeout_sec: 7 } });
+    expect(changes[2]!.notify![0]).toMatchObject({
+      module: 'containerd.restart',
+      args: { socket: '/run/x.sock', timeout_sec: 7 },
+    });
   });
 
   it('masks credentials of config.toml in diffs', () => {
@@ -318,16 +387,24 @@ describe('containerd.tls changes and material', () => {
     const masked = maskConfigSecrets(text);
     expect(masked).not.toMatch(/password = "(?!\*{8}")/);
     expect(masked.split('\n')).toHaveLength(text.split('\n').length);
-    expect(maskConfigSecrets('auth = { username = "u", password = "p" }\nca_file = "/x"')).toBe('auth = { username = "********", password = "********" }\nca_file = "/x"');
+    expect(maskConfigSecrets('auth = { username = "u", password = "p" }\nca_file = "/x"')).toBe(
+      'auth = { username = "********", password = "********" }\nca_file = "/x"',
+    );
   });
 
   it('reads inline PEM and files, and says which path is missing or not a certificate', async () => {
     expect((await readMaterial(args({ ca: CA.trim() }))).material.ca).toBe(`${CA.trim()}\n`);
     const dir = join(HERE, '../../test/fixtures/containerd-tls');
     expect((await readMaterial(args({ ca: join(dir, 'test-ca.pem') }))).material.ca).toBe(CA);
-    await expect(readMaterial(args({ ca: '/nonexistent/ca.pem' }))).rejects.toThrow('the CA certificate file /nonexistent/ca.pem does not exist on the controller: fix the path in the task or its variable.');
-    await expect(readMaterial(args({ ca: join(dir, 'test-client.key') }))).rejects.toThrow(/test-client\.key is not a PEM certificate/);
-    await expect(readMaterial(args({ ca: CA, client_cert: CA, client_key: CA }))).rejects.toThrow(/client_key \(inline\) is not a PEM private key/);
+    await expect(readMaterial(args({ ca: '/nonexistent/ca.pem' }))).rejects.toThrow(
+      'the CA certificate file /nonexistent/ca.pem does not exist on the controller: fix the path in the task or its variable.',
+    );
+    await expect(readMaterial(args({ ca: join(dir, 'test-client.key') }))).rejects.toThrow(
+      /test-client\.key is not a PEM certificate/,
+    );
+    await expect(readMaterial(args({ ca: CA, client_cert: CA, client_key: CA }))).rejects.toThrow(
+      /client_key \(inline\) is not a PEM private key/,
+    );
     const ok = await readMaterial(args({ client_cert: CA, client_key: CLIENT_KEY }));
     expect(ok.material.clientKey).toBe(CLIENT_KEY);
   });

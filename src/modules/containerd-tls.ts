@@ -50,7 +50,13 @@ export interface TlsObserved {
 
 /** One file operation on the node. */
 export type FileOp =
-  | { kind: 'write'; path: string; content: Buffer; mode: number; config?: { previous: Buffer | null; mode?: number; uid?: number; gid?: number } }
+  | {
+      kind: 'write';
+      path: string;
+      content: Buffer;
+      mode: number;
+      config?: { previous: Buffer | null; mode?: number; uid?: number; gid?: number };
+    }
   | { kind: 'remove'; path: string }
   | { kind: 'rmdir'; path: string };
 
@@ -80,8 +86,16 @@ async function readPem(arg: string, what: string): Promise<string> {
       text = await readFile(file, 'utf8');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${(e as Error).message})`;
-      throw new TaskError(`the ${what} file ${file} ${why} on the controller: fix the path in the task or its variable.`, 'refused');
+      const why =
+        code === 'ENOENT'
+          ? 'does not exist'
+          : code === 'EACCES'
+            ? 'is not readable (permission denied)'
+            : `cannot be read (${(e as Error).message})`;
+      throw new TaskError(
+        `the ${what} file ${file} ${why} on the controller: fix the path in the task or its variable.`,
+        'refused',
+      );
     }
   }
   text = text.replace(/\r\n/g, '\n');
@@ -94,14 +108,22 @@ export async function readMaterial(args: ContainerdTlsArgs): Promise<{ material:
   const warnings: string[] = [];
   const cert = (pem: string, what: string, arg: string): void => {
     const where = arg.includes('-----BEGIN ') ? `the inline ${what}` : `${what} ${path.resolve(arg)}`;
-    if (!PEM_CERT.test(pem)) throw new TaskError(`${where} is not a PEM certificate (no -----BEGIN CERTIFICATE----- block): give the certificate itself, not a key or a DER file.`, 'refused');
+    if (!PEM_CERT.test(pem))
+      throw new TaskError(
+        `${where} is not a PEM certificate (no -----BEGIN CERTIFICATE----- block): give the certificate itself, not a key or a DER file.`,
+        'refused',
+      );
     let x: X509Certificate;
     try {
       x = new X509Certificate(pem);
     } catch (e) {
-      throw new TaskError(`${where} is not a valid PEM certificate (${(e as Error).message}): check that the file is not truncated.`, 'refused');
+      throw new TaskError(
+        `${where} is not a valid PEM certificate (${(e as Error).message}): check that the file is not truncated.`,
+        'refused',
+      );
     }
-    if (Date.parse(x.validTo) < Date.now()) warnings.push(`${where} expired on ${x.validTo}: the registry's certificate chain will not verify with it`);
+    if (Date.parse(x.validTo) < Date.now())
+      warnings.push(`${where} expired on ${x.validTo}: the registry's certificate chain will not verify with it`);
   };
   if (args.state === 'absent') return { material, warnings };
   if (args.ca !== undefined) {
@@ -116,15 +138,22 @@ export async function readMaterial(args: ContainerdTlsArgs): Promise<{ material:
       createPrivateKey(material.clientKey);
     } catch {
       // The key's content never goes into a message.
-      throw new TaskError(`client_key ${args.client_key.includes('-----BEGIN ') ? '(inline)' : path.resolve(args.client_key)} is not a PEM private key: give the unencrypted key that matches client_cert.`, 'refused');
+      throw new TaskError(
+        `client_key ${args.client_key.includes('-----BEGIN ') ? '(inline)' : path.resolve(args.client_key)} is not a PEM private key: give the unencrypted key that matches client_cert.`,
+        'refused',
+      );
     }
   }
   return { material, warnings };
 }
 
 /** The directory holding this registry's files: under config_path (hosts style) or beside config.toml (legacy). */
-export function registryDir(args: Pick<ContainerdTlsArgs, 'style' | 'config_path' | 'config_file' | 'registry'>): string {
-  return args.style === 'legacy' ? hostsDirFor(`${path.posix.dirname(args.config_file)}/tls`, args.registry) : hostsDirFor(args.config_path, args.registry);
+export function registryDir(
+  args: Pick<ContainerdTlsArgs, 'style' | 'config_path' | 'config_file' | 'registry'>,
+): string {
+  return args.style === 'legacy'
+    ? hostsDirFor(`${path.posix.dirname(args.config_file)}/tls`, args.registry)
+    : hostsDirFor(args.config_path, args.registry);
 }
 
 // Values of secret-named keys in config.toml (registry auth) never reach a diff.
@@ -143,9 +172,17 @@ export function maskConfigSecrets(text: string): string {
     .join('\n');
 }
 
-const KEY_MASK = (b: Buffer | undefined): string => (b === undefined ? '' : `******** (private key, ${b.length} bytes)\n`);
+const KEY_MASK = (b: Buffer | undefined): string =>
+  b === undefined ? '' : `******** (private key, ${b.length} bytes)\n`;
 
-function writeChange(o: { path: string; content: Buffer; mode: number; existing: HostsDirFacts['files'][string] | undefined; what: string; secret?: boolean }): PlannedChange | null {
+function writeChange(o: {
+  path: string;
+  content: Buffer;
+  mode: number;
+  existing: HostsDirFacts['files'][string] | undefined;
+  what: string;
+  secret?: boolean;
+}): PlannedChange | null {
   const sameContent = o.existing !== undefined && o.existing.content.equals(o.content);
   if (sameContent && o.existing?.mode === o.mode) return null;
   const mode = o.mode.toString(8).padStart(4, '0');
@@ -154,7 +191,12 @@ function writeChange(o: { path: string; content: Buffer; mode: number; existing:
     : `${o.existing ? 'update' : 'write'} ${o.path} (${o.what}, ${mode})`;
   const before = o.secret ? KEY_MASK(o.existing?.content) : (o.existing?.content.toString('utf8') ?? '');
   const after = o.secret ? KEY_MASK(o.content) : o.content.toString('utf8');
-  return { summary, op: { kind: 'write', path: o.path, content: o.content, mode: o.mode }, restart: false, diff: { target: o.path, before, after } };
+  return {
+    summary,
+    op: { kind: 'write', path: o.path, content: o.content, mode: o.mode },
+    restart: false,
+    diff: { target: o.path, before, after },
+  };
 }
 
 function removeChange(dir: HostsDirFacts, name: string, what: string): PlannedChange | null {
@@ -187,7 +229,11 @@ function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: str
       },
     },
     restart: true,
-    diff: { target: args.config_file, before: maskConfigSecrets(facts.config.text ?? ''), after: maskConfigSecrets(next) },
+    diff: {
+      target: args.config_file,
+      before: maskConfigSecrets(facts.config.text ?? ''),
+      after: maskConfigSecrets(next),
+    },
   };
 }
 
@@ -197,7 +243,10 @@ function refuse(host: string, error: string): never {
 
 function containerdMajor(facts: ContainerdFacts, host: string): number {
   if (!facts.version) {
-    throw new TaskError(`${host}: \`containerd --version\` did not run (containerd is not installed or not on PATH), and trustplay needs its version to write a config it will load: install containerd first.`, 'refused');
+    throw new TaskError(
+      `${host}: \`containerd --version\` did not run (containerd is not installed or not on PATH), and trustplay needs its version to write a config it will load: install containerd first.`,
+      'refused',
+    );
   }
   return facts.version.major;
 }
@@ -209,21 +258,46 @@ function inspect(facts: ContainerdFacts, major: number, host: string): Container
 }
 
 /** Desired files of the registry's directory: name → content + mode. */
-function desiredFiles(args: ContainerdTlsArgs, material: TlsMaterial, dir: string): Array<{ name: string; content: Buffer; mode: number; what: string; secret?: boolean }> {
+function desiredFiles(
+  args: ContainerdTlsArgs,
+  material: TlsMaterial,
+  dir: string,
+): Array<{ name: string; content: Buffer; mode: number; what: string; secret?: boolean }> {
   const out: Array<{ name: string; content: Buffer; mode: number; what: string; secret?: boolean }> = [];
-  if (material.ca !== undefined) out.push({ name: FILE_NAMES.ca, content: Buffer.from(material.ca), mode: 0o644, what: 'CA certificate' });
-  if (material.clientCert !== undefined) out.push({ name: FILE_NAMES.cert, content: Buffer.from(material.clientCert), mode: 0o644, what: 'client certificate' });
-  if (material.clientKey !== undefined) out.push({ name: FILE_NAMES.key, content: Buffer.from(material.clientKey), mode: 0o600, what: 'client key', secret: true });
+  if (material.ca !== undefined)
+    out.push({ name: FILE_NAMES.ca, content: Buffer.from(material.ca), mode: 0o644, what: 'CA certificate' });
+  if (material.clientCert !== undefined)
+    out.push({
+      name: FILE_NAMES.cert,
+      content: Buffer.from(material.clientCert),
+      mode: 0o644,
+      what: 'client certificate',
+    });
+  if (material.clientKey !== undefined)
+    out.push({
+      name: FILE_NAMES.key,
+      content: Buffer.from(material.clientKey),
+      mode: 0o600,
+      what: 'client key',
+      secret: true,
+    });
   if (args.style !== 'legacy') {
     const hosts = renderHostsToml({
       registry: args.registry,
       ...(material.ca !== undefined ? { ca: `${dir}/${FILE_NAMES.ca}` } : {}),
-      ...(material.clientCert !== undefined ? { clientCert: `${dir}/${FILE_NAMES.cert}`, clientKey: `${dir}/${FILE_NAMES.key}` } : {}),
+      ...(material.clientCert !== undefined
+        ? { clientCert: `${dir}/${FILE_NAMES.cert}`, clientKey: `${dir}/${FILE_NAMES.key}` }
+        : {}),
       ...(args.skip_verify === true ? { skipVerify: true } : {}),
       ...(args.plain_http === true ? { plainHttp: true } : {}),
     });
     // hosts.toml last: it must never point at a CA file that is not there yet.
-    out.push({ name: FILE_NAMES.hosts, content: Buffer.from(hosts), mode: 0o644, what: 'hosts.toml, managed by trustplay' });
+    out.push({
+      name: FILE_NAMES.hosts,
+      content: Buffer.from(hosts),
+      mode: 0o644,
+      what: 'hosts.toml, managed by trustplay',
+    });
   }
   return out;
 }
@@ -244,14 +318,33 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     if (c) changes.push(c);
   };
 
-  if (args.state !== 'absent' && args.ca === undefined && args.skip_verify !== true && args.plain_http !== true && args.client_cert === undefined) {
-    throw new TaskError('containerd.tls needs one of `ca` (the secure fix), `skip_verify: true` or `plain_http: true` (or a client_cert/client_key pair) to know what to trust.', 'refused');
+  if (
+    args.state !== 'absent' &&
+    args.ca === undefined &&
+    args.skip_verify !== true &&
+    args.plain_http !== true &&
+    args.client_cert === undefined
+  ) {
+    throw new TaskError(
+      'containerd.tls needs one of `ca` (the secure fix), `skip_verify: true` or `plain_http: true` (or a client_cert/client_key pair) to know what to trust.',
+      'refused',
+    );
   }
-  if (args.skip_verify === true) warnings.push(`skip_verify: ${args.registry}'s certificate is not verified, so anyone on the network path can serve images: insecure, production should trust the registry's CA with \`ca\``);
-  if (args.plain_http === true) warnings.push(`plain_http: images from ${args.registry} travel unencrypted and unauthenticated: insecure, production should serve TLS and trust its CA with \`ca\``);
+  if (args.skip_verify === true)
+    warnings.push(
+      `skip_verify: ${args.registry}'s certificate is not verified, so anyone on the network path can serve images: insecure, production should trust the registry's CA with \`ca\``,
+    );
+  if (args.plain_http === true)
+    warnings.push(
+      `plain_http: images from ${args.registry} travel unencrypted and unauthenticated: insecure, production should serve TLS and trust its CA with \`ca\``,
+    );
 
   if (args.style === 'legacy') {
-    if (args.plain_http === true) throw new TaskError('plain_http is not a TLS setting of the legacy registry.configs table; use style: hosts for a plain-HTTP registry.', 'refused');
+    if (args.plain_http === true)
+      throw new TaskError(
+        'plain_http is not a TLS setting of the legacy registry.configs table; use style: hosts for a plain-HTTP registry.',
+        'refused',
+      );
     const wantFiles = args.state === 'absent' ? [] : desiredFiles(args, material, dir);
     const tls: LegacyTls | null =
       args.state === 'absent'
@@ -259,18 +352,35 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
         : {
             ...(args.skip_verify === true ? { insecure_skip_verify: true } : {}),
             ...(material.ca !== undefined ? { ca_file: `${dir}/${FILE_NAMES.ca}` } : {}),
-            ...(material.clientCert !== undefined ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` } : {}),
+            ...(material.clientCert !== undefined
+              ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` }
+              : {}),
           };
     const edit = setLegacyTls(facts.config.text, args.registry, tls, { containerdMajor: major });
     if (isRefusal(edit)) refuse(host, edit.error);
     if (args.state === 'absent') {
       if (edit.changed) push(configChange(args, facts, edit.text, `remove registry.configs."${args.registry}".tls`));
-      for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key]) push(removeChange(hostsDir, name, 'written by containerd.tls style: legacy'));
+      for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key])
+        push(removeChange(hostsDir, name, 'written by containerd.tls style: legacy'));
       pushRmdir(hostsDir, changes, push);
       return { changes, warnings };
     }
-    for (const f of wantFiles) push(writeChange({ path: `${dir}/${f.name}`, content: f.content, mode: f.mode, existing: hostsDir.files[f.name], what: f.what, ...(f.secret ? { secret: true } : {}) }));
-    for (const [name, present] of [[FILE_NAMES.ca, material.ca], [FILE_NAMES.cert, material.clientCert], [FILE_NAMES.key, material.clientKey]] as const) {
+    for (const f of wantFiles)
+      push(
+        writeChange({
+          path: `${dir}/${f.name}`,
+          content: f.content,
+          mode: f.mode,
+          existing: hostsDir.files[f.name],
+          what: f.what,
+          ...(f.secret ? { secret: true } : {}),
+        }),
+      );
+    for (const [name, present] of [
+      [FILE_NAMES.ca, material.ca],
+      [FILE_NAMES.cert, material.clientCert],
+      [FILE_NAMES.key, material.clientKey],
+    ] as const) {
       if (present === undefined) push(removeChange(hostsDir, name, 'no longer configured'));
     }
     if (edit.changed) push(configChange(args, facts, edit.text, `set registry.configs."${args.registry}".tls`));
@@ -284,10 +394,13 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   if (args.state === 'absent') {
     if (!hostsDir.exists) return { changes, warnings };
     if (current !== undefined && !managed) {
-      warnings.push(`${dir}/${FILE_NAMES.hosts} was not written by trustplay, so state: absent leaves it (and ${dir}) as it is`);
+      warnings.push(
+        `${dir}/${FILE_NAMES.hosts} was not written by trustplay, so state: absent leaves it (and ${dir}) as it is`,
+      );
       return { changes, warnings };
     }
-    for (const name of [FILE_NAMES.hosts, FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key]) push(removeChange(hostsDir, name, 'written by containerd.tls'));
+    for (const name of [FILE_NAMES.hosts, FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key])
+      push(removeChange(hostsDir, name, 'written by containerd.tls'));
     pushRmdir(hostsDir, changes, push);
     return { changes, warnings };
   }
@@ -299,7 +412,17 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     );
   }
   const wanted = desiredFiles(args, material, dir);
-  for (const f of wanted) push(writeChange({ path: `${dir}/${f.name}`, content: f.content, mode: f.mode, existing: hostsDir.files[f.name], what: f.what, ...(f.secret ? { secret: true } : {}) }));
+  for (const f of wanted)
+    push(
+      writeChange({
+        path: `${dir}/${f.name}`,
+        content: f.content,
+        mode: f.mode,
+        existing: hostsDir.files[f.name],
+        what: f.what,
+        ...(f.secret ? { secret: true } : {}),
+      }),
+    );
   // Files trustplay wrote for a setting that is gone (a CA replaced by skip_verify, mTLS dropped).
   if (current === undefined || managed) {
     for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key]) {
@@ -318,18 +441,31 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
       what.push(`remove legacy registry.configs."${args.registry}".tls`);
     }
   }
-  const ensured = ensureConfigPath(text, args.config_path, { containerdMajor: major, migrateLegacy: args.migrate_legacy });
+  const ensured = ensureConfigPath(text, args.config_path, {
+    containerdMajor: major,
+    migrateLegacy: args.migrate_legacy,
+  });
   if (isRefusal(ensured)) refuse(host, ensured.error);
   warnings.push(...ensured.notes);
   // Hosts files of a migration: written before config.toml so the restart finds them.
   for (const [d, content] of Object.entries(ensured.hostsFiles)) {
     const p = `${hostsDirFor(args.config_path, d)}/${FILE_NAMES.hosts}`;
     if (p === `${dir}/${FILE_NAMES.hosts}`) {
-      warnings.push(`the legacy settings for ${args.registry} itself are replaced by this task's managed ${p}, not migrated`);
+      warnings.push(
+        `the legacy settings for ${args.registry} itself are replaced by this task's managed ${p}, not migrated`,
+      );
       continue;
     }
     const existing = facts.extraDirs[hostsDirFor(args.config_path, d)]?.files[FILE_NAMES.hosts];
-    push(writeChange({ path: p, content: Buffer.from(content), mode: 0o644, existing, what: 'migrated from legacy config.toml settings' }));
+    push(
+      writeChange({
+        path: p,
+        content: Buffer.from(content),
+        mode: 0o644,
+        existing,
+        what: 'migrated from legacy config.toml settings',
+      }),
+    );
   }
   if (ensured.changed) {
     const configPathChanged = info.configPath !== args.config_path;
@@ -338,7 +474,8 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     if (!info.exists) what.unshift(`create with version = ${info.version}`);
     text = ensured.text;
   }
-  if (text !== facts.config.text && text !== null) push(configChange(args, facts, text, what.join(', ') || 'update registry settings'));
+  if (text !== facts.config.text && text !== null)
+    push(configChange(args, facts, text, what.join(', ') || 'update registry settings'));
   return { changes, warnings };
 }
 
@@ -346,7 +483,8 @@ function pushRmdir(dir: HostsDirFacts, changes: PlannedChange[], push: (c: Plann
   const removing = new Set(changes.filter((c) => c.op.kind === 'remove').map((c) => c.op.path));
   const others = Object.keys(dir.files).filter((n) => !removing.has(`${dir.path}/${n}`));
   // Files trustplay did not write keep the directory (and themselves) in place.
-  if (dir.exists && others.length === 0) push({ summary: `remove the empty directory ${dir.path}`, op: { kind: 'rmdir', path: dir.path }, restart: false });
+  if (dir.exists && others.length === 0)
+    push({ summary: `remove the empty directory ${dir.path}`, op: { kind: 'rmdir', path: dir.path }, restart: false });
 }
 
 function resourcesOf(op: FileOp): Resource[] {
@@ -361,28 +499,51 @@ export function toChange(p: PlannedChange, args: ContainerdTlsArgs): Change {
     resources: resourcesOf(op),
     ...(p.diff ? { diff: p.diff } : {}),
     ...(p.restart
-      ? { notify: [containerdRestartRequest({ configFile: args.config_file, restartCommand: args.restart_command, ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout })] }
+      ? {
+          notify: [
+            containerdRestartRequest({
+              configFile: args.config_file,
+              restartCommand: args.restart_command,
+              ...(args.socket !== undefined ? { socket: args.socket } : {}),
+              timeoutSec: args.restart_timeout,
+            }),
+          ],
+        }
       : {}),
     apply: async (ctx: TaskContext) => {
       const conn = ctx.conn;
       if (op.kind === 'remove') return conn.remove(op.path);
       if (op.kind === 'rmdir') {
         // Only an empty directory goes: rmdir refuses anything else, which is what we want.
-        const r = await conn.exec({ argv: ['sh', '-c', 'rmdir -- "$1" 2>/dev/null || [ ! -d "$1" ] || [ -n "$(ls -A -- "$1")" ]', 'sh', op.path] });
-        if (r.code !== 0) throw new TaskError(`${ctx.host}: could not remove the directory ${op.path}: ${r.stderr.toString('utf8').trim() || `exit ${r.code}`}`, 'command');
+        const r = await conn.exec({
+          argv: ['sh', '-c', 'rmdir -- "$1" 2>/dev/null || [ ! -d "$1" ] || [ -n "$(ls -A -- "$1")" ]', 'sh', op.path],
+        });
+        if (r.code !== 0)
+          throw new TaskError(
+            `${ctx.host}: could not remove the directory ${op.path}: ${r.stderr.toString('utf8').trim() || `exit ${r.code}`}`,
+            'command',
+          );
         return;
       }
       if (op.config) {
         // Compare-and-swap: a config.toml edited since gather must not be overwritten with a stale edit.
         const now = await conn.readFile(op.path);
-        const same = now === null ? op.config.previous === null : op.config.previous !== null && now.equals(op.config.previous);
-        if (!same) throw new TaskError(`${ctx.host}: ${op.path} changed on the node while this task ran, so it was not written: run again.`, 'command');
+        const same =
+          now === null ? op.config.previous === null : op.config.previous !== null && now.equals(op.config.previous);
+        if (!same)
+          throw new TaskError(
+            `${ctx.host}: ${op.path} changed on the node while this task ran, so it was not written: run again.`,
+            'command',
+          );
         rememberConfigBackup(ctx, op.path, op.config.previous, {
           ...(op.config.mode !== undefined ? { mode: op.config.mode } : {}),
           ...(op.config.uid !== undefined ? { uid: op.config.uid } : {}),
           ...(op.config.gid !== undefined ? { gid: op.config.gid } : {}),
         });
-        return conn.writeFile(op.path, op.content, { mkdirs: true, ...(op.config.previous === null ? { mode: op.mode } : {}) });
+        return conn.writeFile(op.path, op.content, {
+          mkdirs: true,
+          ...(op.config.previous === null ? { mode: op.mode } : {}),
+        });
       }
       return conn.writeFile(op.path, op.content, { mode: op.mode, mkdirs: true });
     },
@@ -406,10 +567,17 @@ function recordFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed: TlsObs
     style: args.style === 'legacy' ? 'legacy' : 'hosts',
     dir: facts.hostsDir.path,
     hostsToml: hostsFile ? (parsed?.ok ? (parsed.managed ? 'managed' : 'present') : 'invalid') : 'absent',
-    ...(parsed?.ok ? { server: parsed.model.server, skipVerify: parsed.model.serverSkipVerify || parsed.model.hosts.some((h) => h.skipVerify) } : {}),
+    ...(parsed?.ok
+      ? {
+          server: parsed.model.server,
+          skipVerify: parsed.model.serverSkipVerify || parsed.model.hosts.some((h) => h.skipVerify),
+        }
+      : {}),
     caFile: ca ? sha256(ca.content.toString('utf8')) : null,
     clientCert: facts.hostsDir.files[FILE_NAMES.cert] !== undefined,
-    ...(info?.ok && info.info.configs[args.registry]?.tls ? { legacyTls: { ...info.info.configs[args.registry]?.tls } } : {}),
+    ...(info?.ok && info.info.configs[args.registry]?.tls
+      ? { legacyTls: { ...info.info.configs[args.registry]?.tls } }
+      : {}),
   };
   ctx.hostState.set(key, registries);
   ctx.fact('containerd', {
@@ -421,7 +589,11 @@ function recordFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed: TlsObs
     configVersion: info?.ok ? info.info.version : null,
     configPath: info?.ok ? info.info.configPath : null,
     legacyMirrors: info?.ok ? Object.keys(info.info.mirrors) : [],
-    legacyTlsHosts: info?.ok ? Object.entries(info.info.configs).filter(([, c]) => c.tls).map(([h]) => h) : [],
+    legacyTlsHosts: info?.ok
+      ? Object.entries(info.info.configs)
+          .filter(([, c]) => c.tls)
+          .map(([h]) => h)
+      : [],
     imports: info?.ok ? info.info.imports : [],
     registries,
   });
@@ -432,19 +604,33 @@ function migrationDirs(args: ContainerdTlsArgs, facts: ContainerdFacts): string[
   if (!args.migrate_legacy || args.style === 'legacy' || args.state === 'absent' || !facts.version) return [];
   const r = inspectConfig(facts.config.text, { containerdMajor: facts.version.major });
   if (!r.ok) return [];
-  const names = new Set([...Object.keys(r.info.mirrors).map((m) => (m === '*' ? '_default' : m)), ...Object.entries(r.info.configs).filter(([, c]) => c.tls).map(([h]) => h)]);
+  const names = new Set([
+    ...Object.keys(r.info.mirrors).map((m) => (m === '*' ? '_default' : m)),
+    ...Object.entries(r.info.configs)
+      .filter(([, c]) => c.tls)
+      .map(([h]) => h),
+  ]);
   return [...names].map((n) => hostsDirFor(args.config_path, n));
 }
 
 /** The `containerd.tls` module. */
 export const containerdTls: Module<ContainerdTlsArgs, TlsObserved> = {
   name: 'containerd.tls',
-  description: "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
+  description:
+    "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
   async gather(ctx, args) {
     const { material, warnings } = await readMaterial(args);
-    const opts = { configFile: args.config_file, configPath: args.config_path, registry: args.registry, versionCacheDir: nodeRunDir() };
+    const opts = {
+      configFile: args.config_file,
+      configPath: args.config_path,
+      registry: args.registry,
+      versionCacheDir: nodeRunDir(),
+    };
     const dir = registryDir(args);
-    let facts = await gatherContainerdFacts(ctx.conn, args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts);
+    let facts = await gatherContainerdFacts(
+      ctx.conn,
+      args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
+    );
     const extra = migrationDirs(args, facts);
     if (extra.length > 0) facts = await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra });
     const observed = { facts, material, materialWarnings: warnings };

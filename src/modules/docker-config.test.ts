@@ -15,7 +15,8 @@ import {
 
 const FIXTURES = new URL('../../test/fixtures/image-modules/creds/', import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
-const cases = (JSON.parse(fixture('cases.json')) as { cases: { name: string; registry: string; removed: string[] }[] }).cases;
+const cases = (JSON.parse(fixture('cases.json')) as { cases: { name: string; registry: string; removed: string[] }[] })
+  .cases;
 
 describe('removeRegistryCredentials on recorded config.json styles', () => {
   for (const c of cases) {
@@ -39,7 +40,11 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
     const odd = '{ "credsStore" : "pass",\n   "auths": {"quay.io": {"auth":"eDp5"}} }';
     expect(removeRegistryCredentials(odd, 'registry.test:5000')).toEqual({ text: odd, changed: false, removed: [] });
     expect(removeRegistryCredentials('{}\n', 'registry.test')).toEqual({ text: '{}\n', changed: false, removed: [] });
-    expect(removeRegistryCredentials('{"auths": null}', 'registry.test')).toEqual({ text: '{"auths": null}', changed: false, removed: [] });
+    expect(removeRegistryCredentials('{"auths": null}', 'registry.test')).toEqual({
+      text: '{"auths": null}',
+      changed: false,
+      removed: [],
+    });
   });
 
   it('keeps CRLF line ends and the absence of a final newline', () => {
@@ -53,18 +58,33 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
   });
 
   it('refuses a file that is not a JSON object, naming it and saying what to do, without quoting its content', () => {
-    const broken = removeRegistryCredentials('{"auths": {"registry.test": {"auth": "c2VjcmV0"}', 'registry.test', '/root/.docker/config.json');
+    const broken = removeRegistryCredentials(
+      '{"auths": {"registry.test": {"auth": "c2VjcmV0"}',
+      'registry.test',
+      '/root/.docker/config.json',
+    );
     expect(isCredentialEditError(broken)).toBe(true);
     const msg = (broken as { error: string }).error;
-    expect(msg).toMatch(/^\/root\/\.docker\/config\.json is not valid JSON \(.+\), so trustplay will not edit it: fix or remove it by hand/);
+    expect(msg).toMatch(
+      /^\/root\/\.docker\/config\.json is not valid JSON \(.+\), so trustplay will not edit it: fix or remove it by hand/,
+    );
     expect(msg).not.toContain('c2VjcmV0');
     const arr = removeRegistryCredentials('[1, 2]', 'registry.test', 'f.json');
     expect((arr as { error: string }).error).toMatch(/^f\.json holds JSON but not an object/);
   });
 
   it('property: matching keys go, every other key keeps its value and order, other top-level keys are untouched', () => {
-    const hostArb = fc.constantFrom('registry.test', 'registry.test:5000', 'registry.test:443', 'other.example', 'other.example:5000', 'registry.test.evil');
-    const keyArb = fc.tuple(fc.constantFrom('', 'https://', 'http://'), hostArb, fc.constantFrom('', '/', '/v1/')).map(([s, h, p]) => `${s}${h}${p}`);
+    const hostArb = fc.constantFrom(
+      'registry.test',
+      'registry.test:5000',
+      'registry.test:443',
+      'other.example',
+      'other.example:5000',
+      'registry.test.evil',
+    );
+    const keyArb = fc
+      .tuple(fc.constantFrom('', 'https://', 'http://'), hostArb, fc.constantFrom('', '/', '/v1/'))
+      .map(([s, h, p]) => `${s}${h}${p}`);
     const entryArb = fc.record({ auth: fc.base64String({ minLength: 4, maxLength: 16 }) });
     fc.assert(
       fc.property(
@@ -106,7 +126,12 @@ describe('style detection', () => {
 describe('masking', () => {
   it('masks every secret value in a config.json and keeps the names', () => {
     const masked = maskJsonSecrets(fixture('docker-cli.in.json'));
-    for (const secret of ['c3RhbGU6c3RhbGU=', 'eyJhbGciOiJub25lIn0.stale-identity-token', 'b3RoZXItdXNlcjpvdGhlci1wYXNz', 'ZGlmZmVyZW50OnBvcnQ=']) {
+    for (const secret of [
+      'c3RhbGU6c3RhbGU=',
+      'eyJhbGciOiJub25lIn0.stale-identity-token',
+      'b3RoZXItdXNlcjpvdGhlci1wYXNz',
+      'ZGlmZmVyZW50OnBvcnQ=',
+    ]) {
       expect(masked).not.toContain(secret);
     }
     expect(masked).toContain('"https://registry.test:5000/v1/"');
@@ -116,7 +141,9 @@ describe('masking', () => {
   });
 
   it('masks secrets even in a config.json that does not parse', () => {
-    expect(maskJsonSecrets('{"auths": {"x": {"auth": "c2VjcmV0", "password":"p\\"w"}')).toBe(`{"auths": {"x": {"auth": "${MASK}", "password":"${MASK}"}`);
+    expect(maskJsonSecrets('{"auths": {"x": {"auth": "c2VjcmV0", "password":"p\\"w"}')).toBe(
+      `{"auths": {"x": {"auth": "${MASK}", "password":"${MASK}"}`,
+    );
   });
 
   it('masks auth, password and identitytoken values in config.toml, in every TOML spelling, and keeps table headers', () => {
@@ -133,7 +160,8 @@ describe('masking', () => {
       'registry.configs."x".auth.password = "dotted-secret"',
     ].join('\n');
     const masked = maskTomlSecrets(toml);
-    for (const secret of ['hunter22', 'Ym90Omh1bnRlcjIy', 'multi', 'inline-secret', 'dotted-secret']) expect(masked).not.toContain(secret);
+    for (const secret of ['hunter22', 'Ym90Omh1bnRlcjIy', 'multi', 'inline-secret', 'dotted-secret'])
+      expect(masked).not.toContain(secret);
     expect(masked).toContain('[plugins."io.containerd.grpc.v1.cri".registry.configs."r.test".auth]');
     expect(masked).toContain('username = "bot"');
     expect(masked).toContain('tls.ca_file = "/etc/ca.pem"');

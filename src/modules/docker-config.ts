@@ -53,7 +53,9 @@ function parseObject(text: string, label: string): Record<string, unknown> | Cre
     };
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    return { error: `${label} holds JSON but not an object like a docker config.json, so trustplay will not edit it: leave it out of \`paths\`` };
+    return {
+      error: `${label} holds JSON but not an object like a docker config.json, so trustplay will not edit it: leave it out of \`paths\``,
+    };
   }
   return doc as Record<string, unknown>;
 }
@@ -67,7 +69,11 @@ export function isCredentialEditError(r: object): r is CredentialEditError {
  * Removes the `auths` entries naming `registry` (`host`, `host:port`, `https://host`,
  * `https://host/v1/`) from a docker config.json text; every other key stays as it was.
  */
-export function removeRegistryCredentials(text: string, registry: string, label = 'the file'): CredentialEdit | CredentialEditError {
+export function removeRegistryCredentials(
+  text: string,
+  registry: string,
+  label = 'the file',
+): CredentialEdit | CredentialEditError {
   const doc = parseObject(text, label);
   if (isCredentialEditError(doc)) return doc;
   const auths = doc['auths'];
@@ -86,7 +92,9 @@ export function removeRegistryCredentials(text: string, registry: string, label 
   // Self-check: what we write must parse back to the same document minus the removed entries.
   const reparsed = JSON.parse(out) as Record<string, unknown>;
   if (!isDeepStrictEqual(reparsed, next)) {
-    return { error: `${label} did not survive a JSON round trip unchanged, so trustplay will not edit it: remove the ${removed.join(', ')} entries by hand` };
+    return {
+      error: `${label} did not survive a JSON round trip unchanged, so trustplay will not edit it: remove the ${removed.join(', ')} entries by hand`,
+    };
   }
   return { text: out, changed: true, removed };
 }

@@ -37,7 +37,13 @@ function thrown(fn: () => unknown): TaskError {
 
 describe('planPullVerify', () => {
   it('a pull that worked is ok: no change, ever', () => {
-    const ok: PullObserved = { ok: true, image: 'r.test/a:1', imageRef: OTHER, repoDigest: `r.test/a@${DIGEST}`, attempts: 1 };
+    const ok: PullObserved = {
+      ok: true,
+      image: 'r.test/a:1',
+      imageRef: OTHER,
+      repoDigest: `r.test/a@${DIGEST}`,
+      attempts: 1,
+    };
     expect(planPullVerify({ image: 'r.test/a:1' }, ok)).toEqual([]);
     expect(planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok)).toEqual([]);
   });
@@ -65,16 +71,31 @@ describe('planPullVerify', () => {
   });
 
   it('says how many attempts a failure took', () => {
-    const err = thrown(() => planPullVerify({ image: 'closed.test:1/a:1' }, failed('closed.test:1/a:1', 'dial tcp 127.0.0.1:1: connect: connection refused', 3)));
+    const err = thrown(() =>
+      planPullVerify(
+        { image: 'closed.test:1/a:1' },
+        failed('closed.test:1/a:1', 'dial tcp 127.0.0.1:1: connect: connection refused', 3),
+      ),
+    );
     expect(err.message).toMatch(/^pulling closed\.test:1\/a:1 failed \(3 attempts\): the node cannot connect/);
   });
 
   it('a digest mismatch fails the verification and names both digests', () => {
-    const ok: PullObserved = { ok: true, image: 'r.test/a:1', imageRef: OTHER, repoDigest: `r.test/a@${OTHER}`, attempts: 1 };
+    const ok: PullObserved = {
+      ok: true,
+      image: 'r.test/a:1',
+      imageRef: OTHER,
+      repoDigest: `r.test/a@${OTHER}`,
+      attempts: 1,
+    };
     const err = thrown(() => planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok));
     expect(err.kind).toBe('verification');
-    expect(err.message).toBe(`r.test/a:1 resolved to ${OTHER}, not the expected ${DIGEST}: the tag now points at another image (or another registry answered); check what was pushed`);
-    const none = thrown(() => planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, { ...ok, repoDigest: null }));
+    expect(err.message).toBe(
+      `r.test/a:1 resolved to ${OTHER}, not the expected ${DIGEST}: the tag now points at another image (or another registry answered); check what was pushed`,
+    );
+    const none = thrown(() =>
+      planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, { ...ok, repoDigest: null }),
+    );
     expect(none.message).toMatch(/reports no repo digest/);
   });
 });
@@ -113,7 +134,9 @@ describe('helpers', () => {
 
   it('backs off exponentially up to a cap and retries only what a retry can fix', () => {
     expect([1, 2, 3, 4, 10].map(backoffMs)).toEqual([1000, 2000, 4000, 8000, 30_000]);
-    for (const c of ['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized'] as const) expect(isRetryable(c), c).toBe(false);
-    for (const c of ['unreachable', 'dns', 'timeout', 'not-found', 'other'] as const) expect(isRetryable(c), c).toBe(true);
+    for (const c of ['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized'] as const)
+      expect(isRetryable(c), c).toBe(false);
+    for (const c of ['unreachable', 'dns', 'timeout', 'not-found', 'other'] as const)
+      expect(isRetryable(c), c).toBe(true);
   });
 });

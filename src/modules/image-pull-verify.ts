@@ -18,7 +18,13 @@ export type PullObserved =
   | { ok: false; image: string; failure: PullFailure; raw: string; attempts: number };
 
 /** Failure classes a retry cannot fix (certificates, protocol, credentials): fail at once. */
-const PERMANENT: ReadonlySet<PullFailureClass> = new Set(['unknown-authority', 'name-mismatch', 'expired', 'plain-http', 'unauthorized']);
+const PERMANENT: ReadonlySet<PullFailureClass> = new Set([
+  'unknown-authority',
+  'name-mismatch',
+  'expired',
+  'plain-http',
+  'unauthorized',
+]);
 
 /** Back-off before retry `n` (1-based): 1 s, 2 s, 4 s, ... capped at 30 s. */
 export function backoffMs(n: number): number {
@@ -43,7 +49,8 @@ export function criAuthFor(auth: ImagePullVerifyArgs['auth']): CriAuth | undefin
 export function maskAuth(text: string, auth: ImagePullVerifyArgs['auth']): string {
   if (!auth) return text;
   const secrets = [auth.password, auth.token].filter((s): s is string => typeof s === 'string' && s !== '');
-  if (auth.username !== undefined && auth.password) secrets.push(Buffer.from(`${auth.username}:${auth.password}`).toString('base64'));
+  if (auth.username !== undefined && auth.password)
+    secrets.push(Buffer.from(`${auth.username}:${auth.password}`).toString('base64'));
   let out = text;
   for (const s of secrets.sort((a, b) => b.length - a.length)) out = out.split(s).join(MASK);
   return out;
@@ -76,7 +83,10 @@ function attemptsNote(attempts: number): string {
 }
 
 /** The verdict: no change when the pull worked (and the digest matched), else a verification TaskError. */
-export function planPullVerify(args: Pick<ImagePullVerifyArgs, 'image' | 'expect_digest'>, observed: PullObserved): Change[] {
+export function planPullVerify(
+  args: Pick<ImagePullVerifyArgs, 'image' | 'expect_digest'>,
+  observed: PullObserved,
+): Change[] {
   if (!observed.ok) {
     const { failure } = observed;
     throw new TaskError(
@@ -105,9 +115,18 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
   return withCri(ctx, args.socket, async (cri) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        const { imageRef } = await cri.pullImage(args.image, { ...(auth ? { auth } : {}), timeoutMs: args.timeout * 1000 });
+        const { imageRef } = await cri.pullImage(args.image, {
+          ...(auth ? { auth } : {}),
+          timeoutMs: args.timeout * 1000,
+        });
         const status = await cri.imageStatus(imageRef || args.image);
-        return { ok: true, image: args.image, imageRef, repoDigest: pickRepoDigest(args.image, status?.repoDigests ?? []), attempts: attempt };
+        return {
+          ok: true,
+          image: args.image,
+          imageRef,
+          repoDigest: pickRepoDigest(args.image, status?.repoDigests ?? []),
+          attempts: attempt,
+        };
       } catch (err) {
         // 14/12: containerd itself cannot be reached or has no CRI: not a verdict on the registry.
         if (!(err instanceof CriError) || err.code === 14 || err.code === 12) throw criTaskError(err);
@@ -116,7 +135,9 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
         if (attempt > args.retries || !isRetryable(failure.class) || ctx.signal?.aborted) {
           return { ok: false, image: args.image, failure, raw, attempts: attempt };
         }
-        await sleep(backoffMs(attempt), undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
+        await sleep(backoffMs(attempt), undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(
+          () => undefined,
+        );
       }
     }
   });

@@ -11,7 +11,12 @@ describe('planImageRmi', () => {
   it('a present image is one removal that names its id and tags, touches no file and has no handler', () => {
     const [change, ...rest] = planImageRmi(
       { image: 'r.test/app:1' },
-      { id: ID, repoTags: ['r.test/app:1', 'r.test/app:latest'], repoDigests: [`r.test/app@sha256:${'f'.repeat(64)}`], size: 1234 },
+      {
+        id: ID,
+        repoTags: ['r.test/app:1', 'r.test/app:latest'],
+        repoDigests: [`r.test/app@sha256:${'f'.repeat(64)}`],
+        size: 1234,
+      },
     );
     expect(rest).toEqual([]);
     expect(change?.summary).toBe('remove image r.test/app:1 (0123456789ab: r.test/app:1, r.test/app:latest)');
@@ -24,7 +29,9 @@ describe('planImageRmi', () => {
   it('keeps the summary one short line for an image with many tags, or none', () => {
     const tags = Array.from({ length: 7 }, (_, i) => `r.test/app:v${i}`);
     const [many] = planImageRmi({ image: 'r.test/app:v0' }, { id: ID, repoTags: tags, repoDigests: [], size: 1 });
-    expect(many?.summary).toBe('remove image r.test/app:v0 (0123456789ab: r.test/app:v0, r.test/app:v1, r.test/app:v2 and 4 more)');
+    expect(many?.summary).toBe(
+      'remove image r.test/app:v0 (0123456789ab: r.test/app:v0, r.test/app:v1, r.test/app:v2 and 4 more)',
+    );
     const [untagged] = planImageRmi({ image: ID }, { id: ID, repoTags: [], repoDigests: [], size: 1 });
     expect(untagged?.summary).toBe(`remove image ${ID} (0123456789ab: untagged)`);
   });

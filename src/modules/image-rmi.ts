@@ -25,7 +25,11 @@ export function planImageRmi(args: ImageRmiArgs, present: CriImage | null): Chan
     {
       summary: `remove image ${args.image} (${describeImage(present)})`,
       resources: [],
-      diff: { target: `image ${args.image}`, before: `${present.repoTags.concat(present.repoDigests).join('\n')}\n`, after: '' },
+      diff: {
+        target: `image ${args.image}`,
+        before: `${present.repoTags.concat(present.repoDigests).join('\n')}\n`,
+        after: '',
+      },
       apply: async (ctx) => {
         try {
           // By id: every tag of the image goes, not only the one named.

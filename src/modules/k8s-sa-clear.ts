@@ -13,7 +13,14 @@
  *    cluster half-done. With `namespace: all`, namespaces without the account are skipped.
  */
 import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
-import { listNamespaces, readServiceAccounts, writePullSecrets, type KubeTarget, type ReadResult, type ServiceAccountResource } from '../k8s/kubectl.js';
+import {
+  listNamespaces,
+  readServiceAccounts,
+  writePullSecrets,
+  type KubeTarget,
+  type ReadResult,
+  type ServiceAccountResource,
+} from '../k8s/kubectl.js';
 import type { K8sSaClearArgs } from '../playbook/schema/modules.js';
 
 /** What gather saw: every requested account, and whether `all` namespaces were asked for. */
@@ -24,7 +31,11 @@ export interface SaClearObserved {
 
 /** The kubectl target of the task's arguments (shared by reads, writes and the snapshot). */
 export function targetOf(args: Pick<K8sSaClearArgs, 'kubeconfig' | 'context' | 'kubectl'>): KubeTarget {
-  return { ...(args.kubeconfig ? { kubeconfig: args.kubeconfig } : {}), ...(args.context ? { context: args.context } : {}), ...(args.kubectl ? { kubectl: args.kubectl } : {}) };
+  return {
+    ...(args.kubeconfig ? { kubeconfig: args.kubeconfig } : {}),
+    ...(args.context ? { context: args.context } : {}),
+    ...(args.kubectl ? { kubectl: args.kubectl } : {}),
+  };
 }
 
 function listText(names: string[]): string {
@@ -32,12 +43,23 @@ function listText(names: string[]): string {
 }
 
 /** The pure part: which secrets leave which accounts. `apply` is bound to a connection later. */
-export function planClear(args: K8sSaClearArgs, observed: SaClearObserved): Array<{ account: Extract<ReadResult, { status: 'ok' }>; remove: string[]; keep: string[] }> {
+export function planClear(
+  args: K8sSaClearArgs,
+  observed: SaClearObserved,
+): Array<{ account: Extract<ReadResult, { status: 'ok' }>; remove: string[]; keep: string[] }> {
   if (!observed.all) {
     const missing = observed.accounts.flatMap((a) =>
-      a.status === 'no-namespace' ? [`namespace \`${a.namespace}\` does not exist`] : a.status === 'no-account' ? [`service account \`${a.name}\` does not exist in namespace \`${a.namespace}\``] : [],
+      a.status === 'no-namespace'
+        ? [`namespace \`${a.namespace}\` does not exist`]
+        : a.status === 'no-account'
+          ? [`service account \`${a.name}\` does not exist in namespace \`${a.namespace}\``]
+          : [],
     );
-    if (missing.length) throw new TaskError(`${missing.join('; ')}: nothing was changed; fix the namespace list or create the account`, 'refused');
+    if (missing.length)
+      throw new TaskError(
+        `${missing.join('; ')}: nothing was changed; fix the namespace list or create the account`,
+        'refused',
+      );
   }
   const wanted = args.secrets ? new Set(args.secrets) : undefined;
   const out = [];
@@ -53,12 +75,15 @@ export function planClear(args: K8sSaClearArgs, observed: SaClearObserved): Arra
 
 export const k8sSaClear: Module<K8sSaClearArgs, SaClearObserved> = {
   name: 'k8s.sa.clear',
-  description: "Remove imagePullSecrets from a ServiceAccount in one or more namespaces (kubectl on the host; saved to the snapshot first).",
+  description:
+    'Remove imagePullSecrets from a ServiceAccount in one or more namespaces (kubectl on the host; saved to the snapshot first).',
 
   async gather(ctx: TaskContext, args: K8sSaClearArgs): Promise<SaClearObserved> {
     const t = targetOf(args);
     const all = args.namespace === 'all';
-    const namespaces = all ? await listNamespaces(ctx.conn, t) : [...new Set(typeof args.namespace === 'string' ? [args.namespace] : args.namespace)];
+    const namespaces = all
+      ? await listNamespaces(ctx.conn, t)
+      : [...new Set(typeof args.namespace === 'string' ? [args.namespace] : args.namespace)];
     const accounts = namespaces.length ? await readServiceAccounts(ctx.conn, t, namespaces, args.service_account) : [];
     return { all, accounts };
   },
@@ -73,9 +98,15 @@ export const k8sSaClear: Module<K8sSaClearArgs, SaClearObserved> = {
         summary: `remove imagePullSecrets ${remove.join(', ')} from serviceaccount ${namespace}/${name}`,
         resources: [resource],
         // Secret NAMES only: they are references, not credentials.
-        diff: { target: `serviceaccount ${namespace}/${name} imagePullSecrets`, before: listText(account.sa.imagePullSecrets), after: listText(keep) },
+        diff: {
+          target: `serviceaccount ${namespace}/${name} imagePullSecrets`,
+          before: listText(account.sa.imagePullSecrets),
+          after: listText(keep),
+        },
         async apply(ctx: TaskContext): Promise<void> {
-          await writePullSecrets(ctx.conn, t, account.sa, (current) => (current.some((n) => drop.has(n)) ? current.filter((n) => !drop.has(n)) : null));
+          await writePullSecrets(ctx.conn, t, account.sa, (current) =>
+            current.some((n) => drop.has(n)) ? current.filter((n) => !drop.has(n)) : null,
+          );
         },
       };
     });

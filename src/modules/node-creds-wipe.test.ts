@@ -7,9 +7,16 @@ import { TaskError, type Change, type TaskContext } from '../engine/module.js';
 import type { NodeCredsWipeArgs } from '../playbook/schema/modules.js';
 import { configBackupKey, type ConfigBackup } from './containerd-restart.js';
 import { MASK } from './docker-config.js';
-import { gatherCreds, parseGatherOutput, planCredsWipe, removeAllRegistryAuth, type CredsObserved } from './node-creds-wipe.js';
+import {
+  gatherCreds,
+  parseGatherOutput,
+  planCredsWipe,
+  removeAllRegistryAuth,
+  type CredsObserved,
+} from './node-creds-wipe.js';
 
-const creds = (name: string): string => readFileSync(new URL(`../../test/fixtures/image-modules/creds/${name}`, import.meta.url), 'utf8');
+const creds = (name: string): string =>
+  readFileSync(new URL(`../../test/fixtures/image-modules/creds/${name}`, import.meta.url), 'utf8');
 const toml = (name: string): string => readFileSync(new URL(`../containerd/fixtures/${name}`, import.meta.url), 'utf8');
 
 const REG = 'registry.test:5000';
@@ -36,11 +43,19 @@ function observed(configText: string | null = toml('two-registries.toml')): Cred
       { path: DOCKER, kind: 'file', content: creds('tabs.in.json') },
       { path: KUBELET, kind: 'file', content: KUBELET_IN },
     ],
-    config: configText === null ? { path: CONFIG, kind: 'absent', content: null } : { path: CONFIG, kind: 'file', content: configText, mode: 0o644, uid: 0, gid: 0 },
+    config:
+      configText === null
+        ? { path: CONFIG, kind: 'absent', content: null }
+        : { path: CONFIG, kind: 'file', content: configText, mode: 0o644, uid: 0, gid: 0 },
   };
 }
 
-const SECRETS = ['Y2ktYm90OmV4cGlyZWQtdG9rZW4tMjAyMw==', 'b3RoZXItdXNlcjpvdGhlci1wYXNz', 'stale-password', 'b3RoZXI6c2VjcmV0'];
+const SECRETS = [
+  'Y2ktYm90OmV4cGlyZWQtdG9rZW4tMjAyMw==',
+  'b3RoZXItdXNlcjpvdGhlci1wYXNz',
+  'stale-password',
+  'b3RoZXI6c2VjcmV0',
+];
 
 function expectNoSecrets(changes: Change[]): void {
   const out = JSON.stringify(changes.map((c) => ({ summary: c.summary, diff: c.diff })));
@@ -55,7 +70,11 @@ describe('planCredsWipe', () => {
       `remove auths."https://registry.test:5000" from ${KUBELET}`,
       `remove registry.configs."registry.test:5000".auth from ${CONFIG}`,
     ]);
-    expect(changes.map((c) => c.resources)).toEqual([[{ kind: 'file', path: DOCKER }], [{ kind: 'file', path: KUBELET }], [{ kind: 'file', path: CONFIG }]]);
+    expect(changes.map((c) => c.resources)).toEqual([
+      [{ kind: 'file', path: DOCKER }],
+      [{ kind: 'file', path: KUBELET }],
+      [{ kind: 'file', path: CONFIG }],
+    ]);
     expect(changes[0]?.notify).toBeUndefined();
     expect(changes[2]?.notify).toEqual([
       {
@@ -66,7 +85,9 @@ describe('planCredsWipe', () => {
       },
     ]);
     // The config.toml edit is the shared byte-preserving one: TLS tables and the other registry stay.
-    expect(changes[2]?.diff?.after).toBe(toml('two-registries.remove-auth.expected.toml').replace('auth = "b3RoZXI6c2VjcmV0"', `auth = "${MASK}"`));
+    expect(changes[2]?.diff?.after).toBe(
+      toml('two-registries.remove-auth.expected.toml').replace('auth = "b3RoZXI6c2VjcmV0"', `auth = "${MASK}"`),
+    );
     expect(changes[2]?.diff?.after).toContain('insecure_skip_verify = true');
     expectNoSecrets(changes);
   });
@@ -129,11 +150,14 @@ describe('planCredsWipe', () => {
     }
     expect(err).toBeInstanceOf(TaskError);
     expect((err as TaskError).kind).toBe('refused');
-    expect((err as TaskError).message).toMatch(/version 1 containerd config.*set containerd_auth: false to clean only the credential files/);
+    expect((err as TaskError).message).toMatch(
+      /version 1 containerd config.*set containerd_auth: false to clean only the credential files/,
+    );
   });
 
   it('removeAllRegistryAuth also clears the deprecated `auths` table', () => {
-    const text = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://a.test"]\n  auth = "YTpi"\n[plugins."io.containerd.grpc.v1.cri".registry.configs."b.test".tls]\n  ca_file = "/b.pem"\n';
+    const text =
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://a.test"]\n  auth = "YTpi"\n[plugins."io.containerd.grpc.v1.cri".registry.configs."b.test".tls]\n  ca_file = "/b.pem"\n';
     const r = removeAllRegistryAuth(text);
     if ('error' in r) throw new Error(r.error);
     expect(r.removed).toEqual(['registry.auths."https://a.test"']);
@@ -159,7 +183,9 @@ describe('parseGatherOutput', () => {
   });
 
   it('notices a file whose size changed while it was read', () => {
-    expect(() => parseGatherOutput(Buffer.from('F 10 644 0 0\nshort\n'), ['/x'])).toThrow(/\/x changed while it was read/);
+    expect(() => parseGatherOutput(Buffer.from('F 10 644 0 0\nshort\n'), ['/x'])).toThrow(
+      /\/x changed while it was read/,
+    );
   });
 });
 
@@ -175,7 +201,16 @@ describe('on a real host (local connection, real sh)', () => {
 
   function ctx(): TaskContext & { warnings: string[] } {
     const warnings: string[] = [];
-    return { conn, host: 'testhost', vars: {}, check: false, warn: (m) => warnings.push(m), fact: () => undefined, hostState: new Map(), warnings };
+    return {
+      conn,
+      host: 'testhost',
+      vars: {},
+      check: false,
+      warn: (m) => warnings.push(m),
+      fact: () => undefined,
+      hostState: new Map(),
+      warnings,
+    };
   }
 
   it('gathers every file in one command and applies edits keeping mode; the config backup is recorded before the write', async () => {
@@ -187,7 +222,10 @@ describe('on a real host (local connection, real sh)', () => {
     symlinkSync(p('kubelet.json'), p('kubelet-link.json'));
     mkdirSync(p('a-directory.json'));
     writeFileSync(p('config.toml'), toml('two-registries.toml'));
-    const a = args({ paths: [p('docker/config.json'), p('missing.json'), p('a-directory.json'), p('kubelet-link.json')], config_file: p('config.toml') });
+    const a = args({
+      paths: [p('docker/config.json'), p('missing.json'), p('a-directory.json'), p('kubelet-link.json')],
+      config_file: p('config.toml'),
+    });
 
     const obs = await gatherCreds(conn, a);
     expect(obs.files.map((f) => f.kind)).toEqual(['file', 'absent', 'other', 'file']);

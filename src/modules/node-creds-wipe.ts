@@ -13,7 +13,13 @@ import { getIn, parsePlain } from '../containerd/toml-edit.js';
 import { TaskError, type Change, type Module } from '../engine/module.js';
 import type { NodeCredsWipeArgs } from '../playbook/schema/modules.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
-import { credentialKeys, isCredentialEditError, maskJsonSecrets, maskTomlSecrets, removeRegistryCredentials } from './docker-config.js';
+import {
+  credentialKeys,
+  isCredentialEditError,
+  maskJsonSecrets,
+  maskTomlSecrets,
+  removeRegistryCredentials,
+} from './docker-config.js';
 
 /** How long the verified restart waits for the CRI socket (the module has no knob for it). */
 const RESTART_TIMEOUT_SEC = 60;
@@ -84,15 +90,24 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
   const r = await conn.exec({ argv: ['sh', '-c', GATHER_SCRIPT, 'sh', ...paths] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-2).join('; ');
-    throw new TaskError(`reading the credential files on ${conn.host} failed (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`, 'command');
+    throw new TaskError(
+      `reading the credential files on ${conn.host} failed (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
+      'command',
+    );
   }
   let states: NodeFileState[];
   try {
     states = parseGatherOutput(r.stdout, paths);
   } catch (e) {
-    throw new TaskError(`reading the credential files on ${conn.host} failed: ${(e as Error).message}; run again`, 'command');
+    throw new TaskError(
+      `reading the credential files on ${conn.host} failed: ${(e as Error).message}; run again`,
+      'command',
+    );
   }
-  return { files: states.slice(0, args.paths.length), config: args.containerd_auth ? (states[args.paths.length] ?? null) : null };
+  return {
+    files: states.slice(0, args.paths.length),
+    config: args.containerd_auth ? (states[args.paths.length] ?? null) : null,
+  };
 }
 
 /** Removes every registry's credentials from config.toml (`all: true`). */
@@ -106,7 +121,12 @@ export function removeAllRegistryAuth(text: string): RemoveAuthOutcome {
   for (const key of keys) {
     const r = removeRegistryAuth(cur.text, key);
     if (isRefusal(r)) return r;
-    cur = { text: r.text, changed: cur.changed || r.changed, notes: [...cur.notes, ...r.notes], removed: [...cur.removed, ...r.removed.filter((x) => !cur.removed.includes(x))] };
+    cur = {
+      text: r.text,
+      changed: cur.changed || r.changed,
+      notes: [...cur.notes, ...r.notes],
+      removed: [...cur.removed, ...r.removed.filter((x) => !cur.removed.includes(x))],
+    };
   }
   return cur;
 }
@@ -140,7 +160,10 @@ function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): C
   const previous = config.content;
   const outcome = args.all ? removeAllRegistryAuth(previous) : removeRegistryAuth(previous, args.registry);
   if (isRefusal(outcome)) {
-    throw new TaskError(`${args.config_file}: ${outcome.error} (set containerd_auth: false to clean only the credential files)`, 'refused');
+    throw new TaskError(
+      `${args.config_file}: ${outcome.error} (set containerd_auth: false to clean only the credential files)`,
+      'refused',
+    );
   }
   if (!outcome.changed) return null;
   const { text, removed } = outcome;
@@ -184,14 +207,20 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved):
 /** The `node.creds.wipe` module. */
 export const nodeCredsWipe: Module<NodeCredsWipeArgs, CredsObserved> = {
   name: 'node.creds.wipe',
-  description: "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
+  description:
+    "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
   gather: async (ctx, args) => {
     const observed = await gatherCreds(ctx.conn, args);
     // For the snapshot manifest and `facts`: which registries each file holds credentials for,
     // never the credentials themselves.
     ctx.fact(
       'credentials',
-      Object.fromEntries(observed.files.map((f) => [f.path, f.kind === 'file' && f.content !== null ? credentialKeys(f.content) : f.kind])),
+      Object.fromEntries(
+        observed.files.map((f) => [
+          f.path,
+          f.kind === 'file' && f.content !== null ? credentialKeys(f.content) : f.kind,
+        ]),
+      ),
     );
     return observed;
   },

@@ -1,5 +1,15 @@
 /** Located problems in user input, reported as `file:line:col: message` before anything runs. */
-import { LineCounter, isMap, isNode, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode, type ParsedNode } from 'yaml';
+import {
+  LineCounter,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+  type ParsedNode,
+} from 'yaml';
 
 export interface Diagnostic {
   file: string;
@@ -44,10 +54,11 @@ export function nodeAt(src: SourceFile, path: readonly (string | number)[], key 
       node = item;
     } else {
       const pair = n.items.find(
-        (p) => typeof p === 'object' && p !== null && 'key' in p && (p as { key?: { value?: unknown } }).key?.value === seg,
+        (p) =>
+          typeof p === 'object' && p !== null && 'key' in p && (p as { key?: { value?: unknown } }).key?.value === seg,
       ) as { key?: unknown; value?: unknown } | undefined;
       if (!pair) return node;
-      node = key && i === path.length - 1 ? pair.key : pair.value ?? pair.key;
+      node = key && i === path.length - 1 ? pair.key : (pair.value ?? pair.key);
     }
   }
   return node;
@@ -123,7 +134,13 @@ function duplicateKeys(src: SourceFile): Diagnostic[] {
           const first = seen.get(k);
           if (first !== undefined) {
             const firstLine = at(src, first, '').line;
-            out.push(at(src, pair.key, `duplicate key \`${String(k)}\` (first defined on line ${firstLine}): each host, group and key may appear once`));
+            out.push(
+              at(
+                src,
+                pair.key,
+                `duplicate key \`${String(k)}\` (first defined on line ${firstLine}): each host, group and key may appear once`,
+              ),
+            );
           } else seen.set(k, pair.key);
         }
         walk(pair.value);

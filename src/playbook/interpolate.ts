@@ -71,7 +71,11 @@ export function interpolateString(s: string, vars: Record<string, unknown>, dept
   if (!hasTemplate(s)) return s;
   const refs = templateRefs(s);
   for (const r of refs) {
-    if (!r.valid) throw new TemplateError(`\`{{ ${r.expr} }}\` is not a variable name: only plain variables with dotted paths are allowed`, r.expr);
+    if (!r.valid)
+      throw new TemplateError(
+        `\`{{ ${r.expr} }}\` is not a variable name: only plain variables with dotted paths are allowed`,
+        r.expr,
+      );
     if (!isDefined(vars, r.expr)) throw new TemplateError(`undefined variable \`${r.expr}\``, r.expr);
   }
   const whole = /^\{\{\s*([^{}]*?)\s*\}\}$/.exec(s);
@@ -100,9 +104,13 @@ export function interpolate<T>(value: T, vars: Record<string, unknown>): T {
 }
 
 /** Every string inside a value that holds a template, with its path (for located undefined-variable errors). */
-export function templatedStrings(value: unknown, path: (string | number)[] = []): Array<{ path: (string | number)[]; text: string }> {
+export function templatedStrings(
+  value: unknown,
+  path: (string | number)[] = [],
+): Array<{ path: (string | number)[]; text: string }> {
   if (typeof value === 'string') return hasTemplate(value) ? [{ path, text: value }] : [];
   if (Array.isArray(value)) return value.flatMap((v, i) => templatedStrings(v, [...path, i]));
-  if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => templatedStrings(v, [...path, k]));
+  if (value && typeof value === 'object')
+    return Object.entries(value).flatMap(([k, v]) => templatedStrings(v, [...path, k]));
   return [];
 }

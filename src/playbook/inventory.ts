@@ -52,7 +52,13 @@ export interface Inventory {
 
 /** The default inventory: this machine over a local connection. */
 export function localInventory(): Inventory {
-  const localhost: InventoryHost = { name: 'localhost', address: '127.0.0.1', connection: 'local', hostVars: {}, groups: ['all'] };
+  const localhost: InventoryHost = {
+    name: 'localhost',
+    address: '127.0.0.1',
+    connection: 'local',
+    hostVars: {},
+    groups: ['all'],
+  };
   return {
     hosts: new Map([['localhost', localhost]]),
     groups: new Map([['all', new Set(['localhost'])]]),
@@ -102,7 +108,11 @@ export function parseInventory(file: string, text: string): { inventory?: Invent
     return { errors: [at(src, src.doc.contents, 'inventory is empty: declare `hosts:` (and optionally `groups:`)')] };
   }
   if (typeof data !== 'object' || Array.isArray(data)) {
-    return { errors: [at(src, src.doc.contents, 'inventory must be a mapping with `hosts:` and `groups:` (or Ansible\'s `all:`)')] };
+    return {
+      errors: [
+        at(src, src.doc.contents, "inventory must be a mapping with `hosts:` and `groups:` (or Ansible's `all:`)"),
+      ],
+    };
   }
   const keys = Object.keys(data);
   const own = keys.every((k) => OWN_KEYS.has(k));
@@ -156,29 +166,69 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
     });
     inv.hosts.set(name, host);
   }
-  const groups = (data['groups'] ?? {}) as Record<string, { hosts?: string[]; children?: string[]; vars?: Record<string, unknown> }>;
+  const groups = (data['groups'] ?? {}) as Record<
+    string,
+    { hosts?: string[]; children?: string[]; vars?: Record<string, unknown> }
+  >;
   for (const [g, def] of Object.entries(groups)) {
     if (g === 'all') {
-      errors.push(at(src, nodeAt(src, ['groups', g], true), '`all` is built in: put variables for every host under the top-level `vars:`'));
+      errors.push(
+        at(
+          src,
+          nodeAt(src, ['groups', g], true),
+          '`all` is built in: put variables for every host under the top-level `vars:`',
+        ),
+      );
       continue;
     }
-    if (inv.hosts.has(g)) errors.push(at(src, nodeAt(src, ['groups', g], true), `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`));
+    if (inv.hosts.has(g))
+      errors.push(
+        at(
+          src,
+          nodeAt(src, ['groups', g], true),
+          `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`,
+        ),
+      );
     inv.groupVars.set(g, def.vars ?? {});
     (def.hosts ?? []).forEach((h, i) => {
-      if (!inv.hosts.has(h)) errors.push(at(src, nodeAt(src, ['groups', g, 'hosts', i]), `group \`${g}\` lists unknown host \`${h}\`${suggestion(h, [...inv.hosts.keys()])}: declare it under \`hosts:\``));
+      if (!inv.hosts.has(h))
+        errors.push(
+          at(
+            src,
+            nodeAt(src, ['groups', g, 'hosts', i]),
+            `group \`${g}\` lists unknown host \`${h}\`${suggestion(h, [...inv.hosts.keys()])}: declare it under \`hosts:\``,
+          ),
+        );
     });
     (def.children ?? []).forEach((c, i) => {
-      if (!(c in groups)) errors.push(at(src, nodeAt(src, ['groups', g, 'children', i]), `group \`${g}\` lists unknown child group \`${c}\`${suggestion(c, Object.keys(groups))}`));
+      if (!(c in groups))
+        errors.push(
+          at(
+            src,
+            nodeAt(src, ['groups', g, 'children', i]),
+            `group \`${g}\` lists unknown child group \`${c}\`${suggestion(c, Object.keys(groups))}`,
+          ),
+        );
     });
   }
   const direct = new Map<string, { hosts: string[]; children: string[] }>();
-  for (const [g, def] of Object.entries(groups)) direct.set(g, { hosts: def.hosts ?? [], children: def.children ?? [] });
-  errors.push(...resolveGroups(inv, direct, (g) => at(src, nodeAt(src, ['groups', g], true), `group \`${g}\` contains itself through its children: remove the cycle`)));
+  for (const [g, def] of Object.entries(groups))
+    direct.set(g, { hosts: def.hosts ?? [], children: def.children ?? [] });
+  errors.push(
+    ...resolveGroups(inv, direct, (g) =>
+      at(
+        src,
+        nodeAt(src, ['groups', g], true),
+        `group \`${g}\` contains itself through its children: remove the cycle`,
+      ),
+    ),
+  );
   return errors.length ? { errors } : { inventory: inv, errors };
 }
 
 function assignConn(host: InventoryHost, f: Record<string, unknown>): void {
-  for (const [k, v] of Object.entries(f)) if (v !== undefined && v !== null) (host as unknown as Record<string, unknown>)[k] = v;
+  for (const [k, v] of Object.entries(f))
+    if (v !== undefined && v !== null) (host as unknown as Record<string, unknown>)[k] = v;
 }
 
 function toList(v: unknown): string[] {
@@ -241,36 +291,65 @@ const ANSIBLE_CONN: Record<string, keyof InventoryHost> = {
 /** Ansible's YAML inventory: `all:` (or any top-level groups) with `hosts`, `vars`, `children`. */
 function parseAnsible(src: SourceFile, data: Record<string, unknown>): { inventory?: Inventory; errors: Diagnostic[] } {
   const errors: Diagnostic[] = [];
-  const inv: Inventory = { file: src.file, hosts: new Map(), groups: new Map(), groupVars: new Map([['all', {}]]), groupDepth: new Map([['all', 0]]), ssh: {} };
+  const inv: Inventory = {
+    file: src.file,
+    hosts: new Map(),
+    groups: new Map(),
+    groupVars: new Map([['all', {}]]),
+    groupDepth: new Map([['all', 0]]),
+    ssh: {},
+  };
   const direct = new Map<string, { hosts: string[]; children: string[] }>();
   const GROUP_KEYS = ['hosts', 'vars', 'children'];
 
   const walk = (g: string, def: unknown, path: (string | number)[]): void => {
     if (def === null || def === undefined) def = {};
     if (typeof def !== 'object' || Array.isArray(def)) {
-      errors.push(at(src, nodeAt(src, path), `group \`${g}\` must be a mapping with \`hosts\`, \`vars\` or \`children\``));
+      errors.push(
+        at(src, nodeAt(src, path), `group \`${g}\` must be a mapping with \`hosts\`, \`vars\` or \`children\``),
+      );
       return;
     }
     const d = def as Record<string, unknown>;
     for (const k of Object.keys(d)) {
-      if (!GROUP_KEYS.includes(k)) errors.push(at(src, nodeAt(src, [...path, k], true), `unknown key \`${k}\` in Ansible group \`${g}\`${suggestion(k, GROUP_KEYS)}: a group has \`hosts\`, \`vars\` and \`children\``));
+      if (!GROUP_KEYS.includes(k))
+        errors.push(
+          at(
+            src,
+            nodeAt(src, [...path, k], true),
+            `unknown key \`${k}\` in Ansible group \`${g}\`${suggestion(k, GROUP_KEYS)}: a group has \`hosts\`, \`vars\` and \`children\``,
+          ),
+        );
     }
     const entry = direct.get(g) ?? { hosts: [], children: [] };
     direct.set(g, entry);
     if (d['vars'] !== undefined) {
-      if (typeof d['vars'] !== 'object' || d['vars'] === null || Array.isArray(d['vars'])) errors.push(at(src, nodeAt(src, [...path, 'vars']), `\`vars\` of group \`${g}\` must be a mapping`));
+      if (typeof d['vars'] !== 'object' || d['vars'] === null || Array.isArray(d['vars']))
+        errors.push(at(src, nodeAt(src, [...path, 'vars']), `\`vars\` of group \`${g}\` must be a mapping`));
       else inv.groupVars.set(g, { ...(inv.groupVars.get(g) ?? {}), ...(d['vars'] as Record<string, unknown>) });
     } else if (!inv.groupVars.has(g)) inv.groupVars.set(g, {});
     const hosts = d['hosts'];
     if (hosts !== undefined && hosts !== null) {
       if (typeof hosts !== 'object' || Array.isArray(hosts)) {
-        errors.push(at(src, nodeAt(src, [...path, 'hosts']), `\`hosts\` of group \`${g}\` must be a mapping of host names (Ansible's YAML inventory shape)`));
+        errors.push(
+          at(
+            src,
+            nodeAt(src, [...path, 'hosts']),
+            `\`hosts\` of group \`${g}\` must be a mapping of host names (Ansible's YAML inventory shape)`,
+          ),
+        );
       } else {
         for (const [h, hv0] of Object.entries(hosts as Record<string, unknown>)) {
           const hv = (hv0 ?? {}) as Record<string, unknown>;
           let host = inv.hosts.get(h);
           if (!host) {
-            host = { name: h, address: h, connection: h === 'localhost' ? 'local' : 'ssh', hostVars: {}, groups: ['all'] };
+            host = {
+              name: h,
+              address: h,
+              connection: h === 'localhost' ? 'local' : 'ssh',
+              hostVars: {},
+              groups: ['all'],
+            };
             inv.hosts.set(h, host);
           }
           for (const [k, v] of Object.entries(hv)) {
@@ -286,7 +365,13 @@ function parseAnsible(src: SourceFile, data: Record<string, unknown>): { invento
     const children = d['children'];
     if (children !== undefined && children !== null) {
       if (typeof children !== 'object' || Array.isArray(children)) {
-        errors.push(at(src, nodeAt(src, [...path, 'children']), `\`children\` of group \`${g}\` must be a mapping of group names`));
+        errors.push(
+          at(
+            src,
+            nodeAt(src, [...path, 'children']),
+            `\`children\` of group \`${g}\` must be a mapping of group names`,
+          ),
+        );
       } else {
         for (const [c, cdef] of Object.entries(children as Record<string, unknown>)) {
           if (g !== 'all' && !entry.children.includes(c)) entry.children.push(c);
@@ -299,8 +384,19 @@ function parseAnsible(src: SourceFile, data: Record<string, unknown>): { invento
   const allVars = inv.groupVars.get('all') ?? {};
   direct.delete('all');
   inv.groupVars.set('all', allVars);
-  for (const g of direct.keys()) if (inv.hosts.has(g)) errors.push(at(src, nodeAt(src, [g], true), `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`));
-  errors.push(...resolveGroups(inv, direct, (g) => at(src, src.doc.contents, `group \`${g}\` contains itself through its children: remove the cycle`)));
+  for (const g of direct.keys())
+    if (inv.hosts.has(g))
+      errors.push(
+        at(
+          src,
+          nodeAt(src, [g], true),
+          `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`,
+        ),
+      );
+  errors.push(
+    ...resolveGroups(inv, direct, (g) =>
+      at(src, src.doc.contents, `group \`${g}\` contains itself through its children: remove the cycle`),
+    ),
+  );
   return errors.length ? { errors } : { inventory: inv, errors };
 }
-

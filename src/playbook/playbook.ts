@@ -5,8 +5,25 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ValidateFunction } from 'ajv';
-import { at, nodeAt, parseYamlSource, sortDiagnostics, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
-import { hasTemplate, interpolate, interpolateString, isDefined, lookup, templatedStrings, templateRefs, TemplateError } from './interpolate.js';
+import {
+  at,
+  nodeAt,
+  parseYamlSource,
+  sortDiagnostics,
+  suggestion,
+  type Diagnostic,
+  type SourceFile,
+} from './diagnostics.js';
+import {
+  hasTemplate,
+  interpolate,
+  interpolateString,
+  isDefined,
+  lookup,
+  templatedStrings,
+  templateRefs,
+  TemplateError,
+} from './interpolate.js';
 import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
@@ -89,7 +106,14 @@ export async function loadPlaybook(file: string, opts: LoadOptions = {}): Promis
     text = await readFile(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'it is a directory' : err.message;
+    const why =
+      err.code === 'ENOENT'
+        ? 'no such file'
+        : err.code === 'EACCES'
+          ? 'permission denied'
+          : err.code === 'EISDIR'
+            ? 'it is a directory'
+            : err.message;
     return { inventory, errors: [{ file, line: 0, col: 0, message: `cannot read playbook: ${why}` }], playHosts: [] };
   }
   return parsePlaybook(file, text, { ...opts, inventory });
@@ -115,16 +139,28 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
   if (Array.isArray(data)) {
     playsData = data;
     base = data.map((_, i) => [i]);
-    if (data.length === 0) errors.push(at(src, src.doc.contents, 'playbook has no plays: write a play with `hosts:` and `tasks:`'));
+    if (data.length === 0)
+      errors.push(at(src, src.doc.contents, 'playbook has no plays: write a play with `hosts:` and `tasks:`'));
   } else if (data && typeof data === 'object') {
     playsData = [data];
     base = [[]];
   } else {
-    return { inventory, errors: [at(src, src.doc.contents, 'a playbook is a play (a mapping with `hosts:` and `tasks:`) or a list of plays')], playHosts: [] };
+    return {
+      inventory,
+      errors: [
+        at(src, src.doc.contents, 'a playbook is a play (a mapping with `hosts:` and `tasks:`) or a list of plays'),
+      ],
+      playHosts: [],
+    };
   }
   const limit = opts.limit ? new Set(matchHosts(inventory, opts.limit).hosts) : undefined;
   if (opts.limit && limit && limit.size === 0) {
-    errors.push({ file: '--limit', line: 0, col: 0, message: `\`${opts.limit}\` matches no host in the inventory (hosts: ${[...inventory.hosts.keys()].slice(0, 10).join(', ')}${inventory.hosts.size > 10 ? ', …' : ''})` });
+    errors.push({
+      file: '--limit',
+      line: 0,
+      col: 0,
+      message: `\`${opts.limit}\` matches no host in the inventory (hosts: ${[...inventory.hosts.keys()].slice(0, 10).join(', ')}${inventory.hosts.size > 10 ? ', …' : ''})`,
+    });
   }
   const plays: Play[] = [];
   const playHosts: string[][] = [];
@@ -184,9 +220,21 @@ function loadPlay(
     const m = matchHosts(inventory, hostsPattern);
     if (m.hosts.length === 0) {
       const known = [...inventory.groups.keys(), ...inventory.hosts.keys()];
-      errors.push(at(src, nodeAt(src, [...path, 'hosts']), `host pattern \`${hostsPattern}\` matches no host in ${inventory.file ? "the inventory" : "the default inventory (localhost only; pass -i INVENTORY)"}${m.unmatched[0] ? suggestion(m.unmatched[0], known) : ''}`));
+      errors.push(
+        at(
+          src,
+          nodeAt(src, [...path, 'hosts']),
+          `host pattern \`${hostsPattern}\` matches no host in ${inventory.file ? 'the inventory' : 'the default inventory (localhost only; pass -i INVENTORY)'}${m.unmatched[0] ? suggestion(m.unmatched[0], known) : ''}`,
+        ),
+      );
     } else if (m.unmatched.length) {
-      errors.push(at(src, nodeAt(src, [...path, 'hosts']), `\`${m.unmatched[0]}\` in host pattern \`${hostsPattern}\` matches no host or group${suggestion(m.unmatched[0]!, [...inventory.groups.keys(), ...inventory.hosts.keys()])}`));
+      errors.push(
+        at(
+          src,
+          nodeAt(src, [...path, 'hosts']),
+          `\`${m.unmatched[0]}\` in host pattern \`${hostsPattern}\` matches no host or group${suggestion(m.unmatched[0]!, [...inventory.groups.keys(), ...inventory.hosts.keys()])}`,
+        ),
+      );
     }
     hosts = limit ? m.hosts.filter((h) => limit.has(h)) : m.hosts;
   }
@@ -212,7 +260,13 @@ function loadPlay(
     r.task.notify.forEach((n, j) => {
       if (!handlerNames.includes(n)) {
         const npath = Array.isArray(notifyRaw) ? [...tpath, 'notify', j] : [...tpath, 'notify'];
-        errors.push(at(src, nodeAt(src, npath), `notify: no handler named \`${n}\` in this play${suggestion(n, handlerNames)}${handlerNames.length ? `; handlers: ${handlerNames.join(', ')}` : ': add it under the play\'s `handlers:`'}`));
+        errors.push(
+          at(
+            src,
+            nodeAt(src, npath),
+            `notify: no handler named \`${n}\` in this play${suggestion(n, handlerNames)}${handlerNames.length ? `; handlers: ${handlerNames.join(', ')}` : ": add it under the play's `handlers:`"}`,
+          ),
+        );
       }
     });
   });
@@ -245,7 +299,12 @@ function memoVars(inventory: Inventory, playVars: Record<string, unknown>, extra
 }
 
 /** Variables of a host in a play, as the engine interpolates them. */
-export function playVariables(inventory: Inventory, play: Play, host: string, extraVars: Record<string, unknown> = {}): Record<string, unknown> {
+export function playVariables(
+  inventory: Inventory,
+  play: Play,
+  host: string,
+  extraVars: Record<string, unknown> = {},
+): Record<string, unknown> {
   return memoVars(inventory, play.vars, extraVars)(host);
 }
 
@@ -259,7 +318,15 @@ function loadTask(
 ): { task?: Task; errors: Diagnostic[] } {
   const errors: Diagnostic[] = [];
   if (!td || typeof td !== 'object' || Array.isArray(td)) {
-    return { errors: [at(src, nodeAt(src, path), 'a task must be a mapping: an optional `name:` and one module key, e.g. `containerd.tls: { registry: ... }`')] };
+    return {
+      errors: [
+        at(
+          src,
+          nodeAt(src, path),
+          'a task must be a mapping: an optional `name:` and one module key, e.g. `containerd.tls: { registry: ... }`',
+        ),
+      ],
+    };
   }
   const t = td as Record<string, unknown>;
   const moduleNames = Object.keys(modules);
@@ -268,7 +335,13 @@ function loadTask(
     if (k in modules) mods.push(k);
     else if (!taskCommonKeys.includes(k)) {
       const hint = suggestion(k, [...moduleNames, ...taskCommonKeys]);
-      errors.push(at(src, nodeAt(src, [...path, k], true), `unknown module or task key \`${k}\`${hint}${hint ? '' : `; modules: ${moduleNames.join(', ')}`}`));
+      errors.push(
+        at(
+          src,
+          nodeAt(src, [...path, k], true),
+          `unknown module or task key \`${k}\`${hint}${hint ? '' : `; modules: ${moduleNames.join(', ')}`}`,
+        ),
+      );
     }
   }
   const label = typeof t['name'] === 'string' ? `task "${t['name']}"` : 'task';
@@ -276,7 +349,13 @@ function loadTask(
     errors.push(at(src, nodeAt(src, path), `${label} names no module: add exactly one of ${moduleNames.join(', ')}`));
   }
   if (mods.length > 1) {
-    errors.push(at(src, nodeAt(src, [...path, mods[1]!], true), `${label} names two modules (\`${mods.join('`, `')}\`): a task runs exactly one; split it into two tasks`));
+    errors.push(
+      at(
+        src,
+        nodeAt(src, [...path, mods[1]!], true),
+        `${label} names two modules (\`${mods.join('`, `')}\`): a task runs exactly one; split it into two tasks`,
+      ),
+    );
   }
   const common = validatorFor('$taskCommon', taskCommonSchema as unknown as Record<string, unknown>);
   if (!common(t)) errors.push(...ajvErrorsToDiagnostics(src, path, common.errors ?? [], { context: 'task', data: t }));
@@ -326,9 +405,14 @@ function checkArgs(
   const validate = validatorFor(module, schema);
   const check = (args: unknown, hostNote: string): void => {
     if (!validate(args)) {
-      for (const d of ajvErrorsToDiagnostics(src, argsPath, validate.errors ?? [], { context: module + hostNote, data: args })) errors.push(d);
+      for (const d of ajvErrorsToDiagnostics(src, argsPath, validate.errors ?? [], {
+        context: module + hostNote,
+        data: args,
+      }))
+        errors.push(d);
     }
-    for (const g of groupConstraintErrors(schema, args, module + hostNote)) errors.push(at(src, nodeAt(src, [...argsPath, ...g.path], true), g.message));
+    for (const g of groupConstraintErrors(schema, args, module + hostNote))
+      errors.push(at(src, nodeAt(src, [...argsPath, ...g.path], true), g.message));
   };
   if (templated.length === 0 || hosts.length === 0) {
     // No host to interpolate for: check the shape with templates standing in for any value.
@@ -349,7 +433,13 @@ function checkArgs(
     } catch (e) {
       if (!(e instanceof TemplateError)) throw e;
       const bad = templated.find((s) => templateRefs(s.text).some((r) => r.expr === e.expr)) ?? templated[0]!;
-      errors.push(at(src, nodeAt(src, [...argsPath, ...bad.path]), `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`));
+      errors.push(
+        at(
+          src,
+          nodeAt(src, [...argsPath, ...bad.path]),
+          `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`,
+        ),
+      );
       continue;
     }
     check(args, hosts.length > 1 ? ` (host ${host})` : '');

@@ -65,10 +65,17 @@ export function ajvErrorsToDiagnostics(
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
   // anyOf branches produce one error per branch: report the anyOf itself, not its branches.
-  const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath));
+  const anyOfPaths = new Set(
+    errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath),
+  );
   for (const e of errors) {
     const rel = pointerPath(e.instancePath);
-    if (e.keyword !== 'anyOf' && e.keyword !== 'oneOf' && [...anyOfPaths].some((p) => e.instancePath === p && e.schemaPath.includes('/anyOf/'))) continue;
+    if (
+      e.keyword !== 'anyOf' &&
+      e.keyword !== 'oneOf' &&
+      [...anyOfPaths].some((p) => e.instancePath === p && e.schemaPath.includes('/anyOf/'))
+    )
+      continue;
     const where = rel.length ? `\`${rel.join('.')}\`` : ctx.context;
     let message: string;
     let node: unknown = nodeAt(src, [...base, ...rel]);
@@ -150,14 +157,20 @@ export function groupConstraintErrors(
   for (const group of (schema['x-exclusive'] as string[][] | undefined) ?? []) {
     const present = group.filter((k) => v[k] !== undefined && v[k] !== false);
     if (present.length > 1) {
-      out.push({ path: [...path, present[1]!], message: `${ctx}: ${present.map((k) => `\`${k}\``).join(' and ')} are mutually exclusive: choose one of ${group.map((k) => `\`${k}\``).join(', ')}` });
+      out.push({
+        path: [...path, present[1]!],
+        message: `${ctx}: ${present.map((k) => `\`${k}\``).join(' and ')} are mutually exclusive: choose one of ${group.map((k) => `\`${k}\``).join(', ')}`,
+      });
     }
   }
   for (const group of (schema['x-together'] as string[][] | undefined) ?? []) {
     const present = group.filter((k) => v[k] !== undefined);
     if (present.length > 0 && present.length < group.length) {
       const missing = group.filter((k) => v[k] === undefined);
-      out.push({ path: [...path, present[0]!], message: `${ctx}: \`${present[0]}\` requires ${missing.map((k) => `\`${k}\``).join(', ')}: give both` });
+      out.push({
+        path: [...path, present[0]!],
+        message: `${ctx}: \`${present[0]}\` requires ${missing.map((k) => `\`${k}\``).join(', ')}: give both`,
+      });
     }
   }
   const props = (schema['properties'] ?? {}) as Record<string, Record<string, unknown>>;

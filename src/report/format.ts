@@ -13,7 +13,14 @@ export interface Style {
 }
 
 const wrap = (open: number, close: number) => (s: string) => `\x1b[${open}m${s}\x1b[${close}m`;
-export const colours: Style = { red: wrap(31, 39), green: wrap(32, 39), yellow: wrap(33, 39), cyan: wrap(36, 39), dim: wrap(2, 22), bold: wrap(1, 22) };
+export const colours: Style = {
+  red: wrap(31, 39),
+  green: wrap(32, 39),
+  yellow: wrap(33, 39),
+  cyan: wrap(36, 39),
+  dim: wrap(2, 22),
+  bold: wrap(1, 22),
+};
 const id = (s: string) => s;
 export const plain: Style = { red: id, green: id, yellow: id, cyan: id, dim: id, bold: id };
 
@@ -33,7 +40,9 @@ export function statusWord(r: TaskResult, s: Style): string {
     case 'unreachable':
       return s.red('UNREACHABLE');
     case 'failed':
-      return r.ignored ? s.yellow('failed (ignored)') : s.red(r.error?.kind === 'verification' ? 'FAILED (verify)' : 'FAILED');
+      return r.ignored
+        ? s.yellow('failed (ignored)')
+        : s.red(r.error?.kind === 'verification' ? 'FAILED (verify)' : 'FAILED');
   }
 }
 
@@ -44,12 +53,28 @@ let twoFilesPatch: typeof import('diff').createTwoFilesPatch | undefined;
 /** A unified diff of one change (content already masked by the module and the engine). */
 export function renderDiff(d: Diff, s: Style): string {
   twoFilesPatch ??= (createRequire(import.meta.url)('diff') as typeof import('diff')).createTwoFilesPatch;
-  const patch = twoFilesPatch(`${d.target} (before)`, `${d.target} (after)`, ensureNl(d.before), ensureNl(d.after), undefined, undefined, { context: 3 });
+  const patch = twoFilesPatch(
+    `${d.target} (before)`,
+    `${d.target} (after)`,
+    ensureNl(d.before),
+    ensureNl(d.after),
+    undefined,
+    undefined,
+    { context: 3 },
+  );
   return patch
     .split('\n')
     .slice(1) // the "====" separator line
     .filter((l) => l !== '\\ No newline at end of file')
-    .map((l) => (l.startsWith('+') && !l.startsWith('+++') ? s.green(l) : l.startsWith('-') && !l.startsWith('---') ? s.red(l) : l.startsWith('@@') ? s.cyan(l) : l))
+    .map((l) =>
+      l.startsWith('+') && !l.startsWith('+++')
+        ? s.green(l)
+        : l.startsWith('-') && !l.startsWith('---')
+          ? s.red(l)
+          : l.startsWith('@@')
+            ? s.cyan(l)
+            : l,
+    )
     .join('\n')
     .trimEnd();
 }
@@ -69,15 +94,21 @@ export function seconds(ms: number): string {
 
 /** The last line of a run: why the exit code is what it is. */
 export function verdict(exitCode: number, check: boolean, recap: Record<string, HostRecap>): string {
-  const hosts = (pred: (r: HostRecap) => boolean) => Object.entries(recap).filter(([, r]) => pred(r)).map(([h]) => h);
-  const list = (hs: string[]) => (hs.length > 5 ? `${hs.slice(0, 5).join(', ')} and ${hs.length - 5} more` : hs.join(', '));
+  const hosts = (pred: (r: HostRecap) => boolean) =>
+    Object.entries(recap)
+      .filter(([, r]) => pred(r))
+      .map(([h]) => h);
+  const list = (hs: string[]) =>
+    hs.length > 5 ? `${hs.slice(0, 5).join(', ')} and ${hs.length - 5} more` : hs.join(', ');
   switch (exitCode) {
     case 0:
       return check ? 'in desired state: nothing would change' : 'success';
     case 1:
       return `failed on ${list(hosts((r) => r.failed > r.verifyFailed || (!check && r.failed > 0)))} (exit 1)`;
     case 2:
-      return check ? `drift on ${list(hosts((r) => r.changed > 0 || r.verifyFailed > 0))} (exit 2)` : `changed ${list(hosts((r) => r.changed > 0))} (exit 2, --detailed-exitcode)`;
+      return check
+        ? `drift on ${list(hosts((r) => r.changed > 0 || r.verifyFailed > 0))} (exit 2)`
+        : `changed ${list(hosts((r) => r.changed > 0))} (exit 2, --detailed-exitcode)`;
     case 4:
       return `unreachable: ${list(hosts((r) => r.unreachable > 0))} (exit 4)`;
     default:

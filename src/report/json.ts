@@ -31,7 +31,14 @@ export class JsonCollector implements Reporter {
     } else if (e.type === 'run-end') {
       const hosts: JsonReport['hosts'] = {};
       for (const [h, recap] of Object.entries(e.recap)) hosts[h] = { recap, tasks: this.tasks.get(h) ?? [] };
-      this.report = { runId: this.runId, playbook: this.playbook, check: this.check, exitCode: e.exitCode, durationMs: e.durationMs, hosts };
+      this.report = {
+        runId: this.runId,
+        playbook: this.playbook,
+        check: this.check,
+        exitCode: e.exitCode,
+        durationMs: e.durationMs,
+        hosts,
+      };
     }
   }
 }

@@ -9,13 +9,17 @@ export interface PlainOptions {
 }
 
 export function formatResult(r: TaskResult, s: Style, verbose = false): string[] {
-  if (r.module === 'connection' && r.status === 'unreachable') return [`${r.host} | ${statusWord(r, s)} | ${r.error?.message ?? ''}`];
-  const lines = [`${r.host} | ${statusWord(r, s)} | ${r.handler ? 'handler: ' : ''}${r.task}${r.skipReason ? s.dim(` (${r.skipReason})`) : ''}`];
+  if (r.module === 'connection' && r.status === 'unreachable')
+    return [`${r.host} | ${statusWord(r, s)} | ${r.error?.message ?? ''}`];
+  const lines = [
+    `${r.host} | ${statusWord(r, s)} | ${r.handler ? 'handler: ' : ''}${r.task}${r.skipReason ? s.dim(` (${r.skipReason})`) : ''}`,
+  ];
   for (const c of r.changes) lines.push(`${' '.repeat(r.host.length)} |   ${r.check ? 'would ' : ''}${c}`);
   for (const w of r.warnings) lines.push(`${' '.repeat(r.host.length)} |   ${s.yellow(`warning: ${w}`)}`);
   if (r.error) {
     lines.push(`${' '.repeat(r.host.length)} |   ${s.red(r.error.message)}`);
-    if (verbose && r.error.detail) for (const l of r.error.detail.split('\n')) lines.push(`${' '.repeat(r.host.length)} |     ${s.dim(l)}`);
+    if (verbose && r.error.detail)
+      for (const l of r.error.detail.split('\n')) lines.push(`${' '.repeat(r.host.length)} |     ${s.dim(l)}`);
   }
   for (const d of r.diffs) lines.push(renderDiff(d, s));
   return lines;
@@ -29,7 +33,11 @@ export class PlainReporter implements Reporter {
     const w = (l: string) => this.o.out.write(l + '\n');
     switch (e.type) {
       case 'run-start':
-        w(s.bold(`trustplay ${e.check ? 'check' : 'run'} ${e.playbook} (${e.hosts.length} host${e.hosts.length === 1 ? '' : 's'})`));
+        w(
+          s.bold(
+            `trustplay ${e.check ? 'check' : 'run'} ${e.playbook} (${e.hosts.length} host${e.hosts.length === 1 ? '' : 's'})`,
+          ),
+        );
         break;
       case 'play-start':
         w(s.bold(`PLAY ${e.play} [${e.hosts.join(', ') || 'no hosts left'}]`));

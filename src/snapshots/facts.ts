@@ -36,7 +36,17 @@ export interface NodeFacts {
     imports: string[];
   };
   /** Host directories under config_path: `<dir>/<registry>` with what they hold. */
-  certs_d: Array<{ dir: string; registry: string; hosts_toml: boolean; managed_by_trustplay: boolean; server?: string | null; ca?: string[]; skip_verify?: boolean; files: string[]; error?: string }>;
+  certs_d: Array<{
+    dir: string;
+    registry: string;
+    hosts_toml: boolean;
+    managed_by_trustplay: boolean;
+    server?: string | null;
+    ca?: string[];
+    skip_verify?: boolean;
+    files: string[];
+    error?: string;
+  }>;
   credential_files: Array<{ path: string; exists: boolean; registries: string[]; helpers?: string[]; error?: string }>;
 }
 
@@ -74,7 +84,14 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   const cf = await gatherContainerdFacts(conn, { configFile, configPath: o.configPath ?? '/etc/containerd/certs.d' });
   const facts: NodeFacts = {
     containerd: { version: cf.version?.raw ?? null, major: cf.version?.major ?? null },
-    config: { path: configFile, exists: cf.config.exists, version: null, config_path: null, registries: {}, imports: [] },
+    config: {
+      path: configFile,
+      exists: cf.config.exists,
+      version: null,
+      config_path: null,
+      registries: {},
+      imports: [],
+    },
     certs_d: [],
     credential_files: [],
   };
@@ -99,10 +116,15 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   } else facts.config.error = inspected.error;
 
   const creds = o.credentialFiles ?? DEFAULT_CREDENTIAL_FILES;
-  const r = await conn.exec({ script: `CERTS=${quoteArgv([certDirs.join(' ')])}\nset -- ${quoteArgv(creds)}\n${SCRIPT}` });
+  const r = await conn.exec({
+    script: `CERTS=${quoteArgv([certDirs.join(' ')])}\nset -- ${quoteArgv(creds)}\n${SCRIPT}`,
+  });
   const out = r.stdout.toString('utf8');
   if (r.code !== 0 || !out.includes('@@end')) {
-    throw new TaskError(`${conn.host}: could not list certs.d and credential files (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`, 'command');
+    throw new TaskError(
+      `${conn.host}: could not list certs.d and credential files (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`,
+      'command',
+    );
   }
   let sink: ((text: string) => void) | null = null;
   let chunks: string[] = [];
@@ -118,7 +140,8 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     }
     flush();
     const [tag, a, b] = line.slice(2).split(' ');
-    if (tag === 'host') facts.certs_d.push({ dir: b64(a), registry: b64(b), hosts_toml: false, managed_by_trustplay: false, files: [] });
+    if (tag === 'host')
+      facts.certs_d.push({ dir: b64(a), registry: b64(b), hosts_toml: false, managed_by_trustplay: false, files: [] });
     else if (tag === 'name') facts.certs_d.at(-1)?.files.push(b64(a));
     else if (tag === 'toml') {
       const entry = facts.certs_d.at(-1);
@@ -127,7 +150,8 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
         entry.hosts_toml = true;
         entry.managed_by_trustplay = isManagedByTrustplay(text);
         const p = parseHostsToml(text);
-        if (p.ok) Object.assign(entry, { server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify });
+        if (p.ok)
+          Object.assign(entry, { server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify });
         else entry.error = p.error;
       };
     } else if (tag === 'cred') {
@@ -148,17 +172,29 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
 /** Human-readable facts of one host. */
 export function formatNodeFacts(host: string, f: NodeFacts): string {
   const l = [`${host}:`, `  containerd: ${f.containerd.version ?? 'not installed'}`];
-  l.push(`  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`);
+  l.push(
+    `  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`,
+  );
   l.push(`  config_path: ${f.config.config_path === null ? '(not set)' : JSON.stringify(f.config.config_path)}`);
   for (const [r, s] of Object.entries(f.config.registries)) {
-    const tls = s.tls ? Object.entries(s.tls).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '';
-    l.push(`  legacy registry ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`);
+    const tls = s.tls
+      ? Object.entries(s.tls)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(' ')
+      : '';
+    l.push(
+      `  legacy registry ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`,
+    );
   }
   for (const c of f.certs_d) {
-    l.push(`  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`);
+    l.push(
+      `  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`,
+    );
   }
   for (const c of f.credential_files) {
-    l.push(`  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`);
+    l.push(
+      `  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`,
+    );
   }
   return l.join('\n') + '\n';
 }

@@ -5,7 +5,8 @@
  */
 const MASK = '********';
 // A quoted value after a key whose name says it is a secret, in JSON (`"auth": "..."`) or TOML (`password = '...'`).
-const SECRET_VALUE = /((["']?)[\w.-]*(?:auth|password|passwd|token|secret)[\w.-]*\2\s*[:=]\s*)(["'])((?:\\.|(?!\3).)*)\3/gi;
+const SECRET_VALUE =
+  /((["']?)[\w.-]*(?:auth|password|passwd|token|secret)[\w.-]*\2\s*[:=]\s*)(["'])((?:\\.|(?!\3).)*)\3/gi;
 const PRIVATE_KEY = /(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----)/g;
 
 /** Text of a file for a diff: secrets masked, binary content summarised. */
@@ -15,5 +16,7 @@ export function maskedText(content: Buffer | null): string {
   return content
     .toString('utf8')
     .replace(PRIVATE_KEY, `$1\n${MASK}\n$2`)
-    .replace(SECRET_VALUE, (_m, head: string, _kq: string, q: string, value: string) => (value === '' ? `${head}${q}${q}` : `${head}${q}${MASK}${q}`));
+    .replace(SECRET_VALUE, (_m, head: string, _kq: string, q: string, value: string) =>
+      value === '' ? `${head}${q}${q}` : `${head}${q}${MASK}${q}`,
+    );
 }

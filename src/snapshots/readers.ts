@@ -7,6 +7,9 @@ import type { Resource } from '../engine/module.js';
 import { readPullSecrets, type ServiceAccountResource } from '../k8s/kubectl.js';
 
 /** A ServiceAccount's pull secrets on a host, or null when the account does not exist. */
-export async function readServiceAccountForSnapshot(conn: Connection, r: Extract<Resource, { kind: 'serviceaccount' }>): Promise<Array<{ name: string }> | null> {
+export async function readServiceAccountForSnapshot(
+  conn: Connection,
+  r: Extract<Resource, { kind: 'serviceaccount' }>,
+): Promise<Array<{ name: string }> | null> {
   return readPullSecrets(conn, r as ServiceAccountResource);
 }

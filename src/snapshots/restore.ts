@@ -11,7 +11,13 @@
 import { createHash } from 'node:crypto';
 import type { RegisteredModule } from '../engine/run.js';
 import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
-import { readServiceAccounts, writePullSecrets, type KubeTarget, type ReadResult, type ServiceAccountResource } from '../k8s/kubectl.js';
+import {
+  readServiceAccounts,
+  writePullSecrets,
+  type KubeTarget,
+  type ReadResult,
+  type ServiceAccountResource,
+} from '../k8s/kubectl.js';
 import type { Playbook, Task } from '../playbook/playbook.js';
 import { containerdRestartRequest, rememberConfigBackup } from '../modules/containerd-restart.js';
 import { maskedText } from './mask.js';
@@ -29,7 +35,11 @@ export interface LoadedSnapshot {
 }
 
 /** Reads every blob the chosen hosts need and checks its digest; throws one sentence naming the first bad one. */
-export async function loadSnapshotForRestore(store: SnapshotStore, manifest: Manifest, hosts: string[]): Promise<LoadedSnapshot> {
+export async function loadSnapshotForRestore(
+  store: SnapshotStore,
+  manifest: Manifest,
+  hosts: string[],
+): Promise<LoadedSnapshot> {
   const blobs = new Map<string, Buffer>();
   for (const h of hosts) {
     for (const r of manifest.hosts[h]?.resources ?? []) {
@@ -40,10 +50,16 @@ export async function loadSnapshotForRestore(store: SnapshotStore, manifest: Man
       try {
         data = await store.getBlob(r.blob);
       } catch (e) {
-        const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'its content blob is missing' : (e as Error).message;
-        throw new Error(`snapshot \`${manifest.runId}\` cannot restore ${h}:${r.path}: ${why}; nothing was changed`, { cause: e });
+        const why =
+          (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'its content blob is missing' : (e as Error).message;
+        throw new Error(`snapshot \`${manifest.runId}\` cannot restore ${h}:${r.path}: ${why}; nothing was changed`, {
+          cause: e,
+        });
       }
-      if (r.size !== undefined && data.length !== r.size) throw new Error(`snapshot \`${manifest.runId}\` is damaged: ${h}:${r.path} should be ${r.size} bytes, its blob has ${data.length}; nothing was changed`);
+      if (r.size !== undefined && data.length !== r.size)
+        throw new Error(
+          `snapshot \`${manifest.runId}\` is damaged: ${h}:${r.path} should be ${r.size} bytes, its blob has ${data.length}; nothing was changed`,
+        );
       blobs.set(r.blob, data);
     }
   }
@@ -67,16 +83,32 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const octal = (m: number | undefined) => (m === undefined ? '?' : m.toString(8).padStart(4, '0'));
 
 /** The change that puts one file back, or null when it already is as saved (pure; exported for tests). */
-export function planFileRestore(saved: SavedFile, current: CurrentFile, blob: Buffer | undefined, restart: { configFile?: unknown; restartCommand: string; timeoutSec: number }): Change | null {
+export function planFileRestore(
+  saved: SavedFile,
+  current: CurrentFile,
+  blob: Buffer | undefined,
+  restart: { configFile?: unknown; restartCommand: string; timeoutSec: number },
+): Change | null {
   if (!saved.exists) {
     if (!current.exists) return null;
     return {
       summary: `remove ${saved.path} (it did not exist before)`,
       resources: [{ kind: 'file', path: saved.path }],
       diff: { target: saved.path, before: maskedText(current.content), after: maskedText(null) },
-      ...(isContainerdConfig(saved.path, restart.configFile) ? { notify: [containerdRestartRequest({ configFile: saved.path, restartCommand: restart.restartCommand, timeoutSec: restart.timeoutSec })] } : {}),
+      ...(isContainerdConfig(saved.path, restart.configFile)
+        ? {
+            notify: [
+              containerdRestartRequest({
+                configFile: saved.path,
+                restartCommand: restart.restartCommand,
+                timeoutSec: restart.timeoutSec,
+              }),
+            ],
+          }
+        : {}),
       async apply(ctx: TaskContext) {
-        if (isContainerdConfig(saved.path, restart.configFile)) rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
+        if (isContainerdConfig(saved.path, restart.configFile))
+          rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
         await ctx.conn.remove(saved.path);
       },
     };
@@ -86,15 +118,28 @@ export function planFileRestore(saved: SavedFile, current: CurrentFile, blob: Bu
   const sameMeta = current.mode === saved.mode && current.uid === saved.uid && current.gid === saved.gid;
   if (sameContent && sameMeta) return null;
   const what = !current.exists ? 'recreate' : sameContent ? `reset mode/owner of` : 'restore';
-  const metaNote = sameMeta ? '' : ` (mode ${octal(current.mode)} ${current.uid ?? '?'}:${current.gid ?? '?'} -> ${octal(saved.mode)} ${saved.uid ?? '?'}:${saved.gid ?? '?'})`;
+  const metaNote = sameMeta
+    ? ''
+    : ` (mode ${octal(current.mode)} ${current.uid ?? '?'}:${current.gid ?? '?'} -> ${octal(saved.mode)} ${saved.uid ?? '?'}:${saved.gid ?? '?'})`;
   const config = isContainerdConfig(saved.path, restart.configFile);
   return {
     summary: `${what} ${saved.path}${metaNote}`,
     resources: [{ kind: 'file', path: saved.path }],
     diff: { target: saved.path, before: maskedText(current.exists ? current.content : null), after: maskedText(blob) },
-    ...(config && !sameContent ? { notify: [containerdRestartRequest({ configFile: saved.path, restartCommand: restart.restartCommand, timeoutSec: restart.timeoutSec })] } : {}),
+    ...(config && !sameContent
+      ? {
+          notify: [
+            containerdRestartRequest({
+              configFile: saved.path,
+              restartCommand: restart.restartCommand,
+              timeoutSec: restart.timeoutSec,
+            }),
+          ],
+        }
+      : {}),
     async apply(ctx: TaskContext) {
-      if (config && !sameContent) rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+      if (config && !sameContent)
+        rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
       await ctx.conn.writeFile(saved.path, blob, {
         mkdirs: true,
         ...(saved.mode !== undefined ? { mode: saved.mode } : {}),
@@ -106,11 +151,19 @@ export function planFileRestore(saved: SavedFile, current: CurrentFile, blob: Bu
 }
 
 function metaOf(f: { mode?: number; uid?: number; gid?: number }): { mode?: number; uid?: number; gid?: number } {
-  return { ...(f.mode !== undefined ? { mode: f.mode } : {}), ...(f.uid !== undefined ? { uid: f.uid } : {}), ...(f.gid !== undefined ? { gid: f.gid } : {}) };
+  return {
+    ...(f.mode !== undefined ? { mode: f.mode } : {}),
+    ...(f.uid !== undefined ? { uid: f.uid } : {}),
+    ...(f.gid !== undefined ? { gid: f.gid } : {}),
+  };
 }
 
 function targetOf(sa: SavedServiceAccount): KubeTarget {
-  return { ...(sa.kubeconfig ? { kubeconfig: sa.kubeconfig } : {}), ...(sa.context ? { context: sa.context } : {}), ...(sa.kubectl ? { kubectl: sa.kubectl } : {}) };
+  return {
+    ...(sa.kubeconfig ? { kubeconfig: sa.kubeconfig } : {}),
+    ...(sa.context ? { context: sa.context } : {}),
+    ...(sa.kubectl ? { kubectl: sa.kubectl } : {}),
+  };
 }
 
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -120,17 +173,29 @@ export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): 
   const id = `${saved.namespace}/${saved.name}`;
   if (saved.imagePullSecrets === null) return null;
   if (current.status !== 'ok') {
-    throw new TaskError(`cannot restore serviceaccount ${id}: ${current.status === 'no-namespace' ? `namespace \`${saved.namespace}\` no longer exists` : 'the account no longer exists'}; recreate it, then run the restore again`, 'refused');
+    throw new TaskError(
+      `cannot restore serviceaccount ${id}: ${current.status === 'no-namespace' ? `namespace \`${saved.namespace}\` no longer exists` : 'the account no longer exists'}; recreate it, then run the restore again`,
+      'refused',
+    );
   }
   const want = saved.imagePullSecrets.map((s) => s.name);
   if (sameList(current.sa.imagePullSecrets, want)) return null;
   const t = targetOf(saved);
-  const resource: ServiceAccountResource = { kind: 'serviceaccount', namespace: saved.namespace, name: saved.name, ...t };
+  const resource: ServiceAccountResource = {
+    kind: 'serviceaccount',
+    namespace: saved.namespace,
+    name: saved.name,
+    ...t,
+  };
   const list = (n: string[]) => (n.length ? n.join('\n') + '\n' : '(none)\n');
   return {
     summary: `set imagePullSecrets of serviceaccount ${id} back to ${want.length ? want.join(', ') : '(none)'}`,
     resources: [resource],
-    diff: { target: `serviceaccount ${id} imagePullSecrets`, before: list(current.sa.imagePullSecrets), after: list(want) },
+    diff: {
+      target: `serviceaccount ${id} imagePullSecrets`,
+      before: list(current.sa.imagePullSecrets),
+      after: list(want),
+    },
     async apply(ctx: TaskContext) {
       await writePullSecrets(ctx.conn, t, current.sa, (now) => (sameList(now, want) ? null : want));
     },
@@ -150,7 +215,11 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
         files.map(async (saved) => {
           const st = await ctx.conn.stat(saved.path);
           if (!st.exists) return { saved, current: { exists: false, content: null } };
-          if (!st.isFile) throw new TaskError(`${saved.path} on ${ctx.host} is no longer a regular file; move it away, then run the restore again`, 'refused');
+          if (!st.isFile)
+            throw new TaskError(
+              `${saved.path} on ${ctx.host} is no longer a regular file; move it away, then run the restore again`,
+              'refused',
+            );
           const content = await ctx.conn.readFile(saved.path);
           return { saved, current: { exists: content !== null, content, ...metaOf(st) } };
         }),
@@ -160,10 +229,16 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
       const v = ctx.vars;
       const restart = {
         configFile: v['containerd_config_file'],
-        restartCommand: typeof v['containerd_restart_command'] === 'string' ? v['containerd_restart_command'] : 'systemctl restart containerd',
+        restartCommand:
+          typeof v['containerd_restart_command'] === 'string'
+            ? v['containerd_restart_command']
+            : 'systemctl restart containerd',
         timeoutSec: typeof v['containerd_restart_timeout'] === 'number' ? v['containerd_restart_timeout'] : 60,
       };
-      return observed.flatMap(({ saved, current }) => planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? []);
+      return observed.flatMap(
+        ({ saved, current }) =>
+          planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? [],
+      );
     },
   };
 
@@ -171,7 +246,9 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
     name: SA_RESTORE_MODULE,
     description: "Put ServiceAccounts' imagePullSecrets back as a snapshot saved them.",
     async gather(ctx) {
-      const saved = hostEntry(ctx.host).resources.filter((r): r is SavedServiceAccount => r.kind === 'serviceaccount' && r.imagePullSecrets !== null);
+      const saved = hostEntry(ctx.host).resources.filter(
+        (r): r is SavedServiceAccount => r.kind === 'serviceaccount' && r.imagePullSecrets !== null,
+      );
       const out = [];
       for (const s of saved) {
         const [current] = await readServiceAccounts(ctx.conn, targetOf(s), [s.namespace], s.name);
@@ -194,12 +271,35 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
 /** The in-memory playbook: one play over the chosen hosts, files first, then ServiceAccounts. */
 export function restorePlaybook(loaded: LoadedSnapshot): Playbook {
   const loc = { file: loaded.manifestPath, line: 0, col: 0 };
-  const task = (name: string, module: string): Task => ({ name, module, args: {}, when: [], tags: [], notify: [], ignoreErrors: false, runOnce: false, loc });
-  const has = (kind: 'file' | 'serviceaccount') => loaded.hosts.some((h) => loaded.manifest.hosts[h]?.resources.some((r) => r.kind === kind));
-  const tasks = [...(has('file') ? [task('Put saved files back', FILE_RESTORE_MODULE)] : []), ...(has('serviceaccount') ? [task("Put ServiceAccounts' imagePullSecrets back", SA_RESTORE_MODULE)] : [])];
+  const task = (name: string, module: string): Task => ({
+    name,
+    module,
+    args: {},
+    when: [],
+    tags: [],
+    notify: [],
+    ignoreErrors: false,
+    runOnce: false,
+    loc,
+  });
+  const has = (kind: 'file' | 'serviceaccount') =>
+    loaded.hosts.some((h) => loaded.manifest.hosts[h]?.resources.some((r) => r.kind === kind));
+  const tasks = [
+    ...(has('file') ? [task('Put saved files back', FILE_RESTORE_MODULE)] : []),
+    ...(has('serviceaccount') ? [task("Put ServiceAccounts' imagePullSecrets back", SA_RESTORE_MODULE)] : []),
+  ];
   return {
     file: loaded.manifestPath,
     digest: createHash('sha256').update(JSON.stringify(loaded.manifest)).digest('hex'),
-    plays: [{ name: `Restore snapshot ${loaded.manifest.runId}`, hosts: loaded.hosts.join(':'), vars: {}, tasks, handlers: [], loc }],
+    plays: [
+      {
+        name: `Restore snapshot ${loaded.manifest.runId}`,
+        hosts: loaded.hosts.join(':'),
+        vars: {},
+        tasks,
+        handlers: [],
+        loc,
+      },
+    ],
   };
 }

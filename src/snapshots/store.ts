@@ -74,7 +74,10 @@ export interface PruneResult {
 }
 
 /** Reads a ServiceAccount's pull secrets on a host (the k8s module provides it). */
-export type ServiceAccountReader = (conn: Connection, r: Extract<Resource, { kind: 'serviceaccount' }>) => Promise<Array<{ name: string }> | null>;
+export type ServiceAccountReader = (
+  conn: Connection,
+  r: Extract<Resource, { kind: 'serviceaccount' }>,
+) => Promise<Array<{ name: string }> | null>;
 
 export function defaultStateDir(): string {
   const xdg = process.env['XDG_STATE_HOME'];
@@ -110,7 +113,8 @@ export class SnapshotStore {
     await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
     // mkdir's mode does not apply to directories that already existed: enforce it.
-    for (const d of [this.dir, join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256'), join(this.dir, 'runs')]) await chmod(d, 0o700);
+    for (const d of [this.dir, join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256'), join(this.dir, 'runs')])
+      await chmod(d, 0o700);
   }
 
   blobPath(digest: string): string {
@@ -138,7 +142,8 @@ export class SnapshotStore {
     if (!/^[0-9a-f]{64}$/.test(digest)) throw new Error(`invalid blob digest \`${digest}\``);
     const data = await readFile(this.blobPath(digest));
     const actual = createHash('sha256').update(data).digest('hex');
-    if (actual !== digest) throw new Error(`snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`);
+    if (actual !== digest)
+      throw new Error(`snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`);
     return data;
   }
 
@@ -186,7 +191,13 @@ export class SnapshotStore {
       result.blobsKeptBecause = `snapshot ${kept.find((e) => !e.manifest)!.runId} is unreadable, so the blobs it needs are unknown`;
       return result;
     }
-    const referenced = new Set(kept.flatMap((e) => Object.values(e.manifest!.hosts).flatMap((h) => h.resources.flatMap((r) => (r.kind === 'file' && r.blob ? [r.blob] : [])))));
+    const referenced = new Set(
+      kept.flatMap((e) =>
+        Object.values(e.manifest!.hosts).flatMap((h) =>
+          h.resources.flatMap((r) => (r.kind === 'file' && r.blob ? [r.blob] : [])),
+        ),
+      ),
+    );
     const blobDir = join(this.dir, 'blobs', 'sha256');
     let blobs: string[] = [];
     try {
@@ -219,7 +230,8 @@ export class SnapshotStore {
     try {
       text = await readFile(this.manifestPath(runId), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`, { cause: e });
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`, { cause: e });
       throw e;
     }
     let m: Manifest;
@@ -229,7 +241,9 @@ export class SnapshotStore {
       throw new Error(`snapshot \`${runId}\` is damaged: its manifest is not valid JSON`, { cause: e });
     }
     if (m.version !== MANIFEST_VERSION || m.runId !== runId || typeof m.hosts !== 'object' || m.hosts === null) {
-      throw new Error(`snapshot \`${runId}\` is damaged or from an unknown version (manifest version ${String(m.version)})`);
+      throw new Error(
+        `snapshot \`${runId}\` is damaged or from an unknown version (manifest version ${String(m.version)})`,
+      );
     }
     return m;
   }
@@ -242,15 +256,26 @@ const READ_WITH_STAT = `[ -e "$1" ] || { echo absent; exit 0; }
 stat -L -c '%a %u %g' -- "$1" && cat -- "$1"`;
 
 /** A file's bytes with mode and owner, or null when it does not exist. */
-export async function readFileWithStat(conn: Connection, path: string): Promise<{ data: Buffer; mode: number; uid: number; gid: number } | null> {
+export async function readFileWithStat(
+  conn: Connection,
+  path: string,
+): Promise<{ data: Buffer; mode: number; uid: number; gid: number } | null> {
   const r = await conn.exec({ argv: ['sh', '-c', READ_WITH_STAT, 'sh', path] });
   const nl = r.stdout.indexOf(0x0a);
   const head = r.stdout.subarray(0, nl < 0 ? r.stdout.length : nl).toString('utf8');
-  if (r.code !== 0 || nl < 0) throw new Error(`cannot read ${path} on ${conn.host} (exit ${r.code}): ${r.stderr.toString().trim().split('\n')[0] ?? ''}`);
+  if (r.code !== 0 || nl < 0)
+    throw new Error(
+      `cannot read ${path} on ${conn.host} (exit ${r.code}): ${r.stderr.toString().trim().split('\n')[0] ?? ''}`,
+    );
   if (head === 'absent') return null;
   const m = /^([0-7]+) (\d+) (\d+)$/.exec(head);
   if (!m) throw new Error(`cannot read ${path} on ${conn.host}: unexpected stat output \`${head.slice(0, 80)}\``);
-  return { data: Buffer.from(r.stdout.subarray(nl + 1)), mode: parseInt(m[1]!, 8), uid: Number(m[2]), gid: Number(m[3]) };
+  return {
+    data: Buffer.from(r.stdout.subarray(nl + 1)),
+    mode: parseInt(m[1]!, 8),
+    uid: Number(m[2]),
+    gid: Number(m[3]),
+  };
 }
 
 /** The engine's snapshot hook for one run: first prior state of each resource wins. */
@@ -265,7 +290,16 @@ export class RunSnapshot implements SnapshotSink {
     init: { runId: string; command: string; playbook?: { path: string; digest: string }; inventory?: string },
     private readonly readServiceAccount?: ServiceAccountReader,
   ) {
-    this.manifest = { version: MANIFEST_VERSION, runId: init.runId, time: new Date().toISOString(), command: init.command, complete: false, hosts: {}, ...(init.playbook ? { playbook: init.playbook } : {}), ...(init.inventory ? { inventory: init.inventory } : {}) };
+    this.manifest = {
+      version: MANIFEST_VERSION,
+      runId: init.runId,
+      time: new Date().toISOString(),
+      command: init.command,
+      complete: false,
+      hosts: {},
+      ...(init.playbook ? { playbook: init.playbook } : {}),
+      ...(init.inventory ? { inventory: init.inventory } : {}),
+    };
   }
 
   get runId(): string {
@@ -299,7 +333,16 @@ export class RunSnapshot implements SnapshotSink {
         if (!f) saved.push({ kind: 'file', path: r.path, exists: false });
         else {
           const blob = await this.store.putBlob(f.data);
-          saved.push({ kind: 'file', path: r.path, exists: true, blob, size: f.data.length, mode: f.mode, uid: f.uid, gid: f.gid });
+          saved.push({
+            kind: 'file',
+            path: r.path,
+            exists: true,
+            blob,
+            size: f.data.length,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+          });
         }
       } else {
         if (!this.readServiceAccount) throw new Error('cannot save a ServiceAccount: no reader registered');

@@ -39,13 +39,22 @@ async function expectValidCheck(argv: string[]): Promise<void> {
 function cronFieldsValid(expr: string): boolean {
   const fields = expr.trim().split(/\s+/);
   if (fields.length !== 5) return false;
-  const ranges: Array<[number, number]> = [[0, 59], [0, 23], [1, 31], [1, 12], [0, 7]];
+  const ranges: Array<[number, number]> = [
+    [0, 59],
+    [0, 23],
+    [1, 31],
+    [1, 12],
+    [0, 7],
+  ];
   return fields.every((f, i) =>
     f.split(',').every((part) => {
       const m = /^(\*|\d+(?:-\d+)?)(?:\/(\d+))?$/.exec(part);
       if (!m) return false;
       if (m[1] === '*') return true;
-      return m[1]!.split('-').map(Number).every((n) => n >= ranges[i]![0] && n <= ranges[i]![1]);
+      return m[1]!
+        .split('-')
+        .map(Number)
+        .every((n) => n >= ranges[i]![0] && n <= ranges[i]![1]);
     }),
   );
 }
@@ -65,7 +74,13 @@ describe('scheduling files', () => {
     const cj = parse(read('kubernetes/cronjob.yaml')) as {
       apiVersion: string;
       kind: string;
-      spec: { schedule: string; concurrencyPolicy: string; jobTemplate: { spec: { template: { spec: { restartPolicy: string; containers: Array<{ command: string[] }> } } } } };
+      spec: {
+        schedule: string;
+        concurrencyPolicy: string;
+        jobTemplate: {
+          spec: { template: { spec: { restartPolicy: string; containers: Array<{ command: string[] }> } } };
+        };
+      };
     };
     expect([cj.apiVersion, cj.kind]).toEqual(['batch/v1', 'CronJob']);
     expect(cronFieldsValid(cj.spec.schedule)).toBe(true);
@@ -76,11 +91,19 @@ describe('scheduling files', () => {
   });
 
   it('the cron line is a valid cron.d entry running a valid check', async () => {
-    const line = read('cron.example').split('\n').find((l) => /^\d/.test(l))!;
+    const line = read('cron.example')
+      .split('\n')
+      .find((l) => /^\d/.test(l))!;
     const fields = line.split(/\s+/);
     expect(cronFieldsValid(fields.slice(0, 5).join(' '))).toBe(true);
     expect(fields[5]).toBe('root');
-    const cmd = line.split(/\s+/).slice(6).join(' ').split(/\s*[>|]/)[0]!.trim().split(/\s+/);
+    const cmd = line
+      .split(/\s+/)
+      .slice(6)
+      .join(' ')
+      .split(/\s*[>|]/)[0]!
+      .trim()
+      .split(/\s+/);
     await expectValidCheck(cmd);
   });
 

@@ -15,7 +15,8 @@ describe('README', () => {
   it('documents every module and every argument', () => {
     for (const [name, schema] of Object.entries(moduleArgSchemas)) {
       expect(readme).toContain(`### \`${name}\``);
-      for (const arg of Object.keys(schema.properties)) expect(readme, `${name}.${arg}`).toMatch(new RegExp(`\\| \`${arg}\``));
+      for (const arg of Object.keys(schema.properties))
+        expect(readme, `${name}.${arg}`).toMatch(new RegExp(`\\| \`${arg}\``));
     }
   });
 

@@ -8,13 +8,20 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionError, FileOperationError, LocalConnection, SshConnection, type SshConnectionOptions } from '../../src/connection/index.js';
+import {
+  ConnectionError,
+  FileOperationError,
+  LocalConnection,
+  SshConnection,
+  type SshConnectionOptions,
+} from '../../src/connection/index.js';
 import { ConnectionPool, connectionSpec } from '../../src/engine/connect.js';
 import { parseInventory, type Inventory } from '../../src/playbook/inventory.js';
 import { trustplay } from '../support/cli.js';
 import { sshdUnavailable, startSshd, type Sshd } from '../support/sshd.js';
 
-const unavailable = sshdUnavailable() ?? (existsSync('/usr/bin/sudo') ? undefined : 'needs /usr/bin/sudo (Debian package sudo)');
+const unavailable =
+  sshdUnavailable() ?? (existsSync('/usr/bin/sudo') ? undefined : 'needs /usr/bin/sudo (Debian package sudo)');
 if (unavailable && process.env.CI === 'true') throw new Error(`become tests cannot run in CI: ${unavailable}`);
 
 // Unique enough that finding it anywhere means it leaked.
@@ -66,7 +73,15 @@ describe('become_password_env: the inventory names a variable, the connection ge
     return inv!;
   };
   const inv = inventory(
-    ['ssh:', '  become_password_env: TP_UNIT_SUDO_PASS', 'hosts:', '  a: { become: true }', '  b: { become: true, become_password_env: TP_UNIT_OTHER }', '  c: { become: false }', ''].join('\n'),
+    [
+      'ssh:',
+      '  become_password_env: TP_UNIT_SUDO_PASS',
+      'hosts:',
+      '  a: { become: true }',
+      '  b: { become: true, become_password_env: TP_UNIT_OTHER }',
+      '  c: { become: false }',
+      '',
+    ].join('\n'),
   );
   const host = (name: string) => inv.hosts.get(name)!;
   const NAMES = ['TP_UNIT_SUDO_PASS', 'TP_UNIT_OTHER'];
@@ -91,17 +106,24 @@ describe('become_password_env: the inventory names a variable, the connection ge
       return undefined;
     })();
     expect(err).toBeInstanceOf(ConnectionError);
-    expect((err as Error).message).toBe('a: become_password_env names TP_UNIT_SUDO_PASS, which is not set — export it with the sudo password for user root');
+    expect((err as Error).message).toBe(
+      'a: become_password_env names TP_UNIT_SUDO_PASS, which is not set — export it with the sudo password for user root',
+    );
   });
 
   it('a pool hands out a connection that fails at connect() with that sentence', async () => {
     const pool = new ConnectionPool(inv);
-    await expect(pool.get('a').connect()).rejects.toThrow(/become_password_env names TP_UNIT_SUDO_PASS, which is not set/);
+    await expect(pool.get('a').connect()).rejects.toThrow(
+      /become_password_env names TP_UNIT_SUDO_PASS, which is not set/,
+    );
     await expect(pool.get('a').exec({ argv: ['true'] })).rejects.toThrow(ConnectionError);
   });
 
   it('takes a variable name, not something that looks like a password', () => {
-    const { errors } = parseInventory('inventory.yaml', 'hosts:\n  a: { become: true, become_password_env: "hunter2 !" }\n');
+    const { errors } = parseInventory(
+      'inventory.yaml',
+      'hosts:\n  a: { become: true, become_password_env: "hunter2 !" }\n',
+    );
     expect(errors.length).toBeGreaterThan(0);
   });
 });
@@ -173,11 +195,20 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     // The root-owned 0700 dir is closed to deploy without become, and says so rather than
     // reporting its files as absent.
     await writeFile(join(secure, 'present'), 'x');
-    const ops = [() => plain.readFile(join(secure, 'present')), () => plain.stat(join(secure, 'present')), () => plain.readFile(join(secure, 'sub', 'absent'))];
+    const ops = [
+      () => plain.readFile(join(secure, 'present')),
+      () => plain.stat(join(secure, 'present')),
+      () => plain.readFile(join(secure, 'sub', 'absent')),
+    ];
     for (const op of ops) {
-      const err = await op().then(() => undefined, (e: unknown) => e);
+      const err = await op().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(FileOperationError);
-      expect((err as Error).message).toMatch(/permission denied: .*secure cannot be searched by deploy \(become needed\?\)/);
+      expect((err as Error).message).toMatch(
+        /permission denied: .*secure cannot be searched by deploy \(become needed\?\)/,
+      );
     }
     await rm(join(secure, 'present'));
     // Really absent (in a dir deploy can search) is still `null`, not an error.
@@ -242,7 +273,10 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     expect(r.stderr.toString()).toMatch(/incorrect password/);
     // A multi-line stdin (a file being written) must not become more password attempts.
     const target = join(secure, 'never-written');
-    const w = await c.exec({ argv: ['sh', '-c', 'cat > "$1"', 'sh', target] }, { stdin: 'line-one\nline-two\nline-three\n', timeoutMs: 20_000 });
+    const w = await c.exec(
+      { argv: ['sh', '-c', 'cat > "$1"', 'sh', target] },
+      { stdin: 'line-one\nline-two\nline-three\n', timeoutMs: 20_000 },
+    );
     expect(w.timedOut).toBeUndefined();
     expect(w.code).not.toBe(0);
     expect(w.stderr.toString()).toMatch(/1 incorrect password attempt\b/);
@@ -251,7 +285,7 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     expect(wrapperLeftovers()).toEqual([]);
   });
 
-  it('the password is on no command line, in no environment and not in sshd\'s log', async () => {
+  it("the password is on no command line, in no environment and not in sshd's log", async () => {
     const c = connect('deploy', { becomePassword: PASSWORD });
     const marker = `2.${process.pid}`;
     const running = c.exec({ argv: ['sleep', marker] }, { stdin: 'some stdin\n' });
@@ -306,7 +340,12 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     expect(r.timedOut).toBe(true);
     expect(r.code).toBe(124);
     // The remote `timeout` runs as root inside sudo and ends the sleep about a second later.
-    for (let i = 0; i < 200 && (processTexts().cmdlines.some((l) => l.startsWith(`sleep ${marker}`)) || wrapperLeftovers().length > 0); i++) {
+    for (
+      let i = 0;
+      i < 200 &&
+      (processTexts().cmdlines.some((l) => l.startsWith(`sleep ${marker}`)) || wrapperLeftovers().length > 0);
+      i++
+    ) {
       await new Promise((res) => setTimeout(res, 50));
     }
     expect(processTexts().cmdlines.filter((l) => l.includes(`sleep ${marker}`))).toEqual([]);
@@ -362,10 +401,13 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     });
 
     const cli = (env: Record<string, string>) =>
-      trustplay(['run', join(work, 'wipe.yaml'), '-i', join(work, 'inventory.yaml'), '--state-dir', join(work, 'state')], {
-        env: { TRUSTPLAY_LOCK_DIR: join(work, 'locks'), ...env },
-        timeoutMs: 120_000,
-      });
+      trustplay(
+        ['run', join(work, 'wipe.yaml'), '-i', join(work, 'inventory.yaml'), '--state-dir', join(work, 'state')],
+        {
+          env: { TRUSTPLAY_LOCK_DIR: join(work, 'locks'), ...env },
+          timeoutMs: 120_000,
+        },
+      );
 
     it('a missing variable is a clear unreachable error, and nothing changes', async () => {
       const r = await cli({});
@@ -407,6 +449,8 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
       return times[7]!;
     };
     const [a, b, d] = [await median(plain), await median(nopass), await median(pw)];
-    console.log(`exec true over SSH, median of 15: plain ${a.toFixed(1)} ms, become NOPASSWD ${b.toFixed(1)} ms, become with password ${d.toFixed(1)} ms`);
+    console.log(
+      `exec true over SSH, median of 15: plain ${a.toFixed(1)} ms, become NOPASSWD ${b.toFixed(1)} ms, become with password ${d.toFixed(1)} ms`,
+    );
   });
 });

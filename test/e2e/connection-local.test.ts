@@ -111,7 +111,13 @@ describe('LocalConnection', () => {
     it('stat and remove', async () => {
       await writeFile(join(dir, 'st'), '123');
       await chmod(join(dir, 'st'), 0o751);
-      expect(await conn.stat(join(dir, 'st'))).toMatchObject({ exists: true, isFile: true, isDirectory: false, mode: 0o751, size: 3 });
+      expect(await conn.stat(join(dir, 'st'))).toMatchObject({
+        exists: true,
+        isFile: true,
+        isDirectory: false,
+        mode: 0o751,
+        size: 3,
+      });
       expect(await conn.stat(dir)).toMatchObject({ exists: true, isDirectory: true });
       expect(await conn.stat(join(dir, 'none'))).toEqual({ exists: false });
       await conn.remove(join(dir, 'st'));
@@ -140,7 +146,18 @@ console.log(JSON.stringify({ err, files: readdirSync(dir), content: readFileSync
       );
       const { stdout } = await run(
         'unshare',
-        ['-m', '--propagation', 'private', '--', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs "$1" && exec node --import tsx "$2" "$1"', 'sh', small, script],
+        [
+          '-m',
+          '--propagation',
+          'private',
+          '--',
+          'sh',
+          '-c',
+          'mount -t tmpfs -o size=64k tmpfs "$1" && exec node --import tsx "$2" "$1"',
+          'sh',
+          small,
+          script,
+        ],
         { cwd: process.cwd() },
       );
       const out = JSON.parse(stdout) as { err: string; files: string[]; content: string };

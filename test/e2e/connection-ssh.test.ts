@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionError, FileOperationError, SshConnection, createConnection, describeExit, type SshConnectionOptions } from '../../src/connection/index.js';
+import {
+  ConnectionError,
+  FileOperationError,
+  SshConnection,
+  createConnection,
+  describeExit,
+  type SshConnectionOptions,
+} from '../../src/connection/index.js';
 import { freePort, makeKeyPair, sshdUnavailable, startSshd, type Sshd } from '../support/sshd.js';
 
 const run = promisify(execFile);
@@ -87,7 +94,10 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
 
     it('passes environment variables inside the command line', async () => {
       const value = `it's "quoted" $(echo no) \`no\` \n * ~`;
-      const r = await conn.exec({ script: 'printf "%s|%s" "$TP_ONE" "$TP_TWO"' }, { env: { TP_ONE: value, TP_TWO: '' } });
+      const r = await conn.exec(
+        { script: 'printf "%s|%s" "$TP_ONE" "$TP_TWO"' },
+        { env: { TP_ONE: value, TP_TWO: '' } },
+      );
       expect(r.stdout.toString()).toBe(`${value}|`);
     });
 
@@ -216,7 +226,15 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
     it('stat reports files, directories and absence', async () => {
       await writeFile(join(work, 'st'), '12345');
       await run('chmod', ['0751', join(work, 'st')]);
-      expect(await conn.stat(join(work, 'st'))).toEqual({ exists: true, isFile: true, isDirectory: false, mode: 0o751, uid: 0, gid: 0, size: 5 });
+      expect(await conn.stat(join(work, 'st'))).toEqual({
+        exists: true,
+        isFile: true,
+        isDirectory: false,
+        mode: 0o751,
+        uid: 0,
+        gid: 0,
+        size: 5,
+      });
       const dir = await conn.stat(work);
       expect([dir.exists, dir.isDirectory, dir.isFile]).toEqual([true, true, false]);
       expect(await conn.stat(join(work, 'nope'))).toEqual({ exists: false });
@@ -264,10 +282,16 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       );
       expect(results.map((r) => r.code)).toEqual(Array(30).fill(0));
       expect(results.map((r) => r.stdout.toString())).toEqual(Array.from({ length: 30 }, (_, i) => `${i}\n`));
-      await Promise.all([c.writeFile(join(server.dir, 'f'), 'x'), c.readFile(join(server.dir, 'f')), c.stat(server.dir)]);
+      await Promise.all([
+        c.writeFile(join(server.dir, 'f'), 'x'),
+        c.readFile(join(server.dir, 'f')),
+        c.stat(server.dir),
+      ]);
       expect(c.stats()).toEqual({ connections: 1, channels: 33 });
       // The kernel agrees: one established TCP connection to that sshd.
-      const ss = execFileSync('ss', ['-Htn', 'state', 'established', 'dst', `${server.address}:${server.port}`], { encoding: 'utf8' });
+      const ss = execFileSync('ss', ['-Htn', 'state', 'established', 'dst', `${server.address}:${server.port}`], {
+        encoding: 'utf8',
+      });
       expect(ss.trim().split('\n').filter(Boolean)).toHaveLength(1);
       await c.close();
       // And so does sshd: one connection. (A session it refuses in the instant between a close and
@@ -356,7 +380,9 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       const kh = join(dir, 'sub', 'known_hosts');
       await connect({ knownHostsFiles: [kh], acceptNewHostKeys: true }).connect();
       const recorded = await readFile(kh, 'utf8');
-      expect(recorded).toMatch(new RegExp(`^\\[${sshd.address.replace(/\./g, '\\.')}\\]:${sshd.port} ssh-ed25519 \\S+\\n$`));
+      expect(recorded).toMatch(
+        new RegExp(`^\\[${sshd.address.replace(/\./g, '\\.')}\\]:${sshd.port} ssh-ed25519 \\S+\\n$`),
+      );
       expect((await stat(kh)).mode & 0o777).toBe(0o600);
       await connect({ knownHostsFiles: [kh] }).connect();
       // OpenSSH reads what we wrote the same way.
@@ -406,7 +432,9 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       try {
         const ok = connect({ identityFile: key, passphraseEnv: 'TP_TEST_PASSPHRASE' });
         expect((await ok.exec({ argv: ['true'] })).code).toBe(0);
-        const err = await expectConnectionError(connect({ identityFile: key, passphraseEnv: 'TP_NOT_SET_ANYWHERE' }).connect());
+        const err = await expectConnectionError(
+          connect({ identityFile: key, passphraseEnv: 'TP_NOT_SET_ANYWHERE' }).connect(),
+        );
         expect(err.kind).toBe('auth');
         expect(err.message).toContain('TP_NOT_SET_ANYWHERE is not set');
         expect(err.message).not.toContain('correct horse');
@@ -431,7 +459,10 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       const pub = await readFile(`${target.clientKey}.pub`);
       await Promise.all([appendFile(bastion1.authorizedKeys, pub), appendFile(bastion2.authorizedKeys, pub)]);
       kh = join(target.dir, 'all_known_hosts');
-      await writeFile(kh, Buffer.concat(await Promise.all([bastion1, bastion2, target].map((s) => readFile(s.knownHosts)))));
+      await writeFile(
+        kh,
+        Buffer.concat(await Promise.all([bastion1, bastion2, target].map((s) => readFile(s.knownHosts)))),
+      );
     });
     afterAll(async () => {
       await Promise.all([bastion1?.stop(), bastion2?.stop(), target?.stop()]);
@@ -462,7 +493,10 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       const only = join(target.dir, 'target_only');
       await writeFile(only, await readFile(target.knownHosts));
       const err = await expectConnectionError(
-        connect({ knownHostsFiles: [only], proxyJump: [{ address: bastion1.address, port: bastion1.port }] }, target).connect(),
+        connect(
+          { knownHostsFiles: [only], proxyJump: [{ address: bastion1.address, port: bastion1.port }] },
+          target,
+        ).connect(),
       );
       expect(err.kind).toBe('host-key');
       expect(err.message).toContain(`via bastion ${bastion1.address}:${bastion1.port}`);

@@ -30,11 +30,31 @@ interface Cli {
 }
 
 function trustplay(lab: Lab, cmd: 'run' | 'check', playbook: string, ...extra: string[]): Promise<Cli> {
-  const argv = ['--import', 'tsx', 'src/cli/main.ts', cmd, path.join(FIXTURES, playbook), '-i', lab.inventoryPath, '--state-dir', stateDir, ...extra];
+  const argv = [
+    '--import',
+    'tsx',
+    'src/cli/main.ts',
+    cmd,
+    path.join(FIXTURES, playbook),
+    '-i',
+    lab.inventoryPath,
+    '--state-dir',
+    stateDir,
+    ...extra,
+  ];
   return new Promise((resolve) => {
-    execFile(process.execPath, argv, { cwd: ROOT, timeout: 120_000, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      process.execPath,
+      argv,
+      { cwd: ROOT, timeout: 120_000, env: { ...process.env, NO_COLOR: '1' } },
+      (err, stdout, stderr) => {
+        resolve({
+          code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
+          stdout: String(stdout),
+          stderr: String(stderr),
+        });
+      },
+    );
   });
 }
 
@@ -45,8 +65,17 @@ async function pull(node: LabNode, ref: string): Promise<string> {
 }
 
 const pid = (lab: Lab, name: string): number => labState(lab.dir).nodes.find((n) => n.name === name)!.containerdPid;
-const jsonTasks = (out: string): Array<{ host: string; task: string; status: string; durationMs: number; changes: string[]; warnings: string[]; error?: { message: string } }> =>
-  Object.values((JSON.parse(out) as { hosts: Record<string, { tasks: [] }> }).hosts).flatMap((h) => h.tasks);
+const jsonTasks = (
+  out: string,
+): Array<{
+  host: string;
+  task: string;
+  status: string;
+  durationMs: number;
+  changes: string[];
+  warnings: string[];
+  error?: { message: string };
+}> => Object.values((JSON.parse(out) as { hosts: Record<string, { tasks: [] }> }).hosts).flatMap((h) => h.tasks);
 
 describeLab('containerd.tls end to end (real CLI, lab containerd 1.6)', () => {
   const handle = useLab({ nodes: 3 });
@@ -60,7 +89,10 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6)', () => {
     lab = handle.lab;
     [node1, node2, node3] = lab.nodes as [LabNode, LabNode, LabNode];
     missing = lab.image.ref.replace(/:latest$/, ':no-such-tag');
-    for (const n of lab.nodes) expect(await pull(n, lab.image.ref), n.name).toMatch(/^unknown-authority: .*x509: certificate signed by unknown authority/);
+    for (const n of lab.nodes)
+      expect(await pull(n, lab.image.ref), n.name).toMatch(
+        /^unknown-authority: .*x509: certificate signed by unknown authority/,
+      );
   });
 
   it('with `ca`: hosts.toml + ca.crt + config_path, one verified restart, the pull succeeds and a missing image is "not found"', async () => {
@@ -72,10 +104,15 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6)', () => {
       ["Trust the registry's CA", 'changed'],
       ['Restart containerd (verified)', 'changed'],
     ]);
-    console.log(`node1: containerd.tls ${tasks[0]!.durationMs} ms, verified restart + CRI health check ${tasks[1]!.durationMs} ms`);
+    console.log(
+      `node1: containerd.tls ${tasks[0]!.durationMs} ms, verified restart + CRI health check ${tasks[1]!.durationMs} ms`,
+    );
     expect(pid(lab, 'node1')).not.toBe(pid0);
     const reg = lab.registries.registry.host;
-    const files = await inNode(node1, `cd /etc/containerd/certs.d/${reg} && stat -c '%n %a' ca.crt hosts.toml && head -n 1 hosts.toml && grep -c 'config_path = "/etc/containerd/certs.d"' /etc/containerd/config.toml`);
+    const files = await inNode(
+      node1,
+      `cd /etc/containerd/certs.d/${reg} && stat -c '%n %a' ca.crt hosts.toml && head -n 1 hosts.toml && grep -c 'config_path = "/etc/containerd/certs.d"' /etc/containerd/config.toml`,
+    );
     expect(files.stdout).toBe('ca.crt 644\nhosts.toml 644\n# Managed by trustplay — changes will be overwritten.\n1\n');
     expect(await pull(node1, lab.image.ref)).toBe('');
     // The layout matters: with the CA on the host entry only, containerd reports this as x509.
@@ -128,7 +165,10 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6)', () => {
     const r = await trustplay(lab, 'run', 'legacy.yaml', '--limit', 'node3');
     expect(r.code, r.stderr).toBe(0);
     const reg = lab.registries.registry.host;
-    const cfg = await inNode(node3, `grep -A1 'configs."${reg}".tls' /etc/containerd/config.toml; stat -c '%a' /etc/containerd/tls/${reg}/ca.crt`);
+    const cfg = await inNode(
+      node3,
+      `grep -A1 'configs."${reg}".tls' /etc/containerd/config.toml; stat -c '%a' /etc/containerd/tls/${reg}/ca.crt`,
+    );
     expect(cfg.stdout).toContain(`ca_file = "/etc/containerd/tls/${reg}/ca.crt"`);
     expect(cfg.stdout.trim().endsWith('644')).toBe(true);
     expect(await pull(node3, lab.image.ref)).toBe('');
@@ -143,8 +183,12 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6)', () => {
     const tasks = jsonTasks(r.stdout);
     const restart = tasks.find((t) => t.task === 'Restart containerd (verified)')!;
     expect(restart.status).toBe('failed');
-    expect(restart.error?.message).toMatch(/^containerd did not come back after the config change \(`.*systemctl restart containerd` failed \(exit 1: failed\): Job for containerd\.service failed/);
-    expect(restart.error?.message).toContain('the previous /etc/containerd/config.toml was restored and containerd restarted (it answers on /run/containerd/containerd.sock)');
+    expect(restart.error?.message).toMatch(
+      /^containerd did not come back after the config change \(`.*systemctl restart containerd` failed \(exit 1: failed\): Job for containerd\.service failed/,
+    );
+    expect(restart.error?.message).toContain(
+      'the previous /etc/containerd/config.toml was restored and containerd restarted (it answers on /run/containerd/containerd.sock)',
+    );
     console.log(`node3: failed restart + rollback + second restart took ${restart.durationMs} ms`);
     expect(readFileSync(cfgFile).equals(before)).toBe(true);
     const cri = createCriClient(node3.hostSocket);

@@ -11,7 +11,13 @@ import type { Duplex } from 'node:stream';
 import { Client as SshClient } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyPullError, type PullFailureClass } from '../../src/cri/classify.js';
-import { CriError, createCriClient, createCriClientOverStream, waitForCri, type CriImageClient } from '../../src/cri/client.js';
+import {
+  CriError,
+  createCriClient,
+  createCriClientOverStream,
+  waitForCri,
+  type CriImageClient,
+} from '../../src/cri/client.js';
 import {
   closedPort,
   createTestCa,
@@ -29,7 +35,15 @@ import {
 } from '../support/containerd-standalone.js';
 import { startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
 
-const HOSTS = ['registry.test', 'wrongname.test', 'expired.test', 'plain.test', 'auth.test', 'closed.test', 'blackhole.test'];
+const HOSTS = [
+  'registry.test',
+  'wrongname.test',
+  'expired.test',
+  'plain.test',
+  'auth.test',
+  'closed.test',
+  'blackhole.test',
+];
 
 let work: string;
 let dns: NxdomainDns;
@@ -73,15 +87,29 @@ beforeAll(async () => {
   secure = await startRegistry({ dir: join(work, 'r-secure'), storageDir: storage, tls: regCert });
   expired = await startRegistry({ dir: join(work, 'r-expired'), storageDir: storage, tls: expCert });
   plain = await startRegistry({ dir: join(work, 'r-plain'), storageDir: storage });
-  authed = await startRegistry({ dir: join(work, 'r-auth'), storageDir: storage, tls: authCert, htpasswdPath: join(work, 'htpasswd') });
+  authed = await startRegistry({
+    dir: join(work, 'r-auth'),
+    storageDir: storage,
+    tls: authCert,
+    htpasswdPath: join(work, 'htpasswd'),
+  });
   registries.push(secure, expired, plain, authed);
   silent = await startSilentServer();
   refusedPort = await closedPort();
 
-  tiny = await pushTinyImage({ port: secure.port, servername: 'registry.test', caPem, repository: 'tp/tiny', tag: '1' });
+  tiny = await pushTinyImage({
+    port: secure.port,
+    servername: 'registry.test',
+    caPem,
+    repository: 'tp/tiny',
+    tag: '1',
+  });
 
   dns = await startNxdomainDns();
-  ctr = await startContainerd({ hosts: Object.fromEntries(HOSTS.map((h) => [h, '127.0.0.1'])), nameserver: dns.address });
+  ctr = await startContainerd({
+    hosts: Object.fromEntries(HOSTS.map((h) => [h, '127.0.0.1'])),
+    nameserver: dns.address,
+  });
   client = createCriClient(ctr.socket);
   await waitForCri(client, 20_000);
 });
@@ -165,7 +193,11 @@ describe('CRI client against a standalone containerd', () => {
     expect(imageRef).toBe(tiny.configDigest);
 
     const status = await client.imageStatus(image);
-    expect(status).toMatchObject({ id: tiny.configDigest, repoTags: [image], repoDigests: [`${host}/tp/tiny@${tiny.manifestDigest}`] });
+    expect(status).toMatchObject({
+      id: tiny.configDigest,
+      repoTags: [image],
+      repoDigests: [`${host}/tp/tiny@${tiny.manifestDigest}`],
+    });
     expect(status?.size).toBeGreaterThan(0);
     expect((await client.listImages()).map((i) => i.id)).toContain(tiny.configDigest);
 
@@ -303,14 +335,19 @@ describe.skipIf(sshdUnavailable() !== undefined)('CRI client over a real OpenSSH
   });
 
   it("reports sshd's refusal when the remote socket does not exist", async () => {
-    const remote = await createCriClientOverStream(forward('/run/containerd/missing.sock'), '/run/containerd/missing.sock on ssh-node');
+    const remote = await createCriClientOverStream(
+      forward('/run/containerd/missing.sock'),
+      '/run/containerd/missing.sock on ssh-node',
+    );
     const err = await remote.listImages().then(
       () => undefined,
       (e: unknown) => e as CriError,
     );
     await remote.close();
     expect(err).toBeInstanceOf(CriError);
-    expect(err?.message).toMatch(/^cannot reach containerd's CRI socket \/run\/containerd\/missing\.sock on ssh-node: /);
+    expect(err?.message).toMatch(
+      /^cannot reach containerd's CRI socket \/run\/containerd\/missing\.sock on ssh-node: /,
+    );
     expect(err?.message).toContain('sshd refused to open it');
   });
 });

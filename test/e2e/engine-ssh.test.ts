@@ -35,12 +35,17 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
 
   function inventory(extra = '', knownHosts = known): string {
     const hosts = servers
-      .map((s, i) => `  h${i + 1}: { address: ${s.address}, port: ${s.port}, user: root, identity_file: ${s.clientKey} }`)
+      .map(
+        (s, i) => `  h${i + 1}: { address: ${s.address}, port: ${s.port}, user: root, identity_file: ${s.clientKey} }`,
+      )
       .join('\n');
     return `ssh: { known_hosts: ${knownHosts} }\nvars: { dir: ${dir} }\nhosts:\n${hosts}\n${extra}`;
   }
 
-  const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
+  const sha = async (p: string) =>
+    createHash('sha256')
+      .update(await readFile(p))
+      .digest('hex');
 
   it('runs hosts in parallel, one connection each, and converges', async () => {
     const pb = `
@@ -72,7 +77,14 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
 
   it('an unreachable host gives exit 4 while the others complete', async () => {
     const pb = `- hosts: all\n  tasks:\n    - test.file: { path: "{{ dir }}/{{ inventory_hostname }}/u.txt", content: "u" }\n`;
-    const r = await runText(pb, inventoryFrom(inventory(`  down: { address: 127.0.0.29, port: ${closedPort}, user: root, identity_file: ${servers[0]!.clientKey} }\n`).replace('hosts:\n', 'hosts:\n')));
+    const r = await runText(
+      pb,
+      inventoryFrom(
+        inventory(
+          `  down: { address: 127.0.0.29, port: ${closedPort}, user: root, identity_file: ${servers[0]!.clientKey} }\n`,
+        ).replace('hosts:\n', 'hosts:\n'),
+      ),
+    );
     expect(r.exitCode, r.text).toBe(4);
     expect(r.result.recap['down']).toMatchObject({ unreachable: 1 });
     expect(r.text).toMatch(/down \| UNREACHABLE \| .*connection refused/);
@@ -91,7 +103,17 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
     // A changed key: h2's entry replaced by h3's key.
     const h3Key = (await readFile(servers[2]!.knownHosts, 'utf8')).trim().split(' ').slice(1).join(' ');
     const changed = join(dir, 'changed_known_hosts');
-    await writeFile(changed, (await readFile(known, 'utf8')) .split('\n').map((l) => (l.startsWith(`[${servers[1]!.address}]:${servers[1]!.port} `) ? `[${servers[1]!.address}]:${servers[1]!.port} ${h3Key}` : l)).join('\n'));
+    await writeFile(
+      changed,
+      (await readFile(known, 'utf8'))
+        .split('\n')
+        .map((l) =>
+          l.startsWith(`[${servers[1]!.address}]:${servers[1]!.port} `)
+            ? `[${servers[1]!.address}]:${servers[1]!.port} ${h3Key}`
+            : l,
+        )
+        .join('\n'),
+    );
     const before = await sha(changed);
     const r = await runText(pb, inventoryFrom(inventory('', changed)), { acceptNewHostKeys: true });
     expect(r.result.recap['h2']).toMatchObject({ unreachable: 1 });
@@ -119,7 +141,9 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
     const pb = `- hosts: all\n  serial: [1, 2]\n  tasks:\n    - test.file: { path: "{{ dir }}/{{ inventory_hostname }}/s.txt", content: "s" }\n`;
     const r = await runText(pb, inventoryFrom(inventory()));
     expect(r.exitCode).toBe(0);
-    const seq = r.events.flatMap((e) => (e.type === 'host-start' ? [`start ${e.host}`] : e.type === 'host-end' ? [`end ${e.host}`] : []));
+    const seq = r.events.flatMap((e) =>
+      e.type === 'host-start' ? [`start ${e.host}`] : e.type === 'host-end' ? [`end ${e.host}`] : [],
+    );
     // Batch 1 = [h1]; batch 2 = [h2, h3]; batch 3 = [h4] (the last size repeats).
     expect(seq.indexOf('end h1')).toBeLessThan(seq.indexOf('start h2'));
     expect(seq.indexOf('end h2')).toBeLessThan(seq.indexOf('start h4'));
@@ -164,7 +188,10 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
       expect(v.recap).toEqual(r.result.recap[h]);
       expect(v.tasks.map((t) => t.status)).toEqual(['changed']);
     }
-    const lines = r.jsonl.trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { host: string; status: string }; recap?: unknown });
+    const lines = r.jsonl
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; result?: { host: string; status: string }; recap?: unknown });
     expect(lines[0]!.type).toBe('run-start');
     expect(lines.at(-1)!.type).toBe('run-end');
     expect(lines.at(-1)!.recap).toEqual(r.result.recap);
@@ -184,7 +211,9 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
     expect(r.exitCode, r.text).toBe(0);
     const runs = await readdir(join(r.stateDir, 'runs'));
     expect(runs.length).toBe(1);
-    const manifest = JSON.parse(await readFile(join(r.stateDir, 'runs', runs[0]!), 'utf8')) as { hosts: Record<string, { resources: Array<{ path: string; blob: string }> }> };
+    const manifest = JSON.parse(await readFile(join(r.stateDir, 'runs', runs[0]!), 'utf8')) as {
+      hosts: Record<string, { resources: Array<{ path: string; blob: string }> }>;
+    };
     const saved = manifest.hosts['h1']!.resources[0]!;
     expect(saved.path).toBe(join(dir, 'h1', 'a.txt'));
     expect(await readFile(join(r.stateDir, 'blobs', 'sha256', saved.blob))).toEqual(before);

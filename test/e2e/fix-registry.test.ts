@@ -70,7 +70,8 @@ describeLab('fix-registry.yaml end to end', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as JsonReport;
     expect(report.hosts[workers[0]!.name]!.recap.changed).toBeGreaterThan(0);
-    for (const n of [...workers.slice(1), env.lab.nodes[0]!]) expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
+    for (const n of [...workers.slice(1), env.lab.nodes[0]!])
+      expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
   });
 
   it('restore of the first run returns the fleet to the x509 failure', async () => {

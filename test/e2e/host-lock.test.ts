@@ -11,7 +11,14 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
   let sshd: Sshd;
   const conns: SshConnection[] = [];
   const connect = () => {
-    const c = new SshConnection({ host: 'node', address: sshd.address, port: sshd.port, user: 'root', identityFile: sshd.clientKey, knownHostsFiles: [sshd.knownHosts] });
+    const c = new SshConnection({
+      host: 'node',
+      address: sshd.address,
+      port: sshd.port,
+      user: 'root',
+      identityFile: sshd.clientKey,
+      knownHostsFiles: [sshd.knownHosts],
+    });
     conns.push(c);
     return c;
   };
@@ -30,7 +37,9 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     const t0 = Date.now();
     const err = await acquireHostLock(b, { runId: 'run-B', timeoutMs: 600 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HostBusyError);
-    expect((err as Error).message).toMatch(/node is busy: another trustplay run \(run-A from ops@ctl pid 1, last seen \d+s ago\) holds \/run\/trustplay.lock; waited 1s/);
+    expect((err as Error).message).toMatch(
+      /node is busy: another trustplay run \(run-A from ops@ctl pid 1, last seen \d+s ago\) holds \/run\/trustplay.lock; waited 1s/,
+    );
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     // While B waits, A releases: B gets it.
     const waiting = acquireHostLock(b, { runId: 'run-B', timeoutMs: 10_000 });
@@ -59,7 +68,10 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
 
   it('breaks a stale lock whose owner stopped refreshing it', async () => {
     const c = connect();
-    await c.exec({ script: 'mkdir -p /run/trustplay.lock && echo "dead-run x" > /run/trustplay.lock/owner && touch -d "@$(( $(date +%s) - 3600 ))" /run/trustplay.lock/owner' });
+    await c.exec({
+      script:
+        'mkdir -p /run/trustplay.lock && echo "dead-run x" > /run/trustplay.lock/owner && touch -d "@$(( $(date +%s) - 3600 ))" /run/trustplay.lock/owner',
+    });
     const release = await acquireHostLock(c, { runId: 'run-C', staleMs: 60_000, timeoutMs: 1000 });
     expect((await c.readFile('/run/trustplay.lock/owner'))?.toString()).toMatch(/^run-C /);
     await release();

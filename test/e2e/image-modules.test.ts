@@ -59,7 +59,8 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
   let hanging: Server;
   let hangingPort = 0;
   const held = new Set<Socket>();
-  const ref = (name: keyof Lab['registries'], repo = 'aegis/aegis-hc-install:latest'): string => `${env.lab.registries[name].host}/${repo}`;
+  const ref = (name: keyof Lab['registries'], repo = 'aegis/aegis-hc-install:latest'): string =>
+    `${env.lab.registries[name].host}/${repo}`;
   const state = (): string[] => ['--state-dir', `${dir}/state`];
 
   beforeAll(async () => {
@@ -73,7 +74,11 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     });
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     hangingPort = (hanging.address() as { port: number }).port;
-    await trustLabCa(env.lab, env.lab.nodes[0]!, ['registry', 'auth', 'expired', 'wrongname'].map((n) => env.lab.registries[n as keyof Lab['registries']].host));
+    await trustLabCa(
+      env.lab,
+      env.lab.nodes[0]!,
+      ['registry', 'auth', 'expired', 'wrongname'].map((n) => env.lab.registries[n as keyof Lab['registries']].host),
+    );
   });
 
   afterAll(async () => {
@@ -85,7 +90,10 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
   it('lab nodes resolve names only through loopback, so a made-up registry name fails as DNS without a query leaving the machine', async () => {
     for (const node of env.lab.nodes) {
       const r = await inNode(node, 'cat /etc/resolv.conf');
-      const servers = r.stdout.split('\n').filter((l) => /^\s*nameserver\s/.test(l)).map((l) => l.trim().split(/\s+/)[1]);
+      const servers = r.stdout
+        .split('\n')
+        .filter((l) => /^\s*nameserver\s/.test(l))
+        .map((l) => l.trim().split(/\s+/)[1]);
       expect(servers.length, node.name).toBeGreaterThan(0);
       for (const s of servers) expect(s, node.name).toMatch(/^127\./);
     }
@@ -106,7 +114,10 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
       ['hanging registry', `127.0.0.1:${hangingPort}/aegis/aegis-hc-install:latest`, 2],
     ];
     const tasks = cases
-      .map(([name, image, timeout]) => `    - name: ${name}\n      image.pull.verify: { image: "${image}"${timeout ? `, timeout: ${timeout}` : ''} }\n      ignore_errors: true`)
+      .map(
+        ([name, image, timeout]) =>
+          `    - name: ${name}\n      image.pull.verify: { image: "${image}"${timeout ? `, timeout: ${timeout}` : ''} }\n      ignore_errors: true`,
+      )
       .join('\n');
     const pb = writePlaybook(dir, `- hosts: nodes\n  tasks:\n${tasks}\n`);
     const run = await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]);
@@ -116,14 +127,33 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     const ok = n1('trusted registry');
     expect(ok.status).toBe('ok');
     expect(ok.changes).toEqual([]);
-    expect(ok.data).toEqual({ imageRef: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), repoDigest: `${lab.registries.registry.host}/aegis/aegis-hc-install@${lab.image.digest}` });
+    expect(ok.data).toEqual({
+      imageRef: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+      repoDigest: `${lab.registries.registry.host}/aegis/aegis-hc-install@${lab.image.digest}`,
+    });
 
     const expected: [string, RegExp, RegExp][] = [
-      ['self-signed', /presents a certificate signed by a CA this node does not trust; trust the registry's CA: containerd\.tls with `ca:/, /x509: certificate signed by unknown authority/],
-      ['wrong name', /certificate is valid for other\.test, not for wrongname\.test/, /x509: certificate is valid for other\.test, not wrongname\.test/],
+      [
+        'self-signed',
+        /presents a certificate signed by a CA this node does not trust; trust the registry's CA: containerd\.tls with `ca:/,
+        /x509: certificate signed by unknown authority/,
+      ],
+      [
+        'wrong name',
+        /certificate is valid for other\.test, not for wrongname\.test/,
+        /x509: certificate is valid for other\.test, not wrongname\.test/,
+      ],
       ['expired', /certificate has expired or is not yet valid/, /x509: certificate has expired or is not yet valid/],
-      ['plain http', /speaks plain HTTP, but the node pulls over HTTPS; .*plain_http: true/, /server gave HTTP response to HTTPS client/],
-      ['closed port', new RegExp(`the node cannot connect to ${lab.registries.closed.host.replace(/\./g, '\\.')}`), /connection refused/],
+      [
+        'plain http',
+        /speaks plain HTTP, but the node pulls over HTTPS; .*plain_http: true/,
+        /server gave HTTP response to HTTPS client/,
+      ],
+      [
+        'closed port',
+        new RegExp(`the node cannot connect to ${lab.registries.closed.host.replace(/\./g, '\\.')}`),
+        /connection refused/,
+      ],
       ['missing image', /does not have this image \(repository or tag not found\)/, /not found/],
       ['missing credentials', /refused the pull: missing or wrong credentials/, /401 Unauthorized|unauthorized/i],
       ['unknown name', /the node cannot resolve nosuch\.test:5000/, /lookup nosuch\.test.* on 127\.0\.0\.1:53/],
@@ -140,11 +170,17 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
       expect(r.error?.detail, task).toMatch(raw);
     }
     // node2 trusts nothing: the good registry is an unknown authority there.
-    expect(taskResult(report, 'node2', 'trusted registry').error?.message).toMatch(/does not trust; trust the registry's CA/);
-    expect(taskResult(report, 'node2', 'wrong name').error?.message).toMatch(/certificate is valid for other\.test|does not trust/);
+    expect(taskResult(report, 'node2', 'trusted registry').error?.message).toMatch(
+      /does not trust; trust the registry's CA/,
+    );
+    expect(taskResult(report, 'node2', 'wrong name').error?.message).toMatch(
+      /certificate is valid for other\.test|does not trust/,
+    );
 
     const ms = (host: string) => taskResult(report, host, 'trusted registry').durationMs;
-    console.log(`image.pull.verify over SSH (CLI, first pull of a 1-layer image): node1 ${ms('node1')} ms; whole 10-task run ${report.durationMs} ms for 2 hosts`);
+    console.log(
+      `image.pull.verify over SSH (CLI, first pull of a 1-layer image): node1 ${ms('node1')} ms; whole 10-task run ${report.durationMs} ms for 2 hosts`,
+    );
   });
 
   it('pulls from the basic-auth registry only with `auth`, and the password never appears in any output', async () => {
@@ -162,24 +198,57 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     );
     const b64 = (s: string) => Buffer.from(s).toString('base64');
     for (const format of ['json', 'plain'] as const) {
-      const run = await runCli(['run', pb, '-i', inventory, '-e', 'auth_user=labuser', '-e', `auth_password=${password}`, '--diff', ...(format === 'json' ? ['--format', 'json'] : []), ...state()]);
+      const run = await runCli([
+        'run',
+        pb,
+        '-i',
+        inventory,
+        '-e',
+        'auth_user=labuser',
+        '-e',
+        `auth_password=${password}`,
+        '--diff',
+        ...(format === 'json' ? ['--format', 'json'] : []),
+        ...state(),
+      ]);
       expect(run.code, run.stdout + run.stderr).toBe(0);
       for (const out of [run.stdout, run.stderr]) {
         expect(out).not.toContain(password);
         expect(out).not.toContain(b64(`labuser:${password}`));
       }
-      if (format === 'json') expect(taskResult(jsonReport(run), 'node1', 'with credentials').data?.['repoDigest']).toBe(`${env.lab.registries.auth.host}/aegis/aegis-hc-install@${env.lab.image.digest}`);
+      if (format === 'json')
+        expect(taskResult(jsonReport(run), 'node1', 'with credentials').data?.['repoDigest']).toBe(
+          `${env.lab.registries.auth.host}/aegis/aegis-hc-install@${env.lab.image.digest}`,
+        );
     }
 
     const wrong = 'not-the-password-8731';
-    const bad = await runCli(['run', pb, '-i', inventory, '-e', 'auth_user=labuser', '-e', `auth_password=${wrong}`, '--format', 'json', ...state()]);
+    const bad = await runCli([
+      'run',
+      pb,
+      '-i',
+      inventory,
+      '-e',
+      'auth_user=labuser',
+      '-e',
+      `auth_password=${wrong}`,
+      '--format',
+      'json',
+      ...state(),
+    ]);
     expect(bad.code).toBe(1);
-    expect(taskResult(jsonReport(bad), 'node1', 'with credentials').error?.message).toMatch(/refused the pull: missing or wrong credentials/);
+    expect(taskResult(jsonReport(bad), 'node1', 'with credentials').error?.message).toMatch(
+      /refused the pull: missing or wrong credentials/,
+    );
     expect(bad.stdout + bad.stderr).not.toContain(wrong);
   });
 
   it('checks the digest: the right one passes, another fails the run (exit 1) and is drift for check (exit 2)', async () => {
-    const task = (digest: string) => writePlaybook(dir, `- hosts: node1\n  tasks:\n    - name: digest\n      image.pull.verify: { image: "${ref('registry')}", expect_digest: "${digest}" }\n`);
+    const task = (digest: string) =>
+      writePlaybook(
+        dir,
+        `- hosts: node1\n  tasks:\n    - name: digest\n      image.pull.verify: { image: "${ref('registry')}", expect_digest: "${digest}" }\n`,
+      );
     const good = await runCli(['run', task(env.lab.image.digest), '-i', inventory, ...state()]);
     expect(good.code, good.stdout + good.stderr).toBe(0);
     const other = `sha256:${'0'.repeat(64)}`;
@@ -187,7 +256,9 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     expect(bad.code).toBe(1);
     const r = taskResult(jsonReport(bad), 'node1', 'digest');
     expect(r.error?.kind).toBe('verification');
-    expect(r.error?.message).toBe(`${ref('registry')} resolved to ${env.lab.image.digest}, not the expected ${other}: the tag now points at another image (or another registry answered); check what was pushed`);
+    expect(r.error?.message).toBe(
+      `${ref('registry')} resolved to ${env.lab.image.digest}, not the expected ${other}: the tag now points at another image (or another registry answered); check what was pushed`,
+    );
     const drift = await runCli(['check', task(other), '-i', inventory, ...state()]);
     expect(drift.code, drift.stdout + drift.stderr).toBe(2);
   });
@@ -197,11 +268,16 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     // Pulled from registry.test and auth.test by the tests above: one image, two tags.
     const before = await imageOn(node, ref('registry'));
     expect(before?.repoTags.sort()).toEqual([ref('registry'), ref('auth')].sort());
-    const pb = writePlaybook(dir, `- hosts: node1\n  tasks:\n    - name: rmi\n      image.rmi: { image: "${ref('registry')}" }\n`);
+    const pb = writePlaybook(
+      dir,
+      `- hosts: node1\n  tasks:\n    - name: rmi\n      image.rmi: { image: "${ref('registry')}" }\n`,
+    );
 
     const check = await runCli(['check', pb, '-i', inventory, ...state()]);
     expect(check.code, check.stdout + check.stderr).toBe(2);
-    expect(check.stdout).toContain(`would remove image ${ref('registry')} (${before!.id.replace(/^sha256:/, '').slice(0, 12)}: `);
+    expect(check.stdout).toContain(
+      `would remove image ${ref('registry')} (${before!.id.replace(/^sha256:/, '').slice(0, 12)}: `,
+    );
     expect(await imageOn(node, ref('registry'))).not.toBeNull();
 
     const first = await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]);
@@ -223,12 +299,18 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
   it('check mode still verifies: a passing pull is exit 0 (and really pulled), a failing one is drift, exit 2', async () => {
     const node = env.lab.nodes[0]!;
     expect(await imageOn(node, ref('registry'))).toBeNull();
-    const pass = writePlaybook(dir, `- hosts: node1\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`);
+    const pass = writePlaybook(
+      dir,
+      `- hosts: node1\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`,
+    );
     const ok = await runCli(['check', pass, '-i', inventory, ...state()]);
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(await imageOn(node, ref('registry'))).not.toBeNull();
 
-    const fail = writePlaybook(dir, `- hosts: nodes\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`);
+    const fail = writePlaybook(
+      dir,
+      `- hosts: nodes\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`,
+    );
     const drift = await runCli(['check', fail, '-i', inventory, '--format', 'json', ...state()]);
     expect(drift.code).toBe(2);
     const report: JsonReport = jsonReport(drift);
@@ -248,7 +330,11 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
       ].join('\n'),
     );
     const report = jsonReport(await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]));
-    expect(taskResult(report, 'node1', 'closed').error?.message).toMatch(/^pulling \S+ failed \(2 attempts\): the node cannot connect/);
-    expect(taskResult(report, 'node1', 'untrusted').error?.message).toMatch(/^pulling \S+ failed: \S+ presents a certificate signed by a CA/);
+    expect(taskResult(report, 'node1', 'closed').error?.message).toMatch(
+      /^pulling \S+ failed \(2 attempts\): the node cannot connect/,
+    );
+    expect(taskResult(report, 'node1', 'untrusted').error?.message).toMatch(
+      /^pulling \S+ failed: \S+ presents a certificate signed by a CA/,
+    );
   });
 });

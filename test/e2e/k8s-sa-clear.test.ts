@@ -16,10 +16,14 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
   let stateDir: string;
   const playbook = (name: string, args: Record<string, unknown>): string => {
     const file = join(dir, `${name}.yaml`);
-    writeFileSync(file, `- hosts: masters\n  tasks:\n    - name: ${name}\n      k8s.sa.clear: ${JSON.stringify({ kubeconfig: '{{ kubeconfig }}', ...args })}\n`);
+    writeFileSync(
+      file,
+      `- hosts: masters\n  tasks:\n    - name: ${name}\n      k8s.sa.clear: ${JSON.stringify({ kubeconfig: '{{ kubeconfig }}', ...args })}\n`,
+    );
     return file;
   };
-  const run = (file: string, ...extra: string[]) => trustplay(['run', file, '-i', handle.lab.inventoryPath, '--state-dir', stateDir, ...extra]);
+  const run = (file: string, ...extra: string[]) =>
+    trustplay(['run', file, '-i', handle.lab.inventoryPath, '--state-dir', stateDir, ...extra]);
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tp-k8s-'));
@@ -30,7 +34,9 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
   it('check mode shows the secret names that would go and changes nothing', async () => {
     const r = await run(playbook('clear-check', { namespace: ['default', 'aegis'] }), '--check', '--diff');
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stdout).toContain('remove imagePullSecrets registry-test-pull, other-registry-pull from serviceaccount default/default');
+    expect(r.stdout).toContain(
+      'remove imagePullSecrets registry-test-pull, other-registry-pull from serviceaccount default/default',
+    );
     expect(r.stdout).toContain('remove imagePullSecrets registry-test-pull from serviceaccount aegis/default');
     expect(await pullSecrets(handle.lab, 'default')).toEqual(['registry-test-pull', 'other-registry-pull']);
   });
@@ -46,10 +52,24 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
     expect(await pullSecrets(handle.lab, 'aegis', 'installer')).toEqual(['registry-test-pull']);
     runId = /snapshot (\S+) saved/.exec(r.stderr)?.[1] ?? '';
     expect(runId).not.toBe('');
-    const manifest = JSON.parse(readFileSync(join(stateDir, 'runs', `${runId}.json`), 'utf8')) as { hosts: Record<string, { resources: unknown[] }> };
+    const manifest = JSON.parse(readFileSync(join(stateDir, 'runs', `${runId}.json`), 'utf8')) as {
+      hosts: Record<string, { resources: unknown[] }>;
+    };
     expect(manifest.hosts['node1']?.resources).toEqual([
-      { kind: 'serviceaccount', namespace: 'default', name: 'default', kubeconfig: '/root/.kube/config', imagePullSecrets: [{ name: 'registry-test-pull' }, { name: 'other-registry-pull' }] },
-      { kind: 'serviceaccount', namespace: 'aegis', name: 'default', kubeconfig: '/root/.kube/config', imagePullSecrets: [{ name: 'registry-test-pull' }] },
+      {
+        kind: 'serviceaccount',
+        namespace: 'default',
+        name: 'default',
+        kubeconfig: '/root/.kube/config',
+        imagePullSecrets: [{ name: 'registry-test-pull' }, { name: 'other-registry-pull' }],
+      },
+      {
+        kind: 'serviceaccount',
+        namespace: 'aegis',
+        name: 'default',
+        kubeconfig: '/root/.kube/config',
+        imagePullSecrets: [{ name: 'registry-test-pull' }],
+      },
     ]);
     const again = await run(file, '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
@@ -59,7 +79,9 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
   it('restore puts the pull secrets back (and the show lists names, not values)', async () => {
     const show = await trustplay(['snapshots', 'show', runId, '--state-dir', stateDir]);
     expect(show.code).toBe(0);
-    expect(show.stdout).toContain('serviceaccount default/default  imagePullSecrets: registry-test-pull, other-registry-pull');
+    expect(show.stdout).toContain(
+      'serviceaccount default/default  imagePullSecrets: registry-test-pull, other-registry-pull',
+    );
     const r = await trustplay(['restore', runId, '--state-dir', stateDir, '-i', handle.lab.inventoryPath]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(await pullSecrets(handle.lab, 'default')).toEqual(['registry-test-pull', 'other-registry-pull']);
@@ -78,7 +100,9 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
     const r = await run(playbook('clear-named', { namespace: 'default', secrets: ['registry-test-pull'] }));
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(await pullSecrets(handle.lab, 'default')).toEqual(['other-registry-pull', 'added-concurrently']);
-    const writes = (await kubeRequests(handle.lab)).slice(before).filter((q) => q.method === 'PATCH' && q.path === '/api/v1/namespaces/default/serviceaccounts/default');
+    const writes = (await kubeRequests(handle.lab))
+      .slice(before)
+      .filter((q) => q.method === 'PATCH' && q.path === '/api/v1/namespaces/default/serviceaccounts/default');
     expect(writes.map((w) => w.code)).toEqual([409, 200]);
   });
 

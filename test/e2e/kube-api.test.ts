@@ -44,7 +44,8 @@ function kubectl(who: keyof typeof kubeconfig, args: string[], stdin?: string): 
       ['--kubeconfig', kubeconfig[who], '--cache-dir', join(dir, `cache-${who}`), ...args],
       { env, timeout: 20_000 },
       (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+        const code =
+          err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
         resolve({ code, stdout, stderr });
       },
     );
@@ -52,7 +53,10 @@ function kubectl(who: keyof typeof kubeconfig, args: string[], stdin?: string): 
   });
 }
 
-async function getSa(ns: string, name: string): Promise<Record<string, unknown> & { metadata: Record<string, unknown> }> {
+async function getSa(
+  ns: string,
+  name: string,
+): Promise<Record<string, unknown> & { metadata: Record<string, unknown> }> {
   const r = await kubectl('admin', ['get', 'sa', name, '-n', ns, '-o', 'json']);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
@@ -63,13 +67,18 @@ const pullSecrets = (sa: Record<string, unknown>): string[] | undefined =>
   (sa.imagePullSecrets as { name: string }[] | undefined)?.map((s) => s.name);
 
 /** A plain HTTPS GET to the emulator, for what kubectl does not show (headers, legacy discovery). */
-function rawGet(path: string, headers: Record<string, string>): Promise<{ code: number; contentType: string; body: string }> {
+function rawGet(
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ code: number; contentType: string; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${api.url}${path}`, { ca: certs.caPem, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ code: res.statusCode ?? 0, contentType: String(res.headers['content-type']), body }));
+      res.on('end', () =>
+        resolve({ code: res.statusCode ?? 0, contentType: String(res.headers['content-type']), body }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -85,7 +94,11 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
       keyFile: certs.keyFile,
       tokens: { [token.admin]: 'admin', [token.readonly]: 'readonly' },
     });
-    for (const [who, t] of [['admin', token.admin], ['readonly', token.readonly], ['bad', 'not-a-known-token']] as const) {
+    for (const [who, t] of [
+      ['admin', token.admin],
+      ['readonly', token.readonly],
+      ['bad', 'not-a-known-token'],
+    ] as const) {
       kubeconfig[who] = join(dir, `${who}.kubeconfig`);
       await writeKubeconfig(kubeconfig[who], { server: api.url, caPem: certs.caPem, token: t });
     }
@@ -103,7 +116,10 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     store.namespaces.clear();
     store.serviceAccounts.clear();
     for (const ns of ['default', 'team-a', 'team-b']) store.addNamespace(ns);
-    store.insertServiceAccount('default', { metadata: { name: 'default' }, imagePullSecrets: [{ name: 'regcred' }, { name: 'other' }] });
+    store.insertServiceAccount('default', {
+      metadata: { name: 'default' },
+      imagePullSecrets: [{ name: 'regcred' }, { name: 'other' }],
+    });
     store.insertServiceAccount('team-a', { metadata: { name: 'default' }, imagePullSecrets: [{ name: 'regcred' }] });
     store.insertServiceAccount('team-a', { metadata: { name: 'builder' }, secrets: [{ name: 'builder-token' }] });
     store.insertServiceAccount('team-b', { metadata: { name: 'default' } });
@@ -138,7 +154,15 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
   });
 
   it('-o jsonpath lists the pull secret names', async () => {
-    const r = await kubectl('admin', ['get', 'sa', 'default', '-n', 'default', '-o', 'jsonpath={.imagePullSecrets[*].name}']);
+    const r = await kubectl('admin', [
+      'get',
+      'sa',
+      'default',
+      '-n',
+      'default',
+      '-o',
+      'jsonpath={.imagePullSecrets[*].name}',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('regcred other');
   });
@@ -148,16 +172,33 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     expect(all.code).toBe(0);
     const items = (JSON.parse(all.stdout) as { items: { metadata: { namespace: string; name: string } }[] }).items;
     expect(items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`)).toEqual([
-      'default/default', 'team-a/builder', 'team-a/default', 'team-b/default',
+      'default/default',
+      'team-a/builder',
+      'team-a/default',
+      'team-b/default',
     ]);
     expect(recent().at(-1)).toMatchObject({ method: 'GET', path: '/api/v1/serviceaccounts' });
 
     const ns = await kubectl('admin', ['get', 'namespaces', '-o', 'json']);
     expect(ns.code).toBe(0);
-    const nsItems = (JSON.parse(ns.stdout) as { items: { kind?: string; metadata: { name: string }; status: { phase: string } }[] }).items;
-    expect(nsItems.map((i) => [i.metadata.name, i.status.phase])).toEqual([['default', 'Active'], ['team-a', 'Active'], ['team-b', 'Active']]);
+    const nsItems = (
+      JSON.parse(ns.stdout) as { items: { kind?: string; metadata: { name: string }; status: { phase: string } }[] }
+    ).items;
+    expect(nsItems.map((i) => [i.metadata.name, i.status.phase])).toEqual([
+      ['default', 'Active'],
+      ['team-a', 'Active'],
+      ['team-b', 'Active'],
+    ]);
 
-    const byName = await kubectl('admin', ['get', 'sa', '-A', '--field-selector', 'metadata.name=default', '-o', 'jsonpath={range .items[*]}{.metadata.namespace}{" "}{end}']);
+    const byName = await kubectl('admin', [
+      'get',
+      'sa',
+      '-A',
+      '--field-selector',
+      'metadata.name=default',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.namespace}{" "}{end}',
+    ]);
     expect(byName.stdout).toBe('default team-a team-b ');
 
     const tableOut = await kubectl('admin', ['get', 'sa', '-A']);
@@ -191,24 +232,60 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
   });
 
   it('a strategic merge patch replaces imagePullSecrets whole (no merge key) but merges secrets by name', async () => {
-    const r = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'default', '-p', '{"imagePullSecrets": [{"name": "new"}]}']);
+    const r = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'default',
+      '-p',
+      '{"imagePullSecrets": [{"name": "new"}]}',
+    ]);
     expect(r.code).toBe(0);
     expect(pullSecrets(await getSa('default', 'default'))).toEqual(['new']);
 
-    const s = await kubectl('admin', ['patch', 'sa', 'builder', '-n', 'team-a', '-p', '{"secrets": [{"name": "extra"}]}']);
+    const s = await kubectl('admin', [
+      'patch',
+      'sa',
+      'builder',
+      '-n',
+      'team-a',
+      '-p',
+      '{"secrets": [{"name": "extra"}]}',
+    ]);
     expect(s.code).toBe(0);
     expect((await getSa('team-a', 'builder')).secrets).toEqual([{ name: 'builder-token' }, { name: 'extra' }]);
   });
 
   it('a merge patch sets the list; a resourceVersion in it is a precondition', async () => {
-    const r = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'team-b', '--type', 'merge', '-p', '{"imagePullSecrets":[{"name":"a"},{"name":"b"}]}']);
+    const r = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'team-b',
+      '--type',
+      'merge',
+      '-p',
+      '{"imagePullSecrets":[{"name":"a"},{"name":"b"}]}',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('serviceaccount/default patched\n');
     const sa = await getSa('team-b', 'default');
     expect(pullSecrets(sa)).toEqual(['a', 'b']);
     expect(recent().find((q) => q.method === 'PATCH')?.contentType).toBe('application/merge-patch+json');
 
-    const stale = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'team-b', '--type', 'merge', '-p', '{"metadata":{"resourceVersion":"1"},"imagePullSecrets":null}']);
+    const stale = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'team-b',
+      '--type',
+      'merge',
+      '-p',
+      '{"metadata":{"resourceVersion":"1"},"imagePullSecrets":null}',
+    ]);
     expect(stale.code).toBe(1);
     expect(stale.stderr).toBe(
       'Error from server (Conflict): Operation cannot be fulfilled on serviceaccounts "default": the object has been modified; please apply your changes to the latest version and try again\n',
@@ -231,13 +308,37 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     const patched = await getSa('default', 'default');
     expect(pullSecrets(patched)).toEqual(['other']);
 
-    const stale = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'default', '--type', 'json', '-p', guarded(rv)]);
+    const stale = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'default',
+      '--type',
+      'json',
+      '-p',
+      guarded(rv),
+    ]);
     expect(stale.code).toBe(1);
-    expect(stale.stderr).toBe('The request is invalid: the server rejected our request due to an error in our request\n');
+    expect(stale.stderr).toBe(
+      'The request is invalid: the server rejected our request due to an error in our request\n',
+    );
     expect((await getSa('default', 'default')).metadata.resourceVersion).toBe(patched.metadata.resourceVersion);
 
-    const replace = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'default', '--type', 'json', '-p',
-      JSON.stringify([{ op: 'replace', path: '/imagePullSecrets', value: [{ name: 'x' }] }, { op: 'add', path: '/imagePullSecrets/-', value: { name: 'y' } }])]);
+    const replace = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'default',
+      '--type',
+      'json',
+      '-p',
+      JSON.stringify([
+        { op: 'replace', path: '/imagePullSecrets', value: [{ name: 'x' }] },
+        { op: 'add', path: '/imagePullSecrets/-', value: { name: 'y' } },
+      ]),
+    ]);
     expect(replace.code).toBe(0);
     expect(pullSecrets(await getSa('default', 'default'))).toEqual(['x', 'y']);
   });
@@ -288,7 +389,18 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
 
   it('--dry-run=server returns the result without storing it', async () => {
     const before = await getSa('default', 'default');
-    const r = await kubectl('admin', ['patch', 'sa', 'default', '-n', 'default', '-p', '{"imagePullSecrets": []}', '--dry-run=server', '-o', 'json']);
+    const r = await kubectl('admin', [
+      'patch',
+      'sa',
+      'default',
+      '-n',
+      'default',
+      '-p',
+      '{"imagePullSecrets": []}',
+      '--dry-run=server',
+      '-o',
+      'json',
+    ]);
     expect(r.code).toBe(0);
     expect(Object.keys(JSON.parse(r.stdout) as object)).not.toContain('imagePullSecrets');
     expect(recent().find((q) => q.method === 'PATCH')?.query.dryRun).toBe('All');
@@ -301,10 +413,11 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     expect(sa.stdout).toBe('');
     expect(sa.stderr).toBe('Error from server (NotFound): namespaces "nope" not found\n');
     // kubectl turns the server's `serviceaccounts "default" not found` into the namespace error itself, after a GET of the namespace.
-    expect(recent().slice(-2).map((q) => `${q.path} ${q.code}`)).toEqual([
-      '/api/v1/namespaces/nope/serviceaccounts/default 404',
-      '/api/v1/namespaces/nope 404',
-    ]);
+    expect(
+      recent()
+        .slice(-2)
+        .map((q) => `${q.path} ${q.code}`),
+    ).toEqual(['/api/v1/namespaces/nope/serviceaccounts/default 404', '/api/v1/namespaces/nope 404']);
 
     const ns = await kubectl('admin', ['get', 'namespace', 'nope']);
     expect(ns.stderr).toBe('Error from server (NotFound): namespaces "nope" not found\n');
@@ -323,17 +436,35 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     const r = await kubectl('bad', ['get', 'sa', 'default', '-n', 'default', '-o', 'json']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain('error: You must be logged in to the server (the server has asked for the client to provide credentials)');
+    expect(r.stderr).toContain(
+      'error: You must be logged in to the server (the server has asked for the client to provide credentials)',
+    );
     expect(recent().length).toBeGreaterThan(0);
     expect(recent().every((q) => q.code === 401 && q.user === undefined)).toBe(true);
 
     const none = await rawGet('/api/v1/namespaces', {});
     expect(none.code).toBe(401);
-    expect(JSON.parse(none.body)).toEqual({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+    expect(JSON.parse(none.body)).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'Unauthorized',
+      reason: 'Unauthorized',
+      code: 401,
+    });
   });
 
   it('a read-only token reads but cannot patch, with the RBAC wording of the real server', async () => {
-    const read = await kubectl('readonly', ['get', 'sa', 'default', '-n', 'team-a', '-o', 'jsonpath={.imagePullSecrets[*].name}']);
+    const read = await kubectl('readonly', [
+      'get',
+      'sa',
+      'default',
+      '-n',
+      'team-a',
+      '-o',
+      'jsonpath={.imagePullSecrets[*].name}',
+    ]);
     expect(read.code).toBe(0);
     expect(read.stdout).toBe('regcred');
 
@@ -360,13 +491,18 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     expect(noNs.code).toBe(1);
     expect(noNs.stderr).toBe('error: failed to create serviceaccount: namespaces "nope" not found\n');
 
-    const manifest = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'puller', labels: { app: 'x' } }, imagePullSecrets: [{ name: 's1' }] };
+    const manifest = {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'puller', labels: { app: 'x' } },
+      imagePullSecrets: [{ name: 's1' }],
+    };
     const fromFile = await kubectl('admin', ['create', '-n', 'team-b', '-f', '-'], JSON.stringify(manifest));
     expect(fromFile.code).toBe(0);
     expect(pullSecrets(await getSa('team-b', 'puller'))).toEqual(['s1']);
   });
 
-  it('rejects unknown fields under kubectl\'s strict field validation', async () => {
+  it("rejects unknown fields under kubectl's strict field validation", async () => {
     const sa = await getSa('team-a', 'default');
     const typo = { ...sa, imagePullSecret: [] };
     const r = await kubectl('admin', ['replace', '-f', '-'], JSON.stringify(typo));
@@ -378,15 +514,22 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
 
   it('runs as its own process from a config file, serves the lab control paths, and stops on SIGTERM', async () => {
     const config = join(dir, 'kube-api.json');
-    await writeFile(config, JSON.stringify({
-      certFile: certs.certFile,
-      keyFile: certs.keyFile,
-      tokens: { [token.admin]: 'admin' },
-      namespaces: { apps: { serviceAccounts: { default: { imagePullSecrets: ['regcred'] } } } },
-    }));
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/lab/kube-api/main.ts', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    await writeFile(
+      config,
+      JSON.stringify({
+        certFile: certs.certFile,
+        keyFile: certs.keyFile,
+        tokens: { [token.admin]: 'admin' },
+        namespaces: { apps: { serviceAccounts: { default: { imagePullSecrets: ['regcred'] } } } },
+      }),
+    );
+    const child: ChildProcess = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/lab/kube-api/main.ts', '--config', config],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     try {
       const line = await new Promise<string>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`kube-api main exited early with code ${String(code)}`)));
@@ -398,22 +541,52 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
       await writeKubeconfig(kc, { server: info.url, caPem: certs.caPem, token: token.admin });
       const env: NodeJS.ProcessEnv = { ...process.env, HOME: dir };
       const run = (args: string[]): Run => {
-        const r = spawnSync('kubectl', ['--kubeconfig', kc, '--cache-dir', join(dir, 'cache-process'), ...args], { env, encoding: 'utf8' });
+        const r = spawnSync('kubectl', ['--kubeconfig', kc, '--cache-dir', join(dir, 'cache-process'), ...args], {
+          env,
+          encoding: 'utf8',
+        });
         return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
       };
-      expect(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'jsonpath={.imagePullSecrets[*].name}']).stdout).toBe('regcred');
+      expect(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'jsonpath={.imagePullSecrets[*].name}']).stdout).toBe(
+        'regcred',
+      );
 
       // Stage a colleague's edit to land just before the next write, through the control path.
-      const arm = spawnSync('curl', ['-sS', '--cacert', certs.caCertFile, '-H', `Authorization: Bearer ${token.admin}`, '-X', 'POST',
-        '-d', JSON.stringify({ namespace: 'apps', name: 'default', imagePullSecrets: ['raced'] }), `${info.url}/_lab/on-next-write`], { encoding: 'utf8' });
+      const arm = spawnSync(
+        'curl',
+        [
+          '-sS',
+          '--cacert',
+          certs.caCertFile,
+          '-H',
+          `Authorization: Bearer ${token.admin}`,
+          '-X',
+          'POST',
+          '-d',
+          JSON.stringify({ namespace: 'apps', name: 'default', imagePullSecrets: ['raced'] }),
+          `${info.url}/_lab/on-next-write`,
+        ],
+        { encoding: 'utf8' },
+      );
       expect(JSON.parse(arm.stdout)).toEqual({ armed: true });
-      const sa = JSON.parse(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'json']).stdout) as Record<string, unknown>;
-      const replace = spawnSync('kubectl', ['--kubeconfig', kc, '--cache-dir', join(dir, 'cache-process'), 'replace', '-f', '-'], {
-        env, encoding: 'utf8', input: JSON.stringify({ ...sa, imagePullSecrets: [] }),
-      });
+      const sa = JSON.parse(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'json']).stdout) as Record<
+        string,
+        unknown
+      >;
+      const replace = spawnSync(
+        'kubectl',
+        ['--kubeconfig', kc, '--cache-dir', join(dir, 'cache-process'), 'replace', '-f', '-'],
+        {
+          env,
+          encoding: 'utf8',
+          input: JSON.stringify({ ...sa, imagePullSecrets: [] }),
+        },
+      );
       expect(replace.status).toBe(1);
       expect(replace.stderr).toContain('the object has been modified');
-      expect(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'jsonpath={.imagePullSecrets[*].name}']).stdout).toBe('raced');
+      expect(run(['get', 'sa', 'default', '-n', 'apps', '-o', 'jsonpath={.imagePullSecrets[*].name}']).stdout).toBe(
+        'raced',
+      );
     } finally {
       const exited = new Promise<number | null>((resolve) => {
         if (child.exitCode !== null) resolve(child.exitCode);

@@ -66,7 +66,11 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
 
   it('each node answers SSH with the lab key, as root with /bin/sh and the node systemctl on PATH', async () => {
     for (const node of lab.nodes) {
-      const r = await overSsh(lab, node, 'echo "$0|$HOME|$(id -u)|$(command -v systemctl)"; grep -c registry.test /etc/hosts');
+      const r = await overSsh(
+        lab,
+        node,
+        'echo "$0|$HOME|$(id -u)|$(command -v systemctl)"; grep -c registry.test /etc/hosts',
+      );
       expect(r.stderr).toBe('');
       expect(r.stdout.trim().split('\n')).toEqual(['sh|/root|0|/usr/local/sbin/systemctl', '1']);
     }
@@ -79,7 +83,10 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
 
   it('each node sees its own files: a realistic config.toml, stale credentials, its own /etc/containerd', async () => {
     const [n1, n2] = [lab.nodes[0]!, lab.nodes[1]!];
-    const r = await inNode(n1, 'head -n 1 /etc/containerd/config.toml; grep -E "^version|config_path" /etc/containerd/config.toml; cat /root/.docker/config.json /var/lib/kubelet/config.json');
+    const r = await inNode(
+      n1,
+      'head -n 1 /etc/containerd/config.toml; grep -E "^version|config_path" /etc/containerd/config.toml; cat /root/.docker/config.json /var/lib/kubelet/config.json',
+    );
     expect(r.stdout).toContain('# /etc/containerd/config.toml');
     expect(r.stdout).toContain('version = 2');
     expect(r.stdout).toContain('config_path = ""');
@@ -145,16 +152,23 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
   });
 
   const emulator = existsSync(new URL('../lab/kube-api/main.ts', import.meta.url));
-  it.skipIf(!emulator)(`node1 (the master) reaches the Kubernetes API emulator with kubectl and its own kubeconfig${emulator ? '' : ' (not run: test/lab/kube-api/main.ts missing)'}`, async () => {
-    expect(lab.kube?.nodeKubeconfig).toBe('/root/.kube/config');
-    const r = await overSsh(lab, lab.nodes[0]!, "kubectl get sa default -n default -o jsonpath='{.imagePullSecrets[*].name}'");
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('registry-test-pull other-registry-pull');
-    const inventory = readFileSync(lab.inventoryPath, 'utf8');
-    expect(inventory).toContain('kubeconfig: /root/.kube/config');
-    // Workers have no kubeconfig, as on a real cluster.
-    expect((await overSsh(lab, lab.nodes[1]!, 'test -e /root/.kube/config')).code).toBe(1);
-  });
+  it.skipIf(!emulator)(
+    `node1 (the master) reaches the Kubernetes API emulator with kubectl and its own kubeconfig${emulator ? '' : ' (not run: test/lab/kube-api/main.ts missing)'}`,
+    async () => {
+      expect(lab.kube?.nodeKubeconfig).toBe('/root/.kube/config');
+      const r = await overSsh(
+        lab,
+        lab.nodes[0]!,
+        "kubectl get sa default -n default -o jsonpath='{.imagePullSecrets[*].name}'",
+      );
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('registry-test-pull other-registry-pull');
+      const inventory = readFileSync(lab.inventoryPath, 'utf8');
+      expect(inventory).toContain('kubeconfig: /root/.kube/config');
+      // Workers have no kubeconfig, as on a real cluster.
+      expect((await overSsh(lab, lab.nodes[1]!, 'test -e /root/.kube/config')).code).toBe(1);
+    },
+  );
 
   it("the node's systemctl stops, starts and restarts containerd, and fails like systemd on a bad config", async () => {
     const node = lab.nodes[1]!;
@@ -172,7 +186,9 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
     expect(pid1).not.toBe(pid0);
     expect((await cri(node.hostSocket).version(10_000)).runtimeName).toBe('containerd');
 
-    expect((await overSsh(lab, node, 'systemctl restart containerd && systemctl is-active containerd')).stdout.trim()).toBe('active');
+    expect(
+      (await overSsh(lab, node, 'systemctl restart containerd && systemctl is-active containerd')).stdout.trim(),
+    ).toBe('active');
     const pid2 = labState(lab.dir).nodes[1]!.containerdPid;
     expect(pid2).not.toBe(pid1);
     expect((await cri(node.hostSocket).version(10_000)).runtimeName).toBe('containerd');
@@ -185,7 +201,11 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
     expect(broken.code).toBe(1);
     expect(broken.stderr).toContain('Job for containerd.service failed');
     expect((await overSsh(lab, node, 'systemctl is-active containerd')).code).toBe(3);
-    const back = await overSsh(lab, node, 'cp /root/config.good /etc/containerd/config.toml && systemctl start containerd');
+    const back = await overSsh(
+      lab,
+      node,
+      'cp /root/config.good /etc/containerd/config.toml && systemctl start containerd',
+    );
     expect(back.code).toBe(0);
     expect((await cri(node.hostSocket).version(10_000)).runtimeName).toBe('containerd');
   });
@@ -209,4 +229,3 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
     expect(hashPaths(MACHINE_PATHS)).toEqual(before);
   });
 });
-

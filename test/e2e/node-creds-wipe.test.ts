@@ -20,7 +20,13 @@ import { jsonReport, runCli, scratchDir, taskResult, writePlaybook } from '../fi
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const CRI = 'plugins."io.containerd.grpc.v1.cri".registry.configs';
-const SECRETS = [b64('ci-bot:expired-token-2023'), b64('other-user:other-pass'), 'expired-token-2023', 'stale-pass-4411', 'other-pass-9902'];
+const SECRETS = [
+  b64('ci-bot:expired-token-2023'),
+  b64('other-user:other-pass'),
+  'expired-token-2023',
+  'stale-pass-4411',
+  'other-pass-9902',
+];
 
 describeLab('node.creds.wipe through the CLI (lab)', () => {
   const env = useLab({ nodes: 2 });
@@ -36,7 +42,10 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     kubelet: path.join(node.files['/var/lib'], 'kubelet', 'config.json'),
     config: path.join(node.files['/etc/containerd'], 'config.toml'),
   });
-  const read = (node: LabNode): Record<string, string> => Object.fromEntries(Object.entries(files(node)).map(([k, p]) => [k, existsSync(p) ? readFileSync(p, 'utf8') : '<absent>']));
+  const read = (node: LabNode): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries(files(node)).map(([k, p]) => [k, existsSync(p) ? readFileSync(p, 'utf8') : '<absent>']),
+    );
   const pid = (node: LabNode): number => labState(env.lab.dir).nodes.find((n) => n.name === node.name)!.containerdPid;
   const state = (): string[] => ['--state-dir', path.join(dir, 'state')];
   const noSecrets = (out: string): void => {
@@ -50,13 +59,27 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     // containerd-held credentials on node1: the stale one for registry.test (next to a TLS table
     // that must stay) and one for another registry.
     authBlock = [`[${CRI}."${reg}".auth]`, '  username = "ci-bot"', '  password = "stale-pass-4411"'];
-    const extra = ['', ...authBlock, '', `[${CRI}."${reg}".tls]`, '  insecure_skip_verify = false', '', `[${CRI}."other.example:5000".auth]`, '  username = "other-user"', '  password = "other-pass-9902"', ''].join('\n');
+    const extra = [
+      '',
+      ...authBlock,
+      '',
+      `[${CRI}."${reg}".tls]`,
+      '  insecure_skip_verify = false',
+      '',
+      `[${CRI}."other.example:5000".auth]`,
+      '  username = "other-user"',
+      '  password = "other-pass-9902"',
+      '',
+    ].join('\n');
     const r = await inNode(node1, 'cat >> /etc/containerd/config.toml && systemctl restart containerd', extra);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     await waitForCri(node1.hostSocket, 20_000);
     for (const node of env.lab.nodes) seeded.set(node.name, read(node));
-    pb = writePlaybook(dir, '- hosts: nodes\n  tasks:\n    - name: wipe\n      node.creds.wipe: { registry: "{{ registry }}" }\n');
+    pb = writePlaybook(
+      dir,
+      '- hosts: nodes\n  tasks:\n    - name: wipe\n      node.creds.wipe: { registry: "{{ registry }}" }\n',
+    );
   });
 
   afterAll(() => {
@@ -96,12 +119,21 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     for (const node of env.lab.nodes) {
       const before = seeded.get(node.name)!;
       const after = read(node);
-      for (const [file, key] of [['docker', reg], ['kubelet', `https://${reg}`]] as const) {
+      for (const [file, key] of [
+        ['docker', reg],
+        ['kubelet', `https://${reg}`],
+      ] as const) {
         const d = lineDiff(before[file]!, after[file]!);
         // Exactly the entry's four lines go; the other registry's lines stay as they were.
         expect(d.added, `${node.name} ${file}`).toEqual([]);
-        expect(d.removed, `${node.name} ${file}`).toEqual([`\t\t"${key}": {`, `\t\t\t"auth": "${b64('ci-bot:expired-token-2023')}"`, '\t\t},']);
-        expect(after[file]).toContain(`\t\t"other.example:5000": {\n\t\t\t"auth": "${b64('other-user:other-pass')}"\n\t\t}`);
+        expect(d.removed, `${node.name} ${file}`).toEqual([
+          `\t\t"${key}": {`,
+          `\t\t\t"auth": "${b64('ci-bot:expired-token-2023')}"`,
+          '\t\t},',
+        ]);
+        expect(after[file]).toContain(
+          `\t\t"other.example:5000": {\n\t\t\t"auth": "${b64('other-user:other-pass')}"\n\t\t}`,
+        );
         expect(statSync(files(node)[file]!).mode & 0o7777, `${node.name} ${file}`).toBe(0o600);
       }
     }
@@ -109,7 +141,9 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     expect(c.added).toEqual([]);
     expect(c.removed.filter((l) => l.trim() !== '')).toEqual(authBlock);
     expect(read(node1)['config']).toContain(`[${CRI}."${reg}".tls]\n  insecure_skip_verify = false`);
-    expect(read(node1)['config']).toContain(`[${CRI}."other.example:5000".auth]\n  username = "other-user"\n  password = "other-pass-9902"`);
+    expect(read(node1)['config']).toContain(
+      `[${CRI}."other.example:5000".auth]\n  username = "other-user"\n  password = "other-pass-9902"`,
+    );
     expect(read(node2)['config']).toBe(seeded.get('node2')!['config']);
 
     expect(pid(node1)).not.toBe(pid1);
@@ -117,13 +151,17 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     expect(pid(node2)).toBe(pid2);
 
     // Everything removed went to the snapshot first.
-    const manifests = readdirSync(path.join(dir, 'state', 'runs')).map((f) => readFileSync(path.join(dir, 'state', 'runs', f), 'utf8'));
+    const manifests = readdirSync(path.join(dir, 'state', 'runs')).map((f) =>
+      readFileSync(path.join(dir, 'state', 'runs', f), 'utf8'),
+    );
     const mine = manifests.find((m) => m.includes(report.runId));
     expect(mine).toBeDefined();
-    for (const p of ['/root/.docker/config.json', '/var/lib/kubelet/config.json', '/etc/containerd/config.toml']) expect(mine).toContain(`"${p}"`);
+    for (const p of ['/root/.docker/config.json', '/var/lib/kubelet/config.json', '/etc/containerd/config.toml'])
+      expect(mine).toContain(`"${p}"`);
     noSecrets(mine!);
     // The facts say which registries each file held credentials for, without their values.
-    const facts = (JSON.parse(mine!) as { hosts: Record<string, { facts: { credentials?: Record<string, unknown> } }> }).hosts['node1']!.facts.credentials!;
+    const facts = (JSON.parse(mine!) as { hosts: Record<string, { facts: { credentials?: Record<string, unknown> } }> })
+      .hosts['node1']!.facts.credentials!;
     expect(facts['/root/.docker/config.json']).toEqual(expect.arrayContaining(['other.example:5000']));
     seeded.set('runId', { id: report.runId });
   });
@@ -151,7 +189,10 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
 
   it('all: true removes the credential files themselves and every registry auth, but keeps TLS', async () => {
     const node1 = env.lab.nodes[0]!;
-    const all = writePlaybook(dir, '- hosts: node1\n  tasks:\n    - name: wipe all\n      node.creds.wipe: { registry: "{{ registry }}", all: true }\n');
+    const all = writePlaybook(
+      dir,
+      '- hosts: node1\n  tasks:\n    - name: wipe all\n      node.creds.wipe: { registry: "{{ registry }}", all: true }\n',
+    );
     const run = await runCli(['run', all, '-i', env.lab.inventoryPath, '--format', 'json', ...state()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     noSecrets(run.stdout + run.stderr);

@@ -18,7 +18,10 @@ import { pullSecrets, trustplay } from '../snapshots/cli.js';
 const WATCHED = ['/etc/containerd/config.toml', '/root/.docker/config.json', '/var/lib/kubelet/config.json'];
 
 async function nodeState(node: LabNode): Promise<string> {
-  const r = await inNode(node, `for f in ${WATCHED.join(' ')}; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done; find /etc/containerd/certs.d -type f 2>/dev/null | sort | while read -r f; do echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; done`);
+  const r = await inNode(
+    node,
+    `for f in ${WATCHED.join(' ')}; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done; find /etc/containerd/certs.d -type f 2>/dev/null | sort | while read -r f; do echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; done`,
+  );
   expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 }
@@ -46,7 +49,8 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
   const before = new Map<string, string>();
   const afterRun = new Map<string, string>();
   const snapshot = (s: string) => ['--state-dir', s, '-i', handle.lab.inventoryPath];
-  const states = async () => new Map(await Promise.all(handle.lab.nodes.map(async (n) => [n.name, await nodeState(n)] as const)));
+  const states = async () =>
+    new Map(await Promise.all(handle.lab.nodes.map(async (n) => [n.name, await nodeState(n)] as const)));
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tp-restore-'));
@@ -56,7 +60,8 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('before: every worker pull fails with x509; the run fixes the fleet and leaves a snapshot', async () => {
-    for (const n of handle.lab.nodes.slice(1)) expect(await pullError(n, handle.lab.image.ref)).toMatch(/x509: certificate signed by unknown authority/);
+    for (const n of handle.lab.nodes.slice(1))
+      expect(await pullError(n, handle.lab.image.ref)).toMatch(/x509: certificate signed by unknown authority/);
     const t0 = Date.now();
     const r = await trustplay(['run', 'playbooks/fix-registry.yaml', ...snapshot(stateDir)]);
     console.log(`fix-registry run on 3 nodes: ${Date.now() - t0} ms wall`);
@@ -81,10 +86,15 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
     walk(stateDir);
     const manifest = readFileSync(join(stateDir, 'runs', `${runId}.json`), 'utf8');
     const auth = handle.lab.registries.auth?.auth;
-    const secrets = await labSecrets(handle.lab.nodes, [...(auth ? [auth.password] : []), ...Object.values(handle.lab.kube?.tokens ?? {})]);
+    const secrets = await labSecrets(handle.lab.nodes, [
+      ...(auth ? [auth.password] : []),
+      ...Object.values(handle.lab.kube?.tokens ?? {}),
+    ]);
     expect(secrets.length).toBeGreaterThan(2);
     // The blobs do hold the credential files (that is what restore puts back): the test can see them...
-    const blobs = readdirSync(join(stateDir, 'blobs', 'sha256')).map((b) => readFileSync(join(stateDir, 'blobs', 'sha256', b), 'utf8')).join('\n');
+    const blobs = readdirSync(join(stateDir, 'blobs', 'sha256'))
+      .map((b) => readFileSync(join(stateDir, 'blobs', 'sha256', b), 'utf8'))
+      .join('\n');
     expect(secrets.some((s) => blobs.includes(s))).toBe(true);
     // ...but the manifest, which `snapshots show --format json` prints, never does.
     for (const s of secrets) expect(manifest.includes(s), 'a secret value is in the manifest').toBe(false);
@@ -97,7 +107,9 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
     const r = await trustplay(['restore', runId, '--check', '--diff', ...snapshot(stateDir)]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stdout).toContain('would restore /etc/containerd/config.toml');
-    expect(r.stdout).toContain('would set imagePullSecrets of serviceaccount default/default back to registry-test-pull, other-registry-pull');
+    expect(r.stdout).toContain(
+      'would set imagePullSecrets of serviceaccount default/default back to registry-test-pull, other-registry-pull',
+    );
     expect(r.stdout).not.toMatch(/"auth": "(?!\*{8})/);
     for (const [k, v] of await states()) expect(v, k).toBe(afterRun.get(k));
     expect(await pullSecrets(handle.lab, 'default')).toEqual([]);
@@ -132,7 +144,8 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
     for (const [k, v] of await states()) expect(v, k).toBe(before.get(k));
     expect(await pullSecrets(handle.lab, 'default')).toEqual(['registry-test-pull', 'other-registry-pull']);
     expect(await pullSecrets(handle.lab, 'aegis')).toEqual(['registry-test-pull']);
-    for (const n of handle.lab.nodes.slice(1)) expect(await pullError(n, handle.lab.image.ref)).toMatch(/x509: certificate signed by unknown authority/);
+    for (const n of handle.lab.nodes.slice(1))
+      expect(await pullError(n, handle.lab.image.ref)).toMatch(/x509: certificate signed by unknown authority/);
     restoreId = /snapshot (\S+) saved/.exec(r.stderr)?.[1] ?? '';
     expect(restoreId).not.toBe('');
     // A second restore finds nothing to do.
@@ -150,8 +163,17 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
 
   it('snapshots list shows the runs; prune --keep 1 keeps the newest and the blobs it needs', async () => {
     const list = await trustplay(['snapshots', 'list', '--state-dir', stateDir, '--format', 'json']);
-    const entries = JSON.parse(list.stdout) as Array<{ id: string; command: string; complete: boolean; hosts: string[] }>;
-    expect(entries.map((e) => e.command)).toEqual([`restore ${restoreId}`, `restore ${runId}`, 'run playbooks/fix-registry.yaml']);
+    const entries = JSON.parse(list.stdout) as Array<{
+      id: string;
+      command: string;
+      complete: boolean;
+      hosts: string[];
+    }>;
+    expect(entries.map((e) => e.command)).toEqual([
+      `restore ${restoreId}`,
+      `restore ${runId}`,
+      'run playbooks/fix-registry.yaml',
+    ]);
     expect(entries.every((e) => e.complete)).toBe(true);
     const prune = await trustplay(['snapshots', 'prune', '--keep', '1', '--state-dir', stateDir]);
     expect(prune.code).toBe(0);
@@ -163,10 +185,23 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
   it('facts shows trust and credential entries without values', async () => {
     const r = await trustplay(['facts', '-i', handle.lab.inventoryPath, '--format', 'json']);
     expect(r.code, r.stderr).toBe(0);
-    const facts = JSON.parse(r.stdout) as { hosts: Record<string, { facts: { config: { config_path: string | null }; certs_d: Array<{ registry: string; hosts_toml: boolean }>; credential_files: Array<{ registries: string[] }> } }> };
+    const facts = JSON.parse(r.stdout) as {
+      hosts: Record<
+        string,
+        {
+          facts: {
+            config: { config_path: string | null };
+            certs_d: Array<{ registry: string; hosts_toml: boolean }>;
+            credential_files: Array<{ registries: string[] }>;
+          };
+        }
+      >;
+    };
     const node2 = facts.hosts['node2']!.facts;
     expect(node2.config.config_path).toBe('/etc/containerd/certs.d');
-    expect(node2.certs_d).toContainEqual(expect.objectContaining({ registry: handle.lab.registries.registry.host, hosts_toml: true }));
+    expect(node2.certs_d).toContainEqual(
+      expect.objectContaining({ registry: handle.lab.registries.registry.host, hosts_toml: true }),
+    );
     expect(node2.credential_files[0]!.registries).not.toContain(handle.lab.registries.registry.host);
     const secrets = await labSecrets(handle.lab.nodes, []);
     for (const s of secrets) expect(r.stdout.includes(s)).toBe(false);

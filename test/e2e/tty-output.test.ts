@@ -12,10 +12,16 @@ import { trustplay } from '../support/cli.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const hasTmux = spawnSync('tmux', ['-V']).status === 0;
-if (!hasTmux && process.env['CI'] === 'true') throw new Error('tmux is needed for the terminal output test in CI (apt-get install tmux)');
+if (!hasTmux && process.env['CI'] === 'true')
+  throw new Error('tmux is needed for the terminal output test in CI (apt-get install tmux)');
 
 let dir: string;
-const stale = JSON.stringify({ auths: { 'registry.test:5000': { auth: 'dXNlcjpodW50ZXIy' }, 'other.example:5000': { auth: 'eDp5' } } }, null, 2) + '\n';
+const stale =
+  JSON.stringify(
+    { auths: { 'registry.test:5000': { auth: 'dXNlcjpodW50ZXIy' }, 'other.example:5000': { auth: 'eDp5' } } },
+    null,
+    2,
+  ) + '\n';
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'trustplay-tty-'));
@@ -38,7 +44,9 @@ describe.skipIf(!hasTmux)(`terminal output${hasTmux ? '' : ' (not run: tmux is n
     await reset();
     const session = `trustplay-tty-${process.pid}`;
     const cmd = `TRUSTPLAY_LOCK_DIR=${dir} ${process.execPath} --import tsx src/cli/main.ts run ${dir}/pb.yaml -i ${dir}/inv.yaml --state-dir ${dir}/state; echo EXIT=$?; sleep 30`;
-    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', repo, cmd], { env: { ...process.env, TERM: 'xterm-256color', CI: '', NO_COLOR: '' } });
+    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', repo, cmd], {
+      env: { ...process.env, TERM: 'xterm-256color', CI: '', NO_COLOR: '' },
+    });
     try {
       let screen = '';
       for (let i = 0; i < 100 && !/EXIT=\d/.test(screen); i++) {
@@ -55,14 +63,18 @@ describe.skipIf(!hasTmux)(`terminal output${hasTmux ? '' : ' (not run: tmux is n
     } finally {
       spawnSync('tmux', ['kill-session', '-t', session]);
     }
-    expect(JSON.parse(await readFile(join(dir, 'alpha.json'), 'utf8'))).toEqual({ auths: { 'other.example:5000': { auth: 'eDp5' } } });
+    expect(JSON.parse(await readFile(join(dir, 'alpha.json'), 'utf8'))).toEqual({
+      auths: { 'other.example:5000': { auth: 'eDp5' } },
+    });
   });
 });
 
 describe('output without a terminal', () => {
   it('is plain lines: no escape codes, no spinners', async () => {
     await reset();
-    const r = await trustplay(['run', `${dir}/pb.yaml`, '-i', `${dir}/inv.yaml`, '--state-dir', `${dir}/state`], { env: { TRUSTPLAY_LOCK_DIR: dir, NO_COLOR: '' } });
+    const r = await trustplay(['run', `${dir}/pb.yaml`, '-i', `${dir}/inv.yaml`, '--state-dir', `${dir}/state`], {
+      env: { TRUSTPLAY_LOCK_DIR: dir, NO_COLOR: '' },
+    });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     // eslint-disable-next-line no-control-regex
     expect(r.stdout).not.toMatch(/\x1b\[/);

@@ -7,7 +7,12 @@ const schema = (m: keyof typeof moduleArgSchemas) => moduleArgSchemas[m] as unkn
 
 describe('resolveArgs', () => {
   it('fills every schema default after interpolation', () => {
-    const args = resolveArgs('containerd.tls', schema('containerd.tls'), { registry: '{{ reg }}', ca: '/ca.pem' }, { reg: 'registry.test:5000' });
+    const args = resolveArgs(
+      'containerd.tls',
+      schema('containerd.tls'),
+      { registry: '{{ reg }}', ca: '/ca.pem' },
+      { reg: 'registry.test:5000' },
+    );
     expect(args).toEqual({
       registry: 'registry.test:5000',
       ca: '/ca.pem',
@@ -19,16 +24,28 @@ describe('resolveArgs', () => {
       restart_timeout: 60,
       state: 'present',
     });
-    expect(resolveArgs('node.creds.wipe', schema('node.creds.wipe'), { registry: 'r.test' }, {})).toMatchObject({ paths: ['/root/.docker/config.json', '/var/lib/kubelet/config.json'], containerd_auth: true, all: false });
+    expect(resolveArgs('node.creds.wipe', schema('node.creds.wipe'), { registry: 'r.test' }, {})).toMatchObject({
+      paths: ['/root/.docker/config.json', '/var/lib/kubelet/config.json'],
+      containerd_auth: true,
+      all: false,
+    });
   });
 
   it('refuses wrong values and exclusive arguments with one sentence', () => {
-    expect(() => resolveArgs('image.pull.verify', schema('image.pull.verify'), { image: 'x', retries: '{{ n }}' }, { n: 'three' })).toThrow(/image.pull.verify: argument `retries` must be integer/);
-    expect(() => resolveArgs('containerd.tls', schema('containerd.tls'), { registry: 'r', ca: 'x', skip_verify: true }, {})).toThrow(/`ca` and `skip_verify` are mutually exclusive/);
-    expect(() => resolveArgs('image.rmi', schema('image.rmi'), { image: '{{ missing }}' }, {})).toThrow(/undefined variable `missing`/);
+    expect(() =>
+      resolveArgs('image.pull.verify', schema('image.pull.verify'), { image: 'x', retries: '{{ n }}' }, { n: 'three' }),
+    ).toThrow(/image.pull.verify: argument `retries` must be integer/);
+    expect(() =>
+      resolveArgs('containerd.tls', schema('containerd.tls'), { registry: 'r', ca: 'x', skip_verify: true }, {}),
+    ).toThrow(/`ca` and `skip_verify` are mutually exclusive/);
+    expect(() => resolveArgs('image.rmi', schema('image.rmi'), { image: '{{ missing }}' }, {})).toThrow(
+      /undefined variable `missing`/,
+    );
   });
 
   it('finds secret values by argument name', () => {
-    expect(secretValues({ image: 'x', auth: { username: 'u', password: 'hunter22', token: 'tok-12345' } }).sort()).toEqual(['hunter22', 'tok-12345']);
+    expect(
+      secretValues({ image: 'x', auth: { username: 'u', password: 'hunter22', token: 'tok-12345' } }).sort(),
+    ).toEqual(['hunter22', 'tok-12345']);
   });
 });

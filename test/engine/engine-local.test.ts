@@ -16,8 +16,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const inv = () => inventoryFrom(`vars: { dir: ${dir} }\nhosts:\n  l1: { connection: local }\n  l2: { connection: local }\n  l3: { connection: local }\ngroups:\n  canary: { hosts: [l1] }\n`);
-const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
+const inv = () =>
+  inventoryFrom(
+    `vars: { dir: ${dir} }\nhosts:\n  l1: { connection: local }\n  l2: { connection: local }\n  l3: { connection: local }\ngroups:\n  canary: { hosts: [l1] }\n`,
+  );
+const sha = async (p: string) =>
+  createHash('sha256')
+    .update(await readFile(p))
+    .digest('hex');
 
 describe('engine over the local connection', () => {
   it('applies, converges, and reports ok the second time', async () => {
@@ -26,7 +32,11 @@ describe('engine over the local connection', () => {
     expect(a.exitCode).toBe(0);
     expect(Object.values(a.result.recap).map((r) => r.changed)).toEqual([1, 1, 1]);
     const b = await runText(pb, inv());
-    expect(Object.values(b.result.recap).map((r) => [r.ok, r.changed])).toEqual([[1, 0], [1, 0], [1, 0]]);
+    expect(Object.values(b.result.recap).map((r) => [r.ok, r.changed])).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 0],
+    ]);
   });
 
   it('check mode writes nothing; a failed verification is drift (2), a failed task is failure (1)', async () => {
@@ -84,7 +94,10 @@ describe('serial batches', () => {
     [2, [[1, 2], [3, 4], [5]]],
     ['40%', [[1, 2], [3, 4], [5]]],
     ['10%', [[1], [2], [3], [4], [5]]],
-    [[1, '50%'], [[1], [2, 3], [4, 5]]],
+    [
+      [1, '50%'],
+      [[1], [2, 3], [4, 5]],
+    ],
   ])('%s', (serial, expected) => {
     expect(batches(['1', '2', '3', '4', '5'], serial as never).map((b) => b.map(Number))).toEqual(expected);
   });

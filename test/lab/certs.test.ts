@@ -34,14 +34,18 @@ describe('the lab PKI', () => {
   it('gives the emulator a certificate for kube.test and 127.0.0.1', async () => {
     expect(await verify(pki.ca.cert, pki.kube.cert, 'kube.test')).toContain(': OK');
     const ip = await new Promise<string>((resolve) =>
-      execFile('openssl', ['verify', '-CAfile', pki.ca.cert, '-verify_ip', '127.0.0.1', pki.kube.cert], (_e, o, e2) => resolve(`${o}${e2}`)),
+      execFile('openssl', ['verify', '-CAfile', pki.ca.cert, '-verify_ip', '127.0.0.1', pki.kube.cert], (_e, o, e2) =>
+        resolve(`${o}${e2}`),
+      ),
     );
     expect(ip).toContain(': OK');
   });
 
   it('does not make the registry leaf a CA', async () => {
     const text = await new Promise<string>((resolve) =>
-      execFile('openssl', ['x509', '-in', pki.registry.cert, '-noout', '-ext', 'basicConstraints'], (_e, o) => resolve(o)),
+      execFile('openssl', ['x509', '-in', pki.registry.cert, '-noout', '-ext', 'basicConstraints'], (_e, o) =>
+        resolve(o),
+      ),
     );
     expect(text).toContain('CA:FALSE');
   });

@@ -70,13 +70,32 @@ export async function makePki(dir: string): Promise<LabPki> {
   writeFileSync(cnf, OPENSSL_CNF);
   writeFileSync(path.join(cadir, 'index.txt'), '');
   writeFileSync(path.join(cadir, 'serial'), '1000\n');
-  const pair = (name: string): CertPair => ({ cert: path.join(dir, `${name}.pem`), key: path.join(dir, `${name}.key`) });
+  const pair = (name: string): CertPair => ({
+    cert: path.join(dir, `${name}.pem`),
+    key: path.join(dir, `${name}.key`),
+  });
   const env = (san: string): NodeJS.ProcessEnv => ({ ...process.env, LAB_SAN: san, LAB_CADIR: cadir });
 
   const ca = pair('ca');
   await run(
     'openssl',
-    ['req', '-x509', '-config', cnf, '-extensions', 'ca_ext', ...EC, '-keyout', ca.key, '-out', ca.cert, '-subj', '/CN=trustplay lab CA', '-days', '30'],
+    [
+      'req',
+      '-x509',
+      '-config',
+      cnf,
+      '-extensions',
+      'ca_ext',
+      ...EC,
+      '-keyout',
+      ca.key,
+      '-out',
+      ca.cert,
+      '-subj',
+      '/CN=trustplay lab CA',
+      '-days',
+      '30',
+    ],
     { env: env('DNS:unused') },
   );
 
@@ -84,7 +103,27 @@ export async function makePki(dir: string): Promise<LabPki> {
     const p = pair(name);
     await run(
       'openssl',
-      ['req', '-x509', '-config', cnf, '-extensions', 'leaf_ext', ...EC, '-keyout', p.key, '-out', p.cert, '-subj', `/CN=${cn}`, '-days', '30', '-CA', ca.cert, '-CAkey', ca.key],
+      [
+        'req',
+        '-x509',
+        '-config',
+        cnf,
+        '-extensions',
+        'leaf_ext',
+        ...EC,
+        '-keyout',
+        p.key,
+        '-out',
+        p.cert,
+        '-subj',
+        `/CN=${cn}`,
+        '-days',
+        '30',
+        '-CA',
+        ca.cert,
+        '-CAkey',
+        ca.key,
+      ],
       { env: env(san) },
     );
     return p;
@@ -99,16 +138,56 @@ export async function makePki(dir: string): Promise<LabPki> {
     signed('kube', 'kube.test', 'DNS:kube.test,IP:127.0.0.1'),
     run(
       'openssl',
-      ['req', '-x509', '-config', cnf, '-extensions', 'leaf_ext', ...EC, '-keyout', selfSigned.key, '-out', selfSigned.cert, '-subj', '/CN=selfsigned.test', '-days', '30'],
+      [
+        'req',
+        '-x509',
+        '-config',
+        cnf,
+        '-extensions',
+        'leaf_ext',
+        ...EC,
+        '-keyout',
+        selfSigned.key,
+        '-out',
+        selfSigned.cert,
+        '-subj',
+        '/CN=selfsigned.test',
+        '-days',
+        '30',
+      ],
       { env: env('DNS:selfsigned.test') },
     ),
     // `req -x509` cannot back-date; `openssl ca` takes explicit start and end dates.
-    run('openssl', ['req', '-new', '-config', cnf, ...EC, '-keyout', expired.key, '-out', csr, '-subj', '/CN=expired.test'], {
-      env: env('DNS:expired.test'),
-    }).then(() =>
+    run(
+      'openssl',
+      ['req', '-new', '-config', cnf, ...EC, '-keyout', expired.key, '-out', csr, '-subj', '/CN=expired.test'],
+      {
+        env: env('DNS:expired.test'),
+      },
+    ).then(() =>
       run(
         'openssl',
-        ['ca', '-batch', '-notext', '-config', cnf, '-extensions', 'leaf_ext', '-cert', ca.cert, '-keyfile', ca.key, '-in', csr, '-out', expired.cert, '-startdate', '20200101000000Z', '-enddate', '20200201000000Z'],
+        [
+          'ca',
+          '-batch',
+          '-notext',
+          '-config',
+          cnf,
+          '-extensions',
+          'leaf_ext',
+          '-cert',
+          ca.cert,
+          '-keyfile',
+          ca.key,
+          '-in',
+          csr,
+          '-out',
+          expired.cert,
+          '-startdate',
+          '20200101000000Z',
+          '-enddate',
+          '20200201000000Z',
+        ],
         { env: env('DNS:expired.test') },
       ),
     ),

@@ -33,7 +33,9 @@ async function pulls(lab: Lab): Promise<boolean> {
     } catch (e) {
       allOk = false;
       const c = classifyPullError((e as Error).message);
-      say(`  ${node.name}: FAILED (${c.class}): ${(e as Error).message.replace(/^.*?: (?=failed to)/, '').slice(0, 160)}…`);
+      say(
+        `  ${node.name}: FAILED (${c.class}): ${(e as Error).message.replace(/^.*?: (?=failed to)/, '').slice(0, 160)}…`,
+      );
     } finally {
       await cri.close();
     }
@@ -44,7 +46,10 @@ async function pulls(lab: Lab): Promise<boolean> {
 function trustplay(args: string[], env: Record<string, string>): Promise<number> {
   say(bold(`\n$ trustplay ${args.join(' ')}`));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { stdio: 'inherit', env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, ...env },
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve(code ?? 1));
   });
@@ -53,7 +58,9 @@ function trustplay(args: string[], env: Record<string, string>): Promise<number>
 async function main(): Promise<number> {
   const missing = labPrerequisites();
   if (missing.length) {
-    process.stderr.write(`The demo runs a real lab (containerd, a registry with a private CA, sshd) and cannot start here:\n  - ${missing.join('\n  - ')}\n`);
+    process.stderr.write(
+      `The demo runs a real lab (containerd, a registry with a private CA, sshd) and cannot start here:\n  - ${missing.join('\n  - ')}\n`,
+    );
     return 3;
   }
   const state = await mkdtemp(join(tmpdir(), 'trustplay-demo-state-'));
@@ -70,11 +77,19 @@ async function main(): Promise<number> {
     say(bold('\nBefore: every worker pulls through the CRI (as kubelet does)'));
     await pulls(lab);
     const env = { NO_COLOR: process.env['NO_COLOR'] ?? '' };
-    const run = await trustplay(['run', 'playbooks/fix-registry.yaml', '-i', lab.inventoryPath, '--state-dir', state], env);
+    const run = await trustplay(
+      ['run', 'playbooks/fix-registry.yaml', '-i', lab.inventoryPath, '--state-dir', state],
+      env,
+    );
     say(bold('\nAfter: the same pulls'));
     const ok = await pulls(lab);
-    const check = await trustplay(['check', 'playbooks/fix-registry.yaml', '-i', lab.inventoryPath, '--state-dir', state], env);
-    say(bold(`\nrun exited ${run}, pulls ${ok ? 'succeed' : 'still fail'}, check exited ${check} (0 = in desired state)`));
+    const check = await trustplay(
+      ['check', 'playbooks/fix-registry.yaml', '-i', lab.inventoryPath, '--state-dir', state],
+      env,
+    );
+    say(
+      bold(`\nrun exited ${run}, pulls ${ok ? 'succeed' : 'still fail'}, check exited ${check} (0 = in desired state)`),
+    );
     return run === 0 && ok && check === 0 ? 0 : 1;
   } finally {
     say(bold('\nTaking the lab down…'));

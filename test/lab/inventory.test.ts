@@ -8,7 +8,13 @@ const node = (i: number): LabNode =>
   ({ name: `node${i}`, address: `127.0.0.${10 + i}`, sshPort: 30000 + i }) as LabNode;
 
 describe('the lab inventory', () => {
-  const base = { identityFile: '/lab/ssh/id', knownHosts: '/lab/ssh/known_hosts', registry: 'registry.test:5443', ca: '/lab/pki/ca.pem', image: 'registry.test:5443/aegis/aegis-hc-install:latest' };
+  const base = {
+    identityFile: '/lab/ssh/id',
+    knownHosts: '/lab/ssh/known_hosts',
+    registry: 'registry.test:5443',
+    ca: '/lab/pki/ca.pem',
+    image: 'registry.test:5443/aegis/aegis-hc-install:latest',
+  };
 
   it('makes node1 the master and the rest workers, with host connection settings and shared vars', () => {
     const doc = inventoryDocument({ ...base, nodes: [node(1), node(2), node(3)], kubeconfig: '/root/.kube/config' });
@@ -19,7 +25,11 @@ describe('the lab inventory', () => {
         node2: { address: '127.0.0.12', port: 30002, user: 'root', identity_file: '/lab/ssh/id' },
         node3: { address: '127.0.0.13', port: 30003, user: 'root', identity_file: '/lab/ssh/id' },
       },
-      groups: { masters: { hosts: ['node1'] }, workers: { hosts: ['node2', 'node3'] }, nodes: { children: ['masters', 'workers'] } },
+      groups: {
+        masters: { hosts: ['node1'] },
+        workers: { hosts: ['node2', 'node3'] },
+        nodes: { children: ['masters', 'workers'] },
+      },
       vars: {
         registry: 'registry.test:5443',
         registry_ca: '/lab/pki/ca.pem',
@@ -37,7 +47,9 @@ describe('the lab inventory', () => {
   });
 
   it("validates against trustplay's inventory schema", () => {
-    const schema = JSON.parse(readFileSync(new URL('../../schemas/inventory.schema.json', import.meta.url), 'utf8')) as object;
+    const schema = JSON.parse(
+      readFileSync(new URL('../../schemas/inventory.schema.json', import.meta.url), 'utf8'),
+    ) as object;
     const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
     const doc = inventoryDocument({ ...base, nodes: [node(1), node(2), node(3)], kubeconfig: '/root/.kube/config' });
     expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);

@@ -21,7 +21,10 @@ export interface InventoryInput {
 /** Inventory document: node1 is the master, the others are workers (node1 alone is both). */
 export function inventoryDocument(input: InventoryInput): Record<string, unknown> {
   const hosts = Object.fromEntries(
-    input.nodes.map((n) => [n.name, { address: n.address, port: n.sshPort, user: 'root', identity_file: input.identityFile }]),
+    input.nodes.map((n) => [
+      n.name,
+      { address: n.address, port: n.sshPort, user: 'root', identity_file: input.identityFile },
+    ]),
   );
   const names = input.nodes.map((n) => n.name);
   const workers = names.length > 1 ? names.slice(1) : names;
@@ -47,6 +50,9 @@ export function inventoryDocument(input: InventoryInput): Record<string, unknown
 /** Writes `<dir>/inventory.yaml` and returns its path. */
 export function writeInventory(dir: string, input: InventoryInput): string {
   const file = path.join(dir, 'inventory.yaml');
-  writeFileSync(file, `# trustplay lab inventory (written by test/lab; removed by \`npm run lab -- down\`)\n${stringify(inventoryDocument(input))}`);
+  writeFileSync(
+    file,
+    `# trustplay lab inventory (written by test/lab; removed by \`npm run lab -- down\`)\n${stringify(inventoryDocument(input))}`,
+  );
   return file;
 }

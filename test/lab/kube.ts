@@ -34,7 +34,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const SEED = {
   default: { serviceAccounts: { default: { imagePullSecrets: ['registry-test-pull', 'other-registry-pull'] } } },
   'kube-system': { serviceAccounts: { default: {} } },
-  aegis: { serviceAccounts: { default: { imagePullSecrets: ['registry-test-pull'] }, installer: { imagePullSecrets: ['registry-test-pull'] } } },
+  aegis: {
+    serviceAccounts: {
+      default: { imagePullSecrets: ['registry-test-pull'] },
+      installer: { imagePullSecrets: ['registry-test-pull'] },
+    },
+  },
 };
 
 /** Starts the emulator, or logs why it was skipped and returns undefined. */
@@ -75,21 +80,30 @@ export async function startKube(opts: {
   await waitFor(
     `kube-api emulator on 127.0.0.1:${opts.port} (see ${log})`,
     async () => {
-      if (processName(pid) === undefined) throw new Error(readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | '));
+      if (processName(pid) === undefined)
+        throw new Error(readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | '));
       return tcpAnswers('127.0.0.1', opts.port);
     },
     20_000,
   );
   const caPem = readFileSync(opts.pki.ca.cert, 'utf8');
   const hostKubeconfig = path.join(dir, 'kubeconfig');
-  writeFileSync(hostKubeconfig, renderKubeconfig({ server: `https://127.0.0.1:${opts.port}`, caPem, token: tokens.admin }), { mode: 0o600 });
+  writeFileSync(
+    hostKubeconfig,
+    renderKubeconfig({ server: `https://127.0.0.1:${opts.port}`, caPem, token: tokens.admin }),
+    { mode: 0o600 },
+  );
   const nodeKubeconfig = '/root/.kube/config';
   if (opts.node1) {
     const kubeDir = path.join(opts.node1.files['/root'], '.kube');
     mkdirSync(kubeDir, { recursive: true, mode: 0o700 });
-    writeFileSync(path.join(kubeDir, 'config'), renderKubeconfig({ server: `https://kube.test:${opts.port}`, caPem, token: tokens.admin }), {
-      mode: 0o600,
-    });
+    writeFileSync(
+      path.join(kubeDir, 'config'),
+      renderKubeconfig({ server: `https://kube.test:${opts.port}`, caPem, token: tokens.admin }),
+      {
+        mode: 0o600,
+      },
+    );
   }
   opts.log(`kube-api emulator up on port ${opts.port} after ${Date.now() - t0} ms`);
   return { url: `https://127.0.0.1:${opts.port}`, port: opts.port, pid, tokens, hostKubeconfig, nodeKubeconfig };

@@ -34,7 +34,17 @@ try { await labUp({ dir: ${JSON.stringify(dir)} }); console.log('started'); } ca
       out = await new Promise((resolve, reject) =>
         execFile(
           'setpriv',
-          ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', 'HOME=/tmp', process.execPath, '--import', 'tsx', script],
+          [
+            '--reuid=65534',
+            '--regid=65534',
+            '--clear-groups',
+            'env',
+            'HOME=/tmp',
+            process.execPath,
+            '--import',
+            'tsx',
+            script,
+          ],
           { cwd: process.cwd() },
           (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)),
         ),
@@ -60,13 +70,16 @@ try { await labUp({ dir: ${JSON.stringify(dir)} }); console.log('started'); } ca
     expect(readFileSync(path.join(dir, 'precious'), 'utf8')).toBe('keep me');
   });
 
-  it.skipIf(labPrerequisites().length > 0)('labUp refuses a non-empty directory or one that nodes mount over', async () => {
-    const dir = tempDir();
-    writeFileSync(path.join(dir, 'something'), '');
-    await expect(labUp({ dir })).rejects.toThrow(/is not empty/);
-    expect(readFileSync(path.join(dir, 'something'), 'utf8')).toBe('');
-    await expect(labUp({ dir: '/root/trustplay-lab' })).rejects.toThrow(/is under \/root, which nodes mount over/);
-    expect(existsSync('/root/trustplay-lab')).toBe(false);
-    await expect(labUp({ nodes: 0, dir: path.join(dir, 'x') })).rejects.toThrow(/1 to 200 nodes/);
-  });
+  it.skipIf(labPrerequisites().length > 0)(
+    'labUp refuses a non-empty directory or one that nodes mount over',
+    async () => {
+      const dir = tempDir();
+      writeFileSync(path.join(dir, 'something'), '');
+      await expect(labUp({ dir })).rejects.toThrow(/is not empty/);
+      expect(readFileSync(path.join(dir, 'something'), 'utf8')).toBe('');
+      await expect(labUp({ dir: '/root/trustplay-lab' })).rejects.toThrow(/is under \/root, which nodes mount over/);
+      expect(existsSync('/root/trustplay-lab')).toBe(false);
+      await expect(labUp({ nodes: 0, dir: path.join(dir, 'x') })).rejects.toThrow(/1 to 200 nodes/);
+    },
+  );
 });

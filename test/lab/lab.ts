@@ -140,16 +140,26 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
 
   const dir = path.resolve(opts.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'trustplay-lab-'))));
   const shadowed = NODE_MOUNTS.find((m) => dir === m || dir.startsWith(`${m}/`));
-  if (shadowed) throw new Error(`The lab directory ${dir} is under ${shadowed}, which nodes mount over; pick a directory under /tmp.`);
-  if (existsSync(labJson(dir))) throw new Error(`A lab is already up at ${dir}: run \`npm run lab -- down --dir ${dir}\` first.`);
-  if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`The lab directory ${dir} is not empty: pick another or remove it.`);
+  if (shadowed)
+    throw new Error(
+      `The lab directory ${dir} is under ${shadowed}, which nodes mount over; pick a directory under /tmp.`,
+    );
+  if (existsSync(labJson(dir)))
+    throw new Error(`A lab is already up at ${dir}: run \`npm run lab -- down --dir ${dir}\` first.`);
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new Error(`The lab directory ${dir} is not empty: pick another or remove it.`);
   // The node sockets live under the lab dir, and a unix socket path is limited to 107 bytes.
   if (`${dir}/nodes/node${nodeCount}/run/containerd/containerd.sock.ttrpc`.length > 107) {
     throw new Error(`The lab directory path ${dir} is too long for containerd's unix sockets; use a shorter one.`);
   }
   mkdirSync(dir, { recursive: true, mode: 0o755 });
 
-  const state: Partial<Lab> & { dir: string; processes: LabProcess[] } = { version: 1, dir, createdAt: new Date().toISOString(), processes: [] };
+  const state: Partial<Lab> & { dir: string; processes: LabProcess[] } = {
+    version: 1,
+    dir,
+    createdAt: new Date().toISOString(),
+    processes: [],
+  };
   const track = (pid: number, comm: string, what: string): void => {
     state.processes.push({ pid, comm, what });
     save(state);
@@ -189,12 +199,21 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     log(`registries up, image ${digest} pushed, at ${Date.now() - started} ms`);
 
     const hostsLines = [
-      `127.0.0.1 ${Object.values(registries).map((r) => r.hostname).join(' ')} kube.test`,
+      `127.0.0.1 ${Object.values(registries)
+        .map((r) => r.hostname)
+        .join(' ')} kube.test`,
       ...Array.from({ length: nodeCount }, (_, i) => `127.0.0.${11 + i} node${i + 1}`),
     ];
     const authorizedKey = readFileSync(`${identityFile}.pub`, 'utf8');
     const sshPorts = await Promise.all(Array.from({ length: nodeCount }, (_, i) => freePort(`127.0.0.${11 + i}`)));
-    const ctx = { labDir: dir, hostsLines, containerdConfig: baseConfig, authorizedKey, registryHost: registries.registry.host, track };
+    const ctx = {
+      labDir: dir,
+      hostsLines,
+      containerdConfig: baseConfig,
+      authorizedKey,
+      registryHost: registries.registry.host,
+      track,
+    };
     // Bounded parallelism: each node start spawns a few processes, and this machine has 2 cores.
     const nodes: LabNode[] = new Array<LabNode>(nodeCount);
     let next = 0;
@@ -215,7 +234,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       knownHosts,
       nodes
         .map((n) => {
-          const pub = readFileSync(path.join(n.root, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(' ');
+          const pub = readFileSync(path.join(n.root, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+            .trim()
+            .split(' ');
           return `[${n.address}]:${n.sshPort} ${pub[0]} ${pub[1]}`;
         })
         .join('\n') + '\n',
@@ -242,7 +263,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     return state as Lab;
   } catch (err) {
     await labDown(dir).catch(() => undefined);
-    throw new Error(`Lab start failed and was cleaned up: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(`Lab start failed and was cleaned up: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
 }
 

@@ -65,7 +65,16 @@ export const LOOPBACK_RESOLV_CONF = [
 ].join('\n');
 
 /** Paths the node's namespace mounts over; the lab directory must not live under any of them. */
-export const NODE_MOUNTS = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '/etc/containerd', '/run', '/var/lib', '/root', '/usr/local/sbin'];
+export const NODE_MOUNTS = [
+  '/etc/hosts',
+  '/etc/resolv.conf',
+  '/etc/passwd',
+  '/etc/containerd',
+  '/run',
+  '/var/lib',
+  '/root',
+  '/usr/local/sbin',
+];
 
 /** The machine's `containerd config default`, with the comment header a real node's file has. */
 export async function realisticContainerdConfig(): Promise<string> {
@@ -180,7 +189,14 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
   const passwd = path.join(dir, 'etc-passwd');
   const resolvConf = path.join(dir, 'etc-resolv.conf');
   const sbin = path.join(dir, 'usr-local-sbin');
-  for (const d of [files['/etc/containerd'], files['/run'], path.join(files['/run'], 'lab'), files['/var/lib'], sbin, path.join(dir, 'ssh')]) {
+  for (const d of [
+    files['/etc/containerd'],
+    files['/run'],
+    path.join(files['/run'], 'lab'),
+    files['/var/lib'],
+    sbin,
+    path.join(dir, 'ssh'),
+  ]) {
     mkdirSync(d, { recursive: true });
   }
   // sshd refuses to start without its privilege-separation directory.
@@ -200,8 +216,14 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
   writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
   writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), ctx.containerdConfig);
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
-  writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), { mode: 0o600 });
-  writeFileSync(path.join(files['/var/lib'], 'kubelet', 'config.json'), staleCredentials(`https://${ctx.registryHost}`), { mode: 0o600 });
+  writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), {
+    mode: 0o600,
+  });
+  writeFileSync(
+    path.join(files['/var/lib'], 'kubelet', 'config.json'),
+    staleCredentials(`https://${ctx.registryHost}`),
+    { mode: 0o600 },
+  );
   writeFileSync(path.join(sbin, 'systemctl'), SYSTEMCTL_SHIM, { mode: 0o755 });
 
   const hostKey = path.join(dir, 'ssh', 'ssh_host_ed25519_key');
@@ -245,10 +267,15 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
     (async () => {
       const log = path.join(dir, 'ssh', 'sshd.log');
       // nsenter execs sshd in place, so the pid we get is sshd's own.
-      const pid = startDetached('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/sbin/sshd', '-D', '-e', '-f', sshdCfg], log);
+      const pid = startDetached(
+        'nsenter',
+        ['-t', String(nsPid), '-m', '--', '/usr/sbin/sshd', '-D', '-e', '-f', sshdCfg],
+        log,
+      );
       ctx.track(pid, 'sshd', `${name} sshd`);
       await waitFor(`${name}'s sshd on ${address}:${sshPort} (see ${log})`, async () => {
-        if (processName(pid) === undefined) throw new Error(readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | '));
+        if (processName(pid) === undefined)
+          throw new Error(readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | '));
         return tcpAnswers(address, sshPort);
       });
       return pid;

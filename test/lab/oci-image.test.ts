@@ -24,7 +24,10 @@ describe('the lab test image', () => {
       expect(sha(blobs.get(d.digest)!)).toBe(d.digest);
       expect(blobs.get(d.digest)!.length).toBe(d.size);
     }
-    const config = JSON.parse(blobs.get(manifest.config.digest)!.toString()) as { os: string; rootfs: { diff_ids: string[] } };
+    const config = JSON.parse(blobs.get(manifest.config.digest)!.toString()) as {
+      os: string;
+      rootfs: { diff_ids: string[] };
+    };
     expect(config.os).toBe('linux');
     const tar = gunzipSync(blobs.get(manifest.layers[0]!.digest)!);
     expect(config.rootfs.diff_ids).toEqual([sha(tar)]);

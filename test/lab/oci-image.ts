@@ -96,10 +96,18 @@ interface Reply {
 }
 
 /** One request to a lab registry, connecting to 127.0.0.1 but verifying TLS for its real name. */
-function request(reg: LabRegistry, method: string, urlPath: string, body?: Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+function request(
+  reg: LabRegistry,
+  method: string,
+  urlPath: string,
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const mod = reg.scheme === 'https' ? https : http;
-    const auth = reg.auth ? { Authorization: `Basic ${Buffer.from(`${reg.auth.username}:${reg.auth.password}`).toString('base64')}` } : {};
+    const auth = reg.auth
+      ? { Authorization: `Basic ${Buffer.from(`${reg.auth.username}:${reg.auth.password}`).toString('base64')}` }
+      : {};
     const req = mod.request(
       {
         host: '127.0.0.1',
@@ -114,7 +122,9 @@ function request(reg: LabRegistry, method: string, urlPath: string, body?: Buffe
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
       },
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${reg.url}${urlPath} timed out`)));
@@ -139,13 +149,18 @@ export async function pushImage(reg: LabRegistry, image: OciImage): Promise<stri
     // The Location is absolute (https://registry.test:port/...); keep only its path and query.
     const url = new URL(location, reg.url);
     url.searchParams.set('digest', blob.digest);
-    const put = await request(reg, 'PUT', `${url.pathname}${url.search}`, blob.data, { 'Content-Type': 'application/octet-stream' });
+    const put = await request(reg, 'PUT', `${url.pathname}${url.search}`, blob.data, {
+      'Content-Type': 'application/octet-stream',
+    });
     expect(put, [201], `uploading blob ${blob.digest} to ${reg.host}`);
   }
-  const put = await request(reg, 'PUT', `/v2/${IMAGE_REPO}/manifests/${IMAGE_TAG}`, image.manifest, { 'Content-Type': MANIFEST_TYPE });
+  const put = await request(reg, 'PUT', `/v2/${IMAGE_REPO}/manifests/${IMAGE_TAG}`, image.manifest, {
+    'Content-Type': MANIFEST_TYPE,
+  });
   expect(put, [201], `putting the manifest on ${reg.host}`);
   const digest = put.headers['docker-content-digest'];
   const got = Array.isArray(digest) ? digest[0] : digest;
-  if (got !== image.digest) throw new Error(`${reg.host} stored the manifest as ${String(got)}, expected ${image.digest}`);
+  if (got !== image.digest)
+    throw new Error(`${reg.host} stored the manifest as ${String(got)}, expected ${image.digest}`);
   return got;
 }

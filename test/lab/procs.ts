@@ -118,7 +118,8 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);
     }
-    if (Date.now() > deadline) throw new Error(`${what} did not come up within ${timeoutMs} ms${last ? ` (${last})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not come up within ${timeoutMs} ms${last ? ` (${last})` : ''}`);
     await sleep(50);
   }
 }

@@ -43,11 +43,37 @@ interface Spec {
 
 function specs(pki: LabPki): Spec[] {
   return [
-    { name: 'registry', purpose: 'TLS, leaf signed by the lab CA', tls: { ...pki.registry, trust: pki.ca.cert }, storage: 'main' },
-    { name: 'auth', purpose: 'TLS + basic auth (htpasswd, bcrypt)', tls: { ...pki.registry, trust: pki.ca.cert }, storage: 'auth', auth: true },
-    { name: 'selfsigned', purpose: 'TLS, self-signed leaf', tls: { ...pki.selfSigned, trust: pki.selfSigned.cert }, storage: 'main' },
-    { name: 'expired', purpose: 'TLS, expired leaf signed by the lab CA', tls: { ...pki.expired, trust: pki.ca.cert }, storage: 'main' },
-    { name: 'wrongname', purpose: 'TLS, lab-CA leaf for another name (other.test)', tls: { ...pki.wrongName, trust: pki.ca.cert }, storage: 'main' },
+    {
+      name: 'registry',
+      purpose: 'TLS, leaf signed by the lab CA',
+      tls: { ...pki.registry, trust: pki.ca.cert },
+      storage: 'main',
+    },
+    {
+      name: 'auth',
+      purpose: 'TLS + basic auth (htpasswd, bcrypt)',
+      tls: { ...pki.registry, trust: pki.ca.cert },
+      storage: 'auth',
+      auth: true,
+    },
+    {
+      name: 'selfsigned',
+      purpose: 'TLS, self-signed leaf',
+      tls: { ...pki.selfSigned, trust: pki.selfSigned.cert },
+      storage: 'main',
+    },
+    {
+      name: 'expired',
+      purpose: 'TLS, expired leaf signed by the lab CA',
+      tls: { ...pki.expired, trust: pki.ca.cert },
+      storage: 'main',
+    },
+    {
+      name: 'wrongname',
+      purpose: 'TLS, lab-CA leaf for another name (other.test)',
+      tls: { ...pki.wrongName, trust: pki.ca.cert },
+      storage: 'main',
+    },
     { name: 'plain', purpose: 'plain HTTP', storage: 'main' },
   ];
 }
@@ -112,10 +138,12 @@ export async function startRegistries(
         pid,
         purpose: s.purpose,
       };
-      await waitFor(`registry ${hostname} (see ${log})`, async () => (await probe(out[s.name]!)) > 0).catch((err: unknown) => {
-        const tail = readTail(log);
-        throw new Error(`${err instanceof Error ? err.message : String(err)}${tail ? `: ${tail}` : ''}`);
-      });
+      await waitFor(`registry ${hostname} (see ${log})`, async () => (await probe(out[s.name]!)) > 0).catch(
+        (err: unknown) => {
+          const tail = readTail(log);
+          throw new Error(`${err instanceof Error ? err.message : String(err)}${tail ? `: ${tail}` : ''}`);
+        },
+      );
     }),
   );
   const closed = ports.closed;
@@ -143,7 +171,15 @@ function probe(reg: LabRegistry): Promise<number> {
   return new Promise((resolve, reject) => {
     const mod = reg.scheme === 'https' ? https : http;
     const req = mod.request(
-      { host: '127.0.0.1', port: reg.port, path: '/v2/', method: 'GET', rejectUnauthorized: false, servername: reg.hostname, timeout: 1_000 },
+      {
+        host: '127.0.0.1',
+        port: reg.port,
+        path: '/v2/',
+        method: 'GET',
+        rejectUnauthorized: false,
+        servername: reg.hostname,
+        timeout: 1_000,
+      },
       (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

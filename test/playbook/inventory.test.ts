@@ -35,11 +35,18 @@ all:
 `;
 
 describe('inventory', () => {
-  it('loads trustplay\'s own format with groups, children and connection settings', () => {
+  it("loads trustplay's own format with groups, children and connection settings", () => {
     const { inventory, errors } = parseInventory('inv.yaml', own);
     expect(errors).toEqual([]);
     const m1 = inventory!.hosts.get('m1')!;
-    expect(m1).toMatchObject({ address: '10.0.0.1', port: 2222, user: 'ops', identityFile: '/k', become: true, connection: 'ssh' });
+    expect(m1).toMatchObject({
+      address: '10.0.0.1',
+      port: 2222,
+      user: 'ops',
+      identityFile: '/k',
+      become: true,
+      connection: 'ssh',
+    });
     expect(inventory!.hosts.get('w2')!.address).toBe('w2');
     expect(inventory!.hosts.get('worker-extra')!.connection).toBe('local');
     expect([...inventory!.groups.get('nodes')!]).toEqual(['m1', 'w1', 'w2', 'worker-extra']);
@@ -58,7 +65,7 @@ describe('inventory', () => {
     expect(playVariables(inv, play, 'w1', { level: 'extra' })['level']).toBe('extra');
   });
 
-  it('loads Ansible\'s YAML inventory shape', () => {
+  it("loads Ansible's YAML inventory shape", () => {
     const { inventory, errors } = parseInventory('hosts.yaml', ansible);
     expect(errors).toEqual([]);
     const inv = inventory!;
@@ -70,7 +77,10 @@ describe('inventory', () => {
   });
 
   it('reports unknown hosts in groups, cycles and host/group name clashes', () => {
-    const bad = parseInventory('inv.yaml', 'hosts: { a: }\ngroups:\n  g: { hosts: [b], children: [h] }\n  h: { children: [g] }\n  a: { hosts: [a] }\n');
+    const bad = parseInventory(
+      'inv.yaml',
+      'hosts: { a: }\ngroups:\n  g: { hosts: [b], children: [h] }\n  h: { children: [g] }\n  a: { hosts: [a] }\n',
+    );
     const msgs = bad.errors.map((e) => `${e.line}:${e.col} ${e.message}`);
     expect(msgs.some((m) => /^3:16 group `g` lists unknown host `b`/.test(m))).toBe(true);
     expect(msgs.some((m) => /contains itself through its children/.test(m))).toBe(true);
@@ -107,7 +117,13 @@ describe('host patterns', () => {
 });
 
 describe('interpolation', () => {
-  const vars = { registry: { host: 'r.test', port: 5443 }, list: ['a', 'b'], n: 3, flag: true, ref: '{{ registry.host }}' };
+  const vars = {
+    registry: { host: 'r.test', port: 5443 },
+    list: ['a', 'b'],
+    n: 3,
+    flag: true,
+    ref: '{{ registry.host }}',
+  };
   it('looks up dotted paths and list indexes', () => {
     expect(interpolateString('{{ registry.host }}:{{registry.port}}', vars)).toBe('r.test:5443');
     expect(interpolateString('{{ list.1 }}', vars)).toBe('b');

@@ -5,7 +5,10 @@ import { parseInventory } from '../../src/playbook/inventory.js';
 import { parsePlaybook } from '../../src/playbook/playbook.js';
 
 const seed = readFileSync(new URL('../../playbooks/fix-registry.yaml', import.meta.url), 'utf8');
-const inv = parseInventory('inv.yaml', readFileSync(new URL('../../inventory.example.yaml', import.meta.url), 'utf8')).inventory!;
+const inv = parseInventory(
+  'inv.yaml',
+  readFileSync(new URL('../../inventory.example.yaml', import.meta.url), 'utf8'),
+).inventory!;
 
 function checkOutcome(text: string): void {
   const r = parsePlaybook('p.yaml', text, { inventory: inv });
@@ -23,11 +26,17 @@ function checkOutcome(text: string): void {
 
 describe('the loader never throws on arbitrary input', () => {
   it('random text', () => {
-    fc.assert(fc.property(fc.string({ maxLength: 300 }), (s) => checkOutcome(s)), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (s) => checkOutcome(s)),
+      { numRuns: 300 },
+    );
   });
 
   it('random JSON-like values as YAML', () => {
-    fc.assert(fc.property(fc.jsonValue({ maxDepth: 5 }), (v) => checkOutcome(JSON.stringify(v))), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 5 }), (v) => checkOutcome(JSON.stringify(v))),
+      { numRuns: 300 },
+    );
   });
 
   it('mutations of the shipped playbook (deleted, duplicated and replaced characters and lines)', () => {
@@ -35,8 +44,16 @@ describe('the loader never throws on arbitrary input', () => {
     const mutation = fc.oneof(
       fc.record({ kind: fc.constant('delete-line' as const), at: fc.nat(lines.length - 1) }),
       fc.record({ kind: fc.constant('dup-line' as const), at: fc.nat(lines.length - 1) }),
-      fc.record({ kind: fc.constant('replace-char' as const), at: fc.nat(seed.length - 1), ch: fc.constantFrom(':', '-', ' ', '{', '"', '\t', 'x', '[', '}', '&', '*', '!', '|') }),
-      fc.record({ kind: fc.constant('indent' as const), at: fc.nat(lines.length - 1), by: fc.integer({ min: -4, max: 4 }) }),
+      fc.record({
+        kind: fc.constant('replace-char' as const),
+        at: fc.nat(seed.length - 1),
+        ch: fc.constantFrom(':', '-', ' ', '{', '"', '\t', 'x', '[', '}', '&', '*', '!', '|'),
+      }),
+      fc.record({
+        kind: fc.constant('indent' as const),
+        at: fc.nat(lines.length - 1),
+        by: fc.integer({ min: -4, max: 4 }),
+      }),
     );
     fc.assert(
       fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), (muts) => {

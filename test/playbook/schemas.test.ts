@@ -25,16 +25,25 @@ describe('committed JSON Schemas', () => {
     expect(pb(parse(read('playbooks/fix-registry.yaml'))), JSON.stringify(pb.errors)).toBe(true);
     expect(inv(parse(read('inventory.example.yaml'))), JSON.stringify(inv.errors)).toBe(true);
     // Editors see the same rules: two modules in a task, an exclusive pair, a missing key pair.
-    expect(pb([{ hosts: 'a', tasks: [{ 'image.rmi': { image: 'x' }, 'image.pull.verify': { image: 'x' } }] }])).toBe(false);
-    expect(pb([{ hosts: 'a', tasks: [{ 'containerd.tls': { registry: 'r', ca: 'x', plain_http: true } }] }])).toBe(false);
+    expect(pb([{ hosts: 'a', tasks: [{ 'image.rmi': { image: 'x' }, 'image.pull.verify': { image: 'x' } }] }])).toBe(
+      false,
+    );
+    expect(pb([{ hosts: 'a', tasks: [{ 'containerd.tls': { registry: 'r', ca: 'x', plain_http: true } }] }])).toBe(
+      false,
+    );
     expect(pb([{ hosts: 'a', tasks: [{ 'containerd.tls': { registry: 'r', client_cert: 'x' } }] }])).toBe(false);
-    expect(pb([{ hosts: 'a', tasks: [{ 'containerd.tls': { registry: 'r', ca: 'x', client_cert: 'c', client_key: 'k' } }] }])).toBe(true);
+    expect(
+      pb([
+        { hosts: 'a', tasks: [{ 'containerd.tls': { registry: 'r', ca: 'x', client_cert: 'c', client_key: 'k' } }] },
+      ]),
+    ).toBe(true);
   });
 
   it('describe every module argument (for editor completion)', () => {
     for (const [name, schema] of Object.entries(moduleArgSchemas)) {
       expect(schema.description.length, name).toBeGreaterThan(20);
-      for (const [arg, def] of Object.entries(schema.properties)) expect((def as { description?: string }).description, `${name}.${arg}`).toBeTruthy();
+      for (const [arg, def] of Object.entries(schema.properties))
+        expect((def as { description?: string }).description, `${name}.${arg}`).toBeTruthy();
     }
   });
 

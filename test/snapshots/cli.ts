@@ -13,12 +13,23 @@ export function labControl<T>(lab: Lab, method: 'GET' | 'POST', path: string, bo
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
       `${kube.url}/_lab/${path}`,
-      { method, ca: readFileSync(lab.ca), headers: { Authorization: `Bearer ${kube.tokens.admin}`, ...(payload ? { 'Content-Type': 'application/json' } : {}) } },
+      {
+        method,
+        ca: readFileSync(lab.ca),
+        headers: {
+          Authorization: `Bearer ${kube.tokens.admin}`,
+          ...(payload ? { 'Content-Type': 'application/json' } : {}),
+        },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
-        res.on('end', () => ((res.statusCode ?? 0) >= 300 ? reject(new Error(`/_lab/${path}: ${res.statusCode} ${text}`)) : resolve(JSON.parse(text) as T)));
+        res.on('end', () =>
+          (res.statusCode ?? 0) >= 300
+            ? reject(new Error(`/_lab/${path}: ${res.statusCode} ${text}`))
+            : resolve(JSON.parse(text) as T),
+        );
       },
     );
     req.on('error', reject);
@@ -26,7 +37,18 @@ export function labControl<T>(lab: Lab, method: 'GET' | 'POST', path: string, bo
   });
 }
 
-type LabState = { revision: number; namespaces: Record<string, { serviceAccounts: Record<string, { imagePullSecrets?: Array<{ name: string }>; metadata: { resourceVersion: string } }> }> };
+type LabState = {
+  revision: number;
+  namespaces: Record<
+    string,
+    {
+      serviceAccounts: Record<
+        string,
+        { imagePullSecrets?: Array<{ name: string }>; metadata: { resourceVersion: string } }
+      >;
+    }
+  >;
+};
 
 /** A ServiceAccount's pull secret names as the emulator holds them. */
 export async function pullSecrets(lab: Lab, ns: string, name = 'default'): Promise<string[]> {

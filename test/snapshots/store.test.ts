@@ -26,7 +26,12 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 function snap(runId: string): RunSnapshot {
-  return new RunSnapshot(store, { runId, command: `run pb-${runId}.yaml`, playbook: { path: 'pb.yaml', digest: 'd'.repeat(64) }, inventory: 'inv.yaml' });
+  return new RunSnapshot(store, {
+    runId,
+    command: `run pb-${runId}.yaml`,
+    playbook: { path: 'pb.yaml', digest: 'd'.repeat(64) },
+    inventory: 'inv.yaml',
+  });
 }
 
 describe('RunSnapshot', () => {
@@ -35,7 +40,10 @@ describe('RunSnapshot', () => {
     const original = '{"auths":{"r":{"auth":"c2VjcmV0LXZhbHVl"}}}';
     writeFileSync(f, original, { mode: 0o640 });
     const s = snap('run-1');
-    await s.save('h1', conn, [{ kind: 'file', path: f }, { kind: 'file', path: join(dir, 'missing') }]);
+    await s.save('h1', conn, [
+      { kind: 'file', path: f },
+      { kind: 'file', path: join(dir, 'missing') },
+    ]);
     writeFileSync(f, 'changed');
     await s.save('h1', conn, [{ kind: 'file', path: f }]);
     s.facts('h1', { containerd: '1.6.20' });
@@ -48,7 +56,11 @@ describe('RunSnapshot', () => {
     ]);
     // Content lives in blobs only: the manifest never holds it.
     expect(readFileSync(store.manifestPath('run-1'), 'utf8')).not.toContain('c2VjcmV0LXZhbHVl');
-    expect((await store.getBlob(m.hosts['h1']!.resources[0]!.kind === 'file' ? m.hosts['h1']!.resources[0]!.blob! : '')).toString()).toContain('c2VjcmV0LXZhbHVl');
+    expect(
+      (
+        await store.getBlob(m.hosts['h1']!.resources[0]!.kind === 'file' ? m.hosts['h1']!.resources[0]!.blob! : '')
+      ).toString(),
+    ).toContain('c2VjcmV0LXZhbHVl');
   });
 
   it('state dir and its directories are 0700, manifests and blobs 0600, even when the dir existed looser', async () => {
@@ -58,7 +70,8 @@ describe('RunSnapshot', () => {
     writeFileSync(f, 'x', { mode: 0o644 });
     const s = snap('run-perm');
     await s.save('h1', conn, [{ kind: 'file', path: f }]);
-    for (const d of [state, join(state, 'runs'), join(state, 'blobs'), join(state, 'blobs', 'sha256')]) expect(mode(d)).toBe(0o700);
+    for (const d of [state, join(state, 'runs'), join(state, 'blobs'), join(state, 'blobs', 'sha256')])
+      expect(mode(d)).toBe(0o700);
     expect(mode(store.manifestPath('run-perm'))).toBe(0o600);
     expect(mode(store.blobPath(sha('x')))).toBe(0o600);
   });
@@ -93,7 +106,9 @@ describe('SnapshotStore', () => {
     writeFileSync(store.blobPath(d), 'tampered');
     await expect(store.getBlob(d)).rejects.toThrow(/is damaged \(its content hashes to/);
     writeFileSync(join(state, 'runs', 'bad.json'), '{"version":1,');
-    await expect(store.readManifest('bad')).rejects.toThrow('snapshot `bad` is damaged: its manifest is not valid JSON');
+    await expect(store.readManifest('bad')).rejects.toThrow(
+      'snapshot `bad` is damaged: its manifest is not valid JSON',
+    );
     await expect(store.readManifest('nope')).rejects.toThrow(/no snapshot `nope`/);
     await expect(store.readManifest('../etc/passwd')).rejects.toThrow(/invalid snapshot id/);
     expect((await store.list()).find((e) => e.runId === 'bad')?.error).toMatch(/not valid JSON/);
@@ -106,7 +121,10 @@ describe('SnapshotStore', () => {
       const own = join(dir, id);
       writeFileSync(own, `own content of ${id}`);
       const s = snap(id);
-      await s.save('h1', conn, [{ kind: 'file', path: shared }, { kind: 'file', path: own }]);
+      await s.save('h1', conn, [
+        { kind: 'file', path: shared },
+        { kind: 'file', path: own },
+      ]);
       await s.complete();
       // Manifests order by their recorded time.
       const m = await store.readManifest(id);
@@ -118,7 +136,9 @@ describe('SnapshotStore', () => {
     expect(r.removedSnapshots.sort()).toEqual(['r1', 'r2']);
     expect(r.removedBlobs).toBe(2);
     expect(readdirSync(join(state, 'runs'))).toEqual(['r3.json']);
-    expect(readdirSync(join(state, 'blobs', 'sha256')).sort()).toEqual([sha('own content of r3'), sha('shared content')].sort());
+    expect(readdirSync(join(state, 'blobs', 'sha256')).sort()).toEqual(
+      [sha('own content of r3'), sha('shared content')].sort(),
+    );
     // Still restorable after prune.
     expect((await store.getBlob(sha('shared content'))).toString()).toBe('shared content');
     expect((await store.prune(0)).removedBlobs).toBe(2);
@@ -128,24 +148,62 @@ describe('SnapshotStore', () => {
 
 describe('planFileRestore', () => {
   const restart = { restartCommand: 'systemctl restart containerd', timeoutSec: 60 };
-  const saved = { kind: 'file' as const, path: '/etc/containerd/config.toml', exists: true, blob: sha('old'), size: 3, mode: 0o644, uid: 0, gid: 0 };
+  const saved = {
+    kind: 'file' as const,
+    path: '/etc/containerd/config.toml',
+    exists: true,
+    blob: sha('old'),
+    size: 3,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+  };
   it('is a no-op when content, mode and owner match', () => {
-    expect(planFileRestore(saved, { exists: true, content: Buffer.from('old'), mode: 0o644, uid: 0, gid: 0 }, Buffer.from('old'), restart)).toBeNull();
+    expect(
+      planFileRestore(
+        saved,
+        { exists: true, content: Buffer.from('old'), mode: 0o644, uid: 0, gid: 0 },
+        Buffer.from('old'),
+        restart,
+      ),
+    ).toBeNull();
   });
   it('restores content and notifies the verified containerd restart for config.toml', () => {
-    const c = planFileRestore(saved, { exists: true, content: Buffer.from('new'), mode: 0o644, uid: 0, gid: 0 }, Buffer.from('old'), restart)!;
+    const c = planFileRestore(
+      saved,
+      { exists: true, content: Buffer.from('new'), mode: 0o644, uid: 0, gid: 0 },
+      Buffer.from('old'),
+      restart,
+    )!;
     expect(c.summary).toBe('restore /etc/containerd/config.toml');
     expect(c.notify?.[0]?.module).toBe('containerd.restart');
     expect(c.diff).toEqual({ target: '/etc/containerd/config.toml', before: 'new', after: 'old' });
   });
   it('only resets mode for a same-content file, without a restart', () => {
-    const c = planFileRestore(saved, { exists: true, content: Buffer.from('old'), mode: 0o600, uid: 0, gid: 0 }, Buffer.from('old'), restart)!;
+    const c = planFileRestore(
+      saved,
+      { exists: true, content: Buffer.from('old'), mode: 0o600, uid: 0, gid: 0 },
+      Buffer.from('old'),
+      restart,
+    )!;
     expect(c.summary).toBe('reset mode/owner of /etc/containerd/config.toml (mode 0600 0:0 -> 0644 0:0)');
     expect(c.notify).toBeUndefined();
   });
   it('removes a file that did not exist before', () => {
-    const c = planFileRestore({ kind: 'file', path: '/etc/containerd/certs.d/r/hosts.toml', exists: false }, { exists: true, content: Buffer.from('x') }, undefined, restart)!;
+    const c = planFileRestore(
+      { kind: 'file', path: '/etc/containerd/certs.d/r/hosts.toml', exists: false },
+      { exists: true, content: Buffer.from('x') },
+      undefined,
+      restart,
+    )!;
     expect(c.summary).toBe('remove /etc/containerd/certs.d/r/hosts.toml (it did not exist before)');
-    expect(planFileRestore({ kind: 'file', path: '/x', exists: false }, { exists: false, content: null }, undefined, restart)).toBeNull();
+    expect(
+      planFileRestore(
+        { kind: 'file', path: '/x', exists: false },
+        { exists: false, content: null },
+        undefined,
+        restart,
+      ),
+    ).toBeNull();
   });
 });

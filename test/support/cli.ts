@@ -12,7 +12,10 @@ export interface CliRun {
 }
 
 /** `node --import tsx src/cli/main.ts ...args` from the repository root, without a terminal. */
-export function trustplay(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliRun> {
+export function trustplay(
+  args: string[],
+  opts: { timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<CliRun> {
   const timeoutMs = opts.timeoutMs ?? 180_000;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
@@ -26,7 +29,11 @@ export function trustplay(args: string[], opts: { timeoutMs?: number; env?: Reco
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const timer = setTimeout(() => {
       if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`trustplay ${args.join(' ')} did not finish within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`));
+      reject(
+        new Error(
+          `trustplay ${args.join(' ')} did not finish within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.once('error', reject);
     child.once('close', (code) => {

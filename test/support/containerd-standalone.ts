@@ -54,7 +54,19 @@ export async function createTestCa(dir: string, cn = 'trustplay test CA'): Promi
   const caKey = join(dir, 'ca.key');
   const caCertPath = join(dir, 'ca.crt');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', caKey, '-out', caCertPath, '-days', '3', '-subj', `/CN=${cn}`]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    caKey,
+    '-out',
+    caCertPath,
+    '-days',
+    '3',
+    '-subj',
+    `/CN=${cn}`,
+  ]);
   const caCertPem = await readFile(caCertPath, 'utf8');
   return {
     caCertPath,
@@ -68,13 +80,36 @@ export async function createTestCa(dir: string, cn = 'trustplay test CA'): Promi
         ext,
         `subjectAltName=${dnsNames.map((d) => `DNS:${d}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
       );
-      await run('openssl', ['req', '-new', ...ec, '-keyout', keyPath, '-out', csr, '-subj', `/CN=${dnsNames[0] ?? name}`]);
+      await run('openssl', [
+        'req',
+        '-new',
+        ...ec,
+        '-keyout',
+        keyPath,
+        '-out',
+        csr,
+        '-subj',
+        `/CN=${dnsNames[0] ?? name}`,
+      ]);
       // -days -1 puts notAfter a day before notBefore (= now): an already-expired certificate
       // without needing a fake clock.
       const days = opts.expired ? '-1' : '3';
       await run('openssl', [
-        'x509', '-req', '-in', csr, '-CA', caCertPath, '-CAkey', caKey, '-CAcreateserial',
-        '-out', certPath, '-days', days, '-extfile', ext,
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        caCertPath,
+        '-CAkey',
+        caKey,
+        '-CAcreateserial',
+        '-out',
+        certPath,
+        '-days',
+        days,
+        '-extfile',
+        ext,
       ]);
       return { certPath, keyPath };
     },
@@ -118,7 +153,8 @@ export async function startRegistry(opts: {
     '  addr: 127.0.0.1:0',
   ];
   if (opts.tls) lines.push('  tls:', `    certificate: ${opts.tls.certPath}`, `    key: ${opts.tls.keyPath}`);
-  if (opts.htpasswdPath) lines.push('auth:', '  htpasswd:', '    realm: trustplay-test', `    path: ${opts.htpasswdPath}`);
+  if (opts.htpasswdPath)
+    lines.push('auth:', '  htpasswd:', '    realm: trustplay-test', `    path: ${opts.htpasswdPath}`);
   const configPath = join(opts.dir, 'config.yml');
   await writeFile(configPath, lines.join('\n') + '\n');
 
@@ -173,7 +209,14 @@ function tarOneFile(name: string, content: Buffer): Buffer {
   header.write('0000000\0', 108, 8, 'ascii');
   header.write('0000000\0', 116, 8, 'ascii');
   header.write(content.length.toString(8).padStart(11, '0') + '\0', 124, 12, 'ascii');
-  header.write(Math.floor(Date.UTC(2024, 0, 1) / 1000).toString(8).padStart(11, '0') + '\0', 136, 12, 'ascii');
+  header.write(
+    Math.floor(Date.UTC(2024, 0, 1) / 1000)
+      .toString(8)
+      .padStart(11, '0') + '\0',
+    136,
+    12,
+    'ascii',
+  );
   header.write('        ', 148, 8, 'ascii');
   header.write('0', 156, 1, 'ascii');
   header.write('ustar\0', 257, 6, 'ascii');
@@ -213,35 +256,45 @@ export async function pushTinyImage(opts: {
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha256(config) },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha256(layer) }],
+      config: {
+        mediaType: 'application/vnd.docker.container.image.v1+json',
+        size: config.length,
+        digest: sha256(config),
+      },
+      layers: [
+        { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha256(layer) },
+      ],
     }),
   );
 
   const req = (method: string, path: string, body?: Buffer, headers: Record<string, string> = {}) =>
-    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
-      const auth = opts.basicAuth
-        ? { Authorization: `Basic ${Buffer.from(`${opts.basicAuth.user}:${opts.basicAuth.password}`).toString('base64')}` }
-        : {};
-      const r = httpsRequest(
-        {
-          host: '127.0.0.1',
-          port: opts.port,
-          servername: opts.servername,
-          ca: opts.caPem,
-          method,
-          path,
-          headers: { ...auth, ...headers, 'Content-Length': String(body?.length ?? 0) },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (d: Buffer) => (text += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-        },
-      );
-      r.on('error', reject);
-      r.end(body);
-    });
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>(
+      (resolve, reject) => {
+        const auth = opts.basicAuth
+          ? {
+              Authorization: `Basic ${Buffer.from(`${opts.basicAuth.user}:${opts.basicAuth.password}`).toString('base64')}`,
+            }
+          : {};
+        const r = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port: opts.port,
+            servername: opts.servername,
+            ca: opts.caPem,
+            method,
+            path,
+            headers: { ...auth, ...headers, 'Content-Length': String(body?.length ?? 0) },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+          },
+        );
+        r.on('error', reject);
+        r.end(body);
+      },
+    );
 
   for (const blob of [layer, config]) {
     const start = await req('POST', `/v2/${opts.repository}/blobs/uploads/`);
@@ -358,7 +411,10 @@ export interface StandaloneContainerd {
  * loopback addresses for its /etc/hosts; `nameserver` goes into its /etc/resolv.conf (use
  * startNxdomainDns so lookups of other names fail locally instead of leaving the machine).
  */
-export async function startContainerd(opts: { hosts?: Record<string, string>; nameserver: string }): Promise<StandaloneContainerd> {
+export async function startContainerd(opts: {
+  hosts?: Record<string, string>;
+  nameserver: string;
+}): Promise<StandaloneContainerd> {
   const dir = await mkdtemp(join(tmpdir(), 'tp-ctrd-'));
   const certsDir = join(dir, 'certs.d');
   await mkdir(certsDir);
@@ -432,7 +488,10 @@ state = "${dir}/state"
     await until(
       () => {
         if (child.exitCode !== null) throw new Error(`containerd exited (${child.exitCode}): ${log.slice(-3000)}`);
-        return log.includes(`msg=serving... address=${socket}\n`) && log.includes('loading plugin \\"io.containerd.grpc.v1.cri\\"');
+        return (
+          log.includes(`msg=serving... address=${socket}\n`) &&
+          log.includes('loading plugin \\"io.containerd.grpc.v1.cri\\"')
+        );
       },
       30_000,
       () => `containerd did not start serving: ${log.slice(-3000)}`,

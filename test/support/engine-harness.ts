@@ -40,9 +40,21 @@ export function inventoryFrom(yamlText: string): Inventory {
 export async function runText(
   playbookText: string,
   inventory: Inventory,
-  opts: { check?: boolean; diff?: boolean; forks?: number; tags?: string[]; extraVars?: Record<string, unknown>; stateDir?: string; acceptNewHostKeys?: boolean } = {},
+  opts: {
+    check?: boolean;
+    diff?: boolean;
+    forks?: number;
+    tags?: string[];
+    extraVars?: Record<string, unknown>;
+    stateDir?: string;
+    acceptNewHostKeys?: boolean;
+  } = {},
 ): Promise<HarnessResult> {
-  const loaded = parsePlaybook('playbook.yaml', playbookText, { inventory, extraModules: testModuleSchemas, ...(opts.extraVars ? { extraVars: opts.extraVars } : {}) });
+  const loaded = parsePlaybook('playbook.yaml', playbookText, {
+    inventory,
+    extraModules: testModuleSchemas,
+    ...(opts.extraVars ? { extraVars: opts.extraVars } : {}),
+  });
   if (!loaded.playbook) throw new Error(loaded.errors.map((e) => `${e.line}:${e.col} ${e.message}`).join('\n'));
   const events: RunEvent[] = [];
   const textOut = new PassThrough();
@@ -52,7 +64,12 @@ export async function runText(
   textOut.on('data', (d: Buffer) => (text += d.toString()));
   jsonlOut.on('data', (d: Buffer) => (jsonl += d.toString()));
   const collector = new JsonCollector();
-  const reporter = new TeeReporter([{ event: (e) => events.push(e) }, collector, new PlainReporter({ out: textOut, style: plain }), new JsonlReporter(jsonlOut)]);
+  const reporter = new TeeReporter([
+    { event: (e) => events.push(e) },
+    collector,
+    new PlainReporter({ out: textOut, style: plain }),
+    new JsonlReporter(jsonlOut),
+  ]);
   const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'trustplay-state-')));
   if (!opts.stateDir) made.push(stateDir);
   const snapshot = new RunSnapshot(new SnapshotStore(stateDir), { runId: `test-${Date.now()}`, command: 'run test' });

@@ -48,7 +48,9 @@ export function useLab(opts: { nodes?: number } = {}): LabHandle {
     if (shared) {
       lab = labState(shared);
       if (opts.nodes !== undefined && lab.nodes.length < opts.nodes) {
-        throw new Error(`The lab at ${shared} has ${lab.nodes.length} nodes but this suite needs ${opts.nodes}: start it with --nodes ${opts.nodes}.`);
+        throw new Error(
+          `The lab at ${shared} has ${lab.nodes.length} nodes but this suite needs ${opts.nodes}: start it with --nodes ${opts.nodes}.`,
+        );
       }
       return;
     }

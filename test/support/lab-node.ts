@@ -30,14 +30,22 @@ export function inNode(node: LabNode, script: string, input?: string): Promise<O
 /** OpenSSH client arguments that log into `node` with the lab key and known_hosts only. */
 export function sshArgs(lab: Lab, node: LabNode, identityFile = lab.ssh.identityFile): string[] {
   return [
-    '-i', identityFile,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${lab.ssh.knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5',
-    '-p', String(node.sshPort),
+    '-i',
+    identityFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${lab.ssh.knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=5',
+    '-p',
+    String(node.sshPort),
     `${lab.ssh.user}@${node.address}`,
   ];
 }
@@ -80,7 +88,11 @@ export function hashPaths(paths: string[]): Record<string, string> {
  * Pulls `ref` through the CRI socket (as kubelet would): '' on success, else containerd's error
  * message. `fresh` removes the cached image first so the registry is really asked.
  */
-export async function criPull(socket: string, ref: string, opts: { fresh?: boolean; timeoutMs?: number } = {}): Promise<string> {
+export async function criPull(
+  socket: string,
+  ref: string,
+  opts: { fresh?: boolean; timeoutMs?: number } = {},
+): Promise<string> {
   const { createCriClient } = await import('../../src/cri/client.js');
   const cri = createCriClient(socket);
   try {

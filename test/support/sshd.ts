@@ -209,7 +209,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     `LogLevel ${options.logLevel ?? 'VERBOSE'}`,
     ...(options.extraConfig ?? []),
     // Last: a Match block runs to the end of the file.
-    ...(users.length > 0 ? [`Match User ${users.map((u) => u.name).join(',')}`, '  AuthorizedKeysFile %h/.ssh/authorized_keys'] : []),
+    ...(users.length > 0
+      ? [`Match User ${users.map((u) => u.name).join(',')}`, '  AuthorizedKeysFile %h/.ssh/authorized_keys']
+      : []),
     '',
   ].join('\n');
   const configPath = join(dir, 'sshd_config');
@@ -283,7 +285,20 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     return stopped;
   };
 
-  return { address, port, pid, dir, home, userHomes, hostKeys, clientKey, authorizedKeys, knownHosts, log: () => log, stop };
+  return {
+    address,
+    port,
+    pid,
+    dir,
+    home,
+    userHomes,
+    hostKeys,
+    clientKey,
+    authorizedKeys,
+    knownHosts,
+    log: () => log,
+    stop,
+  };
 }
 
 /** Whether this machine can run startSshd (root, sshd, unshare); a reason when not. */

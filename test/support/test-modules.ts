@@ -9,7 +9,12 @@ const fileSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['path', 'content'],
-  properties: { path: { type: 'string' }, content: { type: 'string' }, mode: { type: 'integer' }, secret: { type: 'string' } },
+  properties: {
+    path: { type: 'string' },
+    content: { type: 'string' },
+    mode: { type: 'integer' },
+    secret: { type: 'string' },
+  },
 } as const;
 
 /** Writes a file when its content differs. */
@@ -25,7 +30,11 @@ export const testFile: Module<{ path: string; content: string; mode?: number }, 
             summary: `write ${args.path}`,
             resources: [{ kind: 'file', path: args.path }],
             diff: { target: args.path, before: observed?.toString() ?? '', after: args.content },
-            apply: (ctx) => ctx.conn.writeFile(args.path, args.content, { mkdirs: true, ...(args.mode !== undefined ? { mode: args.mode } : {}) }),
+            apply: (ctx) =>
+              ctx.conn.writeFile(args.path, args.content, {
+                mkdirs: true,
+                ...(args.mode !== undefined ? { mode: args.mode } : {}),
+              }),
           },
         ],
 };
@@ -68,9 +77,24 @@ export const testAppend: Module<{ path: string; line: string }, Buffer | null> =
 
 const schemas: Record<string, Record<string, unknown>> = {
   'test.file': fileSchema,
-  'test.fail': { type: 'object', additionalProperties: false, required: ['message'], properties: { message: { type: 'string' } } },
-  'test.verify': { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string' } } },
-  'test.append': { type: 'object', additionalProperties: false, required: ['path', 'line'], properties: { path: { type: 'string' }, line: { type: 'string' } } },
+  'test.fail': {
+    type: 'object',
+    additionalProperties: false,
+    required: ['message'],
+    properties: { message: { type: 'string' } },
+  },
+  'test.verify': {
+    type: 'object',
+    additionalProperties: false,
+    required: ['path'],
+    properties: { path: { type: 'string' } },
+  },
+  'test.append': {
+    type: 'object',
+    additionalProperties: false,
+    required: ['path', 'line'],
+    properties: { path: { type: 'string' }, line: { type: 'string' } },
+  },
 };
 
 const modules: Record<string, Module<never, unknown>> = {

@@ -7,24 +7,33 @@ import { loadInventoryOrExit } from '../load.js';
 import type { Options } from '../options.js';
 
 export async function factsCommand(positionals: string[], options: Options): Promise<number> {
-  if (positionals.length) throw new ExitError(ExitCode.Invalid, 'usage: trustplay facts [-i INVENTORY] [--limit PATTERN] [--format json]');
+  if (positionals.length)
+    throw new ExitError(ExitCode.Invalid, 'usage: trustplay facts [-i INVENTORY] [--limit PATTERN] [--format json]');
   const inventory = await loadInventoryOrExit(options);
-  const [{ matchHosts }, { ConnectionPool }, { pool }, { gatherNodeFacts, formatNodeFacts }, { playVariables }] = await Promise.all([
-    import('../../playbook/patterns.js'),
-    import('../../engine/connect.js'),
-    import('../../engine/run.js'),
-    import('../../snapshots/facts.js'),
-    import('../../playbook/playbook.js'),
-  ]);
+  const [{ matchHosts }, { ConnectionPool }, { pool }, { gatherNodeFacts, formatNodeFacts }, { playVariables }] =
+    await Promise.all([
+      import('../../playbook/patterns.js'),
+      import('../../engine/connect.js'),
+      import('../../engine/run.js'),
+      import('../../snapshots/facts.js'),
+      import('../../playbook/playbook.js'),
+    ]);
   let hosts = [...inventory.hosts.keys()];
   if (options.limit) {
     const m = matchHosts(inventory, options.limit);
-    if (m.unmatched.length) throw new ExitError(ExitCode.Invalid, `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`);
+    if (m.unmatched.length)
+      throw new ExitError(
+        ExitCode.Invalid,
+        `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`,
+      );
     const allowed = new Set(m.hosts);
     hosts = hosts.filter((h) => allowed.has(h));
   }
   const conns = new ConnectionPool(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
-  const results: Record<string, { facts?: import('../../snapshots/facts.js').NodeFacts; error?: string; unreachable?: boolean }> = {};
+  const results: Record<
+    string,
+    { facts?: import('../../snapshots/facts.js').NodeFacts; error?: string; unreachable?: boolean }
+  > = {};
   try {
     await pool(hosts, options.forks, async (host) => {
       const conn = conns.get(host);
@@ -35,12 +44,22 @@ export async function factsCommand(positionals: string[], options: Options): Pro
         return;
       }
       // The same variables a play would see, so per-host containerd paths are honoured.
-      const vars = playVariables(inventory, { name: 'facts', hosts: host, vars: {}, tasks: [], handlers: [], loc: { file: '', line: 0, col: 0 } }, host, options.extraVars);
+      const vars = playVariables(
+        inventory,
+        { name: 'facts', hosts: host, vars: {}, tasks: [], handlers: [], loc: { file: '', line: 0, col: 0 } },
+        host,
+        options.extraVars,
+      );
       const str = (k: string) => (typeof vars[k] === 'string' ? (vars[k] as string) : undefined);
       try {
         const configFile = str('containerd_config_file');
         const configPath = str('containerd_config_path');
-        results[host] = { facts: await gatherNodeFacts(conn, { ...(configFile ? { configFile } : {}), ...(configPath ? { configPath } : {}) }) };
+        results[host] = {
+          facts: await gatherNodeFacts(conn, {
+            ...(configFile ? { configFile } : {}),
+            ...(configPath ? { configPath } : {}),
+          }),
+        };
       } catch (e) {
         results[host] = { error: (e as Error).message };
       }
@@ -49,7 +68,8 @@ export async function factsCommand(positionals: string[], options: Options): Pro
     await conns.closeAll();
   }
   const ordered = Object.fromEntries(hosts.map((h) => [h, results[h]!]));
-  if (options.format === 'json' || options.format === 'jsonl') process.stdout.write(JSON.stringify({ hosts: ordered }, null, 2) + '\n');
+  if (options.format === 'json' || options.format === 'jsonl')
+    process.stdout.write(JSON.stringify({ hosts: ordered }, null, 2) + '\n');
   else {
     for (const [h, r] of Object.entries(ordered)) {
       if (r.facts) process.stdout.write(formatNodeFacts(h, r.facts));

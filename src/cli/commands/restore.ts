@@ -11,8 +11,17 @@ import type { Options } from '../options.js';
 
 export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
   const id = positionals[0];
-  if (!id || positionals.length > 1) throw new ExitError(ExitCode.Invalid, 'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] (ids: `trustplay snapshots list`)');
-  const [{ SnapshotStore }, { loadSnapshotForRestore, restoreModules, restorePlaybook }, { loadInventory, localInventory }, { matchHosts }] = await Promise.all([
+  if (!id || positionals.length > 1)
+    throw new ExitError(
+      ExitCode.Invalid,
+      'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] (ids: `trustplay snapshots list`)',
+    );
+  const [
+    { SnapshotStore },
+    { loadSnapshotForRestore, restoreModules, restorePlaybook },
+    { loadInventory, localInventory },
+    { matchHosts },
+  ] = await Promise.all([
     import('../../snapshots/store.js'),
     import('../../snapshots/restore.js'),
     import('../../playbook/inventory.js'),
@@ -32,7 +41,9 @@ export async function restoreCommand(positionals: string[], options: Options): P
   if (invPath) {
     const r = await loadInventory(invPath);
     if (!r.inventory) {
-      const hint = options.inventory ? '' : `\n(the inventory recorded in snapshot ${id} is ${invPath}${isAbsolute(invPath) ? '' : `, resolved from ${process.cwd()}`}; pass -i to use another)`;
+      const hint = options.inventory
+        ? ''
+        : `\n(the inventory recorded in snapshot ${id} is ${invPath}${isAbsolute(invPath) ? '' : `, resolved from ${process.cwd()}`}; pass -i to use another)`;
       throw new ExitError(ExitCode.Invalid, `${formatDiagnostics(r.errors)}${hint}`);
     }
     inventory = r.inventory;
@@ -43,12 +54,18 @@ export async function restoreCommand(positionals: string[], options: Options): P
     .map(([h]) => h);
   if (options.limit) {
     const m = matchHosts(inventory, options.limit);
-    if (m.unmatched.length) throw new ExitError(ExitCode.Invalid, `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host in ${invPath ?? 'the inventory'}`);
+    if (m.unmatched.length)
+      throw new ExitError(
+        ExitCode.Invalid,
+        `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host in ${invPath ?? 'the inventory'}`,
+      );
     const allowed = new Set(m.hosts);
     hosts = hosts.filter((h) => allowed.has(h));
   }
   if (!hosts.length) {
-    process.stderr.write(`snapshot ${id} saved nothing${options.limit ? ` for hosts matching \`${options.limit}\`` : ''}: nothing to restore\n`);
+    process.stderr.write(
+      `snapshot ${id} saved nothing${options.limit ? ` for hosts matching \`${options.limit}\`` : ''}: nothing to restore\n`,
+    );
     return ExitCode.Ok;
   }
   const unknown = hosts.filter((h) => !inventory.hosts.has(h));
@@ -56,7 +73,10 @@ export async function restoreCommand(positionals: string[], options: Options): P
   const order = [...inventory.hosts.keys()];
   hosts.sort((a, b) => order.indexOf(a) - order.indexOf(b));
   if (unknown.length) {
-    throw new ExitError(ExitCode.Invalid, `snapshot ${id} has saved state for ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in ${invPath ? resolve(invPath) : 'the default localhost inventory'}: pass the run's inventory with -i (or leave ${unknown.length === 1 ? 'it' : 'them'} out with --limit); nothing was changed`);
+    throw new ExitError(
+      ExitCode.Invalid,
+      `snapshot ${id} has saved state for ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in ${invPath ? resolve(invPath) : 'the default localhost inventory'}: pass the run's inventory with -i (or leave ${unknown.length === 1 ? 'it' : 'them'} out with --limit); nothing was changed`,
+    );
   }
 
   let loaded;
@@ -66,7 +86,10 @@ export async function restoreCommand(positionals: string[], options: Options): P
     throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}`);
   }
 
-  const [{ builtinModules }, { executePlaybook }] = await Promise.all([import('../../modules/index.js'), import('../execute.js')]);
+  const [{ builtinModules }, { executePlaybook }] = await Promise.all([
+    import('../../modules/index.js'),
+    import('../execute.js'),
+  ]);
   const own = restoreModules(loaded);
   // The restore is itself an ordinary run: reported, snapshotted (so it can be undone) and, like
   // every run, holding each host's lock so a scheduled check never interleaves with it.

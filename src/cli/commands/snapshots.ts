@@ -19,7 +19,14 @@ function resourceCount(m: Manifest): number {
 function summary(e: SnapshotEntry) {
   if (!e.manifest) return { id: e.runId, time: e.time, damaged: e.error };
   const m = e.manifest;
-  return { id: m.runId, time: m.time, command: m.command, hosts: hostsOf(m), resources: resourceCount(m), complete: m.complete };
+  return {
+    id: m.runId,
+    time: m.time,
+    command: m.command,
+    hosts: hostsOf(m),
+    resources: resourceCount(m),
+    complete: m.complete,
+  };
 }
 
 function pad(rows: string[][]): string {
@@ -50,9 +57,18 @@ export function describeManifest(m: Manifest): string {
             : `  file ${r.path}  (did not exist: restore removes it)`,
         );
       } else {
-        const where = [r.kubeconfig ? `kubeconfig ${r.kubeconfig}` : '', r.context ? `context ${r.context}` : ''].filter(Boolean).join(', ');
-        const names = r.imagePullSecrets === null ? '(account did not exist)' : r.imagePullSecrets.length ? r.imagePullSecrets.map((s) => s.name).join(', ') : '(none)';
-        lines.push(`  serviceaccount ${r.namespace}/${r.name}  imagePullSecrets: ${names}${where ? `  (${where})` : ''}`);
+        const where = [r.kubeconfig ? `kubeconfig ${r.kubeconfig}` : '', r.context ? `context ${r.context}` : '']
+          .filter(Boolean)
+          .join(', ');
+        const names =
+          r.imagePullSecrets === null
+            ? '(account did not exist)'
+            : r.imagePullSecrets.length
+              ? r.imagePullSecrets.map((s) => s.name).join(', ')
+              : '(none)';
+        lines.push(
+          `  serviceaccount ${r.namespace}/${r.name}  imagePullSecrets: ${names}${where ? `  (${where})` : ''}`,
+        );
       }
     }
   }
@@ -80,7 +96,15 @@ export async function snapshotsCommand(positionals: string[], options: Options):
       for (const e of entries) {
         const s = summary(e);
         if ('damaged' in s) rows.push([s.id, s.time, `DAMAGED: ${s.damaged ?? ''}`, '', '', '']);
-        else rows.push([s.id, s.time, s.command, s.hosts.join(',') || '-', String(s.resources), s.complete ? 'yes' : 'no']);
+        else
+          rows.push([
+            s.id,
+            s.time,
+            s.command,
+            s.hosts.join(',') || '-',
+            String(s.resources),
+            s.complete ? 'yes' : 'no',
+          ]);
       }
       process.stdout.write(pad(rows));
       return ExitCode.Ok;
@@ -101,7 +125,11 @@ export async function snapshotsCommand(positionals: string[], options: Options):
       return ExitCode.Ok;
     }
     case 'prune': {
-      if (options.keep === undefined || rest.length) throw new ExitError(ExitCode.Invalid, `snapshots prune needs --keep N (how many of the newest snapshots to keep); ${USAGE}`);
+      if (options.keep === undefined || rest.length)
+        throw new ExitError(
+          ExitCode.Invalid,
+          `snapshots prune needs --keep N (how many of the newest snapshots to keep); ${USAGE}`,
+        );
       const r = await store.prune(options.keep);
       if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       else {

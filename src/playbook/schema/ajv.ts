@@ -17,7 +17,14 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
   const { Ajv2020 } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof import('ajv/dist/2020.js');
   // Our schemas are checked against the 2020-12 meta-schema by the tests (schemas.test.ts);
   // compiling the meta-schema at every start would cost ~50 ms.
-  const ajv = new Ajv2020({ allErrors: true, strict: true, validateSchema: false, meta: false, ...MODES[mode], ...extra });
+  const ajv = new Ajv2020({
+    allErrors: true,
+    strict: true,
+    validateSchema: false,
+    meta: false,
+    ...MODES[mode],
+    ...extra,
+  });
   // Annotations read by our own checks (exclusive/together argument groups) and by editors.
   ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
   ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
@@ -25,7 +32,10 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
 }
 
 /** Validator lookup for a mode: the precompiled function for our own schemas, else compiled now (once). */
-export function validatorsFor(mode: AjvMode, generated: Record<string, unknown>): (schema: Record<string, unknown>) => ValidateFunction {
+export function validatorsFor(
+  mode: AjvMode,
+  generated: Record<string, unknown>,
+): (schema: Record<string, unknown>) => ValidateFunction {
   let ajv: Ajv2020 | undefined;
   let cache: Map<Record<string, unknown>, ValidateFunction> | undefined;
   return (schema) => {

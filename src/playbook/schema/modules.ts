@@ -47,7 +47,8 @@ export const containerdTlsArgs = {
     },
     skip_verify: {
       type: 'boolean',
-      description: 'Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`.',
+      description:
+        'Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`.',
     },
     plain_http: {
       type: 'boolean',
@@ -56,12 +57,14 @@ export const containerdTlsArgs = {
     client_cert: {
       type: 'string',
       minLength: 1,
-      description: 'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
+      description:
+        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
     },
     client_key: {
       type: 'string',
       minLength: 1,
-      description: 'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
+      description:
+        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
     },
     style: {
       type: 'string',
@@ -100,7 +103,8 @@ export const containerdTlsArgs = {
       type: 'string',
       enum: ['present', 'absent'],
       default: 'present',
-      description: '`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table).',
+      description:
+        '`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table).',
     },
   },
   'x-exclusive': [['ca', 'skip_verify', 'plain_http']],
@@ -136,7 +140,7 @@ export const k8sSaClearArgs = {
     kubeconfig: {
       type: 'string',
       minLength: 1,
-      description: 'Path of the kubeconfig on the target host (default: kubectl\'s own default).',
+      description: "Path of the kubeconfig on the target host (default: kubectl's own default).",
     },
     context: { type: 'string', minLength: 1, description: 'kubeconfig context to use.' },
     kubectl: { type: 'string', minLength: 1, default: 'kubectl', description: 'kubectl binary on the target host.' },
@@ -161,7 +165,8 @@ export const nodeCredsWipeArgs = {
     containerd_auth: {
       type: 'boolean',
       default: true,
-      description: 'Also remove `registry.configs."<host>".auth` from config.toml (containerd is restarted when that changes).',
+      description:
+        'Also remove `registry.configs."<host>".auth` from config.toml (containerd is restarted when that changes).',
     },
     config_file: configFile,
     restart_command: restartCommand,
@@ -169,7 +174,7 @@ export const nodeCredsWipeArgs = {
     all: {
       type: 'boolean',
       default: false,
-      description: 'Remove the whole credential files and every registry\'s containerd auth (dangerous).',
+      description: "Remove the whole credential files and every registry's containerd auth (dangerous).",
     },
   },
 } as const;
@@ -212,7 +217,12 @@ export const imagePullVerifyArgs = {
       'x-exclusive': [['password', 'token']],
     },
     timeout: { type: 'integer', minimum: 1, default: 120, description: 'Seconds one pull may take.' },
-    retries: { type: 'integer', minimum: 0, default: 0, description: 'Extra attempts after a failed pull (exponential back-off).' },
+    retries: {
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description: 'Extra attempts after a failed pull (exponential back-off).',
+    },
     socket: { type: 'string', minLength: 1, description: "containerd's CRI socket (default: auto-detected)." },
   },
 } as const;

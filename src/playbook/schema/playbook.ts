@@ -13,20 +13,33 @@ const stringOrList = {
 export const taskCommonProperties = {
   name: { type: 'string', description: 'What the task does, shown in the output.' },
   when: {
-    anyOf: [{ type: 'string' }, { type: 'boolean' }, { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'boolean' }] } }],
+    anyOf: [
+      { type: 'string' },
+      { type: 'boolean' },
+      { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'boolean' }] } },
+    ],
     description:
       'Run the task only when this expression is true: `var`, `not var`, `a == "x"`, `a != b`, `x in list`, `a is defined`, joined with `and` / `or`. A list means all of them.',
   },
   tags: { ...stringOrList, description: 'Tags for `--tags` / `--skip-tags`.' },
-  notify: { ...stringOrList, description: 'Handler name(s) to run at the end of the play when this task changed something.' },
-  check_mode: { type: 'boolean', description: 'true: always run this task in check mode (plan only); false: apply it even under --check.' },
+  notify: {
+    ...stringOrList,
+    description: 'Handler name(s) to run at the end of the play when this task changed something.',
+  },
+  check_mode: {
+    type: 'boolean',
+    description: 'true: always run this task in check mode (plan only); false: apply it even under --check.',
+  },
   ignore_errors: { type: 'boolean', description: 'A failure of this task does not fail the host.' },
   run_once: { type: 'boolean', description: 'Run on the first host of the batch only.' },
 } as const;
 
 export const taskCommonKeys = Object.keys(taskCommonProperties);
 
-type ExclusiveCarrier = { 'x-exclusive'?: readonly (readonly string[])[]; 'x-together'?: readonly (readonly string[])[] };
+type ExclusiveCarrier = {
+  'x-exclusive'?: readonly (readonly string[])[];
+  'x-together'?: readonly (readonly string[])[];
+};
 
 const TEMPLATE_STRING = { type: 'string', pattern: '\\{\\{[^{}]*\\}\\}' } as const;
 
@@ -51,14 +64,18 @@ function withStandardConstraints(schema: Record<string, unknown> & ExclusiveCarr
   for (const [k, v] of Object.entries(schema)) {
     if (k === 'properties' && v && typeof v === 'object') {
       out[k] = Object.fromEntries(
-        Object.entries(v as Record<string, Record<string, unknown>>).map(([pk, pv]) => [pk, allowTemplate(withStandardConstraints(pv))]),
+        Object.entries(v as Record<string, Record<string, unknown>>).map(([pk, pv]) => [
+          pk,
+          allowTemplate(withStandardConstraints(pv)),
+        ]),
       );
     } else out[k] = v;
   }
   const all: Record<string, unknown>[] = [];
   for (const group of schema['x-exclusive'] ?? []) {
     const pairs: string[][] = [];
-    for (let i = 0; i < group.length; i++) for (let j = i + 1; j < group.length; j++) pairs.push([group[i]!, group[j]!]);
+    for (let i = 0; i < group.length; i++)
+      for (let j = i + 1; j < group.length; j++) pairs.push([group[i]!, group[j]!]);
     all.push({ not: { anyOf: pairs.map((p) => ({ required: p })) } });
   }
   for (const group of schema['x-together'] ?? []) {
@@ -80,7 +97,8 @@ const playKeys = {
   hosts: {
     type: 'string',
     minLength: 1,
-    description: 'Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`.',
+    description:
+      'Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`.',
   },
   vars: { type: 'object', description: 'Variables for this play (override inventory variables).' },
   serial: {
@@ -88,20 +106,29 @@ const playKeys = {
     anyOf: [
       { type: 'integer', minimum: 1 },
       { type: 'string', pattern: '^[0-9]+%$' },
-      { type: 'array', minItems: 1, items: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^[0-9]+%$' }] } },
+      {
+        type: 'array',
+        minItems: 1,
+        items: {
+          anyOf: [
+            { type: 'integer', minimum: 1 },
+            { type: 'string', pattern: '^[0-9]+%$' },
+          ],
+        },
+      },
     ],
   },
   max_fail_percentage: {
     type: 'number',
     minimum: 0,
     maximum: 100,
-    description: 'Stop the play when more than this percentage of the batch\'s hosts failed.',
+    description: "Stop the play when more than this percentage of the batch's hosts failed.",
   },
   tasks: { type: 'array', items: { $ref: '#/$defs/task' }, description: 'Tasks, run in order on each host.' },
   handlers: {
     type: 'array',
     items: { $ref: '#/$defs/task' },
-    description: 'Tasks run once per host after the play\'s tasks, only when notified by name.',
+    description: "Tasks run once per host after the play's tasks, only when notified by name.",
   },
 } as const;
 
@@ -154,7 +181,8 @@ const hostVarsLike = { type: 'object', description: 'Variables for this host or 
 const becomePasswordEnv = {
   type: 'string',
   pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
-  description: 'Name of the environment variable holding the sudo password for `become` (the password itself never goes in the inventory).',
+  description:
+    'Name of the environment variable holding the sudo password for `become` (the password itself never goes in the inventory).',
 } as const;
 
 /** trustplay's own inventory format. */
@@ -173,12 +201,22 @@ export const inventorySchema = {
       additionalProperties: false,
       description: 'SSH defaults for every host.',
       properties: {
-        known_hosts: { ...stringOrList, description: 'known_hosts file(s) to verify host keys against (default ~/.ssh/known_hosts).' },
-        accept_new_host_keys: { type: 'boolean', description: 'Record unknown host keys (trust on first use); a changed key is still refused.' },
+        known_hosts: {
+          ...stringOrList,
+          description: 'known_hosts file(s) to verify host keys against (default ~/.ssh/known_hosts).',
+        },
+        accept_new_host_keys: {
+          type: 'boolean',
+          description: 'Record unknown host keys (trust on first use); a changed key is still refused.',
+        },
         connect_timeout: { type: 'integer', minimum: 1, description: 'Seconds to wait for a connection.' },
         user: { type: 'string', minLength: 1, description: 'Default login user.' },
         identity_file: { type: 'string', minLength: 1, description: 'Default private key file.' },
-        become_password_env: { ...becomePasswordEnv, description: 'Default `become_password_env` for every host: the name of the environment variable holding the sudo password.' },
+        become_password_env: {
+          ...becomePasswordEnv,
+          description:
+            'Default `become_password_env` for every host: the name of the environment variable holding the sudo password.',
+        },
       },
     },
     hosts: {
@@ -191,15 +229,30 @@ export const inventorySchema = {
             type: 'object',
             additionalProperties: false,
             properties: {
-              address: { type: 'string', minLength: 1, description: 'IP or DNS name to connect to (default: the host name).' },
+              address: {
+                type: 'string',
+                minLength: 1,
+                description: 'IP or DNS name to connect to (default: the host name).',
+              },
               port: { type: 'integer', minimum: 1, maximum: 65535, description: 'SSH port (default 22).' },
               user: { type: 'string', minLength: 1, description: 'SSH login user.' },
               identity_file: { type: 'string', minLength: 1, description: 'Private key file (ed25519, ecdsa or rsa).' },
-              identity_passphrase_env: { type: 'string', minLength: 1, description: 'Name of the environment variable holding the key passphrase.' },
-              connection: { type: 'string', enum: ['ssh', 'local'], description: '`ssh` (default) or `local` (run on this machine).' },
+              identity_passphrase_env: {
+                type: 'string',
+                minLength: 1,
+                description: 'Name of the environment variable holding the key passphrase.',
+              },
+              connection: {
+                type: 'string',
+                enum: ['ssh', 'local'],
+                description: '`ssh` (default) or `local` (run on this machine).',
+              },
               become: { type: 'boolean', description: 'Run commands through sudo.' },
               become_password_env: becomePasswordEnv,
-              proxy_jump: { ...stringOrList, description: 'Bastion(s) to jump through: inventory host names or `user@host:port`.' },
+              proxy_jump: {
+                ...stringOrList,
+                description: 'Bastion(s) to jump through: inventory host names or `user@host:port`.',
+              },
               cri_socket: { type: 'string', minLength: 1, description: "containerd's CRI socket on this host." },
               vars: hostVarsLike,
             },

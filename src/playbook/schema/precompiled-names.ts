@@ -8,6 +8,7 @@ export function precompiledSchemas(): Record<string, Record<string, unknown>> {
     play: playShapeSchema as unknown as Record<string, unknown>,
     taskCommon: taskCommonSchema as unknown as Record<string, unknown>,
   };
-  for (const [name, schema] of Object.entries(moduleArgSchemas)) out[`module_${name.replace(/\./g, '_')}`] = schema as unknown as Record<string, unknown>;
+  for (const [name, schema] of Object.entries(moduleArgSchemas))
+    out[`module_${name.replace(/\./g, '_')}`] = schema as unknown as Record<string, unknown>;
   return out;
 }

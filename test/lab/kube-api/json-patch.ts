@@ -65,7 +65,8 @@ function decodeOps(patch: unknown): Op[] {
     throw new PatchDecodeError('json: cannot unmarshal object into Go value of type jsonpatch.Patch');
   }
   return patch.map((raw): Op => {
-    if (!isObject(raw)) throw new PatchDecodeError('json: cannot unmarshal non-object into Go value of type jsonpatch.Operation');
+    if (!isObject(raw))
+      throw new PatchDecodeError('json: cannot unmarshal non-object into Go value of type jsonpatch.Operation');
     const { op, path, from } = raw;
     if (typeof op !== 'string') throw new PatchDecodeError('operation missing "op" field');
     if (typeof path !== 'string') throw new PatchDecodeError(`operation "${op}" missing "path" field`);
@@ -97,7 +98,8 @@ function locateParent(doc: Json, tokens: string[], opName: string, path: string)
 
 function arrayIndex(arr: Json[], key: string, allowEnd: boolean, opName: string, path: string): number {
   if (allowEnd && key === '-') return arr.length;
-  if (!/^(0|[1-9]\d*)$/.test(key)) throw new PatchApplyError(`${opName} operation does not apply: invalid array index "${key}" in "${path}"`);
+  if (!/^(0|[1-9]\d*)$/.test(key))
+    throw new PatchApplyError(`${opName} operation does not apply: invalid array index "${key}" in "${path}"`);
   const i = Number(key);
   if (i > arr.length || (!allowEnd && i === arr.length)) {
     throw new PatchApplyError(`${opName} operation does not apply: index ${i} out of bounds for "${path}"`);
@@ -110,7 +112,8 @@ function get(doc: Json, path: string, opName: string): Json {
   if (tokens.length === 0) return doc;
   const { container, key } = locateParent(doc, tokens, opName, path);
   const v = Array.isArray(container) ? container[arrayIndex(container, key, false, opName, path)] : container[key];
-  if (v === undefined) throw new PatchApplyError(`${opName} operation does not apply: doc is missing path: "${path}": missing value`);
+  if (v === undefined)
+    throw new PatchApplyError(`${opName} operation does not apply: doc is missing path: "${path}": missing value`);
   return v;
 }
 
@@ -125,12 +128,14 @@ function add(doc: Json, path: string, value: Json): Json {
 
 function remove(doc: Json, path: string, opName = 'remove'): Json {
   const tokens = decodePointer(path);
-  if (tokens.length === 0) throw new PatchApplyError(`${opName} operation does not apply: cannot remove the whole document`);
+  if (tokens.length === 0)
+    throw new PatchApplyError(`${opName} operation does not apply: cannot remove the whole document`);
   const { container, key } = locateParent(doc, tokens, opName, path);
   if (Array.isArray(container)) {
     container.splice(arrayIndex(container, key, false, opName, path), 1);
   } else {
-    if (!(key in container)) throw new PatchApplyError(`${opName} operation does not apply: doc is missing key: ${path}: missing value`);
+    if (!(key in container))
+      throw new PatchApplyError(`${opName} operation does not apply: doc is missing key: ${path}: missing value`);
     delete container[key];
   }
   return doc;

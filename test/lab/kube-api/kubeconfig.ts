@@ -22,7 +22,12 @@ export function renderKubeconfig(opts: KubeconfigOptions): string {
   const doc = {
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name, cluster: { server: opts.server, 'certificate-authority-data': Buffer.from(opts.caPem).toString('base64') } }],
+    clusters: [
+      {
+        name,
+        cluster: { server: opts.server, 'certificate-authority-data': Buffer.from(opts.caPem).toString('base64') },
+      },
+    ],
     users: [{ name, user: { token: opts.token } }],
     contexts: [{ name, context }],
     'current-context': name,

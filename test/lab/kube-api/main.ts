@@ -20,17 +20,23 @@ async function main(): Promise<void> {
     },
     strict: true,
   });
-  if (values.config === undefined) throw new Error('kube-api: pass --config <file.json> with certFile, keyFile and tokens.');
+  if (values.config === undefined)
+    throw new Error('kube-api: pass --config <file.json> with certFile, keyFile and tokens.');
   let config: Partial<KubeApiOptions>;
   try {
     config = JSON.parse(await readFile(values.config, 'utf8')) as Partial<KubeApiOptions>;
   } catch (err) {
-    throw new Error(`kube-api: cannot read config ${values.config}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(
+      `kube-api: cannot read config ${values.config}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
   const certFile = values.cert ?? config.certFile;
   const keyFile = values.key ?? config.keyFile;
-  if (certFile === undefined || keyFile === undefined) throw new Error('kube-api: the config needs certFile and keyFile (or pass --cert and --key).');
-  if (config.tokens === undefined || Object.keys(config.tokens).length === 0) throw new Error('kube-api: the config needs at least one token in "tokens".');
+  if (certFile === undefined || keyFile === undefined)
+    throw new Error('kube-api: the config needs certFile and keyFile (or pass --cert and --key).');
+  if (config.tokens === undefined || Object.keys(config.tokens).length === 0)
+    throw new Error('kube-api: the config needs at least one token in "tokens".');
   const opts: KubeApiOptions = { ...config, certFile, keyFile, tokens: config.tokens, control: config.control ?? true };
   if (values.host !== undefined) opts.host = values.host;
   if (values.port !== undefined) opts.port = Number(values.port);

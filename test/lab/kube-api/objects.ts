@@ -25,15 +25,34 @@ const str: FieldType = { t: 'string' };
 const objectReference: FieldType & { t: 'struct' } = {
   t: 'struct',
   go: 'v1.ObjectReference',
-  fields: [['kind', str], ['namespace', str], ['name', str], ['uid', str], ['apiVersion', str], ['resourceVersion', str], ['fieldPath', str]],
+  fields: [
+    ['kind', str],
+    ['namespace', str],
+    ['name', str],
+    ['uid', str],
+    ['apiVersion', str],
+    ['resourceVersion', str],
+    ['fieldPath', str],
+  ],
 };
 
-const localObjectReference: FieldType & { t: 'struct' } = { t: 'struct', go: 'v1.LocalObjectReference', fields: [['name', str]] };
+const localObjectReference: FieldType & { t: 'struct' } = {
+  t: 'struct',
+  go: 'v1.LocalObjectReference',
+  fields: [['name', str]],
+};
 
 const ownerReference: FieldType & { t: 'struct' } = {
   t: 'struct',
   go: 'v1.OwnerReference',
-  fields: [['apiVersion', str], ['kind', str], ['name', str], ['uid', str], ['controller', { t: 'bool' }], ['blockOwnerDeletion', { t: 'bool' }]],
+  fields: [
+    ['apiVersion', str],
+    ['kind', str],
+    ['name', str],
+    ['uid', str],
+    ['controller', { t: 'bool' }],
+    ['blockOwnerDeletion', { t: 'bool' }],
+  ],
 };
 
 // Field order follows the Go structs, which is the order the real server writes them in.
@@ -41,11 +60,21 @@ const objectMeta: FieldType & { t: 'struct' } = {
   t: 'struct',
   go: 'v1.ObjectMeta',
   fields: [
-    ['name', str], ['generateName', str], ['namespace', str], ['selfLink', str], ['uid', str], ['resourceVersion', str],
-    ['generation', { t: 'int' }], ['creationTimestamp', str], ['deletionTimestamp', str], ['deletionGracePeriodSeconds', { t: 'int' }],
-    ['labels', { t: 'stringMap' }], ['annotations', { t: 'stringMap' }],
+    ['name', str],
+    ['generateName', str],
+    ['namespace', str],
+    ['selfLink', str],
+    ['uid', str],
+    ['resourceVersion', str],
+    ['generation', { t: 'int' }],
+    ['creationTimestamp', str],
+    ['deletionTimestamp', str],
+    ['deletionGracePeriodSeconds', { t: 'int' }],
+    ['labels', { t: 'stringMap' }],
+    ['annotations', { t: 'stringMap' }],
     ['ownerReferences', { t: 'list', go: '[]v1.OwnerReference', of: ownerReference }],
-    ['finalizers', { t: 'stringList' }], ['managedFields', { t: 'any' }],
+    ['finalizers', { t: 'stringList' }],
+    ['managedFields', { t: 'any' }],
   ],
 };
 
@@ -53,7 +82,9 @@ const serviceAccountType: FieldType & { t: 'struct' } = {
   t: 'struct',
   go: 'ServiceAccount',
   fields: [
-    ['kind', str], ['apiVersion', str], ['metadata', objectMeta],
+    ['kind', str],
+    ['apiVersion', str],
+    ['metadata', objectMeta],
     ['secrets', { t: 'list', go: '[]v1.ObjectReference', of: objectReference }],
     ['imagePullSecrets', { t: 'list', go: '[]v1.LocalObjectReference', of: localObjectReference }],
     ['automountServiceAccountToken', { t: 'bool' }],
@@ -67,12 +98,20 @@ function jsonKind(v: Json): string {
 }
 
 function mismatch(v: Json, owner: string, field: string, goType: string): DecodeError {
-  return new DecodeError(`json: cannot unmarshal ${jsonKind(v)} into Go struct field ${owner}.${field} of type ${goType}`);
+  return new DecodeError(
+    `json: cannot unmarshal ${jsonKind(v)} into Go struct field ${owner}.${field} of type ${goType}`,
+  );
 }
 
 /** Go's omitempty: empty strings, lists and maps, zero numbers and false are not written. */
 function isEmpty(v: Json): boolean {
-  return v === '' || v === 0 || v === false || (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0);
+  return (
+    v === '' ||
+    v === 0 ||
+    v === false ||
+    (Array.isArray(v) && v.length === 0) ||
+    (isObject(v) && Object.keys(v).length === 0)
+  );
 }
 
 function decodeStruct(v: JsonObject, type: FieldType & { t: 'struct' }, path: string, unknown: string[]): JsonObject {
@@ -90,7 +129,14 @@ function decodeStruct(v: JsonObject, type: FieldType & { t: 'struct' }, path: st
   return out;
 }
 
-function decodeField(raw: Json, ft: FieldType, owner: string, name: string, path: string, unknown: string[]): Json | undefined {
+function decodeField(
+  raw: Json,
+  ft: FieldType,
+  owner: string,
+  name: string,
+  path: string,
+  unknown: string[],
+): Json | undefined {
   switch (ft.t) {
     case 'string':
       if (typeof raw !== 'string') throw mismatch(raw, owner, name, 'string');
@@ -105,7 +151,8 @@ function decodeField(raw: Json, ft: FieldType, owner: string, name: string, path
       return raw;
     case 'stringMap': {
       if (!isObject(raw)) throw mismatch(raw, owner, name, 'map[string]string');
-      for (const x of Object.values(raw)) if (typeof x !== 'string') throw mismatch(x, owner, name, 'map[string]string');
+      for (const x of Object.values(raw))
+        if (typeof x !== 'string') throw mismatch(x, owner, name, 'map[string]string');
       return raw;
     }
     case 'stringList': {
@@ -128,7 +175,8 @@ function decodeField(raw: Json, ft: FieldType, owner: string, name: string, path
 
 /** Decodes a ServiceAccount as core/v1 types do: typed fields checked, unknown ones reported, empty ones dropped. */
 export function decodeServiceAccount(body: Json): Decoded {
-  if (!isObject(body)) throw new DecodeError(`json: cannot unmarshal ${jsonKind(body)} into Go value of type v1.ServiceAccount`);
+  if (!isObject(body))
+    throw new DecodeError(`json: cannot unmarshal ${jsonKind(body)} into Go value of type v1.ServiceAccount`);
   const unknownFields: string[] = [];
   const object = decodeStruct(body, serviceAccountType, '', unknownFields);
   if (!isObject(object.metadata)) object.metadata = {};
@@ -143,7 +191,12 @@ export function meta(o: JsonObject): JsonObject {
 }
 
 /** A Namespace object as the real server returns it. */
-export function namespaceObject(name: string, uid: string, resourceVersion: string, creationTimestamp: string): JsonObject {
+export function namespaceObject(
+  name: string,
+  uid: string,
+  resourceVersion: string,
+  creationTimestamp: string,
+): JsonObject {
   return {
     kind: 'Namespace',
     apiVersion: 'v1',
@@ -172,14 +225,16 @@ const nameColumn = {
   name: 'Name',
   type: 'string',
   format: 'name',
-  description: 'Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names',
+  description:
+    'Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names',
   priority: 0,
 };
 const ageColumn = {
   name: 'Age',
   type: 'string',
   format: '',
-  description: 'CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata',
+  description:
+    'CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata',
   priority: 0,
 };
 
@@ -187,8 +242,23 @@ const ageColumn = {
 export function table(kind: 'ServiceAccount' | 'Namespace', items: JsonObject[], resourceVersion: string): JsonObject {
   const columns =
     kind === 'ServiceAccount'
-      ? [nameColumn, { name: 'Secrets', type: 'string', format: '', description: 'Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.', priority: 0 }, ageColumn]
-      : [nameColumn, { name: 'Status', type: 'string', format: '', description: 'The status of the namespace', priority: 0 }, ageColumn];
+      ? [
+          nameColumn,
+          {
+            name: 'Secrets',
+            type: 'string',
+            format: '',
+            description:
+              'Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.',
+            priority: 0,
+          },
+          ageColumn,
+        ]
+      : [
+          nameColumn,
+          { name: 'Status', type: 'string', format: '', description: 'The status of the namespace', priority: 0 },
+          ageColumn,
+        ];
   const rows = items.map((o) => {
     const m = meta(o);
     const created = typeof m.creationTimestamp === 'string' ? m.creationTimestamp : new Date().toISOString();
@@ -198,5 +268,11 @@ export function table(kind: 'ServiceAccount' | 'Namespace', items: JsonObject[],
       object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: m },
     };
   });
-  return { kind: 'Table', apiVersion: 'meta.k8s.io/v1', metadata: { resourceVersion }, columnDefinitions: columns, rows };
+  return {
+    kind: 'Table',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: { resourceVersion },
+    columnDefinitions: columns,
+    rows,
+  };
 }

@@ -13,15 +13,38 @@ function queryParam(name: string, description: string): JsonObject {
 }
 
 const commonWriteParams = [
-  queryParam('dryRun', 'When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed'),
-  queryParam('fieldManager', 'fieldManager is a name associated with the actor or entity that is making these changes.'),
-  queryParam('fieldValidation', 'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: - Ignore - Warn (default) - Strict'),
+  queryParam(
+    'dryRun',
+    'When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed',
+  ),
+  queryParam(
+    'fieldManager',
+    'fieldManager is a name associated with the actor or entity that is making these changes.',
+  ),
+  queryParam(
+    'fieldValidation',
+    'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: - Ignore - Warn (default) - Strict',
+  ),
 ];
 
 const pathParams = (namespaced: boolean): JsonObject[] => [
-  { name: 'name', in: 'path', required: true, description: 'name of the object', schema: { type: 'string', uniqueItems: true } },
+  {
+    name: 'name',
+    in: 'path',
+    required: true,
+    description: 'name of the object',
+    schema: { type: 'string', uniqueItems: true },
+  },
   ...(namespaced
-    ? [{ name: 'namespace', in: 'path', required: true, description: 'object name and auth scope, such as for teams and projects', schema: { type: 'string', uniqueItems: true } }]
+    ? [
+        {
+          name: 'namespace',
+          in: 'path',
+          required: true,
+          description: 'object name and auth scope, such as for teams and projects',
+          schema: { type: 'string', uniqueItems: true },
+        },
+      ]
     : []),
 ];
 
@@ -34,7 +57,13 @@ function itemOperations(kind: string, namespaced: boolean): JsonObject {
   const scope = namespaced ? 'Namespaced' : '';
   const ok = { '200': { description: 'OK', content: { 'application/json': { schema: ref(kind) } } } };
   return {
-    get: { tags: ['core_v1'], operationId: `readCoreV1${scope}${kind}`, responses: ok, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk },
+    get: {
+      tags: ['core_v1'],
+      operationId: `readCoreV1${scope}${kind}`,
+      responses: ok,
+      'x-kubernetes-action': 'get',
+      'x-kubernetes-group-version-kind': gvk,
+    },
     put: {
       tags: ['core_v1'],
       operationId: `replaceCoreV1${scope}${kind}`,
@@ -50,10 +79,12 @@ function itemOperations(kind: string, namespaced: boolean): JsonObject {
       parameters: [...commonWriteParams, queryParam('force', 'Force is going to "force" Apply requests.')],
       requestBody: {
         content: Object.fromEntries(
-          ['application/apply-patch+yaml', 'application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'].map((t) => [
-            t,
-            { schema: { $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch' } },
-          ]),
+          [
+            'application/apply-patch+yaml',
+            'application/json-patch+json',
+            'application/merge-patch+json',
+            'application/strategic-merge-patch+json',
+          ].map((t) => [t, { schema: { $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch' } }]),
         ),
         required: true,
       },
@@ -80,18 +111,25 @@ export function openApiCoreV1(): JsonObject {
     components: {
       schemas: {
         'io.k8s.api.core.v1.LocalObjectReference': {
-          description: 'LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.',
+          description:
+            'LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.',
           type: 'object',
           properties: { name: { ...str, description: 'Name of the referent.' } },
           'x-kubernetes-map-type': 'atomic',
         },
         'io.k8s.api.core.v1.ObjectReference': {
           type: 'object',
-          properties: Object.fromEntries(['apiVersion', 'fieldPath', 'kind', 'name', 'namespace', 'resourceVersion', 'uid'].map((k) => [k, { type: 'string' }])),
+          properties: Object.fromEntries(
+            ['apiVersion', 'fieldPath', 'kind', 'name', 'namespace', 'resourceVersion', 'uid'].map((k) => [
+              k,
+              { type: 'string' },
+            ]),
+          ),
           'x-kubernetes-map-type': 'atomic',
         },
         'io.k8s.api.core.v1.ServiceAccount': {
-          description: 'ServiceAccount binds together: * a name, understood by users, and perhaps by peripheral systems, for an identity * a principal that can be authenticated and authorized * a set of secrets',
+          description:
+            'ServiceAccount binds together: * a name, understood by users, and perhaps by peripheral systems, for an identity * a principal that can be authenticated and authorized * a set of secrets',
           type: 'object',
           properties: {
             apiVersion: { type: 'string' },
@@ -102,7 +140,10 @@ export function openApiCoreV1(): JsonObject {
               'x-kubernetes-list-type': 'atomic',
             },
             kind: { type: 'string' },
-            metadata: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }] },
+            metadata: {
+              default: {},
+              allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }],
+            },
             secrets: {
               type: 'array',
               items: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.api.core.v1.ObjectReference' }] },
@@ -117,7 +158,10 @@ export function openApiCoreV1(): JsonObject {
           properties: {
             apiVersion: { type: 'string' },
             kind: { type: 'string' },
-            metadata: { default: {}, allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }] },
+            metadata: {
+              default: {},
+              allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }],
+            },
             spec: { type: 'object' },
             status: { type: 'object' },
           },
@@ -128,7 +172,12 @@ export function openApiCoreV1(): JsonObject {
           properties: {
             annotations: { type: 'object', additionalProperties: { ...str } },
             creationTimestamp: { type: 'string', format: 'date-time' },
-            finalizers: { type: 'array', items: { ...str }, 'x-kubernetes-list-type': 'set', 'x-kubernetes-patch-strategy': 'merge' },
+            finalizers: {
+              type: 'array',
+              items: { ...str },
+              'x-kubernetes-list-type': 'set',
+              'x-kubernetes-patch-strategy': 'merge',
+            },
             labels: { type: 'object', additionalProperties: { ...str } },
             name: { type: 'string' },
             namespace: { type: 'string' },

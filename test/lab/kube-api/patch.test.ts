@@ -14,7 +14,11 @@ describe('JSON merge patch (RFC 7386)', () => {
     [{ a: 'c' }, { a: ['b'] }, { a: ['b'] }],
     [{ a: { b: 'c' } }, { a: { b: 'd', c: null } }, { a: { b: 'd' } }],
     [{ a: [{ b: 'c' }] }, { a: [1] }, { a: [1] }],
-    [['a', 'b'], ['c', 'd'], ['c', 'd']],
+    [
+      ['a', 'b'],
+      ['c', 'd'],
+      ['c', 'd'],
+    ],
     [{ a: 'b' }, ['c'], ['c']],
     [{ a: 'foo' }, null, null],
     [{ a: 'foo' }, 'bar', 'bar'],
@@ -40,16 +44,26 @@ describe('JSON patch (RFC 6902)', () => {
       { op: 'copy', from: '/imagePullSecrets/0', path: '/first' },
       { op: 'move', from: '/first', path: '/metadata/annotations' },
     ]);
-    expect(out).toEqual({ metadata: { resourceVersion: '8', annotations: { name: 'x' } }, imagePullSecrets: [{ name: 'x' }, { name: 'b' }, { name: 'z' }] });
+    expect(out).toEqual({
+      metadata: { resourceVersion: '8', annotations: { name: 'x' } },
+      imagePullSecrets: [{ name: 'x' }, { name: 'b' }, { name: 'z' }],
+    });
     expect(doc.imagePullSecrets).toEqual([{ name: 'a' }, { name: 'b' }]);
   });
 
   it('unescapes ~1 and ~0 in pointers', () => {
-    expect(jsonPatch({ m: { 'a/b': 1, 'c~d': 2 } }, [{ op: 'remove', path: '/m/a~1b' }, { op: 'replace', path: '/m/c~0d', value: 3 }])).toEqual({ m: { 'c~d': 3 } });
+    expect(
+      jsonPatch({ m: { 'a/b': 1, 'c~d': 2 } }, [
+        { op: 'remove', path: '/m/a~1b' },
+        { op: 'replace', path: '/m/c~0d', value: 3 },
+      ]),
+    ).toEqual({ m: { 'c~d': 3 } });
   });
 
   it('fails a test on a stale or missing value, and a remove of a missing path, as not applicable', () => {
-    expect(() => jsonPatch(doc, [{ op: 'test', path: '/metadata/resourceVersion', value: '6' }])).toThrow(PatchApplyError);
+    expect(() => jsonPatch(doc, [{ op: 'test', path: '/metadata/resourceVersion', value: '6' }])).toThrow(
+      PatchApplyError,
+    );
     expect(() => jsonPatch(doc, [{ op: 'test', path: '/metadata/uid', value: 'x' }])).toThrow(PatchApplyError);
     expect(() => jsonPatch(doc, [{ op: 'remove', path: '/secrets' }])).toThrow(PatchApplyError);
     expect(() => jsonPatch(doc, [{ op: 'remove', path: '/imagePullSecrets/2' }])).toThrow(PatchApplyError);
@@ -79,7 +93,11 @@ describe('strategic merge patch of a ServiceAccount', () => {
 
   it('merges secrets by name, deletes with $patch: delete, and replaces with $patch: replace', () => {
     expect(smp({ secrets: [] }).secrets).toEqual([{ name: 's1' }, { name: 's2' }]);
-    expect(smp({ secrets: [{ name: 's3' }, { name: 's1', namespace: 'x' }] }).secrets).toEqual([{ name: 's1', namespace: 'x' }, { name: 's2' }, { name: 's3' }]);
+    expect(smp({ secrets: [{ name: 's3' }, { name: 's1', namespace: 'x' }] }).secrets).toEqual([
+      { name: 's1', namespace: 'x' },
+      { name: 's2' },
+      { name: 's3' },
+    ]);
     expect(smp({ secrets: [{ name: 's1', $patch: 'delete' }] }).secrets).toEqual([{ name: 's2' }]);
     expect(smp({ secrets: [{ name: 's9' }, { $patch: 'replace' }] }).secrets).toEqual([{ name: 's9' }]);
   });
@@ -87,10 +105,17 @@ describe('strategic merge patch of a ServiceAccount', () => {
   it('merges maps key by key, null deleting, and honours map and primitive-list directives', () => {
     const out = smp({ metadata: { labels: { a: null, c: '3' } } });
     expect((out.metadata as JsonObject).labels).toEqual({ b: '2', c: '3' });
-    expect((smp({ metadata: { labels: { $patch: 'replace', z: '9' } } }).metadata as JsonObject).labels).toEqual({ z: '9' });
+    expect((smp({ metadata: { labels: { $patch: 'replace', z: '9' } } }).metadata as JsonObject).labels).toEqual({
+      z: '9',
+    });
     expect((smp({ metadata: { finalizers: ['f2', 'f1'] } }).metadata as JsonObject).finalizers).toEqual(['f1', 'f2']);
-    expect((smp({ metadata: { '$deleteFromPrimitiveList/finalizers': ['f1'] } }).metadata as JsonObject).finalizers).toEqual([]);
-    expect(smp({ '$setElementOrder/secrets': [{ name: 's2' }], secrets: [{ name: 's2' }] }).secrets).toEqual([{ name: 's1' }, { name: 's2' }]);
+    expect(
+      (smp({ metadata: { '$deleteFromPrimitiveList/finalizers': ['f1'] } }).metadata as JsonObject).finalizers,
+    ).toEqual([]);
+    expect(smp({ '$setElementOrder/secrets': [{ name: 's2' }], secrets: [{ name: 's2' }] }).secrets).toEqual([
+      { name: 's1' },
+      { name: 's2' },
+    ]);
   });
 
   it('refuses a merge-keyed element without its key, and a patch that is not an object', () => {
@@ -110,15 +135,25 @@ describe('decoding a ServiceAccount like the typed server', () => {
       automountServiceAccountToken: false,
       imagePullSecret: [],
     });
-    expect(object).toEqual({ kind: 'ServiceAccount', apiVersion: 'v1', metadata: { name: 'x' }, secrets: [{ name: 's' }], automountServiceAccountToken: false });
+    expect(object).toEqual({
+      kind: 'ServiceAccount',
+      apiVersion: 'v1',
+      metadata: { name: 'x' },
+      secrets: [{ name: 's' }],
+      automountServiceAccountToken: false,
+    });
     expect(Object.keys(object)).toEqual(['kind', 'apiVersion', 'metadata', 'secrets', 'automountServiceAccountToken']);
     expect(unknownFields).toEqual(['imagePullSecret', 'metadata.color', 'secrets[0].colour']);
   });
 
-  it('refuses a wrongly typed field with the Go decoder\'s message', () => {
+  it("refuses a wrongly typed field with the Go decoder's message", () => {
     expect(() => decodeServiceAccount({ metadata: { name: 'x' }, imagePullSecrets: 'regcred' })).toThrow(
-      new DecodeError('json: cannot unmarshal string into Go struct field ServiceAccount.imagePullSecrets of type []v1.LocalObjectReference'),
+      new DecodeError(
+        'json: cannot unmarshal string into Go struct field ServiceAccount.imagePullSecrets of type []v1.LocalObjectReference',
+      ),
     );
-    expect(() => decodeServiceAccount({ metadata: { name: 'x' }, imagePullSecrets: [{ name: 3 }] })).toThrow(DecodeError);
+    expect(() => decodeServiceAccount({ metadata: { name: 'x' }, imagePullSecrets: [{ name: 3 }] })).toThrow(
+      DecodeError,
+    );
   });
 });

@@ -61,21 +61,43 @@ function fields(buf: Buffer): Field[] {
   return out;
 }
 
-type Shape = Record<number, [string, 'string' | 'int' | 'bool' | 'time' | 'map' | 'strings' | { list: Shape } | { msg: Shape }]>;
+type Shape = Record<
+  number,
+  [string, 'string' | 'int' | 'bool' | 'time' | 'map' | 'strings' | { list: Shape } | { msg: Shape }]
+>;
 
 const objectReference: Shape = {
-  1: ['kind', 'string'], 2: ['namespace', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'],
-  5: ['apiVersion', 'string'], 6: ['resourceVersion', 'string'], 7: ['fieldPath', 'string'],
+  1: ['kind', 'string'],
+  2: ['namespace', 'string'],
+  3: ['name', 'string'],
+  4: ['uid', 'string'],
+  5: ['apiVersion', 'string'],
+  6: ['resourceVersion', 'string'],
+  7: ['fieldPath', 'string'],
 };
 const ownerReference: Shape = {
-  1: ['kind', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'], 5: ['apiVersion', 'string'],
-  6: ['controller', 'bool'], 7: ['blockOwnerDeletion', 'bool'],
+  1: ['kind', 'string'],
+  3: ['name', 'string'],
+  4: ['uid', 'string'],
+  5: ['apiVersion', 'string'],
+  6: ['controller', 'bool'],
+  7: ['blockOwnerDeletion', 'bool'],
 };
 const objectMeta: Shape = {
-  1: ['name', 'string'], 2: ['generateName', 'string'], 3: ['namespace', 'string'], 4: ['selfLink', 'string'],
-  5: ['uid', 'string'], 6: ['resourceVersion', 'string'], 7: ['generation', 'int'], 8: ['creationTimestamp', 'time'],
-  9: ['deletionTimestamp', 'time'], 10: ['deletionGracePeriodSeconds', 'int'], 11: ['labels', 'map'],
-  12: ['annotations', 'map'], 13: ['ownerReferences', { list: ownerReference }], 14: ['finalizers', 'strings'],
+  1: ['name', 'string'],
+  2: ['generateName', 'string'],
+  3: ['namespace', 'string'],
+  4: ['selfLink', 'string'],
+  5: ['uid', 'string'],
+  6: ['resourceVersion', 'string'],
+  7: ['generation', 'int'],
+  8: ['creationTimestamp', 'time'],
+  9: ['deletionTimestamp', 'time'],
+  10: ['deletionGracePeriodSeconds', 'int'],
+  11: ['labels', 'map'],
+  12: ['annotations', 'map'],
+  13: ['ownerReferences', { list: ownerReference }],
+  14: ['finalizers', 'strings'],
 };
 const serviceAccount: Shape = {
   1: ['metadata', { msg: objectMeta }],
@@ -123,7 +145,13 @@ export function decodeProtobufObject(body: Buffer): JsonObject {
   const raw = fields(body.subarray(4)).find((f) => f.no === 2)?.bytes;
   const typeMeta = (envelope.typeMeta as JsonObject | undefined) ?? {};
   if (typeMeta.kind !== 'ServiceAccount') {
-    throw new Error(`protobuf bodies are only understood for ServiceAccount, got ${String(typeMeta.kind ?? 'no kind')}`);
+    throw new Error(
+      `protobuf bodies are only understood for ServiceAccount, got ${String(typeMeta.kind ?? 'no kind')}`,
+    );
   }
-  return { kind: 'ServiceAccount', apiVersion: String(typeMeta.apiVersion ?? 'v1'), ...decodeMessage(raw ?? Buffer.alloc(0), serviceAccount) };
+  return {
+    kind: 'ServiceAccount',
+    apiVersion: String(typeMeta.apiVersion ?? 'v1'),
+    ...decodeMessage(raw ?? Buffer.alloc(0), serviceAccount),
+  };
 }

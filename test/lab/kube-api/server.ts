@@ -27,7 +27,17 @@ import {
   wantsAggregated,
   wantsTable,
 } from './discovery.js';
-import { clone, deepEqual, isObject, jsonPatch, mergePatch, PatchApplyError, PatchDecodeError, type Json, type JsonObject } from './json-patch.js';
+import {
+  clone,
+  deepEqual,
+  isObject,
+  jsonPatch,
+  mergePatch,
+  PatchApplyError,
+  PatchDecodeError,
+  type Json,
+  type JsonObject,
+} from './json-patch.js';
 import { decodeServiceAccount, DecodeError, meta, table } from './objects.js';
 import { openApiCoreV1, openApiIndex } from './openapi.js';
 import { decodeProtobufObject, PROTOBUF } from './protobuf.js';
@@ -178,7 +188,15 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
         const message = err instanceof Error ? err.message : String(err);
         reply = {
           code: 500,
-          body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `Internal error occurred: ${message}`, reason: 'InternalError', code: 500 },
+          body: {
+            kind: 'Status',
+            apiVersion: 'v1',
+            metadata: {},
+            status: 'Failure',
+            message: `Internal error occurred: ${message}`,
+            reason: 'InternalError',
+            code: 500,
+          },
         };
       }
     }
@@ -222,7 +240,10 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
           return { code: 200, body: 'ok' };
       }
     }
-    const parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
+    const parts = path
+      .split('/')
+      .filter((p) => p !== '')
+      .map(decodeURIComponent);
     if (parts[0] === '_lab' && opts.control === true) return labControl(ctx, method, parts.slice(1));
     if (parts[0] !== 'api' || parts[1] !== 'v1') throw pathNotFound();
     const rest = parts.slice(2);
@@ -285,7 +306,12 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     }
   };
 
-  const authorize = (ctx: Ctx, verb: string, resource: { resource: string; name?: string } | undefined, namespace: string | undefined): void => {
+  const authorize = (
+    ctx: Ctx,
+    verb: string,
+    resource: { resource: string; name?: string } | undefined,
+    namespace: string | undefined,
+  ): void => {
     if (ctx.role === 'admin' || READ_VERBS.has(verb)) return;
     throw forbidden(ctx.user, verb, resource ?? { resource: 'serviceaccounts' }, namespace);
   };
@@ -306,24 +332,41 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
   };
 
   const single = (ctx: Ctx, kind: 'Namespace' | 'ServiceAccount', o: JsonObject): Reply => {
-    if (wantsTable(ctx.req.headers.accept)) return { code: 200, body: table(kind, [o], String(meta(o).resourceVersion)) };
+    if (wantsTable(ctx.req.headers.accept))
+      return { code: 200, body: table(kind, [o], String(meta(o).resourceVersion)) };
     return { code: 200, body: o };
   };
 
   const listServiceAccounts = (ctx: Ctx, namespace: string | undefined): Reply => {
-    const maps = namespace !== undefined ? [store.serviceAccounts.get(namespace) ?? new Map<string, JsonObject>()] : [...store.serviceAccounts.values()];
+    const maps =
+      namespace !== undefined
+        ? [store.serviceAccounts.get(namespace) ?? new Map<string, JsonObject>()]
+        : [...store.serviceAccounts.values()];
     const items = maps
       .flatMap((m) => [...m.values()])
       .filter((o) => selects(ctx, o))
       .sort((a, b) => String(meta(a).namespace).localeCompare(String(meta(b).namespace)) || byName(a, b));
     const rv = String(store.revision);
     if (wantsTable(ctx.req.headers.accept)) return { code: 200, body: table('ServiceAccount', items, rv) };
-    return { code: 200, body: { kind: 'ServiceAccountList', apiVersion: 'v1', metadata: { resourceVersion: rv }, items } };
+    return {
+      code: 200,
+      body: { kind: 'ServiceAccountList', apiVersion: 'v1', metadata: { resourceVersion: rv }, items },
+    };
   };
 
-  const serviceAccounts = async (ctx: Ctx, method: string, namespace: string, name: string | undefined): Promise<Reply> => {
+  const serviceAccounts = async (
+    ctx: Ctx,
+    method: string,
+    namespace: string,
+    name: string | undefined,
+  ): Promise<Reply> => {
     const verb = verbOf(method, name !== undefined);
-    authorize(ctx, verb, name !== undefined ? { resource: 'serviceaccounts', name } : { resource: 'serviceaccounts' }, namespace);
+    authorize(
+      ctx,
+      verb,
+      name !== undefined ? { resource: 'serviceaccounts', name } : { resource: 'serviceaccounts' },
+      namespace,
+    );
     const dryRun = parseDryRun(ctx.url);
     if (name === undefined) {
       if (method === 'GET') return listServiceAccounts(ctx, namespace);
@@ -385,7 +428,11 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       decoded = decodeServiceAccount(body);
     } catch (err) {
       if (err instanceof DecodeError) {
-        throw badRequest(mode === 'patch' ? err.message : `ServiceAccount in version "v1" cannot be handled as a ServiceAccount: ${err.message}`);
+        throw badRequest(
+          mode === 'patch'
+            ? err.message
+            : `ServiceAccount in version "v1" cannot be handled as a ServiceAccount: ${err.message}`,
+        );
       }
       throw err;
     }
@@ -400,12 +447,21 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     }
     const o = decoded.object;
     if (o.kind !== undefined && o.kind !== 'ServiceAccount') {
-      throw badRequest(`ServiceAccount in version "v1" cannot be handled as a ServiceAccount: the kind "${String(o.kind)}" does not match`);
+      throw badRequest(
+        `ServiceAccount in version "v1" cannot be handled as a ServiceAccount: the kind "${String(o.kind)}" does not match`,
+      );
     }
     return o;
   };
 
-  const update = (ctx: Ctx, namespace: string, name: string, body: Json, dryRun: boolean, mode: 'put' | 'patch'): Reply => {
+  const update = (
+    ctx: Ctx,
+    namespace: string,
+    name: string,
+    body: Json,
+    dryRun: boolean,
+    mode: 'put' | 'patch',
+  ): Reply => {
     if (mode === 'put') ctx.record.body = body;
     const current = store.getServiceAccount(namespace, name);
     if (current === undefined) throw notFound({ resource: 'serviceaccounts', name });
@@ -419,13 +475,23 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     }
     if (m.uid !== undefined && m.uid !== cm.uid) {
-      throw invalid('ServiceAccount', name, [{ field: 'metadata.uid', message: `Invalid value: "${String(m.uid)}": field is immutable` }]);
+      throw invalid('ServiceAccount', name, [
+        { field: 'metadata.uid', message: `Invalid value: "${String(m.uid)}": field is immutable` },
+      ]);
     }
     // A resourceVersion in the body (a PUT's, or one a patch wrote) is a precondition; none means last write wins.
-    if (m.resourceVersion !== undefined && m.resourceVersion !== cm.resourceVersion) throw conflict({ resource: 'serviceaccounts', name });
+    if (m.resourceVersion !== undefined && m.resourceVersion !== cm.resourceVersion)
+      throw conflict({ resource: 'serviceaccounts', name });
     const candidate = canonical({
       ...next,
-      metadata: { ...m, name, namespace, uid: cm.uid ?? null, resourceVersion: cm.resourceVersion ?? null, creationTimestamp: cm.creationTimestamp ?? null },
+      metadata: {
+        ...m,
+        name,
+        namespace,
+        uid: cm.uid ?? null,
+        resourceVersion: cm.resourceVersion ?? null,
+        creationTimestamp: cm.creationTimestamp ?? null,
+      },
     });
     // Like the real storage layer, a write that changes nothing is not a write: no new resourceVersion.
     if (deepEqual(candidate, current)) return { code: 200, body: current };
@@ -441,15 +507,21 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     }
     if (typeof m.name !== 'string' || m.name === '') {
-      throw invalid('ServiceAccount', '', [{ field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
+      throw invalid('ServiceAccount', '', [
+        { field: 'metadata.name', message: 'Required value: name or generateName is required' },
+      ]);
     }
     runWriteHook({ verb: 'create', namespace, name: m.name });
     if (!store.namespaces.has(namespace)) throw notFound({ resource: 'namespaces', name: namespace });
-    if (store.getServiceAccount(namespace, m.name) !== undefined) throw alreadyExists({ resource: 'serviceaccounts', name: m.name });
+    if (store.getServiceAccount(namespace, m.name) !== undefined)
+      throw alreadyExists({ resource: 'serviceaccounts', name: m.name });
     if (m.resourceVersion !== undefined) throw badRequest('resourceVersion should not be set on objects to be created');
     if (dryRun) {
       // Dry run fills the system fields but stores nothing, so no resourceVersion is consumed.
-      return { code: 201, body: canonical({ ...next, metadata: { ...m, namespace, uid: randomUUID(), creationTimestamp: timestamp() } }) };
+      return {
+        code: 201,
+        body: canonical({ ...next, metadata: { ...m, namespace, uid: randomUUID(), creationTimestamp: timestamp() } }),
+      };
     }
     const { uid: _u, creationTimestamp: _c, ...userMeta } = m;
     return { code: 201, body: store.insertServiceAccount(namespace, { ...next, metadata: userMeta }) };
@@ -526,7 +598,7 @@ function selects(ctx: Ctx, o: JsonObject): boolean {
       const t = /^\s*([^!=\s]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(term);
       if (t === null) {
         const key = term.trim().replace(/^!/, '');
-        if ((key in have) === term.trim().startsWith('!')) return false;
+        if (key in have === term.trim().startsWith('!')) return false;
         continue;
       }
       const [, key = '', op, value] = t;
@@ -543,7 +615,17 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new ApiError({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Request entity too large: limit is 3145728', reason: 'RequestEntityTooLarge', code: 413 }));
+        reject(
+          new ApiError({
+            kind: 'Status',
+            apiVersion: 'v1',
+            metadata: {},
+            status: 'Failure',
+            message: 'Request entity too large: limit is 3145728',
+            reason: 'RequestEntityTooLarge',
+            code: 413,
+          }),
+        );
         req.destroy();
         return;
       }
@@ -570,6 +652,8 @@ async function readJson(ctx: Ctx): Promise<Json> {
     if (contentType === PROTOBUF) return decodeProtobufObject(raw);
     return JSON.parse(raw.toString('utf8')) as Json;
   } catch (err) {
-    throw badRequest(`the body of the request was in an unknown format: ${err instanceof Error ? err.message : String(err)}`);
+    throw badRequest(
+      `the body of the request was in an unknown format: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }

@@ -6,7 +6,12 @@ export interface Status {
   status: 'Failure';
   message: string;
   reason: string;
-  details?: { name?: string; group?: string; kind?: string; causes?: { reason?: string; message: string; field?: string }[] };
+  details?: {
+    name?: string;
+    group?: string;
+    kind?: string;
+    causes?: { reason?: string; message: string; field?: string }[];
+  };
   code: number;
 }
 
@@ -40,7 +45,12 @@ export function forbidden(user: string, verb: string, t: Target, namespace: stri
   const scope = namespace !== undefined ? `in the namespace "${namespace}"` : 'at the cluster scope';
   const details: Status['details'] = { kind: t.resource };
   if (t.name !== undefined) details.name = t.name;
-  return status(403, 'Forbidden', `${subject}: User "${user}" cannot ${verb} resource "${t.resource}" in API group "" ${scope}`, details);
+  return status(
+    403,
+    'Forbidden',
+    `${subject}: User "${user}" cannot ${verb} resource "${t.resource}" in API group "" ${scope}`,
+    details,
+  );
 }
 
 /** 404 for a named object. */
@@ -48,7 +58,8 @@ export const notFound = (t: Required<Target>): ApiError =>
   status(404, 'NotFound', `${t.resource} "${t.name}" not found`, { name: t.name, kind: t.resource });
 
 /** 404 for a path the server does not serve. */
-export const pathNotFound = (): ApiError => status(404, 'NotFound', 'the server could not find the requested resource', {});
+export const pathNotFound = (): ApiError =>
+  status(404, 'NotFound', 'the server could not find the requested resource', {});
 
 /** 409 for an optimistic-concurrency failure. */
 export const conflict = (t: Required<Target>): ApiError =>
@@ -72,7 +83,11 @@ export const methodNotAllowed = (): ApiError =>
 
 /** 415 for a PATCH content type the server does not know. */
 export const unsupportedMediaType = (contentType: string): ApiError =>
-  status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got ${contentType})`);
+  status(
+    415,
+    'UnsupportedMediaType',
+    `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got ${contentType})`,
+  );
 
 /**
  * 422 as the patch handler returns it when a JSON patch cannot be applied (a failed `test` included):

@@ -48,7 +48,13 @@ export class KubeStore {
       kind: 'ServiceAccount',
       apiVersion: 'v1',
       ...object,
-      metadata: { ...m, namespace, uid: randomUUID(), resourceVersion: this.nextResourceVersion(), creationTimestamp: timestamp() },
+      metadata: {
+        ...m,
+        namespace,
+        uid: randomUUID(),
+        resourceVersion: this.nextResourceVersion(),
+        creationTimestamp: timestamp(),
+      },
     };
     const map = this.serviceAccounts.get(namespace);
     if (map === undefined) throw new Error(`namespace ${namespace} does not exist`);
@@ -75,7 +81,11 @@ export class KubeStore {
    * Edits a ServiceAccount as a concurrent writer would (another controller, a colleague's kubectl):
    * `fn` changes a copy, and the result is stored with a new resourceVersion.
    */
-  mutate(namespace: string, name: string, fn: (sa: { imagePullSecrets?: { name: string }[] } & JsonObject) => void): JsonObject {
+  mutate(
+    namespace: string,
+    name: string,
+    fn: (sa: { imagePullSecrets?: { name: string }[] } & JsonObject) => void,
+  ): JsonObject {
     const current = this.getServiceAccount(namespace, name);
     if (current === undefined) throw new Error(`serviceaccount ${namespace}/${name} does not exist in the emulator`);
     const copy = clone(current);

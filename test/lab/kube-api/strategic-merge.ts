@@ -32,7 +32,8 @@ const SET_ORDER = '$setElementOrder/';
 const DELETE_FROM = '$deleteFromPrimitiveList/';
 
 function stripDirectives(v: Json): Json {
-  if (Array.isArray(v)) return v.filter((e) => !(isObject(e) && '$patch' in e && Object.keys(e).length === 1)).map(stripDirectives);
+  if (Array.isArray(v))
+    return v.filter((e) => !(isObject(e) && '$patch' in e && Object.keys(e).length === 1)).map(stripDirectives);
   if (!isObject(v)) return v;
   const out: JsonObject = {};
   for (const [k, x] of Object.entries(v)) if (!k.startsWith('$')) out[k] = stripDirectives(x);
@@ -50,9 +51,11 @@ function mergeList(original: Json | undefined, patch: Json[], schema: SmpSchema 
   }
   const key = strategy.key;
   for (const el of patch) {
-    if (!isObject(el)) throw new PatchDecodeError(`expected a map in a list merged by "${key}", got ${JSON.stringify(el)}`);
+    if (!isObject(el))
+      throw new PatchDecodeError(`expected a map in a list merged by "${key}", got ${JSON.stringify(el)}`);
     const id = el[key];
-    if (id === undefined) throw new PatchDecodeError(`map: ${JSON.stringify(el)} does not contain declared merge key: ${key}`);
+    if (id === undefined)
+      throw new PatchDecodeError(`map: ${JSON.stringify(el)} does not contain declared merge key: ${key}`);
     const at = base.findIndex((b) => isObject(b) && b[key] === id);
     if (el.$patch === 'delete') {
       if (at >= 0) base.splice(at, 1);
@@ -69,11 +72,16 @@ function mergeList(original: Json | undefined, patch: Json[], schema: SmpSchema 
  * Applies a strategic merge patch to `original` with the patch strategies of `schema`.
  * Returns undefined when the patch deletes the map itself (`$patch: delete`).
  */
-export function mergeMap(original: JsonObject, patch: JsonObject, schema: SmpSchema | undefined): JsonObject | undefined {
+export function mergeMap(
+  original: JsonObject,
+  patch: JsonObject,
+  schema: SmpSchema | undefined,
+): JsonObject | undefined {
   const directive = patch.$patch;
   if (directive === 'delete') return undefined;
   if (directive === 'replace') return stripDirectives(patch) as JsonObject;
-  if (directive !== undefined) throw new PatchDecodeError(`Unknown patch type: ${JSON.stringify(directive)} in map: ${JSON.stringify(patch)}`);
+  if (directive !== undefined)
+    throw new PatchDecodeError(`Unknown patch type: ${JSON.stringify(directive)} in map: ${JSON.stringify(patch)}`);
   const out = clone(original);
   for (const [k, v] of Object.entries(patch)) {
     if (k.startsWith(DELETE_FROM)) {
@@ -101,6 +109,7 @@ export function mergeMap(original: JsonObject, patch: JsonObject, schema: SmpSch
 
 /** Strategic merge patch of a whole object; the patch must be a JSON object. */
 export function strategicMergePatch(original: JsonObject, patch: unknown, schema: SmpSchema): JsonObject {
-  if (!isObject(patch)) throw new PatchDecodeError('json: cannot unmarshal array into Go value of type map[string]interface {}');
+  if (!isObject(patch))
+    throw new PatchDecodeError('json: cannot unmarshal array into Go value of type map[string]interface {}');
   return mergeMap(original, patch, schema) ?? {};
 }

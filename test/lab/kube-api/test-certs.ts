@@ -28,7 +28,9 @@ async function openssl(args: string[], cwd: string): Promise<void> {
     await run('openssl', args, { cwd });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`openssl ${args[0] ?? ''} failed while making test certificates: ${stderr.trim() || String(err)}`, { cause: err });
+    throw new Error(`openssl ${args[0] ?? ''} failed while making test certificates: ${stderr.trim() || String(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -45,21 +47,55 @@ export async function makeTestCerts(dir: string, opts: TestCertOptions = {}): Pr
 
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], dir);
   await openssl(
-    ['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '30', '-subj', `/CN=${caName}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-      '-out', 'ca.crt'],
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-sha256',
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${caName}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      'ca.crt',
+    ],
     dir,
   );
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key'], dir);
-  await openssl(['req', '-new', '-key', 'server.key', '-subj', `/CN=${dns[0] ?? ips[0] ?? 'server'}`, '-out', 'server.csr'], dir);
+  await openssl(
+    ['req', '-new', '-key', 'server.key', '-subj', `/CN=${dns[0] ?? ips[0] ?? 'server'}`, '-out', 'server.csr'],
+    dir,
+  );
   // openssl x509 -req does not copy extensions from the CSR, so they go in an extfile.
   await writeFile(
     join(dir, 'server.ext'),
     `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
   );
   await openssl(
-    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-      '-days', '30', '-sha256', '-extfile', 'server.ext', '-out', 'server.crt'],
+    [
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '30',
+      '-sha256',
+      '-extfile',
+      'server.ext',
+      '-out',
+      'server.crt',
+    ],
     dir,
   );
   return {
