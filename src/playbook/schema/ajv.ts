@@ -28,6 +28,8 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
   // Annotations read by our own checks (exclusive/together argument groups) and by editors.
   ajv.addKeyword({ keyword: 'x-exclusive', schemaType: 'array' });
   ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
+  // A secret argument (src/secrets/ masks it; messages never echo its value).
+  ajv.addKeyword({ keyword: 'x-secret', schemaType: 'boolean' });
   return ajv;
 }
 

@@ -3,7 +3,9 @@
  * completion (schemas/playbook.schema.json is generated from these) and the TypeScript argument
  * types (derived with json-schema-to-ts). `x-exclusive` lists groups of mutually exclusive
  * arguments; it is enforced by the validator with a one-sentence message and mirrored as a plain
- * JSON Schema `not` so editors flag it too.
+ * JSON Schema `not` so editors flag it too. `x-secret: true` marks an argument whose value is a
+ * secret (as Ansible's `no_log`): src/secrets/ masks it in every output and validation messages
+ * never echo it.
  */
 import type { FromSchema } from 'json-schema-to-ts';
 
@@ -65,6 +67,7 @@ export const containerdTlsArgs = {
       minLength: 1,
       description:
         'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
+      'x-secret': true,
     },
     style: {
       type: 'string',
@@ -211,8 +214,12 @@ export const imagePullVerifyArgs = {
       description: 'Registry credentials for the pull (from variables; never printed).',
       properties: {
         username: { type: 'string' },
-        password: { type: 'string' },
-        token: { type: 'string', description: 'A registry bearer/identity token instead of username/password.' },
+        password: { type: 'string', 'x-secret': true },
+        token: {
+          type: 'string',
+          description: 'A registry bearer/identity token instead of username/password.',
+          'x-secret': true,
+        },
       },
       'x-exclusive': [['password', 'token']],
     },
