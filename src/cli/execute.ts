@@ -86,10 +86,17 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     check: x.check,
   });
   await reporter.close?.();
-  if (snapshot.exists && options.format === 'human')
-    process.stderr.write(
-      `snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: trustplay restore ${runId})\n`,
-    );
+  if (snapshot.exists && options.format === 'human') {
+    // The hint is a command to paste: it must find the snapshot where this run put it.
+    const { quoteArgv } = await import('../connection/shell-quote.js');
+    const undo = quoteArgv([
+      'trustplay',
+      'restore',
+      runId,
+      ...(options.stateDir !== undefined ? ['--state-dir', options.stateDir] : []),
+    ]);
+    process.stderr.write(`snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: ${undo})\n`);
+  }
   await writeReports(options, collector.report, result.secrets);
   return code;
 }

@@ -41,6 +41,8 @@ export async function loadAll(
     inventory,
     extraVars: options.extraVars,
     ...(options.limit ? { limit: options.limit } : {}),
+    ...(options.tags ? { tags: options.tags } : {}),
+    ...(options.skipTags ? { skipTags: options.skipTags } : {}),
     ...(extraModules ? { extraModules } : {}),
   });
   if (!r.playbook || r.errors.length) throw new ExitError(ExitCode.Invalid, formatDiagnostics(r.errors));

@@ -45,15 +45,33 @@ export type Options = {
   help: boolean;
 };
 
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+/** parseArgs' error in our words: an unknown option gets a "did you mean", as an unknown command does. */
+async function describeParseError(e: Error): Promise<string> {
+  const unknown = /^Unknown option '([^']+)'/.exec(e.message);
+  if (!unknown) return e.message.replace(/\. To specify.*$/s, '');
+  const given = unknown[1]!;
+  const { didYouMean } = await import('../playbook/diagnostics.js');
+  const names = Object.entries(commonOptions).flatMap(([long, o]) => [
+    `--${long}`,
+    ...('short' in o ? [`-${o.short}`] : []),
+  ]);
+  // A single-dash long option (`-limit`) is almost always the long one with a dash missing.
+  const word = given.startsWith('--') || given.length <= 2 ? given : `-${given}`;
+  const near = didYouMean(
+    word,
+    names.filter((n) => n.startsWith('--')),
+  );
+  return `unknown option \`${given}\`${near ? ` (did you mean \`${near}\`?)` : ''}`;
+}
+
 export async function parseOptions(argv: string[]): Promise<{ positionals: string[]; options: Options }> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: commonOptions, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new ExitError(
-      ExitCode.Invalid,
-      `${(e as Error).message.replace(/\. To specify.*$/s, '')}; see \`trustplay --help\``,
-    );
+    throw new ExitError(ExitCode.Invalid, `${await describeParseError(e as Error)}; see \`trustplay --help\``);
   }
   const v = parsed.values;
   const forks = v.forks === undefined ? 50 : Number(v.forks);
@@ -68,6 +86,13 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     for (const kv of v['extra-vars']) {
       const eq = kv.indexOf('=');
       if (eq <= 0) throw new ExitError(ExitCode.Invalid, `-e expects key=value, not \`${kv}\``);
+      const name = kv.slice(0, eq);
+      // A template can only name what matches interpolate's variable names, so nothing else is a variable.
+      if (!VARIABLE_NAME.test(name))
+        throw new ExitError(
+          ExitCode.Invalid,
+          `-e: \`${name}\` is not a variable name (letters, digits, _ and -, not starting with a digit): write -e NAME=VALUE and quote the whole argument when the value has spaces`,
+        );
       const raw = kv.slice(eq + 1);
       let value: unknown;
       try {
@@ -75,7 +100,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
       } catch {
         value = raw;
       }
-      extraVars[kv.slice(0, eq)] = value;
+      extraVars[name] = value;
     }
   }
   const keep = v.keep === undefined ? undefined : Number(v.keep);

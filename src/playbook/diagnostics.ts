@@ -41,6 +41,22 @@ export function atOffset(src: SourceFile, offset: number, message: string): Diag
   return { file: src.file, line, col, message, ...(source !== undefined ? { source } : {}) };
 }
 
+/**
+ * A diagnostic at a character inside a scalar's value (e.g. the `=` of a condition), exact for
+ * one-line plain and quoted scalars; other scalars are pointed at as a whole.
+ */
+export function atInScalar(src: SourceFile, node: unknown, offset: number, message: string): Diagnostic {
+  if (!isScalar(node) || !node.range) return at(src, node, message);
+  const start = node.range[0];
+  const raw = src.text.slice(start, node.range[1]);
+  if (raw.includes('\n') || raw.includes('\\')) return at(src, node, message);
+  if (node.type === 'PLAIN') return atOffset(src, start + offset, message);
+  if (node.type === 'QUOTE_SINGLE' && !raw.slice(1, -1).includes("''"))
+    return atOffset(src, start + 1 + offset, message);
+  if (node.type === 'QUOTE_DOUBLE') return atOffset(src, start + 1 + offset, message);
+  return at(src, node, message);
+}
+
 /** The node at a path of keys/indexes, or the deepest existing ancestor (so errors still point somewhere useful). */
 export function nodeAt(src: SourceFile, path: readonly (string | number)[], key = false): unknown {
   let node: unknown = src.doc.contents;

@@ -54,9 +54,19 @@ export class TemplateError extends Error {
   constructor(
     message: string,
     readonly expr: string,
+    /** `undefined`: a name with no value (fixable with a variable); `syntax`: not a name at all. */
+    readonly kind: 'undefined' | 'syntax' = 'undefined',
   ) {
     super(message);
   }
+}
+
+/** Why a template expression is not a plain variable, in one sentence (filters get their own). */
+export function templateSyntaxMessage(expr: string): string {
+  const filter = /^(.*?)\s*\|\s*([A-Za-z_][\w.]*)/.exec(expr);
+  if (filter && NAME.test(filter[1]!))
+    return `\`{{ ${expr} }}\`: filters (\`| ${filter[2]}\`) are not supported, templates are plain variable lookups: set a variable to the value you need and write \`{{ NAME }}\``;
+  return `\`{{ ${expr} }}\` is not a variable name: templates are plain variable lookups with dotted paths (\`{{ registry.host }}\`), no expressions`;
 }
 
 function render(v: unknown): string {
@@ -71,11 +81,7 @@ export function interpolateString(s: string, vars: Record<string, unknown>, dept
   if (!hasTemplate(s)) return s;
   const refs = templateRefs(s);
   for (const r of refs) {
-    if (!r.valid)
-      throw new TemplateError(
-        `\`{{ ${r.expr} }}\` is not a variable name: only plain variables with dotted paths are allowed`,
-        r.expr,
-      );
+    if (!r.valid) throw new TemplateError(templateSyntaxMessage(r.expr), r.expr, 'syntax');
     if (!isDefined(vars, r.expr)) throw new TemplateError(`undefined variable \`${r.expr}\``, r.expr);
   }
   const whole = /^\{\{\s*([^{}]*?)\s*\}\}$/.exec(s);

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { ValidateFunction } from 'ajv';
 import {
   at,
+  atInScalar,
   nodeAt,
   parseYamlSource,
   sortDiagnostics,
@@ -22,10 +23,12 @@ import {
   lookup,
   templatedStrings,
   templateRefs,
+  templateSyntaxMessage,
   TemplateError,
 } from './interpolate.js';
 import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
+import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
@@ -78,6 +81,9 @@ export interface LoadOptions {
   extraModules?: Record<string, Record<string, unknown>>;
   /** `--limit`: restricts the hosts checked (a pattern). */
   limit?: string;
+  /** `--tags` / `--skip-tags`: each must name a tag some task carries. */
+  tags?: string[];
+  skipTags?: string[];
 }
 
 export interface LoadResult {
@@ -173,9 +179,32 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
       playHosts.push(r.hosts);
     }
   });
+  errors.push(...unknownTags(plays, opts));
   if (errors.length) return { inventory, errors: sortDiagnostics(dedupe(errors)), playHosts };
   const digest = createHash('sha256').update(text).digest('hex');
   return { playbook: { file, digest, plays }, inventory, errors: [], playHosts };
+}
+
+/** Tags that select nothing: running nothing and calling it "in desired state" would be a green by accident. */
+function unknownTags(plays: Play[], opts: LoadOptions): Diagnostic[] {
+  const known = new Set(plays.flatMap((p) => [...p.tasks, ...p.handlers].flatMap((t) => t.tags)));
+  const out: Diagnostic[] = [];
+  for (const [option, given] of [
+    ['--tags', opts.tags],
+    ['--skip-tags', opts.skipTags],
+  ] as const) {
+    for (const tag of given ?? []) {
+      if (tag === 'all' || known.has(tag)) continue;
+      const list = [...known].sort();
+      out.push({
+        file: option,
+        line: 0,
+        col: 0,
+        message: `tag \`${tag}\` is on no task of the playbook${suggestion(tag, list)}${list.length ? `; tags: ${list.join(', ')}` : ': no task has `tags:`'}`,
+      });
+    }
+  }
+  return out;
 }
 
 function dedupe(ds: Diagnostic[]): Diagnostic[] {
@@ -248,17 +277,26 @@ function loadPlay(
     errors.push(...r.errors);
     if (r.task) handlers.push(r.task);
   });
-  const handlerNames = handlers.map((h) => h.name);
+  // A handler with problems of its own still answers to its name (no second, misleading error).
+  const handlerNames = [
+    ...new Set([
+      ...handlers.map((h) => h.name),
+      ...handlersRaw.flatMap((h) => {
+        const n = h && typeof h === 'object' ? (h as Record<string, unknown>)['name'] : undefined;
+        return typeof n === 'string' ? [n] : [];
+      }),
+    ]),
+  ];
   const tasks: Task[] = [];
   tasksRaw.forEach((t, i) => {
     const tpath = [...path, 'tasks', i];
     const r = loadTask(src, t, tpath, modules, hosts, varsFor);
     errors.push(...r.errors);
-    if (!r.task) return;
-    tasks.push(r.task);
-    const notifyRaw = (t as Record<string, unknown>)['notify'];
-    r.task.notify.forEach((n, j) => {
-      if (!handlerNames.includes(n)) {
+    if (r.task) tasks.push(r.task);
+    // Checked from the raw task so that another problem in it (an undefined variable) hides nothing.
+    const notifyRaw = t && typeof t === 'object' ? (t as Record<string, unknown>)['notify'] : undefined;
+    toList(notifyRaw).forEach((n, j) => {
+      if (typeof n === 'string' && !handlerNames.includes(n)) {
         const npath = Array.isArray(notifyRaw) ? [...tpath, 'notify', j] : [...tpath, 'notify'];
         errors.push(
           at(
@@ -359,6 +397,7 @@ function loadTask(
   }
   const common = validatorFor('$taskCommon', taskCommonSchema as unknown as Record<string, unknown>);
   if (!common(t)) errors.push(...ajvErrorsToDiagnostics(src, path, common.errors ?? [], { context: 'task', data: t }));
+  errors.push(...checkWhen(src, t['when'], [...path, 'when']));
   const module = mods[0];
   if (!module) return { errors };
   const argsPath = [...path, module];
@@ -379,6 +418,22 @@ function loadTask(
     ...(typeof t['check_mode'] === 'boolean' ? { checkMode: t['check_mode'] } : {}),
   };
   return { task, errors };
+}
+
+/** Parse every `when:` condition now, so a malformed one stops the run before any host changes. */
+function checkWhen(src: SourceFile, when: unknown, path: (string | number)[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const conds = Array.isArray(when) ? when.map((c, i) => [c, [...path, i]] as const) : [[when, path] as const];
+  for (const [cond, cpath] of conds) {
+    if (typeof cond !== 'string') continue;
+    try {
+      parseWhen(cond);
+    } catch (e) {
+      if (!(e instanceof WhenSyntaxError)) throw e;
+      out.push(atInScalar(src, nodeAt(src, cpath), e.offset, e.message));
+    }
+  }
+  return out;
 }
 
 function defaultTaskName(module: string, args: Record<string, unknown>): string {
@@ -414,6 +469,11 @@ function checkArgs(
     for (const g of groupConstraintErrors(schema, args, module + hostNote))
       errors.push(at(src, nodeAt(src, [...argsPath, ...g.path], true), g.message));
   };
+  // A template that is not a plain variable is wrong whatever the hosts: report it even with none.
+  for (const t of templated)
+    for (const r of templateRefs(t.text))
+      if (!r.valid)
+        errors.push(at(src, nodeAt(src, [...argsPath, ...t.path]), `${module}: ${templateSyntaxMessage(r.expr)}`));
   if (templated.length === 0 || hosts.length === 0) {
     // No host to interpolate for: check the shape with templates standing in for any value.
     check(templated.length ? stubTemplates(rawArgs) : rawArgs, '');
@@ -437,7 +497,9 @@ function checkArgs(
         at(
           src,
           nodeAt(src, [...argsPath, ...bad.path]),
-          `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`,
+          e.kind === 'syntax'
+            ? `${module}: ${e.message}`
+            : `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`,
         ),
       );
       continue;
