@@ -44,9 +44,11 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
   beforeAll(async () => {
     before = hashPaths(MACHINE_PATHS);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-lab-smoke-'));
-    lab = await labUp({ nodes: 3, dir });
+    lab = await labUp({ nodes: 3, dir, containerd: ['1.6', '1.7', '2.1'] });
     const rss = labRssKb(lab);
-    console.log(`lab up with 3 nodes in ${lab.upMs} ms, holding ${Math.round(rss.totalKb / 1024)} MB RSS`);
+    console.log(
+      `lab up with 3 nodes (containerd 1.6, 1.7, 2.1) in ${lab.upMs} ms, holding ${Math.round(rss.totalKb / 1024)} MB RSS`,
+    );
   });
 
   afterAll(async () => {
@@ -62,6 +64,30 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
     const inventory = readFileSync(lab.inventoryPath, 'utf8');
     for (const n of lab.nodes) expect(inventory).toContain(`address: ${n.address}\n    port: ${n.sshPort}`);
     expect(inventory).toContain(`registry: ${lab.registries.registry.host}`);
+  });
+
+  it("each node runs its own containerd version, with that version's own `config default` file", async () => {
+    const expected = [
+      ['1.6', /^1\.6\./, 'version = 2'],
+      ['1.7', /^1\.7\.24/, 'version = 2'],
+      ['2.1', /^(v)?2\.1\.9/, 'version = 3'],
+    ] as const;
+    for (const [i, [version, runtime, line]] of expected.entries()) {
+      const node = lab.nodes[i]!;
+      expect(node.containerd.version).toBe(version);
+      const v = await cri(node.hostSocket).version(10_000);
+      expect(v.runtimeVersion, node.name).toMatch(runtime);
+      const onNode = await inNode(node, 'containerd --version; grep -m1 "^version" /etc/containerd/config.toml');
+      // `containerd --version`: "containerd <module> <version> <revision>"; PATH finds the node's own binary.
+      expect(onNode.stdout.split(/\s+/)[2], node.name).toMatch(runtime);
+      expect(onNode.stdout, node.name).toContain(line);
+      // The config is that binary's own default: the daemon's `config dump` carries the same registry table.
+      const dump = await inNode(node, `${node.containerd.binary} --config /etc/containerd/config.toml config dump`);
+      expect(dump.code, `${node.name}: ${dump.stderr}`).toBe(0);
+      expect(dump.stdout).toContain(
+        version === '2.1' ? "io.containerd.cri.v1.images'.registry]" : 'io.containerd.grpc.v1.cri".registry]',
+      );
+    }
   });
 
   it('each node answers SSH with the lab key, as root with /bin/sh and the node systemctl on PATH', async () => {
@@ -131,8 +157,9 @@ describeLab('lab smoke (real containerd, registry and sshd on loopback)', () => 
           'mkdir -p "$d"',
           'cat > "$d/ca.crt"',
           `printf 'server = "https://${reg}"\\n\\n[host."https://${reg}"]\\n  capabilities = ["pull", "resolve"]\\n  ca = "%s/ca.crt"\\n' "$d" > "$d/hosts.toml"`,
-          `sed -i 's|^      config_path = ""$|      config_path = "/etc/containerd/certs.d"|' /etc/containerd/config.toml`,
-          'grep -q "config_path = \\"/etc/containerd/certs.d\\"" /etc/containerd/config.toml',
+          // 1.x writes config_path = "" and 2.x config_path = '' (version 3 files use literal strings).
+          `sed -i -E "s#^      config_path = (''|\\"\\")\\$#      config_path = '/etc/containerd/certs.d'#" /etc/containerd/config.toml`,
+          `grep -q "config_path = '/etc/containerd/certs.d'" /etc/containerd/config.toml`,
           'systemctl restart containerd',
         ].join('\n'),
         ca,

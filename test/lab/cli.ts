@@ -1,21 +1,37 @@
 /**
- * `npm run lab -- up [--nodes N] [--dir D]` and `npm run lab -- down [--dir D]`.
+ * `npm run lab -- up [--nodes N] [--containerd V,V,...] [--dir D]`, `npm run lab -- down [--dir D]`
+ * and `npm run lab -- fetch-containerd [V,V,...]`.
  * The default directory is /tmp/trustplay-lab (also read from TRUSTPLAY_LAB_DIR), so `down`
  * and other processes find the lab `up` left running.
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_LAB_DIR, labDown, labRssKb, labState, labUp } from './lab.js';
+import {
+  CONTAINERD_VERSIONS,
+  containerdCacheDir,
+  ensureContainerd,
+  parseContainerdVersions,
+} from './containerd-versions.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
-DIR defaults to $TRUSTPLAY_LAB_DIR or ${DEFAULT_LAB_DIR}.`;
+       npm run lab -- fetch-containerd [V[,V...]]
+DIR defaults to $TRUSTPLAY_LAB_DIR or ${DEFAULT_LAB_DIR}.
+--containerd gives each node's containerd version in node order (${CONTAINERD_VERSIONS.join(', ')}; default 1.6);
+without --nodes there is one node per version listed. fetch-containerd caches the pinned Debian
+packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { nodes: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      nodes: { type: 'string' },
+      containerd: { type: 'string' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const command = positionals[0];
   const dir = values.dir ?? process.env.TRUSTPLAY_LAB_DIR ?? DEFAULT_LAB_DIR;
@@ -25,10 +41,19 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'up': {
-      const nodes = values.nodes === undefined ? 3 : Number(values.nodes);
-      const lab = await labUp({ nodes, dir, log: (s) => console.error(`lab: ${s}`) });
+      const containerd = values.containerd === undefined ? undefined : parseContainerdVersions(values.containerd);
+      const nodes = values.nodes !== undefined ? Number(values.nodes) : (containerd?.length ?? 3);
+      const lab = await labUp({ nodes, containerd, dir, log: (s) => console.error(`lab: ${s}`) });
       printSummary(dir);
       console.log(`took ${(lab.upMs / 1000).toFixed(1)} s`);
+      return 0;
+    }
+    case 'fetch-containerd': {
+      const versions = parseContainerdVersions(positionals[1] ?? CONTAINERD_VERSIONS.join(','));
+      for (const v of versions) {
+        const build = await ensureContainerd(v, (s) => console.error(`lab: ${s}`));
+        console.log(`containerd ${v}: ${build.release} in ${build.binDir}`);
+      }
       return 0;
     }
     case 'status':
@@ -55,7 +80,7 @@ function printSummary(dir: string): void {
   if (lab.kubeconfig) console.log(`kubeconfig: ${lab.kubeconfig}`);
   for (const n of lab.nodes) {
     console.log(
-      `${n.name}: ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} root@${n.address}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket})`,
+      `${n.name} (containerd ${n.containerd.release}): ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} root@${n.address}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket})`,
     );
   }
   const kinds = Object.entries(rss.byKind)

@@ -13,7 +13,15 @@ import path from 'node:path';
 import { makePki } from './certs.js';
 import { IMAGE_REPO, IMAGE_TAG, buildImage, pushImage } from './oci-image.js';
 import { type LabRegistry, type RegistryName, startRegistries } from './registry.js';
-import { type LabNode, NODE_MOUNTS, currentContainerdPid, realisticContainerdConfig, startNode } from './node.js';
+import {
+  type LabNode,
+  type NodeContainerd,
+  NODE_MOUNTS,
+  currentContainerdPid,
+  realisticContainerdConfig,
+  startNode,
+} from './node.js';
+import { type ContainerdVersionKey, ensureContainerd } from './containerd-versions.js';
 import { writeInventory } from './inventory.js';
 import { startKube, type LabKube } from './kube.js';
 import { freePort, freePorts, processName, run, rssKb, stopPid } from './procs.js';
@@ -65,6 +73,11 @@ export interface Lab {
 export interface LabUpOptions {
   /** Number of nodes (default 3). */
   nodes?: number;
+  /**
+   * The containerd version of each node, in node order (default: 1.6 everywhere). A shorter list
+   * repeats its last version; nodes of one lab may mix versions, as fleets do during an upgrade.
+   */
+  containerd?: ContainerdVersionKey[];
   /** Lab directory (default: a new temp dir); must not exist or be empty. */
   dir?: string;
   log?: (s: string) => void;
@@ -175,10 +188,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     const sshDir = path.join(dir, 'ssh');
     mkdirSync(sshDir, { recursive: true, mode: 0o700 });
     const identityFile = path.join(sshDir, 'id_ed25519');
-    const [pki, , baseConfig] = await Promise.all([
+    const versions = Array.from(
+      { length: nodeCount },
+      (_, i) => opts.containerd?.[Math.min(i, opts.containerd.length - 1)] ?? '1.6',
+    );
+    const [pki, , builds] = await Promise.all([
       makePki(path.join(dir, 'pki')),
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'trustplay-lab', '-f', identityFile]),
-      realisticContainerdConfig(),
+      nodeContainerds(versions, log),
     ]);
     state.ca = pki.ca.cert;
     log(`certificates made in ${Date.now() - started} ms`);
@@ -209,7 +226,6 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     const ctx = {
       labDir: dir,
       hostsLines,
-      containerdConfig: baseConfig,
       authorizedKey,
       registryHost: registries.registry.host,
       track,
@@ -221,7 +237,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       Array.from({ length: Math.min(4, nodeCount) }, async () => {
         while (next < nodeCount) {
           const i = next++;
-          nodes[i] = await startNode(ctx, i + 1, sshPorts[i] ?? 0);
+          nodes[i] = await startNode(ctx, i + 1, sshPorts[i] ?? 0, builds.get(versions[i] ?? '1.6') as NodeContainerd);
         }
       }),
     );
@@ -267,6 +283,19 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       cause: err,
     });
   }
+}
+
+/** Each distinct version's build (fetched into the cache when needed) and its default config. */
+async function nodeContainerds(
+  versions: ContainerdVersionKey[],
+  log: (s: string) => void,
+): Promise<Map<ContainerdVersionKey, NodeContainerd>> {
+  const out = new Map<ContainerdVersionKey, NodeContainerd>();
+  for (const v of new Set(versions)) {
+    const build = await ensureContainerd(v, log);
+    out.set(v, { build, config: await realisticContainerdConfig(build) });
+  }
+  return out;
 }
 
 /** The mount namespace id of a process (`mnt:[...]`), or undefined when it is gone. */

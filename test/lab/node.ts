@@ -5,9 +5,10 @@
  * node's own loopback address. Nothing is mounted in this machine's namespace.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { SHIM_PIDFILE, SYSTEMCTL_SHIM } from './systemctl-shim.js';
+import type { ContainerdBuild, ContainerdVersionKey } from './containerd-versions.js';
+import { SHIM_PIDFILE, systemctlShim } from './systemctl-shim.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
 
 /** What the lab records about one node (lab.json). */
@@ -34,6 +35,8 @@ export interface LabNode {
     '/root': string;
     '/etc/hosts': string;
   };
+  /** The containerd this node runs: version key, Debian release and the binary its unit starts. */
+  containerd: { version: ContainerdVersionKey; release: string; binary: string };
   /** containerd's pidfile and log on this machine. */
   containerdPidFile: string;
   containerdLog: string;
@@ -44,7 +47,6 @@ export interface NodeContext {
   labDir: string;
   /** Lines appended to the node's copy of /etc/hosts. */
   hostsLines: string[];
-  containerdConfig: string;
   authorizedKey: string;
   registryHost: string;
   /** Called as soon as a process starts, so a failed `up` can still be cleaned up by pid. */
@@ -76,9 +78,15 @@ export const NODE_MOUNTS = [
   '/usr/local/sbin',
 ];
 
-/** The machine's `containerd config default`, with the comment header a real node's file has. */
-export async function realisticContainerdConfig(): Promise<string> {
-  const { stdout } = await run('containerd', ['config', 'default']);
+/** What a node runs: a containerd build and its config.toml. */
+export interface NodeContainerd {
+  build: ContainerdBuild;
+  config: string;
+}
+
+/** `containerd config default` of the given build, with the comment header a real node's file has. */
+export async function realisticContainerdConfig(build: ContainerdBuild): Promise<string> {
+  const { stdout } = await run(path.join(build.binDir, 'containerd'), ['config', 'default']);
   return [
     '# /etc/containerd/config.toml: generated with `containerd config default` at node provisioning.',
     '# Registry trust belongs in hosts.toml files under the CRI registry config_path (containerd',
@@ -175,7 +183,12 @@ function startHolder(binds: [string, string][], log: string): Promise<number> {
 }
 
 /** Creates node `index` (1-based), starts its namespace, containerd and sshd. */
-export async function startNode(ctx: NodeContext, index: number, sshPort: number): Promise<LabNode> {
+export async function startNode(
+  ctx: NodeContext,
+  index: number,
+  sshPort: number,
+  containerd: NodeContainerd,
+): Promise<LabNode> {
   const name = `node${index}`;
   const address = `127.0.0.${10 + index}`;
   const dir = path.join(ctx.labDir, 'nodes', name);
@@ -214,7 +227,7 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
   );
   writeFileSync(passwd, passwdForNode());
   writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
-  writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), ctx.containerdConfig);
+  writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config);
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
   writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), {
     mode: 0o600,
@@ -224,7 +237,13 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
     staleCredentials(`https://${ctx.registryHost}`),
     { mode: 0o600 },
   );
-  writeFileSync(path.join(sbin, 'systemctl'), SYSTEMCTL_SHIM, { mode: 0o755 });
+  writeFileSync(path.join(sbin, 'systemctl'), systemctlShim(containerd.build.binDir), { mode: 0o755 });
+  // A node installed with this version has its binaries first on PATH, as the package puts them.
+  if (containerd.build.binDir !== '/usr/bin') {
+    for (const bin of readdirSync(containerd.build.binDir)) {
+      symlinkSync(path.join(containerd.build.binDir, bin), path.join(sbin, bin));
+    }
+  }
 
   const hostKey = path.join(dir, 'ssh', 'ssh_host_ed25519_key');
   const sshdCfg = path.join(dir, 'ssh', 'sshd_config');
@@ -259,6 +278,11 @@ export async function startNode(ctx: NodeContext, index: number, sshPort: number
     hostSocket: path.join(files['/run'], 'containerd', 'containerd.sock'),
     root: dir,
     files,
+    containerd: {
+      version: containerd.build.version,
+      release: containerd.build.release,
+      binary: path.join(containerd.build.binDir, 'containerd'),
+    },
     containerdPidFile: path.join(files['/run'], SHIM_PIDFILE.replace(/^\/run\//, '')),
     containerdLog: path.join(files['/run'], 'lab', 'containerd.log'),
   };

@@ -9,10 +9,16 @@
 export const SHIM_PIDFILE = '/run/lab/containerd.pid';
 export const SHIM_LOG = '/run/lab/containerd.log';
 
-/** The shim script (POSIX sh). */
-export const SYSTEMCTL_SHIM = `#!/bin/sh
+/**
+ * The shim script (POSIX sh) for a node whose containerd binaries are in `binDir`. The unit runs
+ * that binary by absolute path, as a systemd unit's ExecStart does, whatever `containerd` the
+ * node's PATH finds (k3s, RKE2 and upgrades in progress differ there too).
+ */
+export function systemctlShim(binDir: string): string {
+  return `#!/bin/sh
 # systemctl for a trustplay lab node (not systemd): it manages only this node's containerd,
 # started with /etc/containerd/config.toml inside the node's mount namespace.
+BIN=${shQuote(binDir)}
 PIDFILE=${SHIM_PIDFILE}
 LOG=${SHIM_LOG}
 SOCK=/run/containerd/containerd.sock
@@ -41,7 +47,7 @@ do_start() {
   mkdir -p "$(dirname "$PIDFILE")"
   # A clean environment, as systemd gives a unit (no proxy variables leak into registry requests).
   setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    containerd --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+    "$BIN/containerd" --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"
   i=0
@@ -53,7 +59,7 @@ do_start() {
       tail -n 3 "$LOG" >&2
       return 1
     fi
-    if [ -S "$SOCK" ] && ctr --address "$SOCK" version >/dev/null 2>&1; then
+    if [ -S "$SOCK" ] && "$BIN/ctr" --address "$SOCK" version >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.1
@@ -128,3 +134,8 @@ case "$verb" in
   *) echo "Unknown command verb $verb (this lab shim knows start, stop, restart, status, is-active)." >&2; exit 1 ;;
 esac
 `;
+}
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}

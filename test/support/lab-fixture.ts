@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { type Lab, labDown, labPrerequisites, labState, labUp } from '../lab/lab.js';
+import type { ContainerdVersionKey } from '../lab/containerd-versions.js';
 
 /** Why lab suites cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
@@ -40,7 +41,7 @@ export interface LabHandle {
  * Brings a lab up in beforeAll and down in afterAll. With TRUSTPLAY_LAB_DIR set, reuses that lab
  * and leaves it running (it belongs to whoever started it).
  */
-export function useLab(opts: { nodes?: number } = {}): LabHandle {
+export function useLab(opts: { nodes?: number; containerd?: ContainerdVersionKey[] } = {}): LabHandle {
   let lab: Lab | undefined;
   let owned = false;
   beforeAll(async () => {
@@ -52,10 +53,17 @@ export function useLab(opts: { nodes?: number } = {}): LabHandle {
           `The lab at ${shared} has ${lab.nodes.length} nodes but this suite needs ${opts.nodes}: start it with --nodes ${opts.nodes}.`,
         );
       }
+      const want = opts.containerd;
+      const have = lab.nodes.map((n) => n.containerd.version);
+      if (want && want.some((v, i) => have[i] !== v)) {
+        throw new Error(
+          `The lab at ${shared} runs containerd ${have.join(',')} but this suite needs ${want.join(',')}: start it with --containerd ${want.join(',')}.`,
+        );
+      }
       return;
     }
     owned = true;
-    lab = await labUp({ nodes: opts.nodes ?? 3 });
+    lab = await labUp({ nodes: opts.nodes ?? 3, containerd: opts.containerd });
   });
   afterAll(async () => {
     if (lab && owned) await labDown(lab);
