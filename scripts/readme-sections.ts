@@ -26,15 +26,9 @@ function typeOf(p: Prop): string {
 export function modulesSection(): string {
   const out: string[] = [];
   for (const [name, schema] of Object.entries(moduleArgSchemas)) {
-    const s = schema as unknown as {
-      description: string;
-      required?: readonly string[];
-      properties: Record<string, Prop>;
-      'x-exclusive'?: readonly (readonly string[])[];
-      'x-together'?: readonly (readonly string[])[];
-    };
+    const s = schema;
     out.push(`### \`${name}\``, '', s.description, '', '| argument | type | default | |', '|---|---|---|---|');
-    for (const [arg, p] of Object.entries(s.properties)) {
+    for (const [arg, p] of Object.entries(s.properties) as Array<[string, Prop]>) {
       const req = s.required?.includes(arg) ? ' **required**' : '';
       const dflt = p.default === undefined ? '' : `\`${JSON.stringify(p.default)}\``;
       out.push(`| \`${arg}\`${req} | ${typeOf(p)} | ${dflt} | ${(p.description ?? '').replace(/\|/g, '\\|')} |`);

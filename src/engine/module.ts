@@ -12,6 +12,7 @@
  * In check mode the engine stops after step 2 and reports the changes (`would change`) with their
  * diffs. Failures are values: `gather`/`plan` throw a `TaskError` with a one-sentence message.
  */
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Connection } from '../connection/connection.js';
 
 /** A thing a change touches, saved to the snapshot before the change is applied. */
@@ -95,15 +96,45 @@ export class TaskError extends Error {
   }
 }
 
-/** A task module. `Args` are the validated (schema-defaulted) arguments. */
+/** A module's arguments as the engine hands them over: validated, schema defaults filled in. */
+export type ArgsOf<S extends JSONSchema> = FromSchema<S, { keepDefaultedPropertiesOptional: false }>;
+
+/**
+ * A task module: one file, one object (see `defineModule`). `Args` are the validated
+ * (schema-defaulted) arguments.
+ */
 export interface Module<Args = Record<string, unknown>, Observed = unknown> {
+  /** The key a playbook task uses, e.g. `containerd.tls`. */
   name: string;
   /** One line for `--help` and docs. */
   description: string;
+  /** JSON Schema of the arguments: validation, editor completion, README tables and `Args`. */
+  schema: Readonly<Record<string, unknown>>;
+  /** Scheduled by the engine itself (handlers, restore, facts), never named in a playbook. */
+  internal?: boolean;
   /** Runs even in check mode because it only reads (image.pull.verify). */
   readOnly?: boolean;
   gather(ctx: TaskContext, args: Args): Promise<Observed>;
   plan(args: Args, observed: Observed, ctx: TaskContext): Change[] | Promise<Change[]>;
   /** Extra output for the report (e.g. resolved image digest). */
   result?(observed: Observed): Record<string, unknown>;
+}
+
+/** Any module, its argument and observation types erased: what the registry and the engine hold. */
+// Method syntax in `Module` makes a typed module assignable here without a cast.
+export type AnyModule = Module<Record<string, unknown>, unknown>;
+
+/** A module as its file defines it: the schema's literal type kept, so `Args` derive from it. */
+// NoInfer: S comes from `schema` alone; inferring it back through FromSchema from the callbacks'
+// parameter types is what makes the compiler give up ("excessively deep").
+export type ModuleDefinition<S extends JSONSchema, Observed> = Module<NoInfer<ArgsOf<S>>, Observed> & { schema: S };
+
+/**
+ * Defines a module: its argument type is derived from `schema` (json-schema-to-ts), so the schema
+ * is the one source of truth for validation, docs and the code that reads the arguments.
+ */
+export function defineModule<const S extends JSONSchema & Readonly<Record<string, unknown>>, Observed>(
+  def: ModuleDefinition<S, Observed>,
+): ModuleDefinition<S, Observed> {
+  return def;
 }

@@ -13,16 +13,18 @@ import { playVariables, type Play, type Playbook, type Task } from '../playbook/
 import { resolveArgs, secretValues } from './args.js';
 import { ConnectionPool } from './connect.js';
 import { emptyRecap, type HostRecap, type Reporter, type TaskResult } from './events.js';
-import { TaskError, type Change, type HandlerRequest, type Module, type Resource, type TaskContext } from './module.js';
+import {
+  TaskError,
+  type AnyModule,
+  type Change,
+  type HandlerRequest,
+  type Resource,
+  type TaskContext,
+} from './module.js';
 import { evaluateWhen } from './when.js';
 
-/** A module with its argument schema, as the engine runs it. */
-export interface RegisteredModule {
-  module: Module<Record<string, unknown>, unknown>;
-  schema: Record<string, unknown>;
-}
-
-export type ModuleRegistry = (name: string) => Promise<RegisteredModule | undefined>;
+/** Looks a module up by the name a task uses. */
+export type ModuleRegistry = (name: string) => Promise<AnyModule | undefined>;
 
 /** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
 export interface SnapshotSink {
@@ -335,9 +337,9 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           return { ...r, notify };
         }
       }
-      const reg = await opts.modules(task.module);
-      if (!reg) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
-      const args = resolveArgs(task.module, reg.schema, task.args, vars);
+      const mod = await opts.modules(task.module);
+      if (!mod) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
+      const args = resolveArgs(task.module, mod.schema, task.args, vars);
       for (const s of secretValues(args)) secrets.add(s);
       const ctx: TaskContext = {
         conn,
@@ -350,9 +352,9 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         },
         hostState: hr.hostState,
       };
-      const observed = await reg.module.gather(ctx, args);
-      const changes: Change[] = await reg.module.plan(args, observed, ctx);
-      const data = reg.module.result?.(observed);
+      const observed = await mod.gather(ctx, args);
+      const changes: Change[] = await mod.plan(args, observed, ctx);
+      const data = mod.result?.(observed);
       if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
       const finish = (status: 'ok' | 'changed') => {
         const r = base(status, {

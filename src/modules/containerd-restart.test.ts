@@ -10,9 +10,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError, type TaskContext } from '../engine/module.js';
-import {
+import containerdRestart, {
   configBackupKey,
-  containerdRestart,
   containerdRestartRequest,
   rememberConfigBackup,
   verifiedRestart,

@@ -8,21 +8,19 @@
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { createCriClientFor, DEFAULT_CRI_SOCKETS, resolveCriSocket, waitForCri } from '../cri/client.js';
-import { TaskError, type Change, type HandlerRequest, type Module, type TaskContext } from '../engine/module.js';
+import {
+  TaskError,
+  defineModule,
+  type ArgsOf,
+  type Change,
+  type HandlerRequest,
+  type TaskContext,
+} from '../engine/module.js';
 
 /** The internal module name the engine looks up in the registry. */
 export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
 
-/** Arguments of the internal handler (see `containerdRestartSchema`). */
-export interface ContainerdRestartArgs {
-  config_file: string;
-  restart_command: string;
-  socket?: string;
-  timeout_sec: number;
-}
-
-/** JSON Schema of the handler's arguments (it has no playbook schema entry). */
-export const containerdRestartSchema = {
+const schema = {
   type: 'object',
   additionalProperties: false,
   required: ['config_file', 'restart_command', 'timeout_sec'],
@@ -33,6 +31,9 @@ export const containerdRestartSchema = {
     timeout_sec: { type: 'integer', minimum: 1 },
   },
 } as const;
+
+/** Arguments of the internal handler. */
+export type ContainerdRestartArgs = ArgsOf<typeof schema>;
 
 /** What a rollback puts back: the bytes (null = the file did not exist) with mode and owner. */
 export interface ConfigBackup {
@@ -205,8 +206,10 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
 }
 
 /** The internal handler module, registered as `containerd.restart`. */
-export const containerdRestart: Module<ContainerdRestartArgs, null> = {
+export default defineModule({
   name: CONTAINERD_RESTART_MODULE,
+  schema,
+  internal: true,
   description:
     'Restart containerd, wait for its CRI socket, and roll config.toml back if it does not come back (internal handler).',
   gather() {
@@ -222,4 +225,4 @@ export const containerdRestart: Module<ContainerdRestartArgs, null> = {
       },
     ];
   },
-};
+});

@@ -12,7 +12,7 @@ import TOML from '@iarna/toml';
 import { describe, expect, it } from 'vitest';
 import { lineDiff } from '../containerd/line-diff.js';
 import { TaskError } from '../engine/module.js';
-import type { ContainerdTlsArgs } from '../playbook/schema/modules.js';
+import type { ContainerdTlsArgs } from './containerd-tls.js';
 import type { ContainerdFacts, HostsDirFacts } from './containerd-facts.js';
 import {
   maskConfigSecrets,

@@ -24,11 +24,104 @@ import path from 'node:path';
 import { inspectConfig, type ContainerdConfigInfo, type LegacyTls } from '../containerd/config.js';
 import { ensureConfigPath, isRefusal, setLegacyTls } from '../containerd/edits.js';
 import { isManagedByTrustplay, parseHostsToml, renderHostsToml } from '../containerd/hosts-toml.js';
-import { TaskError, type Change, type Diff, type Module, type Resource, type TaskContext } from '../engine/module.js';
-import type { ContainerdTlsArgs } from '../playbook/schema/modules.js';
+import {
+  TaskError,
+  defineModule,
+  type ArgsOf,
+  type Change,
+  type Diff,
+  type Resource,
+  type TaskContext,
+} from '../engine/module.js';
 import { nodeRunDir } from '../engine/lock.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
+import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
+
+const schema = {
+  type: 'object',
+  title: 'containerd.tls',
+  description:
+    "Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.",
+  additionalProperties: false,
+  required: ['registry'],
+  properties: {
+    registry: registryArg,
+    ca: {
+      type: 'string',
+      minLength: 1,
+      description:
+        "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.",
+    },
+    skip_verify: {
+      type: 'boolean',
+      description:
+        'Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`.',
+    },
+    plain_http: {
+      type: 'boolean',
+      description: 'The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`.',
+    },
+    client_cert: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
+    },
+    client_key: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
+      'x-secret': true,
+    },
+    style: {
+      type: 'string',
+      enum: ['auto', 'hosts', 'legacy'],
+      default: 'auto',
+      description:
+        '`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs."<host>".tls` table (containerd 1.x only); `auto` = hosts.',
+    },
+    migrate_legacy: {
+      type: 'boolean',
+      default: false,
+      description:
+        'Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load).',
+    },
+    config_path: {
+      type: 'string',
+      minLength: 1,
+      default: '/etc/containerd/certs.d',
+      description: 'Directory containerd reads hosts.toml files from (the CRI registry `config_path`).',
+    },
+    config_file: configFileArg,
+    restart_command: restartCommandArg,
+    socket: {
+      type: 'string',
+      minLength: 1,
+      description:
+        "containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock.",
+    },
+    restart_timeout: {
+      type: 'integer',
+      minimum: 1,
+      default: 60,
+      description: 'Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back.',
+    },
+    state: {
+      type: 'string',
+      enum: ['present', 'absent'],
+      default: 'present',
+      description:
+        '`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table).',
+    },
+  },
+  'x-exclusive': [['ca', 'skip_verify', 'plain_http']],
+  'x-together': [['client_cert', 'client_key']],
+} as const;
+
+/** Arguments of `containerd.tls` as the engine hands them over (schema defaults filled in). */
+export type ContainerdTlsArgs = ArgsOf<typeof schema>;
 
 /** File names trustplay writes in a registry's directory. */
 export const FILE_NAMES = { hosts: 'hosts.toml', ca: 'ca.crt', cert: 'client.cert', key: 'client.key' } as const;
@@ -614,7 +707,8 @@ function migrationDirs(args: ContainerdTlsArgs, facts: ContainerdFacts): string[
 }
 
 /** The `containerd.tls` module. */
-export const containerdTls: Module<ContainerdTlsArgs, TlsObserved> = {
+export default defineModule({
+  schema,
   name: 'containerd.tls',
   description:
     "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
@@ -642,4 +736,4 @@ export const containerdTls: Module<ContainerdTlsArgs, TlsObserved> = {
     for (const w of plan.warnings) ctx.warn(w);
     return plan.changes.map((c) => toChange(c, args));
   },
-};
+});

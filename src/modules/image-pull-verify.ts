@@ -7,10 +7,52 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CriError, type CriAuth } from '../cri/client.js';
 import { classifyPullError, type PullFailure, type PullFailureClass } from '../cri/classify.js';
-import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
-import type { ImagePullVerifyArgs } from '../playbook/schema/modules.js';
+import { TaskError, defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { criTaskError, withCri } from './cri-connect.js';
 import { MASK } from './docker-config.js';
+
+const schema = {
+  type: 'object',
+  title: 'image.pull.verify',
+  description:
+    'Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports "changed"; runs in check mode too.',
+  additionalProperties: false,
+  required: ['image'],
+  properties: {
+    image: { type: 'string', minLength: 1, description: 'Image reference to pull.' },
+    expect_digest: {
+      type: 'string',
+      pattern: '^sha256:[0-9a-f]{64}$',
+      description: 'Fail unless the pulled image has this repo digest (`sha256:...`).',
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Registry credentials for the pull (from variables; never printed).',
+      properties: {
+        username: { type: 'string' },
+        password: { type: 'string', 'x-secret': true },
+        token: {
+          type: 'string',
+          description: 'A registry bearer/identity token instead of username/password.',
+          'x-secret': true,
+        },
+      },
+      'x-exclusive': [['password', 'token']],
+    },
+    timeout: { type: 'integer', minimum: 1, default: 120, description: 'Seconds one pull may take.' },
+    retries: {
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description: 'Extra attempts after a failed pull (exponential back-off).',
+    },
+    socket: { type: 'string', minLength: 1, description: "containerd's CRI socket (default: auto-detected)." },
+  },
+} as const;
+
+/** Arguments of `image.pull.verify` as the engine hands them over (schema defaults filled in). */
+export type ImagePullVerifyArgs = ArgsOf<typeof schema>;
 
 /** What a verification saw: the pulled image, or the classified failure. */
 export type PullObserved =
@@ -144,11 +186,12 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
 }
 
 /** The `image.pull.verify` module. */
-export const imagePullVerify: Module<ImagePullVerifyArgs, PullObserved> = {
+export default defineModule({
+  schema,
   name: 'image.pull.verify',
   description: 'Pull an image through the CRI and assert success (and digest); classifies failures; never "changed".',
   readOnly: true,
   gather: pullWithRetries,
   plan: (args, observed) => planPullVerify(args, observed),
   result: (observed) => (observed.ok ? { imageRef: observed.imageRef, repoDigest: observed.repoDigest } : {}),
-};
+});

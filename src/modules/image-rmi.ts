@@ -4,9 +4,23 @@
  * so there is nothing to snapshot: a later pull brings it back.
  */
 import type { CriImage } from '../cri/client.js';
-import type { Change, Module } from '../engine/module.js';
-import type { ImageRmiArgs } from '../playbook/schema/modules.js';
+import { defineModule, type ArgsOf, type Change } from '../engine/module.js';
 import { criTaskError, withCri } from './cri-connect.js';
+
+const schema = {
+  type: 'object',
+  title: 'image.rmi',
+  description: "Remove a cached image (all its tags) from the node's CRI image store (seed step 4). Absent = ok.",
+  additionalProperties: false,
+  required: ['image'],
+  properties: {
+    image: { type: 'string', minLength: 1, description: 'Image reference, e.g. `registry.example.com/app:1.0`.' },
+    socket: { type: 'string', minLength: 1, description: "containerd's CRI socket (default: auto-detected)." },
+  },
+} as const;
+
+/** Arguments of `image.rmi` as the engine hands them over (schema defaults filled in). */
+export type ImageRmiArgs = ArgsOf<typeof schema>;
 
 /** Tags shown in a summary before "and N more". */
 const SHOWN_TAGS = 3;
@@ -43,7 +57,8 @@ export function planImageRmi(args: ImageRmiArgs, present: CriImage | null): Chan
 }
 
 /** The `image.rmi` module. */
-export const imageRmi: Module<ImageRmiArgs, CriImage | null> = {
+export default defineModule({
+  schema,
   name: 'image.rmi',
   description: "Remove an image (all its tags) from the node's CRI image store; absent = ok.",
   async gather(ctx, args) {
@@ -54,4 +69,4 @@ export const imageRmi: Module<ImageRmiArgs, CriImage | null> = {
     }
   },
   plan: (args, present) => planImageRmi(args, present),
-};
+});

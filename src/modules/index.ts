@@ -1,55 +1,28 @@
 /**
- * The module registry: module name -> implementation + argument schema, imported lazily so the CLI
- * starts fast and a run loads only the modules it uses. Internal modules (handlers the engine
- * schedules itself, such as the verified containerd restart) have no playbook schema entry.
+ * Every module trustplay ships. The registry, the precompiled argument validators, the generated
+ * `schemas/*.json` and the README module tables all read this one list: adding a module is one new
+ * file in this directory (`export default defineModule({...})`) plus one line here.
  */
-import type { RegisteredModule } from '../engine/run.js';
-import { moduleArgSchemas } from '../playbook/schema/modules.js';
+import type { AnyModule } from '../engine/module.js';
 
-type Loader = () => Promise<RegisteredModule>;
+const files = await Promise.all([
+  import('./containerd-tls.js'),
+  import('./k8s-sa-clear.js'),
+  import('./node-creds-wipe.js'),
+  import('./image-rmi.js'),
+  import('./image-pull-verify.js'),
+  import('./containerd-restart.js'),
+]);
 
-const user =
-  (name: keyof typeof moduleArgSchemas, load: () => Promise<RegisteredModule['module']>): Loader =>
-  async () => ({
-    module: await load(),
-    schema: moduleArgSchemas[name] as unknown as Record<string, unknown>,
-  });
+/** Every module, in the order the docs list them. */
+export const modules: readonly AnyModule[] = files.map((f) => f.default);
 
-/** Module loaders by name. Each module file registers itself here with one line. */
-export const moduleLoaders: Record<string, Loader> = {
-  'containerd.tls': user(
-    'containerd.tls',
-    async () => (await import('./containerd-tls.js')).containerdTls as unknown as RegisteredModule['module'],
-  ),
-  'k8s.sa.clear': user(
-    'k8s.sa.clear',
-    async () => (await import('./k8s-sa-clear.js')).k8sSaClear as unknown as RegisteredModule['module'],
-  ),
-  'image.pull.verify': user(
-    'image.pull.verify',
-    async () => (await import('./image-pull-verify.js')).imagePullVerify as unknown as RegisteredModule['module'],
-  ),
-  'image.rmi': user(
-    'image.rmi',
-    async () => (await import('./image-rmi.js')).imageRmi as unknown as RegisteredModule['module'],
-  ),
-  'node.creds.wipe': user(
-    'node.creds.wipe',
-    async () => (await import('./node-creds-wipe.js')).nodeCredsWipe as unknown as RegisteredModule['module'],
-  ),
-  'containerd.restart': async () => {
-    const m = await import('./containerd-restart.js');
-    return {
-      module: m.containerdRestart as unknown as RegisteredModule['module'],
-      schema: m.containerdRestartSchema as unknown as Record<string, unknown>,
-    };
-  },
-};
+/** The modules a playbook task may name (internal ones are scheduled by the engine itself). */
+export const playbookModules: readonly AnyModule[] = modules.filter((m) => !m.internal);
+
+const byName = new Map(modules.map((m) => [m.name, m]));
 
 /** The engine's registry for user-facing and internal modules. */
-export async function builtinModules(name: string): Promise<RegisteredModule | undefined> {
-  const load = moduleLoaders[name];
-  return load ? load() : undefined;
+export function builtinModules(name: string): Promise<AnyModule | undefined> {
+  return Promise.resolve(byName.get(name));
 }
-
-export { user as userModule };

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { TaskError, type Change } from '../engine/module.js';
 import type { ReadResult } from '../k8s/kubectl.js';
-import type { K8sSaClearArgs } from '../playbook/schema/modules.js';
-import { k8sSaClear, planClear } from './k8s-sa-clear.js';
+import type { K8sSaClearArgs } from './k8s-sa-clear.js';
+import k8sSaClear, { planClear } from './k8s-sa-clear.js';
 
 const ok = (namespace: string, names: string[], rv = '7'): ReadResult => ({
   namespace,
@@ -24,7 +24,7 @@ describe('k8s.sa.clear plan', () => {
       'remove imagePullSecrets a, b from serviceaccount default/default',
       'remove imagePullSecrets a from serviceaccount aegis/default',
     ]);
-    const first = changes[0] as unknown as { resources: unknown[]; diff: { before: string; after: string } };
+    const first = changes[0]!;
     expect(first.resources).toEqual([
       {
         kind: 'serviceaccount',

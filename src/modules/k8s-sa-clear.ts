@@ -12,7 +12,7 @@
  *    changed, naming every missing item at once: a typo in a namespace list should not leave the
  *    cluster half-done. With `namespace: all`, namespaces without the account are skipped.
  */
-import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
+import { TaskError, defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import {
   listNamespaces,
   readServiceAccounts,
@@ -21,7 +21,45 @@ import {
   type ReadResult,
   type ServiceAccountResource,
 } from '../k8s/kubectl.js';
-import type { K8sSaClearArgs } from '../playbook/schema/modules.js';
+
+const schema = {
+  type: 'object',
+  title: 'k8s.sa.clear',
+  description:
+    "Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (seed step 2). The previous value goes to the run's snapshot so `trustplay restore` puts it back.",
+  additionalProperties: false,
+  required: ['namespace'],
+  properties: {
+    namespace: {
+      description: 'A namespace, a list of namespaces, or `all` for every namespace.',
+      anyOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+      ],
+    },
+    service_account: {
+      type: 'string',
+      minLength: 1,
+      default: 'default',
+      description: 'ServiceAccount name.',
+    },
+    secrets: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      description: 'Names of the pull secrets to remove; default: all of them.',
+    },
+    kubeconfig: {
+      type: 'string',
+      minLength: 1,
+      description: "Path of the kubeconfig on the target host (default: kubectl's own default).",
+    },
+    context: { type: 'string', minLength: 1, description: 'kubeconfig context to use.' },
+    kubectl: { type: 'string', minLength: 1, default: 'kubectl', description: 'kubectl binary on the target host.' },
+  },
+} as const;
+
+/** Arguments of `k8s.sa.clear` as the engine hands them over (schema defaults filled in). */
+export type K8sSaClearArgs = ArgsOf<typeof schema>;
 
 /** What gather saw: every requested account, and whether `all` namespaces were asked for. */
 export interface SaClearObserved {
@@ -73,7 +111,8 @@ export function planClear(
   return out;
 }
 
-export const k8sSaClear: Module<K8sSaClearArgs, SaClearObserved> = {
+export default defineModule({
+  schema,
   name: 'k8s.sa.clear',
   description:
     'Remove imagePullSecrets from a ServiceAccount in one or more namespaces (kubectl on the host; saved to the snapshot first).',
@@ -111,4 +150,4 @@ export const k8sSaClear: Module<K8sSaClearArgs, SaClearObserved> = {
       };
     });
   },
-};
+});

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError, type Change, type TaskContext } from '../engine/module.js';
-import type { NodeCredsWipeArgs } from '../playbook/schema/modules.js';
+import type { NodeCredsWipeArgs } from './node-creds-wipe.js';
 import { configBackupKey, type ConfigBackup } from './containerd-restart.js';
 import { MASK } from './docker-config.js';
 import {

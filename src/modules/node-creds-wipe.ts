@@ -10,8 +10,7 @@ import type { Connection } from '../connection/connection.js';
 import { inspectConfig } from '../containerd/config.js';
 import { isRefusal, removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
 import { getIn, parsePlain } from '../containerd/toml-edit.js';
-import { TaskError, type Change, type Module } from '../engine/module.js';
-import type { NodeCredsWipeArgs } from '../playbook/schema/modules.js';
+import { TaskError, defineModule, type ArgsOf, type Change } from '../engine/module.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
 import {
   credentialKeys,
@@ -20,6 +19,42 @@ import {
   maskTomlSecrets,
   removeRegistryCredentials,
 } from './docker-config.js';
+import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
+
+const schema = {
+  type: 'object',
+  title: 'node.creds.wipe',
+  description:
+    "Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).",
+  additionalProperties: false,
+  required: ['registry'],
+  properties: {
+    registry: registryArg,
+    paths: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      default: ['/root/.docker/config.json', '/var/lib/kubelet/config.json'],
+      description: 'Credential files (docker config.json format) to clean.',
+    },
+    containerd_auth: {
+      type: 'boolean',
+      default: true,
+      description:
+        'Also remove `registry.configs."<host>".auth` from config.toml (containerd is restarted when that changes).',
+    },
+    config_file: configFileArg,
+    restart_command: restartCommandArg,
+    socket: { type: 'string', minLength: 1, description: "containerd's CRI socket for the post-restart health check." },
+    all: {
+      type: 'boolean',
+      default: false,
+      description: "Remove the whole credential files and every registry's containerd auth (dangerous).",
+    },
+  },
+} as const;
+
+/** Arguments of `node.creds.wipe` as the engine hands them over (schema defaults filled in). */
+export type NodeCredsWipeArgs = ArgsOf<typeof schema>;
 
 /** How long the verified restart waits for the CRI socket (the module has no knob for it). */
 const RESTART_TIMEOUT_SEC = 60;
@@ -205,7 +240,8 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved):
 }
 
 /** The `node.creds.wipe` module. */
-export const nodeCredsWipe: Module<NodeCredsWipeArgs, CredsObserved> = {
+export default defineModule({
+  schema,
   name: 'node.creds.wipe',
   description:
     "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
@@ -225,4 +261,4 @@ export const nodeCredsWipe: Module<NodeCredsWipeArgs, CredsObserved> = {
     return observed;
   },
   plan: (args, observed) => planCredsWipe(args, observed),
-};
+});

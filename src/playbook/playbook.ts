@@ -130,7 +130,7 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
   const { src, errors: yamlErrors } = parseYamlSource(file, text);
   if (yamlErrors.length) return { inventory, errors: yamlErrors, playHosts: [] };
   const modules: Record<string, Record<string, unknown>> = {
-    ...(moduleArgSchemas as unknown as Record<string, Record<string, unknown>>),
+    ...moduleArgSchemas,
     ...opts.extraModules,
   };
   const errors: Diagnostic[] = [];

@@ -9,8 +9,7 @@
  * snapshot is refused while nothing has been written anywhere.
  */
 import { createHash } from 'node:crypto';
-import type { RegisteredModule } from '../engine/run.js';
-import { TaskError, type Change, type Module, type TaskContext } from '../engine/module.js';
+import { TaskError, defineModule, type AnyModule, type Change, type TaskContext } from '../engine/module.js';
 import {
   readServiceAccounts,
   writePullSecrets,
@@ -203,13 +202,18 @@ export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): 
 }
 
 /** The two internal modules, bound to one loaded snapshot. */
-export function restoreModules(loaded: LoadedSnapshot): Record<string, RegisteredModule> {
+export function restoreModules(loaded: LoadedSnapshot): Record<string, AnyModule> {
   const hostEntry = (host: string) => loaded.manifest.hosts[host] ?? { facts: {}, resources: [] };
 
-  const fileModule: Module<Record<string, unknown>, Array<{ saved: SavedFile; current: CurrentFile }>> = {
+  // Bound to one snapshot, so they take no arguments of their own.
+  const schema = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+  const fileModule = defineModule({
     name: FILE_RESTORE_MODULE,
+    schema,
+    internal: true,
     description: 'Put files back as a snapshot saved them (content, mode, owner; absent ones removed).',
-    async gather(ctx) {
+    async gather(ctx): Promise<Array<{ saved: SavedFile; current: CurrentFile }>> {
       const files = hostEntry(ctx.host).resources.filter((r): r is SavedFile => r.kind === 'file');
       return Promise.all(
         files.map(async (saved) => {
@@ -240,12 +244,14 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
           planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? [],
       );
     },
-  };
+  });
 
-  const saModule: Module<Record<string, unknown>, Array<{ saved: SavedServiceAccount; current: ReadResult }>> = {
+  const saModule = defineModule({
     name: SA_RESTORE_MODULE,
+    schema,
+    internal: true,
     description: "Put ServiceAccounts' imagePullSecrets back as a snapshot saved them.",
-    async gather(ctx) {
+    async gather(ctx): Promise<Array<{ saved: SavedServiceAccount; current: ReadResult }>> {
       const saved = hostEntry(ctx.host).resources.filter(
         (r): r is SavedServiceAccount => r.kind === 'serviceaccount' && r.imagePullSecrets !== null,
       );
@@ -259,13 +265,9 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, Registere
     plan(_args, observed) {
       return observed.flatMap(({ saved, current }) => planSaRestore(saved, current) ?? []);
     },
-  };
+  });
 
-  const schema = { type: 'object', additionalProperties: false, properties: {} };
-  return {
-    [FILE_RESTORE_MODULE]: { module: fileModule, schema },
-    [SA_RESTORE_MODULE]: { module: saModule, schema },
-  };
+  return { [FILE_RESTORE_MODULE]: fileModule, [SA_RESTORE_MODULE]: saModule };
 }
 
 /** The in-memory playbook: one play over the chosen hosts, files first, then ServiceAccounts. */

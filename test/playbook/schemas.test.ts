@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { renderSchemas } from '../../src/playbook/schema/render.js';
 import { renderValidators } from '../../scripts/validators-source.js';
-import { moduleArgSchemas, type ContainerdTlsArgs } from '../../src/playbook/schema/modules.js';
+import type { ContainerdTlsArgs } from '../../src/modules/containerd-tls.js';
+import { moduleArgSchemas } from '../../src/playbook/schema/modules.js';
 
 const read = (f: string) => readFileSync(new URL(`../../${f}`, import.meta.url), 'utf8');
 

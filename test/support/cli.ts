@@ -11,15 +11,15 @@ export interface CliRun {
   stderr: string;
 }
 
-/** `node --import tsx src/cli/main.ts ...args` from the repository root, without a terminal. */
+/** `node --import tsx src/cli/main.ts ...args` from the repository root (or `cwd`, a copy of it), without a terminal. */
 export function trustplay(
   args: string[],
-  opts: { timeoutMs?: number; env?: Record<string, string> } = {},
+  opts: { timeoutMs?: number; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<CliRun> {
   const timeoutMs = opts.timeoutMs ?? 180_000;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: REPO,
+      cwd: opts.cwd ?? REPO,
       env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', CI: '', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

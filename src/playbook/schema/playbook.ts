@@ -89,7 +89,7 @@ function withStandardConstraints(schema: Record<string, unknown> & ExclusiveCarr
 
 const taskProperties: Record<string, unknown> = { ...taskCommonProperties };
 for (const [name, schema] of Object.entries(moduleArgSchemas)) {
-  taskProperties[name] = withStandardConstraints(schema as unknown as Record<string, unknown>);
+  taskProperties[name] = withStandardConstraints(schema);
 }
 
 const playKeys = {

@@ -1,5 +1,5 @@
 /** Which schemas are precompiled (src/playbook/schema/validators.generated.ts), under which export names. */
-import { moduleArgSchemas } from './modules.js';
+import { modules } from '../../modules/index.js';
 import { inventorySchema, playShapeSchema, taskCommonSchema } from './playbook.js';
 
 export function precompiledSchemas(): Record<string, Record<string, unknown>> {
@@ -8,7 +8,6 @@ export function precompiledSchemas(): Record<string, Record<string, unknown>> {
     play: playShapeSchema as unknown as Record<string, unknown>,
     taskCommon: taskCommonSchema as unknown as Record<string, unknown>,
   };
-  for (const [name, schema] of Object.entries(moduleArgSchemas))
-    out[`module_${name.replace(/\./g, '_')}`] = schema as unknown as Record<string, unknown>;
+  for (const m of modules) out[`module_${m.name.replace(/\./g, '_')}`] = m.schema;
   return out;
 }
