@@ -9,12 +9,9 @@ import { describeExit } from '../connection/exit-codes.js';
 import { hostNamespaceDir } from '../containerd/hosts-toml.js';
 import { TaskError } from '../engine/module.js';
 
-/** containerd's version as `containerd --version` prints it, or null when the binary is missing. */
-export interface ContainerdVersion {
-  raw: string;
-  major: number;
-  minor: number;
-}
+import { parseContainerdVersion, type ContainerdVersion } from '../containerd/daemon-version.js';
+
+export { parseContainerdVersion, type ContainerdVersion };
 
 /** One file on the node with its metadata. */
 export interface NodeFile {
@@ -107,16 +104,6 @@ for dir in "$@"; do
 done
 echo "@@end"
 `;
-
-/** Parses `containerd --version` output ("containerd github.com/containerd/containerd v2.0.0 …", "… 1.6.20~ds1 …"). */
-export function parseContainerdVersion(raw: string): ContainerdVersion | null {
-  const words = raw.trim().split(/\s+/).slice(1);
-  for (const w of words) {
-    const m = /^v?(\d+)\.(\d+)(?:[.~+-]|$)/.exec(w);
-    if (m) return { raw: raw.trim(), major: Number(m[1]), minor: Number(m[2]) };
-  }
-  return null;
-}
 
 /** The host directory for a registry under config_path. */
 export function hostsDirFor(configPath: string, registry: string): string {

@@ -34,6 +34,8 @@ import {
   type TaskContext,
 } from '../engine/module.js';
 import { nodeRunDir } from '../engine/lock.js';
+import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
+import { criSocketFor } from './cri-connect.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
 import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
@@ -139,6 +141,8 @@ export interface TlsObserved {
   material: TlsMaterial;
   /** Problems with the material worth a warning (an expired CA), found while reading it. */
   materialWarnings: string[];
+  /** Where facts.version came from (the running daemon, or PATH when none runs); absent in unit tests. */
+  versionSource?: VersionSource | null;
 }
 
 /** One file operation on the node. */
@@ -337,7 +341,7 @@ function refuse(host: string, error: string): never {
 function containerdMajor(facts: ContainerdFacts, host: string): number {
   if (!facts.version) {
     throw new TaskError(
-      `${host}: \`containerd --version\` did not run (containerd is not installed or not on PATH), and trustplay needs its version to write a config it will load: install containerd first.`,
+      `${host}: no running containerd answered (CRI Version, daemon process) and \`containerd --version\` did not run (not installed or not on PATH), and trustplay needs its version to write a config it will load: install or start containerd first.`,
       'refused',
     );
   }
@@ -675,6 +679,7 @@ function recordFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed: TlsObs
   ctx.hostState.set(key, registries);
   ctx.fact('containerd', {
     version: facts.version?.raw ?? null,
+    versionSource: observed.versionSource ? describeVersionSource(observed.versionSource) : null,
     major: facts.version?.major ?? null,
     minor: facts.version?.minor ?? null,
     configFile: args.config_file,
@@ -725,9 +730,12 @@ export default defineModule({
       ctx.conn,
       args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
     );
+    const running = await runningVersionFor(ctx, () => criSocketFor(ctx, args.socket), facts.version);
+    facts.version = running?.version ?? null;
     const extra = migrationDirs(args, facts);
-    if (extra.length > 0) facts = await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra });
-    const observed = { facts, material, materialWarnings: warnings };
+    if (extra.length > 0)
+      facts = { ...(await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra })), version: facts.version };
+    const observed = { facts, material, materialWarnings: warnings, versionSource: running?.source ?? null };
     recordFacts(ctx, args, observed);
     return observed;
   },

@@ -11,6 +11,7 @@ import { inspectConfig } from '../containerd/config.js';
 import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.js';
 import { TaskError } from '../engine/module.js';
 import { gatherContainerdFacts } from '../modules/containerd-facts.js';
+import { containerdSocket, describeVersionSource, runningContainerdVersion } from '../containerd/daemon-version.js';
 
 /** Where to look; defaults are containerd's and the seed's. */
 export interface NodeFactsOptions {
@@ -18,13 +19,16 @@ export interface NodeFactsOptions {
   /** certs.d directories to list when config.toml sets none. */
   configPath?: string;
   credentialFiles?: string[];
+  /** The host's CRI socket (`cri_socket`), else found as a task would find it. */
+  criSocket?: string;
 }
 
 export const DEFAULT_CREDENTIAL_FILES = ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
 
 /** What `trustplay facts` prints for one host (no secret values anywhere). */
 export interface NodeFacts {
-  containerd: { version: string | null; major: number | null };
+  /** The running daemon's version (CRI Version, else its process), PATH's only when none runs; `source` says which. */
+  containerd: { version: string | null; major: number | null; source: string | null };
   config: {
     path: string;
     exists: boolean;
@@ -82,8 +86,14 @@ export function credentialKeys(text: string): { registries: string[]; helpers?: 
 export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}): Promise<NodeFacts> {
   const configFile = o.configFile ?? '/etc/containerd/config.toml';
   const cf = await gatherContainerdFacts(conn, { configFile, configPath: o.configPath ?? '/etc/containerd/certs.d' });
+  const running = await runningContainerdVersion(conn, () => containerdSocket(conn, o.criSocket), cf.version);
+  cf.version = running?.version ?? null;
   const facts: NodeFacts = {
-    containerd: { version: cf.version?.raw ?? null, major: cf.version?.major ?? null },
+    containerd: {
+      version: cf.version?.raw ?? null,
+      major: cf.version?.major ?? null,
+      source: running ? describeVersionSource(running.source) : null,
+    },
     config: {
       path: configFile,
       exists: cf.config.exists,
@@ -171,7 +181,10 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
 
 /** Human-readable facts of one host. */
 export function formatNodeFacts(host: string, f: NodeFacts): string {
-  const l = [`${host}:`, `  containerd: ${f.containerd.version ?? 'not installed'}`];
+  const l = [
+    `${host}:`,
+    `  containerd: ${f.containerd.version ?? 'not installed'}${f.containerd.source ? ` (from ${f.containerd.source})` : ''}`,
+  ];
   l.push(
     `  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`,
   );

@@ -54,8 +54,10 @@ export async function factsCommand(positionals: string[], options: Options): Pro
       try {
         const configFile = str('containerd_config_file');
         const configPath = str('containerd_config_path');
+        const criSocket = str('cri_socket');
         results[host] = {
           facts: await gatherNodeFacts(conn, {
+            ...(criSocket ? { criSocket } : {}),
             ...(configFile ? { configFile } : {}),
             ...(configPath ? { configPath } : {}),
           }),

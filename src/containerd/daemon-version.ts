@@ -1,0 +1,170 @@
+/**
+ * The version of the containerd that is RUNNING on a node, which is the one whose config rules
+ * matter. The `containerd` on PATH is often another binary: k3s and RKE2 embed their own, some
+ * distributions install to /usr/local/bin beside a packaged one, and an upgrade in progress has
+ * the new binary on disk while the old daemon still serves. A 2.1 daemon judged by a 1.6 binary
+ * on PATH gets its version 3 config refused; the reverse would write a config the daemon cannot
+ * load.
+ *
+ * In order: the CRI `Version` RPC on the socket the daemon serves (what kubelet sees); else the
+ * running daemon process's own executable (`/proc/<pid>/exe --version`, which works even when an
+ * upgrade replaced the file on disk); else `containerd --version` from PATH, said to be only that.
+ */
+import type { Connection } from '../connection/connection.js';
+import { createCriClientFor, resolveCriSocket } from '../cri/client.js';
+
+/** containerd's version: the text it came from, and major/minor (0/0 when unparsable). */
+export interface ContainerdVersion {
+  raw: string;
+  major: number;
+  minor: number;
+}
+
+/** Where a version was read. */
+export type VersionSource =
+  { kind: 'cri'; socket: string } | { kind: 'process'; pid: number; exe: string } | { kind: 'path' };
+
+/** A version and where it came from. */
+export interface SourcedVersion {
+  version: ContainerdVersion;
+  source: VersionSource;
+}
+
+/** "the running daemon (CRI Version on /run/containerd/containerd.sock)" and the like. */
+export function describeVersionSource(s: VersionSource): string {
+  switch (s.kind) {
+    case 'cri':
+      return `the running daemon (CRI Version on ${s.socket})`;
+    case 'process':
+      return `the running daemon's executable (pid ${s.pid}, ${s.exe})`;
+    case 'path':
+      return '`containerd --version` on PATH (no running containerd answered)';
+  }
+}
+
+/** Parses a bare version ("v2.1.9", "1.6.20~ds1", "2.1.9+unknown"). */
+export function parseVersionWord(word: string, raw = word): ContainerdVersion | null {
+  const m = /^v?(\d+)\.(\d+)(?:[.~+-]|$)/.exec(word.trim());
+  return m ? { raw: raw.trim(), major: Number(m[1]), minor: Number(m[2]) } : null;
+}
+
+/** Parses `containerd --version` output ("containerd github.com/containerd/containerd v2.0.0 …", "… 1.6.20~ds1 …"). */
+export function parseContainerdVersion(raw: string): ContainerdVersion | null {
+  for (const w of raw.trim().split(/\s+/).slice(1)) {
+    const v = parseVersionWord(w, raw);
+    if (v) return v;
+  }
+  return null;
+}
+
+/** How long the CRI may take to answer `Version`. */
+const CRI_VERSION_TIMEOUT_MS = 3000;
+
+/** The CRI's answer when the runtime behind `socket` is containerd, else null (not serving, or another runtime). */
+export async function versionFromCri(conn: Connection, socket: string): Promise<SourcedVersion | null> {
+  let client;
+  try {
+    client = await createCriClientFor(conn, socket);
+    const v = await client.version(CRI_VERSION_TIMEOUT_MS);
+    if (v.runtimeName !== 'containerd') return null;
+    const parsed = parseVersionWord(v.runtimeVersion, `containerd ${v.runtimeVersion}`);
+    return parsed ? { version: parsed, source: { kind: 'cri', socket } } : null;
+  } catch {
+    return null;
+  } finally {
+    await client?.close();
+  }
+}
+
+// The first process named containerd (not a shim: those are containerd-shim*) and its executable's
+// own `--version`. Output: "<pid> <base64 exe path>" then the version line.
+const PROCESS_SCRIPT = `for d in /proc/[0-9]*; do
+  [ "$(cat "$d/comm" 2>/dev/null)" = containerd ] || continue
+  e=$(readlink "$d/exe" 2>/dev/null) || continue
+  v=$("$d/exe" --version 2>/dev/null | head -n 1) || continue
+  [ -n "$v" ] || continue
+  printf '%s %s\\n%s\\n' "\${d#/proc/}" "$(printf '%s' "$e" | base64 | tr -d '\\n')" "$v"
+  exit 0
+done
+exit 0
+`;
+
+/** The running containerd process's own version, or null when no containerd process runs. */
+export async function versionFromProcess(conn: Connection): Promise<SourcedVersion | null> {
+  const r = await conn.exec({ argv: ['sh', '-c', PROCESS_SCRIPT] }).catch(() => null);
+  if (!r || r.code !== 0) return null;
+  const [head, line] = r.stdout.toString('utf8').split('\n');
+  const [pid, exe64] = (head ?? '').split(' ');
+  const version = line ? parseContainerdVersion(line) : null;
+  if (!version || !pid || !exe64) return null;
+  return {
+    version,
+    source: { kind: 'process', pid: Number(pid), exe: Buffer.from(exe64, 'base64').toString('utf8') },
+  };
+}
+
+/**
+ * The running containerd's version: CRI first (`socket()` resolves the host's CRI socket; it may
+ * throw when none answers), then the daemon process, then `pathVersion` (from PATH) as the last
+ * resort; null when containerd is neither running nor installed.
+ */
+export async function runningContainerdVersion(
+  conn: Connection,
+  socket: () => Promise<string>,
+  pathVersion: ContainerdVersion | null,
+): Promise<SourcedVersion | null> {
+  const sock = await socket().catch(() => undefined);
+  const fromCri = sock !== undefined ? await versionFromCri(conn, sock) : null;
+  if (fromCri) return fromCri;
+  const fromProcess = await versionFromProcess(conn);
+  if (fromProcess) return fromProcess;
+  return pathVersion ? { version: pathVersion, source: { kind: 'path' } } : null;
+}
+
+/**
+ * A warning when PATH's `containerd` is another major.minor than the running daemon: what an
+ * operator running `containerd config default` or `ctr` on that node gets is not what serves.
+ */
+export function pathMismatchWarning(
+  running: SourcedVersion,
+  pathVersion: ContainerdVersion | null,
+  host: string,
+): string | undefined {
+  if (running.source.kind === 'path' || !pathVersion) return undefined;
+  if (pathVersion.major === running.version.major && pathVersion.minor === running.version.minor) return undefined;
+  return `${host}: the running containerd is ${running.version.major}.${running.version.minor} (${describeVersionSource(running.source)}) but \`containerd\` on PATH is ${pathVersion.major}.${pathVersion.minor}; trustplay follows the running daemon (k3s, RKE2 and upgrades in progress differ like this).`;
+}
+
+/** What `runningVersionFor` needs of a task's context. */
+export interface VersionContext {
+  conn: Connection;
+  host: string;
+  hostState: Map<string, unknown>;
+  warn(message: string): void;
+}
+
+const RUNNING_KEY = 'containerd.running-version';
+
+/**
+ * `runningContainerdVersion` once per host per run (kept in the run's memory, never on the node),
+ * warning once when PATH's containerd differs from the running one.
+ */
+export async function runningVersionFor(
+  ctx: VersionContext,
+  socket: () => Promise<string>,
+  pathVersion: ContainerdVersion | null,
+): Promise<SourcedVersion | null> {
+  const cached = ctx.hostState.get(RUNNING_KEY) as SourcedVersion | undefined;
+  if (cached) return cached;
+  const running = await runningContainerdVersion(ctx.conn, socket, pathVersion);
+  if (!running) return null;
+  ctx.hostState.set(RUNNING_KEY, running);
+  const warning = pathMismatchWarning(running, pathVersion, ctx.host);
+  if (warning) ctx.warn(warning);
+  return running;
+}
+
+/** The host's CRI socket without a task: `configured`, else crictl.yaml, else the first default socket whose runtime is containerd. */
+export function containerdSocket(conn: Connection, configured?: string): Promise<string> {
+  return resolveCriSocket(conn, configured, async (candidate) => (await versionFromCri(conn, candidate)) !== null);
+}
