@@ -41,7 +41,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   ]);
   const { reporter, collector } = makeReporter(options);
   const runId = newRunId();
-  const store = new SnapshotStore(options.stateDir);
+  const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
   const snapshot = new RunSnapshot(
     store,
     {

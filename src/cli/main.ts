@@ -26,7 +26,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     load: async () => (await import('./commands/facts.js')).factsCommand,
   },
   snapshots: {
-    summary: 'snapshots list | show ID | prune --keep N: the saved state of past runs',
+    summary: 'snapshots list | show ID | prune --keep N|--all: the saved state of past runs',
     load: async () => (await import('./commands/snapshots.js')).snapshotsCommand,
   },
   restore: {
@@ -57,6 +57,7 @@ options:
   -e, --extra-vars K=V     set a variable (highest precedence); repeatable
       --format human|json|jsonl
       --state-dir DIR      snapshots (default ~/.local/state/trustplay)
+      --snapshot-key FILE  key that signs snapshots (default ~/.config/trustplay/snapshot.key)
       --accept-new-host-keys   trust unknown SSH host keys on first use
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE

@@ -19,6 +19,9 @@ export const commonOptions = {
   junit: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   keep: { type: 'string' },
+  all: { type: 'boolean' },
+  'snapshot-key': { type: 'string' },
+  'allow-unsigned': { type: 'boolean' },
   'lock-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -40,6 +43,12 @@ export type Options = {
   junit?: string;
   verbose: boolean;
   keep?: number;
+  /** `snapshots prune --all`: remove every snapshot. */
+  all: boolean;
+  /** HMAC key file for snapshot manifests (else TRUSTPLAY_SNAPSHOT_KEY_FILE, else ~/.config/trustplay/snapshot.key). */
+  snapshotKey?: string;
+  /** `restore --allow-unsigned`: accept a format-1 manifest (written before signing). */
+  allowUnsigned: boolean;
   /** Seconds to wait for another run's lock on a host. */
   lockTimeout: number;
   help: boolean;
@@ -103,9 +112,15 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
       extraVars[name] = value;
     }
   }
-  const keep = v.keep === undefined ? undefined : Number(v.keep);
-  if (keep !== undefined && (!Number.isInteger(keep) || keep < 0))
-    throw new ExitError(ExitCode.Invalid, `--keep must be a whole number, not \`${v.keep}\``);
+  // An unset shell variable gives `--keep ""`, which Number() would read as 0: digits only.
+  if (v.keep !== undefined && !/^\d+$/.test(v.keep.trim()))
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--keep must be a whole number of snapshots to keep, not \`${v.keep}\` (to remove every snapshot use --all)`,
+    );
+  const keep = v.keep === undefined ? undefined : Number(v.keep.trim());
+  if (v['snapshot-key'] !== undefined && v['snapshot-key'].trim() === '')
+    throw new ExitError(ExitCode.Invalid, '--snapshot-key needs a file name, not an empty value');
   const lockTimeout = v['lock-timeout'] === undefined ? 60 : Number(v['lock-timeout']);
   if (!Number.isFinite(lockTimeout) || lockTimeout < 0)
     throw new ExitError(ExitCode.Invalid, `--lock-timeout must be a number of seconds, not \`${v['lock-timeout']}\``);
@@ -126,6 +141,9 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     detailedExitcode: v['detailed-exitcode'] ?? false,
     verbose: v.verbose ?? false,
     help: v.help ?? false,
+    all: v.all ?? false,
+    allowUnsigned: v['allow-unsigned'] ?? false,
+    ...(v['snapshot-key'] !== undefined ? { snapshotKey: v['snapshot-key'] } : {}),
     lockTimeout,
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),

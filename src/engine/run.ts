@@ -28,7 +28,13 @@ export type ModuleRegistry = (name: string) => Promise<AnyModule | undefined>;
 
 /** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
 export interface SnapshotSink {
-  save(host: string, conn: Connection, resources: Resource[]): Promise<void>;
+  /** `origin`: the task's module and the handlers the change asks for (the snapshot records data from them). */
+  save(
+    host: string,
+    conn: Connection,
+    resources: Resource[],
+    origin: { module: string; notify?: HandlerRequest[] },
+  ): Promise<void>;
   facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
 }
 
@@ -376,7 +382,10 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
               'refused',
             );
           try {
-            await opts.snapshot.save(host, conn, change.resources);
+            await opts.snapshot.save(host, conn, change.resources, {
+              module: task.module,
+              ...(change.notify ? { notify: change.notify } : {}),
+            });
           } catch (e) {
             throw new TaskError(
               `could not save ${change.resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,

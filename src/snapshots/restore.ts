@@ -81,67 +81,84 @@ interface CurrentFile {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const octal = (m: number | undefined) => (m === undefined ? '?' : m.toString(8).padStart(4, '0'));
 
+/** What restore takes from the current inventory, never from the manifest (commands are not data). */
+export interface RestoreSettings {
+  /** Which file is containerd's config when the manifest does not say (format 1). */
+  configFile?: unknown;
+  restartCommand: string;
+  timeoutSec: number;
+  socket?: string;
+}
+
+/** Bits restore never puts back: setuid, setgid, sticky, and write for others. */
+const UNSAFE_MODE_BITS = 0o7002;
+
+/** The mode restore writes: the saved one without the unsafe bits (undefined stays undefined). */
+export function safeRestoreMode(mode: number | undefined): number | undefined {
+  return mode === undefined ? undefined : mode & 0o7777 & ~UNSAFE_MODE_BITS;
+}
+
+/** The containerd restart restoring `saved` needs, if any: recorded (format 2) or by path (format 1). */
+function restartFor(saved: SavedFile, s: RestoreSettings) {
+  const configFile =
+    saved.restart?.configFile ?? (isContainerdConfig(saved.path, s.configFile) ? saved.path : undefined);
+  if (configFile !== saved.path) return undefined;
+  const socket = s.socket ?? saved.restart?.socket;
+  return containerdRestartRequest({
+    configFile: saved.path,
+    restartCommand: s.restartCommand,
+    timeoutSec: s.timeoutSec,
+    ...(socket ? { socket } : {}),
+  });
+}
+
 /** The change that puts one file back, or null when it already is as saved (pure; exported for tests). */
 export function planFileRestore(
   saved: SavedFile,
   current: CurrentFile,
   blob: Buffer | undefined,
-  restart: { configFile?: unknown; restartCommand: string; timeoutSec: number },
+  settings: RestoreSettings,
 ): Change | null {
+  const restart = restartFor(saved, settings);
   if (!saved.exists) {
     if (!current.exists) return null;
     return {
       summary: `remove ${saved.path} (it did not exist before)`,
       resources: [{ kind: 'file', path: saved.path }],
       diff: { target: saved.path, before: maskedText(current.content), after: maskedText(null) },
-      ...(isContainerdConfig(saved.path, restart.configFile)
-        ? {
-            notify: [
-              containerdRestartRequest({
-                configFile: saved.path,
-                restartCommand: restart.restartCommand,
-                timeoutSec: restart.timeoutSec,
-              }),
-            ],
-          }
-        : {}),
+      ...(restart ? { notify: [restart] } : {}),
       async apply(ctx: TaskContext) {
-        if (isContainerdConfig(saved.path, restart.configFile))
-          rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
+        if (restart) rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
         await ctx.conn.remove(saved.path);
       },
     };
   }
   if (!blob) throw new TaskError(`snapshot has no content for ${saved.path}`, 'refused');
+  const mode = safeRestoreMode(saved.mode);
   const sameContent = current.exists && current.content !== null && sha(current.content) === saved.blob;
-  const sameMeta = current.mode === saved.mode && current.uid === saved.uid && current.gid === saved.gid;
+  const sameMeta = current.mode === mode && current.uid === saved.uid && current.gid === saved.gid;
   if (sameContent && sameMeta) return null;
   const what = !current.exists ? 'recreate' : sameContent ? `reset mode/owner of` : 'restore';
   const metaNote = sameMeta
     ? ''
-    : ` (mode ${octal(current.mode)} ${current.uid ?? '?'}:${current.gid ?? '?'} -> ${octal(saved.mode)} ${saved.uid ?? '?'}:${saved.gid ?? '?'})`;
-  const config = isContainerdConfig(saved.path, restart.configFile);
+    : ` (mode ${octal(current.mode)} ${current.uid ?? '?'}:${current.gid ?? '?'} -> ${octal(mode)} ${saved.uid ?? '?'}:${saved.gid ?? '?'})`;
+  const dropped =
+    mode !== saved.mode
+      ? ` (saved mode ${octal(saved.mode)}: setuid/setgid/sticky and world-write are never restored)`
+      : '';
+  const notify = restart && !sameContent ? restart : undefined;
   return {
-    summary: `${what} ${saved.path}${metaNote}`,
+    summary: `${what} ${saved.path}${metaNote}${dropped}`,
     resources: [{ kind: 'file', path: saved.path }],
     diff: { target: saved.path, before: maskedText(current.exists ? current.content : null), after: maskedText(blob) },
-    ...(config && !sameContent
-      ? {
-          notify: [
-            containerdRestartRequest({
-              configFile: saved.path,
-              restartCommand: restart.restartCommand,
-              timeoutSec: restart.timeoutSec,
-            }),
-          ],
-        }
-      : {}),
+    ...(notify ? { notify: [notify] } : {}),
     async apply(ctx: TaskContext) {
-      if (config && !sameContent)
-        rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+      if (notify) rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+      // Owner and mode go with the content onto the temp file that is renamed into place: they are
+      // only ever applied to the file this restore just wrote, never through a path swapped since.
       await ctx.conn.writeFile(saved.path, blob, {
         mkdirs: true,
-        ...(saved.mode !== undefined ? { mode: saved.mode } : {}),
+        ...(mode !== undefined ? { mode } : {}),
         ...(saved.uid !== undefined ? { uid: saved.uid } : {}),
         ...(saved.gid !== undefined ? { gid: saved.gid } : {}),
       });
@@ -157,18 +174,19 @@ function metaOf(f: { mode?: number; uid?: number; gid?: number }): { mode?: numb
   };
 }
 
-function targetOf(sa: SavedServiceAccount): KubeTarget {
+/** Where to reach the account: cluster data from the manifest, the kubectl binary from the inventory. */
+function targetOf(sa: SavedServiceAccount, kubectl: string | undefined): KubeTarget {
   return {
     ...(sa.kubeconfig ? { kubeconfig: sa.kubeconfig } : {}),
     ...(sa.context ? { context: sa.context } : {}),
-    ...(sa.kubectl ? { kubectl: sa.kubectl } : {}),
+    ...(kubectl ? { kubectl } : {}),
   };
 }
 
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** The change that puts one account's pull secrets back, or null when they already are (pure; exported for tests). */
-export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): Change | null {
+export function planSaRestore(saved: SavedServiceAccount, current: ReadResult, kubectl?: string): Change | null {
   const id = `${saved.namespace}/${saved.name}`;
   if (saved.imagePullSecrets === null) return null;
   if (current.status !== 'ok') {
@@ -179,7 +197,7 @@ export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): 
   }
   const want = saved.imagePullSecrets.map((s) => s.name);
   if (sameList(current.sa.imagePullSecrets, want)) return null;
-  const t = targetOf(saved);
+  const t = targetOf(saved, kubectl);
   const resource: ServiceAccountResource = {
     kind: 'serviceaccount',
     namespace: saved.namespace,
@@ -199,6 +217,30 @@ export function planSaRestore(saved: SavedServiceAccount, current: ReadResult): 
       await writePullSecrets(ctx.conn, t, current.sa, (now) => (sameList(now, want) ? null : want));
     },
   };
+}
+
+/**
+ * The inventory variables a restore reads (README "Restore variables"): the restart command, its
+ * timeout, the CRI socket and which file is containerd's config. Never taken from a manifest.
+ */
+export function restoreSettings(v: Record<string, unknown>): RestoreSettings {
+  return {
+    configFile: v['containerd_config_file'],
+    restartCommand:
+      typeof v['containerd_restart_command'] === 'string' && v['containerd_restart_command']
+        ? v['containerd_restart_command']
+        : 'systemctl restart containerd',
+    timeoutSec:
+      typeof v['containerd_restart_timeout'] === 'number' && v['containerd_restart_timeout'] > 0
+        ? Math.floor(v['containerd_restart_timeout'])
+        : 60,
+    ...(typeof v['containerd_socket'] === 'string' && v['containerd_socket'] ? { socket: v['containerd_socket'] } : {}),
+  };
+}
+
+/** The kubectl binary on the host: the `kubectl` inventory variable, else kubectl on the PATH. */
+function kubectlOf(v: Record<string, unknown>): string | undefined {
+  return typeof v['kubectl'] === 'string' && v['kubectl'] ? v['kubectl'] : undefined;
 }
 
 /** The two internal modules, bound to one loaded snapshot. */
@@ -230,15 +272,7 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, AnyModule
       );
     },
     plan(_args, observed, ctx) {
-      const v = ctx.vars;
-      const restart = {
-        configFile: v['containerd_config_file'],
-        restartCommand:
-          typeof v['containerd_restart_command'] === 'string'
-            ? v['containerd_restart_command']
-            : 'systemctl restart containerd',
-        timeoutSec: typeof v['containerd_restart_timeout'] === 'number' ? v['containerd_restart_timeout'] : 60,
-      };
+      const restart = restoreSettings(ctx.vars);
       return observed.flatMap(
         ({ saved, current }) =>
           planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? [],
@@ -257,13 +291,13 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, AnyModule
       );
       const out = [];
       for (const s of saved) {
-        const [current] = await readServiceAccounts(ctx.conn, targetOf(s), [s.namespace], s.name);
+        const [current] = await readServiceAccounts(ctx.conn, targetOf(s, kubectlOf(ctx.vars)), [s.namespace], s.name);
         out.push({ saved: s, current: current! });
       }
       return out;
     },
-    plan(_args, observed) {
-      return observed.flatMap(({ saved, current }) => planSaRestore(saved, current) ?? []);
+    plan(_args, observed, ctx) {
+      return observed.flatMap(({ saved, current }) => planSaRestore(saved, current, kubectlOf(ctx.vars)) ?? []);
     },
   });
 

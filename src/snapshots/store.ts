@@ -5,20 +5,38 @@
  *   runs/<run-id>.json      one manifest per run (0600), rewritten atomically after every save,
  *                           so a crash mid-run leaves a readable record of what was applied so far.
  * Snapshots hold credentials: nothing here is ever printed.
+ *
+ * Restore runs as root on every host, so nothing in the state dir is trusted as it is: the dir and
+ * its files must be owned by this user and writable by no one else (checked like OpenSSH's
+ * StrictModes), and a manifest is read only when its HMAC (key.ts, kept outside the state dir)
+ * verifies and it passes the strict schema (manifest-schema.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from '../connection/connection.js';
-import type { Resource } from '../engine/module.js';
+import type { HandlerRequest, Resource } from '../engine/module.js';
 import type { SnapshotSink } from '../engine/run.js';
+import {
+  defaultSnapshotKeyFile,
+  loadOrCreateSnapshotKey,
+  macEquals,
+  macOf,
+  readSnapshotKey,
+  SnapshotKeyError,
+  type SnapshotKey,
+} from './key.js';
+import { MANIFEST_VERSION, READABLE_VERSIONS, schemaProblem, semanticProblem } from './manifest-schema.js';
 
-export const MANIFEST_VERSION = 1;
+export { MANIFEST_VERSION } from './manifest-schema.js';
 
 /** A file as it was before the run changed it. */
 export interface SavedFile {
   kind: 'file';
+  /** The module whose change saved it (format 2; absent in format 1). */
+  module?: string;
   path: string;
   exists: boolean;
   mode?: number;
@@ -27,17 +45,18 @@ export interface SavedFile {
   /** sha256 of the content (blob name). */
   blob?: string;
   size?: number;
+  /** For a containerd config: restoring it needs this restart (data only; the command comes from the inventory). */
+  restart?: { configFile: string; socket?: string; unit?: string };
 }
 
 /** A ServiceAccount's imagePullSecrets as they were (null: the account did not exist). */
 export interface SavedServiceAccount {
   kind: 'serviceaccount';
+  module?: string;
   namespace: string;
   name: string;
   kubeconfig?: string;
   context?: string;
-  /** kubectl binary the account was read with (when not plain `kubectl`). */
-  kubectl?: string;
   imagePullSecrets: Array<{ name: string }> | null;
 }
 
@@ -52,15 +71,27 @@ export interface Manifest {
   inventory?: string;
   /** False while the run is going on (or if it crashed). */
   complete: boolean;
+  /** Set by a later run that found this one interrupted (see the faults handling). */
+  interrupted?: Record<string, unknown>;
   hosts: Record<string, { facts: Record<string, unknown>; resources: SavedResource[] }>;
 }
 
-/** One snapshot as `list` sees it: its manifest, or why it cannot be read. */
+/** A manifest as read: verified (signed with our key) or an old unsigned format. */
+export interface ReadManifest {
+  manifest: Manifest;
+  /** False for a format-1 manifest, which predates signing: restore needs --allow-unsigned. */
+  signed: boolean;
+}
+
+/** One snapshot as `list` sees it: its manifest, or why it cannot be used. */
 export interface SnapshotEntry {
   runId: string;
   /** The manifest's time, or the file's mtime when unreadable. */
   time: string;
   manifest?: Manifest;
+  /** Format 1, before signing: listed, restorable only with --allow-unsigned. */
+  unsigned?: boolean;
+  /** Why the manifest fails verification (damaged, edited, another key, bad shape). */
   error?: string;
 }
 
@@ -71,6 +102,8 @@ export interface PruneResult {
   freedBytes: number;
   /** Set when blobs were left alone, with the reason. */
   blobsKeptBecause?: string;
+  /** Manifests that could not be read: neither counted nor removed (except by --all). */
+  unreadable?: string[];
 }
 
 /** Reads a ServiceAccount's pull secrets on a host (the k8s module provides it). */
@@ -103,26 +136,94 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
   }
 }
 
+/** A snapshot store problem the user can fix (permissions, damage, verification): one sentence. */
+export class SnapshotError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SnapshotError';
+  }
+}
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+const DIGEST = /^[0-9a-f]{64}$/;
+/** Far above any real manifest (1,000 hosts x 10 resources is ~3 MB); bounds what a read allocates. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+const myUid = () => process.getuid?.() ?? 0;
+const octal4 = (m: number) => (m & 0o7777).toString(8).padStart(4, '0');
+
+/**
+ * StrictModes: `path` must be owned by this user and not writable by group or others, or anyone
+ * who can write it can make restore (run as root) do what they want. The message says the fix.
+ */
+export function strictModesProblem(path: string, st: Stats, what: string): string | null {
+  const uid = myUid();
+  if (st.uid !== uid)
+    return `${what} ${path} is owned by uid ${st.uid}, not by you (uid ${uid}); fix with: chown ${uid} ${path}`;
+  if (st.mode & 0o022)
+    return `${what} ${path} is writable by ${st.mode & 0o020 ? 'its group' : 'others'} (mode ${octal4(st.mode)}); fix with: chmod go-w ${path}`;
+  return null;
+}
+
 export class SnapshotStore {
   readonly dir: string;
-  constructor(dir?: string) {
+  readonly keyFile: string;
+  private key: Promise<SnapshotKey> | undefined;
+
+  constructor(dir?: string, opts: { keyFile?: string } = {}) {
     this.dir = dir ?? defaultStateDir();
+    this.keyFile = opts.keyFile ?? defaultSnapshotKeyFile();
   }
 
+  /** Creates the store (0700) for writing, refusing a dir someone else owns; loads or creates the key. */
   async init(): Promise<void> {
     await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
-    // mkdir's mode does not apply to directories that already existed: enforce it.
-    for (const d of [this.dir, join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256'), join(this.dir, 'runs')])
+    // mkdir's mode does not apply to directories that already existed: enforce it, on dirs we own.
+    for (const d of [this.dir, join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256'), join(this.dir, 'runs')]) {
+      const st = await lstat(d);
+      if (!st.isDirectory()) throw new SnapshotError(`snapshot state dir ${d} is not a directory; move it away`);
+      if (st.uid !== myUid()) throw new SnapshotError(strictModesProblem(d, st, 'snapshot state dir')!);
       await chmod(d, 0o700);
+    }
+    await this.signingKey();
+  }
+
+  private signingKey(): Promise<SnapshotKey> {
+    return (this.key ??= loadOrCreateSnapshotKey(this.keyFile).catch((e: unknown) => {
+      this.key = undefined;
+      throw e;
+    }));
+  }
+
+  /** The state dir and `runs/` pass StrictModes (checked before anything in them is read). */
+  async checkModes(): Promise<'absent' | 'ok'> {
+    for (const d of [this.dir, join(this.dir, 'runs'), join(this.dir, 'blobs'), join(this.dir, 'blobs', 'sha256')]) {
+      let st: Stats;
+      try {
+        st = await lstat(d);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          if (d === this.dir) return 'absent';
+          continue;
+        }
+        throw new SnapshotError(`cannot read the snapshot state dir ${d}: ${(e as Error).message}`);
+      }
+      if (!st.isDirectory())
+        throw new SnapshotError(`snapshot state dir ${d} is not a directory (a link?); replace it with a directory`);
+      const p = strictModesProblem(d, st, 'snapshot state dir');
+      if (p) throw new SnapshotError(`refusing to use snapshots: ${p}`);
+    }
+    return 'ok';
   }
 
   blobPath(digest: string): string {
+    if (!DIGEST.test(digest)) throw new SnapshotError(`invalid blob digest \`${digest.slice(0, 80)}\``);
     return join(this.dir, 'blobs', 'sha256', digest);
   }
 
   manifestPath(runId: string): string {
-    if (!/^[A-Za-z0-9._-]+$/.test(runId)) throw new Error(`invalid snapshot id \`${runId}\``);
+    if (!RUN_ID.test(runId)) throw new SnapshotError(`invalid snapshot id \`${runId.slice(0, 200)}\``);
     return join(this.dir, 'runs', `${runId}.json`);
   }
 
@@ -137,18 +238,23 @@ export class SnapshotStore {
     return digest;
   }
 
-  /** A blob's content, verified against its digest (a damaged blob is refused). */
+  /** A blob's content, verified against its digest (a damaged blob is refused); never follows a link. */
   async getBlob(digest: string): Promise<Buffer> {
-    if (!/^[0-9a-f]{64}$/.test(digest)) throw new Error(`invalid blob digest \`${digest}\``);
-    const data = await readFile(this.blobPath(digest));
+    const data = await readPrivateFile(this.blobPath(digest), 'snapshot blob');
     const actual = createHash('sha256').update(data).digest('hex');
     if (actual !== digest)
-      throw new Error(`snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`);
+      throw new SnapshotError(
+        `snapshot blob ${digest.slice(0, 12)} is damaged (its content hashes to ${actual.slice(0, 12)})`,
+      );
     return data;
   }
 
-  /** Every snapshot in the store, newest first; a manifest that cannot be read is listed with its error. */
+  /**
+   * Every snapshot in the store, newest first; a manifest that fails verification is listed with
+   * its reason instead of failing the listing. Reads only: never creates the key or the dir.
+   */
   async list(): Promise<SnapshotEntry[]> {
+    if ((await this.checkModes()) === 'absent') return [];
     let names: string[];
     try {
       names = await readdir(join(this.dir, 'runs'));
@@ -156,15 +262,19 @@ export class SnapshotStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
+    const key = await this.verifyKey();
     const entries = await Promise.all(
       names
         .filter((n) => n.endsWith('.json'))
         .map(async (n): Promise<SnapshotEntry> => {
           const runId = n.slice(0, -'.json'.length);
-          const mtime = (await stat(join(this.dir, 'runs', n))).mtime.toISOString();
+          const mtime = await lstat(join(this.dir, 'runs', n)).then(
+            (s) => s.mtime.toISOString(),
+            () => new Date(0).toISOString(),
+          );
           try {
-            const manifest = await this.readManifest(runId);
-            return { runId, time: manifest.time, manifest };
+            const r = await this.readWith(runId, key);
+            return { runId, time: r.manifest.time, manifest: r.manifest, ...(r.signed ? {} : { unsigned: true }) };
           } catch (e) {
             return { runId, time: mtime, error: (e as Error).message };
           }
@@ -174,86 +284,195 @@ export class SnapshotStore {
   }
 
   /**
-   * Keeps the `keep` newest snapshots, deletes the older manifests, then every blob no kept manifest
-   * references (and temp files a crash left behind). If a kept manifest is unreadable, its blobs
-   * cannot be known, so no blob is deleted.
+   * Keeps the `keep` newest snapshots (`keep: 'all'` removes every one), deletes the older manifests,
+   * then every blob no kept manifest references (and temp files a crash left behind). Everything is
+   * decided before the first deletion. If a kept manifest cannot be read, its blobs cannot be
+   * known, so no blob is deleted.
    */
-  async prune(keep: number): Promise<PruneResult> {
+  async prune(keep: number | 'all'): Promise<PruneResult> {
+    if (keep !== 'all' && (!Number.isInteger(keep) || keep < 1))
+      throw new SnapshotError(
+        `prune keeps at least 1 snapshot (got ${String(keep)}); to remove every snapshot use --all`,
+      );
     const entries = await this.list();
-    const removed: string[] = [];
-    for (const e of entries.slice(keep)) {
-      await unlink(this.manifestPath(e.runId));
-      removed.push(e.runId);
-    }
-    const kept = entries.slice(0, keep);
-    const result: PruneResult = { removedSnapshots: removed, removedBlobs: 0, freedBytes: 0 };
-    if (kept.some((e) => !e.manifest)) {
-      result.blobsKeptBecause = `snapshot ${kept.find((e) => !e.manifest)!.runId} is unreadable, so the blobs it needs are unknown`;
-      return result;
-    }
-    const referenced = new Set(
-      kept.flatMap((e) =>
-        Object.values(e.manifest!.hosts).flatMap((h) =>
-          h.resources.flatMap((r) => (r.kind === 'file' && r.blob ? [r.blob] : [])),
-        ),
-      ),
-    );
+    const runsDir = join(this.dir, 'runs');
     const blobDir = join(this.dir, 'blobs', 'sha256');
-    let blobs: string[] = [];
-    try {
-      blobs = await readdir(blobDir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    // An unreadable manifest is neither counted nor removed (someone should look at it), except by
+    // --all; while it is there, the blobs it may need are unknown, so none is deleted.
+    const readable = entries.filter((e) => e.manifest);
+    const unreadable = entries.filter((e) => !e.manifest);
+    const kept = keep === 'all' ? [] : readable.slice(0, keep);
+    const removeManifests = (keep === 'all' ? entries : readable.slice(keep)).map((e) => ({
+      runId: e.runId,
+      path: join(runsDir, `${e.runId}.json`),
+    }));
+    const result: PruneResult = { removedSnapshots: [], removedBlobs: 0, freedBytes: 0 };
+    let removeBlobs: Array<{ path: string; size: number; counted: boolean }> = [];
+    if (keep !== 'all' && unreadable.length) {
+      const u = unreadable[0]!;
+      result.unreadable = unreadable.map((e) => e.runId);
+      result.blobsKeptBecause = `snapshot ${u.runId} cannot be read (${u.error ?? 'unknown error'}), so the blobs it needs are unknown; look at it, then remove ${join(runsDir, `${u.runId}.json`)} or use --all`;
+    } else {
+      const referenced = new Set(
+        kept.flatMap((e) =>
+          Object.values(e.manifest!.hosts).flatMap((h) =>
+            h.resources.flatMap((r) => (r.kind === 'file' && r.blob ? [r.blob] : [])),
+          ),
+        ),
+      );
+      const blobs = await readdir(blobDir).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [] as string[];
+        throw e;
+      });
+      removeBlobs = await Promise.all(
+        blobs
+          .filter((b) => !referenced.has(b))
+          .map(async (b) => {
+            const p = join(blobDir, b);
+            return { path: p, size: (await lstat(p)).size, counted: DIGEST.test(b) };
+          }),
+      );
     }
-    for (const b of blobs) {
-      if (referenced.has(b)) continue;
-      const p = join(blobDir, b);
-      const size = (await stat(p)).size;
-      await unlink(p);
-      if (/^[0-9a-f]{64}$/.test(b)) {
+    const temps = (await readdir(runsDir).catch(() => [] as string[]))
+      .filter((x) => x.includes('.tmp-'))
+      .map((x) => join(runsDir, x));
+    // Everything is decided: now delete, manifests first, so no remaining manifest ever lacks a blob.
+    for (const m of removeManifests) {
+      await unlink(m.path).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+      result.removedSnapshots.push(m.runId);
+    }
+    for (const b of removeBlobs) {
+      await unlink(b.path).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+      if (b.counted) {
         result.removedBlobs++;
-        result.freedBytes += size;
+        result.freedBytes += b.size;
       }
     }
-    for (const n of await readdir(join(this.dir, 'runs')).catch(() => [] as string[])) {
-      if (n.includes('.tmp-')) await unlink(join(this.dir, 'runs', n)).catch(() => undefined);
-    }
+    for (const t of temps) await unlink(t).catch(() => undefined);
     return result;
   }
 
+  /** Signs and writes a manifest (format 2). */
   async writeManifest(m: Manifest): Promise<void> {
-    await writeFileAtomic(this.manifestPath(m.runId), JSON.stringify(m, null, 2) + '\n');
+    const key = await this.signingKey();
+    const { mac: _old, ...body } = m as Manifest & { mac?: unknown };
+    const doc = { ...body, version: MANIFEST_VERSION };
+    const signed = { ...doc, mac: { alg: 'hmac-sha256', keyId: key.id, value: macOf(key, doc) } };
+    await writeFileAtomic(this.manifestPath(m.runId), JSON.stringify(signed, null, 2) + '\n');
   }
 
-  async readManifest(runId: string): Promise<Manifest> {
-    let text: string;
+  /** The key for verification, or why there is none (reading never creates one). */
+  private async verifyKey(): Promise<SnapshotKey | SnapshotKeyError> {
     try {
-      text = await readFile(this.manifestPath(runId), 'utf8');
+      return await (this.key ?? readSnapshotKey(this.keyFile));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new Error(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`, { cause: e });
+      if (e instanceof SnapshotKeyError) return e;
       throw e;
     }
-    let m: Manifest;
-    try {
-      m = JSON.parse(text) as Manifest;
-    } catch (e) {
-      throw new Error(`snapshot \`${runId}\` is damaged: its manifest is not valid JSON`, { cause: e });
-    }
-    if (m.version !== MANIFEST_VERSION || m.runId !== runId || typeof m.hosts !== 'object' || m.hosts === null) {
-      throw new Error(
-        `snapshot \`${runId}\` is damaged or from an unknown version (manifest version ${String(m.version)})`,
+  }
+
+  /**
+   * A verified manifest. A format-1 (unsigned) one is refused unless `allowUnsigned`: it still has to
+   * pass the strict schema, and the caller must verify its blobs before using it.
+   */
+  async readManifest(runId: string, opts: { allowUnsigned?: boolean } = {}): Promise<Manifest> {
+    await this.checkModes();
+    const r = await this.readWith(runId, await this.verifyKey());
+    if (!r.signed && !opts.allowUnsigned)
+      throw new SnapshotError(
+        `snapshot \`${runId}\` is in format 1, written before snapshots were signed, so it cannot be verified; check it with \`trustplay snapshots show ${runId}\`, then restore it with --allow-unsigned`,
       );
+    return r.manifest;
+  }
+
+  /** Reads, authenticates and validates one manifest; throws one sentence. */
+  async readWith(runId: string, key: SnapshotKey | SnapshotKeyError): Promise<ReadManifest> {
+    const path = this.manifestPath(runId);
+    let bytes: Buffer;
+    try {
+      bytes = await readPrivateFile(path, 'snapshot manifest');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new SnapshotError(`no snapshot \`${runId}\` in ${this.dir} (see \`trustplay snapshots list\`)`);
+      throw e;
     }
-    return m;
+    const damaged = (why: string) => new SnapshotError(`snapshot \`${runId}\` is damaged: ${why}`);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    } catch {
+      throw damaged('its manifest is not valid JSON');
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw damaged('its manifest is not an object');
+    const version = (doc as { version?: unknown }).version;
+    if (!READABLE_VERSIONS.includes(version as 1 | 2))
+      throw new SnapshotError(
+        `snapshot \`${runId}\` is in manifest format ${JSON.stringify(version)?.slice(0, 20) ?? 'none'}, which this trustplay cannot read (it reads formats ${READABLE_VERSIONS.join(' and ')}); use the trustplay that wrote it`,
+      );
+    const v = version as 1 | 2;
+    if (v === 2) {
+      const mac = (doc as { mac?: { value?: unknown; keyId?: unknown } }).mac;
+      if (!mac || typeof mac.value !== 'string') throw damaged('its manifest has no signature');
+      if (key instanceof SnapshotKeyError)
+        throw new SnapshotError(`snapshot \`${runId}\` cannot be verified: ${key.message}`);
+      const { mac: _m, ...body } = doc as Record<string, unknown>;
+      if (!macEquals(macOf(key, body), mac.value))
+        throw new SnapshotError(
+          mac.keyId !== key.id
+            ? `snapshot \`${runId}\` was signed with another snapshot key (key id ${String(mac.keyId).slice(0, 16)}, this one is ${key.id} in ${key.file}); point --snapshot-key at the key that wrote it`
+            : `snapshot \`${runId}\` fails verification: its manifest was changed after trustplay wrote it; nothing in it will be used`,
+        );
+    }
+    const shape = schemaProblem(doc, v);
+    if (shape) throw damaged(`its manifest is invalid ${shape}`);
+    const m = doc as Manifest & { mac?: unknown };
+    if (m.runId !== runId) throw damaged(`its manifest names run \`${m.runId}\`, not \`${runId}\``);
+    const sem = semanticProblem(m);
+    if (sem) throw damaged(sem);
+    const { mac: _mac, ...manifest } = m;
+    if (v === 1) {
+      // Format 1 recorded a kubectl binary; never used (it comes from the inventory now).
+      for (const h of Object.values(manifest.hosts))
+        for (const r of h.resources) delete (r as { kubectl?: unknown }).kubectl;
+    }
+    return { manifest, signed: v === 2 };
+  }
+}
+
+/**
+ * Reads a file of the store without following a link (O_NOFOLLOW), refusing one that is not a
+ * regular file, not ours, writable by others, or absurdly large.
+ */
+async function readPrivateFile(path: string, what: string): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new SnapshotError(`${what} ${path} is a symbolic link; trustplay never follows links in its state dir`);
+    throw e;
+  });
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new SnapshotError(`${what} ${path} is not a regular file`);
+    const p = strictModesProblem(path, st, what);
+    if (p) throw new SnapshotError(`refusing to use snapshots: ${p}`);
+    if (st.size > MAX_MANIFEST_BYTES && what === 'snapshot manifest')
+      throw new SnapshotError(`${what} ${path} is ${st.size} bytes, more than any real manifest; it is refused`);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
   }
 }
 
 // Metadata and content in one round trip (half the cost of stat + read over SSH). The metadata line
-// comes first; `cat` output follows byte for byte.
-const READ_WITH_STAT = `[ -e "$1" ] || { echo absent; exit 0; }
+// comes first; `cat` output follows byte for byte. A managed path that is a link is refused, never
+// read through: its target may be any file on the host.
+const READ_WITH_STAT = `[ -L "$1" ] && { echo "$1 is a symbolic link: trustplay does not manage a path that is a link; replace the link with the file itself" >&2; exit 2; }
+[ -e "$1" ] || { echo absent; exit 0; }
 [ -f "$1" ] || { echo "not a regular file" >&2; exit 2; }
-stat -L -c '%a %u %g' -- "$1" && cat -- "$1"`;
+stat -c '%a %u %g' -- "$1" && cat -- "$1"`;
 
 /** A file's bytes with mode and owner, or null when it does not exist. */
 export async function readFileWithStat(
@@ -276,6 +495,22 @@ export async function readFileWithStat(
     uid: Number(m[2]),
     gid: Number(m[3]),
   };
+}
+
+/** Where a save comes from: the task's module, and the handlers its change asks for. */
+export interface SaveOrigin {
+  module: string;
+  notify?: HandlerRequest[];
+}
+
+/** The restart a change of `path` asks for (config file and socket only: never the command). */
+function restartOf(path: string, notify: HandlerRequest[] | undefined): SavedFile['restart'] | undefined {
+  for (const n of notify ?? []) {
+    const a = n.args ?? {};
+    if (n.module === 'containerd.restart' && a['config_file'] === path)
+      return { configFile: path, ...(typeof a['socket'] === 'string' ? { socket: a['socket'] } : {}) };
+  }
+  return undefined;
 }
 
 /** The engine's snapshot hook for one run: first prior state of each resource wins. */
@@ -321,41 +556,34 @@ export class RunSnapshot implements SnapshotSink {
 
   private initialised: Promise<void> | undefined;
 
-  async save(host: string, conn: Connection, resources: Resource[]): Promise<void> {
+  async save(host: string, conn: Connection, resources: Resource[], origin: SaveOrigin): Promise<void> {
     // The store is created on the first save: a run that changes nothing leaves nothing behind.
     await (this.initialised ??= this.store.init());
+    const module = origin.module;
     const saved: SavedResource[] = [];
     for (const r of resources) {
       const key = `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
       if (this.seen.has(key)) continue;
       if (r.kind === 'file') {
         const f = await readFileWithStat(conn, r.path);
-        if (!f) saved.push({ kind: 'file', path: r.path, exists: false });
+        const restart = restartOf(r.path, origin.notify);
+        const common = { kind: 'file' as const, module, path: r.path, ...(restart ? { restart } : {}) };
+        if (!f) saved.push({ ...common, exists: false });
         else {
           const blob = await this.store.putBlob(f.data);
-          saved.push({
-            kind: 'file',
-            path: r.path,
-            exists: true,
-            blob,
-            size: f.data.length,
-            mode: f.mode,
-            uid: f.uid,
-            gid: f.gid,
-          });
+          saved.push({ ...common, exists: true, blob, size: f.data.length, mode: f.mode, uid: f.uid, gid: f.gid });
         }
       } else {
         if (!this.readServiceAccount) throw new Error('cannot save a ServiceAccount: no reader registered');
         const ips = await this.readServiceAccount(conn, r);
-        const kubectl = (r as { kubectl?: string }).kubectl;
         saved.push({
           kind: 'serviceaccount',
+          module,
           namespace: r.namespace,
           name: r.name,
           imagePullSecrets: ips,
           ...(r.kubeconfig ? { kubeconfig: r.kubeconfig } : {}),
           ...(r.context ? { context: r.context } : {}),
-          ...(kubectl && kubectl !== 'kubectl' ? { kubectl } : {}),
         });
       }
       this.seen.add(key);

@@ -71,14 +71,27 @@ describe('scheduling files', () => {
   });
 
   it('the Kubernetes CronJob is a valid batch/v1 CronJob running a valid check', async () => {
-    const cj = parse(read('kubernetes/cronjob.yaml')) as {
+    // YAML 1.1, as Kubernetes reads manifests (go-yaml): `0400` is octal there.
+    const cj = parse(read('kubernetes/cronjob.yaml'), { version: '1.1' }) as {
       apiVersion: string;
       kind: string;
       spec: {
         schedule: string;
         concurrencyPolicy: string;
         jobTemplate: {
-          spec: { template: { spec: { restartPolicy: string; containers: Array<{ command: string[] }> } } };
+          spec: {
+            template: {
+              spec: {
+                restartPolicy: string;
+                containers: Array<{
+                  command: string[];
+                  env: Array<{ name: string; value: string }>;
+                  volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+                }>;
+                volumes: Array<{ name: string; secret?: { secretName: string; defaultMode: number } }>;
+              };
+            };
+          };
         };
       };
     };
@@ -88,6 +101,15 @@ describe('scheduling files', () => {
     const pod = cj.spec.jobTemplate.spec.template.spec;
     expect(pod.restartPolicy).toBe('Never');
     await expectValidCheck(pod.containers[0]!.command);
+    // The snapshot key comes from a Secret, read-only, 0400, outside the state dir.
+    const c = pod.containers[0]!;
+    const keyFile = c.env.find((e) => e.name === 'TRUSTPLAY_SNAPSHOT_KEY_FILE')?.value;
+    const mount = c.volumeMounts.find((m) => keyFile?.startsWith(`${m.mountPath}/`));
+    expect(mount?.readOnly).toBe(true);
+    const vol = pod.volumes.find((v) => v.name === mount?.name);
+    expect(vol?.secret).toEqual({ secretName: 'trustplay-snapshot-key', defaultMode: 0o400 });
+    const stateDir = c.command[c.command.indexOf('--state-dir') + 1]!;
+    expect(keyFile!.startsWith(`${stateDir}/`)).toBe(false);
   });
 
   it('the cron line is a valid cron.d entry running a valid check', async () => {

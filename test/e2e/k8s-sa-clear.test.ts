@@ -58,6 +58,7 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
     expect(manifest.hosts['node1']?.resources).toEqual([
       {
         kind: 'serviceaccount',
+        module: 'k8s.sa.clear',
         namespace: 'default',
         name: 'default',
         kubeconfig: '/root/.kube/config',
@@ -65,6 +66,7 @@ describeLab('k8s.sa.clear on the lab (real kubectl on node1, API emulator)', () 
       },
       {
         kind: 'serviceaccount',
+        module: 'k8s.sa.clear',
         namespace: 'aegis',
         name: 'default',
         kubeconfig: '/root/.kube/config',

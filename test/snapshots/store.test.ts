@@ -17,6 +17,8 @@ let store: SnapshotStore;
 const conn = new LocalConnection({ host: 'h1' });
 const mode = (p: string) => statSync(p).mode & 0o777;
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
+/** node.creds.wipe saves docker-format *.json credential files: the kind of file these tests save. */
+const WIPE = { module: 'node.creds.wipe' };
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tp-store-'));
@@ -40,19 +42,34 @@ describe('RunSnapshot', () => {
     const original = '{"auths":{"r":{"auth":"c2VjcmV0LXZhbHVl"}}}';
     writeFileSync(f, original, { mode: 0o640 });
     const s = snap('run-1');
-    await s.save('h1', conn, [
-      { kind: 'file', path: f },
-      { kind: 'file', path: join(dir, 'missing') },
-    ]);
+    await s.save(
+      'h1',
+      conn,
+      [
+        { kind: 'file', path: f },
+        { kind: 'file', path: join(dir, 'missing.json') },
+      ],
+      WIPE,
+    );
     writeFileSync(f, 'changed');
-    await s.save('h1', conn, [{ kind: 'file', path: f }]);
+    await s.save('h1', conn, [{ kind: 'file', path: f }], WIPE);
     s.facts('h1', { containerd: '1.6.20' });
     await s.complete();
     const m = await store.readManifest('run-1');
     expect(m.complete).toBe(true);
     expect(m.hosts['h1']!.resources).toEqual([
-      { kind: 'file', path: f, exists: true, blob: sha(original), size: original.length, mode: 0o640, uid: 0, gid: 0 },
-      { kind: 'file', path: join(dir, 'missing'), exists: false },
+      {
+        kind: 'file',
+        module: 'node.creds.wipe',
+        path: f,
+        exists: true,
+        blob: sha(original),
+        size: original.length,
+        mode: 0o640,
+        uid: 0,
+        gid: 0,
+      },
+      { kind: 'file', module: 'node.creds.wipe', path: join(dir, 'missing.json'), exists: false },
     ]);
     // Content lives in blobs only: the manifest never holds it.
     expect(readFileSync(store.manifestPath('run-1'), 'utf8')).not.toContain('c2VjcmV0LXZhbHVl');
@@ -66,10 +83,10 @@ describe('RunSnapshot', () => {
   it('state dir and its directories are 0700, manifests and blobs 0600, even when the dir existed looser', async () => {
     await store.init();
     for (const d of [state, join(state, 'runs'), join(state, 'blobs', 'sha256')]) chmodSync(d, 0o755);
-    const f = join(dir, 'a');
+    const f = join(dir, 'a.json');
     writeFileSync(f, 'x', { mode: 0o644 });
     const s = snap('run-perm');
-    await s.save('h1', conn, [{ kind: 'file', path: f }]);
+    await s.save('h1', conn, [{ kind: 'file', path: f }], WIPE);
     for (const d of [state, join(state, 'runs'), join(state, 'blobs'), join(state, 'blobs', 'sha256')])
       expect(mode(d)).toBe(0o700);
     expect(mode(store.manifestPath('run-perm'))).toBe(0o600);
@@ -77,11 +94,11 @@ describe('RunSnapshot', () => {
   });
 
   it('a crash mid-run leaves a readable, incomplete manifest of what was saved so far, and no temp files', async () => {
-    const files = Array.from({ length: 5 }, (_, i) => join(dir, `f${i}`));
+    const files = Array.from({ length: 5 }, (_, i) => join(dir, `f${i}.json`));
     for (const f of files) writeFileSync(f, f);
     const s = snap('run-crash');
     // Hosts save in parallel; every save rewrites the manifest atomically.
-    await Promise.all(files.slice(0, 3).map((f, i) => s.save(`h${i}`, conn, [{ kind: 'file', path: f }])));
+    await Promise.all(files.slice(0, 3).map((f, i) => s.save(`h${i}`, conn, [{ kind: 'file', path: f }], WIPE)));
     // "Crash": never call complete(). A reader in another process sees a whole manifest.
     const m = JSON.parse(readFileSync(store.manifestPath('run-crash'), 'utf8')) as Manifest;
     expect(m.complete).toBe(false);
@@ -105,7 +122,7 @@ describe('SnapshotStore', () => {
     const d = await store.putBlob(Buffer.from('original'));
     writeFileSync(store.blobPath(d), 'tampered');
     await expect(store.getBlob(d)).rejects.toThrow(/is damaged \(its content hashes to/);
-    writeFileSync(join(state, 'runs', 'bad.json'), '{"version":1,');
+    writeFileSync(join(state, 'runs', 'bad.json'), '{"version":1,', { mode: 0o600 });
     await expect(store.readManifest('bad')).rejects.toThrow(
       'snapshot `bad` is damaged: its manifest is not valid JSON',
     );
@@ -115,16 +132,21 @@ describe('SnapshotStore', () => {
   });
 
   it('prune keeps the N newest snapshots and only the blobs they reference', async () => {
-    const shared = join(dir, 'shared');
+    const shared = join(dir, 'shared.json');
     writeFileSync(shared, 'shared content');
     for (const [i, id] of ['r1', 'r2', 'r3'].entries()) {
-      const own = join(dir, id);
+      const own = join(dir, `${id}.json`);
       writeFileSync(own, `own content of ${id}`);
       const s = snap(id);
-      await s.save('h1', conn, [
-        { kind: 'file', path: shared },
-        { kind: 'file', path: own },
-      ]);
+      await s.save(
+        'h1',
+        conn,
+        [
+          { kind: 'file', path: shared },
+          { kind: 'file', path: own },
+        ],
+        WIPE,
+      );
       await s.complete();
       // Manifests order by their recorded time.
       const m = await store.readManifest(id);
@@ -141,7 +163,8 @@ describe('SnapshotStore', () => {
     );
     // Still restorable after prune.
     expect((await store.getBlob(sha('shared content'))).toString()).toBe('shared content');
-    expect((await store.prune(0)).removedBlobs).toBe(2);
+    await expect(store.prune(0)).rejects.toThrow(/to remove every snapshot use --all/);
+    expect((await store.prune('all')).removedBlobs).toBe(2);
     expect(readdirSync(join(state, 'blobs', 'sha256'))).toEqual([]);
   });
 });

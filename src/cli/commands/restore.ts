@@ -14,7 +14,7 @@ export async function restoreCommand(positionals: string[], options: Options): P
   if (!id || positionals.length > 1)
     throw new ExitError(
       ExitCode.Invalid,
-      'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] (ids: `trustplay snapshots list`)',
+      'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] [--allow-unsigned] (ids: `trustplay snapshots list`)',
     );
   const [
     { SnapshotStore },
@@ -27,12 +27,26 @@ export async function restoreCommand(positionals: string[], options: Options): P
     import('../../playbook/inventory.js'),
     import('../../playbook/patterns.js'),
   ]);
-  const store = new SnapshotStore(options.stateDir);
+  const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
   let manifest;
   try {
-    manifest = await store.readManifest(id);
+    manifest = await store.readManifest(id, { allowUnsigned: options.allowUnsigned });
   } catch (e) {
     throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}; nothing was changed`);
+  }
+
+  const signed = manifest.version !== 1;
+  if (!signed) {
+    // An unsigned manifest names nothing trustplay reads: its inventory (whose variables choose the
+    // restart command) must be given by the person running the restore.
+    if (!options.inventory && manifest.inventory)
+      throw new ExitError(
+        ExitCode.Invalid,
+        `snapshot ${id} is unsigned (format 1), so the inventory it names is not used: pass the inventory with -i; nothing was changed`,
+      );
+    process.stderr.write(
+      `warning: snapshot ${id} is unsigned (format 1, written before snapshots were signed): restoring it because --allow-unsigned was given; its blobs are verified against their digests first\n`,
+    );
   }
 
   // The inventory: -i, else the one the run used (as it was given, relative to where it ran).

@@ -6,7 +6,8 @@ import { ExitCode, ExitError } from '../exit-codes.js';
 import type { Options } from '../options.js';
 import type { Manifest, SnapshotEntry } from '../../snapshots/store.js';
 
-const USAGE = 'usage: trustplay snapshots list | show ID | prune --keep N  [--state-dir DIR] [--format json]';
+const USAGE =
+  'usage: trustplay snapshots list | show ID | prune --keep N | prune --all  [--state-dir DIR] [--snapshot-key FILE] [--format json]';
 
 function hostsOf(m: Manifest): string[] {
   return Object.keys(m.hosts).filter((h) => (m.hosts[h]?.resources.length ?? 0) > 0);
@@ -17,7 +18,7 @@ function resourceCount(m: Manifest): number {
 }
 
 function summary(e: SnapshotEntry) {
-  if (!e.manifest) return { id: e.runId, time: e.time, damaged: e.error };
+  if (!e.manifest) return { id: e.runId, time: e.time, verified: false, damaged: e.error };
   const m = e.manifest;
   return {
     id: m.runId,
@@ -26,6 +27,8 @@ function summary(e: SnapshotEntry) {
     hosts: hostsOf(m),
     resources: resourceCount(m),
     complete: m.complete,
+    verified: !e.unsigned,
+    ...(e.unsigned ? { unsigned: true } : {}),
   };
 }
 
@@ -42,6 +45,7 @@ export function describeManifest(m: Manifest): string {
     `  command:   ${m.command}`,
     ...(m.playbook ? [`  playbook:  ${m.playbook.path} (sha256 ${m.playbook.digest.slice(0, 12)})`] : []),
     ...(m.inventory ? [`  inventory: ${m.inventory}`] : []),
+    `  signature: ${m.version === 1 ? 'none (format 1, written before snapshots were signed: restore needs --allow-unsigned)' : 'verified'}`,
     `  complete:  ${m.complete ? 'yes' : 'no (the run was interrupted or is still going: what it saved so far is below)'}`,
   ];
   for (const [host, h] of Object.entries(m.hosts)) {
@@ -75,15 +79,24 @@ export function describeManifest(m: Manifest): string {
   return lines.join('\n') + '\n';
 }
 
+/** A store call whose failure (permissions, verification) is bad input: exit 3, one sentence. */
+async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw new ExitError(ExitCode.Invalid, (e as Error).message);
+  }
+}
+
 export async function snapshotsCommand(positionals: string[], options: Options): Promise<number> {
   const { SnapshotStore } = await import('../../snapshots/store.js');
-  const store = new SnapshotStore(options.stateDir);
+  const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
   const [sub, ...rest] = positionals;
   const json = options.format === 'json';
   switch (sub) {
     case 'list':
     case undefined: {
-      const entries = await store.list();
+      const entries = await storeCall(() => store.list());
       if (json) {
         process.stdout.write(JSON.stringify(entries.map(summary), null, 2) + '\n');
         return ExitCode.Ok;
@@ -95,12 +108,12 @@ export async function snapshotsCommand(positionals: string[], options: Options):
       const rows = [['ID', 'TIME', 'COMMAND', 'HOSTS', 'RESOURCES', 'COMPLETE']];
       for (const e of entries) {
         const s = summary(e);
-        if ('damaged' in s) rows.push([s.id, s.time, `DAMAGED: ${s.damaged ?? ''}`, '', '', '']);
+        if ('damaged' in s) rows.push([s.id, s.time, `UNVERIFIED: ${s.damaged ?? ''}`, '', '', '']);
         else
           rows.push([
             s.id,
             s.time,
-            s.command,
+            s.unsigned ? `${s.command} (UNSIGNED format 1: restore needs --allow-unsigned)` : s.command,
             s.hosts.join(',') || '-',
             String(s.resources),
             s.complete ? 'yes' : 'no',
@@ -112,12 +125,8 @@ export async function snapshotsCommand(positionals: string[], options: Options):
     case 'show': {
       const id = rest[0];
       if (!id || rest.length > 1) throw new ExitError(ExitCode.Invalid, USAGE);
-      let m: Manifest;
-      try {
-        m = await store.readManifest(id);
-      } catch (e) {
-        throw new ExitError(ExitCode.Invalid, (e as Error).message);
-      }
+      // `show` is how a person checks an unsigned old-format snapshot before --allow-unsigned.
+      const m = await storeCall(() => store.readManifest(id, { allowUnsigned: true }));
       if (json) {
         // The manifest holds metadata only (content lives in blobs), so it is safe to print as is.
         process.stdout.write(JSON.stringify(m, null, 2) + '\n');
@@ -125,16 +134,21 @@ export async function snapshotsCommand(positionals: string[], options: Options):
       return ExitCode.Ok;
     }
     case 'prune': {
-      if (options.keep === undefined || rest.length)
+      if ((options.keep === undefined) === !options.all || rest.length)
         throw new ExitError(
           ExitCode.Invalid,
-          `snapshots prune needs --keep N (how many of the newest snapshots to keep); ${USAGE}`,
+          `snapshots prune needs either --keep N (how many of the newest snapshots to keep) or --all; ${USAGE}`,
         );
-      const r = await store.prune(options.keep);
+      if (options.keep === 0)
+        throw new ExitError(
+          ExitCode.Invalid,
+          '--keep 0 would remove every snapshot: say so with `snapshots prune --all` instead; nothing was removed',
+        );
+      const r = await storeCall(() => store.prune(options.all ? 'all' : options.keep!));
       if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       else {
         process.stdout.write(
-          `removed ${r.removedSnapshots.length} snapshot${r.removedSnapshots.length === 1 ? '' : 's'} and ${r.removedBlobs} unreferenced blob${r.removedBlobs === 1 ? '' : 's'} (${r.freedBytes} bytes); kept the ${options.keep} newest\n`,
+          `removed ${r.removedSnapshots.length} snapshot${r.removedSnapshots.length === 1 ? '' : 's'} and ${r.removedBlobs} unreferenced blob${r.removedBlobs === 1 ? '' : 's'} (${r.freedBytes} bytes); ${options.all ? 'kept none (--all)' : `kept the ${options.keep} newest`}\n`,
         );
         if (r.blobsKeptBecause) process.stdout.write(`blobs were not pruned: ${r.blobsKeptBecause}\n`);
       }
