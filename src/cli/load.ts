@@ -1,20 +1,38 @@
 /** Load inventory + playbook for a command, turning located problems into exit code 3. */
-import { formatDiagnostic, type Diagnostic } from '../playbook/diagnostics.js';
+import { formatDiagnostic, sortDiagnostics, type Diagnostic } from '../playbook/diagnostics.js';
 import { loadInventory, localInventory, type Inventory } from '../playbook/inventory.js';
 import { loadPlaybook, type LoadResult } from '../playbook/playbook.js';
 import { ExitCode, ExitError } from './exit-codes.js';
 import type { Options } from './options.js';
 
 export function formatDiagnostics(ds: Diagnostic[]): string {
-  return (
-    ds.map(formatDiagnostic).join('\n') + `\n${ds.length} problem${ds.length === 1 ? '' : 's'} found; nothing ran.`
-  );
+  const n = ds.filter((d) => d.severity !== 'warning').length;
+  return ds.map(formatDiagnostic).join('\n') + `\n${n} problem${n === 1 ? '' : 's'} found; nothing ran.`;
+}
+
+/** Invalid input: exit 3 with every problem (and warning), kept as data for machine-readable output. */
+export class InputError extends ExitError {
+  constructor(readonly problems: Diagnostic[]) {
+    super(ExitCode.Invalid, formatDiagnostics(problems));
+    this.name = 'InputError';
+  }
+}
+
+/** Problems as data for `--format json`: position, severity and the sentence (never the source line). */
+export function problemsJson(ds: Diagnostic[]): Array<Record<string, unknown>> {
+  return ds.map((d) => ({
+    file: d.file,
+    line: d.line,
+    col: d.col,
+    severity: d.severity ?? 'error',
+    message: d.message,
+  }));
 }
 
 export async function loadInventoryOrExit(options: Options): Promise<Inventory> {
   if (!options.inventory) return localInventory();
   const r = await loadInventory(options.inventory);
-  if (!r.inventory) throw new ExitError(ExitCode.Invalid, formatDiagnostics(r.errors));
+  if (!r.inventory) throw new InputError(r.errors);
   return r.inventory;
 }
 
@@ -35,7 +53,7 @@ export async function loadAll(
     const r = await loadInventory(options.inventory);
     invErrors.push(...r.errors);
     inventory = r.inventory ?? localInventory();
-    if (!r.inventory) throw new ExitError(ExitCode.Invalid, formatDiagnostics(invErrors));
+    if (!r.inventory) throw new InputError(invErrors);
   } else inventory = localInventory();
   const r = await loadPlaybook(file, {
     inventory,
@@ -45,6 +63,6 @@ export async function loadAll(
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
     ...(extraModules ? { extraModules } : {}),
   });
-  if (!r.playbook || r.errors.length) throw new ExitError(ExitCode.Invalid, formatDiagnostics(r.errors));
+  if (!r.playbook || r.errors.length) throw new InputError(sortDiagnostics([...r.errors, ...(r.warnings ?? [])]));
   return r as LoadResult & { playbook: NonNullable<LoadResult['playbook']> };
 }

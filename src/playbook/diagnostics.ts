@@ -17,6 +17,8 @@ export interface Diagnostic {
   line: number;
   col: number;
   message: string;
+  /** Absent for an error (nothing runs); a warning is reported and the run goes on. */
+  severity?: 'warning';
   /** The offending source line, for the caret display. */
   source?: string;
 }
@@ -86,7 +88,8 @@ export function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
 
 /** `file:line:col: message`, then the source line and a caret under the column. */
 export function formatDiagnostic(d: Diagnostic): string {
-  const head = d.line > 0 ? `${d.file}:${d.line}:${d.col}: ${d.message}` : `${d.file}: ${d.message}`;
+  const message = d.severity === 'warning' ? `warning: ${d.message}` : d.message;
+  const head = d.line > 0 ? `${d.file}:${d.line}:${d.col}: ${message}` : `${d.file}: ${message}`;
   if (d.source === undefined || d.line === 0) return head;
   const src = d.source.replace(/\t/g, ' ');
   return `${head}\n  ${src}\n  ${' '.repeat(Math.max(0, d.col - 1))}^`;

@@ -29,6 +29,7 @@ import {
 import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
+import { yaml11Warnings } from './yaml11.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
@@ -90,6 +91,8 @@ export interface LoadResult {
   playbook?: Playbook;
   inventory: Inventory;
   errors: Diagnostic[];
+  /** Problems that do not stop a run (reported by validate, and before a run starts). */
+  warnings?: Diagnostic[];
   /** Hosts each play targets, after `--limit`. */
   playHosts: string[][];
 }
@@ -170,19 +173,23 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
   }
   const plays: Play[] = [];
   const playHosts: string[][] = [];
+  const warnings: Diagnostic[] = [];
   playsData.forEach((pd, i) => {
     const path = base[i]!;
     const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit);
     errors.push(...r.errors);
+    if (pd && typeof pd === 'object' && !Array.isArray(pd))
+      warnings.push(...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}));
     if (r.play) {
       plays.push(r.play);
       playHosts.push(r.hosts);
     }
   });
   errors.push(...unknownTags(plays, opts));
-  if (errors.length) return { inventory, errors: sortDiagnostics(dedupe(errors)), playHosts };
+  const warned = sortDiagnostics(dedupe(warnings));
+  if (errors.length) return { inventory, errors: sortDiagnostics(dedupe(errors)), warnings: warned, playHosts };
   const digest = createHash('sha256').update(text).digest('hex');
-  return { playbook: { file, digest, plays }, inventory, errors: [], playHosts };
+  return { playbook: { file, digest, plays }, inventory, errors: [], warnings: warned, playHosts };
 }
 
 /** Tags that select nothing: running nothing and calling it "in desired state" would be a green by accident. */

@@ -2,6 +2,7 @@
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { at, nodeAt, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
 import { validatorsFor } from './schema/ajv.js';
+import { yaml11Hint } from './yaml11.js';
 import * as generated from './schema/validators.generated.js';
 
 /**
@@ -64,18 +65,8 @@ export function ajvErrorsToDiagnostics(
   const data = ctx.data ?? valueAt(src.doc.toJS(), base);
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
-  // anyOf branches produce one error per branch: report the anyOf itself, not its branches.
-  const anyOfPaths = new Set(
-    errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath),
-  );
-  for (const e of errors) {
+  for (const e of narrowAlternatives(errors)) {
     const rel = pointerPath(e.instancePath);
-    if (
-      e.keyword !== 'anyOf' &&
-      e.keyword !== 'oneOf' &&
-      [...anyOfPaths].some((p) => e.instancePath === p && e.schemaPath.includes('/anyOf/'))
-    )
-      continue;
     const where = rel.length ? `\`${rel.join('.')}\`` : ctx.context;
     let message: string;
     let node: unknown = nodeAt(src, [...base, ...rel]);
@@ -96,9 +87,11 @@ export function ajvErrorsToDiagnostics(
         message = `${ctx.context}: unknown ${rel.length ? `key \`${extra}\` in ${where}` : `key \`${extra}\``}${suggestion(extra, known)}${known.length ? `; expected one of: ${known.join(', ')}` : ''}`;
         break;
       }
-      case 'type':
-        message = `${ctx.context}: ${where} must be ${TYPE_WORDS[(e.params as { type: string }).type] ?? (e.params as { type: string }).type}, not ${typeOf(value)}`;
+      case 'type': {
+        const want = (e.params as { type: string }).type;
+        message = `${ctx.context}: ${where} must be ${TYPE_WORDS[want] ?? want}, not ${typeOf(value)}${want === 'boolean' ? yaml11Hint(value) : ''}`;
         break;
+      }
       case 'enum': {
         const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map(String);
         message = `${ctx.context}: ${where} must be one of ${allowed.join(', ')}, not ${typeOf(value)}${typeof value === 'string' ? suggestion(value, allowed) : ''}`;
@@ -117,7 +110,7 @@ export function ajvErrorsToDiagnostics(
       case 'maximum':
       case 'exclusiveMinimum':
       case 'exclusiveMaximum':
-        message = `${ctx.context}: ${where} must be ${e.message ?? ''}, not ${typeOf(value)}`;
+        message = `${ctx.context}: ${where} must be ${(e.message ?? '').replace(/^must be /, '')}, not ${typeOf(value)}`;
         break;
       case 'minLength':
         message = `${ctx.context}: ${where} must not be empty`;
@@ -142,6 +135,39 @@ export function ajvErrorsToDiagnostics(
     out.push(at(src, node, message));
   }
   return out;
+}
+
+/**
+ * anyOf/oneOf produce one error per branch. When the value's type rules out every branch but one
+ * (a mapping where `null | mapping` is allowed), that branch's own errors say what is wrong (the
+ * unknown key, with a suggestion); otherwise the alternative is reported as a whole.
+ */
+function narrowAlternatives(errors: ErrorObject[]): ErrorObject[] {
+  const alternatives = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
+  if (!alternatives.length) return errors;
+  const drop = new Set<ErrorObject>();
+  for (const alt of alternatives) {
+    const prefix = `${alt.schemaPath}/`;
+    const branches = new Map<string, ErrorObject[]>();
+    for (const e of errors) {
+      if (!e.schemaPath.startsWith(prefix)) continue;
+      const idx = e.schemaPath.slice(prefix.length).split('/')[0]!;
+      branches.set(idx, [...(branches.get(idx) ?? []), e]);
+    }
+    const typeMismatch = (idx: string, es: ErrorObject[]) =>
+      es.some(
+        (e) =>
+          e.instancePath === alt.instancePath &&
+          (e.schemaPath === `${prefix}${idx}/type` || e.schemaPath === `${prefix}${idx}/pattern`),
+      );
+    const fitting = [...branches].filter(([idx, es]) => !typeMismatch(idx, es));
+    // Branches without errors are not listed: a branch count below the schema's means one passed.
+    const total = ((alt.schema as unknown[] | undefined) ?? []).length;
+    const keep = fitting.length === 1 && branches.size === total ? fitting[0]![0] : undefined;
+    if (keep !== undefined) drop.add(alt);
+    for (const [idx, es] of branches) if (idx !== keep) for (const e of es) drop.add(e);
+  }
+  return errors.filter((e) => !drop.has(e));
 }
 
 /** Enforce `x-exclusive` and `x-together` groups (recursively) with one sentence each. */

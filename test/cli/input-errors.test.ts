@@ -139,3 +139,81 @@ describe('after a run', () => {
     });
   });
 });
+
+describe('inventory', () => {
+  it('a typo inside a host entry names the unknown key and suggests the near one', async () => {
+    const bad = join(dir, 'typo-inv.yaml');
+    await writeFile(bad, 'hosts:\n  node1: { address: 10.0.0.1 }\n  node2:\n    adress: 10.0.0.2\n    user: root\n');
+    const r = await trustplay(['validate', await playbook('ok.yaml', rmiTask('')), '-i', bad]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(
+      `${bad}:4:5: inventory: unknown key \`adress\` in \`hosts.node2\` (did you mean \`address\`?)`,
+    );
+    expect(r.stderr).not.toMatch(/wrong shape/);
+    expect(r.stderr).toMatch(/^1 problem found/m);
+  });
+});
+
+describe('validate --format json', () => {
+  it('emits the problems as JSON: file, line, col, severity, message', async () => {
+    const pb = await playbook(
+      'json.yaml',
+      `- hosts: all\n  tasks:\n    - image.rmi: { image: "{{ nope }}" }\n      when: registry = "x"\n`,
+    );
+    const r = await trustplay(['validate', pb, '-i', inv(), '--format', 'json']);
+    expect(r.code).toBe(3);
+    const out = JSON.parse(r.stdout) as { valid: boolean; problems: Array<Record<string, unknown>> };
+    expect(out.valid).toBe(false);
+    expect(out.problems).toEqual([
+      expect.objectContaining({
+        file: pb,
+        line: 3,
+        col: 27,
+        severity: 'error',
+        message: expect.stringMatching(/undefined variable `nope`/),
+      }),
+      expect.objectContaining({
+        file: pb,
+        line: 4,
+        col: 22,
+        severity: 'error',
+        message: expect.stringMatching(/single `=`/),
+      }),
+    ]);
+    for (const p of out.problems) expect(Object.keys(p).sort()).toEqual(['col', 'file', 'line', 'message', 'severity']);
+    const ok = await trustplay(['validate', await playbook('ok.yaml', rmiTask('')), '-i', inv(), '--format', 'json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, plays: 1, hosts: 1, tasks: 1, problems: [] });
+  });
+});
+
+describe('YAML 1.1 booleans in a YAML 1.2 playbook', () => {
+  it('warns where a yes/no/on/off word is used as a string in a boolean place, and still validates', async () => {
+    const pb = await playbook(
+      'yaml11.yaml',
+      `- hosts: all\n  vars:\n    flag: no\n    quoted: "no"\n  tasks:\n    - image.rmi: { image: "{{ registry }}/x:1" }\n      when: flag and not quoted\n    - image.rmi: { image: "{{ registry }}/y:1" }\n      when: off\n`,
+    );
+    const r = await trustplay(['validate', pb, '-i', inv()]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/valid — .*, 2 warnings/);
+    expect(r.stderr).toContain(
+      `${pb}:3:11: warning: \`flag: no\` is the string "no", which \`when: flag and not quoted\` tests as true`,
+    );
+    expect(r.stderr).toContain(`${pb}:9:13: warning: \`when: off\` is not a boolean`);
+    expect(r.stderr).not.toMatch(/quoted: /);
+    const json = JSON.parse((await trustplay(['validate', pb, '-i', inv(), '--format', 'json'])).stdout) as {
+      problems: Array<{ severity: string; line: number }>;
+    };
+    expect(json.problems.map((p) => [p.line, p.severity])).toEqual([
+      [3, 'warning'],
+      [9, 'warning'],
+    ]);
+    // Where the schema wants true/false, the word is an error that says how to write it.
+    const strict = await playbook('yaml11-strict.yaml', rmiTask('      ignore_errors: yes\n'));
+    const s = await trustplay(['validate', strict, '-i', inv()]);
+    expect(s.code).toBe(3);
+    expect(s.stderr).toMatch(
+      /`ignore_errors` must be true or false, not the string "yes"; playbooks are YAML 1.2, where `yes` is a string: write true/,
+    );
+  });
+});

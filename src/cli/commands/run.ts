@@ -13,6 +13,10 @@ export async function checkCommand(positionals: string[], options: Options): Pro
 
 async function execute(positionals: string[], options: Options, mode: 'run' | 'check'): Promise<number> {
   const loaded = await loadAll(positionals[0], options);
+  if (loaded.warnings?.length) {
+    const { formatDiagnostic } = await import('../../playbook/diagnostics.js');
+    for (const w of loaded.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+  }
   const { builtinModules } = await import('../../modules/index.js');
   return executePlaybook(
     {
