@@ -31,6 +31,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     { writeReports },
     { readServiceAccountForSnapshot },
     { acquireHostLock },
+    { Interrupted, signalExitCode },
   ] = await Promise.all([
     import('../engine/run.js'),
     import('./reporter.js'),
@@ -38,6 +39,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     import('./reports.js'),
     import('../snapshots/readers.js'),
     import('../engine/lock.js'),
+    import('../engine/cancel.js'),
   ]);
   const { reporter, collector } = makeReporter(options);
   const runId = newRunId();
@@ -54,6 +56,45 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   );
   const releases = new Map<string, () => Promise<void>>();
   const owner = `${userInfo().username}@${hostname()} pid ${process.pid}`;
+  // Ctrl-C / SIGTERM: the first stops the run in order (no new change; changes in flight and their
+  // restarts finish or roll back; locks released; the snapshot completed and marked interrupted).
+  // A second within 2 s stops at once: every write is atomic (temp file and rename), so no file is
+  // left half-written, and each node drops our lock when the connection ends.
+  const cancel = new AbortController();
+  let lastSignal = 0;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM'): void => {
+    const now = Date.now();
+    if (!cancel.signal.aborted) {
+      lastSignal = now;
+      cancel.abort(new Interrupted(sig));
+      process.stderr.write(
+        `\n${sig}: stopping — no new change starts; changes in flight and the containerd restarts they need finish or roll back. Send it again within 2 s to stop at once.\n`,
+      );
+      return;
+    }
+    if (now - lastSignal > 2000) {
+      lastSignal = now;
+      process.stderr.write(
+        `${sig}: still finishing the changes in flight; send it again within 2 s to stop at once.\n`,
+      );
+      return;
+    }
+    process.stderr.write(
+      `${sig}: stopping at once; a change in flight may be left unfinished (its snapshot ${runId} is marked interrupted: the next run finishes it, or undo with trustplay restore ${runId}).\n`,
+    );
+    const code = signalExitCode(sig);
+    const timer = setTimeout(() => process.exit(code), 1000);
+    void snapshot.complete(sig).finally(() => {
+      clearTimeout(timer);
+      process.exit(code);
+    });
+  };
+  const onInt = () => onSignal('SIGINT');
+  const onTerm = () => onSignal('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  const note = (host: string, waiting: boolean) => (message: string) =>
+    reporter.event({ type: 'host-note', host, message, ...(waiting ? { waiting } : {}) });
   const result = await runPlaybook({
     playbook: x.playbook,
     inventory: x.inventory,
@@ -67,16 +108,29 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     acceptNewHostKeys: options.acceptNewHostKeys,
     runId,
     onConnect: async (host, conn) => {
-      releases.set(host, await acquireHostLock(conn, { runId, owner, timeoutMs: options.lockTimeout * 1000 }));
+      releases.set(
+        host,
+        await acquireHostLock(conn, {
+          runId,
+          owner,
+          timeoutMs: options.lockTimeout * 1000,
+          signal: cancel.signal,
+          onWait: note(host, true),
+          onNotice: note(host, false),
+        }),
+      );
     },
     onRelease: async (host) => {
       await releases.get(host)?.();
     },
     ...(x.check ? {} : { snapshot }),
+    signal: cancel.signal,
     ...(options.tags ? { tags: options.tags } : {}),
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
   });
-  await snapshot.complete();
+  await snapshot.complete(result.interrupted?.signal);
+  process.off('SIGINT', onInt);
+  process.off('SIGTERM', onTerm);
   const code = exitCodeFor(result, { check: x.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
   reporter.event({
     type: 'run-end',
@@ -84,6 +138,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     durationMs: result.durationMs,
     exitCode: code,
     check: x.check,
+    ...(result.interrupted ? { interrupted: result.interrupted } : {}),
   });
   await reporter.close?.();
   if (snapshot.exists && options.format === 'human') {

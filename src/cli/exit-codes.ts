@@ -10,6 +10,10 @@ export const ExitCode = {
   Invalid: 3,
   /** A host was unreachable (and nothing failed). */
   Unreachable: 4,
+  /** Stopped by Ctrl-C (SIGINT): 128 + 2. */
+  Interrupted: 130,
+  /** Stopped by SIGTERM: 128 + 15. */
+  Terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -109,8 +109,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // `trustplay ... | head` closes the pipe early: that is the reader's choice, not an error to report.
+// The run goes on without its output (exiting here would leave host locks behind and hide the exit
+// code a script reads with pipefail), then releases its locks and exits with the run's code.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') return;
   throw e;
 });
 

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { HostSession } from './session.js';
 
 /** What to run on a host: an argv (quoted safely by the connection) or a POSIX sh script. */
 export type Command = { argv: string[] } | { script: string };
@@ -64,5 +65,7 @@ export interface Connection {
   remove(path: string): Promise<void>;
   /** A byte stream to a unix socket on the host (SSH: OpenSSH stream-local forwarding). */
   openUnixSocket(path: string): Promise<Duplex>;
+  /** A long-lived command fed line by line on stdin (the host lock's holder); it ends with the connection. */
+  session(command: Command, options?: Pick<ExecOptions, 'become'>): Promise<HostSession>;
   close(): Promise<void>;
 }

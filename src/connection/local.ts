@@ -16,6 +16,7 @@ import {
   statFromMode,
   writeFileCommand,
 } from './file-scripts.js';
+import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, commandArgv } from './shell-quote.js';
 
 /** Options for a connection to the machine trustplay runs on. */
@@ -60,7 +61,11 @@ export class LocalConnection implements Connection {
     return (become ?? this.become) && !this.isRoot;
   }
 
-  exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
+  /** How to start a command: through sudo (a line fed on stdin first) or directly. */
+  private spawnArgs(
+    command: Command,
+    options: ExecOptions,
+  ): { file: string; args: string[]; stdinPrefix: Buffer | undefined; env: NodeJS.ProcessEnv } {
     let file: string;
     let args: string[];
     let stdinPrefix: Buffer | undefined;
@@ -77,6 +82,33 @@ export class LocalConnection implements Connection {
       [file, args] = [argv[0] as string, argv.slice(1)];
       if (options.env) env = { ...process.env, ...options.env };
     }
+    return { file, args, stdinPrefix, env };
+  }
+
+  session(command: Command, options: Pick<ExecOptions, 'become'> = {}): Promise<HostSession> {
+    const { file, args, stdinPrefix, env } = this.spawnArgs(command, options);
+    // Its own process group: a Ctrl-C on the terminal reaches trustplay, which releases the lock
+    // in order; if trustplay dies instead, the pipe closes and the session sees EOF.
+    const child = spawn(file, args, { env, detached: true, stdio: ['pipe', 'pipe', 'ignore'] });
+    const ended = new Promise<void>((resolve) => {
+      child.on('close', () => resolve());
+      child.on('error', () => resolve());
+    });
+    if (stdinPrefix) child.stdin.write(stdinPrefix);
+    return Promise.resolve(
+      new LineSession(child.stdin, child.stdout, ended, () => {
+        if (child.pid !== undefined && child.exitCode === null)
+          try {
+            process.kill(-child.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+      }),
+    );
+  }
+
+  exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
+    const { file, args, stdinPrefix, env } = this.spawnArgs(command, options);
     return new Promise((resolve) => {
       // detached = own process group, so a timeout kills the command and everything it started.
       const child = spawn(file, args, { env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });

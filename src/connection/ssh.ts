@@ -34,6 +34,7 @@ import {
   loadKnownHosts,
   preferredHostKeyAlgorithms,
 } from './known-hosts.js';
+import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, type CommandLine } from './shell-quote.js';
 
 const { Client, utils } = ssh2;
@@ -616,6 +617,53 @@ export class SshConnection implements Connection {
       if (line.stdinPrefix) channel.write(line.stdinPrefix);
       if (stdin !== undefined) channel.write(stdin);
       channel.end();
+    });
+  }
+
+  /**
+   * A long-lived command on its own channel, holding one of the connection's session slots until it
+   * ends. sshd closes its stdin when the connection goes (client killed, network reset), so the
+   * command sees EOF and can clean up after us.
+   */
+  async session(command: Command, options: Pick<ExecOptions, 'become'> = {}): Promise<HostSession> {
+    const become = options.become ?? this.options.become ?? false;
+    const line = buildCommandLine(command, {
+      become,
+      ...(become && this.options.becomePassword !== undefined ? { becomePassword: this.options.becomePassword } : {}),
+    });
+    await this.connect();
+    await this.slots.acquire();
+    let channel: ClientChannel;
+    try {
+      channel = await new Promise<ClientChannel>((resolve, reject) => {
+        const client = this.client;
+        if (!client) return reject(this.lost());
+        try {
+          client.exec(line.line, (err, ch) => (err ? reject(err) : resolve(ch)));
+        } catch (err) {
+          reject(this.lost(err));
+        }
+      });
+    } catch (err) {
+      this.slots.release();
+      throw err;
+    }
+    this.counters.channels++;
+    channel.on('error', () => undefined);
+    const ended = new Promise<void>((resolve) => {
+      channel.on('close', () => {
+        setTimeout(() => this.slots.release(), 0);
+        resolve();
+      });
+    });
+    if (line.stdinPrefix) channel.write(line.stdinPrefix);
+    return new LineSession(channel, channel, ended, () => {
+      try {
+        channel.signal('KILL');
+      } catch {
+        // not supported by every server
+      }
+      channel.close();
     });
   }
 

@@ -103,6 +103,9 @@ class UnusableConnection implements Connection {
   openUnixSocket(): Promise<never> {
     return this.fail();
   }
+  session(): Promise<never> {
+    return this.fail();
+  }
   async close(): Promise<void> {}
 }
 

@@ -43,11 +43,21 @@ export type RunEvent =
   | { type: 'run-start'; runId: string; playbook: string; check: boolean; hosts: string[] }
   | { type: 'play-start'; play: string; hosts: string[] }
   | { type: 'host-start'; host: string }
+  /** Something the operator should see about a host outside its tasks (waiting for its lock, a stale lock broken). */
+  | { type: 'host-note'; host: string; message: string; waiting?: boolean }
   | { type: 'task-start'; host: string; task: string; handler?: boolean }
   | { type: 'task-result'; result: TaskResult }
   | { type: 'host-end'; host: string; recap: HostRecap; failed: boolean; unreachable: boolean }
   | { type: 'play-end'; play: string; aborted?: string }
-  | { type: 'run-end'; recap: Record<string, HostRecap>; durationMs: number; exitCode: number; check: boolean };
+  | {
+      type: 'run-end';
+      recap: Record<string, HostRecap>;
+      durationMs: number;
+      exitCode: number;
+      check: boolean;
+      /** Set when Ctrl-C / SIGTERM stopped the run: the signal and the tasks not run per host. */
+      interrupted?: { signal: string; notRun: Record<string, number> };
+    };
 
 export interface Reporter {
   event(e: RunEvent): void;

@@ -1,26 +1,41 @@
 /**
- * A lock per host, so a scheduled `check` and a manual `run` never interleave on one node. The lock
- * is a directory created atomically with mkdir on the node (`/run/trustplay.lock`, or under /tmp
- * when /run is not writable), holding the owner's run id; the owner refreshes it while it runs and
- * removes it on exit. A lock not refreshed for `staleMs` is broken (its owner died). A second run
- * waits up to `timeoutMs`, then reports the host busy naming the holder.
+ * A lock per host, so a scheduled `check` and a manual `run` never interleave on one node.
+ *
+ * The lock is a directory created atomically with mkdir on the node (`/run/trustplay.lock`, or under
+ * /tmp when /run is not writable) with an `owner` file: the run id, who runs it, and the node-side
+ * process that holds it. That process is a long-lived session on the host's connection: it takes the
+ * lock, refreshes it when trustplay says so, and removes it when trustplay releases it or when its
+ * stdin ends — which is what happens when trustplay dies or the connection drops, whoever killed it.
+ * So a lock whose holder process is gone is broken at once; one whose holder lives on but is no
+ * longer refreshed (a connection cut without a FIN, a frozen sshd) is broken after `staleMs`, a
+ * small multiple of the refresh interval. Breaking happens under flock(1) on the lock's directory
+ * so two runs breaking the same stale lock never both take it.
  */
 import type { Connection } from '../connection/connection.js';
+import type { HostSession } from '../connection/session.js';
 import { quote } from '../connection/shell-quote.js';
 
 export interface LockOptions {
   runId: string;
   /** How long to wait for a busy host (default 60 s). */
   timeoutMs?: number;
-  /** A lock older than this (not refreshed) is broken (default 5 min). */
+  /** How often the holder refreshes the lock (default 10 s). */
+  refreshMs?: number;
+  /** A lock not refreshed for this long is broken even if its holder lives (default 3 × refreshMs). */
   staleMs?: number;
   /** Directory for the lock (default: TRUSTPLAY_LOCK_DIR, else /run, falling back to /tmp). */
   dir?: string;
   /** Who we are, for the busy message. */
   owner?: string;
+  /** Told once when the host is busy and we start waiting, with who holds it. */
+  onWait?: (message: string) => void;
+  /** Told when a lock left by a run that is gone is broken. */
+  onNotice?: (message: string) => void;
+  /** Stops waiting (Ctrl-C). */
+  signal?: AbortSignal;
 }
 
-/** The node-side directory for trustplay's lock and caches (tmpfs): TRUSTPLAY_LOCK_DIR or /run. */
+/** The node-side directory for trustplay's lock: TRUSTPLAY_LOCK_DIR or /run. */
 export function nodeRunDir(): string {
   return process.env['TRUSTPLAY_LOCK_DIR'] ?? '/run';
 }
@@ -29,70 +44,192 @@ export class HostBusyError extends Error {
   override readonly name = 'HostBusyError';
 }
 
-function script(o: Required<Pick<LockOptions, 'runId'>> & { dir?: string; owner: string; staleSec: number }): string {
-  return [
-    o.dir ? `d=${quote(o.dir)}` : 'd=/run; [ -d "$d" ] && [ -w "$d" ] || d=/tmp',
-    'lock="$d/trustplay.lock"',
-    `me=${quote(`${o.runId} ${o.owner}`)}`,
-    'try() { if mkdir "$lock" 2>/dev/null; then printf "%s\\n" "$me" > "$lock/owner"; echo "ACQUIRED $lock"; exit 0; fi; }',
-    'try',
-    // Two inventory hosts can be one machine (local connections, aliases): our own run already holds it.
-    `[ "$(head -n1 "$lock/owner" 2>/dev/null | cut -d' ' -f1)" = ${quote(o.runId)} ] && { echo "HELD $lock"; exit 0; }`,
-    // Stale: the owner file was not refreshed for staleSec (its run died): break it once and retry.
-    'now=$(date +%s); mt=$(stat -c %Y "$lock/owner" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null || echo "$now")',
-    `if [ $((now - mt)) -gt ${o.staleSec} ]; then rm -rf "$lock"; try; fi`,
-    'printf "BUSY %s %s " "$lock" $((now - mt)); cat "$lock/owner" 2>/dev/null || echo unknown',
-  ].join('\n');
+/** The lock could not be created at all (missing directory, read-only, permissions): never "busy". */
+export class LockError extends Error {
+  override readonly name = 'LockError';
 }
 
-/** Takes the host's lock, waiting while another run holds it. Returns a release function. */
+// The holder's protocol, one verb per line on stdin: `try` (answers ACQUIRED, HELD, BUSY or FAIL,
+// after any BROKE notice), `touch` (refresh), `release`; EOF releases too. The owner file's second
+// line names the holder process and its start time (so a reused pid is not taken for it).
+function holderScript(o: { runId: string; owner: string; dir?: string; staleSec: number }): string {
+  // C locale: the errno text of mkdir's message is matched and shown.
+  return `export LC_ALL=C
+${o.dir ? `d=${quote(o.dir)}` : 'd=/run; [ -d "$d" ] && [ -w "$d" ] || d=/tmp'}
+lock="$d/trustplay.lock"
+run=${quote(o.runId)}
+me=${quote(`${o.runId} ${o.owner}`)}
+stale=${o.staleSec}
+held=0
+pstart() { [ -r "/proc/$1/stat" ] || return 0; set -- $(cat "/proc/$1/stat" 2>/dev/null); [ "$3" = Z ] || eval "printf %s \\"\\\${22}\\""; }
+self=$(pstart $$)
+alive() {
+  [ -n "$1" ] && [ -r /proc/self/stat ] || { echo unknown; return; }
+  if [ -n "$2" ]; then [ "$(pstart "$1")" = "$2" ] && echo alive || echo gone; return; fi
+  [ -n "$(pstart "$1")" ] && echo alive || echo gone
+}
+mine() { [ "$held" = 1 ] && [ "$(sed -n 2p "$lock/owner" 2>/dev/null)" = "holder $$ $self" ]; }
+take() {
+  if err=$(mkdir "$lock" 2>&1); then
+    printf '%s\\nholder %s %s\\n' "$me" "$$" "$self" > "$lock/owner"
+    held=1; echo "ACQUIRED $lock"; return 0
+  fi
+  # EEXIST is "busy", even if the holder removed it a moment later (the next try takes it).
+  case $err in *'File exists'*) return 1 ;; esac
+  [ -d "$lock" ] && return 1
+  printf 'FAIL %s %s\\n' "$lock" "$(printf %s "$err" | tr '\\n' ' ')"; return 0
+}
+inspect() {
+  o=$(head -n1 "$lock/owner" 2>/dev/null); [ -n "$o" ] || o=unknown
+  set -- $(sed -n 's/^holder //p' "$lock/owner" 2>/dev/null); hp=$1; st=$(alive "$1" "$2")
+  now=$(date +%s); mt=$(stat -c %Y "$lock/owner" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null || echo "$now")
+  age=$((now - mt))
+}
+try() {
+  take && return
+  inspect
+  [ "\${o%% *}" = "$run" ] && { echo "HELD $lock"; return; }
+  if [ "$st" = gone ] || [ "$age" -gt "$stale" ]; then
+    # Re-decide under the guard: a run that broke it a moment ago holds it now.
+    exec 8<"$d"
+    if ! command -v flock >/dev/null 2>&1 || flock -w 5 8; then inspect; else st=; age=0; fi
+    if [ -d "$lock" ] && [ "\${o%% *}" != "$run" ] && { [ "$st" = gone ] || [ "$age" -gt "$stale" ]; }; then
+      [ "$st" = alive ] && kill "$hp" 2>/dev/null
+      rm -rf "$lock"
+      echo "BROKE $st $age $o"
+    fi
+    take; r=$?
+    exec 8<&-
+    [ $r = 0 ] && return
+    inspect
+  fi
+  echo "BUSY $lock $age $st $o"
+}
+release() { mine && rm -rf "$lock"; held=0; }
+trap 'release; exit 0' HUP INT TERM
+while read -r verb; do
+  case $verb in
+    try) try ;;
+    touch) mine && touch "$lock/owner" ;;
+    release) release; echo RELEASED ;;
+  esac
+done
+release
+`;
+}
+
+const ERRNO: Record<string, string> = {
+  'No such file or directory': 'ENOENT',
+  'Permission denied': 'EACCES',
+  'Read-only file system': 'EROFS',
+  'No space left on device': 'ENOSPC',
+  'Not a directory': 'ENOTDIR',
+  'Operation not permitted': 'EPERM',
+  'Disk quota exceeded': 'EDQUOT',
+};
+
+function lockFailure(host: string, path: string, detail: string): LockError {
+  const why = Object.keys(ERRNO).find((k) => detail.includes(k));
+  const reason = why ? `${why} (${ERRNO[why]})` : detail.trim() || 'unknown error';
+  return new LockError(
+    `could not create the trustplay lock ${path} on ${host}: ${reason} — check that ${path.replace(/\/[^/]*$/, '') || '/'} exists and is writable (TRUSTPLAY_LOCK_DIR names it)`,
+  );
+}
+
+function holderText(holder: string, state: string, age: string): string {
+  const [run, ...who] = holder.split(' ');
+  const life = state === 'alive' ? 'alive' : state === 'gone' ? 'gone' : 'not known whether alive';
+  return `${run}${who.length ? ` from ${who.join(' ')}` : ''}, holder ${life}, last seen ${age}s ago`;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    }
+    function abort(): void {
+      clearTimeout(t);
+      reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+    }
+    if (signal?.aborted) return abort();
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+async function answer(session: HostSession, host: string, signal?: AbortSignal): Promise<string> {
+  const line = await session.nextLine(signal);
+  if (line === null)
+    throw new LockError(
+      `could not take the trustplay lock on ${host}: the lock session ended (is /bin/sh there, and the connection still up?)`,
+    );
+  return line;
+}
+
+/**
+ * Takes the host's lock, waiting while another run holds it. Returns a release function; the lock
+ * is also released when the connection ends.
+ */
 export async function acquireHostLock(conn: Connection, o: LockOptions): Promise<() => Promise<void>> {
   const timeoutMs = o.timeoutMs ?? 60_000;
-  const staleMs = o.staleMs ?? 300_000;
+  const refreshMs = o.refreshMs ?? 10_000;
+  const staleMs = o.staleMs ?? 3 * refreshMs;
   const owner = o.owner ?? 'trustplay';
   const dir = o.dir ?? process.env['TRUSTPLAY_LOCK_DIR'];
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const session = await conn.session({
+    script: holderScript({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }),
+  });
   let delay = 250;
-  for (;;) {
-    const r = await conn.exec({
-      script: script({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }),
-    });
-    const out = r.stdout.toString().trim();
-    if (r.code === 0 && /^HELD /m.test(out)) return async () => undefined;
-    const acquired = /^ACQUIRED (.+)$/m.exec(out);
-    if (r.code === 0 && acquired) {
-      const path = acquired[1]!;
-      const refresh = setInterval(
-        () => {
-          void conn
-            .exec({
-              script: `[ "$(head -n1 ${quote(`${path}/owner`)} | cut -d' ' -f1)" = ${quote(o.runId)} ] && touch ${quote(`${path}/owner`)}`,
-            })
-            .catch(() => undefined);
-        },
-        Math.max(1000, Math.floor(staleMs / 3)),
-      );
-      refresh.unref();
-      return async () => {
-        clearInterval(refresh);
-        await conn.exec({
-          script: `[ "$(head -n1 ${quote(`${path}/owner`)} 2>/dev/null | cut -d' ' -f1)" = ${quote(o.runId)} ] && rm -rf ${quote(path)}; true`,
-        });
-      };
+  let told = false;
+  try {
+    for (;;) {
+      session.send('try');
+      let line = await answer(session, conn.host, o.signal);
+      while (line.startsWith('BROKE ')) {
+        const [, state = '', age = '', ...holder] = line.split(' ');
+        o.onNotice?.(
+          `${conn.host}: broke the lock of trustplay run ${holderText(holder.join(' '), state, age)}: ${state === 'gone' ? 'its holder is gone' : `it was not refreshed for ${age}s`}`,
+        );
+        line = await answer(session, conn.host, o.signal);
+      }
+      if (line.startsWith('HELD ')) {
+        await session.close();
+        return async () => undefined;
+      }
+      if (line.startsWith('ACQUIRED ')) {
+        const refresh = setInterval(() => session.send('touch'), refreshMs);
+        refresh.unref();
+        let released: Promise<void> | undefined;
+        return () =>
+          (released ??= (async () => {
+            clearInterval(refresh);
+            session.send('release');
+            await session.close();
+          })());
+      }
+      const fail = /^FAIL (\S+) (.*)$/.exec(line);
+      if (fail) throw lockFailure(conn.host, fail[1]!, fail[2]!);
+      const busy = /^BUSY (\S+) (\d+) (\S+) (.*)$/.exec(line);
+      if (!busy) throw new LockError(`could not take the trustplay lock on ${conn.host}: unexpected answer ${line}`);
+      const [, path, age, state, holder] = busy;
+      const who = holderText(holder!, state!, age!);
+      if (!told) {
+        told = true;
+        o.onWait?.(`waiting for the lock held by trustplay run ${who} (up to ${Math.round(timeoutMs / 1000)}s)`);
+      }
+      const waited = Date.now() - started;
+      if (waited >= timeoutMs) {
+        throw new HostBusyError(
+          `${conn.host} is busy: another trustplay run (${who}) holds ${path}; waited ${Math.round(waited / 1000)}s. If no run is going on, remove it: rm -rf ${path}`,
+        );
+      }
+      await sleep(Math.min(delay, timeoutMs - waited), o.signal);
+      delay = Math.min(delay * 2, 2000);
     }
-    const busy = /^BUSY (\S+) (\d+) (.*)$/m.exec(out);
-    if (!busy)
-      throw new Error(
-        `could not take the trustplay lock on ${conn.host}: ${r.stderr.toString().trim() || out || `exit ${r.code}`}`,
-      );
-    if (Date.now() + delay > deadline) {
-      const [, path, age, holder] = busy;
-      const [holderRun, ...who] = (holder ?? '').split(' ');
-      throw new HostBusyError(
-        `${conn.host} is busy: another trustplay run (${holderRun}${who.length ? ` from ${who.join(' ')}` : ''}, last seen ${age}s ago) holds ${path}; waited ${Math.round(timeoutMs / 1000)}s. If no run is going on, remove it: rm -rf ${path}`,
-      );
-    }
-    await new Promise((res) => setTimeout(res, delay));
-    delay = Math.min(delay * 2, 2000);
+  } catch (e) {
+    await session.close();
+    throw e;
   }
 }

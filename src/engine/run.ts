@@ -22,6 +22,7 @@ import {
   type TaskContext,
 } from './module.js';
 import { evaluateWhen } from './when.js';
+import { interruptedBy, signalExitCode, type StopSignal } from './cancel.js';
 
 /** Looks a module up by the name a task uses. */
 export type ModuleRegistry = (name: string) => Promise<AnyModule | undefined>;
@@ -59,6 +60,19 @@ export interface RunOptions {
   /** Called with each host's connection before its first task (e.g. to take a lock). */
   onConnect?: (host: string, conn: Connection) => Promise<void>;
   onRelease?: (host: string, conn: Connection) => Promise<void>;
+  /**
+   * Aborted on Ctrl-C / SIGTERM: no new task or change starts; a task whose changes are being
+   * applied finishes them, and the containerd restarts they need still run (with their health check
+   * and rollback). Tasks and modules see it as `ctx.signal`.
+   */
+  signal?: AbortSignal;
+}
+
+/** What an interrupted run did not do. */
+export interface InterruptedRun {
+  signal: StopSignal;
+  /** Tasks not run, per host. */
+  notRun: Record<string, number>;
 }
 
 export interface RunResult {
@@ -68,6 +82,7 @@ export interface RunResult {
   failedHosts: Set<string>;
   unreachableHosts: Set<string>;
   aborted?: string;
+  interrupted?: InterruptedRun;
   durationMs: number;
   /** Secret values seen in arguments, for masking any later output. */
   secrets: string[];
@@ -154,6 +169,11 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const used = new Set(opts.playbook.plays.flatMap((p) => [...p.tasks, ...p.handlers].map((t) => t.module)));
   for (const m of used) void opts.modules(m).catch(() => undefined);
   let aborted: string | undefined;
+  const stopped = (): StopSignal | undefined => interruptedBy(opts.signal);
+  const notRun = new Map<string, number>();
+  const countNotRun = (host: string, n: number) => {
+    if (n > 0) notRun.set(host, (notRun.get(host) ?? 0) + n);
+  };
 
   const emit = (r: TaskResult) => {
     const m = mask();
@@ -179,12 +199,18 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   try {
     for (let p = 0; p < opts.playbook.plays.length && !aborted; p++) {
       const play = opts.playbook.plays[p]!;
+      if (stopped()) {
+        for (const h of opts.playHosts[p] ?? [])
+          if (!hosts.get(h)!.failed && !hosts.get(h)!.unreachable) countNotRun(h, play.tasks.length);
+        continue;
+      }
       const playHosts = (opts.playHosts[p] ?? []).filter((h) => !hosts.get(h)!.failed && !hosts.get(h)!.unreachable);
       opts.reporter.event({ type: 'play-start', play: play.name, hosts: playHosts });
       for (const batch of batches(playHosts, play.serial)) {
         const runOnceDone = new Map<number, string>();
         await pool(batch, opts.forks ?? 50, async (host, index) => {
-          await runHost(host, index === 0, runOnceDone);
+          if (stopped()) countNotRun(host, play.tasks.length);
+          else await runHost(host, index === 0, runOnceDone);
         });
         const failedInBatch = batch.filter((h) => hosts.get(h)!.failed || hosts.get(h)!.unreachable).length;
         if (play.maxFailPercentage !== undefined && (failedInBatch * 100) / batch.length > play.maxFailPercentage) {
@@ -207,6 +233,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
             await opts.onConnect?.(host, conn);
           }
         } catch (e) {
+          if (stopped()) {
+            // Interrupted while connecting or waiting for the host's lock: not run, not unreachable.
+            countNotRun(host, play.tasks.length);
+            opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: false, unreachable: false });
+            return;
+          }
           hr.unreachable = true;
           hr.recap.unreachable++;
           emit(
@@ -224,6 +256,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         for (let t = 0; t < play.tasks.length && !hr.failed && !hr.unreachable; t++) {
           const task = play.tasks[t]!;
           if (!tagged(task, opts.tags, opts.skipTags)) continue;
+          const sig = stopped();
+          if (sig) {
+            record(hr, skip(host, play, task, check, `not run: interrupted by ${sig}`));
+            countNotRun(host, 1);
+            continue;
+          }
           if (task.runOnce) {
             if (!first) {
               record(
@@ -269,6 +307,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           for (const h of play.handlers) {
             if (hr.failed || hr.unreachable) break;
             if (!notified.has(h.name)) continue;
+            const sig = stopped();
+            if (sig) {
+              record(hr, { ...skip(host, play, h, check, `not run: interrupted by ${sig}`), handler: true });
+              countNotRun(host, 1);
+              continue;
+            }
             // In check mode a handler is notified by a change that was not made: what it would find
             // on the host is the state after that change, which does not exist, so gathering it
             // would report the wrong thing. Report that it would run instead.
@@ -357,6 +401,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           hr.facts[k] = v;
         },
         hostState: hr.hostState,
+        ...(opts.signal ? { signal: opts.signal } : {}),
       };
       const observed = await mod.gather(ctx, args);
       const changes: Change[] = await mod.plan(args, observed, ctx);
@@ -373,6 +418,18 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         return { ...r, notify };
       };
       if (changes.length === 0 || taskCheck) return finish(changes.length ? 'changed' : 'ok');
+      // The last point where an interruption stops a change: past it, the task's changes are applied
+      // as one (each file write is atomic; the restarts they notify still run).
+      const sig = stopped();
+      if (sig && !handler) {
+        const r = base('skipped', {
+          skipReason: `not run: interrupted by ${sig} before its changes (${changes.map((c) => c.summary).join('; ')})`,
+          warnings,
+        });
+        countNotRun(host, 1);
+        record(hr, r);
+        return { ...r, notify };
+      }
       const applied: string[] = [];
       for (const change of changes) {
         if (change.resources.length) {
@@ -462,6 +519,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
     failedHosts: new Set([...hosts.values()].filter((h) => h.failed).map((h) => h.name)),
     unreachableHosts: new Set([...hosts.values()].filter((h) => h.unreachable).map((h) => h.name)),
     ...(aborted ? { aborted } : {}),
+    ...(stopped() ? { interrupted: { signal: stopped()!, notRun: Object.fromEntries(notRun) } } : {}),
     durationMs: Date.now() - started,
     secrets: [...secrets],
   };
@@ -501,6 +559,7 @@ function skip(host: string, play: Play, task: Task, check: boolean, reason: stri
 
 /** The process exit code for a finished run (see README: exit codes). */
 export function exitCodeFor(result: RunResult, mode: { check: boolean; detailedExitcode?: boolean }): number {
+  if (result.interrupted) return signalExitCode(result.interrupted.signal);
   const recaps = Object.values(result.recap);
   const realFailures = recaps.some((r) => r.failed - (mode.check ? r.verifyFailed : 0) > 0);
   if (realFailures || result.aborted) return 1;

@@ -1,5 +1,5 @@
 /** The one-command gather against real files through a local connection, and the version parser on real outputs. */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,28 +26,27 @@ describe('containerd facts', () => {
     expect(parseContainerdVersion('containerd: command not found')).toBeNull();
   });
 
-  it('caches the version on the node keyed by the binary, and reruns it when the binary changes', async () => {
-    const cache = path.join(dir, 'run');
-    mkdirSync(cache);
-    const opts = {
-      configFile: path.join(dir, 'none.toml'),
-      configPath: path.join(dir, 'certs.d'),
-      versionCacheDir: cache,
+  it('asks containerd for its version once per host and binary, keeping the answer in memory, not on the node', async () => {
+    const outputs: string[] = [];
+    const counting = new LocalConnection({ host: 'version-probe' });
+    const exec = counting.exec.bind(counting);
+    counting.exec = async (...a: Parameters<typeof exec>) => {
+      const r = await exec(...a);
+      outputs.push(r.stdout.toString());
+      return r;
     };
-    const real = await gatherContainerdFacts(conn, opts);
-    expect(real.version?.major).toBe(1);
-    const file = path.join(cache, 'trustplay.containerd-version');
-    const [key] = readFileSync(file, 'utf8').split('\n');
-    expect(key).toMatch(/^\d+:\d+:\d+:\d+$/);
-    // A cached answer under the right key is used as is (the binary is not run)...
-    writeFileSync(file, `${key}\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
-    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe(
-      'containerd github.com/containerd/containerd/v2 v2.9.9 cached',
-    );
-    // ...and a stale key (another binary) is ignored and rewritten.
-    writeFileSync(file, `0:0:0:0\ncontainerd github.com/containerd/containerd/v2 v2.9.9 cached\n`);
-    expect((await gatherContainerdFacts(conn, opts)).version?.raw).toBe(real.version?.raw);
-    expect(readFileSync(file, 'utf8')).toBe(`${key}\n${real.version?.raw}\n`);
+    const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d') };
+    const before = readdirSync(dir);
+    const first = await gatherContainerdFacts(counting, opts);
+    expect(first.version?.major).toBe(1);
+    expect(outputs[0]).toMatch(/^@@version 1 \d+:\d+:\d+:\d+$/m);
+    // The second gather sees the same binary and does not run it, with the same answer.
+    const second = await gatherContainerdFacts(counting, opts);
+    expect(outputs[1]).toMatch(/^@@version same$/m);
+    expect(second.version).toEqual(first.version);
+    // Another host is asked on its own.
+    await gatherContainerdFacts(new LocalConnection({ host: 'other-host' }), opts);
+    expect(readdirSync(dir)).toEqual(before);
   });
 
   it('reads config.toml (content, mode, owner) and every file of the registry directory in one command', async () => {

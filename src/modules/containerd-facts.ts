@@ -37,6 +37,8 @@ export interface ContainerdFacts {
   hostsDir: HostsDirFacts;
   /** Every directory in `extraDirs`, by path. */
   extraDirs: Record<string, HostsDirFacts>;
+  /** Identity of the containerd binary (device:inode:size:mtime) the version was read from. */
+  versionKey?: string;
 }
 
 /** What to read. */
@@ -48,12 +50,12 @@ export interface ContainerdFactsOptions {
   registry?: string;
   /** More directories to list and read the same way (e.g. the targets of a legacy migration). */
   extraDirs?: string[];
-  /**
-   * A directory on the node (tmpfs, e.g. /run) where the containerd version may be cached, keyed by
-   * the binary's device, inode, size and mtime. Without it the binary is run every time.
-   */
-  versionCacheDir?: string;
 }
+
+// `containerd --version` starts a ~50 MB Go binary (~20 ms of CPU): ask it once per host and binary
+// per process. The answer is kept here, in memory, keyed by the binary's device, inode, size and
+// mtime as the node reports them; nothing is written on the node (check only reads).
+const versions = new Map<string, { key: string; raw: string }>();
 
 // Files bigger than this in a host directory are not certificates or hosts.toml; their content is
 // not shipped back (the size guard keeps one odd file from turning a gather into a download).
@@ -63,23 +65,15 @@ const MAX_FILE = 1024 * 1024;
 // Paths arrive as positional parameters, never spliced into the script.
 const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 cfg=$1
-cache=$2
+known=$2
 shift 2
 if command -v containerd >/dev/null 2>&1; then
-  # \`containerd --version\` starts a ~50 MB Go binary (~20 ms of CPU): reuse the answer while the
-  # binary is the same file. The cache lives on tmpfs and is only a cache: any doubt, run it.
-  v= ck=
-  if [ -n "$cache" ] && [ -d "$cache" ]; then
-    k=$(stat -L -c '%d:%i:%s:%Y' "$(command -v containerd)" 2>/dev/null)
-    c="$cache/trustplay.containerd-version"
-    [ -f "$c" ] && { read -r ck; read -r v; } < "$c" 2>/dev/null
-    [ -n "$k" ] && [ "$ck" = "$k" ] || v=
+  k=$(stat -L -c '%d:%i:%s:%Y' "$(command -v containerd)" 2>/dev/null)
+  if [ -n "$k" ] && [ "$k" = "$known" ]; then
+    echo "@@version same"
+  else
+    echo "@@version 1 $k"; containerd --version 2>&1 | head -n 1 | base64
   fi
-  if [ -z "$v" ]; then
-    v=$(containerd --version 2>&1 | head -n 1)
-    [ -n "$cache" ] && [ -n "$k" ] && printf '%s\\n%s\\n' "$k" "$v" > "$c" 2>/dev/null
-  fi
-  echo "@@version 1"; printf '%s' "$v" | base64
 else
   echo "@@version 0"
 fi
@@ -111,7 +105,7 @@ export function hostsDirFor(configPath: string, registry: string): string {
 }
 
 /** Parses the framed output of the gather script (exported for tests). */
-export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdFacts {
+export function parseFactsOutput(out: string, hostsDirPath: string, knownVersion?: string): ContainerdFacts {
   const facts: ContainerdFacts = {
     version: null,
     config: { exists: false, text: null },
@@ -136,13 +130,17 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
     const [tag, ...f] = line.slice(2).split(' ');
     switch (tag) {
       case 'version':
-        if (f[0] === '1')
-          sink = (b) =>
-            (facts.version = parseContainerdVersion(b.toString('utf8')) ?? {
-              raw: b.toString('utf8').trim(),
-              major: 0,
-              minor: 0,
-            });
+        if (f[0] === '1' || f[0] === 'same') {
+          const known = f[0] === 'same' ? knownVersion : undefined;
+          if (f[0] === 'same' && known === undefined)
+            throw new TaskError('the containerd facts command reused a version it was never given', 'command');
+          const set = (raw: string): void => {
+            facts.version = parseContainerdVersion(raw) ?? { raw: raw.trim(), major: 0, minor: 0 };
+            if (f[1]) facts.versionKey = f[1];
+          };
+          if (known !== undefined) set(known);
+          else sink = (b) => set(b.toString('utf8'));
+        }
         break;
       case 'config':
         if (f[0] === '1') {
@@ -195,7 +193,8 @@ export function parseFactsOutput(out: string, hostsDirPath: string): ContainerdF
 export async function gatherContainerdFacts(conn: Connection, o: ContainerdFactsOptions): Promise<ContainerdFacts> {
   const dir = o.registry !== undefined ? hostsDirFor(o.configPath, o.registry) : '';
   const dirs = [...(dir ? [dir] : []), ...(o.extraDirs ?? []).filter((d) => d !== dir)];
-  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, o.versionCacheDir ?? '', ...dirs] });
+  const known = versions.get(conn.host);
+  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, known?.key ?? '', ...dirs] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
     throw new TaskError(
@@ -203,5 +202,7 @@ export async function gatherContainerdFacts(conn: Connection, o: ContainerdFacts
       'command',
     );
   }
-  return parseFactsOutput(r.stdout.toString('utf8'), dir);
+  const facts = parseFactsOutput(r.stdout.toString('utf8'), dir, known?.raw);
+  if (facts.versionKey && facts.version) versions.set(conn.host, { key: facts.versionKey, raw: facts.version.raw });
+  return facts;
 }

@@ -33,7 +33,6 @@ import {
   type Resource,
   type TaskContext,
 } from '../engine/module.js';
-import { nodeRunDir } from '../engine/lock.js';
 import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
 import { criSocketFor } from './cri-connect.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
@@ -723,7 +722,6 @@ export default defineModule({
       configFile: args.config_file,
       configPath: args.config_path,
       registry: args.registry,
-      versionCacheDir: nodeRunDir(),
     };
     const dir = registryDir(args);
     let facts = await gatherContainerdFacts(

@@ -93,13 +93,25 @@ export function seconds(ms: number): string {
 }
 
 /** The last line of a run: why the exit code is what it is. */
-export function verdict(exitCode: number, check: boolean, recap: Record<string, HostRecap>): string {
+export function verdict(
+  exitCode: number,
+  check: boolean,
+  recap: Record<string, HostRecap>,
+  interrupted?: { signal: string; notRun: Record<string, number> },
+): string {
   const hosts = (pred: (r: HostRecap) => boolean) =>
     Object.entries(recap)
       .filter(([, r]) => pred(r))
       .map(([h]) => h);
   const list = (hs: string[]) =>
     hs.length > 5 ? `${hs.slice(0, 5).join(', ')} and ${hs.length - 5} more` : hs.join(', ');
+  if (interrupted) {
+    const left = Object.entries(interrupted.notRun).filter(([, n]) => n > 0);
+    const tasks = left.reduce((a, [, n]) => a + n, 0);
+    return `interrupted by ${interrupted.signal}: ${
+      tasks ? `${tasks} task${tasks === 1 ? '' : 's'} not run on ${list(left.map(([h]) => h))}` : 'every task had run'
+    }; changes in flight were finished or rolled back (exit ${exitCode})`;
+  }
   switch (exitCode) {
     case 0:
       return check ? 'in desired state: nothing would change' : 'success';

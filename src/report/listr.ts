@@ -52,7 +52,13 @@ export class ListrReporter implements Reporter {
                   if (row.finished) row.done(row.finished.error);
                 }),
             })),
-            { concurrent: true, exitOnError: false, rendererOptions: { collapseErrors: false } },
+            // listr2's own SIGINT handler exits 127 on the spot; trustplay's (cli/execute.ts) stops the run in order.
+            {
+              concurrent: true,
+              exitOnError: false,
+              registerSignalListeners: false,
+              rendererOptions: { collapseErrors: false },
+            },
           );
           await list.run().catch(() => undefined);
           for (const l of this.details) this.out.write(l + '\n');
@@ -70,6 +76,14 @@ export class ListrReporter implements Reporter {
       case 'task-result':
         this.noteResult(e.result);
         break;
+      case 'host-note': {
+        const row = this.rows.get(e.host);
+        if (e.waiting && row) {
+          row.current = `${e.host}: ${e.message}`;
+          row.setTitle?.(row.current);
+        } else this.details.push(`${e.host} | ${s.yellow(e.message)}`);
+        break;
+      }
       case 'host-end': {
         const row = this.rows.get(e.host);
         if (!row) break;
@@ -88,7 +102,7 @@ export class ListrReporter implements Reporter {
           const width = Math.max(4, ...names.map((n) => n.length));
           this.out.write(s.bold('RECAP') + '\n');
           for (const n of names) this.out.write(recapLine(n, recap[n]!, width, s) + '\n');
-          this.out.write(`${verdict(e.exitCode, e.check, recap)} in ${seconds(e.durationMs)}\n`);
+          this.out.write(`${verdict(e.exitCode, e.check, recap, e.interrupted)} in ${seconds(e.durationMs)}\n`);
         });
         break;
       }

@@ -45,6 +45,9 @@ export class PlainReporter implements Reporter {
       case 'task-result':
         for (const l of formatResult(e.result, s, this.o.verbose)) w(l);
         break;
+      case 'host-note':
+        w(`${e.host} | ${s.yellow(e.message)}`);
+        break;
       case 'play-end':
         if (e.aborted) w(s.red(e.aborted));
         break;
@@ -53,7 +56,7 @@ export class PlainReporter implements Reporter {
         const width = Math.max(4, ...names.map((n) => n.length));
         w(s.bold('RECAP'));
         for (const n of names) w(recapLine(n, e.recap[n]!, width, s));
-        w(`${verdict(e.exitCode, e.check, e.recap)} in ${seconds(e.durationMs)}`);
+        w(`${verdict(e.exitCode, e.check, e.recap, e.interrupted)} in ${seconds(e.durationMs)}`);
         break;
       }
       default:

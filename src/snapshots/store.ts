@@ -71,7 +71,10 @@ export interface Manifest {
   inventory?: string;
   /** False while the run is going on (or if it crashed). */
   complete: boolean;
-  /** Set by a later run that found this one interrupted (see the faults handling). */
+  /**
+   * Set when a signal stopped the run (`{ signal: 'SIGINT' | 'SIGTERM', time }`): what it saved is
+   * complete up to there. May later carry what another run found of this one.
+   */
   interrupted?: Record<string, unknown>;
   hosts: Record<string, { facts: Record<string, unknown>; resources: SavedResource[] }>;
 }
@@ -612,10 +615,11 @@ export class RunSnapshot implements SnapshotSink {
     return this.pending;
   }
 
-  /** Mark the run finished (only when something was saved). */
-  async complete(): Promise<void> {
+  /** Mark the run finished (only when something was saved), naming the signal that stopped it, if any. */
+  async complete(interrupted?: string): Promise<void> {
     if (!this.written) return;
     this.manifest.complete = true;
+    if (interrupted) this.manifest.interrupted = { signal: interrupted, time: new Date().toISOString() };
     await this.flush();
   }
 }

@@ -1,7 +1,11 @@
-/** The per-host lock over a real SSH connection: exclusive, bounded wait, stale locks broken. */
+/**
+ * The per-host lock over a real SSH connection: exclusive, bounded wait (measured honestly), held by
+ * a session the node drops when the connection ends, stale locks broken with the holder named, and a
+ * lock that cannot be created reported with its errno and path at once.
+ */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshConnection } from '../../src/connection/ssh.js';
-import { acquireHostLock, HostBusyError } from '../../src/engine/lock.js';
+import { acquireHostLock, HostBusyError, LockError } from '../../src/engine/lock.js';
 import { startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
 
 const unavailable = sshdUnavailable();
@@ -38,9 +42,10 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     const err = await acquireHostLock(b, { runId: 'run-B', timeoutMs: 600 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HostBusyError);
     expect((err as Error).message).toMatch(
-      /node is busy: another trustplay run \(run-A from ops@ctl pid 1, last seen \d+s ago\) holds \/run\/trustplay.lock; waited 1s/,
+      /node is busy: another trustplay run \(run-A from ops@ctl pid 1, holder alive, last seen \d+s ago\) holds \/run\/trustplay.lock; waited 1s/,
     );
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    // It waited the whole timeout, not a sleep's worth less.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(600);
     // While B waits, A releases: B gets it.
     const waiting = acquireHostLock(b, { runId: 'run-B', timeoutMs: 10_000 });
     await new Promise((r) => setTimeout(r, 300));
@@ -66,14 +71,104 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     expect((await a.stat('/run/trustplay.lock')).exists).toBe(false);
   });
 
-  it('breaks a stale lock whose owner stopped refreshing it', async () => {
+  it('breaks a stale lock whose owner stopped refreshing it (a lock of the older format, no holder)', async () => {
     const c = connect();
     await c.exec({
       script:
         'mkdir -p /run/trustplay.lock && echo "dead-run x" > /run/trustplay.lock/owner && touch -d "@$(( $(date +%s) - 3600 ))" /run/trustplay.lock/owner',
     });
-    const release = await acquireHostLock(c, { runId: 'run-C', staleMs: 60_000, timeoutMs: 1000 });
+    const notices: string[] = [];
+    const release = await acquireHostLock(c, {
+      runId: 'run-C',
+      staleMs: 60_000,
+      timeoutMs: 1000,
+      onNotice: (m) => notices.push(m),
+    });
     expect((await c.readFile('/run/trustplay.lock/owner'))?.toString()).toMatch(/^run-C /);
+    expect(notices.join('\n')).toMatch(
+      /broke the lock of trustplay run dead-run from x, .*it was not refreshed for \d+s/,
+    );
     await release();
+  });
+
+  it('the node drops the lock the moment the holding connection ends, and tells a waiter who holds it', async () => {
+    const a = connect();
+    await acquireHostLock(a, { runId: 'run-E', owner: 'ops@ctl pid 7' });
+    const waits: string[] = [];
+    const b = connect();
+    const waiting = acquireHostLock(b, { runId: 'run-F', timeoutMs: 20_000, onWait: (m) => waits.push(m) });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(waits).toEqual([
+      expect.stringMatching(
+        /^waiting for the lock held by trustplay run run-E from ops@ctl pid 7, holder alive, last seen \d+s ago \(up to 20s\)$/,
+      ),
+    ]);
+    // The holder's connection goes away without a release (as when trustplay is killed).
+    await a.close();
+    const t0 = Date.now();
+    const releaseB = await waiting;
+    // Taken on the waiter's next try, not after a stale period.
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await releaseB();
+  });
+
+  it('breaks at once a lock whose holder process is gone, naming the holder', async () => {
+    const c = connect();
+    await c.exec({
+      script:
+        'mkdir -p /run/trustplay.lock && printf "dead-run ops@ctl pid 9\\nholder 999999 1\\n" > /run/trustplay.lock/owner',
+    });
+    const notices: string[] = [];
+    const release = await acquireHostLock(c, { runId: 'run-G', timeoutMs: 1000, onNotice: (m) => notices.push(m) });
+    expect(notices).toEqual([
+      expect.stringMatching(
+        /^node: broke the lock of trustplay run dead-run from ops@ctl pid 9, holder gone, .*: its holder is gone$/,
+      ),
+    ]);
+    await release();
+  });
+
+  it('breaks a lock whose holder lives but stopped refreshing it (a connection cut without FIN)', async () => {
+    const c = connect();
+    // A holder process that is alive but whose refreshes stopped long ago.
+    await c.exec({
+      script:
+        'mkdir -p /run/trustplay.lock && (setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > /run/trustplay.lock/pid) && p=$(cat /run/trustplay.lock/pid) && set -- $(cat /proc/$p/stat) && printf "frozen-run ops@ctl pid 3\\nholder %s %s\\n" "$p" "${22}" > /run/trustplay.lock/owner && touch -d "@$(( $(date +%s) - 120 ))" /run/trustplay.lock/owner',
+    });
+    const pid = (await c.readFile('/run/trustplay.lock/pid'))!.toString().trim();
+    const notices: string[] = [];
+    const release = await acquireHostLock(c, {
+      runId: 'run-H',
+      refreshMs: 10_000,
+      timeoutMs: 1000,
+      onNotice: (m) => notices.push(m),
+    });
+    expect(notices.join('\n')).toMatch(
+      /frozen-run from ops@ctl pid 3, holder alive, .*it was not refreshed for 1\d\ds/,
+    );
+    // The frozen holder was stopped so it can never remove the new lock.
+    expect(
+      (
+        await c.exec({
+          script: `sleep 0.2; s=$(cut -d' ' -f3 /proc/${pid}/stat 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ] && echo alive || echo gone`,
+        })
+      ).stdout
+        .toString()
+        .trim(),
+    ).toBe('gone');
+    await release();
+  });
+
+  it('a lock that cannot be created says why (errno and path) at once, never "busy"', async () => {
+    const c = connect();
+    const t0 = Date.now();
+    const err = await acquireHostLock(c, { runId: 'run-I', dir: '/nonexistent-dir', timeoutMs: 30_000 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(LockError);
+    expect((err as Error).message).toBe(
+      'could not create the trustplay lock /nonexistent-dir/trustplay.lock on node: No such file or directory (ENOENT) — check that /nonexistent-dir exists and is writable (TRUSTPLAY_LOCK_DIR names it)',
+    );
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });

@@ -11,20 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { LabNode } from '../lab/lab.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { criPull, inNode } from '../support/lab-node.js';
+import { criPull, inNode, managedState as nodeState } from '../support/lab-node.js';
 import { pullSecrets, trustplay } from '../snapshots/cli.js';
-
-// Everything fix-registry.yaml may touch on a node, hashed with mode and owner; directories listed.
-const WATCHED = ['/etc/containerd/config.toml', '/root/.docker/config.json', '/var/lib/kubelet/config.json'];
-
-async function nodeState(node: LabNode): Promise<string> {
-  const r = await inNode(
-    node,
-    `for f in ${WATCHED.join(' ')}; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done; find /etc/containerd/certs.d -type f 2>/dev/null | sort | while read -r f; do echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; done`,
-  );
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout;
-}
 
 const pullError = (node: LabNode, ref: string): Promise<string> => criPull(node.hostSocket, ref);
 

@@ -105,3 +105,19 @@ export async function criPull(
     await cri.close();
   }
 }
+
+// Everything fix-registry.yaml may touch on a node.
+const MANAGED = ['/etc/containerd/config.toml', '/root/.docker/config.json', '/var/lib/kubelet/config.json'];
+
+/**
+ * The files fix-registry.yaml may touch on a node, one line each: `path mode uid:gid sha256` (or
+ * `path absent`), then every file under certs.d: what a restore must put back byte for byte.
+ */
+export async function managedState(node: LabNode): Promise<string> {
+  const r = await inNode(
+    node,
+    `for f in ${MANAGED.join(' ')}; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done; find /etc/containerd/certs.d -type f 2>/dev/null | sort | while read -r f; do echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; done`,
+  );
+  if (r.code !== 0) throw new Error(`cannot read the managed files of ${node.name}: ${r.stderr}`);
+  return r.stdout;
+}

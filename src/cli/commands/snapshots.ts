@@ -29,6 +29,7 @@ function summary(e: SnapshotEntry) {
     complete: m.complete,
     verified: !e.unsigned,
     ...(e.unsigned ? { unsigned: true } : {}),
+    ...(m.interrupted ? { interrupted: m.interrupted['signal'] } : {}),
   };
 }
 
@@ -46,7 +47,7 @@ export function describeManifest(m: Manifest): string {
     ...(m.playbook ? [`  playbook:  ${m.playbook.path} (sha256 ${m.playbook.digest.slice(0, 12)})`] : []),
     ...(m.inventory ? [`  inventory: ${m.inventory}`] : []),
     `  signature: ${m.version === 1 ? 'none (format 1, written before snapshots were signed: restore needs --allow-unsigned)' : 'verified'}`,
-    `  complete:  ${m.complete ? 'yes' : 'no (the run was interrupted or is still going: what it saved so far is below)'}`,
+    `  complete:  ${m.complete ? (m.interrupted ? `yes, interrupted by ${String(m.interrupted['signal'])} (everything it changed is saved below)` : 'yes') : 'no (the run was interrupted or is still going: what it saved so far is below)'}`,
   ];
   for (const [host, h] of Object.entries(m.hosts)) {
     lines.push(`${host}:`);

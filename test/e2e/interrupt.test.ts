@@ -1,0 +1,202 @@
+/**
+ * Ctrl-C during a 10-host run that restarts containerd, end to end with the real CLI on the lab:
+ * the run stops in order (exit 130, a recap of what was not run, every node's lock released, the
+ * snapshot completed and marked interrupted), no node is left with a config.toml its running
+ * containerd has not loaded, a second run converges, and `restore` of the interrupted run puts back
+ * byte for byte every file it saved. Then a `kill -9` mid-run: the next run starts at once (the
+ * nodes dropped the dead run's locks).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Manifest } from '../../src/snapshots/store.js';
+import type { LabNode } from '../lab/lab.js';
+import { startTrustplay, trustplay } from '../support/cli.js';
+import { describeLab, useLab } from '../support/lab-fixture.js';
+import { criPull, inNode, managedState } from '../support/lab-node.js';
+
+const pb = 'playbooks/fix-registry.yaml';
+// Ten nodes on a shared 2-core machine: one run takes tens of seconds under load.
+const SLOW = 240_000;
+
+/** `path -> "mode owner sha"` (or "absent") for every managed file of a node. */
+function byPath(state: string): Map<string, string> {
+  return new Map(
+    state
+      .trim()
+      .split('\n')
+      .map((l) => [l.split(' ')[0]!, l] as const),
+  );
+}
+
+describeLab('interrupting a run (SIGINT, SIGTERM, kill -9) on 10 hosts', () => {
+  const env = useLab({ nodes: 10 });
+  let state: string;
+  const args = (...extra: string[]) => [...extra, '-i', env.lab.inventoryPath, '--state-dir', state];
+  const workers = () => env.lab.nodes.filter((n) => n.name !== 'node1');
+  const before = new Map<string, string>();
+
+  beforeAll(async () => {
+    state = await mkdtemp(join(tmpdir(), 'trustplay-interrupt-'));
+    for (const n of env.lab.nodes) before.set(n.name, await managedState(n));
+  });
+  afterAll(async () => {
+    if (state) await rm(state, { recursive: true, force: true });
+  });
+
+  const locks = async (nodes: LabNode[]) =>
+    (
+      await Promise.all(
+        nodes.map(async (n) => ((await inNode(n, 'ls -d /run/trustplay.lock')).code === 0 ? [n.name] : [])),
+      )
+    ).flat();
+
+  let interrupted = '';
+  it(
+    'SIGINT after the first change: exit 130, recap of what was not run, locks released, snapshot marked interrupted',
+    async () => {
+      const run = startTrustplay(['run', pb, ...args()]);
+      await run.line(/^node\d+ \| changed \| Trust the registry's CA$/);
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code, r.stdout + r.stderr).toBe(130);
+      expect(r.stderr).toMatch(/SIGINT: stopping — no new change starts/);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines.at(-1)).toMatch(
+        /^interrupted by SIGINT: \d+ tasks? not run on .*; changes in flight were finished or rolled back \(exit 130\) in /,
+      );
+      expect(r.stdout).toMatch(/^RECAP$/m);
+      expect(r.stdout).toMatch(/\| skipped \| .*\(not run: interrupted by SIGINT/);
+      expect(await locks(env.lab.nodes)).toEqual([]);
+      interrupted = (await readdir(join(state, 'runs')))[0]!.replace(/\.json$/, '');
+      const m = JSON.parse(await readFile(join(state, 'runs', `${interrupted}.json`), 'utf8')) as Manifest;
+      expect(m.complete).toBe(true);
+      expect(m.interrupted).toMatchObject({ signal: 'SIGINT' });
+    },
+    SLOW,
+  );
+
+  it(
+    'no worker is left with a config.toml its containerd has not loaded: a changed config was restarted',
+    async () => {
+      for (const n of workers()) {
+        const cfg = await inNode(
+          n,
+          'grep -c "config_path = \\"/etc/containerd/certs.d\\"" /etc/containerd/config.toml',
+        );
+        if (cfg.stdout.trim() !== '1') continue;
+        // The restart ran (its health check passed): the daemon pulls with the new trust.
+        expect(await criPull(n.hostSocket, env.lab.image.ref, { fresh: true, timeoutMs: 60_000 }), n.name).toBe('');
+      }
+    },
+    SLOW,
+  );
+
+  it(
+    'a second run converges, and check is clean',
+    async () => {
+      const r = await trustplay(['run', pb, ...args()]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const c = await trustplay(['check', pb, ...args()]);
+      expect(c.code, c.stdout + c.stderr).toBe(0);
+    },
+    SLOW,
+  );
+
+  it(
+    'restore of the interrupted run puts back byte for byte every file it saved',
+    async () => {
+      const m = JSON.parse(await readFile(join(state, 'runs', `${interrupted}.json`), 'utf8')) as Manifest;
+      const r = await trustplay(['restore', interrupted, ...args()]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      let files = 0;
+      for (const n of env.lab.nodes) {
+        const was = byPath(before.get(n.name)!);
+        const now = byPath(await managedState(n));
+        for (const res of m.hosts[n.name]?.resources ?? []) {
+          if (res.kind !== 'file') continue;
+          files++;
+          expect(now.get(res.path) ?? `${res.path} absent`, `${n.name}:${res.path}`).toBe(
+            was.get(res.path) ?? `${res.path} absent`,
+          );
+        }
+      }
+      expect(files).toBeGreaterThan(0);
+    },
+    SLOW,
+  );
+
+  it(
+    "`check | head` exits with the run's code (drift: 2) and releases every lock",
+    async () => {
+      // The fleet is back in the interrupted run's before-state: check finds drift.
+      const out = await new Promise<string>((resolve) =>
+        execFile(
+          'bash',
+          [
+            '-c',
+            `node --import tsx src/cli/main.ts check ${pb} -i ${env.lab.inventoryPath} --state-dir ${state} | head -n 1; echo "exit \${PIPESTATUS[0]}"`,
+          ],
+          { env: { ...process.env, CI: '' }, timeout: 180_000 },
+          (_e, stdout) => resolve(String(stdout)),
+        ),
+      );
+      expect(out.trim().split('\n')).toEqual([`trustplay check ${pb} (10 hosts)`, 'exit 2']);
+      expect(await locks(env.lab.nodes)).toEqual([]);
+    },
+    SLOW,
+  );
+
+  it(
+    '--lock-timeout 8 waits 8 s, shows who holds the lock while waiting, then names the holder',
+    async () => {
+      const node2 = env.lab.nodes[1]!;
+      // Another run's lock, held by a live process and freshly refreshed.
+      const hold = await inNode(
+        node2,
+        'mkdir /run/trustplay.lock && (setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /run/trustplay.lock/pid) && p=$(cat /run/trustplay.lock/pid) && set -- $(cat /proc/$p/stat) && printf "other-run ops@elsewhere pid 42\\nholder %s %s\\n" "$p" "${22}" > /run/trustplay.lock/owner',
+      );
+      expect(hold.code, hold.stderr).toBe(0);
+      try {
+        const t0 = Date.now();
+        const r = await trustplay(['check', pb, ...args('--limit', node2.name, '--lock-timeout', '8')]);
+        const waited = Date.now() - t0;
+        expect(r.code, r.stdout + r.stderr).toBe(4);
+        expect(r.stdout).toMatch(
+          /^node2 \| waiting for the lock held by trustplay run other-run from ops@elsewhere pid 42, holder alive, last seen \d+s ago \(up to 8s\)$/m,
+        );
+        expect(r.stdout).toMatch(
+          /node2 is busy: another trustplay run \(other-run from ops@elsewhere pid 42, holder alive, last seen \d+s ago\) holds \/run\/trustplay.lock; waited 8s/,
+        );
+        expect(waited).toBeGreaterThanOrEqual(8000);
+      } finally {
+        await inNode(node2, 'kill $(cat /run/trustplay.lock/pid); rm -rf /run/trustplay.lock');
+      }
+    },
+    SLOW,
+  );
+
+  it(
+    'SIGTERM exits 143; kill -9 mid-run: the next run starts at once (no stale lock to wait for)',
+    async () => {
+      const term = startTrustplay(['run', pb, ...args()]);
+      await term.line(/^node\d+ \| changed \| /);
+      term.child.kill('SIGTERM');
+      expect((await term.done).code).toBe(143);
+      expect(await locks(env.lab.nodes)).toEqual([]);
+
+      await trustplay(['restore', interrupted, ...args()]);
+      const killed = startTrustplay(['run', pb, ...args()]);
+      await killed.line(/^node\d+ \| changed \| /);
+      killed.child.kill('SIGKILL');
+      await killed.done;
+      // With a lock timeout of 1 s, any lock the dead run left would make the re-run exit 4 (busy).
+      const r = await trustplay(['run', pb, ...args('--lock-timeout', '1')]);
+      expect(r.stdout + r.stderr).not.toMatch(/busy|waiting for the lock/);
+      expect(r.code, r.stdout + r.stderr).not.toBe(4);
+    },
+    SLOW,
+  );
+});
