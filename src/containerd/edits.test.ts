@@ -63,7 +63,7 @@ const cases: Case[] = [
       owned: CONFIG_PATH_LINES,
     }),
   ),
-  ...['v2.x-default.toml', null].map((fixture): Case => ({
+  ...['v2.1-default.toml', 'v2.x-default.toml', null].map((fixture): Case => ({
     fixture,
     edit: 'config-path-2x',
     run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 2 }),

@@ -109,6 +109,7 @@ const FIXTURES = [
   'v1.6-default.toml',
   'v1.7-default.toml',
   'v2.x-default.toml',
+  'v2.1-default.toml',
   'commented.toml',
   'two-registries.toml',
   'dotted-keys.toml',

@@ -1,8 +1,9 @@
 /**
  * The seed's whole procedure end to end, with the CLI as a user types it, on the lab: pulls fail
  * with x509; `run` fixes every node; `check` is clean; a deleted hosts.toml is drift naming the
- * node and task; `run` fixes only that node; `restore` returns the fleet to the x509 failure; a
- * stopped node makes `check` exit 4 while the others are still checked.
+ * node and task; `run` fixes only the drifted nodes; `restore` returns the fleet to the x509 failure; a
+ * stopped node makes `check` exit 4 while the others are still checked. The workers run containerd
+ * 1.6, 1.7 and 2.1 (each with its own version's default config): one playbook, a mixed fleet.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,8 +21,8 @@ async function pull(lab: Lab, node: LabNode): Promise<'ok' | string> {
   return msg ? classifyPullError(msg).class : 'ok';
 }
 
-describeLab('fix-registry.yaml end to end', () => {
-  const env = useLab({ nodes: 3 });
+describeLab('fix-registry.yaml end to end (workers on containerd 1.6, 1.7 and 2.1)', () => {
+  const env = useLab({ nodes: 4, containerd: ['1.6', '1.6', '1.7', '2.1'] });
   let state: string;
   let workers: LabNode[];
   const pb = 'playbooks/fix-registry.yaml';
@@ -36,7 +37,8 @@ describeLab('fix-registry.yaml end to end', () => {
   });
 
   it('before: every worker fails to pull with x509 unknown authority', async () => {
-    for (const n of workers) expect(await pull(env.lab, n)).toBe('unknown-authority');
+    for (const n of workers) expect(await pull(env.lab, n), n.name).toBe('unknown-authority');
+    expect(workers.map((n) => n.containerd.version)).toEqual(['1.6', '1.7', '2.1']);
   });
 
   let firstRun = '';
@@ -45,7 +47,8 @@ describeLab('fix-registry.yaml end to end', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^success in /m);
     firstRun = (await readdir(join(state, 'runs')))[0]!.replace(/\.json$/, '');
-    for (const n of workers) expect(await pull(env.lab, n)).toBe('ok');
+    for (const n of workers)
+      expect(await pull(env.lab, n), `${n.name} (containerd ${n.containerd.version})`).toBe('ok');
   });
 
   it('check on the converged fleet exits 0 and changes nothing', async () => {
@@ -55,23 +58,27 @@ describeLab('fix-registry.yaml end to end', () => {
     for (const [host, h] of Object.entries(report.hosts)) expect(h.recap.changed, host).toBe(0);
   });
 
-  it('a deleted hosts.toml is drift (exit 2) naming the node and the task', async () => {
-    const node2 = workers[0]!;
-    const rm = await inNode(node2, `rm /etc/containerd/certs.d/${env.lab.registries.registry.host}/hosts.toml`);
-    expect(rm.code).toBe(0);
+  it('a deleted hosts.toml is drift (exit 2) naming the node and the task, on every version', async () => {
+    // Drift on the 1.7 and 2.1 workers; the 1.6 worker stays converged.
+    const drifted = workers.slice(1);
+    for (const n of drifted) {
+      const rm = await inNode(n, `rm /etc/containerd/certs.d/${env.lab.registries.registry.host}/hosts.toml`);
+      expect(rm.code).toBe(0);
+    }
     const r = await trustplay(['check', pb, ...args()]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stdout).toMatch(new RegExp(`^${node2.name} \\| would change \\| Trust the registry's CA$`, 'm'));
-    expect(r.stdout.trim().split('\n').at(-1)).toMatch(new RegExp(`^drift on ${node2.name} \\(exit 2\\)`));
+    for (const n of drifted)
+      expect(r.stdout).toMatch(new RegExp(`^${n.name} \\| would change \\| Trust the registry's CA$`, 'm'));
+    expect(r.stdout).not.toMatch(new RegExp(`^${workers[0]!.name} \\| would change`, 'm'));
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^drift on /);
   });
 
-  it('run again fixes only that node', async () => {
+  it('run again fixes only the drifted nodes', async () => {
     const r = await trustplay(['run', pb, ...args('--format', 'json')]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as JsonReport;
-    expect(report.hosts[workers[0]!.name]!.recap.changed).toBeGreaterThan(0);
-    for (const n of [...workers.slice(1), env.lab.nodes[0]!])
-      expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
+    for (const n of workers.slice(1)) expect(report.hosts[n.name]!.recap.changed, n.name).toBeGreaterThan(0);
+    for (const n of [workers[0]!, env.lab.nodes[0]!]) expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
   });
 
   it('restore of the first run returns the fleet to the x509 failure', async () => {

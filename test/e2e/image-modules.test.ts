@@ -4,8 +4,9 @@
  * up in any output, the digest check, check mode counting a failed verification as drift, and
  * rmi removing every tag of an image, then being ok.
  *
- * Order matters: node1 is made to trust the lab CA for registry.test, auth.test, expired.test and
- * wrongname.test first (hosts.toml written by hand, as an operator would); node2 trusts nothing.
+ * Order matters: node1, node2 and node3 (containerd 1.6, 1.7 and 2.1) are made to trust the lab CA
+ * for registry.test, auth.test, expired.test and wrongname.test first (hosts.toml written by hand,
+ * as an operator would); node4 trusts nothing. Every assertion on a trusted node holds on each version.
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -32,8 +33,9 @@ async function trustLabCa(lab: Lab, node: LabNode, hosts: string[]): Promise<voi
           // `server`, which would otherwise fail as an unknown authority and hide "not found".
           `mkdir -p '/etc/containerd/certs.d/${h}' && printf 'server = "https://${h}"\\nca = "/etc/containerd/certs.d/lab-ca.crt"\\n\\n[host."https://${h}"]\\n  capabilities = ["pull", "resolve"]\\n  ca = "/etc/containerd/certs.d/lab-ca.crt"\\n' > '/etc/containerd/certs.d/${h}/hosts.toml'`,
       ),
-      `sed -i 's|^      config_path = ""$|      config_path = "/etc/containerd/certs.d"|' /etc/containerd/config.toml`,
-      'grep -q "config_path = \\"/etc/containerd/certs.d\\"" /etc/containerd/config.toml',
+      // 1.x writes config_path = "" and 2.x config_path = '' (version 3 files use literal strings).
+      `sed -i -E "s#^      config_path = (''|\\"\\")\\$#      config_path = '/etc/containerd/certs.d'#" /etc/containerd/config.toml`,
+      `grep -q "config_path = '/etc/containerd/certs.d'" /etc/containerd/config.toml`,
       'systemctl restart containerd',
     ].join('\n'),
     ca,
@@ -52,8 +54,13 @@ async function imageOn(node: LabNode, ref: string): Promise<{ id: string; repoTa
   }
 }
 
-describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
-  const env = useLab({ nodes: 2 });
+describeLab('image.pull.verify and image.rmi through the CLI (lab: containerd 1.6, 1.7, 2.1)', () => {
+  // node1-3 trust the lab CA (one per containerd version); node4 (1.6) trusts nothing.
+  const env = useLab({ nodes: 4, containerd: ['1.6', '1.7', '2.1', '1.6'] });
+  const TRUSTED = ['node1', 'node2', 'node3'];
+  const trustedNodes = (): LabNode[] => env.lab.nodes.filter((n) => TRUSTED.includes(n.name));
+  const label = (host: string): string =>
+    `${host} (containerd ${env.lab.nodes.find((n) => n.name === host)!.containerd.version})`;
   let dir: string;
   let inventory: string;
   let hanging: Server;
@@ -74,11 +81,12 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     });
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     hangingPort = (hanging.address() as { port: number }).port;
-    await trustLabCa(
-      env.lab,
-      env.lab.nodes[0]!,
-      ['registry', 'auth', 'expired', 'wrongname'].map((n) => env.lab.registries[n as keyof Lab['registries']].host),
-    );
+    for (const node of trustedNodes())
+      await trustLabCa(
+        env.lab,
+        node,
+        ['registry', 'auth', 'expired', 'wrongname'].map((n) => env.lab.registries[n as keyof Lab['registries']].host),
+      );
   });
 
   afterAll(async () => {
@@ -99,7 +107,7 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     }
   });
 
-  it('classifies every failure class from a real endpoint, one line each, with the raw containerd message as detail', async () => {
+  it('classifies every failure class from a real endpoint, one line each, with the raw containerd message as detail, on 1.6, 1.7 and 2.1', async () => {
     const lab = env.lab;
     const cases: [string, string, number?][] = [
       ['trusted registry', ref('registry')],
@@ -123,14 +131,15 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     const run = await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]);
     const report = jsonReport(run);
 
-    const n1 = (task: string) => taskResult(report, 'node1', task);
-    const ok = n1('trusted registry');
-    expect(ok.status).toBe('ok');
-    expect(ok.changes).toEqual([]);
-    expect(ok.data).toEqual({
-      imageRef: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
-      repoDigest: `${lab.registries.registry.host}/aegis/aegis-hc-install@${lab.image.digest}`,
-    });
+    for (const host of TRUSTED) {
+      const ok = taskResult(report, host, 'trusted registry');
+      expect(ok.status, label(host)).toBe('ok');
+      expect(ok.changes).toEqual([]);
+      expect(ok.data).toEqual({
+        imageRef: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+        repoDigest: `${lab.registries.registry.host}/aegis/aegis-hc-install@${lab.image.digest}`,
+      });
+    }
 
     const expected: [string, RegExp, RegExp][] = [
       [
@@ -155,31 +164,46 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
         /connection refused/,
       ],
       ['missing image', /does not have this image \(repository or tag not found\)/, /not found/],
-      ['missing credentials', /refused the pull: missing or wrong credentials/, /401 Unauthorized|unauthorized/i],
+      // containerd 1.6 reports the registry's 401; 1.7 and 2.1 word it as "pull access denied ...
+      // authorization failed: no basic auth credentials". Both classify the same.
+      [
+        'missing credentials',
+        /refused the pull: missing or wrong credentials/,
+        /401 Unauthorized|pull access denied, .*authorization failed: no basic auth credentials/i,
+      ],
       ['unknown name', /the node cannot resolve nosuch\.test:5000/, /lookup nosuch\.test.* on 127\.0\.0\.1:53/],
       ['hanging registry', /timed out/, /did not finish within 2000 ms/],
     ];
-    for (const [task, message, raw] of expected) {
-      const r = n1(task);
-      expect(r.status, task).toBe('failed');
-      expect(r.ignored, task).toBe(true);
-      expect(r.error?.kind, task).toBe('verification');
-      expect(r.error?.message, task).toMatch(message);
-      expect(r.error?.message, task).toMatch(/^pulling \S+ failed: /);
-      expect(r.error?.message, task).not.toContain('\n');
-      expect(r.error?.detail, task).toMatch(raw);
+    for (const host of TRUSTED) {
+      for (const [task, message, raw] of expected) {
+        const r = taskResult(report, host, task);
+        const what = `${label(host)}: ${task}`;
+        expect(r.status, what).toBe('failed');
+        expect(r.ignored, what).toBe(true);
+        expect(r.error?.kind, what).toBe('verification');
+        expect(r.error?.message, what).toMatch(message);
+        expect(r.error?.message, what).toMatch(/^pulling \S+ failed: /);
+        expect(r.error?.message, what).not.toContain('\n');
+        expect(r.error?.detail, what).toMatch(raw);
+        if (task === 'missing credentials')
+          expect(r.error?.detail, what).toMatch(
+            label(host).includes('containerd 1.6')
+              ? /401 Unauthorized/
+              : /authorization failed: no basic auth credentials/,
+          );
+      }
     }
-    // node2 trusts nothing: the good registry is an unknown authority there.
-    expect(taskResult(report, 'node2', 'trusted registry').error?.message).toMatch(
+    // node4 trusts nothing: the good registry is an unknown authority there.
+    expect(taskResult(report, 'node4', 'trusted registry').error?.message).toMatch(
       /does not trust; trust the registry's CA/,
     );
-    expect(taskResult(report, 'node2', 'wrong name').error?.message).toMatch(
+    expect(taskResult(report, 'node4', 'wrong name').error?.message).toMatch(
       /certificate is valid for other\.test|does not trust/,
     );
 
     const ms = (host: string) => taskResult(report, host, 'trusted registry').durationMs;
     console.log(
-      `image.pull.verify over SSH (CLI, first pull of a 1-layer image): node1 ${ms('node1')} ms; whole 10-task run ${report.durationMs} ms for 2 hosts`,
+      `image.pull.verify over SSH (CLI, first pull of a 1-layer image): ${TRUSTED.map((h) => `${label(h)} ${ms(h)} ms`).join(', ')}; whole 10-task run ${report.durationMs} ms for 4 hosts`,
     );
   });
 
@@ -189,7 +213,7 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     const pb = writePlaybook(
       dir,
       [
-        '- hosts: node1',
+        '- hosts: "nodes:!node4"',
         '  tasks:',
         '    - name: with credentials',
         `      image.pull.verify: { image: "${ref('auth')}", auth: { username: "{{ auth_user }}", password: "{{ auth_password }}" } }`,
@@ -217,9 +241,10 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
         expect(out).not.toContain(b64(`labuser:${password}`));
       }
       if (format === 'json')
-        expect(taskResult(jsonReport(run), 'node1', 'with credentials').data?.['repoDigest']).toBe(
-          `${env.lab.registries.auth.host}/aegis/aegis-hc-install@${env.lab.image.digest}`,
-        );
+        for (const host of TRUSTED)
+          expect(taskResult(jsonReport(run), host, 'with credentials').data?.['repoDigest'], label(host)).toBe(
+            `${env.lab.registries.auth.host}/aegis/aegis-hc-install@${env.lab.image.digest}`,
+          );
     }
 
     const wrong = 'not-the-password-8731';
@@ -237,9 +262,10 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
       ...state(),
     ]);
     expect(bad.code).toBe(1);
-    expect(taskResult(jsonReport(bad), 'node1', 'with credentials').error?.message).toMatch(
-      /refused the pull: missing or wrong credentials/,
-    );
+    for (const host of TRUSTED)
+      expect(taskResult(jsonReport(bad), host, 'with credentials').error?.message, label(host)).toMatch(
+        /refused the pull: missing or wrong credentials/,
+      );
     expect(bad.stdout + bad.stderr).not.toContain(wrong);
   });
 
@@ -247,30 +273,34 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     const task = (digest: string) =>
       writePlaybook(
         dir,
-        `- hosts: node1\n  tasks:\n    - name: digest\n      image.pull.verify: { image: "${ref('registry')}", expect_digest: "${digest}" }\n`,
+        `- hosts: "nodes:!node4"\n  tasks:\n    - name: digest\n      image.pull.verify: { image: "${ref('registry')}", expect_digest: "${digest}" }\n`,
       );
     const good = await runCli(['run', task(env.lab.image.digest), '-i', inventory, ...state()]);
     expect(good.code, good.stdout + good.stderr).toBe(0);
     const other = `sha256:${'0'.repeat(64)}`;
     const bad = await runCli(['run', task(other), '-i', inventory, '--format', 'json', ...state()]);
     expect(bad.code).toBe(1);
-    const r = taskResult(jsonReport(bad), 'node1', 'digest');
-    expect(r.error?.kind).toBe('verification');
-    expect(r.error?.message).toBe(
-      `${ref('registry')} resolved to ${env.lab.image.digest}, not the expected ${other}: the tag now points at another image (or another registry answered); check what was pushed`,
-    );
+    for (const host of TRUSTED) {
+      const r = taskResult(jsonReport(bad), host, 'digest');
+      expect(r.error?.kind, label(host)).toBe('verification');
+      expect(r.error?.message, label(host)).toBe(
+        `${ref('registry')} resolved to ${env.lab.image.digest}, not the expected ${other}: the tag now points at another image (or another registry answered); check what was pushed`,
+      );
+    }
     const drift = await runCli(['check', task(other), '-i', inventory, ...state()]);
     expect(drift.code, drift.stdout + drift.stderr).toBe(2);
   });
 
   it('image.rmi: check says it would remove (and does not), run removes every tag, a second run is ok', async () => {
-    const node = env.lab.nodes[0]!;
     // Pulled from registry.test and auth.test by the tests above: one image, two tags.
-    const before = await imageOn(node, ref('registry'));
-    expect(before?.repoTags.sort()).toEqual([ref('registry'), ref('auth')].sort());
+    const before = await imageOn(trustedNodes()[0]!, ref('registry'));
+    for (const node of trustedNodes())
+      expect((await imageOn(node, ref('registry')))?.repoTags.sort(), node.name).toEqual(
+        [ref('registry'), ref('auth')].sort(),
+      );
     const pb = writePlaybook(
       dir,
-      `- hosts: node1\n  tasks:\n    - name: rmi\n      image.rmi: { image: "${ref('registry')}" }\n`,
+      `- hosts: "nodes:!node4"\n  tasks:\n    - name: rmi\n      image.rmi: { image: "${ref('registry')}" }\n`,
     );
 
     const check = await runCli(['check', pb, '-i', inventory, ...state()]);
@@ -278,34 +308,38 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     expect(check.stdout).toContain(
       `would remove image ${ref('registry')} (${before!.id.replace(/^sha256:/, '').slice(0, 12)}: `,
     );
-    expect(await imageOn(node, ref('registry'))).not.toBeNull();
+    for (const node of trustedNodes()) expect(await imageOn(node, ref('registry')), node.name).not.toBeNull();
 
     const first = await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]);
     expect(first.code, first.stdout + first.stderr).toBe(0);
     const removed = taskResult(jsonReport(first), 'node1', 'rmi');
-    expect(removed.status).toBe('changed');
-    expect(removed.changes[0]).toMatch(/^remove image /);
-    expect(await imageOn(node, ref('registry'))).toBeNull();
-    expect(await imageOn(node, ref('auth'))).toBeNull();
+    for (const node of trustedNodes()) {
+      const r = taskResult(jsonReport(first), node.name, 'rmi');
+      expect(r.status, label(node.name)).toBe('changed');
+      expect(r.changes[0], label(node.name)).toMatch(/^remove image /);
+      expect(await imageOn(node, ref('registry')), label(node.name)).toBeNull();
+      expect(await imageOn(node, ref('auth')), label(node.name)).toBeNull();
+    }
 
     const second = await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]);
     expect(second.code).toBe(0);
     const again = taskResult(jsonReport(second), 'node1', 'rmi');
-    expect(again.status).toBe('ok');
-    expect(again.changes).toEqual([]);
+    for (const host of TRUSTED) {
+      expect(taskResult(jsonReport(second), host, 'rmi').status, label(host)).toBe('ok');
+      expect(taskResult(jsonReport(second), host, 'rmi').changes).toEqual([]);
+    }
     console.log(`image.rmi over SSH (CLI): removing ${removed.durationMs} ms, absent ${again.durationMs} ms`);
   });
 
   it('check mode still verifies: a passing pull is exit 0 (and really pulled), a failing one is drift, exit 2', async () => {
-    const node = env.lab.nodes[0]!;
-    expect(await imageOn(node, ref('registry'))).toBeNull();
+    for (const node of trustedNodes()) expect(await imageOn(node, ref('registry')), node.name).toBeNull();
     const pass = writePlaybook(
       dir,
-      `- hosts: node1\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`,
+      `- hosts: "nodes:!node4"\n  tasks:\n    - name: verify\n      image.pull.verify: { image: "${ref('registry')}" }\n`,
     );
     const ok = await runCli(['check', pass, '-i', inventory, ...state()]);
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
-    expect(await imageOn(node, ref('registry'))).not.toBeNull();
+    for (const node of trustedNodes()) expect(await imageOn(node, ref('registry')), node.name).not.toBeNull();
 
     const fail = writePlaybook(
       dir,
@@ -314,15 +348,15 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
     const drift = await runCli(['check', fail, '-i', inventory, '--format', 'json', ...state()]);
     expect(drift.code).toBe(2);
     const report: JsonReport = jsonReport(drift);
-    expect(taskResult(report, 'node1', 'verify').status).toBe('ok');
-    expect(taskResult(report, 'node2', 'verify').error?.kind).toBe('verification');
+    for (const host of TRUSTED) expect(taskResult(report, host, 'verify').status, label(host)).toBe('ok');
+    expect(taskResult(report, 'node4', 'verify').error?.kind).toBe('verification');
   });
 
   it('retries what a retry can fix (with back-off), and not a certificate problem', async () => {
     const pb = writePlaybook(
       dir,
       [
-        '- hosts: node1',
+        '- hosts: "nodes:!node4"',
         '  tasks:',
         `    - { name: closed, image.pull.verify: { image: "${ref('closed')}", retries: 1 }, ignore_errors: true }`,
         `    - { name: untrusted, image.pull.verify: { image: "${ref('selfsigned')}", retries: 3 }, ignore_errors: true }`,
@@ -330,11 +364,13 @@ describeLab('image.pull.verify and image.rmi through the CLI (lab)', () => {
       ].join('\n'),
     );
     const report = jsonReport(await runCli(['run', pb, '-i', inventory, '--format', 'json', ...state()]));
-    expect(taskResult(report, 'node1', 'closed').error?.message).toMatch(
-      /^pulling \S+ failed \(2 attempts\): the node cannot connect/,
-    );
-    expect(taskResult(report, 'node1', 'untrusted').error?.message).toMatch(
-      /^pulling \S+ failed: \S+ presents a certificate signed by a CA/,
-    );
+    for (const host of TRUSTED) {
+      expect(taskResult(report, host, 'closed').error?.message, label(host)).toMatch(
+        /^pulling \S+ failed \(2 attempts\): the node cannot connect/,
+      );
+      expect(taskResult(report, host, 'untrusted').error?.message, label(host)).toMatch(
+        /^pulling \S+ failed: \S+ presents a certificate signed by a CA/,
+      );
+    }
   });
 });

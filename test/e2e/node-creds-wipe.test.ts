@@ -4,7 +4,10 @@
  * config.json (`https://registry.test:<port>`) and containerd's `configs."registry.test:<port>".auth`;
  * other.example's entries and every TLS table survive byte for byte; mode stays 0600; containerd
  * is restarted (verified) only where config.toml changed; nothing secret is printed; the run's
- * snapshot can put it all back.
+ * snapshot can put it all back. node1, node2 and node3 run containerd 1.6, 1.7 and 2.1 and carry
+ * containerd-held credentials in their own version's table (2.1: the version 3 file's
+ * `plugins."io.containerd.cri.v1.images".registry.configs`, deprecated there but still read);
+ * node4 (2.1) has none, so its config.toml and containerd are never touched.
  *
  * Order matters: check first (nothing changes), then run, then run again (ok), restore, all: true.
  */
@@ -19,7 +22,11 @@ import { inNode } from '../support/lab-node.js';
 import { jsonReport, runCli, scratchDir, taskResult, writePlaybook } from '../fixtures/image-modules/run-cli.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
-const CRI = 'plugins."io.containerd.grpc.v1.cri".registry.configs';
+/** The CRI registry configs table of a node's own config file (version 2 on 1.x, version 3 on 2.x). */
+const criConfigs = (node: LabNode): string =>
+  node.containerd.version.startsWith('2.')
+    ? 'plugins."io.containerd.cri.v1.images".registry.configs'
+    : 'plugins."io.containerd.grpc.v1.cri".registry.configs';
 const SECRETS = [
   b64('ci-bot:expired-token-2023'),
   b64('other-user:other-pass'),
@@ -28,14 +35,22 @@ const SECRETS = [
   'other-pass-9902',
 ];
 
-describeLab('node.creds.wipe through the CLI (lab)', () => {
-  const env = useLab({ nodes: 2 });
+describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', () => {
+  const env = useLab({ nodes: 4, containerd: ['1.6', '1.7', '2.1', '2.1'] });
   let dir: string;
   let pb: string;
   let reg: string;
   // What each node's files held after seeding, read from this machine (the node's dirs live here).
   const seeded = new Map<string, Record<string, string>>();
-  let authBlock: string[];
+  const authBlock = (node: LabNode): string[] => [
+    `[${criConfigs(node)}."${reg}".auth]`,
+    '  username = "ci-bot"',
+    '  password = "stale-pass-4411"',
+  ];
+  /** Nodes with containerd-held credentials (one per version), and the one without. */
+  const seededNodes = (): LabNode[] => env.lab.nodes.slice(0, 3);
+  const plain = (): LabNode => env.lab.nodes[3]!;
+  const label = (n: LabNode): string => `${n.name} (containerd ${n.containerd.version})`;
 
   const files = (node: LabNode): Record<string, string> => ({
     docker: path.join(node.files['/root'], '.docker', 'config.json'),
@@ -55,26 +70,27 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
   beforeAll(async () => {
     dir = scratchDir('tp-creds-e2e-');
     reg = env.lab.registries.registry.host;
-    const node1 = env.lab.nodes[0]!;
-    // containerd-held credentials on node1: the stale one for registry.test (next to a TLS table
+    // containerd-held credentials on node1-3: the stale one for registry.test (next to a TLS table
     // that must stay) and one for another registry.
-    authBlock = [`[${CRI}."${reg}".auth]`, '  username = "ci-bot"', '  password = "stale-pass-4411"'];
-    const extra = [
-      '',
-      ...authBlock,
-      '',
-      `[${CRI}."${reg}".tls]`,
-      '  insecure_skip_verify = false',
-      '',
-      `[${CRI}."other.example:5000".auth]`,
-      '  username = "other-user"',
-      '  password = "other-pass-9902"',
-      '',
-    ].join('\n');
-    const r = await inNode(node1, 'cat >> /etc/containerd/config.toml && systemctl restart containerd', extra);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    await waitForCri(node1.hostSocket, 20_000);
+    for (const node of seededNodes()) {
+      const CRI = criConfigs(node);
+      const extra = [
+        '',
+        ...authBlock(node),
+        '',
+        `[${CRI}."${reg}".tls]`,
+        '  insecure_skip_verify = false',
+        '',
+        `[${CRI}."other.example:5000".auth]`,
+        '  username = "other-user"',
+        '  password = "other-pass-9902"',
+        '',
+      ].join('\n');
+      const r = await inNode(node, 'cat >> /etc/containerd/config.toml && systemctl restart containerd', extra);
+      expect(r.stderr, label(node)).toBe('');
+      expect(r.code, label(node)).toBe(0);
+      await waitForCri(node.hostSocket, 20_000);
+    }
     for (const node of env.lab.nodes) seeded.set(node.name, read(node));
     pb = writePlaybook(
       dir,
@@ -99,22 +115,23 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     expect(env.lab.nodes.map(pid)).toEqual(pids);
   });
 
-  it("run removes only registry.test's entries, keeps everything else byte for byte and the files' mode, and restarts containerd only where config.toml changed", async () => {
-    const [node1, node2] = [env.lab.nodes[0]!, env.lab.nodes[1]!];
-    const [pid1, pid2] = [pid(node1), pid(node2)];
+  it("run removes only registry.test's entries (from 2.1's version 3 table too), keeps everything else byte for byte and the files' mode, and restarts containerd only where config.toml changed", async () => {
+    const pids = new Map(env.lab.nodes.map((n) => [n.name, pid(n)]));
     const run = await runCli(['run', pb, '-i', env.lab.inventoryPath, '--diff', '--format', 'json', ...state()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     noSecrets(run.stdout + run.stderr);
     const report = jsonReport(run);
-    expect(taskResult(report, 'node1', 'wipe').changes).toEqual([
-      `remove auths."${reg}" from /root/.docker/config.json`,
-      `remove auths."https://${reg}" from /var/lib/kubelet/config.json`,
-      `remove registry.configs."${reg}".auth from /etc/containerd/config.toml`,
-    ]);
-    expect(taskResult(report, 'node2', 'wipe').changes).toHaveLength(2);
-    const restart = report.hosts['node1']?.tasks.find((t) => t.module === 'containerd.restart');
-    expect(restart?.status).toBe('changed');
-    expect(report.hosts['node2']?.tasks.some((t) => t.module === 'containerd.restart')).toBe(false);
+    for (const node of seededNodes()) {
+      expect(taskResult(report, node.name, 'wipe').changes, label(node)).toEqual([
+        `remove auths."${reg}" from /root/.docker/config.json`,
+        `remove auths."https://${reg}" from /var/lib/kubelet/config.json`,
+        `remove registry.configs."${reg}".auth from /etc/containerd/config.toml`,
+      ]);
+      const restart = report.hosts[node.name]?.tasks.find((t) => t.module === 'containerd.restart');
+      expect(restart?.status, label(node)).toBe('changed');
+    }
+    expect(taskResult(report, plain().name, 'wipe').changes).toHaveLength(2);
+    expect(report.hosts[plain().name]?.tasks.some((t) => t.module === 'containerd.restart')).toBe(false);
 
     for (const node of env.lab.nodes) {
       const before = seeded.get(node.name)!;
@@ -137,18 +154,24 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
         expect(statSync(files(node)[file]!).mode & 0o7777, `${node.name} ${file}`).toBe(0o600);
       }
     }
-    const c = lineDiff(seeded.get('node1')!['config']!, read(node1)['config']!);
-    expect(c.added).toEqual([]);
-    expect(c.removed.filter((l) => l.trim() !== '')).toEqual(authBlock);
-    expect(read(node1)['config']).toContain(`[${CRI}."${reg}".tls]\n  insecure_skip_verify = false`);
-    expect(read(node1)['config']).toContain(
-      `[${CRI}."other.example:5000".auth]\n  username = "other-user"\n  password = "other-pass-9902"`,
-    );
-    expect(read(node2)['config']).toBe(seeded.get('node2')!['config']);
-
-    expect(pid(node1)).not.toBe(pid1);
-    await waitForCri(node1.hostSocket, 10_000);
-    expect(pid(node2)).toBe(pid2);
+    for (const node of seededNodes()) {
+      const CRI = criConfigs(node);
+      const c = lineDiff(seeded.get(node.name)!['config']!, read(node)['config']!);
+      expect(c.added, label(node)).toEqual([]);
+      expect(
+        c.removed.filter((l) => l.trim() !== ''),
+        label(node),
+      ).toEqual(authBlock(node));
+      expect(read(node)['config']).toContain(`[${CRI}."${reg}".tls]\n  insecure_skip_verify = false`);
+      expect(read(node)['config']).toContain(
+        `[${CRI}."other.example:5000".auth]\n  username = "other-user"\n  password = "other-pass-9902"`,
+      );
+      expect(pid(node), label(node)).not.toBe(pids.get(node.name));
+      // The real binary restarted on the edited file and serves the CRI again.
+      await waitForCri(node.hostSocket, 10_000);
+    }
+    expect(read(plain())['config']).toBe(seeded.get(plain().name)!['config']);
+    expect(pid(plain())).toBe(pids.get(plain().name));
 
     // Everything removed went to the snapshot first.
     const manifests = readdirSync(path.join(dir, 'state', 'runs')).map((f) =>
@@ -167,15 +190,15 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
   });
 
   it('a second run finds nothing to remove: ok, unchanged, no restart', async () => {
-    const pid1 = pid(env.lab.nodes[0]!);
+    const pids = env.lab.nodes.map(pid);
     const run = await runCli(['run', pb, '-i', env.lab.inventoryPath, '--format', 'json', ...state()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     const report = jsonReport(run);
-    for (const host of ['node1', 'node2']) {
+    for (const { name: host } of env.lab.nodes) {
       expect(report.hosts[host]?.recap.changed, host).toBe(0);
       expect(taskResult(report, host, 'wipe').status, host).toBe('ok');
     }
-    expect(pid(env.lab.nodes[0]!)).toBe(pid1);
+    expect(env.lab.nodes.map(pid)).toEqual(pids);
   });
 
   it('restore from the snapshot puts every removed entry back byte for byte', async () => {
@@ -184,28 +207,42 @@ describeLab('node.creds.wipe through the CLI (lab)', () => {
     expect(run.code, run.stdout + run.stderr).toBe(0);
     noSecrets(run.stdout + run.stderr);
     for (const node of env.lab.nodes) expect(read(node), node.name).toEqual(seeded.get(node.name));
-    await waitForCri(env.lab.nodes[0]!.hostSocket, 20_000);
+    for (const node of seededNodes()) await waitForCri(node.hostSocket, 20_000);
   });
 
-  it('all: true removes the credential files themselves and every registry auth, but keeps TLS', async () => {
-    const node1 = env.lab.nodes[0]!;
+  it('all: true removes the credential files themselves and every registry auth, but keeps TLS, on every version', async () => {
     const all = writePlaybook(
       dir,
-      '- hosts: node1\n  tasks:\n    - name: wipe all\n      node.creds.wipe: { registry: "{{ registry }}", all: true }\n',
+      '- hosts: nodes\n  tasks:\n    - name: wipe all\n      node.creds.wipe: { registry: "{{ registry }}", all: true }\n',
     );
-    const run = await runCli(['run', all, '-i', env.lab.inventoryPath, '--format', 'json', ...state()]);
+    const limit = seededNodes()
+      .map((n) => n.name)
+      .join(',');
+    const run = await runCli([
+      'run',
+      all,
+      '-i',
+      env.lab.inventoryPath,
+      '--limit',
+      limit,
+      '--format',
+      'json',
+      ...state(),
+    ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     noSecrets(run.stdout + run.stderr);
-    expect(taskResult(jsonReport(run), 'node1', 'wipe all').changes).toEqual([
-      `remove /root/.docker/config.json (credentials for ${reg}, other.example:5000)`,
-      `remove /var/lib/kubelet/config.json (credentials for https://${reg}, other.example:5000)`,
-      `remove registry.configs."${reg}".auth, registry.configs."other.example:5000".auth from /etc/containerd/config.toml`,
-    ]);
-    const after = read(node1);
-    expect(after['docker']).toBe('<absent>');
-    expect(after['kubelet']).toBe('<absent>');
-    expect(after['config']).not.toMatch(/\.auth\]/);
-    expect(after['config']).toContain(`[${CRI}."${reg}".tls]\n  insecure_skip_verify = false`);
-    await waitForCri(node1.hostSocket, 10_000);
+    for (const node of seededNodes()) {
+      expect(taskResult(jsonReport(run), node.name, 'wipe all').changes, label(node)).toEqual([
+        `remove /root/.docker/config.json (credentials for ${reg}, other.example:5000)`,
+        `remove /var/lib/kubelet/config.json (credentials for https://${reg}, other.example:5000)`,
+        `remove registry.configs."${reg}".auth, registry.configs."other.example:5000".auth from /etc/containerd/config.toml`,
+      ]);
+      const after = read(node);
+      expect(after['docker']).toBe('<absent>');
+      expect(after['kubelet']).toBe('<absent>');
+      expect(after['config']).not.toMatch(/\.auth\]/);
+      expect(after['config']).toContain(`[${criConfigs(node)}."${reg}".tls]\n  insecure_skip_verify = false`);
+      await waitForCri(node.hostSocket, 10_000);
+    }
   });
 });

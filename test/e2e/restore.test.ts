@@ -2,7 +2,8 @@
  * The whole seed procedure, undone: `trustplay run playbooks/fix-registry.yaml` on the lab, then
  * `trustplay restore` of its snapshot. Every file the run touched is byte-identical afterwards (with
  * mode and owner), the ServiceAccounts' pull secrets are back, and the CRI pull fails with x509
- * again. `restore --check` changes nothing; a corrupted blob is refused before anything is written;
+ * again, on a worker of each containerd version (1.6, 1.7, 2.1 with its version 3 file).
+ * `restore --check` changes nothing; a corrupted blob is refused before anything is written;
  * snapshot files are private and the manifest holds no secret.
  */
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -29,8 +30,8 @@ async function labSecrets(nodes: LabNode[], extra: string[]): Promise<string[]> 
   return [...out].filter((s) => s.length >= 6);
 }
 
-describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
-  const handle = useLab({ nodes: 3 });
+describeLab('restore of fix-registry.yaml on the lab (master 1.6; workers on containerd 1.6, 1.7 and 2.1)', () => {
+  const handle = useLab({ nodes: 4, containerd: ['1.6', '1.6', '1.7', '2.1'] });
   let dir: string;
   let stateDir: string;
   let runId = '';
@@ -52,7 +53,7 @@ describeLab('restore of fix-registry.yaml on the lab (3 nodes)', () => {
       expect(await pullError(n, handle.lab.image.ref)).toMatch(/x509: certificate signed by unknown authority/);
     const t0 = Date.now();
     const r = await trustplay(['run', 'playbooks/fix-registry.yaml', ...snapshot(stateDir)]);
-    console.log(`fix-registry run on 3 nodes: ${Date.now() - t0} ms wall`);
+    console.log(`fix-registry run on 4 nodes: ${Date.now() - t0} ms wall`);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     runId = /snapshot (\S+) saved/.exec(r.stderr)?.[1] ?? '';
     expect(runId).not.toBe('');
