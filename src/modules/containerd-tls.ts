@@ -38,6 +38,7 @@ import { criSocketFor } from './cri-connect.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
 import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
 import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
+import { unreadable } from '../playbook/controller-files.js';
 
 const schema = {
   type: 'object',
@@ -53,6 +54,7 @@ const schema = {
       minLength: 1,
       description:
         "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.",
+      'x-file': 'controller-certificate',
     },
     skip_verify: {
       type: 'boolean',
@@ -68,6 +70,7 @@ const schema = {
       minLength: 1,
       description:
         'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
+      'x-file': 'controller-certificate',
     },
     client_key: {
       type: 'string',
@@ -75,6 +78,7 @@ const schema = {
       description:
         'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
       'x-secret': true,
+      'x-file': 'controller-private-key',
     },
     style: {
       type: 'string',
@@ -181,15 +185,8 @@ async function readPem(arg: string, what: string): Promise<string> {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why =
-        code === 'ENOENT'
-          ? 'does not exist'
-          : code === 'EACCES'
-            ? 'is not readable (permission denied)'
-            : `cannot be read (${(e as Error).message})`;
       throw new TaskError(
-        `the ${what} file ${file} ${why} on the controller: fix the path in the task or its variable.`,
+        `the ${what} file ${file} ${unreadable(e)} on the controller: fix the path in the task or its variable.`,
         'refused',
       );
     }

@@ -52,6 +52,7 @@ const schema = {
       type: 'string',
       minLength: 1,
       description: "Path of the kubeconfig on the target host (default: kubectl's own default).",
+      'x-file': 'target',
     },
     context: { type: 'string', minLength: 1, description: 'kubeconfig context to use.' },
     kubectl: { type: 'string', minLength: 1, default: 'kubectl', description: 'kubectl binary on the target host.' },

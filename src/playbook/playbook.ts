@@ -30,6 +30,7 @@ import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { yaml11Warnings } from './yaml11.js';
+import { fileArgs, fileProblem, resolveControllerPaths, type PathSources } from './controller-files.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
@@ -277,10 +278,19 @@ function loadPlay(
   const playVars = (p['vars'] && typeof p['vars'] === 'object' ? p['vars'] : {}) as Record<string, unknown>;
   const handlersRaw = Array.isArray(p['handlers']) ? p['handlers'] : [];
   const tasksRaw = Array.isArray(p['tasks']) ? p['tasks'] : [];
+  // Before any variable is read: relative controller-side paths become absolute, resolved against
+  // the file that names them.
+  const sources: PathSources = { playbookFile: src.file, inventory, playVars, extraVars };
+  for (const t of [...handlersRaw, ...tasksRaw]) {
+    if (!t || typeof t !== 'object') continue;
+    for (const [k, v] of Object.entries(t as Record<string, unknown>))
+      if (modules[k]) resolveControllerPaths(modules[k], v, sources);
+  }
   const varsFor = memoVars(inventory, playVars, extraVars);
+  const isLocal = (h: string) => inventory.hosts.get(h)?.connection === 'local';
   const handlers: Task[] = [];
   handlersRaw.forEach((t, i) => {
-    const r = loadTask(src, t, [...path, 'handlers', i], modules, hosts, varsFor);
+    const r = loadTask(src, t, [...path, 'handlers', i], modules, hosts, varsFor, isLocal);
     errors.push(...r.errors);
     if (r.task) handlers.push(r.task);
   });
@@ -297,7 +307,7 @@ function loadPlay(
   const tasks: Task[] = [];
   tasksRaw.forEach((t, i) => {
     const tpath = [...path, 'tasks', i];
-    const r = loadTask(src, t, tpath, modules, hosts, varsFor);
+    const r = loadTask(src, t, tpath, modules, hosts, varsFor, isLocal);
     errors.push(...r.errors);
     if (r.task) tasks.push(r.task);
     // Checked from the raw task so that another problem in it (an undefined variable) hides nothing.
@@ -360,6 +370,7 @@ function loadTask(
   modules: Record<string, Record<string, unknown>>,
   hosts: string[],
   varsFor: (host: string) => Record<string, unknown>,
+  isLocal: (host: string) => boolean,
 ): { task?: Task; errors: Diagnostic[] } {
   const errors: Diagnostic[] = [];
   if (!td || typeof td !== 'object' || Array.isArray(td)) {
@@ -409,7 +420,7 @@ function loadTask(
   if (!module) return { errors };
   const argsPath = [...path, module];
   const rawArgs = t[module] === null || t[module] === undefined ? {} : t[module];
-  errors.push(...checkArgs(src, module, modules[module]!, rawArgs, argsPath, hosts, varsFor));
+  errors.push(...checkArgs(src, module, modules[module]!, rawArgs, argsPath, hosts, varsFor, isLocal));
   if (errors.length) return { errors };
   const name = typeof t['name'] === 'string' ? t['name'] : defaultTaskName(module, rawArgs as Record<string, unknown>);
   const task: Task = {
@@ -461,11 +472,25 @@ function checkArgs(
   argsPath: (string | number)[],
   hosts: string[],
   varsFor: (host: string) => Record<string, unknown>,
+  isLocal: (host: string) => boolean,
 ): Diagnostic[] {
   const errors: Diagnostic[] = [];
   const templated = templatedStrings(rawArgs);
   const validate = validatorFor(module, schema);
-  const check = (args: unknown, hostNote: string): void => {
+  const files = fileArgs(schema);
+  const checkFiles = (args: unknown, host: string | undefined): void => {
+    if (!args || typeof args !== 'object') return;
+    for (const { name, kind } of files) {
+      const value = (args as Record<string, unknown>)[name];
+      if (typeof value !== 'string' || (kind === 'target' && (host === undefined || !isLocal(host)))) continue;
+      const raw = (rawArgs as Record<string, unknown>)[name];
+      const what = `\`${name}\`${typeof raw === 'string' && hasTemplate(raw) ? ` (\`${raw}\`)` : ''}`;
+      const problem = fileProblem(value, kind, what);
+      if (problem) errors.push(at(src, nodeAt(src, [...argsPath, name]), `${module}: ${problem}`));
+    }
+  };
+  const check = (args: unknown, hostNote: string, host?: string, stubbed = false): void => {
+    if (!stubbed) checkFiles(args, host);
     if (!validate(args)) {
       for (const d of ajvErrorsToDiagnostics(src, argsPath, validate.errors ?? [], {
         context: module + hostNote,
@@ -483,7 +508,11 @@ function checkArgs(
         errors.push(at(src, nodeAt(src, [...argsPath, ...t.path]), `${module}: ${templateSyntaxMessage(r.expr)}`));
   if (templated.length === 0 || hosts.length === 0) {
     // No host to interpolate for: check the shape with templates standing in for any value.
-    check(templated.length ? stubTemplates(rawArgs) : rawArgs, '');
+    if (templated.length) check(stubTemplates(rawArgs), '', undefined, true);
+    else {
+      check(rawArgs, '', hosts[0]);
+      for (const host of hosts.slice(1)) checkFiles(rawArgs, host);
+    }
     return errors;
   }
   const refs = [...new Set(templated.flatMap((s) => templateRefs(s.text).map((r) => r.expr)))];
@@ -511,8 +540,17 @@ function checkArgs(
       );
       continue;
     }
-    check(args, hosts.length > 1 ? ` (host ${host})` : '');
+    check(args, hosts.length > 1 ? ` (host ${host})` : '', host);
   }
+  // A target-side file is checked for each local host, whatever the cache above merged it with.
+  if (files.some((f) => f.kind === 'target'))
+    for (const host of hosts.filter(isLocal)) {
+      try {
+        checkFiles(interpolate(rawArgs, varsFor(host)), host);
+      } catch {
+        // Template errors are reported above.
+      }
+    }
   // The same problem on many hosts is reported once, naming the first host.
   const byMessage = new Map<string, Diagnostic>();
   for (const d of errors) {

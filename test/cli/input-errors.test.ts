@@ -2,9 +2,12 @@
  * Mistakes a person makes on the command line or in a playbook, through the real CLI: each is
  * caught before anything runs (exit 3), located, and says what to do; none answers green.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trustplay } from '../support/cli.js';
 
@@ -215,5 +218,113 @@ describe('YAML 1.1 booleans in a YAML 1.2 playbook', () => {
     expect(s.stderr).toMatch(
       /`ignore_errors` must be true or false, not the string "yes"; playbooks are YAML 1.2, where `yes` is a string: write true/,
     );
+  });
+});
+
+describe('controller-side files are checked at validation', () => {
+  const repoCa = fileURLToPath(new URL('../../playbooks/example-ca.pem', import.meta.url));
+  const caTask = (ca: string, extra = '') =>
+    `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ registry }}"\n        ca: ${ca}\n${extra}`;
+
+  it('a CA that does not exist is a located error, given by -e or by the shipped example inventory', async () => {
+    const pb = await playbook('ca-var.yaml', caTask('"{{ registry_ca }}"'));
+    const r = await trustplay(['validate', pb, '-i', inv(), '-e', 'registry_ca=/nonexistent.pem']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(
+      `${pb}:5:13: containerd.tls: \`ca\` (\`{{ registry_ca }}\`) file /nonexistent.pem does not exist on the controller`,
+    );
+    for (const cmd of ['check', 'run']) {
+      const c = await trustplay([cmd, pb, '-i', inv(), '-e', 'registry_ca=/nonexistent.pem']);
+      expect(c.code).toBe(3);
+      expect(c.stderr).toMatch(/nothing ran/);
+    }
+    // The example inventory as it shipped named ./registry-ca.pem, which does not exist beside it.
+    const example = readFileSync(fileURLToPath(new URL('../../inventory.example.yaml', import.meta.url)), 'utf8');
+    const copy = join(dir, 'inventory.example.yaml');
+    await writeFile(copy, example.replace(/registry_ca: .*/, 'registry_ca: ./registry-ca.pem'));
+    const shipped = await trustplay(['validate', 'playbooks/fix-registry.yaml', '-i', copy]);
+    expect(shipped.code).toBe(3);
+    expect(shipped.stderr).toContain(`file ${join(dir, 'registry-ca.pem')} does not exist on the controller`);
+    const now = await trustplay(['validate', 'playbooks/fix-registry.yaml', '-i', 'inventory.example.yaml']);
+    expect(now.code, now.stderr).toBe(0);
+  });
+
+  it('relative paths resolve against the file that names them, not the working directory', async () => {
+    const sub = join(dir, 'site');
+    await mkdir(join(sub, 'certs'), { recursive: true });
+    await copyFile(repoCa, join(sub, 'certs', 'ca.pem'));
+    // The inventory names ./certs/ca.pem beside itself; the CLI runs from the repository.
+    const siteInv = join(sub, 'inventory.yaml');
+    await writeFile(
+      siteInv,
+      'vars:\n  registry: registry.test:5443\n  registry_ca: ./certs/ca.pem\nhosts:\n  w1: { address: 127.0.0.11 }\n',
+    );
+    const pb = await playbook('ca-from-inventory.yaml', caTask('"{{ registry_ca }}"'));
+    const r = await trustplay(['validate', pb, '-i', siteInv]);
+    expect(r.code, r.stderr).toBe(0);
+    // A literal path in the playbook resolves against the playbook's directory.
+    const pbSub = join(sub, 'literal.yaml');
+    await writeFile(pbSub, caTask('certs/ca.pem'));
+    expect((await trustplay(['validate', pbSub, '-i', inv()])).code).toBe(0);
+    const pbElsewhere = await playbook('literal.yaml', caTask('certs/ca.pem'));
+    const missing = await trustplay(['validate', pbElsewhere, '-i', inv()]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain(`file ${join(dir, 'certs/ca.pem')} does not exist`);
+  });
+
+  it('a CA that is not a PEM certificate, or is a private key, is a located error that never shows the key', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const keyFile = join(dir, 'key.pem');
+    await writeFile(keyFile, keyPem);
+    const both = join(dir, 'both.pem');
+    await writeFile(both, readFileSync(repoCa, 'utf8') + keyPem);
+    const der = join(dir, 'ca.der');
+    await writeFile(der, Buffer.from([0x30, 0x82, 0x01, 0x0a, 0x02]));
+    const cases: Array<[string, RegExp]> = [
+      [keyFile, /`ca` file .*key\.pem is a private key, not a certificate/],
+      [both, /`ca` file .*both\.pem also holds a private key: give a file with the certificate only/],
+      [der, /`ca` file .*ca\.der is not a PEM certificate/],
+      [dir, /`ca` file .* is a directory on the controller/],
+    ];
+    for (const [ca, message] of cases) {
+      const r = await trustplay(['validate', await playbook('bad-ca.yaml', caTask(JSON.stringify(ca))), '-i', inv()]);
+      expect(r.code, ca).toBe(3);
+      expect(r.stderr).toMatch(/bad-ca\.yaml:5:13: containerd\.tls: /);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toContain(keyPem.split('\n')[1]!);
+    }
+    // Client certificate and key: the key must be a private key, the certificate a certificate.
+    const pair = await playbook(
+      'client.yaml',
+      `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ registry }}"\n        client_cert: ${JSON.stringify(keyFile)}\n        client_key: ${JSON.stringify(repoCa)}\n`,
+    );
+    const r = await trustplay(['validate', pair, '-i', inv()]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/client\.yaml:5:22: containerd\.tls: `client_cert` file .* is a private key/);
+    expect(r.stderr).toMatch(
+      /client\.yaml:6:21: containerd\.tls: `client_key` file .*example-ca\.pem is not a PEM private key/,
+    );
+    const good = await playbook(
+      'client-ok.yaml',
+      `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ registry }}"\n        client_cert: ${JSON.stringify(repoCa)}\n        client_key: ${JSON.stringify(keyFile)}\n`,
+    );
+    const ok = await trustplay(['validate', good, '-i', inv()]);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('a kubeconfig given as a local path is checked when the host is this machine', async () => {
+    const local = join(dir, 'local-inv.yaml');
+    await writeFile(local, 'hosts:\n  here: { connection: local }\n  there: { address: 127.0.0.12 }\n');
+    const sa = (hosts: string) =>
+      `- hosts: ${hosts}\n  tasks:\n    - k8s.sa.clear:\n        namespace: default\n        kubeconfig: /nonexistent/admin.conf\n`;
+    const r = await trustplay(['validate', await playbook('sa-local.yaml', sa('here')), '-i', local]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(
+      /sa-local\.yaml:5:21: k8s\.sa\.clear: `kubeconfig` file \/nonexistent\/admin\.conf does not exist on this machine \(the host is a local connection\)/,
+    );
+    // On an SSH host the kubeconfig lives on the node: not the controller's business.
+    const remote = await trustplay(['validate', await playbook('sa-remote.yaml', sa('there')), '-i', local]);
+    expect(remote.code, remote.stderr).toBe(0);
   });
 });

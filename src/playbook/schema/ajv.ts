@@ -30,6 +30,9 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
   ajv.addKeyword({ keyword: 'x-together', schemaType: 'array' });
   // A secret argument (src/secrets/ masks it; messages never echo its value).
   ajv.addKeyword({ keyword: 'x-secret', schemaType: 'boolean' });
+  // A file path argument: read on the controller (checked at validation, relative paths resolved
+  // against the file that names them), or on the target host (checked when that host is local).
+  ajv.addKeyword({ keyword: 'x-file', schemaType: 'string' });
   return ajv;
 }
 
