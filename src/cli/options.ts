@@ -55,6 +55,12 @@ export type Options = {
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+// A name-ish word with a typo (`a b`, `1x`) is shown; anything else before `=` might be a value.
+const VARIABLE_NAME_CHARS = /^[\w -]{1,40}$/;
+
+function ordinal(n: number): string {
+  return n === 1 ? 'first' : n === 2 ? 'second' : n === 3 ? 'third' : `${n}th`;
+}
 
 /** parseArgs' error in our words: an unknown option gets a "did you mean", as an unknown command does. */
 async function describeParseError(e: Error): Promise<string> {
@@ -87,20 +93,32 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
   if (!Number.isInteger(forks) || forks < 1)
     throw new ExitError(ExitCode.Invalid, `--forks must be a whole number of at least 1, not \`${v.forks}\``);
   const format = (v.format ?? 'human') as Options['format'];
-  if (!['human', 'json', 'jsonl'].includes(format))
-    throw new ExitError(ExitCode.Invalid, `--format must be human, json or jsonl, not \`${v.format}\``);
+  if (!['human', 'json', 'jsonl'].includes(format)) {
+    const { suggestion } = await import('../playbook/diagnostics.js');
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--format must be human, json or jsonl, not \`${v.format}\`${suggestion(String(v.format), ['human', 'json', 'jsonl'])}`,
+    );
+  }
   const extraVars: Record<string, unknown> = {};
   if (v['extra-vars']?.length) {
     const { parse } = await import('yaml');
-    for (const kv of v['extra-vars']) {
+    for (const [i, kv] of v['extra-vars'].entries()) {
       const eq = kv.indexOf('=');
-      if (eq <= 0) throw new ExitError(ExitCode.Invalid, `-e expects key=value, not \`${kv}\``);
+      // The argument is not echoed: without its `=` it may well be a bare secret value (-e "$TOKEN").
+      if (eq <= 0)
+        throw new ExitError(
+          ExitCode.Invalid,
+          `-e expects NAME=VALUE, but the ${ordinal(i + 1)} -e (${kv.length} character${kv.length === 1 ? '' : 's'}, not shown) has no name before an \`=\``,
+        );
       const name = kv.slice(0, eq);
       // A template can only name what matches interpolate's variable names, so nothing else is a variable.
       if (!VARIABLE_NAME.test(name))
         throw new ExitError(
           ExitCode.Invalid,
-          `-e: \`${name}\` is not a variable name (letters, digits, _ and -, not starting with a digit): write -e NAME=VALUE and quote the whole argument when the value has spaces`,
+          VARIABLE_NAME_CHARS.test(name)
+            ? `-e: \`${name}\` is not a variable name (letters, digits, _ and -, not starting with a digit): write -e NAME=VALUE and quote the whole argument when the value has spaces`
+            : `-e: the ${ordinal(i + 1)} -e has no variable name before its \`=\` (letters, digits, _ and -, not starting with a digit): write -e NAME=VALUE and quote the whole argument when the value has spaces`,
         );
       const raw = kv.slice(eq + 1);
       let value: unknown;

@@ -328,3 +328,19 @@ describe('controller-side files are checked at validation', () => {
     expect(remote.code, remote.stderr).toBe(0);
   });
 });
+
+describe('-e and --format values', () => {
+  it('-e without a name never echoes what was given (it may be a bare secret); --format typos get a suggestion', async () => {
+    const pb = await playbook('ok.yaml', rmiTask(''));
+    const r = await trustplay(['validate', pb, '-i', inv(), '-e', 'registry=x', '-e', 'ghp_s3cr3tvalue']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^-e expects NAME=VALUE, but the second -e \(15 characters, not shown\) has no name/);
+    expect(r.stderr).not.toContain('ghp_s3cr3tvalue');
+    const eqFirst = await trustplay(['validate', pb, '-i', inv(), '-e', '$TOKEN=hunter2']);
+    expect(eqFirst.code).toBe(3);
+    expect(eqFirst.stderr).not.toMatch(/hunter2|TOKEN/);
+    const f = await trustplay(['validate', pb, '-i', inv(), '--format', 'jsn']);
+    expect(f.code).toBe(3);
+    expect(f.stderr).toMatch(/--format must be human, json or jsonl, not `jsn` \(did you mean `json`\?\)/);
+  });
+});
