@@ -288,9 +288,12 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
           }
         }
         // Handlers: internal ones (containerd restarts) first, then the play's, in definition order.
-        if (!hr.failed && !hr.unreachable) {
+        // An internal one completes a change already applied (a config.toml written, its verified
+        // restart due), so it runs even when a later task failed or the run is being interrupted:
+        // leaving the daemon behind its file is the state a node must never be left in.
+        if (!hr.unreachable) {
           for (const req of internal.values()) {
-            if (hr.failed || hr.unreachable) break;
+            if (hr.unreachable) break;
             const task: Task = {
               name: req.name ?? req.id,
               module: req.module ?? '',

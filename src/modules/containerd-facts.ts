@@ -39,6 +39,8 @@ export interface ContainerdFacts {
   extraDirs: Record<string, HostsDirFacts>;
   /** Identity of the containerd binary (device:inode:size:mtime) the version was read from. */
   versionKey?: string;
+  /** The content of config.toml's pending-restart marker (an interrupted change of trustplay's own). */
+  pendingMarker?: string;
 }
 
 /** What to read. */
@@ -82,6 +84,10 @@ if [ -f "$cfg" ]; then
   base64 < "$cfg" || exit 3
 else
   echo "@@config 0"
+fi
+if [ -f "$cfg.trustplay-pending" ]; then
+  echo "@@pending"
+  base64 < "$cfg.trustplay-pending" || exit 3
 fi
 for dir in "$@"; do
   p=$(printf '%s' "$dir" | base64 | tr -d '\\n')
@@ -156,6 +162,9 @@ export function parseFactsOutput(out: string, hostsDirPath: string, knownVersion
             facts.config.text = b.toString('utf8');
           };
         }
+        break;
+      case 'pending':
+        sink = (b) => (facts.pendingMarker = b.toString('utf8'));
         break;
       case 'dir': {
         const p = Buffer.from(f[0] ?? '', 'base64').toString('utf8');

@@ -13,6 +13,8 @@ import { TaskError, type TaskContext } from '../engine/module.js';
 import containerdRestart, {
   configBackupKey,
   containerdRestartRequest,
+  pendingMarkerPath,
+  readPendingRestart,
   rememberConfigBackup,
   verifiedRestart,
   type ConfigBackup,
@@ -34,15 +36,32 @@ function context(): TaskContext {
 }
 
 describe('containerd.restart', () => {
-  it('keeps the first backup of a restart cycle', () => {
+  it('keeps the first backup of a restart cycle, on the node too (the pending marker, 0600)', async () => {
     const ctx = context();
-    rememberConfigBackup(ctx, '/etc/containerd/config.toml', Buffer.from('first'), { mode: 0o600 });
-    rememberConfigBackup(ctx, '/etc/containerd/config.toml', Buffer.from('second'));
-    rememberConfigBackup(ctx, '/other/config.toml', null);
-    const b = ctx.hostState.get(configBackupKey('/etc/containerd/config.toml')) as ConfigBackup;
-    expect(b.content?.toString()).toBe('first');
-    expect(b.mode).toBe(0o600);
-    expect((ctx.hostState.get(configBackupKey('/other/config.toml')) as ConfigBackup).content).toBeNull();
+    const a = path.join(dir, 'a.toml');
+    const b = path.join(dir, 'b.toml');
+    await rememberConfigBackup(ctx, a, Buffer.from('first'), { mode: 0o600 });
+    await rememberConfigBackup(ctx, a, Buffer.from('second'));
+    await rememberConfigBackup(ctx, b, null);
+    const backup = ctx.hostState.get(configBackupKey(a)) as ConfigBackup;
+    expect(backup.content?.toString()).toBe('first');
+    expect(backup.mode).toBe(0o600);
+    expect((ctx.hostState.get(configBackupKey(b)) as ConfigBackup).content).toBeNull();
+    expect(JSON.parse(readFileSync(pendingMarkerPath(a), 'utf8'))).toEqual({
+      trustplay: 'pending-restart',
+      previous: Buffer.from('first').toString('base64'),
+      mode: 0o600,
+    });
+    expect(statSync(pendingMarkerPath(a)).mode & 0o777).toBe(0o600);
+    // A later run (a new context) that finds the marker rolls back to the config before the
+    // interrupted change, not to the one it sees now.
+    const later = context();
+    expect(await readPendingRestart(later.conn, a)).toMatchObject({ content: Buffer.from('first'), mode: 0o600 });
+    await rememberConfigBackup(later, a, Buffer.from('written by the interrupted run'));
+    expect((later.hostState.get(configBackupKey(a)) as ConfigBackup).content?.toString()).toBe('first');
+    // An unreadable marker is refused with what to do, never guessed at.
+    writeFileSync(pendingMarkerPath(b), 'garbage');
+    await expect(readPendingRestart(later.conn, b)).rejects.toThrow(/is not a record trustplay can read/);
   });
 
   it('builds one handler request per config file, deduplicated by id', () => {
@@ -82,7 +101,7 @@ describe('containerd.restart', () => {
     const file = path.join(dir, 'config.toml');
     writeFileSync(file, 'version = 2\n# broken by a change\n', { mode: 0o600 });
     const ctx = context();
-    rememberConfigBackup(ctx, file, Buffer.from('version = 2\n# the good one\n'), { mode: 0o640 });
+    await rememberConfigBackup(ctx, file, Buffer.from('version = 2\n# the good one\n'), { mode: 0o640 });
     const counter = path.join(dir, 'restarts');
     const err = await verifiedRestart(ctx, {
       config_file: file,
@@ -99,13 +118,15 @@ describe('containerd.restart', () => {
     expect(readFileSync(file, 'utf8')).toBe('version = 2\n# the good one\n');
     expect(statSync(file).mode & 0o777).toBe(0o640);
     expect(readFileSync(counter, 'utf8')).toBe('x\nx\n');
+    // containerd is still down: the marker stays, so the next run tries again.
+    expect(readFileSync(pendingMarkerPath(file), 'utf8')).toContain('pending-restart');
   });
 
   it('removes a config.toml that did not exist before the change', async () => {
     const file = path.join(dir, 'created.toml');
     writeFileSync(file, 'version = 2\n');
     const ctx = context();
-    rememberConfigBackup(ctx, file, null);
+    await rememberConfigBackup(ctx, file, null);
     await expect(
       verifiedRestart(ctx, {
         config_file: file,

@@ -49,21 +49,137 @@ export function configBackupKey(configFile: string): string {
 }
 
 /**
- * Records config.toml as it was before a change, for the handler's rollback. Only the first call
- * per restart cycle counts: when two tasks edit the file before the handler runs, the content to
- * roll back to is the one before the first edit. A successful restart clears it (that config is
- * then the known-good one).
+ * The node-side record of a config.toml written by trustplay whose verified restart has not
+ * finished: the config before the change (to roll back to), kept next to the file until the restart
+ * succeeds or is rolled back. A run that dies in between (kill -9, a lost connection, a second
+ * Ctrl-C) leaves it, and the next run of any module that edits config.toml finishes that change
+ * first: restart with the health check, or put the earlier config back.
  */
-export function rememberConfigBackup(
+export function pendingMarkerPath(configFile: string): string {
+  return `${configFile}.trustplay-pending`;
+}
+
+interface PendingMarker {
+  trustplay: 'pending-restart';
+  /** The config before the change, base64; null when there was none. */
+  previous: string | null;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+function backupFromMarker(text: string): ConfigBackup | null {
+  try {
+    const m = JSON.parse(text) as Partial<PendingMarker>;
+    if (m.trustplay !== 'pending-restart' || (m.previous !== null && typeof m.previous !== 'string')) return null;
+    return {
+      content: m.previous === null ? null : Buffer.from(m.previous, 'base64'),
+      ...(typeof m.mode === 'number' ? { mode: m.mode } : {}),
+      ...(typeof m.uid === 'number' ? { uid: m.uid } : {}),
+      ...(typeof m.gid === 'number' ? { gid: m.gid } : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** The rollback target recorded by a pending marker's content (read by a module's gather). */
+export function parsePendingMarker(host: string, configFile: string, text: string): ConfigBackup {
+  const backup = backupFromMarker(text);
+  if (!backup)
+    throw new TaskError(
+      `${host}: ${pendingMarkerPath(configFile)} is not a record trustplay can read, so it cannot tell whether an earlier run left containerd unrestarted: check containerd on ${host}, then remove that file.`,
+      'refused',
+    );
+  return backup;
+}
+
+/** An interrupted change of trustplay's own on a node, read from its marker (null: none). */
+export async function readPendingRestart(conn: Connection, configFile: string): Promise<ConfigBackup | null> {
+  const text = await conn.readFile(pendingMarkerPath(configFile));
+  return text === null ? null : parsePendingMarker(conn.host, configFile, text.toString('utf8'));
+}
+
+/**
+ * Records config.toml as it was before a change, for the handler's rollback, in this run and on
+ * the node (the pending marker, written before the change). Only the first record counts: when two
+ * tasks edit the file before the handler runs, or an earlier run was interrupted after its edit, the
+ * content to roll back to is the one before the first edit. A successful restart clears both.
+ */
+export async function rememberConfigBackup(
   ctx: TaskContext,
   configFile: string,
   previous: Buffer | null,
   meta: { mode?: number; uid?: number; gid?: number } = {},
-): void {
+): Promise<void> {
   const key = configBackupKey(configFile);
   if (ctx.hostState.has(key)) return;
-  const backup: ConfigBackup = { content: previous === null ? null : Buffer.from(previous), ...meta };
+  const earlier = await readPendingRestart(ctx.conn, configFile);
+  const backup: ConfigBackup = earlier ?? { content: previous === null ? null : Buffer.from(previous), ...meta };
+  if (!earlier) {
+    const marker: PendingMarker = {
+      trustplay: 'pending-restart',
+      previous: backup.content === null ? null : backup.content.toString('base64'),
+      ...meta,
+    };
+    // 0600: config.toml may hold registry credentials.
+    await ctx.conn.writeFile(pendingMarkerPath(configFile), JSON.stringify(marker) + '\n', { mode: 0o600 });
+  }
   ctx.hostState.set(key, backup);
+}
+
+/**
+ * The change that finishes an interrupted change found by `readPendingRestart`: the verified
+ * restart (health check, rollback to the config before the interrupted change). Modules that edit
+ * config.toml put it first in their plan, so it runs before anything new.
+ */
+export function finishPendingRestart(
+  pending: ConfigBackup,
+  request: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number },
+): Change {
+  return {
+    summary: `finish the change an interrupted trustplay run left: ${request.configFile} was written but containerd was not restarted — restart it with the health check (the earlier config goes back if containerd does not come back)`,
+    resources: [],
+    notify: [containerdRestartRequest(request)],
+    apply: (ctx) => {
+      const key = configBackupKey(request.configFile);
+      if (!ctx.hostState.has(key)) ctx.hostState.set(key, pending);
+      return Promise.resolve();
+    },
+  };
+}
+
+/**
+ * A config.toml-editing module's plan with any interrupted change of trustplay's own finished first
+ * (DECISIONS: interrupted changes and the CRI pre-flight), even when the config it left is one the
+ * module would refuse to edit: then only the finish is planned, and the refusal is a warning.
+ */
+export function afterPendingRestart(
+  ctx: Pick<TaskContext, 'warn'>,
+  pending: ConfigBackup | undefined,
+  request: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number },
+  plan: () => Change[],
+): Change[] {
+  const finish = pending ? [finishPendingRestart(pending, request)] : [];
+  try {
+    return [...finish, ...plan()];
+  } catch (e) {
+    if (!finish.length || !(e instanceof TaskError)) throw e;
+    ctx.warn(`${e.message} — finishing the interrupted change first; run again afterwards`);
+    return finish;
+  }
+}
+
+/** Removes the pending marker once the config containerd runs is settled (restarted or rolled back). */
+async function settled(ctx: TaskContext, configFile: string): Promise<void> {
+  ctx.hostState.delete(configBackupKey(configFile));
+  try {
+    await ctx.conn.remove(pendingMarkerPath(configFile));
+  } catch (e) {
+    ctx.warn(
+      `could not remove ${pendingMarkerPath(configFile)} (${(e as Error).message}): the next run will restart containerd once more to be sure`,
+    );
+  }
 }
 
 /** The handler request a config.toml-changing change attaches as `notify`. */
@@ -174,7 +290,7 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
   const key = configBackupKey(args.config_file);
   const backup = ctx.hostState.get(key) as ConfigBackup | undefined;
   if (first === null) {
-    ctx.hostState.delete(key);
+    await settled(ctx, args.config_file);
     return;
   }
   if (!backup) {
@@ -193,7 +309,7 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
   }
   const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.timeout_sec);
   if (second === null) {
-    ctx.hostState.delete(key);
+    await settled(ctx, args.config_file);
     throw new TaskError(
       `containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored and containerd restarted (it answers on ${socket}).`,
       'command',

@@ -36,7 +36,13 @@ import {
 import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
 import { criSocketFor } from './cri-connect.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
-import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
+import {
+  containerdRestartRequest,
+  afterPendingRestart,
+  parsePendingMarker,
+  rememberConfigBackup,
+  type ConfigBackup,
+} from './containerd-restart.js';
 import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
 import { unreadable } from '../playbook/controller-files.js';
 
@@ -146,6 +152,8 @@ export interface TlsObserved {
   materialWarnings: string[];
   /** Where facts.version came from (the running daemon, or PATH when none runs); absent in unit tests. */
   versionSource?: VersionSource | null;
+  /** A config.toml change an interrupted run left unrestarted (its marker on the node). */
+  pending?: ConfigBackup;
 }
 
 /** One file operation on the node. */
@@ -584,6 +592,15 @@ function resourcesOf(op: FileOp): Resource[] {
   return op.kind === 'rmdir' ? [] : [{ kind: 'file', path: op.path }];
 }
 
+function restartRequestOf(args: ContainerdTlsArgs) {
+  return {
+    configFile: args.config_file,
+    restartCommand: args.restart_command,
+    ...(args.socket !== undefined ? { socket: args.socket } : {}),
+    timeoutSec: args.restart_timeout,
+  };
+}
+
 /** Turns a planned change into the engine's Change (apply does the I/O). */
 export function toChange(p: PlannedChange, args: ContainerdTlsArgs): Change {
   const op = p.op;
@@ -591,18 +608,7 @@ export function toChange(p: PlannedChange, args: ContainerdTlsArgs): Change {
     summary: p.summary,
     resources: resourcesOf(op),
     ...(p.diff ? { diff: p.diff } : {}),
-    ...(p.restart
-      ? {
-          notify: [
-            containerdRestartRequest({
-              configFile: args.config_file,
-              restartCommand: args.restart_command,
-              ...(args.socket !== undefined ? { socket: args.socket } : {}),
-              timeoutSec: args.restart_timeout,
-            }),
-          ],
-        }
-      : {}),
+    ...(p.restart ? { notify: [containerdRestartRequest(restartRequestOf(args))] } : {}),
     apply: async (ctx: TaskContext) => {
       const conn = ctx.conn;
       if (op.kind === 'remove') return conn.remove(op.path);
@@ -628,7 +634,7 @@ export function toChange(p: PlannedChange, args: ContainerdTlsArgs): Change {
             `${ctx.host}: ${op.path} changed on the node while this task ran, so it was not written: run again.`,
             'command',
           );
-        rememberConfigBackup(ctx, op.path, op.config.previous, {
+        await rememberConfigBackup(ctx, op.path, op.config.previous, {
           ...(op.config.mode !== undefined ? { mode: op.config.mode } : {}),
           ...(op.config.uid !== undefined ? { uid: op.config.uid } : {}),
           ...(op.config.gid !== undefined ? { gid: op.config.gid } : {}),
@@ -730,13 +736,25 @@ export default defineModule({
     const extra = migrationDirs(args, facts);
     if (extra.length > 0)
       facts = { ...(await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra })), version: facts.version };
-    const observed = { facts, material, materialWarnings: warnings, versionSource: running?.source ?? null };
+    const pending =
+      facts.pendingMarker !== undefined
+        ? parsePendingMarker(ctx.host, args.config_file, facts.pendingMarker)
+        : undefined;
+    const observed = {
+      facts,
+      material,
+      materialWarnings: warnings,
+      versionSource: running?.source ?? null,
+      ...(pending ? { pending } : {}),
+    };
     recordFacts(ctx, args, observed);
     return observed;
   },
   plan(args, observed, ctx) {
-    const plan = planContainerdTls(args, observed, ctx.host);
-    for (const w of plan.warnings) ctx.warn(w);
-    return plan.changes.map((c) => toChange(c, args));
+    return afterPendingRestart(ctx, observed.pending, restartRequestOf(args), () => {
+      const plan = planContainerdTls(args, observed, ctx.host);
+      for (const w of plan.warnings) ctx.warn(w);
+      return plan.changes.map((c) => toChange(c, args));
+    });
   },
 });

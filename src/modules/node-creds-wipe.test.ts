@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError, type Change, type TaskContext } from '../engine/module.js';
 import type { NodeCredsWipeArgs } from './node-creds-wipe.js';
-import { configBackupKey, type ConfigBackup } from './containerd-restart.js';
+import { configBackupKey, pendingMarkerPath, type ConfigBackup } from './containerd-restart.js';
 import { MASK } from './docker-config.js';
-import {
+import nodeCredsWipe, {
   gatherCreds,
   parseGatherOutput,
   planCredsWipe,
@@ -247,6 +247,17 @@ describe('on a real host (local connection, real sh)', () => {
     const backup = c.hostState.get(configBackupKey(p('config.toml'))) as ConfigBackup;
     expect(backup.content?.toString('utf8')).toBe(toml('two-registries.toml'));
 
+    // The restart handler has not run: the node records the change as pending, and the next gather
+    // plans only to finish it (restart with the health check), with the pre-change config to roll back to.
+    const again = await gatherCreds(conn, a);
+    expect(again.pending?.content?.toString('utf8')).toBe(toml('two-registries.toml'));
+    expect((await nodeCredsWipe.plan(a, again, c)).map((ch) => ch.summary)).toEqual([
+      expect.stringMatching(
+        /^finish the change an interrupted trustplay run left: .*config\.toml was written but containerd was not restarted/,
+      ),
+    ]);
+    // Once the restart settled (it removes the marker), nothing is left to do.
+    rmSync(pendingMarkerPath(p('config.toml')));
     expect(planCredsWipe(a, await gatherCreds(conn, a))).toEqual([]);
   });
 

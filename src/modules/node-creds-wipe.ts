@@ -11,7 +11,14 @@ import { inspectConfig } from '../containerd/config.js';
 import { isRefusal, removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
 import { getIn, parsePlain } from '../containerd/toml-edit.js';
 import { TaskError, defineModule, type ArgsOf, type Change } from '../engine/module.js';
-import { containerdRestartRequest, rememberConfigBackup } from './containerd-restart.js';
+import {
+  containerdRestartRequest,
+  afterPendingRestart,
+  parsePendingMarker,
+  pendingMarkerPath,
+  rememberConfigBackup,
+  type ConfigBackup,
+} from './containerd-restart.js';
 import {
   credentialKeys,
   isCredentialEditError,
@@ -73,6 +80,8 @@ export interface NodeFileState {
 export interface CredsObserved {
   files: NodeFileState[];
   config: NodeFileState | null;
+  /** A config.toml change an interrupted run left unrestarted (its marker on the node). */
+  pending?: ConfigBackup;
 }
 
 // One remote command for every file: a header line per path, then the bytes. `F size mode uid gid`
@@ -121,7 +130,10 @@ export function parseGatherOutput(out: Buffer, paths: string[]): NodeFileState[]
 
 /** Reads `paths` (and config.toml) in one remote command. */
 export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Promise<CredsObserved> {
-  const paths = [...args.paths, ...(args.containerd_auth ? [args.config_file] : [])];
+  const paths = [
+    ...args.paths,
+    ...(args.containerd_auth ? [args.config_file, pendingMarkerPath(args.config_file)] : []),
+  ];
   const r = await conn.exec({ argv: ['sh', '-c', GATHER_SCRIPT, 'sh', ...paths] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-2).join('; ');
@@ -139,9 +151,11 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
       'command',
     );
   }
+  const marker = args.containerd_auth ? states[args.paths.length + 1] : undefined;
   return {
     files: states.slice(0, args.paths.length),
     config: args.containerd_auth ? (states[args.paths.length] ?? null) : null,
+    ...(marker?.content != null ? { pending: parsePendingMarker(conn.host, args.config_file, marker.content) } : {}),
   };
 }
 
@@ -190,6 +204,15 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
   };
 }
 
+function restartRequest(args: NodeCredsWipeArgs) {
+  return {
+    configFile: args.config_file,
+    restartCommand: args.restart_command,
+    ...(args.socket !== undefined ? { socket: args.socket } : {}),
+    timeoutSec: RESTART_TIMEOUT_SEC,
+  };
+}
+
 function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): Change | null {
   if (config.content === null) return null;
   const previous = config.content;
@@ -206,16 +229,9 @@ function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): C
     summary: `remove ${removed.join(', ')} from ${args.config_file}`,
     resources: [{ kind: 'file', path: args.config_file }],
     diff: { target: args.config_file, before: maskTomlSecrets(previous), after: maskTomlSecrets(text) },
-    notify: [
-      containerdRestartRequest({
-        configFile: args.config_file,
-        restartCommand: args.restart_command,
-        ...(args.socket !== undefined ? { socket: args.socket } : {}),
-        timeoutSec: RESTART_TIMEOUT_SEC,
-      }),
-    ],
+    notify: [containerdRestartRequest(restartRequest(args))],
     apply: async (ctx) => {
-      rememberConfigBackup(ctx, args.config_file, Buffer.from(previous, 'utf8'), {
+      await rememberConfigBackup(ctx, args.config_file, Buffer.from(previous, 'utf8'), {
         ...(config.mode !== undefined ? { mode: config.mode } : {}),
         ...(config.uid !== undefined ? { uid: config.uid } : {}),
         ...(config.gid !== undefined ? { gid: config.gid } : {}),
@@ -260,5 +276,6 @@ export default defineModule({
     );
     return observed;
   },
-  plan: (args, observed) => planCredsWipe(args, observed),
+  plan: (args, observed, ctx) =>
+    afterPendingRestart(ctx, observed.pending, restartRequest(args), () => planCredsWipe(args, observed)),
 });

@@ -128,7 +128,7 @@ export function planFileRestore(
       diff: { target: saved.path, before: maskedText(current.content), after: maskedText(null) },
       ...(restart ? { notify: [restart] } : {}),
       async apply(ctx: TaskContext) {
-        if (restart) rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
+        if (restart) await rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
         await ctx.conn.remove(saved.path);
       },
     };
@@ -153,7 +153,7 @@ export function planFileRestore(
     diff: { target: saved.path, before: maskedText(current.exists ? current.content : null), after: maskedText(blob) },
     ...(notify ? { notify: [notify] } : {}),
     async apply(ctx: TaskContext) {
-      if (notify) rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+      if (notify) await rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
       // Owner and mode go with the content onto the temp file that is renamed into place: they are
       // only ever applied to the file this restore just wrote, never through a path swapped since.
       await ctx.conn.writeFile(saved.path, blob, {

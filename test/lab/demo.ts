@@ -1,16 +1,18 @@
 /**
- * `npm run demo`: the seed's failure and trustplay's fix, for real, on loopback. Brings the lab up,
+ * `npm run demo`: the seed's failure and trustplay's fix, for real, on loopback. Installs the lab's
+ * missing Debian packages first (as root on Debian/Ubuntu; elsewhere it prints the command), brings the lab up,
  * shows each node's CRI pull failing with x509, runs playbooks/fix-registry.yaml with live output,
  * shows the pulls succeeding, runs `trustplay check`, and takes the lab down (also on Ctrl-C).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { classifyPullError } from '../../src/cri/classify.js';
 import { createCriClient } from '../../src/cri/client.js';
 import { loadInventory } from '../../src/playbook/inventory.js';
-import { labDown, labPrerequisites, labUp, type Lab } from './lab.js';
+import { aptInstallCommand, labDown, labMissingPackages, labPrerequisites, labUp, type Lab } from './lab.js';
 
 const bold = (s: string) => (process.stdout.isTTY && !process.env['NO_COLOR'] ? `\x1b[1m${s}\x1b[22m` : s);
 const say = (s = '') => process.stdout.write(s + '\n');
@@ -55,7 +57,49 @@ function trustplay(args: string[], env: Record<string, string>): Promise<number>
   });
 }
 
+function debianFamily(): boolean {
+  try {
+    const osRelease = readFileSync('/etc/os-release', 'utf8');
+    return /^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b/m.test(osRelease);
+  } catch {
+    return existsSync('/etc/debian_version');
+  }
+}
+
+/**
+ * A fresh machine's one step: as root on Debian/Ubuntu, install the lab's missing packages (saying
+ * which, in one line); anywhere else print the exact command and stop.
+ */
+function installPackages(): number | undefined {
+  const pkgs = labMissingPackages();
+  if (pkgs.length === 0) return undefined;
+  const command = aptInstallCommand(pkgs);
+  if (process.getuid?.() !== 0 || process.platform !== 'linux' || !debianFamily()) {
+    process.stderr.write(
+      `The demo's lab needs Debian packages that are not installed: ${pkgs.join(' ')}. Install them as root, then run the demo again:\n  sudo sh -c '${command}'\n`,
+    );
+    return 3;
+  }
+  say(`Installing the lab's Debian packages: ${pkgs.join(' ')} (${command})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', '--no-install-recommends', ...pkgs],
+  ]) {
+    const r = spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env });
+    if (r.status !== 0) {
+      process.stderr.write(
+        `\`apt-get ${args.join(' ')}\` failed (exit ${r.status ?? r.signal}); fix apt, then run: ${command}\n`,
+      );
+      return 1;
+    }
+  }
+  return undefined;
+}
+
 async function main(): Promise<number> {
+  const installed = installPackages();
+  if (installed !== undefined) return installed;
   const missing = labPrerequisites();
   if (missing.length) {
     process.stderr.write(

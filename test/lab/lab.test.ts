@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 import { labDown, labPrerequisites, labUp } from './lab.js';
 
@@ -18,34 +20,41 @@ const tempDir = (): string => {
 describe('lab guards', () => {
   it('refuses to start without root, in one sentence, and creates nothing', async () => {
     const dir = path.join(tempDir(), 'never');
-    const scriptDir = tempDir();
-    chmodSync(scriptDir, 0o755);
-    const script = path.join(scriptDir, 'nonroot.mts');
-    writeFileSync(
-      script,
-      `import { labUp, labPrerequisites } from ${JSON.stringify(new URL('./lab.ts', import.meta.url).pathname)};
+    let out: string;
+    if (process.getuid?.() === 0) {
+      // Drop to nobody for this one child: the check must hold for a real non-root user. nobody
+      // cannot read a checkout in a 0700 directory (a clone under /root or a private home), so the
+      // child runs one bundled file from a world-readable temp dir, not the checkout's sources.
+      const scriptDir = tempDir();
+      chmodSync(scriptDir, 0o755);
+      const entry = path.join(scriptDir, 'nonroot.ts');
+      writeFileSync(
+        entry,
+        `import { labUp, labPrerequisites } from ${JSON.stringify(fileURLToPath(new URL('./lab.ts', import.meta.url)))};
 console.log(JSON.stringify(labPrerequisites()));
 try { await labUp({ dir: ${JSON.stringify(dir)} }); console.log('started'); } catch (e) { console.log(e.message); }
 `,
-    );
-    let out: string;
-    if (process.getuid?.() === 0) {
-      // Drop to nobody for this one child: the check must hold for a real non-root user.
+      );
+      const bundle = path.join(scriptDir, 'nonroot.mjs');
+      await build({
+        entryPoints: [entry],
+        outfile: bundle,
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        // Bundled CommonJS dependencies call require(); ESM output has none of its own.
+        banner: {
+          js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+        },
+        logLevel: 'error',
+      });
+      chmodSync(bundle, 0o644);
       out = await new Promise((resolve, reject) =>
         execFile(
           'setpriv',
-          [
-            '--reuid=65534',
-            '--regid=65534',
-            '--clear-groups',
-            'env',
-            'HOME=/tmp',
-            process.execPath,
-            '--import',
-            'tsx',
-            script,
-          ],
-          { cwd: process.cwd() },
+          ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', 'HOME=/tmp', process.execPath, bundle],
+          { cwd: scriptDir },
           (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)),
         ),
       );

@@ -102,21 +102,29 @@ function onPath(bin: string): boolean {
   return dirs.some((d) => d && existsSync(path.join(d, bin)));
 }
 
+/** The Debian packages the lab needs that are not installed here (by the binaries they provide). */
+export function labMissingPackages(): string[] {
+  const pkgs = new Set<string>();
+  for (const [bin, pkg] of BINARIES) if (!onPath(bin)) pkgs.add(pkg);
+  // A node's /etc/containerd is a bind mount, which needs the directory to exist here (the package makes it).
+  if (!existsSync('/etc/containerd')) pkgs.add('containerd');
+  return [...pkgs];
+}
+
+/** The command that installs `pkgs` on Debian/Ubuntu. */
+export function aptInstallCommand(pkgs: string[]): string {
+  return `apt-get update && apt-get install -y --no-install-recommends ${pkgs.join(' ')}`;
+}
+
 /** What this machine lacks to run the lab, one sentence each; empty when the lab can run. */
 export function labPrerequisites(): string[] {
   const missing: string[] = [];
   if (process.platform !== 'linux') missing.push('the lab needs Linux (mount namespaces)');
   if (process.getuid?.() !== 0) missing.push('the lab needs root (it creates mount namespaces); run it as root');
-  const pkgs = new Set<string>();
-  for (const [bin, pkg] of BINARIES) {
-    if (!onPath(bin)) {
-      missing.push(`\`${bin}\` is missing (Debian package ${pkg})`);
-      pkgs.add(pkg);
-    }
-  }
-  // A node's /etc/containerd is a bind mount, which needs the directory to exist here (the package makes it).
+  for (const [bin, pkg] of BINARIES) if (!onPath(bin)) missing.push(`\`${bin}\` is missing (Debian package ${pkg})`);
   if (!existsSync('/etc/containerd')) missing.push('/etc/containerd is missing (Debian package containerd creates it)');
-  if (pkgs.size > 0) missing.push(`install with: apt-get update && apt-get install -y ${[...pkgs].join(' ')}`);
+  const pkgs = labMissingPackages();
+  if (pkgs.length > 0) missing.push(`install with: ${aptInstallCommand(pkgs)}`);
   return missing;
 }
 

@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSyn
 import path from 'node:path';
 import type { ContainerdBuild, ContainerdVersionKey } from './containerd-versions.js';
 import { SHIM_PIDFILE, systemctlShim } from './systemctl-shim.js';
+import { namespacePasswd } from './passwd.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
 
 /** What the lab records about one node (lab.json). */
@@ -109,14 +110,6 @@ function staleCredentials(registryKey: string): string {
     null,
     '\t',
   )}\n`;
-}
-
-function passwdForNode(): string {
-  // Root logs in with /bin/sh: this machine's root shell start-up files are slow (pyenv init).
-  return readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .map((line) => (line.startsWith('root:') ? 'root:x:0:0:root:/root:/bin/sh' : line))
-    .join('\n');
 }
 
 function sshdConfig(node: { address: string; port: number; dir: string }): string {
@@ -225,7 +218,7 @@ export async function startNode(
     files['/etc/hosts'],
     `${hostsFile.endsWith('\n') ? hostsFile : `${hostsFile}\n`}# trustplay lab (${name}'s own /etc/hosts)\n${ctx.hostsLines.join('\n')}\n`,
   );
-  writeFileSync(passwd, passwdForNode());
+  writeFileSync(passwd, `${namespacePasswd('/root').join('\n')}\n`);
   writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
   writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config);
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });

@@ -1,5 +1,6 @@
 /** The real trustplay CLI as a child process for end-to-end suites: plain output, stopped by pid on timeout. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -59,7 +60,8 @@ export function startTrustplay(
     child.once('error', reject);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code: code ?? (signal === 'SIGKILL' ? 137 : -1), stdout, stderr });
+      // Killed by a signal: the shell's convention, 128 + its number.
+      resolve({ code: code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : -1), stdout, stderr });
     });
   });
   return {

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { namespacePasswd } from '../lab/passwd.js';
 
 const run = promisify(execFile);
 
@@ -148,10 +149,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
 
   const users = options.users ?? [];
   const userHomes: Record<string, string> = {};
-  const passwd = (await readFile('/etc/passwd', 'utf8'))
-    .split('\n')
-    .map((line) => (line.startsWith('root:') ? `root:x:0:0:root:${home}:/bin/sh` : line))
-    .filter((line) => line !== '');
+  const passwd = namespacePasswd(home);
   const mounts = ['mount --bind "$1/passwd" /etc/passwd'];
   if (users.length > 0) {
     // Other users must reach their homes below the temp dir; 0711 lets them through without
