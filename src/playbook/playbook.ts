@@ -478,6 +478,7 @@ function checkArgs(
   const templated = templatedStrings(rawArgs);
   const validate = validatorFor(module, schema);
   const files = fileArgs(schema);
+  const templatedPointers = templated.map((t) => t.path.map((seg) => `/${seg}`).join(''));
   const checkFiles = (args: unknown, host: string | undefined): void => {
     if (!args || typeof args !== 'object') return;
     for (const { name, kind } of files) {
@@ -492,7 +493,11 @@ function checkArgs(
   const check = (args: unknown, hostNote: string, host?: string, stubbed = false): void => {
     if (!stubbed) checkFiles(args, host);
     if (!validate(args)) {
-      for (const d of ajvErrorsToDiagnostics(src, argsPath, validate.errors ?? [], {
+      // With templates stubbed, what is said about a templated value is about the stub: not reported.
+      const real = (validate.errors ?? []).filter(
+        (e) => !stubbed || !templatedPointers.some((p) => e.instancePath === p || e.instancePath.startsWith(`${p}/`)),
+      );
+      for (const d of ajvErrorsToDiagnostics(src, argsPath, real, {
         context: module + hostNote,
         data: args,
       }))
@@ -528,16 +533,30 @@ function checkArgs(
       args = interpolate(rawArgs, vars);
     } catch (e) {
       if (!(e instanceof TemplateError)) throw e;
-      const bad = templated.find((s) => templateRefs(s.text).some((r) => r.expr === e.expr)) ?? templated[0]!;
-      errors.push(
-        at(
-          src,
-          nodeAt(src, [...argsPath, ...bad.path]),
-          e.kind === 'syntax'
-            ? `${module}: ${e.message}`
-            : `${module}: ${e.message} for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`,
-        ),
+      // Every undefined variable of the task at once, each at the string that names it.
+      const undefinedRefs = templated.flatMap((t) =>
+        templateRefs(t.text)
+          .filter((r) => r.valid && !isDefined(vars, r.expr))
+          .map((r) => ({ t, expr: r.expr })),
       );
+      if (e.kind === 'syntax' || !undefinedRefs.length) {
+        const bad = templated.find((s) => templateRefs(s.text).some((r) => r.expr === e.expr)) ?? templated[0]!;
+        const advice =
+          e.kind === 'syntax'
+            ? ''
+            : ` for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`;
+        errors.push(at(src, nodeAt(src, [...argsPath, ...bad.path]), `${module}: ${e.message}${advice}`));
+      }
+      for (const { t, expr } of undefinedRefs)
+        errors.push(
+          at(
+            src,
+            nodeAt(src, [...argsPath, ...t.path]),
+            `${module}: undefined variable \`${expr}\` for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${expr}=...`,
+          ),
+        );
+      // The arguments that do not depend on the missing value are still checked.
+      check(stubTemplates(rawArgs), '', host, true);
       continue;
     }
     check(args, hosts.length > 1 ? ` (host ${host})` : '', host);

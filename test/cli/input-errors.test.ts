@@ -65,6 +65,21 @@ describe('every problem of a playbook at once', () => {
   });
 });
 
+describe('every problem of a task at once', () => {
+  it('two undefined variables and a bad static argument in one task are three located errors', async () => {
+    const pb = await playbook(
+      'task-many.yaml',
+      `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ nope }}"\n        style: "{{ nope2 }}"\n        restart_timeout: 0\n`,
+    );
+    const r = await trustplay(['validate', pb, '-i', inv()]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${pb}:4:19: containerd.tls: undefined variable \`nope\``);
+    expect(r.stderr).toContain(`${pb}:5:16: containerd.tls: undefined variable \`nope2\``);
+    expect(r.stderr).toContain(`${pb}:6:26: containerd.tls: \`restart_timeout\` must be >= 1, not number 0`);
+    expect(r.stderr).toMatch(/^3 problems found/m);
+  });
+});
+
 describe('templates', () => {
   it('a filter is said to be unsupported, not advised as a -e variable', async () => {
     const pb = await playbook(
