@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createConnection, type HostConnectionSpec } from '../src/connection/index.js';
 import type { Connection } from '../src/connection/connection.js';
 import { SshConnection } from '../src/connection/ssh.js';
-import { exitCodeFor, runPlaybook } from '../src/engine/run.js';
+import { runPlaybook } from '../src/engine/run.js';
 import { parseInventory } from '../src/playbook/inventory.js';
 import { parsePlaybook } from '../src/playbook/playbook.js';
 import { RunSnapshot, SnapshotStore } from '../src/snapshots/store.js';
@@ -52,7 +52,7 @@ export async function benchEngine(hostCount = 20, runs = 5): Promise<Array<Recor
       });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const stats = conns.map((c) => (c instanceof SshConnection ? c.stats() : { connections: 0, channels: 0 }));
-      return { ms, code: exitCodeFor(result, { check }), stats };
+      return { ms, code: result.outcome.code, stats };
     };
     const first = await run(false);
     if (first.code !== 0) throw new Error(`first run failed with exit ${first.code}`);

@@ -1,12 +1,12 @@
 /**
  * Running a playbook from the CLI, shared by `run`, `check` and `restore`: the reporter, the run's
- * snapshot, a lock per host, the exit code, the closing line and the report files.
+ * snapshot, a lock per host, the report files, and the engine's outcome as the closing line and
+ * the exit code.
  */
 import { hostname, userInfo } from 'node:os';
 import type { Inventory } from '../playbook/inventory.js';
 import type { Playbook } from '../playbook/playbook.js';
 import type { ModuleRegistry } from '../engine/run.js';
-import type { ExitCode } from './exit-codes.js';
 import type { Options } from './options.js';
 
 export interface Execution {
@@ -25,13 +25,14 @@ export interface Execution {
 
 export async function executePlaybook(x: Execution, options: Options): Promise<number> {
   const [
-    { runPlaybook, exitCodeFor, newRunId },
+    { runPlaybook, newRunId },
     { makeReporter },
     { SnapshotStore, RunSnapshot },
     { writeReports },
     { readServiceAccountForSnapshot },
     { acquireHostLock },
     { Interrupted, signalExitCode },
+    { printOutcome },
   ] = await Promise.all([
     import('../engine/run.js'),
     import('./reporter.js'),
@@ -40,6 +41,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     import('../snapshots/readers.js'),
     import('../engine/lock.js'),
     import('../engine/cancel.js'),
+    import('./outcome.js'),
   ]);
   const { reporter, collector } = makeReporter(options);
   const runId = newRunId();
@@ -102,6 +104,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     modules: x.modules,
     reporter,
     check: x.check,
+    detailedExitcode: options.detailedExitcode,
     diff: options.diff,
     forks: options.forks,
     extraVars: options.extraVars,
@@ -131,15 +134,6 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   await snapshot.complete(result.interrupted?.signal);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
-  const code = exitCodeFor(result, { check: x.check, detailedExitcode: options.detailedExitcode }) as ExitCode;
-  reporter.event({
-    type: 'run-end',
-    recap: result.recap,
-    durationMs: result.durationMs,
-    exitCode: code,
-    check: x.check,
-    ...(result.interrupted ? { interrupted: result.interrupted } : {}),
-  });
   await reporter.close?.();
   if (snapshot.exists && options.format === 'human') {
     // The hint is a command to paste: it must find the snapshot where this run put it.
@@ -152,6 +146,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     ]);
     process.stderr.write(`snapshot ${runId} saved in ${store.dir} (${x.undoWords ?? 'undo with'}: ${undo})\n`);
   }
-  await writeReports(options, collector.report, result.secrets);
-  return code;
+  await writeReports(options, collector.report);
+  await printOutcome(result.outcome, options, result.durationMs);
+  return result.outcome.code;
 }

@@ -69,6 +69,47 @@ exit codes: 0 ok, 1 a task failed, 2 drift (check) / changed (--detailed-exitcod
             3 invalid input (nothing ran), 4 a host was unreachable
 `;
 
+const RUNS = new Set(['run', 'check', 'restore']);
+
+/** The report (and, with --format json, the JSON on stdout) of a run that stopped on an error. */
+async function reportFailure(
+  name: string,
+  { positionals, options }: { positionals: string[]; options: import('./options.js').Options },
+  e: unknown,
+): Promise<void> {
+  if (!options.report && !options.junit && options.format === 'human') return;
+  const [{ failureReport, writeReports }, { InputError }] = await Promise.all([
+    import('./reports.js'),
+    import('./load.js'),
+  ]);
+  const exit = e instanceof ExitError ? e : undefined;
+  const problems = e instanceof InputError ? e.problems.filter((d) => d.severity !== 'warning') : [];
+  const report = failureReport(
+    {
+      playbook: positionals[0] ?? '',
+      check: name === 'check' || options.check,
+      code: exit?.code ?? ExitCode.Failed,
+      message: exit?.message ?? `internal error: ${(e as Error).message}`,
+    },
+    problems.map(({ file, line, col, message }) => ({ file, line, col, message })),
+  );
+  await writeReports(options, report);
+  if (options.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else if (options.format === 'jsonl')
+    process.stdout.write(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        type: 'run-end',
+        recap: {},
+        durationMs: 0,
+        exitCode: report.exitCode,
+        outcome: report.outcome,
+        check: report.check,
+        errors: report.errors,
+      }) + '\n',
+    );
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V') {
@@ -80,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? ExitCode.Invalid : ExitCode.Ok;
   }
   const cmd = commands[name];
+  let parsed: { positionals: string[]; options: import('./options.js').Options } | undefined;
   try {
     if (!cmd) {
       const { suggestion } = await import('../playbook/diagnostics.js');
@@ -89,7 +131,8 @@ export async function main(argv: string[]): Promise<number> {
       );
     }
     const { parseOptions } = await import('./options.js');
-    const { positionals, options } = await parseOptions(rest);
+    parsed = await parseOptions(rest);
+    const { positionals, options } = parsed;
     if (options.help) {
       process.stdout.write(HELP);
       return ExitCode.Ok;
@@ -97,6 +140,11 @@ export async function main(argv: string[]): Promise<number> {
     const fn = await cmd.load();
     return await fn(positionals, options);
   } catch (e) {
+    // run, check and restore leave a report whatever happened (a stale green one would lie).
+    if (parsed && RUNS.has(name))
+      await reportFailure(name, parsed, e).catch((w: unknown) =>
+        process.stderr.write(`trustplay: could not write the report: ${(w as Error).message}\n`),
+      );
     if (e instanceof ExitError) {
       process.stderr.write(`${e.message}\n`);
       return e.code;

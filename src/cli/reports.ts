@@ -1,5 +1,10 @@
-/** `--report FILE` (json, written atomically) and `--junit FILE` for CI dashboards. */
-import type { JsonReport } from '../report/json.js';
+/**
+ * `--report FILE` (json) and `--junit FILE` for CI dashboards, written atomically after every run
+ * whatever its exit code: a command stopped by invalid input (exit 3) or an error writes a report
+ * that says so, so a scheduled check's report never stays green after the playbook broke.
+ */
+import { invalidInputOutcome, ExitCode, type Outcome } from '../engine/outcome.js';
+import type { InputProblem, JsonReport } from '../report/json.js';
 import { writeFileAtomic } from '../snapshots/store.js';
 import type { Options } from './options.js';
 
@@ -14,6 +19,15 @@ function xml(s: string): string {
 }
 
 export function junit(report: JsonReport): string {
+  const problems = (report.errors ?? []).map(
+    (p) =>
+      `    <testcase classname="input" name="${xml(p.line ? `${p.file}:${p.line}:${p.col}` : p.file)}" time="0.000"><failure message="${xml(p.message)}"/></testcase>`,
+  );
+  const inputSuite = problems.length
+    ? [
+        `  <testsuite name="input" tests="${problems.length}" failures="${problems.length}">\n${problems.join('\n')}\n  </testsuite>`,
+      ]
+    : [];
   const suites = Object.entries(report.hosts).map(([host, { tasks }]) => {
     const failures = tasks.filter(
       (t) =>
@@ -31,15 +45,36 @@ export function junit(report: JsonReport): string {
     });
     return `  <testsuite name="${xml(host)}" tests="${tasks.length}" failures="${failures}">\n${cases.join('\n')}\n  </testsuite>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="trustplay ${report.check ? 'check' : 'run'} ${xml(report.playbook)}">\n${suites.join('\n')}\n</testsuites>\n`;
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="trustplay ${report.check ? 'check' : 'run'} ${xml(report.playbook)}">\n${[...inputSuite, ...suites].join('\n')}\n</testsuites>\n`;
 }
 
 export async function writeReports(
-  options: Options,
+  options: Pick<Options, 'report' | 'junit'>,
   report: JsonReport | undefined,
-  _secrets: string[],
 ): Promise<void> {
   if (!report) return;
   if (options.report) await writeFileAtomic(options.report, JSON.stringify(report, null, 2) + '\n', 0o600);
   if (options.junit) await writeFileAtomic(options.junit, junit(report), 0o644);
+}
+
+/** The report of a command that stopped before or outside the run: invalid input (exit 3) or an error. */
+export function failureReport(
+  o: { playbook: string; check: boolean; code: ExitCode; message: string },
+  problems: InputProblem[],
+): JsonReport {
+  const lastLine = o.message.trim().split('\n').at(-1) ?? '';
+  const outcome: Outcome =
+    o.code === ExitCode.Invalid
+      ? invalidInputOutcome(lastLine)
+      : { code: o.code, reason: `${lastLine} (exit ${o.code})`, hosts: [] };
+  return {
+    runId: '',
+    playbook: o.playbook,
+    check: o.check,
+    exitCode: outcome.code,
+    outcome,
+    durationMs: 0,
+    hosts: {},
+    errors: problems.length ? problems : [{ file: o.playbook, line: 0, col: 0, message: o.message.trim() }],
+  };
 }

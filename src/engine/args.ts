@@ -33,13 +33,3 @@ export function resolveArgs(
   if (group) throw new TaskError(group.message, 'refused');
   return args;
 }
-
-const SECRET_KEY = /(password|passwd|token|secret|^auth$|client_key|identitytoken)/i;
-
-/** Secret strings inside arguments (by key name), to mask in every output. */
-export function secretValues(args: unknown, key = ''): string[] {
-  if (typeof args === 'string') return SECRET_KEY.test(key) && args.length >= 4 ? [args] : [];
-  if (Array.isArray(args)) return args.flatMap((a) => secretValues(a, key));
-  if (args && typeof args === 'object') return Object.entries(args).flatMap(([k, v]) => secretValues(v, k));
-  return [];
-}

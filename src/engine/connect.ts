@@ -33,6 +33,8 @@ function parseJump(inv: Inventory, spec: string) {
 
 export interface ConnectOptions {
   acceptNewHostKeys?: boolean;
+  /** Told every secret a connection is made with (a sudo password), so output masks it. */
+  onSecret?: (value: string) => void;
 }
 
 /** The sudo password named by become_password_env; a missing variable is an error, not "no password". */
@@ -132,6 +134,7 @@ export class ConnectionPool {
         this.conns.set(host, c);
         return c;
       }
+      if (spec.becomePassword !== undefined) this.opts.onSecret?.(spec.becomePassword);
       c = this.factory(spec);
       this.conns.set(host, c);
     }

@@ -1,5 +1,6 @@
 /** What the engine reports while it runs, and the results it returns. Reporters consume these. */
 import type { Diff, TaskErrorKind } from './module.js';
+import type { Outcome } from './outcome.js';
 
 export type TaskStatus = 'ok' | 'changed' | 'failed' | 'skipped' | 'unreachable';
 
@@ -53,7 +54,9 @@ export type RunEvent =
       type: 'run-end';
       recap: Record<string, HostRecap>;
       durationMs: number;
+      /** The same as `outcome.code`. */
       exitCode: number;
+      outcome: Outcome;
       check: boolean;
       /** Set when Ctrl-C / SIGTERM stopped the run: the signal and the tasks not run per host. */
       interrupted?: { signal: string; notRun: Record<string, number> };

@@ -26,12 +26,17 @@ export type Resource =
       context?: string;
     };
 
-/** Before/after text of one change, secrets already masked by the module. */
+/**
+ * Before/after text of one change, as it is: the engine masks it (src/secrets) by the target's
+ * format (JSON, TOML, PEM keys) and the run's secret values before any output sees it.
+ */
 export interface Diff {
   /** What the diff is about, e.g. a file path or `sa default/default`. */
   target: string;
   before: string;
   after: string;
+  /** The whole content is a secret (a private key): output shows only its size. */
+  secret?: boolean;
 }
 
 /** A handler a change asks for: run once per host after the play's tasks, deduplicated by `id`. */
@@ -71,6 +76,8 @@ export interface TaskContext {
   hostState: Map<string, unknown>;
   /** Aborted when the run is cancelled. */
   signal?: AbortSignal;
+  /** Marks a value (e.g. a key read from a file, a derived credential) as a secret of the run: masked in every output. */
+  secret?(value: string): void;
 }
 
 /** Why a task failed, for exit codes and messages. */

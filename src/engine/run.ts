@@ -10,7 +10,8 @@ import type { Connection } from '../connection/connection.js';
 import type { HostConnectionSpec } from '../connection/index.js';
 import type { Inventory } from '../playbook/inventory.js';
 import { playVariables, type Play, type Playbook, type Task } from '../playbook/playbook.js';
-import { resolveArgs, secretValues } from './args.js';
+import { SecretSet } from '../secrets/index.js';
+import { resolveArgs } from './args.js';
 import { ConnectionPool } from './connect.js';
 import { emptyRecap, type HostRecap, type Reporter, type TaskResult } from './events.js';
 import {
@@ -21,8 +22,9 @@ import {
   type Resource,
   type TaskContext,
 } from './module.js';
+import { outcomeOf, type Outcome } from './outcome.js';
 import { evaluateWhen } from './when.js';
-import { interruptedBy, signalExitCode, type StopSignal } from './cancel.js';
+import { interruptedBy, type StopSignal } from './cancel.js';
 
 /** Looks a module up by the name a task uses. */
 export type ModuleRegistry = (name: string) => Promise<AnyModule | undefined>;
@@ -47,6 +49,8 @@ export interface RunOptions {
   modules: ModuleRegistry;
   reporter: Reporter;
   check?: boolean;
+  /** `run --detailed-exitcode`: a run that changed something ends with exit 2. */
+  detailedExitcode?: boolean;
   diff?: boolean;
   forks?: number;
   tags?: string[];
@@ -84,8 +88,8 @@ export interface RunResult {
   aborted?: string;
   interrupted?: InterruptedRun;
   durationMs: number;
-  /** Secret values seen in arguments, for masking any later output. */
-  secrets: string[];
+  /** Exit code, reason and hosts: the same the run-end event carried. */
+  outcome: Outcome;
 }
 
 /** A run's id: sortable by time, unique enough to name its snapshot and its host locks. */
@@ -129,16 +133,6 @@ function tagged(task: Task, tags?: string[], skipTags?: string[]): boolean {
   return task.tags.includes('always') || tags.some((t) => task.tags.includes(t) || t === 'all');
 }
 
-/** Masks every known secret value in a string. */
-export function masker(secrets: Iterable<string>): (s: string) => string {
-  const list = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
-  return (s) => {
-    let out = s;
-    for (const sec of list) if (out.includes(sec)) out = out.split(sec).join('********');
-    return out;
-  };
-}
-
 class HostRun {
   readonly recap = emptyRecap();
   failed = false;
@@ -155,13 +149,16 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const check = opts.check ?? false;
   const conns = new ConnectionPool(
     opts.inventory,
-    { ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}) },
+    {
+      ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}),
+      onSecret: (v) => secrets.add(v),
+    },
     opts.connectionFactory,
   );
   const hosts = new Map<string, HostRun>();
   const results: TaskResult[] = [];
-  const secrets = new Set<string>();
-  const mask = () => masker(secrets);
+  // Every result passes through this set's maskers before any reporter sees it.
+  const secrets = new SecretSet();
   const allHosts = [...new Set(opts.playHosts.flat())];
   for (const h of allHosts) hosts.set(h, new HostRun(h));
   opts.reporter.event({ type: 'run-start', runId, playbook: opts.playbook.file, check, hosts: allHosts });
@@ -169,6 +166,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   const used = new Set(opts.playbook.plays.flatMap((p) => [...p.tasks, ...p.handlers].map((t) => t.module)));
   for (const m of used) void opts.modules(m).catch(() => undefined);
   let aborted: string | undefined;
+  let abortedInPlay: string | undefined;
   const stopped = (): StopSignal | undefined => interruptedBy(opts.signal);
   const notRun = new Map<string, number>();
   const countNotRun = (host: string, n: number) => {
@@ -176,11 +174,11 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   };
 
   const emit = (r: TaskResult) => {
-    const m = mask();
+    const m = (t: string) => secrets.maskText(t);
     const clean: TaskResult = {
       ...r,
       changes: r.changes.map(m),
-      diffs: r.diffs.map((d) => ({ target: m(d.target), before: m(d.before), after: m(d.after) })),
+      diffs: r.diffs.map((d) => secrets.maskDiff(d)),
       warnings: r.warnings.map(m),
       ...(r.error
         ? {
@@ -215,6 +213,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         const failedInBatch = batch.filter((h) => hosts.get(h)!.failed || hosts.get(h)!.unreachable).length;
         if (play.maxFailPercentage !== undefined && (failedInBatch * 100) / batch.length > play.maxFailPercentage) {
           aborted = `${failedInBatch} of ${batch.length} hosts failed in play "${play.name}", more than max_fail_percentage ${play.maxFailPercentage}%: stopping the run`;
+          abortedInPlay = play.name;
           break;
         }
       }
@@ -223,6 +222,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       async function runHost(host: string, first: boolean, runOnceDone: Map<number, string>): Promise<void> {
         const hr = hosts.get(host)!;
         const vars = { ...playVariables(opts.inventory, play, host, opts.extraVars ?? {}) };
+        secrets.addVariables(vars);
         opts.reporter.event({ type: 'host-start', host });
         let conn: Connection;
         try {
@@ -393,7 +393,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       const mod = await opts.modules(task.module);
       if (!mod) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
       const args = resolveArgs(task.module, mod.schema, task.args, vars);
-      for (const s of secretValues(args)) secrets.add(s);
+      secrets.addArgs(mod.schema, args);
       const ctx: TaskContext = {
         conn,
         host,
@@ -405,6 +405,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         },
         hostState: hr.hostState,
         ...(opts.signal ? { signal: opts.signal } : {}),
+        secret: (v) => secrets.add(v),
       };
       const observed = await mod.gather(ctx, args);
       const changes: Change[] = await mod.plan(args, observed, ctx);
@@ -515,6 +516,24 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
 
   const recap: Record<string, HostRecap> = {};
   for (const [h, hr] of hosts) recap[h] = hr.recap;
+  const signal = stopped();
+  const interrupted = signal ? { signal, notRun: Object.fromEntries(notRun) } : undefined;
+  const outcome = outcomeOf(recap, {
+    check,
+    ...(opts.detailedExitcode ? { detailedExitcode: true } : {}),
+    ...(abortedInPlay !== undefined ? { abortedInPlay } : {}),
+    ...(interrupted ? { interrupted } : {}),
+  });
+  const durationMs = Date.now() - started;
+  opts.reporter.event({
+    type: 'run-end',
+    recap,
+    durationMs,
+    exitCode: outcome.code,
+    outcome,
+    check,
+    ...(interrupted ? { interrupted } : {}),
+  });
   return {
     runId,
     results,
@@ -522,9 +541,9 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
     failedHosts: new Set([...hosts.values()].filter((h) => h.failed).map((h) => h.name)),
     unreachableHosts: new Set([...hosts.values()].filter((h) => h.unreachable).map((h) => h.name)),
     ...(aborted ? { aborted } : {}),
-    ...(stopped() ? { interrupted: { signal: stopped()!, notRun: Object.fromEntries(notRun) } } : {}),
-    durationMs: Date.now() - started,
-    secrets: [...secrets],
+    ...(interrupted ? { interrupted } : {}),
+    durationMs,
+    outcome,
   };
 }
 
@@ -558,17 +577,4 @@ function baseResult(
 
 function skip(host: string, play: Play, task: Task, check: boolean, reason: string): TaskResult {
   return { ...baseResult(host, play, task, check, 'skipped', 0), skipReason: reason };
-}
-
-/** The process exit code for a finished run (see README: exit codes). */
-export function exitCodeFor(result: RunResult, mode: { check: boolean; detailedExitcode?: boolean }): number {
-  if (result.interrupted) return signalExitCode(result.interrupted.signal);
-  const recaps = Object.values(result.recap);
-  const realFailures = recaps.some((r) => r.failed - (mode.check ? r.verifyFailed : 0) > 0);
-  if (realFailures || result.aborted) return 1;
-  if (recaps.some((r) => r.unreachable > 0)) return 4;
-  const changed = recaps.some((r) => r.changed > 0);
-  if (mode.check && (changed || recaps.some((r) => r.verifyFailed > 0))) return 2;
-  if (!mode.check && mode.detailedExitcode && changed) return 2;
-  return 0;
 }

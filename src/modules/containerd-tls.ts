@@ -257,25 +257,6 @@ export function registryDir(
     : hostsDirFor(args.config_path, args.registry);
 }
 
-// Values of secret-named keys in config.toml (registry auth) never reach a diff.
-const SECRET_LINE = /\b(password|auth|identitytoken|identity_token|registrytoken|token)["']?\s*=/i;
-
-/** config.toml text with the values of credential keys replaced by ********. */
-export function maskConfigSecrets(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => {
-      const m = SECRET_LINE.exec(line);
-      if (!m) return line;
-      const at = m.index + m[0].length;
-      return line.slice(0, at) + line.slice(at).replace(/"(?:[^"\\]|\\.)*"|'[^']*'/g, '"********"');
-    })
-    .join('\n');
-}
-
-const KEY_MASK = (b: Buffer | undefined): string =>
-  b === undefined ? '' : `******** (private key, ${b.length} bytes)\n`;
-
 function writeChange(o: {
   path: string;
   content: Buffer;
@@ -290,13 +271,13 @@ function writeChange(o: {
   const summary = sameContent
     ? `set mode ${mode} on ${o.path} (was ${(o.existing?.mode ?? 0).toString(8).padStart(4, '0')})`
     : `${o.existing ? 'update' : 'write'} ${o.path} (${o.what}, ${mode})`;
-  const before = o.secret ? KEY_MASK(o.existing?.content) : (o.existing?.content.toString('utf8') ?? '');
-  const after = o.secret ? KEY_MASK(o.content) : o.content.toString('utf8');
+  // Diffs are raw; the engine masks them (src/secrets), a secret file down to its size.
+  const before = o.existing?.content.toString('utf8') ?? '';
   return {
     summary,
     op: { kind: 'write', path: o.path, content: o.content, mode: o.mode },
     restart: false,
-    diff: { target: o.path, before, after },
+    diff: { target: o.path, before, after: o.content.toString('utf8'), ...(o.secret ? { secret: true } : {}) },
   };
 }
 
@@ -304,12 +285,16 @@ function removeChange(dir: HostsDirFacts, name: string, what: string): PlannedCh
   const f = dir.files[name];
   if (!f) return null;
   const p = `${dir.path}/${name}`;
-  const secret = name === FILE_NAMES.key;
   return {
     summary: `remove ${p} (${what})`,
     op: { kind: 'remove', path: p },
     restart: false,
-    diff: { target: p, before: secret ? KEY_MASK(f.content) : f.content.toString('utf8'), after: '' },
+    diff: {
+      target: p,
+      before: f.content.toString('utf8'),
+      after: '',
+      ...(name === FILE_NAMES.key ? { secret: true } : {}),
+    },
   };
 }
 
@@ -330,11 +315,7 @@ function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: str
       },
     },
     restart: true,
-    diff: {
-      target: args.config_file,
-      before: maskConfigSecrets(facts.config.text ?? ''),
-      after: maskConfigSecrets(next),
-    },
+    diff: { target: args.config_file, before: facts.config.text ?? '', after: next },
   };
 }
 
@@ -721,6 +702,7 @@ export default defineModule({
     "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
   async gather(ctx, args) {
     const { material, warnings } = await readMaterial(args);
+    if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
     const opts = {
       configFile: args.config_file,
       configPath: args.config_path,

@@ -1,6 +1,6 @@
 /**
  * Credential edits on docker-format config.json files (docker's ~/.docker/config.json, kubelet's
- * /var/lib/kubelet/config.json) and secret masking for their diffs. Pure: text in, text out.
+ * /var/lib/kubelet/config.json). Pure: text in, text out. (Masking their secrets is src/secrets'.)
  *
  * The file is parsed and written back with JSON.stringify in the file's own indentation (tab, N
  * spaces, or compact) and final-newline style, so a file written by docker or kubeadm comes back
@@ -21,12 +21,6 @@ export interface CredentialEdit {
 export interface CredentialEditError {
   error: string;
 }
-
-/** Object keys whose string values are secrets in docker config files and containerd's auth table. */
-export const SECRET_KEYS = /^(auth|password|identitytoken|registrytoken|identity_token|registry_token)$/i;
-
-/** The mask every module prints instead of a secret. */
-export const MASK = '********';
 
 /** Indentation JSON.stringify should use to reproduce `text`'s style: a tab, a number of spaces, or 0 (compact). */
 export function detectIndent(text: string): string | number {
@@ -105,39 +99,4 @@ export function credentialKeys(text: string): string[] {
   if (isCredentialEditError(doc)) return [];
   const auths = doc['auths'];
   return typeof auths === 'object' && auths !== null && !Array.isArray(auths) ? Object.keys(auths) : [];
-}
-
-function maskValue(value: unknown, key: string): unknown {
-  if (typeof value === 'string') return SECRET_KEYS.test(key) && value !== '' ? MASK : value;
-  if (Array.isArray(value)) return value.map((v) => maskValue(v, key));
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, maskValue(v, k)]));
-  }
-  return value;
-}
-
-/**
- * A config.json text with every secret value (`auth`, `password`, `identitytoken`, ...) replaced by
- * the mask, in the same style; text that is not JSON is masked line by line as a last resort.
- */
-export function maskJsonSecrets(text: string): string {
-  if (text === '') return text;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch {
-    return text.replace(/("(?:auth|password|identitytoken|registrytoken)"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${MASK}"`);
-  }
-  return stringifyLike(text, maskValue(doc, ''));
-}
-
-/**
- * A config.toml text with the values of `auth`, `password`, `identitytoken` keys masked (table
- * headers such as `[...configs."h".auth]` have no value and stay).
- */
-export function maskTomlSecrets(text: string): string {
-  return text.replace(
-    /((?:^|[\s{,.])"?(?:auth|password|identitytoken|registrytoken)"?\s*=\s*)("""[\s\S]*?"""|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')/gi,
-    `$1"${MASK}"`,
-  );
 }

@@ -2,16 +2,20 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { classifyPullError, type PullFailureClass } from '../cri/classify.js';
 import { TaskError } from '../engine/module.js';
+import { moduleArgSchemas } from '../playbook/schema/modules.js';
+import { SecretSet } from '../secrets/index.js';
 import {
   backoffMs,
   criAuthFor,
   isRetryable,
-  maskAuth,
+  basicAuthSecret,
   pickRepoDigest,
   planPullVerify,
   repositoryOf,
   type PullObserved,
 } from './image-pull-verify.js';
+
+const imagePullVerifyArgs = moduleArgSchemas['image.pull.verify']!;
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const OTHER = `sha256:${'cd'.repeat(32)}`;
@@ -125,11 +129,15 @@ describe('helpers', () => {
     expect(criAuthFor({ username: 'u', token: 't' })).toEqual({ identityToken: 't' });
   });
 
-  it('maskAuth removes the password, the token and the base64 user:password form', () => {
+  it('marks the base64 user:password form as a secret of the run (password and token are x-secret arguments)', () => {
     const auth = { username: 'labuser', password: 's3cret-pass' };
     const b64 = Buffer.from('labuser:s3cret-pass').toString('base64');
-    expect(maskAuth(`bad s3cret-pass and ${b64} for labuser`, auth)).toBe('bad ******** and ******** for labuser');
-    expect(maskAuth('token tok-123 leaked', { token: 'tok-123' })).toBe('token ******** leaked');
+    expect(basicAuthSecret(auth)).toBe(b64);
+    expect(basicAuthSecret({ token: 'tok-123' })).toBeUndefined();
+    const set = new SecretSet();
+    set.addArgs(imagePullVerifyArgs, { image: 'i', auth });
+    set.add(basicAuthSecret(auth));
+    expect(set.maskText(`bad s3cret-pass and ${b64} for labuser`)).toBe('bad ******** and ******** for labuser');
   });
 
   it('backs off exponentially up to a cap and retries only what a retry can fix', () => {

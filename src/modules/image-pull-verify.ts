@@ -9,7 +9,6 @@ import { CriError, type CriAuth } from '../cri/client.js';
 import { classifyPullError, type PullFailure, type PullFailureClass } from '../cri/classify.js';
 import { TaskError, defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { criTaskError, withCri } from './cri-connect.js';
-import { MASK } from './docker-config.js';
 
 const schema = {
   type: 'object',
@@ -87,15 +86,11 @@ export function criAuthFor(auth: ImagePullVerifyArgs['auth']): CriAuth | undefin
   return { username: auth.username ?? '', password: auth.password ?? '' };
 }
 
-/** Replaces every secret of `auth` (and its base64 `user:password` form) in `text` with the mask. */
-export function maskAuth(text: string, auth: ImagePullVerifyArgs['auth']): string {
-  if (!auth) return text;
-  const secrets = [auth.password, auth.token].filter((s): s is string => typeof s === 'string' && s !== '');
-  if (auth.username !== undefined && auth.password)
-    secrets.push(Buffer.from(`${auth.username}:${auth.password}`).toString('base64'));
-  let out = text;
-  for (const s of secrets.sort((a, b) => b.length - a.length)) out = out.split(s).join(MASK);
-  return out;
+/** The base64 `user:password` form registries and config.json carry: a secret of the run like the password. */
+export function basicAuthSecret(auth: ImagePullVerifyArgs['auth']): string | undefined {
+  return auth?.username !== undefined && auth.password
+    ? Buffer.from(`${auth.username}:${auth.password}`).toString('base64')
+    : undefined;
 }
 
 /**
@@ -154,6 +149,10 @@ export function planPullVerify(
 /** Pulls with retries and back-off; CRI socket trouble is a command failure, a refused pull an observation. */
 export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArgs): Promise<PullObserved> {
   const auth = criAuthFor(args.auth);
+  // The password and token are x-secret arguments; their encoded form is marked here. The engine
+  // masks both in the error and its detail.
+  const encoded = basicAuthSecret(args.auth);
+  if (encoded !== undefined) ctx.secret?.(encoded);
   return withCri(ctx, args.socket, async (cri) => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -172,7 +171,7 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
       } catch (err) {
         // 14/12: containerd itself cannot be reached or has no CRI: not a verdict on the registry.
         if (!(err instanceof CriError) || err.code === 14 || err.code === 12) throw criTaskError(err);
-        const raw = maskAuth(err.code === 4 ? err.message : err.details || err.message, args.auth);
+        const raw = err.code === 4 ? err.message : err.details || err.message;
         const failure = classifyPullError(raw);
         if (attempt > args.retries || !isRetryable(failure.class) || ctx.signal?.aborted) {
           return { ok: false, image: args.image, failure, raw, attempts: attempt };

@@ -6,7 +6,7 @@ import { LocalConnection } from '../connection/local.js';
 import { TaskError, type Change, type TaskContext } from '../engine/module.js';
 import type { NodeCredsWipeArgs } from './node-creds-wipe.js';
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from './containerd-restart.js';
-import { MASK } from './docker-config.js';
+import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
   gatherCreds,
   parseGatherOutput,
@@ -57,8 +57,10 @@ const SECRETS = [
   'b3RoZXI6c2VjcmV0',
 ];
 
+/** What output shows of the changes: the engine masks every diff with the run's secrets layer. */
 function expectNoSecrets(changes: Change[]): void {
-  const out = JSON.stringify(changes.map((c) => ({ summary: c.summary, diff: c.diff })));
+  const set = new SecretSet();
+  const out = JSON.stringify(changes.map((c) => ({ summary: c.summary, diff: c.diff && set.maskDiff(c.diff) })));
   for (const s of SECRETS) expect(out).not.toContain(s);
 }
 
@@ -85,7 +87,8 @@ describe('planCredsWipe', () => {
       },
     ]);
     // The config.toml edit is the shared byte-preserving one: TLS tables and the other registry stay.
-    expect(changes[2]?.diff?.after).toBe(
+    expect(changes[2]?.diff?.after).toBe(toml('two-registries.remove-auth.expected.toml'));
+    expect(new SecretSet().maskDiff(changes[2]!.diff!).after).toBe(
       toml('two-registries.remove-auth.expected.toml').replace('auth = "b3RoZXI6c2VjcmV0"', `auth = "${MASK}"`),
     );
     expect(changes[2]?.diff?.after).toContain('insecure_skip_verify = true');

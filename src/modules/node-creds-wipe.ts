@@ -19,13 +19,7 @@ import {
   rememberConfigBackup,
   type ConfigBackup,
 } from './containerd-restart.js';
-import {
-  credentialKeys,
-  isCredentialEditError,
-  maskJsonSecrets,
-  maskTomlSecrets,
-  removeRegistryCredentials,
-} from './docker-config.js';
+import { credentialKeys, isCredentialEditError, removeRegistryCredentials } from './docker-config.js';
 import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
 
 const schema = {
@@ -188,7 +182,7 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
     return {
       summary: `remove ${file.path} (credentials for ${keys.length ? keys.join(', ') : 'no registry'})`,
       resources: [{ kind: 'file', path: file.path }],
-      diff: { target: file.path, before: maskJsonSecrets(content), after: '' },
+      diff: { target: file.path, before: content, after: '' },
       apply: (ctx) => ctx.conn.remove(file.path),
     };
   }
@@ -198,7 +192,7 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
   return {
     summary: `remove ${edit.removed.map((k) => `auths."${k}"`).join(', ')} from ${file.path}`,
     resources: [{ kind: 'file', path: file.path }],
-    diff: { target: file.path, before: maskJsonSecrets(content), after: maskJsonSecrets(edit.text) },
+    diff: { target: file.path, before: content, after: edit.text },
     // writeFile keeps the file's mode and owner (these files are 0600 and must stay so).
     apply: (ctx) => ctx.conn.writeFile(file.path, edit.text),
   };
@@ -228,7 +222,7 @@ function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): C
   return {
     summary: `remove ${removed.join(', ')} from ${args.config_file}`,
     resources: [{ kind: 'file', path: args.config_file }],
-    diff: { target: args.config_file, before: maskTomlSecrets(previous), after: maskTomlSecrets(text) },
+    diff: { target: args.config_file, before: previous, after: text },
     notify: [containerdRestartRequest(restartRequest(args))],
     apply: async (ctx) => {
       await rememberConfigBackup(ctx, args.config_file, Buffer.from(previous, 'utf8'), {

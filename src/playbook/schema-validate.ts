@@ -1,5 +1,6 @@
 /** ajv (JSON Schema 2020-12) validation with errors turned into one-sentence, located diagnostics. */
 import type { ErrorObject } from 'ajv/dist/2020.js';
+import { describeValue, isSecretPath, MASK, QUOTABLE_LENGTH } from '../secrets/index.js';
 import { at, nodeAt, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
 import { validatorsFor } from './schema/ajv.js';
 import { yaml11Hint } from './yaml11.js';
@@ -19,14 +20,6 @@ export function pointerPath(ptr: string): (string | number)[] {
     .split('/')
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
-}
-
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  return `${typeof v} ${String(v)}`;
 }
 
 function valueAt(data: unknown, path: (string | number)[]): unknown {
@@ -71,6 +64,12 @@ export function ajvErrorsToDiagnostics(
     let message: string;
     let node: unknown = nodeAt(src, [...base, ...rel]);
     const value = valueAt(data, rel);
+    // A secret (marked x-secret, or under a secret key) or a long string is named by its type only,
+    // here and in the source line shown under the message.
+    const secret =
+      isSecretPath(e.parentSchema as Record<string, unknown> | undefined, []) || isSecretPath(undefined, rel);
+    const hidden = secret || (typeof value === 'string' && value.length > QUOTABLE_LENGTH);
+    const typeOf = (v: unknown) => describeValue(v, secret);
     switch (e.keyword) {
       case 'required': {
         const missing = (e.params as { missingProperty: string }).missingProperty;
@@ -94,7 +93,7 @@ export function ajvErrorsToDiagnostics(
       }
       case 'enum': {
         const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map(String);
-        message = `${ctx.context}: ${where} must be one of ${allowed.join(', ')}, not ${typeOf(value)}${typeof value === 'string' ? suggestion(value, allowed) : ''}`;
+        message = `${ctx.context}: ${where} must be one of ${allowed.join(', ')}, not ${typeOf(value)}${typeof value === 'string' && !hidden ? suggestion(value, allowed) : ''}`;
         break;
       }
       case 'anyOf':
@@ -132,7 +131,10 @@ export function ajvErrorsToDiagnostics(
     const key = `${JSON.stringify(rel)}|${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push(at(src, node, message));
+    const d = at(src, node, message);
+    if (hidden && d.source !== undefined && node === nodeAt(src, [...base, ...rel]))
+      d.source = d.source.slice(0, Math.max(0, d.col - 1)) + MASK;
+    out.push(d);
   }
   return out;
 }

@@ -50,7 +50,7 @@ export function statusWord(r: TaskResult, s: Style): string {
 // so rendering stays synchronous).
 let twoFilesPatch: typeof import('diff').createTwoFilesPatch | undefined;
 
-/** A unified diff of one change (content already masked by the module and the engine). */
+/** A unified diff of one change (content already masked by the engine, src/secrets). */
 export function renderDiff(d: Diff, s: Style): string {
   twoFilesPatch ??= (createRequire(import.meta.url)('diff') as typeof import('diff')).createTwoFilesPatch;
   const patch = twoFilesPatch(
@@ -90,40 +90,4 @@ export function recapLine(host: string, r: HostRecap, width: number, s: Style): 
 
 export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s`;
-}
-
-/** The last line of a run: why the exit code is what it is. */
-export function verdict(
-  exitCode: number,
-  check: boolean,
-  recap: Record<string, HostRecap>,
-  interrupted?: { signal: string; notRun: Record<string, number> },
-): string {
-  const hosts = (pred: (r: HostRecap) => boolean) =>
-    Object.entries(recap)
-      .filter(([, r]) => pred(r))
-      .map(([h]) => h);
-  const list = (hs: string[]) =>
-    hs.length > 5 ? `${hs.slice(0, 5).join(', ')} and ${hs.length - 5} more` : hs.join(', ');
-  if (interrupted) {
-    const left = Object.entries(interrupted.notRun).filter(([, n]) => n > 0);
-    const tasks = left.reduce((a, [, n]) => a + n, 0);
-    return `interrupted by ${interrupted.signal}: ${
-      tasks ? `${tasks} task${tasks === 1 ? '' : 's'} not run on ${list(left.map(([h]) => h))}` : 'every task had run'
-    }; changes in flight were finished or rolled back (exit ${exitCode})`;
-  }
-  switch (exitCode) {
-    case 0:
-      return check ? 'in desired state: nothing would change' : 'success';
-    case 1:
-      return `failed on ${list(hosts((r) => r.failed > r.verifyFailed || (!check && r.failed > 0)))} (exit 1)`;
-    case 2:
-      return check
-        ? `drift on ${list(hosts((r) => r.changed > 0 || r.verifyFailed > 0))} (exit 2)`
-        : `changed ${list(hosts((r) => r.changed > 0))} (exit 2, --detailed-exitcode)`;
-    case 4:
-      return `unreachable: ${list(hosts((r) => r.unreachable > 0))} (exit 4)`;
-    default:
-      return `exit ${exitCode}`;
-  }
 }

@@ -1,13 +1,29 @@
 /** `--format json`: one report on stdout at the end; `--format jsonl`: one event per line as it happens. */
 import type { HostRecap, Reporter, RunEvent, TaskResult } from '../engine/events.js';
+import type { Outcome } from '../engine/outcome.js';
+
+/** A problem with the input that stopped the command before anything ran. */
+export interface InputProblem {
+  file: string;
+  /** 1-based; 0 when the problem has no position. */
+  line: number;
+  col: number;
+  message: string;
+}
 
 export interface JsonReport {
+  /** Empty when nothing ran (invalid input). */
   runId: string;
   playbook: string;
   check: boolean;
+  /** The same as `outcome.code`. */
   exitCode: number;
+  /** The verdict: exit code, the one-line reason, the hosts it names. */
+  outcome: Outcome;
   durationMs: number;
   hosts: Record<string, { recap: HostRecap; tasks: TaskResult[] }>;
+  /** Why nothing ran (exit 3). */
+  errors?: InputProblem[];
 }
 
 /** Builds the json report from events (also used for --report FILE). */
@@ -35,7 +51,8 @@ export class JsonCollector implements Reporter {
         runId: this.runId,
         playbook: this.playbook,
         check: this.check,
-        exitCode: e.exitCode,
+        exitCode: e.outcome.code,
+        outcome: e.outcome,
         durationMs: e.durationMs,
         hosts,
       };

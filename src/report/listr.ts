@@ -3,7 +3,7 @@
  * of hosts stay readable. Details (changes, diffs, errors) are printed below each play's rows.
  */
 import type { Reporter, RunEvent, TaskResult } from '../engine/events.js';
-import { recapLine, seconds, verdict, type Style } from './format.js';
+import { recapLine, type Style } from './format.js';
 import { formatResult } from './plain.js';
 
 interface HostRow {
@@ -102,7 +102,6 @@ export class ListrReporter implements Reporter {
           const width = Math.max(4, ...names.map((n) => n.length));
           this.out.write(s.bold('RECAP') + '\n');
           for (const n of names) this.out.write(recapLine(n, recap[n]!, width, s) + '\n');
-          this.out.write(`${verdict(e.exitCode, e.check, recap, e.interrupted)} in ${seconds(e.durationMs)}\n`);
         });
         break;
       }

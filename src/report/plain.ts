@@ -1,6 +1,6 @@
 /** Plain lines for cron, CI and pipes: no spinners, no cursor movement, colour only on a TTY. */
 import type { Reporter, RunEvent, TaskResult } from '../engine/events.js';
-import { recapLine, renderDiff, seconds, statusWord, verdict, type Style } from './format.js';
+import { recapLine, renderDiff, statusWord, type Style } from './format.js';
 
 export interface PlainOptions {
   out: NodeJS.WritableStream;
@@ -55,8 +55,8 @@ export class PlainReporter implements Reporter {
         const names = Object.keys(e.recap);
         const width = Math.max(4, ...names.map((n) => n.length));
         w(s.bold('RECAP'));
+        // The closing line (the outcome's reason) is the CLI's: see src/cli/outcome.ts.
         for (const n of names) w(recapLine(n, e.recap[n]!, width, s));
-        w(`${verdict(e.exitCode, e.check, e.recap, e.interrupted)} in ${seconds(e.durationMs)}`);
         break;
       }
       default:

@@ -19,7 +19,7 @@ import {
 } from '../k8s/kubectl.js';
 import type { Playbook, Task } from '../playbook/playbook.js';
 import { containerdRestartRequest, rememberConfigBackup } from '../modules/containerd-restart.js';
-import { maskedText } from './mask.js';
+import { fileDiff } from '../secrets/index.js';
 import type { Manifest, SavedFile, SavedServiceAccount, SnapshotStore } from './store.js';
 
 export const FILE_RESTORE_MODULE = 'snapshot.file.restore';
@@ -125,7 +125,7 @@ export function planFileRestore(
     return {
       summary: `remove ${saved.path} (it did not exist before)`,
       resources: [{ kind: 'file', path: saved.path }],
-      diff: { target: saved.path, before: maskedText(current.content), after: maskedText(null) },
+      diff: fileDiff(saved.path, current.content, null),
       ...(restart ? { notify: [restart] } : {}),
       async apply(ctx: TaskContext) {
         if (restart) await rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
@@ -150,7 +150,7 @@ export function planFileRestore(
   return {
     summary: `${what} ${saved.path}${metaNote}${dropped}`,
     resources: [{ kind: 'file', path: saved.path }],
-    diff: { target: saved.path, before: maskedText(current.exists ? current.content : null), after: maskedText(blob) },
+    diff: fileDiff(saved.path, current.exists ? current.content : null, blob),
     ...(notify ? { notify: [notify] } : {}),
     async apply(ctx: TaskContext) {
       if (notify) await rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));

@@ -1,6 +1,6 @@
 /** Run-time arguments: interpolated, validated by the precompiled validators, schema defaults filled in. */
 import { describe, expect, it } from 'vitest';
-import { resolveArgs, secretValues } from '../../src/engine/args.js';
+import { resolveArgs } from '../../src/engine/args.js';
 import { moduleArgSchemas } from '../../src/playbook/schema/modules.js';
 
 const schema = (m: keyof typeof moduleArgSchemas) => moduleArgSchemas[m] as unknown as Record<string, unknown>;
@@ -41,11 +41,5 @@ describe('resolveArgs', () => {
     expect(() => resolveArgs('image.rmi', schema('image.rmi'), { image: '{{ missing }}' }, {})).toThrow(
       /undefined variable `missing`/,
     );
-  });
-
-  it('finds secret values by argument name', () => {
-    expect(
-      secretValues({ image: 'x', auth: { username: 'u', password: 'hunter22', token: 'tok-12345' } }).sort(),
-    ).toEqual(['hunter22', 'tok-12345']);
   });
 });

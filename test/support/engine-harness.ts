@@ -4,7 +4,7 @@ import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { exitCodeFor, runPlaybook, type RunResult } from '../../src/engine/run.js';
+import { runPlaybook, type RunResult } from '../../src/engine/run.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { parseInventory, type Inventory } from '../../src/playbook/inventory.js';
 import { parsePlaybook } from '../../src/playbook/playbook.js';
@@ -89,9 +89,7 @@ export async function runText(
     ...(opts.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: opts.acceptNewHostKeys } : {}),
   });
   await snapshot.complete();
-  const exitCode = exitCodeFor(result, { check });
-  reporter.event({ type: 'run-end', recap: result.recap, durationMs: result.durationMs, exitCode, check });
-  return { result, exitCode, events, text, jsonl, json: collector.report!, stateDir };
+  return { result, exitCode: result.outcome.code, events, text, jsonl, json: collector.report!, stateDir };
 }
 
 export async function writeTemp(dir: string, name: string, text: string): Promise<string> {

@@ -78,8 +78,24 @@ export async function factsCommand(positionals: string[], options: Options): Pro
       else process.stdout.write(`${h}:\n  ${r.unreachable ? 'UNREACHABLE' : 'FAILED'}: ${r.error ?? ''}\n`);
     }
   }
-  const vals = Object.values(ordered);
-  if (vals.some((r) => r.error && !r.unreachable)) return ExitCode.Failed;
-  if (vals.some((r) => r.unreachable)) return ExitCode.Unreachable;
-  return ExitCode.Ok;
+  // The same exit rules as a run: a host that failed is exit 1, one that was unreachable exit 4.
+  const [{ outcomeOf }, { emptyRecap }, { printOutcome }] = await Promise.all([
+    import('../../engine/outcome.js'),
+    import('../../engine/events.js'),
+    import('../outcome.js'),
+  ]);
+  const recap = Object.fromEntries(
+    Object.entries(ordered).map(([h, r]) => [
+      h,
+      {
+        ...emptyRecap(),
+        ok: r.facts ? 1 : 0,
+        failed: r.error && !r.unreachable ? 1 : 0,
+        unreachable: r.unreachable ? 1 : 0,
+      },
+    ]),
+  );
+  const outcome = outcomeOf(recap, { check: false });
+  await printOutcome(outcome, options);
+  return outcome.code;
 }
