@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- SECTION...]`: prints figures (never asserts them). Sections: startup,
- * validate, engine (converged check on 20 loopback SSH hosts), and, only when asked, ansible
+ * validate, mask (the secrets layer's maskers on 1 MB inputs), engine (converged check on 20 loopback SSH hosts), and, only when asked, ansible
  * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
  * minutes, writes bench/results/latest.json and latest.md). Default: all but ansible.
  */
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   const rows: Array<Record<string, string | number>> = [];
   if (all || wanted.has('startup')) rows.push(await benchStartup());
   if (all || wanted.has('validate')) rows.push(...(await benchValidate()));
+  if (all || wanted.has('mask')) rows.push(...(await import('./mask.js')).benchMask());
   if (rows.length) process.stdout.write(table(rows) + '\n');
   if (all || wanted.has('engine')) {
     const { benchEngine } = await import('./engine.js');
