@@ -9,6 +9,14 @@ export const CRI_REGISTRY_V2 = ['plugins', 'io.containerd.grpc.v1.cri', 'registr
 /** CRI registry table path for config version 3 (containerd 2.x). */
 export const CRI_REGISTRY_V3 = ['plugins', 'io.containerd.cri.v1.images', 'registry'] as const;
 
+/** Plugin ids that, in `disabled_plugins`, mean this containerd serves no CRI (short and full ids, 1.x and 2.x). */
+const CRI_PLUGIN_IDS = ['cri', 'io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.images'];
+
+/** The refusal for a config that disables the CRI plugin (Docker's packaged config does). */
+export function criDisabledRefusal(ids: string[]): string {
+  return `config.toml disables containerd's CRI plugin (disabled_plugins = ${JSON.stringify(ids)}): this containerd serves Docker, not Kubernetes, so CRI registry settings do nothing here; for Docker put the CA in /etc/docker/certs.d/<registry>/ca.crt, or remove ${ids.map((i) => JSON.stringify(i)).join(', ')} from disabled_plugins (and restart containerd) if this node should serve Kubernetes.`;
+}
+
 /** The refusal for version 1 files (no `version` key, or `version = 1`). */
 export const VERSION_1_REFUSAL =
   'config.toml is a version 1 containerd config (it has no `version = 2` line), which trustplay does not edit; convert it to version 2 (CRI settings under plugins."io.containerd.grpc.v1.cri") and run again.';
@@ -71,6 +79,12 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
     }
   }
   const exists = Object.keys(doc).length > 0;
+  // Before the version: Docker's packaged config has no version line AND disables CRI, and the
+  // disabled CRI is the cause to report (following "convert it to version 2" breaks containerd).
+  const disabled = Array.isArray(doc['disabled_plugins'])
+    ? doc['disabled_plugins'].filter((p): p is string => typeof p === 'string' && CRI_PLUGIN_IDS.includes(p))
+    : [];
+  if (disabled.length > 0) return { ok: false, error: criDisabledRefusal(disabled) };
   const rawVersion = doc['version'];
   let version: 1 | 2 | 3;
   if (!exists) version = defaultVersionFor(opts.containerdMajor);
@@ -87,7 +101,7 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
       error: `config.toml declares version = 3, which containerd ${opts.containerdMajor}.x cannot load; use version = 2 with plugins."io.containerd.grpc.v1.cri" on this node.`,
     };
   }
-  const criRegistryPath = [...(version === 3 ? CRI_REGISTRY_V3 : CRI_REGISTRY_V2)];
+  const criRegistryPath = [...registryTableFor(doc, version, opts.containerdMajor)];
   const registry = getIn(doc, criRegistryPath);
   const reg = isTable(registry) ? registry : {};
   const configPath = typeof reg['config_path'] === 'string' ? reg['config_path'] : null;
@@ -105,6 +119,22 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
       imports: Array.isArray(doc['imports']) ? doc['imports'].filter((i): i is string => typeof i === 'string') : [],
     },
   };
+}
+
+/**
+ * The registry table the running containerd actually uses. A version 2 file read by containerd
+ * 2.x is migrated in memory: `plugins."io.containerd.grpc.v1.cri".registry`, when present, becomes
+ * the images plugin's registry table (replacing it whole); when absent, a 2.x-style
+ * `plugins."io.containerd.cri.v1.images".registry` written in the version 2 file (AKS does this) is
+ * the one in force. Editing the grpc table in that second case would replace AKS's table, headers
+ * and all, at the next restart.
+ */
+function registryTableFor(doc: PlainTable, version: 2 | 3, containerdMajor: number | undefined): readonly string[] {
+  if (version === 3) return CRI_REGISTRY_V3;
+  if (containerdMajor !== undefined && containerdMajor >= 2 && !isTable(getIn(doc, [...CRI_REGISTRY_V2]))) {
+    if (isTable(getIn(doc, [...CRI_REGISTRY_V3]))) return CRI_REGISTRY_V3;
+  }
+  return CRI_REGISTRY_V2;
 }
 
 function isTable(v: PlainValue | undefined): v is PlainTable {

@@ -76,10 +76,13 @@ export async function versionFromCri(conn: Connection, socket: string): Promise<
   }
 }
 
-// The first process named containerd (not a shim: those are containerd-shim*) and its executable's
-// own `--version`. Output: "<pid> <base64 exe path>" then the version line.
-const PROCESS_SCRIPT = `for d in /proc/[0-9]*; do
+// The first process named containerd (not a shim: those are containerd-shim*) in this shell's own
+// mount namespace (a containerd inside a container or another namespace is not this host's
+// daemon), and its executable's own `--version`. Output: "<pid> <base64 exe path>", then the line.
+const PROCESS_SCRIPT = `self=$(readlink /proc/self/ns/mnt 2>/dev/null)
+for d in /proc/[0-9]*; do
   [ "$(cat "$d/comm" 2>/dev/null)" = containerd ] || continue
+  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
   e=$(readlink "$d/exe" 2>/dev/null) || continue
   v=$("$d/exe" --version 2>/dev/null | head -n 1) || continue
   [ -n "$v" ] || continue

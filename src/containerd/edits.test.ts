@@ -55,14 +55,12 @@ const TLS_LINES =
   /^\s*(\[.*configs\."registry\.test:5000"\.tls\]|(?:configs\."registry\.test:5000"\.tls\.)?(?:insecure_skip_verify|ca_file) = .*|insecure_skip_verify = .*|ca_file = .*|cert_file = .*|key_file = .*|version = 2|\[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\.configs\."registry\.test:5000"\.tls\]|)$/;
 
 const cases: Case[] = [
-  ...['v1.6-default.toml', 'v1.7-default.toml', 'commented.toml', 'imports.toml', 'other-config-path.toml', null].map(
-    (fixture): Case => ({
-      fixture,
-      edit: 'config-path-1x',
-      run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 1 }),
-      owned: CONFIG_PATH_LINES,
-    }),
-  ),
+  ...['v1.6-default.toml', 'v1.7-default.toml', 'commented.toml', 'imports.toml', null].map((fixture): Case => ({
+    fixture,
+    edit: 'config-path-1x',
+    run: (t) => ensureConfigPath(t, CERTS, { containerdMajor: 1 }),
+    owned: CONFIG_PATH_LINES,
+  })),
   ...['v2.1-default.toml', 'v2.x-default.toml', null].map((fixture): Case => ({
     fixture,
     edit: 'config-path-2x',
@@ -156,14 +154,52 @@ describe('config.toml edits against fixtures (golden files)', () => {
     expect(isRefusal(refused) && refused.error).toMatch(/several directories .* \/srv\/certs\.d is not one of them/);
   });
 
-  it('a different single config_path is replaced with a note naming the old one', () => {
-    const r = ok(ensureConfigPath(read('other-config-path.toml'), CERTS, { containerdMajor: 1 }));
-    expect(r.notes.join(' ')).toMatch(/config_path was \/etc\/docker\/certs\.d/);
+  it('a different single config_path is refused (its registries would stop working), and kept when passed as the directory', () => {
+    const text = read('other-config-path.toml');
+    const r = ensureConfigPath(text, CERTS, { containerdMajor: 1 });
+    expect(isRefusal(r) && r.error).toMatch(
+      /already names \/etc\/docker\/certs\.d.*pass config_path: \/etc\/docker\/certs\.d/,
+    );
+    const same = ok(ensureConfigPath(text, '/etc/docker/certs.d', { containerdMajor: 2 }));
+    expect([same.changed, same.text]).toEqual([false, text]);
   });
 
-  it('imports are reported because they are merged over config.toml', () => {
+  it('imports are reported when the edit changes config.toml (they are merged over it), not on a run that changes nothing', () => {
     const r = ok(ensureConfigPath(read('imports.toml'), CERTS, { containerdMajor: 1 }));
     expect(r.notes.join(' ')).toMatch(/imports \/etc\/containerd\/conf\.d\/\*\.toml/);
+    const again = ok(ensureConfigPath(r.text, CERTS, { containerdMajor: 1 }));
+    expect([again.changed, again.notes]).toEqual([false, []]);
+  });
+
+  it('a version 2 file read by containerd 2.x is edited in the registry table 2.x uses (AKS writes cri.v1.images tables in version 2 files)', () => {
+    const aks = [
+      'version = 2',
+      '[plugins."io.containerd.cri.v1.images".registry]',
+      '  config_path = "/etc/containerd/certs.d"',
+      '[plugins."io.containerd.cri.v1.images".registry.headers]',
+      '  X-Meta-Source-Client = ["azure/aks"]',
+      '',
+    ].join('\n');
+    expect(inspectConfig(aks, { containerdMajor: 2 })).toMatchObject({
+      ok: true,
+      info: { version: 2, configPath: CERTS, criRegistryTable: 'plugins."io.containerd.cri.v1.images".registry' },
+    });
+    const r = ok(ensureConfigPath(aks, CERTS, { containerdMajor: 2 }));
+    expect([r.changed, r.text]).toEqual([false, aks]);
+    // containerd 1.x does not know that table: there the version 2 table is the one in force.
+    expect(inspectConfig(aks, { containerdMajor: 1 })).toMatchObject({ ok: true, info: { configPath: null } });
+    // With both, 2.x's migration lets the version 2 table replace the images one: that one rules.
+    const both = `${aks}[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ""\n`;
+    expect(inspectConfig(both, { containerdMajor: 2 })).toMatchObject({ ok: true, info: { configPath: '' } });
+  });
+
+  it('a config that disables the CRI plugin (Docker’s packaged config, no version line) is refused for that cause, short or full id', () => {
+    for (const id of ['cri', 'io.containerd.grpc.v1.cri']) {
+      const r = inspectConfig(`disabled_plugins = ["${id}"]\n`, { containerdMajor: 1 });
+      expect(!r.ok && r.error).toBe(
+        `config.toml disables containerd's CRI plugin (disabled_plugins = ["${id}"]): this containerd serves Docker, not Kubernetes, so CRI registry settings do nothing here; for Docker put the CA in /etc/docker/certs.d/<registry>/ca.crt, or remove "${id}" from disabled_plugins (and restart containerd) if this node should serve Kubernetes.`,
+      );
+    }
   });
 
   it('legacy mirrors (any containerd) and configs.tls (1.x) make config_path refuse before anything is written', () => {

@@ -113,7 +113,8 @@ export type EnsureConfigPathOutcome = (EditOk & { hostsFiles: Record<string, str
  * config_path break the CRI plugin, so they are refused unless `migrateLegacy`. A multi-directory
  * config_path: on 1.x it is kept when `dir` is one of its directories (1.x searches them all) and
  * refused otherwise; on 2.x it is replaced by `dir` when `dir` is one of them (2.1+ reads none of
- * them) and refused otherwise. A different single directory is replaced, with a note.
+ * them) and refused otherwise. A different single directory is refused (registries configured
+ * under it would stop working): the caller passes that directory to write there.
  */
 export function ensureConfigPath(
   text: string | null,
@@ -181,8 +182,10 @@ export function ensureConfigPath(
         );
       }
     } else if (dirs.length === 1) {
-      notes.push(
-        `config_path was ${dirs[0] as string}; host directories under it are no longer read once it is ${dir}`,
+      // k3s and microk8s point config_path at a directory of their own, with registries configured
+      // under it: repointing it would silently stop every one of them.
+      throw new RefusalSignal(
+        `config.toml's config_path already names ${dirs[0] as string}, and registries configured under it would stop working if it were repointed to ${dir}; pass config_path: ${dirs[0] as string} to write this registry's hosts.toml there.`,
       );
     }
     if (target !== null) {
@@ -190,7 +193,8 @@ export function ensureConfigPath(
       cur = r;
       changed = changed || r.changed;
     }
-    if (info.imports.length > 0) {
+    // Only with a change to make: a run that changes nothing has nothing to warn about.
+    if (info.imports.length > 0 && changed) {
       notes.push(
         `config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`,
       );

@@ -154,8 +154,8 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
     ['v1.6-default', 'v1.6-default.toml', 1],
     ['v1.7-default', 'v1.7-default.toml', 1],
     ['v2.x-default', 'v2.x-default.toml', 2],
+    ['v2.1-default', 'v2.1-default.toml', 2],
     ['commented', 'commented.toml', 1],
-    ['other-config-path', 'other-config-path.toml', 1],
     ['imports', 'imports.toml', 1],
     ['missing-1x', null, 1],
     ['missing-2x', null, 2],
@@ -182,6 +182,15 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
       expect(again.changes).toEqual([]);
     });
   }
+
+  it('a config_path naming another single directory (k3s, microk8s) is refused, never repointed', () => {
+    const e = refusal(() =>
+      planContainerdTls(args({ ca: CA }), observed(facts(config('other-config-path.toml'), 1)), 'node9'),
+    );
+    expect(e.message).toBe(
+      `node9: config.toml's config_path already names /etc/docker/certs.d, and registries configured under it would stop working if it were repointed to ${CERTS}; pass config_path: /etc/docker/certs.d to write this registry's hosts.toml there.`,
+    );
+  });
 
   it('a node whose config_path is already right only gets its files, and no restart', () => {
     const f = facts(config('v1.6-default.config-path-1x.expected.toml'), 1);

@@ -2,9 +2,12 @@
  * Version-specific behaviour on the real binaries, one lab node per version (node1 containerd
  * 1.6.20, node2 1.7.24, node3 2.1.9, each with its own `config default` file):
  *   - the version trustplay acts on is the RUNNING daemon's (CRI Version), not PATH's `containerd`;
- *   - what containerd 2.1 really does with the settings trustplay refuses or rewrites.
+ *   - what containerd 2.1 really does with the settings trustplay refuses or rewrites, and
+ *     real-world configs (AKS's version 2 file with 2.x table names, Docker's packaged config,
+ *     a k3s-style config_path of its own), proven with the binary's own `config dump`.
+ * Each test that changes a node's config.toml puts that version's default back afterwards.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,6 +15,7 @@ import { classifyPullError } from '../../src/cri/classify.js';
 import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
+import { createCriClient, waitForCri } from '../../src/cri/client.js';
 import { criPull, inNode } from '../support/lab-node.js';
 
 describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)', () => {
@@ -28,7 +32,38 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
     return msg ? classifyPullError(msg).class : 'ok';
   };
 
-  beforeAll(() => {
+  const defaults = new Map<string, string>();
+  /** Writes config.toml on the node and restarts containerd through its systemctl. */
+  const setConfig = async (n: LabNode, text: string): Promise<void> => {
+    const r = await inNode(n, 'cat > /etc/containerd/config.toml && systemctl restart containerd', text);
+    expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
+  };
+  const resetNode = async (n: LabNode): Promise<void> => {
+    await inNode(n, 'rm -rf /etc/containerd/certs.d /etc/k3s-like');
+    await setConfig(n, defaults.get(n.name)!);
+    await waitForCri(n.hostSocket, 20_000);
+  };
+  /** `containerd config dump` of the node's own binary: the config as that daemon reads it. */
+  const dump = async (n: LabNode): Promise<string> => {
+    const r = await inNode(n, `${n.containerd.binary} --config /etc/containerd/config.toml config dump`);
+    expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+  const criServes = async (n: LabNode): Promise<boolean> => {
+    const c = createCriClient(n.hostSocket);
+    try {
+      await c.version(5000);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await c.close();
+    }
+  };
+  const reg = (): string => env.lab.registries.registry.host;
+
+  beforeAll(async () => {
+    for (const n of env.lab.nodes) defaults.set(n.name, (await inNode(n, 'cat /etc/containerd/config.toml')).stdout);
     trustCa = path.join(tmp, 'trust-ca.yaml');
     writeFileSync(
       trustCa,
@@ -79,6 +114,141 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).not.toContain('on PATH is');
       expect(await pull(n), v).toBe('ok');
+    }
+  });
+
+  it('2.1 really ignores a legacy registry.configs tls CA (x509 stays), which is why trustplay refuses style: legacy there', async () => {
+    const n = node('2.1');
+    await resetNode(n);
+    const legacy = `${defaults.get(n.name)!}\n[plugins.'io.containerd.cri.v1.images'.registry.configs.'${reg()}'.tls]\n  ca_file = '/etc/containerd/legacy-ca.crt'\n`;
+    await inNode(n, 'cat > /etc/containerd/legacy-ca.crt', readFileSync(env.lab.ca, 'utf8'));
+    await setConfig(n, legacy);
+    await waitForCri(n.hostSocket, 20_000);
+    // The file carries the table, but the config 2.1 runs with has no trace of it, and the CA is not trusted.
+    expect((await inNode(n, 'grep -c legacy-ca.crt /etc/containerd/config.toml')).stdout).toBe('1\n');
+    expect(await dump(n)).not.toContain('legacy-ca.crt');
+    expect(await pull(n)).toBe('unknown-authority');
+    await inNode(n, 'rm -f /etc/containerd/legacy-ca.crt');
+    await resetNode(n);
+  });
+
+  it('2.1 really stops serving CRI with legacy mirrors next to config_path; trustplay refuses such a file before touching it', async () => {
+    const n = node('2.1');
+    await resetNode(n);
+    const base = defaults.get(n.name)!;
+    const mirrors = `${base.replace("config_path = ''", "config_path = '/etc/containerd/certs.d'")}\n[plugins.'io.containerd.cri.v1.images'.registry.mirrors.'docker.io']\n  endpoint = ['https://mirror.test']\n`;
+    await setConfig(n, mirrors);
+    // containerd itself runs (its systemctl start succeeded) but the CRI does not answer.
+    expect(await criServes(n)).toBe(false);
+    const log = await inNode(n, 'tail -n 200 /run/lab/containerd.log');
+    expect(log.stdout).toMatch(/mirrors.*cannot be set when .*config_path.* is provided/);
+    // trustplay refuses the same combination on a file without config_path instead of writing it.
+    await setConfig(n, mirrors.replace("config_path = '/etc/containerd/certs.d'", "config_path = ''"));
+    await waitForCri(n.hostSocket, 20_000);
+    const before = (await inNode(n, 'sha256sum /etc/containerd/config.toml')).stdout;
+    const r = await cli('run', trustCa, n.name);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toContain('config.toml has legacy registry.mirrors for docker.io');
+    expect((await inNode(n, 'sha256sum /etc/containerd/config.toml')).stdout).toBe(before);
+    expect(await criServes(n)).toBe(true);
+    await resetNode(n);
+  });
+
+  it('AKS’s version 2 file with 2.x table names on 2.1: trustplay reads the images registry table in force, keeps its headers (config dump before/after), and the pull works', async () => {
+    const n = node('2.1');
+    await resetNode(n);
+    // Azure/AgentBaker aks-node-controller/parser/templates/containerd_v2_no_GPU.toml.gtpl (no GPU,
+    // no artifact streaming, no kata; Kubernetes >= 1.22), rendered with the lab's pause image.
+    const aks = [
+      'version = 2',
+      'oom_score = -999',
+      '[plugins."io.containerd.cri.v1.images"]',
+      '  [plugins."io.containerd.cri.v1.images".pinned_images]',
+      '    sandbox = "registry.k8s.io/pause:3.10"',
+      '  [plugins."io.containerd.cri.v1.images".registry]',
+      '    config_path = "/etc/containerd/certs.d"',
+      '  [plugins."io.containerd.cri.v1.images".registry.headers]',
+      '    X-Meta-Source-Client = ["azure/aks"]',
+      '[plugins."io.containerd.cri.v1.runtime".containerd]',
+      '    default_runtime_name = "runc"',
+      '    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]',
+      '      runtime_type = "io.containerd.runc.v2"',
+      '    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]',
+      '      BinaryName = "/usr/bin/runc"',
+      '      SystemdCgroup = true',
+      '[metrics]',
+      '  address = "127.0.0.1:0"',
+      '',
+    ].join('\n');
+    await setConfig(n, aks);
+    await waitForCri(n.hostSocket, 20_000);
+    const dumpBefore = await dump(n);
+    expect(dumpBefore).toMatch(/X-Meta-Source-Client = \['azure\/aks'\]/);
+    expect(await pull(n)).toBe('unknown-authority');
+    const r = await cli('run', trustCa, n.name, '--format', 'json');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    // config_path was already set in the table 2.x uses: only hosts.toml and the CA are written.
+    expect(r.stdout).not.toContain('Restart containerd');
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(aks);
+    expect(await dump(n)).toBe(dumpBefore);
+    expect(await pull(n)).toBe('ok');
+    await resetNode(n);
+  });
+
+  it('Docker’s packaged config (disabled_plugins = ["cri"], no version line) on 1.7: refused for that cause, version from the daemon process, nothing written', async () => {
+    const n = node('1.7');
+    await resetNode(n);
+    // containerd.io's /etc/containerd/config.toml as Docker's packages ship it (comments dropped).
+    await setConfig(n, 'disabled_plugins = ["cri"]\n');
+    expect(await criServes(n)).toBe(false);
+    const r = await cli('run', trustCa, n.name);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toContain(
+      `${n.name}: config.toml disables containerd's CRI plugin (disabled_plugins = ["cri"]): this containerd serves Docker, not Kubernetes`,
+    );
+    expect(r.stdout).not.toContain('version 1');
+    expect(
+      (await inNode(n, 'cat /etc/containerd/config.toml; test -e /etc/containerd/certs.d || echo none')).stdout,
+    ).toBe('disabled_plugins = ["cri"]\nnone\n');
+    const facts = await trustplay(['facts', '-i', env.lab.inventoryPath, '--limit', n.name]);
+    expect(facts.stdout).toMatch(
+      /containerd: containerd github\.com\/containerd\/containerd 1\.7\.24\S* \S+ \(from the running daemon's executable \(pid \d+, /,
+    );
+    await resetNode(n);
+  });
+
+  it('a config_path of its own (k3s, microk8s style) is never repointed: refused with the way out, and passing that directory writes the registry there', async () => {
+    for (const v of ['1.6', '2.1']) {
+      const n = node(v);
+      await resetNode(n);
+      const own = '/etc/k3s-like/certs.d';
+      const text = defaults.get(n.name)!.replace(/config_path = (''|"")/, `config_path = '${own}'`);
+      await inNode(
+        n,
+        `mkdir -p ${own}/docker.io && printf 'server = "https://registry-1.docker.io"\\n' > ${own}/docker.io/hosts.toml`,
+      );
+      await setConfig(n, text);
+      await waitForCri(n.hostSocket, 20_000);
+      const r = await cli('run', trustCa, n.name);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stdout).toContain(
+        `config_path already names ${own}, and registries configured under it would stop working`,
+      );
+      expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(text);
+      const trustOwn = path.join(tmp, 'trust-own.yaml');
+      writeFileSync(
+        trustOwn,
+        readFileSync(trustCa, 'utf8').replace(
+          'ca: "{{ registry_ca }}"',
+          `ca: "{{ registry_ca }}"\n        config_path: ${own}`,
+        ),
+      );
+      const there = await cli('run', trustOwn, n.name);
+      expect(there.code, there.stdout + there.stderr).toBe(0);
+      expect((await inNode(n, `ls ${own}`)).stdout, v).toBe(`docker.io\n${reg()}\n`);
+      expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(text);
+      expect(await pull(n), v).toBe('ok');
+      await resetNode(n);
     }
   });
 });
