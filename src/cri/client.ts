@@ -41,7 +41,18 @@ export interface CriImageClient {
   listImages(): Promise<CriImage[]>;
   /** Cheapest call that proves the CRI plugin is loaded and serving. */
   version(timeoutMs?: number): Promise<CriVersion>;
+  /**
+   * The runtime's status; `verbose` adds `info`, the runtime's own view as JSON strings (containerd:
+   * `config`, its effective CRI configuration, registry settings included on 1.x).
+   */
+  status(verbose: boolean, timeoutMs?: number): Promise<CriStatus>;
   close(): Promise<void>;
+}
+
+/** What the CRI `Status` call returns. */
+export interface CriStatus {
+  conditions: { type: string; status: boolean; reason: string; message: string }[];
+  info: Record<string, string>;
 }
 
 /** A failed CRI call; `code` is the gRPC status, `details` the runtime's own message. */
@@ -75,7 +86,7 @@ export const DEFAULT_CRI_SOCKETS = ['/run/containerd/containerd.sock', '/run/k3s
 interface Loaded {
   grpc: typeof GrpcJs;
   methods: Record<
-    'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'Version',
+    'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'Version' | 'Status',
     MethodDefinition<object, object>
   >;
 }
@@ -123,6 +134,7 @@ function load(): Promise<Loaded> {
         PullImage: pick(image, 'PullImage'),
         RemoveImage: pick(image, 'RemoveImage'),
         Version: pick(runtime, 'Version'),
+        Status: pick(runtime, 'Status'),
       },
     };
   })();
@@ -303,6 +315,22 @@ class GrpcCriClient implements CriImageClient {
       runtimeName: res.runtimeName ?? '',
       runtimeVersion: res.runtimeVersion ?? '',
       runtimeApiVersion: res.runtimeApiVersion ?? '',
+    };
+  }
+
+  async status(verbose: boolean, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<CriStatus> {
+    const res = await this.call<{
+      status?: { conditions?: Partial<CriStatus['conditions'][number]>[] };
+      info?: Record<string, string>;
+    }>('Status', { verbose }, timeoutMs, 'asking the runtime its status');
+    return {
+      conditions: (res.status?.conditions ?? []).map((c) => ({
+        type: c.type ?? '',
+        status: c.status ?? false,
+        reason: c.reason ?? '',
+        message: c.message ?? '',
+      })),
+      info: res.info ?? {},
     };
   }
 

@@ -34,7 +34,8 @@ import {
   type TaskContext,
 } from '../engine/module.js';
 import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
-import { criSocketFor } from './cri-connect.js';
+import { criSocketFor, withCri } from './cri-connect.js';
+import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
 import {
   containerdRestartRequest,
@@ -154,6 +155,8 @@ export interface TlsObserved {
   versionSource?: VersionSource | null;
   /** A config.toml change an interrupted run left unrestarted (its marker on the node). */
   pending?: ConfigBackup;
+  /** The registry settings the running daemon reports (containerd 1.x over the CRI); absent when it cannot say. */
+  daemon?: DaemonRegistry;
 }
 
 /** One file operation on the node. */
@@ -573,6 +576,26 @@ function resourcesOf(op: FileOp): Resource[] {
   return op.kind === 'rmdir' ? [] : [{ kind: 'file', path: op.path }];
 }
 
+/**
+ * A restart when the running daemon lags config.toml on the registry settings this module manages
+ * (config_path), whoever changed the file: its trust is not in effect until containerd reloads it.
+ * Other keys never trigger it. Decided on what the daemon reports, never on mtimes.
+ */
+function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved): Change | null {
+  const { daemon, facts } = observed;
+  if (!daemon || !facts.version || !facts.config.exists) return null;
+  const file = inspectConfig(facts.config.text, { containerdMajor: facts.version.major });
+  if (!file.ok) return null;
+  const inFile = file.info.configPath ?? '';
+  if (inFile === daemon.configPath) return null;
+  return {
+    summary: `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
+    resources: [],
+    notify: [containerdRestartRequest(restartRequestOf(args))],
+    apply: () => Promise.resolve(),
+  };
+}
+
 function restartRequestOf(args: ContainerdTlsArgs) {
   return {
     configFile: args.config_file,
@@ -722,12 +745,16 @@ export default defineModule({
       facts.pendingMarker !== undefined
         ? parsePendingMarker(ctx.host, args.config_file, facts.pendingMarker)
         : undefined;
+    // Only when the daemon answered on the CRI: what it has loaded, to see whether it lags the file.
+    const daemon =
+      running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
     const observed = {
       facts,
       material,
       materialWarnings: warnings,
       versionSource: running?.source ?? null,
       ...(pending ? { pending } : {}),
+      ...(daemon ? { daemon } : {}),
     };
     recordFacts(ctx, args, observed);
     return observed;
@@ -736,7 +763,8 @@ export default defineModule({
     return afterPendingRestart(ctx, observed.pending, restartRequestOf(args), () => {
       const plan = planContainerdTls(args, observed, ctx.host);
       for (const w of plan.warnings) ctx.warn(w);
-      return plan.changes.map((c) => toChange(c, args));
+      const lag = plan.changes.some((c) => c.restart) || observed.pending ? null : daemonLag(args, observed);
+      return [...plan.changes.map((c) => toChange(c, args)), ...(lag ? [lag] : [])];
     });
   },
 });

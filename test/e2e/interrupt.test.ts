@@ -4,7 +4,9 @@
  * snapshot completed and marked interrupted), no node is left with a config.toml its running
  * containerd has not loaded, a second run converges, and `restore` of the interrupted run puts back
  * byte for byte every file it saved. A config.toml left written but not restarted (the node-side
- * pending marker) is finished by the next run, or rolled back when containerd rejects it. Then a
+ * pending marker) is finished by the next run, or rolled back when containerd rejects it; a daemon
+ * that lags a config_path set by hand is restarted, saying so, and an unrelated edit restarts
+ * nothing. Then a
  * `kill -9` mid-run: the next run starts at once (the nodes dropped the dead run's locks) and
  * converges.
  */
@@ -229,6 +231,35 @@ describeLab('interrupting a run (SIGINT, SIGTERM, kill -9) on 10 hosts', () => {
       // Settled: the next run converges.
       const again = await trustplay(['run', pb, ...args('--limit', node3.name)]);
       expect(again.code, again.stdout + again.stderr).toBe(0);
+    },
+    SLOW,
+  );
+
+  it(
+    'a daemon that lags config.toml (config_path set by hand, no restart) is restarted, saying so; an unrelated edit restarts nothing',
+    async () => {
+      const node4 = env.lab.nodes[3]!;
+      const edit = await inNode(
+        node4,
+        `sed -i 's|config_path = ""|config_path = "/etc/containerd/certs.d"|' /etc/containerd/config.toml && grep -q 'certs.d"' /etc/containerd/config.toml`,
+      );
+      expect(edit.code, edit.stderr).toBe(0);
+      const check = await trustplay(['check', pb, ...args('--limit', node4.name)]);
+      expect(check.code, check.stdout).toBe(2);
+      expect(check.stdout).toContain(
+        'would restart containerd: it runs with config_path "" but /etc/containerd/config.toml says "/etc/containerd/certs.d" (changed after containerd started), so the trust in the file is not in effect',
+      );
+      const r = await trustplay(['run', pb, ...args('--limit', node4.name)]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^node4 \| changed \| handler: Restart containerd \(verified\)$/m);
+      const other = await inNode(
+        node4,
+        `sed -i 's|max_concurrent_downloads = 3|max_concurrent_downloads = 4|' /etc/containerd/config.toml && grep -q 'downloads = 4' /etc/containerd/config.toml`,
+      );
+      expect(other.code, other.stderr).toBe(0);
+      const again = await trustplay(['run', pb, ...args('--limit', node4.name)]);
+      expect(again.code, again.stdout + again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/^node4 +ok=\d+ +changed=0 /m);
     },
     SLOW,
   );

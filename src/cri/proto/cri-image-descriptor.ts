@@ -6,6 +6,7 @@ const V1 = {
   RuntimeService: {
     methods: {
       Version: { requestType: 'VersionRequest', responseType: 'VersionResponse' },
+      Status: { requestType: 'StatusRequest', responseType: 'StatusResponse' },
     },
   },
   ImageService: {
@@ -28,6 +29,30 @@ const V1 = {
       runtimeName: { type: 'string', id: 2 },
       runtimeVersion: { type: 'string', id: 3 },
       runtimeApiVersion: { type: 'string', id: 4 },
+    },
+  },
+  StatusRequest: {
+    fields: {
+      verbose: { type: 'bool', id: 1 },
+    },
+  },
+  RuntimeCondition: {
+    fields: {
+      type: { type: 'string', id: 1 },
+      status: { type: 'bool', id: 2 },
+      reason: { type: 'string', id: 3 },
+      message: { type: 'string', id: 4 },
+    },
+  },
+  RuntimeStatus: {
+    fields: {
+      conditions: { rule: 'repeated', type: 'RuntimeCondition', id: 1 },
+    },
+  },
+  StatusResponse: {
+    fields: {
+      status: { type: 'RuntimeStatus', id: 1 },
+      info: { keyType: 'string', type: 'string', id: 2 },
     },
   },
   ImageSpec: {
