@@ -29,10 +29,16 @@ export function problemsJson(ds: Diagnostic[]): Array<Record<string, unknown>> {
   }));
 }
 
+/** Ansible's inventory warnings (unknown keys, duplicate keys): shown on stderr, not fatal. */
+function printWarnings(ds: Diagnostic[]): void {
+  for (const d of ds) process.stderr.write(`${formatDiagnostic(d)}\n`);
+}
+
 export async function loadInventoryOrExit(options: Options): Promise<Inventory> {
   if (!options.inventory) return localInventory();
   const r = await loadInventory(options.inventory);
-  if (!r.inventory) throw new InputError(r.errors);
+  printWarnings(r.warnings);
+  if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
   return r.inventory;
 }
 
@@ -48,12 +54,12 @@ export async function loadAll(
       'missing PLAYBOOK: e.g. `trustplay run playbooks/fix-registry.yaml -i inventory.yaml`',
     );
   let inventory: Inventory;
-  const invErrors: Diagnostic[] = [];
+  let invWarnings: Diagnostic[] = [];
   if (options.inventory) {
     const r = await loadInventory(options.inventory);
-    invErrors.push(...r.errors);
-    inventory = r.inventory ?? localInventory();
-    if (!r.inventory) throw new InputError(invErrors);
+    if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
+    inventory = r.inventory;
+    invWarnings = r.warnings;
   } else inventory = localInventory();
   const r = await loadPlaybook(file, {
     inventory,
@@ -63,6 +69,7 @@ export async function loadAll(
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
     ...(extraModules ? { extraModules } : {}),
   });
-  if (!r.playbook || r.errors.length) throw new InputError(sortDiagnostics([...r.errors, ...(r.warnings ?? [])]));
+  r.warnings = [...invWarnings, ...(r.warnings ?? [])];
+  if (!r.playbook || r.errors.length) throw new InputError(sortDiagnostics([...r.errors, ...r.warnings]));
   return r as LoadResult & { playbook: NonNullable<LoadResult['playbook']> };
 }

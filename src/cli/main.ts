@@ -21,6 +21,11 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     summary: 'validate PLAYBOOK: check playbook and inventory, run nothing',
     load: async () => (await import('./commands/validate.js')).validateCommand,
   },
+  inventory: {
+    summary:
+      "inventory -i FILE --list | --graph [GROUP] | --host NAME: the inventory as resolved (ansible-inventory's shape; --resolved adds connection settings)",
+    load: async () => (await import('./commands/inventory.js')).inventoryCommand,
+  },
   facts: {
     summary: 'facts: show what each host trusts and which credentials it holds (no secret values)',
     load: async () => (await import('./commands/facts.js')).factsCommand,
@@ -53,6 +58,8 @@ options:
   -f, --forks N            hosts in parallel (default 50)
   -t, --tags A,B           only tasks with these tags;  --skip-tags A,B
   -C, --check              plan only: report what would change
+      --list-hosts         run/check: print the hosts each play would touch, run nothing
+  -F, --ssh-config FILE    OpenSSH client config to read (default ~/.ssh/config)
   -D, --diff               show before/after of every change (secrets masked)
   -e, --extra-vars K=V     set a variable (highest precedence); repeatable
       --format human|json|jsonl

@@ -24,6 +24,12 @@ export const commonOptions = {
   'allow-unsigned': { type: 'boolean' },
   'lock-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  list: { type: 'boolean' },
+  graph: { type: 'boolean' },
+  host: { type: 'string' },
+  resolved: { type: 'boolean' },
+  'list-hosts': { type: 'boolean' },
+  'ssh-config': { type: 'string', short: 'F' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -52,6 +58,15 @@ export type Options = {
   /** Seconds to wait for another run's lock on a host. */
   lockTimeout: number;
   help: boolean;
+  /** `inventory --list` / `--graph` / `--host NAME`, with `--resolved` connection settings. */
+  list: boolean;
+  graph: boolean;
+  host?: string;
+  resolved: boolean;
+  /** run/check: print the hosts each play would touch, run nothing. */
+  listHosts: boolean;
+  /** OpenSSH client config to read (default ~/.ssh/config). */
+  sshConfig?: string;
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -162,7 +177,13 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     all: v.all ?? false,
     allowUnsigned: v['allow-unsigned'] ?? false,
     ...(v['snapshot-key'] !== undefined ? { snapshotKey: v['snapshot-key'] } : {}),
+    list: v.list ?? false,
+    graph: v.graph ?? false,
+    resolved: v.resolved ?? false,
+    listHosts: v['list-hosts'] ?? false,
     lockTimeout,
+    ...(v.host !== undefined ? { host: v.host } : {}),
+    ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),
     ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),

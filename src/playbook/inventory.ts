@@ -1,9 +1,22 @@
 /**
- * Inventory loading: trustplay's own YAML format, or Ansible's YAML inventory shape for people
- * arriving from Ansible. No inventory = `localhost` over a local connection.
+ * Inventory loading: trustplay's own YAML format, or Ansible's inventories (YAML and INI) resolved
+ * exactly as `ansible-inventory` resolves them, for people arriving from Ansible. Every format
+ * feeds one model (inventory-model.ts). No inventory = `localhost` over a local connection.
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { isMap, isPair, isScalar } from 'yaml';
 import { at, nodeAt, parseYamlSource, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
+import { hasTemplate, interpolateString, TemplateError } from './interpolate.js';
+import {
+  ANSIBLE_CONNECTION_VARS,
+  convertConnectionVar,
+  isPlainToken,
+  type ConnectionField,
+} from './inventory-connection.js';
+import { parseAnsibleIni } from './inventory-ini.js';
+import { InventoryModel, InventoryModelError } from './inventory-model.js';
+import { parseAnsibleYaml, type ParsedAnsible } from './inventory-yaml.js';
 import { ajvErrorsToDiagnostics, compileSchema } from './schema-validate.js';
 import { inventorySchema } from './schema/playbook.js';
 
@@ -17,6 +30,8 @@ export interface InventoryHost {
   identityPassphraseEnv?: string;
   connection: 'ssh' | 'local';
   become?: boolean;
+  /** Set from `ansible_become_user`; only root is supported. */
+  becomeUser?: string;
   /** Name of the environment variable holding the sudo password (read at connect time). */
   becomePasswordEnv?: string;
   proxyJump?: string[];
@@ -47,124 +62,144 @@ export interface Inventory {
   groupVars: Map<string, Record<string, unknown>>;
   /** Group depth (all = 0), for variable precedence: shallower groups are overridden by deeper ones. */
   groupDepth: Map<string, number>;
+  /** `ansible_group_priority` (default 1): among groups of one depth, higher wins. */
+  groupPriority: Map<string, number>;
   ssh: SshDefaults;
+  /** The resolved model, as `ansible-inventory` would show it. */
+  model: InventoryModel;
+  /** Where Ansible would warn (unknown keys, duplicate keys, odd group names): shown, not fatal. */
+  warnings: Diagnostic[];
+  format: InventoryFormat;
+}
+
+export type InventoryFormat = 'trustplay' | 'yaml' | 'ini' | 'default';
+
+export interface InventoryLoad {
+  inventory?: Inventory;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
 }
 
 /** The default inventory: this machine over a local connection. */
 export function localInventory(): Inventory {
-  const localhost: InventoryHost = {
+  const model = new InventoryModel();
+  model.addHost('localhost', 'all');
+  model.reconcile();
+  const inv = fromModel(model, 'default');
+  inv.hosts.set('localhost', {
     name: 'localhost',
     address: '127.0.0.1',
     connection: 'local',
     hostVars: {},
-    groups: ['all'],
-  };
-  return {
-    hosts: new Map([['localhost', localhost]]),
-    groups: new Map([['all', new Set(['localhost'])]]),
-    groupVars: new Map([['all', {}]]),
-    groupDepth: new Map([['all', 0]]),
-    ssh: {},
-  };
+    groups: ['all', 'ungrouped'],
+  });
+  return inv;
 }
 
-/** Variables of a host: all < groups (shallow to deep, then by name) < host vars. */
-export function hostVariables(inv: Inventory, host: InventoryHost): Record<string, unknown> {
-  const groups = [...host.groups].sort(
-    (a, b) => (inv.groupDepth.get(a) ?? 0) - (inv.groupDepth.get(b) ?? 0) || a.localeCompare(b),
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Groups in the order Ansible merges their variables: depth, priority, then name (code points). */
+export function sortGroupNames(inv: Inventory, groups: readonly string[]): string[] {
+  return [...groups].sort(
+    (a, b) =>
+      (inv.groupDepth.get(a) ?? 0) - (inv.groupDepth.get(b) ?? 0) ||
+      (inv.groupPriority.get(a) ?? 1) - (inv.groupPriority.get(b) ?? 1) ||
+      compareNames(a, b),
   );
+}
+
+/** Inventory variables of a host: all < groups (by depth, priority, name) < host vars. */
+export function inventoryVariables(inv: Inventory, host: InventoryHost): Record<string, unknown> {
   const vars: Record<string, unknown> = {};
-  for (const g of groups) Object.assign(vars, inv.groupVars.get(g));
+  for (const g of sortGroupNames(inv, host.groups)) Object.assign(vars, inv.groupVars.get(g));
   Object.assign(vars, host.hostVars);
-  vars['inventory_hostname'] = host.name;
-  // Modules look the CRI socket up as a variable, so a host's `cri_socket:` setting reaches them.
-  if (host.criSocket !== undefined && vars['cri_socket'] === undefined) vars['cri_socket'] = host.criSocket;
-  vars['group_names'] = host.groups.filter((g) => g !== 'all');
   return vars;
 }
 
-export async function loadInventory(file: string): Promise<{ inventory?: Inventory; errors: Diagnostic[] }> {
+/** Variables of a host: the inventory's, plus the names Ansible gives every host. */
+export function hostVariables(inv: Inventory, host: InventoryHost): Record<string, unknown> {
+  const vars = inventoryVariables(inv, host);
+  vars['inventory_hostname'] = host.name;
+  // Modules look the CRI socket up as a variable, so a host's `cri_socket:` setting reaches them.
+  if (host.criSocket !== undefined && vars['cri_socket'] === undefined) vars['cri_socket'] = host.criSocket;
+  vars['group_names'] = host.groups.filter((g) => g !== 'all').sort(compareNames);
+  return vars;
+}
+
+/** INI unless the name says YAML; a file with another name is YAML when it reads as a YAML mapping. */
+function detectFormat(file: string, text: string): 'yaml' | 'ini' {
+  const ext = extname(file).toLowerCase();
+  if (['.yaml', '.yml', '.json'].includes(ext)) return 'yaml';
+  if (['.ini', '.cfg', '.hosts'].includes(ext)) return 'ini';
+  const { src, errors } = parseYamlSource(file, text);
+  return errors.every((e) => e.message.startsWith('duplicate key')) && isMap(src.doc.contents) ? 'yaml' : 'ini';
+}
+
+export async function loadInventory(file: string): Promise<InventoryLoad> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    return { errors: [{ file, line: 0, col: 0, message: `cannot read inventory: ${(e as Error).message}` }] };
+    return {
+      errors: [{ file, line: 0, col: 0, message: `cannot read inventory: ${(e as Error).message}` }],
+      warnings: [],
+    };
   }
   return parseInventory(file, text);
 }
 
 const OWN_KEYS = new Set(['hosts', 'groups', 'vars', 'ssh']);
 
-export function parseInventory(file: string, text: string): { inventory?: Inventory; errors: Diagnostic[] } {
+/** Parse an inventory's text: trustplay's format, Ansible's YAML or Ansible's INI (by name and content). */
+export function parseInventory(file: string, text: string, format?: 'yaml' | 'ini'): InventoryLoad {
+  if ((format ?? detectFormat(file, text)) === 'ini') return fromAnsible(parseAnsibleIni(file, text), 'ini', file);
   const { src, errors } = parseYamlSource(file, text);
-  if (errors.length) return { errors };
-  let data: unknown;
-  try {
-    data = src.doc.toJS();
-  } catch (e) {
-    return { errors: [at(src, src.doc.contents, `YAML error: ${(e as Error).message}`)] };
+  const dupes = errors.filter((e) => e.message.startsWith('duplicate key'));
+  const syntax = errors.filter((e) => !e.message.startsWith('duplicate key'));
+  if (syntax.length) return { errors: syntax, warnings: [] };
+  const top = src.doc.contents;
+  const own =
+    isMap(top) &&
+    top.items.length > 0 &&
+    top.items.every((p) => isPair(p) && isScalar(p.key) && OWN_KEYS.has(String(p.key.value)));
+  if (own) {
+    if (dupes.length) return { errors: dupes, warnings: [] };
+    return parseOwn(src);
   }
-  if (data === null || data === undefined) {
-    return { errors: [at(src, src.doc.contents, 'inventory is empty: declare `hosts:` (and optionally `groups:`)')] };
-  }
-  if (typeof data !== 'object' || Array.isArray(data)) {
-    return {
-      errors: [
-        at(src, src.doc.contents, "inventory must be a mapping with `hosts:` and `groups:` (or Ansible's `all:`)"),
-      ],
-    };
-  }
-  const keys = Object.keys(data);
-  const own = keys.every((k) => OWN_KEYS.has(k));
-  return own ? parseOwn(src, data as Record<string, unknown>) : parseAnsible(src, data as Record<string, unknown>);
+  // Ansible keeps the last of duplicate keys and warns; so does trustplay for Ansible's format.
+  const warnings = dupes.map((d): Diagnostic => ({
+    ...d,
+    severity: 'warning',
+    message: d.message.replace(/: each host.*$/, ': Ansible uses the last one'),
+  }));
+  const r = fromAnsible(parseAnsibleYaml(src), 'yaml', file);
+  return { ...r, warnings: [...warnings, ...r.warnings] };
 }
 
 let validateOwn: ReturnType<typeof compileSchema> | undefined;
 
-function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?: Inventory; errors: Diagnostic[] } {
+function parseOwn(src: SourceFile): InventoryLoad {
+  let data: Record<string, unknown>;
+  try {
+    data = src.doc.toJS() as Record<string, unknown>;
+  } catch (e) {
+    return { errors: [at(src, src.doc.contents, `YAML error: ${(e as Error).message}`)], warnings: [] };
+  }
   validateOwn ??= compileSchema(inventorySchema as unknown as Record<string, unknown>);
   const errors: Diagnostic[] = [];
   if (!validateOwn(data)) {
     errors.push(...ajvErrorsToDiagnostics(src, [], validateOwn.errors ?? [], { context: 'inventory' }));
-    return { errors };
+    return { errors, warnings: [] };
   }
-  const inv: Inventory = {
-    file: src.file,
-    hosts: new Map(),
-    groups: new Map(),
-    groupVars: new Map([['all', (data['vars'] as Record<string, unknown>) ?? {}]]),
-    groupDepth: new Map([['all', 0]]),
-    ssh: {},
-  };
-  const ssh = (data['ssh'] ?? {}) as Record<string, unknown>;
-  if (ssh['known_hosts'] !== undefined) inv.ssh.knownHosts = toList(ssh['known_hosts']);
-  if (ssh['accept_new_host_keys'] !== undefined) inv.ssh.acceptNewHostKeys = Boolean(ssh['accept_new_host_keys']);
-  if (ssh['connect_timeout'] !== undefined) inv.ssh.connectTimeout = ssh['connect_timeout'] as number;
-  if (ssh['user'] !== undefined) inv.ssh.user = ssh['user'] as string;
-  if (ssh['identity_file'] !== undefined) inv.ssh.identityFile = ssh['identity_file'] as string;
-  if (ssh['become_password_env'] !== undefined) inv.ssh.becomePasswordEnv = ssh['become_password_env'] as string;
-
+  const model = new InventoryModel();
+  for (const [k, v] of Object.entries((data['vars'] as Record<string, unknown>) ?? {})) model.setVariable('all', k, v);
   const hosts = (data['hosts'] ?? {}) as Record<string, Record<string, unknown> | null>;
-  for (const [name, h0] of Object.entries(hosts)) {
-    const h = h0 ?? {};
-    const host: InventoryHost = {
-      name,
-      address: (h['address'] as string) ?? name,
-      connection: (h['connection'] as 'ssh' | 'local') ?? (name === 'localhost' && !h['address'] ? 'local' : 'ssh'),
-      hostVars: (h['vars'] as Record<string, unknown>) ?? {},
-      groups: ['all'],
-    };
-    assignConn(host, {
-      port: h['port'],
-      user: h['user'],
-      identityFile: h['identity_file'],
-      identityPassphraseEnv: h['identity_passphrase_env'],
-      become: h['become'],
-      becomePasswordEnv: h['become_password_env'],
-      proxyJump: h['proxy_jump'] === undefined ? undefined : toList(h['proxy_jump']),
-      criSocket: h['cri_socket'],
-    });
-    inv.hosts.set(name, host);
+  // Hosts sit directly in `all` in the order written, so `all` lists them in that order.
+  for (const [name, h] of Object.entries(hosts)) {
+    model.addHost(name, 'all');
+    for (const [k, v] of Object.entries((h?.['vars'] as Record<string, unknown>) ?? {})) model.setVariable(name, k, v);
   }
   const groups = (data['groups'] ?? {}) as Record<
     string,
@@ -181,7 +216,7 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
       );
       continue;
     }
-    if (inv.hosts.has(g))
+    if (g in hosts)
       errors.push(
         at(
           src,
@@ -189,19 +224,24 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
           `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`,
         ),
       );
-    inv.groupVars.set(g, def.vars ?? {});
+    model.addGroup(g);
+    for (const [k, v] of Object.entries(def.vars ?? {})) model.setVariable(g, k, v);
+  }
+  for (const [g, def] of Object.entries(groups)) {
+    if (g === 'all') continue;
     (def.hosts ?? []).forEach((h, i) => {
-      if (!inv.hosts.has(h))
+      if (!(h in hosts))
         errors.push(
           at(
             src,
             nodeAt(src, ['groups', g, 'hosts', i]),
-            `group \`${g}\` lists unknown host \`${h}\`${suggestion(h, [...inv.hosts.keys()])}: declare it under \`hosts:\``,
+            `group \`${g}\` lists unknown host \`${h}\`${suggestion(h, Object.keys(hosts))}: declare it under \`hosts:\``,
           ),
         );
+      else if (!(g in hosts)) model.addChild(g, h);
     });
     (def.children ?? []).forEach((c, i) => {
-      if (!(c in groups))
+      if (!(c in groups) || c === 'all') {
         errors.push(
           at(
             src,
@@ -209,21 +249,56 @@ function parseOwn(src: SourceFile, data: Record<string, unknown>): { inventory?:
             `group \`${g}\` lists unknown child group \`${c}\`${suggestion(c, Object.keys(groups))}`,
           ),
         );
+        return;
+      }
+      try {
+        model.addChild(g, c);
+      } catch (e) {
+        if (!(e instanceof InventoryModelError)) throw e;
+        errors.push(
+          at(
+            src,
+            nodeAt(src, ['groups', g, 'children', i]),
+            `group \`${g}\` contains itself through its children: remove the cycle`,
+          ),
+        );
+      }
     });
   }
-  const direct = new Map<string, { hosts: string[]; children: string[] }>();
-  for (const [g, def] of Object.entries(groups))
-    direct.set(g, { hosts: def.hosts ?? [], children: def.children ?? [] });
-  errors.push(
-    ...resolveGroups(inv, direct, (g) =>
-      at(
-        src,
-        nodeAt(src, ['groups', g], true),
-        `group \`${g}\` contains itself through its children: remove the cycle`,
-      ),
-    ),
-  );
-  return errors.length ? { errors } : { inventory: inv, errors };
+  if (errors.length) return { errors, warnings: [] };
+  model.reconcile();
+  const inv = fromModel(model, 'trustplay', src.file);
+  const ssh = (data['ssh'] ?? {}) as Record<string, unknown>;
+  if (ssh['known_hosts'] !== undefined)
+    inv.ssh.knownHosts = toList(ssh['known_hosts']).map((k) => fromFile(src.file, k));
+  if (ssh['accept_new_host_keys'] !== undefined) inv.ssh.acceptNewHostKeys = Boolean(ssh['accept_new_host_keys']);
+  if (ssh['connect_timeout'] !== undefined) inv.ssh.connectTimeout = ssh['connect_timeout'] as number;
+  if (ssh['user'] !== undefined) inv.ssh.user = ssh['user'] as string;
+  if (ssh['identity_file'] !== undefined) inv.ssh.identityFile = fromFile(src.file, ssh['identity_file'] as string);
+  if (ssh['become_password_env'] !== undefined) inv.ssh.becomePasswordEnv = ssh['become_password_env'] as string;
+  for (const [name, h0] of Object.entries(hosts)) {
+    const h = h0 ?? {};
+    const host = inv.hosts.get(name)!;
+    if (h['address'] !== undefined) host.address = h['address'] as string;
+    // trustplay's own format: a `localhost` entry without an address means this machine.
+    host.connection = (h['connection'] as 'ssh' | 'local') ?? (name === 'localhost' && !h['address'] ? 'local' : 'ssh');
+    assignConn(host, {
+      port: h['port'],
+      user: h['user'],
+      identityFile: h['identity_file'] === undefined ? undefined : fromFile(src.file, h['identity_file'] as string),
+      identityPassphraseEnv: h['identity_passphrase_env'],
+      become: h['become'],
+      becomePasswordEnv: h['become_password_env'],
+      proxyJump: h['proxy_jump'] === undefined ? undefined : toList(h['proxy_jump']),
+      criSocket: h['cri_socket'],
+    });
+  }
+  return { inventory: inv, errors: [], warnings: [] };
+}
+
+/** A path written in an inventory, relative to that file (`~` is left for the connection to expand). */
+function fromFile(file: string, p: string): string {
+  return isAbsolute(p) || p === '~' || p.startsWith('~/') ? p : resolve(dirname(resolve(file)), p);
 }
 
 function assignConn(host: InventoryHost, f: Record<string, unknown>): void {
@@ -235,168 +310,100 @@ function toList(v: unknown): string[] {
   return Array.isArray(v) ? v.map(String) : [String(v)];
 }
 
-/** Fill inv.groups (transitive members), host.groups and group depths; report cycles. */
-function resolveGroups(
-  inv: Inventory,
-  direct: Map<string, { hosts: string[]; children: string[] }>,
-  cycle: (group: string) => Diagnostic,
-): Diagnostic[] {
-  const errors: Diagnostic[] = [];
-  const members = new Map<string, Set<string>>();
-  const visiting = new Set<string>();
-  const expand = (g: string): Set<string> => {
-    const done = members.get(g);
-    if (done) return done;
-    if (visiting.has(g)) {
-      errors.push(cycle(g));
-      return new Set();
-    }
-    visiting.add(g);
-    const set = new Set<string>(direct.get(g)?.hosts.filter((h) => inv.hosts.has(h)) ?? []);
-    for (const c of direct.get(g)?.children ?? []) if (direct.has(c)) for (const h of expand(c)) set.add(h);
-    visiting.delete(g);
-    members.set(g, set);
-    return set;
-  };
-  // Depth: a child is one deeper than its deepest parent.
-  const parents = new Map<string, string[]>();
-  for (const [g, d] of direct) for (const c of d.children) parents.set(c, [...(parents.get(c) ?? []), g]);
-  const depth = (g: string, seen = new Set<string>()): number => {
-    if (seen.has(g)) return 1;
-    seen.add(g);
-    const ps = parents.get(g) ?? [];
-    return 1 + (ps.length ? Math.max(...ps.map((p) => depth(p, seen))) : 0);
-  };
-  inv.groups.set('all', new Set(inv.hosts.keys()));
-  for (const g of direct.keys()) {
-    inv.groups.set(g, expand(g));
-    inv.groupDepth.set(g, depth(g));
-  }
-  for (const [g, set] of inv.groups) {
-    if (g === 'all') continue;
-    for (const h of set) inv.hosts.get(h)!.groups.push(g);
-  }
-  return errors;
-}
-
-const ANSIBLE_CONN: Record<string, keyof InventoryHost> = {
-  ansible_host: 'address',
-  ansible_port: 'port',
-  ansible_user: 'user',
-  ansible_ssh_private_key_file: 'identityFile',
-  ansible_connection: 'connection',
-  ansible_become: 'become',
-};
-
-/** Ansible's YAML inventory: `all:` (or any top-level groups) with `hosts`, `vars`, `children`. */
-function parseAnsible(src: SourceFile, data: Record<string, unknown>): { inventory?: Inventory; errors: Diagnostic[] } {
-  const errors: Diagnostic[] = [];
+/** The engine's view of a resolved model: hosts in `all`'s order, each group's hosts in Ansible's order. */
+function fromModel(model: InventoryModel, format: InventoryFormat, file?: string): Inventory {
   const inv: Inventory = {
-    file: src.file,
+    ...(file !== undefined ? { file } : {}),
     hosts: new Map(),
     groups: new Map(),
-    groupVars: new Map([['all', {}]]),
-    groupDepth: new Map([['all', 0]]),
+    groupVars: new Map(),
+    groupDepth: new Map(),
+    groupPriority: new Map(),
     ssh: {},
+    model,
+    warnings: [],
+    format,
   };
-  const direct = new Map<string, { hosts: string[]; children: string[] }>();
-  const GROUP_KEYS = ['hosts', 'vars', 'children'];
+  for (const g of model.groups.values()) {
+    inv.groups.set(g.name, new Set(g.allHosts().map((h) => h.name)));
+    inv.groupVars.set(g.name, g.vars);
+    inv.groupDepth.set(g.name, g.depth);
+    inv.groupPriority.set(g.name, g.priority);
+  }
+  for (const h of model.groups.get('all')!.allHosts())
+    inv.hosts.set(h.name, {
+      name: h.name,
+      address: h.name,
+      connection: 'ssh',
+      hostVars: h.vars,
+      groups: h.groups.map((g) => g.name),
+    });
+  return inv;
+}
 
-  const walk = (g: string, def: unknown, path: (string | number)[]): void => {
-    if (def === null || def === undefined) def = {};
-    if (typeof def !== 'object' || Array.isArray(def)) {
-      errors.push(
-        at(src, nodeAt(src, path), `group \`${g}\` must be a mapping with \`hosts\`, \`vars\` or \`children\``),
-      );
-      return;
-    }
-    const d = def as Record<string, unknown>;
-    for (const k of Object.keys(d)) {
-      if (!GROUP_KEYS.includes(k))
-        errors.push(
-          at(
-            src,
-            nodeAt(src, [...path, k], true),
-            `unknown key \`${k}\` in Ansible group \`${g}\`${suggestion(k, GROUP_KEYS)}: a group has \`hosts\`, \`vars\` and \`children\``,
-          ),
-        );
-    }
-    const entry = direct.get(g) ?? { hosts: [], children: [] };
-    direct.set(g, entry);
-    if (d['vars'] !== undefined) {
-      if (typeof d['vars'] !== 'object' || d['vars'] === null || Array.isArray(d['vars']))
-        errors.push(at(src, nodeAt(src, [...path, 'vars']), `\`vars\` of group \`${g}\` must be a mapping`));
-      else inv.groupVars.set(g, { ...(inv.groupVars.get(g) ?? {}), ...(d['vars'] as Record<string, unknown>) });
-    } else if (!inv.groupVars.has(g)) inv.groupVars.set(g, {});
-    const hosts = d['hosts'];
-    if (hosts !== undefined && hosts !== null) {
-      if (typeof hosts !== 'object' || Array.isArray(hosts)) {
-        errors.push(
-          at(
-            src,
-            nodeAt(src, [...path, 'hosts']),
-            `\`hosts\` of group \`${g}\` must be a mapping of host names (Ansible's YAML inventory shape)`,
-          ),
-        );
-      } else {
-        for (const [h, hv0] of Object.entries(hosts as Record<string, unknown>)) {
-          const hv = (hv0 ?? {}) as Record<string, unknown>;
-          let host = inv.hosts.get(h);
-          if (!host) {
-            host = {
-              name: h,
-              address: h,
-              connection: h === 'localhost' ? 'local' : 'ssh',
-              hostVars: {},
-              groups: ['all'],
-            };
-            inv.hosts.set(h, host);
-          }
-          for (const [k, v] of Object.entries(hv)) {
-            const field = ANSIBLE_CONN[k];
-            if (field === 'connection') host.connection = v === 'local' ? 'local' : 'ssh';
-            else if (field) (host as unknown as Record<string, unknown>)[field] = field === 'port' ? Number(v) : v;
-            else host.hostVars[k] = v;
-          }
-          if (g !== 'all' && !entry.hosts.includes(h)) entry.hosts.push(h);
+const FIELD_NAMES: Record<ConnectionField, string[]> = {} as Record<ConnectionField, string[]>;
+for (const [name, field] of ANSIBLE_CONNECTION_VARS) (FIELD_NAMES[field] ??= []).push(name);
+
+/** An Ansible inventory: the model, then each host's connection from its merged variables. */
+function fromAnsible(parsed: ParsedAnsible, format: 'yaml' | 'ini', file: string): InventoryLoad {
+  const { model, warnings } = parsed;
+  if (!model || parsed.errors.length) return { errors: parsed.errors, warnings };
+  const errors: Diagnostic[] = [];
+  // Each connection variable is checked where it is written; templated ones once per host, below.
+  for (const d of parsed.definitions) {
+    if (typeof d.value === 'string' && hasTemplate(d.value)) continue;
+    const r = convertConnectionVar(d.key, d.value);
+    if (!r.ok) errors.push({ ...d.where, message: `${d.owner}: ${r.message}` });
+  }
+  const inv = fromModel(model, format, file);
+  inv.warnings = warnings;
+  for (const host of inv.hosts.values()) {
+    const vars = hostVariables(inv, host);
+    const where = parsed.hostWhere.get(host.name) ?? { file, line: 0, col: 0, message: '' };
+    for (const [field, names] of Object.entries(FIELD_NAMES) as Array<[ConnectionField, string[]]>) {
+      const name = names.find((n) => vars[n] !== undefined && vars[n] !== null);
+      if (name === undefined) continue;
+      let value = vars[name];
+      const templated = typeof value === 'string' && hasTemplate(value);
+      if (templated) {
+        try {
+          value = interpolateString(value as string, vars);
+        } catch (e) {
+          if (!(e instanceof TemplateError)) throw e;
+          errors.push({ ...where, message: `host \`${host.name}\`: \`${name}\`: ${e.message}` });
+          continue;
         }
       }
-    }
-    const children = d['children'];
-    if (children !== undefined && children !== null) {
-      if (typeof children !== 'object' || Array.isArray(children)) {
-        errors.push(
-          at(
-            src,
-            nodeAt(src, [...path, 'children']),
-            `\`children\` of group \`${g}\` must be a mapping of group names`,
-          ),
-        );
-      } else {
-        for (const [c, cdef] of Object.entries(children as Record<string, unknown>)) {
-          if (g !== 'all' && !entry.children.includes(c)) entry.children.push(c);
-          walk(c, cdef, [...path, 'children', c]);
-        }
+      const r = convertConnectionVar(name, value);
+      if (!r.ok) {
+        // An untemplated value was already reported where it is written.
+        if (templated) errors.push({ ...where, message: `host \`${host.name}\`: ${r.message}` });
+        continue;
       }
+      const v = r.value;
+      if (field === 'becomeUser') {
+        if (v !== 'root')
+          errors.push({
+            ...where,
+            message: `host \`${host.name}\`: \`${name}\` is \`${String(v)}\`: trustplay becomes root only (becoming another user is not supported)`,
+          });
+        else host.becomeUser = 'root';
+      } else if (field === 'address') host.address = v as string;
+      else if (field === 'port') host.port = v as number;
+      else if (field === 'user') host.user = v as string;
+      else if (field === 'identityFile') host.identityFile = fromFile(file, v as string);
+      else if (field === 'connection') host.connection = v as 'ssh' | 'local';
+      else if (field === 'become') host.become = v as boolean;
     }
-  };
-  for (const [g, def] of Object.entries(data)) walk(g, def, [g]);
-  const allVars = inv.groupVars.get('all') ?? {};
-  direct.delete('all');
-  inv.groupVars.set('all', allVars);
-  for (const g of direct.keys())
-    if (inv.hosts.has(g))
-      errors.push(
-        at(
-          src,
-          nodeAt(src, [g], true),
-          `group \`${g}\` has the same name as a host: rename one, patterns could not tell them apart`,
-        ),
-      );
-  errors.push(
-    ...resolveGroups(inv, direct, (g) =>
-      at(src, src.doc.contents, `group \`${g}\` contains itself through its children: remove the cycle`),
-    ),
-  );
-  return errors.length ? { errors } : { inventory: inv, errors };
+    if (host.connection === 'ssh' && !isPlainToken(host.address))
+      errors.push({
+        ...where,
+        message: `host ${JSON.stringify(host.name)} cannot be connected to: its name has spaces or control characters; set \`ansible_host\` to its address`,
+      });
+    const env = vars['become_password_env'];
+    if (typeof env === 'string') host.becomePasswordEnv = env;
+    const cri = vars['cri_socket'];
+    if (typeof cri === 'string') host.criSocket = cri;
+  }
+  return errors.length ? { errors, warnings } : { inventory: inv, errors: [], warnings };
 }

@@ -255,7 +255,8 @@ function loadPlay(
   let hosts: string[] = [];
   if (hostsPattern) {
     const m = matchHosts(inventory, hostsPattern);
-    if (m.hosts.length === 0) {
+    if (m.error) errors.push(at(src, nodeAt(src, [...path, 'hosts']), m.error));
+    else if (m.hosts.length === 0) {
       const known = [...inventory.groups.keys(), ...inventory.hosts.keys()];
       errors.push(
         at(
@@ -264,15 +265,8 @@ function loadPlay(
           `host pattern \`${hostsPattern}\` matches no host in ${inventory.file ? 'the inventory' : 'the default inventory (localhost only; pass -i INVENTORY)'}${m.unmatched[0] ? suggestion(m.unmatched[0], known) : ''}`,
         ),
       );
-    } else if (m.unmatched.length) {
-      errors.push(
-        at(
-          src,
-          nodeAt(src, [...path, 'hosts']),
-          `\`${m.unmatched[0]}\` in host pattern \`${hostsPattern}\` matches no host or group${suggestion(m.unmatched[0]!, [...inventory.groups.keys(), ...inventory.hosts.keys()])}`,
-        ),
-      );
     }
+    // A term matching nothing next to terms that match is ignored, as Ansible does (it warns).
     hosts = limit ? m.hosts.filter((h) => limit.has(h)) : m.hosts;
   }
   const playVars = (p['vars'] && typeof p['vars'] === 'object' ? p['vars'] : {}) as Record<string, unknown>;

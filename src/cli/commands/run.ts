@@ -17,6 +17,18 @@ async function execute(positionals: string[], options: Options, mode: 'run' | 'c
     const { formatDiagnostic } = await import('../../playbook/diagnostics.js');
     for (const w of loaded.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   }
+  if (options.listHosts) {
+    // As ansible-playbook --list-hosts: each play's hosts in the order they would run; nothing runs.
+    const lines = [`playbook: ${loaded.playbook.file}`, ''];
+    loaded.playbook.plays.forEach((p, i) => {
+      const hosts = loaded.playHosts[i] ?? [];
+      lines.push(`  play #${i + 1} (${p.hosts}): ${p.name}`, `    pattern: ${p.hosts}`, `    hosts (${hosts.length}):`);
+      for (const h of hosts) lines.push(`      ${h}`);
+      lines.push('');
+    });
+    process.stdout.write(lines.join('\n'));
+    return 0;
+  }
   const { builtinModules } = await import('../../modules/index.js');
   return executePlaybook(
     {

@@ -1,0 +1,164 @@
+/**
+ * How Ansible inventories reach the engine: connection variables at every level, become with
+ * Ansible's booleans, paths relative to the inventory, patterns in the pattern's order, and the
+ * located errors for what Ansible would fail on. The resolution itself is compared with the real
+ * Ansible in inventory-differential.test.ts.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connectionSpec } from '../../src/engine/connect.js';
+import { hostVariables, parseInventory } from '../../src/playbook/inventory.js';
+import { matchHosts } from '../../src/playbook/patterns.js';
+import { iniValue } from '../../src/playbook/inventory-ini.js';
+import { resolvePlain } from '../../src/playbook/inventory-yaml11.js';
+import { trustplay } from '../support/cli.js';
+
+const yaml = `
+all:
+  vars:
+    ansible_user: deploy
+    ansible_become: yes
+  children:
+    web:
+      vars:
+        ansible_port: 2222
+        ansible_ssh_private_key_file: keys/web
+      hosts:
+        web2:
+        web1:
+          ansible_become: no
+    db:
+      hosts:
+        db1:
+          ansible_connection: local
+`;
+
+describe('Ansible inventories: connection variables', () => {
+  const inv = parseInventory('/srv/inv/hosts.yaml', yaml).inventory!;
+
+  it('applies ansible_* set at all and group level, and host values override them', () => {
+    expect(inv.hosts.get('web2')).toMatchObject({ user: 'deploy', port: 2222, become: true, connection: 'ssh' });
+    // `no` is false (YAML 1.1): no sudo where Ansible would run none.
+    expect(inv.hosts.get('web1')!.become).toBe(false);
+    expect(connectionSpec(inv, inv.hosts.get('web1')!).become).toBe(false);
+    expect(inv.hosts.get('db1')).toMatchObject({ connection: 'local', become: true });
+  });
+
+  it('resolves a relative key path against the inventory file', () => {
+    expect(inv.hosts.get('web2')!.identityFile).toBe('/srv/inv/keys/web');
+  });
+
+  it('keeps ansible_* variables visible to templates, as Ansible does', () => {
+    expect(hostVariables(inv, inv.hosts.get('web1')!)).toMatchObject({ ansible_port: 2222, ansible_become: false });
+  });
+
+  it('maps the become names at every level with Ansible boolean spellings', () => {
+    const r = parseInventory(
+      'i.ini',
+      '[g]\nh1 ansible_become=True\nh2 ansible_become=off\nh3\n[g:vars]\nansible_become=YES\nansible_become_user=root\n',
+    );
+    expect(r.errors).toEqual([]);
+    const b = (h: string) => r.inventory!.hosts.get(h)!;
+    expect([b('h1').become, b('h2').become, b('h3').become]).toEqual([true, false, true]);
+    expect(b('h3').becomeUser).toBe('root');
+  });
+
+  it('refuses a become user other than root, a become password and an unknown connection, located', () => {
+    const r = parseInventory(
+      'i.yaml',
+      'g:\n  hosts:\n    h1: { ansible_become_user: postgres }\n    h2: { ansible_become_password: hunter2 }\n    h3: { ansible_connection: winrm }\n',
+    );
+    const text = r.errors.map((e) => `${e.line}: ${e.message}`).join('\n');
+    expect(text).toMatch(/^3: .*becomes root only/m);
+    expect(text).toMatch(/^4: .*become_password_env/m);
+    expect(text).not.toContain('hunter2');
+    expect(text).toMatch(/^5: .*`winrm` connection is not supported/m);
+  });
+
+  it('resolves templated connection variables, and names an undefined one', () => {
+    const ok = parseInventory('i.yaml', 'all:\n  vars: { p: 2201 }\n  hosts:\n    h: { ansible_port: "{{ p }}" }\n');
+    expect(ok.inventory!.hosts.get('h')!.port).toBe(2201);
+    const bad = parseInventory('i.yaml', 'all:\n  hosts:\n    h: { ansible_host: "{{ nope }}" }\n');
+    expect(bad.errors[0]!.message).toMatch(/`ansible_host`: .*nope/);
+  });
+});
+
+describe('Ansible inventories: patterns', () => {
+  const inv = parseInventory(
+    'i.yaml',
+    'a:\n  hosts: { a1: , a2: , a3: }\nb:\n  hosts: { b1: , a1: }\nweb:\n  hosts: { web1: , web22: , webx: }\n',
+  ).inventory!;
+  it.each([
+    ['b:a', ['b1', 'a1', 'a2', 'a3']],
+    ['a[0]', ['a1']],
+    ['a[-1]', ['a3']],
+    ['a[0:1]', ['a1', 'a2']],
+    ['a[1:]', ['a2', 'a3']],
+    ['~web\\d+', ['web1', 'web22']],
+    // `all` is a group name a glob can match (as `[ab]*` would); `[bw]*` matches groups b and web.
+    ['[bw]*', ['b1', 'a1', 'web1', 'web22', 'webx']],
+    ['nosuch:a[0]', ['a1']],
+  ])('%s', (pattern, hosts) => {
+    expect(matchHosts(inv, pattern).hosts).toEqual(hosts);
+  });
+  it('reports a subscript past the end', () => {
+    expect(matchHosts(inv, 'a[7]').error).toMatch(/index 7 is past the 3 hosts of `a`/);
+  });
+});
+
+describe('YAML 1.1 and INI values, as Ansible reads them', () => {
+  it.each([
+    ['yes', true],
+    ['Off', false],
+    ['y', 'y'],
+    ['yEs', 'yEs'],
+    ['0755', 493],
+    ['0x1F', 31],
+    ['1:20', 80],
+    ['1e3', '1e3'],
+    ['1.10', 1.1],
+    ['09', '09'],
+    ['~', null],
+  ])('YAML %s', (text, value) => {
+    expect(resolvePlain(text)).toEqual(value);
+  });
+  it.each([
+    ['1', 1],
+    ["'x y'", 'x y'],
+    ['yes', 'yes'],
+    ['010', '010'],
+    ['[1, "a"]', [1, 'a']],
+    ['{"k": 1}', { k: 1 }],
+    ['True', true],
+    ['None', null],
+    ['1.5', 1.5],
+    ['0x1F', 31],
+  ])('INI %s', (text, value) => {
+    expect(iniValue(text)).toEqual(value);
+  });
+});
+
+describe('run/check --list-hosts and validate with an Ansible inventory (the real CLI)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'trustplay-inv-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it('prints the hosts of each play in the order they would run, and runs nothing', async () => {
+    writeFileSync(join(dir, 'hosts.ini'), '[b]\nb1\n[a]\na1\na2\n');
+    writeFileSync(
+      join(dir, 'play.yaml'),
+      '- hosts: "a:b"\n  tasks:\n    - containerd.tls: { registry: r.test:5000, ca: /nonexistent/ca.crt }\n',
+    );
+    const r = await trustplay(['check', join(dir, 'play.yaml'), '-i', join(dir, 'hosts.ini'), '--list-hosts']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('    hosts (3):\n      a1\n      a2\n      b1\n');
+  });
+  it('warns where Ansible warns and still validates', async () => {
+    writeFileSync(join(dir, 'hosts.yaml'), 'web:\n  hosts:\n    w1:\n  colour: blue\n');
+    writeFileSync(join(dir, 'p2.yaml'), '- hosts: web\n  tasks: []\n');
+    const r = await trustplay(['validate', join(dir, 'p2.yaml'), '-i', join(dir, 'hosts.yaml')]);
+    expect(r.stderr).toMatch(/hosts\.yaml:4:3: warning: skipping key `colour` in group `web`/);
+    expect(r.code).toBe(0);
+  });
+});
