@@ -34,12 +34,26 @@ function printWarnings(ds: Diagnostic[]): void {
   for (const d of ds) process.stderr.write(`${formatDiagnostic(d)}\n`);
 }
 
+/** The OpenSSH client config for the inventory's SSH hosts (`--ssh-config`, else ~/.ssh/config). */
+async function attachSshConfig(inventory: Inventory, options: Options): Promise<Inventory> {
+  if (inventory.format === 'default') return inventory;
+  const { loadSshConfig, SshConfigError } = await import('../connection/ssh-config.js');
+  try {
+    const cfg = loadSshConfig(options.sshConfig);
+    if (cfg) inventory.sshConfig = cfg;
+  } catch (e) {
+    if (!(e instanceof SshConfigError)) throw e;
+    throw new ExitError(ExitCode.Invalid, `${e.message}; pass another with --ssh-config FILE (or --ssh-config none)`);
+  }
+  return inventory;
+}
+
 export async function loadInventoryOrExit(options: Options): Promise<Inventory> {
   if (!options.inventory) return localInventory();
   const r = await loadInventory(options.inventory);
   printWarnings(r.warnings);
   if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
-  return r.inventory;
+  return attachSshConfig(r.inventory, options);
 }
 
 /** Everything needed to run a playbook, or exit 3 with every problem listed. */
@@ -58,7 +72,7 @@ export async function loadAll(
   if (options.inventory) {
     const r = await loadInventory(options.inventory);
     if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
-    inventory = r.inventory;
+    inventory = await attachSshConfig(r.inventory, options);
     invWarnings = r.warnings;
   } else inventory = localInventory();
   const r = await loadPlaybook(file, {

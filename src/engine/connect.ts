@@ -1,8 +1,10 @@
 /** Inventory hosts to connection specs: paths expanded, bastions resolved, host-key options applied. */
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { ConnectionError, createConnection, type HostConnectionSpec } from '../connection/index.js';
 import type { Connection } from '../connection/connection.js';
 import type { Inventory, InventoryHost } from '../playbook/inventory.js';
+import { resolveSshConfig, type SshConfigValues } from '../connection/ssh-config.js';
 
 export function expandHome(p: string): string {
   return p === '~' ? homedir() : p.startsWith('~/') ? homedir() + p.slice(1) : p;
@@ -52,25 +54,40 @@ function becomePassword(inv: Inventory, host: InventoryHost): string | undefined
   return value;
 }
 
-/** How to reach an inventory host; throws a ConnectionError when its become password variable is not set. */
+/**
+ * How to reach an inventory host; throws a ConnectionError when its become password variable is
+ * not set. Inventory values win over the OpenSSH client config, which fills what they leave unset
+ * (as Ansible's `-o` options win over ~/.ssh/config); the config is looked up by the address ssh
+ * would be given (`ansible_host`, else the name), so its HostName can redirect it.
+ */
 export function connectionSpec(inv: Inventory, host: InventoryHost, opts: ConnectOptions = {}): HostConnectionSpec {
-  const user = host.user ?? inv.ssh.user;
-  const id = host.identityFile ?? inv.ssh.identityFile;
+  const cfg: SshConfigValues =
+    inv.sshConfig && host.connection === 'ssh'
+      ? resolveSshConfig(inv.sshConfig, host.address, host.user ?? inv.ssh.user)
+      : {};
+  const user = host.user ?? inv.ssh.user ?? cfg.user;
+  const id = host.identityFile ?? inv.ssh.identityFile ?? cfg.identityFiles?.find((f) => existsSync(f));
   const password = becomePassword(inv, host);
+  const port = host.port ?? cfg.port;
+  const jumps = host.proxyJump?.length ? host.proxyJump : cfg.proxyJump;
+  const knownHosts = inv.ssh.knownHosts ?? cfg.userKnownHostsFiles;
+  const timeout = inv.ssh.connectTimeout ?? cfg.connectTimeout;
+  const cfgAccepts = cfg.strictHostKeyChecking === 'accept-new' || cfg.strictHostKeyChecking === 'no';
   return {
     name: host.name,
     connection: host.connection,
-    address: host.address,
-    ...(host.port ? { port: host.port } : {}),
+    address: cfg.hostName ?? host.address,
+    ...(port ? { port } : {}),
     ...(user ? { user } : {}),
     ...(id ? { identityFile: expandHome(id) } : {}),
     ...(host.identityPassphraseEnv ? { passphraseEnv: host.identityPassphraseEnv } : {}),
     ...(host.become !== undefined ? { become: host.become } : {}),
     ...(password !== undefined ? { becomePassword: password } : {}),
-    ...(host.proxyJump?.length ? { proxyJump: host.proxyJump.map((j) => parseJump(inv, j)) } : {}),
-    ...(inv.ssh.knownHosts ? { knownHosts: inv.ssh.knownHosts.map(expandHome) } : {}),
-    acceptNewHostKeys: opts.acceptNewHostKeys ?? inv.ssh.acceptNewHostKeys ?? false,
-    ...(inv.ssh.connectTimeout ? { connectTimeoutMs: inv.ssh.connectTimeout * 1000 } : {}),
+    ...(jumps?.length ? { proxyJump: jumps.map((j) => parseJump(inv, j)) } : {}),
+    ...(knownHosts ? { knownHosts: knownHosts.map(expandHome) } : {}),
+    // A config's accept-new (or "no") trusts unknown keys on first use; a changed key is refused anyway.
+    acceptNewHostKeys: (opts.acceptNewHostKeys ?? inv.ssh.acceptNewHostKeys ?? false) || cfgAccepts,
+    ...(timeout ? { connectTimeoutMs: timeout * 1000 } : {}),
   };
 }
 

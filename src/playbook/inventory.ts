@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { isMap, isPair, isScalar } from 'yaml';
+import type { SshClientConfig } from '../connection/ssh-config.js';
 import { at, nodeAt, parseYamlSource, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
 import { hasTemplate, interpolateString, TemplateError } from './interpolate.js';
 import {
@@ -70,6 +71,8 @@ export interface Inventory {
   /** Where Ansible would warn (unknown keys, duplicate keys, odd group names): shown, not fatal. */
   warnings: Diagnostic[];
   format: InventoryFormat;
+  /** The OpenSSH client config filling what the inventory leaves unset (set by the CLI). */
+  sshConfig?: SshClientConfig;
 }
 
 export type InventoryFormat = 'trustplay' | 'yaml' | 'ini' | 'default';

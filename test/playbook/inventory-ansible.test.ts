@@ -161,4 +161,24 @@ describe('run/check --list-hosts and validate with an Ansible inventory (the rea
     expect(r.stderr).toMatch(/hosts\.yaml:4:3: warning: skipping key `colour` in group `web`/);
     expect(r.code).toBe(0);
   });
+  it('--resolved applies the SSH config given with -F, inventory values first', async () => {
+    writeFileSync(join(dir, 'ssh_config'), 'Host web1\n  HostName 192.0.2.9\n  User cfguser\n  Port 2201\n');
+    writeFileSync(join(dir, 'inv.ini'), '[web]\nweb1 ansible_port=2300\n');
+    const r = await trustplay([
+      'inventory',
+      '-i',
+      join(dir, 'inv.ini'),
+      '--host',
+      'web1',
+      '--resolved',
+      '-F',
+      join(dir, 'ssh_config'),
+    ]);
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as Record<string, unknown>)['_trustplay_resolved']).toMatchObject({
+      address: '192.0.2.9',
+      user: 'cfguser',
+      port: 2300,
+    });
+  });
 });
