@@ -147,7 +147,7 @@ describe('run/check --list-hosts and validate with an Ansible inventory (the rea
     writeFileSync(join(dir, 'hosts.ini'), '[b]\nb1\n[a]\na1\na2\n');
     writeFileSync(
       join(dir, 'play.yaml'),
-      '- hosts: "a:b"\n  tasks:\n    - containerd.tls: { registry: r.test:5000, ca: /nonexistent/ca.crt }\n',
+      '- hosts: "a:b"\n  tasks:\n    - image.rmi: { image: r.test/app:1 }\n',
     );
     const r = await trustplay(['check', join(dir, 'play.yaml'), '-i', join(dir, 'hosts.ini'), '--list-hosts']);
     expect(r.stderr).toBe('');
