@@ -145,10 +145,7 @@ describe('run/check --list-hosts and validate with an Ansible inventory (the rea
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   it('prints the hosts of each play in the order they would run, and runs nothing', async () => {
     writeFileSync(join(dir, 'hosts.ini'), '[b]\nb1\n[a]\na1\na2\n');
-    writeFileSync(
-      join(dir, 'play.yaml'),
-      '- hosts: "a:b"\n  tasks:\n    - image.rmi: { image: r.test/app:1 }\n',
-    );
+    writeFileSync(join(dir, 'play.yaml'), '- hosts: "a:b"\n  tasks:\n    - image.rmi: { image: r.test/app:1 }\n');
     const r = await trustplay(['check', join(dir, 'play.yaml'), '-i', join(dir, 'hosts.ini'), '--list-hosts']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
