@@ -31,7 +31,8 @@ import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { yaml11Warnings } from './yaml11.js';
 import { fileArgs, fileProblem, resolveControllerPaths, type PathSources } from './controller-files.js';
-import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
+import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors, maskSource } from './schema-validate.js';
+import { isSecretPath } from '../secrets/index.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
 
@@ -479,9 +480,12 @@ function checkArgs(
       const value = (args as Record<string, unknown>)[name];
       if (typeof value !== 'string' || (kind === 'target' && (host === undefined || !isLocal(host)))) continue;
       const raw = (rawArgs as Record<string, unknown>)[name];
-      const what = `\`${name}\`${typeof raw === 'string' && hasTemplate(raw) ? ` (\`${raw}\`)` : ''}`;
+      // Only a template is quoted: it names a variable, never holds the material itself.
+      const what = `\`${name}\`${typeof raw === 'string' && /^\{\{[^{}]*\}\}$/.test(raw.trim()) ? ` (\`${raw.trim()}\`)` : ''}`;
       const problem = fileProblem(value, kind, what);
-      if (problem) errors.push(at(src, nodeAt(src, [...argsPath, name]), `${module}: ${problem}`));
+      if (!problem) continue;
+      const d = at(src, nodeAt(src, [...argsPath, name]), `${module}: ${problem}`);
+      errors.push(isSecretPath(schema, [name]) ? maskSource(d) : d);
     }
   };
   const check = (args: unknown, hostNote: string, host?: string, stubbed = false): void => {

@@ -88,7 +88,7 @@ export function ajvErrorsToDiagnostics(
       }
       case 'type': {
         const want = (e.params as { type: string }).type;
-        message = `${ctx.context}: ${where} must be ${TYPE_WORDS[want] ?? want}, not ${typeOf(value)}${want === 'boolean' ? yaml11Hint(value) : ''}`;
+        message = `${ctx.context}: ${where} must be ${TYPE_WORDS[want] ?? want}, not ${typeOf(value)}${want === 'boolean' && !hidden ? yaml11Hint(value) : ''}`;
         break;
       }
       case 'enum': {
@@ -132,9 +132,7 @@ export function ajvErrorsToDiagnostics(
     if (seen.has(key)) continue;
     seen.add(key);
     const d = at(src, node, message);
-    if (hidden && d.source !== undefined && node === nodeAt(src, [...base, ...rel]))
-      d.source = d.source.slice(0, Math.max(0, d.col - 1)) + MASK;
-    out.push(d);
+    out.push(hidden && node === nodeAt(src, [...base, ...rel]) ? maskSource(d) : d);
   }
   return out;
 }
@@ -170,6 +168,11 @@ function narrowAlternatives(errors: ErrorObject[]): ErrorObject[] {
     for (const [idx, es] of branches) if (idx !== keep) for (const e of es) drop.add(e);
   }
   return errors.filter((e) => !drop.has(e));
+}
+
+/** A diagnostic whose source line stops at its column: the value there is a secret (or too long to quote). */
+export function maskSource(d: Diagnostic): Diagnostic {
+  return d.source === undefined ? d : { ...d, source: d.source.slice(0, Math.max(0, d.col - 1)) + MASK };
 }
 
 /** Enforce `x-exclusive` and `x-together` groups (recursively) with one sentence each. */

@@ -320,6 +320,17 @@ describe('controller-side files are checked at validation', () => {
     expect(r.stderr).toMatch(
       /client\.yaml:6:21: containerd\.tls: `client_key` file .*example-ca\.pem is not a PEM private key/,
     );
+    // An inline key that is not a key: named by position, its text shown nowhere (nor in the source line).
+    const inline = await playbook(
+      'client-inline.yaml',
+      `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ registry }}"\n        client_cert: ${JSON.stringify(repoCa)}\n        client_key: "-----BEGIN PRIVATE KEY-----\\nc2VjcmV0LWtleS1tYXRlcmlhbA==\\n-----END PRIVATE KEY-----"\n`,
+    );
+    const i = await trustplay(['validate', inline, '-i', inv()]);
+    expect(i.code).toBe(3);
+    expect(i.stderr).toMatch(
+      /client-inline\.yaml:6:21: containerd\.tls: the inline `client_key` is not a PEM private key/,
+    );
+    expect(i.stderr).not.toContain('c2VjcmV0LWtleS1tYXRlcmlhbA');
     const good = await playbook(
       'client-ok.yaml',
       `- hosts: all\n  tasks:\n    - containerd.tls:\n        registry: "{{ registry }}"\n        client_cert: ${JSON.stringify(repoCa)}\n        client_key: ${JSON.stringify(keyFile)}\n`,
