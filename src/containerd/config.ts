@@ -50,6 +50,13 @@ export interface ContainerdConfigInfo {
   configPath: string | null;
   /** `config_path` split on `:` (containerd uses filepath.SplitList), empty entries dropped. */
   configPathDirs: string[];
+  /**
+   * containerd 2.x pulls through its local (1.x-style) path instead of the transfer service: set by
+   * `use_local_image_pull = true` or `discard_unpacked_layers = true` in the images plugin table.
+   * Measured on containerd 2.1.9: a multi-directory config_path is read in local mode and ignored
+   * by the transfer service (x509 with the CA in the first directory).
+   */
+  localPull: boolean;
   mirrors: Record<string, { endpoint: string[] }>;
   configs: Record<string, { tls?: LegacyTls; auth?: LegacyAuth }>;
   imports: string[];
@@ -114,6 +121,7 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
       criRegistryPath,
       configPath,
       configPathDirs: configPath === null ? [] : configPath.split(':').filter((d) => d !== ''),
+      localPull: localPullFor(doc, criRegistryPath),
       mirrors: readMirrors(reg['mirrors']),
       configs: readConfigs(reg['configs']),
       imports: Array.isArray(doc['imports']) ? doc['imports'].filter((i): i is string => typeof i === 'string') : [],
@@ -135,6 +143,17 @@ function registryTableFor(doc: PlainTable, version: 2 | 3, containerdMajor: numb
     if (isTable(getIn(doc, [...CRI_REGISTRY_V3]))) return CRI_REGISTRY_V3;
   }
   return CRI_REGISTRY_V2;
+}
+
+/** Whether the images plugin table next to `registryPath` asks for 2.x's local pull path. */
+function localPullFor(doc: PlainTable, registryPath: readonly string[]): boolean {
+  const images = getIn(doc, registryPath.slice(0, -1));
+  const legacyContainerd = getIn(doc, ['plugins', 'io.containerd.grpc.v1.cri', 'containerd']);
+  return (
+    (isTable(images) && (images['use_local_image_pull'] === true || images['discard_unpacked_layers'] === true)) ||
+    // A version 2 file keeps discard_unpacked_layers under the CRI plugin's containerd table.
+    (isTable(legacyContainerd) && legacyContainerd['discard_unpacked_layers'] === true)
+  );
 }
 
 function isTable(v: PlainValue | undefined): v is PlainTable {

@@ -143,6 +143,18 @@ describe('config.toml edits against fixtures (golden files)', () => {
     );
   });
 
+  it('2.x pulling locally (discard_unpacked_layers or use_local_image_pull) keeps a multi-directory config_path: that path reads each directory', () => {
+    const before = read('v2.x-default.toml');
+    for (const key of ['discard_unpacked_layers', 'use_local_image_pull']) {
+      const local = before.replace(`${key} = false`, `${key} = true`);
+      expect(local).not.toBe(before);
+      expect(inspectConfig(local, { containerdMajor: 2 })).toMatchObject({ ok: true, info: { localPull: true } });
+      const r = ok(ensureConfigPath(local, CERTS, { containerdMajor: 2 }));
+      expect([key, r.changed, r.text]).toEqual([key, false, local]);
+    }
+    expect(inspectConfig(before, { containerdMajor: 2 })).toMatchObject({ ok: true, info: { localPull: false } });
+  });
+
   it('multi-directory config_path on 1.x: kept when dir is listed, refused when not', () => {
     const text = read('multi-config-path.toml');
     const kept = ok(ensureConfigPath(text, CERTS, { containerdMajor: 1 }));

@@ -111,9 +111,10 @@ export type EnsureConfigPathOutcome = (EditOk & { hostsFiles: Record<string, str
  *
  * Rules: legacy mirrors (any containerd) or legacy configs.*.tls (containerd 1.x) next to
  * config_path break the CRI plugin, so they are refused unless `migrateLegacy`. A multi-directory
- * config_path: on 1.x it is kept when `dir` is one of its directories (1.x searches them all) and
- * refused otherwise; on 2.x it is replaced by `dir` when `dir` is one of them (2.1+ reads none of
- * them) and refused otherwise. A different single directory is refused (registries configured
+ * config_path: on 1.x (and 2.x pulling locally: use_local_image_pull or discard_unpacked_layers)
+ * it is kept when `dir` is one of its directories (each is searched) and refused otherwise; on 2.x
+ * pulling through the transfer service it is replaced by `dir` when `dir` is one of them (that path
+ * reads none of them) and refused otherwise. A different single directory is refused (registries configured
  * under it would stop working): the caller passes that directory to write there.
  */
 export function ensureConfigPath(
@@ -168,7 +169,8 @@ export function ensureConfigPath(
           `config.toml's config_path lists several directories (${info.configPath ?? ''}) and ${dir} is not one of them; pass config_path: ${dirs[0] as string} to use the first one, or set config_path by hand.`,
         );
       }
-      if (opts.containerdMajor < 2) {
+      if (opts.containerdMajor < 2 || info.localPull) {
+        // 1.x, and 2.x in local pull mode, search each directory in order: nothing to narrow.
         target = null;
         if (!sameDir(dirs[0] as string, dir)) {
           notes.push(

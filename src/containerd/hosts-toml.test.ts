@@ -66,6 +66,7 @@ describe('config model', () => {
         criRegistryPath: ['plugins', 'io.containerd.grpc.v1.cri', 'registry'],
         configPath: '/a:/b',
         configPathDirs: ['/a', '/b'],
+        localPull: false,
         mirrors: { 'docker.io': { endpoint: ['https://m'] } },
         configs: { h: { tls: { ca_file: '/ca' } } },
         imports: ['/x.toml'],

@@ -251,4 +251,57 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
       await resetNode(n);
     }
   });
+
+  it('2.1 with a multi-directory config_path (EKS AL2023): narrowed where the transfer service ignores it (x509 proven first), kept where discard_unpacked_layers pulls locally', async () => {
+    const n = node('2.1');
+    // Modeled on awslabs/amazon-eks-ami nodeadm's containerd config template (version 3,
+    // discard_unpacked_layers = true, config_path listing both certs.d directories); substituted:
+    // the lab's pause image, runtime runc, no base_runtime_spec (the lab has no spec file).
+    const eks = (discard: boolean): string =>
+      [
+        'version = 3',
+        "root = '/var/lib/containerd'",
+        "state = '/run/containerd'",
+        '',
+        '[grpc]',
+        "address = '/run/containerd/containerd.sock'",
+        '',
+        "[plugins.'io.containerd.cri.v1.images']",
+        `discard_unpacked_layers = ${String(discard)}`,
+        '',
+        "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
+        "sandbox = 'registry.k8s.io/pause:3.10'",
+        '',
+        "[plugins.'io.containerd.cri.v1.images'.registry]",
+        "config_path = '/etc/containerd/certs.d:/etc/docker/certs.d'",
+        '',
+        "[plugins.'io.containerd.cri.v1.runtime'.containerd]",
+        "default_runtime_name = 'runc'",
+        '',
+      ].join('\n');
+    for (const discard of [false, true]) {
+      await resetNode(n);
+      await setConfig(n, eks(discard));
+      await waitForCri(n.hostSocket, 20_000);
+      const r = await cli('run', trustCa, n.name);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const after = (await inNode(n, 'cat /etc/containerd/config.toml')).stdout;
+      if (discard) {
+        // Local pull reads every listed directory: nothing to change in config.toml, no restart.
+        expect(after).toBe(eks(true));
+        expect(r.stdout).not.toContain('Restart containerd');
+      } else {
+        expect(after).toContain("config_path = '/etc/containerd/certs.d'\n");
+        expect(r.stdout).toContain('/etc/docker/certs.d is no longer read');
+        // Before trustplay narrowed it, the same hosts.toml under the two-directory path was not read.
+        await setConfig(n, eks(false));
+        await waitForCri(n.hostSocket, 20_000);
+        expect(await pull(n), 'transfer service, two directories').toBe('unknown-authority');
+        await setConfig(n, after);
+        await waitForCri(n.hostSocket, 20_000);
+      }
+      expect(await pull(n), `discard_unpacked_layers = ${String(discard)}`).toBe('ok');
+    }
+    await resetNode(n);
+  });
 });
