@@ -1,6 +1,8 @@
 /**
  * `npm run bench [-- SECTION...]`: prints figures (never asserts them). Sections: startup,
- * validate, mask (the secrets layer's maskers on 1 MB inputs), engine (converged check on 20 loopback SSH hosts), and, only when asked, ansible
+ * validate, mask (the secrets layer's maskers on 1 MB inputs), security (bounded inputs refused,
+ * snapshot manifest verification), engine (converged check on 20 loopback SSH hosts), and, only
+ * when asked, ansible
  * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
  * minutes, writes bench/results/latest.json and latest.md). Default: all but ansible.
  */
@@ -22,6 +24,10 @@ async function main(): Promise<void> {
   if (all || wanted.has('validate')) rows.push(...(await benchValidate()));
   if (all || wanted.has('mask')) rows.push(...(await import('./mask.js')).benchMask());
   if (rows.length) process.stdout.write(table(rows) + '\n');
+  if (all || wanted.has('security')) {
+    const { benchSecurity } = await import('./security.js');
+    process.stdout.write('\n' + table(await benchSecurity()) + '\n');
+  }
   if (all || wanted.has('engine')) {
     const { benchEngine } = await import('./engine.js');
     process.stdout.write('\n' + table(await benchEngine()) + '\n');

@@ -21,24 +21,53 @@ const ABSENT = `absent() {
   exit ${MISSING}
 }`;
 
+/** Exit status for "the managed path is a symbolic link": refused, never followed. */
+export const IS_LINK = 65;
+
+/** The one sentence every connection uses for a managed path that is a link. */
+export function linkRefusal(path: string): string {
+  return `${path} is a symbolic link: trustplay never reads, writes or changes the owner of a managed file through a link (its target could be any file); replace the link with the file itself`;
+}
+
+// A link at a managed path is refused (no read, no write, no chown): a link planted at hosts.toml
+// pointing at /etc/passwd must not be shown by --diff nor overwritten by run.
+/** A sh function `nolink PATH` that exits IS_LINK with linkRefusal's sentence when PATH is a link. */
+export const NO_LINK = `nolink() {
+  [ -L "$1" ] || return 0
+  printf '%s is a symbolic link: trustplay never reads, writes or changes the owner of a managed file through a link (its target could be any file); replace the link with the file itself\\n' "$1" >&2
+  exit ${IS_LINK}
+}`;
+
 const READ = `${ABSENT}
+${NO_LINK}
+nolink "$1"
 [ -e "$1" ] || absent "$1"; exec cat -- "$1"`;
 
 // Mode as `stat -c %f` (hex, with file type bits) so the caller tells files from directories.
 const STAT = `${ABSENT}
 [ -e "$1" ] || absent "$1"; exec stat -L -c '%f %u %g %s' -- "$1"`;
 
-const REMOVE = `exec rm -f -- "$1"`;
+const REMOVE = `${NO_LINK}
+nolink "$1"
+[ -d "$1" ] && { echo "$1 is a directory" >&2; exit 1; }
+exec rm -f -- "$1"`;
 
-// Write: resolve a symlink so we replace its target (a symlinked config stays a symlink), keep
-// the existing mode/owner unless given, create the temp file 0600 beside the target, fsync it,
-// rename over, fsync the directory. The trap removes the temp file on any failure.
+// Write: refuse a link at the path, and a parent directory that someone other than root or us
+// can write (they could swap the file between our check and the rename). Keep the existing
+// mode/owner unless given; the temp file is created 0600 beside the target (mktemp: O_EXCL, never
+// through a link), gets owner and mode while it is still ours alone, is fsynced and renamed over
+// the path (rename replaces a link planted meanwhile instead of following it), then the directory
+// is fsynced. The trap removes the temp file on any failure.
 const WRITE = `set -u
+${NO_LINK}
 p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5
-if [ -L "$p" ]; then p=$(readlink -f -- "$p") || exit 1; fi
+nolink "$p"
 d=$(dirname -- "$p") n=$(basename -- "$p")
 if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
+set -- $(stat -L -c '%a %u' -- "$d") || exit 1
+if [ "$2" != 0 ] && [ "$2" != "$(id -u)" ]; then echo "the directory $d of $p is owned by uid $2, not root: anyone who owns it can swap the file; fix with: chown root $d" >&2; exit 1; fi
+if [ $((0$1 & 022)) != 0 ]; then echo "the directory $d of $p is writable by group or others (mode $1): anyone could swap the file; fix with: chmod go-w $d" >&2; exit 1; fi
 if [ -e "$p" ]; then
   set -- $(stat -c '%a %u %g' -- "$p") || exit 1
   [ -n "$mode" ] || mode=$1; [ -n "$uid" ] || uid=$2; [ -n "$gid" ] || gid=$3

@@ -78,8 +78,11 @@ describe('known_hosts', () => {
     const changed = checkHostKey(entries, ['h1'], other);
     expect(changed.status).toBe('changed');
     expect(changed.status === 'changed' && changed.entry.line).toBe(1);
-    expect(checkHostKey(entries, ['h2'], other)).toEqual({ status: 'unknown', otherTypes: ['ssh-rsa'] });
-    expect(checkHostKey(entries, ['h9'], other)).toEqual({ status: 'unknown', otherTypes: [] });
+    // A key-type switch (pinned ssh-rsa, now offering only ed25519) is a changed key, not a new one.
+    const switched = checkHostKey(entries, ['h2'], other);
+    expect(switched.status).toBe('changed');
+    expect(switched.status === 'changed' && switched.entry.keyType).toBe('ssh-rsa');
+    expect(checkHostKey(entries, ['h9'], other)).toEqual({ status: 'unknown' });
     expect(
       preferredHostKeyAlgorithms(entries, ['h2'], ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']),
     ).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519']);

@@ -123,9 +123,13 @@ export type HostKeyVerdict =
   | { status: 'trusted'; entry: KnownHostEntry }
   | { status: 'revoked'; entry: KnownHostEntry }
   | { status: 'changed'; entry: KnownHostEntry }
-  | { status: 'unknown'; otherTypes: string[] };
+  | { status: 'unknown' };
 
-/** Checks `key` for any of `hosts` (pattern strings); revoked wins, then a match, then a mismatch. */
+/**
+ * Checks `key` for any of `hosts` (pattern strings); revoked wins, then a match, then a mismatch.
+ * Any known key for the host counts: a host pinned to an ed25519 key that now offers only ECDSA
+ * is "changed" (refused), never "unknown" (which --accept-new-host-keys would trust).
+ */
 export function checkHostKey(
   entries: readonly KnownHostEntry[],
   hosts: readonly string[],
@@ -137,9 +141,9 @@ export function checkHostKey(
   const match = forHost.find((e) => e.key.equals(key));
   if (match) return { status: 'trusted', entry: match };
   const type = keyTypeOf(key);
-  const changed = forHost.find((e) => e.keyType === type);
+  const changed = forHost.find((e) => e.keyType === type) ?? forHost[0];
   if (changed) return { status: 'changed', entry: changed };
-  return { status: 'unknown', otherTypes: [...new Set(forHost.map((e) => e.keyType))] };
+  return { status: 'unknown' };
 }
 
 const ALGORITHMS_FOR_KEY_TYPE: Record<string, string[]> = {

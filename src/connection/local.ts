@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -13,6 +14,7 @@ import {
   removeCommand,
   statCommand,
   fileError,
+  linkRefusal,
   statFromMode,
   writeFileCommand,
 } from './file-scripts.js';
@@ -32,6 +34,16 @@ export interface LocalConnectionOptions {
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Why files in `dir` cannot be written safely: someone other than root or us could swap them. */
+function parentDirProblem(dir: string, st: Stats): string | null {
+  const me = process.getuid?.() ?? 0;
+  if (st.uid !== 0 && st.uid !== me)
+    return `the directory ${dir} is owned by uid ${st.uid}, not root: anyone who owns it can swap the file; fix with: chown root ${dir}`;
+  if (st.mode & 0o022)
+    return `the directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): anyone could swap the file; fix with: chmod go-w ${dir}`;
+  return null;
 }
 
 function errorText(err: unknown): string {
@@ -165,10 +177,17 @@ export class LocalConnection implements Connection {
   async readFile(path: string): Promise<Buffer | null> {
     if (this.needsSudo()) return parseReadResult(this.host, path, await this.exec(readFileCommand(path)));
     try {
-      return await readFile(path);
+      // O_NOFOLLOW: a link at a managed path is refused, never read through.
+      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      try {
+        return await fh.readFile();
+      } finally {
+        await fh.close();
+      }
     } catch (err) {
       if (isMissing(err)) return null;
-      throw new FileOperationError(this.host, path, `${this.host}: cannot read ${path}: ${errorText(err)}`);
+      const why = (err as NodeJS.ErrnoException).code === 'ELOOP' ? linkRefusal(path) : errorText(err);
+      throw new FileOperationError(this.host, path, `${this.host}: cannot read ${path}: ${why}`);
     }
   }
 
@@ -180,21 +199,19 @@ export class LocalConnection implements Connection {
     }
     let tmp: string | undefined;
     try {
-      // Write through a symlink to its target, as the remote script does.
-      const target = await lstat(path).then(
-        (st) => (st.isSymbolicLink() ? realpath(path) : path),
-        (err: unknown) => {
-          if (isMissing(err)) return path;
-          throw err;
-        },
-      );
-      const dir = dirname(target);
-      if (options.mkdirs) await mkdir(dir, { recursive: true, mode: 0o755 });
-      const existing = await stat(target).catch((err: unknown) => {
+      // The same rules as the remote script (file-scripts.ts): no link at the path, a parent only
+      // root or we can write, owner and mode set on the temp file we created, then renamed over.
+      const target = path;
+      const existing = await lstat(target).catch((err: unknown) => {
         if (isMissing(err)) return undefined;
         throw err;
       });
+      if (existing?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (existing?.isDirectory()) throw new Error('it is a directory');
+      const dir = dirname(target);
+      if (options.mkdirs) await mkdir(dir, { recursive: true, mode: 0o755 });
+      const parentProblem = parentDirProblem(dir, await stat(dir));
+      if (parentProblem) throw new Error(parentProblem);
       const mode = options.mode ?? (existing ? existing.mode & 0o7777 : 0o644);
       const uid = options.uid ?? existing?.uid;
       const gid = options.gid ?? existing?.gid;
@@ -244,6 +261,7 @@ export class LocalConnection implements Connection {
         if (isMissing(err)) return undefined;
         throw err;
       });
+      if (st?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (st?.isDirectory()) throw new Error('it is a directory');
       if (st) await rm(path, { force: true });
     } catch (err) {

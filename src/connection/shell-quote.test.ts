@@ -36,6 +36,24 @@ describe('quote', () => {
   });
 });
 
+describe('quoteArgv', () => {
+  it('never lets argv[0] become an assignment or a reserved word', () => {
+    expect(quoteArgv(['PATH=/tmp/evil', 'id'])).toBe("'PATH=/tmp/evil' id");
+    expect(quoteArgv(['if', 'true'])).toBe("'if' true");
+    expect(quoteArgv(['env', 'A=b', 'id'])).toBe('env A=b id');
+    // A real shell: the would-be assignment is looked up as a command and not found; `id` never runs.
+    const r = (() => {
+      try {
+        return { out: sh(`${quoteArgv(['PATH=/nonexistent', 'echo', 'ran'])} 2>&1`) };
+      } catch (e) {
+        return { code: (e as { status: number }).status, out: String((e as { stdout: string }).stdout) };
+      }
+    })();
+    expect(r.code).toBe(127);
+    expect(r.out).not.toContain('ran\n');
+  });
+});
+
 describe('buildCommandLine', () => {
   it('puts env inside the command and quotes values', () => {
     const { line } = buildCommandLine({ argv: ['sh', '-c', 'printf %s "$A"'] }, { env: { A: "x' $(y)" } });

@@ -15,9 +15,36 @@ export function quote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+// In command position a bare `NAME=value` is an assignment, not a command, and a reserved word is
+// syntax: argv[0] like `PATH=/tmp/x` must run a program of that name (or fail), never set PATH.
+const RESERVED = new Set([
+  '!',
+  '{',
+  '}',
+  'case',
+  'do',
+  'done',
+  'elif',
+  'else',
+  'esac',
+  'fi',
+  'for',
+  'if',
+  'in',
+  'then',
+  'until',
+  'while',
+]);
+
+/** Quotes a word for command position (argv[0]). */
+export function quoteCommandName(word: string): string {
+  const q = quote(word);
+  return q === word && (word.includes('=') || RESERVED.has(word)) ? `'${word}'` : q;
+}
+
 /** Quotes every word of an argv and joins them with spaces. */
 export function quoteArgv(argv: readonly string[]): string {
-  return argv.map(quote).join(' ');
+  return argv.map((w, i) => (i === 0 ? quoteCommandName(w) : quote(w))).join(' ');
 }
 
 /** The argv a command runs as: scripts go through `sh -c` so the login shell never matters. */

@@ -341,7 +341,7 @@ export class SshConnection implements Connection {
           hostKeyError = new ConnectionError(
             'host-key',
             this.host,
-            `${target.label}: HOST KEY CHANGED — the server sent ${type} ${fp}, which does not match ${verdict.entry.file}:${verdict.entry.line}; this may be an attack or a reinstalled host: verify the new fingerprint out of band, then remove that line (ssh-keygen -R '${target.names[0]}' -f ${verdict.entry.file})`,
+            `${target.label}: HOST KEY CHANGED — the server sent ${type} ${fp}, which does not match ${verdict.entry.file}:${verdict.entry.line}${verdict.entry.keyType === type ? '' : ` (known_hosts pins a key of type ${verdict.entry.keyType} for this host, which the server no longer offers)`}; this may be an attack or a reinstalled host: verify the new fingerprint out of band, then remove that line (ssh-keygen -R '${target.names[0]}' -f ${verdict.entry.file})`,
           );
           verify(false);
           return;
@@ -363,15 +363,12 @@ export class SshConnection implements Connection {
               return;
             }
           }
-          const others = verdict.otherTypes.length
-            ? ` (known_hosts has only ${verdict.otherTypes.join(', ')} keys for it)`
-            : '';
           const keyscan =
             target.port === 22 ? `ssh-keyscan ${target.address}` : `ssh-keyscan -p ${target.port} ${target.address}`;
           hostKeyError = new ConnectionError(
             'host-key',
             this.host,
-            `${target.label}: unknown host key ${type} ${fp}${others} — verify that fingerprint, then trust it with \`${keyscan} >> ${tildify(knownHostsFiles[0] ?? '~/.ssh/known_hosts')}\` or run with --accept-new-host-keys`,
+            `${target.label}: unknown host key ${type} ${fp} — verify that fingerprint, then trust it with \`${keyscan} >> ${tildify(knownHostsFiles[0] ?? '~/.ssh/known_hosts')}\` or run with --accept-new-host-keys`,
           );
           verify(false);
         }

@@ -26,7 +26,7 @@ import {
   type HostsTomlHost,
   type HostsTomlModel,
 } from './hosts-toml.js';
-import { registryKeyMatches } from './registry-host.js';
+import { registryKeyMatches, registryNameProblem } from './registry-host.js';
 import { parsePlain, removeKey, removeTable, setKey, getIn, type EditResult } from './toml-edit.js';
 
 /** A successful edit: the new text, whether it differs, and notes for the run output (no secrets). */
@@ -347,6 +347,15 @@ export function migrateLegacy(text: string, opts: EditOptions): MigrateOutcome {
     const info = inspectOrRefuse(text, opts);
     const files: Record<string, HostsTomlModel> = {};
     const notes: string[] = [];
+    // Names read from the node's own config.toml become directories under certs.d: a name that is
+    // not host[:port] (`..`, `../../etc`) is refused, whoever wrote it.
+    for (const ns of [...Object.keys(info.mirrors), ...legacyTlsHosts(info)]) {
+      const why = ns === '*' ? null : registryNameProblem(ns);
+      if (why)
+        throw new RefusalSignal(
+          `config.toml names the registry ${JSON.stringify(ns.slice(0, 100))} (in registry.mirrors or registry.configs), which is not a registry name: ${why}; fix or remove that entry by hand, then run again.`,
+        );
+    }
     for (const [ns, m] of Object.entries(info.mirrors)) {
       const server = ns === '*' ? null : defaultServer(ns);
       const hosts: HostsTomlHost[] = [];

@@ -4,9 +4,12 @@
  * (every regular file in it, with mode and owner). Shared by containerd.tls, node.creds.wipe and
  * `trustplay facts`.
  */
+import { posix } from 'node:path';
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
+import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
 import { hostNamespaceDir } from '../containerd/hosts-toml.js';
+import { registryNameProblem } from '../containerd/registry-host.js';
 import { TaskError } from '../engine/module.js';
 
 import { parseContainerdVersion, type ContainerdVersion } from '../containerd/daemon-version.js';
@@ -66,9 +69,11 @@ const MAX_FILE = 1024 * 1024;
 // Framing: `@@<tag> <fields>` header lines, each followed by base64 lines when it carries content.
 // Paths arrive as positional parameters, never spliced into the script.
 const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+${NO_LINK}
 cfg=$1
 known=$2
 shift 2
+nolink "$cfg"
 if command -v containerd >/dev/null 2>&1; then
   k=$(stat -L -c '%d:%i:%s:%Y' "$(command -v containerd)" 2>/dev/null)
   if [ -n "$k" ] && [ "$k" = "$known" ]; then
@@ -91,9 +96,12 @@ if [ -f "$cfg.trustplay-pending" ]; then
 fi
 for dir in "$@"; do
   p=$(printf '%s' "$dir" | base64 | tr -d '\\n')
+  [ -n "$dir" ] && nolink "$dir"
   [ -n "$dir" ] && [ -d "$dir" ] || { echo "@@dir $p 0"; continue; }
   echo "@@dir $p 1"
   for f in "$dir"/* "$dir"/.[!.]*; do
+    # A link is never read; at a name trustplay manages it is refused.
+    if [ -L "$f" ]; then case \${f##*/} in hosts.toml|ca.crt|client.cert|client.key) nolink "$f";; esac; continue; fi
     [ -f "$f" ] || continue
     set -- $(stat -L -c '%a %u %g %s' -- "$f")
     n=$(printf '%s' "\${f##*/}" | base64 | tr -d '\\n')
@@ -107,7 +115,23 @@ echo "@@end"
 
 /** The host directory for a registry under config_path. */
 export function hostsDirFor(configPath: string, registry: string): string {
-  return `${configPath.replace(/\/+$/, '')}/${hostNamespaceDir(registry)}`;
+  const name = hostNamespaceDir(registry);
+  const why = name === '_default' ? null : registryNameProblem(name);
+  if (why)
+    throw new TaskError(
+      `${JSON.stringify(name.slice(0, 100))} is not a registry name (${why}), so it cannot name a directory under ${configPath}; use host or host:port`,
+      'refused',
+    );
+  const root = posix.normalize(configPath.replace(/\/+$/, '') || '/');
+  const dir = `${root === '/' ? '' : root}/${name}`;
+  // Whatever the name's origin (a playbook, -e, the node's own config.toml), the directory written
+  // or removed is a direct child of config_path.
+  if (posix.dirname(posix.normalize(dir)) !== root || posix.normalize(dir) !== dir)
+    throw new TaskError(
+      `${dir} does not resolve to a directory directly under ${root}; refusing to touch it`,
+      'refused',
+    );
+  return dir;
 }
 
 /** Parses the framed output of the gather script (exported for tests). */
@@ -206,6 +230,7 @@ export async function gatherContainerdFacts(conn: Connection, o: ContainerdFacts
   const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, known?.key ?? '', ...dirs] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
+    if (r.code === IS_LINK) throw new TaskError(`${conn.host}: ${err}`, 'refused');
     throw new TaskError(
       `${conn.host}: could not read containerd's version, ${o.configFile}${dir ? ` and ${dir}` : ''} (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
       'command',

@@ -222,11 +222,10 @@ describe('on a real host (local connection, real sh)', () => {
     chmodSync(p('docker/config.json'), 0o600);
     writeFileSync(p('kubelet.json'), KUBELET_IN, { mode: 0o640 });
     chmodSync(p('kubelet.json'), 0o640);
-    symlinkSync(p('kubelet.json'), p('kubelet-link.json'));
     mkdirSync(p('a-directory.json'));
     writeFileSync(p('config.toml'), toml('two-registries.toml'));
     const a = args({
-      paths: [p('docker/config.json'), p('missing.json'), p('a-directory.json'), p('kubelet-link.json')],
+      paths: [p('docker/config.json'), p('missing.json'), p('a-directory.json'), p('kubelet.json')],
       config_file: p('config.toml'),
     });
 
@@ -243,7 +242,6 @@ describe('on a real host (local connection, real sh)', () => {
 
     expect(readFileSync(p('docker/config.json'), 'utf8')).toBe(creds('tabs.out.json'));
     expect(statSync(p('docker/config.json')).mode & 0o7777).toBe(0o600);
-    // Through the symlink: the target is edited, the link stays a link.
     expect(readFileSync(p('kubelet.json'), 'utf8')).toBe(creds('tabs.out.json'));
     expect(statSync(p('kubelet.json')).mode & 0o7777).toBe(0o640);
     expect(readFileSync(p('config.toml'), 'utf8')).toBe(toml('two-registries.remove-auth.expected.toml'));
@@ -262,6 +260,14 @@ describe('on a real host (local connection, real sh)', () => {
     // Once the restart settled (it removes the marker), nothing is left to do.
     rmSync(pendingMarkerPath(p('config.toml')));
     expect(planCredsWipe(a, await gatherCreds(conn, a))).toEqual([]);
+  });
+
+  it('a credential path that is a link is refused before anything is read: no diff of its target, no write', async () => {
+    writeFileSync(p('shadow'), 'root:secret-hash:19000::::::\n', { mode: 0o600 });
+    symlinkSync(p('shadow'), p('link.json'));
+    const a = args({ paths: [p('link.json')], containerd_auth: false });
+    await expect(gatherCreds(conn, a)).rejects.toThrow(`${p('link.json')} is a symbolic link: trustplay never reads`);
+    expect(readFileSync(p('shadow'), 'utf8')).toBe('root:secret-hash:19000::::::\n');
   });
 
   it('all: true removes the files themselves', async () => {

@@ -6,6 +6,7 @@
  * notifies the verified containerd restart. Output names files and entries, never their values.
  */
 import { describeExit } from '../connection/exit-codes.js';
+import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
 import type { Connection } from '../connection/connection.js';
 import { inspectConfig } from '../containerd/config.js';
 import { isRefusal, removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
@@ -80,7 +81,9 @@ export interface CredsObserved {
 
 // One remote command for every file: a header line per path, then the bytes. `F size mode uid gid`
 // precedes content followed by one newline; `A` = absent, `N` = exists but not a regular file.
-const GATHER_SCRIPT = `for p do
+const GATHER_SCRIPT = `${NO_LINK}
+for p do
+  nolink "$p"
   if [ -f "$p" ]; then
     n=$(wc -c < "$p") || exit 1
     m=$(stat -L -c '%a %u %g' -- "$p") || exit 1
@@ -131,6 +134,7 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
   const r = await conn.exec({ argv: ['sh', '-c', GATHER_SCRIPT, 'sh', ...paths] });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-2).join('; ');
+    if (r.code === IS_LINK) throw new TaskError(`${conn.host}: ${err}`, 'refused');
     throw new TaskError(
       `reading the credential files on ${conn.host} failed (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
       'command',

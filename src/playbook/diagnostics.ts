@@ -1,4 +1,5 @@
 /** Located problems in user input, reported as `file:line:col: message` before anything runs. */
+import { MAX_NESTING, nestingTooDeep } from './input.js';
 import {
   LineCounter,
   isMap,
@@ -129,12 +130,51 @@ export function suggestion(word: string, candidates: readonly string[]): string 
   return m ? ` (did you mean \`${m}\`?)` : '';
 }
 
+/** A diagnostic at a character offset of text that has no parsed document (pre-parse checks). */
+export function plainAt(file: string, text: string, offset: number, message: string): Diagnostic {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  const end = text.indexOf('\n', start);
+  const source = text.slice(start, end < 0 ? undefined : end);
+  // A source line thousands of characters wide helps no one under the message.
+  return { file, line, col: offset - start + 1, message, ...(source.length <= 300 ? { source } : {}) };
+}
+
 /** Parse YAML text into a SourceFile, with YAML syntax errors as diagnostics. */
 export function parseYamlSource(file: string, text: string): { src: SourceFile; errors: Diagnostic[] } {
   const lines = new LineCounter();
+  const deep = nestingTooDeep(text);
+  if (deep) {
+    // Refused before yaml's recursive composer sees it (a few thousand levels overflow the stack).
+    const src: SourceFile = { file, text, doc: parseDocument(''), lines };
+    return {
+      src,
+      errors: [
+        plainAt(
+          file,
+          text,
+          deep.offset,
+          `YAML nests more than ${MAX_NESTING} levels deep here; trustplay refuses inputs this deep (a real playbook or inventory needs fewer than 20)`,
+        ),
+      ],
+    };
+  }
   // yaml's own uniqueKeys check is quadratic in the size of a mapping (1,000 hosts = 500k
   // comparisons); duplicates are found below with one Set per mapping instead.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false, strict: true });
+  let doc;
+  try {
+    doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false, strict: true });
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    return {
+      src: { file, text, doc: parseDocument(''), lines },
+      errors: [{ file, line: 1, col: 1, message: `YAML too complex to read (${e.message}); simplify the file` }],
+    };
+  }
   const src: SourceFile = { file, text, doc, lines };
   const errors = doc.errors.map((e) => atOffset(src, e.pos[0], `YAML syntax error: ${firstLine(e.message)}`));
   if (errors.length === 0) errors.push(...duplicateKeys(src));

@@ -54,8 +54,11 @@ export class TemplateError extends Error {
   constructor(
     message: string,
     readonly expr: string,
-    /** `undefined`: a name with no value (fixable with a variable); `syntax`: not a name at all. */
-    readonly kind: 'undefined' | 'syntax' = 'undefined',
+    /**
+     * `undefined`: a name with no value (fixable with a variable); `syntax`: not a name at all;
+     * `limit`: the expansion nests too deep, refers to itself or grows too large.
+     */
+    readonly kind: 'undefined' | 'syntax' | 'limit' = 'undefined',
   ) {
     super(message);
   }
@@ -76,25 +79,86 @@ function render(v: unknown): string {
   return String(v);
 }
 
-/** Interpolate one string. Throws TemplateError on an undefined variable or a non-variable expression. */
-export function interpolateString(s: string, vars: Record<string, unknown>, depth = 0): unknown {
+/** How many variables deep a template may refer through variables whose values are templates. */
+export const MAX_TEMPLATE_DEPTH = 10;
+/** The longest text one template may render to (a 1 KB playbook must not expand into gigabytes). */
+export const MAX_RENDERED_CHARS = 1024 * 1024;
+
+/** One interpolation's state: each variable is expanded once (memoised), cycles are seen. */
+interface Expansion {
+  vars: Record<string, unknown>;
+  memo: Map<string, unknown>;
+  active: Set<string>;
+}
+
+function tooLarge(expr: string): TemplateError {
+  return new TemplateError(
+    `\`{{ ${expr} }}\` expands to more than ${MAX_RENDERED_CHARS / 1024 / 1024} MiB of text (variables that repeat other variables); refusing to build it`,
+    expr,
+    'limit',
+  );
+}
+
+/** A variable's value, its own templates expanded (once per interpolation). */
+function resolveVar(x: Expansion, expr: string, depth: number): unknown {
+  if (x.memo.has(expr)) return x.memo.get(expr);
+  const v = lookup(x.vars, expr);
+  if (typeof v !== 'string' || !hasTemplate(v)) {
+    x.memo.set(expr, v);
+    return v;
+  }
+  if (x.active.has(expr))
+    throw new TemplateError(`\`{{ ${expr} }}\` refers to itself through the values of its variables`, expr, 'limit');
+  if (depth >= MAX_TEMPLATE_DEPTH)
+    throw new TemplateError(
+      `\`{{ ${expr} }}\` refers through more than ${MAX_TEMPLATE_DEPTH} levels of variables whose values are templates`,
+      expr,
+      'limit',
+    );
+  x.active.add(expr);
+  const r = expand(x, v, depth + 1);
+  x.active.delete(expr);
+  x.memo.set(expr, r);
+  return r;
+}
+
+function expand(x: Expansion, s: string, depth: number): unknown {
   if (!hasTemplate(s)) return s;
   const refs = templateRefs(s);
   for (const r of refs) {
     if (!r.valid) throw new TemplateError(templateSyntaxMessage(r.expr), r.expr, 'syntax');
-    if (!isDefined(vars, r.expr)) throw new TemplateError(`undefined variable \`${r.expr}\``, r.expr);
+    if (!isDefined(x.vars, r.expr)) throw new TemplateError(`undefined variable \`${r.expr}\``, r.expr);
   }
   const whole = /^\{\{\s*([^{}]*?)\s*\}\}$/.exec(s);
-  if (whole) {
-    const v = lookup(vars, whole[1]!);
-    // A variable whose value is itself a template (e.g. host var pointing at a group var) resolves too.
-    return typeof v === 'string' && hasTemplate(v) && depth < 10 ? interpolateString(v, vars, depth + 1) : v;
-  }
+  if (whole) return resolveVar(x, whole[1]!, depth);
+  let size = 0;
   return s.replace(TEMPLATE, (_m, expr: string) => {
-    const v = lookup(vars, expr.trim());
-    const r = typeof v === 'string' && hasTemplate(v) && depth < 10 ? interpolateString(v, vars, depth + 1) : v;
-    return render(r);
+    const text = render(resolveVar(x, expr.trim(), depth));
+    size += text.length;
+    if (size > MAX_RENDERED_CHARS) throw tooLarge(expr.trim());
+    return text;
   });
+}
+
+/**
+ * Interpolate one string. Throws TemplateError on an undefined variable, a non-variable expression,
+ * or an expansion past the bounds (depth, self-reference, size): a located error, not a hang.
+ */
+export function interpolateString(s: string, vars: Record<string, unknown>): unknown {
+  if (!hasTemplate(s)) return s;
+  const x: Expansion = { vars, memo: new Map(), active: new Set() };
+  try {
+    const r = expand(x, s, 0);
+    if (typeof r === 'string' && r.length > MAX_RENDERED_CHARS) throw tooLarge(s.slice(0, 60));
+    return r;
+  } catch (e) {
+    // Name the reference written in this string, so the error points at the task's own text.
+    if (e instanceof TemplateError && e.kind === 'limit') {
+      const outer = templateRefs(s)[0]?.expr ?? e.expr;
+      throw new TemplateError(e.message, outer, 'limit');
+    }
+    throw e;
+  }
 }
 
 /** Interpolate every string inside a value (objects and arrays recursively). */

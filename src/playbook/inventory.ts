@@ -3,10 +3,10 @@
  * exactly as `ansible-inventory` resolves them, for people arriving from Ansible. Every format
  * feeds one model (inventory-model.ts). No inventory = `localhost` over a local connection.
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { isMap, isPair, isScalar } from 'yaml';
 import type { SshClientConfig } from '../connection/ssh-config.js';
+import { readInputFile } from './input.js';
 import { at, nodeAt, parseYamlSource, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
 import { hasTemplate, interpolateString, TemplateError } from './interpolate.js';
 import {
@@ -141,16 +141,13 @@ function detectFormat(file: string, text: string): 'yaml' | 'ini' {
 }
 
 export async function loadInventory(file: string): Promise<InventoryLoad> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
+  const input = await readInputFile(file, 'inventory');
+  if ('error' in input)
     return {
-      errors: [{ file, line: 0, col: 0, message: `cannot read inventory: ${(e as Error).message}` }],
+      errors: [{ file, line: input.line ?? 0, col: input.col ?? 0, message: input.error }],
       warnings: [],
     };
-  }
-  return parseInventory(file, text);
+  return parseInventory(file, input.text);
 }
 
 const OWN_KEYS = new Set(['hosts', 'groups', 'vars', 'ssh']);

@@ -3,7 +3,6 @@
  * reported here, located (`file:line:col: message`), before anything runs.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { ValidateFunction } from 'ajv';
 import {
   at,
@@ -26,6 +25,7 @@ import {
   templateSyntaxMessage,
   TemplateError,
 } from './interpolate.js';
+import { readInputFile } from './input.js';
 import { hostVariables, localInventory, type Inventory } from './inventory.js';
 import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
@@ -112,22 +112,14 @@ function validatorFor(name: string, schema: Record<string, unknown>): ValidateFu
 
 export async function loadPlaybook(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const inventory = opts.inventory ?? localInventory();
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const why =
-      err.code === 'ENOENT'
-        ? 'no such file'
-        : err.code === 'EACCES'
-          ? 'permission denied'
-          : err.code === 'EISDIR'
-            ? 'it is a directory'
-            : err.message;
-    return { inventory, errors: [{ file, line: 0, col: 0, message: `cannot read playbook: ${why}` }], playHosts: [] };
-  }
-  return parsePlaybook(file, text, { ...opts, inventory });
+  const input = await readInputFile(file, 'playbook');
+  if ('error' in input)
+    return {
+      inventory,
+      errors: [{ file, line: input.line ?? 0, col: input.col ?? 0, message: input.error }],
+      playHosts: [],
+    };
+  return parsePlaybook(file, input.text, { ...opts, inventory });
 }
 
 export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}): LoadResult {
@@ -540,7 +532,7 @@ function checkArgs(
       if (e.kind === 'syntax' || !undefinedRefs.length) {
         const bad = templated.find((s) => templateRefs(s.text).some((r) => r.expr === e.expr)) ?? templated[0]!;
         const advice =
-          e.kind === 'syntax'
+          e.kind !== 'undefined'
             ? ''
             : ` for host \`${host}\`: define it in the inventory, the play's \`vars:\` or with -e ${e.expr}=...`;
         errors.push(at(src, nodeAt(src, [...argsPath, ...bad.path]), `${module}: ${e.message}${advice}`));

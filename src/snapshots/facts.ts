@@ -6,7 +6,6 @@
  */
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
-import { quoteArgv } from '../connection/shell-quote.js';
 import { inspectConfig } from '../containerd/config.js';
 import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.js';
 import { TaskError } from '../engine/module.js';
@@ -56,7 +55,11 @@ export interface NodeFacts {
 
 // Per certs.d dir: its host directories, their file names, and hosts.toml (base64). Per credential
 // file: its content (base64), parsed here and reduced to key names.
-const SCRIPT = `for d in $CERTS; do
+// Paths arrive as positional parameters ($1 = how many certs.d dirs come first), never through an
+// unquoted expansion: a config_path read from the node may hold spaces or glob characters.
+const SCRIPT = `n=$1; shift; i=0
+for d do
+  i=$((i + 1)); [ "$i" -le "$n" ] || break
   [ -d "$d" ] || continue
   for h in "$d"/*/; do
     [ -d "$h" ] || continue
@@ -66,6 +69,7 @@ const SCRIPT = `for d in $CERTS; do
     if [ -f "$h/hosts.toml" ]; then echo '@@toml'; base64 < "$h/hosts.toml"; fi
   done
 done
+shift "$n"
 for c in "$@"; do
   if [ -f "$c" ]; then printf '@@cred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; base64 < "$c"; else printf '@@nocred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; fi
 done
@@ -126,9 +130,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   } else facts.config.error = inspected.error;
 
   const creds = o.credentialFiles ?? DEFAULT_CREDENTIAL_FILES;
-  const r = await conn.exec({
-    script: `CERTS=${quoteArgv([certDirs.join(' ')])}\nset -- ${quoteArgv(creds)}\n${SCRIPT}`,
-  });
+  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', String(certDirs.length), ...certDirs, ...creds] });
   const out = r.stdout.toString('utf8');
   if (r.code !== 0 || !out.includes('@@end')) {
     throw new TaskError(

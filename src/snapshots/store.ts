@@ -17,6 +17,7 @@ import { chmod, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:f
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from '../connection/connection.js';
+import { NO_LINK } from '../connection/file-scripts.js';
 import type { HandlerRequest, Resource } from '../engine/module.js';
 import type { SnapshotSink } from '../engine/run.js';
 import {
@@ -472,7 +473,8 @@ async function readPrivateFile(path: string, what: string): Promise<Buffer> {
 // Metadata and content in one round trip (half the cost of stat + read over SSH). The metadata line
 // comes first; `cat` output follows byte for byte. A managed path that is a link is refused, never
 // read through: its target may be any file on the host.
-const READ_WITH_STAT = `[ -L "$1" ] && { echo "$1 is a symbolic link: trustplay does not manage a path that is a link; replace the link with the file itself" >&2; exit 2; }
+const READ_WITH_STAT = `${NO_LINK}
+nolink "$1"
 [ -e "$1" ] || { echo absent; exit 0; }
 [ -f "$1" ] || { echo "not a regular file" >&2; exit 2; }
 stat -c '%a %u %g' -- "$1" && cat -- "$1"`;

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import {
   describeExit,
   type SshConnectionOptions,
 } from '../../src/connection/index.js';
+import { expectManagedLinksRefused } from '../support/file-safety.js';
 import { freePort, makeKeyPair, sshdUnavailable, startSshd, type Sshd } from '../support/sshd.js';
 
 const run = promisify(execFile);
@@ -61,7 +62,7 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       address: '127.0.0.1',
       hostKeyTypes: ['ed25519', 'rsa'],
       // A 64 KiB filesystem inside sshd's namespace, to make a remote write fail halfway.
-      namespaceSetup: ['mkdir -p "$1/small"', 'mount -t tmpfs -o size=64k tmpfs "$1/small"'],
+      namespaceSetup: ['mkdir -p "$1/small"', 'mount -t tmpfs -o size=64k,mode=0755 tmpfs "$1/small"'],
     });
     work = join(sshd.dir, 'work');
     await run('mkdir', ['-p', work]);
@@ -196,15 +197,17 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
       expect([st2.mode & 0o7777, st2.uid, st2.gid]).toEqual([0o600, 0, 0]);
     });
 
-    it('writeFile creates parents on request and writes through a symlink to its target', async () => {
+    it('writeFile creates parents on request', async () => {
       const deep = join(work, 'a', 'b', 'c.toml');
       await expect(conn.writeFile(deep, 'x')).rejects.toBeInstanceOf(FileOperationError);
       await conn.writeFile(deep, 'x', { mkdirs: true });
       expect(await readFile(deep, 'utf8')).toBe('x');
-      await run('ln', ['-s', deep, join(work, 'link')]);
-      await conn.writeFile(join(work, 'link'), 'via link');
-      expect(await readFile(deep, 'utf8')).toBe('via link');
-      expect((await conn.exec({ argv: ['test', '-L', join(work, 'link')] })).code).toBe(0);
+    });
+
+    it('a link at a managed path is refused, and so is a parent others can write', async () => {
+      const d = join(work, 'links');
+      await mkdir(d);
+      await expectManagedLinksRefused(conn, d);
     });
 
     it('leaves no temp file behind, after success or after a failed write', async () => {
@@ -364,6 +367,22 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
         expect(err.kind).toBe('host-key');
         expect(err.message).toContain('HOST KEY CHANGED');
         expect(err.message).toContain(`${kh}:2`);
+      }
+      expect(await readFile(kh, 'utf8')).toBe(content);
+    });
+
+    it('a key-type switch is a changed key: pinned ECDSA, the server offers only ed25519/RSA, refused even with accept-new', async () => {
+      const ecdsa = await makeKeyPair(join(dir, 'ecdsa_host_key'), 'ecdsa');
+      const kh = join(dir, 'switched');
+      const content = `[${sshd.address}]:${sshd.port} ${(await readFile(`${ecdsa}.pub`, 'utf8')).trim()}\n`;
+      await writeFile(kh, content);
+      for (const acceptNewHostKeys of [false, true]) {
+        const err = await expectConnectionError(connect({ knownHostsFiles: [kh], acceptNewHostKeys }).connect());
+        expect(err.kind).toBe('host-key');
+        expect(err.message).toContain('HOST KEY CHANGED');
+        expect(err.message).toContain(
+          'known_hosts pins a key of type ecdsa-sha2-nistp256 for this host, which the server no longer offers',
+        );
       }
       expect(await readFile(kh, 'utf8')).toBe(content);
     });

@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { trustplay } from '../support/cli.js';
 
 const FIXTURE = new URL('../fixtures/snapshots/format-1/', import.meta.url).pathname;
@@ -49,6 +49,8 @@ beforeEach(() => {
   );
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
+// Each test runs the real CLI three to six times; on a loaded 2-core machine that takes a while.
+vi.setConfig({ testTimeout: 120_000 });
 
 const cli = (args: string[], env: Record<string, string> = {}) => trustplay(args, { env, timeoutMs: 60_000 });
 

@@ -3,9 +3,13 @@
 export const registryArg = {
   type: 'string',
   minLength: 1,
-  pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$',
+  // DNS labels (or an IP literal, IPv6 in brackets) and an optional port, at most 253 characters:
+  // the name becomes a directory under certs.d, so `.`, `..`, a leading `-` or `/` never get through.
+  maxLength: 253,
+  pattern:
+    '^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$',
   description:
-    'Registry host as images name it: `host` or `host:port` (no scheme, no path), e.g. `registry.example.com:5000`.',
+    'Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.',
   examples: ['registry.example.com', 'registry.example.com:5000'],
 } as const;
 

@@ -4,10 +4,10 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const module_containerd_tls = validate0;
-const schema0 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"pattern":"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
+const schema0 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
 const func0 = Object.prototype.hasOwnProperty;
 const func1 = require("ajv/dist/runtime/ucs2length").default;
-const pattern0 = new RegExp("^[A-Za-z0-9.-]+(:[0-9]{1,5})?$", "u");
+const pattern0 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
 
 function validate0(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -66,8 +66,8 @@ errors++;
 if(data.registry !== undefined){
 let data0 = data.registry;
 if(typeof data0 === "string"){
-if(func1(data0) < 1){
-const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(func1(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -76,8 +76,8 @@ vErrors.push(err2);
 }
 errors++;
 }
-if(!pattern0.test(data0)){
-const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"},message:"must match pattern \""+"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"+"\""};
+if(func1(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -86,9 +86,8 @@ vErrors.push(err3);
 }
 errors++;
 }
-}
-else {
-const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern0.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -98,11 +97,8 @@ vErrors.push(err4);
 errors++;
 }
 }
-if(data.ca !== undefined){
-let data1 = data.ca;
-if(typeof data1 === "string"){
-if(func1(data1) < 1){
-const err5 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -112,8 +108,11 @@ vErrors.push(err5);
 errors++;
 }
 }
-else {
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.ca !== undefined){
+let data1 = data.ca;
+if(typeof data1 === "string"){
+if(func1(data1) < 1){
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -123,9 +122,8 @@ vErrors.push(err6);
 errors++;
 }
 }
-if(data.skip_verify !== undefined){
-if(typeof data.skip_verify !== "boolean"){
-const err7 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -135,9 +133,9 @@ vErrors.push(err7);
 errors++;
 }
 }
-if(data.plain_http !== undefined){
-if(typeof data.plain_http !== "boolean"){
-const err8 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data.skip_verify !== undefined){
+if(typeof data.skip_verify !== "boolean"){
+const err8 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -147,11 +145,9 @@ vErrors.push(err8);
 errors++;
 }
 }
-if(data.client_cert !== undefined){
-let data4 = data.client_cert;
-if(typeof data4 === "string"){
-if(func1(data4) < 1){
-const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.plain_http !== undefined){
+if(typeof data.plain_http !== "boolean"){
+const err9 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -161,8 +157,11 @@ vErrors.push(err9);
 errors++;
 }
 }
-else {
-const err10 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.client_cert !== undefined){
+let data4 = data.client_cert;
+if(typeof data4 === "string"){
+if(func1(data4) < 1){
+const err10 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -172,11 +171,8 @@ vErrors.push(err10);
 errors++;
 }
 }
-if(data.client_key !== undefined){
-let data5 = data.client_key;
-if(typeof data5 === "string"){
-if(func1(data5) < 1){
-const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err11 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -186,8 +182,11 @@ vErrors.push(err11);
 errors++;
 }
 }
-else {
-const err12 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.client_key !== undefined){
+let data5 = data.client_key;
+if(typeof data5 === "string"){
+if(func1(data5) < 1){
+const err12 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -197,9 +196,8 @@ vErrors.push(err12);
 errors++;
 }
 }
-let data6 = data.style;
-if(typeof data6 !== "string"){
-const err13 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err13 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -208,8 +206,10 @@ vErrors.push(err13);
 }
 errors++;
 }
-if(!(((data6 === "auto") || (data6 === "hosts")) || (data6 === "legacy"))){
-const err14 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema0.properties.style.enum},message:"must be equal to one of the allowed values"};
+}
+let data6 = data.style;
+if(typeof data6 !== "string"){
+const err14 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -218,8 +218,8 @@ vErrors.push(err14);
 }
 errors++;
 }
-if(typeof data.migrate_legacy !== "boolean"){
-const err15 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(!(((data6 === "auto") || (data6 === "hosts")) || (data6 === "legacy"))){
+const err15 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema0.properties.style.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -228,10 +228,8 @@ vErrors.push(err15);
 }
 errors++;
 }
-let data8 = data.config_path;
-if(typeof data8 === "string"){
-if(func1(data8) < 1){
-const err16 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data.migrate_legacy !== "boolean"){
+const err16 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -240,9 +238,10 @@ vErrors.push(err16);
 }
 errors++;
 }
-}
-else {
-const err17 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data8 = data.config_path;
+if(typeof data8 === "string"){
+if(func1(data8) < 1){
+const err17 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -251,10 +250,9 @@ vErrors.push(err17);
 }
 errors++;
 }
-let data9 = data.config_file;
-if(typeof data9 === "string"){
-if(func1(data9) < 1){
-const err18 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err18 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -263,9 +261,10 @@ vErrors.push(err18);
 }
 errors++;
 }
-}
-else {
-const err19 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data9 = data.config_file;
+if(typeof data9 === "string"){
+if(func1(data9) < 1){
+const err19 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -274,10 +273,9 @@ vErrors.push(err19);
 }
 errors++;
 }
-let data10 = data.restart_command;
-if(typeof data10 === "string"){
-if(func1(data10) < 1){
-const err20 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err20 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -286,9 +284,10 @@ vErrors.push(err20);
 }
 errors++;
 }
-}
-else {
-const err21 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data10 = data.restart_command;
+if(typeof data10 === "string"){
+if(func1(data10) < 1){
+const err21 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -297,11 +296,9 @@ vErrors.push(err21);
 }
 errors++;
 }
-if(data.socket !== undefined){
-let data11 = data.socket;
-if(typeof data11 === "string"){
-if(func1(data11) < 1){
-const err22 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err22 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -310,9 +307,11 @@ vErrors.push(err22);
 }
 errors++;
 }
-}
-else {
-const err23 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.socket !== undefined){
+let data11 = data.socket;
+if(typeof data11 === "string"){
+if(func1(data11) < 1){
+const err23 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -322,9 +321,8 @@ vErrors.push(err23);
 errors++;
 }
 }
-let data12 = data.restart_timeout;
-if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
-const err24 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err24 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -333,9 +331,10 @@ vErrors.push(err24);
 }
 errors++;
 }
-if((typeof data12 == "number") && (isFinite(data12))){
-if(data12 < 1 || isNaN(data12)){
-const err25 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+let data12 = data.restart_timeout;
+if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
+const err25 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -344,10 +343,9 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-let data13 = data.state;
-if(typeof data13 !== "string"){
-const err26 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if((typeof data12 == "number") && (isFinite(data12))){
+if(data12 < 1 || isNaN(data12)){
+const err26 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -356,8 +354,10 @@ vErrors.push(err26);
 }
 errors++;
 }
-if(!((data13 === "present") || (data13 === "absent"))){
-const err27 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema0.properties.state.enum},message:"must be equal to one of the allowed values"};
+}
+let data13 = data.state;
+if(typeof data13 !== "string"){
+const err27 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -366,14 +366,24 @@ vErrors.push(err27);
 }
 errors++;
 }
-}
-else {
-const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(!((data13 === "present") || (data13 === "absent"))){
+const err28 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema0.properties.state.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err28];
 }
 else {
 vErrors.push(err28);
+}
+errors++;
+}
+}
+else {
+const err29 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
 }
 errors++;
 }
@@ -680,7 +690,7 @@ return errors === 0;
 validate1.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_node_creds_wipe = validate2;
-const schema2 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"pattern":"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
+const schema2 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
 
 function validate2(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -733,8 +743,8 @@ errors++;
 if(data.registry !== undefined){
 let data0 = data.registry;
 if(typeof data0 === "string"){
-if(func1(data0) < 1){
-const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(func1(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -743,8 +753,8 @@ vErrors.push(err2);
 }
 errors++;
 }
-if(!pattern0.test(data0)){
-const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"},message:"must match pattern \""+"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"+"\""};
+if(func1(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -753,14 +763,24 @@ vErrors.push(err3);
 }
 errors++;
 }
-}
-else {
-const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern0.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
 }
 else {
 vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
 }
 errors++;
 }
@@ -772,18 +792,7 @@ for(let i0=0; i0<len0; i0++){
 let data2 = data1[i0];
 if(typeof data2 === "string"){
 if(func1(data2) < 1){
-const err5 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err5];
-}
-else {
-vErrors.push(err5);
-}
-errors++;
-}
-}
-else {
-const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -793,9 +802,8 @@ vErrors.push(err6);
 errors++;
 }
 }
-}
 else {
-const err7 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err7 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -804,8 +812,10 @@ vErrors.push(err7);
 }
 errors++;
 }
-if(typeof data.containerd_auth !== "boolean"){
-const err8 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+}
+else {
+const err8 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -814,10 +824,8 @@ vErrors.push(err8);
 }
 errors++;
 }
-let data4 = data.config_file;
-if(typeof data4 === "string"){
-if(func1(data4) < 1){
-const err9 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data.containerd_auth !== "boolean"){
+const err9 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -826,9 +834,10 @@ vErrors.push(err9);
 }
 errors++;
 }
-}
-else {
-const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data4 = data.config_file;
+if(typeof data4 === "string"){
+if(func1(data4) < 1){
+const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -837,10 +846,9 @@ vErrors.push(err10);
 }
 errors++;
 }
-let data5 = data.restart_command;
-if(typeof data5 === "string"){
-if(func1(data5) < 1){
-const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err11 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -849,9 +857,10 @@ vErrors.push(err11);
 }
 errors++;
 }
-}
-else {
-const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data5 = data.restart_command;
+if(typeof data5 === "string"){
+if(func1(data5) < 1){
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -860,11 +869,9 @@ vErrors.push(err12);
 }
 errors++;
 }
-if(data.socket !== undefined){
-let data6 = data.socket;
-if(typeof data6 === "string"){
-if(func1(data6) < 1){
-const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err13 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -873,9 +880,11 @@ vErrors.push(err13);
 }
 errors++;
 }
-}
-else {
-const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.socket !== undefined){
+let data6 = data.socket;
+if(typeof data6 === "string"){
+if(func1(data6) < 1){
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -885,8 +894,8 @@ vErrors.push(err14);
 errors++;
 }
 }
-if(typeof data.all !== "boolean"){
-const err15 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err15 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -896,13 +905,24 @@ vErrors.push(err15);
 errors++;
 }
 }
-else {
-const err16 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data.all !== "boolean"){
+const err16 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err16];
 }
 else {
 vErrors.push(err16);
+}
+errors++;
+}
+}
+else {
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
 }
 errors++;
 }

@@ -1479,8 +1479,8 @@ return errors === 0;
 validate2.evaluated = {"props":{"name":true,"when":true,"tags":true,"notify":true,"check_mode":true,"ignore_errors":true,"run_once":true},"dynamicProps":false,"dynamicItems":false};
 
 export const module_containerd_tls = validate3;
-const schema3 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"pattern":"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
-const pattern4 = new RegExp("^[A-Za-z0-9.-]+(:[0-9]{1,5})?$", "u");
+const schema3 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
+const pattern4 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
 
 function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1518,8 +1518,8 @@ errors++;
 if(data.registry !== undefined){
 let data0 = data.registry;
 if(typeof data0 === "string"){
-if(func0(data0) < 1){
-const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.registry,data:data0};
+if(func0(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema3.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -1528,8 +1528,8 @@ vErrors.push(err2);
 }
 errors++;
 }
-if(!pattern4.test(data0)){
-const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"},message:"must match pattern \""+"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"+"\"",schema:"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",parentSchema:schema3.properties.registry,data:data0};
+if(func0(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -1538,9 +1538,8 @@ vErrors.push(err3);
 }
 errors++;
 }
-}
-else {
-const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.registry.type,parentSchema:schema3.properties.registry,data:data0};
+if(!pattern4.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema3.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -1550,11 +1549,8 @@ vErrors.push(err4);
 errors++;
 }
 }
-if(data.ca !== undefined){
-let data1 = data.ca;
-if(typeof data1 === "string"){
-if(func0(data1) < 1){
-const err5 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.ca,data:data1};
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.registry.type,parentSchema:schema3.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -1564,8 +1560,11 @@ vErrors.push(err5);
 errors++;
 }
 }
-else {
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.ca.type,parentSchema:schema3.properties.ca,data:data1};
+if(data.ca !== undefined){
+let data1 = data.ca;
+if(typeof data1 === "string"){
+if(func0(data1) < 1){
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -1575,10 +1574,8 @@ vErrors.push(err6);
 errors++;
 }
 }
-if(data.skip_verify !== undefined){
-let data2 = data.skip_verify;
-if(typeof data2 !== "boolean"){
-const err7 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.skip_verify.type,parentSchema:schema3.properties.skip_verify,data:data2};
+else {
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.ca.type,parentSchema:schema3.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -1588,10 +1585,10 @@ vErrors.push(err7);
 errors++;
 }
 }
-if(data.plain_http !== undefined){
-let data3 = data.plain_http;
-if(typeof data3 !== "boolean"){
-const err8 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.plain_http.type,parentSchema:schema3.properties.plain_http,data:data3};
+if(data.skip_verify !== undefined){
+let data2 = data.skip_verify;
+if(typeof data2 !== "boolean"){
+const err8 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.skip_verify.type,parentSchema:schema3.properties.skip_verify,data:data2};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -1601,11 +1598,10 @@ vErrors.push(err8);
 errors++;
 }
 }
-if(data.client_cert !== undefined){
-let data4 = data.client_cert;
-if(typeof data4 === "string"){
-if(func0(data4) < 1){
-const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_cert,data:data4};
+if(data.plain_http !== undefined){
+let data3 = data.plain_http;
+if(typeof data3 !== "boolean"){
+const err9 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.plain_http.type,parentSchema:schema3.properties.plain_http,data:data3};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -1615,8 +1611,11 @@ vErrors.push(err9);
 errors++;
 }
 }
-else {
-const err10 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_cert.type,parentSchema:schema3.properties.client_cert,data:data4};
+if(data.client_cert !== undefined){
+let data4 = data.client_cert;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err10 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_cert,data:data4};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -1626,11 +1625,8 @@ vErrors.push(err10);
 errors++;
 }
 }
-if(data.client_key !== undefined){
-let data5 = data.client_key;
-if(typeof data5 === "string"){
-if(func0(data5) < 1){
-const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_key,data:data5};
+else {
+const err11 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_cert.type,parentSchema:schema3.properties.client_cert,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -1640,8 +1636,11 @@ vErrors.push(err11);
 errors++;
 }
 }
-else {
-const err12 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_key.type,parentSchema:schema3.properties.client_key,data:data5};
+if(data.client_key !== undefined){
+let data5 = data.client_key;
+if(typeof data5 === "string"){
+if(func0(data5) < 1){
+const err12 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_key,data:data5};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -1651,10 +1650,8 @@ vErrors.push(err12);
 errors++;
 }
 }
-if(data.style !== undefined){
-let data6 = data.style;
-if(typeof data6 !== "string"){
-const err13 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.style.type,parentSchema:schema3.properties.style,data:data6};
+else {
+const err13 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_key.type,parentSchema:schema3.properties.client_key,data:data5};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -1663,8 +1660,11 @@ vErrors.push(err13);
 }
 errors++;
 }
-if(!(((data6 === "auto") || (data6 === "hosts")) || (data6 === "legacy"))){
-const err14 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema3.properties.style.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.style.enum,parentSchema:schema3.properties.style,data:data6};
+}
+if(data.style !== undefined){
+let data6 = data.style;
+if(typeof data6 !== "string"){
+const err14 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.style.type,parentSchema:schema3.properties.style,data:data6};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -1673,11 +1673,8 @@ vErrors.push(err14);
 }
 errors++;
 }
-}
-if(data.migrate_legacy !== undefined){
-let data7 = data.migrate_legacy;
-if(typeof data7 !== "boolean"){
-const err15 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.migrate_legacy.type,parentSchema:schema3.properties.migrate_legacy,data:data7};
+if(!(((data6 === "auto") || (data6 === "hosts")) || (data6 === "legacy"))){
+const err15 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema3.properties.style.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.style.enum,parentSchema:schema3.properties.style,data:data6};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -1687,11 +1684,10 @@ vErrors.push(err15);
 errors++;
 }
 }
-if(data.config_path !== undefined){
-let data8 = data.config_path;
-if(typeof data8 === "string"){
-if(func0(data8) < 1){
-const err16 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_path,data:data8};
+if(data.migrate_legacy !== undefined){
+let data7 = data.migrate_legacy;
+if(typeof data7 !== "boolean"){
+const err16 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.migrate_legacy.type,parentSchema:schema3.properties.migrate_legacy,data:data7};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -1701,8 +1697,11 @@ vErrors.push(err16);
 errors++;
 }
 }
-else {
-const err17 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_path.type,parentSchema:schema3.properties.config_path,data:data8};
+if(data.config_path !== undefined){
+let data8 = data.config_path;
+if(typeof data8 === "string"){
+if(func0(data8) < 1){
+const err17 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_path,data:data8};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -1712,11 +1711,8 @@ vErrors.push(err17);
 errors++;
 }
 }
-if(data.config_file !== undefined){
-let data9 = data.config_file;
-if(typeof data9 === "string"){
-if(func0(data9) < 1){
-const err18 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_file,data:data9};
+else {
+const err18 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_path.type,parentSchema:schema3.properties.config_path,data:data8};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -1726,8 +1722,11 @@ vErrors.push(err18);
 errors++;
 }
 }
-else {
-const err19 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_file.type,parentSchema:schema3.properties.config_file,data:data9};
+if(data.config_file !== undefined){
+let data9 = data.config_file;
+if(typeof data9 === "string"){
+if(func0(data9) < 1){
+const err19 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_file,data:data9};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -1737,11 +1736,8 @@ vErrors.push(err19);
 errors++;
 }
 }
-if(data.restart_command !== undefined){
-let data10 = data.restart_command;
-if(typeof data10 === "string"){
-if(func0(data10) < 1){
-const err20 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.restart_command,data:data10};
+else {
+const err20 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_file.type,parentSchema:schema3.properties.config_file,data:data9};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -1751,8 +1747,11 @@ vErrors.push(err20);
 errors++;
 }
 }
-else {
-const err21 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.restart_command.type,parentSchema:schema3.properties.restart_command,data:data10};
+if(data.restart_command !== undefined){
+let data10 = data.restart_command;
+if(typeof data10 === "string"){
+if(func0(data10) < 1){
+const err21 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.restart_command,data:data10};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -1762,11 +1761,8 @@ vErrors.push(err21);
 errors++;
 }
 }
-if(data.socket !== undefined){
-let data11 = data.socket;
-if(typeof data11 === "string"){
-if(func0(data11) < 1){
-const err22 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.socket,data:data11};
+else {
+const err22 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.restart_command.type,parentSchema:schema3.properties.restart_command,data:data10};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -1776,8 +1772,11 @@ vErrors.push(err22);
 errors++;
 }
 }
-else {
-const err23 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.socket.type,parentSchema:schema3.properties.socket,data:data11};
+if(data.socket !== undefined){
+let data11 = data.socket;
+if(typeof data11 === "string"){
+if(func0(data11) < 1){
+const err23 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.socket,data:data11};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -1787,10 +1786,8 @@ vErrors.push(err23);
 errors++;
 }
 }
-if(data.restart_timeout !== undefined){
-let data12 = data.restart_timeout;
-if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
-const err24 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema3.properties.restart_timeout.type,parentSchema:schema3.properties.restart_timeout,data:data12};
+else {
+const err24 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.socket.type,parentSchema:schema3.properties.socket,data:data11};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -1799,9 +1796,11 @@ vErrors.push(err24);
 }
 errors++;
 }
-if((typeof data12 == "number") && (isFinite(data12))){
-if(data12 < 1 || isNaN(data12)){
-const err25 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema3.properties.restart_timeout,data:data12};
+}
+if(data.restart_timeout !== undefined){
+let data12 = data.restart_timeout;
+if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
+const err25 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema3.properties.restart_timeout.type,parentSchema:schema3.properties.restart_timeout,data:data12};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -1810,12 +1809,9 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-}
-if(data.state !== undefined){
-let data13 = data.state;
-if(typeof data13 !== "string"){
-const err26 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.state.type,parentSchema:schema3.properties.state,data:data13};
+if((typeof data12 == "number") && (isFinite(data12))){
+if(data12 < 1 || isNaN(data12)){
+const err26 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema3.properties.restart_timeout,data:data12};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -1824,8 +1820,12 @@ vErrors.push(err26);
 }
 errors++;
 }
-if(!((data13 === "present") || (data13 === "absent"))){
-const err27 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema3.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.state.enum,parentSchema:schema3.properties.state,data:data13};
+}
+}
+if(data.state !== undefined){
+let data13 = data.state;
+if(typeof data13 !== "string"){
+const err27 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.state.type,parentSchema:schema3.properties.state,data:data13};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -1834,15 +1834,25 @@ vErrors.push(err27);
 }
 errors++;
 }
-}
-}
-else {
-const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema3.type,parentSchema:schema3,data};
+if(!((data13 === "present") || (data13 === "absent"))){
+const err28 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema3.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.state.enum,parentSchema:schema3.properties.state,data:data13};
 if(vErrors === null){
 vErrors = [err28];
 }
 else {
 vErrors.push(err28);
+}
+errors++;
+}
+}
+}
+else {
+const err29 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema3.type,parentSchema:schema3,data};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
 }
 errors++;
 }
@@ -2147,7 +2157,7 @@ return errors === 0;
 validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_node_creds_wipe = validate5;
-const schema5 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"pattern":"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
+const schema5 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
 
 function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2185,8 +2195,8 @@ errors++;
 if(data.registry !== undefined){
 let data0 = data.registry;
 if(typeof data0 === "string"){
-if(func0(data0) < 1){
-const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.registry,data:data0};
+if(func0(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema5.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2195,8 +2205,8 @@ vErrors.push(err2);
 }
 errors++;
 }
-if(!pattern4.test(data0)){
-const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"},message:"must match pattern \""+"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"+"\"",schema:"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",parentSchema:schema5.properties.registry,data:data0};
+if(func0(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -2205,14 +2215,24 @@ vErrors.push(err3);
 }
 errors++;
 }
-}
-else {
-const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.registry.type,parentSchema:schema5.properties.registry,data:data0};
+if(!pattern4.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema5.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err4];
 }
 else {
 vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.registry.type,parentSchema:schema5.properties.registry,data:data0};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
 }
 errors++;
 }
@@ -2225,18 +2245,7 @@ for(let i0=0; i0<len0; i0++){
 let data2 = data1[i0];
 if(typeof data2 === "string"){
 if(func0(data2) < 1){
-const err5 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.paths.items,data:data2};
-if(vErrors === null){
-vErrors = [err5];
-}
-else {
-vErrors.push(err5);
-}
-errors++;
-}
-}
-else {
-const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.paths.items.type,parentSchema:schema5.properties.paths.items,data:data2};
+const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.paths.items,data:data2};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2246,9 +2255,8 @@ vErrors.push(err6);
 errors++;
 }
 }
-}
 else {
-const err7 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema5.properties.paths.type,parentSchema:schema5.properties.paths,data:data1};
+const err7 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.paths.items.type,parentSchema:schema5.properties.paths.items,data:data2};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2258,10 +2266,9 @@ vErrors.push(err7);
 errors++;
 }
 }
-if(data.containerd_auth !== undefined){
-let data3 = data.containerd_auth;
-if(typeof data3 !== "boolean"){
-const err8 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema5.properties.containerd_auth.type,parentSchema:schema5.properties.containerd_auth,data:data3};
+}
+else {
+const err8 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema5.properties.paths.type,parentSchema:schema5.properties.paths,data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2271,11 +2278,10 @@ vErrors.push(err8);
 errors++;
 }
 }
-if(data.config_file !== undefined){
-let data4 = data.config_file;
-if(typeof data4 === "string"){
-if(func0(data4) < 1){
-const err9 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.config_file,data:data4};
+if(data.containerd_auth !== undefined){
+let data3 = data.containerd_auth;
+if(typeof data3 !== "boolean"){
+const err9 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema5.properties.containerd_auth.type,parentSchema:schema5.properties.containerd_auth,data:data3};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2285,8 +2291,11 @@ vErrors.push(err9);
 errors++;
 }
 }
-else {
-const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.config_file.type,parentSchema:schema5.properties.config_file,data:data4};
+if(data.config_file !== undefined){
+let data4 = data.config_file;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.config_file,data:data4};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2296,11 +2305,8 @@ vErrors.push(err10);
 errors++;
 }
 }
-if(data.restart_command !== undefined){
-let data5 = data.restart_command;
-if(typeof data5 === "string"){
-if(func0(data5) < 1){
-const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.restart_command,data:data5};
+else {
+const err11 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.config_file.type,parentSchema:schema5.properties.config_file,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2310,8 +2316,11 @@ vErrors.push(err11);
 errors++;
 }
 }
-else {
-const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.restart_command.type,parentSchema:schema5.properties.restart_command,data:data5};
+if(data.restart_command !== undefined){
+let data5 = data.restart_command;
+if(typeof data5 === "string"){
+if(func0(data5) < 1){
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.restart_command,data:data5};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2321,11 +2330,8 @@ vErrors.push(err12);
 errors++;
 }
 }
-if(data.socket !== undefined){
-let data6 = data.socket;
-if(typeof data6 === "string"){
-if(func0(data6) < 1){
-const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.socket,data:data6};
+else {
+const err13 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.restart_command.type,parentSchema:schema5.properties.restart_command,data:data5};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2335,8 +2341,11 @@ vErrors.push(err13);
 errors++;
 }
 }
-else {
-const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.socket.type,parentSchema:schema5.properties.socket,data:data6};
+if(data.socket !== undefined){
+let data6 = data.socket;
+if(typeof data6 === "string"){
+if(func0(data6) < 1){
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.socket,data:data6};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2346,10 +2355,8 @@ vErrors.push(err14);
 errors++;
 }
 }
-if(data.all !== undefined){
-let data7 = data.all;
-if(typeof data7 !== "boolean"){
-const err15 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema5.properties.all.type,parentSchema:schema5.properties.all,data:data7};
+else {
+const err15 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.socket.type,parentSchema:schema5.properties.socket,data:data6};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2359,14 +2366,27 @@ vErrors.push(err15);
 errors++;
 }
 }
-}
-else {
-const err16 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema5.type,parentSchema:schema5,data};
+if(data.all !== undefined){
+let data7 = data.all;
+if(typeof data7 !== "boolean"){
+const err16 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema5.properties.all.type,parentSchema:schema5.properties.all,data:data7};
 if(vErrors === null){
 vErrors = [err16];
 }
 else {
 vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+else {
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema5.type,parentSchema:schema5,data};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
 }
 errors++;
 }
