@@ -8,7 +8,16 @@
  * Needs ansible-core (Debian package `ansible-core`, 2.14 on bookworm).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  existsSync,
+  mkdirSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,9 +51,14 @@ function ansibleEnv(file: string, home: string): NodeJS.ProcessEnv {
   };
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
+function runIn(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd = CASES,
+): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { env, cwd: CASES, maxBuffer: 64 << 20, timeout: 120_000 }, (e, out, err) => {
+    execFile(cmd, args, { env, cwd, maxBuffer: 64 << 20, timeout: 120_000 }, (e, out, err) => {
       const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0;
       resolve({ code, out, err });
     });
@@ -52,7 +66,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ cod
 }
 
 /** Ansible's warnings (unwrapped), with the case's path made relative to the fixtures. */
-function warningsOf(stderr: string, file: string): string[] {
+function warningsOf(stderr: string, file: string, dir: string): string[] {
   const out: string[] = [];
   for (const line of stderr.split('\n')) {
     if (line.startsWith('[WARNING]: ')) out.push(line.slice('[WARNING]: '.length).trim());
@@ -63,18 +77,30 @@ function warningsOf(stderr: string, file: string): string[] {
   // Ansible names the file by its absolute path: keep only the case's name.
   return out.map((w) =>
     w
-      .split(CASES + '/')
+      .split(dir + '/')
       .join('')
       .split(file)
       .join(`cases/${file}`),
   );
 }
 
-// Run in the cases directory with the bare file name: Ansible wraps warnings at 79 columns, and a
-// short path keeps them readable and free of this machine's directories.
+// Each case runs as a copy in a fresh temporary directory (a path of the same length on every
+// machine): Ansible wraps warnings at 79 columns, also inside the absolute path it names, so the
+// same path length gives the same text wherever the repository is checked out.
 async function expectedFor(path: string, home: string): Promise<Expected> {
   const file = basename(path);
   const env = ansibleEnv(file, home);
+  const work = mkdtempSync('/tmp/tp-inv-');
+  copyFileSync(path, join(work, file));
+  try {
+    return await expectedIn(work, path, file, env);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function expectedIn(work: string, path: string, file: string, env: NodeJS.ProcessEnv): Promise<Expected> {
+  const run = (cmd: string, args: string[], e: NodeJS.ProcessEnv) => runIn(cmd, args, e, work);
   const list = await run('ansible-inventory', ['-i', file, '--list'], env);
   if (list.code !== 0) return { ansibleFails: true, warnings: [], patterns: {} };
   const graph = await run('ansible-inventory', ['-i', file, '--graph'], env);
@@ -98,14 +124,14 @@ async function expectedFor(path: string, home: string): Promise<Expected> {
     ansibleFails: false,
     list: JSON.parse(list.out),
     graph: graph.out.trimEnd(),
-    warnings: warningsOf(list.err, file),
+    warnings: warningsOf(list.err, file, work),
     patterns,
   };
 }
 
 async function main(): Promise<number> {
   const check = process.argv.includes('--check');
-  const version = await run('ansible-inventory', ['--version'], process.env);
+  const version = await runIn('ansible-inventory', ['--version'], process.env);
   if (version.code !== 0) {
     process.stderr.write('ansible-inventory is not installed: apt-get install ansible-core\n');
     return 1;
