@@ -39,7 +39,7 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
     expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
   };
   const resetNode = async (n: LabNode): Promise<void> => {
-    await inNode(n, 'rm -rf /etc/containerd/certs.d /etc/k3s-like');
+    await inNode(n, 'rm -rf /etc/containerd/certs.d /var/lib/rancher');
     await setConfig(n, defaults.get(n.name)!);
     await waitForCri(n.hostSocket, 20_000);
   };
@@ -221,7 +221,8 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
     for (const v of ['1.6', '2.1']) {
       const n = node(v);
       await resetNode(n);
-      const own = '/etc/k3s-like/certs.d';
+      // k3s's own directory, under the node's /var/lib (every path a test writes is the node's own).
+      const own = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d';
       const text = defaults.get(n.name)!.replace(/config_path = (''|"")/, `config_path = '${own}'`);
       await inNode(
         n,
