@@ -2,7 +2,8 @@
  * The read side of containerd's config.toml: which config version it is, where the CRI registry
  * table lives, and what registry settings it holds. Pure: text in, model out.
  */
-import { getIn, parsePlain, type PlainTable, type PlainValue } from './toml-edit.js';
+import { getIn, parsePlain, type PlainTable, type PlainValue } from '../toml/model.js';
+import type { Result } from '../result.js';
 
 /** CRI registry table path for config version 2 (containerd 1.x, also read by 2.x after migration). */
 export const CRI_REGISTRY_V2 = ['plugins', 'io.containerd.grpc.v1.cri', 'registry'] as const;
@@ -68,7 +69,7 @@ export interface InspectOptions {
 }
 
 /** Result of `inspectConfig`. */
-export type InspectResult = { ok: true; info: ContainerdConfigInfo } | { ok: false; error: string };
+export type InspectResult = Result<{ info: ContainerdConfigInfo }>;
 
 /** The config version containerd writes by default: 3 from containerd 2.0, else 2. */
 export function defaultVersionFor(containerdMajor: number | undefined): 2 | 3 {

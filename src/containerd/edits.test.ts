@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { inspectConfig, VERSION_1_REFUSAL } from './config.js';
 import {
   ensureConfigPath,
-  isRefusal,
   migrateLegacy,
   removeConfigPath,
   removeRegistryAuth,
@@ -14,7 +13,8 @@ import {
   type EditOk,
 } from './edits.js';
 import { lineDiff } from './line-diff.js';
-import { getIn, parsePlain } from './toml-edit.js';
+import { getIn, parsePlain } from '../toml/model.js';
+import type { Result } from '../result.js';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const read = (name: string): string => readFileSync(join(FIX, name), 'utf8');
@@ -29,8 +29,8 @@ function golden(name: string, actual: string): void {
   expect(actual).toBe(readFileSync(path, 'utf8'));
 }
 
-function ok<T extends object>(r: T | { error: string }): T {
-  if (isRefusal(r)) throw new Error(`unexpected refusal: ${r.error}`);
+function ok<T extends object>(r: Result<T>): T {
+  if (!r.ok) throw new Error(`unexpected refusal: ${r.error}`);
   return r;
 }
 
@@ -45,7 +45,7 @@ function onlyOwnedLinesChanged(before: string, after: string, owned: RegExp): vo
 interface Case {
   fixture: string | null;
   edit: string;
-  run: (text: string | null) => EditOk | { error: string };
+  run: (text: string | null) => Result<EditOk>;
   owned: RegExp;
 }
 
@@ -163,13 +163,13 @@ describe('config.toml edits against fixtures (golden files)', () => {
     expect(second.changed).toBe(false);
     expect(second.notes.join(' ')).toMatch(/searches \/etc\/containerd\/certs\.d before/);
     const refused = ensureConfigPath(text, '/srv/certs.d', { containerdMajor: 1 });
-    expect(isRefusal(refused) && refused.error).toMatch(/several directories .* \/srv\/certs\.d is not one of them/);
+    expect(!refused.ok && refused.error).toMatch(/several directories .* \/srv\/certs\.d is not one of them/);
   });
 
   it('a different single config_path is refused (its registries would stop working), and kept when passed as the directory', () => {
     const text = read('other-config-path.toml');
     const r = ensureConfigPath(text, CERTS, { containerdMajor: 1 });
-    expect(isRefusal(r) && r.error).toMatch(
+    expect(!r.ok && r.error).toMatch(
       /already names \/etc\/docker\/certs\.d.*pass config_path: \/etc\/docker\/certs\.d/,
     );
     const same = ok(ensureConfigPath(text, '/etc/docker/certs.d', { containerdMajor: 2 }));
@@ -216,11 +216,11 @@ describe('config.toml edits against fixtures (golden files)', () => {
 
   it('legacy mirrors (any containerd) and configs.tls (1.x) make config_path refuse before anything is written', () => {
     const mirrors = ensureConfigPath(read('mirrors.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(mirrors) && mirrors.error).toMatch(
+    expect(!mirrors.ok && mirrors.error).toMatch(
       /legacy registry\.mirrors for docker\.io, registry\.test:5000 and registry\.configs\.\*\.tls for mirror\.internal.*migrate_legacy: true/,
     );
     const tls = ensureConfigPath(read('two-registries.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(tls) && tls.error).toMatch(/registry\.configs\.\*\.tls for registry\.test:5000, other\.example/);
+    expect(!tls.ok && tls.error).toMatch(/registry\.configs\.\*\.tls for registry\.test:5000, other\.example/);
     // On 2.x the tls tables are ignored rather than fatal: allowed, with a note.
     const v2 = ok(ensureConfigPath(read('two-registries.toml'), CERTS, { containerdMajor: 2 }));
     expect(v2.notes.join(' ')).toMatch(/ignores the legacy registry\.configs\.\*\.tls/);
@@ -260,18 +260,18 @@ describe('config.toml edits against fixtures (golden files)', () => {
 
   it('legacy tls refuses on containerd 2.x and next to config_path, and on empty settings', () => {
     const v2 = setLegacyTls(read('v2.x-default.toml'), REG, { insecure_skip_verify: true }, { containerdMajor: 2 });
-    expect(isRefusal(v2) && v2.error).toMatch(/ignores registry\.configs\."registry\.test:5000"\.tls.*style: hosts/);
+    expect(!v2.ok && v2.error).toMatch(/ignores registry\.configs\."registry\.test:5000"\.tls.*style: hosts/);
     const v2file = setLegacyTls(read('v1.6-default.toml'), REG, { insecure_skip_verify: true }, { containerdMajor: 2 });
-    expect(isRefusal(v2file)).toBe(true);
+    expect(v2file.ok).toBe(false);
     const cp = setLegacyTls(
       read('other-config-path.toml'),
       REG,
       { insecure_skip_verify: true },
       { containerdMajor: 1 },
     );
-    expect(isRefusal(cp) && cp.error).toMatch(/config_path to \/etc\/docker\/certs\.d.*refuses to load/);
+    expect(!cp.ok && cp.error).toMatch(/config_path to \/etc\/docker\/certs\.d.*refuses to load/);
     const empty = setLegacyTls(read('v1.6-default.toml'), REG, {}, { containerdMajor: 1 });
-    expect(isRefusal(empty)).toBe(true);
+    expect(!empty.ok).toBe(true);
   });
 
   it('legacy tls owns its four keys: switching from skip-verify to a CA removes insecure_skip_verify', () => {
@@ -310,7 +310,7 @@ describe('config.toml edits against fixtures (golden files)', () => {
       'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.configs]\n  "registry.test" = { auth = { username = "u" } }\n',
       'registry.test',
     );
-    expect(isRefusal(r) && r.error).toMatch(
+    expect(!r.ok && r.error).toMatch(
       /inline value of "\\"registry\.test\\""|inline value of ""registry\.test""|inline/,
     );
   });
@@ -325,13 +325,12 @@ describe('config.toml edits against fixtures (golden files)', () => {
 
   it('version 1, broken and version-3-on-1.x files are refused with one actionable sentence', () => {
     expect(ensureConfigPath(read('version1.toml'), CERTS, { containerdMajor: 1 })).toEqual({
+      ok: false,
       error: VERSION_1_REFUSAL,
     });
     const broken = ensureConfigPath(read('broken.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(broken) && broken.error).toMatch(
-      /^config\.toml is not valid TOML at line 4:\d+: .*fix it by hand/,
-    );
+    expect(!broken.ok && broken.error).toMatch(/^config\.toml is not valid TOML at line 4:\d+: .*fix it by hand/);
     const v3on1 = ensureConfigPath(read('v2.x-default.toml'), CERTS, { containerdMajor: 1 });
-    expect(isRefusal(v3on1) && v3on1.error).toMatch(/version = 3, which containerd 1\.x cannot load/);
+    expect(!v3on1.ok && v3on1.error).toMatch(/version = 3, which containerd 1\.x cannot load/);
   });
 });

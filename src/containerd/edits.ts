@@ -27,7 +27,9 @@ import {
   type HostsTomlModel,
 } from './hosts-toml.js';
 import { registryKeyMatches, registryNameProblem } from './registry-host.js';
-import { parsePlain, removeKey, removeTable, setKey, getIn, type EditResult } from './toml-edit.js';
+import { getIn, parsePlain } from '../toml/model.js';
+import { removeKey, removeTable, setKey, type EditResult } from '../toml/splicer.js';
+import { refusal, type Refusal, type Result } from '../result.js';
 
 /** A successful edit: the new text, whether it differs, and notes for the run output (no secrets). */
 export interface EditOk {
@@ -36,13 +38,8 @@ export interface EditOk {
   notes: string[];
 }
 
-/** A refusal: one sentence an operator can act on; nothing should be written. */
-export interface EditRefusal {
-  error: string;
-}
-
 /** Either outcome. */
-export type EditOutcome = EditOk | EditRefusal;
+export type EditOutcome = Result<EditOk>;
 
 /** What every edit needs to know about the node. */
 export interface EditOptions {
@@ -53,37 +50,32 @@ export interface EditOptions {
 /** Legacy TLS keys trustplay owns inside `configs."<host>".tls`. */
 const TLS_KEYS = ['insecure_skip_verify', 'ca_file', 'cert_file', 'key_file'] as const;
 
-/** Type guard for refusals. */
-export function isRefusal(o: object): o is EditRefusal {
-  return 'error' in o;
+/** A TOML edit's refusal, worded for config.toml. */
+function unsafe(r: Refusal): Refusal {
+  return refusal(`config.toml cannot be edited safely: ${r.error.replace(/\.$/, '')}.`);
 }
 
-function unwrap(r: EditResult): { text: string; changed: boolean } {
-  if (!r.ok) throw new RefusalSignal(`config.toml cannot be edited safely: ${r.error.replace(/\.$/, '')}.`);
-  return { text: r.text, changed: r.changed };
-}
-
-class RefusalSignal extends Error {}
-
-function guarded<T extends object>(fn: () => T): T | EditRefusal {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof RefusalSignal) return { error: e.message };
-    throw e;
+/** Applies TOML edits in order, threading the text and `changed`; the first refusal stops them. */
+function chain(start: Text, edits: Array<(text: string) => EditResult>): Result<Text> {
+  let cur = start;
+  for (const edit of edits) {
+    const r = edit(cur.text);
+    if (!r.ok) return unsafe(r);
+    cur = { text: r.text, changed: cur.changed || r.changed };
   }
+  return { ok: true, ...cur };
 }
 
-function inspectOrRefuse(text: string | null, opts: EditOptions): ContainerdConfigInfo {
-  const r = inspectConfig(text, { containerdMajor: opts.containerdMajor });
-  if (!r.ok) throw new RefusalSignal(r.error);
-  return r.info;
+/** A text and whether it differs from where the edits started. */
+interface Text {
+  text: string;
+  changed: boolean;
 }
 
 /** Adds `version = N` to a file that has no content yet (missing, empty or only comments). */
-function withVersion(text: string | null, info: ContainerdConfigInfo): { text: string; changed: boolean } {
-  if (info.exists) return { text: text ?? '', changed: false };
-  return unwrap(setKey(text ?? '', [], 'version', info.version));
+function withVersion(text: string | null, info: ContainerdConfigInfo): Result<Text> {
+  if (info.exists) return { ok: true, text: text ?? '', changed: false };
+  return chain({ text: text ?? '', changed: false }, [(t) => setKey(t, [], 'version', info.version)]);
 }
 
 function sameDir(a: string, b: string): boolean {
@@ -104,7 +96,7 @@ export interface EnsureConfigPathOptions extends EditOptions {
 }
 
 /** Result of `ensureConfigPath`: the edit plus hosts.toml files a migration produced (dir name → text). */
-export type EnsureConfigPathOutcome = (EditOk & { hostsFiles: Record<string, string> }) | EditRefusal;
+export type EnsureConfigPathOutcome = Result<EditOk & { hostsFiles: Record<string, string> }>;
 
 /**
  * Points the CRI registry `config_path` at exactly `dir`.
@@ -122,87 +114,90 @@ export function ensureConfigPath(
   dir: string,
   opts: EnsureConfigPathOptions,
 ): EnsureConfigPathOutcome {
-  return guarded(() => {
-    if (!dir.startsWith('/') || dir.includes(':'))
-      throw new RefusalSignal(`config_path must be one absolute directory without ":", got ${JSON.stringify(dir)}.`);
-    const info = inspectOrRefuse(text, opts);
-    const notes: string[] = [];
-    let hostsFiles: Record<string, string> = {};
-    let cur = withVersion(text, info);
-    let changed = cur.changed;
+  if (!dir.startsWith('/') || dir.includes(':'))
+    return refusal(`config_path must be one absolute directory without ":", got ${JSON.stringify(dir)}.`);
+  const inspected = inspectConfig(text, opts);
+  if (!inspected.ok) return inspected;
+  const info = inspected.info;
+  const notes: string[] = [];
+  let hostsFiles: Record<string, string> = {};
+  const versioned = withVersion(text, info);
+  if (!versioned.ok) return versioned;
+  let cur: Text = versioned;
+  let changed = cur.changed;
 
-    const mirrorHosts = Object.keys(info.mirrors);
-    const tlsHosts = legacyTlsHosts(info);
-    const conflicting = opts.containerdMajor < 2 ? [...mirrorHosts, ...tlsHosts] : mirrorHosts;
-    if (conflicting.length > 0 || (opts.migrateLegacy === true && tlsHosts.length > 0)) {
-      if (opts.migrateLegacy !== true) {
-        const what = [
-          mirrorHosts.length > 0 ? `registry.mirrors for ${mirrorHosts.join(', ')}` : '',
-          opts.containerdMajor < 2 && tlsHosts.length > 0 ? `registry.configs.*.tls for ${tlsHosts.join(', ')}` : '',
-        ]
-          .filter((s) => s !== '')
-          .join(' and ');
-        throw new RefusalSignal(
-          `config.toml has legacy ${what}, and containerd's CRI plugin refuses to load when those are set together with config_path; pass migrate_legacy: true to move them into hosts.toml files, or remove them by hand.`,
-        );
-      }
-      const m = migrateLegacy(cur.text, opts);
-      if (isRefusal(m)) throw new RefusalSignal(m.error);
-      cur = { text: m.text, changed: true };
-      changed = true;
-      hostsFiles = m.hostsFiles;
-      notes.push(...m.notes);
-    } else if (tlsHosts.length > 0) {
-      notes.push(
-        `containerd ${opts.containerdMajor}.x ignores the legacy registry.configs.*.tls settings for ${tlsHosts.join(', ')}; migrate_legacy: true moves them into hosts.toml files`,
+  const mirrorHosts = Object.keys(info.mirrors);
+  const tlsHosts = legacyTlsHosts(info);
+  const conflicting = opts.containerdMajor < 2 ? [...mirrorHosts, ...tlsHosts] : mirrorHosts;
+  if (conflicting.length > 0 || (opts.migrateLegacy === true && tlsHosts.length > 0)) {
+    if (opts.migrateLegacy !== true) {
+      const what = [
+        mirrorHosts.length > 0 ? `registry.mirrors for ${mirrorHosts.join(', ')}` : '',
+        opts.containerdMajor < 2 && tlsHosts.length > 0 ? `registry.configs.*.tls for ${tlsHosts.join(', ')}` : '',
+      ]
+        .filter((s) => s !== '')
+        .join(' and ');
+      return refusal(
+        `config.toml has legacy ${what}, and containerd's CRI plugin refuses to load when those are set together with config_path; pass migrate_legacy: true to move them into hosts.toml files, or remove them by hand.`,
       );
     }
+    const m = migrateLegacy(cur.text, opts);
+    if (!m.ok) return m;
+    cur = { text: m.text, changed: true };
+    changed = true;
+    hostsFiles = m.hostsFiles;
+    notes.push(...m.notes);
+  } else if (tlsHosts.length > 0) {
+    notes.push(
+      `containerd ${opts.containerdMajor}.x ignores the legacy registry.configs.*.tls settings for ${tlsHosts.join(', ')}; migrate_legacy: true moves them into hosts.toml files`,
+    );
+  }
 
-    const dirs = info.configPathDirs;
-    let target: string | null = dir;
-    if (dirs.length === 1 && sameDir(dirs[0] as string, dir)) {
-      target = info.configPath === dir ? null : dir;
-    } else if (dirs.length > 1) {
-      const listed = dirs.some((d) => sameDir(d, dir));
-      if (!listed) {
-        throw new RefusalSignal(
-          `config.toml's config_path lists several directories (${info.configPath ?? ''}) and ${dir} is not one of them; pass config_path: ${dirs[0] as string} to use the first one, or set config_path by hand.`,
-        );
-      }
-      if (opts.containerdMajor < 2 || info.localPull) {
-        // 1.x, and 2.x in local pull mode, search each directory in order: nothing to narrow.
-        target = null;
-        if (!sameDir(dirs[0] as string, dir)) {
-          notes.push(
-            `config_path ${info.configPath ?? ''} searches ${dirs[0] as string} before ${dir}; a host directory for the same registry there wins`,
-          );
-        }
-      } else {
-        const dropped = dirs.filter((d) => !sameDir(d, dir));
+  const dirs = info.configPathDirs;
+  let target: string | null = dir;
+  if (dirs.length === 1 && sameDir(dirs[0] as string, dir)) {
+    target = info.configPath === dir ? null : dir;
+  } else if (dirs.length > 1) {
+    const listed = dirs.some((d) => sameDir(d, dir));
+    if (!listed) {
+      return refusal(
+        `config.toml's config_path lists several directories (${info.configPath ?? ''}) and ${dir} is not one of them; pass config_path: ${dirs[0] as string} to use the first one, or set config_path by hand.`,
+      );
+    }
+    if (opts.containerdMajor < 2 || info.localPull) {
+      // 1.x, and 2.x in local pull mode, search each directory in order: nothing to narrow.
+      target = null;
+      if (!sameDir(dirs[0] as string, dir)) {
         notes.push(
-          `config_path was ${info.configPath ?? ''}; containerd 2.1+ reads config_path as a single directory when it pulls through the transfer service, so it is set to ${dir} and ${dropped.join(', ')} is no longer read`,
+          `config_path ${info.configPath ?? ''} searches ${dirs[0] as string} before ${dir}; a host directory for the same registry there wins`,
         );
       }
-    } else if (dirs.length === 1) {
-      // k3s and microk8s point config_path at a directory of their own, with registries configured
-      // under it: repointing it would silently stop every one of them.
-      throw new RefusalSignal(
-        `config.toml's config_path already names ${dirs[0] as string}, and registries configured under it would stop working if it were repointed to ${dir}; pass config_path: ${dirs[0] as string} to write this registry's hosts.toml there.`,
-      );
-    }
-    if (target !== null) {
-      const r = unwrap(setKey(cur.text, info.criRegistryPath, 'config_path', target));
-      cur = r;
-      changed = changed || r.changed;
-    }
-    // Only with a change to make: a run that changes nothing has nothing to warn about.
-    if (info.imports.length > 0 && changed) {
+    } else {
+      const dropped = dirs.filter((d) => !sameDir(d, dir));
       notes.push(
-        `config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`,
+        `config_path was ${info.configPath ?? ''}; containerd 2.1+ reads config_path as a single directory when it pulls through the transfer service, so it is set to ${dir} and ${dropped.join(', ')} is no longer read`,
       );
     }
-    return { text: cur.text, changed, notes, hostsFiles };
-  });
+  } else if (dirs.length === 1) {
+    // k3s and microk8s point config_path at a directory of their own, with registries configured
+    // under it: repointing it would silently stop every one of them.
+    return refusal(
+      `config.toml's config_path already names ${dirs[0] as string}, and registries configured under it would stop working if it were repointed to ${dir}; pass config_path: ${dirs[0] as string} to write this registry's hosts.toml there.`,
+    );
+  }
+  if (target !== null) {
+    const r = chain(cur, [(t) => setKey(t, info.criRegistryPath, 'config_path', target)]);
+    if (!r.ok) return r;
+    cur = r;
+    changed = changed || r.changed;
+  }
+  // Only with a change to make: a run that changes nothing has nothing to warn about.
+  if (info.imports.length > 0 && changed) {
+    notes.push(
+      `config.toml imports ${info.imports.join(', ')}; containerd merges those over this file, so a registry setting there would override this one`,
+    );
+  }
+  return { ok: true, text: cur.text, changed, notes, hostsFiles };
 }
 
 /**
@@ -210,58 +205,60 @@ export function ensureConfigPath(
  * trustplay owns the four TLS keys of that table: keys not given are removed, other keys stay.
  */
 export function setLegacyTls(text: string | null, host: string, tls: LegacyTls | null, opts: EditOptions): EditOutcome {
-  return guarded(() => {
-    const info = inspectOrRefuse(text, opts);
-    const configs = [...info.criRegistryPath, 'configs'];
-    if (tls === null) {
-      if (text === null) return { text: '', changed: false, notes: [] };
-      let cur = unwrap(removeKey(text, [...configs, host], 'tls'));
-      if (cur.changed) cur = dropIfEmpty(cur.text, [...configs, host], cur.changed);
-      return {
-        text: cur.text,
-        changed: cur.changed,
-        notes: cur.changed ? [`removed registry.configs."${host}".tls`] : [],
-      };
-    }
-    if (info.version === 3 || opts.containerdMajor >= 2) {
-      throw new RefusalSignal(
-        `containerd ${opts.containerdMajor}.x ignores registry.configs."${host}".tls, so it would have no effect; use style: hosts instead.`,
-      );
-    }
-    if (info.configPath !== null && info.configPath !== '') {
-      throw new RefusalSignal(
-        `config.toml sets config_path to ${info.configPath}, and containerd 1.x's CRI plugin refuses to load when registry.configs.*.tls is set together with config_path; use style: hosts instead.`,
-      );
-    }
-    if (TLS_KEYS.every((k) => tls[k] === undefined)) {
-      throw new RefusalSignal(
-        'The legacy tls settings are empty; give ca_file, cert_file and key_file, or insecure_skip_verify.',
-      );
-    }
-    let cur = withVersion(text, info);
-    let changed = cur.changed;
-    const table = [...configs, host, 'tls'];
-    for (const k of TLS_KEYS) {
+  const inspected = inspectConfig(text, opts);
+  if (!inspected.ok) return inspected;
+  const info = inspected.info;
+  const configs = [...info.criRegistryPath, 'configs'];
+  if (tls === null) {
+    if (text === null) return { ok: true, text: '', changed: false, notes: [] };
+    const removed = chain({ text, changed: false }, [(t) => removeKey(t, [...configs, host], 'tls')]);
+    if (!removed.ok) return removed;
+    const cur = removed.changed ? dropIfEmpty(removed, [...configs, host]) : removed;
+    if (!cur.ok) return cur;
+    return {
+      ok: true,
+      text: cur.text,
+      changed: cur.changed,
+      notes: cur.changed ? [`removed registry.configs."${host}".tls`] : [],
+    };
+  }
+  if (info.version === 3 || opts.containerdMajor >= 2) {
+    return refusal(
+      `containerd ${opts.containerdMajor}.x ignores registry.configs."${host}".tls, so it would have no effect; use style: hosts instead.`,
+    );
+  }
+  if (info.configPath !== null && info.configPath !== '') {
+    return refusal(
+      `config.toml sets config_path to ${info.configPath}, and containerd 1.x's CRI plugin refuses to load when registry.configs.*.tls is set together with config_path; use style: hosts instead.`,
+    );
+  }
+  if (TLS_KEYS.every((k) => tls[k] === undefined)) {
+    return refusal('The legacy tls settings are empty; give ca_file, cert_file and key_file, or insecure_skip_verify.');
+  }
+  const versioned = withVersion(text, info);
+  if (!versioned.ok) return versioned;
+  const table = [...configs, host, 'tls'];
+  const cur = chain(
+    versioned,
+    TLS_KEYS.map((k) => {
       const v = tls[k];
-      const r = v === undefined ? unwrap(removeKey(cur.text, table, k)) : unwrap(setKey(cur.text, table, k, v));
-      cur = r;
-      changed = changed || r.changed;
-    }
-    return { text: cur.text, changed, notes: [] };
-  });
+      return (t: string) => (v === undefined ? removeKey(t, table, k) : setKey(t, table, k, v));
+    }),
+  );
+  if (!cur.ok) return cur;
+  return { ok: true, text: cur.text, changed: cur.changed, notes: [] };
 }
 
-function dropIfEmpty(text: string, tablePath: string[], changed: boolean): { text: string; changed: boolean } {
-  const v = getIn(parsePlain(text), tablePath);
-  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0) {
-    const r = unwrap(removeTable(text, tablePath));
-    return { text: r.text, changed: changed || r.changed };
-  }
-  return { text, changed };
+/** Removes the table at `tablePath` when the edits before left it empty. */
+function dropIfEmpty(cur: Text, tablePath: string[]): Result<Text> {
+  const v = getIn(parsePlain(cur.text), tablePath);
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0)
+    return chain(cur, [(t) => removeTable(t, tablePath)]);
+  return { ok: true, ...cur };
 }
 
 /** Result of `removeRegistryAuth`: which entries went (names only). */
-export type RemoveAuthOutcome = (EditOk & { removed: string[] }) | EditRefusal;
+export type RemoveAuthOutcome = Result<EditOk & { removed: string[] }>;
 
 /**
  * Removes the credentials containerd holds for `registry` in config.toml: `configs."<key>".auth`
@@ -269,32 +266,34 @@ export type RemoveAuthOutcome = (EditOk & { removed: string[] }) | EditRefusal;
  * `auths."<key>"` entries. TLS settings and other registries stay untouched.
  */
 export function removeRegistryAuth(text: string | null, registry: string): RemoveAuthOutcome {
-  if (text === null) return { text: '', changed: false, notes: [], removed: [] };
+  if (text === null) return { ok: true, text: '', changed: false, notes: [], removed: [] };
   // The version decides where the registry table is; removing credentials is safe on any containerd.
   const inspected = inspectConfig(text);
-  if (!inspected.ok) return { error: inspected.error };
+  if (!inspected.ok) return inspected;
   const info = inspected.info;
-  return guarded(() => {
-    let cur = { text, changed: false };
-    const removed: string[] = [];
-    const configs = [...info.criRegistryPath, 'configs'];
-    for (const [key, c] of Object.entries(info.configs)) {
-      if (c.auth === undefined || !registryKeyMatches(key, registry)) continue;
-      const r = unwrap(removeKey(cur.text, [...configs, key], 'auth'));
-      cur = dropIfEmpty(r.text, [...configs, key], cur.changed || r.changed);
-      removed.push(`registry.configs."${key}".auth`);
-    }
-    const auths = getIn(parsePlain(cur.text), [...info.criRegistryPath, 'auths']);
-    if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) {
-      for (const key of Object.keys(auths)) {
-        if (!registryKeyMatches(key, registry)) continue;
-        const r = unwrap(removeKey(cur.text, [...info.criRegistryPath, 'auths'], key));
-        cur = { text: r.text, changed: cur.changed || r.changed };
-        removed.push(`registry.auths."${key}"`);
-      }
-    }
-    return { text: cur.text, changed: cur.changed, notes: removed.map((r) => `removed ${r}`), removed };
-  });
+  let cur: Text = { text, changed: false };
+  const removed: string[] = [];
+  const configs = [...info.criRegistryPath, 'configs'];
+  for (const [key, c] of Object.entries(info.configs)) {
+    if (c.auth === undefined || !registryKeyMatches(key, registry)) continue;
+    const r = chain(cur, [(t) => removeKey(t, [...configs, key], 'auth')]);
+    const dropped = r.ok ? dropIfEmpty(r, [...configs, key]) : r;
+    if (!dropped.ok) return dropped;
+    cur = dropped;
+    removed.push(`registry.configs."${key}".auth`);
+  }
+  const auths = getIn(parsePlain(cur.text), [...info.criRegistryPath, 'auths']);
+  if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) {
+    const keys = Object.keys(auths).filter((key) => registryKeyMatches(key, registry));
+    const r = chain(
+      cur,
+      keys.map((key) => (t: string) => removeKey(t, [...info.criRegistryPath, 'auths'], key)),
+    );
+    if (!r.ok) return r;
+    cur = r;
+    removed.push(...keys.map((key) => `registry.auths."${key}"`));
+  }
+  return { ok: true, text: cur.text, changed: cur.changed, notes: removed.map((r) => `removed ${r}`), removed };
 }
 
 /**
@@ -304,23 +303,25 @@ export function removeRegistryAuth(text: string | null, registry: string): Remov
  * host directory and leaves config_path. This is for a caller that knows the directory is unused.
  */
 export function removeConfigPath(text: string | null, dir: string, opts: EditOptions): EditOutcome {
-  return guarded(() => {
-    if (text === null) return { text: '', changed: false, notes: [] };
-    const info = inspectOrRefuse(text, opts);
-    if (info.configPath === null || !sameDir(info.configPath, dir)) {
-      return {
-        text,
-        changed: false,
-        notes: info.configPath ? [`config_path is ${info.configPath}, not ${dir}; left as it is`] : [],
-      };
-    }
-    const r = unwrap(removeKey(text, info.criRegistryPath, 'config_path'));
-    return { text: r.text, changed: r.changed, notes: [`removed config_path ${dir}`] };
-  });
+  if (text === null) return { ok: true, text: '', changed: false, notes: [] };
+  const inspected = inspectConfig(text, opts);
+  if (!inspected.ok) return inspected;
+  const info = inspected.info;
+  if (info.configPath === null || !sameDir(info.configPath, dir)) {
+    return {
+      ok: true,
+      text,
+      changed: false,
+      notes: info.configPath ? [`config_path is ${info.configPath}, not ${dir}; left as it is`] : [],
+    };
+  }
+  const r = chain({ text, changed: false }, [(t) => removeKey(t, info.criRegistryPath, 'config_path')]);
+  if (!r.ok) return r;
+  return { ok: true, text: r.text, changed: r.changed, notes: [`removed config_path ${dir}`] };
 }
 
 /** Result of `migrateLegacy`: config.toml without the legacy settings, and hosts.toml files (dir name → text). */
-export type MigrateOutcome = (EditOk & { hostsFiles: Record<string, string> }) | EditRefusal;
+export type MigrateOutcome = Result<EditOk & { hostsFiles: Record<string, string> }>;
 
 function tlsToHostFields(tls: LegacyTls | undefined): Pick<HostsTomlHost, 'ca' | 'client' | 'skipVerify'> {
   return {
@@ -343,69 +344,72 @@ function endpointHost(endpoint: string): string {
  * config.toml, where containerd still reads them.
  */
 export function migrateLegacy(text: string, opts: EditOptions): MigrateOutcome {
-  return guarded(() => {
-    const info = inspectOrRefuse(text, opts);
-    const files: Record<string, HostsTomlModel> = {};
-    const notes: string[] = [];
-    // Names read from the node's own config.toml become directories under certs.d: a name that is
-    // not host[:port] (`..`, `../../etc`) is refused, whoever wrote it.
-    for (const ns of [...Object.keys(info.mirrors), ...legacyTlsHosts(info)]) {
-      const why = ns === '*' ? null : registryNameProblem(ns);
-      if (why)
-        throw new RefusalSignal(
-          `config.toml names the registry ${JSON.stringify(ns.slice(0, 100))} (in registry.mirrors or registry.configs), which is not a registry name: ${why}; fix or remove that entry by hand, then run again.`,
-        );
+  const inspected = inspectConfig(text, opts);
+  if (!inspected.ok) return inspected;
+  const info = inspected.info;
+  const files: Record<string, HostsTomlModel> = {};
+  const notes: string[] = [];
+  // Names read from the node's own config.toml become directories under certs.d: a name that is
+  // not host[:port] (`..`, `../../etc`) is refused, whoever wrote it.
+  for (const ns of [...Object.keys(info.mirrors), ...legacyTlsHosts(info)]) {
+    const why = ns === '*' ? null : registryNameProblem(ns);
+    if (why)
+      return refusal(
+        `config.toml names the registry ${JSON.stringify(ns.slice(0, 100))} (in registry.mirrors or registry.configs), which is not a registry name: ${why}; fix or remove that entry by hand, then run again.`,
+      );
+  }
+  for (const [ns, m] of Object.entries(info.mirrors)) {
+    const server = ns === '*' ? null : defaultServer(ns);
+    const hosts: HostsTomlHost[] = [];
+    let serverTls: LegacyTls | undefined;
+    for (const ep of m.endpoint) {
+      const url = /^[a-z]+:\/\//i.test(ep) ? ep.replace(/\/+$/, '') : `https://${ep.replace(/\/+$/, '')}`;
+      const tls = info.configs[endpointHost(url)]?.tls;
+      if (server !== null && url === server) serverTls = tls;
+      else hosts.push({ url, capabilities: ['pull', 'resolve'], ...tlsToHostFields(tls) });
     }
-    for (const [ns, m] of Object.entries(info.mirrors)) {
-      const server = ns === '*' ? null : defaultServer(ns);
-      const hosts: HostsTomlHost[] = [];
-      let serverTls: LegacyTls | undefined;
-      for (const ep of m.endpoint) {
-        const url = /^[a-z]+:\/\//i.test(ep) ? ep.replace(/\/+$/, '') : `https://${ep.replace(/\/+$/, '')}`;
-        const tls = info.configs[endpointHost(url)]?.tls;
-        if (server !== null && url === server) serverTls = tls;
-        else hosts.push({ url, capabilities: ['pull', 'resolve'], ...tlsToHostFields(tls) });
-      }
-      const st = tlsToHostFields(serverTls ?? (ns === '*' ? undefined : info.configs[ns]?.tls));
-      files[hostNamespaceDir(ns)] = {
+    const st = tlsToHostFields(serverTls ?? (ns === '*' ? undefined : info.configs[ns]?.tls));
+    files[hostNamespaceDir(ns)] = {
+      server,
+      serverCa: st.ca,
+      serverClient: st.client,
+      serverSkipVerify: st.skipVerify,
+      hosts,
+    };
+    notes.push(`moved registry.mirrors."${ns}" to ${hostNamespaceDir(ns)}/hosts.toml`);
+  }
+  for (const host of legacyTlsHosts(info)) {
+    if (files[hostNamespaceDir(host)] === undefined) {
+      const server = defaultServer(host);
+      const t = tlsToHostFields(info.configs[host]?.tls);
+      // TLS on the server too, as hostsTomlModel does: a 404 from the entry falls through to `server`.
+      files[hostNamespaceDir(host)] = {
         server,
-        serverCa: st.ca,
-        serverClient: st.client,
-        serverSkipVerify: st.skipVerify,
-        hosts,
+        serverCa: t.ca,
+        serverClient: t.client,
+        serverSkipVerify: t.skipVerify,
+        hosts: [{ url: server, capabilities: ['pull', 'resolve'], ...tlsToHostFields(info.configs[host]?.tls) }],
       };
-      notes.push(`moved registry.mirrors."${ns}" to ${hostNamespaceDir(ns)}/hosts.toml`);
     }
-    for (const host of legacyTlsHosts(info)) {
-      if (files[hostNamespaceDir(host)] === undefined) {
-        const server = defaultServer(host);
-        const t = tlsToHostFields(info.configs[host]?.tls);
-        // TLS on the server too, as hostsTomlModel does: a 404 from the entry falls through to `server`.
-        files[hostNamespaceDir(host)] = {
-          server,
-          serverCa: t.ca,
-          serverClient: t.client,
-          serverSkipVerify: t.skipVerify,
-          hosts: [{ url: server, capabilities: ['pull', 'resolve'], ...tlsToHostFields(info.configs[host]?.tls) }],
-        };
-      }
-      notes.push(`moved registry.configs."${host}".tls to ${hostNamespaceDir(host)}/hosts.toml`);
-    }
+    notes.push(`moved registry.configs."${host}".tls to ${hostNamespaceDir(host)}/hosts.toml`);
+  }
 
-    let cur = { text, changed: false };
-    for (const ns of Object.keys(info.mirrors)) {
-      const r = unwrap(removeTable(cur.text, [...info.criRegistryPath, 'mirrors', ns]));
-      cur = { text: r.text, changed: cur.changed || r.changed };
-    }
-    for (const host of legacyTlsHosts(info)) {
-      const table = [...info.criRegistryPath, 'configs', host];
-      const r = unwrap(removeKey(cur.text, table, 'tls'));
-      cur = dropIfEmpty(r.text, table, cur.changed || r.changed);
-    }
-    const hostsFiles: Record<string, string> = {};
-    for (const [d, model] of Object.entries(files)) hostsFiles[d] = renderHostsModel(model, MIGRATED_MARKER);
-    return { text: cur.text, changed: cur.changed, notes, hostsFiles };
-  });
+  const mirrorsGone = chain(
+    { text, changed: false },
+    Object.keys(info.mirrors).map((ns) => (t: string) => removeTable(t, [...info.criRegistryPath, 'mirrors', ns])),
+  );
+  if (!mirrorsGone.ok) return mirrorsGone;
+  let cur: Text = mirrorsGone;
+  for (const host of legacyTlsHosts(info)) {
+    const table = [...info.criRegistryPath, 'configs', host];
+    const r = chain(cur, [(t) => removeKey(t, table, 'tls')]);
+    const dropped = r.ok ? dropIfEmpty(r, table) : r;
+    if (!dropped.ok) return dropped;
+    cur = dropped;
+  }
+  const hostsFiles: Record<string, string> = {};
+  for (const [d, model] of Object.entries(files)) hostsFiles[d] = renderHostsModel(model, MIGRATED_MARKER);
+  return { ok: true, text: cur.text, changed: cur.changed, notes, hostsFiles };
 }
 
 /** The config version a new config.toml gets on this node. */

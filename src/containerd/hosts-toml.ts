@@ -12,7 +12,8 @@
  *   `skip_verify` disables certificate and name checks; relative paths are relative to the file.
  */
 import TOML from '@iarna/toml';
-import { formatString, formatValue, toPlain, type PlainTable, type PlainValue, type TomlValue } from './toml-edit.js';
+import { formatString, formatValue, toPlain, type PlainTable, type PlainValue, type TomlValue } from '../toml/model.js';
+import type { Result } from '../result.js';
 
 /** First line of every hosts.toml trustplay owns. */
 export const MANAGED_MARKER = '# Managed by trustplay — changes will be overwritten.';
@@ -127,7 +128,7 @@ export function isManagedByTrustplay(text: string): boolean {
 }
 
 /** Result of `parseHostsToml`. */
-export type ParseHostsResult = { ok: true; model: HostsTomlModel; managed: boolean } | { ok: false; error: string };
+export type ParseHostsResult = Result<{ model: HostsTomlModel; managed: boolean }>;
 
 /** Parses a hosts.toml into the normalised model (for idempotency checks and reporting). */
 export function parseHostsToml(text: string): ParseHostsResult {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { hostsDirFor } from '../modules/containerd-facts.js';
+import { hostsDirFor } from './facts.js';
 import { trustplay } from '../../test/support/cli.js';
 import { ensureConfigPath } from './edits.js';
 import { isRegistryName, registryNameProblem } from './registry-host.js';

@@ -83,7 +83,7 @@ const RULES: Rule[] = [
     class: 'timeout',
     test: /i\/o timeout|context deadline exceeded|TLS handshake timeout|Client\.Timeout exceeded|did not finish within|DeadlineExceeded/,
     summary: (_m, where) => `the pull from ${where} timed out`,
-    hint: 'check that the registry answers from the node (firewall dropping packets, proxy); raise image.pull.verify `timeout` for large images',
+    hint: 'check that the registry answers from the node (firewall dropping packets, proxy); raise image.pull.verify `pull_timeout` for large images',
   },
   {
     class: 'not-found',

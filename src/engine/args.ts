@@ -2,8 +2,9 @@
 import { validatorsFor } from '../playbook/schema/ajv.js';
 import * as generated from '../playbook/schema/validators-defaults.generated.js';
 import { interpolate } from '../playbook/interpolate.js';
+import { withNewNames } from '../playbook/deprecated-args.js';
 import { groupConstraintErrors } from '../playbook/schema-validate.js';
-import { TaskError } from './module.js';
+import { TaskError } from './errors.js';
 
 // The user-facing modules' validators are precompiled at build time (no code generation at start).
 const validatorWithDefaults = validatorsFor('defaults', generated);
@@ -17,7 +18,8 @@ export function resolveArgs(
 ): Record<string, unknown> {
   let args: Record<string, unknown>;
   try {
-    args = structuredClone(interpolate(raw, vars));
+    // An old argument name is read as its new one (the loader has warned about it).
+    args = withNewNames(schema, structuredClone(interpolate(raw, vars)));
   } catch (e) {
     throw new TaskError(`${module}: ${(e as Error).message}`, 'refused');
   }

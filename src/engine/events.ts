@@ -1,5 +1,6 @@
 /** What the engine reports while it runs, and the results it returns. Reporters consume these. */
-import type { Diff, TaskErrorKind } from './module.js';
+import type { TaskErrorKind } from './errors.js';
+import type { Diff } from './module.js';
 import type { Outcome } from './outcome.js';
 
 export type TaskStatus = 'ok' | 'changed' | 'failed' | 'skipped' | 'unreachable';

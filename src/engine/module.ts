@@ -6,8 +6,12 @@
  *  2. `plan(args, observed, ctx)` is pure: it compares desired with observed state and returns the
  *     list of changes. An empty list means the host is already right (`ok`). Whether a task
  *     "changed" is derived from this list, never set by hand.
- *  3. The engine applies each change in order with `change.apply(ctx)`, after saving every resource
- *     the change declares in `resources` to the run's snapshot (no snapshot, no change).
+ *     Changes are data (operations: `file.write`, `file.remove`, `serviceaccount.patch`, ...).
+ *  3. The engine applies them in one place (src/engine/apply.ts): it saves what each operation
+ *     touches to the run's snapshot first (no snapshot, no change), compares files against what
+ *     gather saw, keeps the config backup a verified restart rolls back to, and schedules restarts.
+ *  4. `verify(ctx, args, observed)`, optional, runs after apply: a module that only observes does
+ *     its work there (image.pull.verify pulls). In check mode it runs only when the module sets `verifyInCheck`.
  *
  * In check mode the engine stops after step 2 and reports the changes (`would change`) with their
  * diffs. Failures are values: `gather`/`plan` throw a `TaskError` with a one-sentence message.
@@ -24,6 +28,8 @@ export type Resource =
       name: string;
       kubeconfig?: string;
       context?: string;
+      /** The kubectl binary the module uses, so the snapshot reads the account the same way. */
+      kubectl?: string;
     };
 
 /**
@@ -39,7 +45,7 @@ export interface Diff {
   secret?: boolean;
 }
 
-/** A handler a change asks for: run once per host after the play's tasks, deduplicated by `id`. */
+/** A handler the engine schedules: run once per host after the play's tasks, deduplicated by `id`. */
 export interface HandlerRequest {
   id: string;
   /** A playbook handler name, or an internal handler module with its args. */
@@ -48,15 +54,95 @@ export interface HandlerRequest {
   args?: Record<string, unknown>;
 }
 
-/** One difference between desired and observed state, and how to remove it. */
-export interface Change {
+/** What gather saw of a file, for compare-and-swap: its content's sha256 (hex), or that it was absent. */
+export type FileExpect = { sha256: string } | { absent: true };
+
+interface Described {
   /** One line, no secret values: "write /etc/containerd/certs.d/registry.test/hosts.toml". */
   summary: string;
-  resources: Resource[];
   diff?: Diff;
-  /** Handlers to run after the play when this change is applied. */
-  notify?: HandlerRequest[];
+}
+
+/** Writes a file atomically (temp file, fsync, rename), creating missing parent directories. */
+export interface FileWrite extends Described {
+  op: 'file.write';
+  path: string;
+  content: Buffer | string;
+  /** Permission bits; omitted: an existing file keeps its mode, a new one gets 0644. */
+  mode?: number;
+  /** Owner; omitted: an existing file keeps its owner. */
+  owner?: { uid: number; gid: number };
+  /** Refuse to write when the file is no longer what gather saw. */
+  expect?: FileExpect;
+}
+
+/** Removes a file (absent is fine). */
+export interface FileRemove extends Described {
+  op: 'file.remove';
+  path: string;
+  expect?: FileExpect;
+}
+
+/** Removes a directory only when it is empty (what trustplay created and emptied). */
+export interface DirRemove extends Described {
+  op: 'dir.remove';
+  path: string;
+}
+
+/** Sets a ServiceAccount's imagePullSecrets, conditioned on the resourceVersion gather read. */
+export interface ServiceAccountPatch extends Described {
+  op: 'serviceaccount.patch';
+  namespace: string;
+  name: string;
+  kubeconfig?: string;
+  context?: string;
+  kubectl?: string;
+  /** The version and pull secrets gather read; a conflict re-reads and re-applies `remove` / `set`. */
+  resourceVersion: string;
+  imagePullSecrets: string[];
+  /** Remove these names (others, even ones added meanwhile, stay) ... */
+  remove?: string[];
+  /** ... or set exactly this list. */
+  set?: string[];
+}
+
+/** Removes an image (every tag) from the node's CRI image store. */
+export interface ImageRemove extends Described {
+  op: 'image.remove';
+  /** The image id as the CRI reports it. */
+  id: string;
+  socket?: string;
+}
+
+/**
+ * Asks for a verified restart of `unit` after the play's tasks (once per host): restart, wait for
+ * the health check, and roll `config` back if it fails. Writes to `config` in the same plan get
+ * their backup kept for that rollback. Not a change by itself, so it has no summary.
+ */
+export interface RestartRequest {
+  op: 'restart.request';
+  unit: 'containerd';
+  config: string;
+  command: string;
+  health: { socket?: string; timeoutSec: number };
+}
+
+/**
+ * An action no generic operation describes; a module using one says why in a comment. The engine
+ * still saves `resources` first.
+ */
+export interface CustomOp extends Described {
+  op: 'custom';
+  resources: Resource[];
   apply(ctx: TaskContext): Promise<void>;
+}
+
+/** One difference between desired and observed state, as data the engine applies. */
+export type Change = FileWrite | FileRemove | DirRemove | ServiceAccountPatch | ImageRemove | RestartRequest | CustomOp;
+
+/** The changes a report lists (a restart request is carried out, and reported, by its handler). */
+export function reported(changes: readonly Change[]): Exclude<Change, RestartRequest>[] {
+  return changes.filter((c): c is Exclude<Change, RestartRequest> => c.op !== 'restart.request');
 }
 
 /** What a module gets from the engine for one task on one host. */
@@ -80,29 +166,6 @@ export interface TaskContext {
   secret?(value: string): void;
 }
 
-/** Why a task failed, for exit codes and messages. */
-export type TaskErrorKind =
-  /** The module's own verification failed (image.pull.verify): drift in check mode. */
-  | 'verification'
-  /** Arguments or node state the module refuses (e.g. a config containerd would reject). */
-  | 'refused'
-  /** A command or I/O on the host failed. */
-  | 'command'
-  /** The host could not be reached. */
-  | 'unreachable';
-
-/** A failure a person can act on: one sentence in `message`, detail (raw output) in `detail`. */
-export class TaskError extends Error {
-  constructor(
-    message: string,
-    readonly kind: TaskErrorKind = 'command',
-    readonly detail?: string,
-  ) {
-    super(message);
-    this.name = 'TaskError';
-  }
-}
-
 /** A module's arguments as the engine hands them over: validated, schema defaults filled in. */
 export type ArgsOf<S extends JSONSchema> = FromSchema<S, { keepDefaultedPropertiesOptional: false }>;
 
@@ -119,10 +182,19 @@ export interface Module<Args = Record<string, unknown>, Observed = unknown> {
   schema: Readonly<Record<string, unknown>>;
   /** Scheduled by the engine itself (handlers, restore, facts), never named in a playbook. */
   internal?: boolean;
-  /** Runs even in check mode because it only reads (image.pull.verify). */
-  readOnly?: boolean;
+  /**
+   * `verify` may run in check mode: it changes nothing a later run depends on (image.pull.verify's
+   * pull leaves the image in the node's cache, which the README says `check` may do).
+   */
+  verifyInCheck?: boolean;
   gather(ctx: TaskContext, args: Args): Promise<Observed>;
   plan(args: Args, observed: Observed, ctx: TaskContext): Change[] | Promise<Change[]>;
+  /**
+   * Runs after apply (in check mode only with `verifyInCheck`, and only when nothing would change): where a module that observes does
+   * its work, e.g. a pull. Throws a TaskError('verification') when what it sees is wrong; returns
+   * extra output for the report.
+   */
+  verify?(ctx: TaskContext, args: Args, observed: Observed): Promise<Record<string, unknown> | void>;
   /** Extra output for the report (e.g. resolved image digest). */
   result?(observed: Observed): Record<string, unknown>;
 }

@@ -14,14 +14,9 @@ import { SecretSet } from '../secrets/index.js';
 import { resolveArgs } from './args.js';
 import { ConnectionPool } from './connect.js';
 import { emptyRecap, type HostRecap, type Reporter, type TaskResult } from './events.js';
-import {
-  TaskError,
-  type AnyModule,
-  type Change,
-  type HandlerRequest,
-  type Resource,
-  type TaskContext,
-} from './module.js';
+import { failureOf, TaskError } from './errors.js';
+import { applyChanges, type SnapshotSink } from './apply.js';
+import { reported, type AnyModule, type Change, type HandlerRequest, type TaskContext } from './module.js';
 import { outcomeOf, type Outcome } from './outcome.js';
 import { evaluateWhen } from './when.js';
 import { interruptedBy, type StopSignal } from './cancel.js';
@@ -29,17 +24,7 @@ import { interruptedBy, type StopSignal } from './cancel.js';
 /** Looks a module up by the name a task uses. */
 export type ModuleRegistry = (name: string) => Promise<AnyModule | undefined>;
 
-/** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
-export interface SnapshotSink {
-  /** `origin`: the task's module and the handlers the change asks for (the snapshot records data from them). */
-  save(
-    host: string,
-    conn: Connection,
-    resources: Resource[],
-    origin: { module: string; notify?: HandlerRequest[] },
-  ): Promise<void>;
-  facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
-}
+export type { SnapshotSink };
 
 export interface RunOptions {
   playbook: Playbook;
@@ -409,74 +394,44 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       };
       const observed = await mod.gather(ctx, args);
       const changes: Change[] = await mod.plan(args, observed, ctx);
-      const data = mod.result?.(observed);
+      const shown = reported(changes);
       if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
-      const finish = (status: 'ok' | 'changed') => {
-        const r = base(status, {
-          changes: changes.map((c) => c.summary),
-          diffs: opts.diff ? changes.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
-          warnings,
-          ...(data ? { data } : {}),
-        });
-        record(hr, r);
-        return { ...r, notify };
-      };
-      if (changes.length === 0 || taskCheck) return finish(changes.length ? 'changed' : 'ok');
-      // The last point where an interruption stops a change: past it, the task's changes are applied
-      // as one (each file write is atomic; the restarts they notify still run).
-      const sig = stopped();
-      if (sig && !handler) {
-        const r = base('skipped', {
-          skipReason: `not run: interrupted by ${sig} before its changes (${changes.map((c) => c.summary).join('; ')})`,
-          warnings,
-        });
-        countNotRun(host, 1);
-        record(hr, r);
-        return { ...r, notify };
-      }
-      const applied: string[] = [];
-      for (const change of changes) {
-        if (change.resources.length) {
-          if (!opts.snapshot)
-            throw new TaskError(
-              `no snapshot store: refusing to change ${change.resources.map(resourceName).join(', ')} without saving it first`,
-              'refused',
-            );
-          try {
-            await opts.snapshot.save(host, conn, change.resources, {
-              module: task.module,
-              ...(change.notify ? { notify: change.notify } : {}),
-            });
-          } catch (e) {
-            throw new TaskError(
-              `could not save ${change.resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,
-              'command',
-            );
-          }
+      if (shown.length > 0 && !taskCheck) {
+        // The last point where an interruption stops a change: past it, the task's changes are applied
+        // as one (each file write is atomic; the restarts they ask for still run).
+        const sig = stopped();
+        if (sig && !handler) {
+          const r = base('skipped', {
+            skipReason: `not run: interrupted by ${sig} before its changes (${shown.map((c) => c.summary).join('; ')})`,
+            warnings,
+          });
+          countNotRun(host, 1);
+          record(hr, r);
+          return { ...r, notify };
         }
-        try {
-          await change.apply(ctx);
-        } catch (e) {
-          if (e instanceof TaskError && applied.length)
-            throw new TaskError(`${e.message} (after applying: ${applied.join('; ')})`, e.kind, e.detail);
-          throw e;
-        }
-        applied.push(change.summary);
-        notify.push(...(change.notify ?? []));
+        notify.push(...(await applyChanges(ctx, changes, opts.snapshot, task.module)));
       }
-      return finish('changed');
+      // In check mode a verification would look at a state the unmade changes have not produced.
+      const verifies = mod.verify !== undefined && (!taskCheck || (mod.verifyInCheck === true && shown.length === 0));
+      const verified = verifies ? await mod.verify!(ctx, args, observed) : undefined;
+      const data = { ...mod.result?.(observed), ...verified };
+      const r = base(shown.length ? 'changed' : 'ok', {
+        changes: shown.map((c) => c.summary),
+        diffs: opts.diff ? shown.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
+        warnings,
+        ...(Object.keys(data).length ? { data } : {}),
+      });
+      record(hr, r);
+      return { ...r, notify };
     } catch (e) {
       const unreachable = e instanceof ConnectionError;
-      const err =
-        e instanceof TaskError
-          ? { message: e.message, kind: e.kind, ...(e.detail !== undefined ? { detail: e.detail } : {}) }
-          : unreachable
-            ? { message: (e as Error).message, kind: 'unreachable' as const }
-            : {
-                message: (e as Error).message || String(e),
-                kind: 'command' as const,
-                detail: (e as Error).stack ?? '',
-              };
+      const err: NonNullable<TaskResult['error']> = unreachable
+        ? { message: (e as Error).message, kind: 'unreachable' }
+        : (failureOf(e) ?? {
+            message: (e as Error).message || String(e),
+            kind: 'command',
+            detail: (e as Error).stack ?? '',
+          });
       const r = base(unreachable ? 'unreachable' : 'failed', {
         warnings,
         error: err,
@@ -545,10 +500,6 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
     durationMs,
     outcome,
   };
-}
-
-function resourceName(r: Resource): string {
-  return r.kind === 'file' ? r.path : `serviceaccount ${r.namespace}/${r.name}`;
 }
 
 function baseResult(

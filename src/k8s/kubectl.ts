@@ -11,7 +11,20 @@
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { quoteArgv } from '../connection/shell-quote.js';
-import { TaskError, type Resource } from '../engine/module.js';
+import type { Failure, TaskErrorKind } from '../engine/errors.js';
+import type { Resource } from '../engine/module.js';
+
+/** A kubectl failure: one sentence in `message`, kubectl's stderr in `detail`. */
+export class KubectlError extends Error implements Failure {
+  constructor(
+    message: string,
+    readonly kind: Extract<TaskErrorKind, 'refused' | 'command'> = 'command',
+    readonly detail?: string,
+  ) {
+    super(message);
+    this.name = 'KubectlError';
+  }
+}
 
 /** Where kubectl finds the cluster: the same for the module's reads, its writes and the snapshot. */
 export interface KubeTarget {
@@ -52,7 +65,7 @@ export function kubectlArgv(t: KubeTarget): string[] {
 /** Refuses names that are not Kubernetes object names before they reach a command line. */
 export function assertObjectName(what: string, name: string): void {
   if (!NAME.test(name) || name.length > 253)
-    throw new TaskError(
+    throw new KubectlError(
       `${what} \`${name}\` is not a valid Kubernetes name (lowercase letters, digits, '-' and '.')`,
       'refused',
     );
@@ -67,10 +80,10 @@ function firstLine(s: string): string {
   ).slice(0, 300);
 }
 
-function commandError(host: string, argv: string[], code: number, stderr: string, what: string): TaskError {
+function commandError(host: string, argv: string[], code: number, stderr: string, what: string): KubectlError {
   const err = firstLine(stderr);
   const hint = code === 127 ? ` (is kubectl installed on ${host}, or set the module's \`kubectl\` argument)` : '';
-  return new TaskError(
+  return new KubectlError(
     `${what} on ${host} failed: \`${quoteArgv(argv)}\` ended with ${describeExit(code)}${hint}${err ? `; kubectl said: ${err}` : ''}`,
     'command',
     stderr.trim(),
@@ -150,7 +163,7 @@ if [ "$c" = 0 ]; then printf '%s\\n' "$out"; else cat "$e"; if grep -q NotFound 
       try {
         return { namespace: ns, name, status: 'ok', sa: parseServiceAccount(body, ns, name) };
       } catch {
-        throw new TaskError(
+        throw new KubectlError(
           `kubectl on ${conn.host} printed something that is not a ServiceAccount for ${ns}/${name}`,
           'command',
           body.slice(0, 500),
@@ -235,7 +248,7 @@ export async function writePullSecrets(
     if (!isConflict(stderr))
       throw commandError(conn.host, argv, res.code, stderr, `updating service account ${sa.namespace}/${sa.name}`);
     if (attempt >= MAX_WRITE_ATTEMPTS) {
-      throw new TaskError(
+      throw new KubectlError(
         `service account ${sa.namespace}/${sa.name} on ${conn.host} kept changing under trustplay (${attempt} conflicting writes); nothing was overwritten: run again when the other writer is done`,
         'command',
         stderr.trim(),
@@ -243,7 +256,7 @@ export async function writePullSecrets(
     }
     const [fresh] = await readServiceAccounts(conn, t, [sa.namespace], sa.name);
     if (!fresh || fresh.status !== 'ok')
-      throw new TaskError(
+      throw new KubectlError(
         `service account ${sa.namespace}/${sa.name} disappeared on ${conn.host} while trustplay was updating it`,
         'command',
       );

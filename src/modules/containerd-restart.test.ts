@@ -9,16 +9,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { TaskError, type TaskContext } from '../engine/module.js';
-import containerdRestart, {
+import { TaskError } from '../engine/errors.js';
+import type { TaskContext } from '../engine/module.js';
+import { resourcesOf, restartHandler } from '../engine/apply.js';
+import {
   configBackupKey,
-  containerdRestartRequest,
   pendingMarkerPath,
   readPendingRestart,
   rememberConfigBackup,
-  verifiedRestart,
   type ConfigBackup,
-} from './containerd-restart.js';
+} from '../engine/restart-backup.js';
+import containerdRestart, { verifiedRestart } from './containerd-restart.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-restart-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -65,22 +66,25 @@ describe('containerd.restart', () => {
   });
 
   it('builds one handler request per config file, deduplicated by id', () => {
-    const a = containerdRestartRequest({
-      configFile: '/etc/containerd/config.toml',
-      restartCommand: 'systemctl restart containerd',
-      timeoutSec: 60,
+    const a = restartHandler({
+      op: 'restart.request',
+      unit: 'containerd',
+      config: '/etc/containerd/config.toml',
+      command: 'systemctl restart containerd',
+      health: { timeoutSec: 60 },
     });
-    const b = containerdRestartRequest({
-      configFile: '/etc/containerd/config.toml',
-      restartCommand: 'systemctl restart containerd',
-      socket: '/run/x.sock',
-      timeoutSec: 5,
+    const b = restartHandler({
+      op: 'restart.request',
+      unit: 'containerd',
+      config: '/etc/containerd/config.toml',
+      command: 'systemctl restart containerd',
+      health: { socket: '/run/x.sock', timeoutSec: 5 },
     });
     expect(a.id).toBe(b.id);
     expect(a).toMatchObject({
       module: 'containerd.restart',
       name: 'Restart containerd (verified)',
-      args: { config_file: '/etc/containerd/config.toml', timeout_sec: 60 },
+      args: { config_file: '/etc/containerd/config.toml', restart_timeout: 60 },
     });
     expect(a.args).not.toHaveProperty('socket');
     expect(b.args).toMatchObject({ socket: '/run/x.sock' });
@@ -88,13 +92,13 @@ describe('containerd.restart', () => {
 
   it('plans one restart change with no resources (config.toml was saved by the notifying change)', async () => {
     const changes = await containerdRestart.plan(
-      { config_file: '/c', restart_command: 'true', timeout_sec: 3 },
+      { config_file: '/c', restart_command: 'true', restart_timeout: 3 },
       null,
       context(),
     );
     expect(changes).toHaveLength(1);
-    expect(changes[0]!.resources).toEqual([]);
-    expect(changes[0]!.summary).toContain('restart containerd');
+    expect(resourcesOf(changes[0]!)).toEqual([]);
+    expect(changes[0]!.op === 'custom' && changes[0]!.summary).toContain('restart containerd');
   });
 
   it('puts the previous config back with its mode and fails loudly when containerd never comes back', async () => {
@@ -107,7 +111,7 @@ describe('containerd.restart', () => {
       config_file: file,
       restart_command: `echo x >> ${counter}; echo "Job for containerd.service failed" >&2; exit 1`,
       socket: path.join(dir, 'no.sock'),
-      timeout_sec: 2,
+      restart_timeout: 2,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TaskError);
     const msg = (err as TaskError).message;
@@ -132,7 +136,7 @@ describe('containerd.restart', () => {
         config_file: file,
         restart_command: 'exit 3',
         socket: path.join(dir, 'no.sock'),
-        timeout_sec: 1,
+        restart_timeout: 1,
       }),
     ).rejects.toThrow(/ROLLBACK FAILED/);
     expect(() => statSync(file)).toThrow(/ENOENT/);
@@ -144,7 +148,7 @@ describe('containerd.restart', () => {
         config_file: path.join(dir, 'x.toml'),
         restart_command: 'exit 1',
         socket: path.join(dir, 'no.sock'),
-        timeout_sec: 1,
+        restart_timeout: 1,
       }),
     ).rejects.toThrow(/no earlier .*x\.toml was recorded in this run, so nothing was rolled back/);
   });

@@ -1,5 +1,5 @@
 /**
- * The verified containerd restart: an internal handler that config.toml-changing modules notify
+ * The verified containerd restart: the internal handler a `restart.request` operation schedules
  * (containerd.tls, node.creds.wipe, restore). It restarts containerd, waits for the CRI socket to
  * answer, and when it does not, puts the config.toml that was there before this run's change back,
  * restarts again and fails the host with both errors: a node is never left with a config that
@@ -8,14 +8,9 @@
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { createCriClientFor, DEFAULT_CRI_SOCKETS, resolveCriSocket, waitForCri } from '../cri/client.js';
-import {
-  TaskError,
-  defineModule,
-  type ArgsOf,
-  type Change,
-  type HandlerRequest,
-  type TaskContext,
-} from '../engine/module.js';
+import { TaskError } from '../engine/errors.js';
+import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
+import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 
 /** The internal module name the engine looks up in the registry. */
 export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
@@ -23,152 +18,17 @@ export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['config_file', 'restart_command', 'timeout_sec'],
+  required: ['config_file', 'restart_command', 'restart_timeout'],
   properties: {
     config_file: { type: 'string', minLength: 1 },
     restart_command: { type: 'string', minLength: 1 },
     socket: { type: 'string', minLength: 1 },
-    timeout_sec: { type: 'integer', minimum: 1 },
+    restart_timeout: { type: 'integer', minimum: 1 },
   },
 } as const;
 
 /** Arguments of the internal handler. */
 export type ContainerdRestartArgs = ArgsOf<typeof schema>;
-
-/** What a rollback puts back: the bytes (null = the file did not exist) with mode and owner. */
-export interface ConfigBackup {
-  content: Buffer | null;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-}
-
-/** The hostState key under which a config.toml backup lives. */
-export function configBackupKey(configFile: string): string {
-  return `containerd.backup:${configFile}`;
-}
-
-/**
- * The node-side record of a config.toml written by trustplay whose verified restart has not
- * finished: the config before the change (to roll back to), kept next to the file until the restart
- * succeeds or is rolled back. A run that dies in between (kill -9, a lost connection, a second
- * Ctrl-C) leaves it, and the next run of any module that edits config.toml finishes that change
- * first: restart with the health check, or put the earlier config back.
- */
-export function pendingMarkerPath(configFile: string): string {
-  return `${configFile}.trustplay-pending`;
-}
-
-interface PendingMarker {
-  trustplay: 'pending-restart';
-  /** The config before the change, base64; null when there was none. */
-  previous: string | null;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-}
-
-function backupFromMarker(text: string): ConfigBackup | null {
-  try {
-    const m = JSON.parse(text) as Partial<PendingMarker>;
-    if (m.trustplay !== 'pending-restart' || (m.previous !== null && typeof m.previous !== 'string')) return null;
-    return {
-      content: m.previous === null ? null : Buffer.from(m.previous, 'base64'),
-      ...(typeof m.mode === 'number' ? { mode: m.mode } : {}),
-      ...(typeof m.uid === 'number' ? { uid: m.uid } : {}),
-      ...(typeof m.gid === 'number' ? { gid: m.gid } : {}),
-    };
-  } catch {
-    return null;
-  }
-}
-
-/** The rollback target recorded by a pending marker's content (read by a module's gather). */
-export function parsePendingMarker(host: string, configFile: string, text: string): ConfigBackup {
-  const backup = backupFromMarker(text);
-  if (!backup)
-    throw new TaskError(
-      `${host}: ${pendingMarkerPath(configFile)} is not a record trustplay can read, so it cannot tell whether an earlier run left containerd unrestarted: check containerd on ${host}, then remove that file.`,
-      'refused',
-    );
-  return backup;
-}
-
-/** An interrupted change of trustplay's own on a node, read from its marker (null: none). */
-export async function readPendingRestart(conn: Connection, configFile: string): Promise<ConfigBackup | null> {
-  const text = await conn.readFile(pendingMarkerPath(configFile));
-  return text === null ? null : parsePendingMarker(conn.host, configFile, text.toString('utf8'));
-}
-
-/**
- * Records config.toml as it was before a change, for the handler's rollback, in this run and on
- * the node (the pending marker, written before the change). Only the first record counts: when two
- * tasks edit the file before the handler runs, or an earlier run was interrupted after its edit, the
- * content to roll back to is the one before the first edit. A successful restart clears both.
- */
-export async function rememberConfigBackup(
-  ctx: TaskContext,
-  configFile: string,
-  previous: Buffer | null,
-  meta: { mode?: number; uid?: number; gid?: number } = {},
-): Promise<void> {
-  const key = configBackupKey(configFile);
-  if (ctx.hostState.has(key)) return;
-  const earlier = await readPendingRestart(ctx.conn, configFile);
-  const backup: ConfigBackup = earlier ?? { content: previous === null ? null : Buffer.from(previous), ...meta };
-  if (!earlier) {
-    const marker: PendingMarker = {
-      trustplay: 'pending-restart',
-      previous: backup.content === null ? null : backup.content.toString('base64'),
-      ...meta,
-    };
-    // 0600: config.toml may hold registry credentials.
-    await ctx.conn.writeFile(pendingMarkerPath(configFile), JSON.stringify(marker) + '\n', { mode: 0o600 });
-  }
-  ctx.hostState.set(key, backup);
-}
-
-/**
- * The change that finishes an interrupted change found by `readPendingRestart`: the verified
- * restart (health check, rollback to the config before the interrupted change). Modules that edit
- * config.toml put it first in their plan, so it runs before anything new.
- */
-export function finishPendingRestart(
-  pending: ConfigBackup,
-  request: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number },
-): Change {
-  return {
-    summary: `finish the change an interrupted trustplay run left: ${request.configFile} was written but containerd was not restarted — restart it with the health check (the earlier config goes back if containerd does not come back)`,
-    resources: [],
-    notify: [containerdRestartRequest(request)],
-    apply: (ctx) => {
-      const key = configBackupKey(request.configFile);
-      if (!ctx.hostState.has(key)) ctx.hostState.set(key, pending);
-      return Promise.resolve();
-    },
-  };
-}
-
-/**
- * A config.toml-editing module's plan with any interrupted change of trustplay's own finished first
- * (DECISIONS: interrupted changes and the CRI pre-flight), even when the config it left is one the
- * module would refuse to edit: then only the finish is planned, and the refusal is a warning.
- */
-export function afterPendingRestart(
-  ctx: Pick<TaskContext, 'warn'>,
-  pending: ConfigBackup | undefined,
-  request: { configFile: string; restartCommand: string; socket?: string; timeoutSec: number },
-  plan: () => Change[],
-): Change[] {
-  const finish = pending ? [finishPendingRestart(pending, request)] : [];
-  try {
-    return [...finish, ...plan()];
-  } catch (e) {
-    if (!finish.length || !(e instanceof TaskError)) throw e;
-    ctx.warn(`${e.message} — finishing the interrupted change first; run again afterwards`);
-    return finish;
-  }
-}
 
 /** Removes the pending marker once the config containerd runs is settled (restarted or rolled back). */
 async function settled(ctx: TaskContext, configFile: string): Promise<void> {
@@ -180,26 +40,6 @@ async function settled(ctx: TaskContext, configFile: string): Promise<void> {
       `could not remove ${pendingMarkerPath(configFile)} (${(e as Error).message}): the next run will restart containerd once more to be sure`,
     );
   }
-}
-
-/** The handler request a config.toml-changing change attaches as `notify`. */
-export function containerdRestartRequest(o: {
-  configFile: string;
-  restartCommand: string;
-  socket?: string;
-  timeoutSec: number;
-}): HandlerRequest {
-  return {
-    id: `containerd.restart ${o.configFile}`,
-    name: 'Restart containerd (verified)',
-    module: CONTAINERD_RESTART_MODULE,
-    args: {
-      config_file: o.configFile,
-      restart_command: o.restartCommand,
-      ...(o.socket !== undefined ? { socket: o.socket } : {}),
-      timeout_sec: o.timeoutSec,
-    },
-  };
 }
 
 /**
@@ -286,7 +126,7 @@ async function restoreBackup(conn: Connection, configFile: string, backup: Confi
 export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartArgs): Promise<void> {
   // Resolve before restarting: while containerd runs its socket exists, which is what the lookup checks.
   const socket = await healthSocket(ctx, args);
-  const first = await restartAndWait(ctx.conn, args.restart_command, socket, args.timeout_sec);
+  const first = await restartAndWait(ctx.conn, args.restart_command, socket, args.restart_timeout);
   const key = configBackupKey(args.config_file);
   const backup = ctx.hostState.get(key) as ConfigBackup | undefined;
   if (first === null) {
@@ -307,7 +147,7 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
       'command',
     );
   }
-  const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.timeout_sec);
+  const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.restart_timeout);
   if (second === null) {
     await settled(ctx, args.config_file);
     throw new TaskError(
@@ -334,8 +174,11 @@ export default defineModule({
   plan(args): Change[] {
     return [
       {
-        summary: `restart containerd (\`${args.restart_command}\`) and wait up to ${args.timeout_sec} s for the CRI socket`,
-        // config.toml was saved by the change that notified this handler; a rollback only puts that back.
+        // Custom: this is what a `restart.request` operation becomes, the one place that restarts a
+        // unit, health-checks it and rolls its config back; no generic operation describes that.
+        op: 'custom',
+        summary: `restart containerd (\`${args.restart_command}\`) and wait up to ${args.restart_timeout} s for the CRI socket`,
+        // config.toml was saved by the change that requested this restart; a rollback only puts that back.
         resources: [],
         apply: (ctx) => verifiedRestart(ctx, args),
       },

@@ -11,19 +11,55 @@ import { fileURLToPath } from 'node:url';
 import TOML from '@iarna/toml';
 import { describe, expect, it } from 'vitest';
 import { lineDiff } from '../containerd/line-diff.js';
-import { TaskError } from '../engine/module.js';
+import { TaskError } from '../engine/errors.js';
 import { SecretSet } from '../secrets/index.js';
 import type { ContainerdTlsArgs } from './containerd-tls.js';
-import type { ContainerdFacts, HostsDirFacts } from './containerd-facts.js';
+import type { ContainerdFacts, HostsDirFacts } from '../containerd/facts.js';
+import { resourcesOf } from '../engine/apply.js';
+import type { Diff } from '../engine/module.js';
 import {
-  planContainerdTls,
+  planContainerdTls as planOps,
   readMaterial,
   registryDir,
-  toChange,
-  type PlannedChange,
+  type ContainerdTlsArgs as Args,
   type TlsMaterial,
   type TlsObserved,
 } from './containerd-tls.js';
+
+/** One reported change as the golden files show it: the file operation, and whether a restart follows. */
+interface PlannedChange {
+  summary: string;
+  op:
+    | { kind: 'write'; path: string; content: Buffer; mode: number }
+    | { kind: 'remove'; path: string }
+    | { kind: 'rmdir'; path: string };
+  diff?: Diff;
+  restart: boolean;
+}
+
+/** The plan's operations in the goldens' shape (`restart` on the config write a restart request names). */
+function planContainerdTls(a: Args, o: TlsObserved, host?: string): { changes: PlannedChange[]; warnings: string[] } {
+  const plan = planOps(a, o, host);
+  const restarts = new Set(plan.changes.flatMap((c) => (c.op === 'restart.request' ? [c.config] : [])));
+  const changes = plan.changes.flatMap((c): PlannedChange[] => {
+    const diff = 'diff' in c && c.diff ? { diff: c.diff } : {};
+    if (c.op === 'file.write')
+      return [
+        {
+          summary: c.summary,
+          op: { kind: 'write', path: c.path, content: Buffer.from(c.content), mode: c.mode ?? 0o644 },
+          restart: restarts.has(c.path),
+          ...diff,
+        },
+      ];
+    if (c.op === 'file.remove')
+      return [{ summary: c.summary, op: { kind: 'remove', path: c.path }, restart: false, ...diff }];
+    if (c.op === 'dir.remove') return [{ summary: c.summary, op: { kind: 'rmdir', path: c.path }, restart: false }];
+    if (c.op === 'restart.request') return [];
+    throw new Error(`containerd.tls planned an unexpected ${c.op}`);
+  });
+  return { changes, warnings: plan.warnings };
+}
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CONFIGS = join(HERE, '../containerd/fixtures');
@@ -380,18 +416,20 @@ describe('containerd.tls style: legacy', () => {
 });
 
 describe('containerd.tls changes and material', () => {
-  it('declares each file as a resource and notifies the verified restart for config.toml only', () => {
+  it('declares each file as a resource and asks for the verified restart for config.toml only', () => {
     const a = args({ ca: CA, socket: '/run/x.sock', restart_timeout: 7 });
-    const changes = planContainerdTls(a, observed(facts(null, 1))).changes.map((c) => toChange(c, a));
-    expect(changes.map((c) => c.resources)).toEqual([
+    const changes = planOps(a, observed(facts(null, 1))).changes;
+    expect(changes.map(resourcesOf)).toEqual([
       [{ kind: 'file', path: `${CERTS}/${REG}/ca.crt` }],
       [{ kind: 'file', path: `${CERTS}/${REG}/hosts.toml` }],
       [{ kind: 'file', path: '/etc/containerd/config.toml' }],
+      [],
     ]);
-    expect(changes.map((c) => c.notify?.length ?? 0)).toEqual([0, 0, 1]);
-    expect(changes[2]!.notify![0]).toMatchObject({
-      module: 'containerd.restart',
-      args: { socket: '/run/x.sock', timeout_sec: 7 },
+    expect(changes.map((c) => c.op)).toEqual(['file.write', 'file.write', 'file.write', 'restart.request']);
+    expect(changes[3]).toMatchObject({
+      unit: 'containerd',
+      config: '/etc/containerd/config.toml',
+      health: { socket: '/run/x.sock', timeoutSec: 7 },
     });
   });
 

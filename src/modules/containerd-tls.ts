@@ -5,9 +5,9 @@
  * plan:   pure (`planContainerdTls`): desired files and config.toml text vs what the node has. Every
  *         refusal (version 1 config, legacy settings next to config_path, legacy style on 2.x...)
  *         is decided here, before anything is written.
- * apply:  atomic file writes; a config.toml change notifies the verified restart handler, which
- *         rolls the file back when containerd does not come back. hosts.toml / CA changes are read
- *         by containerd at pull time and need no restart.
+ * apply:  by the engine: file writes compared with what gather saw; a config.toml change comes
+ *         with a restart request (the verified restart rolls the file back when containerd does not
+ *         come back). hosts.toml / CA changes are read by containerd at pull time: no restart.
  *
  * Rules that are not obvious:
  * - The CA goes on the server and on its host entry of hosts.toml (see hostsTomlModel).
@@ -18,34 +18,30 @@
  * - `state: absent` removes only what trustplay wrote for this registry and leaves config_path
  *   (other registries' hosts.toml may live in the same directory).
  */
-import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { inspectConfig, type ContainerdConfigInfo, type LegacyTls } from '../containerd/config.js';
-import { ensureConfigPath, isRefusal, setLegacyTls } from '../containerd/edits.js';
+import { ensureConfigPath, setLegacyTls } from '../containerd/edits.js';
 import { isManagedByTrustplay, parseHostsToml, renderHostsToml } from '../containerd/hosts-toml.js';
+import { TaskError } from '../engine/errors.js';
 import {
-  TaskError,
   defineModule,
   type ArgsOf,
   type Change,
-  type Diff,
-  type Resource,
+  type FileRemove,
+  type FileWrite,
+  type RestartRequest,
   type TaskContext,
 } from '../engine/module.js';
 import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
-import { criSocketFor, withCri } from './cri-connect.js';
+import { criSocketFor, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
-import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from './containerd-facts.js';
-import {
-  containerdRestartRequest,
-  afterPendingRestart,
-  parsePendingMarker,
-  rememberConfigBackup,
-  type ConfigBackup,
-} from './containerd-restart.js';
-import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
+import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from '../containerd/facts.js';
+import { expectOf, sha256 } from '../engine/apply.js';
+import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
+import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
 
 const schema = {
   type: 'object',
@@ -114,12 +110,7 @@ const schema = {
       description:
         "containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock.",
     },
-    restart_timeout: {
-      type: 'integer',
-      minimum: 1,
-      default: 60,
-      description: 'Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back.',
-    },
+    restart_timeout: restartTimeoutArg,
     state: {
       type: 'string',
       enum: ['present', 'absent'],
@@ -159,29 +150,9 @@ export interface TlsObserved {
   daemon?: DaemonRegistry;
 }
 
-/** One file operation on the node. */
-export type FileOp =
-  | {
-      kind: 'write';
-      path: string;
-      content: Buffer;
-      mode: number;
-      config?: { previous: Buffer | null; mode?: number; uid?: number; gid?: number };
-    }
-  | { kind: 'remove'; path: string }
-  | { kind: 'rmdir'; path: string };
-
-/** A planned change as data (what the golden tests compare), turned into an engine Change by `toChange`. */
-export interface PlannedChange {
-  summary: string;
-  op: FileOp;
-  diff?: Diff;
-  restart: boolean;
-}
-
 /** The outcome of planning: changes in apply order and warnings for the run output. */
 export interface TlsPlan {
-  changes: PlannedChange[];
+  changes: Change[];
   warnings: string[];
 }
 
@@ -267,7 +238,7 @@ function writeChange(o: {
   existing: HostsDirFacts['files'][string] | undefined;
   what: string;
   secret?: boolean;
-}): PlannedChange | null {
+}): FileWrite | null {
   const sameContent = o.existing !== undefined && o.existing.content.equals(o.content);
   if (sameContent && o.existing?.mode === o.mode) return null;
   const mode = o.mode.toString(8).padStart(4, '0');
@@ -276,22 +247,27 @@ function writeChange(o: {
     : `${o.existing ? 'update' : 'write'} ${o.path} (${o.what}, ${mode})`;
   // Diffs are raw; the engine masks them (src/secrets), a secret file down to its size.
   const before = o.existing?.content.toString('utf8') ?? '';
+  const after = o.content.toString('utf8');
   return {
+    op: 'file.write',
     summary,
-    op: { kind: 'write', path: o.path, content: o.content, mode: o.mode },
-    restart: false,
-    diff: { target: o.path, before, after: o.content.toString('utf8'), ...(o.secret ? { secret: true } : {}) },
+    path: o.path,
+    content: o.content,
+    mode: o.mode,
+    expect: expectOf(o.existing?.content ?? null),
+    diff: { target: o.path, before, after, ...(o.secret ? { secret: true } : {}) },
   };
 }
 
-function removeChange(dir: HostsDirFacts, name: string, what: string): PlannedChange | null {
+function removeChange(dir: HostsDirFacts, name: string, what: string): FileRemove | null {
   const f = dir.files[name];
   if (!f) return null;
   const p = `${dir.path}/${name}`;
   return {
+    op: 'file.remove',
     summary: `remove ${p} (${what})`,
-    op: { kind: 'remove', path: p },
-    restart: false,
+    path: p,
+    expect: expectOf(f.content),
     diff: {
       target: p,
       before: f.content.toString('utf8'),
@@ -301,24 +277,28 @@ function removeChange(dir: HostsDirFacts, name: string, what: string): PlannedCh
   };
 }
 
-function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: string, what: string): PlannedChange {
+function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: string, what: string): FileWrite {
   const previous = facts.config.exists ? (facts.config.content ?? Buffer.from(facts.config.text ?? '', 'utf8')) : null;
   return {
+    op: 'file.write',
     summary: `${what} in ${args.config_file} (restarts containerd)`,
-    op: {
-      kind: 'write',
-      path: args.config_file,
-      content: Buffer.from(next, 'utf8'),
-      mode: facts.config.mode ?? 0o644,
-      config: {
-        previous,
-        ...(facts.config.mode !== undefined ? { mode: facts.config.mode } : {}),
-        ...(facts.config.uid !== undefined ? { uid: facts.config.uid } : {}),
-        ...(facts.config.gid !== undefined ? { gid: facts.config.gid } : {}),
-      },
-    },
-    restart: true,
+    path: args.config_file,
+    content: Buffer.from(next, 'utf8'),
+    // An existing config.toml keeps its mode and owner.
+    mode: facts.config.mode ?? 0o644,
+    expect: expectOf(previous),
     diff: { target: args.config_file, before: facts.config.text ?? '', after: next },
+  };
+}
+
+/** The verified restart a config.toml change needs, asked for once at the end of the plan. */
+export function restartRequest(args: ContainerdTlsArgs): RestartRequest {
+  return {
+    op: 'restart.request',
+    unit: 'containerd',
+    config: args.config_file,
+    command: args.restart_command,
+    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
   };
 }
 
@@ -398,8 +378,8 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   const info = inspect(facts, major, host);
   const dir = registryDir(args);
   const hostsDir = facts.hostsDir.path === dir ? facts.hostsDir : { path: dir, exists: false, files: {} };
-  const changes: PlannedChange[] = [];
-  const push = (c: PlannedChange | null): void => {
+  const changes: Change[] = [];
+  const push = (c: Change | null): void => {
     if (c) changes.push(c);
   };
 
@@ -442,12 +422,13 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
               : {}),
           };
     const edit = setLegacyTls(facts.config.text, args.registry, tls, { containerdMajor: major });
-    if (isRefusal(edit)) refuse(host, edit.error);
+    if (!edit.ok) refuse(host, edit.error);
     if (args.state === 'absent') {
       if (edit.changed) push(configChange(args, facts, edit.text, `remove registry.configs."${args.registry}".tls`));
       for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key])
         push(removeChange(hostsDir, name, 'written by containerd.tls style: legacy'));
       pushRmdir(hostsDir, changes, push);
+      if (edit.changed) push(restartRequest(args));
       return { changes, warnings };
     }
     for (const f of wantFiles)
@@ -468,7 +449,10 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     ] as const) {
       if (present === undefined) push(removeChange(hostsDir, name, 'no longer configured'));
     }
-    if (edit.changed) push(configChange(args, facts, edit.text, `set registry.configs."${args.registry}".tls`));
+    if (edit.changed) {
+      push(configChange(args, facts, edit.text, `set registry.configs."${args.registry}".tls`));
+      push(restartRequest(args));
+    }
     warnings.push(...edit.notes);
     return { changes, warnings };
   }
@@ -520,7 +504,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   const what: string[] = [];
   if (info.configs[args.registry]?.tls !== undefined && !args.migrate_legacy) {
     const r = setLegacyTls(text, args.registry, null, { containerdMajor: major });
-    if (isRefusal(r)) refuse(host, r.error);
+    if (!r.ok) refuse(host, r.error);
     if (r.changed) {
       text = r.text;
       what.push(`remove legacy registry.configs."${args.registry}".tls`);
@@ -530,7 +514,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     containerdMajor: major,
     migrateLegacy: args.migrate_legacy,
   });
-  if (isRefusal(ensured)) refuse(host, ensured.error);
+  if (!ensured.ok) refuse(host, ensured.error);
   warnings.push(...ensured.notes);
   // Hosts files of a migration: written before config.toml so the restart finds them.
   for (const [d, content] of Object.entries(ensured.hostsFiles)) {
@@ -559,21 +543,19 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     if (!info.exists) what.unshift(`create with version = ${info.version}`);
     text = ensured.text;
   }
-  if (text !== facts.config.text && text !== null)
+  if (text !== facts.config.text && text !== null) {
     push(configChange(args, facts, text, what.join(', ') || 'update registry settings'));
+    push(restartRequest(args));
+  }
   return { changes, warnings };
 }
 
-function pushRmdir(dir: HostsDirFacts, changes: PlannedChange[], push: (c: PlannedChange | null) => void): void {
-  const removing = new Set(changes.filter((c) => c.op.kind === 'remove').map((c) => c.op.path));
+function pushRmdir(dir: HostsDirFacts, changes: Change[], push: (c: Change | null) => void): void {
+  const removing = new Set(changes.flatMap((c) => (c.op === 'file.remove' ? [c.path] : [])));
   const others = Object.keys(dir.files).filter((n) => !removing.has(`${dir.path}/${n}`));
   // Files trustplay did not write keep the directory (and themselves) in place.
   if (dir.exists && others.length === 0)
-    push({ summary: `remove the empty directory ${dir.path}`, op: { kind: 'rmdir', path: dir.path }, restart: false });
-}
-
-function resourcesOf(op: FileOp): Resource[] {
-  return op.kind === 'rmdir' ? [] : [{ kind: 'file', path: op.path }];
+    push({ op: 'dir.remove', summary: `remove the empty directory ${dir.path}`, path: dir.path });
 }
 
 /**
@@ -581,80 +563,24 @@ function resourcesOf(op: FileOp): Resource[] {
  * (config_path), whoever changed the file: its trust is not in effect until containerd reloads it.
  * Other keys never trigger it. Decided on what the daemon reports, never on mtimes.
  */
-function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved): Change | null {
+function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved): Change[] {
   const { daemon, facts } = observed;
-  if (!daemon || !facts.version || !facts.config.exists) return null;
+  if (!daemon || !facts.version || !facts.config.exists) return [];
   const file = inspectConfig(facts.config.text, { containerdMajor: facts.version.major });
-  if (!file.ok) return null;
+  if (!file.ok) return [];
   const inFile = file.info.configPath ?? '';
-  if (inFile === daemon.configPath) return null;
-  return {
-    summary: `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
-    resources: [],
-    notify: [containerdRestartRequest(restartRequestOf(args))],
-    apply: () => Promise.resolve(),
-  };
-}
-
-function restartRequestOf(args: ContainerdTlsArgs) {
-  return {
-    configFile: args.config_file,
-    restartCommand: args.restart_command,
-    ...(args.socket !== undefined ? { socket: args.socket } : {}),
-    timeoutSec: args.restart_timeout,
-  };
-}
-
-/** Turns a planned change into the engine's Change (apply does the I/O). */
-export function toChange(p: PlannedChange, args: ContainerdTlsArgs): Change {
-  const op = p.op;
-  return {
-    summary: p.summary,
-    resources: resourcesOf(op),
-    ...(p.diff ? { diff: p.diff } : {}),
-    ...(p.restart ? { notify: [containerdRestartRequest(restartRequestOf(args))] } : {}),
-    apply: async (ctx: TaskContext) => {
-      const conn = ctx.conn;
-      if (op.kind === 'remove') return conn.remove(op.path);
-      if (op.kind === 'rmdir') {
-        // Only an empty directory goes: rmdir refuses anything else, which is what we want.
-        const r = await conn.exec({
-          argv: ['sh', '-c', 'rmdir -- "$1" 2>/dev/null || [ ! -d "$1" ] || [ -n "$(ls -A -- "$1")" ]', 'sh', op.path],
-        });
-        if (r.code !== 0)
-          throw new TaskError(
-            `${ctx.host}: could not remove the directory ${op.path}: ${r.stderr.toString('utf8').trim() || `exit ${r.code}`}`,
-            'command',
-          );
-        return;
-      }
-      if (op.config) {
-        // Compare-and-swap: a config.toml edited since gather must not be overwritten with a stale edit.
-        const now = await conn.readFile(op.path);
-        const same =
-          now === null ? op.config.previous === null : op.config.previous !== null && now.equals(op.config.previous);
-        if (!same)
-          throw new TaskError(
-            `${ctx.host}: ${op.path} changed on the node while this task ran, so it was not written: run again.`,
-            'command',
-          );
-        await rememberConfigBackup(ctx, op.path, op.config.previous, {
-          ...(op.config.mode !== undefined ? { mode: op.config.mode } : {}),
-          ...(op.config.uid !== undefined ? { uid: op.config.uid } : {}),
-          ...(op.config.gid !== undefined ? { gid: op.config.gid } : {}),
-        });
-        return conn.writeFile(op.path, op.content, {
-          mkdirs: true,
-          ...(op.config.previous === null ? { mode: op.mode } : {}),
-        });
-      }
-      return conn.writeFile(op.path, op.content, { mode: op.mode, mkdirs: true });
+  if (inFile === daemon.configPath) return [];
+  return [
+    {
+      // Custom: nothing is written; the change is the restart the request below asks for, and this
+      // entry is what the report shows for it.
+      op: 'custom',
+      summary: `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
+      resources: [],
+      apply: () => Promise.resolve(),
     },
-  };
-}
-
-function sha256(s: string): string {
-  return `sha256:${createHash('sha256').update(s).digest('hex')}`;
+    restartRequest(args),
+  ];
 }
 
 /** Facts for the run's snapshot manifest (no secrets): merged across containerd.tls tasks of the host. */
@@ -676,7 +602,7 @@ function recordFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed: TlsObs
           skipVerify: parsed.model.serverSkipVerify || parsed.model.hosts.some((h) => h.skipVerify),
         }
       : {}),
-    caFile: ca ? sha256(ca.content.toString('utf8')) : null,
+    caFile: ca ? `sha256:${sha256(ca.content.toString('utf8'))}` : null,
     clientCert: facts.hostsDir.files[FILE_NAMES.cert] !== undefined,
     ...(info?.ok && info.info.configs[args.registry]?.tls
       ? { legacyTls: { ...info.info.configs[args.registry]?.tls } }
@@ -760,11 +686,11 @@ export default defineModule({
     return observed;
   },
   plan(args, observed, ctx) {
-    return afterPendingRestart(ctx, observed.pending, restartRequestOf(args), () => {
+    return afterPendingRestart(ctx, observed.pending, restartRequest(args), () => {
       const plan = planContainerdTls(args, observed, ctx.host);
       for (const w of plan.warnings) ctx.warn(w);
-      const lag = plan.changes.some((c) => c.restart) || observed.pending ? null : daemonLag(args, observed);
-      return [...plan.changes.map((c) => toChange(c, args)), ...(lag ? [lag] : [])];
+      const restarts = plan.changes.some((c) => c.op === 'restart.request') || observed.pending !== undefined;
+      return [...plan.changes, ...(restarts ? [] : daemonLag(args, observed))];
     });
   },
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { classifyPullError, type PullFailureClass } from '../cri/classify.js';
-import { TaskError } from '../engine/module.js';
+import { TaskError } from '../engine/errors.js';
 import { moduleArgSchemas } from '../playbook/schema/modules.js';
 import { SecretSet } from '../secrets/index.js';
 import {
@@ -10,7 +10,7 @@ import {
   isRetryable,
   basicAuthSecret,
   pickRepoDigest,
-  planPullVerify,
+  pullVerdict,
   repositoryOf,
   type PullObserved,
 } from './image-pull-verify.js';
@@ -39,8 +39,8 @@ function thrown(fn: () => unknown): TaskError {
   throw new Error('expected a TaskError');
 }
 
-describe('planPullVerify', () => {
-  it('a pull that worked is ok: no change, ever', () => {
+describe('pullVerdict', () => {
+  it('a pull that worked is ok and reports what it resolved to', () => {
     const ok: PullObserved = {
       ok: true,
       image: 'r.test/a:1',
@@ -48,8 +48,9 @@ describe('planPullVerify', () => {
       repoDigest: `r.test/a@${DIGEST}`,
       attempts: 1,
     };
-    expect(planPullVerify({ image: 'r.test/a:1' }, ok)).toEqual([]);
-    expect(planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok)).toEqual([]);
+    const data = { imageRef: OTHER, repoDigest: `r.test/a@${DIGEST}` };
+    expect(pullVerdict({ image: 'r.test/a:1' }, ok)).toEqual(data);
+    expect(pullVerdict({ image: 'r.test/a:1', expect_digest: DIGEST }, ok)).toEqual(data);
   });
 
   it('each recorded containerd failure becomes a one-line verification error with the fix, the raw message as detail', () => {
@@ -64,7 +65,7 @@ describe('planPullVerify', () => {
       dns: /DNS/,
     };
     for (const rec of recorded) {
-      const err = thrown(() => planPullVerify({ image: rec.image }, failed(rec.image, rec.message)));
+      const err = thrown(() => pullVerdict({ image: rec.image }, failed(rec.image, rec.message)));
       expect(err.kind, rec.class).toBe('verification');
       expect(err.detail, rec.class).toBe(rec.message);
       expect(err.message, rec.class).toMatch(new RegExp(`^pulling ${rec.image.replace(/[.]/g, '\\.')} failed: `));
@@ -76,7 +77,7 @@ describe('planPullVerify', () => {
 
   it('says how many attempts a failure took', () => {
     const err = thrown(() =>
-      planPullVerify(
+      pullVerdict(
         { image: 'closed.test:1/a:1' },
         failed('closed.test:1/a:1', 'dial tcp 127.0.0.1:1: connect: connection refused', 3),
       ),
@@ -92,14 +93,12 @@ describe('planPullVerify', () => {
       repoDigest: `r.test/a@${OTHER}`,
       attempts: 1,
     };
-    const err = thrown(() => planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, ok));
+    const err = thrown(() => pullVerdict({ image: 'r.test/a:1', expect_digest: DIGEST }, ok));
     expect(err.kind).toBe('verification');
     expect(err.message).toBe(
       `r.test/a:1 resolved to ${OTHER}, not the expected ${DIGEST}: the tag now points at another image (or another registry answered); check what was pushed`,
     );
-    const none = thrown(() =>
-      planPullVerify({ image: 'r.test/a:1', expect_digest: DIGEST }, { ...ok, repoDigest: null }),
-    );
+    const none = thrown(() => pullVerdict({ image: 'r.test/a:1', expect_digest: DIGEST }, { ...ok, repoDigest: null }));
     expect(none.message).toMatch(/reports no repo digest/);
   });
 });

@@ -1,14 +1,17 @@
 /**
  * `image.pull.verify`: pulls an image through the node's CRI ImageService (the path kubelet takes,
  * so the CRI registry configuration applies) and asserts it worked, optionally with an expected
- * digest. Read-only: it never reports "changed", and it runs in check mode, where a failure is
- * drift. The pull happens in `gather`; `plan` is the pure verdict.
+ * digest. It never reports "changed": gather and plan have nothing to do, the pull happens in
+ * `verify` (after any apply), and `pullVerdict` is the pure judgement of what the pull saw. It runs
+ * in check mode too (`verifyInCheck`), where a failure is drift: the pull is the only honest proof,
+ * and its side effect (the image in the node's cache) is documented in the README.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CriError, type CriAuth } from '../cri/client.js';
 import { classifyPullError, type PullFailure, type PullFailureClass } from '../cri/classify.js';
-import { TaskError, defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
-import { criTaskError, withCri } from './cri-connect.js';
+import { TaskError } from '../engine/errors.js';
+import { defineModule, type ArgsOf, type TaskContext } from '../engine/module.js';
+import { criTaskError, withCri } from '../cri/connect.js';
 
 const schema = {
   type: 'object',
@@ -39,7 +42,14 @@ const schema = {
       },
       'x-exclusive': [['password', 'token']],
     },
-    timeout: { type: 'integer', minimum: 1, default: 120, description: 'Seconds one pull may take.' },
+    pull_timeout: { type: 'integer', minimum: 1, default: 120, description: 'Seconds one pull may take.' },
+    timeout: {
+      type: 'integer',
+      minimum: 1,
+      deprecated: true,
+      'x-renamed': 'pull_timeout',
+      description: 'Deprecated name of `pull_timeout` (still accepted, with a warning).',
+    },
     retries: {
       type: 'integer',
       minimum: 0,
@@ -48,6 +58,7 @@ const schema = {
     },
     socket: { type: 'string', minLength: 1, description: "containerd's CRI socket (default: auto-detected)." },
   },
+  'x-exclusive': [['pull_timeout', 'timeout']],
 } as const;
 
 /** Arguments of `image.pull.verify` as the engine hands them over (schema defaults filled in). */
@@ -119,11 +130,11 @@ function attemptsNote(attempts: number): string {
   return attempts > 1 ? ` (${attempts} attempts)` : '';
 }
 
-/** The verdict: no change when the pull worked (and the digest matched), else a verification TaskError. */
-export function planPullVerify(
+/** The verdict: what the report shows when the pull worked (and the digest matched), else a verification TaskError. */
+export function pullVerdict(
   args: Pick<ImagePullVerifyArgs, 'image' | 'expect_digest'>,
   observed: PullObserved,
-): Change[] {
+): { imageRef: string; repoDigest: string | null } {
   if (!observed.ok) {
     const { failure } = observed;
     throw new TaskError(
@@ -143,7 +154,7 @@ export function planPullVerify(
       );
     }
   }
-  return [];
+  return { imageRef: observed.imageRef, repoDigest: observed.repoDigest };
 }
 
 /** Pulls with retries and back-off; CRI socket trouble is a command failure, a refused pull an observation. */
@@ -158,7 +169,7 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
       try {
         const { imageRef } = await cri.pullImage(args.image, {
           ...(auth ? { auth } : {}),
-          timeoutMs: args.timeout * 1000,
+          timeoutMs: args.pull_timeout * 1000,
         });
         const status = await cri.imageStatus(imageRef || args.image);
         return {
@@ -189,8 +200,8 @@ export default defineModule({
   schema,
   name: 'image.pull.verify',
   description: 'Pull an image through the CRI and assert success (and digest); classifies failures; never "changed".',
-  readOnly: true,
-  gather: pullWithRetries,
-  plan: (args, observed) => planPullVerify(args, observed),
-  result: (observed) => (observed.ok ? { imageRef: observed.imageRef, repoDigest: observed.repoDigest } : {}),
+  verifyInCheck: true,
+  gather: () => Promise.resolve(null),
+  plan: () => [],
+  verify: async (ctx, args) => pullVerdict(args, await pullWithRetries(ctx, args)),
 });

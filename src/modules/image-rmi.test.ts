@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { resourcesOf } from '../engine/apply.js';
 import { planImageRmi } from './image-rmi.js';
 
 const ID = `sha256:${'0123456789ab'.repeat(5)}abcd`;
@@ -20,8 +21,8 @@ describe('planImageRmi', () => {
     );
     expect(rest).toEqual([]);
     expect(change?.summary).toBe('remove image r.test/app:1 (0123456789ab: r.test/app:1, r.test/app:latest)');
-    expect(change?.resources).toEqual([]);
-    expect(change?.notify).toBeUndefined();
+    expect(change && resourcesOf(change)).toEqual([]);
+    expect(change).toMatchObject({ op: 'image.remove', id: ID });
     expect(change?.diff?.after).toBe('');
     expect(change?.diff?.before).toContain('r.test/app:latest');
   });

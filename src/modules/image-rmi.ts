@@ -4,8 +4,8 @@
  * so there is nothing to snapshot: a later pull brings it back.
  */
 import type { CriImage } from '../cri/client.js';
-import { defineModule, type ArgsOf, type Change } from '../engine/module.js';
-import { criTaskError, withCri } from './cri-connect.js';
+import { defineModule, type ArgsOf, type ImageRemove } from '../engine/module.js';
+import { criTaskError, withCri } from '../cri/connect.js';
 
 const schema = {
   type: 'object',
@@ -33,24 +33,18 @@ function describeImage(image: CriImage): string {
 }
 
 /** The changes for one image: none when the store lacks it, else one removal. */
-export function planImageRmi(args: ImageRmiArgs, present: CriImage | null): Change[] {
+export function planImageRmi(args: ImageRmiArgs, present: CriImage | null): ImageRemove[] {
   if (!present) return [];
   return [
     {
+      op: 'image.remove',
       summary: `remove image ${args.image} (${describeImage(present)})`,
-      resources: [],
+      id: present.id,
+      ...(args.socket !== undefined ? { socket: args.socket } : {}),
       diff: {
         target: `image ${args.image}`,
         before: `${present.repoTags.concat(present.repoDigests).join('\n')}\n`,
         after: '',
-      },
-      apply: async (ctx) => {
-        try {
-          // By id: every tag of the image goes, not only the one named.
-          await withCri(ctx, args.socket, (cri) => cri.removeImage(present.id));
-        } catch (err) {
-          throw criTaskError(err);
-        }
       },
     },
   ];

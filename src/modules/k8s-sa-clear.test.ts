@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { TaskError, type Change } from '../engine/module.js';
+import { TaskError } from '../engine/errors.js';
+import { resourcesOf } from '../engine/apply.js';
+import { reported, type Change } from '../engine/module.js';
 import type { ReadResult } from '../k8s/kubectl.js';
 import type { K8sSaClearArgs } from './k8s-sa-clear.js';
 import k8sSaClear, { planClear } from './k8s-sa-clear.js';
@@ -20,12 +22,14 @@ describe('k8s.sa.clear plan', () => {
       { all: false, accounts: [ok('default', ['a', 'b']), ok('aegis', ['a']), ok('empty', [])] },
       undefined as never,
     ) as Change[];
-    expect(changes.map((c) => c.summary)).toEqual([
+    const shown = reported(changes);
+    expect(shown).toHaveLength(changes.length);
+    expect(shown.map((c) => c.summary)).toEqual([
       'remove imagePullSecrets a, b from serviceaccount default/default',
       'remove imagePullSecrets a from serviceaccount aegis/default',
     ]);
-    const first = changes[0]!;
-    expect(first.resources).toEqual([
+    const first = shown[0]!;
+    expect(resourcesOf(first)).toEqual([
       {
         kind: 'serviceaccount',
         namespace: 'default',

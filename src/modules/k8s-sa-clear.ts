@@ -1,8 +1,8 @@
 /**
  * `k8s.sa.clear` (seed step 2, made safe): removes imagePullSecrets from a ServiceAccount in one or
- * more namespaces with kubectl on the target host. Each change declares the account as a resource,
- * so the engine saves its pull secrets to the run's snapshot first and `trustplay restore` can put
- * them back. Writes are conditioned on resourceVersion (see src/k8s/kubectl.ts).
+ * more namespaces with kubectl on the target host. Each change is a `serviceaccount.patch`: the
+ * engine saves the account's pull secrets to the run's snapshot first (so `trustplay restore` can put
+ * them back) and writes conditioned on the resourceVersion gather read (see src/k8s/kubectl.ts).
  *
  * Decisions:
  *  - Only the names the plan showed are removed. If another writer adds a secret between our read
@@ -12,15 +12,9 @@
  *    changed, naming every missing item at once: a typo in a namespace list should not leave the
  *    cluster half-done. With `namespace: all`, namespaces without the account are skipped.
  */
-import { TaskError, defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
-import {
-  listNamespaces,
-  readServiceAccounts,
-  writePullSecrets,
-  type KubeTarget,
-  type ReadResult,
-  type ServiceAccountResource,
-} from '../k8s/kubectl.js';
+import { TaskError } from '../engine/errors.js';
+import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
+import { listNamespaces, readServiceAccounts, type KubeTarget, type ReadResult } from '../k8s/kubectl.js';
 
 const schema = {
   type: 'object',
@@ -131,22 +125,21 @@ export default defineModule({
   plan(args, observed): Change[] {
     const t = targetOf(args);
     return planClear(args, observed).map(({ account, remove, keep }) => {
-      const { namespace, name } = account;
-      const resource: ServiceAccountResource = { kind: 'serviceaccount', namespace, name, ...t };
-      const drop = new Set(remove);
+      const { namespace, name, resourceVersion, imagePullSecrets } = account.sa;
       return {
+        op: 'serviceaccount.patch',
         summary: `remove imagePullSecrets ${remove.join(', ')} from serviceaccount ${namespace}/${name}`,
-        resources: [resource],
+        namespace,
+        name,
+        ...t,
+        resourceVersion,
+        imagePullSecrets,
+        remove,
         // Secret NAMES only: they are references, not credentials.
         diff: {
           target: `serviceaccount ${namespace}/${name} imagePullSecrets`,
-          before: listText(account.sa.imagePullSecrets),
+          before: listText(imagePullSecrets),
           after: listText(keep),
-        },
-        async apply(ctx: TaskContext): Promise<void> {
-          await writePullSecrets(ctx.conn, t, account.sa, (current) =>
-            current.some((n) => drop.has(n)) ? current.filter((n) => !drop.has(n)) : null,
-          );
         },
       };
     });

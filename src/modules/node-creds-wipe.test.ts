@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { TaskError, type Change, type TaskContext } from '../engine/module.js';
+import { TaskError } from '../engine/errors.js';
 import type { NodeCredsWipeArgs } from './node-creds-wipe.js';
-import { configBackupKey, pendingMarkerPath, type ConfigBackup } from './containerd-restart.js';
+import { applyChanges, resourcesOf, restartHandler, type SnapshotSink } from '../engine/apply.js';
+import { reported, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
+import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
   gatherCreds,
@@ -32,6 +34,7 @@ function args(over: Partial<NodeCredsWipeArgs> = {}): NodeCredsWipeArgs {
     containerd_auth: true,
     config_file: CONFIG,
     restart_command: 'systemctl restart containerd',
+    restart_timeout: 60,
     all: false,
     ...over,
   };
@@ -60,30 +63,41 @@ const SECRETS = [
 /** What output shows of the changes: the engine masks every diff with the run's secrets layer. */
 function expectNoSecrets(changes: Change[]): void {
   const set = new SecretSet();
-  const out = JSON.stringify(changes.map((c) => ({ summary: c.summary, diff: c.diff && set.maskDiff(c.diff) })));
+  const out = JSON.stringify(
+    reported(changes).map((c) => ({ summary: c.summary, diff: c.diff && set.maskDiff(c.diff) })),
+  );
   for (const s of SECRETS) expect(out).not.toContain(s);
 }
 
+/** The plan as a report shows it, and the restart handlers its restart requests become. */
+function wipe(a: NodeCredsWipeArgs, o: CredsObserved) {
+  const plan = planCredsWipe(a, o);
+  const handlers = plan.filter((c): c is RestartRequest => c.op === 'restart.request').map(restartHandler);
+  return { plan, changes: reported(plan), handlers };
+}
+
+/** The unit tests exercise the apply path, not the snapshot store (its own tests and the e2e suites do). */
+const noSnapshot: SnapshotSink = { save: async () => undefined, facts: () => undefined };
+
 describe('planCredsWipe', () => {
   it('removes the registry from both files and its containerd auth, and notifies the verified restart only for config.toml', () => {
-    const changes = planCredsWipe(args(), observed());
+    const { changes, handlers } = wipe(args(), observed());
     expect(changes.map((c) => c.summary)).toEqual([
       `remove auths."registry.test:5000" from ${DOCKER}`,
       `remove auths."https://registry.test:5000" from ${KUBELET}`,
       `remove registry.configs."registry.test:5000".auth from ${CONFIG}`,
     ]);
-    expect(changes.map((c) => c.resources)).toEqual([
+    expect(changes.map(resourcesOf)).toEqual([
       [{ kind: 'file', path: DOCKER }],
       [{ kind: 'file', path: KUBELET }],
       [{ kind: 'file', path: CONFIG }],
     ]);
-    expect(changes[0]?.notify).toBeUndefined();
-    expect(changes[2]?.notify).toEqual([
+    expect(handlers).toEqual([
       {
         id: `containerd.restart ${CONFIG}`,
         name: 'Restart containerd (verified)',
         module: 'containerd.restart',
-        args: { config_file: CONFIG, restart_command: 'systemctl restart containerd', timeout_sec: 60 },
+        args: { config_file: CONFIG, restart_command: 'systemctl restart containerd', restart_timeout: 60 },
       },
     ]);
     // The config.toml edit is the shared byte-preserving one: TLS tables and the other registry stay.
@@ -96,12 +110,12 @@ describe('planCredsWipe', () => {
   });
 
   it('passes the socket to the restart handler when the task names one', () => {
-    const changes = planCredsWipe(args({ socket: '/run/k3s/containerd/containerd.sock' }), observed());
-    expect(changes[2]?.notify?.[0]?.args?.['socket']).toBe('/run/k3s/containerd/containerd.sock');
+    const { handlers } = wipe(args({ socket: '/run/k3s/containerd/containerd.sock' }), observed());
+    expect(handlers[0]?.args?.['socket']).toBe('/run/k3s/containerd/containerd.sock');
   });
 
   it('is idempotent: nothing left to remove means no change', () => {
-    const after = planCredsWipe(args(), observed());
+    const after = wipe(args(), observed()).changes;
     const next: CredsObserved = {
       files: [
         { path: DOCKER, kind: 'file', content: creds('tabs.out.json') },
@@ -126,7 +140,7 @@ describe('planCredsWipe', () => {
   });
 
   it('with all: true removes the whole files (naming their registries) and every registry auth, but never TLS', () => {
-    const changes = planCredsWipe(args({ all: true }), observed());
+    const { changes } = wipe(args({ all: true }), observed());
     expect(changes.map((c) => c.summary)).toEqual([
       `remove ${DOCKER} (credentials for registry.test:5000, other.example:5000)`,
       `remove ${KUBELET} (credentials for https://registry.test:5000, other.example:5000)`,
@@ -162,7 +176,7 @@ describe('planCredsWipe', () => {
     const text =
       'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.auths."https://a.test"]\n  auth = "YTpi"\n[plugins."io.containerd.grpc.v1.cri".registry.configs."b.test".tls]\n  ca_file = "/b.pem"\n';
     const r = removeAllRegistryAuth(text);
-    if ('error' in r) throw new Error(r.error);
+    if (!r.ok) throw new Error(r.error);
     expect(r.removed).toEqual(['registry.auths."https://a.test"']);
     expect(r.text).not.toContain('YTpi');
     expect(r.text).toContain('ca_file = "/b.pem"');
@@ -180,8 +194,8 @@ describe('parseGatherOutput', () => {
     expect(parseGatherOutput(out, ['/a', '/n', '/t', '/e'])).toEqual([
       { path: '/a', kind: 'absent', content: null },
       { path: '/n', kind: 'other', content: null },
-      { path: '/t', kind: 'file', content: tricky, mode: 0o600, uid: 0, gid: 0 },
-      { path: '/e', kind: 'file', content: '', mode: 0o640, uid: 1, gid: 2 },
+      { path: '/t', kind: 'file', content: tricky, raw: Buffer.from(tricky), mode: 0o600, uid: 0, gid: 0 },
+      { path: '/e', kind: 'file', content: '', raw: Buffer.alloc(0), mode: 0o640, uid: 1, gid: 2 },
     ]);
   });
 
@@ -237,8 +251,8 @@ describe('on a real host (local connection, real sh)', () => {
 
     const c = ctx();
     const changes = planCredsWipe(a, obs);
-    expect(changes).toHaveLength(3);
-    for (const change of changes) await change.apply(c);
+    expect(reported(changes)).toHaveLength(3);
+    await applyChanges(c, changes, noSnapshot, 'node.creds.wipe');
 
     expect(readFileSync(p('docker/config.json'), 'utf8')).toBe(creds('tabs.out.json'));
     expect(statSync(p('docker/config.json')).mode & 0o7777).toBe(0o600);
@@ -252,7 +266,7 @@ describe('on a real host (local connection, real sh)', () => {
     // plans only to finish it (restart with the health check), with the pre-change config to roll back to.
     const again = await gatherCreds(conn, a);
     expect(again.pending?.content?.toString('utf8')).toBe(toml('two-registries.toml'));
-    expect((await nodeCredsWipe.plan(a, again, c)).map((ch) => ch.summary)).toEqual([
+    expect(reported(await nodeCredsWipe.plan(a, again, c)).map((ch) => ch.summary)).toEqual([
       expect.stringMatching(
         /^finish the change an interrupted trustplay run left: .*config\.toml was written but containerd was not restarted/,
       ),
@@ -273,8 +287,7 @@ describe('on a real host (local connection, real sh)', () => {
   it('all: true removes the files themselves', async () => {
     writeFileSync(p('all.json'), creds('tabs.in.json'));
     const a = args({ all: true, containerd_auth: false, paths: [p('all.json')] });
-    const changes = planCredsWipe(a, await gatherCreds(conn, a));
-    for (const change of changes) await change.apply(ctx());
+    await applyChanges(ctx(), planCredsWipe(a, await gatherCreds(conn, a)), noSnapshot, 'node.creds.wipe');
     expect(() => statSync(p('all.json'))).toThrow(/ENOENT/);
   });
 });

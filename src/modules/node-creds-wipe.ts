@@ -9,19 +9,19 @@ import { describeExit } from '../connection/exit-codes.js';
 import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
 import type { Connection } from '../connection/connection.js';
 import { inspectConfig } from '../containerd/config.js';
-import { isRefusal, removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
-import { getIn, parsePlain } from '../containerd/toml-edit.js';
-import { TaskError, defineModule, type ArgsOf, type Change } from '../engine/module.js';
+import { removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
+import { getIn, parsePlain } from '../toml/model.js';
+import { TaskError } from '../engine/errors.js';
+import { defineModule, type ArgsOf, type Change, type RestartRequest } from '../engine/module.js';
+import { expectOf } from '../engine/apply.js';
 import {
-  containerdRestartRequest,
   afterPendingRestart,
   parsePendingMarker,
   pendingMarkerPath,
-  rememberConfigBackup,
   type ConfigBackup,
-} from './containerd-restart.js';
-import { credentialKeys, isCredentialEditError, removeRegistryCredentials } from './docker-config.js';
-import { configFileArg, registryArg, restartCommandArg } from '../playbook/schema/args-common.js';
+} from '../engine/restart-backup.js';
+import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
+import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
 
 const schema = {
   type: 'object',
@@ -47,6 +47,7 @@ const schema = {
     config_file: configFileArg,
     restart_command: restartCommandArg,
     socket: { type: 'string', minLength: 1, description: "containerd's CRI socket for the post-restart health check." },
+    restart_timeout: restartTimeoutArg,
     all: {
       type: 'boolean',
       default: false,
@@ -58,14 +59,13 @@ const schema = {
 /** Arguments of `node.creds.wipe` as the engine hands them over (schema defaults filled in). */
 export type NodeCredsWipeArgs = ArgsOf<typeof schema>;
 
-/** How long the verified restart waits for the CRI socket (the module has no knob for it). */
-const RESTART_TIMEOUT_SEC = 60;
-
 /** A file on the node as gathered: content null unless it is a regular file (`other`: a directory, device...). */
 export interface NodeFileState {
   path: string;
   kind: 'file' | 'absent' | 'other';
   content: string | null;
+  /** The bytes as read (what a write is compared against); absent in hand-made states. */
+  raw?: Buffer;
   mode?: number;
   uid?: number;
   gid?: number;
@@ -116,6 +116,7 @@ export function parseGatherOutput(out: Buffer, paths: string[]): NodeFileState[]
       path,
       kind: 'file',
       content: out.subarray(pos, pos + size).toString('utf8'),
+      raw: Buffer.from(out.subarray(pos, pos + size)),
       ...(mode !== undefined && !Number.isNaN(mode) ? { mode } : {}),
       ...(uid !== undefined && !Number.isNaN(uid) ? { uid } : {}),
       ...(gid !== undefined && !Number.isNaN(gid) ? { gid } : {}),
@@ -160,14 +161,14 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
 /** Removes every registry's credentials from config.toml (`all: true`). */
 export function removeAllRegistryAuth(text: string): RemoveAuthOutcome {
   const inspected = inspectConfig(text);
-  if (!inspected.ok) return { error: inspected.error };
+  if (!inspected.ok) return inspected;
   const keys = Object.entries(inspected.info.configs).flatMap(([k, c]) => (c.auth === undefined ? [] : [k]));
   const auths = getIn(parsePlain(text), [...inspected.info.criRegistryPath, 'auths']);
   if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) keys.push(...Object.keys(auths));
   let cur = { text, changed: false, notes: [] as string[], removed: [] as string[] };
   for (const key of keys) {
     const r = removeRegistryAuth(cur.text, key);
-    if (isRefusal(r)) return r;
+    if (!r.ok) return r;
     cur = {
       text: r.text,
       changed: cur.changed || r.changed,
@@ -175,7 +176,7 @@ export function removeAllRegistryAuth(text: string): RemoveAuthOutcome {
       removed: [...cur.removed, ...r.removed.filter((x) => !cur.removed.includes(x))],
     };
   }
-  return cur;
+  return { ok: true, ...cur };
 }
 
 function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Change | null {
@@ -184,59 +185,61 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
   if (args.all) {
     const keys = credentialKeys(content);
     return {
+      op: 'file.remove',
       summary: `remove ${file.path} (credentials for ${keys.length ? keys.join(', ') : 'no registry'})`,
-      resources: [{ kind: 'file', path: file.path }],
+      path: file.path,
+      expect: file.raw && expectOf(file.raw),
       diff: { target: file.path, before: content, after: '' },
-      apply: (ctx) => ctx.conn.remove(file.path),
     };
   }
   const edit = removeRegistryCredentials(content, args.registry, file.path);
-  if (isCredentialEditError(edit)) throw new TaskError(edit.error, 'refused');
+  if (!edit.ok) throw new TaskError(edit.error, 'refused');
   if (!edit.changed) return null;
   return {
+    op: 'file.write',
     summary: `remove ${edit.removed.map((k) => `auths."${k}"`).join(', ')} from ${file.path}`,
-    resources: [{ kind: 'file', path: file.path }],
+    path: file.path,
+    // No mode or owner: the file keeps its own (these files are 0600 and must stay so).
+    content: edit.text,
+    expect: file.raw && expectOf(file.raw),
     diff: { target: file.path, before: content, after: edit.text },
-    // writeFile keeps the file's mode and owner (these files are 0600 and must stay so).
-    apply: (ctx) => ctx.conn.writeFile(file.path, edit.text),
   };
 }
 
-function restartRequest(args: NodeCredsWipeArgs) {
+/** The verified restart a config.toml change needs. */
+function restartRequest(args: NodeCredsWipeArgs): RestartRequest {
   return {
-    configFile: args.config_file,
-    restartCommand: args.restart_command,
-    ...(args.socket !== undefined ? { socket: args.socket } : {}),
-    timeoutSec: RESTART_TIMEOUT_SEC,
+    op: 'restart.request',
+    unit: 'containerd',
+    config: args.config_file,
+    command: args.restart_command,
+    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
   };
 }
 
-function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): Change | null {
-  if (config.content === null) return null;
+function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): Change[] {
+  if (config.content === null) return [];
   const previous = config.content;
   const outcome = args.all ? removeAllRegistryAuth(previous) : removeRegistryAuth(previous, args.registry);
-  if (isRefusal(outcome)) {
+  if (!outcome.ok) {
     throw new TaskError(
       `${args.config_file}: ${outcome.error} (set containerd_auth: false to clean only the credential files)`,
       'refused',
     );
   }
-  if (!outcome.changed) return null;
+  if (!outcome.changed) return [];
   const { text, removed } = outcome;
-  return {
-    summary: `remove ${removed.join(', ')} from ${args.config_file}`,
-    resources: [{ kind: 'file', path: args.config_file }],
-    diff: { target: args.config_file, before: previous, after: text },
-    notify: [containerdRestartRequest(restartRequest(args))],
-    apply: async (ctx) => {
-      await rememberConfigBackup(ctx, args.config_file, Buffer.from(previous, 'utf8'), {
-        ...(config.mode !== undefined ? { mode: config.mode } : {}),
-        ...(config.uid !== undefined ? { uid: config.uid } : {}),
-        ...(config.gid !== undefined ? { gid: config.gid } : {}),
-      });
-      await ctx.conn.writeFile(args.config_file, text);
+  return [
+    {
+      op: 'file.write',
+      summary: `remove ${removed.join(', ')} from ${args.config_file}`,
+      path: args.config_file,
+      content: text,
+      expect: config.raw && expectOf(config.raw),
+      diff: { target: args.config_file, before: previous, after: text },
     },
-  };
+    restartRequest(args),
+  ];
 }
 
 /** The changes for the observed files: one per file that holds the registry's credentials. */
@@ -247,8 +250,7 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved):
     if (c) changes.push(c);
   }
   if (args.containerd_auth && observed.config) {
-    const c = containerdAuthChange(args, observed.config);
-    if (c) changes.push(c);
+    changes.push(...containerdAuthChange(args, observed.config));
   }
   return changes;
 }

@@ -31,6 +31,7 @@ import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { yaml11Warnings } from './yaml11.js';
 import { fileArgs, fileProblem, resolveControllerPaths, type PathSources } from './controller-files.js';
+import { deprecatedArgWarnings } from './deprecated-args.js';
 import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors, maskSource } from './schema-validate.js';
 import { isSecretPath } from '../secrets/index.js';
 import { moduleArgSchemas } from './schema/modules.js';
@@ -173,7 +174,10 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
     const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit);
     errors.push(...r.errors);
     if (pd && typeof pd === 'object' && !Array.isArray(pd))
-      warnings.push(...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}));
+      warnings.push(
+        ...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}),
+        ...deprecatedArgWarnings(src, path, pd as Record<string, unknown>, modules),
+      );
     if (r.play) {
       plays.push(r.play);
       playHosts.push(r.hosts);

@@ -8,8 +8,8 @@ import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { inspectConfig } from '../containerd/config.js';
 import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.js';
-import { TaskError } from '../engine/module.js';
-import { gatherContainerdFacts } from '../modules/containerd-facts.js';
+import { TaskError } from '../engine/errors.js';
+import { gatherContainerdFacts } from '../containerd/facts.js';
 import { containerdSocket, describeVersionSource, runningContainerdVersion } from '../containerd/daemon-version.js';
 
 /** Where to look; defaults are containerd's and the seed's. */

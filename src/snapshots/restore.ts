@@ -9,16 +9,18 @@
  * snapshot is refused while nothing has been written anywhere.
  */
 import { createHash } from 'node:crypto';
-import { TaskError, defineModule, type AnyModule, type Change, type TaskContext } from '../engine/module.js';
+import { expectOf, sha256 } from '../engine/apply.js';
+import { TaskError } from '../engine/errors.js';
 import {
-  readServiceAccounts,
-  writePullSecrets,
-  type KubeTarget,
-  type ReadResult,
-  type ServiceAccountResource,
-} from '../k8s/kubectl.js';
+  defineModule,
+  type AnyModule,
+  type Change,
+  type RestartRequest,
+  type ServiceAccountPatch,
+} from '../engine/module.js';
+import { readServiceAccounts, type KubeTarget, type ReadResult } from '../k8s/kubectl.js';
+import { DEFAULT_RESTART_TIMEOUT } from '../playbook/schema/args-common.js';
 import type { Playbook, Task } from '../playbook/playbook.js';
-import { containerdRestartRequest, rememberConfigBackup } from '../modules/containerd-restart.js';
 import { fileDiff } from '../secrets/index.js';
 import type { Manifest, SavedFile, SavedServiceAccount, SnapshotStore } from './store.js';
 
@@ -78,7 +80,6 @@ interface CurrentFile {
   gid?: number;
 }
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const octal = (m: number | undefined) => (m === undefined ? '?' : m.toString(8).padStart(4, '0'));
 
 /** What restore takes from the current inventory, never from the manifest (commands are not data). */
@@ -99,45 +100,51 @@ export function safeRestoreMode(mode: number | undefined): number | undefined {
 }
 
 /** The containerd restart restoring `saved` needs, if any: recorded (format 2) or by path (format 1). */
-function restartFor(saved: SavedFile, s: RestoreSettings) {
+function restartFor(saved: SavedFile, s: RestoreSettings): RestartRequest | undefined {
   const configFile =
     saved.restart?.configFile ?? (isContainerdConfig(saved.path, s.configFile) ? saved.path : undefined);
   if (configFile !== saved.path) return undefined;
   const socket = s.socket ?? saved.restart?.socket;
-  return containerdRestartRequest({
-    configFile: saved.path,
-    restartCommand: s.restartCommand,
-    timeoutSec: s.timeoutSec,
-    ...(socket ? { socket } : {}),
-  });
+  return {
+    op: 'restart.request',
+    unit: 'containerd',
+    config: saved.path,
+    command: s.restartCommand,
+    health: { ...(socket ? { socket } : {}), timeoutSec: s.timeoutSec },
+  };
 }
 
-/** The change that puts one file back, or null when it already is as saved (pure; exported for tests). */
+/**
+ * The changes that put one file back (none when it already is as saved), with the verified restart
+ * a containerd config needs: pure, exported for tests. The engine compares the file with what
+ * gather saw before writing and keeps the config's backup for the restart's rollback.
+ */
 export function planFileRestore(
   saved: SavedFile,
   current: CurrentFile,
   blob: Buffer | undefined,
   settings: RestoreSettings,
-): Change | null {
+): Change[] {
   const restart = restartFor(saved, settings);
+  const expect = expectOf(current.exists ? current.content : null);
   if (!saved.exists) {
-    if (!current.exists) return null;
-    return {
-      summary: `remove ${saved.path} (it did not exist before)`,
-      resources: [{ kind: 'file', path: saved.path }],
-      diff: fileDiff(saved.path, current.content, null),
-      ...(restart ? { notify: [restart] } : {}),
-      async apply(ctx: TaskContext) {
-        if (restart) await rememberConfigBackup(ctx, saved.path, current.content, metaOf(current));
-        await ctx.conn.remove(saved.path);
+    if (!current.exists) return [];
+    return [
+      {
+        op: 'file.remove',
+        summary: `remove ${saved.path} (it did not exist before)`,
+        path: saved.path,
+        expect,
+        diff: fileDiff(saved.path, current.content, null),
       },
-    };
+      ...(restart ? [restart] : []),
+    ];
   }
   if (!blob) throw new TaskError(`snapshot has no content for ${saved.path}`, 'refused');
   const mode = safeRestoreMode(saved.mode);
-  const sameContent = current.exists && current.content !== null && sha(current.content) === saved.blob;
+  const sameContent = current.exists && current.content !== null && sha256(current.content) === saved.blob;
   const sameMeta = current.mode === mode && current.uid === saved.uid && current.gid === saved.gid;
-  if (sameContent && sameMeta) return null;
+  if (sameContent && sameMeta) return [];
   const what = !current.exists ? 'recreate' : sameContent ? `reset mode/owner of` : 'restore';
   const metaNote = sameMeta
     ? ''
@@ -146,24 +153,21 @@ export function planFileRestore(
     mode !== saved.mode
       ? ` (saved mode ${octal(saved.mode)}: setuid/setgid/sticky and world-write are never restored)`
       : '';
-  const notify = restart && !sameContent ? restart : undefined;
-  return {
-    summary: `${what} ${saved.path}${metaNote}${dropped}`,
-    resources: [{ kind: 'file', path: saved.path }],
-    diff: fileDiff(saved.path, current.exists ? current.content : null, blob),
-    ...(notify ? { notify: [notify] } : {}),
-    async apply(ctx: TaskContext) {
-      if (notify) await rememberConfigBackup(ctx, saved.path, current.exists ? current.content : null, metaOf(current));
+  return [
+    {
+      op: 'file.write',
+      summary: `${what} ${saved.path}${metaNote}${dropped}`,
+      path: saved.path,
+      content: blob,
       // Owner and mode go with the content onto the temp file that is renamed into place: they are
       // only ever applied to the file this restore just wrote, never through a path swapped since.
-      await ctx.conn.writeFile(saved.path, blob, {
-        mkdirs: true,
-        ...(mode !== undefined ? { mode } : {}),
-        ...(saved.uid !== undefined ? { uid: saved.uid } : {}),
-        ...(saved.gid !== undefined ? { gid: saved.gid } : {}),
-      });
+      mode,
+      ...(saved.uid !== undefined && saved.gid !== undefined ? { owner: { uid: saved.uid, gid: saved.gid } } : {}),
+      expect,
+      diff: fileDiff(saved.path, current.exists ? current.content : null, blob),
     },
-  };
+    ...(restart && !sameContent ? [restart] : []),
+  ];
 }
 
 function metaOf(f: { mode?: number; uid?: number; gid?: number }): { mode?: number; uid?: number; gid?: number } {
@@ -186,7 +190,11 @@ function targetOf(sa: SavedServiceAccount, kubectl: string | undefined): KubeTar
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** The change that puts one account's pull secrets back, or null when they already are (pure; exported for tests). */
-export function planSaRestore(saved: SavedServiceAccount, current: ReadResult, kubectl?: string): Change | null {
+export function planSaRestore(
+  saved: SavedServiceAccount,
+  current: ReadResult,
+  kubectl?: string,
+): ServiceAccountPatch | null {
   const id = `${saved.namespace}/${saved.name}`;
   if (saved.imagePullSecrets === null) return null;
   if (current.status !== 'ok') {
@@ -197,24 +205,20 @@ export function planSaRestore(saved: SavedServiceAccount, current: ReadResult, k
   }
   const want = saved.imagePullSecrets.map((s) => s.name);
   if (sameList(current.sa.imagePullSecrets, want)) return null;
-  const t = targetOf(saved, kubectl);
-  const resource: ServiceAccountResource = {
-    kind: 'serviceaccount',
-    namespace: saved.namespace,
-    name: saved.name,
-    ...t,
-  };
   const list = (n: string[]) => (n.length ? n.join('\n') + '\n' : '(none)\n');
   return {
+    op: 'serviceaccount.patch',
     summary: `set imagePullSecrets of serviceaccount ${id} back to ${want.length ? want.join(', ') : '(none)'}`,
-    resources: [resource],
+    namespace: saved.namespace,
+    name: saved.name,
+    ...targetOf(saved, kubectl),
+    resourceVersion: current.sa.resourceVersion,
+    imagePullSecrets: current.sa.imagePullSecrets,
+    set: want,
     diff: {
       target: `serviceaccount ${id} imagePullSecrets`,
       before: list(current.sa.imagePullSecrets),
       after: list(want),
-    },
-    async apply(ctx: TaskContext) {
-      await writePullSecrets(ctx.conn, t, current.sa, (now) => (sameList(now, want) ? null : want));
     },
   };
 }
@@ -233,7 +237,7 @@ export function restoreSettings(v: Record<string, unknown>): RestoreSettings {
     timeoutSec:
       typeof v['containerd_restart_timeout'] === 'number' && v['containerd_restart_timeout'] > 0
         ? Math.floor(v['containerd_restart_timeout'])
-        : 60,
+        : DEFAULT_RESTART_TIMEOUT,
     ...(typeof v['containerd_socket'] === 'string' && v['containerd_socket'] ? { socket: v['containerd_socket'] } : {}),
   };
 }
@@ -273,9 +277,8 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, AnyModule
     },
     plan(_args, observed, ctx) {
       const restart = restoreSettings(ctx.vars);
-      return observed.flatMap(
-        ({ saved, current }) =>
-          planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart) ?? [],
+      return observed.flatMap(({ saved, current }) =>
+        planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart),
       );
     },
   });

@@ -35,10 +35,11 @@ export default defineModule({
       ? []
       : [
           {
+            op: 'file.write',
             summary: \`write \${args.path}\`,
-            resources: [{ kind: 'file', path: args.path }],
+            path: args.path,
+            content: args.text,
             diff: { target: args.path, before: observed?.toString('utf8') ?? '', after: args.text },
-            apply: (ctx) => ctx.conn.writeFile(args.path, args.text, { mkdirs: true }),
           },
         ],
 });

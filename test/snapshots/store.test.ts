@@ -189,37 +189,46 @@ describe('planFileRestore', () => {
         Buffer.from('old'),
         restart,
       ),
-    ).toBeNull();
+    ).toEqual([]);
   });
   it('restores content and notifies the verified containerd restart for config.toml', () => {
-    const c = planFileRestore(
+    const [c, r, ...rest] = planFileRestore(
       saved,
       { exists: true, content: Buffer.from('new'), mode: 0o644, uid: 0, gid: 0 },
       Buffer.from('old'),
       restart,
-    )!;
-    expect(c.summary).toBe('restore /etc/containerd/config.toml');
-    expect(c.notify?.[0]?.module).toBe('containerd.restart');
-    expect(c.diff).toEqual({ target: '/etc/containerd/config.toml', before: 'new', after: 'old' });
+    );
+    expect(rest).toEqual([]);
+    expect(c?.op === 'file.write' && c.summary).toBe('restore /etc/containerd/config.toml');
+    expect(r).toMatchObject({ op: 'restart.request', unit: 'containerd', config: '/etc/containerd/config.toml' });
+    expect(c?.op === 'file.write' && c.diff).toEqual({
+      target: '/etc/containerd/config.toml',
+      before: 'new',
+      after: 'old',
+    });
   });
   it('only resets mode for a same-content file, without a restart', () => {
-    const c = planFileRestore(
+    const changes = planFileRestore(
       saved,
       { exists: true, content: Buffer.from('old'), mode: 0o600, uid: 0, gid: 0 },
       Buffer.from('old'),
       restart,
-    )!;
-    expect(c.summary).toBe('reset mode/owner of /etc/containerd/config.toml (mode 0600 0:0 -> 0644 0:0)');
-    expect(c.notify).toBeUndefined();
+    );
+    expect(changes.map((c) => c.op)).toEqual(['file.write']);
+    expect(changes[0]?.op === 'file.write' && changes[0].summary).toBe(
+      'reset mode/owner of /etc/containerd/config.toml (mode 0600 0:0 -> 0644 0:0)',
+    );
   });
   it('removes a file that did not exist before', () => {
-    const c = planFileRestore(
+    const [c] = planFileRestore(
       { kind: 'file', path: '/etc/containerd/certs.d/r/hosts.toml', exists: false },
       { exists: true, content: Buffer.from('x') },
       undefined,
       restart,
-    )!;
-    expect(c.summary).toBe('remove /etc/containerd/certs.d/r/hosts.toml (it did not exist before)');
+    );
+    expect(c?.op === 'file.remove' && c.summary).toBe(
+      'remove /etc/containerd/certs.d/r/hosts.toml (it did not exist before)',
+    );
     expect(
       planFileRestore(
         { kind: 'file', path: '/x', exists: false },
@@ -227,6 +236,6 @@ describe('planFileRestore', () => {
         undefined,
         restart,
       ),
-    ).toBeNull();
+    ).toEqual([]);
   });
 });

@@ -2,7 +2,8 @@
  * Minimal modules for engine tests (never user-facing): they exercise the module contract on real
  * connections without needing containerd or a registry.
  */
-import { TaskError, defineModule, type AnyModule } from '../../src/engine/module.js';
+import { TaskError } from '../../src/engine/errors.js';
+import { defineModule, type AnyModule } from '../../src/engine/module.js';
 
 /** Writes a file when its content differs. */
 export const testFile = defineModule({
@@ -25,14 +26,12 @@ export const testFile = defineModule({
       ? []
       : [
           {
+            op: 'file.write',
             summary: `write ${args.path}`,
-            resources: [{ kind: 'file', path: args.path }],
+            path: args.path,
+            content: args.content,
+            mode: args.mode,
             diff: { target: args.path, before: observed?.toString() ?? '', after: args.content },
-            apply: (ctx) =>
-              ctx.conn.writeFile(args.path, args.content, {
-                mkdirs: true,
-                ...(args.mode !== undefined ? { mode: args.mode } : {}),
-              }),
           },
         ],
 });
@@ -53,7 +52,7 @@ export const testFail = defineModule({
   },
 });
 
-/** A read-only verification: fails with kind 'verification' unless the file exists. */
+/** A verification that may run in check mode: fails with kind 'verification' unless the file exists. */
 export const testVerify = defineModule({
   name: 'test.verify',
   description: 'verify a file exists (engine tests)',
@@ -63,11 +62,11 @@ export const testVerify = defineModule({
     required: ['path'],
     properties: { path: { type: 'string' } },
   },
-  readOnly: true,
-  gather: async (ctx, args) => (await ctx.conn.stat(args.path)).exists,
-  plan: (args, exists) => {
-    if (!exists) throw new TaskError(`${args.path} does not exist`, 'verification');
-    return [];
+  verifyInCheck: true,
+  gather: async () => null,
+  plan: () => [],
+  verify: async (ctx, args) => {
+    if (!(await ctx.conn.stat(args.path)).exists) throw new TaskError(`${args.path} does not exist`, 'verification');
   },
 });
 
@@ -84,9 +83,10 @@ export const testAppend = defineModule({
   gather: (ctx, args) => ctx.conn.readFile(args.path),
   plan: (args, observed) => [
     {
+      op: 'file.write',
       summary: `append to ${args.path}`,
-      resources: [{ kind: 'file', path: args.path }],
-      apply: (ctx) => ctx.conn.writeFile(args.path, `${observed?.toString() ?? ''}${args.line}\n`, { mkdirs: true }),
+      path: args.path,
+      content: `${observed?.toString() ?? ''}${args.line}\n`,
     },
   ],
 });

@@ -33,6 +33,8 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
   // A file path argument: read on the controller (checked at validation, relative paths resolved
   // against the file that names them), or on the target host (checked when that host is local).
   ajv.addKeyword({ keyword: 'x-file', schemaType: 'string' });
+  // An argument's old name, still accepted with a warning (src/playbook/deprecated-args.ts).
+  ajv.addKeyword({ keyword: 'x-renamed', schemaType: 'string' });
   return ajv;
 }
 

@@ -26,3 +26,13 @@ export const restartCommandArg = {
   default: 'systemctl restart containerd',
   description: 'Command (run with sh) that restarts containerd when config.toml changed.',
 } as const;
+
+/** How long a verified restart waits for containerd's CRI socket: the one default for every module and restore. */
+export const DEFAULT_RESTART_TIMEOUT = 60;
+
+export const restartTimeoutArg = {
+  type: 'integer',
+  minimum: 1,
+  default: DEFAULT_RESTART_TIMEOUT,
+  description: 'Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back.',
+} as const;

@@ -8,24 +8,37 @@
  * it with the value model we meant to produce; a mismatch throws `TomlEditInternalError`, so a
  * broken or surprising config.toml is never handed to the caller for writing.
  */
-import TOML from '@iarna/toml';
 import { isDeepStrictEqual } from 'node:util';
-
-/** A value this editor can write: strings, booleans, integers and (nested) arrays of them. */
-export type TomlValue = string | boolean | number | TomlValue[];
-
-/** A plain, JSON-like view of a parsed TOML document (dates and big integers made comparable). */
-export type PlainTable = { [key: string]: PlainValue };
-/** One value of a `PlainTable`. */
-export type PlainValue = string | number | boolean | null | PlainValue[] | PlainTable;
+import { refusal, type Result } from '../result.js';
+import {
+  cloneTable,
+  deleteInPlain,
+  firstLine,
+  formatKey,
+  formatValue,
+  getIn,
+  isTable,
+  parsePlain,
+  type PlainTable,
+  setInPlain,
+  type TomlValue,
+  toPlainValue,
+  verify,
+} from './model.js';
+import {
+  commonPrefixLength,
+  type Header,
+  isPrefix,
+  type KeyValue,
+  kvPath,
+  samePath,
+  scan,
+  type ScannedDoc,
+  type Section,
+} from './scanner.js';
 
 /** The outcome of one edit: the new text, or a refusal an operator can act on. */
-export type EditResult = { ok: true; text: string; changed: boolean } | { ok: false; error: string };
-
-/** Thrown when an edit's result does not parse or differs from the intended model: a bug, never user error. */
-export class TomlEditInternalError extends Error {
-  override name = 'TomlEditInternalError';
-}
+export type EditResult = Result<{ text: string; changed: boolean }>;
 
 /** Where a key's value sits in the text (offsets are UTF-16 indexes into the text). */
 export interface KeyLocation {
@@ -46,409 +59,18 @@ export interface KeyLocation {
   sectionPath: string[];
 }
 
-// ---------------------------------------------------------------------------------------------
-// Scanner: finds headers and key/value statements with their byte spans.
-
-interface Header {
-  path: string[];
-  rawSegments: string[];
-  array: boolean;
-  indent: string;
-  start: number;
-  lineEnd: number;
-}
-
-interface KeyValue {
-  keys: string[];
-  rawKey: string;
-  indent: string;
-  start: number;
-  valueStart: number;
-  valueEnd: number;
-  lineEnd: number;
-  /** First character of the value: `{` inline table, `[` array, etc. */
-  valueKind: 'inline-table' | 'array' | 'scalar';
-  section: Section;
-}
-
-interface Section {
-  header: Header | null;
-  /** Absolute path of the section; null inside an array of tables (ambiguous target). */
-  path: string[] | null;
-  start: number;
-  end: number;
-  kvs: KeyValue[];
-  /** End of the last statement (header or key/value) of the section, after its newline. */
-  contentEnd: number;
-}
-
-interface ScannedDoc {
-  text: string;
-  sections: Section[];
-  kvs: KeyValue[];
-  headers: Header[];
-  newline: string;
-}
-
-class ScanError extends Error {}
-
-const BARE_KEY = /[A-Za-z0-9_-]/;
-
-function scan(text: string): ScannedDoc {
-  let pos = 0;
-  const n = text.length;
-  const headers: Header[] = [];
-  const kvs: KeyValue[] = [];
-  const sections: Section[] = [];
-  let arrayPrefixes: string[][] = [];
-  let current: Section = { header: null, path: [], start: 0, end: n, kvs: [], contentEnd: 0 };
-  sections.push(current);
-
-  const fail = (what: string): never => {
-    throw new ScanError(`${what} at offset ${pos}`);
-  };
-  const skipWs = (): void => {
-    while (pos < n && (text[pos] === ' ' || text[pos] === '\t')) pos++;
-  };
-  const skipToLineEnd = (): void => {
-    // After a statement: optional whitespace and comment, then a newline or end of text.
-    skipWs();
-    if (text[pos] === '#') while (pos < n && text[pos] !== '\n') pos++;
-    if (text[pos] === '\r') pos++;
-    if (pos < n) {
-      if (text[pos] !== '\n') fail('expected end of line');
-      pos++;
-    }
-  };
-  const readBasic = (): string => {
-    // pos at opening quote; returns the decoded string, pos after the closing quote.
-    pos++;
-    let out = '';
-    while (pos < n && text[pos] !== '"') {
-      const ch = text[pos] as string;
-      if (ch === '\n') fail('newline in string');
-      if (ch === '\\') {
-        const e = text[pos + 1];
-        const simple: Record<string, string> = { b: '\b', t: '\t', n: '\n', f: '\f', r: '\r', '"': '"', '\\': '\\' };
-        if (e !== undefined && simple[e] !== undefined) {
-          out += simple[e];
-          pos += 2;
-        } else if (e === 'u' || e === 'U') {
-          const len = e === 'u' ? 4 : 8;
-          out += String.fromCodePoint(parseInt(text.slice(pos + 2, pos + 2 + len), 16));
-          pos += 2 + len;
-        } else fail('bad escape');
-      } else {
-        out += ch;
-        pos++;
-      }
-    }
-    if (pos >= n) fail('unterminated string');
-    pos++;
-    return out;
-  };
-  const readLiteral = (): string => {
-    const end = text.indexOf("'", pos + 1);
-    if (end < 0) fail('unterminated literal string');
-    const s = text.slice(pos + 1, end);
-    pos = end + 1;
-    return s;
-  };
-  const readKey = (): { keys: string[]; raw: string[] } => {
-    const keys: string[] = [];
-    const raw: string[] = [];
-    for (;;) {
-      skipWs();
-      const from = pos;
-      if (text[pos] === '"') keys.push(readBasic());
-      else if (text[pos] === "'") keys.push(readLiteral());
-      else {
-        while (pos < n && BARE_KEY.test(text[pos] as string)) pos++;
-        if (pos === from) fail('expected a key');
-        keys.push(text.slice(from, pos));
-      }
-      raw.push(text.slice(from, pos));
-      skipWs();
-      if (text[pos] !== '.') return { keys, raw };
-      pos++;
-    }
-  };
-  const skipMultiline = (q: string): void => {
-    const delim = q.repeat(3);
-    pos += 3;
-    for (;;) {
-      if (pos >= n) fail('unterminated multi-line string');
-      if (q === '"' && text[pos] === '\\') {
-        pos += 2;
-        continue;
-      }
-      if (text.startsWith(delim, pos)) {
-        pos += 3;
-        // Up to two quotes may sit right before the closing delimiter ("""a""""").
-        let extra = 0;
-        while (extra < 2 && text[pos] === q) {
-          pos++;
-          extra++;
-        }
-        return;
-      }
-      pos++;
-    }
-  };
-  const skipValue = (): void => {
-    const ch = text[pos];
-    if (ch === '"' || ch === "'") {
-      if (text.startsWith(ch.repeat(3), pos)) skipMultiline(ch);
-      else if (ch === '"') readBasic();
-      else readLiteral();
-      return;
-    }
-    if (ch === '[' || ch === '{') {
-      const stack: string[] = [ch === '[' ? ']' : '}'];
-      pos++;
-      while (stack.length > 0) {
-        if (pos >= n) fail('unterminated array or inline table');
-        const c = text[pos] as string;
-        if (c === '"' || c === "'") skipValue();
-        else if (c === '#') while (pos < n && text[pos] !== '\n') pos++;
-        else if (c === '[') {
-          stack.push(']');
-          pos++;
-        } else if (c === '{') {
-          stack.push('}');
-          pos++;
-        } else if (c === ']' || c === '}') {
-          if (stack.pop() !== c) fail('mismatched bracket');
-          pos++;
-        } else pos++;
-      }
-      return;
-    }
-    // Scalars (numbers, booleans, date-times which may contain a space) run to a comment or EOL.
-    const from = pos;
-    while (pos < n && text[pos] !== '#' && text[pos] !== '\n' && text[pos] !== '\r') pos++;
-    while (pos > from && (text[pos - 1] === ' ' || text[pos - 1] === '\t')) pos--;
-    if (pos === from) fail('expected a value');
-  };
-
-  while (pos < n) {
-    const lineStart = pos;
-    skipWs();
-    const indent = text.slice(lineStart, pos);
-    const ch = text[pos];
-    if (ch === '\n' || ch === '\r' || ch === '#' || pos >= n) {
-      while (pos < n && text[pos] !== '\n') pos++;
-      if (pos < n) pos++;
-      continue;
-    }
-    if (ch === '[') {
-      const array = text[pos + 1] === '[';
-      pos += array ? 2 : 1;
-      const { keys, raw } = readKey();
-      if (text[pos] !== ']' || (array && text[pos + 1] !== ']')) fail('expected ]');
-      pos += array ? 2 : 1;
-      skipToLineEnd();
-      const header: Header = { path: keys, rawSegments: raw, array, indent, start: lineStart, lineEnd: pos };
-      headers.push(header);
-      current.end = lineStart;
-      if (array) arrayPrefixes.push(keys);
-      else arrayPrefixes = arrayPrefixes.filter((p) => !isPrefix(p, keys) || p.length === keys.length);
-      const inArray = array || arrayPrefixes.some((p) => isPrefix(p, keys));
-      current = { header, path: inArray ? null : keys, start: lineStart, end: n, kvs: [], contentEnd: pos };
-      sections.push(current);
-      continue;
-    }
-    const { keys, raw } = readKey();
-    if (text[pos] !== '=') fail('expected =');
-    pos++;
-    skipWs();
-    const valueStart = pos;
-    const first = text[pos];
-    skipValue();
-    const valueEnd = pos;
-    skipToLineEnd();
-    const kv: KeyValue = {
-      keys,
-      rawKey: raw.join('.'),
-      indent,
-      start: lineStart,
-      valueStart,
-      valueEnd,
-      lineEnd: pos,
-      valueKind: first === '{' ? 'inline-table' : first === '[' ? 'array' : 'scalar',
-      section: current,
-    };
-    current.kvs.push(kv);
-    current.contentEnd = pos;
-    kvs.push(kv);
-  }
-  return { text, sections, kvs, headers, newline: text.includes('\r\n') ? '\r\n' : '\n' };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers on paths and plain values.
-
-function isPrefix(prefix: readonly string[], path: readonly string[]): boolean {
-  return prefix.length <= path.length && prefix.every((s, i) => s === path[i]);
-}
-
-function samePath(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && isPrefix(a, b);
-}
-
-function commonPrefixLength(a: readonly string[], b: readonly string[]): number {
-  let i = 0;
-  while (i < a.length && i < b.length && a[i] === b[i]) i++;
-  return i;
-}
-
-function kvPath(kv: KeyValue): string[] | null {
-  return kv.section.path === null ? null : [...kv.section.path, ...kv.keys];
-}
-
-/** Converts @iarna/toml output into plain objects that compare with isDeepStrictEqual. */
-export function toPlain(value: unknown): PlainValue {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'bigint') return `bigint:${value.toString()}`;
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
-  if (value instanceof Date) return `date:${String(value)}`;
-  if (Array.isArray(value)) return value.map(toPlain);
-  if (typeof value === 'object') {
-    const out: PlainTable = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = toPlain(v);
-    return out;
-  }
-  return String(value);
-}
-
-// A fleet's nodes usually hold the same config.toml, and one task parses it several times (inspect,
-// edit, self-verify): parsing is the module's main CPU cost, so recent texts are parsed once.
-const parsed = new Map<string, PlainTable>();
-const PARSE_CACHE = 32;
-
-/** Parses TOML into a plain table; throws @iarna/toml's error (with line/col) when the text is invalid. */
-export function parsePlain(text: string): PlainTable {
-  let doc = parsed.get(text);
-  if (!doc) {
-    doc = toPlain(TOML.parse(text)) as PlainTable;
-    if (parsed.size >= PARSE_CACHE) parsed.delete(parsed.keys().next().value!);
-    parsed.set(text, doc);
-  }
-  // Callers may change what they get: each gets its own copy.
-  return structuredClone(doc);
-}
-
-function isTable(v: PlainValue | undefined): v is PlainTable {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Reads the value at `path` in a plain table, or undefined. */
-export function getIn(root: PlainTable, path: readonly string[]): PlainValue | undefined {
-  let cur: PlainValue | undefined = root;
-  for (const seg of path) {
-    if (!isTable(cur)) return undefined;
-    cur = Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
-  }
-  return cur;
-}
-
-function toPlainValue(v: TomlValue): PlainValue {
-  return Array.isArray(v) ? v.map(toPlainValue) : v;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Serialisation.
-
-/** Formats a key segment: bare when allowed, else a basic string (single-quoted when `preferLiteral`). */
-export function formatKey(key: string, preferLiteral = false): string {
-  if (/^[A-Za-z0-9_-]+$/.test(key)) return key;
-  const literalOk = [...key].every((ch) => ch !== "'" && (ch.codePointAt(0) ?? 0) >= 0x20 && ch !== '\u007f');
-  if (preferLiteral && literalOk) return `'${key}'`;
-  return formatString(key);
-}
-
-/** Formats a TOML basic string with the escapes TOML requires. */
-export function formatString(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const code = ch.codePointAt(0) ?? 0;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\b') out += '\\b';
-    else if (ch === '\f') out += '\\f';
-    else if (code < 0x20 || code === 0x7f) out += `\\u${code.toString(16).padStart(4, '0')}`;
-    else out += ch;
-  }
-  return out + '"';
-}
-
-/** Formats a value as TOML (strings, booleans, integers, arrays). */
-export function formatValue(v: TomlValue): string {
-  if (typeof v === 'string') return formatString(v);
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v)) throw new TomlEditInternalError(`only integers can be written, got ${v}`);
-    return String(v);
-  }
-  return `[${v.map(formatValue).join(', ')}]`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verification.
-
-function cloneTable(t: PlainTable): PlainTable {
-  return structuredClone(t);
-}
-
-function setInPlain(root: PlainTable, path: readonly string[], value: PlainValue): string | null {
-  let cur: PlainTable = root;
-  for (let i = 0; i < path.length - 1; i++) {
-    const seg = path[i] as string;
-    const next = cur[seg];
-    if (next === undefined) cur[seg] = {};
-    else if (!isTable(next)) return path.slice(0, i + 1).join('.');
-    cur = cur[seg] as PlainTable;
-  }
-  cur[path[path.length - 1] as string] = value;
-  return null;
-}
-
-function deleteInPlain(root: PlainTable, path: readonly string[]): void {
-  const parent = getIn(root, path.slice(0, -1));
-  if (isTable(parent)) delete parent[path[path.length - 1] as string];
-}
-
-function verify(text: string, expected: PlainTable, what: string): void {
-  let actual: PlainTable;
-  try {
-    actual = parsePlain(text);
-  } catch (e) {
-    throw new TomlEditInternalError(`${what} produced TOML that does not parse: ${firstLine(e)}`);
-  }
-  if (!isDeepStrictEqual(actual, expected)) {
-    throw new TomlEditInternalError(`${what} produced a document that differs from the intended one`);
-  }
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
-}
-
-function scanOrRefuse(text: string): { doc: ScannedDoc; before: PlainTable } | { error: string } {
+function scanOrRefuse(text: string): Result<{ doc: ScannedDoc; before: PlainTable }> {
   let before: PlainTable;
   try {
     before = parsePlain(text);
   } catch (e) {
-    return { error: `the file is not valid TOML: ${firstLine(e)}` };
+    return refusal(`the file is not valid TOML: ${firstLine(e)}`);
   }
   try {
-    return { doc: scan(text), before };
+    return { ok: true, doc: scan(text), before };
   } catch (e) {
     // @iarna/toml accepted it but our scanner did not: refuse rather than guess.
-    return { error: `the file uses TOML syntax this editor does not handle (${firstLine(e)}); edit it by hand` };
+    return refusal(`the file uses TOML syntax this editor does not handle (${firstLine(e)}); edit it by hand`);
   }
 }
 
@@ -638,7 +260,7 @@ function hasHeader(doc: ScannedDoc, path: readonly string[]): Section | undefine
 /** Sets `key` in table `tablePath` to `value`, creating the table if needed; other bytes stay as they are. */
 export function setKey(text: string, tablePath: readonly string[], key: string, value: TomlValue): EditResult {
   const scanned = scanOrRefuse(text);
-  if ('error' in scanned) return { ok: false, error: scanned.error };
+  if (!scanned.ok) return scanned;
   const { doc, before } = scanned;
   const full = [...tablePath, key];
   const want = toPlainValue(value);
@@ -731,7 +353,7 @@ function planNewKey(doc: ScannedDoc, tablePath: readonly string[], key: string, 
 /** Makes sure table `tablePath` exists (creating an empty [header] in a sensible place when it does not). */
 export function ensureTable(text: string, tablePath: readonly string[]): EditResult {
   const scanned = scanOrRefuse(text);
-  if ('error' in scanned) return { ok: false, error: scanned.error };
+  if (!scanned.ok) return scanned;
   const { doc, before } = scanned;
   const cur = getIn(before, tablePath);
   if (isTable(cur)) return { ok: true, text, changed: false };
@@ -764,7 +386,7 @@ export function removeTable(text: string, tablePath: readonly string[]): EditRes
 
 function removePath(text: string, path: readonly string[]): EditResult {
   const scanned = scanOrRefuse(text);
-  if ('error' in scanned) return { ok: false, error: scanned.error };
+  if (!scanned.ok) return scanned;
   const { doc, before } = scanned;
   if (path.length === 0) return { ok: false, error: 'refusing to remove the whole document' };
   if (getIn(before, path) === undefined) return { ok: true, text, changed: false };

@@ -3,21 +3,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { lineDiff } from './line-diff.js';
-import {
-  ensureTable,
-  formatValue,
-  getIn,
-  locateKey,
-  parsePlain,
-  removeKey,
-  removeTable,
-  setKey,
-  type PlainTable,
-  type TomlValue,
-} from './toml-edit.js';
+import { lineDiff } from '../containerd/line-diff.js';
+import { formatValue, getIn, parsePlain, type PlainTable, type TomlValue } from './model.js';
+import { ensureTable, locateKey, removeKey, removeTable, setKey } from './splicer.js';
 
-const FIX = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+// Real-world inputs: containerd's own default configs.
+const FIX = join(dirname(fileURLToPath(import.meta.url)), '../containerd/fixtures');
 const read = (name: string): string => readFileSync(join(FIX, name), 'utf8');
 const CRI = ['plugins', 'io.containerd.grpc.v1.cri'];
 

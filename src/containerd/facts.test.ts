@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { gatherContainerdFacts, parseContainerdVersion, parseFactsOutput } from './containerd-facts.js';
+import { gatherContainerdFacts, parseContainerdVersion, parseFactsOutput } from './facts.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,8 +9,9 @@
  * Measured against a lab node over SSH: opening a client and making one call takes ~7 ms, a call
  * on a reused client ~2 ms, so a fresh client per step costs ~5 ms per task: cheap enough.
  */
-import { TaskError, type TaskContext } from '../engine/module.js';
-import { CriError, createCriClientFor, resolveCriSocket, type CriImageClient } from '../cri/client.js';
+import { TaskError } from '../engine/errors.js';
+import type { TaskContext } from '../engine/module.js';
+import { CriError, createCriClientFor, resolveCriSocket, type CriImageClient } from './client.js';
 
 const SOCKET_KEY = 'cri.socket';
 

@@ -9,17 +9,13 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { registryKeyMatches } from '../containerd/registry-host.js';
+import { refusal, type Result } from '../result.js';
 
 /** The outcome of an edit: new text, whether it differs, and the removed `auths` keys (names only). */
 export interface CredentialEdit {
   text: string;
   changed: boolean;
   removed: string[];
-}
-
-/** Why a file cannot be edited: one sentence, no file content. */
-export interface CredentialEditError {
-  error: string;
 }
 
 /** Indentation JSON.stringify should use to reproduce `text`'s style: a tab, a number of spaces, or 0 (compact). */
@@ -37,48 +33,41 @@ export function stringifyLike(original: string, value: unknown): string {
   return /\n$/.test(original) ? `${body}${eol}` : body;
 }
 
-function parseObject(text: string, label: string): Record<string, unknown> | CredentialEditError {
+function parseObject(text: string, label: string): Result<{ doc: Record<string, unknown> }> {
   let doc: unknown;
   try {
     doc = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
-    return {
-      error: `${label} is not valid JSON (${(e as Error).message}), so trustplay will not edit it: fix or remove it by hand, or leave it out of \`paths\``,
-    };
+    return refusal(
+      `${label} is not valid JSON (${(e as Error).message}), so trustplay will not edit it: fix or remove it by hand, or leave it out of \`paths\``,
+    );
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    return {
-      error: `${label} holds JSON but not an object like a docker config.json, so trustplay will not edit it: leave it out of \`paths\``,
-    };
+    return refusal(
+      `${label} holds JSON but not an object like a docker config.json, so trustplay will not edit it: leave it out of \`paths\``,
+    );
   }
-  return doc as Record<string, unknown>;
-}
-
-/** Type guard for edit errors. */
-export function isCredentialEditError(r: object): r is CredentialEditError {
-  return 'error' in r;
+  return { ok: true, doc: doc as Record<string, unknown> };
 }
 
 /**
  * Removes the `auths` entries naming `registry` (`host`, `host:port`, `https://host`,
  * `https://host/v1/`) from a docker config.json text; every other key stays as it was.
  */
-export function removeRegistryCredentials(
-  text: string,
-  registry: string,
-  label = 'the file',
-): CredentialEdit | CredentialEditError {
-  const doc = parseObject(text, label);
-  if (isCredentialEditError(doc)) return doc;
+export function removeRegistryCredentials(text: string, registry: string, label = 'the file'): Result<CredentialEdit> {
+  const parsed = parseObject(text, label);
+  if (!parsed.ok) return parsed;
+  const doc = parsed.doc;
   const auths = doc['auths'];
-  if (typeof auths !== 'object' || auths === null || Array.isArray(auths)) return { text, changed: false, removed: [] };
+  if (typeof auths !== 'object' || auths === null || Array.isArray(auths))
+    return { ok: true, text, changed: false, removed: [] };
   const keep: Record<string, unknown> = {};
   const removed: string[] = [];
   for (const [key, value] of Object.entries(auths)) {
     if (registryKeyMatches(key, registry)) removed.push(key);
     else keep[key] = value;
   }
-  if (removed.length === 0) return { text, changed: false, removed };
+  if (removed.length === 0) return { ok: true, text, changed: false, removed };
   // Rebuild top-level keys in their order so only `auths` changes.
   const next: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc)) next[k] = k === 'auths' ? keep : v;
@@ -86,17 +75,17 @@ export function removeRegistryCredentials(
   // Self-check: what we write must parse back to the same document minus the removed entries.
   const reparsed = JSON.parse(out) as Record<string, unknown>;
   if (!isDeepStrictEqual(reparsed, next)) {
-    return {
-      error: `${label} did not survive a JSON round trip unchanged, so trustplay will not edit it: remove the ${removed.join(', ')} entries by hand`,
-    };
+    return refusal(
+      `${label} did not survive a JSON round trip unchanged, so trustplay will not edit it: remove the ${removed.join(', ')} entries by hand`,
+    );
   }
-  return { text: out, changed: true, removed };
+  return { ok: true, text: out, changed: true, removed };
 }
 
 /** Every registry key in a config.json's `auths` (for output of a whole-file removal); [] when unreadable. */
 export function credentialKeys(text: string): string[] {
-  const doc = parseObject(text, 'the file');
-  if (isCredentialEditError(doc)) return [];
-  const auths = doc['auths'];
+  const parsed = parseObject(text, 'the file');
+  if (!parsed.ok) return [];
+  const auths = parsed.doc['auths'];
   return typeof auths === 'object' && auths !== null && !Array.isArray(auths) ? Object.keys(auths) : [];
 }

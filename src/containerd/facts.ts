@@ -8,9 +8,9 @@ import { posix } from 'node:path';
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
-import { hostNamespaceDir } from '../containerd/hosts-toml.js';
-import { registryNameProblem } from '../containerd/registry-host.js';
-import { TaskError } from '../engine/module.js';
+import { hostNamespaceDir } from './hosts-toml.js';
+import { registryNameProblem } from './registry-host.js';
+import { TaskError } from '../engine/errors.js';
 
 import { parseContainerdVersion, type ContainerdVersion } from '../containerd/daemon-version.js';
 

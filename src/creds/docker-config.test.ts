@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { registryKeyMatches } from '../containerd/registry-host.js';
-import { detectIndent, isCredentialEditError, removeRegistryCredentials, stringifyLike } from './docker-config.js';
+import { detectIndent, removeRegistryCredentials, stringifyLike } from './docker-config.js';
 
 const FIXTURES = new URL('../../test/fixtures/image-modules/creds/', import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
@@ -13,7 +13,7 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
   for (const c of cases) {
     it(`${c.name}: removes only ${c.registry}'s entries and writes the rest in the file's own style`, () => {
       const r = removeRegistryCredentials(fixture(`${c.name}.in.json`), c.registry);
-      if (isCredentialEditError(r)) throw new Error(r.error);
+      if (!r.ok) throw new Error(r.error);
       expect(r.removed).toEqual(c.removed);
       expect(r.changed).toBe(true);
       expect(r.text).toBe(fixture(`${c.name}.out.json`));
@@ -23,15 +23,26 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
   it('is idempotent: the edited file has nothing left to remove', () => {
     for (const c of cases) {
       const r = removeRegistryCredentials(fixture(`${c.name}.out.json`), c.registry);
-      expect(r).toEqual({ text: fixture(`${c.name}.out.json`), changed: false, removed: [] });
+      expect(r).toEqual({ ok: true, text: fixture(`${c.name}.out.json`), changed: false, removed: [] });
     }
   });
 
   it('leaves a file without `auths` (or without a match) byte for byte, even when its style is odd', () => {
     const odd = '{ "credsStore" : "pass",\n   "auths": {"quay.io": {"auth":"eDp5"}} }';
-    expect(removeRegistryCredentials(odd, 'registry.test:5000')).toEqual({ text: odd, changed: false, removed: [] });
-    expect(removeRegistryCredentials('{}\n', 'registry.test')).toEqual({ text: '{}\n', changed: false, removed: [] });
+    expect(removeRegistryCredentials(odd, 'registry.test:5000')).toEqual({
+      ok: true,
+      text: odd,
+      changed: false,
+      removed: [],
+    });
+    expect(removeRegistryCredentials('{}\n', 'registry.test')).toEqual({
+      ok: true,
+      text: '{}\n',
+      changed: false,
+      removed: [],
+    });
     expect(removeRegistryCredentials('{"auths": null}', 'registry.test')).toEqual({
+      ok: true,
       text: '{"auths": null}',
       changed: false,
       removed: [],
@@ -41,10 +52,10 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
   it('keeps CRLF line ends and the absence of a final newline', () => {
     const crlf = '{\r\n  "auths": {\r\n    "a.test": {},\r\n    "b.test": {}\r\n  }\r\n}\r\n';
     const r = removeRegistryCredentials(crlf, 'a.test');
-    if (isCredentialEditError(r)) throw new Error(r.error);
+    if (!r.ok) throw new Error(r.error);
     expect(r.text).toBe('{\r\n  "auths": {\r\n    "b.test": {}\r\n  }\r\n}\r\n');
     const bare = removeRegistryCredentials('{\n    "auths": {"a.test": {}, "b.test": {}}\n}', 'a.test');
-    if (isCredentialEditError(bare)) throw new Error(bare.error);
+    if (!bare.ok) throw new Error(bare.error);
     expect(bare.text).toBe('{\n    "auths": {\n        "b.test": {}\n    }\n}');
   });
 
@@ -54,14 +65,14 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
       'registry.test',
       '/root/.docker/config.json',
     );
-    expect(isCredentialEditError(broken)).toBe(true);
-    const msg = (broken as { error: string }).error;
+    expect(broken.ok).toBe(false);
+    const msg = !broken.ok && broken.error;
     expect(msg).toMatch(
       /^\/root\/\.docker\/config\.json is not valid JSON \(.+\), so trustplay will not edit it: fix or remove it by hand/,
     );
     expect(msg).not.toContain('c2VjcmV0');
     const arr = removeRegistryCredentials('[1, 2]', 'registry.test', 'f.json');
-    expect((arr as { error: string }).error).toMatch(/^f\.json holds JSON but not an object/);
+    expect(!arr.ok && arr.error).toMatch(/^f\.json holds JSON but not an object/);
   });
 
   it('property: matching keys go, every other key keeps its value and order, other top-level keys are untouched', () => {
@@ -87,7 +98,7 @@ describe('removeRegistryCredentials on recorded config.json styles', () => {
           const doc = { ...(credsStore !== undefined ? { credsStore } : {}), auths, HttpHeaders: { 'X-Meta': 'keep' } };
           const text = `${JSON.stringify(doc, null, indent)}\n`;
           const r = removeRegistryCredentials(text, registry);
-          if (isCredentialEditError(r)) throw new Error(r.error);
+          if (!r.ok) throw new Error(r.error);
           const out = JSON.parse(r.text) as typeof doc;
           const kept = Object.keys(auths).filter((k) => !registryKeyMatches(k, registry));
           expect(Object.keys(out.auths)).toEqual(kept);

@@ -1,0 +1,219 @@
+/**
+ * The one place changes are applied. For each operation a plan returned, in order: save what it
+ * touches to the run's snapshot (no snapshot, no change), compare a file with what gather saw
+ * (compare-and-swap: a file edited meanwhile is never overwritten with a stale edit), keep the
+ * previous content of a config a verified restart may have to roll back to, do the I/O, and turn
+ * restart requests into the handlers the engine runs after the play's tasks.
+ */
+import { createHash } from 'node:crypto';
+import type { Connection } from '../connection/connection.js';
+import { criTaskError, withCri } from '../cri/connect.js';
+import { writePullSecrets } from '../k8s/kubectl.js';
+import { failureOf, TaskError } from './errors.js';
+import { rememberConfigBackup } from './restart-backup.js';
+import type { Change, FileExpect, HandlerRequest, Resource, RestartRequest, TaskContext } from './module.js';
+
+/** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
+export interface SnapshotSink {
+  /** `origin`: the task's module and the handlers the change asks for (the snapshot records data from them). */
+  save(
+    host: string,
+    conn: Connection,
+    resources: Resource[],
+    origin: { module: string; notify?: HandlerRequest[] },
+  ): Promise<void>;
+  facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
+}
+
+/** The internal handler a restart request schedules (`<unit>.restart`), deduplicated per config. */
+export function restartHandler(r: RestartRequest): HandlerRequest {
+  return {
+    id: `${r.unit}.restart ${r.config}`,
+    name: 'Restart containerd (verified)',
+    module: `${r.unit}.restart`,
+    args: {
+      config_file: r.config,
+      restart_command: r.command,
+      ...(r.health.socket !== undefined ? { socket: r.health.socket } : {}),
+      restart_timeout: r.health.timeoutSec,
+    },
+  };
+}
+
+/** The sha256 (hex) of a file's content, as `FileExpect` records it. */
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** What gather saw of a file, as a compare-and-swap expectation. */
+export function expectOf(content: Buffer | string | null): FileExpect {
+  return content === null ? { absent: true } : { sha256: sha256(content) };
+}
+
+/** What an operation touches, saved to the snapshot before it runs. */
+export function resourcesOf(c: Change): Resource[] {
+  switch (c.op) {
+    case 'file.write':
+    case 'file.remove':
+      return [{ kind: 'file', path: c.path }];
+    case 'serviceaccount.patch':
+      return [
+        {
+          kind: 'serviceaccount',
+          namespace: c.namespace,
+          name: c.name,
+          ...(c.kubeconfig !== undefined ? { kubeconfig: c.kubeconfig } : {}),
+          ...(c.context !== undefined ? { context: c.context } : {}),
+          ...(c.kubectl !== undefined ? { kubectl: c.kubectl } : {}),
+        },
+      ];
+    case 'custom':
+      return c.resources;
+    case 'dir.remove':
+    case 'image.remove':
+    case 'restart.request':
+      return [];
+  }
+}
+
+function resourceName(r: Resource): string {
+  return r.kind === 'file' ? r.path : `serviceaccount ${r.namespace}/${r.name}`;
+}
+
+/** Refuses when the file is no longer what gather saw; returns what it is now (for a backup). */
+async function compareAndSwap(ctx: TaskContext, path: string, expect: FileExpect | undefined): Promise<Buffer | null> {
+  const now = await ctx.conn.readFile(path);
+  if (expect === undefined) return now;
+  const same = 'absent' in expect ? now === null : now !== null && sha256(now) === expect.sha256;
+  if (!same)
+    throw new TaskError(
+      `${ctx.host}: ${path} changed on the node while this task ran, so it was not written: run again.`,
+      'command',
+    );
+  return now;
+}
+
+/** Keeps the config's current bytes, mode and owner for the restart handler's rollback (and on the node). */
+async function backup(ctx: TaskContext, path: string, current: Buffer | null): Promise<void> {
+  if (current === null) return rememberConfigBackup(ctx, path, null);
+  const st = await ctx.conn.stat(path);
+  await rememberConfigBackup(ctx, path, current, {
+    ...(st.mode !== undefined ? { mode: st.mode } : {}),
+    ...(st.uid !== undefined ? { uid: st.uid } : {}),
+    ...(st.gid !== undefined ? { gid: st.gid } : {}),
+  });
+}
+
+async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, restartConfigs: Set<string>) {
+  const conn = ctx.conn;
+  switch (c.op) {
+    case 'file.write':
+    case 'file.remove': {
+      const config = restartConfigs.has(c.path);
+      if (c.expect !== undefined || config) {
+        const current = await compareAndSwap(ctx, c.path, c.expect);
+        if (config) await backup(ctx, c.path, current);
+      }
+      if (c.op === 'file.remove') return conn.remove(c.path);
+      return conn.writeFile(c.path, c.content, {
+        mkdirs: true,
+        ...(c.mode !== undefined ? { mode: c.mode } : {}),
+        ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
+      });
+    }
+    case 'dir.remove': {
+      // Only an empty directory goes: rmdir refuses anything else, which is what we want.
+      const r = await conn.exec({
+        argv: ['sh', '-c', 'rmdir -- "$1" 2>/dev/null || [ ! -d "$1" ] || [ -n "$(ls -A -- "$1")" ]', 'sh', c.path],
+      });
+      if (r.code !== 0)
+        throw new TaskError(
+          `${ctx.host}: could not remove the directory ${c.path}: ${r.stderr.toString('utf8').trim() || `exit ${r.code}`}`,
+          'command',
+        );
+      return;
+    }
+    case 'serviceaccount.patch': {
+      const drop = new Set(c.remove ?? []);
+      const set = c.set;
+      const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+      await writePullSecrets(
+        conn,
+        {
+          ...(c.kubeconfig !== undefined ? { kubeconfig: c.kubeconfig } : {}),
+          ...(c.context !== undefined ? { context: c.context } : {}),
+          ...(c.kubectl !== undefined ? { kubectl: c.kubectl } : {}),
+        },
+        {
+          namespace: c.namespace,
+          name: c.name,
+          resourceVersion: c.resourceVersion,
+          imagePullSecrets: c.imagePullSecrets,
+        },
+        // Re-run on the fresh list after a conflict: only the names the plan showed go.
+        set !== undefined
+          ? (current) => (same(current, set) ? null : set)
+          : (current) => (current.some((n) => drop.has(n)) ? current.filter((n) => !drop.has(n)) : null),
+      );
+      return;
+    }
+    case 'image.remove':
+      try {
+        // By id: every tag of the image goes, not only the one named.
+        await withCri(ctx, c.socket, (cri) => cri.removeImage(c.id));
+      } catch (err) {
+        throw criTaskError(err);
+      }
+      return;
+    case 'custom':
+      return c.apply(ctx);
+  }
+}
+
+/**
+ * Applies a plan's changes in order on one host; returns the handlers its restart requests ask for.
+ * A failure after some changes names what was already applied.
+ */
+export async function applyChanges(
+  ctx: TaskContext,
+  changes: readonly Change[],
+  snapshot: SnapshotSink | undefined,
+  module: string,
+): Promise<HandlerRequest[]> {
+  const restarts = changes.filter((c): c is RestartRequest => c.op === 'restart.request');
+  const restartConfigs = new Set(restarts.map((r) => r.config));
+  const handlers = restarts.map(restartHandler);
+  const applied: string[] = [];
+  for (const change of changes) {
+    if (change.op === 'restart.request') continue;
+    const resources = resourcesOf(change);
+    if (resources.length) {
+      if (!snapshot)
+        throw new TaskError(
+          `no snapshot store: refusing to change ${resources.map(resourceName).join(', ')} without saving it first`,
+          'refused',
+        );
+      try {
+        // The restart a config's change asks for is recorded with it, so restore can ask for it too.
+        const paths = new Set(resources.flatMap((r) => (r.kind === 'file' ? [r.path] : [])));
+        const notify = handlers.filter((h, i) => paths.has(restarts[i]!.config));
+        await snapshot.save(ctx.host, ctx.conn, resources, { module, ...(notify.length ? { notify } : {}) });
+      } catch (e) {
+        throw new TaskError(
+          `could not save ${resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,
+          'command',
+        );
+      }
+    }
+    try {
+      await applyOne(ctx, change, restartConfigs);
+    } catch (e) {
+      const failure = failureOf(e);
+      if (failure && applied.length)
+        throw new TaskError(`${failure.message} (after applying: ${applied.join('; ')})`, failure.kind, failure.detail);
+      throw e;
+    }
+    applied.push(change.summary);
+  }
+  return handlers;
+}
