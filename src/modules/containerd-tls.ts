@@ -47,7 +47,7 @@ const schema = {
   type: 'object',
   title: 'containerd.tls',
   description:
-    "Make containerd trust a registry's TLS (seed step 1): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.",
+    "Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.",
   additionalProperties: false,
   required: ['registry'],
   properties: {

@@ -10,7 +10,8 @@ import { criTaskError, withCri } from '../cri/connect.js';
 const schema = {
   type: 'object',
   title: 'image.rmi',
-  description: "Remove a cached image (all its tags) from the node's CRI image store (seed step 4). Absent = ok.",
+  description:
+    "Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.",
   additionalProperties: false,
   required: ['image'],
   properties: {

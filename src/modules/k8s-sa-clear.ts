@@ -20,7 +20,7 @@ const schema = {
   type: 'object',
   title: 'k8s.sa.clear',
   description:
-    "Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (seed step 2). The previous value goes to the run's snapshot so `trustplay restore` puts it back.",
+    "Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.",
   additionalProperties: false,
   required: ['namespace'],
   properties: {

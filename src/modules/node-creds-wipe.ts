@@ -27,7 +27,7 @@ const schema = {
   type: 'object',
   title: 'node.creds.wipe',
   description:
-    "Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (seed step 3, made safe).",
+    "Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).",
   additionalProperties: false,
   required: ['registry'],
   properties: {
