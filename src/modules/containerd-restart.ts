@@ -9,7 +9,7 @@ import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { createCriClientFor, DEFAULT_CRI_SOCKETS, resolveCriSocket, waitForCri } from '../cri/client.js';
 import { TaskError } from '../engine/errors.js';
-import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
+import { defineModule, type ArgsOf, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 
 /** The internal module name the engine looks up in the registry. */
@@ -29,6 +29,22 @@ const schema = {
 
 /** Arguments of the internal handler. */
 export type ContainerdRestartArgs = ArgsOf<typeof schema>;
+
+/** The verified restart a module's config.toml change asks for, from the module's own arguments. */
+export function restartRequestFor(args: {
+  config_file: string;
+  restart_command: string;
+  socket?: string;
+  restart_timeout: number;
+}): RestartRequest {
+  return {
+    op: 'restart.request',
+    unit: 'containerd',
+    config: args.config_file,
+    command: args.restart_command,
+    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
+  };
+}
 
 /** Removes the pending marker once the config containerd runs is settled (restarted or rolled back). */
 async function settled(ctx: TaskContext, configFile: string): Promise<void> {

@@ -31,7 +31,6 @@ import {
   type Change,
   type FileRemove,
   type FileWrite,
-  type RestartRequest,
   type TaskContext,
 } from '../engine/module.js';
 import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
@@ -42,6 +41,7 @@ import { expectOf, sha256 } from '../engine/apply.js';
 import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
 import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
+import { restartRequestFor } from './containerd-restart.js';
 
 const schema = {
   type: 'object',
@@ -291,17 +291,6 @@ function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: str
   };
 }
 
-/** The verified restart a config.toml change needs, asked for once at the end of the plan. */
-export function restartRequest(args: ContainerdTlsArgs): RestartRequest {
-  return {
-    op: 'restart.request',
-    unit: 'containerd',
-    config: args.config_file,
-    command: args.restart_command,
-    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
-  };
-}
-
 function refuse(host: string, error: string): never {
   throw new TaskError(error.replace(/^config\.toml/, `${host}: config.toml`), 'refused');
 }
@@ -428,7 +417,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
       for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key])
         push(removeChange(hostsDir, name, 'written by containerd.tls style: legacy'));
       pushRmdir(hostsDir, changes, push);
-      if (edit.changed) push(restartRequest(args));
+      if (edit.changed) push(restartRequestFor(args));
       return { changes, warnings };
     }
     for (const f of wantFiles)
@@ -451,7 +440,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     }
     if (edit.changed) {
       push(configChange(args, facts, edit.text, `set registry.configs."${args.registry}".tls`));
-      push(restartRequest(args));
+      push(restartRequestFor(args));
     }
     warnings.push(...edit.notes);
     return { changes, warnings };
@@ -545,7 +534,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   }
   if (text !== facts.config.text && text !== null) {
     push(configChange(args, facts, text, what.join(', ') || 'update registry settings'));
-    push(restartRequest(args));
+    push(restartRequestFor(args));
   }
   return { changes, warnings };
 }
@@ -579,7 +568,7 @@ function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved): Change[] {
       resources: [],
       apply: () => Promise.resolve(),
     },
-    restartRequest(args),
+    restartRequestFor(args),
   ];
 }
 
@@ -686,7 +675,7 @@ export default defineModule({
     return observed;
   },
   plan(args, observed, ctx) {
-    return afterPendingRestart(ctx, observed.pending, restartRequest(args), () => {
+    return afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () => {
       const plan = planContainerdTls(args, observed, ctx.host);
       for (const w of plan.warnings) ctx.warn(w);
       const restarts = plan.changes.some((c) => c.op === 'restart.request') || observed.pending !== undefined;

@@ -12,7 +12,7 @@ import { inspectConfig } from '../containerd/config.js';
 import { removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
 import { getIn, parsePlain } from '../toml/model.js';
 import { TaskError } from '../engine/errors.js';
-import { defineModule, type ArgsOf, type Change, type RestartRequest } from '../engine/module.js';
+import { defineModule, type ArgsOf, type Change } from '../engine/module.js';
 import { expectOf } from '../engine/apply.js';
 import {
   afterPendingRestart,
@@ -22,6 +22,7 @@ import {
 } from '../engine/restart-backup.js';
 import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
 import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
+import { restartRequestFor } from './containerd-restart.js';
 
 const schema = {
   type: 'object',
@@ -206,17 +207,6 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
   };
 }
 
-/** The verified restart a config.toml change needs. */
-function restartRequest(args: NodeCredsWipeArgs): RestartRequest {
-  return {
-    op: 'restart.request',
-    unit: 'containerd',
-    config: args.config_file,
-    command: args.restart_command,
-    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
-  };
-}
-
 function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): Change[] {
   if (config.content === null) return [];
   const previous = config.content;
@@ -238,7 +228,7 @@ function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): C
       expect: config.raw && expectOf(config.raw),
       diff: { target: args.config_file, before: previous, after: text },
     },
-    restartRequest(args),
+    restartRequestFor(args),
   ];
 }
 
@@ -277,5 +267,5 @@ export default defineModule({
     return observed;
   },
   plan: (args, observed, ctx) =>
-    afterPendingRestart(ctx, observed.pending, restartRequest(args), () => planCredsWipe(args, observed)),
+    afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () => planCredsWipe(args, observed)),
 });
