@@ -7,10 +7,23 @@
 /** The text printed instead of a secret. */
 export const MASK = '********';
 
-// `auth` alone (docker's base64 user:password); `auths` is a mapping of registries, not a secret.
-const SECRET_WORD = /password|passwd|passphrase|secret|token|private_?key|client_?key|credential/i;
-
-/** True when a key's value is a secret. */
+/**
+ * True when a key's value is a secret. The last word of the key decides (`registry_password`,
+ * `identitytoken`, `client_key`, `auth`), so keys that only name or point at secrets are not
+ * themselves secret: `imagePullSecrets` / `secrets` (names of pull secrets), `secretName`,
+ * `become_password_env` (a variable's name), `token_file` (a path), `auths` (a mapping).
+ */
 export function isSecretKey(key: string): boolean {
-  return key.toLowerCase() === 'auth' || SECRET_WORD.test(key);
+  const words = key
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
+  const last = words.at(-1) ?? '';
+  if (words.length === 1 && last === 'auth') return true;
+  if (/(password|passwd|passphrase|token|secret)$/.test(last)) return true;
+  return (
+    /^(private|client|api)?key$/.test(last) &&
+    (last !== 'key' || ['private', 'client', 'api'].includes(words.at(-2) ?? ''))
+  );
 }

@@ -4,6 +4,7 @@ import { moduleArgSchemas } from '../playbook/schema/modules.js';
 import {
   describeValue,
   fileTextForDiff,
+  isSecretKey,
   isSecretPath,
   MASK,
   maskJson,
@@ -125,6 +126,40 @@ describe('SecretSet', () => {
     expect(s.maskText('img user1 pw-long tok-long var-secret not-a-secret')).toBe(
       `img user1 ${MASK} ${MASK} ${MASK} not-a-secret`,
     );
+  });
+});
+
+describe('isSecretKey', () => {
+  it('decides by the last word of the key', () => {
+    for (const k of [
+      'auth',
+      'password',
+      'registry_password',
+      'identitytoken',
+      'identityToken',
+      'registry_token',
+      'client_key',
+      'privateKey',
+      'client_secret',
+      'passwd',
+    ])
+      expect(isSecretKey(k), k).toBe(true);
+    for (const k of [
+      'auths',
+      'secrets',
+      'imagePullSecrets',
+      'secretName',
+      'become_password_env',
+      'token_file',
+      'username',
+      'key_file',
+      'ca_file',
+    ])
+      expect(isSecretKey(k), k).toBe(false);
+  });
+
+  it('keeps the names of pull secrets (a ServiceAccount diff) readable', () => {
+    expect(maskJson('{"imagePullSecrets": [{"name": "regcred"}], "secrets": ["regcred"]}')).toContain('"regcred"');
   });
 });
 
