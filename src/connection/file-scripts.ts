@@ -60,7 +60,7 @@ exec rm -f -- "$1"`;
 // is fsynced. The trap removes the temp file on any failure.
 const WRITE = `set -u
 ${NO_LINK}
-p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5
+p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5 size=$6
 nolink "$p"
 d=$(dirname -- "$p") n=$(basename -- "$p")
 if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
@@ -78,6 +78,10 @@ tmp=$(mktemp "$d/.$n.trustplay-XXXXXX") || exit 1
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$tmp" || exit 1
+# A controller that dies mid-write closes our stdin: cat then ends "successfully" with a prefix of
+# the content. Only the announced length is renamed into place.
+got=$(wc -c < "$tmp") || exit 1
+if [ "$((got))" != "$size" ]; then echo "the content for $p arrived incomplete ($((got)) of $size bytes: the connection ended during the write); $p is unchanged" >&2; exit 1; fi
 if [ -n "$uid" ]; then chown -- "$uid\${gid:+:$gid}" "$tmp" || exit 1
 elif [ -n "$gid" ]; then chgrp -- "$gid" "$tmp" || exit 1; fi
 chmod -- "$mode" "$tmp" || exit 1
@@ -105,7 +109,8 @@ function intArg(name: string, value: number | undefined, radix: 8 | 10): string 
   return value.toString(radix);
 }
 
-export function writeFileCommand(path: string, options: WriteOptions = {}): Command {
+/** The write command for `size` bytes of content given on stdin (a shorter stdin is refused, never renamed into place). */
+export function writeFileCommand(path: string, size: number, options: WriteOptions = {}): Command {
   if (options.mode !== undefined && options.mode > 0o7777)
     throw new Error(`mode ${options.mode.toString(8)} is not a permission mode`);
   return {
@@ -119,6 +124,7 @@ export function writeFileCommand(path: string, options: WriteOptions = {}): Comm
       intArg('uid', options.uid, 10),
       intArg('gid', options.gid, 10),
       options.mkdirs ? '1' : '0',
+      intArg('size', size, 10),
     ],
   };
 }

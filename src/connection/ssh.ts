@@ -669,7 +669,7 @@ export class SshConnection implements Connection {
   }
 
   async writeFile(path: string, data: string | Buffer, options: WriteOptions = {}): Promise<void> {
-    const result = await this.exec(writeFileCommand(path, options), { stdin: data });
+    const result = await this.exec(writeFileCommand(path, Buffer.byteLength(data), options), { stdin: data });
     if (result.code !== 0) throw fileError(this.host, 'write', path, result);
   }
 
