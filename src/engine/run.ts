@@ -179,6 +179,35 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
     opts.reporter.event({ type: 'task-result', result: clean });
   };
 
+  /** Connection or lock failures of hosts connected ahead of their batch, reported in the host's play. */
+  const connectErrors = new Map<string, Error>();
+  /**
+   * Connects a batch's new hosts in parallel, then takes their host locks one at a time in one global
+   * order (host name). Two runs over overlapping fleets then never each hold a lock the other waits
+   * for: taken in parallel, run A held node9 waiting for node2 while run B held node2 waiting for
+   * node9, and both waited out --lock-timeout (found by the chaos suite's two concurrent runs).
+   */
+  async function connectAndLock(batch: string[]): Promise<void> {
+    const fresh = batch.filter((h) => !hosts.get(h)!.connected && !connectErrors.has(h));
+    await pool(fresh, opts.forks ?? 50, async (h) => {
+      if (stopped()) return;
+      try {
+        await conns.get(h).connect();
+        hosts.get(h)!.connected = true;
+      } catch (e) {
+        connectErrors.set(h, e as Error);
+      }
+    });
+    for (const h of [...fresh].sort()) {
+      if (stopped() || !hosts.get(h)!.connected) continue;
+      try {
+        await opts.onConnect?.(h, conns.get(h));
+      } catch (e) {
+        connectErrors.set(h, e as Error);
+      }
+    }
+  }
+
   try {
     for (let p = 0; p < opts.playbook.plays.length && !aborted; p++) {
       const play = opts.playbook.plays[p]!;
@@ -190,6 +219,7 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
       const playHosts = (opts.playHosts[p] ?? []).filter((h) => !hosts.get(h)!.failed && !hosts.get(h)!.unreachable);
       opts.reporter.event({ type: 'play-start', play: play.name, hosts: playHosts });
       for (const batch of batches(playHosts, play.serial)) {
+        await connectAndLock(batch);
         const runOnceDone = new Map<number, string>();
         await pool(batch, opts.forks ?? 50, async (host, index) => {
           if (stopped()) countNotRun(host, play.tasks.length);
@@ -212,6 +242,8 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         let conn: Connection;
         try {
           conn = conns.get(host);
+          const early = connectErrors.get(host);
+          if (early) throw early;
           if (!hr.connected) {
             await conn.connect();
             hr.connected = true;
