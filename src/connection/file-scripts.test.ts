@@ -16,8 +16,9 @@ afterEach(() => {
 });
 
 function runWrite(path: string, announced: number, stdin: string) {
-  const { argv } = writeFileCommand(path, announced);
-  const [cmd, ...args] = argv;
+  const command = writeFileCommand(path, announced);
+  if (!('argv' in command)) throw new Error('writeFileCommand returns an argv command');
+  const [cmd, ...args] = command.argv;
   return spawnSync(cmd!, args, { input: stdin });
 }
 
