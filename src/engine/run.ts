@@ -242,13 +242,9 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
         let conn: Connection;
         try {
           conn = conns.get(host);
+          // connectAndLock ran for this batch: the host is connected and locked, or its error is here.
           const early = connectErrors.get(host);
           if (early) throw early;
-          if (!hr.connected) {
-            await conn.connect();
-            hr.connected = true;
-            await opts.onConnect?.(host, conn);
-          }
         } catch (e) {
           if (stopped()) {
             // Interrupted while connecting or waiting for the host's lock: not run, not unreachable.
