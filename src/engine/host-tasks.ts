@@ -1,0 +1,260 @@
+/**
+ * One host's part of a play: its tasks in order, then its handlers; and one task on one host:
+ * `when:`, arguments, gather → plan → apply → verify, and the result.
+ */
+import { ConnectionError } from '../connection/errors.js';
+import type { Connection } from '../connection/connection.js';
+import { defined } from '../defined.js';
+import { playVariables, type Play, type Task } from '../playbook/playbook.js';
+import { resolveArgs } from './args.js';
+import { applyChanges } from './apply.js';
+import type { TaskResult } from './events.js';
+import { failureOf, TaskError } from './errors.js';
+import { reported, type Change, type HandlerRequest, type TaskContext } from './module.js';
+import type { HostRun, RunState } from './run-state.js';
+import { tagged } from './selection.js';
+import { evaluateWhen } from './when.js';
+
+/**
+ * Runs the play's tasks on one host, then the handlers they notified. `first`: the host is the first
+ * of its batch (where `run_once` tasks run); `runOnceDone` tells the others which host ran them.
+ */
+export async function runHost(
+  state: RunState,
+  play: Play,
+  host: string,
+  first: boolean,
+  runOnceDone: Map<number, string>,
+): Promise<void> {
+  const { opts, check } = state;
+  const hr = state.host(host);
+  const vars = { ...playVariables(opts.inventory, play, host, opts.extraVars ?? {}) };
+  state.secrets.addVariables(vars);
+  opts.reporter.event({ type: 'host-start', host });
+  const hostEnd = () =>
+    opts.reporter.event({ type: 'host-end', host, recap: hr.recap, failed: hr.failed, unreachable: hr.unreachable });
+  let conn: Connection;
+  try {
+    conn = state.conns.get(host);
+    // connectAndLock ran for this batch: the host is connected and locked, or its error is here.
+    const early = state.connectErrors.get(host);
+    if (early) throw early;
+  } catch (e) {
+    if (state.stopped()) {
+      // Interrupted while connecting or waiting for the host's lock: not run, not unreachable.
+      state.countNotRun(host, play.tasks.length);
+      hostEnd();
+      return;
+    }
+    hr.unreachable = true;
+    hr.recap.unreachable++;
+    state.emit(
+      baseResult(host, play, { name: 'connect', module: 'connection' }, check, 'unreachable', 0, {
+        message: (e as Error).message,
+        kind: 'unreachable',
+      }),
+    );
+    hostEnd();
+    return;
+  }
+  const notified = new Set<string>();
+  const notifiedBy = new Map<string, Task[]>();
+  const internal = new Map<string, HandlerRequest>();
+  for (let t = 0; t < play.tasks.length && !hr.out; t++) {
+    const task = play.tasks[t]!;
+    if (!tagged(task, opts.tags, opts.skipTags)) continue;
+    const sig = state.stopped();
+    if (sig) {
+      state.record(hr, skip(host, play, task, check, `not run: interrupted by ${sig}`));
+      state.countNotRun(host, 1);
+      continue;
+    }
+    if (task.runOnce) {
+      if (!first) {
+        const on = runOnceDone.get(t) ?? 'the first host of the batch';
+        state.record(hr, skip(host, play, task, check, `run_once: runs on ${on}`));
+        continue;
+      }
+      runOnceDone.set(t, host);
+    }
+    const r = await runTask(state, hr, conn, task, vars, false, play.name);
+    if (r.status === 'changed') {
+      for (const n of task.notify) {
+        notified.add(n);
+        notifiedBy.set(n, [...(notifiedBy.get(n) ?? []), task]);
+      }
+      for (const req of r.notify) internal.set(req.id, req);
+    }
+  }
+  // Handlers: internal ones (containerd restarts) first, then the play's, in definition order.
+  // An internal one completes a change already applied (a config.toml written, its verified
+  // restart due), so it runs even when a later task failed or the run is being interrupted:
+  // leaving the daemon behind its file is the state a node must never be left in.
+  if (!hr.unreachable) {
+    for (const req of internal.values()) {
+      if (hr.unreachable) break;
+      const task: Task = {
+        name: req.name ?? req.id,
+        module: req.module ?? '',
+        args: req.args ?? {},
+        when: [],
+        tags: [],
+        notify: [],
+        ignoreErrors: false,
+        runOnce: false,
+        loc: play.loc,
+      };
+      await runTask(state, hr, conn, task, vars, true, play.name);
+    }
+    for (const h of play.handlers) {
+      if (hr.out) break;
+      if (!notified.has(h.name)) continue;
+      const sig = state.stopped();
+      if (sig) {
+        state.record(hr, { ...skip(host, play, h, check, `not run: interrupted by ${sig}`), handler: true });
+        state.countNotRun(host, 1);
+        continue;
+      }
+      // In check mode a handler is notified by a change that was not made: what it would find
+      // on the host is the state after that change, which does not exist, so gathering it
+      // would report the wrong thing. Report that it would run instead.
+      const by = notifiedBy.get(h.name)!;
+      if ((h.checkMode ?? check) && !by.some((t) => t.checkMode === false)) {
+        state.record(hr, {
+          ...baseResult(host, play, h, true, 'changed', 0),
+          handler: true,
+          changes: [`run (notified by: ${by.map((t) => t.name).join(', ')})`],
+        });
+        continue;
+      }
+      await runTask(state, hr, conn, h, vars, true, play.name);
+    }
+  }
+  hostEnd();
+}
+
+/** Runs one task (or handler) on one host and records its result. */
+async function runTask(
+  state: RunState,
+  hr: HostRun,
+  conn: Connection,
+  task: Task,
+  vars: Record<string, unknown>,
+  handler: boolean,
+  playName: string,
+): Promise<TaskResult & { notify: HandlerRequest[] }> {
+  const { opts, secrets } = state;
+  const host = hr.name;
+  const taskCheck = task.checkMode ?? state.check;
+  const t0 = Date.now();
+  opts.reporter.event({ type: 'task-start', host, task: task.name, ...(handler ? { handler } : {}) });
+  const warnings: string[] = [];
+  const notify: HandlerRequest[] = [];
+  const done = (status: TaskResult['status'], extra: Partial<TaskResult> = {}) => {
+    const r: TaskResult = {
+      ...baseResult(host, { name: playName }, task, taskCheck, status, Date.now() - t0),
+      ...(handler ? { handler } : {}),
+      ...extra,
+    };
+    state.record(hr, r);
+    return { ...r, notify };
+  };
+  try {
+    const whenVars = { ...vars, facts: hr.facts };
+    for (const cond of task.when) {
+      let ok: boolean;
+      try {
+        ok = evaluateWhen(cond, whenVars);
+      } catch (e) {
+        throw new TaskError((e as Error).message, 'refused');
+      }
+      if (!ok) return done('skipped', { skipReason: `when: ${String(cond)} is false` });
+    }
+    const mod = await opts.modules(task.module);
+    if (!mod) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
+    const args = resolveArgs(task.module, mod.schema, task.args, vars);
+    secrets.addArgs(mod.schema, args);
+    const ctx: TaskContext = {
+      conn,
+      host,
+      vars,
+      check: taskCheck,
+      warn: (m) => warnings.push(m),
+      fact: (k, v) => {
+        hr.facts[k] = v;
+      },
+      hostState: hr.hostState,
+      ...defined({ signal: opts.signal }),
+      secret: (v) => secrets.add(v),
+    };
+    const observed = await mod.gather(ctx, args);
+    const changes: Change[] = await mod.plan(args, observed, ctx);
+    const shown = reported(changes);
+    if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
+    if (shown.length > 0 && !taskCheck) {
+      // The last point where an interruption stops a change: past it, the task's changes are applied
+      // as one (each file write is atomic; the restarts they ask for still run).
+      const sig = state.stopped();
+      if (sig && !handler) {
+        state.countNotRun(host, 1);
+        return done('skipped', {
+          skipReason: `not run: interrupted by ${sig} before its changes (${shown.map((c) => c.summary).join('; ')})`,
+          warnings,
+        });
+      }
+      notify.push(...(await applyChanges(ctx, changes, opts.snapshot, task.module)));
+    }
+    // In check mode a verification would look at a state the unmade changes have not produced.
+    const verifies = mod.verify !== undefined && (!taskCheck || (mod.verifyInCheck === true && shown.length === 0));
+    const verified = verifies ? await mod.verify!(ctx, args, observed) : undefined;
+    const data = { ...mod.result?.(observed), ...verified };
+    return done(shown.length ? 'changed' : 'ok', {
+      changes: shown.map((c) => c.summary),
+      diffs: opts.diff ? shown.flatMap((c) => (c.diff ? [c.diff] : [])) : [],
+      warnings,
+      ...(Object.keys(data).length ? { data } : {}),
+    });
+  } catch (e) {
+    const unreachable = e instanceof ConnectionError;
+    const err: NonNullable<TaskResult['error']> = unreachable
+      ? { message: (e as Error).message, kind: 'unreachable' }
+      : (failureOf(e) ?? {
+          message: (e as Error).message || String(e),
+          kind: 'command',
+          detail: (e as Error).stack ?? '',
+        });
+    return done(unreachable ? 'unreachable' : 'failed', {
+      warnings,
+      error: err,
+      ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}),
+    });
+  }
+}
+
+function baseResult(
+  host: string,
+  play: { name: string },
+  task: { name: string; module: string },
+  check: boolean,
+  status: TaskResult['status'],
+  durationMs: number,
+  error?: TaskResult['error'],
+): TaskResult {
+  return {
+    host,
+    play: play.name,
+    task: task.name,
+    module: task.module,
+    status,
+    check,
+    changes: [],
+    diffs: [],
+    warnings: [],
+    durationMs,
+    ...defined({ error }),
+  };
+}
+
+function skip(host: string, play: Play, task: Task, check: boolean, reason: string): TaskResult {
+  return { ...baseResult(host, play, task, check, 'skipped', 0), skipReason: reason };
+}
