@@ -231,31 +231,36 @@ export function registryDir(
     : hostsDirFor(args.config_path, args.registry);
 }
 
-function writeChange(o: {
-  path: string;
+/** A file this module wants in a registry directory. */
+interface DesiredFile {
+  name: string;
   content: Buffer;
   mode: number;
-  existing: HostsDirFacts['files'][string] | undefined;
   what: string;
   secret?: boolean;
-}): FileWrite | null {
-  const sameContent = o.existing !== undefined && o.existing.content.equals(o.content);
-  if (sameContent && o.existing?.mode === o.mode) return null;
-  const mode = o.mode.toString(8).padStart(4, '0');
+}
+
+/** The write that makes `dir/<f.name>` what `f` says, or null when it already is. */
+function writeChange(dir: HostsDirFacts, f: DesiredFile): FileWrite | null {
+  const path = `${dir.path}/${f.name}`;
+  const existing = dir.files[f.name];
+  const sameContent = existing !== undefined && existing.content.equals(f.content);
+  if (sameContent && existing.mode === f.mode) return null;
+  const mode = f.mode.toString(8).padStart(4, '0');
   const summary = sameContent
-    ? `set mode ${mode} on ${o.path} (was ${(o.existing?.mode ?? 0).toString(8).padStart(4, '0')})`
-    : `${o.existing ? 'update' : 'write'} ${o.path} (${o.what}, ${mode})`;
+    ? `set mode ${mode} on ${path} (was ${existing.mode.toString(8).padStart(4, '0')})`
+    : `${existing ? 'update' : 'write'} ${path} (${f.what}, ${mode})`;
   // Diffs are raw; the engine masks them (src/secrets), a secret file down to its size.
-  const before = o.existing?.content.toString('utf8') ?? '';
-  const after = o.content.toString('utf8');
+  const before = existing?.content.toString('utf8') ?? '';
+  const after = f.content.toString('utf8');
   return {
     op: 'file.write',
     summary,
-    path: o.path,
-    content: o.content,
-    mode: o.mode,
-    expect: expectOf(o.existing?.content ?? null),
-    diff: { target: o.path, before, after, ...(o.secret ? { secret: true } : {}) },
+    path,
+    content: f.content,
+    mode: f.mode,
+    expect: expectOf(existing?.content ?? null),
+    diff: { target: path, before, after, ...(f.secret ? { secret: true } : {}) },
   };
 }
 
@@ -312,12 +317,8 @@ function inspect(facts: ContainerdFacts, major: number, host: string): Container
 }
 
 /** Desired files of the registry's directory: name → content + mode. */
-function desiredFiles(
-  args: ContainerdTlsArgs,
-  material: TlsMaterial,
-  dir: string,
-): Array<{ name: string; content: Buffer; mode: number; what: string; secret?: boolean }> {
-  const out: Array<{ name: string; content: Buffer; mode: number; what: string; secret?: boolean }> = [];
+function desiredFiles(args: ContainerdTlsArgs, material: TlsMaterial, dir: string): DesiredFile[] {
+  const out: DesiredFile[] = [];
   if (material.ca !== undefined)
     out.push({ name: FILE_NAMES.ca, content: Buffer.from(material.ca), mode: 0o644, what: 'CA certificate' });
   if (material.clientCert !== undefined)
@@ -420,17 +421,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
       if (edit.changed) push(restartRequestFor(args));
       return { changes, warnings };
     }
-    for (const f of wantFiles)
-      push(
-        writeChange({
-          path: `${dir}/${f.name}`,
-          content: f.content,
-          mode: f.mode,
-          existing: hostsDir.files[f.name],
-          what: f.what,
-          ...(f.secret ? { secret: true } : {}),
-        }),
-      );
+    for (const f of wantFiles) push(writeChange(hostsDir, f));
     for (const [name, present] of [
       [FILE_NAMES.ca, material.ca],
       [FILE_NAMES.cert, material.clientCert],
@@ -470,17 +461,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
     );
   }
   const wanted = desiredFiles(args, material, dir);
-  for (const f of wanted)
-    push(
-      writeChange({
-        path: `${dir}/${f.name}`,
-        content: f.content,
-        mode: f.mode,
-        existing: hostsDir.files[f.name],
-        what: f.what,
-        ...(f.secret ? { secret: true } : {}),
-      }),
-    );
+  for (const f of wanted) push(writeChange(hostsDir, f));
   // Files trustplay wrote for a setting that is gone (a CA replaced by skip_verify, mTLS dropped).
   if (current === undefined || managed) {
     for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key]) {
@@ -514,13 +495,12 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
       );
       continue;
     }
-    const existing = facts.extraDirs[hostsDirFor(args.config_path, d)]?.files[FILE_NAMES.hosts];
+    const target = hostsDirFor(args.config_path, d);
     push(
-      writeChange({
-        path: p,
+      writeChange(facts.extraDirs[target] ?? { path: target, exists: false, files: {} }, {
+        name: FILE_NAMES.hosts,
         content: Buffer.from(content),
         mode: 0o644,
-        existing,
         what: 'migrated from legacy config.toml settings',
       }),
     );
