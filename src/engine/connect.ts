@@ -35,7 +35,7 @@ function parseJump(inv: Inventory, spec: string) {
 
 export interface ConnectOptions {
   acceptNewHostKeys?: boolean;
-  /** Told every secret a connection is made with (a sudo password), so output masks it. */
+  /** Told every secret a connection is made with (a sudo password, a key's passphrase), so output masks it. */
   onSecret?: (value: string) => void;
 }
 
@@ -152,6 +152,9 @@ export class ConnectionPool {
         return c;
       }
       if (spec.becomePassword !== undefined) this.opts.onSecret?.(spec.becomePassword);
+      // The key's passphrase is read by the connection itself; the run still has to mask it.
+      const passphrase = spec.passphraseEnv !== undefined ? process.env[spec.passphraseEnv] : undefined;
+      if (passphrase !== undefined) this.opts.onSecret?.(passphrase);
       c = this.factory(spec);
       this.conns.set(host, c);
     }

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile, appendFile } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
+import { freePort, makeKeyPair, startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
 import { inventoryFrom, runText } from '../support/engine-harness.js';
 
 const unavailable = sshdUnavailable();
@@ -199,6 +199,29 @@ describe.skipIf(Boolean(unavailable))(`engine over real sshd${unavailable ? ` (n
     for (const out of [r.text, r.jsonl, JSON.stringify(r.json)]) {
       expect(out).not.toContain('s3cr3t-value');
       expect(out).toContain('********');
+    }
+  });
+
+  it("the identity file's passphrase is one of the run's secrets: masked in every output", async () => {
+    const passphrase = 'pass-phrase-7Q4z';
+    const key = await makeKeyPair(join(dir, 'locked_ed25519'), 'ed25519', passphrase);
+    await appendFile(servers[0]!.authorizedKeys, await readFile(`${key}.pub`));
+    process.env['TP_ENGINE_PASSPHRASE'] = passphrase;
+    try {
+      const s = servers[0]!;
+      const inv = `ssh: { known_hosts: ${known} }\nvars: { dir: ${dir} }\nhosts:\n  h1: { address: ${s.address}, port: ${s.port}, user: root, identity_file: ${key}, identity_passphrase_env: TP_ENGINE_PASSPHRASE }\n`;
+      // A file whose content holds the passphrase (shown by --diff), and a failure naming it.
+      const pb = `- hosts: all\n  tasks:\n    - test.file: { path: "{{ dir }}/pp/note.txt", content: "reused ${passphrase} here" }\n    - test.fail: { message: "could not use ${passphrase}" }\n`;
+      const r = await runText(pb, inventoryFrom(inv), { diff: true });
+      // The connection was made with the key the passphrase opens: the file was written over SSH.
+      expect(await readFile(join(dir, 'pp', 'note.txt'), 'utf8')).toBe(`reused ${passphrase} here`);
+      expect(r.exitCode, r.text).toBe(1);
+      for (const out of [r.text, r.jsonl, JSON.stringify(r.json)]) {
+        expect(out).not.toContain(passphrase);
+        expect(out).toContain('could not use ********');
+      }
+    } finally {
+      delete process.env['TP_ENGINE_PASSPHRASE'];
     }
   });
 
