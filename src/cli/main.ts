@@ -38,6 +38,11 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     summary: 'restore SNAPSHOT-ID: put back everything a run changed (--check, --diff, --limit)',
     load: async () => (await import('./commands/restore.js')).restoreCommand,
   },
+  vault: {
+    summary:
+      'vault encrypt|decrypt|view FILE... | encrypt_string [STRING] --name VAR: Ansible Vault files and values (decrypt and view show plaintext)',
+    load: async () => (await import('./commands/vault.js')).vaultCommand,
+  },
 };
 
 function version(): string {
@@ -69,6 +74,10 @@ options:
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
+      --metrics FILE       run/check: write Prometheus metrics (in sync, last check, duration, exit code)
+      --vault-password-file FILE   password for Ansible Vault values (an executable FILE is run)
+      --vault-id LABEL@FILE|LABEL@prompt   a password for one vault id; repeatable
+  -J, --ask-vault-password ask for the vault password on the terminal
   -v, --verbose            full error details
       --version, -h/--help
 
@@ -144,6 +153,16 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return ExitCode.Ok;
     }
+    if (options.vaultIds.length || options.vaultPasswordFiles.length || options.askVaultPassword) {
+      const { loadVaultKeyring, useVaultKeyring, VaultError } = await import('../vault/index.js');
+      try {
+        useVaultKeyring(await loadVaultKeyring(options));
+      } catch (e) {
+        // A vault password that cannot be read is invalid input: nothing ran.
+        if (e instanceof VaultError) throw new ExitError(ExitCode.Invalid, e.message);
+        throw e;
+      }
+    }
     const fn = await cmd.load();
     return await fn(positionals, options);
   } catch (e) {
@@ -156,6 +175,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return e.code;
     }
+
     process.stderr.write(
       `trustplay: internal error: ${(e as Error).stack ?? String(e)}\nThis is a bug in trustplay; nothing more was changed after this point.\n`,
     );

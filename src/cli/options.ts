@@ -30,6 +30,14 @@ export const commonOptions = {
   resolved: { type: 'boolean' },
   'list-hosts': { type: 'boolean' },
   'ssh-config': { type: 'string', short: 'F' },
+  'vault-id': { type: 'string', multiple: true },
+  'vault-password-file': { type: 'string', multiple: true },
+  'ask-vault-password': { type: 'boolean', short: 'J' },
+  'ask-vault-pass': { type: 'boolean' },
+  'encrypt-vault-id': { type: 'string' },
+  output: { type: 'string' },
+  name: { type: 'string' },
+  metrics: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -67,6 +75,18 @@ export type Options = {
   listHosts: boolean;
   /** OpenSSH client config to read (default ~/.ssh/config). */
   sshConfig?: string;
+  /** Vault passwords: `LABEL@FILE` / `LABEL@prompt` (--vault-id), files (--vault-password-file), a prompt (-J). */
+  vaultIds: string[];
+  vaultPasswordFiles: string[];
+  askVaultPassword: boolean;
+  /** `vault encrypt|encrypt_string`: the vault id whose password encrypts. */
+  encryptVaultId?: string;
+  /** `vault encrypt|decrypt`: write here instead of in place (`-`: stdout). */
+  output?: string;
+  /** `vault encrypt_string`: the variable name to print before `!vault |`. */
+  name?: string;
+  /** Prometheus text exposition of the run, written atomically (node_exporter's textfile collector). */
+  metrics?: string;
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -182,6 +202,13 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     resolved: v.resolved ?? false,
     listHosts: v['list-hosts'] ?? false,
     lockTimeout,
+    vaultIds: v['vault-id'] ?? [],
+    vaultPasswordFiles: v['vault-password-file'] ?? [],
+    askVaultPassword: (v['ask-vault-password'] ?? false) || (v['ask-vault-pass'] ?? false),
+    ...(v['encrypt-vault-id'] !== undefined ? { encryptVaultId: v['encrypt-vault-id'] } : {}),
+    ...(v.output !== undefined ? { output: v.output } : {}),
+    ...(v.name !== undefined ? { name: v.name } : {}),
+    ...(v.metrics !== undefined ? { metrics: v.metrics } : {}),
     ...(v.host !== undefined ? { host: v.host } : {}),
     ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),

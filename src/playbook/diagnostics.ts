@@ -1,5 +1,7 @@
 /** Located problems in user input, reported as `file:line:col: message` before anything runs. */
 import { MAX_NESTING, nestingTooDeep } from './input.js';
+import { markSecretLeaves } from '../secrets/known.js';
+import { decryptVaultText, isVaultText, vaultTag, VaultError } from '../vault/index.js';
 import {
   LineCounter,
   isMap,
@@ -30,6 +32,8 @@ export interface SourceFile {
   text: string;
   doc: Document.Parsed<ParsedNode>;
   lines: LineCounter;
+  /** Decrypted from a vault: every value is a secret and no source line is ever shown. */
+  secret?: boolean;
 }
 
 /** A diagnostic at a YAML node (or at the start of the file when the node is missing). */
@@ -40,7 +44,7 @@ export function at(src: SourceFile, node: unknown, message: string): Diagnostic 
 
 export function atOffset(src: SourceFile, offset: number, message: string): Diagnostic {
   const { line, col } = src.lines.linePos(offset);
-  const source = src.text.split('\n')[line - 1];
+  const source = src.secret ? undefined : src.text.split('\n')[line - 1];
   return { file: src.file, line, col, message, ...(source !== undefined ? { source } : {}) };
 }
 
@@ -146,6 +150,7 @@ export function plainAt(file: string, text: string, offset: number, message: str
 
 /** Parse YAML text into a SourceFile, with YAML syntax errors as diagnostics. */
 export function parseYamlSource(file: string, text: string): { src: SourceFile; errors: Diagnostic[] } {
+  if (isVaultText(text)) return parseVaultFile(file, text);
   const lines = new LineCounter();
   const deep = nestingTooDeep(text);
   if (deep) {
@@ -167,7 +172,13 @@ export function parseYamlSource(file: string, text: string): { src: SourceFile; 
   // comparisons); duplicates are found below with one Set per mapping instead.
   let doc;
   try {
-    doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false, strict: true });
+    doc = parseDocument(text, {
+      lineCounter: lines,
+      prettyErrors: false,
+      uniqueKeys: false,
+      strict: true,
+      customTags: [vaultTag],
+    });
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
     return {
@@ -176,9 +187,29 @@ export function parseYamlSource(file: string, text: string): { src: SourceFile; 
     };
   }
   const src: SourceFile = { file, text, doc, lines };
-  const errors = doc.errors.map((e) => atOffset(src, e.pos[0], `YAML syntax error: ${firstLine(e.message)}`));
+  const errors = doc.errors.map((e) =>
+    // A `!vault` value that cannot be decrypted is no syntax error: its sentence says what to do.
+    atOffset(src, e.pos[0], e.code === 'TAG_RESOLVE_FAILED' ? e.message : `YAML syntax error: ${firstLine(e.message)}`),
+  );
   if (errors.length === 0) errors.push(...duplicateKeys(src));
   return { src, errors };
+}
+
+/** A whole vault-encrypted YAML file (vars file, inventory): decrypted in memory, all of it secret. */
+function parseVaultFile(file: string, text: string): { src: SourceFile; errors: Diagnostic[] } {
+  let plain: string;
+  try {
+    plain = decryptVaultText(text);
+  } catch (e) {
+    if (!(e instanceof VaultError)) throw e;
+    const src: SourceFile = { file, text: '', doc: parseDocument(''), lines: new LineCounter(), secret: true };
+    return { src, errors: [{ file, line: 0, col: 0, message: `this vault-encrypted file ${e.message}` }] };
+  }
+  const r = parseYamlSource(file, plain);
+  r.src.secret = true;
+  for (const d of r.errors) delete d.source;
+  markSecretLeaves(r.src.doc.toJS());
+  return r;
 }
 
 function duplicateKeys(src: SourceFile): Diagnostic[] {

@@ -66,6 +66,8 @@ export function scalarValue(node: Scalar): unknown {
   const source = typeof node.source === 'string' ? node.source : String(node.value ?? '');
   const tag = node.tag;
   if (tag && tag !== '?' && tag !== '!') {
+    // Decrypted as the file was parsed (src/vault): the value is the plaintext, not the source.
+    if (tag === '!vault') return node.value;
     if (tag.endsWith(':str') || tag === '!unsafe') return source;
     if (tag.endsWith(':int')) return int(source);
     if (tag.endsWith(':float')) return float(source);

@@ -17,10 +17,12 @@ import { MASK } from './keys.js';
 import { secretArgValues } from './schema.js';
 import { isSecretKey } from './keys.js';
 import { maskJson, maskPem, maskToml } from './text.js';
+import { knownSecrets } from './known.js';
 
 export { MASK, isSecretKey } from './keys.js';
 export { maskJson, maskPem, maskToml } from './text.js';
 export { describeValue, isSecretPath, secretArgValues, QUOTABLE_LENGTH } from './schema.js';
+export { isKnownSecret, markSecret, markSecretLeaves } from './known.js';
 
 /** Secrets shorter than this are masked by position only, never by value in free text (see above). */
 export const MIN_LITERAL_LENGTH = 4;
@@ -66,6 +68,8 @@ const wholeSecret = (text: string): string =>
 export class SecretSet {
   private readonly values = new Set<string>();
   private literal: string[] | undefined;
+  /** The version of the process's known secrets (vault, lookups) last merged in. */
+  private knownVersion = -1;
 
   /** Adds secret values (strings and numbers; empty ones are no secret). */
   add(...values: unknown[]): void {
@@ -89,12 +93,22 @@ export class SecretSet {
   }
 
   has(value: string): boolean {
+    this.mergeKnown();
     return this.values.has(value);
+  }
+
+  /** Values from a vault or a lookup are secrets of every run of this process, whenever they were read. */
+  private mergeKnown(): void {
+    const k = knownSecrets();
+    if (k.version === this.knownVersion) return;
+    this.knownVersion = k.version;
+    this.add(...k.values);
   }
 
   /** Free text (messages, command output) with private keys and every long-enough secret value masked. */
   maskText(text: string): string {
     let out = maskPem(text);
+    this.mergeKnown();
     this.literal ??= [...this.values].filter((s) => s.length >= MIN_LITERAL_LENGTH).sort((a, b) => b.length - a.length);
     for (const s of this.literal) if (out.includes(s)) out = out.split(s).join(MASK);
     return out;

@@ -4,6 +4,7 @@
  * mark is still covered.
  */
 import { isSecretKey } from './keys.js';
+import { isKnownSecret } from './known.js';
 
 type Schema = Record<string, unknown>;
 
@@ -63,6 +64,8 @@ export const QUOTABLE_LENGTH = 20;
  * token pasted in the wrong place must not reach a terminal or a CI log), quoted when short.
  */
 export function describeValue(v: unknown, secret: boolean): string {
+  // A value from a vault or a lookup is a secret wherever it was placed.
+  if (isKnownSecret(v)) secret = true;
   if (v === null || v === undefined) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
