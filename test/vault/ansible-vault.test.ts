@@ -111,7 +111,7 @@ describe('files ansible-vault encrypts, trustplay reads', () => {
   });
 
   it('inline encrypt_string values in a playbook are decrypted when it loads', async () => {
-    const block = ansibleVault(['encrypt_string', '--vault-id', 'prod@pw-prod', '--name', 'pull_password', SECRET]);
+    const block = ansibleVault(['encrypt_string', '--vault-id', 'prod@pw-prod', '--name', 'pull_setting', SECRET]);
     const pb = [
       '- hosts: localhost',
       '  vars:',
@@ -122,7 +122,7 @@ describe('files ansible-vault encrypts, trustplay reads', () => {
       '  tasks:',
       // `retries` must be a number: the error about the decrypted string proves it was decrypted,
       // and must describe it without quoting it.
-      '    - image.pull.verify: { image: "registry.test/lab/hello:1", retries: "{{ pull_password }}" }',
+      '    - image.pull.verify: { image: "registry.test/lab/hello:1", retries: "{{ pull_setting }}" }',
       '',
     ].join('\n');
     writeFileSync(f('inline.yaml'), pb);
@@ -130,6 +130,31 @@ describe('files ansible-vault encrypts, trustplay reads', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('`retries` must be an integer, not a string');
     expect(r.stdout + r.stderr).not.toContain(SECRET);
+    // In an inventory, under a name that says nothing of secrets: `inventory` hides it all the same.
+    writeFileSync(
+      f('inline-inv.yml'),
+      [
+        'all:',
+        '  hosts:',
+        '    n1:',
+        ...block
+          .trimEnd()
+          .split('\n')
+          .map((l) => `      ${l}`),
+        '',
+      ].join('\n'),
+    );
+    const inv = await trustplay([
+      'inventory',
+      '-i',
+      f('inline-inv.yml'),
+      '--host',
+      'n1',
+      '--vault-id',
+      `prod@${f('pw-prod')}`,
+    ]);
+    expect(inv.code, inv.stderr).toBe(0);
+    expect(JSON.parse(inv.stdout)).toEqual({ pull_setting: '<secret, not shown>' });
     const missing = await trustplay(['validate', f('inline.yaml')]);
     expect(missing.code).toBe(3);
     expect(missing.stderr).toMatch(
@@ -157,11 +182,11 @@ describe('what trustplay encrypts, ansible-vault reads', () => {
 
   it('vault encrypt_string (value on stdin) is read by ansible as a variable', async () => {
     const r = trustplayWithInput(
-      ['vault', 'encrypt_string', '--name', 'pull_password', '--vault-id', `prod@${f('pw-prod')}`],
+      ['vault', 'encrypt_string', '--name', 'pull_setting', '--vault-id', `prod@${f('pw-prod')}`],
       `${SECRET}\n`,
     );
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^pull_password: !vault \|\n {10}\$ANSIBLE_VAULT;1\.2;AES256;prod\n/);
+    expect(r.stdout).toMatch(/^pull_setting: !vault \|\n {10}\$ANSIBLE_VAULT;1\.2;AES256;prod\n/);
     expect(r.stdout).not.toContain(SECRET);
     writeFileSync(f('vars.yml'), r.stdout);
     const out = execFileSync(
@@ -175,7 +200,7 @@ describe('what trustplay encrypts, ansible-vault reads', () => {
         '-m',
         'debug',
         '-a',
-        'var=pull_password',
+        'var=pull_setting',
         '-e',
         '@vars.yml',
         '--vault-id',
@@ -187,7 +212,7 @@ describe('what trustplay encrypts, ansible-vault reads', () => {
         env: { PATH: process.env['PATH'] ?? '', HOME: dir, ANSIBLE_CONFIG: f('none.cfg') },
       },
     );
-    expect(out).toContain(`"pull_password": "${SECRET}"`);
+    expect(out).toContain(`"pull_setting": "${SECRET}"`);
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import { connectionSpec } from '../../engine/connect.js';
 import { isSecretVar } from '../../playbook/inventory-connection.js';
+import { isKnownSecret } from '../../secrets/known.js';
 import type { ModelGroup } from '../../playbook/inventory-model.js';
 import type { Inventory } from '../../playbook/inventory.js';
 import { ExitCode, ExitError } from '../exit-codes.js';
@@ -27,10 +28,19 @@ export function ansibleJson(value: unknown): string {
   return JSON.stringify(sort(value), null, 4);
 }
 
+const HIDDEN = '<secret, not shown>';
+
+/** A value with everything decrypted from a vault or read by a lookup hidden, at any depth. */
+function hideKnown(v: unknown): unknown {
+  if (isKnownSecret(v)) return HIDDEN;
+  if (Array.isArray(v)) return v.map(hideKnown);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, hideKnown(x)]));
+  return v;
+}
+
 function masked(vars: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(vars))
-    out[k] = isSecretVar(k) && v !== null && v !== '' ? '<secret, not shown>' : v;
+  for (const [k, v] of Object.entries(vars)) out[k] = isSecretVar(k) && v !== null && v !== '' ? HIDDEN : hideKnown(v);
   return out;
 }
 
