@@ -87,3 +87,34 @@ export async function loadAll(
   if (!r.playbook || r.errors.length) throw new InputError(sortDiagnostics([...r.errors, ...r.warnings]));
   return r as LoadResult & { playbook: NonNullable<LoadResult['playbook']> };
 }
+
+/** The inventory's hosts, narrowed by `--limit` (exit 3 when a part of the pattern matches nothing). */
+export async function selectHostsOrExit(inventory: Inventory, limit: string | undefined): Promise<string[]> {
+  const hosts = [...inventory.hosts.keys()];
+  if (!limit) return hosts;
+  const { matchHosts } = await import('../playbook/patterns.js');
+  const m = matchHosts(inventory, limit);
+  if (m.unmatched.length)
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--limit \`${limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`,
+    );
+  const allowed = new Set(m.hosts);
+  return hosts.filter((h) => allowed.has(h));
+}
+
+/** A host's string variables as a play would see them (inventory, then -e), for commands that run no playbook. */
+export async function hostStringVars(
+  inventory: Inventory,
+  host: string,
+  extraVars: Record<string, unknown>,
+): Promise<(name: string) => string | undefined> {
+  const { playVariables } = await import('../playbook/playbook.js');
+  const vars = playVariables(
+    inventory,
+    { name: 'command', hosts: host, vars: {}, tasks: [], handlers: [], loc: { file: '', line: 0, col: 0 } },
+    host,
+    extraVars,
+  );
+  return (k) => (typeof vars[k] === 'string' ? (vars[k] as string) : undefined);
+}

@@ -30,6 +30,11 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     summary: 'facts: show what each host trusts and which credentials it holds (no secret values)',
     load: async () => (await import('./commands/facts.js')).factsCommand,
   },
+  diagnose: {
+    summary:
+      'diagnose REGISTRY [--ca FILE]: why each node gets x509 for REGISTRY, seen from the node, with the secure fix (exit 2 on a problem)',
+    load: async () => (await import('./commands/diagnose.js')).diagnoseCommand,
+  },
   snapshots: {
     summary: 'snapshots list | show ID | prune --keep N|--all: the saved state of past runs',
     load: async () => (await import('./commands/snapshots.js')).snapshotsCommand,
@@ -73,6 +78,7 @@ options:
       --accept-new-host-keys   trust unknown SSH host keys on first use
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE
+      --ca FILE            diagnose: check this CA against what the registry serves each node
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
       --metrics FILE       run/check: write Prometheus metrics (in sync, last check, duration, exit code)
       --vault-password-file FILE   password for Ansible Vault values (an executable FILE is run)

@@ -38,6 +38,7 @@ export const commonOptions = {
   output: { type: 'string' },
   name: { type: 'string' },
   metrics: { type: 'string' },
+  ca: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -87,6 +88,8 @@ export type Options = {
   name?: string;
   /** Prometheus text exposition of the run, written atomically (node_exporter's textfile collector). */
   metrics?: string;
+  /** `diagnose --ca FILE`: a CA to check against what the registry serves. */
+  ca?: string;
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -211,6 +214,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     ...(v.metrics !== undefined ? { metrics: v.metrics } : {}),
     ...(v.host !== undefined ? { host: v.host } : {}),
     ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
+    ...(v.ca !== undefined ? { ca: v.ca } : {}),
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),
     ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),

@@ -65,6 +65,11 @@ export interface Connection {
   remove(path: string): Promise<void>;
   /** A byte stream to a unix socket on the host (SSH: OpenSSH stream-local forwarding). */
   openUnixSocket(path: string): Promise<Duplex>;
+  /**
+   * A TCP connection opened BY THE HOST to `address:port` (SSH: a `direct-tcpip` channel), so the
+   * host's own name resolution, /etc/hosts and routes apply. Rejects with a TcpOpenError.
+   */
+  openTcp(address: string, port: number): Promise<Duplex>;
   /** A long-lived command fed line by line on stdin (the host lock's holder); it ends with the connection. */
   session(command: Command, options?: Pick<ExecOptions, 'become'>): Promise<HostSession>;
   close(): Promise<void>;

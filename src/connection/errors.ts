@@ -26,3 +26,31 @@ export class FileOperationError extends Error {
     super(message);
   }
 }
+
+/** Why a host could not open a TCP connection, in the words of its resolver or its sshd. */
+export type TcpOpenFailure = 'dns' | 'refused' | 'timeout' | 'forbidden' | 'other';
+
+/** `Connection.openTcp` failed: `failure` says why, the message what the host reported. */
+export class TcpOpenError extends Error {
+  constructor(
+    readonly failure: TcpOpenFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TcpOpenError';
+  }
+}
+
+/** The failure class of a resolver / connect / sshd channel-open message. */
+export function tcpFailureOf(text: string): TcpOpenFailure {
+  if (/administratively prohibited|open failed$|forwarding.*(disabled|denied)/i.test(text)) return 'forbidden';
+  if (
+    /ENOTFOUND|EAI_AGAIN|name or service not known|nodename nor servname|no address associated|name resolution|getaddrinfo/i.test(
+      text,
+    )
+  )
+    return 'dns';
+  if (/ECONNREFUSED|connection refused/i.test(text)) return 'refused';
+  if (/ETIMEDOUT|timed out|timeout/i.test(text)) return 'timeout';
+  return 'other';
+}

@@ -3,7 +3,13 @@ import { LocalConnection } from './local.js';
 import { SshConnection, type ProxyJumpHop } from './ssh.js';
 
 export type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
-export { ConnectionError, FileOperationError, type ConnectionErrorKind } from './errors.js';
+export {
+  ConnectionError,
+  FileOperationError,
+  TcpOpenError,
+  type ConnectionErrorKind,
+  type TcpOpenFailure,
+} from './errors.js';
 export { describeExit } from './exit-codes.js';
 export { quote, quoteArgv } from './shell-quote.js';
 export { LocalConnection, type LocalConnectionOptions } from './local.js';

@@ -6,7 +6,7 @@ import { connect as netConnect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
-import { FileOperationError } from './errors.js';
+import { FileOperationError, TcpOpenError, tcpFailureOf } from './errors.js';
 import {
   parseReadResult,
   parseStatResult,
@@ -49,6 +49,9 @@ function parentDirProblem(dir: string, st: Stats): string | null {
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** How long a TCP connect may take before it counts as a timeout (as a registry client's dialer). */
+const TCP_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Runs commands as child processes of this process and touches files with fs calls. */
 export class LocalConnection implements Connection {
@@ -278,6 +281,30 @@ export class LocalConnection implements Connection {
       });
       socket.once('error', (err) => {
         reject(new Error(`${this.host}: cannot connect to unix socket ${path}: ${err.message}`));
+      });
+    });
+  }
+
+  openTcp(address: string, port: number): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect({ host: address, port, timeout: TCP_CONNECT_TIMEOUT_MS });
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        socket.removeAllListeners('timeout');
+        socket.setTimeout(0);
+        resolve(socket);
+      });
+      socket.once('timeout', () => {
+        socket.destroy();
+        reject(new TcpOpenError('timeout', `${this.host}: connecting to ${address}:${port} timed out`));
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        reject(
+          new TcpOpenError(
+            tcpFailureOf(`${err.code ?? ''} ${err.message}`),
+            `${this.host}: cannot connect to ${address}:${port}: ${err.message}`,
+          ),
+        );
       });
     });
   }

@@ -14,7 +14,7 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
-import { ConnectionError } from './errors.js';
+import { ConnectionError, TcpOpenError, tcpFailureOf } from './errors.js';
 import {
   fileError,
   parseReadResult,
@@ -692,6 +692,28 @@ export class SshConnection implements Connection {
           reject(
             new Error(
               `${this.target.label}: cannot open the unix socket ${path} over SSH (${err.message}) — is something listening there, and does sshd allow AllowStreamLocalForwarding?`,
+            ),
+          );
+          return;
+        }
+        this.counters.channels++;
+        resolve(stream);
+      });
+    });
+  }
+
+  async openTcp(address: string, port: number): Promise<Duplex> {
+    await this.connect();
+    const client = this.client;
+    if (!client) throw this.lost();
+    return new Promise((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 0, address, port, (err, stream) => {
+        if (err) {
+          // OpenSSH puts its resolver's or connect()'s error text in the open-failure description.
+          reject(
+            new TcpOpenError(
+              tcpFailureOf(err.message),
+              `${this.target.label}: the host cannot open a TCP connection to ${address}:${port} (${err.message.replace(/^\(SSH\) Channel open failure: /, '')})`,
             ),
           );
           return;

@@ -43,6 +43,7 @@ function hostAt(root: string): Connection {
     writeFile: unused,
     remove: unused,
     openUnixSocket: unused,
+    openTcp: unused,
     session: unused,
     close: async () => undefined,
     async readFile(path) {

@@ -122,6 +122,9 @@ class UnusableConnection implements Connection {
   openUnixSocket(): Promise<never> {
     return this.fail();
   }
+  openTcp(): Promise<never> {
+    return this.fail();
+  }
   session(): Promise<never> {
     return this.fail();
   }

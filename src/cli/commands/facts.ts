@@ -3,32 +3,19 @@
  * and which credentials it holds (registry names only, never values), changing nothing.
  */
 import { ExitCode, ExitError } from '../exit-codes.js';
-import { loadInventoryOrExit } from '../load.js';
+import { hostStringVars, loadInventoryOrExit, selectHostsOrExit } from '../load.js';
 import type { Options } from '../options.js';
 
 export async function factsCommand(positionals: string[], options: Options): Promise<number> {
   if (positionals.length)
     throw new ExitError(ExitCode.Invalid, 'usage: trustplay facts [-i INVENTORY] [--limit PATTERN] [--format json]');
   const inventory = await loadInventoryOrExit(options);
-  const [{ matchHosts }, { ConnectionPool }, { pool }, { gatherNodeFacts, formatNodeFacts }, { playVariables }] =
-    await Promise.all([
-      import('../../playbook/patterns.js'),
-      import('../../engine/connect.js'),
-      import('../../engine/run.js'),
-      import('../../snapshots/facts.js'),
-      import('../../playbook/playbook.js'),
-    ]);
-  let hosts = [...inventory.hosts.keys()];
-  if (options.limit) {
-    const m = matchHosts(inventory, options.limit);
-    if (m.unmatched.length)
-      throw new ExitError(
-        ExitCode.Invalid,
-        `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`,
-      );
-    const allowed = new Set(m.hosts);
-    hosts = hosts.filter((h) => allowed.has(h));
-  }
+  const [{ ConnectionPool }, { pool }, { gatherNodeFacts, formatNodeFacts }] = await Promise.all([
+    import('../../engine/connect.js'),
+    import('../../engine/run.js'),
+    import('../../snapshots/facts.js'),
+  ]);
+  const hosts = await selectHostsOrExit(inventory, options.limit);
   const conns = new ConnectionPool(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
   const results: Record<
     string,
@@ -44,13 +31,7 @@ export async function factsCommand(positionals: string[], options: Options): Pro
         return;
       }
       // The same variables a play would see, so per-host containerd paths are honoured.
-      const vars = playVariables(
-        inventory,
-        { name: 'facts', hosts: host, vars: {}, tasks: [], handlers: [], loc: { file: '', line: 0, col: 0 } },
-        host,
-        options.extraVars,
-      );
-      const str = (k: string) => (typeof vars[k] === 'string' ? (vars[k] as string) : undefined);
+      const str = await hostStringVars(inventory, host, options.extraVars);
       try {
         const configFile = str('containerd_config_file');
         const configPath = str('containerd_config_path');

@@ -1,0 +1,326 @@
+/**
+ * `trustplay diagnose` for one node: from the node's own network view (a TCP connection the node
+ * opens, through containerd's proxy when it uses one), the handshake a registry client makes, the
+ * served chain evaluated against what the node trusts for the registry, and one named cause with
+ * its evidence and the secure fix.
+ */
+import { TcpOpenError } from '../connection/errors.js';
+import type { Connection } from '../connection/connection.js';
+import { splitHostPort } from '../containerd/registry-host.js';
+import { evidenceOf, type Cert, type CertEvidence } from './certificate.js';
+import { evaluateChain, type Anchor, type ChainFinding } from './evaluate.js';
+import { fixFor, type Fix } from './fixes.js';
+import { gatherNodeView, proxyFor, type NodeView, type NodeViewOptions } from './node-view.js';
+import { connectThroughProxy, probePlain, probeTls, type TlsProbe } from './probe.js';
+import { CAUSE_SUMMARY, type DiagnoseCause } from './causes.js';
+
+/** A CA file given with `--ca`, already parsed. */
+export interface ExtraCa {
+  file: string;
+  certs: Cert[];
+}
+
+/** What to diagnose and how. */
+export interface DiagnoseOptions extends NodeViewOptions {
+  /** `host` or `host:port`. */
+  registry: string;
+  ca?: ExtraCa;
+  /** The controller's clock (injectable so a test can stub it, as the node's clock cannot be moved). */
+  controllerNow?: () => Date;
+  /** Replaces the node's clock read (tests only: a Go daemon's clock cannot be skewed in a namespace). */
+  nodeClock?: (read: Date) => Date;
+}
+
+/** Where the handshake was seen from. */
+export type ViewKind = 'node (direct TCP channel)' | 'node through containerd proxy' | 'controller only';
+
+/** One node's diagnosis, as printed and as JSON. */
+export interface Diagnosis {
+  host: string;
+  registry: string;
+  cause: DiagnoseCause;
+  /** One sentence: what is wrong, with the evidence that decided it. */
+  summary: string;
+  /** Every problem found, in the order containerd meets them (the first is `cause`). */
+  findings: ChainFinding[];
+  view?: ViewKind;
+  evidence: {
+    chain?: CertEvidence[];
+    /** The certificate that validated the chain (when trusted). */
+    trusted_by?: string;
+    trust?: NodeView['trust'];
+    node_time?: string;
+    controller_time?: string;
+    clock_skew_seconds?: number;
+    addresses?: string[];
+    proxy?: { https_proxy?: string; no_proxy?: string; used: boolean; sources: string[] };
+    http_status?: number;
+    www_authenticate?: string;
+    credentials?: string[];
+    tls_error?: string;
+    /** First bytes a non-TLS port answered. */
+    answered?: string;
+    /** Leaf the node sees directly when the proxy's differs (interception). */
+    direct_leaf?: CertEvidence;
+  };
+  /** `--ca` pre-flight: whether that file validates the served chain for this name from this node. */
+  ca_check?: { file: string; validates: boolean; detail: string };
+  fix: Fix | null;
+}
+
+function finding(cause: DiagnoseCause, detail: string): ChainFinding {
+  return { cause: cause as ChainFinding['cause'], detail };
+}
+
+/** Diagnoses one node (connects it if needed); never throws for what the node or registry does. */
+export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promise<Diagnosis> {
+  const { host: hostname, port: portText } = splitHostPort(o.registry);
+  const bareHost = hostname.replace(/^\[|\]$/g, '');
+  const port = Number(portText ?? '443');
+  const d: Diagnosis = {
+    host: conn.host,
+    registry: o.registry,
+    cause: 'healthy',
+    summary: '',
+    findings: [],
+    evidence: {},
+    fix: null,
+  };
+  const done = (cause: DiagnoseCause, detail: string): Diagnosis => {
+    d.findings.unshift(finding(cause, detail));
+    return settle(d, o);
+  };
+
+  try {
+    await conn.connect();
+  } catch (e) {
+    d.cause = 'host-unreachable';
+    d.summary = (e as Error).message;
+    return d;
+  }
+  let view: NodeView;
+  try {
+    view = await gatherNodeView(conn, o.registry, o);
+  } catch (e) {
+    d.cause = 'other';
+    d.summary = (e as Error).message;
+    return d;
+  }
+  const controllerNow = (o.controllerNow ?? (() => new Date()))();
+  const nodeNow = o.nodeClock ? o.nodeClock(view.clock) : view.clock;
+  d.evidence.trust = view.trust;
+  d.evidence.node_time = nodeNow.toISOString();
+  d.evidence.controller_time = controllerNow.toISOString();
+  d.evidence.clock_skew_seconds = Math.round((nodeNow.getTime() - controllerNow.getTime()) / 1000);
+  d.evidence.addresses = view.addresses;
+  if (view.credentials.length) d.evidence.credentials = view.credentials;
+  const proxy = proxyFor(view.proxy, o.registry);
+  if (view.proxy.httpsProxy || view.proxy.noProxy)
+    d.evidence.proxy = {
+      ...(view.proxy.httpsProxy ? { https_proxy: view.proxy.httpsProxy } : {}),
+      ...(view.proxy.noProxy ? { no_proxy: view.proxy.noProxy } : {}),
+      used: proxy !== undefined,
+      sources: view.proxy.sources,
+    };
+
+  // Go's dialer resolves through the node's resolver; a name it cannot resolve never gets a TCP connection.
+  if (!proxy && /[a-z]/i.test(bareHost) && !bareHost.includes(':') && view.addresses.length === 0)
+    return done(
+      'dns',
+      `the node cannot resolve ${bareHost} (getent ahosts found no address: check /etc/hosts and /etc/resolv.conf on the node)`,
+    );
+
+  const open = async (): Promise<{ stream: import('node:stream').Duplex } | { error: TcpOpenError }> => {
+    try {
+      if (!proxy) return { stream: await conn.openTcp(bareHost, port) };
+      const p = new URL(view.proxy.rawHttpsProxy ?? proxy);
+      const stream = await conn.openTcp(p.hostname, Number(p.port || (p.protocol === 'https:' ? 443 : 80)));
+      const tunnel = await connectThroughProxy(stream, `${hostname}:${port}`);
+      if (!tunnel.ok) {
+        stream.destroy();
+        return {
+          error: new TcpOpenError(
+            'other',
+            `containerd's proxy ${view.proxy.httpsProxy ?? ''} refused the tunnel to ${hostname}:${port}: ${tunnel.status}`,
+          ),
+        };
+      }
+      return { stream };
+    } catch (e) {
+      return { error: e instanceof TcpOpenError ? e : new TcpOpenError('other', (e as Error).message) };
+    }
+  };
+
+  d.view = proxy ? 'node through containerd proxy' : 'node (direct TCP channel)';
+  const first = await open();
+  if ('error' in first) {
+    const e = first.error;
+    switch (e.failure) {
+      case 'dns':
+        return done('dns', `the node cannot resolve ${bareHost}: ${e.message}`);
+      case 'refused':
+        return done(
+          'unreachable',
+          `the node's connection to ${hostname}:${port} was refused (nothing listens there, or a firewall rejects it): ${e.message}`,
+        );
+      case 'timeout':
+        return done('timeout', `the node's connection to ${hostname}:${port} timed out: ${e.message}`);
+      case 'forbidden':
+        d.view = 'controller only';
+        return done(
+          'other',
+          `the node's sshd forbids TCP forwarding (AllowTcpForwarding no), so the handshake cannot be seen from the node: ${e.message}`,
+        );
+      default:
+        return done('unreachable', e.message);
+    }
+  }
+  const probe = await probeTls(first.stream, bareHost, `${hostname}:${port}`);
+  return classifyProbe(d, probe, {
+    view,
+    nodeNow,
+    controllerNow,
+    hostname: bareHost,
+    port,
+    open,
+    proxy: proxy !== undefined,
+    conn,
+    o,
+  });
+}
+
+interface Ctx {
+  view: NodeView;
+  nodeNow: Date;
+  controllerNow: Date;
+  hostname: string;
+  port: number;
+  open: () => Promise<{ stream: import('node:stream').Duplex } | { error: TcpOpenError }>;
+  proxy: boolean;
+  conn: Connection;
+  o: DiagnoseOptions;
+}
+
+async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Diagnosis> {
+  const done = (cause: DiagnoseCause, detail: string): Diagnosis => {
+    d.findings.unshift(finding(cause, detail));
+    return settle(d, c.o);
+  };
+  const hp = `${c.hostname}:${c.port}`;
+  if (probe.kind === 'timeout')
+    return done(
+      'timeout',
+      `the TLS handshake with ${hp} did not finish within 10 s (containerd's TLSHandshakeTimeout): something accepts the connection but does not answer`,
+    );
+  if (probe.kind === 'handshake-failed') {
+    d.evidence.tls_error = probe.message;
+    if (probe.clientCertRequired)
+      return done(
+        'client-cert-required',
+        `${hp} requires a client certificate (mutual TLS) and ended the handshake when none was sent (${probe.message})`,
+      );
+    const again = await c.open();
+    if ('stream' in again) {
+      const plain = await probePlain(again.stream, hp);
+      if (plain.http) {
+        d.evidence.http_status = plain.http.status;
+        return done(
+          'plain-http',
+          `${hp} answers plain HTTP (status ${plain.http.status} to GET /v2/ without TLS), so the HTTPS pull fails with "server gave HTTP response to HTTPS client"`,
+        );
+      }
+      if (plain.first) d.evidence.answered = JSON.stringify(plain.first.replace(/[^\x20-\x7e]/g, '.'));
+    }
+    if (probe.notTls)
+      return done(
+        'not-tls',
+        `${hp} does not speak TLS (the handshake failed: ${probe.message})${d.evidence.answered ? `; it answered ${d.evidence.answered}` : ''}: wrong port?`,
+      );
+    return done('other', `the TLS handshake with ${hp} failed: ${probe.message}`);
+  }
+  d.evidence.chain = probe.served.map(evidenceOf);
+  if (probe.v2) d.evidence.http_status = probe.v2.status;
+  if (probe.v2?.authenticate) d.evidence.www_authenticate = probe.v2.authenticate;
+
+  const anchors: Anchor[] = [...c.view.registryAnchors, ...c.view.osAnchors];
+  const verdict = evaluateChain({
+    served: probe.served,
+    anchors,
+    hostname: c.hostname,
+    now: c.nodeNow,
+    controllerNow: c.controllerNow,
+    registryAnchors: [
+      ...c.view.registryAnchors,
+      ...(c.o.ca ? c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` })) : []),
+    ],
+  });
+  d.findings.push(...verdict.findings);
+  if (verdict.anchor) d.evidence.trusted_by = `${evidenceOf(verdict.anchor.cert).subject} (${verdict.anchor.source})`;
+  if (c.o.ca) {
+    const withCa = evaluateChain({
+      served: probe.served,
+      anchors: [...anchors, ...c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` }))],
+      hostname: c.hostname,
+      now: c.nodeNow,
+      controllerNow: c.controllerNow,
+    });
+    const chainOk = !withCa.findings.some(
+      (f) =>
+        f.cause === 'unknown-authority' ||
+        f.cause === 'self-signed' ||
+        f.cause === 'missing-intermediate' ||
+        f.cause === 'sha1-signature',
+    );
+    d.ca_check = {
+      file: c.o.ca.file,
+      validates: withCa.findings.length === 0,
+      detail:
+        withCa.findings.length === 0
+          ? `${c.o.ca.file} validates the chain ${hp} serves to this node`
+          : chainOk
+            ? `${c.o.ca.file} completes the chain, but: ${withCa.findings.map((f) => f.detail).join('; ')}`
+            : `${c.o.ca.file} does not validate the chain ${hp} serves to this node: ${withCa.findings[withCa.findings.length - 1]?.detail ?? ''}`,
+    };
+  }
+  if (c.proxy) {
+    // What the registry serves without the proxy: a different leaf means the proxy re-signs the traffic.
+    const direct = await c.conn.openTcp(c.hostname, c.port).catch(() => undefined);
+    if (direct) {
+      const seen = await probeTls(direct, c.hostname, hp);
+      const leaf = seen.kind === 'tls' ? seen.served[0] : undefined;
+      if (leaf && probe.served[0] && leaf.x509.fingerprint256 !== probe.served[0].x509.fingerprint256) {
+        d.evidence.direct_leaf = evidenceOf(leaf);
+        const issuer = d.evidence.chain[0]?.issuer ?? '?';
+        d.findings.unshift(
+          finding(
+            'tls-interception',
+            `containerd's proxy ${c.view.proxy.httpsProxy ?? ''} intercepts TLS: through it the node sees a certificate issued by "${issuer}", while ${hp} itself serves one issued by "${d.evidence.direct_leaf.issuer}"`,
+          ),
+        );
+      }
+    }
+  }
+  if (d.findings.length) return settle(d, c.o);
+  if (probe.clientCertRequired)
+    return done(
+      'client-cert-required',
+      `${hp}'s certificate is trusted, but it requires a client certificate (mutual TLS) and ended the connection when none was sent (${probe.error ?? ''})`,
+    );
+  if (probe.v2?.status === 401 || probe.v2?.status === 403)
+    return done(
+      'unauthorized',
+      `TLS is fine (the chain validates for ${c.hostname} from this node); ${hp} answers ${probe.v2.status} to GET /v2/${probe.v2.authenticate ? ` (${probe.v2.authenticate})` : ''}: look at credentials; the node holds ${c.view.credentials.length ? c.view.credentials.join(', ') : 'none for this registry'}`,
+    );
+  return settle(d, c.o);
+}
+
+/** Fills `cause`, `summary` and `fix` from the findings. */
+function settle(d: Diagnosis, o: DiagnoseOptions): Diagnosis {
+  const first = d.findings[0];
+  d.cause = first ? (first.cause as DiagnoseCause) : 'healthy';
+  d.summary = first
+    ? `${CAUSE_SUMMARY[d.cause]}: ${first.detail}`
+    : `${CAUSE_SUMMARY.healthy}${d.evidence.http_status !== undefined ? ` (GET /v2/ answered ${d.evidence.http_status})` : ''}`;
+  d.fix = fixFor(d, o);
+  return d;
+}

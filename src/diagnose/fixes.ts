@@ -1,0 +1,144 @@
+/**
+ * The fix diagnose proposes for each cause: the secure one, as a ready `containerd.tls` task where
+ * trustplay can apply it, else what to ask of whom. Never `skip_verify` or `plain_http`: where only
+ * the registry's owner can fix the cause, the fix says so and proposes nothing on the node.
+ */
+import type { DiagnoseOptions, Diagnosis } from './diagnose.js';
+
+/** A proposed fix. */
+export interface Fix {
+  /** Who can apply it. */
+  by: 'you (trustplay)' | 'registry owner' | 'node administrator';
+  /** One sentence. */
+  action: string;
+  /** A ready containerd.tls task (a playbook task as data), when trustplay can apply the fix. */
+  task?: { name: string; 'containerd.tls': Record<string, unknown> };
+}
+
+const PLACEHOLDER_CA = "<the registry CA's PEM file, from the registry's owner>";
+
+function caTask(registry: string, ca: string): Fix['task'] {
+  return { name: `trust ${registry}'s CA`, 'containerd.tls': { registry, ca } };
+}
+
+/** The fix for a diagnosis (null when healthy or nothing on the trust side applies). */
+export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
+  const r = d.registry;
+  const caOk = d.ca_check?.validates === true;
+  const byCa = caOk && o.ca ? caTask(r, o.ca.file) : undefined;
+  const chain = d.evidence.chain ?? [];
+  const issuer = chain.at(-1)?.issuer ?? chain[0]?.issuer;
+  switch (d.cause) {
+    case 'healthy':
+    case 'host-unreachable':
+    case 'other':
+      return null;
+    case 'unknown-authority':
+      return byCa
+        ? {
+            by: 'you (trustplay)',
+            action: `trust ${o.ca?.file ?? ''} for ${r} (it validates what ${r} serves to this node)`,
+            task: byCa,
+          }
+        : {
+            by: 'you (trustplay)',
+            action: `get the CA "${issuer ?? '?'}" from ${r}'s owner, check it with \`trustplay diagnose ${r} --ca FILE\`, then trust it for ${r}`,
+            task: caTask(r, PLACEHOLDER_CA),
+          };
+    case 'self-signed':
+      return byCa
+        ? {
+            by: 'you (trustplay)',
+            action: `trust ${r}'s self-signed certificate ${o.ca?.file ?? ''} (its fingerprint matches what ${r} serves)`,
+            task: byCa,
+          }
+        : {
+            by: 'you (trustplay)',
+            action: `get ${r}'s self-signed certificate from its owner (compare its fingerprint with ${chain[0]?.sha256 ?? 'the one above'}), then trust it as the CA for ${r}`,
+            task: caTask(r, "<the registry's self-signed certificate, from its owner>"),
+          };
+    case 'missing-intermediate':
+      return byCa
+        ? {
+            by: 'you (trustplay)',
+            action: `trust ${o.ca?.file ?? ''} for ${r} (it holds the missing intermediate); better, ask ${r}'s owner to serve the full chain`,
+            task: byCa,
+          }
+        : {
+            by: 'registry owner',
+            action: `serve the full chain (leaf followed by the intermediate "${chain[0]?.issuer ?? '?'}"); until then, a CA file holding the intermediate and its root, given with --ca, can be trusted for ${r}`,
+          };
+    case 'name-mismatch':
+      return {
+        by: 'registry owner',
+        action: `reissue the certificate with ${r.replace(/:\d+$/, '')} in its subjectAltName, or pull through a name it does list (${chain[0]?.san.join(', ') || 'none'}); no trust setting fixes a wrong name securely`,
+      };
+    case 'cn-only':
+      return {
+        by: 'registry owner',
+        action: `reissue the certificate with ${r.replace(/:\d+$/, '')} in a subjectAltName extension (Go ignores the Common Name since 1.15)`,
+      };
+    case 'sha1-signature':
+      return {
+        by: 'registry owner',
+        action: 'reissue the certificate signed with SHA-256 (containerd refuses SHA-1 signatures)',
+      };
+    case 'expired':
+      return {
+        by: 'registry owner',
+        action: `renew ${r}'s certificate (no trust setting makes an expired certificate valid)`,
+      };
+    case 'not-yet-valid':
+      return {
+        by: 'registry owner',
+        action: `reissue ${r}'s certificate with a start date in the past, or wait until ${chain[0]?.not_before ?? 'it starts'} (the node's clock agrees with the controller's)`,
+      };
+    case 'clock-skew':
+      return {
+        by: 'node administrator',
+        action: `set the node's clock right (it is ${d.evidence.clock_skew_seconds ?? '?'} s off the controller's): enable time sync, e.g. \`timedatectl set-ntp true\``,
+      };
+    case 'plain-http':
+      return {
+        by: 'registry owner',
+        action: `serve TLS on ${r} (or give its TLS port); trustplay proposes nothing on the node: plain HTTP lets anyone on the path serve images`,
+      };
+    case 'not-tls':
+      return { by: 'you (trustplay)', action: `check the registry's port: ${r} does not answer TLS or HTTP there` };
+    case 'client-cert-required':
+      return {
+        by: 'you (trustplay)',
+        action: `get a client certificate and key for this node from ${r}'s owner and give them to containerd.tls`,
+        task: {
+          name: `client certificate for ${r}`,
+          'containerd.tls': {
+            registry: r,
+            ...(byCa ? { ca: o.ca?.file } : {}),
+            client_cert: '<client certificate PEM, from the registry owner>',
+            client_key: '<its private key PEM (a secret: keep it in a vault file)>',
+          },
+        },
+      };
+    case 'tls-interception':
+      return {
+        by: 'node administrator',
+        action: `add ${r.replace(/:\d+$/, '')} to NO_PROXY in containerd's environment (the unit's drop-in) and restart containerd; only if the intercepting proxy is your organisation's, trust its CA for ${r} instead`,
+      };
+    case 'dns':
+      return {
+        by: 'node administrator',
+        action: `make ${r.replace(/:\d+$/, '')} resolvable on the node (its DNS, /etc/resolv.conf or /etc/hosts)`,
+      };
+    case 'unreachable':
+    case 'timeout':
+      return {
+        by: 'node administrator',
+        action: `check that ${r} runs and that nothing between this node and it (firewall, proxy) blocks the port`,
+      };
+    case 'unauthorized':
+      return {
+        by: 'you (trustplay)',
+        action: `give the node credentials for ${r} (image.pull.verify \`auth\`, kubelet / imagePullSecrets); node.creds.wipe removes stale ones`,
+      };
+  }
+}

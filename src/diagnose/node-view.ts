@@ -1,0 +1,323 @@
+/**
+ * What a node knows that decides its trust in a registry, read from the node: which CA files
+ * containerd uses for it (hosts.toml `ca`, the legacy CRI `tls.ca_file`, the OS store Go loads),
+ * the node's clock, how it resolves the registry's name, the proxy environment of the containerd
+ * service (its unit, drop-ins and the running process's environment) and which credentials it holds
+ * for the registry (names only: values are dropped as soon as the text is parsed).
+ *
+ * Two remote commands: containerd's facts (shared with containerd.tls), then one script for the rest.
+ */
+import { posix } from 'node:path';
+import type { Connection } from '../connection/connection.js';
+import { describeExit } from '../connection/exit-codes.js';
+import { inspectConfig } from '../containerd/config.js';
+import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
+import { parseHostsToml } from '../containerd/hosts-toml.js';
+import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
+import { credentialKeys } from '../snapshots/facts.js';
+import { certsFromPem, type Cert } from './certificate.js';
+import type { Anchor } from './evaluate.js';
+
+/** Where to look; defaults are containerd's. */
+export interface NodeViewOptions {
+  configFile?: string;
+  configPath?: string;
+  credentialFiles?: string[];
+}
+
+/** Proxy settings that apply to containerd, with where each was found (userinfo in URLs masked). */
+export interface ProxyEnv {
+  /** `HTTPS_PROXY` as the running daemon has it (else as its unit sets it). */
+  httpsProxy?: string;
+  noProxy?: string;
+  /** Where the values were read: `/proc/<pid>/environ`, a unit file or drop-in. */
+  sources: string[];
+  /** Proxy lines in the unit and drop-ins, masked, for the report. */
+  unitLines: string[];
+  /** The unmasked HTTPS_PROXY, only to open the tunnel: never printed or reported. */
+  rawHttpsProxy?: string;
+}
+
+/** The node's own view. */
+export interface NodeView {
+  /** The node's clock when the script ran. */
+  clock: Date;
+  /** What the node's resolver answers for the registry host (`getent ahosts`), empty when nothing. */
+  addresses: string[];
+  /** Anchors containerd uses for this registry: the registry's own CA files, then the OS store. */
+  registryAnchors: Anchor[];
+  osAnchors: Anchor[];
+  /** The trust settings found for the registry, for the report. */
+  trust: { hosts_toml?: string; ca_files: string[]; skip_verify: boolean; legacy_ca_file?: string; os_store?: string };
+  proxy: ProxyEnv;
+  /** Credential entries the node holds for this registry: `file: key` names only. */
+  credentials: string[];
+  /** Which tools the node has for the fallback view. */
+  hasOpenssl: boolean;
+}
+
+// Go's crypto/x509 root files on Linux, in its order (root_linux.go); the first that exists is used.
+const GO_CERT_FILES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/ca-bundle.pem',
+  '/etc/pki/tls/cacert.pem',
+  '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem',
+  '/etc/ssl/cert.pem',
+];
+
+const UNIT_FILES = [
+  '/etc/systemd/system/containerd.service',
+  '/run/systemd/system/containerd.service',
+  '/lib/systemd/system/containerd.service',
+  '/usr/lib/systemd/system/containerd.service',
+];
+const DROPIN_DIRS = ['/etc/systemd/system/containerd.service.d', '/run/systemd/system/containerd.service.d'];
+
+// $1 host, $2 OS store candidates (newline separated), $3 unit files, $4 drop-in dirs, then CA and credential files.
+// The containerd process: systemd's MainPID, else the containerd in this mount namespace (a shared
+// pid namespace with several daemons, as the lab's nodes have, must not pick another node's).
+const SCRIPT = `host=$1; stores=$2; units=$3; dropins=$4; shift 4
+b() { base64 | tr -d '\\n'; echo; }
+echo "@@clock $(date -u +%s)"
+echo "@@addrs $(getent ahosts "$host" 2>/dev/null | awk '{print $1}' | sort -u | tr '\\n' ' ')"
+command -v openssl >/dev/null 2>&1 && echo "@@openssl"
+pid=$(systemctl show -p MainPID --value containerd 2>/dev/null)
+case "$pid" in ''|0|*[!0-9]*) pid=; me=$(readlink /proc/$$/ns/mnt)
+  for c in /proc/[0-9]*/comm; do
+    [ "$(cat "$c" 2>/dev/null)" = containerd ] || continue
+    p=\${c%/comm}; [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] && { pid=\${p#/proc/}; break; }
+  done;;
+esac
+if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
+  echo "@@environ $pid"; tr '\\0' '\\n' < "/proc/$pid/environ" | grep -i -E '^(https?_proxy|no_proxy|all_proxy|ssl_cert_file|ssl_cert_dir)=' | b
+fi
+echo "$units" | while IFS= read -r u; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done
+echo "$dropins" | while IFS= read -r d; do for u in "$d"/*.conf; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done; done
+for s in $stores; do [ -f "$s" ] && { echo "@@store $(printf '%s' "$s" | b)"; b < "$s"; break; }; done
+for f do
+  if [ -f "$f" ]; then echo "@@file $(printf '%s' "$f" | b)"; b < "$f"; else echo "@@nofile $(printf '%s' "$f" | b)"; fi
+done
+echo "@@end"
+`;
+
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** Masks the userinfo of a proxy URL (`http://user:pass@proxy:3128` -> `http://***@proxy:3128`). */
+export function maskProxy(value: string): string {
+  return value.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/)?[^/@\s]*@/i,
+    (_m, scheme: string | undefined) => `${scheme ?? ''}***@`,
+  );
+}
+
+/** Go's httpproxy: whether NO_PROXY exempts `host` (exact names, `.suffix`/`suffix` domains, `*`, host:port). */
+export function noProxyMatches(noProxy: string | undefined, host: string, port: string): boolean {
+  if (!noProxy) return false;
+  for (const raw of noProxy.split(',')) {
+    const e = raw.trim().toLowerCase();
+    if (!e) continue;
+    if (e === '*') return true;
+    const [eh, ep] =
+      e.includes(':') && !e.includes(']') ? [e.slice(0, e.lastIndexOf(':')), e.slice(e.lastIndexOf(':') + 1)] : [e, ''];
+    if (ep && ep !== port) continue;
+    const h = host.toLowerCase();
+    const bare = eh.replace(/^\*?\./, '');
+    if (h === bare || h.endsWith(`.${bare}`)) return true;
+  }
+  return false;
+}
+
+/** Go's ProxyFromEnvironment for an https URL: the proxy containerd uses for `registry`, or undefined. */
+export function proxyFor(proxy: ProxyEnv, registry: string): string | undefined {
+  const { host, port } = splitHostPort(registry);
+  const h = host.replace(/^\[|\]$/g, '');
+  // Go never proxies requests to localhost or loopback addresses.
+  if (h === 'localhost' || /^127\./.test(h) || h === '::1') return undefined;
+  if (!proxy.httpsProxy) return undefined;
+  if (noProxyMatches(proxy.noProxy, h, port ?? '443')) return undefined;
+  return proxy.httpsProxy;
+}
+
+function envValue(lines: string[], name: string): string | undefined {
+  // Go reads the upper-case name first, then the lower-case one.
+  for (const n of [name.toUpperCase(), name.toLowerCase()]) {
+    const l = lines.find((x) => x.startsWith(`${n}=`));
+    if (l !== undefined) return l.slice(n.length + 1);
+  }
+  return undefined;
+}
+
+function unitEnv(lines: string[]): string[] {
+  // Environment="A=b" "C=d" / Environment=A=b
+  const out: string[] = [];
+  for (const l of lines) {
+    const m = /^\s*Environment\s*=\s*(.*)$/.exec(l);
+    if (!m?.[1]) continue;
+    for (const w of m[1].match(/"[^"]*"|\S+/g) ?? []) out.push(w.replace(/^"|"$/g, ''));
+  }
+  return out;
+}
+
+const storeCache = new Map<string, Anchor[]>();
+
+/** Reads the node's view for `registry` (`host` or `host:port`). */
+export async function gatherNodeView(conn: Connection, registry: string, o: NodeViewOptions = {}): Promise<NodeView> {
+  const configFile = o.configFile ?? '/etc/containerd/config.toml';
+  const defaultDir = o.configPath ?? '/etc/containerd/certs.d';
+  const cf = await gatherContainerdFacts(conn, { configFile, configPath: defaultDir, registry });
+  const inspected = inspectConfig(cf.config.text, cf.version ? { containerdMajor: cf.version.major } : {});
+  const trust: NodeView['trust'] = { ca_files: [], skip_verify: false };
+  const caPaths: string[] = [];
+  const credentialNames: string[] = [];
+  if (inspected.ok) {
+    const info = inspected.info;
+    const dirs = info.configPathDirs;
+    // containerd reads the first of config_path's directories that has the registry's hosts.toml.
+    let hostsText: { dir: string; text: string } | undefined;
+    if (dirs.length === 0 || dirs[0] === defaultDir) {
+      const t = cf.hostsDir.files['hosts.toml'];
+      if (dirs.length > 0 && t) hostsText = { dir: cf.hostsDir.path, text: t.content.toString('utf8') };
+    }
+    for (const d of dirs) {
+      if (hostsText) break;
+      const p = `${hostsDirFor(d, registry)}/hosts.toml`;
+      const text = await conn.readFile(p);
+      if (text) hostsText = { dir: posix.dirname(p), text: text.toString('utf8') };
+    }
+    if (hostsText) {
+      trust.hosts_toml = `${hostsText.dir}/hosts.toml`;
+      const parsed = parseHostsToml(hostsText.text);
+      if (parsed.ok) {
+        const m = parsed.model;
+        const server = m.server ?? `https://${registry}`;
+        const cas = [
+          ...m.serverCa,
+          ...m.hosts.filter((h) => h.url.replace(/\/+$/, '') === server.replace(/\/+$/, '')).flatMap((h) => h.ca),
+        ];
+        for (const ca of new Set(cas)) caPaths.push(posix.isAbsolute(ca) ? ca : posix.join(hostsText.dir, ca));
+        trust.skip_verify = m.serverSkipVerify || m.hosts.some((h) => h.skipVerify);
+      }
+    }
+    if (dirs.length === 0) {
+      for (const [key, c] of Object.entries(info.configs)) {
+        if (!registryKeyMatches(key, registry)) continue;
+        if (c.tls?.ca_file) {
+          trust.legacy_ca_file = c.tls.ca_file;
+          caPaths.push(c.tls.ca_file);
+        }
+        if (c.tls?.insecure_skip_verify) trust.skip_verify = true;
+        if (c.auth && Object.values(c.auth).some((v) => typeof v === 'string' && v !== ''))
+          credentialNames.push(`${configFile}: registry.configs."${key}".auth`);
+      }
+    }
+  }
+  trust.ca_files = [...new Set(caPaths)];
+  const credFiles = o.credentialFiles ?? ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
+  const { host } = splitHostPort(registry);
+  const r = await conn.exec({
+    argv: [
+      'sh',
+      '-c',
+      SCRIPT,
+      'sh',
+      host,
+      GO_CERT_FILES.join('\n'),
+      UNIT_FILES.join('\n'),
+      DROPIN_DIRS.join('\n'),
+      ...trust.ca_files,
+      ...credFiles,
+    ],
+  });
+  const out = r.stdout.toString('utf8');
+  if (r.code !== 0 || !out.includes('@@end'))
+    throw new Error(
+      `${conn.host}: could not read the node's trust settings (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`,
+    );
+  const view: NodeView = {
+    clock: new Date(),
+    addresses: [],
+    registryAnchors: [],
+    osAnchors: [],
+    trust,
+    proxy: { sources: [], unitLines: [] },
+    credentials: credentialNames,
+    hasOpenssl: false,
+  };
+  const lines = out.split('\n');
+  let environ: string[] | undefined;
+  const unitLines: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? '';
+    const [tag, a, ...rest] = line.split(' ');
+    const next = () => unb64(lines[++i]);
+    switch (tag) {
+      case '@@clock':
+        view.clock = new Date(Number(a) * 1000);
+        break;
+      case '@@addrs':
+        view.addresses = [a ?? '', ...rest].filter(Boolean);
+        break;
+      case '@@openssl':
+        view.hasOpenssl = true;
+        break;
+      case '@@environ':
+        environ = next().split('\n').filter(Boolean);
+        view.proxy.sources.push(`/proc/${a ?? '?'}/environ`);
+        break;
+      case '@@unit': {
+        const path = unb64(a);
+        const found = next().split('\n').filter(Boolean);
+        if (found.length) view.proxy.sources.push(path);
+        unitLines.push(...found);
+        view.proxy.unitLines.push(
+          ...found.map((l) => `${path}: ${maskProxy(l.trim()).replace(/(PROXY=)([^"\s]*@)/i, '$1***@')}`),
+        );
+        break;
+      }
+      case '@@store': {
+        const path = unb64(a);
+        const text = lines[++i] ?? '';
+        view.trust.os_store = path;
+        let anchors = storeCache.get(text);
+        if (!anchors) {
+          anchors = certsFromPem(unb64(text)).map((cert) => ({ cert, source: `OS store ${path}` }));
+          storeCache.set(text, anchors);
+        }
+        view.osAnchors = anchors;
+        break;
+      }
+      case '@@file': {
+        const path = unb64(a);
+        const text = next();
+        if (trust.ca_files.includes(path))
+          view.registryAnchors.push(
+            ...certsFromPem(text).map((cert: Cert) => ({
+              cert,
+              source: trust.legacy_ca_file === path ? `config.toml tls.ca_file ${path}` : `hosts.toml ca ${path}`,
+            })),
+          );
+        else {
+          try {
+            const keys = credentialKeys(text);
+            for (const k of [...keys.registries, ...(keys.helpers ?? [])])
+              if (registryKeyMatches(k, registry)) view.credentials.push(`${path}: ${k}`);
+          } catch {
+            // Not JSON: not a credential file containerd or kubelet could read either.
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  // The running daemon's environment is what applies; the unit's is what the next start will have.
+  const env = environ ?? unitEnv(unitLines);
+  const httpsProxy = envValue(env, 'https_proxy');
+  const noProxy = envValue(env, 'no_proxy');
+  if (httpsProxy) view.proxy.httpsProxy = maskProxy(httpsProxy);
+  if (noProxy) view.proxy.noProxy = noProxy;
+  if (httpsProxy) view.proxy.rawHttpsProxy = httpsProxy;
+  return view;
+}
