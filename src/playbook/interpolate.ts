@@ -2,7 +2,10 @@
  * `{{ var }}` interpolation: plain variable lookup with dotted paths (`{{ registry.host }}`,
  * `{{ hosts.0 }}`), no expressions, no code execution. A string that is exactly one template keeps
  * the variable's type (so `retries: "{{ n }}"` stays a number); anything else renders to text.
+ * Besides variables, `{{ lookup('env', 'NAME') }}` and `{{ lookup('file', '/path') }}` read a value
+ * from the controller (src/playbook/lookups.ts); what they read is a secret for every output.
  */
+import { evaluateLookup, looksLikeLookup, LookupError, lookupSyntaxProblem, parseLookup } from './lookups.js';
 
 const TEMPLATE = /\{\{\s*([^{}]*?)\s*\}\}/g;
 const NAME = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$/;
@@ -19,7 +22,7 @@ export function templateRefs(s: string): TemplateRef[] {
   const out: TemplateRef[] = [];
   for (const m of s.matchAll(TEMPLATE)) {
     const expr = m[1] ?? '';
-    out.push({ expr, offset: m.index ?? 0, valid: NAME.test(expr) });
+    out.push({ expr, offset: m.index ?? 0, valid: NAME.test(expr) || isLookupCall(expr) });
   }
   return out;
 }
@@ -28,10 +31,23 @@ export function hasTemplate(s: string): boolean {
   return s.includes('{{');
 }
 
+/** A lookup call trustplay runs (`lookup('env', 'X')`, `lookup('file', '/p')`). */
+function isLookupCall(expr: string): boolean {
+  return parseLookup(expr) !== undefined && lookupSyntaxProblem(expr) === undefined;
+}
+
 const MISSING = Symbol('missing');
 
-/** Look up a dotted path; `MISSING` when any segment is absent. */
+/** Look up a dotted path (or run a lookup call); `MISSING` when any segment is absent or the lookup fails. */
 export function lookup(vars: Record<string, unknown>, path: string): unknown {
+  if (isLookupCall(path)) {
+    try {
+      return evaluateLookup(path);
+    } catch (e) {
+      if (e instanceof LookupError) return MISSING;
+      throw e;
+    }
+  }
   let cur: unknown = vars;
   for (const seg of path.split('.')) {
     if (cur === null || cur === undefined) return MISSING;
@@ -45,8 +61,9 @@ export function lookup(vars: Record<string, unknown>, path: string): unknown {
   return cur;
 }
 
+/** Whether a variable is defined; a lookup call counts as defined (its failure is its own error, not "undefined"). */
 export function isDefined(vars: Record<string, unknown>, path: string): boolean {
-  return lookup(vars, path) !== MISSING;
+  return isLookupCall(path) || lookup(vars, path) !== MISSING;
 }
 
 /** An interpolation failure: which variable, at which offset of which string. */
@@ -56,9 +73,10 @@ export class TemplateError extends Error {
     readonly expr: string,
     /**
      * `undefined`: a name with no value (fixable with a variable); `syntax`: not a name at all;
-     * `limit`: the expansion nests too deep, refers to itself or grows too large.
+     * `limit`: the expansion nests too deep, refers to itself or grows too large; `lookup`: a
+     * lookup found no value (an unset environment variable, an unreadable file).
      */
-    readonly kind: 'undefined' | 'syntax' | 'limit' = 'undefined',
+    readonly kind: 'undefined' | 'syntax' | 'limit' | 'lookup' = 'undefined',
   ) {
     super(message);
   }
@@ -66,6 +84,10 @@ export class TemplateError extends Error {
 
 /** Why a template expression is not a plain variable, in one sentence (filters get their own). */
 export function templateSyntaxMessage(expr: string): string {
+  if (looksLikeLookup(expr)) {
+    const problem = lookupSyntaxProblem(expr);
+    if (problem) return problem;
+  }
   const filter = /^(.*?)\s*\|\s*([A-Za-z_][\w.]*)/.exec(expr);
   if (filter && NAME.test(filter[1]!))
     return `\`{{ ${expr} }}\`: filters (\`| ${filter[2]}\`) are not supported, templates are plain variable lookups: set a variable to the value you need and write \`{{ NAME }}\``;
@@ -102,6 +124,17 @@ function tooLarge(expr: string): TemplateError {
 /** A variable's value, its own templates expanded (once per interpolation). */
 function resolveVar(x: Expansion, expr: string, depth: number): unknown {
   if (x.memo.has(expr)) return x.memo.get(expr);
+  if (isLookupCall(expr)) {
+    let value: string;
+    try {
+      value = evaluateLookup(expr);
+    } catch (e) {
+      if (e instanceof LookupError) throw new TemplateError(e.message, expr, 'lookup');
+      throw e;
+    }
+    x.memo.set(expr, value);
+    return value;
+  }
   const v = lookup(x.vars, expr);
   if (typeof v !== 'string' || !hasTemplate(v)) {
     x.memo.set(expr, v);

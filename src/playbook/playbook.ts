@@ -2,6 +2,8 @@
  * Playbook loading and validation. Everything a user can get wrong in a playbook or inventory is
  * reported here, located (`file:line:col: message`), before anything runs.
  */
+import { dirname, resolve as resolvePath } from 'node:path';
+import { setLookupBaseDir } from './lookups.js';
 import { createHash } from 'node:crypto';
 import type { ValidateFunction } from 'ajv';
 import {
@@ -113,6 +115,8 @@ function validatorFor(name: string, schema: Record<string, unknown>): ValidateFu
 
 export async function loadPlaybook(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const inventory = opts.inventory ?? localInventory();
+  // `lookup('file', 'relative')` reads from the playbook's directory, wherever trustplay runs.
+  setLookupBaseDir(dirname(resolvePath(file)));
   const input = await readInputFile(file, 'playbook');
   if ('error' in input)
     return {
