@@ -58,39 +58,104 @@ function allowTemplate(prop: Record<string, unknown>): Record<string, unknown> {
   };
 }
 
-/** Mirror `x-exclusive` / `x-together` as standard JSON Schema so editors flag them too. */
-function withStandardConstraints(schema: Record<string, unknown> & ExclusiveCarrier): Record<string, unknown> {
+/**
+ * `required` kept out of the object's own keywords: an editor offers an object with required
+ * properties a "skeleton" completion item labelled with the object's title (`k8s.sa.clear` among
+ * its own arguments, `play` among the play keys); inside `allOf` it is checked the same way.
+ */
+function requiredOnly(context: string, required: readonly string[]): Record<string, unknown>[] {
+  return required.map((r) => ({ required: [r], errorMessage: `${context}: missing required argument \`${r}\`` }));
+}
+
+const code = (k: string) => `\`${k}\``;
+
+/**
+ * Mirror `x-exclusive` / `x-together` as standard JSON Schema so editors flag them too, each with
+ * the sentence `trustplay validate` gives. `errorMessage` is the yaml-language-server's own keyword:
+ * without it an editor says "Matches a schema that is not allowed" for an exclusive pair. Only a
+ * pair's first member carries the rule, so one problem is one message, at the second member (where
+ * validate points); a member set to `false` is absent, as validate counts it.
+ */
+function withStandardConstraints(
+  schema: Record<string, unknown> & ExclusiveCarrier,
+  context: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(schema)) {
+    if (k === 'required') continue;
     if (k === 'properties' && v && typeof v === 'object') {
       out[k] = Object.fromEntries(
         Object.entries(v as Record<string, Record<string, unknown>>).map(([pk, pv]) => [
           pk,
-          allowTemplate(withStandardConstraints(pv)),
+          allowTemplate(withStandardConstraints(pv, context)),
         ]),
       );
     } else out[k] = v;
   }
-  const all: Record<string, unknown>[] = [];
-  for (const group of schema['x-exclusive'] ?? []) {
-    const pairs: string[][] = [];
-    for (let i = 0; i < group.length; i++)
-      for (let j = i + 1; j < group.length; j++) pairs.push([group[i]!, group[j]!]);
-    all.push({ not: { anyOf: pairs.map((p) => ({ required: p })) } });
-  }
-  for (const group of schema['x-together'] ?? []) {
-    const dep: Record<string, string[]> = {};
-    for (const k of group) dep[k] = group.filter((o) => o !== k);
-    out['dependentRequired'] = dep;
-  }
-  if (all.length) out['allOf'] = all;
+  const dependent: Record<string, Record<string, unknown>[]> = {};
+  for (const group of schema['x-exclusive'] ?? [])
+    group.forEach((a, i) => {
+      for (const b of group.slice(i + 1))
+        (dependent[a] ??= []).push({
+          if: { properties: { [a]: { const: false } } },
+          else: {
+            properties: {
+              [b]: {
+                const: false,
+                errorMessage: `${context}: ${code(a)} and ${code(b)} are mutually exclusive: choose one of ${group.map(code).join(', ')}`,
+              },
+            },
+          },
+        });
+    });
+  for (const group of schema['x-together'] ?? [])
+    for (const k of group) {
+      const missing = group.filter((o) => o !== k);
+      (dependent[k] ??= []).push({
+        required: missing,
+        errorMessage: `${context}: ${code(k)} requires ${missing.map(code).join(', ')}: give both`,
+      });
+    }
+  if (Array.isArray(schema['required']) && schema['required'].length)
+    out['allOf'] = requiredOnly(context, schema['required'] as string[]);
+  if (Object.keys(dependent).length)
+    out['dependentSchemas'] = Object.fromEntries(
+      Object.entries(dependent).map(([k, list]) => [k, list.length === 1 ? list[0]! : { allOf: list }]),
+    );
   return out;
 }
 
 const taskProperties: Record<string, unknown> = { ...taskCommonProperties };
 for (const [name, schema] of Object.entries(moduleArgSchemas)) {
-  taskProperties[name] = withStandardConstraints(schema);
+  taskProperties[name] = withStandardConstraints(schema, name);
 }
+
+const moduleNames = Object.keys(moduleArgSchemas);
+
+/**
+ * "Exactly one module" as an editor can word it: a task with none fails every alternative of the
+ * `anyOf` with validate's sentence, and a second module is refused by the first one's
+ * `dependentSchemas` (a `oneOf` would only say "Matches multiple schemas").
+ */
+const taskModuleRules = {
+  anyOf: moduleNames.map((m) => ({
+    required: [m],
+    errorMessage: `task names no module: add exactly one of ${moduleNames.join(', ')}`,
+  })),
+  dependentSchemas: Object.fromEntries(
+    moduleNames.slice(0, -1).map((m, i) => [
+      m,
+      {
+        allOf: moduleNames.slice(i + 1).map((other) => ({
+          properties: { [other]: false },
+          errorMessage: `task names two modules (${code(m)}, ${code(other)}): a task runs exactly one; split it into two tasks`,
+        })),
+      },
+    ]),
+  ),
+};
+
+const percent = { type: 'string', pattern: '^[0-9]+%$' } as const;
 
 const playKeys = {
   name: { type: 'string', description: 'What the play does.' },
@@ -105,16 +170,11 @@ const playKeys = {
     description: 'Run hosts in batches: a number, a percentage (`"30%"`), or a list of them for growing batches.',
     anyOf: [
       { type: 'integer', minimum: 1 },
-      { type: 'string', pattern: '^[0-9]+%$' },
+      percent,
       {
         type: 'array',
         minItems: 1,
-        items: {
-          anyOf: [
-            { type: 'integer', minimum: 1 },
-            { type: 'string', pattern: '^[0-9]+%$' },
-          ],
-        },
+        items: { anyOf: [{ type: 'integer', minimum: 1 }, percent] },
       },
     ],
   },
@@ -132,6 +192,23 @@ const playKeys = {
   },
 } as const;
 
+/**
+ * `serial` for editors: one schema whose keywords each apply to one type (`minimum` to numbers,
+ * `pattern` to strings, `items` to lists), so a wrong value gets validate's sentence; as an `anyOf`
+ * an editor reports `"30 %"` as `Expected "integer | array"`.
+ */
+function editorSerial(): Record<string, unknown> {
+  const message = `${code('serial')} has the wrong shape: ${playKeys.serial.description}`;
+  const one = { minimum: 1, pattern: percent.pattern, errorMessage: message };
+  return {
+    description: playKeys.serial.description,
+    type: ['integer', 'string', 'array'],
+    ...one,
+    minItems: 1,
+    items: { type: ['integer', 'string'], ...one },
+  };
+}
+
 /** The composite playbook schema (what editors and `schemas/playbook.schema.json` see). */
 export function buildPlaybookSchema(): Record<string, unknown> {
   return {
@@ -144,15 +221,15 @@ export function buildPlaybookSchema(): Record<string, unknown> {
       play: {
         type: 'object',
         additionalProperties: false,
-        required: ['hosts'],
-        properties: playKeys,
+        allOf: requiredOnly('play', ['hosts']),
+        properties: { ...playKeys, serial: editorSerial() },
       },
       task: {
         type: 'object',
         additionalProperties: false,
         description: 'A task: an optional name, exactly one module key with its arguments, and common keys.',
         properties: taskProperties,
-        oneOf: Object.keys(moduleArgSchemas).map((m) => ({ required: [m] })),
+        ...taskModuleRules,
       },
     },
   };
