@@ -1,6 +1,6 @@
 /** Load inventory + playbook for a command, turning located problems into exit code 3. */
 import { formatDiagnostic, sortDiagnostics, type Diagnostic } from '../playbook/diagnostics.js';
-import { loadInventory, localInventory, type Inventory } from '../playbook/inventory.js';
+import { applyExtraConnectionVars, loadInventory, localInventory, type Inventory } from '../playbook/inventory.js';
 import { loadPlaybook, type LoadResult } from '../playbook/playbook.js';
 import { ExitCode, ExitError } from './exit-codes.js';
 import type { Options } from './options.js';
@@ -34,7 +34,18 @@ function printWarnings(ds: Diagnostic[]): void {
   for (const d of ds) process.stderr.write(`${formatDiagnostic(d)}\n`);
 }
 
-/** The OpenSSH client config for the inventory's SSH hosts (`--ssh-config`, else ~/.ssh/config). */
+/**
+ * What every command does to a loaded inventory before connecting: `-e` connection variables
+ * applied on top (Ansible's precedence), and the OpenSSH client config (`--ssh-config`, else
+ * ~/.ssh/config) attached for the SSH hosts. run, check, facts, inventory and restore all connect
+ * through this, so a host is reached the same way by each.
+ */
+export async function prepareInventory(inventory: Inventory, options: Options): Promise<Inventory> {
+  const problems = applyExtraConnectionVars(inventory, options.extraVars);
+  if (problems.length) throw new InputError(problems);
+  return attachSshConfig(inventory, options);
+}
+
 async function attachSshConfig(inventory: Inventory, options: Options): Promise<Inventory> {
   if (inventory.format === 'default') return inventory;
   const { loadSshConfig, SshConfigError } = await import('../connection/ssh-config.js');
@@ -49,11 +60,11 @@ async function attachSshConfig(inventory: Inventory, options: Options): Promise<
 }
 
 export async function loadInventoryOrExit(options: Options): Promise<Inventory> {
-  if (!options.inventory) return localInventory();
+  if (!options.inventory) return prepareInventory(localInventory(), options);
   const r = await loadInventory(options.inventory);
   printWarnings(r.warnings);
   if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
-  return attachSshConfig(r.inventory, options);
+  return prepareInventory(r.inventory, options);
 }
 
 /** Everything needed to run a playbook, or exit 3 with every problem listed. */
@@ -72,9 +83,9 @@ export async function loadAll(
   if (options.inventory) {
     const r = await loadInventory(options.inventory);
     if (!r.inventory) throw new InputError([...r.errors, ...r.warnings]);
-    inventory = await attachSshConfig(r.inventory, options);
+    inventory = await prepareInventory(r.inventory, options);
     invWarnings = r.warnings;
-  } else inventory = localInventory();
+  } else inventory = await prepareInventory(localInventory(), options);
   const r = await loadPlaybook(file, {
     inventory,
     extraVars: options.extraVars,

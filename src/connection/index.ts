@@ -29,6 +29,8 @@ export interface HostConnectionSpec {
   passphraseEnv?: string;
   /** ssh-agent socket (default $SSH_AUTH_SOCK). */
   agent?: string;
+  /** OpenSSH's IdentitiesOnly: log in with the identity files only, never with other agent keys. */
+  identitiesOnly?: boolean;
   become?: boolean;
   becomePassword?: string;
   proxyJump?: ProxyJumpHop[];

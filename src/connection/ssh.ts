@@ -60,6 +60,12 @@ export interface SshConnectionOptions {
   passphraseEnv?: string;
   /** ssh-agent socket (default: $SSH_AUTH_SOCK). */
   agent?: string;
+  /**
+   * OpenSSH's IdentitiesOnly: offer only the identity file (or the default key files), never the
+   * agent's keys. A server that locks an account after N failed keys, or a config that pins a
+   * host to one key, relies on it.
+   */
+  identitiesOnly?: boolean;
   /** Default: ~/.ssh/known_hosts. New keys are recorded in the first one. */
   knownHostsFiles?: string[];
   /** Trust and record a key never seen before (a changed key is still refused). */
@@ -261,13 +267,15 @@ export class SshConnection implements Connection {
       const key = await this.loadKey(target, file);
       creds.push({ method: { type: 'publickey', username: target.user, key }, description: `key ${tildify(file)}` });
     }
-    const agent = this.options.agent ?? process.env.SSH_AUTH_SOCK;
+    const agent = this.options.identitiesOnly ? undefined : (this.options.agent ?? process.env.SSH_AUTH_SOCK);
     if (agent) creds.push({ method: { type: 'agent', username: target.user, agent }, description: 'ssh-agent' });
     if (creds.length === 0) {
       throw new ConnectionError(
         'auth',
         this.host,
-        `${target.label}: no SSH key to log in with — set identity_file for the host, or load a key into ssh-agent`,
+        this.options.identitiesOnly
+          ? `${target.label}: no SSH key to log in with: the SSH config sets IdentitiesOnly, so ssh-agent keys are not offered — set IdentityFile there, or identity_file for the host`
+          : `${target.label}: no SSH key to log in with — set identity_file for the host, or load a key into ssh-agent`,
       );
     }
     return creds;

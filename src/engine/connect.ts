@@ -81,6 +81,7 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     ...(user ? { user } : {}),
     ...(id ? { identityFile: expandHome(id) } : {}),
     ...(host.identityPassphraseEnv ? { passphraseEnv: host.identityPassphraseEnv } : {}),
+    ...(cfg.identitiesOnly ? { identitiesOnly: true } : {}),
     ...(host.become !== undefined ? { become: host.become } : {}),
     ...(password !== undefined ? { becomePassword: password } : {}),
     ...(jumps?.length ? { proxyJump: jumps.map((j) => parseJump(inv, j)) } : {}),

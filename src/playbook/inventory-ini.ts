@@ -177,6 +177,8 @@ export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
   const warnings: Diagnostic[] = [];
   const definitions: VarDefinition[] = [];
   const hostWhere = new Map<string, Diagnostic>();
+  // Where each group is first named (its section, or a [parent:children] line), to locate warnings.
+  const groupWhere = new Map<string, Diagnostic>();
   const lines = text.split(/\r?\n/);
   const where = (lineno: number, col = 1): Diagnostic => ({
     file,
@@ -211,6 +213,7 @@ export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
       if (m) {
         group = m[1]!;
         state = m[2] ?? 'hosts';
+        if (!groupWhere.has(group)) groupWhere.set(group, where(n, lines[n - 1]!.indexOf('[') + 2));
         if (!['hosts', 'children', 'vars'].includes(state))
           return fail(
             n,
@@ -271,6 +274,7 @@ export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
         const cm = GROUP_NAME.exec(line);
         if (!cm) return fail(n, `expected a group name in [${group}:children], got \`${line}\``);
         const child = cm[1]!;
+        if (!groupWhere.has(child)) groupWhere.set(child, where(n, lines[n - 1]!.indexOf(child) + 1));
         if (!model.groups.has(child)) {
           const p = pending.get(child);
           if (!p) pending.set(child, { line: n, state, name: child, parents: [group] });
@@ -296,6 +300,9 @@ export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
     if (e instanceof InventoryModelError) return fail(1, e.message);
     throw e;
   }
-  for (const w of model.warnings) warnings.push({ file, line: 0, col: 0, message: w, severity: 'warning' });
+  for (const w of model.warnings) {
+    const loc = (w.host !== undefined ? hostWhere.get(w.host) : groupWhere.get(w.group!)) ?? where(1);
+    warnings.push({ ...loc, message: w.message, severity: 'warning' });
+  }
   return { model, errors, warnings, definitions, hostWhere };
 }

@@ -104,11 +104,18 @@ export const LOCALHOST_NAMES = ['127.0.0.1', 'localhost', '::1'];
 /** Group names Ansible warns about (C.INVALID_VARIABLE_NAMES): not usable as variable names. */
 const INVALID_GROUP_NAME = /^[\d\W]|[^\w]/u;
 
+/** A warning of Ansible's, about the group or host it names (the parser locates it there). */
+export interface ModelWarning {
+  message: string;
+  group?: string;
+  host?: string;
+}
+
 export class InventoryModel {
   readonly groups = new Map<string, ModelGroup>();
   readonly hosts = new Map<string, ModelHost>();
   /** Ansible's warnings, in the order it gives them. */
-  readonly warnings: string[] = [];
+  readonly warnings: ModelWarning[] = [];
   private localhost: ModelHost | undefined;
 
   constructor() {
@@ -123,9 +130,10 @@ export class InventoryModel {
     if (!name) throw new InventoryModelError('a group name cannot be empty');
     if (!this.groups.has(name)) {
       if (INVALID_GROUP_NAME.test(name))
-        this.warnings.push(
-          `group name \`${name}\` has characters Ansible does not allow in variable names (letters, digits and _ only, not starting with a digit); it is kept as written`,
-        );
+        this.warnings.push({
+          group: name,
+          message: `group name \`${name}\` has characters Ansible does not allow in variable names (letters, digits and _ only, not starting with a digit); it is kept as written`,
+        });
       this.groups.set(name, new ModelGroup(name));
     }
     return name;
@@ -144,9 +152,10 @@ export class InventoryModel {
       if (LOCALHOST_NAMES.includes(name)) {
         if (!this.localhost) this.localhost = h;
         else
-          this.warnings.push(
-            `a duplicate localhost-like entry was found (${name}); the first one found was ${this.localhost.name}`,
-          );
+          this.warnings.push({
+            host: name,
+            message: `a duplicate localhost-like entry was found (${name}); the first one found was ${this.localhost.name}`,
+          });
       }
     } else if (port !== undefined) h.vars['ansible_port'] = port;
     if (group !== undefined) {
@@ -232,7 +241,8 @@ export class InventoryModel {
       } else if (!h.implicit && h.groups.every((g) => g === all)) this.addHostToGroup(ungrouped, h);
     }
     for (const name of this.groups.keys())
-      if (this.hosts.has(name)) this.warnings.push(`found both a group and a host named \`${name}\``);
+      if (this.hosts.has(name))
+        this.warnings.push({ group: name, message: `found both a group and a host named \`${name}\`` });
   }
 
   /** The host of that name, or the implicit localhost Ansible creates when a pattern names it. */

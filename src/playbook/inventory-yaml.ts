@@ -47,6 +47,7 @@ export function parseAnsibleYaml(src: SourceFile): ParsedAnsible {
   const warnings: Diagnostic[] = [];
   const definitions: VarDefinition[] = [];
   const hostWhere = new Map<string, Diagnostic>();
+  const groupWhere = new Map<string, Diagnostic>();
   const doc = src.doc;
   const deref = (n: unknown): unknown => (isAlias(n) ? n.resolve(doc) : n);
   const value = (n: unknown): unknown => toAnsibleValue(doc, n);
@@ -98,6 +99,7 @@ export function parseAnsibleYaml(src: SourceFile): ParsedAnsible {
     let group: string;
     try {
       group = model.addGroup(name);
+      if (!groupWhere.has(group)) groupWhere.set(group, at(src, keyNode, ''));
     } catch (e) {
       fail(keyNode, `${(e as Error).message}`);
       return undefined;
@@ -258,6 +260,9 @@ export function parseAnsibleYaml(src: SourceFile): ParsedAnsible {
     if (!(err instanceof InventoryModelError)) throw err;
     return { errors: [at(src, top, err.message)], warnings, definitions, hostWhere };
   }
-  for (const w of model.warnings) warnings.push({ ...at(src, top, w), severity: 'warning' });
+  for (const w of model.warnings) {
+    const loc = (w.host !== undefined ? hostWhere.get(w.host) : groupWhere.get(w.group!)) ?? at(src, top, '');
+    warnings.push({ ...loc, message: w.message, severity: 'warning' });
+  }
   return { model, errors, warnings, definitions, hostWhere };
 }

@@ -11,6 +11,7 @@ import { at, nodeAt, parseYamlSource, suggestion, type Diagnostic, type SourceFi
 import { hasTemplate, interpolateString, TemplateError } from './interpolate.js';
 import {
   ANSIBLE_CONNECTION_VARS,
+  connectionField,
   convertConnectionVar,
   isPlainToken,
   type ConnectionField,
@@ -298,7 +299,11 @@ function parseOwn(src: SourceFile): InventoryLoad {
 
 /** A path written in an inventory, relative to that file (`~` is left for the connection to expand). */
 function fromFile(file: string, p: string): string {
-  return isAbsolute(p) || p === '~' || p.startsWith('~/') ? p : resolve(dirname(resolve(file)), p);
+  return fromDir(dirname(resolve(file)), p);
+}
+
+function fromDir(dir: string, p: string): string {
+  return isAbsolute(p) || p === '~' || p.startsWith('~/') ? p : resolve(dir, p);
 }
 
 function assignConn(host: InventoryHost, f: Record<string, unknown>): void {
@@ -360,41 +365,7 @@ function fromAnsible(parsed: ParsedAnsible, format: 'yaml' | 'ini', file: string
   for (const host of inv.hosts.values()) {
     const vars = hostVariables(inv, host);
     const where = parsed.hostWhere.get(host.name) ?? { file, line: 0, col: 0, message: '' };
-    for (const [field, names] of Object.entries(FIELD_NAMES) as Array<[ConnectionField, string[]]>) {
-      const name = names.find((n) => vars[n] !== undefined && vars[n] !== null);
-      if (name === undefined) continue;
-      let value = vars[name];
-      const templated = typeof value === 'string' && hasTemplate(value);
-      if (templated) {
-        try {
-          value = interpolateString(value as string, vars);
-        } catch (e) {
-          if (!(e instanceof TemplateError)) throw e;
-          errors.push({ ...where, message: `host \`${host.name}\`: \`${name}\`: ${e.message}` });
-          continue;
-        }
-      }
-      const r = convertConnectionVar(name, value);
-      if (!r.ok) {
-        // An untemplated value was already reported where it is written.
-        if (templated) errors.push({ ...where, message: `host \`${host.name}\`: ${r.message}` });
-        continue;
-      }
-      const v = r.value;
-      if (field === 'becomeUser') {
-        if (v !== 'root')
-          errors.push({
-            ...where,
-            message: `host \`${host.name}\`: \`${name}\` is \`${String(v)}\`: trustplay becomes root only (becoming another user is not supported)`,
-          });
-        else host.becomeUser = 'root';
-      } else if (field === 'address') host.address = v as string;
-      else if (field === 'port') host.port = v as number;
-      else if (field === 'user') host.user = v as string;
-      else if (field === 'identityFile') host.identityFile = fromFile(file, v as string);
-      else if (field === 'connection') host.connection = v as 'ssh' | 'local';
-      else if (field === 'become') host.become = v as boolean;
-    }
+    errors.push(...applyConnectionVars(host, vars, where, dirname(resolve(file))));
     if (host.connection === 'ssh' && !isPlainToken(host.address))
       errors.push({
         ...where,
@@ -406,4 +377,84 @@ function fromAnsible(parsed: ParsedAnsible, format: 'yaml' | 'ini', file: string
     if (typeof cri === 'string') host.criSocket = cri;
   }
   return errors.length ? { errors, warnings } : { inventory: inv, errors: [], warnings };
+}
+
+/**
+ * Set a host's connection from Ansible's connection variables in VARS (merged, highest layer
+ * last), each field from the first of its names that is set, as Ansible's PlayContext reads them.
+ * FIELDS limits which fields are set; a relative key file resolves against DIR.
+ */
+function applyConnectionVars(
+  host: InventoryHost,
+  vars: Record<string, unknown>,
+  where: Diagnostic,
+  dir: string,
+  fields?: ReadonlySet<ConnectionField>,
+): Diagnostic[] {
+  const errors: Diagnostic[] = [];
+  for (const [field, names] of Object.entries(FIELD_NAMES) as Array<[ConnectionField, string[]]>) {
+    if (fields && !fields.has(field)) continue;
+    const name = names.find((n) => vars[n] !== undefined && vars[n] !== null);
+    if (name === undefined) continue;
+    let value = vars[name];
+    const templated = typeof value === 'string' && hasTemplate(value);
+    if (templated) {
+      try {
+        value = interpolateString(value as string, vars);
+      } catch (e) {
+        if (!(e instanceof TemplateError)) throw e;
+        errors.push({ ...where, message: `host \`${host.name}\`: \`${name}\`: ${e.message}` });
+        continue;
+      }
+    }
+    const r = convertConnectionVar(name, value);
+    if (!r.ok) {
+      // An untemplated inventory value was already reported where it is written.
+      if (templated || fields) errors.push({ ...where, message: `host \`${host.name}\`: ${r.message}` });
+      continue;
+    }
+    const v = r.value;
+    if (field === 'becomeUser') {
+      if (v !== 'root')
+        errors.push({
+          ...where,
+          message: `host \`${host.name}\`: \`${name}\` is \`${String(v)}\`: trustplay becomes root only (becoming another user is not supported)`,
+        });
+      else host.becomeUser = 'root';
+    } else if (field === 'address') host.address = v as string;
+    else if (field === 'port') host.port = v as number;
+    else if (field === 'user') host.user = v as string;
+    else if (field === 'identityFile') host.identityFile = fromDir(dir, v as string);
+    else if (field === 'connection') host.connection = v as 'ssh' | 'local';
+    else if (field === 'become') host.become = v as boolean;
+  }
+  return errors;
+}
+
+/**
+ * `-e` extra variables are Ansible's highest precedence, connection variables included: an
+ * `-e ansible_user=deploy` logs in as deploy on every host, whatever the inventory says. Only
+ * the fields `-e` names change; a relative key file is relative to the working directory, as every
+ * `-e` path is. Returns the problems, located at `-e`.
+ */
+export function applyExtraConnectionVars(inv: Inventory, extraVars: Record<string, unknown>): Diagnostic[] {
+  const fields = new Set(
+    Object.keys(extraVars).flatMap((k) => {
+      const f = connectionField(k);
+      return f ? [f] : [];
+    }),
+  );
+  if (!fields.size) return [];
+  const where: Diagnostic = { file: '-e', line: 0, col: 0, message: '' };
+  const errors: Diagnostic[] = [];
+  for (const host of inv.hosts.values())
+    errors.push(
+      ...applyConnectionVars(host, { ...hostVariables(inv, host), ...extraVars }, where, process.cwd(), fields),
+    );
+  // The same bad value is one problem, not one per host.
+  return errors.filter(
+    (e, i) =>
+      errors.findIndex((o) => o.message.replace(/^host `[^`]*`: /, '') === e.message.replace(/^host `[^`]*`: /, '')) ===
+      i,
+  );
 }

@@ -161,7 +161,8 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
       playHosts: [],
     };
   }
-  const limit = opts.limit ? new Set(matchHosts(inventory, opts.limit).hosts) : undefined;
+  const limitMatch = opts.limit ? matchHosts(inventory, opts.limit) : undefined;
+  const limit = limitMatch ? new Set(limitMatch.hosts) : undefined;
   if (opts.limit && limit && limit.size === 0) {
     errors.push({
       file: '--limit',
@@ -173,10 +174,20 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
   const plays: Play[] = [];
   const playHosts: string[][] = [];
   const warnings: Diagnostic[] = [];
+  if (limit?.size)
+    for (const term of limitMatch!.unmatched)
+      warnings.push({
+        file: '--limit',
+        line: 0,
+        col: 0,
+        severity: 'warning',
+        message: `term \`${term}\` matches no host, so it is ignored (as Ansible does)`,
+      });
   playsData.forEach((pd, i) => {
     const path = base[i]!;
     const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit);
     errors.push(...r.errors);
+    warnings.push(...r.warnings);
     if (pd && typeof pd === 'object' && !Array.isArray(pd))
       warnings.push(
         ...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}),
@@ -243,13 +254,14 @@ function loadPlay(
   inventory: Inventory,
   extraVars: Record<string, unknown>,
   limit: Set<string> | undefined,
-): { play?: Play; hosts: string[]; errors: Diagnostic[] } {
+): { play?: Play; hosts: string[]; errors: Diagnostic[]; warnings: Diagnostic[] } {
   const errors: Diagnostic[] = [];
+  const warnings: Diagnostic[] = [];
   const shape = validatorFor('$play', playShapeSchema as unknown as Record<string, unknown>);
   if (!shape(pd)) {
     errors.push(...ajvErrorsToDiagnostics(src, path, shape.errors ?? [], { context: 'play', data: pd }));
     // Keep going into tasks when the play is at least a mapping, so every problem is reported at once.
-    if (!pd || typeof pd !== 'object' || Array.isArray(pd)) return { hosts: [], errors };
+    if (!pd || typeof pd !== 'object' || Array.isArray(pd)) return { hosts: [], errors, warnings };
   }
   const p = pd as Record<string, unknown>;
   const hostsPattern = typeof p['hosts'] === 'string' ? p['hosts'] : '';
@@ -267,7 +279,14 @@ function loadPlay(
         ),
       );
     }
-    // A term matching nothing next to terms that match is ignored, as Ansible does (it warns).
+    // A term matching nothing next to terms that match is ignored, as Ansible does, with its warning.
+    else
+      for (const term of m.unmatched)
+        warnings.push({
+          ...at(src, nodeAt(src, [...path, 'hosts']), ''),
+          severity: 'warning',
+          message: `host pattern term \`${term}\` matches no host, so it is ignored (as Ansible does)${suggestion(term, [...inventory.groups.keys(), ...inventory.hosts.keys()])}`,
+        });
     hosts = limit ? m.hosts.filter((h) => limit.has(h)) : m.hosts;
   }
   const playVars = (p['vars'] && typeof p['vars'] === 'object' ? p['vars'] : {}) as Record<string, unknown>;
@@ -320,7 +339,7 @@ function loadPlay(
       }
     });
   });
-  if (errors.length) return { hosts, errors };
+  if (errors.length) return { hosts, errors, warnings };
   const play: Play = {
     name: typeof p['name'] === 'string' ? p['name'] : hostsPattern,
     hosts: hostsPattern,
@@ -331,7 +350,7 @@ function loadPlay(
     ...(p['serial'] !== undefined ? { serial: p['serial'] as Serial } : {}),
     ...(p['max_fail_percentage'] !== undefined ? { maxFailPercentage: p['max_fail_percentage'] as number } : {}),
   };
-  return { play, hosts, errors };
+  return { play, hosts, errors, warnings };
 }
 
 /** Per-host merged variables (inventory < host < play < extra), computed once per host. */

@@ -158,6 +158,21 @@ describe('run/check --list-hosts and validate with an Ansible inventory (the rea
     expect(r.stderr).toMatch(/hosts\.yaml:4:3: warning: skipping key `colour` in group `web`/);
     expect(r.code).toBe(0);
   });
+  it('locates every warning: INI group and host names, pattern terms matching nothing, --limit terms', async () => {
+    writeFileSync(
+      join(dir, 'warn.ini'),
+      '[web]\nweb1 ansible_host=127.0.0.1\n[web-servers]\nw2 ansible_host=127.0.0.1\n[db]\ndb1 ansible_host=127.0.0.1\n[all:children]\ndb\n[web1]\nx1 ansible_host=127.0.0.1\n',
+    );
+    writeFileSync(join(dir, 'warn.yaml'), '- hosts: web:nosuch\n  tasks: []\n');
+    const r = await trustplay(['validate', join(dir, 'warn.yaml'), '-i', join(dir, 'warn.ini'), '--limit', 'web1:zzz']);
+    expect(r.code, r.stderr).toBe(0);
+    const warnings = r.stderr.split('\n').filter((l) => l.includes('warning:'));
+    expect(warnings).toHaveLength(4);
+    expect(r.stderr).toMatch(/warn\.ini:3:2: warning: group name `web-servers` has characters/);
+    expect(r.stderr).toMatch(/warn\.ini:9:2: warning: found both a group and a host named `web1`/);
+    expect(r.stderr).toMatch(/warn\.yaml:1:10: warning: host pattern term `nosuch` matches no host, so it is ignored/);
+    expect(r.stderr).toMatch(/^--limit: warning: term `zzz` matches no host, so it is ignored/m);
+  });
   it('--resolved applies the SSH config given with -F, inventory values first', async () => {
     writeFileSync(join(dir, 'ssh_config'), 'Host web1\n  HostName 192.0.2.9\n  User cfguser\n  Port 2201\n');
     writeFileSync(join(dir, 'inv.ini'), '[web]\nweb1 ansible_port=2300\n');

@@ -66,6 +66,13 @@ describe('inventories resolve as ansible-inventory resolves them', () => {
         r.warnings.length > 0,
         `warnings: ${JSON.stringify(r.warnings)}; Ansible: ${JSON.stringify(exp.warnings)}`,
       ).toBe(exp.warnings.length > 0);
+      // Each warning points at the line that names what it is about.
+      const lines = text.split(/\r?\n/);
+      for (const w of r.warnings) {
+        expect(w.line, `${w.message} is not located`).toBeGreaterThan(0);
+        const named = /`([^`]+)`|\(([^)]+)\)/.exec(w.message);
+        if (named) expect(lines[w.line - 1], w.message).toContain(named[1] ?? named[2]);
+      }
       for (const [pattern, want] of Object.entries(exp.patterns)) {
         const m = matchHosts(inv, pattern);
         if ('error' in want) expect(m.error, pattern).toBeDefined();

@@ -61,6 +61,7 @@ function resolved(inv: Inventory, name: string): Record<string, unknown> {
           port: spec.port ?? 22,
           user: spec.user ?? null,
           identity_file: spec.identityFile ?? null,
+          ...(spec.identitiesOnly ? { identities_only: true } : {}),
           ...(spec.proxyJump?.length
             ? { proxy_jump: spec.proxyJump.map((j) => `${j.user ? j.user + '@' : ''}${j.address}:${j.port ?? 22}`) }
             : {}),

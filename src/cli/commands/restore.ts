@@ -6,7 +6,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { ExitCode, ExitError } from '../exit-codes.js';
-import { formatDiagnostics } from '../load.js';
+import { formatDiagnostics, prepareInventory } from '../load.js';
 import type { Options } from '../options.js';
 
 export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
@@ -62,6 +62,8 @@ export async function restoreCommand(positionals: string[], options: Options): P
     }
     inventory = r.inventory;
   }
+  // Reached as a run reaches it: -e connection variables and the OpenSSH client config.
+  inventory = await prepareInventory(inventory, options);
 
   let hosts = Object.entries(manifest.hosts)
     .filter(([, h]) => h.resources.length > 0)
