@@ -47,27 +47,22 @@ async function ansibleReaches(inventory: string, extra: string[]): Promise<Recor
       ANSIBLE_SSH_CONTROL_PATH_DIR: join(home, 'cp'),
       ANSIBLE_HOST_KEY_CHECKING: 'False',
       ANSIBLE_NOCOLOR: '1',
-      ANSIBLE_FORKS: '1',
     },
     timeout: 60_000,
   }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
   const out: Record<string, Reached> = {};
-  // `<ADDR> SSH: EXEC ssh ... -o Port=N ... -o 'User="u"' ... ADDR '/bin/sh -c ...'`, then the
-  // host's UNREACHABLE line names the inventory host.
-  const lines = r.stdout.split('\n');
-  let pending: Reached | undefined;
-  for (const line of lines) {
-    const exec = /^<([^>]+)> SSH: EXEC ssh (.*)$/.exec(line);
-    if (exec && !pending) {
-      const port = /-o Port=(\d+)/.exec(exec[2]!);
-      const user = /-o 'User="([^"]+)"'/.exec(exec[2]!);
-      pending = { address: exec[1]!, port: port ? Number(port[1]) : 22, user: user ? user[1]! : null };
-    }
-    const down = /^(\S+) \| UNREACHABLE!/.exec(line);
-    if (down && pending) {
-      out[down[1]!] = pending;
-      pending = undefined;
-    }
+  // Ansible's workers print in no fixed order, so each host is read from its own UNREACHABLE block
+  // ("connect to host ADDR port N"), and the user from the ssh command line for that address
+  // (`<ADDR> SSH: EXEC ssh ... -o 'User="u"' ...`); the cases never give one address two users.
+  const users = new Map<string, Set<string | null>>();
+  for (const m of r.stdout.matchAll(/^<([^>]+)> SSH: EXEC ssh (.*)$/gm)) {
+    const user = /-o 'User="([^"]+)"'/.exec(m[2]!);
+    users.set(m[1]!, (users.get(m[1]!) ?? new Set()).add(user ? user[1]! : null));
+  }
+  for (const m of r.stdout.matchAll(/^(\S+) \| UNREACHABLE! => \{[^}]*?connect to host (\S+) port (\d+)/gms)) {
+    const seen = [...(users.get(m[2]!) ?? [])];
+    if (seen.length !== 1) throw new Error(`ansible used ${seen.length} users for ${m[2]}: ${r.stdout}`);
+    out[m[1]!] = { address: m[2]!, port: Number(m[3]), user: seen[0]! };
   }
   return out;
 }
