@@ -99,7 +99,7 @@ async function reportFailure(
   { positionals, options }: { positionals: string[]; options: import('./options.js').Options },
   e: unknown,
 ): Promise<void> {
-  if (!options.report && !options.junit && options.format === 'human') return;
+  if (!options.report && !options.junit && !options.metrics && options.format === 'human') return;
   const [{ failureReport, writeReports }, { InputError }] = await Promise.all([
     import('./reports.js'),
     import('./load.js'),

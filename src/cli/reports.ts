@@ -1,10 +1,11 @@
 /**
- * `--report FILE` (json) and `--junit FILE` for CI dashboards, written atomically after every run
+ * `--report FILE` (json), `--junit FILE` for CI dashboards and `--metrics FILE` for Prometheus, written atomically after every run
  * whatever its exit code: a command stopped by invalid input (exit 3) or an error writes a report
  * that says so, so a scheduled check's report never stays green after the playbook broke.
  */
 import { invalidInputOutcome, ExitCode, type Outcome } from '../engine/outcome.js';
 import type { InputProblem, JsonReport } from '../report/json.js';
+import { prometheusMetrics } from '../report/metrics.js';
 import { writeFileAtomic } from '../snapshots/store.js';
 import type { Options } from './options.js';
 
@@ -49,12 +50,14 @@ export function junit(report: JsonReport): string {
 }
 
 export async function writeReports(
-  options: Pick<Options, 'report' | 'junit'>,
+  options: Pick<Options, 'report' | 'junit' | 'metrics'>,
   report: JsonReport | undefined,
 ): Promise<void> {
   if (!report) return;
   if (options.report) await writeFileAtomic(options.report, JSON.stringify(report, null, 2) + '\n', 0o600);
   if (options.junit) await writeFileAtomic(options.junit, junit(report), 0o644);
+  // 0644: node_exporter reads it as another user.
+  if (options.metrics) await writeFileAtomic(options.metrics, prometheusMetrics(report, Date.now()), 0o644);
 }
 
 /** The report of a command that stopped before or outside the run: invalid input (exit 3) or an error. */

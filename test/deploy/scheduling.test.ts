@@ -1,6 +1,7 @@
 /** The scheduling files in deploy/ parse, and the command each one runs is a valid trustplay check. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { split } from 'shlex';
 import { parse } from 'yaml';
 import { parseOptions } from '../../src/cli/options.js';
 
@@ -34,6 +35,8 @@ async function expectValidCheck(argv: string[]): Promise<void> {
   expect(positionals).toHaveLength(1);
   expect(positionals[0]).toMatch(/\.ya?ml$/);
   expect(options.inventory).toMatch(/\.ya?ml$/);
+  // Every scheduled check feeds the drift alert (deploy/prometheus/trustplay-alerts.yml).
+  expect(options.metrics).toMatch(/\.prom$/);
 }
 
 function cronFieldsValid(expr: string): boolean {
@@ -100,7 +103,16 @@ describe('scheduling files', () => {
     expect(cj.spec.concurrencyPolicy).toBe('Forbid');
     const pod = cj.spec.jobTemplate.spec.template.spec;
     expect(pod.restartPolicy).toBe('Never');
-    await expectValidCheck(pod.containers[0]!.command);
+    // sh -c: the check, then its metrics pushed to a Pushgateway, then the check's own exit code.
+    const c0 = pod.containers[0]!;
+    expect(c0.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    const statements = c0.command[2]!.split(';').map((st) => st.trim());
+    const check = split(statements[0]!);
+    await expectValidCheck(check);
+    const metrics = check[check.indexOf('--metrics') + 1]!;
+    expect(statements[1]).toBe('code=$?');
+    expect(statements[2]).toContain(`--data-binary @${metrics} `);
+    expect(statements.at(-1)).toBe('exit $code');
     // The snapshot key comes from a Secret, read-only, 0400, outside the state dir.
     const c = pod.containers[0]!;
     const keyFile = c.env.find((e) => e.name === 'TRUSTPLAY_SNAPSHOT_KEY_FILE')?.value;
@@ -108,7 +120,7 @@ describe('scheduling files', () => {
     expect(mount?.readOnly).toBe(true);
     const vol = pod.volumes.find((v) => v.name === mount?.name);
     expect(vol?.secret).toEqual({ secretName: 'trustplay-snapshot-key', defaultMode: 0o400 });
-    const stateDir = c.command[c.command.indexOf('--state-dir') + 1]!;
+    const stateDir = check[check.indexOf('--state-dir') + 1]!;
     expect(keyFile!.startsWith(`${stateDir}/`)).toBe(false);
   });
 

@@ -37,7 +37,7 @@ describe('the systemd unit', () => {
         ? join(dir, 'good.yaml')
         : a.endsWith('inventory.yaml')
           ? join(dir, 'local.yaml')
-          : a.startsWith('/var/lib/trustplay/')
+          : a.startsWith('/var/lib/')
             ? join(dir, a.split('/').at(-1)!)
             : a,
     );
@@ -60,5 +60,12 @@ describe('the systemd unit', () => {
     // Printed once, not once per stream (the JSON holds the reason too, as a value).
     expect(text.match(/^in desired state/gm)).toHaveLength(1);
     expect(text).toContain('"reason": "in desired state: nothing would change"');
+    // The unit's --metrics file: valid for Prometheus' own checker, and green for this green check.
+    const metrics = readFileSync(join(dir, 'trustplay.prom'), 'utf8');
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    expect(lint.status, `${lint.error?.message ?? ''}${lint.stdout}${lint.stderr}`).toBe(0);
+    expect(metrics).toMatch(/^trustplay_host_in_sync\{playbook="[^"]*good\.yaml",mode="check",host="here"\} 1$/m);
+    expect(metrics).toMatch(/^trustplay_task_in_sync\{[^}]*host="here",play="[^"]*",task="wipe"\} 1$/m);
+    expect(metrics).toMatch(/^trustplay_exit_code\{[^}]*mode="check"\} 0$/m);
   });
 });
