@@ -11,7 +11,14 @@
  * upgrade replaced the file on disk); else `containerd --version` from PATH, said to be only that.
  */
 import type { Connection } from '../connection/connection.js';
-import { createCriClientFor, resolveCriSocket } from '../cri/client.js';
+import {
+  cleanUnavailable,
+  createCriClientFor,
+  DEFAULT_CRI_SOCKETS,
+  GRPC_UNAVAILABLE,
+  GRPC_UNIMPLEMENTED,
+  resolveCriSocket,
+} from '../cri/client.js';
 
 /** containerd's version: the text it came from, and major/minor (0/0 when unparsable). */
 export interface ContainerdVersion {
@@ -22,7 +29,10 @@ export interface ContainerdVersion {
 
 /** Where a version was read. */
 export type VersionSource =
-  { kind: 'cri'; socket: string } | { kind: 'process'; pid: number; exe: string } | { kind: 'path' };
+  | { kind: 'cri'; socket: string }
+  /** `socket`: the API socket the process was matched by (absent: the only containerd process found). */
+  | { kind: 'process'; pid: number; exe: string; socket?: string }
+  | { kind: 'path' };
 
 /** A version and where it came from. */
 export interface SourcedVersion {
@@ -36,7 +46,7 @@ export function describeVersionSource(s: VersionSource): string {
     case 'cri':
       return `the running daemon (CRI Version on ${s.socket})`;
     case 'process':
-      return `the running daemon's executable (pid ${s.pid}, ${s.exe})`;
+      return `the running daemon's executable (pid ${s.pid}, ${s.exe}${s.socket !== undefined ? `, listening on ${s.socket}` : ''})`;
     case 'path':
       return '`containerd --version` on PATH (no running containerd answered)';
   }
@@ -76,33 +86,63 @@ export async function versionFromCri(conn: Connection, socket: string): Promise<
   }
 }
 
-// The first process named containerd (not a shim: those are containerd-shim*) in this shell's own
-// mount namespace (a containerd inside a container or another namespace is not this host's
-// daemon), and its executable's own `--version`. Output: "<pid> <base64 exe path>", then the line.
+// The containerd process (not a shim: those are containerd-shim*) in this shell's own mount
+// namespace (a containerd inside a container or another namespace is not this host's daemon)
+// that holds the listening socket at one of the paths given as arguments: /proc/net/unix maps the
+// path to the socket's inode, and the daemon has `socket:[<inode>]` among its fds. Several daemons
+// may run side by side (a k3s agent next to a packaged containerd; lab nodes sharing a network
+// namespace bind the same path), so the first process named containerd is only the last resort.
+// Output: "<pid> <1 = holds the socket | 0> <base64 exe path> <base64 socket path>", then the
+// executable's own `--version` line.
 const PROCESS_SCRIPT = `self=$(readlink /proc/self/ns/mnt 2>/dev/null)
+inodes=
+for s in "$@"; do
+  for i in $(awk -v p="$s" '$8 == p { print $7 }' /proc/net/unix 2>/dev/null); do inodes="$inodes $i:$s"; done
+done
+report() {
+  v=$("$1/exe" --version 2>/dev/null | head -n 1) || return 1
+  [ -n "$v" ] || return 1
+  printf '%s %s %s %s\\n%s\\n' "\${1#/proc/}" "$2" "$(printf '%s' "$3" | base64 | tr -d '\\n')" "$(printf '%s' "$4" | base64 | tr -d '\\n')" "$v"
+}
+first=
 for d in /proc/[0-9]*; do
   [ "$(cat "$d/comm" 2>/dev/null)" = containerd ] || continue
   [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
   e=$(readlink "$d/exe" 2>/dev/null) || continue
-  v=$("$d/exe" --version 2>/dev/null | head -n 1) || continue
-  [ -n "$v" ] || continue
-  printf '%s %s\\n%s\\n' "\${d#/proc/}" "$(printf '%s' "$e" | base64 | tr -d '\\n')" "$v"
-  exit 0
+  [ -n "$first" ] || first="$d $e"
+  [ -n "$inodes" ] || break
+  fds=" $(readlink "$d"/fd/* 2>/dev/null | tr '\\n' ' ')"
+  for i in $inodes; do
+    case "$fds" in *" socket:[\${i%%:*}] "*) report "$d" 1 "$e" "\${i#*:}" && exit 0 ;; esac
+  done
 done
+[ -n "$first" ] && report "\${first%% *}" 0 "\${first#* }" ""
 exit 0
 `;
 
-/** The running containerd process's own version, or null when no containerd process runs. */
-export async function versionFromProcess(conn: Connection): Promise<SourcedVersion | null> {
-  const r = await conn.exec({ argv: ['sh', '-c', PROCESS_SCRIPT] }).catch(() => null);
+/**
+ * The running containerd process's own version, or null when no containerd process runs. The
+ * process serving one of `sockets` (containerd's API socket, which is also the CRI's) wins.
+ */
+export async function versionFromProcess(
+  conn: Connection,
+  sockets: readonly string[] = DEFAULT_CRI_SOCKETS,
+): Promise<SourcedVersion | null> {
+  const r = await conn.exec({ argv: ['sh', '-c', PROCESS_SCRIPT, 'sh', ...sockets] }).catch(() => null);
   if (!r || r.code !== 0) return null;
   const [head, line] = r.stdout.toString('utf8').split('\n');
-  const [pid, exe64] = (head ?? '').split(' ');
+  const [pid, held, exe64, sock64] = (head ?? '').split(' ');
   const version = line ? parseContainerdVersion(line) : null;
   if (!version || !pid || !exe64) return null;
+  const socket = held === '1' && sock64 ? Buffer.from(sock64, 'base64').toString('utf8') : undefined;
   return {
     version,
-    source: { kind: 'process', pid: Number(pid), exe: Buffer.from(exe64, 'base64').toString('utf8') },
+    source: {
+      kind: 'process',
+      pid: Number(pid),
+      exe: Buffer.from(exe64, 'base64').toString('utf8'),
+      ...(socket !== undefined ? { socket } : {}),
+    },
   };
 }
 
@@ -119,7 +159,7 @@ export async function runningContainerdVersion(
   const sock = await socket().catch(() => undefined);
   const fromCri = sock !== undefined ? await versionFromCri(conn, sock) : null;
   if (fromCri) return fromCri;
-  const fromProcess = await versionFromProcess(conn);
+  const fromProcess = await versionFromProcess(conn, sock !== undefined ? [sock] : DEFAULT_CRI_SOCKETS);
   if (fromProcess) return fromProcess;
   return pathVersion ? { version: pathVersion, source: { kind: 'path' } } : null;
 }
@@ -170,4 +210,67 @@ export async function runningVersionFor(
 /** The host's CRI socket without a task: `configured`, else crictl.yaml, else the first default socket whose runtime is containerd. */
 export function containerdSocket(conn: Connection, configured?: string): Promise<string> {
   return resolveCriSocket(conn, configured, async (candidate) => (await versionFromCri(conn, candidate)) !== null);
+}
+
+/** How long the pre-flight waits for a socket's `Version` before calling the CRI not serving. */
+const PREFLIGHT_TIMEOUT_MS = 3000;
+
+/**
+ * The node's real state when its CRI does not serve, for the pre-flight refusal (DECISIONS:
+ * interrupted changes and the CRI pre-flight): what each socket said and which daemon runs. Read
+ * only: it asks `Version` on each socket once and looks at the daemon found by `running`.
+ */
+export async function criNotServingState(
+  conn: Connection,
+  sockets: readonly string[],
+  running: SourcedVersion | null,
+): Promise<string> {
+  const said: string[] = [];
+  for (const socket of sockets) {
+    const st = await conn.stat(socket).catch(() => null);
+    if (!st?.exists) {
+      said.push(`no socket at ${socket}`);
+      continue;
+    }
+    let client;
+    try {
+      client = await createCriClientFor(conn, socket);
+      const v = await client.version(PREFLIGHT_TIMEOUT_MS);
+      said.push(`${socket} is served by ${v.runtimeName} ${v.runtimeVersion}, not containerd`);
+    } catch (e) {
+      const m = e as { code?: number; details?: string; message?: string };
+      said.push(
+        `${socket}: ${m.code === GRPC_UNIMPLEMENTED ? 'containerd answers without the CRI (plugin not loaded)' : m.code === GRPC_UNAVAILABLE ? cleanUnavailable(m.details ?? '') : (m.details ?? m.message ?? String(e))}`,
+      );
+    } finally {
+      await client?.close();
+    }
+  }
+  const daemon =
+    running?.source.kind === 'process'
+      ? `containerd ${running.version.raw.split(/\s+/).find((w) => parseVersionWord(w)) ?? running.version.raw} runs as pid ${running.source.pid} (${running.source.exe})`
+      : 'no containerd process runs';
+  return `${said.join('; ')}; ${daemon}`;
+}
+
+/** The refusal of a module whose pre-flight found the CRI not serving, with nothing of trustplay's pending. */
+export function criNotServingRefusal(host: string, state: string): string {
+  return `${host}: containerd's CRI does not serve (${state}), and no change of trustplay's is pending, so the node was already not serving Kubernetes before this run; nothing was changed: fix containerd first (its log says why; a missing base runtime spec file or a disabled CRI plugin are common causes), then run again.`;
+}
+
+/** `criNotServingState` for a task: its `socket`, else the host's `cri_socket`, else the well-known sockets. */
+export function criStateFor(
+  ctx: { conn: Connection; vars: Record<string, unknown> },
+  configured: string | undefined,
+  running: SourcedVersion | null,
+): Promise<string> {
+  const fromVars = typeof ctx.vars['cri_socket'] === 'string' ? ctx.vars['cri_socket'] : undefined;
+  const explicit = configured ?? fromVars;
+  const sockets =
+    explicit !== undefined && explicit !== ''
+      ? [explicit.replace(/^unix:(\/\/)?/, '')]
+      : running?.source.kind === 'process' && running.source.socket !== undefined
+        ? [running.source.socket]
+        : DEFAULT_CRI_SOCKETS;
+  return criNotServingState(ctx.conn, sockets, running);
 }

@@ -17,6 +17,7 @@
  *   or `[plugins."io.containerd.cri.v1.images".registry]` (version 3); credentials may stay in
  *   `registry.configs."<host>".auth`.
  */
+import { MICROK8S_SNAP_DATA } from './flavour.js';
 import { defaultVersionFor, inspectConfig, type ContainerdConfigInfo, type LegacyTls } from './config.js';
 import {
   defaultServer,
@@ -80,7 +81,15 @@ function withVersion(text: string | null, info: ContainerdConfigInfo): Result<Te
 
 function sameDir(a: string, b: string): boolean {
   const norm = (d: string): string => (d.length > 1 ? d.replace(/\/+$/, '') : d);
-  return norm(a) === norm(b);
+  return norm(snapExpanded(a)) === norm(snapExpanded(b));
+}
+
+/**
+ * microk8s's containerd-template.toml says `${SNAP_DATA}/args/certs.d`, which the snap expands to
+ * its data directory when it renders the template: the same directory, to be kept as written.
+ */
+function snapExpanded(d: string): string {
+  return d.replaceAll('${SNAP_DATA}', MICROK8S_SNAP_DATA);
 }
 
 function legacyTlsHosts(info: ContainerdConfigInfo): string[] {
@@ -156,7 +165,7 @@ export function ensureConfigPath(
   const dirs = info.configPathDirs;
   let target: string | null = dir;
   if (dirs.length === 1 && sameDir(dirs[0] as string, dir)) {
-    target = info.configPath === dir ? null : dir;
+    target = info.configPath === dir || snapExpanded(info.configPath ?? '') === dir ? null : dir;
   } else if (dirs.length > 1) {
     const listed = dirs.some((d) => sameDir(d, dir));
     if (!listed) {
@@ -265,10 +274,15 @@ export type RemoveAuthOutcome = Result<EditOk & { removed: string[] }>;
  * for every key naming it (`host`, `host:port`, `https://host`) and the deprecated
  * `auths."<key>"` entries. TLS settings and other registries stay untouched.
  */
-export function removeRegistryAuth(text: string | null, registry: string): RemoveAuthOutcome {
+export function removeRegistryAuth(
+  text: string | null,
+  registry: string,
+  opts: { containerdMajor?: number } = {},
+): RemoveAuthOutcome {
   if (text === null) return { ok: true, text: '', changed: false, notes: [], removed: [] };
-  // The version decides where the registry table is; removing credentials is safe on any containerd.
-  const inspected = inspectConfig(text);
+  // The running daemon's major decides which registry table is in force (a 2.x daemon reads a
+  // version 2 file's 2.x-named table, as AKS writes it); removing credentials is safe on any containerd.
+  const inspected = inspectConfig(text, opts);
   if (!inspected.ok) return inspected;
   const info = inspected.info;
   let cur: Text = { text, changed: false };

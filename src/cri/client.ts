@@ -72,8 +72,8 @@ export class CriError extends Error {
 /** Well-known gRPC status codes we branch on (values from grpc-js `status`). */
 const GRPC_DEADLINE_EXCEEDED = 4;
 const GRPC_NOT_FOUND = 5;
-const GRPC_UNIMPLEMENTED = 12;
-const GRPC_UNAVAILABLE = 14;
+export const GRPC_UNIMPLEMENTED = 12;
+export const GRPC_UNAVAILABLE = 14;
 
 /** Default ceiling for a pull: big images over slow links take minutes; callers pass their own `timeout`. */
 const DEFAULT_PULL_TIMEOUT_MS = 10 * 60_000;

@@ -7,7 +7,13 @@
  */
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
-import { createCriClientFor, DEFAULT_CRI_SOCKETS, resolveCriSocket, waitForCri } from '../cri/client.js';
+import {
+  createCriClientFor,
+  DEFAULT_CRI_SOCKETS,
+  resolveCriSocket,
+  waitForCri,
+  type CriImageClient,
+} from '../cri/client.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
@@ -82,6 +88,29 @@ export function trimmed(b: Buffer): string {
   return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }
 
+/**
+ * A CRI that answers `Version` is not yet one kubelet can use: containerd 2.x serves the CRI API
+ * once the plugin is loaded, while its runtime may still report RuntimeReady=false (the CRI plugin
+ * loaded but not ready). NetworkReady is not required: a node without its CNI yet is still a node
+ * whose config works. Polls until `deadline`; resolves with the reason when it never got ready.
+ */
+async function runtimeReady(client: CriImageClient, socket: string, deadline: number): Promise<string | null> {
+  let last: string;
+  for (;;) {
+    try {
+      const ready = (await client.status(false, 5000)).conditions.find((c) => c.type === 'RuntimeReady');
+      // A runtime that reports no RuntimeReady condition at all predates it: Version answering is all it says.
+      if (!ready || ready.status) return null;
+      last = `RuntimeReady is false${ready.reason ? ` (${ready.reason}${ready.message ? `: ${ready.message}` : ''})` : ''}`;
+    } catch (e) {
+      last = `Status failed: ${(e as Error).message}`;
+    }
+    if (Date.now() + 250 >= deadline)
+      return `the CRI at ${socket} answers but is not ready (${last}): containerd's CRI plugin loaded without a working runtime, see containerd's log`;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Runs the restart command and waits for the CRI; resolves with an error sentence, or null when containerd answers. */
 async function restartAndWait(
   conn: Connection,
@@ -103,7 +132,7 @@ async function restartAndWait(
   }
   try {
     await waitForCri(client, timeoutMs);
-    return null;
+    return await runtimeReady(client, socket, Date.now() + timeoutMs);
   } catch (e) {
     // waitForCri's message already names the socket, the bound and the last error.
     return `after \`${command}\`, ${(e as Error).message}`;

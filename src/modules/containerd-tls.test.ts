@@ -228,6 +228,26 @@ describe('containerd.tls plan (hosts style) on real config files', () => {
     );
   });
 
+  it('microk8s’s template (test/fixtures/published-configs): `${SNAP_DATA}/args/certs.d` is the snap’s own directory, so the template is kept as written and only the registry’s files are planned there', () => {
+    const template = readFileSync(join(HERE, '../../test/fixtures/published-configs/microk8s.toml'), 'utf8');
+    const dir = '/var/snap/microk8s/current/args/certs.d';
+    const a = args({
+      ca: CA,
+      config_file: '/var/snap/microk8s/current/args/containerd-template.toml',
+      config_path: dir,
+    });
+    const f = facts(template, 1, { path: `${dir}/${REG}`, exists: false, files: {} });
+    const plan = planContainerdTls(a, observed(f));
+    expect(plan.changes.map((c) => c.summary)).toEqual([
+      `write ${dir}/${REG}/ca.crt (CA certificate, 0644)`,
+      `write ${dir}/${REG}/hosts.toml (hosts.toml, managed by trustplay, 0644)`,
+    ]);
+    // Another directory than the snap's own is still refused, never repointed.
+    expect(refusal(() => planContainerdTls(args({ ca: CA }), observed(facts(template, 1)), 'mk8s')).message).toContain(
+      'config_path already names ${SNAP_DATA}/args/certs.d',
+    );
+  });
+
   it('a node whose config_path is already right only gets its files, and no restart', () => {
     const f = facts(config('v1.6-default.config-path-1x.expected.toml'), 1);
     const plan = planContainerdTls(args({ ca: CA }), observed(f));

@@ -31,17 +31,33 @@ import {
   type Change,
   type FileRemove,
   type FileWrite,
+  type RestartRequest,
   type TaskContext,
 } from '../engine/module.js';
-import { describeVersionSource, runningVersionFor, type VersionSource } from '../containerd/daemon-version.js';
+import {
+  criNotServingRefusal,
+  criStateFor,
+  describeVersionSource,
+  runningVersionFor,
+  type VersionSource,
+} from '../containerd/daemon-version.js';
 import { criSocketFor, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from '../containerd/facts.js';
 import { expectOf, sha256 } from '../engine/apply.js';
 import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
-import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
+import {
+  configFileArg,
+  DEFAULT_CONFIG_FILE,
+  DEFAULT_RESTART_COMMAND,
+  registryArg,
+  restartCommandArg,
+  restartTimeoutArg,
+} from '../playbook/schema/args-common.js';
 import { restartRequestFor } from './containerd-restart.js';
+import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
+import { inspectRegistries, setRegistriesTls, type RegistriesTls } from '../containerd/registries-yaml.js';
 
 const schema = {
   type: 'object',
@@ -148,6 +164,10 @@ export interface TlsObserved {
   pending?: ConfigBackup;
   /** The registry settings the running daemon reports (containerd 1.x over the CRI); absent when it cannot say. */
   daemon?: DaemonRegistry;
+  /** Set when no containerd answered on the CRI at gather: the node's state, for the pre-flight refusal. */
+  criDown?: string;
+  /** The node's flavour; absent (plain containerd) in unit tests. */
+  flavour?: Flavour;
 }
 
 /** The outcome of planning: changes in apply order and warnings for the run output. */
@@ -357,6 +377,116 @@ function desiredFiles(args: ContainerdTlsArgs, material: TlsMaterial, dir: strin
   return out;
 }
 
+/** Where trustplay keeps a registry's CA and client pair on k3s/RKE2: beside registries.yaml, which points at them. */
+export function rancherTlsDir(flavour: Flavour, registry: string): string {
+  return hostsDirFor(
+    `${path.posix.dirname(flavour.registriesFile ?? '/etc/rancher/k3s/registries.yaml')}/tls`,
+    registry,
+  );
+}
+
+/** The restart a registries.yaml change needs: the flavour's unit (unless the task names its own command). */
+function rancherRestart(args: ContainerdTlsArgs, flavour: Flavour): RestartRequest {
+  return restartRequestFor({
+    ...args,
+    config_file: flavour.registriesFile!,
+    restart_command:
+      args.restart_command === DEFAULT_RESTART_COMMAND ? `systemctl restart ${flavour.unit}` : args.restart_command,
+    socket: args.socket ?? flavour.socket!,
+  });
+}
+
+/**
+ * The plan on a k3s or RKE2 node: their agent renders every certs.d/<host>/hosts.toml and
+ * config.toml from registries.yaml at each start, so the CA (and client pair) go in a directory
+ * beside registries.yaml, `configs."<registry>".tls` points at them, and the unit is restarted only
+ * when registries.yaml changed. Facts were read with registries.yaml as the config file and the tls
+ * directory as the registry's directory.
+ */
+export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, host = 'host'): TlsPlan {
+  const { facts, material } = observed;
+  const flavour = observed.flavour!;
+  const file = flavour.registriesFile!;
+  const warnings = [...observed.materialWarnings];
+  if (args.style === 'legacy')
+    throw new TaskError(
+      `${host} runs ${flavour.kind}, whose agent writes containerd's config from ${file}; style: legacy (a config.toml table) would be overwritten at its next start: use style: hosts (the default), which edits ${file}.`,
+      'refused',
+    );
+  if (args.plain_http === true)
+    throw new TaskError(
+      `${host} runs ${flavour.kind}: plain HTTP is not a \`configs\` setting of ${file}; add a mirror whose endpoint is http://${args.registry} under \`mirrors\` there by hand.`,
+      'refused',
+    );
+  if (args.state !== 'absent' && args.ca === undefined && args.skip_verify !== true && args.client_cert === undefined)
+    throw new TaskError(
+      'containerd.tls needs one of `ca` (the secure fix), `skip_verify: true` or `plain_http: true` (or a client_cert/client_key pair) to know what to trust.',
+      'refused',
+    );
+  const inspected = inspectRegistries(facts.config.text, file);
+  if (!inspected.ok) throw new TaskError(`${host}: ${inspected.error}`, 'refused');
+  if (observed.criDown !== undefined) throw new TaskError(criNotServingRefusal(host, observed.criDown), 'refused');
+  if (args.skip_verify === true)
+    warnings.push(
+      `skip_verify: ${args.registry}'s certificate is not verified, so anyone on the network path can serve images: insecure, production should trust the registry's CA with \`ca\``,
+    );
+  const dir = rancherTlsDir(flavour, args.registry);
+  const hostsDir = facts.hostsDir.path === dir ? facts.hostsDir : { path: dir, exists: false, files: {} };
+  const changes: Change[] = [];
+  const push = (c: Change | null): void => {
+    if (c) changes.push(c);
+  };
+  const wanted = args.state === 'absent' ? [] : desiredFiles({ ...args, style: 'legacy' }, material, dir);
+  const tls: RegistriesTls | null =
+    args.state === 'absent'
+      ? null
+      : {
+          ...(material.ca !== undefined ? { ca_file: `${dir}/${FILE_NAMES.ca}` } : {}),
+          ...(material.clientCert !== undefined
+            ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` }
+            : {}),
+          ...(args.skip_verify === true ? { insecure_skip_verify: true } : {}),
+        };
+  const edit = setRegistriesTls(facts.config.text, file, args.registry, tls);
+  if (!edit.ok) throw new TaskError(`${host}: ${edit.error}`, 'refused');
+  // Certificates first: registries.yaml must never point at a file that is not there yet.
+  for (const f of wanted)
+    push(
+      writeChange({
+        path: `${dir}/${f.name}`,
+        content: f.content,
+        mode: f.mode,
+        existing: hostsDir.files[f.name],
+        what: f.what,
+        ...(f.secret ? { secret: true } : {}),
+      }),
+    );
+  if (edit.changed) {
+    if (edit.reformatted)
+      warnings.push(
+        `${file} could not be edited in place, so it was re-rendered whole: comments and entries are kept, its spacing is normalised`,
+      );
+    const previous = facts.config.exists ? (facts.config.content ?? Buffer.from(facts.config.text ?? '')) : null;
+    push({
+      op: 'file.write',
+      summary: `${tls === null ? 'remove' : 'set'} configs."${args.registry}".tls in ${file} (restarts ${flavour.kind}, which regenerates containerd's hosts.toml)`,
+      path: file,
+      content: Buffer.from(edit.text, 'utf8'),
+      mode: facts.config.mode ?? 0o600,
+      expect: expectOf(previous),
+      diff: { target: file, before: facts.config.text ?? '', after: edit.text },
+    });
+  }
+  for (const name of [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key])
+    if (!wanted.some((w) => w.name === name))
+      push(
+        removeChange(hostsDir, name, args.state === 'absent' ? 'written by containerd.tls' : 'no longer configured'),
+      );
+  if (args.state === 'absent') pushRmdir(hostsDir, changes, push);
+  if (edit.changed) push(rancherRestart(args, flavour));
+  return { changes, warnings };
+}
+
 /**
  * The pure plan: desired state from the arguments and controller material vs the node's facts.
  * Throws TaskError('refused') for anything it will not write.
@@ -366,6 +496,9 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   const warnings = [...observed.materialWarnings];
   const major = containerdMajor(facts, host);
   const info = inspect(facts, major, host);
+  // The pre-flight, after the config's own causes (a disabled CRI plugin says more than "not
+  // serving") and after any interrupted change of ours was finished (afterPendingRestart).
+  if (observed.criDown !== undefined) throw new TaskError(criNotServingRefusal(host, observed.criDown), 'refused');
   const dir = registryDir(args);
   const hostsDir = facts.hostsDir.path === dir ? facts.hostsDir : { path: dir, exists: false, files: {} };
   const changes: Change[] = [];
@@ -612,6 +745,81 @@ function migrationDirs(args: ContainerdTlsArgs, facts: ContainerdFacts): string[
   return [...names].map((n) => hostsDirFor(args.config_path, n));
 }
 
+/**
+ * A flavour this module cannot act on fails with the flavour and what rules it (DECISIONS: green
+ * means checked), before anything is read or written.
+ */
+function refuseFlavour(host: string, flavour: Flavour, args: ContainerdTlsArgs): void {
+  if (flavour.kind === 'bottlerocket')
+    throw new TaskError(
+      `${host} runs Bottlerocket (${flavour.evidence.join(', ')}), whose containerd is configured only through its settings API, not files: trust the registry's CA with \`apiclient set settings.pki.${args.registry.replace(/[^A-Za-z0-9-]/g, '-')}.data=<base64 PEM> settings.pki.${args.registry.replace(/[^A-Za-z0-9-]/g, '-')}.trusted=true\` (or the same settings in user data), then run \`trustplay check\` to confirm the pull works.`,
+      'refused',
+    );
+  if (flavour.kind === 'microk8s' && args.config_file === DEFAULT_CONFIG_FILE)
+    throw new TaskError(
+      `${host} runs microk8s (${flavour.evidence.join(', ')}): its containerd reads ${flavour.configFile} and registry directories under ${flavour.certsDir}, not /etc/containerd: set config_file: ${flavour.configFile}, config_path: ${flavour.certsDir}, socket: ${flavour.socket} and restart_command: ${MICROK8S.restartCommand} on this host's task (or its variables).`,
+      'refused',
+    );
+}
+
+/** gather on k3s/RKE2: registries.yaml as the config, the tls directory beside it as the registry's directory. */
+async function gatherRancher(
+  ctx: TaskContext,
+  args: ContainerdTlsArgs,
+  flavour: Flavour,
+  material: TlsMaterial,
+  materialWarnings: string[],
+): Promise<TlsObserved> {
+  const dir = rancherTlsDir(flavour, args.registry);
+  const facts = await gatherContainerdFacts(ctx.conn, {
+    configFile: flavour.registriesFile!,
+    configPath: path.posix.dirname(dir),
+    registry: args.registry,
+  });
+  const socket = args.socket ?? flavour.socket;
+  const running = await runningVersionFor(ctx, () => criSocketFor(ctx, socket), null);
+  facts.version = running?.version ?? null;
+  const pending =
+    facts.pendingMarker !== undefined
+      ? parsePendingMarker(ctx.host, flavour.registriesFile!, facts.pendingMarker)
+      : undefined;
+  const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, socket, running);
+  const observed: TlsObserved = {
+    facts,
+    material,
+    materialWarnings,
+    flavour,
+    versionSource: running?.source ?? null,
+    ...(pending ? { pending } : {}),
+    ...(criDown !== undefined ? { criDown } : {}),
+  };
+  recordRancherFacts(ctx, args, observed);
+  return observed;
+}
+
+/** Facts on k3s/RKE2 for the manifest and `facts`: the flavour, registries.yaml's entry for the registry. */
+function recordRancherFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed: TlsObserved): void {
+  const flavour = observed.flavour!;
+  const inspected = inspectRegistries(observed.facts.config.text, flavour.registriesFile!);
+  const ca = observed.facts.hostsDir.files[FILE_NAMES.ca];
+  ctx.fact('containerd', {
+    flavour: flavour.kind,
+    flavourEvidence: flavour.evidence,
+    version: observed.facts.version?.raw ?? null,
+    versionSource: observed.versionSource ? describeVersionSource(observed.versionSource) : null,
+    registriesFile: flavour.registriesFile,
+    configFile: flavour.configFile,
+    configPath: flavour.certsDir,
+    registries: {
+      [args.registry]: {
+        style: 'registries.yaml',
+        tls: inspected.ok ? (inspected.info.configs[args.registry]?.tls ?? null) : null,
+        caFile: ca ? `sha256:${sha256(ca.content.toString('utf8'))}` : null,
+      },
+    },
+  });
+}
+
 /** The `containerd.tls` module. */
 export default defineModule({
   schema,
@@ -621,6 +829,9 @@ export default defineModule({
   async gather(ctx, args) {
     const { material, warnings } = await readMaterial(args);
     if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
+    const flavour = await detectFlavour(ctx.conn, ctx.hostState);
+    refuseFlavour(ctx.host, flavour, args);
+    if (flavour.kind === 'k3s' || flavour.kind === 'rke2') return gatherRancher(ctx, args, flavour, material, warnings);
     const opts = {
       configFile: args.config_file,
       configPath: args.config_path,
@@ -643,18 +854,27 @@ export default defineModule({
     // Only when the daemon answered on the CRI: what it has loaded, to see whether it lags the file.
     const daemon =
       running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
-    const observed = {
+    const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, args.socket, running);
+    const observed: TlsObserved = {
       facts,
       material,
       materialWarnings: warnings,
+      ...(flavour.kind !== 'containerd' ? { flavour } : {}),
       versionSource: running?.source ?? null,
       ...(pending ? { pending } : {}),
       ...(daemon ? { daemon } : {}),
+      ...(criDown !== undefined ? { criDown } : {}),
     };
     recordFacts(ctx, args, observed);
     return observed;
   },
   plan(args, observed, ctx) {
+    if (observed.flavour?.registriesFile !== undefined)
+      return afterPendingRestart(ctx, observed.pending, rancherRestart(args, observed.flavour), () => {
+        const plan = planRancherTls(args, observed, ctx.host);
+        for (const w of plan.warnings) ctx.warn(w);
+        return plan.changes;
+      });
     return afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () => {
       const plan = planContainerdTls(args, observed, ctx.host);
       for (const w of plan.warnings) ctx.warn(w);

@@ -21,8 +21,20 @@ import {
   type ConfigBackup,
 } from '../engine/restart-backup.js';
 import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
-import { configFileArg, registryArg, restartCommandArg, restartTimeoutArg } from '../playbook/schema/args-common.js';
+import {
+  configFileArg,
+  DEFAULT_CONFIG_FILE,
+  DEFAULT_RESTART_COMMAND,
+  registryArg,
+  restartCommandArg,
+  restartTimeoutArg,
+} from '../playbook/schema/args-common.js';
+import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
+import { removeRegistriesAuth } from '../containerd/registries-yaml.js';
+import { registryKeyMatches } from '../containerd/registry-host.js';
 import { restartRequestFor } from './containerd-restart.js';
+import { criNotServingRefusal, criStateFor, runningVersionFor } from '../containerd/daemon-version.js';
+import { criSocketFor } from '../cri/connect.js';
 
 const schema = {
   type: 'object',
@@ -78,6 +90,28 @@ export interface CredsObserved {
   config: NodeFileState | null;
   /** A config.toml change an interrupted run left unrestarted (its marker on the node). */
   pending?: ConfigBackup;
+  /** The running containerd's major version: which registry table of config.toml is in force. */
+  containerdMajor?: number;
+  /** Set when no containerd answered on the CRI: the node's state, refused before a config.toml change. */
+  criDown?: string;
+  /** k3s/RKE2: `config` is their registries.yaml (credentials live in `configs."<host>".auth` there). */
+  flavour?: Flavour;
+}
+
+/**
+ * The arguments as they apply on the node's flavour: on k3s/RKE2 containerd's auth comes from
+ * registries.yaml (config.toml is regenerated from it at each start) and the flavour's unit restarts
+ * containerd; a task's own restart_command or socket still wins.
+ */
+export function flavourArgs(args: NodeCredsWipeArgs, flavour: Flavour | undefined): NodeCredsWipeArgs {
+  if (flavour?.registriesFile === undefined) return args;
+  return {
+    ...args,
+    config_file: flavour.registriesFile,
+    restart_command:
+      args.restart_command === DEFAULT_RESTART_COMMAND ? `systemctl restart ${flavour.unit}` : args.restart_command,
+    socket: args.socket ?? flavour.socket!,
+  };
 }
 
 // One remote command for every file: a header line per path, then the bytes. `F size mode uid gid`
@@ -160,15 +194,15 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
 }
 
 /** Removes every registry's credentials from config.toml (`all: true`). */
-export function removeAllRegistryAuth(text: string): RemoveAuthOutcome {
-  const inspected = inspectConfig(text);
+export function removeAllRegistryAuth(text: string, opts: { containerdMajor?: number } = {}): RemoveAuthOutcome {
+  const inspected = inspectConfig(text, opts);
   if (!inspected.ok) return inspected;
   const keys = Object.entries(inspected.info.configs).flatMap(([k, c]) => (c.auth === undefined ? [] : [k]));
   const auths = getIn(parsePlain(text), [...inspected.info.criRegistryPath, 'auths']);
   if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) keys.push(...Object.keys(auths));
   let cur = { text, changed: false, notes: [] as string[], removed: [] as string[] };
   for (const key of keys) {
-    const r = removeRegistryAuth(cur.text, key);
+    const r = removeRegistryAuth(cur.text, key, opts);
     if (!r.ok) return r;
     cur = {
       text: r.text,
@@ -207,10 +241,20 @@ function credentialFileChange(args: NodeCredsWipeArgs, file: NodeFileState): Cha
   };
 }
 
-function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): Change[] {
+function containerdAuthChange(
+  args: NodeCredsWipeArgs,
+  config: NodeFileState,
+  containerdMajor?: number,
+  rancher = false,
+): Change[] {
   if (config.content === null) return [];
   const previous = config.content;
-  const outcome = args.all ? removeAllRegistryAuth(previous) : removeRegistryAuth(previous, args.registry);
+  const opts = containerdMajor !== undefined ? { containerdMajor } : {};
+  const outcome = rancher
+    ? removeRegistriesAuth(previous, args.config_file, (key) => args.all || registryKeyMatches(key, args.registry))
+    : args.all
+      ? removeAllRegistryAuth(previous, opts)
+      : removeRegistryAuth(previous, args.registry, opts);
   if (!outcome.ok) {
     throw new TaskError(
       `${args.config_file}: ${outcome.error} (set containerd_auth: false to clean only the credential files)`,
@@ -233,14 +277,24 @@ function containerdAuthChange(args: NodeCredsWipeArgs, config: NodeFileState): C
 }
 
 /** The changes for the observed files: one per file that holds the registry's credentials. */
-export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved): Change[] {
+export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved, host = 'host'): Change[] {
   const changes: Change[] = [];
   for (const file of observed.files) {
     const c = credentialFileChange(args, file);
     if (c) changes.push(c);
   }
   if (args.containerd_auth && observed.config) {
-    changes.push(...containerdAuthChange(args, observed.config));
+    const auth = containerdAuthChange(
+      args,
+      observed.config,
+      observed.containerdMajor,
+      observed.flavour?.registriesFile !== undefined,
+    );
+    // The pre-flight: a config.toml change restarts containerd, and a CRI that was not serving
+    // before would make that restart fail and look like trustplay's fault.
+    if (auth.length > 0 && observed.criDown !== undefined)
+      throw new TaskError(criNotServingRefusal(host, observed.criDown), 'refused');
+    changes.push(...auth);
   }
   return changes;
 }
@@ -251,8 +305,28 @@ export default defineModule({
   name: 'node.creds.wipe',
   description:
     "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
-  gather: async (ctx, args) => {
-    const observed = await gatherCreds(ctx.conn, args);
+  gather: async (ctx, given) => {
+    const flavour = await detectFlavour(ctx.conn, ctx.hostState);
+    if (flavour.kind === 'bottlerocket')
+      throw new TaskError(
+        `${ctx.host} runs Bottlerocket (${flavour.evidence.join(', ')}): registry credentials there are settings (\`apiclient\`, settings.container-registry.credentials), not files; remove the stale entry with \`apiclient set\` or in user data.`,
+        'refused',
+      );
+    if (flavour.kind === 'microk8s' && given.containerd_auth && given.config_file === DEFAULT_CONFIG_FILE)
+      throw new TaskError(
+        `${ctx.host} runs microk8s (${flavour.evidence.join(', ')}): its containerd reads ${flavour.configFile}, not /etc/containerd/config.toml: set config_file: ${flavour.configFile}, socket: ${flavour.socket} and restart_command: ${MICROK8S.restartCommand} on this host's task (or containerd_auth: false).`,
+        'refused',
+      );
+    const args = flavourArgs(given, flavour);
+    const observed: CredsObserved = await gatherCreds(ctx.conn, args);
+    if (flavour.registriesFile !== undefined) observed.flavour = flavour;
+    if (observed.config?.content != null) {
+      // Only the running daemon's version counts here (CRI, else its process): PATH's containerd
+      // may be another binary, and without either the file's own version line decides.
+      const running = await runningVersionFor(ctx, () => criSocketFor(ctx, args.socket), null);
+      if (running) observed.containerdMajor = running.version.major;
+      if (running?.source.kind !== 'cri') observed.criDown = await criStateFor(ctx, args.socket, running);
+    }
     // For the snapshot manifest and `facts`: which registries each file holds credentials for,
     // never the credentials themselves.
     ctx.fact(
@@ -266,6 +340,10 @@ export default defineModule({
     );
     return observed;
   },
-  plan: (args, observed, ctx) =>
-    afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () => planCredsWipe(args, observed)),
+  plan: (given, observed, ctx) => {
+    const args = flavourArgs(given, observed.flavour);
+    return afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () =>
+      planCredsWipe(args, observed, ctx.host),
+    );
+  },
 });

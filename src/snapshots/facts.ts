@@ -11,6 +11,8 @@ import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.j
 import { TaskError } from '../engine/errors.js';
 import { gatherContainerdFacts } from '../containerd/facts.js';
 import { containerdSocket, describeVersionSource, runningContainerdVersion } from '../containerd/daemon-version.js';
+import { detectFlavour, MICROK8S_SNAP_DATA, type FlavourKind } from '../containerd/flavour.js';
+import { inspectRegistries } from '../containerd/registries-yaml.js';
 
 /** Where to look; defaults are containerd's and the seed's. */
 export interface NodeFactsOptions {
@@ -26,6 +28,8 @@ export const DEFAULT_CREDENTIAL_FILES = ['/root/.docker/config.json', '/var/lib/
 
 /** What `trustplay facts` prints for one host (no secret values anywhere). */
 export interface NodeFacts {
+  /** Which containerd this is (packaged, k3s, RKE2, microk8s, Bottlerocket) and why trustplay thinks so. */
+  flavour: { kind: FlavourKind; evidence: string[]; unit?: string; registries_file?: string };
   /** The running daemon's version (CRI Version, else its process), PATH's only when none runs; `source` says which. */
   containerd: { version: string | null; major: number | null; source: string | null };
   config: {
@@ -35,6 +39,11 @@ export interface NodeFacts {
     error?: string;
     /** `config_path` as written (null: not set). */
     config_path: string | null;
+    /**
+     * The registry host directories the running containerd reads: config_path's directories
+     * (microk8s's ${SNAP_DATA} resolved), or the version's default when unset (none before 2.2).
+     */
+    effective_config_path: string[];
     registries: Record<string, { mirrors?: string[]; tls?: Record<string, unknown>; auth_present: boolean }>;
     imports: string[];
   };
@@ -51,6 +60,29 @@ export interface NodeFacts {
     error?: string;
   }>;
   credential_files: Array<{ path: string; exists: boolean; registries: string[]; helpers?: string[]; error?: string }>;
+  /** k3s/RKE2: registries.yaml, which their agent renders config.toml and certs.d from (no values). */
+  registries_yaml?: {
+    path: string;
+    exists: boolean;
+    error?: string;
+    registries: Record<string, { mirrors?: string[]; tls?: Record<string, unknown>; auth_present: boolean }>;
+  };
+}
+
+/**
+ * The directories a containerd of `version` reads hosts.toml from, given config_path as written:
+ * containerd 2.2 made `/etc/containerd/certs.d:/etc/docker/certs.d` the default; before it an
+ * unset config_path means no host directory at all. microk8s writes `${SNAP_DATA}` in its template.
+ */
+export function effectiveConfigPath(
+  configPath: string | null,
+  version: { major: number; minor: number } | null,
+): string[] {
+  const p = (configPath ?? '').replaceAll('${SNAP_DATA}', MICROK8S_SNAP_DATA);
+  if (p !== '') return p.split(':').filter((d) => d !== '');
+  if (version && (version.major > 2 || (version.major === 2 && version.minor >= 2)))
+    return ['/etc/containerd/certs.d', '/etc/docker/certs.d'];
+  return [];
 }
 
 // Per certs.d dir: its host directories, their file names, and hosts.toml (base64). Per credential
@@ -88,11 +120,23 @@ export function credentialKeys(text: string): { registries: string[]; helpers?: 
 
 /** Gathers the facts of one node (two remote commands: containerd's, then certs.d and credentials). */
 export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}): Promise<NodeFacts> {
-  const configFile = o.configFile ?? '/etc/containerd/config.toml';
+  const flavour = await detectFlavour(conn);
+  // On k3s/RKE2/microk8s the config containerd runs with is the flavour's own (generated or template).
+  const configFile = o.configFile ?? flavour.configFile ?? '/etc/containerd/config.toml';
   const cf = await gatherContainerdFacts(conn, { configFile, configPath: o.configPath ?? '/etc/containerd/certs.d' });
-  const running = await runningContainerdVersion(conn, () => containerdSocket(conn, o.criSocket), cf.version);
+  const running = await runningContainerdVersion(
+    conn,
+    () => containerdSocket(conn, o.criSocket ?? flavour.socket),
+    cf.version,
+  );
   cf.version = running?.version ?? null;
   const facts: NodeFacts = {
+    flavour: {
+      kind: flavour.kind,
+      evidence: flavour.evidence,
+      ...(flavour.unit !== undefined ? { unit: flavour.unit } : {}),
+      ...(flavour.registriesFile !== undefined ? { registries_file: flavour.registriesFile } : {}),
+    },
     containerd: {
       version: cf.version?.raw ?? null,
       major: cf.version?.major ?? null,
@@ -103,6 +147,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
       exists: cf.config.exists,
       version: null,
       config_path: null,
+      effective_config_path: [],
       registries: {},
       imports: [],
     },
@@ -115,8 +160,9 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     const i = inspected.info;
     facts.config.version = i.version;
     facts.config.config_path = i.configPath;
+    facts.config.effective_config_path = effectiveConfigPath(i.configPath, cf.version);
     facts.config.imports = i.imports;
-    if (i.configPathDirs.length) certDirs = i.configPathDirs;
+    if (facts.config.effective_config_path.length) certDirs = facts.config.effective_config_path;
     const names = new Set([...Object.keys(i.mirrors), ...Object.keys(i.configs)]);
     for (const r of [...names].sort()) {
       const c = i.configs[r];
@@ -178,19 +224,55 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     } else if (tag === 'nocred') facts.credential_files.push({ path: b64(a), exists: false, registries: [] });
   }
   flush();
+  if (flavour.registriesFile !== undefined) facts.registries_yaml = await registriesFacts(conn, flavour.registriesFile);
   return facts;
+}
+
+/** registries.yaml reduced to what it configures per registry (auth only as present/absent). */
+async function registriesFacts(conn: Connection, file: string): Promise<NonNullable<NodeFacts['registries_yaml']>> {
+  const text = await conn.readFile(file);
+  if (text === null) return { path: file, exists: false, registries: {} };
+  const r = inspectRegistries(text.toString('utf8'), file);
+  if (!r.ok) return { path: file, exists: true, error: r.error, registries: {} };
+  const out: NonNullable<NodeFacts['registries_yaml']>['registries'] = {};
+  for (const host of [...new Set([...Object.keys(r.info.mirrors), ...Object.keys(r.info.configs)])].sort()) {
+    const c = r.info.configs[host];
+    out[host] = {
+      ...(r.info.mirrors[host] ? { mirrors: r.info.mirrors[host].endpoint } : {}),
+      ...(c?.tls ? { tls: { ...c.tls } } : {}),
+      auth_present: c?.auth ?? false,
+    };
+  }
+  return { path: file, exists: true, registries: out };
 }
 
 /** Human-readable facts of one host. */
 export function formatNodeFacts(host: string, f: NodeFacts): string {
   const l = [
     `${host}:`,
+    `  flavour: ${f.flavour.kind}${f.flavour.evidence.length ? ` (${f.flavour.evidence.join(', ')})` : ''}`,
     `  containerd: ${f.containerd.version ?? 'not installed'}${f.containerd.source ? ` (from ${f.containerd.source})` : ''}`,
   ];
   l.push(
     `  config: ${f.config.path} ${f.config.exists ? `(version ${f.config.version ?? '?'})` : '(missing)'}${f.config.error ? `: ${f.config.error}` : ''}`,
   );
-  l.push(`  config_path: ${f.config.config_path === null ? '(not set)' : JSON.stringify(f.config.config_path)}`);
+  l.push(
+    `  config_path: ${f.config.config_path === null ? '(not set)' : JSON.stringify(f.config.config_path)}; effective: ${f.config.effective_config_path.join(':') || '(none: no hosts.toml is read)'}`,
+  );
+  if (f.registries_yaml) {
+    const y = f.registries_yaml;
+    l.push(`  registries.yaml: ${y.path}${y.exists ? '' : ' (missing)'}${y.error ? `: ${y.error}` : ''}`);
+    for (const [r, s] of Object.entries(y.registries)) {
+      const tls = s.tls
+        ? Object.entries(s.tls)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(' ')
+        : '';
+      l.push(
+        `    ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`,
+      );
+    }
+  }
   for (const [r, s] of Object.entries(f.config.registries)) {
     const tls = s.tls
       ? Object.entries(s.tls)

@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { isRegistryName } from '../containerd/registry-host.js';
 
 /** A kind of file trustplay manages, and how to recognise its path. */
-type FileKind = 'containerd-config' | 'hosts-dir-file' | 'credential-file';
+type FileKind = 'containerd-config' | 'hosts-dir-file' | 'credential-file' | 'rancher-registries';
 
 const HOSTS_DIR_FILES = new Set(['hosts.toml', 'ca.crt', 'client.cert', 'client.key']);
 
@@ -20,6 +20,8 @@ const KIND_TEST: Record<FileKind, (path: string) => boolean> = {
     const dir = posix.basename(posix.dirname(p));
     return HOSTS_DIR_FILES.has(posix.basename(p)) && (dir === '_default' || isRegistryName(dir));
   },
+  // k3s's / RKE2's registries.yaml, which their agent renders containerd's registry config from.
+  'rancher-registries': (p) => /^\/etc\/rancher\/(k3s|rke2)\/registries\.yaml$/.test(p),
   // docker-format config.json files (node.creds.wipe `paths`).
   'credential-file': (p) => p.endsWith('.json') && posix.basename(p).length > '.json'.length,
 };
@@ -28,9 +30,9 @@ const ALL_KINDS = Object.keys(KIND_TEST) as FileKind[];
 
 /** The file kinds each module that saves files manages. A module not listed saves no files. */
 const MODULE_FILE_KINDS: Record<string, readonly FileKind[]> = {
-  'containerd.tls': ['containerd-config', 'hosts-dir-file'],
-  'node.creds.wipe': ['containerd-config', 'credential-file'],
-  'containerd.restart': ['containerd-config'],
+  'containerd.tls': ['containerd-config', 'hosts-dir-file', 'rancher-registries'],
+  'node.creds.wipe': ['containerd-config', 'credential-file', 'rancher-registries'],
+  'containerd.restart': ['containerd-config', 'rancher-registries'],
   // A restore saves what it puts back, which passed these checks when it was restored.
   'snapshot.file.restore': ALL_KINDS,
 };
@@ -62,7 +64,7 @@ export function fileRestoreProblem(module: string | undefined, path: string): st
   const kinds = module === undefined ? ALL_KINDS : MODULE_FILE_KINDS[module];
   if (!kinds) return `module \`${module}\` does not manage files`;
   if (!kinds.some((k) => KIND_TEST[k](path)))
-    return `${path} is not a kind of file ${module === undefined ? 'trustplay' : `\`${module}\``} manages (a containerd *.toml config, a certs.d/<registry>/ host file or a *.json credential file)`;
+    return `${path} is not a kind of file ${module === undefined ? 'trustplay' : `\`${module}\``} manages (a containerd *.toml config, a certs.d/<registry>/ host file, a *.json credential file or k3s's/RKE2's registries.yaml)`;
   return null;
 }
 

@@ -8,6 +8,7 @@
  * Every blob is read and checked against its digest before the playbook is built: a damaged
  * snapshot is refused while nothing has been written anywhere.
  */
+import { rancherRestartCommand } from '../containerd/flavour.js';
 import { createHash } from 'node:crypto';
 import { expectOf, sha256 } from '../engine/apply.js';
 import { TaskError } from '../engine/errors.js';
@@ -87,6 +88,8 @@ export interface RestoreSettings {
   /** Which file is containerd's config when the manifest does not say (format 1). */
   configFile?: unknown;
   restartCommand: string;
+  /** True when `containerd_restart_command` was set; otherwise a k3s/RKE2 registries.yaml restarts its own unit. */
+  explicitCommand?: boolean;
   timeoutSec: number;
   socket?: string;
 }
@@ -109,7 +112,7 @@ function restartFor(saved: SavedFile, s: RestoreSettings): RestartRequest | unde
     op: 'restart.request',
     unit: 'containerd',
     config: saved.path,
-    command: s.restartCommand,
+    command: (!s.explicitCommand && rancherRestartCommand(saved.path)) || s.restartCommand,
     health: { ...(socket ? { socket } : {}), timeoutSec: s.timeoutSec },
   };
 }
@@ -234,6 +237,7 @@ export function restoreSettings(v: Record<string, unknown>): RestoreSettings {
       typeof v['containerd_restart_command'] === 'string' && v['containerd_restart_command']
         ? v['containerd_restart_command']
         : 'systemctl restart containerd',
+    explicitCommand: typeof v['containerd_restart_command'] === 'string' && v['containerd_restart_command'] !== '',
     timeoutSec:
       typeof v['containerd_restart_timeout'] === 'number' && v['containerd_restart_timeout'] > 0
         ? Math.floor(v['containerd_restart_timeout'])

@@ -305,4 +305,103 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
     }
     await resetNode(n);
   });
+
+  it('the CRI pre-flight: a CRI that was not serving before the run (missing base runtime spec, as on kind/EKS/kubespray nodes) is refused with the node’s state on every version, nothing written, no restart', async () => {
+    for (const v of ['1.6', '1.7', '2.1']) {
+      const n = node(v);
+      await resetNode(n);
+      const broken = defaults
+        .get(n.name)!
+        .replace(/base_runtime_spec = (''|"")/g, "base_runtime_spec = '/etc/containerd/cri-base.json'");
+      expect(broken, v).toContain('cri-base.json');
+      await setConfig(n, broken);
+      expect(await criServes(n), v).toBe(false);
+      const pidBefore = (await inNode(n, 'cat /run/lab/containerd.pid')).stdout;
+      const r = await cli('run', trustCa, n.name);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stdout).toContain(
+        `${n.name}: containerd's CRI does not serve (/run/containerd/containerd.sock: containerd answers without the CRI (plugin not loaded); containerd ${v}.`,
+      );
+      expect(r.stdout).toContain('nothing was changed: fix containerd first');
+      expect(r.stdout).not.toContain('ROLLBACK');
+      expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout, v).toBe(broken);
+      expect((await inNode(n, 'test -e /etc/containerd/certs.d || echo none')).stdout, v).toBe('none\n');
+      expect((await inNode(n, 'cat /run/lab/containerd.pid')).stdout, `${v}: containerd was not restarted`).toBe(
+        pidBefore,
+      );
+      await resetNode(n);
+    }
+  });
+
+  it('the process fallback finds the daemon that holds the CRI socket, not the first containerd process (a 1.6 decoy started earlier on another socket)', async () => {
+    const n = node('2.1');
+    await resetNode(n);
+    // A second daemon in the same namespace (a packaged containerd next to an embedded one): the
+    // 1.6 binary on its own socket, started before the node's 2.1 is restarted, so it comes first in /proc.
+    const decoy = await inNode(
+      n,
+      `mkdir -p /run/decoy && printf 'version = 2\\nroot = "/var/lib/decoy"\\nstate = "/run/decoy/state"\\n[grpc]\\n  address = "/run/decoy/containerd.sock"\\n' > /run/decoy/config.toml
+       setsid /usr/bin/containerd --config /run/decoy/config.toml </dev/null >/run/decoy/log 2>&1 &
+       echo $!`,
+    );
+    const decoyPid = Number(decoy.stdout.trim());
+    try {
+      for (let i = 0; i < 50 && (await inNode(n, 'test -S /run/decoy/containerd.sock')).code !== 0; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      // The node's CRI does not answer (plugin disabled), so the version comes from a process.
+      await setConfig(n, 'disabled_plugins = ["cri"]\n');
+      const daemonPid = Number((await inNode(n, 'cat /run/lab/containerd.pid')).stdout.trim());
+      expect(daemonPid).toBeGreaterThan(decoyPid);
+      const facts = await trustplay(['facts', '-i', env.lab.inventoryPath, '--limit', n.name]);
+      expect(facts.stdout).toContain(
+        `2.1.9+unknown (from the running daemon's executable (pid ${daemonPid}, ${n.containerd.binary}, listening on /run/containerd/containerd.sock))`,
+      );
+    } finally {
+      await inNode(n, `kill ${decoyPid}; sleep 0.3; rm -rf /run/decoy /var/lib/decoy`);
+      await resetNode(n);
+    }
+  });
+
+  it('node.creds.wipe on 2.1 reads the registry table the running daemon uses: an AKS-style version 2 file with 2.x table names loses its auth (config dump proves it), the headers stay', async () => {
+    const n = node('2.1');
+    await resetNode(n);
+    const aksAuth = [
+      'version = 2',
+      '[plugins."io.containerd.cri.v1.images".registry]',
+      '  config_path = "/etc/containerd/certs.d"',
+      '[plugins."io.containerd.cri.v1.images".registry.headers]',
+      '  X-Meta-Source-Client = ["azure/aks"]',
+      `[plugins."io.containerd.cri.v1.images".registry.configs."${reg()}".auth]`,
+      '  username = "ci-bot"',
+      '  password = "expired-token-2023"',
+      '[metrics]',
+      '  address = "127.0.0.1:0"',
+      '',
+    ].join('\n');
+    await setConfig(n, aksAuth);
+    await waitForCri(n.hostSocket, 20_000);
+    expect(await dump(n)).toContain('expired-token-2023');
+    const wipe = path.join(tmp, 'wipe.yaml');
+    writeFileSync(
+      wipe,
+      [
+        '- hosts: nodes',
+        '  tasks:',
+        '    - name: Wipe stale credentials',
+        '      node.creds.wipe:',
+        '        registry: "{{ registry }}"',
+        '        paths: []',
+        '',
+      ].join('\n'),
+    );
+    const r = await cli('run', wipe, n.name);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain(`remove registry.configs."${reg()}".auth from /etc/containerd/config.toml`);
+    expect(r.stdout).not.toContain('expired-token-2023');
+    const after = await dump(n);
+    expect(after).not.toContain('expired-token-2023');
+    expect(after).toMatch(/X-Meta-Source-Client = \['azure\/aks'\]/);
+    expect(await criServes(n)).toBe(true);
+    await resetNode(n);
+  });
 });

@@ -12,14 +12,17 @@ import {
   ensureContainerd,
   parseContainerdVersions,
 } from './containerd-versions.js';
+import type { NodeFlavour } from './node.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
        npm run lab -- fetch-containerd [V[,V...]]
 DIR defaults to $TRUSTPLAY_LAB_DIR or ${DEFAULT_LAB_DIR}.
 --containerd gives each node's containerd version in node order (${CONTAINERD_VERSIONS.join(', ')}; default 1.6);
-without --nodes there is one node per version listed. fetch-containerd caches the pinned Debian
+--flavour gives each node's flavour in node order (containerd, k3s, rke2; default containerd): a k3s/rke2
+node runs the k3s stand-in (test/lab/k3s-standin.ts) with the node's containerd version.
+Without --nodes there is one node per version listed. fetch-containerd caches the pinned Debian
 packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       nodes: { type: 'string' },
       containerd: { type: 'string' },
+      flavour: { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -42,8 +46,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'up': {
       const containerd = values.containerd === undefined ? undefined : parseContainerdVersions(values.containerd);
-      const nodes = values.nodes !== undefined ? Number(values.nodes) : (containerd?.length ?? 3);
-      const lab = await labUp({ nodes, containerd, dir, log: (s) => console.error(`lab: ${s}`) });
+      const flavour = values.flavour === undefined ? undefined : parseFlavours(values.flavour);
+      const nodes = values.nodes !== undefined ? Number(values.nodes) : (containerd?.length ?? flavour?.length ?? 3);
+      const lab = await labUp({ nodes, containerd, flavour, dir, log: (s) => console.error(`lab: ${s}`) });
       printSummary(dir);
       console.log(`took ${(lab.upMs / 1000).toFixed(1)} s`);
       return 0;
@@ -96,3 +101,11 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
+
+function parseFlavours(list: string): NodeFlavour[] {
+  return list.split(',').map((f) => {
+    if (f !== 'containerd' && f !== 'k3s' && f !== 'rke2')
+      throw new Error(`--flavour takes containerd, k3s or rke2 (got ${JSON.stringify(f)})`);
+    return f;
+  });
+}

@@ -16,6 +16,7 @@ import { type LabRegistry, type RegistryName, startRegistries } from './registry
 import {
   type LabNode,
   type NodeContainerd,
+  type NodeFlavour,
   NODE_MOUNTS,
   currentContainerdPid,
   realisticContainerdConfig,
@@ -78,6 +79,8 @@ export interface LabUpOptions {
    * repeats its last version; nodes of one lab may mix versions, as fleets do during an upgrade.
    */
   containerd?: ContainerdVersionKey[];
+  /** Each node's flavour, in node order like `containerd` (default: a packaged containerd everywhere). */
+  flavour?: NodeFlavour[];
   /** Lab directory (default: a new temp dir); must not exist or be empty. */
   dir?: string;
   log?: (s: string) => void;
@@ -245,7 +248,13 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       Array.from({ length: Math.min(4, nodeCount) }, async () => {
         while (next < nodeCount) {
           const i = next++;
-          nodes[i] = await startNode(ctx, i + 1, sshPorts[i] ?? 0, builds.get(versions[i] ?? '1.6') as NodeContainerd);
+          nodes[i] = await startNode(
+            ctx,
+            i + 1,
+            sshPorts[i] ?? 0,
+            builds.get(versions[i] ?? '1.6') as NodeContainerd,
+            opts.flavour?.[Math.min(i, opts.flavour.length - 1)] ?? 'containerd',
+          );
         }
       }),
     );

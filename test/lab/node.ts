@@ -5,10 +5,22 @@
  * node's own loopback address. Nothing is mounted in this machine's namespace.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { ContainerdBuild, ContainerdVersionKey } from './containerd-versions.js';
-import { SHIM_PIDFILE, systemctlShim } from './systemctl-shim.js';
+import { SHIM_PIDFILE, systemctlShim, type ShimUnit } from './systemctl-shim.js';
+import { paths as rancherPaths } from './k3s-standin.js';
 import { namespacePasswd } from './passwd.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
 
@@ -38,6 +50,12 @@ export interface LabNode {
   };
   /** The containerd this node runs: version key, Debian release and the binary its unit starts. */
   containerd: { version: ContainerdVersionKey; release: string; binary: string };
+  /**
+   * `containerd`: a packaged containerd run by its own unit. `k3s` / `rke2`: the k3s stand-in
+   * (k3s-standin.ts) renders /etc/rancher/<flavour>/registries.yaml at each start of the unit of
+   * that name (`k3s`, `rke2-server`) and runs the containerd binary with k3s's paths and socket.
+   */
+  flavour: NodeFlavour;
   /** containerd's pidfile and log on this machine. */
   containerdPidFile: string;
   containerdLog: string;
@@ -84,6 +102,34 @@ export interface NodeContainerd {
   build: ContainerdBuild;
   config: string;
 }
+
+/** How a node runs containerd: packaged, or embedded in k3s / RKE2 (the lab's stand-in). */
+export type NodeFlavour = 'containerd' | 'k3s' | 'rke2';
+
+/** The unit name of a k3s / RKE2 stand-in node (a server node's). */
+export const RANCHER_UNIT = { k3s: 'k3s', rke2: 'rke2-server' } as const;
+
+/**
+ * The registries.yaml a k3s/RKE2 lab node starts with: a person's file with comments and a
+ * docker.io mirror whose endpoint must keep working, and nothing for the lab registry.
+ */
+export function initialRegistriesYaml(flavour: 'k3s' | 'rke2'): string {
+  return [
+    `# /etc/rancher/${flavour}/registries.yaml: read by ${flavour} at every start (ops ticket OPS-1234)`,
+    'mirrors:',
+    '  docker.io:',
+    '    endpoint:',
+    '      - "https://mirror.corp.test:5000"   # pull-through cache',
+    'configs:',
+    '  "mirror.corp.test:5000":',
+    '    tls:',
+    '      insecure_skip_verify: true   # lab cache, self-signed',
+    '',
+  ].join('\n');
+}
+
+/** The repository root (the k3s stand-in runs from there with tsx). */
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** `containerd config default` of the given build, with the comment header a real node's file has. */
 export async function realisticContainerdConfig(build: ContainerdBuild): Promise<string> {
@@ -137,10 +183,19 @@ function sshdConfig(node: { address: string; port: number; dir: string }): strin
 }
 
 /** Starts `unshare -m` running a mount script then `sleep infinity`; resolves with its pid once mounted. */
-function startHolder(binds: [string, string][], log: string): Promise<number> {
+function startHolder(
+  binds: [string, string][],
+  log: string,
+  etcOverlay?: { upper: string; work: string },
+): Promise<number> {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const script = [
     'set -e',
+    // A k3s node needs /etc/rancher, which this machine does not have: the node's /etc is an
+    // overlay whose changes land in the node's own directory (this machine's /etc is the read-only lower layer).
+    ...(etcOverlay
+      ? [`mount -t overlay overlay -o lowerdir=/etc,upperdir=${q(etcOverlay.upper)},workdir=${q(etcOverlay.work)} /etc`]
+      : []),
     ...binds.map(([src, dst]) => `mount --bind ${q(src)} ${q(dst)}`),
     'echo ready',
     'exec sleep infinity </dev/null >/dev/null 2>&1',
@@ -181,6 +236,7 @@ export async function startNode(
   index: number,
   sshPort: number,
   containerd: NodeContainerd,
+  flavour: NodeFlavour = 'containerd',
 ): Promise<LabNode> {
   const name = `node${index}`;
   const address = `127.0.0.${10 + index}`;
@@ -220,7 +276,38 @@ export async function startNode(
   );
   writeFileSync(passwd, `${namespacePasswd('/root').join('\n')}\n`);
   writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
-  writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config);
+  const rancher = flavour === 'containerd' ? undefined : rancherPaths(flavour);
+  let unit: ShimUnit | undefined;
+  if (rancher && flavour !== 'containerd') {
+    // k3s unpacks its own containerd under its data dir; a link (or copy) of the build stands in.
+    const bin = path.join(files['/var/lib'], 'rancher', flavour, 'data', 'lab', 'bin');
+    mkdirSync(bin, { recursive: true });
+    for (const b of readdirSync(containerd.build.binDir)) {
+      try {
+        linkSync(path.join(containerd.build.binDir, b), path.join(bin, b));
+      } catch {
+        copyFileSync(path.join(containerd.build.binDir, b), path.join(bin, b));
+        chmodSync(path.join(bin, b), 0o755);
+      }
+    }
+    const etc = path.join(dir, 'etc-upper', 'rancher', flavour);
+    mkdirSync(etc, { recursive: true });
+    mkdirSync(path.join(dir, 'etc-work'), { recursive: true });
+    writeFileSync(path.join(etc, 'registries.yaml'), initialRegistriesYaml(flavour), { mode: 0o600 });
+    writeFileSync(
+      path.join(sbin, flavour),
+      `#!/bin/sh\n# ${flavour} (trustplay lab stand-in: only renders registries.yaml, see test/lab/k3s-standin.ts)\necho "${flavour} version v1.34.0+${flavour}1 (lab stand-in)"\n`,
+      { mode: 0o755 },
+    );
+    unit = {
+      name: RANCHER_UNIT[flavour],
+      description: `${flavour} (trustplay lab stand-in)`,
+      socket: rancher.socket,
+      config: rancher.config,
+      binary: `/var/lib/rancher/${flavour}/data/lab/bin/containerd`,
+      preStart: `(cd '${REPO}' && '${process.execPath}' --import tsx test/lab/k3s-standin.ts ${flavour})`,
+    };
+  } else writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config);
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
   writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), {
     mode: 0o600,
@@ -230,9 +317,10 @@ export async function startNode(
     staleCredentials(`https://${ctx.registryHost}`),
     { mode: 0o600 },
   );
-  writeFileSync(path.join(sbin, 'systemctl'), systemctlShim(containerd.build.binDir), { mode: 0o755 });
-  // A node installed with this version has its binaries first on PATH, as the package puts them.
-  if (containerd.build.binDir !== '/usr/bin') {
+  writeFileSync(path.join(sbin, 'systemctl'), systemctlShim(containerd.build.binDir, unit), { mode: 0o755 });
+  // A node installed with this version has its binaries first on PATH, as the package puts them
+  // (k3s keeps its containerd off PATH: there `containerd` is whatever else is installed).
+  if (containerd.build.binDir !== '/usr/bin' && !unit) {
     for (const bin of readdirSync(containerd.build.binDir)) {
       symlinkSync(path.join(containerd.build.binDir, bin), path.join(sbin, bin));
     }
@@ -257,6 +345,7 @@ export async function startNode(
       [sbin, '/usr/local/sbin'],
     ],
     path.join(dir, 'holder.log'),
+    unit ? { upper: path.join(dir, 'etc-upper'), work: path.join(dir, 'etc-work') } : undefined,
   );
   ctx.track(nsPid, 'sleep', `${name} namespace holder`);
 
@@ -267,8 +356,11 @@ export async function startNode(
     nsPid,
     containerdPid: 0,
     sshdPid: 0,
-    criSocket: '/run/containerd/containerd.sock',
-    hostSocket: path.join(files['/run'], 'containerd', 'containerd.sock'),
+    criSocket: rancher?.socket ?? '/run/containerd/containerd.sock',
+    hostSocket: path.join(
+      files['/run'],
+      (rancher?.socket ?? '/run/containerd/containerd.sock').replace(/^\/run\//, ''),
+    ),
     root: dir,
     files,
     containerd: {
@@ -276,11 +368,12 @@ export async function startNode(
       release: containerd.build.release,
       binary: path.join(containerd.build.binDir, 'containerd'),
     },
+    flavour,
     containerdPidFile: path.join(files['/run'], SHIM_PIDFILE.replace(/^\/run\//, '')),
     containerdLog: path.join(files['/run'], 'lab', 'containerd.log'),
   };
   const [, sshdPid] = await Promise.all([
-    run('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/local/sbin/systemctl', 'start', 'containerd']),
+    run('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/local/sbin/systemctl', 'start', unit?.name ?? 'containerd']),
     (async () => {
       const log = path.join(dir, 'ssh', 'sshd.log');
       // nsenter execs sshd in place, so the pid we get is sshd's own.

@@ -14,15 +14,23 @@ export const SHIM_LOG = '/run/lab/containerd.log';
  * that binary by absolute path, as a systemd unit's ExecStart does, whatever `containerd` the
  * node's PATH finds (k3s, RKE2 and upgrades in progress differ there too).
  */
-export function systemctlShim(binDir: string): string {
+export function systemctlShim(binDir: string, unit?: ShimUnit): string {
+  const u = unit ?? {
+    name: 'containerd',
+    description: 'containerd container runtime',
+    socket: '/run/containerd/containerd.sock',
+    config: '/etc/containerd/config.toml',
+    binary: `${binDir}/containerd`,
+  };
   return `#!/bin/sh
-# systemctl for a trustplay lab node (not systemd): it manages only this node's containerd,
-# started with /etc/containerd/config.toml inside the node's mount namespace.
+# systemctl for a trustplay lab node (not systemd): it manages only this node's ${u.name} unit,
+# which runs containerd with ${u.config} inside the node's mount namespace.
 BIN=${shQuote(binDir)}
+DAEMON=${shQuote(u.binary)}
 PIDFILE=${SHIM_PIDFILE}
 LOG=${SHIM_LOG}
-SOCK=/run/containerd/containerd.sock
-CONFIG=/etc/containerd/config.toml
+SOCK=${u.socket}
+CONFIG=${u.config}
 # How long start waits for containerd's API, in tenths of a second (systemd's Type=notify waits too).
 WAIT_TENTHS=\${LAB_CONTAINERD_WAIT_TENTHS:-150}
 
@@ -46,15 +54,25 @@ do_start() {
   running_pid >/dev/null && return 0
   mkdir -p "$(dirname "$PIDFILE")"
   # A clean environment, as systemd gives a unit (no proxy variables leak into registry requests).
-  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    "$BIN/containerd" --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+${
+  u.preStart
+    ? `  # The unit's own work before containerd starts (the k3s stand-in renders registries.yaml here).
+  if ! ${u.preStart} >>"$LOG" 2>&1; then
+    echo "Job for ${u.name}.service failed because the control process exited with error code." >&2
+    tail -n 3 "$LOG" >&2
+    return 1
+  fi
+`
+    : ''
+}  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    "$DAEMON" --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"
   i=0
   while [ "$i" -lt "$WAIT_TENTHS" ]; do
     if ! alive "$pid"; then
       rm -f "$PIDFILE"
-      echo "Job for containerd.service failed because the control process exited with error code." >&2
+      echo "Job for ${u.name}.service failed because the control process exited with error code." >&2
       echo "See \\"$LOG\\" for details:" >&2
       tail -n 3 "$LOG" >&2
       return 1
@@ -65,7 +83,7 @@ do_start() {
     sleep 0.1
     i=$((i + 1))
   done
-  echo "Job for containerd.service failed because a timeout was exceeded." >&2
+  echo "Job for ${u.name}.service failed because a timeout was exceeded." >&2
   return 1
 }
 
@@ -82,13 +100,13 @@ do_stop() {
 
 do_status() {
   if pid=$(running_pid); then
-    echo "* containerd.service - containerd container runtime (trustplay lab node)"
+    echo "* ${u.name}.service - ${u.description} (trustplay lab node)"
     echo "     Loaded: loaded (lab systemctl shim)"
     echo "     Active: active (running)"
     echo "   Main PID: $pid (containerd)"
     return 0
   fi
-  echo "o containerd.service - containerd container runtime (trustplay lab node)"
+  echo "o ${u.name}.service - ${u.description} (trustplay lab node)"
   echo "     Loaded: loaded (lab systemctl shim)"
   echo "     Active: inactive (dead)"
   return 3
@@ -111,10 +129,10 @@ case "$verb" in
 esac
 
 case "$unit" in
-  containerd|containerd.service) ;;
+  ${u.name}|${u.name}.service) ;;
   "") echo "Too few arguments." >&2; exit 1 ;;
   *)
-    echo "Unit \${unit%.service}.service could not be found (this lab node only has containerd)." >&2
+    echo "Unit \${unit%.service}.service could not be found (this lab node only has ${u.name})." >&2
     [ "$verb" = status ] && exit 4
     exit 5 ;;
 esac
@@ -124,7 +142,7 @@ case "$verb" in
   stop) do_stop ;;
   restart) do_stop && do_start ;;
   try-restart|condrestart) if running_pid >/dev/null; then do_stop && do_start; fi ;;
-  reload) echo "Failed to reload containerd.service: Job type reload is not applicable for unit containerd.service." >&2; exit 1 ;;
+  reload) echo "Failed to reload ${u.name}.service: Job type reload is not applicable for unit ${u.name}.service." >&2; exit 1 ;;
   status) do_status ;;
   is-active)
     if running_pid >/dev/null; then [ "$quiet" = 1 ] || echo active; exit 0; fi
@@ -134,6 +152,18 @@ case "$verb" in
   *) echo "Unknown command verb $verb (this lab shim knows start, stop, restart, status, is-active)." >&2; exit 1 ;;
 esac
 `;
+}
+
+/** The unit a lab node's systemctl manages: containerd itself, or a k3s/RKE2 stand-in that runs it. */
+export interface ShimUnit {
+  name: string;
+  description: string;
+  socket: string;
+  config: string;
+  /** The containerd executable the unit starts. */
+  binary: string;
+  /** A command run before containerd starts; its failure fails the start, as an ExecStartPre does. */
+  preStart?: string;
 }
 
 function shQuote(s: string): string {

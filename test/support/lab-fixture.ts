@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { type Lab, labDown, labPrerequisites, labState, labUp } from '../lab/lab.js';
 import type { ContainerdVersionKey } from '../lab/containerd-versions.js';
+import type { NodeFlavour } from '../lab/node.js';
 
 /** Why lab suites cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
@@ -41,7 +42,9 @@ export interface LabHandle {
  * Brings a lab up in beforeAll and down in afterAll. With TRUSTPLAY_LAB_DIR set, reuses that lab
  * and leaves it running (it belongs to whoever started it).
  */
-export function useLab(opts: { nodes?: number; containerd?: ContainerdVersionKey[] } = {}): LabHandle {
+export function useLab(
+  opts: { nodes?: number; containerd?: ContainerdVersionKey[]; flavour?: NodeFlavour[] } = {},
+): LabHandle {
   let lab: Lab | undefined;
   let owned = false;
   beforeAll(async () => {
@@ -60,10 +63,15 @@ export function useLab(opts: { nodes?: number; containerd?: ContainerdVersionKey
           `The lab at ${shared} runs containerd ${have.join(',')} but this suite needs ${want.join(',')}: start it with --containerd ${want.join(',')}.`,
         );
       }
+      const flavours = lab.nodes.map((n) => n.flavour ?? 'containerd');
+      if (opts.flavour && opts.flavour.some((f, i) => flavours[i] !== f))
+        throw new Error(
+          `The lab at ${shared} runs ${flavours.join(',')} nodes but this suite needs ${opts.flavour.join(',')}: start it with --flavour ${opts.flavour.join(',')}.`,
+        );
       return;
     }
     owned = true;
-    lab = await labUp({ nodes: opts.nodes ?? 3, containerd: opts.containerd });
+    lab = await labUp({ nodes: opts.nodes ?? 3, containerd: opts.containerd, flavour: opts.flavour });
   });
   afterAll(async () => {
     if (lab && owned) await labDown(lab);

@@ -13,17 +13,23 @@ export const registryArg = {
   examples: ['registry.example.com', 'registry.example.com:5000'],
 } as const;
 
+/** containerd's config file when a task names none. */
+export const DEFAULT_CONFIG_FILE = '/etc/containerd/config.toml';
+
+/** The restart command when a task names none (on k3s/RKE2 the flavour's unit replaces it). */
+export const DEFAULT_RESTART_COMMAND = 'systemctl restart containerd';
+
 export const configFileArg = {
   type: 'string',
   minLength: 1,
-  default: '/etc/containerd/config.toml',
+  default: DEFAULT_CONFIG_FILE,
   description: "containerd's main configuration file.",
 } as const;
 
 export const restartCommandArg = {
   type: 'string',
   minLength: 1,
-  default: 'systemctl restart containerd',
+  default: DEFAULT_RESTART_COMMAND,
   description: 'Command (run with sh) that restarts containerd when config.toml changed.',
 } as const;
 

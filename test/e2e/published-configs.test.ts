@@ -1,0 +1,172 @@
+/**
+ * Production containerd configs published by well-known projects (test/fixtures/published-configs,
+ * each file's header names its source, commit and substitutions), each on the real containerd
+ * version it targets: the file loads and the CRI serves, the pull fails with x509, trustplay fixes
+ * it (or refuses with the right cause before touching anything), the fix converges, every other
+ * registry setting keeps working, and `containerd config dump` of the node's own binary shows only
+ * registry changes. (AKS, Docker's containerd.io, EKS AL2023 and k3s-style configs are in
+ * containerd-versions.test.ts; k3s/RKE2 nodes in k3s.test.ts.)
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { classifyPullError } from '../../src/cri/classify.js';
+import { waitForCri } from '../../src/cri/client.js';
+import type { LabNode } from '../lab/lab.js';
+import { trustplay } from '../support/cli.js';
+import { describeLab, useLab } from '../support/lab-fixture.js';
+import { criPull, inNode } from '../support/lab-node.js';
+
+const FIXTURES = path.resolve('test/fixtures/published-configs');
+const fixture = (name: string): string => readFileSync(path.join(FIXTURES, name), 'utf8');
+
+describeLab('published production configs on the containerd version each targets', () => {
+  const env = useLab({ nodes: 3, containerd: ['1.6', '1.7', '2.1'] });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tp-e2e-published-'));
+  const state = path.join(tmp, 'state');
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const node = (v: string): LabNode => env.lab.nodes.find((n) => n.containerd.version === v)!;
+  const reg = (): string => env.lab.registries.registry.host;
+  const defaults = new Map<string, string>();
+  const playbook = (extra = ''): string => {
+    const file = path.join(tmp, `trust-${defaults.size}-${extra.length}.yaml`);
+    writeFileSync(
+      file,
+      [
+        '- hosts: nodes',
+        '  tasks:',
+        '    - name: Trust the lab CA',
+        '      containerd.tls:',
+        '        registry: "{{ registry }}"',
+        '        ca: "{{ registry_ca }}"',
+        ...(extra ? [`        ${extra}`] : []),
+        '',
+      ].join('\n'),
+    );
+    return file;
+  };
+  const run = (pb: string, n: LabNode, cmd = 'run') =>
+    trustplay([cmd, pb, '-i', env.lab.inventoryPath, '--state-dir', state, '--limit', n.name]);
+  const pull = async (n: LabNode): Promise<string> => {
+    const msg = await criPull(n.hostSocket, env.lab.image.ref, { fresh: true, timeoutMs: 60_000 });
+    return msg ? classifyPullError(msg).class : 'ok';
+  };
+  const setConfig = async (n: LabNode, text: string): Promise<void> => {
+    // The spec file kind and kubespray generate, from the node's own binary.
+    const r = await inNode(
+      n,
+      `ctr oci spec > /etc/containerd/cri-base.json && cat > /etc/containerd/config.toml && systemctl restart containerd`,
+      text,
+    );
+    expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
+    await waitForCri(n.hostSocket, 20_000);
+  };
+  const dump = async (n: LabNode): Promise<string> => {
+    const r = await inNode(n, `${n.containerd.binary} --config /etc/containerd/config.toml config dump`);
+    expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+  const pid = async (n: LabNode): Promise<string> => (await inNode(n, 'cat /run/lab/containerd.pid')).stdout;
+  const reset = async (n: LabNode): Promise<void> => {
+    await inNode(n, 'rm -rf /etc/containerd/certs.d /etc/containerd/cri-base.json /var/lib/snap-microk8s');
+    await setConfig(n, defaults.get(n.name)!);
+  };
+  /** The dump without the registry table's lines: what must not change. */
+  const withoutRegistry = (d: string): string => {
+    let inRegistry = false;
+    return d
+      .split('\n')
+      .filter((line) => {
+        const t = line.trim();
+        if (t.startsWith('['))
+          inRegistry = /^\[plugins\.["']io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.images)["']\.registry/.test(t);
+        return !inRegistry;
+      })
+      .join('\n');
+  };
+
+  beforeAll(async () => {
+    for (const n of env.lab.nodes) defaults.set(n.name, (await inNode(n, 'cat /etc/containerd/config.toml')).stdout);
+  });
+
+  it('EKS AL2 on 1.7: the two-directory config_path is kept (1.x searches each), only hosts.toml + CA written, no restart; converged runs say nothing about imports', async () => {
+    const n = node('1.7');
+    const eks = fixture('eks-al2.toml');
+    await setConfig(n, eks);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(eks);
+    expect(await pid(n)).toBe(before);
+    expect((await inNode(n, `ls /etc/containerd/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).not.toContain('imports');
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+    await reset(n);
+  });
+
+  it('kind’s node config on 1.7: its legacy k8s.gcr.io mirror is refused with config_path (file untouched); with migrate_legacy it moves to hosts.toml, config dump changes only in the registry table, and the pull works', async () => {
+    const n = node('1.7');
+    const kind = fixture('kind.toml');
+    await setConfig(n, kind);
+    const dumpBefore = await dump(n);
+    expect(await pull(n)).toBe('unknown-authority');
+    const refused = await run(playbook(), n);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+    expect(refused.stdout).toContain('config.toml has legacy registry.mirrors for k8s.gcr.io');
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(kind);
+    const r = await run(playbook('migrate_legacy: true'), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const hosts = (await inNode(n, 'cat /etc/containerd/certs.d/k8s.gcr.io/hosts.toml')).stdout;
+    // The mirror first, the registry's own endpoint last as the server: the order containerd tried them in.
+    expect(hosts).toContain('server = "https://k8s.gcr.io"\n\n[host."https://registry.k8s.io"]\n');
+    const dumpAfter = await dump(n);
+    expect(dumpAfter).toMatch(/config_path = ['"]\/etc\/containerd\/certs\.d['"]/);
+    expect(withoutRegistry(dumpAfter)).toBe(withoutRegistry(dumpBefore));
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook('migrate_legacy: true'), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+    await reset(n);
+  });
+
+  it('kubespray’s template (config_path mode) on 2.1 and 1.7: config_path already there, so only hosts.toml + CA, config dump identical, pull works', async () => {
+    for (const v of ['2.1', '1.7']) {
+      const n = node(v);
+      const ks = fixture('kubespray.toml');
+      await setConfig(n, ks);
+      const dumpBefore = await dump(n);
+      expect(await pull(n), v).toBe('unknown-authority');
+      const r = await run(playbook(), n);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout, v).toBe(ks);
+      expect(await dump(n), v).toBe(dumpBefore);
+      expect(await pull(n), v).toBe('ok');
+      await reset(n);
+    }
+  });
+
+  it('microk8s’s template, rendered as the snap renders it, on 1.6: its own certs.d under args is where trustplay writes (config untouched, no restart), and the pull works', async () => {
+    const n = node('1.6');
+    // The snap renders ${SNAP_DATA} as /var/snap/microk8s/current; the lab node has no /var/snap, so
+    // the rendered copy uses a directory of the node's own /var/lib. (The template itself, with
+    // ${SNAP_DATA} as written, is kept by the plan: see containerd-tls.test.ts.)
+    const snapData = '/var/lib/snap-microk8s';
+    const rendered = fixture('microk8s.toml').replaceAll('${SNAP_DATA}', snapData);
+    await inNode(n, `mkdir -p ${snapData}/args/certs.d`);
+    await setConfig(n, rendered);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(`config_path: ${snapData}/args/certs.d`), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(rendered);
+    expect(await pid(n)).toBe(before);
+    expect((await inNode(n, `ls ${snapData}/args/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
+    expect(await pull(n)).toBe('ok');
+    await reset(n);
+  });
+});
