@@ -450,17 +450,7 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
   const edit = setRegistriesTls(facts.config.text, file, args.registry, tls);
   if (!edit.ok) throw new TaskError(`${host}: ${edit.error}`, 'refused');
   // Certificates first: registries.yaml must never point at a file that is not there yet.
-  for (const f of wanted)
-    push(
-      writeChange({
-        path: `${dir}/${f.name}`,
-        content: f.content,
-        mode: f.mode,
-        existing: hostsDir.files[f.name],
-        what: f.what,
-        ...(f.secret ? { secret: true } : {}),
-      }),
-    );
+  for (const f of wanted) push(writeChange(hostsDir, f));
   if (edit.changed) {
     if (edit.reformatted)
       warnings.push(

@@ -262,27 +262,9 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
   if (f.registries_yaml) {
     const y = f.registries_yaml;
     l.push(`  registries.yaml: ${y.path}${y.exists ? '' : ' (missing)'}${y.error ? `: ${y.error}` : ''}`);
-    for (const [r, s] of Object.entries(y.registries)) {
-      const tls = s.tls
-        ? Object.entries(s.tls)
-            .map(([k, v]) => `${k}=${String(v)}`)
-            .join(' ')
-        : '';
-      l.push(
-        `    ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`,
-      );
-    }
+    for (const [r, s] of Object.entries(y.registries)) l.push(`    ${r}:${registrySettings(s)}`);
   }
-  for (const [r, s] of Object.entries(f.config.registries)) {
-    const tls = s.tls
-      ? Object.entries(s.tls)
-          .map(([k, v]) => `${k}=${String(v)}`)
-          .join(' ')
-      : '';
-    l.push(
-      `  legacy registry ${r}:${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`,
-    );
-  }
+  for (const [r, s] of Object.entries(f.config.registries)) l.push(`  legacy registry ${r}:${registrySettings(s)}`);
   for (const c of f.certs_d) {
     l.push(
       `  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`,
@@ -294,4 +276,14 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
     );
   }
   return l.join('\n') + '\n';
+}
+
+/** " mirrors a,b tls ca_file=... auth present": one registry's settings, values of secrets never included. */
+function registrySettings(s: { mirrors?: string[]; tls?: Record<string, unknown>; auth_present: boolean }): string {
+  const tls = s.tls
+    ? Object.entries(s.tls)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ')
+    : '';
+  return `${s.mirrors ? ` mirrors ${s.mirrors.join(',')}` : ''}${tls ? ` tls ${tls}` : ''} auth ${s.auth_present ? 'present' : 'absent'}`;
 }

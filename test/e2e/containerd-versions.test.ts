@@ -16,7 +16,7 @@ import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
 import { createCriClient, waitForCri } from '../../src/cri/client.js';
-import { criPull, inNode } from '../support/lab-node.js';
+import { criPull, inNode, writeTrustCaPlaybook } from '../support/lab-node.js';
 
 describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)', () => {
   const env = useLab({ nodes: 3, containerd: ['1.6', '1.7', '2.1'] });
@@ -64,19 +64,7 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
 
   beforeAll(async () => {
     for (const n of env.lab.nodes) defaults.set(n.name, (await inNode(n, 'cat /etc/containerd/config.toml')).stdout);
-    trustCa = path.join(tmp, 'trust-ca.yaml');
-    writeFileSync(
-      trustCa,
-      [
-        '- hosts: nodes',
-        '  tasks:',
-        '    - name: Trust the lab CA',
-        '      containerd.tls:',
-        '        registry: "{{ registry }}"',
-        '        ca: "{{ registry_ca }}"',
-        '',
-      ].join('\n'),
-    );
+    trustCa = writeTrustCaPlaybook(path.join(tmp, 'trust-ca.yaml'));
   });
 
   it('2.1: with containerd 1.6 on PATH, trustplay takes the running daemon’s version (CRI), says so, fixes the node', async () => {

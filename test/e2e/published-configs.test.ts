@@ -7,7 +7,7 @@
  * registry changes. (AKS, Docker's containerd.io, EKS AL2023 and k3s-style configs are in
  * containerd-versions.test.ts; k3s/RKE2 nodes in k3s.test.ts.)
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { waitForCri } from '../../src/cri/client.js';
 import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { criPull, inNode } from '../support/lab-node.js';
+import { criPull, inNode, writeTrustCaPlaybook } from '../support/lab-node.js';
 
 const FIXTURES = path.resolve('test/fixtures/published-configs');
 const fixture = (name: string): string => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -29,23 +29,9 @@ describeLab('published production configs on the containerd version each targets
   const node = (v: string): LabNode => env.lab.nodes.find((n) => n.containerd.version === v)!;
   const reg = (): string => env.lab.registries.registry.host;
   const defaults = new Map<string, string>();
-  const playbook = (extra = ''): string => {
-    const file = path.join(tmp, `trust-${defaults.size}-${extra.length}.yaml`);
-    writeFileSync(
-      file,
-      [
-        '- hosts: nodes',
-        '  tasks:',
-        '    - name: Trust the lab CA',
-        '      containerd.tls:',
-        '        registry: "{{ registry }}"',
-        '        ca: "{{ registry_ca }}"',
-        ...(extra ? [`        ${extra}`] : []),
-        '',
-      ].join('\n'),
-    );
-    return file;
-  };
+  let playbooks = 0;
+  const playbook = (extra = ''): string =>
+    writeTrustCaPlaybook(path.join(tmp, `trust-${++playbooks}.yaml`), extra ? [extra] : []);
   const run = (pb: string, n: LabNode, cmd = 'run') =>
     trustplay([cmd, pb, '-i', env.lab.inventoryPath, '--state-dir', state, '--limit', n.name]);
   const pull = async (n: LabNode): Promise<string> => {

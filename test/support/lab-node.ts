@@ -1,7 +1,7 @@
 /** Small helpers to act on a lab node from a test: inside its namespace, over SSH, on its CRI. */
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Lab, LabNode } from '../lab/lab.js';
 
@@ -120,4 +120,22 @@ export async function managedState(node: LabNode): Promise<string> {
   );
   if (r.code !== 0) throw new Error(`cannot read the managed files of ${node.name}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** Writes a playbook that trusts the lab CA on every node (`extra`: more containerd.tls argument lines). */
+export function writeTrustCaPlaybook(file: string, extra: string[] = []): string {
+  writeFileSync(
+    file,
+    [
+      '- hosts: nodes',
+      '  tasks:',
+      '    - name: Trust the lab CA',
+      '      containerd.tls:',
+      '        registry: "{{ registry }}"',
+      '        ca: "{{ registry_ca }}"',
+      ...extra.map((l) => `        ${l}`),
+      '',
+    ].join('\n'),
+  );
+  return file;
 }
