@@ -18,7 +18,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     load: async () => (await import('./commands/run.js')).checkCommand,
   },
   validate: {
-    summary: 'validate PLAYBOOK: check playbook and inventory, run nothing',
+    summary: 'validate PLAYBOOK...: check playbooks and inventory, run nothing',
     load: async () => (await import('./commands/validate.js')).validateCommand,
   },
   inventory: {
