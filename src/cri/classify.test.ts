@@ -55,11 +55,11 @@ const VARIANTS: [string, PullFailureClass][] = [
   ],
   [
     'failed to do request: Head "https://r.example/v2/a/manifests/1": x509: certificate relies on legacy Common Name field, use SANs instead',
-    'name-mismatch',
+    'cn-only',
   ],
   [
     'failed to do request: Head "https://r.example/v2/a/manifests/1": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2024-01-01T00:00:00Z is before 2024-02-01T00:00:00Z',
-    'expired',
+    'not-yet-valid',
   ],
   [
     'failed to pull and unpack image "docker.io/library/privateimg:1": failed to resolve reference "docker.io/library/privateimg:1": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed',
@@ -125,6 +125,11 @@ describe('registryFromMessage', () => {
     const classes = new Set([
       'unknown-authority',
       'name-mismatch',
+      'cn-only',
+      'sha1-signature',
+      'not-yet-valid',
+      'client-cert-required',
+      'not-tls',
       'expired',
       'plain-http',
       'unauthorized',

@@ -1,9 +1,18 @@
-/** Why a pull failed, in the terms an operator fixes it in. */
+/**
+ * Why a pull failed, in the terms an operator fixes it in: the causes containerd's own error can
+ * show. `trustplay diagnose` names these and finer ones (TrustCause), each mapped back to what
+ * containerd shows by CONTAINERD_SHOWS, so a pull's failure and a diagnosis speak one vocabulary.
+ */
 export type PullFailureClass =
   | 'unknown-authority'
   | 'name-mismatch'
+  | 'cn-only'
+  | 'sha1-signature'
   | 'expired'
+  | 'not-yet-valid'
+  | 'client-cert-required'
   | 'plain-http'
+  | 'not-tls'
   | 'unauthorized'
   | 'not-found'
   | 'unreachable'
@@ -18,6 +27,43 @@ export interface PullFailure {
   hint: string;
 }
 
+/** Every cause trustplay names: what containerd can show, plus what only a look at the chain tells apart. */
+export type TrustCause =
+  | PullFailureClass
+  | 'missing-intermediate'
+  | 'self-signed'
+  | 'tls-interception'
+  | 'clock-skew'
+  | 'healthy'
+  | 'host-unreachable';
+
+/**
+ * What containerd's error says for each cause diagnose can name (a missing intermediate, a
+ * self-signed leaf and an intercepting proxy all reach containerd as an unknown authority; a wrong
+ * node clock as an expired or not yet valid certificate).
+ */
+export const CONTAINERD_SHOWS: Record<Exclude<TrustCause, 'healthy' | 'host-unreachable'>, PullFailureClass[]> = {
+  'unknown-authority': ['unknown-authority'],
+  'missing-intermediate': ['unknown-authority'],
+  'self-signed': ['unknown-authority'],
+  'tls-interception': ['unknown-authority'],
+  'name-mismatch': ['name-mismatch'],
+  'cn-only': ['cn-only'],
+  'sha1-signature': ['sha1-signature'],
+  expired: ['expired'],
+  'not-yet-valid': ['not-yet-valid'],
+  'clock-skew': ['expired', 'not-yet-valid'],
+  'client-cert-required': ['client-cert-required'],
+  'plain-http': ['plain-http'],
+  'not-tls': ['not-tls'],
+  unauthorized: ['unauthorized'],
+  'not-found': ['not-found'],
+  unreachable: ['unreachable'],
+  dns: ['dns'],
+  timeout: ['timeout'],
+  other: ['other'],
+};
+
 interface Rule {
   class: PullFailureClass;
   test: RegExp;
@@ -31,10 +77,17 @@ interface Rule {
 // certificate:" prefix that Go >= 1.20 adds and older builds (containerd 1.6 on Go 1.19) lack.
 const RULES: Rule[] = [
   {
+    // Go >= 1.18 refuses SHA-1 while building the chain and reports it as an unknown authority with a hint.
+    class: 'sha1-signature',
+    test: /x509: certificate signed by unknown authority \(possibly because of "x509: cannot verify signature: insecure algorithm ([\w-]+)/,
+    summary: (m, where) => `${where}'s certificate is signed with ${m[1] ?? 'SHA-1'}, which containerd refuses`,
+    hint: "only the registry's owner can fix this: reissue the certificate signed with SHA-256 (no trust setting makes containerd accept SHA-1)",
+  },
+  {
     class: 'unknown-authority',
     test: /x509: certificate signed by unknown authority|x509: certificate is not trusted/,
     summary: (_m, where) => `${where} presents a certificate signed by a CA this node does not trust`,
-    hint: "trust the registry's CA: containerd.tls with `ca: <registry CA PEM>`",
+    hint: "trust the registry's CA: containerd.tls with `ca: <registry CA PEM>` (`trustplay diagnose` tells a missing intermediate or an intercepting proxy apart)",
   },
   {
     class: 'name-mismatch',
@@ -44,16 +97,40 @@ const RULES: Rule[] = [
     hint: 'the certificate does not cover the name you pull from: use the name in the certificate (or reissue it); skip_verify only as a last resort',
   },
   {
+    class: 'cn-only',
+    test: /x509: certificate relies on legacy Common Name field/,
+    summary: (_m, where) => `${where}'s certificate names the host only in its Common Name, with no subjectAltName`,
+    hint: "only the registry's owner can fix this: reissue the certificate with the name in subjectAltName (Go ignores the Common Name since 1.15)",
+  },
+  {
     class: 'name-mismatch',
-    test: /x509: (certificate is not valid for any names|cannot validate certificate for \S+ because it doesn't contain any IP SANs|certificate relies on legacy Common Name field)/,
+    test: /x509: (certificate is not valid for any names|cannot validate certificate for \S+ because it doesn't contain any IP SANs)/,
     summary: (m, where) => `${where}'s certificate does not name the host pulled from (${m[1] ?? ''})`,
     hint: 'the certificate does not cover the name you pull from: reissue it with that name (or IP) in subjectAltName; skip_verify only as a last resort',
+  },
+  {
+    class: 'not-yet-valid',
+    test: /x509: certificate has expired or is not yet valid: (current time \S+ is before [^"\s]+)/,
+    summary: (m, where) => `${where}'s certificate is not valid yet (${m[1] ?? ''})`,
+    hint: "the certificate starts in the future: the registry's owner reissues it, or the node's clock is behind (check with `date -u`)",
   },
   {
     class: 'expired',
     test: /x509: certificate has expired or is not yet valid(?::\s*([^"]*?))?(?:$|")/,
     summary: (m, where) => `${where}'s certificate has expired or is not yet valid${m[1] ? ` (${m[1].trim()})` : ''}`,
     hint: "renew the registry's certificate, or fix the node's clock if it is wrong (check with `date -u`); no trust setting fixes this",
+  },
+  {
+    class: 'client-cert-required',
+    test: /tls: certificate required|remote error: tls: bad certificate|tls: handshake failure/,
+    summary: (_m, where) => `${where} requires a client certificate (mutual TLS) and the node sent none it accepts`,
+    hint: "give the node a client certificate from the registry's owner: containerd.tls with `client_cert` and `client_key`",
+  },
+  {
+    class: 'not-tls',
+    test: /first record does not look like a TLS handshake|tls: oversized record received/,
+    summary: (_m, where) => `${where} does not speak TLS on this port`,
+    hint: "check the registry's port: it answers something other than TLS or HTTP there",
   },
   {
     class: 'plain-http',
@@ -75,7 +152,8 @@ const RULES: Rule[] = [
   },
   {
     class: 'unreachable',
-    test: /connection refused|no route to host|network is unreachable|host is unreachable|connection reset by peer/,
+    // "Bad Gateway" / "Gateway Timeout": containerd's HTTPS_PROXY could not reach the registry.
+    test: /connection refused|no route to host|network is unreachable|host is unreachable|connection reset by peer|: Bad Gateway|: Gateway Timeout/,
     summary: (_m, where) => `the node cannot connect to ${where}`,
     hint: 'check the registry host and port, that the registry is running, and firewalls between the node and it',
   },

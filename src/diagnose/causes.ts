@@ -1,25 +1,7 @@
-/** The causes `trustplay diagnose` names for one node and registry. */
-export type DiagnoseCause =
-  | 'healthy'
-  | 'unknown-authority'
-  | 'missing-intermediate'
-  | 'self-signed'
-  | 'name-mismatch'
-  | 'cn-only'
-  | 'sha1-signature'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'clock-skew'
-  | 'plain-http'
-  | 'not-tls'
-  | 'client-cert-required'
-  | 'tls-interception'
-  | 'dns'
-  | 'unreachable'
-  | 'timeout'
-  | 'unauthorized'
-  | 'host-unreachable'
-  | 'other';
+import type { TrustCause } from '../cri/classify.js';
+
+/** The causes `trustplay diagnose` names for one node and registry: the one vocabulary of src/cri/classify.ts. */
+export type DiagnoseCause = TrustCause;
 
 /** The first words of each cause's summary. */
 export const CAUSE_SUMMARY: Record<DiagnoseCause, string> = {
@@ -41,6 +23,7 @@ export const CAUSE_SUMMARY: Record<DiagnoseCause, string> = {
   unreachable: 'the node cannot connect to the registry',
   timeout: 'the connection from the node timed out',
   unauthorized: 'TLS is fine: look at credentials',
+  'not-found': 'the registry does not have this image',
   'host-unreachable': 'trustplay could not reach the node',
   other: 'diagnose could not finish',
 };

@@ -175,7 +175,7 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
         return done('unreachable', e.message);
     }
   }
-  const probe = await probeTls(first.stream, bareHost, `${hostname}:${port}`);
+  const probe = await probeTls(first.stream, bareHost, `${hostname}:${port}`, view.clientPair);
   return classifyProbe(d, probe, {
     view,
     nodeNow,
@@ -286,7 +286,7 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
     // What the registry serves without the proxy: a different leaf means the proxy re-signs the traffic.
     const direct = await c.conn.openTcp(c.hostname, c.port).catch(() => undefined);
     if (direct) {
-      const seen = await probeTls(direct, c.hostname, hp);
+      const seen = await probeTls(direct, c.hostname, hp, c.view.clientPair);
       const leaf = seen.kind === 'tls' ? seen.served[0] : undefined;
       if (leaf && probe.served[0] && leaf.x509.fingerprint256 !== probe.served[0].x509.fingerprint256) {
         d.evidence.direct_leaf = evidenceOf(leaf);

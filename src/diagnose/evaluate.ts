@@ -209,14 +209,24 @@ export function evaluateChain(input: ChainInput): ChainVerdict {
   const sendsRoot = served.length > 1 && isSelfSigned(top);
   const registryAnchors = input.registryAnchors ?? [];
   const servedIssuer = intermediates.some((i) => leaf.x509.checkIssued(i.x509));
-  const anchorIssues = registryAnchors.some(
+  const direct = registryAnchors.filter(
     (a) => leaf.x509.checkIssued(a.cert.x509) && safeVerify(leaf.x509, a.cert.x509),
   );
-  if (!servedIssuer && !anchorIssues && served.length === 1 && registryAnchors.length > 0) {
-    const roots = registryAnchors.map((a) => `"${name(a.cert)}" (${a.source})`).join(', ');
+  // An intermediate is missing when the leaf comes alone and either its issuer, given for this
+  // registry, is itself not a root, or the root given for this registry did not sign it directly.
+  const missing =
+    served.length === 1 &&
+    !servedIssuer &&
+    (direct.some((a) => !isSelfSigned(a.cert)) ||
+      (direct.length === 0 && registryAnchors.some((a) => isSelfSigned(a.cert))));
+  if (missing) {
+    const roots = registryAnchors
+      .filter((a) => isSelfSigned(a.cert))
+      .map((a) => `"${name(a.cert)}" (${a.source})`)
+      .join(', ');
     findings.push({
       cause: 'missing-intermediate',
-      detail: `the server sends only its leaf, issued by "${issuerName(leaf)}"${leaf.aki ? ` (key id ${leaf.aki})` : ''}, which is neither sent nor trusted; the CA trusted for this registry is ${roots}, so the intermediate between them is missing`,
+      detail: `the server sends only its leaf, issued by "${issuerName(leaf)}"${leaf.aki ? ` (key id ${leaf.aki})` : ''}, an intermediate it does not send${roots ? `; the root given for this registry is ${roots}` : ''}`,
     });
     return { findings };
   }

@@ -31,6 +31,7 @@ export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
   switch (d.cause) {
     case 'healthy':
     case 'host-unreachable':
+    case 'not-found':
     case 'other':
       return null;
     case 'unknown-authority':

@@ -48,12 +48,25 @@ export interface NodeView {
   registryAnchors: Anchor[];
   osAnchors: Anchor[];
   /** The trust settings found for the registry, for the report. */
-  trust: { hosts_toml?: string; ca_files: string[]; skip_verify: boolean; legacy_ca_file?: string; os_store?: string };
+  trust: {
+    hosts_toml?: string;
+    ca_files: string[];
+    skip_verify: boolean;
+    legacy_ca_file?: string;
+    os_store?: string;
+    /** Paths of the client certificate and key containerd presents (never their content). */
+    client_cert?: string[];
+  };
   proxy: ProxyEnv;
   /** Credential entries the node holds for this registry: `file: key` names only. */
   credentials: string[];
   /** Which tools the node has for the fallback view. */
   hasOpenssl: boolean;
+  /**
+   * The client certificate pair containerd presents to this registry, read to make the same
+   * handshake. The key is a secret: it stays in memory and is never reported (only its path is).
+   */
+  clientPair?: { cert: string; key: string };
 }
 
 // Go's crypto/x509 root files on Linux, in its order (root_linux.go); the first that exists is used.
@@ -196,6 +209,8 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
           ...m.hosts.filter((h) => h.url.replace(/\/+$/, '') === server.replace(/\/+$/, '')).flatMap((h) => h.ca),
         ];
         for (const ca of new Set(cas)) caPaths.push(posix.isAbsolute(ca) ? ca : posix.join(hostsText.dir, ca));
+        const pair = [...m.serverClient, ...m.hosts.flatMap((h) => h.client)][0];
+        if (pair) trust.client_cert = pair.map((p) => (posix.isAbsolute(p) ? p : posix.join(hostsText!.dir, p)));
         trust.skip_verify = m.serverSkipVerify || m.hosts.some((h) => h.skipVerify);
       }
     }
@@ -207,6 +222,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
           caPaths.push(c.tls.ca_file);
         }
         if (c.tls?.insecure_skip_verify) trust.skip_verify = true;
+        if (c.tls?.cert_file && c.tls.key_file) trust.client_cert = [c.tls.cert_file, c.tls.key_file];
         if (c.auth && Object.values(c.auth).some((v) => typeof v === 'string' && v !== ''))
           credentialNames.push(`${configFile}: registry.configs."${key}".auth`);
       }
@@ -226,6 +242,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
       UNIT_FILES.join('\n'),
       DROPIN_DIRS.join('\n'),
       ...trust.ca_files,
+      ...(trust.client_cert ?? []),
       ...credFiles,
     ],
   });
@@ -246,6 +263,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
   };
   const lines = out.split('\n');
   let environ: string[] | undefined;
+  const clientPem: string[] = [];
   const unitLines: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? '';
@@ -290,6 +308,11 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
       case '@@file': {
         const path = unb64(a);
         const text = next();
+        const ci = trust.client_cert?.indexOf(path) ?? -1;
+        if (ci >= 0) {
+          clientPem[ci] = text;
+          break;
+        }
         if (trust.ca_files.includes(path))
           view.registryAnchors.push(
             ...certsFromPem(text).map((cert: Cert) => ({
@@ -319,5 +342,6 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
   if (httpsProxy) view.proxy.httpsProxy = maskProxy(httpsProxy);
   if (noProxy) view.proxy.noProxy = noProxy;
   if (httpsProxy) view.proxy.rawHttpsProxy = httpsProxy;
+  if (clientPem[0] && clientPem[1]) view.clientPair = { cert: clientPem[0], key: clientPem[1] };
   return view;
 }

@@ -47,6 +47,8 @@ function readHead(sock: Duplex, onHead: (head: string) => void): void {
     }
   };
   sock.on('data', onData);
+  // A stream paused after a proxy's CONNECT answer stays paused when a listener is added.
+  sock.resume();
 }
 
 /** Parses an HTTP response head into the /v2/ answer (only the auth scheme and realm are kept). */
@@ -66,7 +68,12 @@ export function v2Request(hostPort: string): string {
 }
 
 /** TLS handshake + GET /v2/ on `stream` (which is consumed and closed). */
-export function probeTls(stream: Duplex, hostname: string, hostPort: string): Promise<TlsProbe> {
+export function probeTls(
+  stream: Duplex,
+  hostname: string,
+  hostPort: string,
+  client?: { cert: string; key: string },
+): Promise<TlsProbe> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (p: TlsProbe) => {
@@ -89,6 +96,8 @@ export function probeTls(stream: Duplex, hostname: string, hostPort: string): Pr
       ca: [],
       // Go's client default since 1.18.
       minVersion: 'TLSv1.2',
+      // The client pair containerd has for this registry, presented as containerd presents it.
+      ...(client ? { cert: client.cert, key: client.key } : {}),
     });
     sock.once('secureConnect', () => {
       const s = sock;
@@ -108,7 +117,9 @@ export function probeTls(stream: Duplex, hostname: string, hostPort: string): Pr
       s.on('end', () => finish({ kind: 'tls', served: served ?? [], protocol }));
       s.write(v2Request(hostPort));
     });
-    sock.on('error', (err: NodeJS.ErrnoException) => {
+    sock.on('error', (e: NodeJS.ErrnoException & { reason?: string }) => {
+      // OpenSSL's errors carry a short reason ("wrong version number") next to a long stack text.
+      const err = { code: e.code, message: e.reason ?? e.message.split('\n')[0] ?? e.message };
       const text = `${err.code ?? ''} ${err.message}`;
       const clientCert = CLIENT_CERT_ALERTS.test(text);
       if (served)

@@ -73,8 +73,13 @@ export type PullObserved =
 const PERMANENT: ReadonlySet<PullFailureClass> = new Set([
   'unknown-authority',
   'name-mismatch',
+  'cn-only',
+  'sha1-signature',
   'expired',
+  'not-yet-valid',
+  'client-cert-required',
   'plain-http',
+  'not-tls',
   'unauthorized',
 ]);
 

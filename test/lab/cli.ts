@@ -14,7 +14,7 @@ import {
 } from './containerd-versions.js';
 import type { NodeFlavour } from './node.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
        npm run lab -- fetch-containerd [V[,V...]]
@@ -22,7 +22,8 @@ DIR defaults to $TRUSTPLAY_LAB_DIR or ${DEFAULT_LAB_DIR}.
 --containerd gives each node's containerd version in node order (${CONTAINERD_VERSIONS.join(', ')}; default 1.6);
 --flavour gives each node's flavour in node order (containerd, k3s, rke2; default containerd): a k3s/rke2
 node runs the k3s stand-in (test/lab/k3s-standin.ts) with the node's containerd version.
-Without --nodes there is one node per version listed. fetch-containerd caches the pinned Debian
+Without --nodes there is one node per version listed. --tls-variants adds the TLS failure variants
+and the intercepting proxy (every node's containerd then uses it through HTTPS_PROXY). fetch-containerd caches the pinned Debian
 packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
       containerd: { type: 'string' },
       flavour: { type: 'string' },
       dir: { type: 'string' },
+      'tls-variants': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -48,7 +50,14 @@ async function main(argv: string[]): Promise<number> {
       const containerd = values.containerd === undefined ? undefined : parseContainerdVersions(values.containerd);
       const flavour = values.flavour === undefined ? undefined : parseFlavours(values.flavour);
       const nodes = values.nodes !== undefined ? Number(values.nodes) : (containerd?.length ?? flavour?.length ?? 3);
-      const lab = await labUp({ nodes, containerd, flavour, dir, log: (s) => console.error(`lab: ${s}`) });
+      const lab = await labUp({
+        nodes,
+        containerd,
+        flavour,
+        dir,
+        tlsVariants: values['tls-variants'] ?? false,
+        log: (s) => console.error(`lab: ${s}`),
+      });
       printSummary(dir);
       console.log(`took ${(lab.upMs / 1000).toFixed(1)} s`);
       return 0;

@@ -10,9 +10,17 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync,
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { makePki } from './certs.js';
+import { makePki, makeVariantPki, type VariantPki } from './certs.js';
 import { IMAGE_REPO, IMAGE_TAG, buildImage, pushImage } from './oci-image.js';
-import { type LabRegistry, type RegistryName, startRegistries } from './registry.js';
+import {
+  type LabRegistry,
+  type RegistryName,
+  type VariantName,
+  VARIANT_NAMES,
+  startRegistries,
+  startVariantRegistries,
+} from './registry.js';
+import { DROPIN_DIR } from './systemctl-shim.js';
 import {
   type LabNode,
   type NodeContainerd,
@@ -25,10 +33,12 @@ import {
 import { type ContainerdVersionKey, ensureContainerd } from './containerd-versions.js';
 import { writeInventory } from './inventory.js';
 import { startKube, type LabKube } from './kube.js';
-import { freePort, freePorts, processName, run, rssKb, stopPid } from './procs.js';
+import { freePort, freePorts, processName, run, rssKb, startDetached, stopPid, waitFor } from './procs.js';
+import { connect as netConnect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 
 export type { LabNode } from './node.js';
-export type { LabRegistry, RegistryName } from './registry.js';
+export type { LabRegistry, RegistryName, VariantName } from './registry.js';
 export type { LabKube } from './kube.js';
 
 /** Default lab directory of `npm run lab`. */
@@ -68,6 +78,16 @@ export interface Lab {
   processes: LabProcess[];
   /** Milliseconds `labUp` took. */
   upMs: number;
+  /** The TLS failure variants, when started with `tlsVariants`. */
+  variants?: LabVariants;
+}
+
+/** The TLS failure variants of a lab (`tlsVariants: true`) and what fixes each. */
+export interface LabVariants {
+  registries: Record<VariantName, LabRegistry>;
+  pki: VariantPki;
+  /** The TLS-intercepting proxy every node's containerd uses (HTTPS_PROXY in its unit's drop-in). */
+  proxy: { url: string; port: number; pid: number; dropIn: string };
 }
 
 /** Options of `labUp`. */
@@ -84,6 +104,11 @@ export interface LabUpOptions {
   /** Lab directory (default: a new temp dir); must not exist or be empty. */
   dir?: string;
   log?: (s: string) => void;
+  /**
+   * Also start the TLS failure variants (chain/nochain/cnonly/sha1/notyet/mtls/proxied.test) and
+   * the intercepting proxy, which every node's containerd then uses through HTTPS_PROXY.
+   */
+  tlsVariants?: boolean;
 }
 
 const BINARIES: [string, string][] = [
@@ -225,9 +250,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       digest,
     };
     log(`registries up, image ${digest} pushed, at ${Date.now() - started} ms`);
+    if (opts.tlsVariants) {
+      state.variants = await startVariants(dir, pki, track);
+      save(state);
+      log(`TLS variants and the intercepting proxy up at ${Date.now() - started} ms`);
+    }
 
     const hostsLines = [
-      `127.0.0.1 ${Object.values(registries)
+      `127.0.0.1 ${[...Object.values(registries), ...Object.values(state.variants?.registries ?? {})]
         .map((r) => r.hostname)
         .join(' ')} kube.test`,
       ...Array.from({ length: nodeCount }, (_, i) => `127.0.0.${11 + i} node${i + 1}`),
@@ -240,6 +270,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       authorizedKey,
       registryHost: registries.registry.host,
       track,
+      // Nodes reach each other directly (NO_PROXY), as internal hosts usually are.
+      ...(state.variants
+        ? {
+            dropIns: {
+              'http-proxy.conf': `[Service]\nEnvironment="HTTPS_PROXY=${state.variants.proxy.url}"\nEnvironment="NO_PROXY=${Array.from({ length: nodeCount }, (_, i) => `node${i + 1}`).join(',')}"\n`,
+            },
+          }
+        : {}),
     };
     // Bounded parallelism: each node start spawns a few processes, and this machine has 2 cores.
     const nodes: LabNode[] = new Array<LabNode>(nodeCount);
@@ -300,6 +338,51 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       cause: err,
     });
   }
+}
+
+/** Starts the TLS failure variants and the intercepting proxy (in front of proxied.test). */
+async function startVariants(
+  dir: string,
+  pki: Awaited<ReturnType<typeof makePki>>,
+  track: (pid: number, comm: string, what: string) => void,
+): Promise<LabVariants> {
+  const vpki = await makeVariantPki(path.join(dir, 'pki'), pki.ca);
+  const ports = await freePorts(VARIANT_NAMES.length + 1);
+  const byName = Object.fromEntries(VARIANT_NAMES.map((n, i) => [n, ports[i]])) as Record<VariantName, number>;
+  const registries = await startVariantRegistries(path.join(dir, 'registries'), pki, vpki, byName);
+  for (const r of Object.values(registries)) if (r.pid) track(r.pid, 'docker-registry', `registry ${r.hostname}`);
+  const proxyPort = ports[VARIANT_NAMES.length] ?? 0;
+  const home = path.join(dir, 'proxy');
+  mkdirSync(home, { recursive: true });
+  const config = path.join(home, 'config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({ port: proxyPort, intercept: 'proxied.test', ...vpki.proxyLeaf, upstreamCa: pki.ca.cert }),
+  );
+  const script = fileURLToPath(new URL('./intercepting-proxy.ts', import.meta.url));
+  const pid = startDetached(
+    process.execPath,
+    ['--import', import.meta.resolve('tsx'), script, config],
+    path.join(home, 'proxy.log'),
+  );
+  track(pid, processName(pid) ?? 'node', 'intercepting proxy');
+  await waitFor('the intercepting proxy', () => portOpen(proxyPort));
+  return {
+    registries,
+    pki: vpki,
+    proxy: { url: `http://127.0.0.1:${proxyPort}`, port: proxyPort, pid, dropIn: `${DROPIN_DIR}/http-proxy.conf` },
+  };
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
 
 /** Each distinct version's build (fetched into the cache when needed) and its default config. */

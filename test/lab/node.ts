@@ -19,7 +19,7 @@ import {
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { ContainerdBuild, ContainerdVersionKey } from './containerd-versions.js';
-import { SHIM_PIDFILE, systemctlShim, type ShimUnit } from './systemctl-shim.js';
+import { DROPIN_DIR, SHIM_PIDFILE, systemctlShim, type ShimUnit } from './systemctl-shim.js';
 import { paths as rancherPaths } from './k3s-standin.js';
 import { namespacePasswd } from './passwd.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
@@ -70,6 +70,8 @@ export interface NodeContext {
   registryHost: string;
   /** Called as soon as a process starts, so a failed `up` can still be cleaned up by pid. */
   track: (pid: number, comm: string, what: string) => void;
+  /** containerd unit drop-ins (file name -> content) under the node's /run/systemd/system/containerd.service.d. */
+  dropIns?: Record<string, string>;
 }
 
 /**
@@ -318,6 +320,11 @@ export async function startNode(
     { mode: 0o600 },
   );
   writeFileSync(path.join(sbin, 'systemctl'), systemctlShim(containerd.build.binDir, unit), { mode: 0o755 });
+  if (ctx.dropIns) {
+    const d = path.join(files['/run'], DROPIN_DIR.replace(/^\/run\//, ''));
+    mkdirSync(d, { recursive: true });
+    for (const [f, text] of Object.entries(ctx.dropIns)) writeFileSync(path.join(d, f), text);
+  }
   // A node installed with this version has its binaries first on PATH, as the package puts them
   // (k3s keeps its containerd off PATH: there `containerd` is whatever else is installed).
   if (containerd.build.binDir !== '/usr/bin' && !unit) {

@@ -7,7 +7,7 @@ import https from 'node:https';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import type { LabPki } from './certs.js';
+import type { LabPki, VariantPki } from './certs.js';
 import { run, startDetached, waitFor } from './procs.js';
 
 /** Names of the lab's registries; each is reached as `<name>.test:<port>`. */
@@ -34,9 +34,9 @@ export interface LabRegistry {
 }
 
 interface Spec {
-  name: RegistryName;
+  name: RegistryName | VariantName;
   purpose: string;
-  tls?: { cert: string; key: string; trust: string };
+  tls?: { cert: string; key: string; trust: string; clientCas?: string };
   storage: 'main' | 'auth';
   auth?: boolean;
 }
@@ -78,6 +78,51 @@ function specs(pki: LabPki): Spec[] {
   ];
 }
 
+/** The TLS failure variants a lab starts with `tlsVariants` (issue 20's ground truth), each `<name>.test`. */
+export type VariantName = 'chain' | 'nochain' | 'cnonly' | 'sha1' | 'notyet' | 'mtls' | 'proxied';
+
+/** The variants' registries; `proxied` is reached through the intercepting proxy by nodes that use it. */
+export const VARIANT_NAMES: VariantName[] = ['chain', 'nochain', 'cnonly', 'sha1', 'notyet', 'mtls', 'proxied'];
+
+function variantSpecs(pki: LabPki, v: VariantPki): Spec[] {
+  const t = (pair: { cert: string; key: string }, trust = pki.ca.cert) => ({ ...pair, trust });
+  return [
+    { name: 'chain', purpose: 'TLS, leaf by an intermediate, chain served', tls: t(v.chain), storage: 'main' },
+    {
+      name: 'nochain',
+      purpose: 'TLS, leaf by an intermediate, served alone',
+      tls: t(v.noChain, v.chainCaBundle),
+      storage: 'main',
+    },
+    { name: 'cnonly', purpose: 'TLS, name only in the Common Name (no SAN)', tls: t(v.cnOnly), storage: 'main' },
+    { name: 'sha1', purpose: 'TLS, leaf signed with SHA-1', tls: t(v.sha1), storage: 'main' },
+    { name: 'notyet', purpose: 'TLS, leaf valid from 2099', tls: t(v.notYet), storage: 'main' },
+    {
+      name: 'mtls',
+      purpose: 'TLS, client certificate required',
+      tls: { ...t(v.mtls), clientCas: pki.ca.cert },
+      storage: 'main',
+    },
+    { name: 'proxied', purpose: 'TLS (lab CA), intercepted by the lab proxy', tls: t(v.proxied), storage: 'main' },
+  ];
+}
+
+/** Starts the TLS failure variants (read-only on the main registry's storage, as the other variants). */
+export async function startVariantRegistries(
+  dir: string,
+  pki: LabPki,
+  v: VariantPki,
+  ports: Record<VariantName, number>,
+): Promise<Record<VariantName, LabRegistry>> {
+  const out = {} as Record<VariantName, LabRegistry>;
+  await Promise.all(
+    variantSpecs(pki, v).map(async (s) => {
+      out[s.name as VariantName] = await startOne(dir, s, ports[s.name as VariantName], '');
+    }),
+  );
+  return out;
+}
+
 /** Basic-auth user of auth.test (a throwaway test secret). */
 export const AUTH_USER = 'labuser';
 
@@ -99,51 +144,7 @@ export async function startRegistries(
   const out = {} as Record<RegistryName, LabRegistry>;
   await Promise.all(
     specs(pki).map(async (s) => {
-      const port = ports[s.name];
-      const home = path.join(dir, s.name);
-      mkdirSync(home, { recursive: true });
-      const config: Record<string, unknown> = {
-        version: 0.1,
-        log: { level: 'warn', accesslog: { disabled: true } },
-        storage: {
-          filesystem: { rootdirectory: path.join(dir, `storage-${s.storage}`) },
-          delete: { enabled: true },
-          maintenance: {
-            uploadpurging: { enabled: false },
-            // Only the owner of a storage writes to it; variants serve it read-only.
-            readonly: { enabled: s.storage === 'main' && s.name !== 'registry' },
-          },
-        },
-        http: {
-          addr: `127.0.0.1:${port}`,
-          ...(s.tls ? { tls: { certificate: s.tls.cert, key: s.tls.key } } : {}),
-          headers: { 'X-Content-Type-Options': ['nosniff'] },
-        },
-        ...(s.auth ? { auth: { htpasswd: { realm: 'trustplay-lab', path: htpasswd } } } : {}),
-      };
-      const configFile = path.join(home, 'config.yml');
-      writeFileSync(configFile, stringify(config));
-      const log = path.join(home, 'registry.log');
-      const pid = startDetached('/usr/bin/docker-registry', ['serve', configFile], log);
-      const hostname = `${s.name}.test`;
-      const scheme = s.tls ? 'https' : 'http';
-      out[s.name] = {
-        host: `${hostname}:${port}`,
-        hostname,
-        port,
-        url: `${scheme}://${hostname}:${port}`,
-        scheme,
-        ...(s.tls ? { caFile: s.tls.trust } : {}),
-        ...(s.auth ? { auth: { username: AUTH_USER, password } } : {}),
-        pid,
-        purpose: s.purpose,
-      };
-      await waitFor(`registry ${hostname} (see ${log})`, async () => (await probe(out[s.name]!)) > 0).catch(
-        (err: unknown) => {
-          const tail = readTail(log);
-          throw new Error(`${err instanceof Error ? err.message : String(err)}${tail ? `: ${tail}` : ''}`);
-        },
-      );
+      out[s.name as RegistryName] = await startOne(dir, s, ports[s.name as RegistryName], htpasswd, password);
     }),
   );
   const closed = ports.closed;
@@ -156,6 +157,66 @@ export async function startRegistries(
     purpose: 'nothing listens on this port',
   };
   return out;
+}
+
+/** Starts one docker-registry for `s` on `port` and waits until it answers. */
+async function startOne(dir: string, s: Spec, port: number, htpasswd: string, password?: string): Promise<LabRegistry> {
+  const home = path.join(dir, s.name);
+  mkdirSync(home, { recursive: true });
+  const config: Record<string, unknown> = {
+    version: 0.1,
+    log: { level: 'warn', accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: path.join(dir, `storage-${s.storage}`) },
+      delete: { enabled: true },
+      maintenance: {
+        uploadpurging: { enabled: false },
+        // Only the owner of a storage writes to it; variants serve it read-only.
+        readonly: { enabled: s.storage === 'main' && s.name !== 'registry' },
+      },
+    },
+    http: {
+      addr: `127.0.0.1:${port}`,
+      ...(s.tls
+        ? {
+            tls: {
+              certificate: s.tls.cert,
+              key: s.tls.key,
+              ...(s.tls.clientCas ? { clientcas: [s.tls.clientCas] } : {}),
+            },
+          }
+        : {}),
+      headers: { 'X-Content-Type-Options': ['nosniff'] },
+    },
+    ...(s.auth ? { auth: { htpasswd: { realm: 'trustplay-lab', path: htpasswd } } } : {}),
+  };
+  const configFile = path.join(home, 'config.yml');
+  writeFileSync(configFile, stringify(config));
+  const log = path.join(home, 'registry.log');
+  const pid = startDetached('/usr/bin/docker-registry', ['serve', configFile], log);
+  const hostname = `${s.name}.test`;
+  const scheme = s.tls ? 'https' : 'http';
+  const reg: LabRegistry = {
+    host: `${hostname}:${port}`,
+    hostname,
+    port,
+    url: `${scheme}://${hostname}:${port}`,
+    scheme,
+    ...(s.tls ? { caFile: s.tls.trust } : {}),
+    ...(s.auth && password !== undefined ? { auth: { username: AUTH_USER, password } } : {}),
+    pid,
+    purpose: s.purpose,
+  };
+  // A registry that requires a client certificate ends the handshake of a probe without one: any TLS alert is "up".
+  const up = async () =>
+    (await probe(reg).catch((e: Error) =>
+      s.tls?.clientCas && /alert|certificate/i.test(e.message) ? 1 : Promise.reject(e),
+    )) > 0;
+  await waitFor(`registry ${hostname} (see ${log})`, up).catch((err: unknown) => {
+    const tail = readTail(log);
+    throw new Error(`${err instanceof Error ? err.message : String(err)}${tail ? `: ${tail}` : ''}`);
+  });
+  return reg;
 }
 
 function readTail(file: string): string {

@@ -5,6 +5,9 @@
  * does when containerd will not start (exit 1, "Job for containerd.service failed ...").
  */
 
+/** The drop-in directory whose Environment= lines the shim gives containerd (systemd's runtime drop-ins). */
+export const DROPIN_DIR = '/run/systemd/system/containerd.service.d';
+
 /** Where the shim keeps containerd's pid and log, as seen inside the node. */
 export const SHIM_PIDFILE = '/run/lab/containerd.pid';
 export const SHIM_LOG = '/run/lab/containerd.log';
@@ -50,10 +53,18 @@ running_pid() {
   echo "$pid"
 }
 
+unit_env() {
+  for f in ${DROPIN_DIR}/*.conf; do
+    [ -f "$f" ] && sed -n 's/^[[:space:]]*Environment=//p' "$f" | tr -d '"'
+  done
+}
+
 do_start() {
   running_pid >/dev/null && return 0
   mkdir -p "$(dirname "$PIDFILE")"
-  # A clean environment, as systemd gives a unit (no proxy variables leak into registry requests).
+  # A clean environment, as systemd gives a unit (no proxy variables leak into registry requests),
+  # plus the Environment= lines of the unit's drop-ins (one VAR=value without spaces each), as
+  # systemd adds them: how a node's containerd gets HTTPS_PROXY.
 ${
   u.preStart
     ? `  # The unit's own work before containerd starts (the k3s stand-in renders registries.yaml here).
@@ -64,7 +75,7 @@ ${
   fi
 `
     : ''
-}  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+}  setsid env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin $(unit_env) \\
     "$DAEMON" --config "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"

@@ -43,7 +43,7 @@ export interface LabHandle {
  * and leaves it running (it belongs to whoever started it).
  */
 export function useLab(
-  opts: { nodes?: number; containerd?: ContainerdVersionKey[]; flavour?: NodeFlavour[] } = {},
+  opts: { nodes?: number; containerd?: ContainerdVersionKey[]; flavour?: NodeFlavour[]; tlsVariants?: boolean } = {},
 ): LabHandle {
   let lab: Lab | undefined;
   let owned = false;
@@ -68,10 +68,19 @@ export function useLab(
         throw new Error(
           `The lab at ${shared} runs ${flavours.join(',')} nodes but this suite needs ${opts.flavour.join(',')}: start it with --flavour ${opts.flavour.join(',')}.`,
         );
+      if (opts.tlsVariants && !lab.variants)
+        throw new Error(
+          `The lab at ${shared} has no TLS variants but this suite needs them: start it with --tls-variants.`,
+        );
       return;
     }
     owned = true;
-    lab = await labUp({ nodes: opts.nodes ?? 3, containerd: opts.containerd, flavour: opts.flavour });
+    lab = await labUp({
+      nodes: opts.nodes ?? 3,
+      containerd: opts.containerd,
+      flavour: opts.flavour,
+      tlsVariants: opts.tlsVariants,
+    });
   });
   afterAll(async () => {
     if (lab && owned) await labDown(lab);
