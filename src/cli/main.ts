@@ -79,6 +79,7 @@ options:
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE
       --ca FILE            diagnose: check this CA against what the registry serves each node
+      --expiry-warning 30d diagnose: warn about certificates expiring within that many days
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
       --metrics FILE       run/check: write Prometheus metrics (in sync, last check, duration, exit code)
       --vault-password-file FILE   password for Ansible Vault values (an executable FILE is run)

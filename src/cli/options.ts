@@ -39,6 +39,7 @@ export const commonOptions = {
   name: { type: 'string' },
   metrics: { type: 'string' },
   ca: { type: 'string' },
+  'expiry-warning': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -90,6 +91,8 @@ export type Options = {
   metrics?: string;
   /** `diagnose --ca FILE`: a CA to check against what the registry serves. */
   ca?: string;
+  /** `diagnose --expiry-warning 30d`: days before a certificate's expiry to warn. */
+  expiryWarningDays?: number;
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -117,6 +120,17 @@ async function describeParseError(e: Error): Promise<string> {
     names.filter((n) => n.startsWith('--')),
   );
   return `unknown option \`${given}\`${near ? ` (did you mean \`${near}\`?)` : ''}`;
+}
+
+/** `30d` / `30` (days) / `12w`: a whole number of days, else exit 3. */
+function parseDays(text: string): number {
+  const m = /^\s*(\d+)\s*([dw]?)\s*$/.exec(text);
+  if (!m)
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--expiry-warning takes a number of days such as 30d (or weeks: 4w), not \`${text}\``,
+    );
+  return Number(m[1]) * (m[2] === 'w' ? 7 : 1);
 }
 
 export async function parseOptions(argv: string[]): Promise<{ positionals: string[]; options: Options }> {
@@ -215,6 +229,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     ...(v.host !== undefined ? { host: v.host } : {}),
     ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
     ...(v.ca !== undefined ? { ca: v.ca } : {}),
+    ...(v['expiry-warning'] !== undefined ? { expiryWarningDays: parseDays(v['expiry-warning']) } : {}),
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),
     ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),

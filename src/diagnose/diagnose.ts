@@ -29,6 +29,18 @@ export interface DiagnoseOptions extends NodeViewOptions {
   controllerNow?: () => Date;
   /** Replaces the node's clock read (tests only: a Go daemon's clock cannot be skewed in a namespace). */
   nodeClock?: (read: Date) => Date;
+  /** `--expiry-warning`: warn about certificates in the chain or trusted for the registry expiring within this many days. */
+  expiryWarningDays?: number;
+}
+
+/** A certificate that expires soon (`--expiry-warning`). */
+export interface ExpiryWarning {
+  subject: string;
+  /** `served`, or where the node trusts it from. */
+  where: string;
+  not_after: string;
+  days_left: number;
+  sha256: string;
 }
 
 /** Where the handshake was seen from. */
@@ -63,6 +75,8 @@ export interface Diagnosis {
     /** Leaf the node sees directly when the proxy's differs (interception). */
     direct_leaf?: CertEvidence;
   };
+  /** Certificates expiring within `--expiry-warning` days, by the node's clock. */
+  expiry_warnings?: ExpiryWarning[];
   /** `--ca` pre-flight: whether that file validates the served chain for this name from this node. */
   ca_check?: { file: string; validates: boolean; detail: string };
   fix: Fix | null;
@@ -255,6 +269,20 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
     ],
   });
   d.findings.push(...verdict.findings);
+  if (c.o.expiryWarningDays !== undefined) {
+    const soon = expiringSoon(
+      [
+        ...probe.served.map((cert) => ({ cert, where: 'served by the registry' })),
+        ...c.view.registryAnchors.map((a) => ({ cert: a.cert, where: `trusted by the node (${a.source})` })),
+        ...(verdict.anchor
+          ? [{ cert: verdict.anchor.cert, where: `trusted by the node (${verdict.anchor.source})` }]
+          : []),
+      ],
+      c.nodeNow,
+      c.o.expiryWarningDays,
+    );
+    if (soon.length) d.expiry_warnings = soon;
+  }
   if (verdict.anchor) d.evidence.trusted_by = `${evidenceOf(verdict.anchor.cert).subject} (${verdict.anchor.source})`;
   if (c.o.ca) {
     const withCa = evaluateChain({
@@ -323,4 +351,19 @@ function settle(d: Diagnosis, o: DiagnoseOptions): Diagnosis {
     : `${CAUSE_SUMMARY.healthy}${d.evidence.http_status !== undefined ? ` (GET /v2/ answered ${d.evidence.http_status})` : ''}`;
   d.fix = fixFor(d, o);
   return d;
+}
+
+/** Certificates (deduplicated) still valid at `now` that expire within `days`. */
+export function expiringSoon(certs: Array<{ cert: Cert; where: string }>, now: Date, days: number): ExpiryWarning[] {
+  const seen = new Set<string>();
+  const out: ExpiryWarning[] = [];
+  for (const { cert, where } of certs) {
+    const e = evidenceOf(cert);
+    if (seen.has(e.sha256)) continue;
+    seen.add(e.sha256);
+    const left = (new Date(e.not_after).getTime() - now.getTime()) / 86_400_000;
+    if (left >= 0 && left <= days)
+      out.push({ subject: e.subject, where, not_after: e.not_after, days_left: Math.floor(left), sha256: e.sha256 });
+  }
+  return out;
 }

@@ -299,5 +299,5 @@ describeLab('diagnose agrees with containerd on every TLS variant (lab: containe
     } finally {
       await pool.closeAll();
     }
-  });
+  }, 120_000);
 });

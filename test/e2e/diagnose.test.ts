@@ -81,7 +81,23 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
     expect(after.node.cause).toBe('healthy');
     expect(after.node.evidence.trusted_by).toMatch(/trustplay lab CA \(hosts\.toml ca \/etc\/containerd\/certs\.d\//);
     expect(after.node.fix).toBeNull();
-  });
+
+    // --expiry-warning: the lab's certificates live 30 days, so 60 days warns about the served leaf and
+    // the CA the node trusts for the registry, naming both; 10 days warns about nothing.
+    const soon = await diagnose(reg.host, '--expiry-warning', '60d');
+    expect(soon.run.code).toBe(0);
+    expect(soon.node.expiry_warnings?.map((w) => [w.subject, w.where.replace(/ \(.*/, '')])).toEqual([
+      ['CN=registry.test', 'served by the registry'],
+      ['CN=trustplay lab CA', 'trusted by the node'],
+    ]);
+    expect(soon.node.expiry_warnings?.[0]?.days_left).toBeLessThanOrEqual(30);
+    const human = await runCli(['diagnose', reg.host, '-i', env.lab.inventoryPath, '--expiry-warning', '8w']);
+    expect(human.stdout).toMatch(
+      /WARNING: "CN=trustplay lab CA" \(trusted by the node \(hosts\.toml ca .*\)\) expires on .*, in \d+ days/,
+    );
+    expect((await diagnose(reg.host, '--expiry-warning', '10d')).node.expiry_warnings).toBeUndefined();
+    expect((await runCli(['diagnose', reg.host, '--expiry-warning', 'soon'])).code).toBe(3);
+  }, 300_000);
 
   it('TLS fine, 401: names the credentials the node holds, never their values', async () => {
     const reg = env.lab.registries.auth;
@@ -104,7 +120,7 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
     const human = await runCli(['diagnose', reg.host, '-i', env.lab.inventoryPath]);
     expect(human.stdout).toMatch(/UNAUTHORIZED/);
     expect(human.stdout + human.stderr).not.toContain(password);
-  });
+  }, 180_000);
 
   it('names each base variant: self-signed, expired, wrong name, plain HTTP, refused, DNS', async () => {
     const r = env.lab.registries;
@@ -125,7 +141,7 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
       // Nothing insecure is ever proposed.
       expect(JSON.stringify(g.node.fix ?? {}), host).not.toMatch(/skip_verify|plain_http/);
     }
-  });
+  }, 180_000);
 
   describe('exit codes', () => {
     it('3 for a bad registry name or an unreadable --ca; 4 for an unreachable node', async () => {
@@ -150,6 +166,6 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
       const down = await runCli(['diagnose', env.lab.registries.registry.host, '-i', inv, '--format', 'json']);
       expect(down.code, down.stdout + down.stderr).toBe(4);
       expect((JSON.parse(down.stdout) as DiagnoseJson).hosts[0]?.cause).toBe('host-unreachable');
-    });
+    }, 180_000);
   });
 });

@@ -12,7 +12,8 @@ import { ExitCode, ExitError } from '../exit-codes.js';
 import { hostStringVars, loadInventoryOrExit, selectHostsOrExit } from '../load.js';
 import type { Options } from '../options.js';
 
-const USAGE = 'usage: trustplay diagnose REGISTRY [-i INVENTORY] [--limit PATTERN] [--ca FILE] [--format human|json]';
+const USAGE =
+  'usage: trustplay diagnose REGISTRY [-i INVENTORY] [--limit PATTERN] [--ca FILE] [--expiry-warning 30d] [--format human|json]';
 
 export async function diagnoseCommand(positionals: string[], options: Options): Promise<number> {
   if (positionals.length !== 1) throw new ExitError(ExitCode.Invalid, USAGE);
@@ -69,6 +70,7 @@ export async function diagnoseCommand(positionals: string[], options: Options): 
         await diagnoseNode(conns.get(host), {
           registry,
           ...(ca ? { ca } : {}),
+          ...(options.expiryWarningDays !== undefined ? { expiryWarningDays: options.expiryWarningDays } : {}),
           ...(configFile ? { configFile } : {}),
           ...(configPath ? { configPath } : {}),
         }),
@@ -114,6 +116,8 @@ function formatDiagnosis(d: import('../../diagnose/diagnose.js').Diagnosis): str
     );
   if (e.credentials) l.push(`  credentials held (names only): ${e.credentials.join(', ')}`);
   if (d.ca_check) l.push(`  --ca: ${d.ca_check.detail}`);
+  for (const w of d.expiry_warnings ?? [])
+    l.push(`  WARNING: "${w.subject}" (${w.where}) expires on ${w.not_after}, in ${w.days_left} days (${w.sha256})`);
   if (d.fix) {
     l.push(`  fix (${d.fix.by}): ${d.fix.action}`);
     if (d.fix.task)
