@@ -80,6 +80,8 @@ options:
       --report FILE        write the json report to FILE;  --junit FILE
       --ca FILE            diagnose: check this CA against what the registry serves each node
       --expiry-warning 30d diagnose: warn about certificates expiring within that many days
+      --fetch-ca           diagnose: offer the root the registry serves; with --ca-fingerprint
+                           sha256:HEX matching it, write it to --output FILE
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
       --metrics FILE       run/check: write Prometheus metrics (in sync, last check, duration, exit code)
       --vault-password-file FILE   password for Ansible Vault values (an executable FILE is run)

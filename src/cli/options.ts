@@ -40,6 +40,8 @@ export const commonOptions = {
   metrics: { type: 'string' },
   ca: { type: 'string' },
   'expiry-warning': { type: 'string' },
+  'fetch-ca': { type: 'boolean' },
+  'ca-fingerprint': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -93,6 +95,9 @@ export type Options = {
   ca?: string;
   /** `diagnose --expiry-warning 30d`: days before a certificate's expiry to warn. */
   expiryWarningDays?: number;
+  /** `diagnose --fetch-ca`: offer the root the registry serves (written only with a matching --ca-fingerprint). */
+  fetchCa: boolean;
+  caFingerprint?: string;
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -229,6 +234,8 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     ...(v.host !== undefined ? { host: v.host } : {}),
     ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
     ...(v.ca !== undefined ? { ca: v.ca } : {}),
+    fetchCa: v['fetch-ca'] ?? false,
+    ...(v['ca-fingerprint'] !== undefined ? { caFingerprint: v['ca-fingerprint'] } : {}),
     ...(v['expiry-warning'] !== undefined ? { expiryWarningDays: parseDays(v['expiry-warning']) } : {}),
     ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
     ...(v.limit !== undefined ? { limit: v.limit } : {}),

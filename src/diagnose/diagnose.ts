@@ -7,7 +7,7 @@
 import { TcpOpenError } from '../connection/errors.js';
 import type { Connection } from '../connection/connection.js';
 import { splitHostPort } from '../containerd/registry-host.js';
-import { evidenceOf, type Cert, type CertEvidence } from './certificate.js';
+import { evidenceOf, isSelfSigned, type Cert, type CertEvidence } from './certificate.js';
 import { evaluateChain, type Anchor, type ChainFinding } from './evaluate.js';
 import { fixFor, type Fix } from './fixes.js';
 import { gatherNodeView, proxyFor, type NodeView, type NodeViewOptions } from './node-view.js';
@@ -80,6 +80,11 @@ export interface Diagnosis {
   /** `--ca` pre-flight: whether that file validates the served chain for this name from this node. */
   ca_check?: { file: string; validates: boolean; detail: string };
   fix: Fix | null;
+  /**
+   * The self-signed certificate at the top of the served chain (a root, or a self-signed leaf), for
+   * `--fetch-ca`; absent when the registry does not send one or a proxy re-signs the traffic.
+   */
+  offered_ca?: { subject: string; sha256: string; pem: string };
 }
 
 function finding(cause: DiagnoseCause, detail: string): ChainFinding {
@@ -328,6 +333,9 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
       }
     }
   }
+  const top = probe.served.at(-1);
+  if (top && isSelfSigned(top) && !d.findings.some((f) => f.cause === ('tls-interception' as ChainFinding['cause'])))
+    d.offered_ca = { subject: evidenceOf(top).subject, sha256: evidenceOf(top).sha256, pem: top.x509.toString() };
   if (d.findings.length) return settle(d, c.o);
   if (probe.clientCertRequired)
     return done(

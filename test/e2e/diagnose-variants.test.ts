@@ -173,7 +173,12 @@ describeLab('diagnose agrees with containerd on every TLS variant (lab: containe
         runCli(args, 180_000),
         Promise.all(lab.nodes.map((n) => pull(n, image(reg)))),
       ]);
-      const json = JSON.parse(run.stdout) as DiagnoseJson;
+      let json: DiagnoseJson;
+      try {
+        json = JSON.parse(run.stdout) as DiagnoseJson;
+      } catch {
+        throw new Error(`diagnose ${reg} printed no JSON (exit ${run.code}): ${run.stdout}${run.stderr}`);
+      }
       expect(json.exitCode, c.variant).toBe(c.cause === 'healthy' ? 0 : 2);
       diagnosed.set(c.variant, json);
       const row: string[] = [];

@@ -143,6 +143,46 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
     }
   }, 180_000);
 
+  it('--fetch-ca: offers only a self-signed certificate the registry sends, writes it only with the matching fingerprint', async () => {
+    const ss = env.lab.registries.selfsigned;
+    const out = path.join(dir, 'fetched.pem');
+    const offered = await diagnose(ss.host, '--fetch-ca');
+    const fp = (offered.json as DiagnoseJson & { fetch_ca: { offered: { sha256: string } } }).fetch_ca.offered.sha256;
+    expect(offered.run.code).toBe(2);
+    expect(fp).toBe(offered.node.evidence.chain?.[0]?.sha256);
+    const wrong = await diagnose(
+      ss.host,
+      '--fetch-ca',
+      '--ca-fingerprint',
+      `sha256:${'0'.repeat(64)}`,
+      '--output',
+      out,
+    );
+    expect(wrong.run.code).toBe(2);
+    expect(wrong.run.stdout).toMatch(/does not match what selfsigned\.test:\d+ serves .*nothing was written/);
+    expect(() => readFileSync(out)).toThrow();
+    // Colons and upper case, as openssl prints fingerprints, are accepted.
+    const colons = fp
+      .replace('sha256:', '')
+      .toUpperCase()
+      .replace(/(..)(?=.)/g, '$1:');
+    const ok = await diagnose(ss.host, '--fetch-ca', '--ca-fingerprint', colons, '--output', out);
+    expect(ok.run.code).toBe(0);
+    expect(readFileSync(out, 'utf8').trim()).toBe(
+      readFileSync(path.join(path.dirname(env.lab.ca), 'selfsigned.pem'), 'utf8').trim(),
+    );
+    // A registry that does not send its root: nothing to fetch.
+    const none = await runCli([
+      'diagnose',
+      env.lab.registries.wrongname.host,
+      '-i',
+      env.lab.inventoryPath,
+      '--fetch-ca',
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toMatch(/does not send a self-signed root to any node .*get its CA from the registry's owner/);
+  }, 180_000);
+
   describe('exit codes', () => {
     it('3 for a bad registry name or an unreadable --ca; 4 for an unreachable node', async () => {
       expect((await runCli(['diagnose', 'not a name', '-i', env.lab.inventoryPath])).code).toBe(3);

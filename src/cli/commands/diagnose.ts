@@ -13,7 +13,7 @@ import { hostStringVars, loadInventoryOrExit, selectHostsOrExit } from '../load.
 import type { Options } from '../options.js';
 
 const USAGE =
-  'usage: trustplay diagnose REGISTRY [-i INVENTORY] [--limit PATTERN] [--ca FILE] [--expiry-warning 30d] [--format human|json]';
+  'usage: trustplay diagnose REGISTRY [-i INVENTORY] [--limit PATTERN] [--ca FILE] [--expiry-warning 30d] [--fetch-ca [--ca-fingerprint sha256:HEX --output FILE]] [--format human|json]';
 
 export async function diagnoseCommand(positionals: string[], options: Options): Promise<number> {
   if (positionals.length !== 1) throw new ExitError(ExitCode.Invalid, USAGE);
@@ -80,16 +80,86 @@ export async function diagnoseCommand(positionals: string[], options: Options): 
     await conns.closeAll();
   }
   const ordered = hosts.map((h) => results.get(h)!);
+  const fetched = options.fetchCa ? await fetchCa(registry, ordered, options) : undefined;
+  // The offered certificate's PEM is for --fetch-ca only; the rest of the report names it by fingerprint.
+  if (!options.fetchCa) for (const d of ordered) delete d.offered_ca;
   const severities = ordered.map((d) => causeSeverity(d.cause));
   const code = severities.includes('problem')
     ? ExitCode.Drift
     : severities.includes('unreachable')
       ? ExitCode.Unreachable
       : ExitCode.Ok;
+  const exitCode = fetched?.code ?? code;
   if (options.format === 'json')
-    process.stdout.write(`${JSON.stringify({ registry, exitCode: code, hosts: ordered }, null, 2)}\n`);
-  else process.stdout.write(ordered.map(formatDiagnosis).join('\n'));
-  return code;
+    process.stdout.write(
+      `${JSON.stringify({ registry, exitCode, ...(fetched ? { fetch_ca: fetched.report } : {}), hosts: ordered }, null, 2)}\n`,
+    );
+  else process.stdout.write(ordered.map(formatDiagnosis).join('\n') + (fetched ? `\n${fetched.report.message}\n` : ''));
+  return exitCode;
+}
+
+/**
+ * `--fetch-ca`: trust on first use, done as ssh-keyscan then a fingerprint check. The certificate
+ * is offered only when the registry sends a self-signed one at the top of its chain (a root, or a
+ * self-signed leaf), every node is served the same one, and no proxy re-signs the traffic; it is
+ * written (to --output) only with a --ca-fingerprint that matches it.
+ */
+async function fetchCa(
+  registry: string,
+  ds: import('../../diagnose/diagnose.js').Diagnosis[],
+  options: Options,
+): Promise<{
+  code: number;
+  report: { offered?: { subject: string; sha256: string }; written?: string; message: string };
+}> {
+  const offers = ds.map((d) => d.offered_ca).filter((o): o is NonNullable<typeof o> => o !== undefined);
+  const prints = new Set(offers.map((o) => o.sha256));
+  const reached = ds.filter((d) => d.evidence.chain?.length);
+  const refuse = (message: string, offered?: { subject: string; sha256: string }) => ({
+    code: ExitCode.Drift,
+    report: { ...(offered ? { offered } : {}), message: `--fetch-ca: ${message}` },
+  });
+  if (offers.length === 0 || offers.length < reached.length)
+    return refuse(
+      `${registry} does not send a self-signed root to ${offers.length === 0 ? 'any node' : 'every node'} (or a proxy re-signs it), so there is nothing safe to fetch: get its CA from the registry's owner.`,
+    );
+  if (prints.size > 1)
+    return refuse(
+      `the nodes are served different roots for ${registry} (${[...prints].join(', ')}): something in the path differs between them; nothing is fetched.`,
+    );
+  const offer = offers[0]!;
+  const offered = { subject: offer.subject, sha256: offer.sha256 };
+  if (options.caFingerprint === undefined)
+    return refuse(
+      `${registry} serves "${offer.subject}" with fingerprint ${offer.sha256}. Compare it with the fingerprint the registry's owner gives you (not with this output alone), then run again with --ca-fingerprint ${offer.sha256} --output FILE to write it.`,
+      offered,
+    );
+  const want = options.caFingerprint
+    .trim()
+    .toLowerCase()
+    .replace(/^sha256:/, '')
+    .replace(/:/g, '');
+  if (`sha256:${want}` !== offer.sha256)
+    return refuse(
+      `the fingerprint given (${options.caFingerprint}) does not match what ${registry} serves (${offer.sha256}); nothing was written. Check it with the registry's owner: a mismatch can mean someone in the path.`,
+      offered,
+    );
+  if (!options.output)
+    throw new ExitError(
+      ExitCode.Invalid,
+      '--fetch-ca with --ca-fingerprint writes the CA to --output FILE: give the file',
+    );
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(options.output, offer.pem, { mode: 0o644 });
+  const task = stringify([{ name: `trust ${registry}'s CA`, 'containerd.tls': { registry, ca: options.output } }]);
+  return {
+    code: ExitCode.Ok,
+    report: {
+      offered,
+      written: options.output,
+      message: `--fetch-ca: wrote "${offer.subject}" (${offer.sha256}) to ${options.output}. Trust it with:\n${task.trimEnd()}`,
+    },
+  };
 }
 
 /** One node's diagnosis for a person: the cause, the evidence that decided it, the fix. */
