@@ -29,6 +29,7 @@ export const commonOptions = {
   host: { type: 'string' },
   resolved: { type: 'boolean' },
   'list-hosts': { type: 'boolean' },
+  'playbook-dir': { type: 'string' },
   'ssh-config': { type: 'string', short: 'F' },
   'vault-id': { type: 'string', multiple: true },
   'vault-password-file': { type: 'string', multiple: true },
@@ -77,6 +78,8 @@ export type Options = {
   resolved: boolean;
   /** run/check: print the hosts each play would touch, run nothing. */
   listHosts: boolean;
+  /** `inventory`: also read group_vars/host_vars beside this playbook directory (as ansible-inventory --playbook-dir). */
+  playbookDir?: string;
   /** OpenSSH client config to read (default ~/.ssh/config). */
   sshConfig?: string;
   /** Vault passwords: `LABEL@FILE` / `LABEL@prompt` (--vault-id), files (--vault-password-file), a prompt (-J). */
@@ -223,6 +226,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     graph: v.graph ?? false,
     resolved: v.resolved ?? false,
     listHosts: v['list-hosts'] ?? false,
+    ...(v['playbook-dir'] !== undefined ? { playbookDir: v['playbook-dir'] } : {}),
     lockTimeout,
     vaultIds: v['vault-id'] ?? [],
     vaultPasswordFiles: v['vault-password-file'] ?? [],

@@ -34,6 +34,8 @@ export interface PathSources {
   inventory: Inventory;
   playVars: Record<string, unknown>;
   extraVars: Record<string, unknown>;
+  /** Variable files in play (vars_files, group_vars/host_vars): each against its own directory. */
+  files?: ReadonlyArray<{ file: string; vars: Record<string, unknown> }>;
 }
 
 /**
@@ -67,6 +69,7 @@ function resolveVariable(path: string, sources: PathSources, depth: number): voi
     ...[...sources.inventory.hosts.values()].map(
       (h) => [h.hostVars, inventoryDir] as [Record<string, unknown>, string],
     ),
+    ...(sources.files ?? []).map((f) => [f.vars, dirname(f.file)] as [Record<string, unknown>, string]),
   ];
   for (const [vars, dir] of layers) {
     const found = lookupParent(vars, path);

@@ -7,7 +7,7 @@
  * - nesting at most MAX_NESTING levels (yaml's composer recurses: 2,000 levels overflow the stack).
  */
 import { isUtf8 } from 'node:buffer';
-import { constants as fs } from 'node:fs';
+import { closeSync, constants as fs, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /** Default input size limit in bytes. */
@@ -76,6 +76,50 @@ function lineCol(b: Buffer, offset: number): { line: number; col: number } {
   return { line, col: offset - start + 1 };
 }
 
+function openError(e: unknown, what: string): InputText {
+  const err = e as NodeJS.ErrnoException;
+  const why =
+    err.code === 'ENOENT'
+      ? 'no such file'
+      : err.code === 'EACCES'
+        ? 'permission denied'
+        : err.code === 'EISDIR'
+          ? 'it is a directory'
+          : err.message;
+  return { error: `cannot read ${what}: ${why}` };
+}
+
+/** Why an opened file cannot be read as an input, from its stat; else the buffer to read into. */
+function checkStat(st: import('node:fs').Stats, what: string): InputText | Buffer {
+  if (st.isDirectory()) return { error: `cannot read ${what}: it is a directory` };
+  if (!st.isFile()) return { error: `cannot read ${what}: it is ${kindOf(st)}; give a regular file` };
+  const max = maxInputBytes();
+  if (st.size > max)
+    return {
+      error: `cannot read ${what}: it is ${st.size} bytes, more than the ${max}-byte limit for an input file (set ${MAX_INPUT_ENV} to raise it)`,
+    };
+  // Read at most max+1 bytes: a file that grows while read is still bounded.
+  return Buffer.alloc(Math.min(max + 1, Math.max(st.size, 0) + 1));
+}
+
+function decode(data: Buffer, what: string): InputText {
+  const max = maxInputBytes();
+  if (data.length > max)
+    return {
+      error: `cannot read ${what}: it grew past the ${max}-byte limit while being read (set ${MAX_INPUT_ENV} to raise it)`,
+    };
+  if (!isUtf8(data)) {
+    const at = firstInvalidUtf8(data);
+    const { line, col } = lineCol(data, at);
+    return {
+      error: `${what} is not valid UTF-8: byte ${at} (0x${data[at]!.toString(16).padStart(2, '0')}) cannot start or continue a character; save the file as UTF-8`,
+      line,
+      col,
+    };
+  }
+  return { text: data.toString('utf8') };
+}
+
 /** Reads `file` as a trustplay input (`what`: "playbook", "inventory"), enforcing the limits above. */
 export async function readInputFile(file: string, what: string): Promise<InputText> {
   let fh;
@@ -83,28 +127,11 @@ export async function readInputFile(file: string, what: string): Promise<InputTe
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
     fh = await open(file, fs.O_RDONLY | fs.O_NONBLOCK);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const why =
-      err.code === 'ENOENT'
-        ? 'no such file'
-        : err.code === 'EACCES'
-          ? 'permission denied'
-          : err.code === 'EISDIR'
-            ? 'it is a directory'
-            : err.message;
-    return { error: `cannot read ${what}: ${why}` };
+    return openError(e, what);
   }
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) return { error: `cannot read ${what}: it is a directory` };
-    if (!st.isFile()) return { error: `cannot read ${what}: it is ${kindOf(st)}; give a regular file` };
-    const max = maxInputBytes();
-    if (st.size > max)
-      return {
-        error: `cannot read ${what}: it is ${st.size} bytes, more than the ${max}-byte limit for an input file (set ${MAX_INPUT_ENV} to raise it)`,
-      };
-    // Read at most max+1 bytes: a file that grows while read is still bounded.
-    const buf = Buffer.alloc(Math.min(max + 1, Math.max(st.size, 0) + 1));
+    const buf = checkStat(await fh.stat(), what);
+    if (!Buffer.isBuffer(buf)) return buf;
     let len = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, len, buf.length - len, len);
@@ -112,23 +139,36 @@ export async function readInputFile(file: string, what: string): Promise<InputTe
       len += bytesRead;
       if (len === buf.length) break;
     }
-    if (len > max)
-      return {
-        error: `cannot read ${what}: it grew past the ${max}-byte limit while being read (set ${MAX_INPUT_ENV} to raise it)`,
-      };
-    const data = buf.subarray(0, len);
-    if (!isUtf8(data)) {
-      const at = firstInvalidUtf8(data);
-      const { line, col } = lineCol(data, at);
-      return {
-        error: `${what} is not valid UTF-8: byte ${at} (0x${data[at]!.toString(16).padStart(2, '0')}) cannot start or continue a character; save the file as UTF-8`,
-        line,
-        col,
-      };
-    }
-    return { text: data.toString('utf8') };
+    return decode(buf.subarray(0, len), what);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * readInputFile for the files a playbook names as it is loaded (vars files, imports): the same
+ * limits, read synchronously since loading is one pass over small files.
+ */
+export function readInputFileSync(file: string, what: string): InputText {
+  let fd;
+  try {
+    fd = openSync(file, fs.O_RDONLY | fs.O_NONBLOCK);
+  } catch (e) {
+    return openError(e, what);
+  }
+  try {
+    const buf = checkStat(fstatSync(fd), what);
+    if (!Buffer.isBuffer(buf)) return buf;
+    let len = 0;
+    for (;;) {
+      const n = readSync(fd, buf, len, buf.length - len, len);
+      if (n === 0) break;
+      len += n;
+      if (len === buf.length) break;
+    }
+    return decode(buf.subarray(0, len), what);
+  } finally {
+    closeSync(fd);
   }
 }
 

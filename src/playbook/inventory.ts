@@ -19,6 +19,7 @@ import {
 import { parseAnsibleIni } from './inventory-ini.js';
 import { InventoryModel, InventoryModelError } from './inventory-model.js';
 import { parseAnsibleYaml, type ParsedAnsible } from './inventory-yaml.js';
+import { loadAdjacentVars, mergeVarsFiles, type AdjacentVars, type VarsFile } from './vars-files.js';
 import { ajvErrorsToDiagnostics, compileSchema } from './schema-validate.js';
 import { inventorySchema } from './schema/playbook.js';
 
@@ -74,6 +75,8 @@ export interface Inventory {
   format: InventoryFormat;
   /** The OpenSSH client config filling what the inventory leaves unset (set by the CLI). */
   sshConfig?: SshClientConfig;
+  /** group_vars/ and host_vars/ next to the inventory file. */
+  adjacent?: AdjacentVars;
 }
 
 export type InventoryFormat = 'trustplay' | 'yaml' | 'ini' | 'default';
@@ -114,17 +117,38 @@ export function sortGroupNames(inv: Inventory, groups: readonly string[]): strin
   );
 }
 
-/** Inventory variables of a host: all < groups (by depth, priority, name) < host vars. */
-export function inventoryVariables(inv: Inventory, host: InventoryHost): Record<string, unknown> {
+/**
+ * Inventory variables of a host, in Ansible's order (VariableManager.get_vars with the default
+ * VARIABLE_PRECEDENCE), later layers winning:
+ * the inventory file's `all` vars, its other groups' vars (by depth, priority, name);
+ * group_vars/all next to the inventory, then next to the playbook; group_vars/<group> next to the
+ * inventory, then next to the playbook (groups in the same order); the inventory file's host vars,
+ * host_vars/<host> next to the inventory, then next to the playbook.
+ */
+export function inventoryVariables(
+  inv: Inventory,
+  host: InventoryHost,
+  playbookAdjacent?: AdjacentVars,
+): Record<string, unknown> {
   const vars: Record<string, unknown> = {};
-  for (const g of sortGroupNames(inv, host.groups)) Object.assign(vars, inv.groupVars.get(g));
+  const groups = sortGroupNames(inv, host.groups).filter((g) => g !== 'all');
+  Object.assign(vars, inv.groupVars.get('all'));
+  for (const g of groups) Object.assign(vars, inv.groupVars.get(g));
+  const sides = [inv.adjacent, playbookAdjacent];
+  for (const side of sides) Object.assign(vars, mergeVarsFiles(side?.groups.get('all')));
+  for (const side of sides) for (const g of groups) Object.assign(vars, mergeVarsFiles(side?.groups.get(g)));
   Object.assign(vars, host.hostVars);
+  for (const side of sides) Object.assign(vars, mergeVarsFiles(side?.hosts.get(host.name)));
   return vars;
 }
 
 /** Variables of a host: the inventory's, plus the names Ansible gives every host. */
-export function hostVariables(inv: Inventory, host: InventoryHost): Record<string, unknown> {
-  const vars = inventoryVariables(inv, host);
+export function hostVariables(
+  inv: Inventory,
+  host: InventoryHost,
+  playbookAdjacent?: AdjacentVars,
+): Record<string, unknown> {
+  const vars = inventoryVariables(inv, host, playbookAdjacent);
   vars['inventory_hostname'] = host.name;
   // Modules look the CRI socket up as a variable, so a host's `cri_socket:` setting reaches them.
   if (host.criSocket !== undefined && vars['cri_socket'] === undefined) vars['cri_socket'] = host.criSocket;
@@ -148,7 +172,56 @@ export async function loadInventory(file: string): Promise<InventoryLoad> {
       errors: [{ file, line: input.line ?? 0, col: input.col ?? 0, message: input.error }],
       warnings: [],
     };
-  return parseInventory(file, input.text);
+  const r = parseInventory(file, input.text);
+  if (!r.inventory) return r;
+  const errors = withAdjacentVars(r.inventory, dirname(resolve(file)));
+  return errors.length ? { errors, warnings: r.warnings } : r;
+}
+
+/**
+ * Read group_vars/ and host_vars/ beside the inventory, then set each host's connection again
+ * from every layer, so an `ansible_user` in group_vars/all.yml reaches the connection as in
+ * Ansible. Connection values in those files are checked where they are written.
+ */
+export function withAdjacentVars(inv: Inventory, dir: string): Diagnostic[] {
+  const { adjacent, errors } = loadAdjacentVars(dir, inv.groups.keys(), inv.hosts.keys());
+  if (errors.length) return errors;
+  if (!adjacent.groups.size && !adjacent.hosts.size) return [];
+  inv.adjacent = adjacent;
+  return applyFileConnectionVars(inv, [...adjacent.groups.values(), ...adjacent.hosts.values()].flat());
+}
+
+/** Connection variables written in variable files: checked where written, then applied to every host. */
+export function applyFileConnectionVars(
+  inv: Inventory,
+  files: readonly VarsFile[],
+  playbookAdjacent?: AdjacentVars,
+): Diagnostic[] {
+  const errors: Diagnostic[] = [];
+  const fields = new Set<ConnectionField>();
+  for (const f of files)
+    for (const [k, v] of Object.entries(f.vars)) {
+      const field = connectionField(k);
+      if (!field) continue;
+      fields.add(field);
+      if (typeof v === 'string' && hasTemplate(v)) continue;
+      const r = convertConnectionVar(k, v);
+      if (!r.ok) errors.push({ ...f.locate(k), message: r.message });
+    }
+  if (errors.length || !fields.size) return errors;
+  for (const host of inv.hosts.values()) {
+    const where = { file: inv.file ?? '', line: 0, col: 0, message: '' };
+    errors.push(
+      ...applyConnectionVars(
+        host,
+        hostVariables(inv, host, playbookAdjacent),
+        where,
+        dirname(resolve(inv.file ?? '.')),
+        fields,
+      ),
+    );
+  }
+  return errors;
 }
 
 const OWN_KEYS = new Set(['hosts', 'groups', 'vars', 'ssh']);

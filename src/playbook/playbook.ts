@@ -2,7 +2,7 @@
  * Playbook loading and validation. Everything a user can get wrong in a playbook or inventory is
  * reported here, located (`file:line:col: message`), before anything runs.
  */
-import { dirname, resolve as resolvePath } from 'node:path';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { setLookupBaseDir } from './lookups.js';
 import { createHash } from 'node:crypto';
 import type { ValidateFunction } from 'ajv';
@@ -27,8 +27,9 @@ import {
   templateSyntaxMessage,
   TemplateError,
 } from './interpolate.js';
-import { readInputFile } from './input.js';
-import { hostVariables, localInventory, type Inventory } from './inventory.js';
+import { readInputFile, readInputFileSync } from './input.js';
+import { applyFileConnectionVars, hostVariables, localInventory, type Inventory } from './inventory.js';
+import { loadAdjacentVars, loadVarsFile, mergeVarsFiles, type AdjacentVars, type VarsFile } from './vars-files.js';
 import { matchHosts } from './patterns.js';
 import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { yaml11Warnings } from './yaml11.js';
@@ -64,7 +65,10 @@ export type Serial = number | string | Array<number | string>;
 export interface Play {
   name: string;
   hosts: string;
+  /** The play's `vars:` with its `vars_files:` on top (nothing of Ansible's sits between them). */
   vars: Record<string, unknown>;
+  /** group_vars/host_vars beside the playbook file this play is written in. */
+  adjacent?: AdjacentVars;
   serial?: Serial;
   maxFailPercentage?: number;
   tasks: Task[];
@@ -129,38 +133,11 @@ export async function loadPlaybook(file: string, opts: LoadOptions = {}): Promis
 
 export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}): LoadResult {
   const inventory = opts.inventory ?? localInventory();
-  const { src, errors: yamlErrors } = parseYamlSource(file, text);
-  if (yamlErrors.length) return { inventory, errors: yamlErrors, playHosts: [] };
   const modules: Record<string, Record<string, unknown>> = {
     ...moduleArgSchemas,
     ...opts.extraModules,
   };
   const errors: Diagnostic[] = [];
-  let data: unknown;
-  try {
-    data = src.doc.toJS();
-  } catch (e) {
-    return { inventory, errors: [at(src, src.doc.contents, `YAML error: ${(e as Error).message}`)], playHosts: [] };
-  }
-  let playsData: unknown[];
-  let base: (string | number)[][];
-  if (Array.isArray(data)) {
-    playsData = data;
-    base = data.map((_, i) => [i]);
-    if (data.length === 0)
-      errors.push(at(src, src.doc.contents, 'playbook has no plays: write a play with `hosts:` and `tasks:`'));
-  } else if (data && typeof data === 'object') {
-    playsData = [data];
-    base = [[]];
-  } else {
-    return {
-      inventory,
-      errors: [
-        at(src, src.doc.contents, 'a playbook is a play (a mapping with `hosts:` and `tasks:`) or a list of plays'),
-      ],
-      playHosts: [],
-    };
-  }
   const limitMatch = opts.limit ? matchHosts(inventory, opts.limit) : undefined;
   const limit = limitMatch ? new Set(limitMatch.hosts) : undefined;
   if (opts.limit && limit && limit.size === 0) {
@@ -183,26 +160,87 @@ export function parsePlaybook(file: string, text: string, opts: LoadOptions = {}
         severity: 'warning',
         message: `term \`${term}\` matches no host, so it is ignored (as Ansible does)`,
       });
-  playsData.forEach((pd, i) => {
-    const path = base[i]!;
-    const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit);
-    errors.push(...r.errors);
-    warnings.push(...r.warnings);
-    if (pd && typeof pd === 'object' && !Array.isArray(pd))
-      warnings.push(
-        ...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}),
-        ...deprecatedArgWarnings(src, path, pd as Record<string, unknown>, modules),
-      );
-    if (r.play) {
-      plays.push(r.play);
-      playHosts.push(r.hosts);
+  // group_vars/host_vars beside each playbook file, read once per directory.
+  const adjacentByDir = new Map<string, AdjacentVars | undefined>();
+  const adjacentFor = (dir: string): AdjacentVars | undefined => {
+    if (!adjacentByDir.has(dir)) {
+      const r = loadAdjacentVars(dir, inventory.groups.keys(), inventory.hosts.keys());
+      errors.push(...r.errors);
+      adjacentByDir.set(dir, r.adjacent.groups.size || r.adjacent.hosts.size ? r.adjacent : undefined);
     }
-  });
+    return adjacentByDir.get(dir);
+  };
+  // Connection variables beside the playbook reach the connection, as in Ansible.
+  const topAdjacent = adjacentFor(dirname(resolvePath(file)));
+  if (topAdjacent)
+    errors.push(
+      ...applyFileConnectionVars(
+        inventory,
+        [...topAdjacent.groups.values(), ...topAdjacent.hosts.values()].flat(),
+        topAdjacent,
+      ),
+    );
+  const digest = createHash('sha256');
+  const loadFile = (srcFile: string, srcText: string, stack: string[]): void => {
+    const { src, errors: yamlErrors } = parseYamlSource(srcFile, srcText);
+    if (yamlErrors.length) return void errors.push(...yamlErrors);
+    digest.update(srcText);
+    let data: unknown;
+    try {
+      data = src.doc.toJS();
+    } catch (e) {
+      return void errors.push(at(src, src.doc.contents, `YAML error: ${(e as Error).message}`));
+    }
+    let playsData: unknown[];
+    let base: (string | number)[][];
+    if (Array.isArray(data)) {
+      playsData = data;
+      base = data.map((_, i) => [i]);
+      if (data.length === 0)
+        errors.push(at(src, src.doc.contents, 'playbook has no plays: write a play with `hosts:` and `tasks:`'));
+    } else if (data && typeof data === 'object') {
+      playsData = [data];
+      base = [[]];
+    } else {
+      return void errors.push(
+        at(src, src.doc.contents, 'a playbook is a play (a mapping with `hosts:` and `tasks:`) or a list of plays'),
+      );
+    }
+    playsData.forEach((pd, i) => {
+      const path = base[i]!;
+      const target = importTarget(src, pd, path, 'import_playbook', ['name']);
+      if (target) {
+        if ('error' in target) return void errors.push(target.error);
+        const input = readImport(src, target, stack, 'import_playbook', 'imported playbook');
+        if ('error' in input) return void errors.push(input.error);
+        return loadFile(target.file, input.text, [...stack, target.file]);
+      }
+      const adjacent = adjacentFor(dirname(resolvePath(src.file)));
+      const r = loadPlay(src, pd, path, modules, inventory, opts.extraVars ?? {}, limit, adjacent, stack);
+      errors.push(...r.errors);
+      warnings.push(...r.warnings);
+      if (pd && typeof pd === 'object' && !Array.isArray(pd))
+        warnings.push(
+          ...yaml11Warnings(src, path, pd as Record<string, unknown>, opts.extraVars ?? {}),
+          ...deprecatedArgWarnings(src, path, pd as Record<string, unknown>, modules),
+        );
+      if (r.play) {
+        plays.push(r.play);
+        playHosts.push(r.hosts);
+      }
+    });
+  };
+  loadFile(file, text, [resolvePath(file)]);
   errors.push(...unknownTags(plays, opts));
   const warned = sortDiagnostics(dedupe(warnings));
   if (errors.length) return { inventory, errors: sortDiagnostics(dedupe(errors)), warnings: warned, playHosts };
-  const digest = createHash('sha256').update(text).digest('hex');
-  return { playbook: { file, digest, plays }, inventory, errors: [], warnings: warned, playHosts };
+  return {
+    playbook: { file, digest: digest.digest('hex'), plays },
+    inventory,
+    errors: [],
+    warnings: warned,
+    playHosts,
+  };
 }
 
 /** Tags that select nothing: running nothing and calling it "in desired state" would be a green by accident. */
@@ -237,6 +275,68 @@ function dedupe(ds: Diagnostic[]): Diagnostic[] {
   });
 }
 
+/**
+ * An `import_playbook:` / `import_tasks:` entry (also under its `ansible.builtin.` name): the file it
+ * names, resolved against the file it is written in; undefined when the entry is not an import.
+ */
+function importTarget(
+  src: SourceFile,
+  entry: unknown,
+  path: (string | number)[],
+  keyword: 'import_playbook' | 'import_tasks',
+  allowed: readonly string[],
+): { file: string; name: string; node: unknown } | { error: Diagnostic } | undefined {
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) return undefined;
+  const e = entry as Record<string, unknown>;
+  const key = [keyword, `ansible.builtin.${keyword}`].find((k) => k in e);
+  if (key === undefined) return undefined;
+  const node = nodeAt(src, [...path, key]);
+  const other = Object.keys(e).find((k) => k !== key && !allowed.includes(k));
+  if (other !== undefined)
+    return {
+      error: at(
+        src,
+        nodeAt(src, [...path, other], true),
+        `${keyword}: \`${other}\` is not supported on an import (${[key, ...allowed].map((k) => `\`${k}\``).join(', ')} are)`,
+      ),
+    };
+  const name = e[key];
+  if (typeof name !== 'string' || !name.trim())
+    return { error: at(src, node, `${keyword} takes the path of a file, relative to this one`) };
+  if (hasTemplate(name))
+    return {
+      error: at(
+        src,
+        node,
+        `${keyword}: \`${name}\` is templated; an import is read before any variable exists (as Ansible's static imports): write the path`,
+      ),
+    };
+  return { file: resolvePath(dirname(resolvePath(src.file)), name), name, node };
+}
+
+/** The text of an imported file, or a located error: a cycle (with its chain) or an unreadable file. */
+function readImport(
+  src: SourceFile,
+  target: { file: string; name: string; node: unknown },
+  stack: readonly string[],
+  keyword: 'import_playbook' | 'import_tasks',
+  what: string,
+): { text: string } | { error: Diagnostic } {
+  const cycle = stack.indexOf(target.file);
+  if (cycle >= 0)
+    return {
+      error: at(
+        src,
+        target.node,
+        `${keyword}: \`${target.name}\` is already being imported (${[...stack.slice(cycle), target.file].map((f) => basename(f)).join(' → ')}): a file cannot import itself, directly or through others; remove the cycle`,
+      ),
+    };
+  const input = readInputFileSync(target.file, what);
+  if ('error' in input)
+    return { error: at(src, target.node, `${keyword}: \`${target.name}\` (${target.file}): ${input.error}`) };
+  return input;
+}
+
 function locOf(src: SourceFile, path: (string | number)[]): Location {
   const d = at(src, nodeAt(src, path), '');
   return { file: d.file, line: d.line, col: d.col };
@@ -254,6 +354,8 @@ function loadPlay(
   inventory: Inventory,
   extraVars: Record<string, unknown>,
   limit: Set<string> | undefined,
+  adjacent: AdjacentVars | undefined,
+  stack: readonly string[],
 ): { play?: Play; hosts: string[]; errors: Diagnostic[]; warnings: Diagnostic[] } {
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
@@ -290,24 +392,36 @@ function loadPlay(
     hosts = limit ? m.hosts.filter((h) => limit.has(h)) : m.hosts;
   }
   const playVars = (p['vars'] && typeof p['vars'] === 'object' ? p['vars'] : {}) as Record<string, unknown>;
-  const handlersRaw = Array.isArray(p['handlers']) ? p['handlers'] : [];
-  const tasksRaw = Array.isArray(p['tasks']) ? p['tasks'] : [];
+  const varsFiles = loadPlayVarsFiles(src, p['vars_files'], path, { ...playVars, ...extraVars }, errors);
+  const handlers0 = expandTasks(src, Array.isArray(p['handlers']) ? p['handlers'] : [], [...path, 'handlers'], stack);
+  const tasks0 = expandTasks(src, Array.isArray(p['tasks']) ? p['tasks'] : [], [...path, 'tasks'], stack);
+  errors.push(...handlers0.errors, ...tasks0.errors);
   // Before any variable is read: relative controller-side paths become absolute, resolved against
   // the file that names them.
-  const sources: PathSources = { playbookFile: src.file, inventory, playVars, extraVars };
-  for (const t of [...handlersRaw, ...tasksRaw]) {
-    if (!t || typeof t !== 'object') continue;
-    for (const [k, v] of Object.entries(t as Record<string, unknown>))
-      if (modules[k]) resolveControllerPaths(modules[k], v, sources);
+  const layers = (a: AdjacentVars | undefined): VarsFile[] =>
+    [...(a?.groups.values() ?? []), ...(a?.hosts.values() ?? [])].flat();
+  const sources: PathSources = {
+    playbookFile: src.file,
+    inventory,
+    playVars,
+    extraVars,
+    files: [...varsFiles, ...layers(inventory.adjacent), ...layers(adjacent)],
+  };
+  for (const { td, src: tsrc } of [...handlers0.entries, ...tasks0.entries]) {
+    if (!td || typeof td !== 'object') continue;
+    for (const [k, v] of Object.entries(td as Record<string, unknown>))
+      if (modules[k]) resolveControllerPaths(modules[k], v, { ...sources, playbookFile: tsrc.file });
   }
-  const varsFor = memoVars(inventory, playVars, extraVars);
+  const mergedVars = { ...playVars, ...mergeVarsFiles(varsFiles) };
+  const varsFor = memoVars(inventory, mergedVars, extraVars, adjacent);
   const isLocal = (h: string) => inventory.hosts.get(h)?.connection === 'local';
   const handlers: Task[] = [];
-  handlersRaw.forEach((t, i) => {
-    const r = loadTask(src, t, [...path, 'handlers', i], modules, hosts, varsFor, isLocal);
+  for (const h of handlers0.entries) {
+    const r = loadTask(h.src, h.td, h.path, modules, hosts, varsFor, isLocal);
     errors.push(...r.errors);
-    if (r.task) handlers.push(r.task);
-  });
+    if (r.task) handlers.push(inherit(r.task, h));
+  }
+  const handlersRaw = handlers0.entries.map((h) => h.td);
   // A handler with problems of its own still answers to its name (no second, misleading error).
   const handlerNames = [
     ...new Set([
@@ -319,11 +433,11 @@ function loadPlay(
     ]),
   ];
   const tasks: Task[] = [];
-  tasksRaw.forEach((t, i) => {
-    const tpath = [...path, 'tasks', i];
+  for (const entry of tasks0.entries) {
+    const { td: t, path: tpath, src } = entry;
     const r = loadTask(src, t, tpath, modules, hosts, varsFor, isLocal);
     errors.push(...r.errors);
-    if (r.task) tasks.push(r.task);
+    if (r.task) tasks.push(inherit(r.task, entry));
     // Checked from the raw task so that another problem in it (an undefined variable) hides nothing.
     const notifyRaw = t && typeof t === 'object' ? (t as Record<string, unknown>)['notify'] : undefined;
     toList(notifyRaw).forEach((n, j) => {
@@ -338,12 +452,13 @@ function loadPlay(
         );
       }
     });
-  });
+  }
   if (errors.length) return { hosts, errors, warnings };
   const play: Play = {
     name: typeof p['name'] === 'string' ? p['name'] : hostsPattern,
     hosts: hostsPattern,
-    vars: playVars,
+    vars: mergedVars,
+    ...(adjacent ? { adjacent } : {}),
     tasks,
     handlers,
     loc: locOf(src, path),
@@ -353,14 +468,19 @@ function loadPlay(
   return { play, hosts, errors, warnings };
 }
 
-/** Per-host merged variables (inventory < host < play < extra), computed once per host. */
-function memoVars(inventory: Inventory, playVars: Record<string, unknown>, extraVars: Record<string, unknown>) {
+/** Per-host merged variables (inventory and vars files < play < vars_files < extra), computed once per host. */
+function memoVars(
+  inventory: Inventory,
+  playVars: Record<string, unknown>,
+  extraVars: Record<string, unknown>,
+  adjacent?: AdjacentVars,
+) {
   const cache = new Map<string, Record<string, unknown>>();
   return (host: string): Record<string, unknown> => {
     let v = cache.get(host);
     if (!v) {
       const h = inventory.hosts.get(host);
-      v = { ...(h ? hostVariables(inventory, h) : {}), ...playVars, ...extraVars };
+      v = { ...(h ? hostVariables(inventory, h, adjacent) : {}), ...playVars, ...extraVars };
       cache.set(host, v);
     }
     return v;
@@ -374,7 +494,102 @@ export function playVariables(
   host: string,
   extraVars: Record<string, unknown> = {},
 ): Record<string, unknown> {
-  return memoVars(inventory, play.vars, extraVars)(host);
+  return memoVars(inventory, play.vars, extraVars, play.adjacent)(host);
+}
+
+/**
+ * A play's `vars_files:`, each resolved against the playbook file the play is written in. A name
+ * may be templated with the play's and `-e` variables (the same file for every host).
+ */
+function loadPlayVarsFiles(
+  src: SourceFile,
+  list: unknown,
+  path: (string | number)[],
+  vars: Record<string, unknown>,
+  errors: Diagnostic[],
+): VarsFile[] {
+  if (!Array.isArray(list)) return [];
+  const out: VarsFile[] = [];
+  list.forEach((name, i) => {
+    if (typeof name !== 'string') return;
+    const node = nodeAt(src, [...path, 'vars_files', i]);
+    let file: string;
+    try {
+      file = String(interpolateString(name, vars));
+    } catch (e) {
+      if (!(e instanceof TemplateError)) throw e;
+      return void errors.push(
+        at(src, node, `vars_files: \`${name}\`: ${e.message}; a vars_files name can use the play's vars and -e values`),
+      );
+    }
+    const abs = resolvePath(dirname(resolvePath(src.file)), file);
+    const r = loadVarsFile(abs);
+    // A file that cannot be read is reported where the play names it; a problem inside, in the file.
+    for (const e of r.errors)
+      errors.push(e.line === 0 ? at(src, node, `vars_files: \`${name}\` (${abs}): ${e.message}`) : e);
+    if (r.varsFile) out.push(r.varsFile);
+  });
+  return out;
+}
+
+/** A task as written, in the file it is written in, with what the imports around it add. */
+interface TaskEntry {
+  src: SourceFile;
+  td: unknown;
+  path: (string | number)[];
+  when: Array<string | boolean>;
+  tags: string[];
+}
+
+/**
+ * A task list with its `import_tasks:` replaced by the tasks of the files they name (static, as
+ * Ansible's import: read at load time, `when:` and `tags:` of the import applied to each task).
+ */
+function expandTasks(
+  src: SourceFile,
+  list: unknown[],
+  path: (string | number)[],
+  stack: readonly string[],
+  inherited: { when: Array<string | boolean>; tags: string[] } = { when: [], tags: [] },
+): { entries: TaskEntry[]; errors: Diagnostic[] } {
+  const entries: TaskEntry[] = [];
+  const errors: Diagnostic[] = [];
+  list.forEach((td, i) => {
+    const tpath = [...path, i];
+    const target = importTarget(src, td, tpath, 'import_tasks', ['name', 'when', 'tags']);
+    if (!target) return void entries.push({ src, td, path: tpath, ...inherited });
+    if ('error' in target) return void errors.push(target.error);
+    const t = td as Record<string, unknown>;
+    errors.push(...checkWhen(src, t['when'], [...tpath, 'when']));
+    const input = readImport(src, target, stack, 'import_tasks', 'task file');
+    if ('error' in input) return void errors.push(input.error);
+    const parsed = parseYamlSource(target.file, input.text);
+    if (parsed.errors.length) return void errors.push(...parsed.errors);
+    let data: unknown;
+    try {
+      data = parsed.src.doc.toJS();
+    } catch (e) {
+      return void errors.push(at(parsed.src, parsed.src.doc.contents, `YAML error: ${(e as Error).message}`));
+    }
+    if (data === null || data === undefined) return;
+    if (!Array.isArray(data))
+      return void errors.push(
+        at(parsed.src, parsed.src.doc.contents, 'a task file imported with import_tasks is a list of tasks'),
+      );
+    const r = expandTasks(parsed.src, data, [], [...stack, target.file], {
+      when: [...inherited.when, ...toList(t['when'] as string | boolean | Array<string | boolean> | undefined)],
+      tags: [...inherited.tags, ...toList(t['tags'] as string | string[] | undefined)],
+    });
+    entries.push(...r.entries);
+    errors.push(...r.errors);
+  });
+  return { entries, errors };
+}
+
+/** A task with the conditions and tags of the imports it came through, theirs first. */
+function inherit(task: Task, entry: TaskEntry): Task {
+  if (!entry.when.length && !entry.tags.length) return task;
+  return { ...task, when: [...entry.when, ...task.when], tags: [...new Set([...entry.tags, ...task.tags])] };
 }
 
 function loadTask(

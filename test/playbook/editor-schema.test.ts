@@ -144,11 +144,19 @@ describe('the playbook schema in a real editor engine (yaml-language-server)', (
     );
     const play = await completions(`- hosts: all\n  \n`, 2, 3);
     expect(play.map((i) => i.label).sort()).toEqual(
-      ['handlers', 'max_fail_percentage', 'name', 'serial', 'tasks', 'vars'].sort(),
+      ['handlers', 'max_fail_percentage', 'name', 'serial', 'tasks', 'vars', 'vars_files'].sort(),
     );
     const task = await completions(`- hosts: all\n  tasks:\n    - name: x\n      \n`, 4, 7);
     expect(task.map((i) => i.label)).toEqual(
-      expect.arrayContaining(['when', 'tags', 'notify', 'containerd.tls', 'k8s.sa.clear', 'image.pull.verify']),
+      expect.arrayContaining([
+        'when',
+        'tags',
+        'notify',
+        'containerd.tls',
+        'k8s.sa.clear',
+        'image.pull.verify',
+        'import_tasks',
+      ]),
     );
     expect(task.map((i) => i.label)).not.toContain('namespace');
   });

@@ -7,10 +7,12 @@
 import { connectionSpec } from '../../engine/connect.js';
 import { isSecretVar } from '../../playbook/inventory-connection.js';
 import { isKnownSecret } from '../../secrets/known.js';
-import type { ModelGroup } from '../../playbook/inventory-model.js';
-import type { Inventory } from '../../playbook/inventory.js';
+import type { ModelGroup, ModelHost } from '../../playbook/inventory-model.js';
+import { loadAdjacentVars, type AdjacentVars } from '../../playbook/vars-files.js';
+import { inventoryVariables, type Inventory } from '../../playbook/inventory.js';
+import { resolve } from 'node:path';
 import { ExitCode, ExitError } from '../exit-codes.js';
-import { loadInventoryOrExit } from '../load.js';
+import { InputError, loadInventoryOrExit } from '../load.js';
 import type { Options } from '../options.js';
 
 /** JSON as Python's json.dumps(sort_keys=True, indent=4) writes it. */
@@ -72,7 +74,20 @@ function resolved(inv: Inventory, name: string): Record<string, unknown> {
   };
 }
 
-export function listInventory(inv: Inventory, withResolved: boolean): Record<string, unknown> {
+/**
+ * A host's variables as `ansible-inventory` shows them: the inventory's groups and host, with the
+ * group_vars/host_vars beside the inventory (and beside the playbook directory, when given).
+ */
+function shownVars(inv: Inventory, h: ModelHost, playbookAdjacent?: AdjacentVars): Record<string, unknown> {
+  const host = inv.hosts.get(h.name);
+  return host && !h.implicit ? inventoryVariables(inv, host, playbookAdjacent) : inv.model.hostVars(h);
+}
+
+export function listInventory(
+  inv: Inventory,
+  withResolved: boolean,
+  playbookAdjacent?: AdjacentVars,
+): Record<string, unknown> {
   const model = inv.model;
   const results: Record<string, Record<string, unknown>> = {};
   const seen = new Set<string>();
@@ -91,7 +106,7 @@ export function listInventory(inv: Inventory, withResolved: boolean): Record<str
   const hostvars: Record<string, unknown> = {};
   const res: Record<string, unknown> = {};
   for (const h of model.groups.get('all')!.allHosts()) {
-    const vars = model.hostVars(h);
+    const vars = shownVars(inv, h, playbookAdjacent);
     if (Object.keys(vars).length) hostvars[h.name] = masked(vars);
     if (withResolved) res[h.name] = resolved(inv, h.name);
   }
@@ -120,13 +135,19 @@ export async function inventoryCommand(positionals: string[], options: Options):
   if (modes !== 1)
     throw new ExitError(ExitCode.Invalid, 'inventory needs exactly one of --list, --graph [GROUP] or --host NAME');
   const inv = await loadInventoryOrExit(options);
-  if (options.list) process.stdout.write(ansibleJson(listInventory(inv, options.resolved)) + '\n');
+  let adjacent: AdjacentVars | undefined;
+  if (options.playbookDir !== undefined) {
+    const r = loadAdjacentVars(resolve(options.playbookDir), inv.groups.keys(), inv.hosts.keys());
+    if (r.errors.length) throw new InputError(r.errors);
+    adjacent = r.adjacent;
+  }
+  if (options.list) process.stdout.write(ansibleJson(listInventory(inv, options.resolved, adjacent)) + '\n');
   else if (options.graph) process.stdout.write(graphInventory(inv, positionals[0] ?? 'all') + '\n');
   else {
     const name = options.host!;
     const h = inv.model.getHost(name);
     if (!h) throw new ExitError(ExitCode.Invalid, `--host \`${name}\`: no such host in ${options.inventory}`);
-    const out: Record<string, unknown> = masked(inv.model.hostVars(h));
+    const out: Record<string, unknown> = masked(shownVars(inv, h, adjacent));
     if (options.resolved && inv.hosts.has(name)) out['_trustplay_resolved'] = resolved(inv, name);
     process.stdout.write(ansibleJson(out) + '\n');
   }

@@ -138,7 +138,7 @@ const moduleNames = Object.keys(moduleArgSchemas);
  * `dependentSchemas` (a `oneOf` would only say "Matches multiple schemas").
  */
 const taskModuleRules = {
-  anyOf: moduleNames.map((m) => ({
+  anyOf: [...moduleNames, 'import_tasks'].map((m) => ({
     required: [m],
     errorMessage: `task names no module: add exactly one of ${moduleNames.join(', ')}`,
   })),
@@ -166,6 +166,12 @@ const playKeys = {
       'Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`.',
   },
   vars: { type: 'object', description: 'Variables for this play (override inventory variables).' },
+  vars_files: {
+    type: 'array',
+    items: { type: 'string', minLength: 1 },
+    description:
+      "Variable files for this play, relative to the playbook (they override the play's `vars:`); a name may use the play's vars and -e values.",
+  },
   serial: {
     description: 'Run hosts in batches: a number, a percentage (`"30%"`), or a list of them for growing batches.',
     anyOf: [
@@ -216,8 +222,32 @@ export function buildPlaybookSchema(): Record<string, unknown> {
     $id: 'https://trustplay.dev/schemas/playbook.schema.json',
     title: 'trustplay playbook',
     description: 'One play or a list of plays. Each play runs its tasks in order on the hosts it names.',
-    anyOf: [{ $ref: '#/$defs/play' }, { type: 'array', items: { $ref: '#/$defs/play' }, minItems: 1 }],
+    anyOf: [
+      { $ref: '#/$defs/play' },
+      {
+        type: 'array',
+        // A decision on one key, not an anyOf: an editor then reports a broken play as a play.
+        items: {
+          if: { required: ['import_playbook'] },
+          then: { $ref: '#/$defs/import' },
+          else: { $ref: '#/$defs/play' },
+        },
+        minItems: 1,
+      },
+    ],
     $defs: {
+      import: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          import_playbook: {
+            type: 'string',
+            minLength: 1,
+            description: 'Import the plays of this playbook (relative to this one) here, at load time.',
+          },
+          name: { type: 'string', description: 'What the import is for.' },
+        },
+      },
       play: {
         type: 'object',
         additionalProperties: false,
@@ -228,7 +258,15 @@ export function buildPlaybookSchema(): Record<string, unknown> {
         type: 'object',
         additionalProperties: false,
         description: 'A task: an optional name, exactly one module key with its arguments, and common keys.',
-        properties: taskProperties,
+        properties: {
+          ...taskProperties,
+          import_tasks: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'Import the task list of this file (relative to this one) in place of this task, with its `when:` and `tags:`.',
+          },
+        },
         ...taskModuleRules,
       },
     },

@@ -766,7 +766,7 @@ return errors === 0;
 validate0.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const play = validate1;
-const schema1 = {"type":"object","additionalProperties":false,"required":["hosts"],"properties":{"name":{"type":"string","description":"What the play does."},"hosts":{"type":"string","minLength":1,"description":"Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`."},"vars":{"type":"object","description":"Variables for this play (override inventory variables)."},"serial":{"description":"Run hosts in batches: a number, a percentage (`\"30%\"`), or a list of them for growing batches.","anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"},{"type":"array","minItems":1,"items":{"anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"}]}}]},"max_fail_percentage":{"type":"number","minimum":0,"maximum":100,"description":"Stop the play when more than this percentage of the batch's hosts failed."},"tasks":{"type":"array","items":{"type":"object"}},"handlers":{"type":"array","items":{"type":"object"}}}};
+const schema1 = {"type":"object","additionalProperties":false,"required":["hosts"],"properties":{"name":{"type":"string","description":"What the play does."},"hosts":{"type":"string","minLength":1,"description":"Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`."},"vars":{"type":"object","description":"Variables for this play (override inventory variables)."},"vars_files":{"type":"array","items":{"type":"string","minLength":1},"description":"Variable files for this play, relative to the playbook (they override the play's `vars:`); a name may use the play's vars and -e values."},"serial":{"description":"Run hosts in batches: a number, a percentage (`\"30%\"`), or a list of them for growing batches.","anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"},{"type":"array","minItems":1,"items":{"anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"}]}}]},"max_fail_percentage":{"type":"number","minimum":0,"maximum":100,"description":"Stop the play when more than this percentage of the batch's hosts failed."},"tasks":{"type":"array","items":{"type":"object"}},"handlers":{"type":"array","items":{"type":"object"}}}};
 const pattern2 = new RegExp("^[0-9]+%$", "u");
 
 function validate1(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
@@ -791,7 +791,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "name") || (key0 === "hosts")) || (key0 === "vars")) || (key0 === "serial")) || (key0 === "max_fail_percentage")) || (key0 === "tasks")) || (key0 === "handlers"))){
+if(!((((((((key0 === "name") || (key0 === "hosts")) || (key0 === "vars")) || (key0 === "vars_files")) || (key0 === "serial")) || (key0 === "max_fail_percentage")) || (key0 === "tasks")) || (key0 === "handlers"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema1,data};
 if(vErrors === null){
 vErrors = [err1];
@@ -853,13 +853,15 @@ vErrors.push(err5);
 errors++;
 }
 }
-if(data.serial !== undefined){
-let data3 = data.serial;
-const _errs9 = errors;
-let valid1 = false;
-const _errs10 = errors;
-if(!(((typeof data3 == "number") && (!(data3 % 1) && !isNaN(data3))) && (isFinite(data3)))){
-const err6 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema1.properties.serial.anyOf[0].type,parentSchema:schema1.properties.serial.anyOf[0],data:data3};
+if(data.vars_files !== undefined){
+let data3 = data.vars_files;
+if(Array.isArray(data3)){
+const len0 = data3.length;
+for(let i0=0; i0<len0; i0++){
+let data4 = data3[i0];
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err6 = {instancePath:instancePath+"/vars_files/" + i0,schemaPath:"#/properties/vars_files/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema1.properties.vars_files.items,data:data4};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -868,9 +870,9 @@ vErrors.push(err6);
 }
 errors++;
 }
-if((typeof data3 == "number") && (isFinite(data3))){
-if(data3 < 1 || isNaN(data3)){
-const err7 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema1.properties.serial.anyOf[0],data:data3};
+}
+else {
+const err7 = {instancePath:instancePath+"/vars_files/" + i0,schemaPath:"#/properties/vars_files/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema1.properties.vars_files.items.type,parentSchema:schema1.properties.vars_files.items,data:data4};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -880,12 +882,9 @@ vErrors.push(err7);
 errors++;
 }
 }
-var _valid0 = _errs10 === errors;
-valid1 = valid1 || _valid0;
-const _errs12 = errors;
-if(typeof data3 === "string"){
-if(!pattern2.test(data3)){
-const err8 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[1],data:data3};
+}
+else {
+const err8 = {instancePath:instancePath+"/vars_files",schemaPath:"#/properties/vars_files/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.vars_files.type,parentSchema:schema1.properties.vars_files,data:data3};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -895,8 +894,13 @@ vErrors.push(err8);
 errors++;
 }
 }
-else {
-const err9 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema1.properties.serial.anyOf[1].type,parentSchema:schema1.properties.serial.anyOf[1],data:data3};
+if(data.serial !== undefined){
+let data5 = data.serial;
+const _errs13 = errors;
+let valid3 = false;
+const _errs14 = errors;
+if(!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))){
+const err9 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema1.properties.serial.anyOf[0].type,parentSchema:schema1.properties.serial.anyOf[0],data:data5};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -905,12 +909,9 @@ vErrors.push(err9);
 }
 errors++;
 }
-var _valid0 = _errs12 === errors;
-valid1 = valid1 || _valid0;
-const _errs14 = errors;
-if(Array.isArray(data3)){
-if(data3.length < 1){
-const err10 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/2/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema1.properties.serial.anyOf[2],data:data3};
+if((typeof data5 == "number") && (isFinite(data5))){
+if(data5 < 1 || isNaN(data5)){
+const err10 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema1.properties.serial.anyOf[0],data:data5};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -919,14 +920,13 @@ vErrors.push(err10);
 }
 errors++;
 }
-const len0 = data3.length;
-for(let i0=0; i0<len0; i0++){
-let data4 = data3[i0];
-const _errs17 = errors;
-let valid4 = false;
-const _errs18 = errors;
-if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){
-const err11 = {instancePath:instancePath+"/serial/" + i0,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema1.properties.serial.anyOf[2].items.anyOf[0].type,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[0],data:data4};
+}
+var _valid0 = _errs14 === errors;
+valid3 = valid3 || _valid0;
+const _errs16 = errors;
+if(typeof data5 === "string"){
+if(!pattern2.test(data5)){
+const err11 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[1],data:data5};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -935,9 +935,9 @@ vErrors.push(err11);
 }
 errors++;
 }
-if((typeof data4 == "number") && (isFinite(data4))){
-if(data4 < 1 || isNaN(data4)){
-const err12 = {instancePath:instancePath+"/serial/" + i0,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[0],data:data4};
+}
+else {
+const err12 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema1.properties.serial.anyOf[1].type,parentSchema:schema1.properties.serial.anyOf[1],data:data5};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -946,13 +946,12 @@ vErrors.push(err12);
 }
 errors++;
 }
-}
-var _valid1 = _errs18 === errors;
-valid4 = valid4 || _valid1;
-const _errs20 = errors;
-if(typeof data4 === "string"){
-if(!pattern2.test(data4)){
-const err13 = {instancePath:instancePath+"/serial/" + i0,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[1],data:data4};
+var _valid0 = _errs16 === errors;
+valid3 = valid3 || _valid0;
+const _errs18 = errors;
+if(Array.isArray(data5)){
+if(data5.length < 1){
+const err13 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/2/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema1.properties.serial.anyOf[2],data:data5};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -961,9 +960,14 @@ vErrors.push(err13);
 }
 errors++;
 }
-}
-else {
-const err14 = {instancePath:instancePath+"/serial/" + i0,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema1.properties.serial.anyOf[2].items.anyOf[1].type,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[1],data:data4};
+const len1 = data5.length;
+for(let i1=0; i1<len1; i1++){
+let data6 = data5[i1];
+const _errs21 = errors;
+let valid6 = false;
+const _errs22 = errors;
+if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
+const err14 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema1.properties.serial.anyOf[2].items.anyOf[0].type,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[0],data:data6};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -972,10 +976,9 @@ vErrors.push(err14);
 }
 errors++;
 }
-var _valid1 = _errs20 === errors;
-valid4 = valid4 || _valid1;
-if(!valid4){
-const err15 = {instancePath:instancePath+"/serial/" + i0,schemaPath:"#/properties/serial/anyOf/2/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema1.properties.serial.anyOf[2].items.anyOf,parentSchema:schema1.properties.serial.anyOf[2].items,data:data4};
+if((typeof data6 == "number") && (isFinite(data6))){
+if(data6 < 1 || isNaN(data6)){
+const err15 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[0],data:data6};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -984,21 +987,13 @@ vErrors.push(err15);
 }
 errors++;
 }
-else {
-errors = _errs17;
-if(vErrors !== null){
-if(_errs17){
-vErrors.length = _errs17;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err16 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/2/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.serial.anyOf[2].type,parentSchema:schema1.properties.serial.anyOf[2],data:data3};
+var _valid1 = _errs22 === errors;
+valid6 = valid6 || _valid1;
+const _errs24 = errors;
+if(typeof data6 === "string"){
+if(!pattern2.test(data6)){
+const err16 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[1],data:data6};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -1007,10 +1002,9 @@ vErrors.push(err16);
 }
 errors++;
 }
-var _valid0 = _errs14 === errors;
-valid1 = valid1 || _valid0;
-if(!valid1){
-const err17 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema1.properties.serial.anyOf,parentSchema:schema1.properties.serial,data:data3};
+}
+else {
+const err17 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema1.properties.serial.anyOf[2].items.anyOf[1].type,parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[1],data:data6};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -1019,23 +1013,10 @@ vErrors.push(err17);
 }
 errors++;
 }
-else {
-errors = _errs9;
-if(vErrors !== null){
-if(_errs9){
-vErrors.length = _errs9;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data.max_fail_percentage !== undefined){
-let data5 = data.max_fail_percentage;
-if((typeof data5 == "number") && (isFinite(data5))){
-if(data5 > 100 || isNaN(data5)){
-const err18 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema1.properties.max_fail_percentage,data:data5};
+var _valid1 = _errs24 === errors;
+valid6 = valid6 || _valid1;
+if(!valid6){
+const err18 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema1.properties.serial.anyOf[2].items.anyOf,parentSchema:schema1.properties.serial.anyOf[2].items,data:data6};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -1044,8 +1025,21 @@ vErrors.push(err18);
 }
 errors++;
 }
-if(data5 < 0 || isNaN(data5)){
-const err19 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema1.properties.max_fail_percentage,data:data5};
+else {
+errors = _errs21;
+if(vErrors !== null){
+if(_errs21){
+vErrors.length = _errs21;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err19 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/2/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.serial.anyOf[2].type,parentSchema:schema1.properties.serial.anyOf[2],data:data5};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -1054,9 +1048,10 @@ vErrors.push(err19);
 }
 errors++;
 }
-}
-else {
-const err20 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema1.properties.max_fail_percentage.type,parentSchema:schema1.properties.max_fail_percentage,data:data5};
+var _valid0 = _errs18 === errors;
+valid3 = valid3 || _valid0;
+if(!valid3){
+const err20 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema1.properties.serial.anyOf,parentSchema:schema1.properties.serial,data:data5};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -1065,15 +1060,23 @@ vErrors.push(err20);
 }
 errors++;
 }
+else {
+errors = _errs13;
+if(vErrors !== null){
+if(_errs13){
+vErrors.length = _errs13;
 }
-if(data.tasks !== undefined){
-let data6 = data.tasks;
-if(Array.isArray(data6)){
-const len1 = data6.length;
-for(let i1=0; i1<len1; i1++){
-let data7 = data6[i1];
-if(!(data7 && typeof data7 == "object" && !Array.isArray(data7))){
-const err21 = {instancePath:instancePath+"/tasks/" + i1,schemaPath:"#/properties/tasks/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.properties.tasks.items.type,parentSchema:schema1.properties.tasks.items,data:data7};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data.max_fail_percentage !== undefined){
+let data7 = data.max_fail_percentage;
+if((typeof data7 == "number") && (isFinite(data7))){
+if(data7 > 100 || isNaN(data7)){
+const err21 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100",schema:100,parentSchema:schema1.properties.max_fail_percentage,data:data7};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -1082,10 +1085,8 @@ vErrors.push(err21);
 }
 errors++;
 }
-}
-}
-else {
-const err22 = {instancePath:instancePath+"/tasks",schemaPath:"#/properties/tasks/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.tasks.type,parentSchema:schema1.properties.tasks,data:data6};
+if(data7 < 0 || isNaN(data7)){
+const err22 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema1.properties.max_fail_percentage,data:data7};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -1095,14 +1096,8 @@ vErrors.push(err22);
 errors++;
 }
 }
-if(data.handlers !== undefined){
-let data8 = data.handlers;
-if(Array.isArray(data8)){
-const len2 = data8.length;
-for(let i2=0; i2<len2; i2++){
-let data9 = data8[i2];
-if(!(data9 && typeof data9 == "object" && !Array.isArray(data9))){
-const err23 = {instancePath:instancePath+"/handlers/" + i2,schemaPath:"#/properties/handlers/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.properties.handlers.items.type,parentSchema:schema1.properties.handlers.items,data:data9};
+else {
+const err23 = {instancePath:instancePath+"/max_fail_percentage",schemaPath:"#/properties/max_fail_percentage/type",keyword:"type",params:{type: "number"},message:"must be number",schema:schema1.properties.max_fail_percentage.type,parentSchema:schema1.properties.max_fail_percentage,data:data7};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -1112,9 +1107,14 @@ vErrors.push(err23);
 errors++;
 }
 }
-}
-else {
-const err24 = {instancePath:instancePath+"/handlers",schemaPath:"#/properties/handlers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.handlers.type,parentSchema:schema1.properties.handlers,data:data8};
+if(data.tasks !== undefined){
+let data8 = data.tasks;
+if(Array.isArray(data8)){
+const len2 = data8.length;
+for(let i2=0; i2<len2; i2++){
+let data9 = data8[i2];
+if(!(data9 && typeof data9 == "object" && !Array.isArray(data9))){
+const err24 = {instancePath:instancePath+"/tasks/" + i2,schemaPath:"#/properties/tasks/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.properties.tasks.items.type,parentSchema:schema1.properties.tasks.items,data:data9};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -1126,12 +1126,53 @@ errors++;
 }
 }
 else {
-const err25 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.type,parentSchema:schema1,data};
+const err25 = {instancePath:instancePath+"/tasks",schemaPath:"#/properties/tasks/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.tasks.type,parentSchema:schema1.properties.tasks,data:data8};
 if(vErrors === null){
 vErrors = [err25];
 }
 else {
 vErrors.push(err25);
+}
+errors++;
+}
+}
+if(data.handlers !== undefined){
+let data10 = data.handlers;
+if(Array.isArray(data10)){
+const len3 = data10.length;
+for(let i3=0; i3<len3; i3++){
+let data11 = data10[i3];
+if(!(data11 && typeof data11 == "object" && !Array.isArray(data11))){
+const err26 = {instancePath:instancePath+"/handlers/" + i3,schemaPath:"#/properties/handlers/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.properties.handlers.items.type,parentSchema:schema1.properties.handlers.items,data:data11};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+}
+}
+else {
+const err27 = {instancePath:instancePath+"/handlers",schemaPath:"#/properties/handlers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema1.properties.handlers.type,parentSchema:schema1.properties.handlers,data:data10};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
+}
+errors++;
+}
+}
+}
+else {
+const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema1.type,parentSchema:schema1,data};
+if(vErrors === null){
+vErrors = [err28];
+}
+else {
+vErrors.push(err28);
 }
 errors++;
 }
