@@ -177,7 +177,10 @@ describe('manifest loading, fuzzed', () => {
     let refused = 0;
     await fc.assert(
       fc.asyncProperty(
+        // The unmutated manifest is one of the choices: random mutations of a strict schema are
+        // refused almost always, and without it a run of 300 could (and once in CI did) load none.
         fc.oneof(
+          fc.constant(real),
           arbJson,
           fc.tuple(fc.array(fc.nat(), { maxLength: 8 }), arbJson, fc.nat()).map(([p, v, op]) => mutate(real, p, v, op)),
         ),
