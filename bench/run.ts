@@ -2,8 +2,9 @@
  * `npm run bench [-- SECTION...]`: prints figures (never asserts them). Sections: startup,
  * validate, mask (the secrets layer's maskers on 1 MB inputs), security (bounded inputs refused,
  * snapshot manifest verification), engine (converged check on 20 loopback SSH hosts), diagnose
- * (issue 20: `diagnose` of 20 lab nodes vs a converged check of them; root and the lab), and, only
- * when asked, ansible
+ * (issue 20: `diagnose` of 20 lab nodes vs a converged check of them; root and the lab), relay (a
+ * CRI call through the become relay vs the direct forward, on a 2-node lab), and, only when asked,
+ * ansible
  * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
  * minutes, writes bench/results/latest.json and latest.md). Default: all but ansible.
  */
@@ -36,6 +37,10 @@ async function main(): Promise<void> {
   if (all || wanted.has('diagnose')) {
     const { benchDiagnose } = await import('./diagnose.js');
     process.stdout.write('\n' + table(await benchDiagnose()) + '\n');
+  }
+  if (all || wanted.has('relay')) {
+    const { benchRelay } = await import('./relay.js');
+    process.stdout.write('\n' + table(await benchRelay()) + '\n');
   }
   if (wanted.has('ansible')) {
     const { compare, markdown, writeResults } = await import('./compare.js');

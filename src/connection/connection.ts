@@ -63,13 +63,18 @@ export interface Connection {
   stat(path: string): Promise<FileStat>;
   /** Removes a file; absent is not an error. */
   remove(path: string): Promise<void>;
-  /** A byte stream to a unix socket on the host (SSH: OpenSSH stream-local forwarding). */
+  /**
+   * A byte stream to a unix socket on the host: OpenSSH stream-local forwarding (or a direct
+   * connect, locally), or with become as another user, a relay program run through sudo.
+   */
   openUnixSocket(path: string): Promise<Duplex>;
   /**
    * A TCP connection opened BY THE HOST to `address:port` (SSH: a `direct-tcpip` channel), so the
    * host's own name resolution, /etc/hosts and routes apply. Rejects with a TcpOpenError.
    */
   openTcp(address: string, port: number): Promise<Duplex>;
+  /** The relay program `openUnixSocket` runs (known after connect), or undefined when it connects directly. */
+  socketRelay?(): string | undefined;
   /** A long-lived command fed line by line on stdin (the host lock's holder); it ends with the connection. */
   session(command: Command, options?: Pick<ExecOptions, 'become'>): Promise<HostSession>;
   close(): Promise<void>;

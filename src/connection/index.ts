@@ -14,6 +14,7 @@ export { describeExit } from './exit-codes.js';
 export { quote, quoteArgv } from './shell-quote.js';
 export { LocalConnection, type LocalConnectionOptions } from './local.js';
 export { SshConnection, type ProxyJumpHop, type SshConnectionOptions, type SshStats } from './ssh.js';
+export { RELAYS, type RelayName } from './relay.js';
 
 /** Everything the engine knows about reaching one inventory host. */
 export interface HostConnectionSpec {
@@ -32,7 +33,11 @@ export interface HostConnectionSpec {
   /** OpenSSH's IdentitiesOnly: log in with the identity files only, never with other agent keys. */
   identitiesOnly?: boolean;
   become?: boolean;
+  /** The user commands run as through sudo (default root). */
+  becomeUser?: string;
   becomePassword?: string;
+  /** Where the password came from (a variable's name), for messages. */
+  becomePasswordEnv?: string;
   proxyJump?: ProxyJumpHop[];
   /** known_hosts files (default ~/.ssh/known_hosts); new keys go to the first. */
   knownHosts?: string[];
@@ -48,7 +53,9 @@ export function createConnection(spec: HostConnectionSpec): Connection {
     return new LocalConnection({
       host: spec.name,
       ...(spec.become !== undefined ? { become: spec.become } : {}),
+      ...(spec.becomeUser !== undefined ? { becomeUser: spec.becomeUser } : {}),
       ...(spec.becomePassword !== undefined ? { becomePassword: spec.becomePassword } : {}),
+      ...(spec.becomePasswordEnv !== undefined ? { becomePasswordEnv: spec.becomePasswordEnv } : {}),
     });
   }
   const { name, knownHosts, address, connection: _kind, ...rest } = spec;

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
@@ -18,6 +19,7 @@ import {
   statFromMode,
   writeFileCommand,
 } from './file-scripts.js';
+import { relayArgv, relayError, relayFromProbe, relayProbeCommand, relayStream, type RelayName } from './relay.js';
 import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, commandArgv } from './shell-quote.js';
 
@@ -27,8 +29,12 @@ export interface LocalConnectionOptions {
   host?: string;
   /** Run commands and file operations through sudo unless already root. */
   become?: boolean;
+  /** The user sudo makes us (default root). */
+  becomeUser?: string;
   /** Fed to `sudo -S` on stdin, never on a command line. */
   becomePassword?: string;
+  /** The environment variable the password came from, for messages. */
+  becomePasswordEnv?: string;
 }
 
 function isMissing(err: unknown): boolean {
@@ -59,21 +65,49 @@ export class LocalConnection implements Connection {
   readonly kind = 'local' as const;
   private readonly become: boolean;
   private readonly becomePassword: string | undefined;
-  private readonly isRoot = process.getuid?.() === 0;
+  private readonly becomeUser: string;
+  private readonly options: LocalConnectionOptions;
+  private readonly me = userInfo().username;
+  private prepared: Promise<void> | undefined;
+  private relay: RelayName | undefined;
 
   constructor(options: LocalConnectionOptions = {}) {
     this.host = options.host ?? 'localhost';
+    this.options = options;
     this.become = options.become ?? false;
     this.becomePassword = options.becomePassword;
+    this.becomeUser = options.becomeUser ?? 'root';
   }
 
-  async connect(): Promise<void> {}
+  /** With become as another user: sudo works, and which relay carries unix sockets (once). */
+  connect(): Promise<void> {
+    this.prepared ??= (async () => {
+      if (!this.needsSudo()) return;
+      const result = await this.exec(relayProbeCommand(), { timeoutMs: 30_000 });
+      this.relay = relayFromProbe(
+        {
+          label: this.host,
+          host: this.host,
+          user: this.me,
+          becomeUser: this.becomeUser,
+          passwordEnv: this.options.becomePasswordEnv,
+          hasPassword: this.becomePassword !== undefined,
+        },
+        result,
+      );
+    })();
+    return this.prepared;
+  }
 
   async close(): Promise<void> {}
 
-  /** Whether an operation must go through sudo (become requested and we are not root). */
+  socketRelay(): RelayName | undefined {
+    return this.relay;
+  }
+
+  /** Whether an operation must go through sudo (become requested and we are not already that user). */
   private needsSudo(become?: boolean): boolean {
-    return (become ?? this.become) && !this.isRoot;
+    return (become ?? this.become) && this.me !== this.becomeUser;
   }
 
   /** How to start a command: through sudo (a line fed on stdin first) or directly. */
@@ -89,6 +123,7 @@ export class LocalConnection implements Connection {
       const built = buildCommandLine(command, {
         ...(options.env ? { env: options.env } : {}),
         become: true,
+        ...(this.becomeUser !== 'root' ? { becomeUser: this.becomeUser } : {}),
         ...(this.becomePassword !== undefined ? { becomePassword: this.becomePassword } : {}),
       });
       [file, args, stdinPrefix] = ['sh', ['-c', built.line], built.stdinPrefix];
@@ -272,7 +307,22 @@ export class LocalConnection implements Connection {
     }
   }
 
-  openUnixSocket(path: string): Promise<Duplex> {
+  async openUnixSocket(path: string): Promise<Duplex> {
+    await this.connect();
+    const relay = this.relay;
+    if (relay !== undefined) {
+      const { file, args, stdinPrefix, env } = this.spawnArgs({ argv: relayArgv(relay, path) }, {});
+      const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdin.on('error', () => undefined);
+      if (stdinPrefix) child.stdin.write(stdinPrefix);
+      const ended = new Promise<number | null>((resolve) => {
+        child.on('close', (code) => resolve(code));
+        child.on('error', () => resolve(127));
+      });
+      return relayStream(child.stdout, child.stderr, child.stdin, ended, (code, stderr) =>
+        relayError(relay, path, code, stderr),
+      );
+    }
     return new Promise((resolve, reject) => {
       const socket = netConnect(path);
       socket.once('connect', () => {

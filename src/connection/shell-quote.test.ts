@@ -77,7 +77,7 @@ describe('buildCommandLine', () => {
   // A stand-in `sudo` on PATH checks the plumbing without root (test/e2e/connection-become.test.ts
   // runs the real one): the password is on no command line, sudo's stdin holds nothing but the
   // password line, and the caller's stdin reaches the command intact.
-  it('feeds the become password on stdin, never on the command line', () => {
+  it("feeds the become password on stdin to sudo's askpass alone, never on the command line or to the command", () => {
     const password = "s3cret 'pw' $(x)";
     const bin = mkdtempSync(join(tmpdir(), 'trustplay-sudo-'));
     try {
@@ -85,9 +85,9 @@ describe('buildCommandLine', () => {
         join(bin, 'sudo'),
         `#!/bin/sh
 case "$*" in *s3cret*) echo "password on argv" >&2; exit 99;; esac
-[ "$1" = -S ] || exit 98
-IFS= read -r pw; [ "$pw" = ${quote(password)} ] || { echo "bad password" >&2; exit 1; }
-[ -z "$(cat)" ] || { echo "more than the password on sudo's stdin" >&2; exit 97; }
+case "$SUDO_ASKPASS" in /*) ;; *) echo "no askpass" >&2; exit 96;; esac
+[ "$1" = -A ] && [ "$2" = -p ] || exit 98
+pw=$("$SUDO_ASKPASS" "$3"); [ "$pw" = ${quote(password)} ] || { echo "bad password" >&2; exit 1; }
 shift 4; exec "$@"
 `,
       );

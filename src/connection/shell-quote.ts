@@ -70,6 +70,8 @@ export interface CommandLineOptions {
   /** Wrap in coreutils `timeout` so the remote process group dies even when the channel is just closed. */
   timeoutMs?: number;
   become?: boolean;
+  /** The user sudo runs the command as (default root). */
+  becomeUser?: string;
   /** When set, sudo reads it from the first line of stdin; it never appears on the command line. */
   becomePassword?: string;
 }
@@ -102,29 +104,32 @@ export function buildCommandLine(command: Command, options: CommandLineOptions =
   }
   // sudo may refuse `VAR=value` arguments under its env policy; `env` applies them after sudo.
   if (env.length > 0) argv = ['env', ...env.map(([k, v]) => `${k}=${v}`), ...argv];
+  const asUser = options.becomeUser !== undefined && options.becomeUser !== 'root' ? ['-u', options.becomeUser] : [];
   if (options.becomePassword === undefined) {
-    return { line: quoteArgv(['sudo', '-n', '--', ...argv]) };
+    return { line: quoteArgv(['sudo', '-n', ...asUser, '--', ...argv]) };
   }
   if (options.becomePassword.includes('\n')) throw new Error('a become password cannot contain a newline');
-  // The password arrives as the first stdin line and sudo alone reads it: its stdin carries only
-  // that line, and the command reads the rest of our stdin from a fifo. Sharing one stdin would
+  // The password arrives as the first stdin line (`read` takes no more than that line from a pipe),
+  // and only sudo's askpass helper ever sees it: sudo runs `cat <prompt>` as the login user, the
+  // prompt being a private fifo that a background writer feeds with the password. The command gets
+  // the rest of our stdin directly, as whatever user it runs as. Sharing one stdin instead would
   // hand the password to a command sudo runs without asking (NOPASSWD rules, cached credentials),
   // and after a wrong password sudo would try the command's input lines as passwords. `printf` is
-  // a shell builtin, so the password is on no command line; fd 3 keeps our stdin for the
-  // background `cat`, which a non-interactive shell would otherwise give /dev/null.
+  // a shell builtin, so the password is on no command line. After a wrong password sudo asks again,
+  // and the writer then gives only an empty answer, which makes sudo stop after one attempt (as
+  // `sudo -S` did); it is killed when sudo has finished (blocked, when sudo never asked). A fifo,
+  // not a file: the password never rests on disk.
   const script = [
     'IFS= read -r pw',
-    'exec 3<&0',
     'd=$(mktemp -d "${TMPDIR:-/tmp}/trustplay-sudo.XXXXXX") || exit 1',
     'trap \'rm -rf -- "$d"\' EXIT',
-    'mkfifo -m 600 -- "$d/in" || exit 1',
-    'cat <&3 >"$d/in" 3<&- & c=$!',
-    'exec 3<&-',
-    `printf '%s\\n' "$pw" | sudo -S -p '' -- sh -c 'exec "$@" <"$0"' "$d/in" ${quoteArgv(argv)}`,
-    'rc=$?',
+    'mkfifo -m 600 -- "$d/pw" || exit 1',
+    '(printf \'%s\\n\' "$pw" >"$d/pw"; while :; do : >"$d/pw"; done) </dev/null 2>/dev/null & w=$!',
     'unset pw',
-    // The copier is still blocked opening the fifo when sudo refused to run the command.
-    'kill "$c" 2>/dev/null',
+    'a=$(command -v cat) || exit 1',
+    `SUDO_ASKPASS="$a" sudo -A -p "$d/pw" ${asUser.map(quote).join(' ')}${asUser.length ? ' ' : ''}-- ${quoteArgv(argv)}`,
+    'rc=$?',
+    'kill "$w" 2>/dev/null',
     'exit "$rc"',
   ].join('\n');
   return {

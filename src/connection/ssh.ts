@@ -34,8 +34,17 @@ import {
   loadKnownHosts,
   preferredHostKeyAlgorithms,
 } from './known-hosts.js';
+import {
+  relayArgv,
+  relayError,
+  relayFromProbe,
+  relayProbeCommand,
+  relayStream,
+  type BecomeParty,
+  type RelayName,
+} from './relay.js';
 import { LineSession, type HostSession } from './session.js';
-import { buildCommandLine, type CommandLine } from './shell-quote.js';
+import { buildCommandLine, type CommandLine, type CommandLineOptions } from './shell-quote.js';
 
 const { Client, utils } = ssh2;
 
@@ -78,8 +87,12 @@ export interface SshConnectionOptions {
   proxyJump?: ProxyJumpHop[];
   /** Run every command through sudo. */
   become?: boolean;
+  /** The user sudo makes us (default root). */
+  becomeUser?: string;
   /** Fed to `sudo -S` on stdin, never on a command line. */
   becomePassword?: string;
+  /** The environment variable the password came from, for messages. */
+  becomePasswordEnv?: string;
   /** Open channels at most at once (OpenSSH's MaxSessions, default 10). */
   maxSessions?: number;
 }
@@ -170,6 +183,9 @@ export class SshConnection implements Connection {
   private client: SshClient | undefined;
   private jumpClients: SshClient[] = [];
   private connecting: Promise<void> | undefined;
+  /** The host's checks after the first handshake (the become relay probe); kept for the run. */
+  private prepared: Promise<void> | undefined;
+  private relay: RelayName | undefined;
   private readonly slots: SessionSlots;
   private readonly counters: SshStats = { connections: 0, channels: 0 };
   private readonly options: SshConnectionOptions;
@@ -197,13 +213,68 @@ export class SshConnection implements Connection {
     return { ...this.counters };
   }
 
-  connect(): Promise<void> {
+  /** Connects, and on first use makes sure become works and finds the relay for unix sockets. */
+  async connect(): Promise<void> {
+    await this.handshakeOnce();
+    this.prepared ??= this.prepare();
+    return this.prepared;
+  }
+
+  private handshakeOnce(): Promise<void> {
     if (this.client) return Promise.resolve();
     // Concurrent callers share one handshake.
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
     });
     return this.connecting;
+  }
+
+  /**
+   * Whether unix sockets must be reached through a relay run by sudo: sshd forwards them as the
+   * login user, which is not the user commands run as.
+   */
+  private needsRelay(): boolean {
+    return this.options.become === true && this.becomeUser() !== this.target.user;
+  }
+
+  private becomeUser(): string {
+    return this.options.becomeUser ?? 'root';
+  }
+
+  private becomeParty(): BecomeParty {
+    return {
+      label: this.target.label,
+      host: this.host,
+      user: this.target.user,
+      becomeUser: this.becomeUser(),
+      passwordEnv: this.options.becomePasswordEnv,
+      hasPassword: this.options.becomePassword !== undefined,
+    };
+  }
+
+  /** One command before any other (a failure here changes nothing): sudo works, and which relay the node has. */
+  private async prepare(): Promise<void> {
+    if (!this.needsRelay()) return;
+    const result = await this.run(this.commandLine(relayProbeCommand(), { become: true }), undefined, 30_000);
+    this.relay = relayFromProbe(this.becomeParty(), result);
+  }
+
+  /** The relay program carrying unix-socket streams, or undefined when sshd forwards them directly. */
+  socketRelay(): RelayName | undefined {
+    return this.relay;
+  }
+
+  private commandLine(
+    command: Command,
+    options: Omit<CommandLineOptions, 'becomePassword' | 'becomeUser'>,
+  ): CommandLine {
+    const become = options.become ?? false;
+    return buildCommandLine(command, {
+      ...options,
+      become,
+      ...(become && this.options.becomeUser !== undefined ? { becomeUser: this.options.becomeUser } : {}),
+      ...(become && this.options.becomePassword !== undefined ? { becomePassword: this.options.becomePassword } : {}),
+    });
   }
 
   private async open(): Promise<void> {
@@ -480,12 +551,11 @@ export class SshConnection implements Connection {
   }
 
   async exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
-    const become = options.become ?? this.options.become ?? false;
-    const line = buildCommandLine(command, {
+    await this.connect();
+    const line = this.commandLine(command, {
       ...(options.env ? { env: options.env } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      become,
-      ...(become && this.options.becomePassword !== undefined ? { becomePassword: this.options.becomePassword } : {}),
+      become: options.become ?? this.options.become ?? false,
     });
     return this.run(line, options.stdin, options.timeoutMs);
   }
@@ -496,7 +566,7 @@ export class SshConnection implements Connection {
     stdin: string | Buffer | undefined,
     timeoutMs: number | undefined,
   ): Promise<ExecResult> {
-    await this.connect();
+    await this.handshakeOnce();
     for (let refusals = 0; ;) {
       await this.slots.acquire();
       let running: { result: Promise<ExecResult> };
@@ -535,7 +605,7 @@ export class SshConnection implements Connection {
     line: string,
     start: (channel: ClientChannel) => Promise<ExecResult>,
   ): Promise<{ result: Promise<ExecResult> }> {
-    await this.connect();
+    await this.handshakeOnce();
     const client = this.client;
     if (!client) throw this.lost();
     return new Promise((resolve, reject) => {
@@ -625,22 +695,11 @@ export class SshConnection implements Connection {
     });
   }
 
-  /**
-   * A long-lived command on its own channel, holding one of the connection's session slots until it
-   * ends. sshd closes its stdin when the connection goes (client killed, network reset), so the
-   * command sees EOF and can clean up after us.
-   */
-  async session(command: Command, options: Pick<ExecOptions, 'become'> = {}): Promise<HostSession> {
-    const become = options.become ?? this.options.become ?? false;
-    const line = buildCommandLine(command, {
-      become,
-      ...(become && this.options.becomePassword !== undefined ? { becomePassword: this.options.becomePassword } : {}),
-    });
-    await this.connect();
+  /** A channel running `line` that holds a session slot until the caller releases it (on close). */
+  private async longLivedChannel(line: CommandLine): Promise<ClientChannel> {
     await this.slots.acquire();
-    let channel: ClientChannel;
     try {
-      channel = await new Promise<ClientChannel>((resolve, reject) => {
+      const channel = await new Promise<ClientChannel>((resolve, reject) => {
         const client = this.client;
         if (!client) return reject(this.lost());
         try {
@@ -649,11 +708,23 @@ export class SshConnection implements Connection {
           reject(this.lost(err));
         }
       });
+      this.counters.channels++;
+      return channel;
     } catch (err) {
       this.slots.release();
       throw err;
     }
-    this.counters.channels++;
+  }
+
+  /**
+   * A long-lived command on its own channel, holding one of the connection's session slots until it
+   * ends. sshd closes its stdin when the connection goes (client killed, network reset), so the
+   * command sees EOF and can clean up after us.
+   */
+  async session(command: Command, options: Pick<ExecOptions, 'become'> = {}): Promise<HostSession> {
+    await this.connect();
+    const line = this.commandLine(command, { become: options.become ?? this.options.become ?? false });
+    const channel = await this.longLivedChannel(line);
     channel.on('error', () => undefined);
     const ended = new Promise<void>((resolve) => {
       channel.on('close', () => {
@@ -692,6 +763,7 @@ export class SshConnection implements Connection {
 
   async openUnixSocket(path: string): Promise<Duplex> {
     await this.connect();
+    if (this.relay !== undefined) return this.openRelay(this.relay, path);
     const client = this.client;
     if (!client) throw this.lost();
     return new Promise((resolve, reject) => {
@@ -730,6 +802,29 @@ export class SshConnection implements Connection {
         resolve(stream);
       });
     });
+  }
+
+  /**
+   * The socket through `sudo <relay>` on an exec channel: its stdio is the stream. It holds a
+   * session slot while open. A relay that ends badly (socket missing, permission) destroys the
+   * stream with its stderr as the error, which the CRI client reports as the cause.
+   */
+  private async openRelay(relay: RelayName, path: string): Promise<Duplex> {
+    const line = this.commandLine({ argv: relayArgv(relay, path) }, { become: true });
+    const channel = await this.longLivedChannel(line);
+    if (line.stdinPrefix) channel.write(line.stdinPrefix);
+    channel.on('error', () => undefined);
+    let code: number | null = null;
+    channel.on('exit', (c: number | null) => (code = c ?? null));
+    const ended = new Promise<number | null>((resolve) =>
+      channel.on('close', () => {
+        setTimeout(() => this.slots.release(), 0);
+        resolve(code);
+      }),
+    );
+    return relayStream(channel, channel.stderr, channel, ended, (exit, stderr) =>
+      relayError(relay, path, exit, stderr),
+    );
   }
 
   async close(): Promise<void> {

@@ -159,9 +159,13 @@ export async function createCriClientOverStream(
   return new GrpcCriClient(`unix:${bridge.socketPath}`, socketLabel, bridge);
 }
 
-/** The CRI client for a host: direct socket for a local connection, SSH stream-local otherwise. */
+/**
+ * The CRI client for a host: direct socket for a local connection, otherwise the connection's
+ * stream (SSH stream-local, or the become relay).
+ */
 export async function createCriClientFor(conn: Connection, socketPath: string): Promise<CriImageClient> {
-  if (conn.kind === 'local') return createCriClient(socketPath);
+  await conn.connect();
+  if (conn.kind === 'local' && conn.socketRelay?.() === undefined) return createCriClient(socketPath);
   return createCriClientOverStream(() => conn.openUnixSocket(socketPath), `${socketPath} on ${conn.host}`);
 }
 

@@ -45,7 +45,11 @@ export async function openStreamBridge(openStream: () => Promise<Duplex>): Promi
           live.delete(remote);
           teardown();
         });
-        remote.on('error', teardown);
+        remote.on('error', (err: Error) => {
+          // A relay that could not reach the socket ends its stream with why.
+          lastOpenError = err;
+          teardown();
+        });
         local.once('close', teardown);
         local.pipe(remote);
         remote.pipe(local);

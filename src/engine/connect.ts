@@ -39,10 +39,21 @@ export interface ConnectOptions {
   onSecret?: (value: string) => void;
 }
 
+/**
+ * The variable the sudo password comes from: the host's own, else none when the host's inventory
+ * gave a vault-encrypted password, else the inventory-wide default.
+ */
+function passwordEnvName(inv: Inventory, host: InventoryHost): string | undefined {
+  if (host.becomePasswordEnv === undefined && host.becomePassword !== undefined) return undefined;
+  return host.becomePasswordEnv ?? inv.ssh.becomePasswordEnv;
+}
+
 /** The sudo password named by become_password_env; a missing variable is an error, not "no password". */
 function becomePassword(inv: Inventory, host: InventoryHost): string | undefined {
-  const name = host.becomePasswordEnv ?? inv.ssh.becomePasswordEnv;
-  if (name === undefined || host.become !== true) return undefined;
+  if (host.become !== true) return undefined;
+  const name = passwordEnvName(inv, host);
+  // From a vault, decrypted in memory when the inventory was loaded.
+  if (name === undefined) return host.becomePassword;
   const value = process.env[name];
   if (value === undefined) {
     throw new ConnectionError(
@@ -83,7 +94,11 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     ...(host.identityPassphraseEnv ? { passphraseEnv: host.identityPassphraseEnv } : {}),
     ...(cfg.identitiesOnly ? { identitiesOnly: true } : {}),
     ...(host.become !== undefined ? { become: host.become } : {}),
+    ...(host.becomeUser !== undefined ? { becomeUser: host.becomeUser } : {}),
     ...(password !== undefined ? { becomePassword: password } : {}),
+    ...(password !== undefined && passwordEnvName(inv, host) !== undefined
+      ? { becomePasswordEnv: passwordEnvName(inv, host)! }
+      : {}),
     ...(jumps?.length ? { proxyJump: jumps.map((j) => parseJump(inv, j)) } : {}),
     ...(knownHosts ? { knownHosts: knownHosts.map(expandHome) } : {}),
     // A config's accept-new (or "no") trusts unknown keys on first use; a changed key is refused anyway.

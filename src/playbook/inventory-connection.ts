@@ -5,6 +5,7 @@
  * ports and booleans as Ansible's `int()`/`boolean()` read them, so what Ansible refuses at
  * connect time is a located validation error here, before anything runs.
  */
+import { isKnownSecret } from '../secrets/known.js';
 
 /** What a connection variable means to trustplay. */
 export type ConnectionField =
@@ -142,11 +143,29 @@ export function convertConnectionVar(
       return { ok: true, value: 'sudo' };
     case 'becomePassword':
       return bad(
-        'puts the sudo password in the inventory, a file that gets copied around: remove it and set `become_password_env` to the name of an environment variable holding the password',
+        "puts the sudo password in the inventory, a file that gets copied around: write `{{ lookup('env', 'NAME') }}` instead, or set `become_password_env: NAME`, NAME being an environment variable holding the password",
       );
     case 'password':
       return bad(
         'sets an SSH password: trustplay logs in with keys or an ssh-agent only; use `ansible_ssh_private_key_file` (password login is not supported)',
       );
   }
+}
+
+// `{{ lookup('env', 'NAME') }}` (also `ansible.builtin.env`, either quote), and nothing else around it.
+const ENV_LOOKUP =
+  /^\s*\{\{\s*lookup\(\s*(['"])(?:ansible\.builtin\.)?env\1\s*,\s*(['"])([A-Za-z_][A-Za-z0-9_]*)\2\s*\)\s*\}\}\s*$/;
+
+/**
+ * Where `ansible_become_password` takes the sudo password from, read from its written (untemplated)
+ * value: an environment lookup maps onto `become_password_env`, so the password is read at connect
+ * time and never held by the inventory; a `!vault` value (decrypted in memory as the inventory was
+ * loaded, and marked secret) is the password itself. The one place this mapping is made. Undefined:
+ * a password written in clear, which trustplay refuses.
+ */
+export function becomePasswordSource(value: unknown): { env: string } | { value: string } | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = ENV_LOOKUP.exec(value);
+  if (m) return { env: m[3]! };
+  return isKnownSecret(value) ? { value } : undefined;
 }

@@ -11,6 +11,7 @@ import { at, nodeAt, parseYamlSource, suggestion, type Diagnostic, type SourceFi
 import { hasTemplate, interpolateString, TemplateError } from './interpolate.js';
 import {
   ANSIBLE_CONNECTION_VARS,
+  becomePasswordSource,
   connectionField,
   convertConnectionVar,
   isPlainToken,
@@ -33,10 +34,12 @@ export interface InventoryHost {
   identityPassphraseEnv?: string;
   connection: 'ssh' | 'local';
   become?: boolean;
-  /** Set from `ansible_become_user`; only root is supported. */
+  /** The user sudo makes us (`become_user`, `ansible_become_user`; default root). */
   becomeUser?: string;
   /** Name of the environment variable holding the sudo password (read at connect time). */
   becomePasswordEnv?: string;
+  /** The sudo password itself, only ever from a `!vault` value decrypted in memory. */
+  becomePassword?: string;
   proxyJump?: string[];
   criSocket?: string;
   /** Host variables (own `vars`, or Ansible's non-connection host vars). */
@@ -362,6 +365,7 @@ function parseOwn(src: SourceFile): InventoryLoad {
       identityFile: h['identity_file'] === undefined ? undefined : fromFile(src.file, h['identity_file'] as string),
       identityPassphraseEnv: h['identity_passphrase_env'],
       become: h['become'],
+      becomeUser: h['become_user'],
       becomePasswordEnv: h['become_password_env'],
       proxyJump: h['proxy_jump'] === undefined ? undefined : toList(h['proxy_jump']),
       criSocket: h['cri_socket'],
@@ -429,6 +433,7 @@ function fromAnsible(parsed: ParsedAnsible, format: 'yaml' | 'ini', file: string
   const errors: Diagnostic[] = [];
   // Each connection variable is checked where it is written; templated ones once per host, below.
   for (const d of parsed.definitions) {
+    if (connectionField(d.key) === 'becomePassword' && becomePasswordSource(d.value)) continue;
     if (typeof d.value === 'string' && hasTemplate(d.value)) continue;
     const r = convertConnectionVar(d.key, d.value);
     if (!r.ok) errors.push({ ...d.where, message: `${d.owner}: ${r.message}` });
@@ -470,6 +475,18 @@ function applyConnectionVars(
     const name = names.find((n) => vars[n] !== undefined && vars[n] !== null);
     if (name === undefined) continue;
     let value = vars[name];
+    if (field === 'becomePassword') {
+      const source = becomePasswordSource(value);
+      if (source && 'env' in source) host.becomePasswordEnv = source.env;
+      else if (source) host.becomePassword = source.value;
+      // An untemplated inventory value was already reported where it is written.
+      else if ((typeof value === 'string' && hasTemplate(value)) || fields)
+        errors.push({
+          ...where,
+          message: `host \`${host.name}\`: ${(convertConnectionVar(name, value) as { message: string }).message}`,
+        });
+      continue;
+    }
     const templated = typeof value === 'string' && hasTemplate(value);
     if (templated) {
       try {
@@ -487,14 +504,8 @@ function applyConnectionVars(
       continue;
     }
     const v = r.value;
-    if (field === 'becomeUser') {
-      if (v !== 'root')
-        errors.push({
-          ...where,
-          message: `host \`${host.name}\`: \`${name}\` is \`${String(v)}\`: trustplay becomes root only (becoming another user is not supported)`,
-        });
-      else host.becomeUser = 'root';
-    } else if (field === 'address') host.address = v as string;
+    if (field === 'becomeUser') host.becomeUser = v as string;
+    else if (field === 'address') host.address = v as string;
     else if (field === 'port') host.port = v as number;
     else if (field === 'user') host.user = v as string;
     else if (field === 'identityFile') host.identityFile = fromDir(dir, v as string);

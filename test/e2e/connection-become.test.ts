@@ -256,8 +256,9 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
   });
 
   it('deploy without a password fails as a value saying a password is required', async () => {
-    const c = connect('deploy');
-    const r = await c.exec({ argv: ['id', '-u'] }, { timeoutMs: 20_000 });
+    // become per command: a connection with become checks sudo when it connects (below).
+    const c = connect('deploy', { become: false });
+    const r = await c.exec({ argv: ['id', '-u'] }, { timeoutMs: 20_000, become: true });
     expect(r.timedOut).toBeUndefined();
     expect(r.code).not.toBe(0);
     expect(r.stdout.toString()).toBe('');
@@ -265,8 +266,8 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
   });
 
   it('a wrong password fails as a value after one attempt; the stdin is never tried as a password', async () => {
-    const c = connect('deploy', { becomePassword: 'not-the-password' });
-    const r = await c.exec({ argv: ['id', '-u'] }, { timeoutMs: 20_000 });
+    const c = connect('deploy', { becomePassword: 'not-the-password', become: false });
+    const r = await c.exec({ argv: ['id', '-u'] }, { timeoutMs: 20_000, become: true });
     expect(r.timedOut).toBeUndefined();
     expect(r.code).not.toBe(0);
     expect(r.stdout.toString()).toBe('');
@@ -275,13 +276,41 @@ describe.skipIf(unavailable !== undefined)('become through a real sudo over a re
     const target = join(secure, 'never-written');
     const w = await c.exec(
       { argv: ['sh', '-c', 'cat > "$1"', 'sh', target] },
-      { stdin: 'line-one\nline-two\nline-three\n', timeoutMs: 20_000 },
+      { stdin: 'line-one\nline-two\nline-three\n', timeoutMs: 20_000, become: true },
     );
     expect(w.timedOut).toBeUndefined();
     expect(w.code).not.toBe(0);
     expect(w.stderr.toString()).toMatch(/1 incorrect password attempt\b/);
     expect(existsSync(target)).toBe(false);
-    await expect(c.writeFile(target, 'x\ny\nz\n')).rejects.toThrow(/cannot write .*incorrect password/);
+    // With become on the connection, sudo is tried once when it connects, and nothing runs after.
+    const bad = connect('deploy', { becomePassword: 'not-the-password', becomePasswordEnv: 'TP_SUDO' });
+    await expect(bad.writeFile(target, 'x\ny\nz\n')).rejects.toThrow(
+      /^node1 \(127\.0\.0\.1:\d+\): sudo refused the password from TP_SUDO for user deploy — check the value of that variable$/,
+    );
+    expect(existsSync(target)).toBe(false);
+    expect(wrapperLeftovers()).toEqual([]);
+  });
+
+  it('a connection with become fails when it connects, in one sentence, when sudo will not run commands', async () => {
+    await expect(connect('deploy').connect()).rejects.toThrow(
+      /^node1 \(127\.0\.0\.1:\d+\): sudo asks user deploy for a password — set become_password_env to the name of an environment variable holding it, or give deploy NOPASSWD in the host's sudoers$/,
+    );
+    await expect(connect('nopass', { becomeUser: 'nobody-here' }).connect()).rejects.toThrow(
+      /become_user nobody-here does not exist on the host — fix become_user in the inventory$/,
+    );
+  });
+
+  it('become_user other than root: commands and files run as that user, with and without a password', async () => {
+    for (const c of [
+      connect('nopass', { becomeUser: 'deploy' }),
+      connect('deploy', { becomeUser: 'nopass', becomePassword: PASSWORD }),
+    ]) {
+      const me = await c.exec({ script: 'id -un; wc -c' }, { stdin: 'four' });
+      const expected = c === opened.at(-1) ? 'nopass' : 'deploy';
+      expect(me.stdout.toString()).toBe(`${expected}\n4\n`);
+      // The root-only dir stays closed: this is not root.
+      await expect(c.readFile(join(secure, 'present'))).rejects.toThrow(/permission denied/);
+    }
     expect(wrapperLeftovers()).toEqual([]);
   });
 

@@ -5,7 +5,7 @@
  * and other processes find the lab `up` left running.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_LAB_DIR, labDown, labRssKb, labState, labUp } from './lab.js';
+import { DEFAULT_LAB_DIR, LAB_SUDO_PASSWORD_ENV, labDown, labRssKb, labState, labUp, type NodeLogin } from './lab.js';
 import {
   CONTAINERD_VERSIONS,
   containerdCacheDir,
@@ -14,7 +14,7 @@ import {
 } from './containerd-versions.js';
 import type { NodeFlavour } from './node.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--login L[,L...]] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
        npm run lab -- fetch-containerd [V[,V...]]
@@ -24,6 +24,8 @@ DIR defaults to $TRUSTPLAY_LAB_DIR or ${DEFAULT_LAB_DIR}.
 node runs the k3s stand-in (test/lab/k3s-standin.ts) with the node's containerd version.
 Without --nodes there is one node per version listed. --tls-variants adds the TLS failure variants
 and the intercepting proxy (every node's containerd then uses it through HTTPS_PROXY). fetch-containerd caches the pinned Debian
+--login gives each node's login in node order (root, nopasswd or password: the last two log in
+as the sudo user ops with become).
 packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
       nodes: { type: 'string' },
       containerd: { type: 'string' },
       flavour: { type: 'string' },
+      login: { type: 'string' },
       dir: { type: 'string' },
       'tls-variants': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -50,10 +53,16 @@ async function main(argv: string[]): Promise<number> {
       const containerd = values.containerd === undefined ? undefined : parseContainerdVersions(values.containerd);
       const flavour = values.flavour === undefined ? undefined : parseFlavours(values.flavour);
       const nodes = values.nodes !== undefined ? Number(values.nodes) : (containerd?.length ?? flavour?.length ?? 3);
+      const login = values.login?.split(',').map((l) => {
+        if (l !== 'root' && l !== 'nopasswd' && l !== 'password')
+          throw new Error(`--login takes root, nopasswd or password per node, not ${JSON.stringify(l)}`);
+        return l as NodeLogin;
+      });
       const lab = await labUp({
         nodes,
         containerd,
         flavour,
+        login,
         dir,
         tlsVariants: values['tls-variants'] ?? false,
         log: (s) => console.error(`lab: ${s}`),
@@ -92,9 +101,11 @@ function printSummary(dir: string): void {
   console.log(`image:      ${lab.image.ref} (${lab.image.digest})`);
   console.log(`ca:         ${lab.ca}`);
   if (lab.kubeconfig) console.log(`kubeconfig: ${lab.kubeconfig}`);
+  if (lab.loginUser)
+    console.log(`sudo:       export ${LAB_SUDO_PASSWORD_ENV}=... (the password is in ${lab.dir}/lab.json, loginUser)`);
   for (const n of lab.nodes) {
     console.log(
-      `${n.name} (containerd ${n.containerd.release}): ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} root@${n.address}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket})`,
+      `${n.name} (containerd ${n.containerd.release}): ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} ${n.login.user}@${n.address}${n.login.sudo ? ` (sudo ${n.login.sudo})` : ''}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket})`,
     );
   }
   const kinds = Object.entries(rss.byKind)

@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { inventoryDocument } from './inventory.js';
 import type { LabNode } from './node.js';
 
-const node = (i: number): LabNode =>
-  ({ name: `node${i}`, address: `127.0.0.${10 + i}`, sshPort: 30000 + i }) as LabNode;
+const node = (i: number, login: LabNode['login'] = { user: 'root' }): LabNode =>
+  ({ name: `node${i}`, address: `127.0.0.${10 + i}`, sshPort: 30000 + i, login }) as LabNode;
 
 describe('the lab inventory', () => {
   const base = {
@@ -40,6 +40,24 @@ describe('the lab inventory', () => {
     });
   });
 
+  it('logs into sudo nodes as their user with become, naming the password variable where sudo asks one', () => {
+    const doc = inventoryDocument({
+      ...base,
+      nodes: [node(1, { user: 'ops', sudo: 'nopasswd' }), node(2, { user: 'ops', sudo: 'password' })],
+    });
+    expect(doc.hosts).toEqual({
+      node1: { address: '127.0.0.11', port: 30001, user: 'ops', identity_file: '/lab/ssh/id', become: true },
+      node2: {
+        address: '127.0.0.12',
+        port: 30002,
+        user: 'ops',
+        identity_file: '/lab/ssh/id',
+        become: true,
+        become_password_env: 'TRUSTPLAY_LAB_SUDO_PASSWORD',
+      },
+    });
+  });
+
   it('makes a single node both master and worker, and omits kubeconfig without the emulator', () => {
     const doc = inventoryDocument({ ...base, nodes: [node(1)] });
     expect(doc.groups).toMatchObject({ masters: { hosts: ['node1'] }, workers: { hosts: ['node1'] } });
@@ -53,6 +71,8 @@ describe('the lab inventory', () => {
     const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
     const doc = inventoryDocument({ ...base, nodes: [node(1), node(2), node(3)], kubeconfig: '/root/.kube/config' });
     expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    const sudo = inventoryDocument({ ...base, nodes: [node(1, { user: 'ops', sudo: 'password' })] });
+    expect(validate(sudo), JSON.stringify(validate.errors)).toBe(true);
     expect(validate({ ...doc, ssh: { known_hosts: 7 } })).toBe(false);
   });
 });

@@ -4,6 +4,9 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import type { LabNode } from './node.js';
 
+/** The environment variable the inventory's `become_password_env` names on password nodes. */
+export const LAB_SUDO_PASSWORD_ENV = 'TRUSTPLAY_LAB_SUDO_PASSWORD';
+
 /** What the inventory is made from. */
 export interface InventoryInput {
   nodes: LabNode[];
@@ -23,7 +26,15 @@ export function inventoryDocument(input: InventoryInput): Record<string, unknown
   const hosts = Object.fromEntries(
     input.nodes.map((n) => [
       n.name,
-      { address: n.address, port: n.sshPort, user: 'root', identity_file: input.identityFile },
+      {
+        address: n.address,
+        port: n.sshPort,
+        user: n.login.user,
+        identity_file: input.identityFile,
+        // A sudo user's node: become, with the password from the environment where sudo asks one.
+        ...(n.login.sudo ? { become: true } : {}),
+        ...(n.login.sudo === 'password' ? { become_password_env: LAB_SUDO_PASSWORD_ENV } : {}),
+      },
     ]),
   );
   const names = input.nodes.map((n) => n.name);

@@ -25,6 +25,7 @@ import {
   type LabNode,
   type NodeContainerd,
   type NodeFlavour,
+  type NodeSudo,
   NODE_MOUNTS,
   currentContainerdPid,
   realisticContainerdConfig,
@@ -37,7 +38,12 @@ import { freePort, freePorts, processName, run, rssKb, startDetached, stopPid, w
 import { connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-export type { LabNode } from './node.js';
+export type { LabNode, NodeSudo } from './node.js';
+
+/** How trustplay logs into a node: as root, or as the lab's sudo user (NOPASSWD or with a password). */
+export type NodeLogin = 'root' | NodeSudo;
+
+export { LAB_SUDO_PASSWORD_ENV } from './inventory.js';
 export type { LabRegistry, RegistryName, VariantName } from './registry.js';
 export type { LabKube } from './kube.js';
 
@@ -72,6 +78,11 @@ export interface Lab {
   nodes: LabNode[];
   ssh: { user: 'root'; identityFile: string; publicKeyFile: string; knownHosts: string };
   inventoryPath: string;
+  /**
+   * The non-root login user, when some node is reached with become: `password` is what sudo asks
+   * on `password` nodes (export it as LAB_SUDO_PASSWORD_ENV to run against the lab).
+   */
+  loginUser?: { name: string; uid: number; password: string };
   /** Host-side kubeconfig for the emulator (server https://127.0.0.1:<port>), when it runs. */
   kubeconfig?: string;
   kube?: LabKube;
@@ -101,6 +112,12 @@ export interface LabUpOptions {
   containerd?: ContainerdVersionKey[];
   /** Each node's flavour, in node order like `containerd` (default: a packaged containerd everywhere). */
   flavour?: NodeFlavour[];
+  /**
+   * How trustplay logs into each node, in node order (a shorter list repeats its last entry;
+   * default root everywhere): `nopasswd` and `password` nodes are reached as the user `ops` with
+   * become, through the node's own sudo.
+   */
+  login?: NodeLogin[];
   /** Lab directory (default: a new temp dir); must not exist or be empty. */
   dir?: string;
   log?: (s: string) => void;
@@ -264,6 +281,12 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     ];
     const authorizedKey = readFileSync(`${identityFile}.pub`, 'utf8');
     const sshPorts = await Promise.all(Array.from({ length: nodeCount }, (_, i) => freePort(`127.0.0.${11 + i}`)));
+    const logins = Array.from(
+      { length: nodeCount },
+      (_, i): NodeLogin => opts.login?.[Math.min(i, opts.login.length - 1)] ?? 'root',
+    );
+    const loginUser = logins.some((l) => l !== 'root') ? await makeLoginUser() : undefined;
+    if (loginUser) state.loginUser = { name: loginUser.name, uid: loginUser.uid, password: loginUser.password };
     const ctx = {
       labDir: dir,
       hostsLines,
@@ -278,6 +301,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
             },
           }
         : {}),
+      ...(loginUser ? { loginUser } : {}),
     };
     // Bounded parallelism: each node start spawns a few processes, and this machine has 2 cores.
     const nodes: LabNode[] = new Array<LabNode>(nodeCount);
@@ -286,12 +310,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       Array.from({ length: Math.min(4, nodeCount) }, async () => {
         while (next < nodeCount) {
           const i = next++;
+          const login = logins[i] ?? 'root';
           nodes[i] = await startNode(
             ctx,
             i + 1,
             sshPorts[i] ?? 0,
             builds.get(versions[i] ?? '1.6') as NodeContainerd,
             opts.flavour?.[Math.min(i, opts.flavour.length - 1)] ?? 'containerd',
+            login === 'root' ? undefined : login,
           );
         }
       }),
@@ -383,6 +409,25 @@ function portOpen(port: number): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * The lab's sudo user: `ops` with the first uid from 2017 this machine does not use (it exists
+ * only inside the nodes), and a fresh password, hashed for the nodes' /etc/shadow.
+ */
+async function makeLoginUser(): Promise<{ name: string; uid: number; password: string; passwordHash: string }> {
+  if (!existsSync('/usr/bin/sudo'))
+    throw new Error('nodes reached with become need sudo: install the Debian package sudo');
+  const used = new Set(
+    readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => Number(l.split(':')[2])),
+  );
+  let uid = 2017;
+  while (used.has(uid)) uid++;
+  const password = `lab-sudo-${randomBytes(9).toString('hex')}`;
+  const { stdout } = await run('openssl', ['passwd', '-6', '-stdin'], { input: `${password}\n` });
+  return { name: 'ops', uid, password, passwordHash: stdout.trim() };
 }
 
 /** Each distinct version's build (fetched into the cache when needed) and its default config. */

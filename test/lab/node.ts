@@ -59,6 +59,19 @@ export interface LabNode {
   /** containerd's pidfile and log on this machine. */
   containerdPidFile: string;
   containerdLog: string;
+  /** How trustplay logs in: root, or a sudo user (NOPASSWD, or with the lab's sudo password). */
+  login: { user: string; sudo?: NodeSudo };
+}
+
+/** How a non-root login user escalates: NOPASSWD, or a password every time (no credential cache). */
+export type NodeSudo = 'nopasswd' | 'password';
+
+/** The non-root login user of a lab whose nodes are reached with become. */
+export interface LabLoginUser {
+  name: string;
+  uid: number;
+  /** crypt(3) hash of the lab's sudo password. */
+  passwordHash: string;
 }
 
 /** What every node shares. */
@@ -72,6 +85,31 @@ export interface NodeContext {
   track: (pid: number, comm: string, what: string) => void;
   /** containerd unit drop-ins (file name -> content) under the node's /run/systemd/system/containerd.service.d. */
   dropIns?: Record<string, string>;
+  /** The login user of nodes reached with become (absent: every node logs in as root). */
+  loginUser?: LabLoginUser;
+}
+
+/**
+ * Debian's shipped sudoers defaults (env_reset, secure_path, use_pty), so the sudo wrapper meets
+ * what a real node has, then the login user's rule. With a password there is no credential cache:
+ * every command really authenticates.
+ */
+function sudoersFor(user: string, sudo: NodeSudo): string {
+  return [
+    '# sudoers of a trustplay lab node (bind-mounted over /etc/sudoers inside the node only)',
+    'Defaults env_reset',
+    'Defaults mail_badpass',
+    'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+    'Defaults use_pty',
+    // No DNS lookup of this machine's name on every sudo.
+    'Defaults !fqdn',
+    ...(sudo === 'password' ? ['Defaults timestamp_timeout=0'] : []),
+    'root ALL=(ALL:ALL) ALL',
+    sudo === 'password' ? `${user} ALL=(ALL:ALL) ALL` : `${user} ALL=(ALL:ALL) NOPASSWD: ALL`,
+    // A sudoers.d drop-in can be added by a test (requiretty, other users).
+    '@includedir /etc/sudoers.d',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -239,6 +277,7 @@ export async function startNode(
   sshPort: number,
   containerd: NodeContainerd,
   flavour: NodeFlavour = 'containerd',
+  sudo?: NodeSudo,
 ): Promise<LabNode> {
   const name = `node${index}`;
   const address = `127.0.0.${10 + index}`;
@@ -276,7 +315,47 @@ export async function startNode(
     files['/etc/hosts'],
     `${hostsFile.endsWith('\n') ? hostsFile : `${hostsFile}\n`}# trustplay lab (${name}'s own /etc/hosts)\n${ctx.hostsLines.join('\n')}\n`,
   );
-  writeFileSync(passwd, `${namespacePasswd('/root').join('\n')}\n`);
+  const users = namespacePasswd('/root');
+  // A node reached as a sudo user: the user, its group, its password (for sudo's PAM) and home, and
+  // sudoers exist inside the node only. Its managed files are closed to that user, so any module
+  // that read or wrote them without become would fail.
+  const loginBinds: [string, string][] = [];
+  const login = ctx.loginUser && sudo ? ctx.loginUser : undefined;
+  if (login && sudo) {
+    users.push(`${login.name}:x:${login.uid}:${login.uid}::/home/${login.name}:/bin/sh`);
+    const shadow = readFileSync('/etc/shadow', 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
+    // A last change date that is not 0: 0 makes sshd demand a password change at login.
+    shadow.push(`${login.name}:${sudo === 'password' ? login.passwordHash : '*'}:19000:0:99999:7:::`);
+    const group = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
+    group.push(`${login.name}:x:${login.uid}:`);
+    const home = path.join(dir, 'home');
+    mkdirSync(path.join(home, login.name, '.ssh'), { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(home, login.name, '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, {
+      mode: 0o600,
+    });
+    await run('chown', ['-R', `${login.uid}:${login.uid}`, path.join(home, login.name)]);
+    chmodSync(home, 0o755);
+    const sudoersD = path.join(dir, 'etc-sudoers.d');
+    mkdirSync(sudoersD, { mode: 0o755 });
+    writeFileSync(path.join(dir, 'etc-shadow'), `${shadow.join('\n')}\n`, { mode: 0o640 });
+    writeFileSync(path.join(dir, 'etc-group'), `${group.join('\n')}\n`, { mode: 0o644 });
+    // sudo refuses a sudoers file that is writable by anyone or not owned by root.
+    writeFileSync(path.join(dir, 'etc-sudoers'), sudoersFor(login.name, sudo), { mode: 0o440 });
+    loginBinds.push(
+      [path.join(dir, 'etc-shadow'), '/etc/shadow'],
+      [path.join(dir, 'etc-group'), '/etc/group'],
+      [path.join(dir, 'etc-sudoers'), '/etc/sudoers'],
+      [sudoersD, '/etc/sudoers.d'],
+      [home, '/home'],
+    );
+    // Root-only, as on a hardened node: the login user cannot even list what trustplay manages.
+    chmodSync(files['/etc/containerd'], 0o700);
+  }
+  writeFileSync(passwd, `${users.join('\n')}\n`);
   writeFileSync(resolvConf, LOOPBACK_RESOLV_CONF);
   const rancher = flavour === 'containerd' ? undefined : rancherPaths(flavour);
   let unit: ShimUnit | undefined;
@@ -309,7 +388,10 @@ export async function startNode(
       binary: `/var/lib/rancher/${flavour}/data/lab/bin/containerd`,
       preStart: `(cd '${REPO}' && '${process.execPath}' --import tsx test/lab/k3s-standin.ts ${flavour})`,
     };
-  } else writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config);
+  } else
+    writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config, {
+      mode: login ? 0o600 : 0o644,
+    });
   writeFileSync(path.join(files['/root'], '.ssh', 'authorized_keys'), `${ctx.authorizedKey.trim()}\n`, { mode: 0o600 });
   writeFileSync(path.join(files['/root'], '.docker', 'config.json'), staleCredentials(ctx.registryHost), {
     mode: 0o600,
@@ -350,6 +432,7 @@ export async function startNode(
       [files['/var/lib'], '/var/lib'],
       [files['/root'], '/root'],
       [sbin, '/usr/local/sbin'],
+      ...loginBinds,
     ],
     path.join(dir, 'holder.log'),
     unit ? { upper: path.join(dir, 'etc-upper'), work: path.join(dir, 'etc-work') } : undefined,
@@ -378,6 +461,7 @@ export async function startNode(
     flavour,
     containerdPidFile: path.join(files['/run'], SHIM_PIDFILE.replace(/^\/run\//, '')),
     containerdLog: path.join(files['/run'], 'lab', 'containerd.log'),
+    login: login && sudo ? { user: login.name, sudo } : { user: 'root' },
   };
   const [, sshdPid] = await Promise.all([
     run('nsenter', ['-t', String(nsPid), '-m', '--', '/usr/local/sbin/systemctl', 'start', unit?.name ?? 'containerd']),

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectionSpec } from '../../src/engine/connect.js';
+import { encryptVault, useVaultKeyring, VaultKeyring } from '../../src/vault/index.js';
 import { hostVariables, parseInventory } from '../../src/playbook/inventory.js';
 import { matchHosts } from '../../src/playbook/patterns.js';
 import { iniValue } from '../../src/playbook/inventory-ini.js';
@@ -65,16 +66,83 @@ describe('Ansible inventories: connection variables', () => {
     expect(b('h3').becomeUser).toBe('root');
   });
 
-  it('refuses a become user other than root, a become password and an unknown connection, located', () => {
+  it('takes any become user; refuses a written become password and an unknown connection, located', () => {
     const r = parseInventory(
       'i.yaml',
       'g:\n  hosts:\n    h1: { ansible_become_user: postgres }\n    h2: { ansible_become_password: hunter2 }\n    h3: { ansible_connection: winrm }\n',
     );
     const text = r.errors.map((e) => `${e.line}: ${e.message}`).join('\n');
-    expect(text).toMatch(/^3: .*becomes root only/m);
-    expect(text).toMatch(/^4: .*become_password_env/m);
+    expect(text).not.toMatch(/^3: /m);
+    expect(text).toMatch(/^4: .*lookup\('env', 'NAME'\).*become_password_env/m);
     expect(text).not.toContain('hunter2');
     expect(text).toMatch(/^5: .*`winrm` connection is not supported/m);
+    const ok = parseInventory(
+      'i.yaml',
+      'g:\n  hosts:\n    h1: { ansible_become: yes, ansible_become_user: postgres }\n',
+    );
+    expect(ok.inventory!.hosts.get('h1')!.becomeUser).toBe('postgres');
+  });
+
+  it('maps ansible_become_password from an env lookup onto become_password_env, at every level, never reading it', () => {
+    const lookup = (name: string, q = "'") => `"{{ lookup(${q}env${q}, ${q}${name}${q}) }}"`;
+    const r = parseInventory(
+      'i.yaml',
+      [
+        'all:',
+        `  vars: { ansible_user: ubuntu, ansible_become: true, ansible_become_password: ${lookup('ALL_PW')} }`,
+        '  children:',
+        '    web:',
+        `      vars: { ansible_become_password: ${lookup('WEB_PW', '"').replace(/^"|"$/g, "'")} }`,
+        '      hosts:',
+        `        w1: { ansible_become_user: deploy, ansible_become_password: ${lookup('W1_PW')} }`,
+        '        w2:',
+        '    db:',
+        '      hosts: { d1: }',
+        '',
+      ].join('\n'),
+    );
+    expect(r.errors).toEqual([]);
+    const h = (n: string) => r.inventory!.hosts.get(n)!;
+    expect([h('w1').becomePasswordEnv, h('w2').becomePasswordEnv, h('d1').becomePasswordEnv]).toEqual([
+      'W1_PW',
+      'WEB_PW',
+      'ALL_PW',
+    ]);
+    expect([h('w1').user, h('w1').become, h('w1').becomeUser, h('d1').becomeUser]).toEqual([
+      'ubuntu',
+      true,
+      'deploy',
+      undefined,
+    ]);
+    // A !vault value is the password itself, decrypted in memory; the connection gets it (and no
+    // variable name to blame in messages).
+    const key = Buffer.from('vault-pw');
+    useVaultKeyring(new VaultKeyring([{ id: 'default', password: key }]));
+    try {
+      const sealed = encryptVault(Buffer.from('s3cret-sudo'), key)
+        .split('\n')
+        .map((l) => `        ${l}`)
+        .join('\n');
+      const v = parseInventory(
+        'i.yaml',
+        `all:\n  hosts:\n    h:\n      ansible_become: true\n      ansible_become_password: !vault |\n${sealed}\n`,
+      );
+      expect(v.errors).toEqual([]);
+      const vh = v.inventory!.hosts.get('h')!;
+      expect(vh.becomePassword).toBe('s3cret-sudo');
+      const spec = connectionSpec(v.inventory!, vh);
+      expect([spec.becomePassword, spec.becomePasswordEnv]).toEqual(['s3cret-sudo', undefined]);
+    } finally {
+      useVaultKeyring(new VaultKeyring());
+    }
+    // Any other template is not a source trustplay reads a password from.
+    const other = parseInventory(
+      'i.yaml',
+      'all:\n  vars: { pw: x }\n  hosts:\n    h: { ansible_become_password: "{{ pw }}" }\n',
+    );
+    expect(other.errors.map((e) => e.message).join('\n')).toMatch(
+      /host `h`: `ansible_become_password` puts the sudo password/,
+    );
   });
 
   it('resolves templated connection variables, and names an undefined one', () => {

@@ -4,7 +4,15 @@
  * the suite (or reuses the one named by TRUSTPLAY_LAB_DIR) and takes it down afterwards.
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { type Lab, labDown, labPrerequisites, labState, labUp } from '../lab/lab.js';
+import {
+  type Lab,
+  type NodeLogin,
+  LAB_SUDO_PASSWORD_ENV,
+  labDown,
+  labPrerequisites,
+  labState,
+  labUp,
+} from '../lab/lab.js';
 import type { ContainerdVersionKey } from '../lab/containerd-versions.js';
 import type { NodeFlavour } from '../lab/node.js';
 
@@ -43,7 +51,13 @@ export interface LabHandle {
  * and leaves it running (it belongs to whoever started it).
  */
 export function useLab(
-  opts: { nodes?: number; containerd?: ContainerdVersionKey[]; flavour?: NodeFlavour[]; tlsVariants?: boolean } = {},
+  opts: {
+    nodes?: number;
+    containerd?: ContainerdVersionKey[];
+    flavour?: NodeFlavour[];
+    tlsVariants?: boolean;
+    login?: NodeLogin[];
+  } = {},
 ): LabHandle {
   let lab: Lab | undefined;
   let owned = false;
@@ -72,6 +86,7 @@ export function useLab(
         throw new Error(
           `The lab at ${shared} has no TLS variants but this suite needs them: start it with --tls-variants.`,
         );
+      exportSudoPassword(lab);
       return;
     }
     owned = true;
@@ -80,9 +95,12 @@ export function useLab(
       containerd: opts.containerd,
       flavour: opts.flavour,
       tlsVariants: opts.tlsVariants,
+      login: opts.login,
     });
+    exportSudoPassword(lab);
   });
   afterAll(async () => {
+    if (lab?.loginUser) delete process.env[LAB_SUDO_PASSWORD_ENV];
     if (lab && owned) await labDown(lab);
   });
   return {
@@ -92,3 +110,22 @@ export function useLab(
     },
   };
 }
+
+/** The CLI runs a test starts inherit the sudo password the lab inventory's become_password_env names. */
+function exportSudoPassword(lab: Lab): void {
+  if (lab.loginUser) process.env[LAB_SUDO_PASSWORD_ENV] = lab.loginUser.password;
+}
+
+/**
+ * The ways a suite that must behave the same whatever the login runs: as root, and as the lab's
+ * sudo user with become (NOPASSWD on some nodes, a password on the others). `login` gives each
+ * node's login for `useLab`; `title` goes in the suite's name.
+ */
+export const LOGIN_MODES: { title: string; login: (nodes: number, flip?: boolean) => NodeLogin[] }[] = [
+  { title: 'as root', login: () => ['root'] },
+  {
+    title: 'as a sudo user with become',
+    login: (nodes, flip = false) =>
+      Array.from({ length: nodes }, (_, i): NodeLogin => ((i % 2 === 0) !== flip ? 'nopasswd' : 'password')),
+  },
+];

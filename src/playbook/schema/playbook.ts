@@ -363,6 +363,12 @@ export const inventorySchema = {
                 description: '`ssh` (default) or `local` (run on this machine).',
               },
               become: { type: 'boolean', description: 'Run commands through sudo.' },
+              become_user: {
+                type: 'string',
+                pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$',
+                description:
+                  "The user sudo runs commands as (default root); containerd's socket is then reached through a relay run as that user.",
+              },
               become_password_env: becomePasswordEnv,
               proxy_jump: {
                 ...stringOrList,

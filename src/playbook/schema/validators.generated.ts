@@ -4,10 +4,11 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const inventory = validate0;
-const schema0 = {"title":"trustplay inventory","description":"trustplay's inventory: hosts, groups (with `hosts`, `children`, `vars`) and connection defaults. Ansible's YAML inventory shape (`all:` / `children:` / `ansible_host`) is also accepted.","type":"object","additionalProperties":false,"properties":{"vars":{"type":"object","description":"Variables for every host (the lowest precedence)."},"ssh":{"type":"object","additionalProperties":false,"description":"SSH defaults for every host.","properties":{"known_hosts":{"anyOf":[{"type":"string"},{"type":"array","items":{"type":"string"}}],"description":"known_hosts file(s) to verify host keys against (default ~/.ssh/known_hosts)."},"accept_new_host_keys":{"type":"boolean","description":"Record unknown host keys (trust on first use); a changed key is still refused."},"connect_timeout":{"type":"integer","minimum":1,"description":"Seconds to wait for a connection."},"user":{"type":"string","minLength":1,"description":"Default login user."},"identity_file":{"type":"string","minLength":1,"description":"Default private key file."},"become_password_env":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Default `become_password_env` for every host: the name of the environment variable holding the sudo password."}}},"hosts":{"type":"object","description":"Hosts by name.","additionalProperties":{"anyOf":[{"type":"null"},{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1,"description":"IP or DNS name to connect to (default: the host name)."},"port":{"type":"integer","minimum":1,"maximum":65535,"description":"SSH port (default 22)."},"user":{"type":"string","minLength":1,"description":"SSH login user."},"identity_file":{"type":"string","minLength":1,"description":"Private key file (ed25519, ecdsa or rsa)."},"identity_passphrase_env":{"type":"string","minLength":1,"description":"Name of the environment variable holding the key passphrase."},"connection":{"type":"string","enum":["ssh","local"],"description":"`ssh` (default) or `local` (run on this machine)."},"become":{"type":"boolean","description":"Run commands through sudo."},"become_password_env":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the environment variable holding the sudo password for `become` (the password itself never goes in the inventory)."},"proxy_jump":{"anyOf":[{"type":"string"},{"type":"array","items":{"type":"string"}}],"description":"Bastion(s) to jump through: inventory host names or `user@host:port`."},"cri_socket":{"type":"string","minLength":1,"description":"containerd's CRI socket on this host."},"vars":{"type":"object","description":"Variables for this host or group."}}}]}},"groups":{"type":"object","description":"Groups by name.","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"hosts":{"type":"array","items":{"type":"string"},"description":"Member host names."},"children":{"type":"array","items":{"type":"string"},"description":"Member groups."},"vars":{"type":"object","description":"Variables for this host or group."}}}}}};
+const schema0 = {"title":"trustplay inventory","description":"trustplay's inventory: hosts, groups (with `hosts`, `children`, `vars`) and connection defaults. Ansible's YAML inventory shape (`all:` / `children:` / `ansible_host`) is also accepted.","type":"object","additionalProperties":false,"properties":{"vars":{"type":"object","description":"Variables for every host (the lowest precedence)."},"ssh":{"type":"object","additionalProperties":false,"description":"SSH defaults for every host.","properties":{"known_hosts":{"anyOf":[{"type":"string"},{"type":"array","items":{"type":"string"}}],"description":"known_hosts file(s) to verify host keys against (default ~/.ssh/known_hosts)."},"accept_new_host_keys":{"type":"boolean","description":"Record unknown host keys (trust on first use); a changed key is still refused."},"connect_timeout":{"type":"integer","minimum":1,"description":"Seconds to wait for a connection."},"user":{"type":"string","minLength":1,"description":"Default login user."},"identity_file":{"type":"string","minLength":1,"description":"Default private key file."},"become_password_env":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Default `become_password_env` for every host: the name of the environment variable holding the sudo password."}}},"hosts":{"type":"object","description":"Hosts by name.","additionalProperties":{"anyOf":[{"type":"null"},{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1,"description":"IP or DNS name to connect to (default: the host name)."},"port":{"type":"integer","minimum":1,"maximum":65535,"description":"SSH port (default 22)."},"user":{"type":"string","minLength":1,"description":"SSH login user."},"identity_file":{"type":"string","minLength":1,"description":"Private key file (ed25519, ecdsa or rsa)."},"identity_passphrase_env":{"type":"string","minLength":1,"description":"Name of the environment variable holding the key passphrase."},"connection":{"type":"string","enum":["ssh","local"],"description":"`ssh` (default) or `local` (run on this machine)."},"become":{"type":"boolean","description":"Run commands through sudo."},"become_user":{"type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$","description":"The user sudo runs commands as (default root); containerd's socket is then reached through a relay run as that user."},"become_password_env":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the environment variable holding the sudo password for `become` (the password itself never goes in the inventory)."},"proxy_jump":{"anyOf":[{"type":"string"},{"type":"array","items":{"type":"string"}}],"description":"Bastion(s) to jump through: inventory host names or `user@host:port`."},"cri_socket":{"type":"string","minLength":1,"description":"containerd's CRI socket on this host."},"vars":{"type":"object","description":"Variables for this host or group."}}}]}},"groups":{"type":"object","description":"Groups by name.","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"hosts":{"type":"array","items":{"type":"string"},"description":"Member host names."},"children":{"type":"array","items":{"type":"string"},"description":"Member groups."},"vars":{"type":"object","description":"Variables for this host or group."}}}}}};
 const func0 = require("ajv/dist/runtime/ucs2length").default;
 const func2 = Object.prototype.hasOwnProperty;
 const pattern0 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
+const pattern1 = new RegExp("^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$", "u");
 
 function validate0(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -458,11 +459,11 @@ vErrors.push(err32);
 errors++;
 }
 }
-if(data10.become_password_env !== undefined){
-let data18 = data10.become_password_env;
+if(data10.become_user !== undefined){
+let data18 = data10.become_user;
 if(typeof data18 === "string"){
-if(!pattern0.test(data18)){
-const err33 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_password_env",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_password_env/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]*$",parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env,data:data18};
+if(!pattern1.test(data18)){
+const err33 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_user",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_user/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.-]*[$]?$",parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_user,data:data18};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -473,7 +474,7 @@ errors++;
 }
 }
 else {
-const err34 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_password_env",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_password_env/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env,data:data18};
+const err34 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_user",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_user.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_user,data:data18};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -483,13 +484,11 @@ vErrors.push(err34);
 errors++;
 }
 }
-if(data10.proxy_jump !== undefined){
-let data19 = data10.proxy_jump;
-const _errs52 = errors;
-let valid8 = false;
-const _errs53 = errors;
-if(typeof data19 !== "string"){
-const err35 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[0].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[0],data:data19};
+if(data10.become_password_env !== undefined){
+let data19 = data10.become_password_env;
+if(typeof data19 === "string"){
+if(!pattern0.test(data19)){
+const err35 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_password_env",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_password_env/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]*$",parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env,data:data19};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -498,15 +497,9 @@ vErrors.push(err35);
 }
 errors++;
 }
-var _valid2 = _errs53 === errors;
-valid8 = valid8 || _valid2;
-const _errs55 = errors;
-if(Array.isArray(data19)){
-const len1 = data19.length;
-for(let i1=0; i1<len1; i1++){
-let data20 = data19[i1];
-if(typeof data20 !== "string"){
-const err36 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump/" + i1,schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].items.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].items,data:data20};
+}
+else {
+const err36 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/become_password_env",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/become_password_env/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.become_password_env,data:data19};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -516,9 +509,13 @@ vErrors.push(err36);
 errors++;
 }
 }
-}
-else {
-const err37 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1],data:data19};
+if(data10.proxy_jump !== undefined){
+let data20 = data10.proxy_jump;
+const _errs54 = errors;
+let valid8 = false;
+const _errs55 = errors;
+if(typeof data20 !== "string"){
+const err37 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[0].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[0],data:data20};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -529,8 +526,13 @@ errors++;
 }
 var _valid2 = _errs55 === errors;
 valid8 = valid8 || _valid2;
-if(!valid8){
-const err38 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump,data:data19};
+const _errs57 = errors;
+if(Array.isArray(data20)){
+const len1 = data20.length;
+for(let i1=0; i1<len1; i1++){
+let data21 = data20[i1];
+if(typeof data21 !== "string"){
+const err38 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump/" + i1,schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].items.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].items,data:data21};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -539,23 +541,10 @@ vErrors.push(err38);
 }
 errors++;
 }
-else {
-errors = _errs52;
-if(vErrors !== null){
-if(_errs52){
-vErrors.length = _errs52;
+}
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-if(data10.cri_socket !== undefined){
-let data21 = data10.cri_socket;
-if(typeof data21 === "string"){
-if(func0(data21) < 1){
-const err39 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/cri_socket",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/cri_socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket,data:data21};
+const err39 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf[1],data:data20};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -564,9 +553,10 @@ vErrors.push(err39);
 }
 errors++;
 }
-}
-else {
-const err40 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/cri_socket",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/cri_socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket,data:data21};
+var _valid2 = _errs57 === errors;
+valid8 = valid8 || _valid2;
+if(!valid8){
+const err40 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/proxy_jump",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/proxy_jump/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump.anyOf,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.proxy_jump,data:data20};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -575,11 +565,23 @@ vErrors.push(err40);
 }
 errors++;
 }
+else {
+errors = _errs54;
+if(vErrors !== null){
+if(_errs54){
+vErrors.length = _errs54;
 }
-if(data10.vars !== undefined){
-let data22 = data10.vars;
-if(!(data22 && typeof data22 == "object" && !Array.isArray(data22))){
-const err41 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/vars",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/vars/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.vars.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.vars,data:data22};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data10.cri_socket !== undefined){
+let data22 = data10.cri_socket;
+if(typeof data22 === "string"){
+if(func0(data22) < 1){
+const err41 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/cri_socket",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/cri_socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket,data:data22};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -589,9 +591,8 @@ vErrors.push(err41);
 errors++;
 }
 }
-}
 else {
-const err42 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.additionalProperties.anyOf[1].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1],data:data10};
+const err42 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/cri_socket",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/cri_socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.cri_socket,data:data22};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -600,15 +601,40 @@ vErrors.push(err42);
 }
 errors++;
 }
-var _valid1 = _errs32 === errors;
-valid6 = valid6 || _valid1;
-if(!valid6){
-const err43 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/hosts/additionalProperties/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema0.properties.hosts.additionalProperties.anyOf,parentSchema:schema0.properties.hosts.additionalProperties,data:data10};
+}
+if(data10.vars !== undefined){
+let data23 = data10.vars;
+if(!(data23 && typeof data23 == "object" && !Array.isArray(data23))){
+const err43 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/vars",schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/properties/vars/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.vars.type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1].properties.vars,data:data23};
 if(vErrors === null){
 vErrors = [err43];
 }
 else {
 vErrors.push(err43);
+}
+errors++;
+}
+}
+}
+else {
+const err44 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/hosts/additionalProperties/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.additionalProperties.anyOf[1].type,parentSchema:schema0.properties.hosts.additionalProperties.anyOf[1],data:data10};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+var _valid1 = _errs32 === errors;
+valid6 = valid6 || _valid1;
+if(!valid6){
+const err45 = {instancePath:instancePath+"/hosts/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/hosts/additionalProperties/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema0.properties.hosts.additionalProperties.anyOf,parentSchema:schema0.properties.hosts.additionalProperties,data:data10};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
 }
 errors++;
 }
@@ -626,42 +652,7 @@ vErrors = null;
 }
 }
 else {
-const err44 = {instancePath:instancePath+"/hosts",schemaPath:"#/properties/hosts/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.type,parentSchema:schema0.properties.hosts,data:data9};
-if(vErrors === null){
-vErrors = [err44];
-}
-else {
-vErrors.push(err44);
-}
-errors++;
-}
-}
-if(data.groups !== undefined){
-let data23 = data.groups;
-if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
-for(const key4 in data23){
-let data24 = data23[key4];
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-for(const key5 in data24){
-if(!(((key5 === "hosts") || (key5 === "children")) || (key5 === "vars"))){
-const err45 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/groups/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema0.properties.groups.additionalProperties,data:data24};
-if(vErrors === null){
-vErrors = [err45];
-}
-else {
-vErrors.push(err45);
-}
-errors++;
-}
-}
-if(data24.hosts !== undefined){
-let data25 = data24.hosts;
-if(Array.isArray(data25)){
-const len2 = data25.length;
-for(let i2=0; i2<len2; i2++){
-let data26 = data25[i2];
-if(typeof data26 !== "string"){
-const err46 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/hosts/" + i2,schemaPath:"#/properties/groups/additionalProperties/properties/hosts/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.groups.additionalProperties.properties.hosts.items.type,parentSchema:schema0.properties.groups.additionalProperties.properties.hosts.items,data:data26};
+const err46 = {instancePath:instancePath+"/hosts",schemaPath:"#/properties/hosts/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.hosts.type,parentSchema:schema0.properties.hosts,data:data9};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -671,9 +662,15 @@ vErrors.push(err46);
 errors++;
 }
 }
-}
-else {
-const err47 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/hosts",schemaPath:"#/properties/groups/additionalProperties/properties/hosts/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.groups.additionalProperties.properties.hosts.type,parentSchema:schema0.properties.groups.additionalProperties.properties.hosts,data:data25};
+if(data.groups !== undefined){
+let data24 = data.groups;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+for(const key4 in data24){
+let data25 = data24[key4];
+if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
+for(const key5 in data25){
+if(!(((key5 === "hosts") || (key5 === "children")) || (key5 === "vars"))){
+const err47 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/groups/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema0.properties.groups.additionalProperties,data:data25};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -683,14 +680,14 @@ vErrors.push(err47);
 errors++;
 }
 }
-if(data24.children !== undefined){
-let data27 = data24.children;
-if(Array.isArray(data27)){
-const len3 = data27.length;
-for(let i3=0; i3<len3; i3++){
-let data28 = data27[i3];
-if(typeof data28 !== "string"){
-const err48 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/children/" + i3,schemaPath:"#/properties/groups/additionalProperties/properties/children/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.groups.additionalProperties.properties.children.items.type,parentSchema:schema0.properties.groups.additionalProperties.properties.children.items,data:data28};
+if(data25.hosts !== undefined){
+let data26 = data25.hosts;
+if(Array.isArray(data26)){
+const len2 = data26.length;
+for(let i2=0; i2<len2; i2++){
+let data27 = data26[i2];
+if(typeof data27 !== "string"){
+const err48 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/hosts/" + i2,schemaPath:"#/properties/groups/additionalProperties/properties/hosts/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.groups.additionalProperties.properties.hosts.items.type,parentSchema:schema0.properties.groups.additionalProperties.properties.hosts.items,data:data27};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -702,7 +699,7 @@ errors++;
 }
 }
 else {
-const err49 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/children",schemaPath:"#/properties/groups/additionalProperties/properties/children/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.groups.additionalProperties.properties.children.type,parentSchema:schema0.properties.groups.additionalProperties.properties.children,data:data27};
+const err49 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/hosts",schemaPath:"#/properties/groups/additionalProperties/properties/hosts/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.groups.additionalProperties.properties.hosts.type,parentSchema:schema0.properties.groups.additionalProperties.properties.hosts,data:data26};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -712,10 +709,14 @@ vErrors.push(err49);
 errors++;
 }
 }
-if(data24.vars !== undefined){
-let data29 = data24.vars;
-if(!(data29 && typeof data29 == "object" && !Array.isArray(data29))){
-const err50 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/vars",schemaPath:"#/properties/groups/additionalProperties/properties/vars/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.additionalProperties.properties.vars.type,parentSchema:schema0.properties.groups.additionalProperties.properties.vars,data:data29};
+if(data25.children !== undefined){
+let data28 = data25.children;
+if(Array.isArray(data28)){
+const len3 = data28.length;
+for(let i3=0; i3<len3; i3++){
+let data29 = data28[i3];
+if(typeof data29 !== "string"){
+const err50 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/children/" + i3,schemaPath:"#/properties/groups/additionalProperties/properties/children/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema0.properties.groups.additionalProperties.properties.children.items.type,parentSchema:schema0.properties.groups.additionalProperties.properties.children.items,data:data29};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -727,7 +728,7 @@ errors++;
 }
 }
 else {
-const err51 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/groups/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.additionalProperties.type,parentSchema:schema0.properties.groups.additionalProperties,data:data24};
+const err51 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/children",schemaPath:"#/properties/groups/additionalProperties/properties/children/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema0.properties.groups.additionalProperties.properties.children.type,parentSchema:schema0.properties.groups.additionalProperties.properties.children,data:data28};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -737,9 +738,10 @@ vErrors.push(err51);
 errors++;
 }
 }
-}
-else {
-const err52 = {instancePath:instancePath+"/groups",schemaPath:"#/properties/groups/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.type,parentSchema:schema0.properties.groups,data:data23};
+if(data25.vars !== undefined){
+let data30 = data25.vars;
+if(!(data30 && typeof data30 == "object" && !Array.isArray(data30))){
+const err52 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1")+"/vars",schemaPath:"#/properties/groups/additionalProperties/properties/vars/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.additionalProperties.properties.vars.type,parentSchema:schema0.properties.groups.additionalProperties.properties.vars,data:data30};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -751,12 +753,36 @@ errors++;
 }
 }
 else {
-const err53 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.type,parentSchema:schema0,data};
+const err53 = {instancePath:instancePath+"/groups/" + key4.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/groups/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.additionalProperties.type,parentSchema:schema0.properties.groups.additionalProperties,data:data25};
 if(vErrors === null){
 vErrors = [err53];
 }
 else {
 vErrors.push(err53);
+}
+errors++;
+}
+}
+}
+else {
+const err54 = {instancePath:instancePath+"/groups",schemaPath:"#/properties/groups/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.properties.groups.type,parentSchema:schema0.properties.groups,data:data24};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+}
+}
+else {
+const err55 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema0.type,parentSchema:schema0,data};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
 }
 errors++;
 }
@@ -767,7 +793,7 @@ validate0.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const play = validate1;
 const schema1 = {"type":"object","additionalProperties":false,"required":["hosts"],"properties":{"name":{"type":"string","description":"What the play does."},"hosts":{"type":"string","minLength":1,"description":"Host pattern: names, groups, `all`, globs (`worker*`), union `a:b`, exclusion `a:!b`, intersection `a:&b`."},"vars":{"type":"object","description":"Variables for this play (override inventory variables)."},"vars_files":{"type":"array","items":{"type":"string","minLength":1},"description":"Variable files for this play, relative to the playbook (they override the play's `vars:`); a name may use the play's vars and -e values."},"serial":{"description":"Run hosts in batches: a number, a percentage (`\"30%\"`), or a list of them for growing batches.","anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"},{"type":"array","minItems":1,"items":{"anyOf":[{"type":"integer","minimum":1},{"type":"string","pattern":"^[0-9]+%$"}]}}]},"max_fail_percentage":{"type":"number","minimum":0,"maximum":100,"description":"Stop the play when more than this percentage of the batch's hosts failed."},"tasks":{"type":"array","items":{"type":"object"}},"handlers":{"type":"array","items":{"type":"object"}}}};
-const pattern2 = new RegExp("^[0-9]+%$", "u");
+const pattern3 = new RegExp("^[0-9]+%$", "u");
 
 function validate1(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -925,7 +951,7 @@ var _valid0 = _errs14 === errors;
 valid3 = valid3 || _valid0;
 const _errs16 = errors;
 if(typeof data5 === "string"){
-if(!pattern2.test(data5)){
+if(!pattern3.test(data5)){
 const err11 = {instancePath:instancePath+"/serial",schemaPath:"#/properties/serial/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[1],data:data5};
 if(vErrors === null){
 vErrors = [err11];
@@ -992,7 +1018,7 @@ var _valid1 = _errs22 === errors;
 valid6 = valid6 || _valid1;
 const _errs24 = errors;
 if(typeof data6 === "string"){
-if(!pattern2.test(data6)){
+if(!pattern3.test(data6)){
 const err16 = {instancePath:instancePath+"/serial/" + i1,schemaPath:"#/properties/serial/anyOf/2/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]+%$"},message:"must match pattern \""+"^[0-9]+%$"+"\"",schema:"^[0-9]+%$",parentSchema:schema1.properties.serial.anyOf[2].items.anyOf[1],data:data6};
 if(vErrors === null){
 vErrors = [err16];
@@ -1521,7 +1547,7 @@ validate2.evaluated = {"props":{"name":true,"when":true,"tags":true,"notify":tru
 
 export const module_containerd_tls = validate3;
 const schema3 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
-const pattern4 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
+const pattern5 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
 
 function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1579,7 +1605,7 @@ vErrors.push(err3);
 }
 errors++;
 }
-if(!pattern4.test(data0)){
+if(!pattern5.test(data0)){
 const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema3.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err4];
@@ -2256,7 +2282,7 @@ vErrors.push(err3);
 }
 errors++;
 }
-if(!pattern4.test(data0)){
+if(!pattern5.test(data0)){
 const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema5.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err4];
@@ -2565,7 +2591,7 @@ validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_image_pull_verify = validate7;
 const schema7 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
-const pattern6 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+const pattern7 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
 
 function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2628,7 +2654,7 @@ errors++;
 if(data.expect_digest !== undefined){
 let data1 = data.expect_digest;
 if(typeof data1 === "string"){
-if(!pattern6.test(data1)){
+if(!pattern7.test(data1)){
 const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\"",schema:"^sha256:[0-9a-f]{64}$",parentSchema:schema7.properties.expect_digest,data:data1};
 if(vErrors === null){
 vErrors = [err4];
