@@ -66,7 +66,7 @@ describeLab('become on a sudo user’s fleet: the CRI relay, its probe order, an
     // The socket itself is root's: ops alone cannot open it.
     const sock = await inNode(node2(), 'stat -c "%a %U:%G" /run/containerd/containerd.sock');
     expect(sock.stdout).toBe('660 root:root\n');
-  });
+  }, 240_000);
 
   it('the probe takes socat first, then OpenBSD nc, python3, perl; each carries real CRI calls and a check', async () => {
     const order = ['socat', 'nc', 'python3', 'perl'];
@@ -91,7 +91,7 @@ describeLab('become on a sudo user’s fleet: the CRI relay, its probe order, an
         .filter((comm) => /^(socat|nc|python3|perl)$/.test(comm));
     for (let i = 0; i < 50 && relays().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(relays()).toEqual([]);
-  });
+  }, 240_000);
 
   it('with no relay program the run fails before changing anything, naming what was tried and the fixes', async () => {
     await inNode(node2(), `rm -rf /etc/containerd/certs.d`);
@@ -111,7 +111,7 @@ describeLab('become on a sudo user’s fleet: the CRI relay, its probe order, an
     } finally {
       await undo();
     }
-  });
+  }, 240_000);
 
   it('sudo with requiretty (older Amazon Linux, RHEL) fails at connect with the sudoers line to add', async () => {
     await inNode(
@@ -129,7 +129,7 @@ describeLab('become on a sudo user’s fleet: the CRI relay, its probe order, an
     } finally {
       await inNode(node2(), 'rm -f /etc/sudoers.d/requiretty');
     }
-  });
+  }, 240_000);
 
   it('a wrong sudo password fails at connect, naming the variable, and never shows the value', async () => {
     const wrong = await trustplay(
@@ -143,7 +143,7 @@ describeLab('become on a sudo user’s fleet: the CRI relay, its probe order, an
       'sudo refused the password from TRUSTPLAY_LAB_SUDO_PASSWORD for user ops — check the value of that variable',
     );
     expect(wrong.stdout + wrong.stderr).not.toContain('not-the-lab-password');
-  });
+  }, 240_000);
 
   /** A command over SSH as the inventory's login user (ops), its stdout. */
   async function sshAs(n: LabNode, command: string): Promise<string> {

@@ -8,7 +8,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { classifyPullError } from '../../src/cri/classify.js';
 import type { JsonReport } from '../../src/report/json.js';
 import type { Lab, LabNode } from '../lab/lab.js';
@@ -23,6 +23,10 @@ async function pull(lab: Lab, node: LabNode): Promise<'ok' | string> {
 
 // The same suite logged in as root and as a sudo user with become (NOPASSWD on node1 and node3,
 // a password on node2 and node4): every expectation holds the same either way.
+// On the sudo user's password nodes every command authenticates (no credential cache), which
+// makes each CLI run a few times slower than as root on this 2-core machine.
+vi.setConfig({ testTimeout: 120_000 });
+
 for (const mode of LOGIN_MODES)
   describeLab(`fix-registry.yaml end to end ${mode.title} (workers on containerd 1.6, 1.7 and 2.1)`, () => {
     const env = useLab({ nodes: 4, containerd: ['1.6', '1.6', '1.7', '2.1'], login: mode.login(4) });

@@ -9,7 +9,7 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import type { LabNode } from '../lab/lab.js';
 import { describeLab, LOGIN_MODES, useLab } from '../support/lab-fixture.js';
 import { criPull, inNode, managedState as nodeState } from '../support/lab-node.js';
@@ -33,6 +33,10 @@ async function labSecrets(nodes: LabNode[], extra: string[]): Promise<string[]> 
 // The same suite logged in as root and as a sudo user with become (a password on node1 and node3,
 // NOPASSWD on node2 and node4: the other way round from the fix-registry suite, so each containerd
 // version is reached both ways).
+// On the sudo user's password nodes every command authenticates (no credential cache), which
+// makes each CLI run a few times slower than as root on this 2-core machine.
+vi.setConfig({ testTimeout: 120_000 });
+
 for (const mode of LOGIN_MODES)
   describeLab(
     `restore of fix-registry.yaml on the lab ${mode.title} (master 1.6; workers on containerd 1.6, 1.7 and 2.1)`,
