@@ -193,4 +193,42 @@ console.log(JSON.stringify({ err, files: readdirSync(dir), content: readFileSync
       server.close();
     }
   });
+
+  // become as another user than the one trustplay runs as: sockets go through the relay sudo runs
+  // (as root here, sudo -u daemon needs no password), as they do over SSH.
+  it.skipIf(!isRoot)('with become_user, openUnixSocket goes through the sudo relay, as that user', async () => {
+    const open = await mkdtemp(join(tmpdir(), 'trustplay-local-relay-'));
+    await chmod(open, 0o755);
+    const path = join(open, 'who.sock');
+    const server = createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => server.listen(path, r));
+    await chmod(path, 0o666);
+    const c = new LocalConnection({ host: 'here', become: true, becomeUser: 'daemon' });
+    try {
+      await c.connect();
+      expect(c.socketRelay()).toBe('socat');
+      const s = await c.openUnixSocket(path);
+      const chunks: Buffer[] = [];
+      const payload = randomBytes(50_000);
+      await new Promise<void>((r) => {
+        s.on('data', (b: Buffer) => {
+          chunks.push(b);
+          if (Buffer.concat(chunks).length >= payload.length) r();
+        });
+        s.write(payload);
+      });
+      expect(Buffer.concat(chunks).equals(payload)).toBe(true);
+      s.end();
+      // The relay really runs as daemon: a root-only socket refuses it, with the relay's own words.
+      await chmod(path, 0o600);
+      const refused = await c.openUnixSocket(path);
+      const err = await new Promise<Error>((r) => refused.on('error', r).resume());
+      expect(err.message).toMatch(
+        /^the socat relay run through sudo could not connect to .*who\.sock \(exit 1: .*Permission denied\)$/,
+      );
+    } finally {
+      server.close();
+      await rm(open, { recursive: true, force: true });
+    }
+  });
 });
