@@ -4,6 +4,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,21 @@ import { FileOperationError, LocalConnection, createConnection } from '../../src
 import { expectManagedLinksRefused } from '../support/file-safety.js';
 
 const run = promisify(execFile);
+
+/** Sends `size` random bytes through a stream to an echo server and expects them back, then ends it. */
+async function expectEcho(s: Duplex, size: number): Promise<void> {
+  const payload = randomBytes(size);
+  const chunks: Buffer[] = [];
+  await new Promise<void>((r) => {
+    s.on('data', (b: Buffer) => {
+      chunks.push(b);
+      if (Buffer.concat(chunks).length >= payload.length) r();
+    });
+    s.write(payload);
+  });
+  expect(Buffer.concat(chunks).equals(payload)).toBe(true);
+  s.end();
+}
 const isRoot = process.getuid?.() === 0;
 
 describe('LocalConnection', () => {
@@ -176,18 +192,7 @@ console.log(JSON.stringify({ err, files: readdirSync(dir), content: readFileSync
     const server = createServer((s) => s.pipe(s));
     await new Promise<void>((r) => server.listen(path, r));
     try {
-      const s = await conn.openUnixSocket(path);
-      const payload = randomBytes(20_000);
-      const chunks: Buffer[] = [];
-      await new Promise<void>((r) => {
-        s.on('data', (b: Buffer) => {
-          chunks.push(b);
-          if (Buffer.concat(chunks).length >= payload.length) r();
-        });
-        s.write(payload);
-      });
-      expect(Buffer.concat(chunks).equals(payload)).toBe(true);
-      s.end();
+      await expectEcho(await conn.openUnixSocket(path), 20_000);
       await expect(conn.openUnixSocket(join(dir, 'none.sock'))).rejects.toThrow(/none\.sock/);
     } finally {
       server.close();
@@ -207,18 +212,7 @@ console.log(JSON.stringify({ err, files: readdirSync(dir), content: readFileSync
     try {
       await c.connect();
       expect(c.socketRelay()).toBe('socat');
-      const s = await c.openUnixSocket(path);
-      const chunks: Buffer[] = [];
-      const payload = randomBytes(50_000);
-      await new Promise<void>((r) => {
-        s.on('data', (b: Buffer) => {
-          chunks.push(b);
-          if (Buffer.concat(chunks).length >= payload.length) r();
-        });
-        s.write(payload);
-      });
-      expect(Buffer.concat(chunks).equals(payload)).toBe(true);
-      s.end();
+      await expectEcho(await c.openUnixSocket(path), 50_000);
       // The relay really runs as daemon: a root-only socket refuses it, with the relay's own words.
       await chmod(path, 0o600);
       const refused = await c.openUnixSocket(path);
