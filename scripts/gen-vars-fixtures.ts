@@ -35,6 +35,8 @@ export const PROBED_VARS = [
   'image_tag',
   'restart_timeout',
   'verify_image',
+  'vault_file_probe',
+  'vault_inline_probe',
 ];
 
 /** Marks a variable a play does not define (Ansible's debug prints it in its place). */
@@ -57,6 +59,8 @@ function run(cmd: string, args: string[], cwd: string, home: string, extra: Node
           PATH: process.env['PATH'] ?? '/usr/bin:/bin',
           HOME: home,
           ANSIBLE_CONFIG: join(home, 'ansible.cfg'),
+          // The fixture's vault-encrypted vars file and inline !vault value.
+          ANSIBLE_VAULT_PASSWORD_FILE: join(cwd, 'vault-pass'),
           ANSIBLE_LOCAL_TEMP: join(home, 'tmp'),
           LANG: 'C.UTF-8',
           ANSIBLE_NOCOLOR: '1',

@@ -27,6 +27,8 @@ describeLab('a playbook repository (group_vars, vars_files, imports) on the lab'
     join(dir, 'ssh_config'),
     '--state-dir',
     join(dir, 'state'),
+    '--vault-password-file',
+    join(repo, 'vault-pass'),
     // The lab's registry port is chosen when the lab starts; everything else comes from the repository.
     '-e',
     `registry=${handle.lab.registries.registry.host}`,
