@@ -133,7 +133,12 @@ export async function resolveWithAnsible(): Promise<ExpectedVars> {
         const vars: Record<string, Record<string, unknown>> = {};
         for (const m of block.matchAll(/^ok: \[([^\]]+)\] => (\{\n[\s\S]*?\n\})$/gm))
           vars[m[1]!] = (JSON.parse(m[2]!) as { msg: Record<string, unknown> }).msg;
-        return { name: block.slice(0, block.indexOf(']')), hosts: listed[i]?.hosts ?? [], vars };
+        // Hosts answer in whatever order Ansible's forks finish: recorded by name.
+        const sorted = Object.fromEntries(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        // --list-hosts gave this play's two hosts in either order from run to run (ansible-core
+        // 2.14 here): the record holds the set, sorted; the inventory test suite checks order.
+        const hosts = [...(listed[i]?.hosts ?? [])].sort();
+        return { name: block.slice(0, block.indexOf(']')), hosts, vars: sorted };
       });
     return { ansible: version, inventory, plays };
   } finally {
