@@ -44,6 +44,7 @@ export interface HostConnectionSpec {
   acceptNewHostKeys?: boolean;
   connectTimeoutMs?: number;
   keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
   maxSessions?: number;
 }
 

@@ -29,6 +29,8 @@ Host web*
 Host web1
   User ignored-first-match-wins
   Port 2222
+  ServerAliveInterval 2
+  ServerAliveCountMax 4
 
 Host *
   User fallback
@@ -110,6 +112,8 @@ describe('~/.ssh/config as OpenSSH reads it (compared with ssh -G)', () => {
     if (ours.identityFiles) expect(ours.identityFiles).toEqual(real.get('identityfile')!.map(expand));
     if (ours.userKnownHostsFiles) expect(ours.userKnownHostsFiles.join(' ')).toBe(one('userknownhostsfile'));
     expect(ours.identitiesOnly ?? false).toBe(one('identitiesonly') === 'yes');
+    expect(String(ours.serverAliveInterval ?? 0)).toBe(one('serveraliveinterval'));
+    expect(String(ours.serverAliveCountMax ?? 3)).toBe(one('serveralivecountmax'));
   });
 
   it('fills only what the inventory leaves unset, looked up by the address ssh would get', () => {
@@ -119,7 +123,14 @@ describe('~/.ssh/config as OpenSSH reads it (compared with ssh -G)', () => {
     ).inventory!;
     inv.sshConfig = loadSshConfig(join(dir, 'basic'))!;
     const w = connectionSpec(inv, inv.hosts.get('w')!);
-    expect(w).toMatchObject({ address: 'web1', user: 'deploy', port: 2222, acceptNewHostKeys: true });
+    expect(w).toMatchObject({
+      address: 'web1',
+      user: 'deploy',
+      port: 2222,
+      acceptNewHostKeys: true,
+      keepaliveIntervalMs: 2000,
+      keepaliveCountMax: 4,
+    });
     expect(w.proxyJump).toEqual([{ address: 'bastion' }]);
     const b = connectionSpec(inv, inv.hosts.get('b')!);
     expect(b).toMatchObject({ address: 'web2', user: 'mine', port: 2400, connectTimeoutMs: 7000 });

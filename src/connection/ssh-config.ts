@@ -1,7 +1,8 @@
 /**
  * The OpenSSH client config (`~/.ssh/config`, or `--ssh-config FILE` / `-F FILE`) as OpenSSH reads
  * it, for the settings trustplay's SSH connection uses: HostName, User, Port, IdentityFile,
- * IdentitiesOnly, ProxyJump, UserKnownHostsFile, StrictHostKeyChecking, ConnectTimeout. Ansible
+ * IdentitiesOnly, ProxyJump, UserKnownHostsFile, StrictHostKeyChecking, ConnectTimeout,
+ * ServerAliveInterval, ServerAliveCountMax. Ansible
  * drives OpenSSH, so a fleet's bastions, users, ports and aliases often live there. Parsing and
  * first-match-wins evaluation (Host patterns with negation, Match host/user) are the `ssh-config`
  * package's; this file adds `Include` (OpenSSH reads included files in place), token expansion
@@ -29,6 +30,9 @@ export interface SshConfigValues {
   userKnownHostsFiles?: string[];
   strictHostKeyChecking?: string;
   connectTimeout?: number;
+  /** Seconds between keepalives (0: none); with the count, how soon a silent peer counts as lost. */
+  serverAliveInterval?: number;
+  serverAliveCountMax?: number;
 }
 
 export class SshConfigError extends Error {}
@@ -150,5 +154,11 @@ export function resolveSshConfig(cfg: SshClientConfig, host: string, user?: stri
   if (strict !== undefined) out.strictHostKeyChecking = strict.toLowerCase();
   const timeout = first(get('ConnectTimeout'));
   if (timeout !== undefined && Number.isFinite(Number(timeout))) out.connectTimeout = Number(timeout);
+  const alive = first(get('ServerAliveInterval'));
+  if (alive !== undefined && Number.isInteger(Number(alive)) && Number(alive) >= 0)
+    out.serverAliveInterval = Number(alive);
+  const count = first(get('ServerAliveCountMax'));
+  if (count !== undefined && Number.isInteger(Number(count)) && Number(count) >= 1)
+    out.serverAliveCountMax = Number(count);
   return out;
 }

@@ -83,6 +83,8 @@ export interface SshConnectionOptions {
   connectTimeoutMs?: number;
   /** Default 15000; 0 disables keepalives. */
   keepaliveIntervalMs?: number;
+  /** Keepalives left unanswered before the connection counts as lost (default 3). */
+  keepaliveCountMax?: number;
   /** Bastions in order, first one reached directly. */
   proxyJump?: ProxyJumpHop[];
   /** Run every command through sudo. */
@@ -469,7 +471,7 @@ export class SshConnection implements Connection {
       username: target.user,
       readyTimeout: timeoutMs,
       keepaliveInterval: keepalive,
-      keepaliveCountMax: 3,
+      keepaliveCountMax: this.options.keepaliveCountMax ?? 3,
       hostVerifier,
       authHandler,
       algorithms: {

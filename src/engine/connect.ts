@@ -104,6 +104,10 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     // A config's accept-new (or "no") trusts unknown keys on first use; a changed key is refused anyway.
     acceptNewHostKeys: (opts.acceptNewHostKeys ?? inv.ssh.acceptNewHostKeys ?? false) || cfgAccepts,
     ...(timeout ? { connectTimeoutMs: timeout * 1000 } : {}),
+    // A peer that stops answering without closing (a frozen sshd, a link cut without a FIN) is lost
+    // after interval × count: OpenSSH's ServerAlive settings, as `ssh` would use them.
+    ...(cfg.serverAliveInterval !== undefined ? { keepaliveIntervalMs: cfg.serverAliveInterval * 1000 } : {}),
+    ...(cfg.serverAliveCountMax !== undefined ? { keepaliveCountMax: cfg.serverAliveCountMax } : {}),
   };
 }
 
