@@ -44,6 +44,8 @@ export interface ContainerdFacts {
   versionKey?: string;
   /** The content of config.toml's pending-restart marker (an interrupted change of trustplay's own). */
   pendingMarker?: string;
+  /** The content of config.toml's restart record (the config trustplay last restarted containerd with). */
+  restartRecord?: string;
 }
 
 /** What to read. */
@@ -93,6 +95,10 @@ fi
 if [ -f "$cfg.trustplay-pending" ]; then
   echo "@@pending"
   base64 < "$cfg.trustplay-pending" || exit 3
+fi
+if [ -f "$cfg.trustplay-restarted" ]; then
+  echo "@@restarted"
+  base64 < "$cfg.trustplay-restarted" || exit 3
 fi
 for dir in "$@"; do
   p=$(printf '%s' "$dir" | base64 | tr -d '\\n')
@@ -189,6 +195,9 @@ export function parseFactsOutput(out: string, hostsDirPath: string, knownVersion
         break;
       case 'pending':
         sink = (b) => (facts.pendingMarker = b.toString('utf8'));
+        break;
+      case 'restarted':
+        sink = (b) => (facts.restartRecord = b.toString('utf8'));
         break;
       case 'dir': {
         const p = Buffer.from(f[0] ?? '', 'base64').toString('utf8');

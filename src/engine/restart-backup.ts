@@ -4,6 +4,7 @@
  * pending, in a marker next to the file on the node. The applier (apply.ts) records it before a
  * config write; the containerd.restart handler reads it and clears it when the config is settled.
  */
+import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
 import { TaskError } from './errors.js';
 import type { Change, RestartRequest, TaskContext } from './module.js';
@@ -30,6 +31,55 @@ export function configBackupKey(configFile: string): string {
  */
 export function pendingMarkerPath(configFile: string): string {
   return `${configFile}.trustplay-pending`;
+}
+
+/**
+ * The node-side record of the config.toml containerd was last restarted with by trustplay (after
+ * its health check passed). containerd 2.x does not report the registry settings it runs with
+ * (they live in the images plugin, not in the CRI runtime status), so a later edit of the file by
+ * someone else is told from this record: the file now against what the daemon was started with.
+ */
+export function restartRecordPath(configFile: string): string {
+  return `${configFile}.trustplay-restarted`;
+}
+
+interface RestartRecord {
+  trustplay: 'restarted';
+  /** sha256 of the config containerd was restarted with; a file that still hashes to it is in effect. */
+  sha256: string;
+  /** That config, base64 (0600: it may hold registry credentials), to compare its registry settings. */
+  config: string | null;
+}
+
+/** Writes the restart record after a restart whose health check passed (best effort: a warning when it cannot). */
+export async function recordRestart(ctx: Pick<TaskContext, 'conn' | 'warn'>, configFile: string): Promise<void> {
+  try {
+    const content = await ctx.conn.readFile(configFile);
+    const record: RestartRecord = {
+      trustplay: 'restarted',
+      sha256: createHash('sha256')
+        .update(content ?? '')
+        .digest('hex'),
+      config: content === null ? null : content.toString('base64'),
+    };
+    await ctx.conn.writeFile(restartRecordPath(configFile), JSON.stringify(record) + '\n', { mode: 0o600 });
+  } catch (e) {
+    ctx.warn(
+      `could not record the config containerd was restarted with in ${restartRecordPath(configFile)} (${(e as Error).message}): on containerd 2.x a later edit of ${configFile} by someone else will not be noticed`,
+    );
+  }
+}
+
+/** The config a restart record names (null: no readable record, so nothing can be told from it). */
+export function parseRestartRecord(text: string | undefined): { sha256: string; config: Buffer | null } | null {
+  if (text === undefined) return null;
+  try {
+    const r = JSON.parse(text) as Partial<RestartRecord>;
+    if (r.trustplay !== 'restarted' || typeof r.sha256 !== 'string') return null;
+    return { sha256: r.sha256, config: typeof r.config === 'string' ? Buffer.from(r.config, 'base64') : null };
+  } catch {
+    return null;
+  }
 }
 
 interface PendingMarker {
@@ -130,12 +180,15 @@ export function finishPendingRestart(pending: ConfigBackup, request: RestartRequ
  * module would refuse to edit: then only the finish is planned, and the refusal is a warning.
  */
 export function afterPendingRestart(
-  ctx: Pick<TaskContext, 'warn'>,
+  ctx: Pick<TaskContext, 'warn' | 'hostState'>,
   pending: ConfigBackup | undefined,
   request: RestartRequest,
   plan: () => Change[],
 ): Change[] {
-  const finish = pending ? finishPendingRestart(pending, request) : [];
+  // A marker this run wrote itself (an earlier task's config change, its restart still due as a
+  // handler) is not an interrupted change: that restart is already coming.
+  const ours = ctx.hostState.has(configBackupKey(request.config));
+  const finish = pending && !ours ? finishPendingRestart(pending, request) : [];
   try {
     // A second restart request for the same config becomes the same handler (deduplicated by id).
     return [...finish, ...plan()];

@@ -16,7 +16,7 @@ import {
 } from '../cri/client.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
-import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
+import { configBackupKey, pendingMarkerPath, recordRestart, type ConfigBackup } from '../engine/restart-backup.js';
 
 /** The internal module name the engine looks up in the registry. */
 export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
@@ -52,9 +52,13 @@ export function restartRequestFor(args: {
   };
 }
 
-/** Removes the pending marker once the config containerd runs is settled (restarted or rolled back). */
+/**
+ * Once the config containerd runs is settled (restarted or rolled back, health check passed):
+ * records what it runs with, then removes the pending marker.
+ */
 async function settled(ctx: TaskContext, configFile: string): Promise<void> {
   ctx.hostState.delete(configBackupKey(configFile));
+  await recordRestart(ctx, configFile);
   try {
     await ctx.conn.remove(pendingMarkerPath(configFile));
   } catch (e) {
@@ -130,15 +134,51 @@ async function restartAndWait(
   } catch (e) {
     return `cannot reach ${socket}: ${(e as Error).message}`;
   }
+  const deadline = Date.now() + timeoutMs;
+  let flaps = 0;
   try {
-    await waitForCri(client, timeoutMs);
-    return await runtimeReady(client, socket, Date.now() + timeoutMs);
-  } catch (e) {
-    // waitForCri's message already names the socket, the bound and the last error.
-    return `after \`${command}\`, ${(e as Error).message}`;
+    for (;;) {
+      try {
+        await waitForCri(client, Math.max(1, deadline - Date.now()));
+      } catch (e) {
+        // waitForCri's message already names the socket, the bound and the last error.
+        return flaps
+          ? crashLoop(command, socket, flaps, timeoutSec, (e as Error).message)
+          : `after \`${command}\`, ${(e as Error).message}`;
+      }
+      const gone = await staysUp(client, Math.min(SETTLE_MS, Math.max(0, deadline - Date.now())));
+      if (gone === null) return await runtimeReady(client, socket, Date.now() + timeoutMs);
+      flaps++;
+      if (Date.now() >= deadline) return crashLoop(command, socket, flaps, timeoutSec, gone);
+    }
   } finally {
     await client.close().catch(() => undefined);
   }
+}
+
+/**
+ * How long containerd must keep answering after it first does. A daemon that crash-loops (up, then
+ * killed by a fault its new config causes, then started again by its supervisor) answers now and
+ * then; one answer is not health. systemd's Type=notify for containerd has the same blind spot.
+ */
+const SETTLE_MS = 2000;
+
+/** Polls the CRI for `ms`; null while it keeps answering, else the error of the first poll that failed. */
+async function staysUp(client: CriImageClient, ms: number): Promise<string | null> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      await client.version(1000);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (Date.now() >= until) return null;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function crashLoop(command: string, socket: string, flaps: number, timeoutSec: number, last: string): string {
+  return `after \`${command}\`, containerd answered on ${socket} but did not stay up: it stopped answering ${flaps} time${flaps === 1 ? '' : 's'} within ${timeoutSec} s (crash-looping; last error: ${last})`;
 }
 
 /** The socket to health-check: the task's, the host's `cri_socket` variable, crictl.yaml, the well-known ones. */

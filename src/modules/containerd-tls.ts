@@ -45,7 +45,12 @@ import { criSocketFor, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from '../containerd/facts.js';
 import { expectOf, sha256 } from '../engine/apply.js';
-import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
+import {
+  afterPendingRestart,
+  parsePendingMarker,
+  parseRestartRecord,
+  type ConfigBackup,
+} from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
 import {
   configFileArg,
@@ -653,26 +658,49 @@ function pushRmdir(dir: HostsDirFacts, changes: Change[], push: (c: Change | nul
 /**
  * A restart when the running daemon lags config.toml on the registry settings this module manages
  * (config_path), whoever changed the file: its trust is not in effect until containerd reloads it.
- * Other keys never trigger it. Decided on what the daemon reports, never on mtimes.
+ * Decided on what the daemon reports (containerd 1.x, CRI Status), else (2.x, which does not report
+ * them) on trustplay's record of the config it last restarted containerd with, never on mtimes. An
+ * edit of other keys never restarts; where only the record can tell, it is said in a warning.
  */
-function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved): Change[] {
+function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved, warn: (m: string) => void): Change[] {
   const { daemon, facts } = observed;
-  if (!daemon || !facts.version || !facts.config.exists) return [];
+  if (!facts.version || !facts.config.exists) return [];
   const file = inspectConfig(facts.config.text, { containerdMajor: facts.version.major });
   if (!file.ok) return [];
   const inFile = file.info.configPath ?? '';
-  if (inFile === daemon.configPath) return [];
-  return [
+  const lagging = (summary: string): Change[] => [
     {
       // Custom: nothing is written; the change is the restart the request below asks for, and this
       // entry is what the report shows for it.
       op: 'custom',
-      summary: `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
+      summary,
       resources: [],
       apply: () => Promise.resolve(),
     },
     restartRequestFor(args),
   ];
+  if (daemon) {
+    if (inFile === daemon.configPath) return [];
+    return lagging(
+      `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
+    );
+  }
+  const record = parseRestartRecord(facts.restartRecord);
+  if (!record || record.sha256 === sha256(facts.config.content ?? facts.config.text ?? '')) return [];
+  const then = inspectConfig(record.config?.toString('utf8') ?? null, { containerdMajor: facts.version.major });
+  if (!then.ok) return [];
+  const settings = (i: ContainerdConfigInfo) =>
+    JSON.stringify({ configPath: i.configPath ?? '', mirrors: i.mirrors, configs: i.configs });
+  if (settings(then.info) === settings(file.info)) {
+    warn(
+      `${args.config_file} changed since trustplay last restarted containerd, outside the registry settings: containerd ${facts.version.major}.x does not report what it loaded, so it may still run the earlier file; not restarting for keys this task does not manage (restart containerd yourself when that edit must take effect)`,
+    );
+    return [];
+  }
+  const was = then.info.configPath ?? '';
+  return lagging(
+    `restart containerd: ${args.config_file} changed since trustplay last restarted containerd (${was === inFile ? 'its registry settings differ' : `config_path was ${JSON.stringify(was)}, the file says ${JSON.stringify(inFile)}`}), and containerd ${facts.version.major}.x does not report the registry settings it runs with, so the trust in the file may not be in effect`,
+  );
 }
 
 /** Facts for the run's snapshot manifest (no secrets): merged across containerd.tls tasks of the host. */
@@ -869,7 +897,7 @@ export default defineModule({
       const plan = planContainerdTls(args, observed, ctx.host);
       for (const w of plan.warnings) ctx.warn(w);
       const restarts = plan.changes.some((c) => c.op === 'restart.request') || observed.pending !== undefined;
-      return [...plan.changes, ...(restarts ? [] : daemonLag(args, observed))];
+      return [...plan.changes, ...(restarts ? [] : daemonLag(args, observed, (m) => ctx.warn(m)))];
     });
   },
 });
