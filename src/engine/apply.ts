@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
+import { ConnectionError } from '../connection/errors.js';
 import { criTaskError, withCri } from '../cri/connect.js';
 import { writePullSecrets } from '../k8s/kubectl.js';
 import { failureOf, TaskError } from './errors.js';
@@ -171,6 +172,27 @@ async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, re
 }
 
 /**
+ * A connection lost while a task's changes were applied, saying which of them were applied, which
+ * one was in flight (it may or may not have taken effect on the node) and which never started.
+ */
+function lostDuring(
+  e: ConnectionError,
+  applied: string[],
+  inFlight: Exclude<Change, RestartRequest>,
+  all: readonly Change[],
+): ConnectionError {
+  const later = all
+    .slice(all.indexOf(inFlight) + 1)
+    .filter((c): c is Exclude<Change, RestartRequest> => c.op !== 'restart.request');
+  const parts = [
+    applied.length ? `applied: ${applied.join('; ')}` : 'nothing of this task applied',
+    `in flight: ${inFlight.summary}`,
+    ...(later.length ? [`not started: ${later.map((c) => c.summary).join('; ')}`] : []),
+  ];
+  return new ConnectionError(e.kind, e.host, `${e.message} (${parts.join(' — ')})`, { cause: e });
+}
+
+/**
  * Applies a plan's changes in order on one host; returns the handlers its restart requests ask for.
  * A failure after some changes names what was already applied.
  */
@@ -208,6 +230,7 @@ export async function applyChanges(
     try {
       await applyOne(ctx, change, restartConfigs);
     } catch (e) {
+      if (e instanceof ConnectionError) throw lostDuring(e, applied, change, changes);
       const failure = failureOf(e);
       if (failure && applied.length)
         throw new TaskError(`${failure.message} (after applying: ${applied.join('; ')})`, failure.kind, failure.detail);

@@ -1,16 +1,18 @@
 /**
  * The fault-injection suite in CI: one fixed seed per kind of fault (controller SIGKILL and SIGINT
- * mid-run, a full disk, two concurrent runs, a check during a run, a restart that hangs) on a
- * 10-node lab, every invariant checked (see chaos.ts). `npm run chaos` runs many more seeds and
- * prints the table.
+ * mid-run, a full disk, two concurrent runs, a check during a run, a restart that hangs, a worker's
+ * sshd killed and one frozen mid-run, a restart after which containerd crash-loops, the registry
+ * down between trust and verify) on a 10-node lab, every invariant checked (see chaos.ts).
+ * `npm run chaos` runs many more seeds and prints the table.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeLab, useLab } from '../support/lab-fixture.js';
 import { Chaos, table, type Baseline, type SeedResult } from './chaos.js';
 
-// One seed per kind of fault: 7 kill -9, 9 SIGINT, 14 disk full, 1 two runs, 2 check during run,
-// 4 containerd hangs.
-const SEEDS = [7, 9, 14, 1, 2, 4];
+// One seed per kind of fault: 7 kill -9, 8 SIGINT, 12 disk full, 18 two runs, 6 check during run,
+// 1 containerd hangs, 2 and 3 connection lost (sshd killed, sshd frozen), 30 containerd
+// crash-loops, 4 registry down.
+const SEEDS = [7, 8, 12, 18, 6, 1, 2, 3, 30, 4];
 const results: SeedResult[] = [];
 
 describeLab('chaos: seeded faults on 10 nodes, invariants checked', () => {

@@ -14,19 +14,34 @@
  * during and after file writes and restarts, during the health wait); a worker's certs.d on a full
  * tmpfs (disk full during the write); two runs of the same playbook at once (never both writing one
  * host); a check during a run (it sees before or after, never a failure from a mix); a restart that
- * hangs (containerd stopped, no socket: health timeout, rollback, host failed with both messages).
+ * hangs (containerd stopped, no socket: health timeout, rollback, host failed with both messages);
+ * a worker's connection lost mid-run (its sshd killed, or frozen with SIGSTOP so the TCP connection
+ * stays open without a FIN: the host is unreachable, exit 4, the others finish); a restart after
+ * which containerd crash-loops (rollback); the registry down between trust and verify (the pulls
+ * fail as unreachable, exit 1, and the trust stays: nothing is rolled back).
  *
  * The seed is printed; the same seed replays the same faults at the same offsets (timing on a busy
  * machine still varies, which is the point of running many).
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Lab, LabNode } from '../lab/lab.js';
+import { writeFile } from 'node:fs/promises';
+import { nodeSshdPids, restartNodeSshd, startRegistry, stopRegistry, type Lab, type LabNode } from '../lab/lab.js';
+import type { JsonReport } from '../../src/report/json.js';
 import { startTrustplay, trustplay, type CliRun } from '../support/cli.js';
 import { inNode, managedState } from '../support/lab-node.js';
 
-export type FaultKind = 'kill -9' | 'SIGINT' | 'disk full' | 'two runs' | 'check during run' | 'containerd hangs';
+export type FaultKind =
+  | 'kill -9'
+  | 'SIGINT'
+  | 'disk full'
+  | 'two runs'
+  | 'check during run'
+  | 'containerd hangs'
+  | 'connection lost'
+  | 'containerd crash-loops'
+  | 'registry down';
 export const FAULT_KINDS: FaultKind[] = [
   'kill -9',
   'SIGINT',
@@ -34,6 +49,9 @@ export const FAULT_KINDS: FaultKind[] = [
   'two runs',
   'check during run',
   'containerd hangs',
+  'connection lost',
+  'containerd crash-loops',
+  'registry down',
 ];
 
 /** One seed's outcome. */
@@ -122,6 +140,13 @@ export class Chaos {
 
   async dispose(): Promise<void> {
     await rm(this.stateDir, { recursive: true, force: true });
+  }
+
+  /** An OpenSSH client config with fast keepalives, for the connection-lost fault. */
+  private async keepaliveConfig(): Promise<string> {
+    const file = join(this.stateDir, 'ssh_config');
+    await writeFile(file, 'Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 3\n');
+    return file;
   }
 
   private args(...extra: string[]): string[] {
@@ -231,6 +256,98 @@ export class Chaos {
           violations.push('the hung restart was not reported');
         if (!/was restored and containerd restarted/.test(r.stdout))
           violations.push('the hung restart was not rolled back');
+        break;
+      }
+      case 'connection lost': {
+        // Keepalives every second, 3 missed: a frozen peer is lost after ~3 s, not OpenSSH's default
+        // of never (or trustplay's default of 45 s).
+        const freeze = random() < 0.5;
+        const report = join(this.stateDir, `report-${seed}.json`);
+        const run = startTrustplay([
+          'run',
+          PLAYBOOK,
+          ...this.args('--ssh-config', await this.keepaliveConfig(), '--report', report),
+        ]);
+        await sleep(delay);
+        const pids = nodeSshdPids(victim);
+        for (const pid of pids) process.kill(pid, freeze ? 'SIGSTOP' : 'SIGKILL');
+        const r = await run.done;
+        // Repair the fault before the invariants are checked: the node comes back.
+        if (freeze) for (const pid of pids) process.kill(pid, 'SIGCONT');
+        else await restartNodeSshd(victim);
+        detail = `${victim.name}'s sshd ${freeze ? 'frozen (SIGSTOP)' : 'killed'} after ${delay} ms (exit ${r.code})`;
+        const rep = JSON.parse(await readFile(report, 'utf8')) as JsonReport;
+        const lost = Object.entries(rep.hosts).filter(([, h]) => h.recap.unreachable > 0);
+        const failed = Object.entries(rep.hosts).filter(([, h]) => h.recap.failed > 0);
+        if (failed.length)
+          violations.push(
+            `hosts failed after ${victim.name}'s connection was lost: ${failed.map(([n]) => n).join(', ')}`,
+          );
+        if (lost.some(([n]) => n !== victim.name))
+          violations.push(`hosts other than ${victim.name} were unreachable: ${lost.map(([n]) => n).join(', ')}`);
+        if (lost.length) {
+          if (r.code !== 4) violations.push(`a run with ${victim.name} unreachable exited ${r.code}, not 4`);
+          const why = rep.hosts[victim.name]!.tasks.find((t) => t.status === 'unreachable')?.error?.message ?? '';
+          if (
+            !/SSH connection was lost|no SSH handshake|cannot connect|Connection refused|ECONNREFUSED|ECONNRESET|timed out/i.test(
+              why,
+            )
+          )
+            violations.push(`${victim.name}'s unreachable message does not say the connection was lost: ${why}`);
+        } else if (r.code !== 0) {
+          // The fault landed after the victim's last command: nothing was lost, the run is a success.
+          violations.push(`a run whose hosts all finished exited ${r.code}: ${r.stdout.slice(-300)}`);
+        }
+        break;
+      }
+      case 'containerd crash-loops': {
+        const r = await trustplay([
+          'run',
+          new URL('./crash-loop-restart.yaml', import.meta.url).pathname,
+          ...this.args('--limit', victim.name),
+        ]);
+        detail = `${victim.name}'s containerd crash-loops after the restart (exit ${r.code})`;
+        if (r.code !== 1) violations.push(`a run whose restart crash-loops exited ${r.code}, not 1`);
+        if (!/did not stay up: it stopped answering/.test(r.stdout))
+          violations.push(`the crash loop was not reported: ${r.stdout.slice(-400)}`);
+        if (!/was restored and containerd restarted/.test(r.stdout))
+          violations.push('the crash loop was not rolled back');
+        const cfg = await inNode(victim, 'cat /etc/containerd/config.toml | sha256sum');
+        const was = base.before.get(victim.name)?.get('/etc/containerd/config.toml') ?? '';
+        if (!was.includes(cfg.stdout.split(' ')[0]!))
+          violations.push(`${victim.name}'s config.toml was not rolled back`);
+        break;
+      }
+      case 'registry down': {
+        const report = join(this.stateDir, `report-${seed}.json`);
+        const run = startTrustplay(['run', PLAYBOOK, ...this.args('--report', report)]);
+        // Between trust and verify: as the verifying play starts, after every worker trusts it.
+        await run.line(/^PLAY Verify every worker pulls the image/);
+        await stopRegistry(this.lab, 'registry');
+        const r = await run.done;
+        await startRegistry(this.lab, 'registry');
+        detail = `registry stopped as the verify play started (exit ${r.code})`;
+        const rep = JSON.parse(await readFile(report, 'utf8')) as JsonReport;
+        const pulls = Object.values(rep.hosts).flatMap((h) => h.tasks.filter((t) => t.module === 'image.pull.verify'));
+        const failedPulls = pulls.filter((t) => t.status === 'failed');
+        if (r.code !== (failedPulls.length ? 1 : 0))
+          violations.push(`a run with ${failedPulls.length} failed pulls exited ${r.code}`);
+        for (const t of failedPulls)
+          if (!/cannot connect to registry\.test/.test(t.error?.message ?? ''))
+            violations.push(`${t.host}'s pull failed with the wrong class: ${t.error?.message ?? ''}`);
+        const others = Object.values(rep.hosts).flatMap((h) =>
+          h.tasks.filter(
+            (t) => t.module !== 'image.pull.verify' && (t.status === 'failed' || t.status === 'unreachable'),
+          ),
+        );
+        if (others.length)
+          violations.push(`tasks other than the pulls failed: ${others.map((t) => `${t.host}: ${t.task}`).join(', ')}`);
+        // Nothing rolled back that should not be: every worker keeps the trust it was given.
+        const now = await fleetFiles(this.lab);
+        for (const w of workers)
+          for (const [path, line] of now.get(w.name) ?? [])
+            if (line !== (base.after.get(w.name)?.get(path) ?? `${path} absent`))
+              violations.push(`${w.name}:${path} is not the trusted state after the registry went down`);
         break;
       }
       case 'check during run': {

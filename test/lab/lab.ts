@@ -34,7 +34,7 @@ import {
 import { type ContainerdVersionKey, ensureContainerd } from './containerd-versions.js';
 import { writeInventory } from './inventory.js';
 import { startKube, type LabKube } from './kube.js';
-import { freePort, freePorts, processName, run, rssKb, startDetached, stopPid, waitFor } from './procs.js';
+import { freePort, freePorts, processName, run, rssKb, startDetached, stopPid, tcpAnswers, waitFor } from './procs.js';
 import { connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -531,4 +531,54 @@ export async function labDown(labOrDir: Lab | string): Promise<void> {
     if (mp) await run('umount', ['-l', mp]).catch(() => undefined);
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Fault injection (the chaos suite): stops one of the lab's registries as if it went down. The
+ * process is killed at once (SIGKILL: clients see connection refused, not a graceful goodbye).
+ */
+export async function stopRegistry(lab: Lab, name: RegistryName): Promise<void> {
+  const r = lab.registries[name];
+  if (!r.pid || processName(r.pid) !== 'docker-registry') return;
+  process.kill(r.pid, 'SIGKILL');
+  await waitFor(`registry ${r.hostname} to stop`, () => Promise.resolve(processName(r.pid!) === undefined));
+}
+
+/** Starts a registry `stopRegistry` stopped, on its own port and config, and records its new pid. */
+export async function startRegistry(lab: Lab, name: RegistryName): Promise<void> {
+  const r = lab.registries[name];
+  if (r.pid && processName(r.pid) === 'docker-registry') return;
+  const home = path.join(lab.dir, 'registries', name);
+  const log = path.join(home, 'registry.log');
+  const pid = startDetached('/usr/bin/docker-registry', ['serve', path.join(home, 'config.yml')], log);
+  const old = r.pid;
+  r.pid = pid;
+  lab.processes = lab.processes.filter((p) => p.pid !== old);
+  lab.processes.push({ pid, comm: 'docker-registry', what: `registry ${r.hostname}` });
+  // labDown finds what to stop in lab.json.
+  const saved = JSON.parse(readFileSync(labJson(lab.dir), 'utf8')) as Lab;
+  saved.registries[name].pid = pid;
+  saved.processes = [...saved.processes.filter((p) => p.pid !== old), lab.processes.at(-1)!];
+  save(saved);
+  await waitFor(`registry ${r.hostname} (see ${log})`, () => tcpAnswers('127.0.0.1', r.port));
+}
+
+/** The sshd processes of a node: its listener and one per open connection. */
+export function nodeSshdPids(node: LabNode): number[] {
+  return processesInNamespace(node.nsPid).filter((pid) => processName(pid) === 'sshd');
+}
+
+/** Starts a node's sshd again after a fault killed it (inside the node's namespace: labDown stops it). */
+export async function restartNodeSshd(node: LabNode): Promise<void> {
+  if (nodeSshdPids(node).length > 0 && (await tcpAnswers(node.address, node.sshPort))) return;
+  const ssh = path.join(node.root, 'ssh');
+  const log = path.join(ssh, 'sshd.log');
+  startDetached(
+    'nsenter',
+    ['-t', String(node.nsPid), '-m', '--', '/usr/sbin/sshd', '-D', '-e', '-f', path.join(ssh, 'sshd_config')],
+    log,
+  );
+  await waitFor(`${node.name}'s sshd on ${node.address}:${node.sshPort} (see ${log})`, () =>
+    tcpAnswers(node.address, node.sshPort),
+  );
 }
