@@ -160,13 +160,27 @@ export async function createCriClientOverStream(
 }
 
 /**
+/**
  * The CRI client for a host: direct socket for a local connection, otherwise the connection's
- * stream (SSH stream-local, or the become relay).
+ * stream (SSH stream-local, or the become relay). `signal` cancels its calls in flight (a long
+ * pull) when aborted: they reject with the signal's reason, and the runtime sees the call
+ * cancelled (containerd stops the pull).
  */
-export async function createCriClientFor(conn: Connection, socketPath: string): Promise<CriImageClient> {
+export async function createCriClientFor(
+  conn: Connection,
+  socketPath: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<CriImageClient> {
   await conn.connect();
-  if (conn.kind === 'local' && conn.socketRelay?.() === undefined) return createCriClient(socketPath);
-  return createCriClientOverStream(() => conn.openUnixSocket(socketPath), `${socketPath} on ${conn.host}`);
+  if (conn.kind === 'local' && conn.socketRelay?.() === undefined)
+    return new GrpcCriClient(`unix:${socketPath}`, socketPath, undefined, opts.signal);
+  const bridge = await openStreamBridge(() => conn.openUnixSocket(socketPath));
+  return new GrpcCriClient(`unix:${bridge.socketPath}`, `${socketPath} on ${conn.host}`, bridge, opts.signal);
+}
+
+/** What a call cancelled by `signal` rejects with: its reason (trustplay's Interrupted), else an Error. */
+function cancelled(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('the CRI call was cancelled');
 }
 
 interface RawImage {
@@ -192,6 +206,7 @@ class GrpcCriClient implements CriImageClient {
     private readonly target: string,
     private readonly label: string,
     private readonly bridge?: StreamBridge,
+    private readonly signal?: AbortSignal,
   ) {}
 
   private connect(): Promise<{ loaded: Loaded; client: GrpcJs.Client }> {
@@ -217,8 +232,10 @@ class GrpcCriClient implements CriImageClient {
   ): Promise<Res> {
     const { loaded, client } = await this.connect();
     const m = loaded.methods[method];
+    const signal = this.signal;
+    if (signal?.aborted) throw cancelled(signal);
     return new Promise<Res>((resolve, reject) => {
-      client.makeUnaryRequest(
+      const call = client.makeUnaryRequest(
         m.path,
         m.requestSerialize,
         m.responseDeserialize,
@@ -226,10 +243,13 @@ class GrpcCriClient implements CriImageClient {
         new loaded.grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, res) => {
-          if (err) reject(this.toCriError(err, what, timeoutMs));
+          signal?.removeEventListener('abort', cancel);
+          if (err) reject(signal?.aborted ? cancelled(signal) : this.toCriError(err, what, timeoutMs));
           else resolve(res as Res);
         },
       );
+      const cancel = () => call.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 

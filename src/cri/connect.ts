@@ -48,14 +48,19 @@ export async function criSocketFor(ctx: TaskContext, configured?: string): Promi
   return socket;
 }
 
-/** Runs `fn` with a CRI client for the task's host, closed when `fn` settles. */
+/**
+ * Runs `fn` with a CRI client for the task's host, closed when `fn` settles. Its calls are cancelled
+ * by the run's interruption (the first Ctrl-C stops a long pull at once, rejecting with the
+ * `Interrupted`), unless `finish`: a change in flight (an image removal) completes.
+ */
 export async function withCri<T>(
   ctx: TaskContext,
   configured: string | undefined,
   fn: (cri: CriImageClient, socket: string) => Promise<T>,
+  opts: { finish?: boolean } = {},
 ): Promise<T> {
   const socket = await criSocketFor(ctx, configured);
-  const cri = await createCriClientFor(ctx.conn, socket);
+  const cri = await createCriClientFor(ctx.conn, socket, !opts.finish && ctx.signal ? { signal: ctx.signal } : {});
   try {
     return await fn(cri, socket);
   } finally {

@@ -161,7 +161,7 @@ async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, re
     case 'image.remove':
       try {
         // By id: every tag of the image goes, not only the one named.
-        await withCri(ctx, c.socket, (cri) => cri.removeImage(c.id));
+        await withCri(ctx, c.socket, (cri) => cri.removeImage(c.id), { finish: true });
       } catch (err) {
         throw criTaskError(err);
       }

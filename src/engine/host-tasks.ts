@@ -8,7 +8,9 @@ import { defined } from '../defined.js';
 import { playVariables, type Play, type Task } from '../playbook/playbook.js';
 import { resolveArgs } from './args.js';
 import { applyChanges } from './apply.js';
+import { readPendingHandlers, updatePendingHandlers, type PendingHandler } from './pending-handlers.js';
 import type { TaskResult } from './events.js';
+import { Interrupted } from './cancel.js';
 import { failureOf, TaskError } from './errors.js';
 import { reported, type Change, type HandlerRequest, type TaskContext } from './module.js';
 import type { HostRun, RunState } from './run-state.js';
@@ -60,6 +62,23 @@ export async function runHost(
   const notified = new Set<string>();
   const notifiedBy = new Map<string, Task[]>();
   const internal = new Map<string, HandlerRequest>();
+  // Handlers owed on the node: noted before a notifying task's changes, cleared once they ran.
+  const owed = await owedHandlers(conn, play);
+  for (const [name] of owed) notified.add(name);
+  const noted = new Set<string>(owed.keys());
+  const noteBeforeApply = (task: Task) => async (): Promise<string | undefined> => {
+    const fresh = task.notify.filter((n) => !noted.has(n) && play.handlers.some((h) => h.name === n));
+    if (!fresh.length) return undefined;
+    try {
+      await updatePendingHandlers(conn, {
+        add: fresh.map((handler) => ({ play: play.name, handler, run: state.runId })),
+      });
+      for (const n of fresh) noted.add(n);
+      return undefined;
+    } catch (e) {
+      return `could not note on the node that ${fresh.join(', ')} must run (${(e as Error).message}): if this run ends before its handlers, the next one will not run them`;
+    }
+  };
   for (let t = 0; t < play.tasks.length && !hr.out; t++) {
     const task = play.tasks[t]!;
     if (!tagged(task, opts.tags, opts.skipTags)) continue;
@@ -77,7 +96,7 @@ export async function runHost(
       }
       runOnceDone.set(t, host);
     }
-    const r = await runTask(state, hr, conn, task, vars, false, play.name);
+    const r = await runTask(state, hr, conn, task, vars, false, play.name, noteBeforeApply(task));
     if (r.status === 'changed') {
       for (const n of task.notify) {
         notified.add(n);
@@ -111,23 +130,34 @@ export async function runHost(
       if (!notified.has(h.name)) continue;
       const sig = state.stopped();
       if (sig) {
-        state.record(hr, { ...skip(host, play, h, check, `not run: interrupted by ${sig}`), handler: true });
+        const why = `not run: interrupted by ${sig}${noted.has(h.name) ? '; it stays owed, and the next run of this play runs it' : ''}`;
+        state.record(hr, { ...skip(host, play, h, check, why), handler: true });
         state.countNotRun(host, 1);
         continue;
       }
       // In check mode a handler is notified by a change that was not made: what it would find
       // on the host is the state after that change, which does not exist, so gathering it
       // would report the wrong thing. Report that it would run instead.
-      const by = notifiedBy.get(h.name)!;
+      const by = notifiedBy.get(h.name) ?? [];
       if ((h.checkMode ?? check) && !by.some((t) => t.checkMode === false)) {
+        const earlier = owed.get(h.name);
+        const names = [
+          ...by.map((t) => t.name),
+          ...(earlier ? [`run ${earlier}, which ended before its handlers`] : []),
+        ];
         state.record(hr, {
           ...baseResult(host, play, h, true, 'changed', 0),
           handler: true,
-          changes: [`run (notified by: ${by.map((t) => t.name).join(', ')})`],
+          changes: [`run (notified by: ${names.join(', ')})`],
         });
         continue;
       }
-      await runTask(state, hr, conn, h, vars, true, play.name);
+      const r = await runTask(state, hr, conn, h, vars, true, play.name);
+      const ran = r.status === 'ok' || r.status === 'changed' || r.skipReason?.startsWith('when:') === true;
+      if (noted.has(h.name) && ran && !(h.checkMode ?? check)) {
+        // Ran (or decided by its `when` not to): no longer owed. A failure keeps it owed.
+        await updatePendingHandlers(conn, { remove: [{ play: play.name, handler: h.name }] }).catch(() => undefined);
+      }
     }
   }
   hostEnd();
@@ -142,6 +172,8 @@ async function runTask(
   vars: Record<string, unknown>,
   handler: boolean,
   playName: string,
+  /** Runs just before the task's changes are applied; a returned sentence becomes a warning. */
+  beforeApply?: () => Promise<string | undefined>,
 ): Promise<TaskResult & { notify: HandlerRequest[] }> {
   const { opts, secrets } = state;
   const host = hr.name;
@@ -202,6 +234,8 @@ async function runTask(
           warnings,
         });
       }
+      const w = await beforeApply?.();
+      if (w) warnings.push(w);
       notify.push(...(await applyChanges(ctx, changes, opts.snapshot, task.module)));
     }
     // In check mode a verification would look at a state the unmade changes have not produced.
@@ -215,6 +249,14 @@ async function runTask(
       ...(Object.keys(data).length ? { data } : {}),
     });
   } catch (e) {
+    if (e instanceof Interrupted) {
+      // A read in flight (a long pull) cancelled by the first Ctrl-C: not run, not a failure.
+      state.countNotRun(host, 1);
+      return done('skipped', {
+        skipReason: `not run: interrupted by ${e.signal} (its CRI call in flight was cancelled)`,
+        warnings,
+      });
+    }
     const unreachable = e instanceof ConnectionError;
     const err: NonNullable<TaskResult['error']> = unreachable
       ? { message: (e as Error).message, kind: 'unreachable' }
@@ -229,6 +271,23 @@ async function runTask(
       ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}),
     });
   }
+}
+
+/** This play's handlers an earlier run owed the host (name → that run's id); none when the note cannot be read. */
+async function owedHandlers(conn: Connection, play: Play): Promise<Map<string, string>> {
+  if (!play.handlers.length) return new Map();
+  let owed: PendingHandler[];
+  try {
+    owed = await readPendingHandlers(conn);
+  } catch {
+    // The connection's own trouble shows in the host's first task.
+    return new Map();
+  }
+  return new Map(
+    owed
+      .filter((o) => o.play === play.name && play.handlers.some((h) => h.name === o.handler))
+      .map((o) => [o.handler, o.run]),
+  );
 }
 
 function baseResult(

@@ -9,6 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CriError, type CriAuth } from '../cri/client.js';
 import { classifyPullError, type PullFailure, type PullFailureClass } from '../cri/classify.js';
+import { Interrupted } from '../engine/cancel.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type TaskContext } from '../engine/module.js';
 import { criTaskError, withCri } from '../cri/connect.js';
@@ -185,6 +186,8 @@ export async function pullWithRetries(ctx: TaskContext, args: ImagePullVerifyArg
           attempts: attempt,
         };
       } catch (err) {
+        // Cancelled by the run's interruption: not a verdict on the registry either.
+        if (err instanceof Interrupted) throw err;
         // 14/12: containerd itself cannot be reached or has no CRI: not a verdict on the registry.
         if (!(err instanceof CriError) || err.code === 14 || err.code === 12) throw criTaskError(err);
         const raw = err.code === 4 ? err.message : err.details || err.message;

@@ -289,9 +289,7 @@ export class Chaos {
           if (r.code !== 4) violations.push(`a run with ${victim.name} unreachable exited ${r.code}, not 4`);
           const why = rep.hosts[victim.name]!.tasks.find((t) => t.status === 'unreachable')?.error?.message ?? '';
           if (
-            !/SSH connection was lost|no SSH handshake|cannot connect|Connection refused|ECONNREFUSED|ECONNRESET|timed out/i.test(
-              why,
-            )
+            !/SSH connection (was lost|failed)|no SSH handshake|cannot connect|refused|ECONNRESET|timed out/i.test(why)
           )
             violations.push(`${victim.name}'s unreachable message does not say the connection was lost: ${why}`);
         } else if (r.code !== 0) {

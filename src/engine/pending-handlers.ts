@@ -1,0 +1,67 @@
+/**
+ * Handlers a host is owed: a task that notifies them changed the host, and the run ended (Ctrl-C,
+ * kill -9, a lost connection, a later task failing) before they ran. Without a record the next run
+ * finds the task already done ("ok"), notifies nothing, and the handler never runs. So a run notes
+ * the notification on the node before the notifying task's changes are applied, and removes it once
+ * the handler has run; a later run of the play finds the note and runs the handler (check reports
+ * it as drift).
+ *
+ * The note lives in the same node directory as the host lock (TRUSTPLAY_LOCK_DIR, else /run), as
+ * `trustplay.handlers`: JSON, 0600. It is keyed by play name and handler name, which is how a
+ * playbook names a handler. /run is cleared by a reboot; a handler owed across a reboot is lost.
+ */
+import type { Connection } from '../connection/connection.js';
+import { nodeRunDir } from './lock.js';
+
+/** One owed handler. */
+export interface PendingHandler {
+  play: string;
+  handler: string;
+  /** The run that made the change which notified it. */
+  run: string;
+}
+
+interface Note {
+  trustplay: 'pending-handlers';
+  handlers: PendingHandler[];
+}
+
+/** Where the note lives on a node. */
+export function pendingHandlersPath(): string {
+  return `${nodeRunDir()}/trustplay.handlers`;
+}
+
+/** The handlers owed on a host (an unreadable note counts as none: it cannot say what is owed). */
+export async function readPendingHandlers(conn: Connection): Promise<PendingHandler[]> {
+  const text = await conn.readFile(pendingHandlersPath());
+  if (text === null) return [];
+  try {
+    const note = JSON.parse(text.toString('utf8')) as Partial<Note>;
+    if (note.trustplay !== 'pending-handlers' || !Array.isArray(note.handlers)) return [];
+    return note.handlers.filter(
+      (h): h is PendingHandler =>
+        typeof h?.play === 'string' && typeof h.handler === 'string' && typeof h.run === 'string',
+    );
+  } catch {
+    return [];
+  }
+}
+
+const key = (h: Pick<PendingHandler, 'play' | 'handler'>) => `${h.play}\0${h.handler}`;
+
+/** Adds `add` to and removes `remove` from the note; removes the file when nothing is owed. */
+export async function updatePendingHandlers(
+  conn: Connection,
+  change: { add?: PendingHandler[]; remove?: Pick<PendingHandler, 'play' | 'handler'>[] },
+): Promise<void> {
+  const gone = new Set((change.remove ?? []).map(key));
+  const now = new Map<string, PendingHandler>();
+  for (const h of await readPendingHandlers(conn)) if (!gone.has(key(h))) now.set(key(h), h);
+  for (const h of change.add ?? []) if (!now.has(key(h))) now.set(key(h), h);
+  if (now.size === 0) {
+    await conn.remove(pendingHandlersPath());
+    return;
+  }
+  const note: Note = { trustplay: 'pending-handlers', handlers: [...now.values()] };
+  await conn.writeFile(pendingHandlersPath(), JSON.stringify(note) + '\n', { mode: 0o600 });
+}
