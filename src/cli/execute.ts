@@ -70,7 +70,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
       lastSignal = now;
       cancel.abort(new Interrupted(sig));
       process.stderr.write(
-        `\n${sig}: stopping — no new change starts; changes in flight and the containerd restarts they need finish or roll back. Send it again within 2 s to stop at once.\n`,
+        `\n${sig}: stopping — no new change starts; CRI calls in flight (a long pull) are cancelled; changes in flight and the containerd restarts they need finish or roll back. Send it again within 2 s to stop at once.\n`,
       );
       return;
     }
