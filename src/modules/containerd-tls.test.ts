@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import TOML from '@iarna/toml';
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { lineDiff } from '../containerd/line-diff.js';
 import { TaskError } from '../engine/errors.js';
@@ -16,7 +17,8 @@ import { SecretSet } from '../secrets/index.js';
 import type { ContainerdTlsArgs } from './containerd-tls.js';
 import type { ContainerdFacts, HostsDirFacts } from '../containerd/facts.js';
 import { resourcesOf } from '../engine/apply.js';
-import type { Diff } from '../engine/module.js';
+import { reported, type Change, type Diff, type TaskContext } from '../engine/module.js';
+import containerdTls from './containerd-tls.js';
 import {
   planContainerdTls as planOps,
   readMaterial,
@@ -468,5 +470,58 @@ describe('containerd.tls changes and material', () => {
     );
     const ok = await readMaterial(args({ client_cert: CA, client_key: CLIENT_KEY }));
     expect(ok.material.clientKey).toBe(CLIENT_KEY);
+  });
+});
+
+describe('containerd.tls on 2.x: a daemon that lags the registry settings, told from the restart record', () => {
+  // containerd 2.x does not report its registry settings: trustplay's record of the config it last
+  // restarted containerd with stands in for the daemon's answer.
+  const record = (text: string) =>
+    JSON.stringify({
+      trustplay: 'restarted',
+      sha256: createHash('sha256').update(text).digest('hex'),
+      config: Buffer.from(text).toString('base64'),
+    });
+  const pristine = config('v2.x-default.toml')!;
+  const converged = () => {
+    const first = planContainerdTls(args({ ca: CA }), observed(facts(pristine, 2)));
+    return applied(facts(pristine, 2), first.changes);
+  };
+  const plan = (node: ContainerdFacts) => {
+    const warnings: string[] = [];
+    const ctx = { warn: (m: string) => warnings.push(m), hostState: new Map() } as unknown as TaskContext;
+    const changes = reported(
+      containerdTls.plan(args({ ca: CA }), { ...observed(node), versionSource: null }, ctx) as Change[],
+    );
+    return { summaries: changes.map((c) => c.summary), warnings };
+  };
+
+  it('restarts, saying why, when the file names another config_path than the config containerd was restarted with', () => {
+    const node = converged();
+    node.restartRecord = record(pristine);
+    const { summaries } = plan(node);
+    expect(summaries).toEqual([
+      'restart containerd: /etc/containerd/config.toml changed since trustplay last restarted containerd (config_path was "/etc/containerd/certs.d:/etc/docker/certs.d", the file says "/etc/containerd/certs.d"), and containerd 2.x does not report the registry settings it runs with, so the trust in the file may not be in effect',
+    ]);
+  });
+
+  it('restarts nothing when the file is what containerd was restarted with, or when no record exists', () => {
+    const node = converged();
+    expect(plan(node).summaries).toEqual([]);
+    node.restartRecord = record(node.config.text!);
+    expect(plan(node)).toEqual({ summaries: [], warnings: [] });
+  });
+
+  it('restarts nothing for an edit of other keys, and says so in a warning', () => {
+    const node = converged();
+    node.restartRecord = record(node.config.text!);
+    const edited = node.config.text!.replace('max_concurrent_downloads = 3', 'max_concurrent_downloads = 4');
+    expect(edited).not.toBe(node.config.text);
+    node.config = { ...node.config, text: edited, content: Buffer.from(edited) };
+    const { summaries, warnings } = plan(node);
+    expect(summaries).toEqual([]);
+    expect(warnings.join('\n')).toMatch(
+      /config\.toml changed since trustplay last restarted containerd, outside the registry settings: .*not restarting/,
+    );
   });
 });
