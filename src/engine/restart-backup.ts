@@ -49,18 +49,39 @@ interface RestartRecord {
   sha256: string;
   /** That config, base64 (0600: it may hold registry credentials), to compare its registry settings. */
   config: string | null;
+  /**
+   * The daemon it describes, known by its CRI socket (`inode mtime`): containerd creates the socket
+   * anew at each start, so another one means containerd was restarted since by someone else, and the
+   * record no longer says what it loaded.
+   */
+  socket?: { path: string; id: string };
+}
+
+/** `inode mtime` of each path (a missing one: ''), in one command. */
+export async function fileIds(conn: Connection, paths: string[]): Promise<string[]> {
+  const r = await conn.exec({
+    argv: ['sh', '-c', 'for p in "$@"; do stat -L -c "%i %Y" -- "$p" 2>/dev/null || echo; done', 'sh', ...paths],
+  });
+  const lines = r.stdout.toString('utf8').split('\n');
+  return paths.map((_, i) => (lines[i] ?? '').trim());
 }
 
 /** Writes the restart record after a restart whose health check passed (best effort: a warning when it cannot). */
-export async function recordRestart(ctx: Pick<TaskContext, 'conn' | 'warn'>, configFile: string): Promise<void> {
+export async function recordRestart(
+  ctx: Pick<TaskContext, 'conn' | 'warn'>,
+  configFile: string,
+  socket: string,
+): Promise<void> {
   try {
     const content = await ctx.conn.readFile(configFile);
+    const [id] = await fileIds(ctx.conn, [socket]);
     const record: RestartRecord = {
       trustplay: 'restarted',
       sha256: createHash('sha256')
         .update(content ?? '')
         .digest('hex'),
       config: content === null ? null : content.toString('base64'),
+      ...(id ? { socket: { path: socket, id } } : {}),
     };
     await ctx.conn.writeFile(restartRecordPath(configFile), JSON.stringify(record) + '\n', { mode: 0o600 });
   } catch (e) {
@@ -71,12 +92,22 @@ export async function recordRestart(ctx: Pick<TaskContext, 'conn' | 'warn'>, con
 }
 
 /** The config a restart record names (null: no readable record, so nothing can be told from it). */
-export function parseRestartRecord(text: string | undefined): { sha256: string; config: Buffer | null } | null {
+export function parseRestartRecord(
+  text: string | undefined,
+): { sha256: string; config: Buffer | null; socket?: { path: string; id: string } } | null {
   if (text === undefined) return null;
   try {
     const r = JSON.parse(text) as Partial<RestartRecord>;
     if (r.trustplay !== 'restarted' || typeof r.sha256 !== 'string') return null;
-    return { sha256: r.sha256, config: typeof r.config === 'string' ? Buffer.from(r.config, 'base64') : null };
+    const socket =
+      typeof r.socket?.path === 'string' && typeof r.socket.id === 'string'
+        ? { path: r.socket.path, id: r.socket.id }
+        : undefined;
+    return {
+      sha256: r.sha256,
+      config: typeof r.config === 'string' ? Buffer.from(r.config, 'base64') : null,
+      ...(socket ? { socket } : {}),
+    };
   } catch {
     return null;
   }

@@ -56,9 +56,9 @@ export function restartRequestFor(args: {
  * Once the config containerd runs is settled (restarted or rolled back, health check passed):
  * records what it runs with, then removes the pending marker.
  */
-async function settled(ctx: TaskContext, configFile: string): Promise<void> {
+async function settled(ctx: TaskContext, configFile: string, socket: string): Promise<void> {
   ctx.hostState.delete(configBackupKey(configFile));
-  await recordRestart(ctx, configFile);
+  await recordRestart(ctx, configFile, socket);
   try {
     await ctx.conn.remove(pendingMarkerPath(configFile));
   } catch (e) {
@@ -215,7 +215,7 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
   const key = configBackupKey(args.config_file);
   const backup = ctx.hostState.get(key) as ConfigBackup | undefined;
   if (first === null) {
-    await settled(ctx, args.config_file);
+    await settled(ctx, args.config_file, socket);
     return;
   }
   if (!backup) {
@@ -234,7 +234,7 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
   }
   const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.restart_timeout);
   if (second === null) {
-    await settled(ctx, args.config_file);
+    await settled(ctx, args.config_file, socket);
     throw new TaskError(
       `containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored and containerd restarted (it answers on ${socket}).`,
       'command',

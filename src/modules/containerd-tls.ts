@@ -48,6 +48,7 @@ import { expectOf, sha256 } from '../engine/apply.js';
 import {
   afterPendingRestart,
   parsePendingMarker,
+  fileIds,
   parseRestartRecord,
   type ConfigBackup,
 } from '../engine/restart-backup.js';
@@ -173,6 +174,12 @@ export interface TlsObserved {
   criDown?: string;
   /** The node's flavour; absent (plain containerd) in unit tests. */
   flavour?: Flavour;
+  /**
+   * When the file no longer matches trustplay's restart record: whether the daemon is still the one
+   * that record describes (`same`), or was started again since, after the file's last edit (so it
+   * runs the file) or before it.
+   */
+  recordDaemon?: 'same' | 'restarted-after-edit' | 'restarted-before-edit';
 }
 
 /** The outcome of planning: changes in apply order and warnings for the run output. */
@@ -687,6 +694,14 @@ function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved, warn: (m: str
   }
   const record = parseRestartRecord(facts.restartRecord);
   if (!record || record.sha256 === sha256(facts.config.content ?? facts.config.text ?? '')) return [];
+  // Someone restarted containerd after trustplay did: the record no longer says what it loaded.
+  if (observed.recordDaemon === 'restarted-after-edit') return [];
+  if (observed.recordDaemon === 'restarted-before-edit') {
+    warn(
+      `${args.config_file} changed after containerd was last started, and that start was not trustplay's: containerd ${facts.version.major}.x does not report what it loaded, so whether the trust in the file is in effect cannot be told; not restarting (restart containerd yourself if that edit must take effect)`,
+    );
+    return [];
+  }
   const then = inspectConfig(record.config?.toString('utf8') ?? null, { containerdMajor: facts.version.major });
   if (!then.ok) return [];
   const settings = (i: ContainerdConfigInfo) =>
@@ -701,6 +716,24 @@ function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved, warn: (m: str
   return lagging(
     `restart containerd: ${args.config_file} changed since trustplay last restarted containerd (${was === inFile ? 'its registry settings differ' : `config_path was ${JSON.stringify(was)}, the file says ${JSON.stringify(inFile)}`}), and containerd ${facts.version.major}.x does not report the registry settings it runs with, so the trust in the file may not be in effect`,
   );
+}
+
+/** Whether the restart record still describes the running daemon (one command, only when the file moved on from it). */
+async function recordedDaemon(
+  ctx: TaskContext,
+  args: ContainerdTlsArgs,
+  facts: ContainerdFacts,
+): Promise<TlsObserved['recordDaemon']> {
+  const record = parseRestartRecord(facts.restartRecord);
+  if (!record?.socket || !facts.config.exists) return undefined;
+  if (record.sha256 === sha256(facts.config.content ?? facts.config.text ?? '')) return undefined;
+  const [socketId, configId] = await fileIds(ctx.conn, [record.socket.path, args.config_file]);
+  if (socketId === record.socket.id) return 'same';
+  const started = Number(socketId?.split(' ')[1]);
+  const edited = Number(configId?.split(' ')[1]);
+  return Number.isFinite(started) && Number.isFinite(edited) && edited <= started
+    ? 'restarted-after-edit'
+    : 'restarted-before-edit';
 }
 
 /** Facts for the run's snapshot manifest (no secrets): merged across containerd.tls tasks of the host. */
@@ -873,6 +906,7 @@ export default defineModule({
     const daemon =
       running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
     const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, args.socket, running);
+    const recordDaemon = daemon ? undefined : await recordedDaemon(ctx, args, facts);
     const observed: TlsObserved = {
       facts,
       material,
@@ -882,6 +916,7 @@ export default defineModule({
       ...(pending ? { pending } : {}),
       ...(daemon ? { daemon } : {}),
       ...(criDown !== undefined ? { criDown } : {}),
+      ...(recordDaemon ? { recordDaemon } : {}),
     };
     recordFacts(ctx, args, observed);
     return observed;
