@@ -257,9 +257,15 @@ async function runTask(
         warnings,
       });
     }
-    const unreachable = e instanceof ConnectionError;
-    const err: NonNullable<TaskResult['error']> = unreachable
-      ? { message: (e as Error).message, kind: 'unreachable' }
+    // A failure that is really the host going away (a CRI call over a connection that died shows
+    // as "cannot reach the socket") is told by one probe of the connection: unreachable, not failed.
+    const lost = e instanceof ConnectionError ? e : conn.kind === 'ssh' ? await connectionLost(conn) : undefined;
+    const unreachable = lost !== undefined;
+    const err: NonNullable<TaskResult['error']> = lost
+      ? {
+          message: lost === e ? lost.message : `${lost.message} (the task had failed first: ${(e as Error).message})`,
+          kind: 'unreachable',
+        }
       : (failureOf(e) ?? {
           message: (e as Error).message || String(e),
           kind: 'command',
@@ -270,6 +276,16 @@ async function runTask(
       error: err,
       ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}),
     });
+  }
+}
+
+/** The connection's own error when it no longer carries a command, else undefined. */
+async function connectionLost(conn: Connection): Promise<ConnectionError | undefined> {
+  try {
+    await conn.exec({ argv: ['true'] }, { timeoutMs: 10_000 });
+    return undefined;
+  } catch (e) {
+    return e instanceof ConnectionError ? e : undefined;
   }
 }
 
