@@ -1,3 +1,5 @@
+import type { Connection } from './connection.js';
+
 /** Why a host could not be used at all (as opposed to a command failing on it). */
 export type ConnectionErrorKind = 'unreachable' | 'auth' | 'host-key';
 
@@ -53,4 +55,19 @@ export function tcpFailureOf(text: string): TcpOpenFailure {
   if (/ECONNREFUSED|connection refused/i.test(text)) return 'refused';
   if (/ETIMEDOUT|timed out|timeout/i.test(text)) return 'timeout';
   return 'other';
+}
+
+/**
+ * The connection's own error when it no longer carries a command, else undefined: tells a failure
+ * that is really the host going away (a CRI call over a dead SSH connection reads as "cannot reach
+ * the socket") from a real one.
+ */
+export async function connectionLost(conn: Connection): Promise<ConnectionError | undefined> {
+  if (conn.kind !== 'ssh') return undefined;
+  try {
+    await conn.exec({ argv: ['true'] }, { timeoutMs: 10_000 });
+    return undefined;
+  } catch (e) {
+    return e instanceof ConnectionError ? e : undefined;
+  }
 }

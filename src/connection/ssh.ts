@@ -613,8 +613,18 @@ export class SshConnection implements Connection {
     return new Promise((resolve, reject) => {
       try {
         client.exec(line, (err, channel) => {
-          if (err) reject(err);
-          else {
+          if (err) {
+            // The connection ending while the channel was being opened is a lost host, not a
+            // refused command: ssh2 answers pending opens with "No response from server", then closes.
+            // A tick later, a closed connection has cleared this.client.
+            setImmediate(() =>
+              reject(
+                this.client !== client || /no response from server|not connected/i.test(err.message)
+                  ? this.lost(err)
+                  : err,
+              ),
+            );
+          } else {
             this.counters.channels++;
             resolve({ result: start(channel) });
           }

@@ -2,7 +2,7 @@
  * One host's part of a play: its tasks in order, then its handlers; and one task on one host:
  * `when:`, arguments, gather → plan → apply → verify, and the result.
  */
-import { ConnectionError } from '../connection/errors.js';
+import { ConnectionError, connectionLost } from '../connection/errors.js';
 import type { Connection } from '../connection/connection.js';
 import { defined } from '../defined.js';
 import { playVariables, type Play, type Task } from '../playbook/playbook.js';
@@ -259,7 +259,7 @@ async function runTask(
     }
     // A failure that is really the host going away (a CRI call over a connection that died shows
     // as "cannot reach the socket") is told by one probe of the connection: unreachable, not failed.
-    const lost = e instanceof ConnectionError ? e : conn.kind === 'ssh' ? await connectionLost(conn) : undefined;
+    const lost = e instanceof ConnectionError ? e : await connectionLost(conn);
     const unreachable = lost !== undefined;
     const err: NonNullable<TaskResult['error']> = lost
       ? {
@@ -276,16 +276,6 @@ async function runTask(
       error: err,
       ...(task.ignoreErrors && !unreachable ? { ignored: true } : {}),
     });
-  }
-}
-
-/** The connection's own error when it no longer carries a command, else undefined. */
-async function connectionLost(conn: Connection): Promise<ConnectionError | undefined> {
-  try {
-    await conn.exec({ argv: ['true'] }, { timeoutMs: 10_000 });
-    return undefined;
-  } catch (e) {
-    return e instanceof ConnectionError ? e : undefined;
   }
 }
 

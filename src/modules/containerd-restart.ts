@@ -6,6 +6,7 @@
  * containerd rejects.
  */
 import type { Connection } from '../connection/connection.js';
+import { ConnectionError, connectionLost } from '../connection/errors.js';
 import { describeExit } from '../connection/exit-codes.js';
 import {
   createCriClientFor,
@@ -218,6 +219,16 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
     await settled(ctx, args.config_file, socket);
     return;
   }
+  // The health check failed because the connection did, not containerd: nothing can be told or rolled
+  // back over it. The pending marker stays, and the next run finishes the change.
+  const lost = await connectionLost(ctx.conn);
+  if (lost)
+    throw new ConnectionError(
+      lost.kind,
+      lost.host,
+      `${lost.message} (during the health check after \`${args.restart_command}\`: whether containerd came back is unknown, and ${args.config_file} was not rolled back; the next run finishes the change)`,
+      { cause: lost },
+    );
   if (!backup) {
     throw new TaskError(
       `containerd did not come back after the restart (${first}); no earlier ${args.config_file} was recorded in this run, so nothing was rolled back: fix containerd on ${ctx.host} by hand.`,

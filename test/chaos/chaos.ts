@@ -281,7 +281,7 @@ export class Chaos {
         const failed = Object.entries(rep.hosts).filter(([, h]) => h.recap.failed > 0);
         if (failed.length)
           violations.push(
-            `hosts failed after ${victim.name}'s connection was lost: ${failed.map(([n]) => n).join(', ')}`,
+            `hosts failed after ${victim.name}'s connection was lost: ${failed.map(([n, h]) => `${n} (${h.tasks.find((t) => t.status === 'failed')?.error?.message ?? ''})`).join(', ')}`,
           );
         if (lost.some(([n]) => n !== victim.name))
           violations.push(`hosts other than ${victim.name} were unreachable: ${lost.map(([n]) => n).join(', ')}`);
