@@ -65,28 +65,24 @@ describeLab('vault and lookup values never reach an output path (lab)', () => {
       ansible,
     );
     pb = path.join(dir, 'site.yaml');
+    const playHead = [
+      '- hosts: all',
+      '  vars:',
+      ...inline
+        .trimEnd()
+        .split('\n')
+        .map((l) => `    ${l}`),
+      '    pull_from: "{{ pull_image }}"',
+      '  tasks:',
+    ];
     writeFileSync(
       pb,
       [
-        '- hosts: all',
-        '  vars:',
-        ...inline
-          .trimEnd()
-          .split('\n')
-          .map((l) => `    ${l}`),
-        '    pull_from: "{{ pull_image }}"',
-        '  tasks:',
+        ...playHead,
         '    - name: trust the auth registry',
         `      containerd.tls: { registry: "${auth.host}", ca: "{{ lookup('file', 'ca.pem') }}" }`,
         // The pull in its own play: containerd restarts (a handler) at the end of the first.
-        '- hosts: all',
-        '  vars:',
-        ...inline
-          .trimEnd()
-          .split('\n')
-          .map((l) => `    ${l}`),
-        '    pull_from: "{{ pull_image }}"',
-        '  tasks:',
+        ...playHead,
         '    - name: pull with the vaulted credentials',
         '      image.pull.verify:',
         '        image: "{{ pull_from }}"',
