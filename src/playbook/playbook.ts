@@ -35,8 +35,8 @@ import { parseWhen, WhenSyntaxError } from '../engine/when.js';
 import { yaml11Warnings } from './yaml11.js';
 import { fileArgs, fileProblem, resolveControllerPaths, type PathSources } from './controller-files.js';
 import { deprecatedArgWarnings } from './deprecated-args.js';
-import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors, maskSource } from './schema-validate.js';
-import { isSecretPath } from '../secrets/index.js';
+import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './schema-validate.js';
+import { isSecretPath, maskSource } from '../secrets/index.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
 

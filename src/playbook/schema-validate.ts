@@ -1,6 +1,6 @@
 /** ajv (JSON Schema 2020-12) validation with errors turned into one-sentence, located diagnostics. */
 import type { ErrorObject } from 'ajv/dist/2020.js';
-import { describeValue, isSecretPath, MASK, QUOTABLE_LENGTH } from '../secrets/index.js';
+import { describeValue, isSecretPath, maskSource, QUOTABLE_LENGTH } from '../secrets/index.js';
 import { at, nodeAt, suggestion, type Diagnostic, type SourceFile } from './diagnostics.js';
 import { validatorsFor } from './schema/ajv.js';
 import { yaml11Hint } from './yaml11.js';
@@ -168,11 +168,6 @@ function narrowAlternatives(errors: ErrorObject[]): ErrorObject[] {
     for (const [idx, es] of branches) if (idx !== keep) for (const e of es) drop.add(e);
   }
   return errors.filter((e) => !drop.has(e));
-}
-
-/** A diagnostic whose source line stops at its column: the value there is a secret (or too long to quote). */
-export function maskSource(d: Diagnostic): Diagnostic {
-  return d.source === undefined ? d : { ...d, source: d.source.slice(0, Math.max(0, d.col - 1)) + MASK };
 }
 
 /** Enforce `x-exclusive` and `x-together` groups (recursively) with one sentence each. */

@@ -21,7 +21,7 @@ import { knownSecrets } from './known.js';
 
 export { MASK, isSecretKey } from './keys.js';
 export { maskJson, maskPem, maskToml } from './text.js';
-export { describeValue, isSecretPath, secretArgValues, QUOTABLE_LENGTH } from './schema.js';
+export { describeValue, isSecretPath, maskSource, secretArgValues, QUOTABLE_LENGTH } from './schema.js';
 export { isKnownSecret, markSecret, markSecretLeaves } from './known.js';
 
 /** Secrets shorter than this are masked by position only, never by value in free text (see above). */

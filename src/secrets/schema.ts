@@ -3,7 +3,7 @@
  * one whose key names a secret (`password`, `token`, `auth`, ...), so a module that forgets the
  * mark is still covered.
  */
-import { isSecretKey } from './keys.js';
+import { isSecretKey, MASK } from './keys.js';
 import { isKnownSecret } from './known.js';
 
 type Schema = Record<string, unknown>;
@@ -76,4 +76,12 @@ export function describeValue(v: unknown, secret: boolean): string {
   if (typeof v === 'boolean') return secret ? 'a boolean' : `boolean ${String(v)}`;
   if (typeof v === 'number' || typeof v === 'bigint') return secret ? 'a number' : `number ${String(v)}`;
   return typeof v;
+}
+
+/**
+ * A located message whose source line stops at its column, then the mask: the value there is a
+ * secret (or too long to quote), and the caret display must not print it.
+ */
+export function maskSource<D extends { col: number; source?: string }>(d: D): D {
+  return d.source === undefined ? d : { ...d, source: d.source.slice(0, Math.max(0, d.col - 1)) + MASK };
 }
