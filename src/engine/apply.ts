@@ -13,6 +13,7 @@ import { writePullSecrets } from '../k8s/kubectl.js';
 import { failureOf, TaskError } from './errors.js';
 import { rememberConfigBackup } from './restart-backup.js';
 import type { Change, FileExpect, HandlerRequest, Resource, RestartRequest, TaskContext } from './module.js';
+import { defined } from '../defined.js';
 
 /** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
 export interface SnapshotSink {
@@ -35,7 +36,7 @@ export function restartHandler(r: RestartRequest): HandlerRequest {
     args: {
       config_file: r.config,
       restart_command: r.command,
-      ...(r.health.socket !== undefined ? { socket: r.health.socket } : {}),
+      ...defined({ socket: r.health.socket }),
       restart_timeout: r.health.timeoutSec,
     },
   };
@@ -63,9 +64,7 @@ export function resourcesOf(c: Change): Resource[] {
           kind: 'serviceaccount',
           namespace: c.namespace,
           name: c.name,
-          ...(c.kubeconfig !== undefined ? { kubeconfig: c.kubeconfig } : {}),
-          ...(c.context !== undefined ? { context: c.context } : {}),
-          ...(c.kubectl !== undefined ? { kubectl: c.kubectl } : {}),
+          ...defined({ kubeconfig: c.kubeconfig, context: c.context, kubectl: c.kubectl }),
         },
       ];
     case 'custom':
@@ -98,11 +97,7 @@ async function compareAndSwap(ctx: TaskContext, path: string, expect: FileExpect
 async function backup(ctx: TaskContext, path: string, current: Buffer | null): Promise<void> {
   if (current === null) return rememberConfigBackup(ctx, path, null);
   const st = await ctx.conn.stat(path);
-  await rememberConfigBackup(ctx, path, current, {
-    ...(st.mode !== undefined ? { mode: st.mode } : {}),
-    ...(st.uid !== undefined ? { uid: st.uid } : {}),
-    ...(st.gid !== undefined ? { gid: st.gid } : {}),
-  });
+  await rememberConfigBackup(ctx, path, current, defined({ mode: st.mode, uid: st.uid, gid: st.gid }));
 }
 
 async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, restartConfigs: Set<string>) {
@@ -118,7 +113,7 @@ async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, re
       if (c.op === 'file.remove') return conn.remove(c.path);
       return conn.writeFile(c.path, c.content, {
         mkdirs: true,
-        ...(c.mode !== undefined ? { mode: c.mode } : {}),
+        ...defined({ mode: c.mode }),
         ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
       });
     }
@@ -140,11 +135,7 @@ async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, re
       const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
       await writePullSecrets(
         conn,
-        {
-          ...(c.kubeconfig !== undefined ? { kubeconfig: c.kubeconfig } : {}),
-          ...(c.context !== undefined ? { context: c.context } : {}),
-          ...(c.kubectl !== undefined ? { kubectl: c.kubectl } : {}),
-        },
+        defined({ kubeconfig: c.kubeconfig, context: c.context, kubectl: c.kubectl }),
         {
           namespace: c.namespace,
           name: c.name,

@@ -18,6 +18,7 @@ import {
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
 import { configBackupKey, pendingMarkerPath, recordRestart, type ConfigBackup } from '../engine/restart-backup.js';
+import { defined } from '../defined.js';
 
 /** The internal module name the engine looks up in the registry. */
 export const CONTAINERD_RESTART_MODULE = 'containerd.restart';
@@ -201,11 +202,7 @@ async function restoreBackup(conn: Connection, configFile: string, backup: Confi
     await conn.remove(configFile);
     return;
   }
-  await conn.writeFile(configFile, backup.content, {
-    ...(backup.mode !== undefined ? { mode: backup.mode } : {}),
-    ...(backup.uid !== undefined ? { uid: backup.uid } : {}),
-    ...(backup.gid !== undefined ? { gid: backup.gid } : {}),
-  });
+  await conn.writeFile(configFile, backup.content, defined({ mode: backup.mode, uid: backup.uid, gid: backup.gid }));
 }
 
 /** Restart, verify, and on failure roll config.toml back; throws TaskError with every error in one message. */

@@ -6,6 +6,7 @@
 import type { CriImage } from '../cri/client.js';
 import { defineModule, type ArgsOf, type ImageRemove } from '../engine/module.js';
 import { criTaskError, withCri } from '../cri/connect.js';
+import { defined } from '../defined.js';
 
 const schema = {
   type: 'object',
@@ -41,7 +42,7 @@ export function planImageRmi(args: ImageRmiArgs, present: CriImage | null): Imag
       op: 'image.remove',
       summary: `remove image ${args.image} (${describeImage(present)})`,
       id: present.id,
-      ...(args.socket !== undefined ? { socket: args.socket } : {}),
+      ...defined({ socket: args.socket }),
       diff: {
         target: `image ${args.image}`,
         before: `${present.repoTags.concat(present.repoDigests).join('\n')}\n`,
