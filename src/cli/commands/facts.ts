@@ -4,8 +4,6 @@
  * run of the read-only `node.facts` module over every host of the inventory: the hosts `--limit`
  * selects, the host locks, forks, reports and exit codes are a run's.
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { defined } from '../../defined.js';
 import type { RunResult } from '../../engine/run.js';
 import type { NodeFacts } from '../../containerd/node-facts.js';
@@ -40,10 +38,7 @@ export async function factsCommand(positionals: string[], options: Options): Pro
     import('../execute.js'),
     import('../../containerd/node-facts.js'),
   ]);
-  // Named in trustplay's own directory: a playbook's group_vars/host_vars are read beside its file,
-  // and this built-in one has none (those beside the inventory still apply, as for ansible -m).
-  const file = join(dirname(fileURLToPath(import.meta.url)), '(trustplay facts)');
-  const loaded = parsePlaybook(file, PLAYBOOK, {
+  const loaded = parsePlaybook('(trustplay facts)', PLAYBOOK, {
     inventory,
     extraVars: options.extraVars,
     extraModules: { [nodeFacts.default.name]: nodeFacts.default.schema },
