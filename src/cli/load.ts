@@ -100,18 +100,22 @@ export async function loadAll(
 }
 
 /** The inventory's hosts, narrowed by `--limit` (exit 3 when a part of the pattern matches nothing). */
-export async function selectHostsOrExit(inventory: Inventory, limit: string | undefined): Promise<string[]> {
-  const hosts = [...inventory.hosts.keys()];
-  if (!limit) return hosts;
+export async function selectHostsOrExit(
+  inventory: Inventory,
+  limit: string | undefined,
+  among: string[] = [...inventory.hosts.keys()],
+  where?: string,
+): Promise<string[]> {
+  if (!limit) return among;
   const { matchHosts } = await import('../playbook/patterns.js');
   const m = matchHosts(inventory, limit);
   if (m.unmatched.length)
     throw new ExitError(
       ExitCode.Invalid,
-      `--limit \`${limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host`,
+      `--limit \`${limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host${where ? ` in ${where}` : ''}`,
     );
   const allowed = new Set(m.hosts);
-  return hosts.filter((h) => allowed.has(h));
+  return among.filter((h) => allowed.has(h));
 }
 
 /** A host's string variables as a play would see them (inventory, then -e), for commands that run no playbook. */

@@ -149,8 +149,9 @@ async function fetchCa(
       ExitCode.Invalid,
       '--fetch-ca with --ca-fingerprint writes the CA to --output FILE: give the file',
     );
-  const { writeFile } = await import('node:fs/promises');
-  await writeFile(options.output, offer.pem, { mode: 0o644 });
+  // Never half-written: a CA file cut short would be trusted as far as it goes by the next run.
+  const { writeFileAtomic } = await import('../../snapshots/store.js');
+  await writeFileAtomic(options.output, offer.pem, 0o644);
   const task = stringify([{ name: `trust ${registry}'s CA`, 'containerd.tls': { registry, ca: options.output } }]);
   return {
     code: ExitCode.Ok,

@@ -6,7 +6,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { ExitCode, ExitError } from '../exit-codes.js';
-import { formatDiagnostics, prepareInventory } from '../load.js';
+import { formatDiagnostics, prepareInventory, selectHostsOrExit } from '../load.js';
 import type { Options } from '../options.js';
 
 export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
@@ -20,12 +20,10 @@ export async function restoreCommand(positionals: string[], options: Options): P
     { SnapshotStore },
     { loadSnapshotForRestore, restoreModules, restorePlaybook },
     { loadInventory, localInventory },
-    { matchHosts },
   ] = await Promise.all([
     import('../../snapshots/store.js'),
     import('../../snapshots/restore.js'),
     import('../../playbook/inventory.js'),
-    import('../../playbook/patterns.js'),
   ]);
   const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
   let manifest;
@@ -68,16 +66,7 @@ export async function restoreCommand(positionals: string[], options: Options): P
   let hosts = Object.entries(manifest.hosts)
     .filter(([, h]) => h.resources.length > 0)
     .map(([h]) => h);
-  if (options.limit) {
-    const m = matchHosts(inventory, options.limit);
-    if (m.unmatched.length)
-      throw new ExitError(
-        ExitCode.Invalid,
-        `--limit \`${options.limit}\`: ${m.unmatched.map((u) => `\`${u}\``).join(', ')} matches no host in ${invPath ?? 'the inventory'}`,
-      );
-    const allowed = new Set(m.hosts);
-    hosts = hosts.filter((h) => allowed.has(h));
-  }
+  hosts = await selectHostsOrExit(inventory, options.limit, hosts, invPath ?? 'the inventory');
   if (!hosts.length) {
     process.stderr.write(
       `snapshot ${id} saved nothing${options.limit ? ` for hosts matching \`${options.limit}\`` : ''}: nothing to restore\n`,
