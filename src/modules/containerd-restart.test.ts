@@ -7,7 +7,11 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CRI_LOADER_OPTIONS } from '../cri/client.js';
+import { CRI_IMAGE_DESCRIPTOR } from '../cri/proto/cri-image-descriptor.js';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError } from '../engine/errors.js';
 import type { TaskContext } from '../engine/module.js';
@@ -151,6 +155,78 @@ describe('containerd.restart', () => {
         restart_timeout: 1,
       }),
     ).rejects.toThrow(/no earlier .*x\.toml was recorded in this run, so nothing was rolled back/);
+  });
+});
+
+/**
+ * A real grpc-js CRI server on a unix socket whose Version answers only while `up(msSinceStart)`
+ * says so: a containerd that its supervisor keeps restarting, seen from the CRI.
+ */
+async function flappingCri(socket: string, up: (ms: number) => boolean): Promise<() => Promise<void>> {
+  const def = protoLoader.fromJSON(
+    CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0],
+    CRI_LOADER_OPTIONS,
+  );
+  const start = Date.now();
+  const server = new grpc.Server();
+  const down = { code: grpc.status.UNAVAILABLE, details: 'connect ECONNREFUSED (containerd restarting)' };
+  server.addService(def['runtime.v1.RuntimeService'] as grpc.ServiceDefinition, {
+    Version: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+      up(Date.now() - start)
+        ? cb(null, { version: '0.1.0', runtimeName: 'containerd', runtimeVersion: '9.9', runtimeApiVersion: 'v1' })
+        : cb(down),
+    Status: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+      up(Date.now() - start)
+        ? cb(null, { status: { conditions: [{ type: 'RuntimeReady', status: true }] } })
+        : cb(down),
+  });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  return () => new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+}
+
+describe('containerd.restart health check', () => {
+  // Chaos seed 30 found this: the stay-up window was cut to what was left of restart_timeout, so a
+  // containerd that first answered just before the deadline was polled once and passed, while its
+  // supervisor was about to kill it again. Here containerd first answers at 1.5 s of a 2 s timeout,
+  // dies at 2.4 s and is back at 3.0 s: a crash loop, which the full window must see.
+  it('does not pass a crash-looping containerd that first answers just before the deadline', async () => {
+    const socket = path.join(dir, 'flapping.sock');
+    const stop = await flappingCri(socket, (ms) => (ms >= 1500 && ms < 2400) || ms >= 3000);
+    try {
+      const err = await verifiedRestart(context(), {
+        config_file: path.join(dir, 'flap.toml'),
+        restart_command: 'true',
+        socket,
+        restart_timeout: 2,
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TaskError);
+      expect((err as TaskError).message).toMatch(
+        /containerd did not come back after the restart \(after `true`, containerd answered on .*flapping\.sock but did not stay up: it stopped answering 1 time within 2 s \(crash-looping; last error: /,
+      );
+    } finally {
+      await stop();
+    }
+  });
+
+  it('passes a containerd that comes up late and stays up', async () => {
+    const socket = path.join(dir, 'late.sock');
+    const stop = await flappingCri(socket, (ms) => ms >= 1200);
+    try {
+      await expect(
+        verifiedRestart(context(), {
+          config_file: path.join(dir, 'late.toml'),
+          restart_command: 'true',
+          socket,
+          restart_timeout: 2,
+        }),
+      ).resolves.toBeUndefined();
+    } finally {
+      await stop();
+    }
   });
 });
 
