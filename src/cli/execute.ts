@@ -6,7 +6,7 @@
 import { hostname, userInfo } from 'node:os';
 import type { Inventory } from '../playbook/inventory.js';
 import type { Playbook } from '../playbook/playbook.js';
-import type { ModuleRegistry } from '../engine/run.js';
+import type { ModuleRegistry, RunResult } from '../engine/run.js';
 import type { Options } from './options.js';
 
 export interface Execution {
@@ -21,6 +21,11 @@ export interface Execution {
   inventoryPath?: string;
   /** The closing hint after a snapshot was saved, e.g. "undo with". */
   undoWords?: string;
+  /**
+   * Prints the run's result itself, in human and json format, instead of the format's reporter
+   * (`trustplay facts`); jsonl keeps the event stream, and reports and the closing line stay.
+   */
+  present?: (result: RunResult) => string;
 }
 
 export async function executePlaybook(x: Execution, options: Options): Promise<number> {
@@ -43,7 +48,8 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     import('../engine/cancel.js'),
     import('./outcome.js'),
   ]);
-  const { reporter, collector } = makeReporter(options);
+  const present = options.format === 'jsonl' ? undefined : x.present;
+  const { reporter, collector } = makeReporter(options, present !== undefined);
   const runId = newRunId();
   const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
   const snapshot = new RunSnapshot(
@@ -135,6 +141,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
   await reporter.close?.();
+  if (present) process.stdout.write(present(result));
   if (snapshot.exists && options.format === 'human') {
     // The hint is a command to paste: it must find the snapshot where this run put it.
     const { quoteArgv } = await import('../connection/shell-quote.js');

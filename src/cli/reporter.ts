@@ -6,10 +6,20 @@ import { ListrReporter } from '../report/listr.js';
 import { PlainReporter } from '../report/plain.js';
 import type { Options } from './options.js';
 
-export function makeReporter(options: Options): { reporter: Reporter; collector: JsonCollector } {
+/**
+ * `quiet`: the command prints its own result at the end (`trustplay facts`), so no progress is
+ * drawn; what the operator must see while it runs (waiting for a host's lock) still goes to stderr.
+ */
+export function makeReporter(options: Options, quiet = false): { reporter: Reporter; collector: JsonCollector } {
   const collector = new JsonCollector();
   let main: Reporter;
-  if (options.format === 'json') main = new JsonReporter(process.stdout);
+  if (quiet)
+    main = {
+      event: (e) => {
+        if (e.type === 'host-note') process.stderr.write(`${e.host}: ${e.message}\n`);
+      },
+    };
+  else if (options.format === 'json') main = new JsonReporter(process.stdout);
   else if (options.format === 'jsonl') main = new JsonlReporter(process.stdout);
   else if (process.stdout.isTTY && process.env['TERM'] !== 'dumb' && !process.env['CI'])
     main = new ListrReporter(process.stdout, styleFor(process.stdout), options.verbose);

@@ -1,10 +1,10 @@
 /** The one-command gather against real files through a local connection, and the version parser on real outputs. */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { gatherContainerdFacts, parseContainerdVersion, parseFactsOutput } from './facts.js';
+import { gatherContainerdFacts, parseContainerdVersion } from './facts.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -105,7 +105,20 @@ describe('containerd facts', () => {
     expect(f.extraDirs[path.join(dir, 'extra', 'b')]?.exists).toBe(false);
   });
 
-  it('refuses output cut short', () => {
-    expect(() => parseFactsOutput('@@version 0\n@@config 0\n', '')).toThrow(/end marker/);
+  it('refuses a link at config.toml or at a name it manages, skips other links, and refuses a big file', async () => {
+    const d = path.join(dir, 'links');
+    const hosts = path.join(d, 'certs.d', 'r.test');
+    mkdirSync(hosts, { recursive: true });
+    symlinkSync('/etc/passwd', path.join(d, 'config.toml'));
+    const opts = { configFile: path.join(d, 'config.toml'), configPath: path.join(d, 'certs.d'), registry: 'r.test' };
+    await expect(gatherContainerdFacts(conn, opts)).rejects.toThrow(/config\.toml is a symbolic link/);
+    rmSync(path.join(d, 'config.toml'));
+    symlinkSync('/etc/passwd', path.join(hosts, 'notes.txt'));
+    expect(Object.keys((await gatherContainerdFacts(conn, opts)).hostsDir.files)).toEqual([]);
+    symlinkSync('/etc/passwd', path.join(hosts, 'ca.crt'));
+    await expect(gatherContainerdFacts(conn, opts)).rejects.toThrow(/ca\.crt is a symbolic link/);
+    rmSync(path.join(hosts, 'ca.crt'));
+    writeFileSync(path.join(hosts, 'image.tar'), Buffer.alloc(1024 * 1024 + 1));
+    await expect(gatherContainerdFacts(conn, opts)).rejects.toThrow(/image\.tar is 1048577 bytes, too big/);
   });
 });

@@ -6,8 +6,8 @@
  */
 import { posix } from 'node:path';
 import type { Connection } from '../connection/connection.js';
-import { describeExit } from '../connection/exit-codes.js';
-import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
+import { LinkRefused, namesIn, readNode, ReadFailed, withoutSlash, type NodeRead } from '../connection/read-files.js';
+import { pendingMarkerPath, restartRecordPath } from '../engine/restart-backup.js';
 import { hostNamespaceDir } from './hosts-toml.js';
 import { registryNameProblem } from './registry-host.js';
 import { TaskError } from '../engine/errors.js';
@@ -68,14 +68,9 @@ const versions = new Map<string, { key: string; raw: string }>();
 // not shipped back (the size guard keeps one odd file from turning a gather into a download).
 const MAX_FILE = 1024 * 1024;
 
-// Framing: `@@<tag> <fields>` header lines, each followed by base64 lines when it carries content.
-// Paths arrive as positional parameters, never spliced into the script.
-const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-${NO_LINK}
-cfg=$1
-known=$2
-shift 2
-nolink "$cfg"
+// The version, before the files (src/connection/read-files.ts runs it first, in the same command):
+// the binary's identity, and `containerd --version` only when that identity is not the one known.
+const VERSION = `known=$1
 if command -v containerd >/dev/null 2>&1; then
   k=$(stat -L -c '%d:%i:%s:%Y' "$(command -v containerd)" 2>/dev/null)
   if [ -n "$k" ] && [ "$k" = "$known" ]; then
@@ -85,39 +80,10 @@ if command -v containerd >/dev/null 2>&1; then
   fi
 else
   echo "@@version 0"
-fi
-if [ -f "$cfg" ]; then
-  echo "@@config 1 $(stat -L -c '%a %u %g' -- "$cfg")"
-  base64 < "$cfg" || exit 3
-else
-  echo "@@config 0"
-fi
-if [ -f "$cfg.trustplay-pending" ]; then
-  echo "@@pending"
-  base64 < "$cfg.trustplay-pending" || exit 3
-fi
-if [ -f "$cfg.trustplay-restarted" ]; then
-  echo "@@restarted"
-  base64 < "$cfg.trustplay-restarted" || exit 3
-fi
-for dir in "$@"; do
-  p=$(printf '%s' "$dir" | base64 | tr -d '\\n')
-  [ -n "$dir" ] && nolink "$dir"
-  [ -n "$dir" ] && [ -d "$dir" ] || { echo "@@dir $p 0"; continue; }
-  echo "@@dir $p 1"
-  for f in "$dir"/* "$dir"/.[!.]*; do
-    # A link is never read; at a name trustplay manages it is refused.
-    if [ -L "$f" ]; then case \${f##*/} in hosts.toml|ca.crt|client.cert|client.key) nolink "$f";; esac; continue; fi
-    [ -f "$f" ] || continue
-    set -- $(stat -L -c '%a %u %g %s' -- "$f")
-    n=$(printf '%s' "\${f##*/}" | base64 | tr -d '\\n')
-    if [ "$4" -gt ${MAX_FILE} ]; then echo "@@big $n $1 $2 $3 $4"; continue; fi
-    echo "@@file $n $1 $2 $3"
-    base64 < "$f" || exit 3
-  done
-done
-echo "@@end"
-`;
+fi`;
+
+// Names a registry directory holds that trustplay manages: a link there is refused, other links are skipped.
+const MANAGED_NAMES = new Set(['hosts.toml', 'ca.crt', 'client.cert', 'client.key']);
 
 /** The host directory for a registry under config_path. */
 export function hostsDirFor(configPath: string, registry: string): string {
@@ -140,112 +106,90 @@ export function hostsDirFor(configPath: string, registry: string): string {
   return dir;
 }
 
-/** Parses the framed output of the gather script (exported for tests). */
-export function parseFactsOutput(out: string, hostsDirPath: string, knownVersion?: string): ContainerdFacts {
+/** Containerd facts from what the reader returned (exported for tests). */
+export function factsFromRead(
+  host: string,
+  read: NodeRead,
+  o: { configFile: string; hostsDir: string; dirs: string[] },
+  knownVersion?: string,
+): ContainerdFacts {
   const facts: ContainerdFacts = {
     version: null,
     config: { exists: false, text: null },
-    hostsDir: { path: hostsDirPath, exists: false, files: {} },
+    hostsDir: { path: o.hostsDir, exists: false, files: {} },
     extraDirs: {},
   };
-  let dir: HostsDirFacts = { path: '', exists: false, files: {} };
-  let sink: ((b: Buffer) => void) | null = null;
-  let chunks: string[] = [];
-  const flush = (): void => {
-    if (sink) sink(Buffer.from(chunks.join(''), 'base64'));
-    sink = null;
-    chunks = [];
+  const refuse = (path: string): never => {
+    throw new TaskError(`${host}: ${new LinkRefused(path).message}`, 'refused');
   };
-  let ended = false;
-  for (const line of out.split('\n')) {
-    if (!line.startsWith('@@')) {
-      if (sink) chunks.push(line.trim());
-      continue;
-    }
-    flush();
-    const [tag, ...f] = line.slice(2).split(' ');
-    switch (tag) {
-      case 'version':
-        if (f[0] === '1' || f[0] === 'same') {
-          const known = f[0] === 'same' ? knownVersion : undefined;
-          if (f[0] === 'same' && known === undefined)
-            throw new TaskError('the containerd facts command reused a version it was never given', 'command');
-          const set = (raw: string): void => {
-            facts.version = parseContainerdVersion(raw) ?? { raw: raw.trim(), major: 0, minor: 0 };
-            if (f[1]) facts.versionKey = f[1];
-          };
-          if (known !== undefined) set(known);
-          else sink = (b) => set(b.toString('utf8'));
-        }
-        break;
-      case 'config':
-        if (f[0] === '1') {
-          facts.config = {
-            exists: true,
-            text: '',
-            mode: parseInt(f[1] ?? '', 8),
-            uid: Number(f[2]),
-            gid: Number(f[3]),
-          };
-          sink = (b) => {
-            facts.config.content = b;
-            facts.config.text = b.toString('utf8');
-          };
-        }
-        break;
-      case 'pending':
-        sink = (b) => (facts.pendingMarker = b.toString('utf8'));
-        break;
-      case 'restarted':
-        sink = (b) => (facts.restartRecord = b.toString('utf8'));
-        break;
-      case 'dir': {
-        const p = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
-        dir = { path: p, exists: f[1] === '1', files: {} };
-        if (p !== '' && p === hostsDirPath) facts.hostsDir = dir;
-        else facts.extraDirs[p] = dir;
-        break;
-      }
-      case 'file': {
-        const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
-        const meta = { mode: parseInt(f[1] ?? '', 8), uid: Number(f[2]), gid: Number(f[3]) };
-        const into = dir;
-        sink = (b) => (into.files[name] = { content: b, ...meta });
-        break;
-      }
-      case 'big': {
-        const name = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
-        throw new TaskError(
-          `${dir.path}/${name} is ${f[4] ?? '?'} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`,
-          'refused',
-        );
-      }
-      case 'end':
-        ended = true;
-        break;
-    }
+  const v = read.records.find((r) => r.tag === 'version');
+  if (v && (v.fields[0] === '1' || v.fields[0] === 'same')) {
+    const raw = v.fields[0] === 'same' ? knownVersion : v.content?.toString('utf8');
+    if (raw === undefined)
+      throw new TaskError('the containerd facts command reused a version it was never given', 'command');
+    facts.version = parseContainerdVersion(raw) ?? { raw: raw.trim(), major: 0, minor: 0 };
+    if (v.fields[1]) facts.versionKey = v.fields[1];
   }
-  flush();
-  if (!ended)
-    throw new TaskError('the containerd facts command stopped before its end marker (output cut short)', 'command');
+  const cfg = read.entries.get(o.configFile);
+  if (cfg?.kind === 'link') refuse(o.configFile);
+  if (cfg?.kind === 'file')
+    facts.config = {
+      exists: true,
+      text: cfg.content.toString('utf8'),
+      content: cfg.content,
+      mode: cfg.mode,
+      uid: cfg.uid,
+      gid: cfg.gid,
+    };
+  const pending = read.entries.get(pendingMarkerPath(o.configFile));
+  if (pending?.kind === 'link') refuse(pending.path);
+  if (pending?.kind === 'file') facts.pendingMarker = pending.content.toString('utf8');
+  const record = read.entries.get(restartRecordPath(o.configFile));
+  if (record?.kind === 'link') refuse(record.path);
+  if (record?.kind === 'file') facts.restartRecord = record.content.toString('utf8');
+  for (const path of o.dirs) {
+    const e = read.entries.get(withoutSlash(path));
+    if (e?.kind === 'link') refuse(path);
+    const dir: HostsDirFacts = { path, exists: e?.kind === 'dir', files: {} };
+    if (dir.exists)
+      for (const name of namesIn(read, path)) {
+        const f = read.entries.get(`${withoutSlash(path)}/${name}`)!;
+        if (f.kind === 'link' && MANAGED_NAMES.has(name)) refuse(f.path);
+        if (f.kind === 'meta' && f.big)
+          throw new TaskError(
+            `${path}/${name} is ${f.size} bytes, too big for a certificate or hosts.toml: move it out of the registry's host directory.`,
+            'refused',
+          );
+        if (f.kind === 'file') dir.files[name] = { content: f.content, mode: f.mode, uid: f.uid, gid: f.gid };
+      }
+    if (path === o.hostsDir) facts.hostsDir = dir;
+    else facts.extraDirs[path] = dir;
+  }
   return facts;
 }
 
 /** Reads containerd's version, config.toml and one registry's certs.d directory in one remote command. */
 export async function gatherContainerdFacts(conn: Connection, o: ContainerdFactsOptions): Promise<ContainerdFacts> {
   const dir = o.registry !== undefined ? hostsDirFor(o.configPath, o.registry) : '';
-  const dirs = [...(dir ? [dir] : []), ...(o.extraDirs ?? []).filter((d) => d !== dir)];
+  const dirs = [...(dir ? [dir] : []), ...(o.extraDirs ?? []).filter((d) => d !== dir && d !== '')];
   const known = versions.get(conn.host);
-  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', o.configFile, known?.key ?? '', ...dirs] });
-  if (r.code !== 0) {
-    const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
-    if (r.code === IS_LINK) throw new TaskError(`${conn.host}: ${err}`, 'refused');
+  let read: NodeRead;
+  try {
+    read = await readNode(conn, {
+      prelude: VERSION,
+      preludeArgs: [known?.key ?? ''],
+      files: [o.configFile, pendingMarkerPath(o.configFile), restartRecordPath(o.configFile)],
+      dirs,
+      maxFileBytes: MAX_FILE,
+    });
+  } catch (e) {
+    if (!(e instanceof ReadFailed)) throw e;
     throw new TaskError(
-      `${conn.host}: could not read containerd's version, ${o.configFile}${dir ? ` and ${dir}` : ''} (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
+      `${conn.host}: could not read containerd's version, ${o.configFile}${dir ? ` and ${dir}` : ''} (${e.why})`,
       'command',
     );
   }
-  const facts = parseFactsOutput(r.stdout.toString('utf8'), dir, known?.raw);
+  const facts = factsFromRead(conn.host, read, { configFile: o.configFile, hostsDir: dir, dirs }, known?.raw);
   if (facts.versionKey && facts.version) versions.set(conn.host, { key: facts.versionKey, raw: facts.version.raw });
   return facts;
 }

@@ -14,7 +14,7 @@ import { inspectConfig } from '../containerd/config.js';
 import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
 import { parseHostsToml } from '../containerd/hosts-toml.js';
 import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
-import { credentialKeys } from '../snapshots/facts.js';
+import { credentialKeys } from '../containerd/node-facts.js';
 import { certsFromPem, type Cert } from './certificate.js';
 import type { Anchor } from './evaluate.js';
 

@@ -12,6 +12,7 @@ const files = await Promise.all([
   import('./image-rmi.js'),
   import('./image-pull-verify.js'),
   import('./containerd-restart.js'),
+  import('./node-facts.js'),
 ]);
 
 /** Every module, in the order the docs list them. */

@@ -11,7 +11,6 @@ import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine
 import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
   gatherCreds,
-  parseGatherOutput,
   planCredsWipe,
   removeAllRegistryAuth,
   type CredsObserved,
@@ -180,29 +179,6 @@ describe('planCredsWipe', () => {
     expect(r.removed).toEqual(['registry.auths."https://a.test"']);
     expect(r.text).not.toContain('YTpi');
     expect(r.text).toContain('ca_file = "/b.pem"');
-  });
-});
-
-describe('parseGatherOutput', () => {
-  it('splits framed output, binary-safe, content containing header-like lines', () => {
-    const tricky = 'F 3 644 0 0\nA\n{}';
-    const out = Buffer.concat([
-      Buffer.from(`A\nN\nF ${Buffer.byteLength(tricky)} 600 0 0\n`),
-      Buffer.from(tricky),
-      Buffer.from('\nF 0 640 1 2\n\n'),
-    ]);
-    expect(parseGatherOutput(out, ['/a', '/n', '/t', '/e'])).toEqual([
-      { path: '/a', kind: 'absent', content: null },
-      { path: '/n', kind: 'other', content: null },
-      { path: '/t', kind: 'file', content: tricky, raw: Buffer.from(tricky), mode: 0o600, uid: 0, gid: 0 },
-      { path: '/e', kind: 'file', content: '', raw: Buffer.alloc(0), mode: 0o640, uid: 1, gid: 2 },
-    ]);
-  });
-
-  it('notices a file whose size changed while it was read', () => {
-    expect(() => parseGatherOutput(Buffer.from('F 10 644 0 0\nshort\n'), ['/x'])).toThrow(
-      /\/x changed while it was read/,
-    );
   });
 });
 

@@ -5,8 +5,7 @@
  * keep mode and owner, and a whole file is removed only with `all: true`. A config.toml change
  * notifies the verified containerd restart. Output names files and entries, never their values.
  */
-import { describeExit } from '../connection/exit-codes.js';
-import { IS_LINK, NO_LINK } from '../connection/file-scripts.js';
+import { managedEntry, readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import type { Connection } from '../connection/connection.js';
 import { inspectConfig } from '../containerd/config.js';
 import { removeRegistryAuth, type RemoveAuthOutcome } from '../containerd/edits.js';
@@ -114,51 +113,25 @@ export function flavourArgs(args: NodeCredsWipeArgs, flavour: Flavour | undefine
   };
 }
 
-// One remote command for every file: a header line per path, then the bytes. `F size mode uid gid`
-// precedes content followed by one newline; `A` = absent, `N` = exists but not a regular file.
-const GATHER_SCRIPT = `${NO_LINK}
-for p do
-  nolink "$p"
-  if [ -f "$p" ]; then
-    n=$(wc -c < "$p") || exit 1
-    m=$(stat -L -c '%a %u %g' -- "$p") || exit 1
-    printf 'F %s %s\\n' "$((n))" "$m"
-    cat -- "$p" || exit 1
-    printf '\\n'
-  elif [ -e "$p" ]; then printf 'N\\n'
-  else printf 'A\\n'
-  fi
-done`;
-
-/** Parses the gather script's output for `paths` (exported for tests). */
-export function parseGatherOutput(out: Buffer, paths: string[]): NodeFileState[] {
-  const states: NodeFileState[] = [];
-  let pos = 0;
-  for (const path of paths) {
-    const eol = out.indexOf(0x0a, pos);
-    if (eol < 0) throw new Error(`output ended before ${path}`);
-    const header = out.subarray(pos, eol).toString('utf8').split(' ');
-    pos = eol + 1;
-    if (header[0] === 'A' || header[0] === 'N') {
-      states.push({ path, kind: header[0] === 'A' ? 'absent' : 'other', content: null });
-      continue;
-    }
-    const [, size, mode, uid, gid] = header.map((h, i) => (i === 0 ? 0 : Number.parseInt(h, i === 2 ? 8 : 10)));
-    if (header[0] !== 'F' || size === undefined || Number.isNaN(size) || out[pos + size] !== 0x0a) {
-      throw new Error(`${path} changed while it was read (or the output is garbled)`);
-    }
-    states.push({
-      path,
-      kind: 'file',
-      content: out.subarray(pos, pos + size).toString('utf8'),
-      raw: Buffer.from(out.subarray(pos, pos + size)),
-      ...(mode !== undefined && !Number.isNaN(mode) ? { mode } : {}),
-      ...(uid !== undefined && !Number.isNaN(uid) ? { uid } : {}),
-      ...(gid !== undefined && !Number.isNaN(gid) ? { gid } : {}),
-    });
-    pos += size + 1;
+/** The state of one path as the reader saw it. */
+function fileState(read: NodeRead, host: string, path: string): NodeFileState {
+  let e;
+  try {
+    e = managedEntry(read, path);
+  } catch (err) {
+    throw new TaskError(`${host}: ${(err as Error).message}`, 'refused');
   }
-  return states;
+  if (e.kind === 'absent') return { path, kind: 'absent', content: null };
+  if (e.kind !== 'file') return { path, kind: 'other', content: null };
+  return {
+    path,
+    kind: 'file',
+    content: e.content.toString('utf8'),
+    raw: e.content,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+  };
 }
 
 /** Reads `paths` (and config.toml) in one remote command. */
@@ -167,24 +140,14 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
     ...args.paths,
     ...(args.containerd_auth ? [args.config_file, pendingMarkerPath(args.config_file)] : []),
   ];
-  const r = await conn.exec({ argv: ['sh', '-c', GATHER_SCRIPT, 'sh', ...paths] });
-  if (r.code !== 0) {
-    const err = r.stderr.toString('utf8').trim().split('\n').slice(-2).join('; ');
-    if (r.code === IS_LINK) throw new TaskError(`${conn.host}: ${err}`, 'refused');
-    throw new TaskError(
-      `reading the credential files on ${conn.host} failed (${describeExit(r.code, r.signal)})${err ? `: ${err}` : ''}`,
-      'command',
-    );
-  }
-  let states: NodeFileState[];
+  let read: NodeRead;
   try {
-    states = parseGatherOutput(r.stdout, paths);
+    read = await readNode(conn, { files: paths });
   } catch (e) {
-    throw new TaskError(
-      `reading the credential files on ${conn.host} failed: ${(e as Error).message}; run again`,
-      'command',
-    );
+    if (!(e instanceof ReadFailed)) throw e;
+    throw new TaskError(`reading the credential files on ${conn.host} failed (${e.why}); run again`, 'command');
   }
+  const states = paths.map((p) => fileState(read, conn.host, p));
   const marker = args.containerd_auth ? states[args.paths.length + 1] : undefined;
   return {
     files: states.slice(0, args.paths.length),

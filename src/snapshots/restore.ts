@@ -8,8 +8,8 @@
  * Every blob is read and checked against its digest before the playbook is built: a damaged
  * snapshot is refused while nothing has been written anywhere.
  */
-import { rancherRestartCommand } from '../containerd/flavour.js';
 import { createHash } from 'node:crypto';
+import { LinkRefused, readNode } from '../connection/read-files.js';
 import { expectOf, sha256 } from '../engine/apply.js';
 import { TaskError } from '../engine/errors.js';
 import {
@@ -20,7 +20,7 @@ import {
   type ServiceAccountPatch,
 } from '../engine/module.js';
 import { readServiceAccounts, type KubeTarget, type ReadResult } from '../k8s/kubectl.js';
-import { DEFAULT_RESTART_TIMEOUT } from '../playbook/schema/args-common.js';
+import { containerdHostSettings, restartCommandFor, type ContainerdHostSettings } from '../containerd/host-settings.js';
 import type { Playbook, Task } from '../playbook/playbook.js';
 import { fileDiff } from '../secrets/index.js';
 import type { Manifest, SavedFile, SavedServiceAccount, SnapshotStore } from './store.js';
@@ -69,8 +69,8 @@ export async function loadSnapshotForRestore(
 }
 
 /** True for containerd's main config (a change to it needs a verified restart). */
-export function isContainerdConfig(path: string, configFile?: unknown): boolean {
-  return typeof configFile === 'string' ? path === configFile : /\/containerd\/config\.toml$/.test(path);
+export function isContainerdConfig(path: string, configFile?: string): boolean {
+  return configFile !== undefined ? path === configFile : /\/containerd\/config\.toml$/.test(path);
 }
 
 interface CurrentFile {
@@ -84,16 +84,6 @@ interface CurrentFile {
 const octal = (m: number | undefined) => (m === undefined ? '?' : m.toString(8).padStart(4, '0'));
 
 /** What restore takes from the current inventory, never from the manifest (commands are not data). */
-export interface RestoreSettings {
-  /** Which file is containerd's config when the manifest does not say (format 1). */
-  configFile?: unknown;
-  restartCommand: string;
-  /** True when `containerd_restart_command` was set; otherwise a k3s/RKE2 registries.yaml restarts its own unit. */
-  explicitCommand?: boolean;
-  timeoutSec: number;
-  socket?: string;
-}
-
 /** Bits restore never puts back: setuid, setgid, sticky, and write for others. */
 const UNSAFE_MODE_BITS = 0o7002;
 
@@ -103,7 +93,7 @@ export function safeRestoreMode(mode: number | undefined): number | undefined {
 }
 
 /** The containerd restart restoring `saved` needs, if any: recorded (format 2) or by path (format 1). */
-function restartFor(saved: SavedFile, s: RestoreSettings): RestartRequest | undefined {
+function restartFor(saved: SavedFile, s: ContainerdHostSettings): RestartRequest | undefined {
   const configFile =
     saved.restart?.configFile ?? (isContainerdConfig(saved.path, s.configFile) ? saved.path : undefined);
   if (configFile !== saved.path) return undefined;
@@ -112,8 +102,8 @@ function restartFor(saved: SavedFile, s: RestoreSettings): RestartRequest | unde
     op: 'restart.request',
     unit: 'containerd',
     config: saved.path,
-    command: (!s.explicitCommand && rancherRestartCommand(saved.path)) || s.restartCommand,
-    health: { ...(socket ? { socket } : {}), timeoutSec: s.timeoutSec },
+    command: restartCommandFor(s, saved.path),
+    health: { ...(socket ? { socket } : {}), timeoutSec: s.restartTimeout },
   };
 }
 
@@ -126,7 +116,7 @@ export function planFileRestore(
   saved: SavedFile,
   current: CurrentFile,
   blob: Buffer | undefined,
-  settings: RestoreSettings,
+  settings: ContainerdHostSettings,
 ): Change[] {
   const restart = restartFor(saved, settings);
   const expect = expectOf(current.exists ? current.content : null);
@@ -171,14 +161,6 @@ export function planFileRestore(
     },
     ...(restart && !sameContent ? [restart] : []),
   ];
-}
-
-function metaOf(f: { mode?: number; uid?: number; gid?: number }): { mode?: number; uid?: number; gid?: number } {
-  return {
-    ...(f.mode !== undefined ? { mode: f.mode } : {}),
-    ...(f.uid !== undefined ? { uid: f.uid } : {}),
-    ...(f.gid !== undefined ? { gid: f.gid } : {}),
-  };
 }
 
 /** Where to reach the account: cluster data from the manifest, the kubectl binary from the inventory. */
@@ -226,26 +208,6 @@ export function planSaRestore(
   };
 }
 
-/**
- * The inventory variables a restore reads (README "Restore variables"): the restart command, its
- * timeout, the CRI socket and which file is containerd's config. Never taken from a manifest.
- */
-export function restoreSettings(v: Record<string, unknown>): RestoreSettings {
-  return {
-    configFile: v['containerd_config_file'],
-    restartCommand:
-      typeof v['containerd_restart_command'] === 'string' && v['containerd_restart_command']
-        ? v['containerd_restart_command']
-        : 'systemctl restart containerd',
-    explicitCommand: typeof v['containerd_restart_command'] === 'string' && v['containerd_restart_command'] !== '',
-    timeoutSec:
-      typeof v['containerd_restart_timeout'] === 'number' && v['containerd_restart_timeout'] > 0
-        ? Math.floor(v['containerd_restart_timeout'])
-        : DEFAULT_RESTART_TIMEOUT,
-    ...(typeof v['containerd_socket'] === 'string' && v['containerd_socket'] ? { socket: v['containerd_socket'] } : {}),
-  };
-}
-
 /** The kubectl binary on the host: the `kubectl` inventory variable, else kubectl on the PATH. */
 function kubectlOf(v: Record<string, unknown>): string | undefined {
   return typeof v['kubectl'] === 'string' && v['kubectl'] ? v['kubectl'] : undefined;
@@ -265,22 +227,22 @@ export function restoreModules(loaded: LoadedSnapshot): Record<string, AnyModule
     description: 'Put files back as a snapshot saved them (content, mode, owner; absent ones removed).',
     async gather(ctx): Promise<Array<{ saved: SavedFile; current: CurrentFile }>> {
       const files = hostEntry(ctx.host).resources.filter((r): r is SavedFile => r.kind === 'file');
-      return Promise.all(
-        files.map(async (saved) => {
-          const st = await ctx.conn.stat(saved.path);
-          if (!st.exists) return { saved, current: { exists: false, content: null } };
-          if (!st.isFile)
-            throw new TaskError(
-              `${saved.path} on ${ctx.host} is no longer a regular file; move it away, then run the restore again`,
-              'refused',
-            );
-          const content = await ctx.conn.readFile(saved.path);
-          return { saved, current: { exists: content !== null, content, ...metaOf(st) } };
-        }),
-      );
+      // Every saved file in one round trip.
+      const read = await readNode(ctx.conn, { files: files.map((f) => f.path) });
+      return files.map((saved) => {
+        const e = read.entries.get(saved.path) ?? { kind: 'absent' as const, path: saved.path };
+        if (e.kind === 'absent') return { saved, current: { exists: false, content: null } };
+        if (e.kind === 'link') throw new TaskError(`${ctx.host}: ${new LinkRefused(saved.path).message}`, 'refused');
+        if (e.kind !== 'file')
+          throw new TaskError(
+            `${saved.path} on ${ctx.host} is no longer a regular file; move it away, then run the restore again`,
+            'refused',
+          );
+        return { saved, current: { exists: true, content: e.content, mode: e.mode, uid: e.uid, gid: e.gid } };
+      });
     },
     plan(_args, observed, ctx) {
-      const restart = restoreSettings(ctx.vars);
+      const restart = containerdHostSettings(ctx.vars);
       return observed.flatMap(({ saved, current }) =>
         planFileRestore(saved, current, saved.blob ? loaded.blobs.get(saved.blob) : undefined, restart),
       );

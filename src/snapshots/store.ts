@@ -17,7 +17,7 @@ import { chmod, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:f
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from '../connection/connection.js';
-import { NO_LINK } from '../connection/file-scripts.js';
+import { managedEntry, readNode } from '../connection/read-files.js';
 import type { HandlerRequest, Resource } from '../engine/module.js';
 import type { SnapshotSink } from '../engine/run.js';
 import {
@@ -470,36 +470,24 @@ async function readPrivateFile(path: string, what: string): Promise<Buffer> {
   }
 }
 
-// Metadata and content in one round trip (half the cost of stat + read over SSH). The metadata line
-// comes first; `cat` output follows byte for byte. A managed path that is a link is refused, never
-// read through: its target may be any file on the host.
-const READ_WITH_STAT = `${NO_LINK}
-nolink "$1"
-[ -e "$1" ] || { echo absent; exit 0; }
-[ -f "$1" ] || { echo "not a regular file" >&2; exit 2; }
-stat -c '%a %u %g' -- "$1" && cat -- "$1"`;
-
-/** A file's bytes with mode and owner, or null when it does not exist. */
-export async function readFileWithStat(
+/**
+ * Files' bytes with mode and owner (null: absent), all in one round trip. A managed path that is a
+ * link is refused, never read through: its target may be any file on the host.
+ */
+export async function readFilesWithStat(
   conn: Connection,
-  path: string,
-): Promise<{ data: Buffer; mode: number; uid: number; gid: number } | null> {
-  const r = await conn.exec({ argv: ['sh', '-c', READ_WITH_STAT, 'sh', path] });
-  const nl = r.stdout.indexOf(0x0a);
-  const head = r.stdout.subarray(0, nl < 0 ? r.stdout.length : nl).toString('utf8');
-  if (r.code !== 0 || nl < 0)
-    throw new Error(
-      `cannot read ${path} on ${conn.host} (exit ${r.code}): ${r.stderr.toString().trim().split('\n')[0] ?? ''}`,
-    );
-  if (head === 'absent') return null;
-  const m = /^([0-7]+) (\d+) (\d+)$/.exec(head);
-  if (!m) throw new Error(`cannot read ${path} on ${conn.host}: unexpected stat output \`${head.slice(0, 80)}\``);
-  return {
-    data: Buffer.from(r.stdout.subarray(nl + 1)),
-    mode: parseInt(m[1]!, 8),
-    uid: Number(m[2]),
-    gid: Number(m[3]),
-  };
+  paths: string[],
+): Promise<Map<string, { data: Buffer; mode: number; uid: number; gid: number } | null>> {
+  const out = new Map<string, { data: Buffer; mode: number; uid: number; gid: number } | null>();
+  if (!paths.length) return out;
+  const read = await readNode(conn, { files: paths });
+  for (const path of paths) {
+    const e = managedEntry(read, path);
+    if (e.kind === 'absent') out.set(path, null);
+    else if (e.kind === 'file') out.set(path, { data: e.content, mode: e.mode, uid: e.uid, gid: e.gid });
+    else throw new Error(`cannot read ${path} on ${conn.host}: not a regular file`);
+  }
+  return out;
 }
 
 /** Where a save comes from: the task's module, and the handlers its change asks for. */
@@ -566,11 +554,19 @@ export class RunSnapshot implements SnapshotSink {
     await (this.initialised ??= this.store.init());
     const module = origin.module;
     const saved: SavedResource[] = [];
-    for (const r of resources) {
-      const key = `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
+    const keyOf = (r: Resource) =>
+      `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
+    const fresh = resources.filter((r) => !this.seen.has(keyOf(r)));
+    // Every file of this save in one round trip.
+    const files = await readFilesWithStat(
+      conn,
+      fresh.flatMap((r) => (r.kind === 'file' ? [r.path] : [])),
+    );
+    for (const r of fresh) {
+      const key = keyOf(r);
       if (this.seen.has(key)) continue;
       if (r.kind === 'file') {
-        const f = await readFileWithStat(conn, r.path);
+        const f = files.get(r.path);
         const restart = restartOf(r.path, origin.notify);
         const common = { kind: 'file' as const, module, path: r.path, ...(restart ? { restart } : {}) };
         if (!f) saved.push({ ...common, exists: false });

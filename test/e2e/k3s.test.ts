@@ -20,7 +20,7 @@ import type { JsonReport } from '../../src/report/json.js';
 import type { Lab, LabNode } from '../lab/lab.js';
 import { K3S_SOURCE_COMMIT } from '../lab/k3s-standin.js';
 import { initialRegistriesYaml } from '../lab/node.js';
-import type { NodeFacts } from '../../src/snapshots/facts.js';
+import type { NodeFacts } from '../../src/containerd/node-facts.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
 import { criPull, inNode } from '../support/lab-node.js';

@@ -208,5 +208,51 @@ for (const mode of LOGIN_MODES)
         const secrets = await labSecrets(handle.lab.nodes, []);
         for (const s of secrets) expect(r.stdout.includes(s)).toBe(false);
       });
+
+      it("facts is a run of the read-only node.facts module: the run's --limit, host lock, report and host variables", async () => {
+        const node2 = handle.lab.nodes[1]!;
+        const report = join(dir, 'facts-report.json');
+        // The run's own host selection: a pattern matching nothing is the run's exit 3 and sentence.
+        const none = await trustplay(['facts', '-i', handle.lab.inventoryPath, '--limit', 'no-such-*']);
+        expect(none.code).toBe(3);
+        expect(none.stderr).toContain('`no-such-*` matches no host in the inventory');
+        // A host variable restore reads is shown where facts shows the node.
+        const hold = await inNode(
+          node2,
+          'mkdir /run/trustplay.lock && (setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /run/trustplay.lock/pid) && p=$(cat /run/trustplay.lock/pid) && set -- $(cat /proc/$p/stat) && printf "other-run ops@elsewhere pid 42\\nholder %s %s\\n" "$p" "${22}" > /run/trustplay.lock/owner',
+        );
+        expect(hold.code, hold.stderr).toBe(0);
+        try {
+          const r = await trustplay([
+            'facts',
+            '-i',
+            handle.lab.inventoryPath,
+            '--limit',
+            `${node2.name},${handle.lab.nodes[2]!.name}`,
+            '-e',
+            'containerd_restart_timeout=7',
+            '--lock-timeout',
+            '1',
+            '--report',
+            report,
+          ]);
+          // node2's lock is held by another run: facts waits for it like any run, then says who holds it.
+          expect(r.code, r.stdout + r.stderr).toBe(4);
+          expect(r.stderr).toMatch(
+            /node2: waiting for the lock held by trustplay run other-run from ops@elsewhere pid 42/,
+          );
+          expect(r.stdout).toMatch(/^node2:\n {2}UNREACHABLE: node2 is busy: another trustplay run \(other-run/m);
+          expect(r.stdout).toContain(
+            'restore restarts containerd with: systemctl restart containerd (waits 7 s for the CRI socket)',
+          );
+          const rep = JSON.parse(readFileSync(report, 'utf8')) as {
+            hosts: Record<string, { tasks: Array<{ module: string }> }>;
+          };
+          expect(Object.keys(rep.hosts).sort()).toEqual([node2.name, handle.lab.nodes[2]!.name].sort());
+          expect(rep.hosts[handle.lab.nodes[2]!.name]!.tasks.map((t) => t.module)).toEqual(['node.facts']);
+        } finally {
+          await inNode(node2, 'kill $(cat /run/trustplay.lock/pid); rm -rf /run/trustplay.lock');
+        }
+      });
     },
   );

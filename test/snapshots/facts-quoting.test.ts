@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { LocalConnection } from '../../src/connection/local.js';
-import { gatherNodeFacts } from '../../src/snapshots/facts.js';
+import { gatherNodeFacts } from '../../src/containerd/node-facts.js';
 
 let dir: string;
 beforeEach(() => {
@@ -34,4 +34,11 @@ it('a certs.d path with a glob or a space is one literal directory', async () =>
     criSocket: join(dir, 'no.sock'),
   });
   expect(spaced.certs_d.map((c) => [c.dir, c.registry])).toEqual([[join(dir, 'certs d'), 'registry.test']]);
+  // A config_path written with a trailing slash lists the same directories.
+  const slashed = await gatherNodeFacts(conn, {
+    configFile: join(dir, 'missing.toml'),
+    configPath: join(dir, 'certs d') + '/',
+    criSocket: join(dir, 'no.sock'),
+  });
+  expect(slashed.certs_d.map((c) => c.registry)).toEqual(['registry.test']);
 });

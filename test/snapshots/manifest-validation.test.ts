@@ -117,7 +117,7 @@ describe('setuid, setgid, sticky and world-write are never restored', () => {
       { kind: 'file', module: 'node.creds.wipe', path: '/x/a.json', exists: true, blob: sha('a'), mode: 0o4757 },
       { exists: true, content: Buffer.from('b'), mode: 0o600, uid: 0, gid: 0 },
       Buffer.from('a'),
-      { restartCommand: 'true', timeoutSec: 1 },
+      { restartCommand: 'true', restartTimeout: 1 },
     );
     expect(c).toMatchObject({ op: 'file.write', mode: 0o755 });
     const summary = c?.op === 'file.write' ? c.summary : '';

@@ -170,7 +170,7 @@ describe('SnapshotStore', () => {
 });
 
 describe('planFileRestore', () => {
-  const restart = { restartCommand: 'systemctl restart containerd', timeoutSec: 60 };
+  const restart = { restartCommand: 'systemctl restart containerd', restartTimeout: 60 };
   const saved = {
     kind: 'file' as const,
     path: '/etc/containerd/config.toml',

@@ -1,18 +1,25 @@
 /**
- * Node facts for `trustplay facts` and snapshot manifests: containerd's version, config.toml's
+ * Node facts for `trustplay facts` (the node.facts module): containerd's version, config.toml's
  * version and registry settings, the certs.d host directories, and which registries the credential
  * files hold entries for. Secret-free by construction: auth tables and credential entries are
  * reduced to "present" and key names before anything leaves this file.
  */
 import type { Connection } from '../connection/connection.js';
-import { describeExit } from '../connection/exit-codes.js';
-import { inspectConfig } from '../containerd/config.js';
-import { isManagedByTrustplay, parseHostsToml } from '../containerd/hosts-toml.js';
+import {
+  namesIn,
+  readNode,
+  ReadFailed,
+  withoutSlash,
+  type NodeEntry,
+  type NodeRead,
+} from '../connection/read-files.js';
+import { inspectConfig } from './config.js';
+import { isManagedByTrustplay, parseHostsToml } from './hosts-toml.js';
 import { TaskError } from '../engine/errors.js';
-import { gatherContainerdFacts } from '../containerd/facts.js';
-import { containerdSocket, describeVersionSource, runningContainerdVersion } from '../containerd/daemon-version.js';
-import { detectFlavour, MICROK8S_SNAP_DATA, type FlavourKind } from '../containerd/flavour.js';
-import { inspectRegistries } from '../containerd/registries-yaml.js';
+import { gatherContainerdFacts } from './facts.js';
+import { containerdSocket, describeVersionSource, runningContainerdVersion } from './daemon-version.js';
+import { detectFlavour, MICROK8S_SNAP_DATA, type FlavourKind } from './flavour.js';
+import { inspectRegistries } from './registries-yaml.js';
 
 /** Where to look; defaults are containerd's and the seed's. */
 export interface NodeFactsOptions {
@@ -23,6 +30,9 @@ export interface NodeFactsOptions {
   /** The host's CRI socket (`cri_socket`), else found as a task would find it. */
   criSocket?: string;
 }
+
+// A link is never read through, here either: its target could be any file on the node.
+const LINK_NOT_READ = 'a symbolic link: not read';
 
 export const DEFAULT_CREDENTIAL_FILES = ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
 
@@ -91,31 +101,6 @@ export function effectiveConfigPath(
   return [];
 }
 
-// Per certs.d dir: its host directories, their file names, and hosts.toml (base64). Per credential
-// file: its content (base64), parsed here and reduced to key names.
-// Paths arrive as positional parameters ($1 = how many certs.d dirs come first), never through an
-// unquoted expansion: a config_path read from the node may hold spaces or glob characters.
-const SCRIPT = `n=$1; shift; i=0
-for d do
-  i=$((i + 1)); [ "$i" -le "$n" ] || break
-  [ -d "$d" ] || continue
-  for h in "$d"/*/; do
-    [ -d "$h" ] || continue
-    h=\${h%/}
-    printf '@@host %s %s\\n' "$(printf '%s' "$d" | base64 | tr -d '\\n')" "$(printf '%s' "\${h##*/}" | base64 | tr -d '\\n')"
-    for f in "$h"/* ; do [ -f "$f" ] && printf '@@name %s\\n' "$(printf '%s' "\${f##*/}" | base64 | tr -d '\\n')"; done
-    if [ -f "$h/hosts.toml" ]; then echo '@@toml'; base64 < "$h/hosts.toml"; fi
-  done
-done
-shift "$n"
-for c in "$@"; do
-  if [ -f "$c" ]; then printf '@@cred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; base64 < "$c"; else printf '@@nocred %s\\n' "$(printf '%s' "$c" | base64 | tr -d '\\n')"; fi
-done
-echo '@@end'
-`;
-
-const b64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
-
 /** Registry keys (and credential helpers) of a docker/kubelet config.json; values are dropped here. */
 export function credentialKeys(text: string): { registries: string[]; helpers?: string[] } {
   const doc = JSON.parse(text) as { auths?: Record<string, unknown>; credHelpers?: Record<string, unknown> };
@@ -183,55 +168,62 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   } else facts.config.error = inspected.error;
 
   const creds = o.credentialFiles ?? DEFAULT_CREDENTIAL_FILES;
-  const r = await conn.exec({ argv: ['sh', '-c', SCRIPT, 'sh', String(certDirs.length), ...certDirs, ...creds] });
-  const out = r.stdout.toString('utf8');
-  if (r.code !== 0 || !out.includes('@@end')) {
-    throw new TaskError(
-      `${conn.host}: could not list certs.d and credential files (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`,
-      'command',
-    );
+  const yaml = flavour.registriesFile;
+  let read: NodeRead;
+  try {
+    read = await readNode(conn, {
+      trees: certDirs,
+      treeContent: 'hosts.toml',
+      files: [...creds, ...(yaml !== undefined ? [yaml] : [])],
+    });
+  } catch (e) {
+    if (!(e instanceof ReadFailed)) throw e;
+    throw new TaskError(`${conn.host}: could not list certs.d and credential files (${e.why})`, 'command');
   }
-  let sink: ((text: string) => void) | null = null;
-  let chunks: string[] = [];
-  const flush = () => {
-    if (sink) sink(Buffer.from(chunks.join(''), 'base64').toString('utf8'));
-    sink = null;
-    chunks = [];
-  };
-  for (const line of out.split('\n')) {
-    if (!line.startsWith('@@')) {
-      if (sink) chunks.push(line.trim());
-      continue;
-    }
-    flush();
-    const [tag, a, b] = line.slice(2).split(' ');
-    if (tag === 'host')
-      facts.certs_d.push({ dir: b64(a), registry: b64(b), hosts_toml: false, managed_by_trustplay: false, files: [] });
-    else if (tag === 'name') facts.certs_d.at(-1)?.files.push(b64(a));
-    else if (tag === 'toml') {
-      const entry = facts.certs_d.at(-1);
-      sink = (text) => {
-        if (!entry) return;
+  for (const dir of certDirs) {
+    if (read.entries.get(withoutSlash(dir))?.kind !== 'dir') continue;
+    for (const registry of namesIn(read, dir)) {
+      const hostDir = `${withoutSlash(dir)}/${registry}`;
+      if (read.entries.get(hostDir)?.kind !== 'dir') continue;
+      const entry: NodeFacts['certs_d'][number] = {
+        dir,
+        registry,
+        hosts_toml: false,
+        managed_by_trustplay: false,
+        files: namesIn(read, hostDir),
+      };
+      const hosts = read.entries.get(`${hostDir}/hosts.toml`);
+      if (hosts?.kind === 'link') Object.assign(entry, { hosts_toml: true, error: LINK_NOT_READ });
+      else if (hosts?.kind === 'file') {
+        const text = hosts.content.toString('utf8');
         entry.hosts_toml = true;
         entry.managed_by_trustplay = isManagedByTrustplay(text);
         const p = parseHostsToml(text);
         if (p.ok)
           Object.assign(entry, { server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify });
         else entry.error = p.error;
-      };
-    } else if (tag === 'cred') {
-      const path = b64(a);
-      sink = (text) => {
-        try {
-          facts.credential_files.push({ path, exists: true, ...credentialKeys(text) });
-        } catch {
-          facts.credential_files.push({ path, exists: true, registries: [], error: 'not valid JSON' });
-        }
-      };
-    } else if (tag === 'nocred') facts.credential_files.push({ path: b64(a), exists: false, registries: [] });
+      }
+      facts.certs_d.push(entry);
+    }
   }
-  flush();
-  if (flavour.registriesFile !== undefined) facts.registries_yaml = await registriesFacts(conn, flavour.registriesFile);
+  for (const path of creds) {
+    const e = read.entries.get(path) ?? { kind: 'absent' as const, path };
+    if (e.kind === 'absent') facts.credential_files.push({ path, exists: false, registries: [] });
+    else if (e.kind !== 'file')
+      facts.credential_files.push({
+        path,
+        exists: true,
+        registries: [],
+        error: e.kind === 'link' ? LINK_NOT_READ : 'not a regular file',
+      });
+    else
+      try {
+        facts.credential_files.push({ path, exists: true, ...credentialKeys(e.content.toString('utf8')) });
+      } catch {
+        facts.credential_files.push({ path, exists: true, registries: [], error: 'not valid JSON' });
+      }
+  }
+  if (yaml !== undefined) facts.registries_yaml = registriesFacts(yaml, read.entries.get(yaml));
   facts.trust = trustSources(facts);
   return facts;
 }
@@ -268,9 +260,16 @@ export function trustSources(f: Omit<NodeFacts, 'trust'>): Record<string, string
 }
 
 /** registries.yaml reduced to what it configures per registry (auth only as present/absent). */
-async function registriesFacts(conn: Connection, file: string): Promise<NonNullable<NodeFacts['registries_yaml']>> {
-  const text = await conn.readFile(file);
-  if (text === null) return { path: file, exists: false, registries: {} };
+function registriesFacts(file: string, e: NodeEntry | undefined): NonNullable<NodeFacts['registries_yaml']> {
+  if (e === undefined || e.kind === 'absent') return { path: file, exists: false, registries: {} };
+  if (e.kind !== 'file')
+    return {
+      path: file,
+      exists: true,
+      error: e.kind === 'link' ? LINK_NOT_READ : 'not a regular file',
+      registries: {},
+    };
+  const text = e.content;
   const r = inspectRegistries(text.toString('utf8'), file);
   if (!r.ok) return { path: file, exists: true, error: r.error, registries: {} };
   const out: NonNullable<NodeFacts['registries_yaml']>['registries'] = {};

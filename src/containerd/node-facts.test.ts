@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { effectiveConfigPath, trustSources, type NodeFacts } from './facts.js';
+import { effectiveConfigPath, trustSources, type NodeFacts } from './node-facts.js';
 
 function node(over: Partial<Omit<NodeFacts, 'trust'>> & { major?: number; configPath?: string | null }) {
   const configPath = over.configPath === undefined ? '/etc/containerd/certs.d' : over.configPath;

@@ -1,0 +1,70 @@
+/** The one host reader against real files through a local connection, and its framing. */
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { LocalConnection } from './local.js';
+import { namesIn, parseNodeRead, readNode, ReadFailed } from './read-files.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-read-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const conn = new LocalConnection({ host: 'localhost' });
+
+it('reads files, directories and trees in one command, never through a link', async () => {
+  const certs = path.join(dir, 'certs d', 'reg*one');
+  mkdirSync(certs, { recursive: true });
+  // Content that looks like the format's own records comes back byte for byte.
+  writeFileSync(path.join(certs, 'hosts.toml'), 'server = "x"\n@@end\n@@file L2V0Yy9wYXNzd2Q= 644 0 0 1\n');
+  writeFileSync(path.join(certs, 'ca.crt'), 'CA');
+  symlinkSync('/etc/passwd', path.join(certs, 'client.key'));
+  writeFileSync(path.join(dir, 'big'), Buffer.alloc(3000));
+  writeFileSync(path.join(dir, '.hidden'), Buffer.from([0, 255, 10]), { mode: 0o600 });
+  symlinkSync('/etc/shadow', path.join(dir, 'shadow'));
+  let calls = 0;
+  const counting = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: (...a: Parameters<LocalConnection['exec']>) => (calls++, conn.exec(...a)),
+  });
+  const r = await readNode(counting, {
+    files: [path.join(dir, 'shadow'), path.join(dir, 'nope'), path.join(dir, '.hidden')],
+    dirs: [dir, path.join(dir, 'missing')],
+    trees: [path.join(dir, 'certs d')],
+    treeContent: 'hosts.toml',
+    maxFileBytes: 1000,
+  });
+  expect(calls).toBe(1);
+  const at = (p: string) => r.entries.get(path.join(dir, p));
+  expect(at('shadow')).toEqual({ kind: 'link', path: path.join(dir, 'shadow') });
+  expect(at('nope')?.kind).toBe('absent');
+  expect(at('missing')?.kind).toBe('absent');
+  expect(at('.hidden')).toMatchObject({ kind: 'file', content: Buffer.from([0, 255, 10]), mode: 0o600, size: 3 });
+  expect(at('big')).toMatchObject({ kind: 'meta', big: true, size: 3000 });
+  // In a tree only the named file's content is read; a link is reported, never followed.
+  expect(at('certs d/reg*one/hosts.toml')).toMatchObject({
+    kind: 'file',
+    content: Buffer.from('server = "x"\n@@end\n@@file L2V0Yy9wYXNzd2Q= 644 0 0 1\n'),
+  });
+  expect(at('certs d/reg*one/ca.crt')).toMatchObject({ kind: 'meta', big: false, size: 2 });
+  expect(at('certs d/reg*one/client.key')?.kind).toBe('link');
+  expect(namesIn(r, path.join(dir, 'certs d'))).toEqual(['reg*one']);
+  expect(namesIn(r, dir)).toEqual(['.hidden', 'big', 'certs d', 'missing', 'nope', 'shadow']);
+});
+
+it('runs a prelude in the same command; its records come back in the same format', async () => {
+  const r = await readNode(conn, {
+    prelude: 'echo "@@probe $1 $(b64 "$2")"; printf \'two\\nlines\' | base64',
+    preludeArgs: ['a', 'b c'],
+    files: [path.join(dir, 'nope')],
+  });
+  expect(r.records).toEqual([{ tag: 'probe', fields: ['a', 'YiBj'], content: Buffer.from('two\nlines') }]);
+  expect(r.entries.get(path.join(dir, 'nope'))?.kind).toBe('absent');
+});
+
+it('refuses output cut short, and a failing command names the host and the exit', async () => {
+  expect(() => parseNodeRead('@@absent L2E=\n')).toThrow(/end marker/);
+  const failing = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: () => Promise.resolve({ code: 3, stdout: Buffer.from(''), stderr: Buffer.from('base64: read error') }),
+  });
+  const e = await readNode(failing, { files: ['/x'] }).catch((err: unknown) => err);
+  expect(e).toBeInstanceOf(ReadFailed);
+  expect((e as Error).message).toMatch(/^localhost: reading files failed \(exit 3.*base64: read error\)$/);
+});

@@ -1,0 +1,226 @@
+/**
+ * The one way trustplay reads files from a host: any number of files, directories and directory
+ * trees in ONE remote command, in one output format. Used by the modules' gather (containerd facts,
+ * credential files), the snapshot (what a change is about to touch), restore and `trustplay facts`.
+ *
+ * The format: records `@@<tag> <field>...` on their own line, each path field base64 (any byte
+ * may be in a name), each content as base64 lines after its record (base64 never starts a line
+ * with `@`, so content can not be taken for a record), and `@@end` last (output cut short is told
+ * from output that ended). Paths travel as positional parameters, never spliced into the script.
+ *
+ * A symbolic link is never read through: it is reported as `link`, and the caller decides (a
+ * managed path that is a link is refused, see `linkRefusal`).
+ */
+import { posix } from 'node:path';
+import type { Connection } from './connection.js';
+import { describeExit } from './exit-codes.js';
+import { linkRefusal } from './file-scripts.js';
+
+/** What to read: files by path; directories (their regular files); trees (their subdirectories' files). */
+export interface ReadRequest {
+  /** Each: content, mode and owner; or absent, a link, or not a regular file. */
+  files?: string[];
+  /** Each: whether it exists, and every regular file (and link) directly in it, read as `files` are. */
+  dirs?: string[];
+  /**
+   * Each: its subdirectories, and the entries of each as `dirs` reads them, except that only files
+   * named `treeContent` are read (the others: metadata only).
+   */
+  trees?: string[];
+  /** In trees, the file name whose content is read (e.g. `hosts.toml`). */
+  treeContent?: string;
+  /** In dirs and trees, a regular file bigger than this is `big`: metadata only, never shipped back. */
+  maxFileBytes?: number;
+  /**
+   * A sh snippet run first, printing its own records in the same format (e.g. the containerd
+   * version); they come back in `records`. `$1`...: `preludeArgs`. It may use `b64 TEXT` (one
+   * base64 word) and must not `exit`.
+   */
+  prelude?: string;
+  preludeArgs?: string[];
+}
+
+/** A path on the host as read. */
+export type NodeEntry =
+  | { kind: 'file'; path: string; content: Buffer; mode: number; uid: number; gid: number; size: number }
+  /** A regular file whose content was not asked for (trees) or is too big (`maxFileBytes`). */
+  | { kind: 'meta'; path: string; mode: number; uid: number; gid: number; size: number; big: boolean }
+  | { kind: 'absent' | 'link' | 'other'; path: string }
+  | { kind: 'dir'; path: string };
+
+/** A record printed by the prelude. */
+export interface PreludeRecord {
+  tag: string;
+  fields: string[];
+  content?: Buffer;
+}
+
+export interface NodeRead {
+  /** Every path the command reported, by path. */
+  entries: Map<string, NodeEntry>;
+  records: PreludeRecord[];
+}
+
+const RECORDS = new Set(['file', 'meta', 'big', 'absent', 'link', 'other', 'dir', 'end']);
+
+// `one PATH MAX WANT`: one record for PATH (MAX: bytes above which content is not read, 0 none;
+// WANT: 1 to read the content). Exit 3: the host failed to read a file it had just seen.
+const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+b64() { printf '%s' "$1" | base64 | tr -d '\\n'; }
+one() {
+  if [ -L "$1" ]; then echo "@@link $(b64 "$1")"; return 0; fi
+  if [ -d "$1" ]; then echo "@@dir $(b64 "$1")"; return 0; fi
+  if [ ! -e "$1" ]; then echo "@@absent $(b64 "$1")"; return 0; fi
+  if [ ! -f "$1" ]; then echo "@@other $(b64 "$1")"; return 0; fi
+  m=$(stat -c '%a %u %g %s' -- "$1") || exit 3
+  set -- "$1" "$2" "$3" $m
+  if [ "$3" != 1 ]; then echo "@@meta $(b64 "$1") $4 $5 $6 $7"; return 0; fi
+  if [ "$2" -gt 0 ] && [ "$7" -gt "$2" ]; then echo "@@big $(b64 "$1") $4 $5 $6 $7"; return 0; fi
+  echo "@@file $(b64 "$1") $4 $5 $6 $7"
+  base64 < "$1" || exit 3
+}
+# Entries directly in $1 (links reported, subdirectories skipped); content of names $3 ('*': all).
+entries() {
+  for f in "$1"/* "$1"/.[!.]*; do
+    [ -L "$f" ] || [ -f "$f" ] || continue
+    case $3 in '*') w=1;; "\${f##*/}") w=1;; *) w=0;; esac
+    one "$f" "$2" "$w"
+  done
+}
+n=$1 max=$2 want=$3
+shift 3
+`;
+
+// The prelude sees its own arguments first; the read list follows as `kind path` pairs.
+function script(prelude: string | undefined): string {
+  return `${SCRIPT}${prelude ? `prelude() {\n${prelude}\n}\nprelude "$@"\n` : ''}shift "$n"
+while [ "$#" -ge 2 ]; do
+  k=$1 p=$2; shift 2
+  case $k in
+    f) one "$p" 0 1 ;;
+    d) if [ -L "$p" ] || [ ! -d "$p" ]; then one "$p" 0 0; continue; fi
+       echo "@@dir $(b64 "$p")"; entries "$p" "$max" '*' ;;
+    t) if [ -L "$p" ] || [ ! -d "$p" ]; then one "$p" 0 0; continue; fi
+       echo "@@dir $(b64 "$p")"
+       for s in "$p"/*/; do
+         s=\${s%/}
+         [ -d "$s" ] && [ ! -L "$s" ] || continue
+         echo "@@dir $(b64 "$s")"; entries "$s" "$max" "$want"
+       done ;;
+  esac
+done
+echo "@@end"
+`;
+}
+
+/** Parses the reader's output (exported for tests). */
+export function parseNodeRead(out: string): NodeRead {
+  const entries = new Map<string, NodeEntry>();
+  const records: PreludeRecord[] = [];
+  let sink: ((b: Buffer) => void) | null = null;
+  let chunks: string[] = [];
+  const flush = (): void => {
+    if (sink) sink(Buffer.from(chunks.join(''), 'base64'));
+    sink = null;
+    chunks = [];
+  };
+  let ended = false;
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('@@')) {
+      if (sink) chunks.push(line.trim());
+      continue;
+    }
+    flush();
+    const [tag = '', ...f] = line.slice(2).split(' ');
+    if (!RECORDS.has(tag)) {
+      const rec: PreludeRecord = { tag, fields: f };
+      records.push(rec);
+      sink = (b) => (rec.content = b);
+      continue;
+    }
+    if (tag === 'end') {
+      ended = true;
+      continue;
+    }
+    const path = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
+    const [mode, uid, gid, size] = [parseInt(f[1] ?? '', 8), Number(f[2]), Number(f[3]), Number(f[4])];
+    if (tag === 'file') sink = (content) => entries.set(path, { kind: 'file', path, content, mode, uid, gid, size });
+    else if (tag === 'meta' || tag === 'big')
+      entries.set(path, { kind: 'meta', path, mode, uid, gid, size, big: tag === 'big' });
+    else entries.set(path, { kind: tag as 'absent' | 'link' | 'other' | 'dir', path });
+  }
+  flush();
+  if (!ended) throw new Error('the read command stopped before its end marker (output cut short)');
+  return { entries, records };
+}
+
+/** Reads what `req` asks for in one remote command. A failure on the host throws `ReadFailed`. */
+export async function readNode(conn: Connection, req: ReadRequest): Promise<NodeRead> {
+  const pre = req.preludeArgs ?? [];
+  const list = [
+    ...(req.files ?? []).flatMap((p) => ['f', p]),
+    ...(req.dirs ?? []).flatMap((p) => ['d', withoutSlash(p)]),
+    ...(req.trees ?? []).flatMap((p) => ['t', withoutSlash(p)]),
+  ];
+  const argv = [
+    'sh',
+    '-c',
+    script(req.prelude),
+    'sh',
+    String(pre.length),
+    String(req.maxFileBytes ?? 0),
+    req.treeContent ?? '',
+    ...pre,
+    ...list,
+  ];
+  const r = await conn.exec({ argv });
+  if (r.code !== 0) {
+    const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
+    throw new ReadFailed(conn.host, `${describeExit(r.code, r.signal)}${err ? `: ${err}` : ''}`);
+  }
+  try {
+    return parseNodeRead(r.stdout.toString('utf8'));
+  } catch (e) {
+    throw new ReadFailed(conn.host, (e as Error).message);
+  }
+}
+
+/** The read command failed on the host (not a connection failure: those stay ConnectionErrors). */
+export class ReadFailed extends Error {
+  override readonly name = 'ReadFailed';
+  constructor(
+    readonly host: string,
+    /** The exit and the host's last words, or why the output was unusable. */
+    readonly why: string,
+  ) {
+    super(`${host}: reading files failed (${why})`);
+  }
+}
+
+/** A directory's path without trailing slashes, as the reader keys it and its entries (`certs.d/` → `certs.d`). */
+export function withoutSlash(dir: string): string {
+  return dir.replace(/\/+$/, '') || (dir === '' ? '' : '/');
+}
+
+/** Names directly in `dir` among `entries` (files, links, subdirectories), sorted. */
+export function namesIn(read: NodeRead, dir: string): string[] {
+  const root = withoutSlash(dir);
+  const out: string[] = [];
+  for (const p of read.entries.keys()) if (p !== root && posix.dirname(p) === root) out.push(posix.basename(p));
+  return out.sort();
+}
+
+/** The entry of a managed path: a link there is refused with the one sentence every reader uses. */
+export function managedEntry(read: NodeRead, path: string): NodeEntry {
+  const e = read.entries.get(path) ?? { kind: 'absent', path };
+  if (e.kind === 'link') throw new LinkRefused(path);
+  return e;
+}
+
+/** A managed path is a symbolic link: never read, written or chowned through. */
+export class LinkRefused extends Error {
+  override readonly name = 'LinkRefused';
+  constructor(readonly path: string) {
+    super(linkRefusal(path));
+  }
+}
