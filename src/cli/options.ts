@@ -1,6 +1,7 @@
 /** Command-line parsing shared by every command (node:util parseArgs, no dependency). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ExitCode, ExitError } from './exit-codes.js';
+import { defined } from '../defined.js';
 
 export const commonOptions = {
   inventory: { type: 'string', short: 'i' },
@@ -221,34 +222,36 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     help: v.help ?? false,
     all: v.all ?? false,
     allowUnsigned: v['allow-unsigned'] ?? false,
-    ...(v['snapshot-key'] !== undefined ? { snapshotKey: v['snapshot-key'] } : {}),
     list: v.list ?? false,
     graph: v.graph ?? false,
     resolved: v.resolved ?? false,
     listHosts: v['list-hosts'] ?? false,
-    ...(v['playbook-dir'] !== undefined ? { playbookDir: v['playbook-dir'] } : {}),
     lockTimeout,
     vaultIds: v['vault-id'] ?? [],
     vaultPasswordFiles: v['vault-password-file'] ?? [],
     askVaultPassword: (v['ask-vault-password'] ?? false) || (v['ask-vault-pass'] ?? false),
-    ...(v['encrypt-vault-id'] !== undefined ? { encryptVaultId: v['encrypt-vault-id'] } : {}),
-    ...(v.output !== undefined ? { output: v.output } : {}),
-    ...(v.name !== undefined ? { name: v.name } : {}),
-    ...(v.metrics !== undefined ? { metrics: v.metrics } : {}),
-    ...(v.host !== undefined ? { host: v.host } : {}),
-    ...(v['ssh-config'] !== undefined ? { sshConfig: v['ssh-config'] } : {}),
-    ...(v.ca !== undefined ? { ca: v.ca } : {}),
     fetchCa: v['fetch-ca'] ?? false,
-    ...(v['ca-fingerprint'] !== undefined ? { caFingerprint: v['ca-fingerprint'] } : {}),
-    ...(v['expiry-warning'] !== undefined ? { expiryWarningDays: parseDays(v['expiry-warning']) } : {}),
-    ...(v.inventory !== undefined ? { inventory: v.inventory } : {}),
-    ...(v.limit !== undefined ? { limit: v.limit } : {}),
-    ...(v.tags !== undefined ? { tags: split(v.tags)! } : {}),
-    ...(v['skip-tags'] !== undefined ? { skipTags: split(v['skip-tags'])! } : {}),
-    ...(v['state-dir'] !== undefined ? { stateDir: v['state-dir'] } : {}),
-    ...(v.report !== undefined ? { report: v.report } : {}),
-    ...(v.junit !== undefined ? { junit: v.junit } : {}),
-    ...(keep !== undefined ? { keep } : {}),
+    ...defined({
+      snapshotKey: v['snapshot-key'],
+      playbookDir: v['playbook-dir'],
+      encryptVaultId: v['encrypt-vault-id'],
+      output: v.output,
+      name: v.name,
+      metrics: v.metrics,
+      host: v.host,
+      sshConfig: v['ssh-config'],
+      ca: v.ca,
+      caFingerprint: v['ca-fingerprint'],
+      expiryWarningDays: v['expiry-warning'] === undefined ? undefined : parseDays(v['expiry-warning']),
+      inventory: v.inventory,
+      limit: v.limit,
+      tags: split(v.tags),
+      skipTags: split(v['skip-tags']),
+      stateDir: v['state-dir'],
+      report: v.report,
+      junit: v.junit,
+      keep,
+    }),
   };
   return { positionals: parsed.positionals, options };
 }

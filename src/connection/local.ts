@@ -22,6 +22,7 @@ import {
 import { relayArgv, relayError, relayFromProbe, relayProbeCommand, relayStream, type RelayName } from './relay.js';
 import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, commandArgv } from './shell-quote.js';
+import { defined } from '../defined.js';
 
 /** Options for a connection to the machine trustplay runs on. */
 export interface LocalConnectionOptions {
@@ -124,7 +125,7 @@ export class LocalConnection implements Connection {
         ...(options.env ? { env: options.env } : {}),
         become: true,
         ...(this.becomeUser !== 'root' ? { becomeUser: this.becomeUser } : {}),
-        ...(this.becomePassword !== undefined ? { becomePassword: this.becomePassword } : {}),
+        ...defined({ becomePassword: this.becomePassword }),
       });
       [file, args, stdinPrefix] = ['sh', ['-c', built.line], built.stdinPrefix];
     } else {

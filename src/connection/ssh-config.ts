@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import SSHConfig from 'ssh-config';
+import { defined } from '../defined.js';
 
 export interface SshClientConfig {
   file: string;
@@ -123,10 +124,7 @@ function tokens(s: string, t: { h: string; r: string }): string {
 
 /** The settings that apply to HOST (the name ssh would be given), first match winning. */
 export function resolveSshConfig(cfg: SshClientConfig, host: string, user?: string): SshConfigValues {
-  const raw = cfg.config.compute(
-    { Host: host, ...(user !== undefined ? { User: user } : {}) },
-    { ignoreCase: true, matchExec: false },
-  );
+  const raw = cfg.config.compute({ Host: host, ...defined({ User: user }) }, { ignoreCase: true, matchExec: false });
   const get = (k: string) => raw[k.toLowerCase()];
   const out: SshConfigValues = {};
   const hostName = first(get('HostName'));

@@ -45,6 +45,7 @@ import {
 } from './relay.js';
 import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, type CommandLine, type CommandLineOptions } from './shell-quote.js';
+import { defined } from '../defined.js';
 
 const { Client, utils } = ssh2;
 
@@ -274,8 +275,7 @@ export class SshConnection implements Connection {
     return buildCommandLine(command, {
       ...options,
       become,
-      ...(become && this.options.becomeUser !== undefined ? { becomeUser: this.options.becomeUser } : {}),
-      ...(become && this.options.becomePassword !== undefined ? { becomePassword: this.options.becomePassword } : {}),
+      ...(become ? defined({ becomeUser: this.options.becomeUser, becomePassword: this.options.becomePassword }) : {}),
     });
   }
 
@@ -556,7 +556,7 @@ export class SshConnection implements Connection {
     await this.connect();
     const line = this.commandLine(command, {
       ...(options.env ? { env: options.env } : {}),
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...defined({ timeoutMs: options.timeoutMs }),
       become: options.become ?? this.options.become ?? false,
     });
     return this.run(line, options.stdin, options.timeoutMs);

@@ -19,6 +19,7 @@ import {
   GRPC_UNIMPLEMENTED,
   resolveCriSocket,
 } from '../cri/client.js';
+import { defined } from '../defined.js';
 
 /** containerd's version: the text it came from, and major/minor (0/0 when unparsable). */
 export interface ContainerdVersion {
@@ -141,7 +142,7 @@ export async function versionFromProcess(
       kind: 'process',
       pid: Number(pid),
       exe: Buffer.from(exe64, 'base64').toString('utf8'),
-      ...(socket !== undefined ? { socket } : {}),
+      ...defined({ socket }),
     },
   };
 }

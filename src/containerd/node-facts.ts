@@ -20,6 +20,7 @@ import { gatherContainerdFacts } from './facts.js';
 import { containerdSocket, describeVersionSource, runningContainerdVersion } from './daemon-version.js';
 import { detectFlavour, MICROK8S_SNAP_DATA, type FlavourKind } from './flavour.js';
 import { inspectRegistries } from './registries-yaml.js';
+import { defined } from '../defined.js';
 
 /** Where to look; defaults are containerd's and the seed's. */
 export interface NodeFactsOptions {
@@ -125,8 +126,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     flavour: {
       kind: flavour.kind,
       evidence: flavour.evidence,
-      ...(flavour.unit !== undefined ? { unit: flavour.unit } : {}),
-      ...(flavour.registriesFile !== undefined ? { registries_file: flavour.registriesFile } : {}),
+      ...defined({ unit: flavour.unit, registries_file: flavour.registriesFile }),
     },
     containerd: {
       version: cf.version?.raw ?? null,

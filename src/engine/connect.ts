@@ -5,6 +5,7 @@ import { ConnectionError, createConnection, type HostConnectionSpec } from '../c
 import type { Connection } from '../connection/connection.js';
 import type { Inventory, InventoryHost } from '../playbook/inventory.js';
 import { resolveSshConfig, type SshConfigValues } from '../connection/ssh-config.js';
+import { defined } from '../defined.js';
 
 export function expandHome(p: string): string {
   return p === '~' ? homedir() : p.startsWith('~/') ? homedir() + p.slice(1) : p;
@@ -93,12 +94,12 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     ...(id ? { identityFile: expandHome(id) } : {}),
     ...(host.identityPassphraseEnv ? { passphraseEnv: host.identityPassphraseEnv } : {}),
     ...(cfg.identitiesOnly ? { identitiesOnly: true } : {}),
-    ...(host.become !== undefined ? { become: host.become } : {}),
-    ...(host.becomeUser !== undefined ? { becomeUser: host.becomeUser } : {}),
-    ...(password !== undefined ? { becomePassword: password } : {}),
-    ...(password !== undefined && passwordEnvName(inv, host) !== undefined
-      ? { becomePasswordEnv: passwordEnvName(inv, host)! }
-      : {}),
+    ...defined({
+      become: host.become,
+      becomeUser: host.becomeUser,
+      becomePassword: password,
+      becomePasswordEnv: password === undefined ? undefined : passwordEnvName(inv, host),
+    }),
     ...(jumps?.length ? { proxyJump: jumps.map((j) => parseJump(inv, j)) } : {}),
     ...(knownHosts ? { knownHosts: knownHosts.map(expandHome) } : {}),
     // A config's accept-new (or "no") trusts unknown keys on first use; a changed key is refused anyway.
@@ -106,8 +107,10 @@ export function connectionSpec(inv: Inventory, host: InventoryHost, opts: Connec
     ...(timeout ? { connectTimeoutMs: timeout * 1000 } : {}),
     // A peer that stops answering without closing (a frozen sshd, a link cut without a FIN) is lost
     // after interval × count: OpenSSH's ServerAlive settings, as `ssh` would use them.
-    ...(cfg.serverAliveInterval !== undefined ? { keepaliveIntervalMs: cfg.serverAliveInterval * 1000 } : {}),
-    ...(cfg.serverAliveCountMax !== undefined ? { keepaliveCountMax: cfg.serverAliveCountMax } : {}),
+    ...defined({
+      keepaliveIntervalMs: cfg.serverAliveInterval === undefined ? undefined : cfg.serverAliveInterval * 1000,
+      keepaliveCountMax: cfg.serverAliveCountMax,
+    }),
   };
 }
 

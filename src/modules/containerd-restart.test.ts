@@ -10,11 +10,10 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, describe, expect, it } from 'vitest';
+import { taskContext } from '../../test/support/task-context.js';
 import { CRI_LOADER_OPTIONS } from '../cri/client.js';
 import { CRI_IMAGE_DESCRIPTOR } from '../cri/proto/cri-image-descriptor.js';
-import { LocalConnection } from '../connection/local.js';
 import { TaskError } from '../engine/errors.js';
-import type { TaskContext } from '../engine/module.js';
 import { resourcesOf, restartHandler } from '../engine/apply.js';
 import {
   configBackupKey,
@@ -28,17 +27,7 @@ import containerdRestart, { verifiedRestart } from './containerd-restart.js';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-restart-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function context(): TaskContext {
-  return {
-    conn: new LocalConnection({ host: 'localhost' }),
-    host: 'localhost',
-    vars: {},
-    check: false,
-    warn: () => undefined,
-    fact: () => undefined,
-    hostState: new Map(),
-  };
-}
+const context = () => taskContext();
 
 describe('containerd.restart', () => {
   it('keeps the first backup of a restart cycle, on the node too (the pending marker, 0600)', async () => {

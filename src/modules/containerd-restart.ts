@@ -50,7 +50,7 @@ export function restartRequestFor(args: {
     unit: 'containerd',
     config: args.config_file,
     command: args.restart_command,
-    health: { ...(args.socket !== undefined ? { socket: args.socket } : {}), timeoutSec: args.restart_timeout },
+    health: { ...defined({ socket: args.socket }), timeoutSec: args.restart_timeout },
   };
 }
 

@@ -11,13 +11,14 @@ import { fileURLToPath } from 'node:url';
 import TOML from '@iarna/toml';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { taskContext } from '../../test/support/task-context.js';
 import { lineDiff } from '../containerd/line-diff.js';
 import { TaskError } from '../engine/errors.js';
 import { SecretSet } from '../secrets/index.js';
 import type { ContainerdTlsArgs } from './containerd-tls.js';
 import type { ContainerdFacts, HostsDirFacts } from '../containerd/facts.js';
 import { resourcesOf } from '../engine/apply.js';
-import { reported, type Change, type Diff, type TaskContext } from '../engine/module.js';
+import { reported, type Change, type Diff } from '../engine/module.js';
 import containerdTls from './containerd-tls.js';
 import {
   planContainerdTls as planOps,
@@ -488,12 +489,11 @@ describe('containerd.tls on 2.x: a daemon that lags the registry settings, told 
     return applied(facts(pristine, 2), first.changes);
   };
   const plan = (node: ContainerdFacts) => {
-    const warnings: string[] = [];
-    const ctx = { warn: (m: string) => warnings.push(m), hostState: new Map() } as unknown as TaskContext;
+    const ctx = taskContext();
     const changes = reported(
       containerdTls.plan(args({ ca: CA }), { ...observed(node), versionSource: null }, ctx) as Change[],
     );
-    return { summaries: changes.map((c) => c.summary), warnings };
+    return { summaries: changes.map((c) => c.summary), warnings: ctx.warnings };
   };
 
   it('restarts, saying why, when the file names another config_path than the config containerd was restarted with', () => {

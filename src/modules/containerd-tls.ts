@@ -64,6 +64,7 @@ import {
 import { restartRequestFor } from './containerd-restart.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
 import { inspectRegistries, setRegistriesTls, type RegistriesTls } from '../containerd/registries-yaml.js';
+import { defined } from '../defined.js';
 
 const schema = {
   type: 'object',
@@ -150,6 +151,16 @@ export type ContainerdTlsArgs = ArgsOf<typeof schema>;
 
 /** File names trustplay writes in a registry's directory. */
 export const FILE_NAMES = { hosts: 'hosts.toml', ca: 'ca.crt', cert: 'client.cert', key: 'client.key' } as const;
+
+/** The ca_file / cert_file / key_file keys of a legacy or registries.yaml TLS table, for the files written to `dir`. */
+function tlsFileKeys(material: TlsMaterial, dir: string): { ca_file?: string; cert_file?: string; key_file?: string } {
+  return {
+    ...(material.ca !== undefined ? { ca_file: `${dir}/${FILE_NAMES.ca}` } : {}),
+    ...(material.clientCert !== undefined
+      ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` }
+      : {}),
+  };
+}
 
 /** PEM material read on the controller (public certificates and, for mTLS, the private key). */
 export interface TlsMaterial {
@@ -453,10 +464,7 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
     args.state === 'absent'
       ? null
       : {
-          ...(material.ca !== undefined ? { ca_file: `${dir}/${FILE_NAMES.ca}` } : {}),
-          ...(material.clientCert !== undefined
-            ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` }
-            : {}),
+          ...tlsFileKeys(material, dir),
           ...(args.skip_verify === true ? { insecure_skip_verify: true } : {}),
         };
   const edit = setRegistriesTls(facts.config.text, file, args.registry, tls);
@@ -541,10 +549,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
         ? null
         : {
             ...(args.skip_verify === true ? { insecure_skip_verify: true } : {}),
-            ...(material.ca !== undefined ? { ca_file: `${dir}/${FILE_NAMES.ca}` } : {}),
-            ...(material.clientCert !== undefined
-              ? { cert_file: `${dir}/${FILE_NAMES.cert}`, key_file: `${dir}/${FILE_NAMES.key}` }
-              : {}),
+            ...tlsFileKeys(material, dir),
           };
     const edit = setLegacyTls(facts.config.text, args.registry, tls, { containerdMajor: major });
     if (!edit.ok) refuse(host, edit.error);
@@ -842,7 +847,7 @@ async function gatherRancher(
     flavour,
     versionSource: running?.source ?? null,
     ...(pending ? { pending } : {}),
-    ...(criDown !== undefined ? { criDown } : {}),
+    ...defined({ criDown }),
   };
   recordRancherFacts(ctx, args, observed);
   return observed;
@@ -915,7 +920,7 @@ export default defineModule({
       versionSource: running?.source ?? null,
       ...(pending ? { pending } : {}),
       ...(daemon ? { daemon } : {}),
-      ...(criDown !== undefined ? { criDown } : {}),
+      ...defined({ criDown }),
       ...(recordDaemon ? { recordDaemon } : {}),
     };
     recordFacts(ctx, args, observed);

@@ -2,11 +2,12 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, syml
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { taskContext } from '../../test/support/task-context.js';
 import { LocalConnection } from '../connection/local.js';
 import { TaskError } from '../engine/errors.js';
 import type { NodeCredsWipeArgs } from './node-creds-wipe.js';
 import { applyChanges, resourcesOf, restartHandler, type SnapshotSink } from '../engine/apply.js';
-import { reported, type Change, type RestartRequest, type TaskContext } from '../engine/module.js';
+import { reported, type Change, type RestartRequest } from '../engine/module.js';
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
@@ -192,19 +193,7 @@ describe('on a real host (local connection, real sh)', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  function ctx(): TaskContext & { warnings: string[] } {
-    const warnings: string[] = [];
-    return {
-      conn,
-      host: 'testhost',
-      vars: {},
-      check: false,
-      warn: (m) => warnings.push(m),
-      fact: () => undefined,
-      hostState: new Map(),
-      warnings,
-    };
-  }
+  const ctx = () => taskContext({ conn, host: 'testhost' });
 
   it('gathers every file in one command and applies edits keeping mode; the config backup is recorded before the write', async () => {
     mkdirSync(p('docker'), { recursive: true });

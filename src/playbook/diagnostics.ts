@@ -13,6 +13,7 @@ import {
   type Node as YamlNode,
   type ParsedNode,
 } from 'yaml';
+import { defined } from '../defined.js';
 
 export interface Diagnostic {
   file: string;
@@ -45,7 +46,7 @@ export function at(src: SourceFile, node: unknown, message: string): Diagnostic 
 export function atOffset(src: SourceFile, offset: number, message: string): Diagnostic {
   const { line, col } = src.lines.linePos(offset);
   const source = src.secret ? undefined : src.text.split('\n')[line - 1];
-  return { file: src.file, line, col, message, ...(source !== undefined ? { source } : {}) };
+  return { file: src.file, line, col, message, ...defined({ source }) };
 }
 
 /**

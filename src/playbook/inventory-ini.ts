@@ -8,6 +8,7 @@ import { split as shlexSplit } from 'shlex';
 import type { Diagnostic } from './diagnostics.js';
 import { expandHostEntry, InventoryModel, InventoryModelError } from './inventory-model.js';
 import type { ParsedAnsible, VarDefinition } from './inventory-yaml.js';
+import { defined } from '../defined.js';
 
 const SECTION = /^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$/;
 const GROUP_NAME = /^([^:\]\s]+)\s*(?:#.*)?$/;
@@ -185,7 +186,7 @@ export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
     line: lineno,
     col,
     message: '',
-    ...(lines[lineno - 1] !== undefined ? { source: lines[lineno - 1]! } : {}),
+    ...defined({ source: lines[lineno - 1] }),
   });
   const fail = (lineno: number, message: string): ParsedAnsible => ({
     errors: [{ ...where(lineno), message }],

@@ -23,6 +23,7 @@ import { parseAnsibleYaml, type ParsedAnsible } from './inventory-yaml.js';
 import { loadAdjacentVars, mergeVarsFiles, type AdjacentVars, type VarsFile } from './vars-files.js';
 import { ajvErrorsToDiagnostics, compileSchema } from './schema-validate.js';
 import { inventorySchema } from './schema/playbook.js';
+import { defined } from '../defined.js';
 
 /** One host, as the engine sees it. */
 export interface InventoryHost {
@@ -395,7 +396,7 @@ function toList(v: unknown): string[] {
 /** The engine's view of a resolved model: hosts in `all`'s order, each group's hosts in Ansible's order. */
 function fromModel(model: InventoryModel, format: InventoryFormat, file?: string): Inventory {
   const inv: Inventory = {
-    ...(file !== undefined ? { file } : {}),
+    ...defined({ file }),
     hosts: new Map(),
     groups: new Map(),
     groupVars: new Map(),

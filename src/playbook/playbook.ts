@@ -39,6 +39,7 @@ import { ajvErrorsToDiagnostics, compileSchema, groupConstraintErrors } from './
 import { isSecretPath, maskSource } from '../secrets/index.js';
 import { moduleArgSchemas } from './schema/modules.js';
 import { playShapeSchema, taskCommonKeys, taskCommonSchema } from './schema/playbook.js';
+import { defined } from '../defined.js';
 
 export interface Location {
   file: string;
@@ -462,8 +463,10 @@ function loadPlay(
     tasks,
     handlers,
     loc: locOf(src, path),
-    ...(p['serial'] !== undefined ? { serial: p['serial'] as Serial } : {}),
-    ...(p['max_fail_percentage'] !== undefined ? { maxFailPercentage: p['max_fail_percentage'] as number } : {}),
+    ...defined({
+      serial: p['serial'] as Serial | undefined,
+      maxFailPercentage: p['max_fail_percentage'] as number | undefined,
+    }),
   };
   return { play, hosts, errors, warnings };
 }

@@ -4,6 +4,7 @@
  */
 import type { FromSchema } from 'json-schema-to-ts';
 import { moduleArgSchemas } from './modules.js';
+import { defined } from '../../defined.js';
 
 const stringOrList = {
   anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
@@ -51,9 +52,7 @@ function allowTemplate(prop: Record<string, unknown>): Record<string, unknown> {
   if (prop['type'] === 'object' || prop['type'] === 'array' || !('type' in prop || 'anyOf' in prop)) return prop;
   const { description, default: dflt, examples, ...rest } = prop;
   return {
-    ...(description !== undefined ? { description } : {}),
-    ...(dflt !== undefined ? { default: dflt } : {}),
-    ...(examples !== undefined ? { examples } : {}),
+    ...defined({ description, default: dflt, examples }),
     anyOf: [rest, TEMPLATE_STRING],
   };
 }
