@@ -11,7 +11,7 @@ import { ConnectionError } from '../connection/errors.js';
 import { criTaskError, withCri } from '../cri/connect.js';
 import { writePullSecrets } from '../k8s/kubectl.js';
 import { failureOf, TaskError } from './errors.js';
-import { rememberConfigBackup } from './restart-backup.js';
+import { rememberCompanionBackup, rememberConfigBackup } from './restart-backup.js';
 import type { Change, FileExpect, HandlerRequest, Resource, RestartRequest, TaskContext } from './module.js';
 import { defined } from '../defined.js';
 
@@ -31,15 +31,30 @@ export interface SnapshotSink {
 export function restartHandler(r: RestartRequest): HandlerRequest {
   return {
     id: `${r.unit}.restart ${r.config}`,
-    name: 'Restart containerd (verified)',
+    name: `Restart ${r.service ?? 'containerd'} (verified)`,
     module: `${r.unit}.restart`,
     args: {
       config_file: r.config,
+      ...defined({ service: r.service, companions: r.companions }),
       restart_command: r.command,
       ...defined({ socket: r.health.socket }),
       restart_timeout: r.health.timeoutSec,
     },
   };
+}
+
+/**
+ * Two requests for the same handler (two tasks changed the same config): one handler, whose
+ * rollback puts back the companion files of both.
+ */
+export function mergeHandlerRequests(earlier: HandlerRequest | undefined, later: HandlerRequest): HandlerRequest {
+  const list = (h: HandlerRequest | undefined): string[] => {
+    const c = h?.args?.['companions'];
+    return Array.isArray(c) ? c.filter((x): x is string => typeof x === 'string') : [];
+  };
+  const companions = [...new Set([...list(earlier), ...list(later)])];
+  if (companions.length === list(later).length) return later;
+  return { ...later, args: { ...later.args, companions } };
 }
 
 /** The sha256 (hex) of a file's content, as `FileExpect` records it. */
@@ -100,15 +115,22 @@ async function backup(ctx: TaskContext, path: string, current: Buffer | null): P
   await rememberConfigBackup(ctx, path, current, defined({ mode: st.mode, uid: st.uid, gid: st.gid }));
 }
 
-async function applyOne(ctx: TaskContext, c: Exclude<Change, RestartRequest>, restartConfigs: Set<string>) {
+async function applyOne(
+  ctx: TaskContext,
+  c: Exclude<Change, RestartRequest>,
+  restartConfigs: Set<string>,
+  companions: Set<string>,
+) {
   const conn = ctx.conn;
   switch (c.op) {
     case 'file.write':
     case 'file.remove': {
       const config = restartConfigs.has(c.path);
-      if (c.expect !== undefined || config) {
+      const companion = companions.has(c.path);
+      if (c.expect !== undefined || config || companion) {
         const current = await compareAndSwap(ctx, c.path, c.expect);
         if (config) await backup(ctx, c.path, current);
+        else if (companion) await rememberCompanionBackup(ctx, c.path, current);
       }
       if (c.op === 'file.remove') return conn.remove(c.path);
       return conn.writeFile(c.path, c.content, {
@@ -195,6 +217,7 @@ export async function applyChanges(
 ): Promise<HandlerRequest[]> {
   const restarts = changes.filter((c): c is RestartRequest => c.op === 'restart.request');
   const restartConfigs = new Set(restarts.map((r) => r.config));
+  const companions = new Set(restarts.flatMap((r) => r.companions ?? []));
   const handlers = restarts.map(restartHandler);
   const applied: string[] = [];
   for (const change of changes) {
@@ -219,7 +242,7 @@ export async function applyChanges(
       }
     }
     try {
-      await applyOne(ctx, change, restartConfigs);
+      await applyOne(ctx, change, restartConfigs, companions);
     } catch (e) {
       if (e instanceof ConnectionError) throw lostDuring(e, applied, change, changes);
       const failure = failureOf(e);

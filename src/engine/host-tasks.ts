@@ -7,7 +7,7 @@ import type { Connection } from '../connection/connection.js';
 import { defined } from '../defined.js';
 import { playVariables, type Play, type Task } from '../playbook/playbook.js';
 import { resolveArgs } from './args.js';
-import { applyChanges } from './apply.js';
+import { applyChanges, mergeHandlerRequests } from './apply.js';
 import { readPendingHandlers, updatePendingHandlers, type PendingHandler } from './pending-handlers.js';
 import type { TaskResult } from './events.js';
 import { Interrupted } from './cancel.js';
@@ -102,7 +102,7 @@ export async function runHost(
         notified.add(n);
         notifiedBy.set(n, [...(notifiedBy.get(n) ?? []), task]);
       }
-      for (const req of r.notify) internal.set(req.id, req);
+      for (const req of r.notify) internal.set(req.id, mergeHandlerRequests(internal.get(req.id), req));
     }
   }
   // Handlers: internal ones (containerd restarts) first, then the play's, in definition order.

@@ -122,7 +122,14 @@ export interface ImageRemove extends Described {
 export interface RestartRequest {
   op: 'restart.request';
   unit: 'containerd';
+  /** The service a person knows the restart by (`k3s`, `rke2-server`); containerd when absent. */
+  service?: string;
   config: string;
+  /**
+   * Files the same plan writes with `config` (k3s's CA beside registries.yaml): a rollback puts
+   * them back too. Kept for this run only; an interrupted run's marker rolls back `config` alone.
+   */
+  companions?: string[];
   command: string;
   health: { socket?: string; timeoutSec: number };
 }

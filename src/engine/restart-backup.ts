@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
+import { defined } from '../defined.js';
 import { TaskError } from './errors.js';
 import type { Change, RestartRequest, TaskContext } from './module.js';
 
@@ -179,6 +180,31 @@ export async function rememberConfigBackup(
     // 0600: config.toml may hold registry credentials.
     await ctx.conn.writeFile(pendingMarkerPath(configFile), JSON.stringify(marker) + '\n', { mode: 0o600 });
   }
+  ctx.hostState.set(key, backup);
+}
+
+/**
+ * Records a file written together with a restart's config (a companion, e.g. k3s's CA beside
+ * registries.yaml) as it was before its first write in this run, for the rollback. In this run only:
+ * no marker on the node, so an interrupted run's later rollback puts back the config alone (a CA
+ * file nothing points at any more is harmless).
+ */
+export async function rememberCompanionBackup(
+  ctx: Pick<TaskContext, 'hostState' | 'conn'>,
+  path: string,
+  previous: Buffer | null,
+): Promise<void> {
+  const key = configBackupKey(path);
+  if (ctx.hostState.has(key)) return;
+  if (previous === null) {
+    ctx.hostState.set(key, { content: null } satisfies ConfigBackup);
+    return;
+  }
+  const st = await ctx.conn.stat(path);
+  const backup: ConfigBackup = {
+    content: Buffer.from(previous),
+    ...defined({ mode: st.mode, uid: st.uid, gid: st.gid }),
+  };
   ctx.hostState.set(key, backup);
 }
 

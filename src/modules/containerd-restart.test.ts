@@ -4,7 +4,7 @@
  * back byte-for-byte with its mode. (The rollback that brings containerd back runs in the lab:
  * test/e2e/containerd-tls.test.ts.)
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +19,7 @@ import {
   configBackupKey,
   pendingMarkerPath,
   readPendingRestart,
+  rememberCompanionBackup,
   rememberConfigBackup,
   type ConfigBackup,
 } from '../engine/restart-backup.js';
@@ -151,7 +152,11 @@ describe('containerd.restart', () => {
  * A real grpc-js CRI server on a unix socket whose Version answers only while `up(msSinceStart)`
  * says so: a containerd that its supervisor keeps restarting, seen from the CRI.
  */
-async function flappingCri(socket: string, up: (ms: number) => boolean): Promise<() => Promise<void>> {
+async function flappingCri(
+  socket: string,
+  up: (ms: number) => boolean,
+  ready: () => object = () => ({ type: 'RuntimeReady', status: true }),
+): Promise<() => Promise<void>> {
   const def = protoLoader.fromJSON(
     CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0],
     CRI_LOADER_OPTIONS,
@@ -166,7 +171,7 @@ async function flappingCri(socket: string, up: (ms: number) => boolean): Promise
         : cb(down),
     Status: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
       up(Date.now() - start)
-        ? cb(null, { status: { conditions: [{ type: 'RuntimeReady', status: true }] } })
+        ? cb(null, { status: { conditions: [ready(), { type: 'NetworkReady', status: false }] } })
         : cb(down),
   });
   await new Promise<void>((resolve, reject) =>
@@ -196,6 +201,58 @@ describe('containerd.restart health check', () => {
       expect((err as TaskError).message).toMatch(
         /containerd did not come back after the restart \(after `true`, containerd answered on .*flapping\.sock but did not stay up: it stopped answering 1 time within 2 s \(crash-looping; last error: /,
       );
+    } finally {
+      await stop();
+    }
+  });
+
+  // No real containerd can be put in this state (test/e2e/containerd-versions.test.ts shows why:
+  // its CRI hard-codes RuntimeReady=true), so a CRI server stands in: its runtime is ready only
+  // while config.toml is the good one, as a runtime broken by the new config would be.
+  it('rolls back a config whose CRI answers but reports RuntimeReady=false, with the files written with it, and names the reason', async () => {
+    const socket = path.join(dir, 'not-ready.sock');
+    const file = path.join(dir, 'not-ready.toml');
+    const ca = path.join(dir, 'tls', 'ca.crt');
+    const other = path.join(dir, 'tls', 'other.crt');
+    (await import('node:fs')).mkdirSync(path.dirname(ca), { recursive: true });
+    const good = 'version = 2\n# good\n';
+    writeFileSync(file, 'version = 2\n# runtime broken\n', { mode: 0o600 });
+    writeFileSync(ca, 'NEW CA\n');
+    writeFileSync(other, 'NEW\n');
+    const ctx = context();
+    await rememberConfigBackup(ctx, file, Buffer.from(good), { mode: 0o600 });
+    await rememberCompanionBackup(ctx, ca, null);
+    writeFileSync(other, 'OLD\n');
+    chmodSync(other, 0o640);
+    await rememberCompanionBackup(ctx, other, Buffer.from('OLD\n'));
+    writeFileSync(other, 'NEW\n');
+    chmodSync(other, 0o600);
+    const stop = await flappingCri(
+      socket,
+      () => true,
+      () =>
+        readFileSync(file, 'utf8') === good
+          ? { type: 'RuntimeReady', status: true }
+          : { type: 'RuntimeReady', status: false, reason: 'NoRuntime', message: 'runc not found' },
+    );
+    try {
+      const err = await verifiedRestart(ctx, {
+        config_file: file,
+        service: 'k3s',
+        companions: [ca, other],
+        restart_command: 'true',
+        socket,
+        restart_timeout: 1,
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TaskError);
+      expect((err as TaskError).message).toBe(
+        `k3s did not come back after the config change (the CRI at ${socket} answers but is not ready (RuntimeReady is false (NoRuntime: runc not found)): containerd's CRI plugin loaded without a working runtime, see containerd's log); the previous ${file} was restored (and ${ca}, ${other} put back as before this run) and k3s restarted (it answers on ${socket}).`,
+      );
+      expect(readFileSync(file, 'utf8')).toBe(good);
+      expect(() => statSync(ca)).toThrow(/ENOENT/);
+      expect(readFileSync(other, 'utf8')).toBe('OLD\n');
+      expect(statSync(other).mode & 0o777).toBe(0o640);
+      expect(ctx.hostState.has(configBackupKey(ca))).toBe(false);
     } finally {
       await stop();
     }

@@ -29,6 +29,8 @@ const schema = {
   required: ['config_file', 'restart_command', 'restart_timeout'],
   properties: {
     config_file: { type: 'string', minLength: 1 },
+    service: { type: 'string', minLength: 1 },
+    companions: { type: 'array', items: { type: 'string', minLength: 1 } },
     restart_command: { type: 'string', minLength: 1 },
     socket: { type: 'string', minLength: 1 },
     restart_timeout: { type: 'integer', minimum: 1 },
@@ -38,16 +40,21 @@ const schema = {
 /** Arguments of the internal handler. */
 export type ContainerdRestartArgs = ArgsOf<typeof schema>;
 
-/** The verified restart a module's config.toml change asks for, from the module's own arguments. */
+/**
+ * The verified restart a module's config.toml change asks for, from the module's own arguments;
+ * `service` names the unit that runs containerd when it is not containerd's own (k3s, rke2-server).
+ */
 export function restartRequestFor(args: {
   config_file: string;
   restart_command: string;
   socket?: string;
   restart_timeout: number;
+  service?: string | undefined;
 }): RestartRequest {
   return {
     op: 'restart.request',
     unit: 'containerd',
+    ...(args.service !== undefined ? { service: args.service } : {}),
     config: args.config_file,
     command: args.restart_command,
     health: { ...defined({ socket: args.socket }), timeoutSec: args.restart_timeout },
@@ -58,8 +65,9 @@ export function restartRequestFor(args: {
  * Once the config containerd runs is settled (restarted or rolled back, health check passed):
  * records what it runs with, then removes the pending marker.
  */
-async function settled(ctx: TaskContext, configFile: string, socket: string): Promise<void> {
-  ctx.hostState.delete(configBackupKey(configFile));
+async function settled(ctx: TaskContext, args: ContainerdRestartArgs, socket: string): Promise<void> {
+  const configFile = args.config_file;
+  for (const f of [configFile, ...(args.companions ?? [])]) ctx.hostState.delete(configBackupKey(f));
   await recordRestart(ctx, configFile, socket);
   try {
     await ctx.conn.remove(pendingMarkerPath(configFile));
@@ -207,15 +215,35 @@ async function restoreBackup(conn: Connection, configFile: string, backup: Confi
   await conn.writeFile(configFile, backup.content, defined({ mode: backup.mode, uid: backup.uid, gid: backup.gid }));
 }
 
+/**
+ * Puts back the config and every companion file this run wrote before the restart (a companion
+ * absent before is removed); throws with the files that could not be put back.
+ */
+async function rollBack(ctx: TaskContext, args: ContainerdRestartArgs, backup: ConfigBackup): Promise<void> {
+  await restoreBackup(ctx.conn, args.config_file, backup);
+  const failed: string[] = [];
+  for (const f of args.companions ?? []) {
+    const b = ctx.hostState.get(configBackupKey(f)) as ConfigBackup | undefined;
+    if (!b) continue;
+    try {
+      await restoreBackup(ctx.conn, f, b);
+    } catch (e) {
+      failed.push(`${f}: ${(e as Error).message}`);
+    }
+  }
+  if (failed.length) throw new Error(`the files written with it were not all put back (${failed.join('; ')})`);
+}
+
 /** Restart, verify, and on failure roll config.toml back; throws TaskError with every error in one message. */
 export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartArgs): Promise<void> {
   // Resolve before restarting: while containerd runs its socket exists, which is what the lookup checks.
   const socket = await healthSocket(ctx, args);
+  const service = args.service ?? 'containerd';
   const first = await restartAndWait(ctx.conn, args.restart_command, socket, args.restart_timeout);
   const key = configBackupKey(args.config_file);
   const backup = ctx.hostState.get(key) as ConfigBackup | undefined;
   if (first === null) {
-    await settled(ctx, args.config_file, socket);
+    await settled(ctx, args, socket);
     return;
   }
   // The health check failed because the connection did, not containerd: nothing can be told or rolled
@@ -225,33 +253,35 @@ export async function verifiedRestart(ctx: TaskContext, args: ContainerdRestartA
     throw new ConnectionError(
       lost.kind,
       lost.host,
-      `${lost.message} (during the health check after \`${args.restart_command}\`: whether containerd came back is unknown, and ${args.config_file} was not rolled back; the next run finishes the change)`,
+      `${lost.message} (during the health check after \`${args.restart_command}\`: whether ${service} came back is unknown, and ${args.config_file} was not rolled back; the next run finishes the change)`,
       { cause: lost },
     );
   if (!backup) {
     throw new TaskError(
-      `containerd did not come back after the restart (${first}); no earlier ${args.config_file} was recorded in this run, so nothing was rolled back: fix containerd on ${ctx.host} by hand.`,
+      `${service} did not come back after the restart (${first}); no earlier ${args.config_file} was recorded in this run, so nothing was rolled back: fix ${service} on ${ctx.host} by hand.`,
       'command',
     );
   }
+  const also = (args.companions ?? []).filter((f) => ctx.hostState.has(configBackupKey(f)));
+  const restored = `the previous ${args.config_file} was restored${also.length ? ` (and ${also.join(', ')} put back as before this run)` : ''}`;
   try {
-    await restoreBackup(ctx.conn, args.config_file, backup);
+    await rollBack(ctx, args, backup);
   } catch (e) {
     throw new TaskError(
-      `ROLLBACK FAILED: containerd did not come back after the config change (${first}), and putting the previous ${args.config_file} back failed too (${(e as Error).message}); ${ctx.host} is left with the new config and containerd is down: restore the file from the run's snapshot (trustplay restore) now.`,
+      `ROLLBACK FAILED: ${service} did not come back after the config change (${first}), and putting the previous ${args.config_file} back failed too (${(e as Error).message}); ${ctx.host} is left with the new config and ${service} is down: restore the file from the run's snapshot (trustplay restore) now.`,
       'command',
     );
   }
   const second = await restartAndWait(ctx.conn, args.restart_command, socket, args.restart_timeout);
   if (second === null) {
-    await settled(ctx, args.config_file, socket);
+    await settled(ctx, args, socket);
     throw new TaskError(
-      `containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored and containerd restarted (it answers on ${socket}).`,
+      `${service} did not come back after the config change (${first}); ${restored} and ${service} restarted (it answers on ${socket}).`,
       'command',
     );
   }
   throw new TaskError(
-    `ROLLBACK FAILED: containerd did not come back after the config change (${first}); the previous ${args.config_file} was restored but containerd still does not answer (${second}): ${ctx.host} has no working container runtime, look at containerd's log now.`,
+    `ROLLBACK FAILED: ${service} did not come back after the config change (${first}); ${restored} but containerd still does not answer (${second}): ${ctx.host} has no working container runtime, look at ${service}'s log now.`,
     'command',
   );
 }
@@ -272,7 +302,7 @@ export default defineModule({
         // Custom: this is what a `restart.request` operation becomes, the one place that restarts a
         // unit, health-checks it and rolls its config back; no generic operation describes that.
         op: 'custom',
-        summary: `restart containerd (\`${args.restart_command}\`) and wait up to ${args.restart_timeout} s for the CRI socket`,
+        summary: `restart ${args.service ?? 'containerd'} (\`${args.restart_command}\`) and wait up to ${args.restart_timeout} s for the CRI socket`,
         // config.toml was saved by the change that requested this restart; a rollback only puts that back.
         resources: [],
         apply: (ctx) => verifiedRestart(ctx, args),

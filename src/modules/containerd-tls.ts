@@ -409,14 +409,18 @@ export function rancherTlsDir(flavour: Flavour, registry: string): string {
 }
 
 /** The restart a registries.yaml change needs: the flavour's unit (unless the task names its own command). */
-function rancherRestart(args: ContainerdTlsArgs, flavour: Flavour): RestartRequest {
-  return restartRequestFor({
-    ...args,
-    config_file: flavour.registriesFile!,
-    restart_command:
-      args.restart_command === DEFAULT_RESTART_COMMAND ? `systemctl restart ${flavour.unit}` : args.restart_command,
-    socket: args.socket ?? flavour.socket!,
-  });
+function rancherRestart(args: ContainerdTlsArgs, flavour: Flavour, companions: string[] = []): RestartRequest {
+  return {
+    ...restartRequestFor({
+      ...args,
+      config_file: flavour.registriesFile!,
+      restart_command:
+        args.restart_command === DEFAULT_RESTART_COMMAND ? `systemctl restart ${flavour.unit}` : args.restart_command,
+      socket: args.socket ?? flavour.socket!,
+      service: flavour.unit,
+    }),
+    ...(companions.length ? { companions } : {}),
+  };
 }
 
 /**
@@ -493,7 +497,9 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
         removeChange(hostsDir, name, args.state === 'absent' ? 'written by containerd.tls' : 'no longer configured'),
       );
   if (args.state === 'absent') pushRmdir(hostsDir, changes, push);
-  if (edit.changed) push(rancherRestart(args, flavour));
+  // The CA (and client pair) written with registries.yaml go back with it if the unit cannot start.
+  const written = changes.flatMap((c) => (c.op === 'file.write' && c.path !== file ? [c.path] : []));
+  if (edit.changed) push(rancherRestart(args, flavour, written));
   return { changes, warnings };
 }
 

@@ -209,6 +209,7 @@ function containerdAuthChange(
   config: NodeFileState,
   containerdMajor?: number,
   rancher = false,
+  service?: string,
 ): Change[] {
   if (config.content === null) return [];
   const previous = config.content;
@@ -235,7 +236,7 @@ function containerdAuthChange(
       expect: config.raw && expectOf(config.raw),
       diff: { target: args.config_file, before: previous, after: text },
     },
-    restartRequestFor(args),
+    restartRequestFor({ ...args, service }),
   ];
 }
 
@@ -252,6 +253,7 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved, 
       observed.config,
       observed.containerdMajor,
       observed.flavour?.registriesFile !== undefined,
+      observed.flavour?.unit,
     );
     // The pre-flight: a config.toml change restarts containerd, and a CRI that was not serving
     // before would make that restart fail and look like trustplay's fault.
@@ -305,8 +307,11 @@ export default defineModule({
   },
   plan: (given, observed, ctx) => {
     const args = flavourArgs(given, observed.flavour);
-    return afterPendingRestart(ctx, observed.pending, restartRequestFor(args), () =>
-      planCredsWipe(args, observed, ctx.host),
+    return afterPendingRestart(
+      ctx,
+      observed.pending,
+      restartRequestFor({ ...args, service: observed.flavour?.unit }),
+      () => planCredsWipe(args, observed, ctx.host),
     );
   },
 });

@@ -127,7 +127,7 @@ describeLab(`k3s and RKE2 nodes (lab stand-in of k3s ${K3S_SOURCE_COMMIT.slice(0
     for (const n of rancher) {
       const unit = n.flavour === 'rke2' ? 'rke2-server' : 'k3s';
       expect(r.stdout).toContain(`set configs."${reg()}".tls in ${registriesYaml(n)} (restarts ${fl(n)}`);
-      expect(r.stdout).toContain(`restart containerd (\`systemctl restart ${unit}\`)`);
+      expect(r.stdout).toContain(`restart ${unit} (\`systemctl restart ${unit}\`)`);
       const yaml = await read(n, registriesYaml(n));
       const ca = `/etc/rancher/${fl(n)}/tls/${reg()}/ca.crt`;
       // Every line of the person's file is still there, in order; the registry's entry gained tls
@@ -237,6 +237,54 @@ describeLab(`k3s and RKE2 nodes (lab stand-in of k3s ${K3S_SOURCE_COMMIT.slice(0
       expect(await read(n, registriesYaml(n))).toBe(before.get(n.name));
     } finally {
       await inNode(n, link ? `rm -f /etc/os-release && ln -s '${link}' /etc/os-release` : 'rm -f /etc/os-release');
+    }
+  });
+
+  it('rollback: a registries.yaml change k3s cannot start with (the restart leaves it unparseable once) is rolled back with the CA file, k3s restarted, the host failed with both messages', async () => {
+    const n = rancher[0]!;
+    const yamlBefore = await read(n, registriesYaml(n));
+    const ca = `/etc/rancher/k3s/tls/${reg()}/ca.crt`;
+    expect((await inNode(n, `test -e ${ca} || echo absent`)).stdout).toBe('absent\n');
+    const oldPid = await pid(n);
+    const file = join(tmp, 'broken-k3s.yaml');
+    // As a bad change would: the first restart finds registries.yaml broken (k3s refuses to start on
+    // a file it cannot parse); the marker makes the rollback's restart a clean one.
+    await writeFile(
+      file,
+      [
+        '- hosts: nodes',
+        '  tasks:',
+        "    - name: Trust the registry's CA",
+        '      containerd.tls:',
+        '        registry: "{{ registry }}"',
+        '        ca: "{{ registry_ca }}"',
+        '        restart_timeout: 15',
+        '        restart_command: >-',
+        '          if [ ! -e /run/lab/tp-k3s-broke-once ]; then touch /run/lab/tp-k3s-broke-once;',
+        "          echo 'configs: [not yaml' >> /etc/rancher/k3s/registries.yaml; fi;",
+        '          systemctl restart k3s',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const r = await trustplay(['run', file, ...args('--limit', n.name, '--format', 'json')]);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      const report = JSON.parse(r.stdout) as JsonReport;
+      const restart = report.hosts[n.name]!.tasks.find((t) => t.task === 'Restart k3s (verified)');
+      expect(restart?.status, r.stdout).toBe('failed');
+      expect(restart!.error?.message).toMatch(
+        /^k3s did not come back after the config change \(`.*systemctl restart k3s` failed \(exit 1[^)]*\): /,
+      );
+      expect(restart!.error?.message).toContain(
+        `the previous /etc/rancher/k3s/registries.yaml was restored (and ${ca} put back as before this run) and k3s restarted (it answers on /run/k3s/containerd/containerd.sock)`,
+      );
+      expect(await read(n, registriesYaml(n))).toBe(yamlBefore);
+      expect((await inNode(n, `test -e ${ca} || echo absent`)).stdout).toBe('absent\n');
+      expect(await pid(n), 'k3s was restarted with the old file').not.toBe(oldPid);
+      expect(await pull(env.lab, n)).toBe('unknown-authority');
+      expect((await inNode(n, `ls /etc/rancher/k3s/ | grep trustplay-pending || true`)).stdout).toBe('');
+    } finally {
+      await inNode(n, 'rm -f /run/lab/tp-k3s-broke-once');
     }
   });
 });

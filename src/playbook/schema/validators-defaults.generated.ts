@@ -1328,7 +1328,7 @@ return errors === 0;
 validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_containerd_restart = validate5;
-const schema5 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
+const schema5 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
 
 function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1372,7 +1372,7 @@ vErrors.push(err2);
 errors++;
 }
 for(const key0 in data){
-if(!((((key0 === "config_file") || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout"))){
+if(!((((((key0 === "config_file") || (key0 === "service")) || (key0 === "companions")) || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout"))){
 const err3 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err3];
@@ -1408,11 +1408,11 @@ vErrors.push(err5);
 errors++;
 }
 }
-if(data.restart_command !== undefined){
-let data1 = data.restart_command;
+if(data.service !== undefined){
+let data1 = data.service;
 if(typeof data1 === "string"){
 if(func1(data1) < 1){
-const err6 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err6 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -1423,7 +1423,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err7 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -1433,11 +1433,15 @@ vErrors.push(err7);
 errors++;
 }
 }
-if(data.socket !== undefined){
-let data2 = data.socket;
-if(typeof data2 === "string"){
-if(func1(data2) < 1){
-const err8 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.companions !== undefined){
+let data2 = data.companions;
+if(Array.isArray(data2)){
+const len0 = data2.length;
+for(let i0=0; i0<len0; i0++){
+let data3 = data2[i0];
+if(typeof data3 === "string"){
+if(func1(data3) < 1){
+const err8 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -1448,7 +1452,7 @@ errors++;
 }
 }
 else {
-const err9 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err9 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -1458,10 +1462,9 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.restart_timeout !== undefined){
-let data3 = data.restart_timeout;
-if(!(((typeof data3 == "number") && (!(data3 % 1) && !isNaN(data3))) && (isFinite(data3)))){
-const err10 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err10 = {instancePath:instancePath+"/companions",schemaPath:"#/properties/companions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -1470,9 +1473,12 @@ vErrors.push(err10);
 }
 errors++;
 }
-if((typeof data3 == "number") && (isFinite(data3))){
-if(data3 < 1 || isNaN(data3)){
-const err11 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data.restart_command !== undefined){
+let data4 = data.restart_command;
+if(typeof data4 === "string"){
+if(func1(data4) < 1){
+const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -1482,15 +1488,75 @@ vErrors.push(err11);
 errors++;
 }
 }
-}
-}
 else {
-const err12 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err12];
 }
 else {
 vErrors.push(err12);
+}
+errors++;
+}
+}
+if(data.socket !== undefined){
+let data5 = data.socket;
+if(typeof data5 === "string"){
+if(func1(data5) < 1){
+const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+else {
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+if(data.restart_timeout !== undefined){
+let data6 = data.restart_timeout;
+if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
+const err15 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+if((typeof data6 == "number") && (isFinite(data6))){
+if(data6 < 1 || isNaN(data6)){
+const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
 }
 errors++;
 }

@@ -2859,7 +2859,7 @@ return errors === 0;
 validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_containerd_restart = validate8;
-const schema8 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
+const schema8 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
 
 function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2903,7 +2903,7 @@ vErrors.push(err2);
 errors++;
 }
 for(const key0 in data){
-if(!((((key0 === "config_file") || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout"))){
+if(!((((((key0 === "config_file") || (key0 === "service")) || (key0 === "companions")) || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout"))){
 const err3 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema8,data};
 if(vErrors === null){
 vErrors = [err3];
@@ -2939,11 +2939,11 @@ vErrors.push(err5);
 errors++;
 }
 }
-if(data.restart_command !== undefined){
-let data1 = data.restart_command;
+if(data.service !== undefined){
+let data1 = data.service;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.restart_command,data:data1};
+const err6 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.service,data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2954,7 +2954,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.restart_command.type,parentSchema:schema8.properties.restart_command,data:data1};
+const err7 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.service.type,parentSchema:schema8.properties.service,data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2964,11 +2964,15 @@ vErrors.push(err7);
 errors++;
 }
 }
-if(data.socket !== undefined){
-let data2 = data.socket;
-if(typeof data2 === "string"){
-if(func0(data2) < 1){
-const err8 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.socket,data:data2};
+if(data.companions !== undefined){
+let data2 = data.companions;
+if(Array.isArray(data2)){
+const len0 = data2.length;
+for(let i0=0; i0<len0; i0++){
+let data3 = data2[i0];
+if(typeof data3 === "string"){
+if(func0(data3) < 1){
+const err8 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.companions.items,data:data3};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2979,7 +2983,7 @@ errors++;
 }
 }
 else {
-const err9 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.socket.type,parentSchema:schema8.properties.socket,data:data2};
+const err9 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.companions.items.type,parentSchema:schema8.properties.companions.items,data:data3};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2989,10 +2993,9 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.restart_timeout !== undefined){
-let data3 = data.restart_timeout;
-if(!(((typeof data3 == "number") && (!(data3 % 1) && !isNaN(data3))) && (isFinite(data3)))){
-const err10 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema8.properties.restart_timeout.type,parentSchema:schema8.properties.restart_timeout,data:data3};
+}
+else {
+const err10 = {instancePath:instancePath+"/companions",schemaPath:"#/properties/companions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema8.properties.companions.type,parentSchema:schema8.properties.companions,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -3001,9 +3004,12 @@ vErrors.push(err10);
 }
 errors++;
 }
-if((typeof data3 == "number") && (isFinite(data3))){
-if(data3 < 1 || isNaN(data3)){
-const err11 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema8.properties.restart_timeout,data:data3};
+}
+if(data.restart_command !== undefined){
+let data4 = data.restart_command;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.restart_command,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -3013,15 +3019,75 @@ vErrors.push(err11);
 errors++;
 }
 }
-}
-}
 else {
-const err12 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema8.type,parentSchema:schema8,data};
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.restart_command.type,parentSchema:schema8.properties.restart_command,data:data4};
 if(vErrors === null){
 vErrors = [err12];
 }
 else {
 vErrors.push(err12);
+}
+errors++;
+}
+}
+if(data.socket !== undefined){
+let data5 = data.socket;
+if(typeof data5 === "string"){
+if(func0(data5) < 1){
+const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.socket,data:data5};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+else {
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.socket.type,parentSchema:schema8.properties.socket,data:data5};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+if(data.restart_timeout !== undefined){
+let data6 = data.restart_timeout;
+if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
+const err15 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema8.properties.restart_timeout.type,parentSchema:schema8.properties.restart_timeout,data:data6};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+if((typeof data6 == "number") && (isFinite(data6))){
+if(data6 < 1 || isNaN(data6)){
+const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema8.properties.restart_timeout,data:data6};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema8.type,parentSchema:schema8,data};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
 }
 errors++;
 }
