@@ -142,6 +142,68 @@ describeLab('containerd versions on the real binaries (1.6, 1.7, 2.1 in one lab)
     await resetNode(n);
   });
 
+  // The verified restart also requires RuntimeReady (containerd-restart.ts), for a CRI "loaded but
+  // not ready". No real containerd reaches that state through its config, which this test keeps
+  // proving: containerd's CRI Status hard-codes RuntimeReady=true ("if CRI plugin is serving
+  // request, containerd must be ready": pkg/cri/server/status.go in 1.6/1.7,
+  // internal/cri/server/status.go in 2.1). Tried here on each binary: a runc BinaryName that does not
+  // exist and an unknown runtime_type (the CRI serves, RuntimeReady=true: the failure only shows
+  // when a pod starts); an undefined default_runtime_name and an unknown snapshotter (the CRI plugin
+  // does not load at all, so Version fails and the health check's wait catches it). The CRI also
+  // refuses every call, Version included, until it is initialised. The RuntimeReady=false path is
+  // proven with a stand-in CRI server in src/modules/containerd-restart.test.ts.
+  it('RuntimeReady=false cannot be reached through config on 1.6, 1.7 or 2.1: a missing runtime binary or shim still reports ready, an undefined default runtime or unknown snapshotter stops the CRI', async () => {
+    const q = `['"]`;
+    const variants: { name: string; edit: (t: string) => string; serves: boolean }[] = [
+      {
+        name: 'runc BinaryName missing',
+        edit: (t) => t.replace(new RegExp(`BinaryName = ${q}${q}`), "BinaryName = '/nonexistent/runc'"),
+        serves: true,
+      },
+      {
+        name: 'unknown runtime_type',
+        edit: (t) =>
+          t.replace(
+            new RegExp(`runtime_type = ${q}io\\.containerd\\.runc\\.v2${q}`),
+            "runtime_type = 'io.containerd.missing.v9'",
+          ),
+        serves: true,
+      },
+      {
+        name: 'undefined default_runtime_name',
+        edit: (t) => t.replace(new RegExp(`default_runtime_name = ${q}runc${q}`), "default_runtime_name = 'nope'"),
+        serves: false,
+      },
+      {
+        name: 'unknown snapshotter',
+        edit: (t) => t.replace(new RegExp(`snapshotter = ${q}overlayfs${q}`), "snapshotter = 'nope'"),
+        serves: false,
+      },
+    ];
+    for (const n of env.lab.nodes) {
+      for (const v of variants) {
+        const text = v.edit(defaults.get(n.name)!);
+        expect(text, `${n.containerd.version}: ${v.name} applies to its default config`).not.toBe(defaults.get(n.name));
+        await setConfig(n, text);
+        if (!v.serves) {
+          // Started (systemctl succeeded), but the CRI never answers.
+          await new Promise((r) => setTimeout(r, 1500));
+          expect(await criServes(n), `${n.containerd.version}: ${v.name}`).toBe(false);
+          continue;
+        }
+        await waitForCri(n.hostSocket, 20_000);
+        const c = createCriClient(n.hostSocket);
+        try {
+          const ready = (await c.status(false, 5000)).conditions.find((x) => x.type === 'RuntimeReady');
+          expect(ready?.status, `${n.containerd.version}: ${v.name}`).toBe(true);
+        } finally {
+          await c.close();
+        }
+      }
+      await resetNode(n);
+    }
+  });
+
   it('AKS’s version 2 file with 2.x table names on 2.1: trustplay reads the images registry table in force, keeps its headers (config dump before/after), and the pull works', async () => {
     const n = node('2.1');
     await resetNode(n);
