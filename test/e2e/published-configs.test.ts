@@ -4,7 +4,7 @@
  * version it targets: the file loads and the CRI serves, the pull fails with x509, trustplay fixes
  * it (or refuses with the right cause before touching anything), the fix converges, every other
  * registry setting keeps working, and `containerd config dump` of the node's own binary shows only
- * registry changes. (AKS, Docker's containerd.io, EKS AL2023 and k3s-style configs are in
+ * registry changes. (AKS on 2.x, Docker's containerd.io, EKS AL2023 and k3s-style configs are in
  * containerd-versions.test.ts; k3s/RKE2 nodes in k3s.test.ts.)
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -153,6 +153,49 @@ describeLab('published production configs on the containerd version each targets
     expect(await pid(n)).toBe(before);
     expect((await inNode(n, `ls ${snapData}/args/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
     expect(await pull(n)).toBe('ok');
+    await reset(n);
+  });
+
+  it('AKS on containerd 1.x (AgentBaker’s template) on 1.7: config_path and the registry headers kept, only hosts.toml + CA written, no restart, config dump identical, converges', async () => {
+    const n = node('1.7');
+    const aks = fixture('aks-1x.toml');
+    await setConfig(n, aks);
+    const dumpBefore = await dump(n);
+    expect(dumpBefore).toMatch(/X-Meta-Source-Client = \[["']azure\/aks["']\]/);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(aks);
+    expect(await pid(n)).toBe(before);
+    expect(await dump(n)).toBe(dumpBefore);
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+    await reset(n);
+  });
+
+  it('AKS on containerd 1.x for Kubernetes < 1.22 (the template without config_path) on 1.7: config_path added to the table with the headers, one restart, config dump changes only in the registry table (headers kept), converges', async () => {
+    const n = node('1.7');
+    const table = '  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "/etc/containerd/certs.d"\n';
+    expect(fixture('aks-1x.toml')).toContain(table);
+    const aks = fixture('aks-1x.toml').replace(table, '');
+    await setConfig(n, aks);
+    const dumpBefore = await dump(n);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(await pid(n), 'config.toml changed: containerd restarted').not.toBe(before);
+    const dumpAfter = await dump(n);
+    expect(dumpAfter).toMatch(/config_path = ['"]\/etc\/containerd\/certs\.d['"]/);
+    expect(dumpAfter).toMatch(/X-Meta-Source-Client = \[["']azure\/aks["']\]/);
+    expect(withoutRegistry(dumpAfter)).toBe(withoutRegistry(dumpBefore));
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
   });
 });
