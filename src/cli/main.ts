@@ -73,6 +73,10 @@ options:
   -D, --diff               show before/after of every change (secrets masked)
   -e, --extra-vars K=V     set a variable (highest precedence); repeatable
       --format human|json|jsonl
+      --progress auto|bar|rows   on a terminal: a bar per play with live counts and the slowest
+                           hosts, or a row per host (auto: the bar when the hosts outnumber its lines)
+      --recap auto|grouped|full  hosts with identical outcomes on one line, or a line per host
+                           (auto: grouped under the bar; without a terminal full unless asked)
       --state-dir DIR      snapshots (default ~/.local/state/trustplay)
       --snapshot-key FILE  key that signs snapshots (default ~/.config/trustplay/snapshot.key)
       --accept-new-host-keys   trust unknown SSH host keys on first use

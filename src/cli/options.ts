@@ -13,6 +13,8 @@ export const commonOptions = {
   diff: { type: 'boolean', short: 'D' },
   'extra-vars': { type: 'string', short: 'e', multiple: true },
   format: { type: 'string' },
+  progress: { type: 'string' },
+  recap: { type: 'string' },
   'state-dir': { type: 'string' },
   'accept-new-host-keys': { type: 'boolean' },
   'detailed-exitcode': { type: 'boolean' },
@@ -56,6 +58,10 @@ export type Options = {
   diff: boolean;
   extraVars: Record<string, unknown>;
   format: 'human' | 'json' | 'jsonl';
+  /** On a terminal: a bar per play (`bar`), a row per host (`rows`), or the bar when the fleet is taller than the terminal (`auto`). */
+  progress: 'auto' | 'bar' | 'rows';
+  /** The RECAP: a line per host (`full`), hosts with identical outcomes together (`grouped`), or grouped under the bar only (`auto`). */
+  recap: 'auto' | 'grouped' | 'full';
   stateDir?: string;
   acceptNewHostKeys: boolean;
   detailedExitcode: boolean;
@@ -142,6 +148,17 @@ function parseDays(text: string): number {
   return Number(m[1]) * (m[2] === 'w' ? 7 : 1);
 }
 
+/** An option that takes one of a few words (the first is its default); anything else is exit 3 with a suggestion. */
+async function oneOf<W extends string>(flag: string, given: string | undefined, words: readonly W[]): Promise<W> {
+  if (given === undefined) return words[0]!;
+  if ((words as readonly string[]).includes(given)) return given as W;
+  const { suggestion } = await import('../playbook/diagnostics.js');
+  throw new ExitError(
+    ExitCode.Invalid,
+    `${flag} must be ${words.slice(0, -1).join(', ')} or ${words.at(-1)}, not \`${given}\`${suggestion(given, [...words])}`,
+  );
+}
+
 export async function parseOptions(argv: string[]): Promise<{ positionals: string[]; options: Options }> {
   let parsed;
   try {
@@ -153,14 +170,9 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
   const forks = v.forks === undefined ? 50 : Number(v.forks);
   if (!Number.isInteger(forks) || forks < 1)
     throw new ExitError(ExitCode.Invalid, `--forks must be a whole number of at least 1, not \`${v.forks}\``);
-  const format = (v.format ?? 'human') as Options['format'];
-  if (!['human', 'json', 'jsonl'].includes(format)) {
-    const { suggestion } = await import('../playbook/diagnostics.js');
-    throw new ExitError(
-      ExitCode.Invalid,
-      `--format must be human, json or jsonl, not \`${v.format}\`${suggestion(String(v.format), ['human', 'json', 'jsonl'])}`,
-    );
-  }
+  const format = await oneOf('--format', v.format, ['human', 'json', 'jsonl'] as const);
+  const progress = await oneOf('--progress', v.progress, ['auto', 'bar', 'rows'] as const);
+  const recap = await oneOf('--recap', v.recap, ['auto', 'grouped', 'full'] as const);
   const extraVars: Record<string, unknown> = {};
   if (v['extra-vars']?.length) {
     const { parse } = await import('yaml');
@@ -216,6 +228,8 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     diff: v.diff ?? false,
     extraVars,
     format,
+    progress,
+    recap,
     acceptNewHostKeys: v['accept-new-host-keys'] ?? false,
     detailedExitcode: v['detailed-exitcode'] ?? false,
     verbose: v.verbose ?? false,

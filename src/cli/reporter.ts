@@ -1,9 +1,12 @@
-/** Picks the reporter for the output mode: listr2 on a terminal, plain lines otherwise, json/jsonl on request. */
+/**
+ * Picks the reporter for the output mode: on a terminal listr2 rows or, for a fleet taller than the
+ * terminal, a progress bar per play; plain lines otherwise; json/jsonl on request.
+ */
 import type { Reporter } from '../engine/events.js';
 import { styleFor } from '../report/format.js';
 import { JsonCollector, JsonlReporter, JsonReporter, TeeReporter } from '../report/json.js';
-import { ListrReporter } from '../report/listr.js';
 import { PlainReporter } from '../report/plain.js';
+import { TerminalReporter } from '../report/progress.js';
 import type { Options } from './options.js';
 
 /**
@@ -22,7 +25,14 @@ export function makeReporter(options: Options, quiet = false): { reporter: Repor
   else if (options.format === 'json') main = new JsonReporter(process.stdout);
   else if (options.format === 'jsonl') main = new JsonlReporter(process.stdout);
   else if (process.stdout.isTTY && process.env['TERM'] !== 'dumb' && !process.env['CI'])
-    main = new ListrReporter(process.stdout, styleFor(process.stdout), options.verbose);
-  else main = new PlainReporter({ out: process.stdout, style: styleFor(process.stdout), verbose: options.verbose });
+    main = new TerminalReporter(process.stdout, styleFor(process.stdout), options);
+  // Without a terminal the recap is a line per host unless --recap grouped asks (cron mails, CI logs read as before).
+  else
+    main = new PlainReporter({
+      out: process.stdout,
+      style: styleFor(process.stdout),
+      verbose: options.verbose,
+      recap: options.recap === 'grouped' ? 'grouped' : 'full',
+    });
   return { reporter: new TeeReporter([collector, main]), collector };
 }

@@ -3,7 +3,7 @@
  * of hosts stay readable. Details (changes, diffs, errors) are printed below each play's rows.
  */
 import type { Reporter, RunEvent, TaskResult } from '../engine/events.js';
-import { recapLine, type Style } from './format.js';
+import { recapLine, recapLines, type RecapMode, type Style } from './format.js';
 import { formatResult } from './plain.js';
 
 interface HostRow {
@@ -23,6 +23,7 @@ export class ListrReporter implements Reporter {
     private readonly out: NodeJS.WriteStream,
     private readonly style: Style,
     private readonly verbose = false,
+    private readonly recapMode: RecapMode = 'full',
   ) {}
 
   event(e: RunEvent): void {
@@ -98,10 +99,8 @@ export class ListrReporter implements Reporter {
       case 'run-end': {
         const recap = e.recap;
         this.chain = this.chain.then(() => {
-          const names = Object.keys(recap);
-          const width = Math.max(4, ...names.map((n) => n.length));
           this.out.write(s.bold('RECAP') + '\n');
-          for (const n of names) this.out.write(recapLine(n, recap[n]!, width, s) + '\n');
+          for (const l of recapLines(recap, this.recapMode, s)) this.out.write(l + '\n');
         });
         break;
       }

@@ -1,11 +1,13 @@
 /** Plain lines for cron, CI and pipes: no spinners, no cursor movement, colour only on a TTY. */
 import type { Reporter, RunEvent, TaskResult } from '../engine/events.js';
-import { recapLine, renderDiff, statusWord, type Style } from './format.js';
+import { recapLines, renderDiff, statusWord, type RecapMode, type Style } from './format.js';
 
 export interface PlainOptions {
   out: NodeJS.WritableStream;
   style: Style;
   verbose?: boolean;
+  /** Default `full`: a line per host. */
+  recap?: RecapMode;
 }
 
 export function formatResult(r: TaskResult, s: Style, verbose = false): string[] {
@@ -52,11 +54,9 @@ export class PlainReporter implements Reporter {
         if (e.aborted) w(s.red(e.aborted));
         break;
       case 'run-end': {
-        const names = Object.keys(e.recap);
-        const width = Math.max(4, ...names.map((n) => n.length));
         w(s.bold('RECAP'));
         // The closing line (the outcome's reason) is the CLI's: see src/cli/outcome.ts.
-        for (const n of names) w(recapLine(n, e.recap[n]!, width, s));
+        for (const l of recapLines(e.recap, this.o.recap ?? 'full', s)) w(l);
         break;
       }
       default:
