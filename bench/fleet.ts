@@ -2,14 +2,19 @@
  * A benchmark fleet: N loopback SSH hosts, each a real sshd in its own mount namespace whose
  * /etc/containerd and /root are bind mounts of that host's own directory here, so every host has
  * its own config.toml, certs.d and /root/.docker/config.json and the controller can reset or
- * inspect them with plain file operations (no SSH, nothing timed). No containerd daemon runs:
- * `containerd --version` works (the binary is on this machine) and config_path is already set, so
- * neither tool restarts anything.
+ * inspect them with plain file operations (no SSH, nothing timed). No containerd daemon runs: each
+ * host's /run/containerd/containerd.sock is served by one CRI stand-in in this process (Version and
+ * a verbose Status naming config_path, as containerd 1.6 answers), so trustplay's pre-flight finds
+ * a serving CRI; config_path is already set, so neither tool restarts anything.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { CRI_LOADER_OPTIONS } from '../src/cri/client.js';
+import { CRI_IMAGE_DESCRIPTOR } from '../src/cri/proto/cri-image-descriptor.js';
 import { makeKeyPair, startSshd, type Sshd } from '../test/support/sshd.js';
 import { root } from './util.js';
 
@@ -97,6 +102,35 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: num
   return out;
 }
 
+/**
+ * One grpc-js CRI server bound to every host's socket: what a containerd 1.6 with config_path set
+ * answers to the calls a converged run makes (Version; Status verbose with the registry settings).
+ */
+async function startCriStandIn(sockets: string[]): Promise<() => Promise<void>> {
+  const def = protoLoader.fromJSON(
+    CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0],
+    CRI_LOADER_OPTIONS,
+  );
+  const server = new grpc.Server();
+  server.addService(def['runtime.v1.RuntimeService'] as grpc.ServiceDefinition, {
+    Version: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+      cb(null, { version: '0.1.0', runtimeName: 'containerd', runtimeVersion: '1.6.20', runtimeApiVersion: 'v1' }),
+    Status: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+      cb(null, {
+        status: { conditions: [{ type: 'RuntimeReady', status: true }] },
+        info: { config: JSON.stringify({ registry: { configPath: CERTS_D } }) },
+      }),
+  });
+  for (const socket of sockets) {
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+  }
+  return () => new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+}
+
 /** Starts `n` hosts on 127.0.9.1.. (n <= 250). */
 export async function startFleet(n: number): Promise<Fleet> {
   if (n < 1 || n > 250) throw new Error(`--hosts must be between 1 and 250 (one loopback address each), not ${n}`);
@@ -106,6 +140,7 @@ export async function startFleet(n: number): Promise<Fleet> {
   const hosts: FleetHost[] = [];
   const config = fleetConfigToml();
   const docker = staleDockerConfig();
+  let stopCri: () => Promise<void> = async () => undefined;
   try {
     const identityFile = await makeKeyPair(join(dir, 'client_ed25519'));
     const pub = await readFile(`${identityFile}.pub`);
@@ -117,12 +152,14 @@ export async function startFleet(n: number): Promise<Fleet> {
         await mkdir(join(hdir, 'root'), { recursive: true, mode: 0o700 });
         const h = { name: `h${i + 1}`, dir: hdir } as FleetHost;
         await resetHost(h, config, docker);
+        await mkdir(join(hdir, 'run-containerd'), { recursive: true });
         const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
         const sshd = await startSshd({
           address: `127.0.9.${i + 1}`,
           namespaceSetup: [
             `mount --bind ${q(join(hdir, 'etc-containerd'))} /etc/containerd`,
             `mount --bind ${q(join(hdir, 'root'))} /root`,
+            `mkdir -p /run/containerd && mount --bind ${q(join(hdir, 'run-containerd'))} /run/containerd`,
           ],
         });
         hosts[i] = { ...h, address: sshd.address, port: sshd.port, sshd };
@@ -130,6 +167,7 @@ export async function startFleet(n: number): Promise<Fleet> {
         return sshd;
       },
     );
+    stopCri = await startCriStandIn(hosts.map((h) => join(h.dir, 'run-containerd', 'containerd.sock')));
     const knownHosts = join(dir, 'known_hosts');
     await writeFile(knownHosts, (await Promise.all(started.map((s) => readFile(s.knownHosts, 'utf8')))).join(''), {
       mode: 0o600,
@@ -158,9 +196,10 @@ export async function startFleet(n: number): Promise<Fleet> {
             sessions: (log.match(/Starting session:/g) ?? []).length,
           };
         }),
-      stop: () => (stopped ??= stopAll(hosts, dir)),
+      stop: () => (stopped ??= stopCri().then(() => stopAll(hosts, dir))),
     };
   } catch (e) {
+    await stopCri();
     await stopAll(hosts, dir);
     throw e;
   }

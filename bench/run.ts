@@ -6,7 +6,9 @@
  * CRI call through the become relay vs the direct forward, on a 2-node lab), and, only when asked,
  * ansible
  * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
- * minutes, writes bench/results/latest.json and latest.md). Default: all but ansible.
+ * minutes, writes bench/results/latest.json and latest.md), and short (issue 21's CI form: 20 hosts
+ * converged, trustplay against the ssh2 floor, one rep, no Ansible: `npm run bench -- short`).
+ * Default: all but ansible and short.
  */
 import { benchStartup, benchValidate } from './validate-startup.js';
 import { table } from './util.js';
@@ -41,6 +43,11 @@ async function main(): Promise<void> {
   if (all || wanted.has('relay')) {
     const { benchRelay } = await import('./relay.js');
     process.stdout.write('\n' + table(await benchRelay()) + '\n');
+  }
+  if (wanted.has('short')) {
+    const { shortCompare } = await import('./compare.js');
+    const n = Number(flag('hosts') ?? 20);
+    process.stdout.write(`${await shortCompare(n, (line) => process.stderr.write(`${line}\n`))}\n`);
   }
   if (wanted.has('ansible')) {
     const { compare, markdown, writeResults } = await import('./compare.js');
