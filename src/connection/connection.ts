@@ -47,6 +47,15 @@ export interface WriteOptions {
   mkdirs?: boolean;
 }
 
+/** How to start a long-lived session. */
+export interface SessionOptions extends Pick<ExecOptions, 'become'> {
+  /**
+   * The session's script runs the command driver (driver.ts): once it says it works, the
+   * connection's commands of the same `become` go through it instead of sessions of their own.
+   */
+  carry?: boolean;
+}
+
 /** One host reached either locally or over SSH; every module talks to a host only through this. */
 export interface Connection {
   /** Inventory name of the host. */
@@ -76,6 +85,8 @@ export interface Connection {
   /** The relay program `openUnixSocket` runs (known after connect), or undefined when it connects directly. */
   socketRelay?(): string | undefined;
   /** A long-lived command fed line by line on stdin (the host lock's holder); it ends with the connection. */
-  session(command: Command, options?: Pick<ExecOptions, 'become'>): Promise<HostSession>;
+  session(command: Command, options?: SessionOptions): Promise<HostSession>;
+  /** True when a session started with `carry` can carry this connection's commands (SSH). */
+  readonly carriesCommands?: boolean;
   close(): Promise<void>;
 }

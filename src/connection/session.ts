@@ -4,6 +4,8 @@
  * verbs, so the same session can later carry the host's other commands.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { ExecResult } from './connection.js';
+import { DriverParser, driverRequest, type DriverAnswer } from './driver.js';
 
 export interface HostSession {
   /** Sends one line (a newline is added) to the command's stdin. */
@@ -16,10 +18,30 @@ export interface HostSession {
   readonly ended: Promise<void>;
 }
 
-/** The line plumbing shared by the local and SSH sessions. */
+/** The session a command was sent on ended (its connection, or its process) before answering. */
+export class SessionEndedError extends Error {
+  override readonly name = 'SessionEndedError';
+}
+
+/** A command sent to the driver, answered in order. */
+interface Pending {
+  timeoutMs: number | undefined;
+  resolve: (r: ExecResult) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+  /** Answered already (timed out): its frame is read and dropped. */
+  settled: boolean;
+}
+
+/**
+ * The line plumbing shared by the local and SSH sessions, and the driver's framed commands on the
+ * same stdout (see driver.ts) when the session's script runs the driver.
+ */
 export class LineSession implements HostSession {
-  private buffered = '';
   private readonly lines: string[] = [];
+  private readonly pending: Pending[] = [];
+  private status: ((s: string | null) => void) | undefined;
+  private readonly statusSeen: Promise<string | null>;
   private waiters: ((l: string | null) => void)[] = [];
   private eof = false;
   readonly ended: Promise<void>;
@@ -31,23 +53,69 @@ export class LineSession implements HostSession {
     private readonly kill: () => void,
   ) {
     this.ended = ended;
+    this.statusSeen = new Promise((resolve) => (this.status = resolve));
     stdin.on('error', () => undefined);
-    stdout.on('data', (b: Buffer) => {
-      this.buffered += b.toString('utf8');
-      let i: number;
-      while ((i = this.buffered.indexOf('\n')) >= 0) {
-        this.push(this.buffered.slice(0, i));
-        this.buffered = this.buffered.slice(i + 1);
-      }
+    const parser = new DriverParser({
+      line: (l) => this.push(l),
+      status: (s) => this.status?.(s),
+      frame: (a) => this.answer(a),
     });
+    stdout.on('data', (b: Buffer) => parser.push(b));
     const end = (): void => {
       if (this.eof) return;
       this.eof = true;
+      this.status?.(null);
       for (const w of this.waiters.splice(0)) w(null);
+      for (const p of this.pending.splice(0)) {
+        if (p.timer) clearTimeout(p.timer);
+        if (!p.settled) p.reject(new SessionEndedError('the session carrying the command ended before it answered'));
+      }
     };
     stdout.on('end', end);
     stdout.on('close', end);
     void ended.then(end);
+  }
+
+  /**
+   * Whether the session's driver runs (its `D ok` line), or why not; null when the session ended
+   * first (or never started a driver).
+   */
+  driverStatus(): Promise<string | null> {
+    return this.statusSeen;
+  }
+
+  /**
+   * Runs a command line on the driver. Commands are pipelined; each one's timer starts when the
+   * one before it has answered, as it would on a channel of its own. After `timeoutMs` it answers
+   * code 124 (`timedOut`); the command line's own `timeout` wrapper ends the command on the node.
+   */
+  run(line: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined): Promise<ExecResult> {
+    if (this.eof || this.stdin.writableEnded || this.stdin.destroyed)
+      return Promise.reject(new SessionEndedError('the session carrying commands has ended'));
+    return new Promise((resolve, reject) => {
+      const p: Pending = { timeoutMs, resolve, reject, settled: false };
+      this.pending.push(p);
+      if (this.pending.length === 1) this.startTimer(p);
+      this.stdin.write(driverRequest(line, stdin));
+    });
+  }
+
+  private startTimer(p: Pending): void {
+    if (p.timeoutMs === undefined || p.timeoutMs <= 0) return;
+    p.timer = setTimeout(() => {
+      p.settled = true;
+      p.resolve({ code: 124, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), timedOut: true });
+    }, p.timeoutMs);
+  }
+
+  private answer(a: DriverAnswer): void {
+    const p = this.pending.shift();
+    const next = this.pending[0];
+    if (next) this.startTimer(next);
+    if (!p || p.settled) return;
+    if (p.timer) clearTimeout(p.timer);
+    p.settled = true;
+    p.resolve({ code: a.code, stdout: a.stdout, stderr: a.stderr });
   }
 
   private push(line: string): void {

@@ -13,7 +13,15 @@ import type {
   ParsedKey,
   ServerHostKeyAlgorithm,
 } from 'ssh2';
-import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
+import type {
+  Command,
+  Connection,
+  ExecOptions,
+  ExecResult,
+  FileStat,
+  SessionOptions,
+  WriteOptions,
+} from './connection.js';
 import { ConnectionError, TcpOpenError, tcpFailureOf } from './errors.js';
 import {
   fileError,
@@ -43,6 +51,7 @@ import {
   type BecomeParty,
   type RelayName,
 } from './relay.js';
+import { driverEnabled } from './driver.js';
 import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, type CommandLine, type CommandLineOptions } from './shell-quote.js';
 import { defined } from '../defined.js';
@@ -100,10 +109,12 @@ export interface SshConnectionOptions {
   maxSessions?: number;
 }
 
-/** Counters for benchmarks: TCP connections made and channels opened. */
+/** Counters for benchmarks: TCP connections made, channels opened, commands run on the driver. */
 export interface SshStats {
   connections: number;
   channels: number;
+  /** Commands carried by the long-lived session's driver instead of a channel of their own. */
+  carried: number;
 }
 
 // ssh2's defaults, in its order; known_hosts key types are moved to the front per host.
@@ -190,9 +201,14 @@ export class SshConnection implements Connection {
   private prepared: Promise<void> | undefined;
   private relay: RelayName | undefined;
   private readonly slots: SessionSlots;
-  private readonly counters: SshStats = { connections: 0, channels: 0 };
+  private readonly counters: SshStats = { connections: 0, channels: 0, carried: 0 };
+  /** The long-lived session whose driver runs the host's commands (the lock holder's), while it lives. */
+  private carrier: { session: LineSession; become: boolean } | undefined;
   private readonly options: SshConnectionOptions;
   private readonly target: Target;
+  private driverState: string | undefined;
+  /** Sessions may carry the host's commands (TRUSTPLAY_SSH_DRIVER=0 turns it off). */
+  readonly carriesCommands = driverEnabled();
 
   constructor(options: SshConnectionOptions) {
     this.options = options;
@@ -554,12 +570,32 @@ export class SshConnection implements Connection {
 
   async exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
     await this.connect();
-    const line = this.commandLine(command, {
+    const become = options.become ?? this.options.become ?? false;
+    const lineOptions = {
       ...(options.env ? { env: options.env } : {}),
       ...defined({ timeoutMs: options.timeoutMs }),
-      become: options.become ?? this.options.become ?? false,
-    });
-    return this.run(line, options.stdin, options.timeoutMs);
+    };
+    const carrier = this.carrier;
+    // The driver already runs as the become user (sudo ran once, for the session): no sudo per command.
+    if (carrier && carrier.become === become) {
+      const line = this.commandLine(command, { ...lineOptions, become: false });
+      this.counters.carried++;
+      try {
+        return await carrier.session.run(line.line, options.stdin, options.timeoutMs);
+      } catch (err) {
+        // The session ended under the command: a lost connection is a lost host; otherwise the
+        // session was stopped (its holder killed), and the command's fate is unknown.
+        await new Promise((r) => setImmediate(r));
+        if (!this.client) throw this.lost(err);
+        throw new ConnectionError(
+          'unreachable',
+          this.host,
+          `${this.target.label}: the SSH session carrying this host's commands (and its trustplay lock) ended before the command answered — did another run break the lock, or was the holder process killed?`,
+          { cause: err },
+        );
+      }
+    }
+    return this.run(this.commandLine(command, { ...lineOptions, become }), options.stdin, options.timeoutMs);
   }
 
   /** Runs a command line on a session channel, waiting for a free slot first. */
@@ -733,9 +769,10 @@ export class SshConnection implements Connection {
    * ends. sshd closes its stdin when the connection goes (client killed, network reset), so the
    * command sees EOF and can clean up after us.
    */
-  async session(command: Command, options: Pick<ExecOptions, 'become'> = {}): Promise<HostSession> {
+  async session(command: Command, options: SessionOptions = {}): Promise<HostSession> {
     await this.connect();
-    const line = this.commandLine(command, { become: options.become ?? this.options.become ?? false });
+    const become = options.become ?? this.options.become ?? false;
+    const line = this.commandLine(command, { become });
     const channel = await this.longLivedChannel(line);
     channel.on('error', () => undefined);
     const ended = new Promise<void>((resolve) => {
@@ -745,7 +782,7 @@ export class SshConnection implements Connection {
       });
     });
     if (line.stdinPrefix) channel.write(line.stdinPrefix);
-    return new LineSession(channel, channel, ended, () => {
+    const session = new LineSession(channel, channel, ended, () => {
       try {
         channel.signal('KILL');
       } catch {
@@ -753,6 +790,23 @@ export class SshConnection implements Connection {
       }
       channel.close();
     });
+    if (options.carry) {
+      // The driver says at once whether this shell can run it; otherwise one session per command, as before.
+      const status = await session.driverStatus();
+      this.driverState = status ?? 'the session ended before the driver started';
+      if (status === 'ok') {
+        this.carrier = { session, become };
+        void ended.then(() => {
+          if (this.carrier?.session === session) this.carrier = undefined;
+        });
+      }
+    }
+    return session;
+  }
+
+  /** `ok` while a session's driver carries commands, else why not (for tests and --verbose); undefined before any. */
+  driverStatus(): string | undefined {
+    return this.carrier ? 'ok' : this.driverState;
   }
 
   async readFile(path: string): Promise<Buffer | null> {

@@ -13,6 +13,7 @@
  */
 import type { Connection } from '../connection/connection.js';
 import type { HostSession } from '../connection/session.js';
+import { DRIVER_CASE_ARM, driverFunctions } from '../connection/driver.js';
 import { quote } from '../connection/shell-quote.js';
 
 export interface LockOptions {
@@ -52,9 +53,12 @@ export class LockError extends Error {
 // The holder's protocol, one verb per line on stdin: `try` (answers ACQUIRED, HELD, BUSY or FAIL,
 // after any BROKE notice), `touch` (refresh), `release`; EOF releases too. The owner file's second
 // line names the holder process and its start time (so a reused pid is not taken for it).
-function holderScript(o: { runId: string; owner: string; dir?: string; staleSec: number }): string {
+// With `carry`, the holder also runs the host's commands (`x ...` requests, src/connection/driver.ts),
+// refreshing the lock while a long one runs, so the host needs no other session.
+function holderScript(o: { runId: string; owner: string; dir?: string; staleSec: number; carry: boolean }): string {
   // C locale: the errno text of mkdir's message is matched and shown.
-  return `export LC_ALL=C
+  return `${o.carry ? driverFunctions() : 'tp_cleanup() { :; }'}
+export LC_ALL=C
 ${o.dir ? `d=${quote(o.dir)}` : 'd=/run; [ -d "$d" ] && [ -w "$d" ] || d=/tmp'}
 lock="$d/trustplay.lock"
 run=${quote(o.runId)}
@@ -106,15 +110,18 @@ try() {
   echo "BUSY $lock $age $st $o"
 }
 release() { mine && rm -rf "$lock"; held=0; }
-trap 'release; exit 0' HUP INT TERM
+tp_tick='mine && touch "$lock/owner"'
+trap 'release; tp_cleanup; exit 0' HUP INT TERM PIPE
 while read -r verb; do
   case $verb in
     try) try ;;
     touch) mine && touch "$lock/owner" ;;
     release) release; echo RELEASED ;;
+    ${DRIVER_CASE_ARM}
   esac
 done
 release
+tp_cleanup
 `;
 }
 
@@ -178,9 +185,19 @@ export async function acquireHostLock(conn: Connection, o: LockOptions): Promise
   const owner = o.owner ?? 'trustplay';
   const dir = o.dir ?? process.env['TRUSTPLAY_LOCK_DIR'];
   const started = Date.now();
-  const session = await conn.session({
-    script: holderScript({ runId: o.runId, owner, staleSec: Math.ceil(staleMs / 1000), ...(dir ? { dir } : {}) }),
-  });
+  const carry = conn.carriesCommands === true;
+  const session = await conn.session(
+    {
+      script: holderScript({
+        runId: o.runId,
+        owner,
+        staleSec: Math.ceil(staleMs / 1000),
+        carry,
+        ...(dir ? { dir } : {}),
+      }),
+    },
+    carry ? { carry } : {},
+  );
   let delay = 250;
   let told = false;
   try {

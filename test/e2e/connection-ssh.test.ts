@@ -290,7 +290,7 @@ describe.skipIf(unavailable !== undefined)('SshConnection against a real OpenSSH
         c.readFile(join(server.dir, 'f')),
         c.stat(server.dir),
       ]);
-      expect(c.stats()).toEqual({ connections: 1, channels: 33 });
+      expect(c.stats()).toEqual({ connections: 1, channels: 33, carried: 0 });
       // The kernel agrees: one established TCP connection to that sshd.
       const ss = execFileSync('ss', ['-Htn', 'state', 'established', 'dst', `${server.address}:${server.port}`], {
         encoding: 'utf8',

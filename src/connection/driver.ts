@@ -1,0 +1,133 @@
+/**
+ * The command driver (issue 21): one long-lived POSIX `sh` on a host's SSH connection that runs
+ * every command of the run, instead of one SSH session (and one sshd-forked shell) per command.
+ * It lives inside the host lock's holder session (DECISIONS: "One SSH session per host"), so the
+ * host keeps one session for the whole run, and the lock goes when that session goes.
+ *
+ * Protocol, on the session's stdin, one request per command (pipelined, answered in order):
+ *   `x <script bytes> <stdin bytes>\n` then the script, then the command's stdin;
+ * answered on stdout by `\x1eR <exit code> <stdout bytes> <stderr bytes>\n`, then both outputs.
+ * At start the driver says `\x1eD ok`, or `\x1eD off <why>` when this shell cannot run it (no
+ * mktemp, no way to read an exact byte count): the connection then runs one session per command,
+ * as before. Lines not starting with \x1e are the holder's own answers.
+ *
+ * Nothing stays on the node: the outputs go through files in a private (0700) temp directory that
+ * are removed after each command, and the directory when the session ends (EOF, HUP, TERM).
+ */
+import type { ExecResult } from './connection.js';
+
+/**
+ * Whether SSH connections carry their commands on the lock holder's session: on unless
+ * TRUSTPLAY_SSH_DRIVER=0 (then one session per command, as before issue 21).
+ */
+export function driverEnabled(): boolean {
+  return process.env['TRUSTPLAY_SSH_DRIVER'] !== '0';
+}
+
+/** Marks the driver's own lines on the session's stdout. */
+export const DRIVER_MARK = 0x1e;
+
+/** Verb of a framed command; a holder script routes `x ...` lines to `tp_exec`. */
+export const DRIVER_CASE_ARM = `x\\ *) tp_exec \${verb#x } ;;`;
+
+/**
+ * Shell functions for a session script: set up (prints the `D` line), `tp_exec SLEN ILEN`, and
+ * `tp_cleanup` (call it on every way out, PIPE included: an answer written after the connection
+ * went kills the shell with SIGPIPE otherwise). `tp_tick`, when the holder sets it, is a command run
+ * every 5 s while a command runs (the lock's refresh: a long command must not let it go stale).
+ */
+export function driverFunctions(): string {
+  return `tp_d=
+tp_tick=
+tp_k=
+tp_cleanup() { [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; [ -n "$tp_d" ] && rm -rf -- "$tp_d"; tp_d=; }
+tp_setup() {
+  # An exact read from a pipe: GNU and busybox head read no further than asked; dd bs=1 always works.
+  if [ "$(printf 'abc\\n' | { head -c 1 >/dev/null 2>&1; cat; })" = bc ]; then tp_take() { head -c "$1"; }
+  elif [ "$(printf 'abc\\n' | { dd bs=1 count=1 >/dev/null 2>&1; cat; })" = bc ]; then tp_take() { dd bs=1 count="$1" 2>/dev/null; }
+  else printf '\\036D off no head -c or dd to read an exact byte count\\n'; return; fi
+  tp_d=$(umask 077; mktemp -d "\${TMPDIR:-/tmp}/trustplay-driver.XXXXXX" 2>&1) || {
+    printf '\\036D off mktemp: %s\\n' "$(printf %s "$tp_d" | tr '\\n' ' ')"; tp_d=; return; }
+  printf '\\036D ok\\n'
+}
+# Commands get the session's own locale, whatever the holder sets for itself.
+tp_lc=\${LC_ALL-}; tp_lc_set=\${LC_ALL+1}
+tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; exec sh -c "$tp_s" ); }
+# Exactly the bytes counted: a daemon the command started may still be appending to its output file.
+tp_part() { if [ "$2" -gt 0 ]; then dd if="$1" bs="$2" count=1 2>/dev/null; fi; }
+tp_exec() {
+  tp_s=$(tp_take "$1"; printf .); tp_s=\${tp_s%.}
+  if [ -n "$tp_tick" ]; then
+    # It stops with the driver too ($$ is the driver's pid in the subshell).
+    (while sleep 5 && kill -0 $$ 2>/dev/null; do eval "$tp_tick"; done) </dev/null >/dev/null 2>&1 & tp_k=$!
+  else tp_k=; fi
+  # The command's stdin is exactly its bytes; what it leaves unread is drained, never taken for a request.
+  if [ "$2" -gt 0 ]; then
+    tp_take "$2" | { tp_run >"$tp_d/o" 2>"$tp_d/e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
+  else
+    tp_run </dev/null >"$tp_d/o" 2>"$tp_d/e"
+  fi
+  tp_r=$?
+  [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; tp_k=
+  tp_o=$(($(wc -c <"$tp_d/o"))); tp_e=$(($(wc -c <"$tp_d/e")))
+  printf '\\036R %s %s %s\\n' "$tp_r" "$tp_o" "$tp_e"
+  tp_part "$tp_d/o" "$tp_o"; tp_part "$tp_d/e" "$tp_e"
+  rm -f -- "$tp_d/o" "$tp_d/e"
+}
+tp_setup
+`;
+}
+
+/** The bytes asking the driver to run `line` (a command line for `sh -c`) with `stdin`. */
+export function driverRequest(line: string, stdin?: string | Buffer): Buffer {
+  const script = Buffer.from(line);
+  const input = stdin === undefined ? Buffer.alloc(0) : Buffer.isBuffer(stdin) ? stdin : Buffer.from(stdin);
+  return Buffer.concat([Buffer.from(`x ${script.length} ${input.length}\n`), script, input]);
+}
+
+/** A framed answer: exit code and both outputs. */
+export type DriverAnswer = Pick<ExecResult, 'code' | 'stdout' | 'stderr'>;
+
+/**
+ * Splits a session's stdout into the holder's lines and the driver's frames. Feed it every chunk;
+ * it calls `line` for each plain line, `status` for the `D` line and `frame` for each answer.
+ */
+export class DriverParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private want: { code: number; out: number; err: number } | undefined;
+
+  constructor(
+    private readonly on: {
+      line: (l: string) => void;
+      status: (s: string) => void;
+      frame: (a: DriverAnswer) => void;
+    },
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    for (;;) {
+      if (this.want) {
+        const { code, out, err } = this.want;
+        if (this.buf.length < out + err) return;
+        const stdout = Buffer.from(this.buf.subarray(0, out));
+        const stderr = Buffer.from(this.buf.subarray(out, out + err));
+        this.buf = this.buf.subarray(out + err);
+        this.want = undefined;
+        this.on.frame({ code, stdout, stderr });
+        continue;
+      }
+      const nl = this.buf.indexOf(0x0a);
+      if (nl < 0) return;
+      const text = this.buf.subarray(0, nl).toString('utf8');
+      this.buf = this.buf.subarray(nl + 1);
+      if (text.charCodeAt(0) !== DRIVER_MARK) {
+        this.on.line(text);
+        continue;
+      }
+      const head = /^R (\d+) (\d+) (\d+)$/.exec(text.slice(1));
+      if (head) this.want = { code: Number(head[1]), out: Number(head[2]), err: Number(head[3]) };
+      else if (text.startsWith('D ', 1)) this.on.status(text.slice(3));
+    }
+  }
+}
