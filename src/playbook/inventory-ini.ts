@@ -6,8 +6,8 @@
  */
 import { split as shlexSplit } from 'shlex';
 import type { Diagnostic } from './diagnostics.js';
-import { expandHostEntry, InventoryModel, InventoryModelError } from './inventory-model.js';
-import type { ParsedAnsible, VarDefinition } from './inventory-yaml.js';
+import { expandHostEntry, InventoryModelError } from './inventory-model.js';
+import { parseState, type ParsedAnsible } from './inventory-yaml.js';
 import { defined } from '../defined.js';
 
 const SECTION = /^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$/;
@@ -173,13 +173,8 @@ export function iniValue(v: string): unknown {
 }
 
 export function parseAnsibleIni(file: string, text: string): ParsedAnsible {
-  const model = new InventoryModel();
-  const errors: Diagnostic[] = [];
-  const warnings: Diagnostic[] = [];
-  const definitions: VarDefinition[] = [];
-  const hostWhere = new Map<string, Diagnostic>();
-  // Where each group is first named (its section, or a [parent:children] line), to locate warnings.
-  const groupWhere = new Map<string, Diagnostic>();
+  // groupWhere: a group's section, or the [parent:children] line that first names it.
+  const { model, errors, warnings, definitions, hostWhere, groupWhere } = parseState();
   const lines = text.split(/\r?\n/);
   const where = (lineno: number, col = 1): Diagnostic => ({
     file,

@@ -33,6 +33,21 @@ export interface ParsedAnsible {
   hostWhere: Map<string, Diagnostic>;
 }
 
+/**
+ * What both Ansible inventory parsers (YAML and INI) fill in: the model, located problems, variable
+ * definitions, and where each host and group was first named (to locate later warnings).
+ */
+export function parseState() {
+  return {
+    model: new InventoryModel(),
+    errors: [] as Diagnostic[],
+    warnings: [] as Diagnostic[],
+    definitions: [] as VarDefinition[],
+    hostWhere: new Map<string, Diagnostic>(),
+    groupWhere: new Map<string, Diagnostic>(),
+  };
+}
+
 function typeName(v: unknown): string {
   if (v === null) return 'nothing';
   if (Array.isArray(v)) return 'a list';
@@ -42,12 +57,7 @@ function typeName(v: unknown): string {
 }
 
 export function parseAnsibleYaml(src: SourceFile): ParsedAnsible {
-  const model = new InventoryModel();
-  const errors: Diagnostic[] = [];
-  const warnings: Diagnostic[] = [];
-  const definitions: VarDefinition[] = [];
-  const hostWhere = new Map<string, Diagnostic>();
-  const groupWhere = new Map<string, Diagnostic>();
+  const { model, errors, warnings, definitions, hostWhere, groupWhere } = parseState();
   const doc = src.doc;
   const deref = (n: unknown): unknown => (isAlias(n) ? n.resolve(doc) : n);
   const value = (n: unknown): unknown => toAnsibleValue(doc, n);
