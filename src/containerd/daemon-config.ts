@@ -15,6 +15,11 @@ import type { CriImageClient } from '../cri/client.js';
 export interface DaemonRegistry {
   /** The CRI registry config_path it runs with ('' when unset). */
   configPath: string;
+  /**
+   * The registry keys it holds credentials for (`configs."<host>".auth`, and the older
+   * `auths."<host>"`): the names only — the credentials themselves are never kept or printed.
+   */
+  authKeys: string[];
 }
 
 /** Reads `info.config` of a verbose CRI Status; null when it carries no registry settings. */
@@ -27,9 +32,17 @@ export function registryFromStatusInfo(info: Record<string, string>): DaemonRegi
   } catch {
     return null;
   }
-  const registry = (config as { registry?: { configPath?: unknown } } | null)?.registry;
+  const registry = (config as { registry?: { configPath?: unknown; configs?: unknown; auths?: unknown } } | null)
+    ?.registry;
   if (!registry || typeof registry !== 'object') return null;
-  return { configPath: typeof registry.configPath === 'string' ? registry.configPath : '' };
+  const table = (v: unknown): Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  // A config without an auth table reports `"auth": null`.
+  const authKeys = Object.entries(table(registry.configs))
+    .filter(([, c]) => table(c)['auth'] != null)
+    .map(([k]) => k);
+  for (const k of Object.keys(table(registry.auths))) if (!authKeys.includes(k)) authKeys.push(k);
+  return { configPath: typeof registry.configPath === 'string' ? registry.configPath : '', authKeys };
 }
 
 /** The running daemon's registry settings, or null when it does not say (2.x) or does not answer. */

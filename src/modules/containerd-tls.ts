@@ -43,15 +43,10 @@ import {
 } from '../containerd/daemon-version.js';
 import { criSocketFor, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
+import { lagRestart, recordedConfig, recordedDaemon, type RecordDaemon } from '../containerd/daemon-lag.js';
 import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from '../containerd/facts.js';
 import { expectOf, sha256 } from '../engine/apply.js';
-import {
-  afterPendingRestart,
-  parsePendingMarker,
-  fileIds,
-  parseRestartRecord,
-  type ConfigBackup,
-} from '../engine/restart-backup.js';
+import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
 import {
   configFileArg,
@@ -190,7 +185,7 @@ export interface TlsObserved {
    * that record describes (`same`), or was started again since, after the file's last edit (so it
    * runs the file) or before it.
    */
-  recordDaemon?: 'same' | 'restarted-after-edit' | 'restarted-before-edit';
+  recordDaemon?: RecordDaemon;
 }
 
 /** The outcome of planning: changes in apply order and warnings for the run output. */
@@ -686,34 +681,26 @@ function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved, warn: (m: str
   const file = inspectConfig(facts.config.text, { containerdMajor: facts.version.major });
   if (!file.ok) return [];
   const inFile = file.info.configPath ?? '';
-  const lagging = (summary: string): Change[] => [
-    {
-      // Custom: nothing is written; the change is the restart the request below asks for, and this
-      // entry is what the report shows for it.
-      op: 'custom',
-      summary,
-      resources: [],
-      apply: () => Promise.resolve(),
-    },
-    restartRequestFor(args),
-  ];
   if (daemon) {
     if (inFile === daemon.configPath) return [];
-    return lagging(
+    return lagRestart(
       `restart containerd: it runs with config_path ${JSON.stringify(daemon.configPath)} but ${args.config_file} says ${JSON.stringify(inFile)} (changed after containerd started), so the trust in the file is not in effect`,
+      restartRequestFor(args),
     );
   }
-  const record = parseRestartRecord(facts.restartRecord);
-  if (!record || record.sha256 === sha256(facts.config.content ?? facts.config.text ?? '')) return [];
-  // Someone restarted containerd after trustplay did: the record no longer says what it loaded.
-  if (observed.recordDaemon === 'restarted-after-edit') return [];
-  if (observed.recordDaemon === 'restarted-before-edit') {
+  const recorded = recordedConfig(
+    facts.restartRecord,
+    facts.config.content ?? facts.config.text ?? '',
+    observed.recordDaemon,
+  );
+  if (recorded === null) return [];
+  if (recorded === 'unknown') {
     warn(
       `${args.config_file} changed after containerd was last started, and that start was not trustplay's: containerd ${facts.version.major}.x does not report what it loaded, so whether the trust in the file is in effect cannot be told; not restarting (restart containerd yourself if that edit must take effect)`,
     );
     return [];
   }
-  const then = inspectConfig(record.config?.toString('utf8') ?? null, { containerdMajor: facts.version.major });
+  const then = inspectConfig(recorded.config, { containerdMajor: facts.version.major });
   if (!then.ok) return [];
   const settings = (i: ContainerdConfigInfo) =>
     JSON.stringify({ configPath: i.configPath ?? '', mirrors: i.mirrors, configs: i.configs });
@@ -724,27 +711,10 @@ function daemonLag(args: ContainerdTlsArgs, observed: TlsObserved, warn: (m: str
     return [];
   }
   const was = then.info.configPath ?? '';
-  return lagging(
+  return lagRestart(
     `restart containerd: ${args.config_file} changed since trustplay last restarted containerd (${was === inFile ? 'its registry settings differ' : `config_path was ${JSON.stringify(was)}, the file says ${JSON.stringify(inFile)}`}), and containerd ${facts.version.major}.x does not report the registry settings it runs with, so the trust in the file may not be in effect`,
+    restartRequestFor(args),
   );
-}
-
-/** Whether the restart record still describes the running daemon (one command, only when the file moved on from it). */
-async function recordedDaemon(
-  ctx: TaskContext,
-  args: ContainerdTlsArgs,
-  facts: ContainerdFacts,
-): Promise<TlsObserved['recordDaemon']> {
-  const record = parseRestartRecord(facts.restartRecord);
-  if (!record?.socket || !facts.config.exists) return undefined;
-  if (record.sha256 === sha256(facts.config.content ?? facts.config.text ?? '')) return undefined;
-  const [socketId, configId] = await fileIds(ctx.conn, [record.socket.path, args.config_file]);
-  if (socketId === record.socket.id) return 'same';
-  const started = Number(socketId?.split(' ')[1]);
-  const edited = Number(configId?.split(' ')[1]);
-  return Number.isFinite(started) && Number.isFinite(edited) && edited <= started
-    ? 'restarted-after-edit'
-    : 'restarted-before-edit';
 }
 
 /** Facts for the run's snapshot manifest (no secrets): merged across containerd.tls tasks of the host. */
@@ -917,7 +887,14 @@ export default defineModule({
     const daemon =
       running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
     const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, args.socket, running);
-    const recordDaemon = daemon ? undefined : await recordedDaemon(ctx, args, facts);
+    const recordDaemon = daemon
+      ? undefined
+      : await recordedDaemon(
+          ctx.conn,
+          facts.restartRecord,
+          args.config_file,
+          facts.config.exists ? (facts.config.content ?? facts.config.text ?? '') : null,
+        );
     const observed: TlsObserved = {
       facts,
       material,

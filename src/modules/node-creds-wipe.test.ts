@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { reported, type Change, type RestartRequest } from '../engine/module.js'
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
+  credsLag,
   gatherCreds,
   planCredsWipe,
   removeAllRegistryAuth,
@@ -180,6 +182,69 @@ describe('planCredsWipe', () => {
     expect(r.removed).toEqual(['registry.auths."https://a.test"']);
     expect(r.text).not.toContain('YTpi');
     expect(r.text).toContain('ca_file = "/b.pem"');
+  });
+});
+
+describe('credsLag: the running containerd still holds credentials config.toml no longer has', () => {
+  const wiped = toml('two-registries.remove-auth.expected.toml');
+  const withConfig = (text: string, extra: Partial<CredsObserved> = {}): CredsObserved => ({
+    files: [],
+    config: { path: CONFIG, kind: 'file', content: text, raw: Buffer.from(text) },
+    ...extra,
+  });
+  const record = (config: string) =>
+    JSON.stringify({
+      trustplay: 'restarted',
+      sha256: createHash('sha256').update(config).digest('hex'),
+      config: Buffer.from(config).toString('base64'),
+      socket: { path: '/run/containerd/containerd.sock', id: '1 2' },
+    });
+
+  it('1.x: plans the verified restart from what the daemon reports (CRI Status), naming the registry, not its credentials', () => {
+    const lag = credsLag(args(), withConfig(wiped, { daemon: { configPath: '', authKeys: [REG, 'other.example'] } }));
+    expect(lag.map((c) => c.op)).toEqual(['custom', 'restart.request']);
+    expect(reported(lag)[0]!.summary).toBe(
+      `restart containerd: it still holds credentials for ${REG} that ${CONFIG} no longer has (removed after containerd started), so it keeps using them`,
+    );
+    expect(JSON.stringify(lag)).not.toMatch(/stale-password|stale-user/);
+    // Another registry's credentials held by the daemon are not this task's; the file still has them anyway.
+    expect(credsLag(args(), withConfig(wiped, { daemon: { configPath: '', authKeys: ['other.example'] } }))).toEqual(
+      [],
+    );
+    // A daemon in step with the file: nothing.
+    expect(credsLag(args(), withConfig(wiped, { daemon: { configPath: '', authKeys: [] } }))).toEqual([]);
+    expect(
+      credsLag(args({ containerd_auth: false }), withConfig(wiped, { daemon: { configPath: '', authKeys: [REG] } })),
+    ).toEqual([]);
+  });
+
+  it("2.x: from trustplay's restart record while that daemon runs; nothing when someone restarted it since, or no record", () => {
+    const before = toml('two-registries.toml');
+    const v2 = { containerdMajor: 2, restartRecord: record(before) };
+    const lag = credsLag(args(), withConfig(wiped, { ...v2, recordDaemon: 'same' }));
+    expect(lag.map((c) => c.op)).toEqual(['custom', 'restart.request']);
+    expect(reported(lag)[0]!.summary).toBe(
+      `restart containerd: ${CONFIG} changed since trustplay last restarted containerd (credentials for ${REG} were removed), and containerd 2.x does not report the registry settings it runs with, so it may still use them`,
+    );
+    expect(credsLag(args(), withConfig(wiped, { ...v2, recordDaemon: 'restarted-after-edit' }))).toEqual([]);
+    expect(credsLag(args(), withConfig(wiped, { ...v2, recordDaemon: 'restarted-before-edit' }))).toEqual([]);
+    expect(credsLag(args(), withConfig(wiped, { containerdMajor: 2 }))).toEqual([]);
+    // The record is the file: in effect.
+    expect(
+      credsLag(args(), withConfig(wiped, { containerdMajor: 2, restartRecord: record(wiped), recordDaemon: 'same' })),
+    ).toEqual([]);
+  });
+
+  it('the module plans it only when nothing else restarts containerd (a write, or a pending change, brings its own)', async () => {
+    const ctx = taskContext({ host: 'h' });
+    const daemon = { configPath: '', authKeys: [REG] };
+    const plan = async (o: CredsObserved) => (await nodeCredsWipe.plan(args(), o, ctx)).map((c) => c.op);
+    expect(await plan(withConfig(wiped, { daemon }))).toEqual(['custom', 'restart.request']);
+    expect(await plan(withConfig(toml('two-registries.toml'), { daemon }))).toEqual(['file.write', 'restart.request']);
+    expect(await plan(withConfig(wiped, { daemon, pending: { content: null } }))).toEqual([
+      'custom',
+      'restart.request',
+    ]);
   });
 });
 

@@ -13,10 +13,12 @@ import { getIn, parsePlain } from '../toml/model.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change } from '../engine/module.js';
 import { expectOf } from '../engine/apply.js';
+import { defined } from '../defined.js';
 import {
   afterPendingRestart,
   parsePendingMarker,
   pendingMarkerPath,
+  restartRecordPath,
   type ConfigBackup,
 } from '../engine/restart-backup.js';
 import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
@@ -33,7 +35,9 @@ import { removeRegistriesAuth } from '../containerd/registries-yaml.js';
 import { registryKeyMatches } from '../containerd/registry-host.js';
 import { restartRequestFor } from './containerd-restart.js';
 import { criNotServingRefusal, criStateFor, runningVersionFor } from '../containerd/daemon-version.js';
-import { criSocketFor } from '../cri/connect.js';
+import { criSocketFor, withCri } from '../cri/connect.js';
+import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
+import { lagRestart, recordedConfig, recordedDaemon, type RecordDaemon } from '../containerd/daemon-lag.js';
 
 const schema = {
   type: 'object',
@@ -95,6 +99,12 @@ export interface CredsObserved {
   criDown?: string;
   /** k3s/RKE2: `config` is their registries.yaml (credentials live in `configs."<host>".auth` there). */
   flavour?: Flavour;
+  /** The registries the running containerd holds credentials for, as it reports them (1.x, CRI Status). */
+  daemon?: DaemonRegistry;
+  /** trustplay's record of the config it last restarted containerd with (what 2.x runs, as it cannot say). */
+  restartRecord?: string;
+  /** Whether the daemon running is the one that record describes. */
+  recordDaemon?: RecordDaemon;
 }
 
 /**
@@ -138,7 +148,9 @@ function fileState(read: NodeRead, host: string, path: string): NodeFileState {
 export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Promise<CredsObserved> {
   const paths = [
     ...args.paths,
-    ...(args.containerd_auth ? [args.config_file, pendingMarkerPath(args.config_file)] : []),
+    ...(args.containerd_auth
+      ? [args.config_file, pendingMarkerPath(args.config_file), restartRecordPath(args.config_file)]
+      : []),
   ];
   let read: NodeRead;
   try {
@@ -149,20 +161,30 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
   }
   const states = paths.map((p) => fileState(read, conn.host, p));
   const marker = args.containerd_auth ? states[args.paths.length + 1] : undefined;
+  const record = args.containerd_auth ? states[args.paths.length + 2] : undefined;
   return {
     files: states.slice(0, args.paths.length),
     config: args.containerd_auth ? (states[args.paths.length] ?? null) : null,
     ...(marker?.content != null ? { pending: parsePendingMarker(conn.host, args.config_file, marker.content) } : {}),
+    ...defined({ restartRecord: record?.content ?? undefined }),
   };
+}
+
+/** The registry keys config.toml holds credentials for (`configs."<host>".auth`, `auths."<host>"`); null when unreadable. */
+function authKeysOf(text: string | null, opts: { containerdMajor?: number }): string[] | null {
+  const inspected = inspectConfig(text, opts);
+  if (!inspected.ok) return null;
+  const keys = Object.entries(inspected.info.configs).flatMap(([k, c]) => (c.auth === undefined ? [] : [k]));
+  const auths = text === null ? undefined : getIn(parsePlain(text), [...inspected.info.criRegistryPath, 'auths']);
+  if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) keys.push(...Object.keys(auths));
+  return keys;
 }
 
 /** Removes every registry's credentials from config.toml (`all: true`). */
 export function removeAllRegistryAuth(text: string, opts: { containerdMajor?: number } = {}): RemoveAuthOutcome {
   const inspected = inspectConfig(text, opts);
   if (!inspected.ok) return inspected;
-  const keys = Object.entries(inspected.info.configs).flatMap(([k, c]) => (c.auth === undefined ? [] : [k]));
-  const auths = getIn(parsePlain(text), [...inspected.info.criRegistryPath, 'auths']);
-  if (typeof auths === 'object' && auths !== null && !Array.isArray(auths)) keys.push(...Object.keys(auths));
+  const keys = authKeysOf(text, opts) ?? [];
   let cur = { text, changed: false, notes: [] as string[], removed: [] as string[] };
   for (const key of keys) {
     const r = removeRegistryAuth(cur.text, key, opts);
@@ -264,6 +286,42 @@ export function planCredsWipe(args: NodeCredsWipeArgs, observed: CredsObserved, 
   return changes;
 }
 
+/**
+ * A restart when the running containerd still holds credentials for the registry that config.toml
+ * no longer has: a run that died between its write and its restart (and whose pending marker is
+ * gone), or a hand edit without a restart. The file alone says "nothing to remove" while containerd
+ * keeps sending the stale credentials. Decided per version on what can tell (daemon-lag.ts): 1.6
+ * and 1.7 name the registries they hold credentials for in CRI Status; on 2.x, trustplay's record
+ * of the config it last restarted containerd with, while that daemon still runs. A restart by
+ * someone else since then means the record cannot tell, and nothing is restarted (containerd.tls
+ * says so for the file as a whole). On k3s/RKE2 config.toml is regenerated at each start: not here.
+ */
+export function credsLag(args: NodeCredsWipeArgs, observed: CredsObserved): Change[] {
+  const { config, containerdMajor } = observed;
+  if (!args.containerd_auth || observed.flavour?.registriesFile !== undefined || config?.content == null) return [];
+  const opts = containerdMajor !== undefined ? { containerdMajor } : {};
+  const inFile = authKeysOf(config.content, opts);
+  if (inFile === null) return [];
+  const stale = (keys: string[]) =>
+    keys.filter((k) => (args.all || registryKeyMatches(k, args.registry)) && !inFile.includes(k));
+  if (observed.daemon) {
+    const keys = stale(observed.daemon.authKeys);
+    if (!keys.length) return [];
+    return lagRestart(
+      `restart containerd: it still holds credentials for ${keys.join(', ')} that ${args.config_file} no longer has (removed after containerd started), so it keeps using them`,
+      restartRequestFor(args),
+    );
+  }
+  const recorded = recordedConfig(observed.restartRecord, config.raw ?? config.content, observed.recordDaemon);
+  if (recorded === null || recorded === 'unknown') return [];
+  const keys = stale(authKeysOf(recorded.config, opts) ?? []);
+  if (!keys.length) return [];
+  return lagRestart(
+    `restart containerd: ${args.config_file} changed since trustplay last restarted containerd (credentials for ${keys.join(', ')} were removed), and containerd ${containerdMajor ?? 2}.x does not report the registry settings it runs with, so it may still use them`,
+    restartRequestFor(args),
+  );
+}
+
 /** The `node.creds.wipe` module. */
 export default defineModule({
   schema,
@@ -291,6 +349,22 @@ export default defineModule({
       const running = await runningVersionFor(ctx, () => criSocketFor(ctx, args.socket), null);
       if (running) observed.containerdMajor = running.version.major;
       if (running?.source.kind !== 'cri') observed.criDown = await criStateFor(ctx, args.socket, running);
+      // What the running daemon holds, for credsLag: from itself where it says (1.x), else from
+      // whether trustplay's restart record still describes it (2.x).
+      if (observed.flavour === undefined) {
+        const daemon =
+          running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
+        if (daemon) observed.daemon = daemon;
+        else {
+          const recordDaemon = await recordedDaemon(
+            ctx.conn,
+            observed.restartRecord,
+            args.config_file,
+            observed.config.raw ?? observed.config.content,
+          );
+          if (recordDaemon) observed.recordDaemon = recordDaemon;
+        }
+      }
     }
     // For the snapshot manifest and `facts`: which registries each file holds credentials for,
     // never the credentials themselves.
@@ -311,7 +385,11 @@ export default defineModule({
       ctx,
       observed.pending,
       restartRequestFor({ ...args, service: observed.flavour?.unit }),
-      () => planCredsWipe(args, observed, ctx.host),
+      () => {
+        const changes = planCredsWipe(args, observed, ctx.host);
+        const restarts = changes.some((c) => c.op === 'restart.request') || observed.pending !== undefined;
+        return restarts ? changes : [...changes, ...credsLag(args, observed)];
+      },
     );
   },
 });

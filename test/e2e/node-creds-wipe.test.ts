@@ -14,11 +14,13 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { waitForCri } from '../../src/cri/client.js';
+import { createCriClient, waitForCri } from '../../src/cri/client.js';
+import { daemonRegistry } from '../../src/containerd/daemon-config.js';
+import { startTrustplay } from '../support/cli.js';
 import { lineDiff } from '../../src/containerd/line-diff.js';
 import { labState, type LabNode } from '../lab/lab.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { inNode } from '../support/lab-node.js';
+import { inNode, untilEveryNodeHas } from '../support/lab-node.js';
 import { jsonReport, runCli, scratchDir, taskResult, writePlaybook } from '../fixtures/image-modules/run-cli.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -231,6 +233,7 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     noSecrets(run.stdout + run.stderr);
+    seeded.set('allRunId', { id: jsonReport(run).runId });
     for (const node of seededNodes()) {
       expect(taskResult(jsonReport(run), node.name, 'wipe all').changes, label(node)).toEqual([
         `remove /root/.docker/config.json (credentials for ${reg}, other.example:5000)`,
@@ -245,4 +248,64 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
       await waitForCri(node.hostSocket, 10_000);
     }
   });
+
+  it("a run killed between its config.toml write and containerd's restart, its pending marker lost: the next run sees containerd still holds the credentials and restarts it, on 1.6 and 1.7 (CRI Status) and 2.1 (trustplay's restart record)", async () => {
+    // Credentials back in every seeded node's file and daemon, restarted by trustplay (restore):
+    // on 2.1 its restart record is what tells the daemon still holds them.
+    const back = await runCli(['restore', seeded.get('allRunId')!['id']!, '-i', env.lab.inventoryPath, ...state()]);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    const nodes = seededNodes();
+    const limit = ['--limit', nodes.map((n) => n.name).join(',')];
+    for (const node of nodes) await waitForCri(node.hostSocket, 20_000);
+    // The restart never comes: the run is killed while it would run.
+    const hang = writePlaybook(
+      dir,
+      '- hosts: nodes\n  tasks:\n    - name: wipe\n      node.creds.wipe: { registry: "{{ registry }}", restart_command: "touch /run/lab/tp-wipe-restarting; sleep 60" }\n',
+    );
+    const run = startTrustplay(['run', hang, '-i', env.lab.inventoryPath, ...limit, ...state()]);
+    await untilEveryNodeHas(nodes, '/run/lab/tp-wipe-restarting', run);
+    run.child.kill('SIGKILL');
+    await run.done;
+    const pids = new Map(nodes.map((n) => [n.name, pid(n)]));
+    for (const node of nodes) {
+      // Written, not restarted; and the record of that (the pending marker) is gone.
+      expect(read(node)['config'], label(node)).not.toContain(`."${reg}".auth]`);
+      const r = await inNode(node, 'rm /etc/containerd/config.toml.trustplay-pending /run/lab/tp-wipe-restarting');
+      expect(r.code, `${label(node)}: ${r.stderr}`).toBe(0);
+    }
+    const daemonAuth = async (node: LabNode): Promise<string[]> => {
+      const cri = createCriClient(node.hostSocket);
+      try {
+        return (await daemonRegistry(cri))?.authKeys ?? [];
+      } finally {
+        await cri.close();
+      }
+    };
+    // The signal on 1.x: the daemon itself names the registry it still holds credentials for.
+    for (const node of nodes.slice(0, 2)) expect(await daemonAuth(node), label(node)).toContain(reg);
+
+    const check = await runCli(['check', pb, '-i', env.lab.inventoryPath, ...limit, ...state()]);
+    expect(check.code, check.stdout + check.stderr).toBe(2);
+    noSecrets(check.stdout + check.stderr);
+    const said = (node: LabNode) =>
+      node.containerd.version.startsWith('2.')
+        ? `restart containerd: /etc/containerd/config.toml changed since trustplay last restarted containerd (credentials for ${reg} were removed), and containerd 2.x does not report the registry settings it runs with, so it may still use them`
+        : `restart containerd: it still holds credentials for ${reg} that /etc/containerd/config.toml no longer has (removed after containerd started), so it keeps using them`;
+    for (const node of nodes) expect(check.stdout, label(node)).toContain(`would ${said(node)}`);
+
+    const fix = await runCli(['run', pb, '-i', env.lab.inventoryPath, ...limit, ...state()]);
+    expect(fix.code, fix.stdout + fix.stderr).toBe(0);
+    for (const node of nodes) {
+      expect(fix.stdout, label(node)).toMatch(
+        new RegExp(`^${node.name} \\| changed \\| handler: Restart containerd \\(verified\\)$`, 'm'),
+      );
+      expect(pid(node), label(node)).not.toBe(pids.get(node.name));
+      expect(await daemonAuth(node), label(node)).not.toContain(reg);
+    }
+    // In step now: nothing more to do.
+    const again = await runCli(['run', pb, '-i', env.lab.inventoryPath, ...limit, '--format', 'json', ...state()]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    for (const node of nodes) expect(jsonReport(again).hosts[node.name]?.recap.changed, label(node)).toBe(0);
+    // Five runs and three restarts: tens of seconds on a shared 2-core machine.
+  }, 240_000);
 });

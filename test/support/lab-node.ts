@@ -171,3 +171,28 @@ export async function hidePrograms(node: LabNode, names: string[]): Promise<() =
     for (const p of hidden.reverse()) await exec('nsenter', ['-t', String(node.nsPid), '-m', '--', 'umount', p]);
   };
 }
+
+/**
+ * Waits until `path` exists on every node (a restart command's mark that it began), failing with
+ * the run's output when the run ends first or nothing comes within `timeoutMs`.
+ */
+export async function untilEveryNodeHas(
+  nodes: LabNode[],
+  path: string,
+  run: { done: Promise<{ code: number; stdout: string; stderr: string }> },
+  timeoutMs = 120_000,
+): Promise<void> {
+  let ended: string | undefined;
+  run.done.then(
+    (r) => (ended = `exit ${r.code}: ${r.stdout}${r.stderr}`),
+    (e: unknown) => (ended = String(e)),
+  );
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await Promise.all(nodes.map((n) => inNode(n, `test -e ${path}`)));
+    if (seen.every((r) => r.code === 0)) return;
+    if (ended !== undefined) throw new Error(`the run ended before ${path} appeared on every node (${ended})`);
+    if (Date.now() > deadline) throw new Error(`${path} did not appear on every node within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
