@@ -8,7 +8,20 @@
  *
  * The note lives in the same node directory as the host lock (TRUSTPLAY_LOCK_DIR, else /run), as
  * `trustplay.handlers`: JSON, 0600. It is keyed by play name and handler name, which is how a
- * playbook names a handler. /run is cleared by a reboot; a handler owed across a reboot is lost.
+ * playbook names a handler.
+ *
+ * /run is cleared by a reboot, and the note with it, on purpose: what a handler owes is work for the
+ * daemons of this boot, and after a reboot every daemon started from the files as they are, so a
+ * restart owed is moot, and a note kept on disk would fire a handler for a change long since in
+ * effect (or months later, for a run nobody remembers). A note lost must never hide a needed
+ * restart, and it cannot: the containerd restart a module's config change needs is not a note
+ * handler. It is the pending marker beside config.toml (on disk, it survives the reboot) and, when
+ * that is gone too, the daemon-lag check every such module runs at gather (containerd/daemon-lag.ts:
+ * the daemon's own registry settings on 1.x, trustplay's restart record on 2.x), which finds a daemon
+ * that lags its file whoever or whatever left it so. What a lost note can drop is a handler that is
+ * not a restart: fix-registry's "Drop the cached image" (image.rmi). That is acceptable there: the
+ * verify play's CRI pull resolves the image against the registry every time, cached or not, so the
+ * proof that the trust works still runs.
  */
 import type { Connection } from '../connection/connection.js';
 import { nodeRunDir } from './lock.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTrustplay, trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { criPull } from '../support/lab-node.js';
+import { criPull, inNode, untilEveryNodeHas } from '../support/lab-node.js';
 
 const SLOW = 240_000;
 
@@ -191,6 +191,82 @@ describeLab('interrupting work in flight: a long CRI pull, a notified handler', 
       } finally {
         await proxy.close();
       }
+    },
+    SLOW,
+  );
+
+  it(
+    'the owed-handler note lives in /run and goes with it (as at a reboot), and that never hides a needed restart: with the note and the pending marker gone, the next run still sees containerd lags config.toml and restarts it',
+    async () => {
+      // A config_path change whose restart never comes: the run is killed while it would run,
+      // after the task noted the handler it notified.
+      const pb = (restart: string) =>
+        [
+          '- name: Trust the registry',
+          '  hosts: workers',
+          '  tasks:',
+          "    - name: Trust the registry's CA",
+          '      containerd.tls:',
+          '        registry: "{{ registry }}"',
+          '        ca: "{{ registry_ca }}"',
+          ...(restart ? [`        restart_command: ${restart}`] : []),
+          '      notify: Drop the cached image',
+          '  handlers:',
+          '    - name: Drop the cached image',
+          '      image.rmi:',
+          '        image: "{{ image }}"',
+          '',
+        ].join('\n');
+      const hang = join(state, 'hang.yaml');
+      const plain = join(state, 'trust.yaml');
+      const settle = join(state, 'settle.yaml');
+      await writeFile(hang, pb('"touch /run/lab/tp-restarting; sleep 60"'));
+      await writeFile(plain, pb(''));
+      await writeFile(settle, '- hosts: workers\n  tasks:\n    - node.creds.wipe: { registry: "{{ registry }}" }\n');
+      // containerd last restarted by trustplay with no config_path (on 2.1 its record is the signal):
+      // the file without it, marked as an interrupted change, which the next run finishes.
+      const reset = await inNode(
+        node2(),
+        `set -e; cd /etc/containerd; sed -i "s|config_path = .*/etc/containerd/certs.d.*|config_path = ''|" config.toml; ! grep -q 'containerd/certs.d' config.toml; printf '{"trustplay":"pending-restart","previous":"%s"}\\n' "$(base64 -w0 < config.toml)" > config.toml.trustplay-pending`,
+      );
+      expect(reset.code, reset.stderr).toBe(0);
+      const first = await trustplay(['run', settle, ...args()]);
+      expect(first.code, first.stdout + first.stderr).toBe(0);
+      expect(first.stdout).toMatch(/finish the change an interrupted trustplay run left/);
+      const run = startTrustplay(['run', hang, ...args()]);
+      await untilEveryNodeHas([node2()], '/run/lab/tp-restarting', run);
+      run.child.kill('SIGKILL');
+      await run.done;
+      const left = await inNode(
+        node2(),
+        'cat /run/trustplay.handlers && ls /etc/containerd/config.toml.trustplay-pending && grep -c containerd/certs.d /etc/containerd/config.toml',
+      );
+      expect(left.code, left.stderr).toBe(0);
+      expect(left.stdout).toContain('"handler":"Drop the cached image"');
+      const pid = Number((await inNode(node2(), 'cat /run/lab/containerd.pid')).stdout.trim());
+      // /run cleared (what a reboot does to the note) and the pending marker lost with it.
+      const lost = await inNode(
+        node2(),
+        'rm /run/trustplay.handlers /run/lab/tp-restarting /etc/containerd/config.toml.trustplay-pending',
+      );
+      expect(lost.code, lost.stderr).toBe(0);
+
+      const check = await trustplay(['check', plain, ...args()]);
+      expect(check.code, check.stdout).toBe(2);
+      expect(check.stdout).toContain(
+        'would restart containerd: /etc/containerd/config.toml changed since trustplay last restarted containerd (config_path was "", the file says "/etc/containerd/certs.d")',
+      );
+      // The lost note no longer names the handler; the task that finds the lag notifies it again.
+      expect(check.stdout).toMatch(
+        /^node2 \| would change \| handler: Drop the cached image\n +\| +would run \(notified by: Trust the registry's CA\)$/m,
+      );
+      const again = await trustplay(['run', plain, ...args()]);
+      expect(again.code, again.stdout + again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/^node2 \| changed \| handler: Restart containerd \(verified\)$/m);
+      expect(Number((await inNode(node2(), 'cat /run/lab/containerd.pid')).stdout.trim())).not.toBe(pid);
+      const settled = await trustplay(['run', plain, ...args()]);
+      expect(settled.code, settled.stdout + settled.stderr).toBe(0);
+      expect(settled.stdout).toMatch(/^node2 +ok=\d+ +changed=0 /m);
     },
     SLOW,
   );
