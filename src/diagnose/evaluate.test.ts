@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePki, makeVariantPki, type LabPki, type VariantPki } from '../../test/lab/certs.js';
 import { certsFromPem, type Cert } from './certificate.js';
 import { evaluateChain, type Anchor } from './evaluate.js';
-import { maskProxy, noProxyMatches, proxyFor } from './node-view.js';
+import { noProxyMatches, proxyFor } from './node-view.js';
+import { maskUrlUserinfo } from '../secrets/url.js';
 
 let dir: string;
 let pki: LabPki;
@@ -178,7 +179,7 @@ describe('containerd proxy environment (Go httpproxy rules)', () => {
     expect(proxyFor(env, 'localhost:5000')).toBeUndefined();
     expect(proxyFor(env, '127.0.0.1:5000')).toBeUndefined();
     expect(proxyFor(env, 'registry.test:5000')).toBe('http://p:3128');
-    expect(maskProxy('http://user:s3cret@proxy:3128')).toBe('http://***@proxy:3128');
-    expect(maskProxy('http://proxy:3128')).toBe('http://proxy:3128');
+    expect(maskUrlUserinfo('http://user:s3cret@proxy:3128')).toBe('http://***@proxy:3128');
+    expect(maskUrlUserinfo('http://proxy:3128')).toBe('http://proxy:3128');
   });
 });

@@ -15,6 +15,7 @@ import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
 import { parseHostsToml } from '../containerd/hosts-toml.js';
 import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
 import { credentialKeys } from '../containerd/node-facts.js';
+import { maskUrlUserinfo } from '../secrets/url.js';
 import { certsFromPem, type Cert } from './certificate.js';
 import type { Anchor } from './evaluate.js';
 
@@ -115,14 +116,6 @@ echo "@@end"
 `;
 
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
-
-/** Masks the userinfo of a proxy URL (`http://user:pass@proxy:3128` -> `http://***@proxy:3128`). */
-export function maskProxy(value: string): string {
-  return value.replace(
-    /^([a-z][a-z0-9+.-]*:\/\/)?[^/@\s]*@/i,
-    (_m, scheme: string | undefined) => `${scheme ?? ''}***@`,
-  );
-}
 
 /** Go's httpproxy: whether NO_PROXY exempts `host` (exact names, `.suffix`/`suffix` domains, `*`, host:port). */
 export function noProxyMatches(noProxy: string | undefined, host: string, port: string): boolean {
@@ -289,7 +282,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
         if (found.length) view.proxy.sources.push(path);
         unitLines.push(...found);
         view.proxy.unitLines.push(
-          ...found.map((l) => `${path}: ${maskProxy(l.trim()).replace(/(PROXY=)([^"\s]*@)/i, '$1***@')}`),
+          ...found.map((l) => `${path}: ${maskUrlUserinfo(l.trim()).replace(/(PROXY=)([^"\s]*@)/i, '$1***@')}`),
         );
         break;
       }
@@ -339,7 +332,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
   const env = environ ?? unitEnv(unitLines);
   const httpsProxy = envValue(env, 'https_proxy');
   const noProxy = envValue(env, 'no_proxy');
-  if (httpsProxy) view.proxy.httpsProxy = maskProxy(httpsProxy);
+  if (httpsProxy) view.proxy.httpsProxy = maskUrlUserinfo(httpsProxy);
   if (noProxy) view.proxy.noProxy = noProxy;
   if (httpsProxy) view.proxy.rawHttpsProxy = httpsProxy;
   if (clientPem[0] && clientPem[1]) view.clientPair = { cert: clientPem[0], key: clientPem[1] };

@@ -212,3 +212,35 @@ describe('real files', () => {
     expect(masked.split('\n')).toHaveLength(text.split('\n').length);
   });
 });
+
+describe('hideSecretVars (trustplay inventory)', () => {
+  it('hides secret-named values and known secrets at any depth, keeps the rest', async () => {
+    const { hideSecretVars, HIDDEN_VALUE } = await import('./vars.js');
+    const { markSecret } = await import('./known.js');
+    markSecret('from-a-vault-0042');
+    const out = hideSecretVars(
+      {
+        ansible_become_password: 'pw-in-clear',
+        empty_password: '',
+        registry: 'reg.test:5000',
+        nested: { list: ['ok', 'from-a-vault-0042'] },
+      },
+      (name) => /pass(word)?$/.test(name),
+    );
+    expect(out).toEqual({
+      ansible_become_password: HIDDEN_VALUE,
+      empty_password: '',
+      registry: 'reg.test:5000',
+      nested: { list: ['ok', HIDDEN_VALUE] },
+    });
+  });
+});
+
+describe('maskUrlUserinfo (proxy settings)', () => {
+  it('masks user and password of a URL, with or without a scheme, and leaves others alone', async () => {
+    const { maskUrlUserinfo } = await import('./url.js');
+    expect(maskUrlUserinfo('http://user:s3cret@proxy:3128')).toBe('http://***@proxy:3128');
+    expect(maskUrlUserinfo('user:s3cret@proxy:3128')).toBe('***@proxy:3128');
+    expect(maskUrlUserinfo('http://proxy:3128')).toBe('http://proxy:3128');
+  });
+});

@@ -6,7 +6,7 @@
  */
 import { connectionSpec } from '../../engine/connect.js';
 import { isSecretVar } from '../../playbook/inventory-connection.js';
-import { isKnownSecret } from '../../secrets/known.js';
+import { hideSecretVars } from '../../secrets/vars.js';
 import type { ModelGroup, ModelHost } from '../../playbook/inventory-model.js';
 import { loadAdjacentVars, type AdjacentVars } from '../../playbook/vars-files.js';
 import { inventoryVariables, type Inventory } from '../../playbook/inventory.js';
@@ -28,22 +28,6 @@ export function ansibleJson(value: unknown): string {
     return v;
   };
   return JSON.stringify(sort(value), null, 4);
-}
-
-const HIDDEN = '<secret, not shown>';
-
-/** A value with everything decrypted from a vault or read by a lookup hidden, at any depth. */
-function hideKnown(v: unknown): unknown {
-  if (isKnownSecret(v)) return HIDDEN;
-  if (Array.isArray(v)) return v.map(hideKnown);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, hideKnown(x)]));
-  return v;
-}
-
-function masked(vars: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(vars)) out[k] = isSecretVar(k) && v !== null && v !== '' ? HIDDEN : hideKnown(v);
-  return out;
 }
 
 /** What trustplay will use to reach a host (no secret values). */
@@ -107,7 +91,7 @@ export function listInventory(
   const res: Record<string, unknown> = {};
   for (const h of model.groups.get('all')!.allHosts()) {
     const vars = shownVars(inv, h, playbookAdjacent);
-    if (Object.keys(vars).length) hostvars[h.name] = masked(vars);
+    if (Object.keys(vars).length) hostvars[h.name] = hideSecretVars(vars, isSecretVar);
     if (withResolved) res[h.name] = resolved(inv, h.name);
   }
   return { ...results, _meta: { hostvars, ...(withResolved ? { trustplay_resolved: res } : {}) } };
@@ -147,7 +131,7 @@ export async function inventoryCommand(positionals: string[], options: Options):
     const name = options.host!;
     const h = inv.model.getHost(name);
     if (!h) throw new ExitError(ExitCode.Invalid, `--host \`${name}\`: no such host in ${options.inventory}`);
-    const out: Record<string, unknown> = masked(shownVars(inv, h, adjacent));
+    const out: Record<string, unknown> = hideSecretVars(shownVars(inv, h, adjacent), isSecretVar);
     if (options.resolved && inv.hosts.has(name)) out['_trustplay_resolved'] = resolved(inv, name);
     process.stdout.write(ansibleJson(out) + '\n');
   }
