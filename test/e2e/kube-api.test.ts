@@ -115,6 +115,7 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
     const store = api.state();
     store.namespaces.clear();
     store.serviceAccounts.clear();
+    api.resources().clear();
     for (const ns of ['default', 'team-a', 'team-b']) store.addNamespace(ns);
     store.insertServiceAccount('default', {
       metadata: { name: 'default' },
@@ -595,5 +596,183 @@ suite('Kubernetes API emulator, driven by the real kubectl', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     }
+  });
+
+  describe('what the node agent uses: ConfigMaps, Leases, Node status conditions, Events', () => {
+    const lease = (holder: string, rv?: string): string =>
+      JSON.stringify({
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: {
+          name: 'trustplay-restart-0',
+          namespace: 'team-a',
+          ...(rv !== undefined ? { resourceVersion: rv } : {}),
+        },
+        spec: { holderIdentity: holder, leaseDurationSeconds: 30, acquireTime: '2026-01-01T00:00:00.000000Z' },
+      });
+
+    it('discovery lists leases in coordination.k8s.io/v1, and configmaps, nodes (with status) and events in v1', async () => {
+      const r = await kubectl('admin', ['api-resources', '--no-headers']);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/^leases\s+coordination\.k8s\.io\/v1\s+true\s+Lease\s*$/m);
+      expect(r.stdout).toMatch(/^configmaps\s+cm\s+v1\s+true\s+ConfigMap\s*$/m);
+      expect(r.stdout).toMatch(/^nodes\s+no\s+v1\s+false\s+Node\s*$/m);
+      expect(r.stdout).toMatch(/^events\s+ev\s+v1\s+true\s+Event\s*$/m);
+    });
+
+    it('kubectl create configmap (a protobuf body) is read back with its data', async () => {
+      const c = await kubectl('admin', [
+        'create',
+        'configmap',
+        'agent-playbook',
+        '-n',
+        'team-a',
+        '--from-literal=playbook.yaml=- hosts: all',
+        '--from-literal=mode=check',
+      ]);
+      expect(c.stderr).toBe('');
+      expect(c.stdout).toBe('configmap/agent-playbook created\n');
+      const g = await kubectl('admin', ['get', 'cm', 'agent-playbook', '-n', 'team-a', '-o', 'json']);
+      const cm = JSON.parse(g.stdout) as { data: Record<string, string>; metadata: { resourceVersion: string } };
+      expect(cm.data).toEqual({ 'playbook.yaml': '- hosts: all', mode: 'check' });
+      expect(cm.metadata.resourceVersion).toMatch(/^\d+$/);
+      const t = await kubectl('admin', ['get', 'configmap', '-n', 'team-a']);
+      expect(t.stdout).toMatch(/^NAME\s+DATA\s+AGE\nagent-playbook\s+2\s+\d+s\n$/);
+      const missing = await kubectl('admin', ['get', 'cm', 'nope', '-n', 'team-a']);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('configmaps "nope" not found');
+    });
+
+    it('a Lease is created, shown with its holder, and a write with a stale resourceVersion is refused with 409', async () => {
+      const c = await kubectl('admin', ['create', '-f', '-'], lease('node1'));
+      expect(c.stderr).toBe('');
+      expect(c.stdout).toBe('lease.coordination.k8s.io/trustplay-restart-0 created\n');
+      const t = await kubectl('admin', ['get', 'lease', '-n', 'team-a']);
+      expect(t.stdout).toMatch(/^NAME\s+HOLDER\s+AGE\ntrustplay-restart-0\s+node1\s+\d+s\n$/);
+      const got = JSON.parse(
+        (await kubectl('admin', ['get', 'lease', 'trustplay-restart-0', '-n', 'team-a', '-o', 'json'])).stdout,
+      ) as {
+        metadata: { resourceVersion: string };
+      };
+      const rv = got.metadata.resourceVersion;
+      // node2 takes it over with the resourceVersion it read: accepted, and the resourceVersion moves on.
+      const takeover = await kubectl('admin', ['replace', '-f', '-'], lease('node2', rv));
+      expect(takeover.stderr).toBe('');
+      expect(takeover.code).toBe(0);
+      // node3 read the same version and writes after node2: 409, whether through replace or apply.
+      const stale = await kubectl('admin', ['replace', '-f', '-'], lease('node3', rv));
+      expect(stale.code).toBe(1);
+      expect(stale.stderr).toContain(
+        'Operation cannot be fulfilled on leases.coordination.k8s.io "trustplay-restart-0": the object has been modified',
+      );
+      expect(
+        recent()
+          .filter((q) => q.code === 409)
+          .map((q) => q.method),
+      ).toEqual(['PUT']);
+      // apply sends the stale resourceVersion in its patch; kubectl retries a conflict (as against a real
+      // server, about 4 s of its own backoff) and then gives up.
+      const applied = await kubectl('admin', ['apply', '-f', '-'], lease('node3', rv));
+      expect(applied.code).toBe(1);
+      expect(applied.stderr).toContain('the object has been modified');
+      const patches = recent().filter((q) => q.method === 'PATCH');
+      expect(patches.length).toBeGreaterThan(0);
+      expect(patches.every((q) => q.code === 409)).toBe(true);
+      const holder = await kubectl('admin', [
+        'get',
+        'lease',
+        'trustplay-restart-0',
+        '-n',
+        'team-a',
+        '-o',
+        'jsonpath={.spec.holderIdentity}',
+      ]);
+      expect(holder.stdout).toBe('node2');
+      expect(
+        api.writes('leases').map((w) => [w.verb, (w.object.spec as { holderIdentity: string }).holderIdentity]),
+      ).toEqual([
+        ['create', 'node1'],
+        ['update', 'node2'],
+      ]);
+    });
+
+    it("a Node's status conditions are patched through the status subresource, merged by type", async () => {
+      const node = {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: 'node7' },
+        status: {
+          conditions: [
+            { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status' },
+          ],
+        },
+      };
+      expect((await kubectl('admin', ['create', '-f', '-'], JSON.stringify(node))).stdout).toBe('node/node7 created\n');
+      const condition = { type: 'TrustplayInSync', status: 'False', reason: 'Drift', message: '1 change pending' };
+      const p = await kubectl('admin', [
+        'patch',
+        'node',
+        'node7',
+        '--subresource=status',
+        '--type=strategic',
+        '-p',
+        JSON.stringify({ status: { conditions: [condition] } }),
+      ]);
+      expect(p.stderr).toBe('');
+      expect(p.stdout).toBe('node/node7 patched\n');
+      expect(recent().at(-1)).toMatchObject({ method: 'PATCH', path: '/api/v1/nodes/node7/status', code: 200 });
+      const types = await kubectl('admin', [
+        'get',
+        'node',
+        'node7',
+        '-o',
+        'jsonpath={range .status.conditions[*]}{.type}={.reason} {end}',
+      ]);
+      expect(types.stdout).toBe('Ready=KubeletReady TrustplayInSync=Drift ');
+      // The same patch on the node itself leaves the status alone, as the real API does.
+      const main = await kubectl('admin', [
+        'patch',
+        'node',
+        'node7',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: { conditions: [] } }),
+      ]);
+      expect(main.stdout).toBe('node/node7 patched (no change)\n');
+      const t = await kubectl('admin', ['get', 'nodes']);
+      expect(t.stderr).toBe('');
+      expect(t.stdout).toMatch(/^NAME\s+STATUS\s+AGE\nnode7\s+Ready\s+\d+s\n$/);
+    });
+
+    it('an Event is created and listed', async () => {
+      const event = {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'node7.trustplay.1', namespace: 'default' },
+        involvedObject: { kind: 'Node', name: 'node7', apiVersion: 'v1' },
+        reason: 'TrustplayChanged',
+        message: 'containerd.tls changed /etc/containerd/config.toml',
+        type: 'Normal',
+        source: { component: 'trustplay-agent', host: 'node7' },
+      };
+      const c = await kubectl('admin', ['create', '-f', '-'], JSON.stringify(event));
+      expect(c.stderr).toBe('');
+      const list = await kubectl('admin', [
+        'get',
+        'events',
+        '-n',
+        'default',
+        '-o',
+        'jsonpath={range .items[*]}{.reason}: {.message}{end}',
+      ]);
+      expect(list.stdout).toBe('TrustplayChanged: containerd.tls changed /etc/containerd/config.toml');
+      const readonly = await kubectl(
+        'readonly',
+        ['create', '-f', '-'],
+        JSON.stringify({ ...event, metadata: { ...event.metadata, name: 'x' } }),
+      );
+      expect(readonly.code).toBe(1);
+      expect(readonly.stderr).toContain('cannot create resource "events"');
+    });
   });
 });

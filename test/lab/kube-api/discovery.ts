@@ -1,4 +1,5 @@
 import type { JsonObject } from './json-patch.js';
+import { RESOURCE_KINDS, type ResourceKind } from './resources.js';
 
 /** The content type of aggregated discovery (KEP-3352), which kubectl 1.32 asks for first. */
 export const AGGREGATED_V2 = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
@@ -30,7 +31,29 @@ const coreResources: ResourceInfo[] = [
     verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'],
     shortNames: ['sa'],
   },
+  ...RESOURCE_KINDS.filter((k) => k.group === '').map(info),
 ];
+
+function info(k: ResourceKind): ResourceInfo {
+  return {
+    name: k.resource,
+    singular: k.singular,
+    kind: k.kind,
+    namespaced: k.namespaced,
+    verbs: k.verbs,
+    shortNames: k.shortNames,
+  };
+}
+
+/** Named groups served (one version each): coordination.k8s.io/v1 for Leases. */
+const groups = [...new Set(RESOURCE_KINDS.filter((k) => k.group !== '').map((k) => k.group))].map((group) => ({
+  group,
+  version: 'v1',
+  resources: RESOURCE_KINDS.filter((k) => k.group === group).map(info),
+}));
+
+/** Subresources listed in discovery (Node's status). */
+const statusOf = (r: ResourceInfo): boolean => RESOURCE_KINDS.some((k) => k.resource === r.name && k.status);
 
 /** GET /version. */
 export function versionInfo(): JsonObject {
@@ -56,9 +79,84 @@ export function legacyApiVersions(serverAddress: string): JsonObject {
   };
 }
 
-/** Legacy GET /apis: no groups besides the core one are served. */
+/** Legacy GET /apis. */
 export function legacyApiGroupList(): JsonObject {
-  return { kind: 'APIGroupList', apiVersion: 'v1', groups: [] };
+  return {
+    kind: 'APIGroupList',
+    apiVersion: 'v1',
+    groups: groups.map((g) => ({
+      name: g.group,
+      versions: [{ groupVersion: `${g.group}/${g.version}`, version: g.version }],
+      preferredVersion: { groupVersion: `${g.group}/${g.version}`, version: g.version },
+    })),
+  };
+}
+
+/** GET /apis/GROUP (APIGroup), or undefined for a group not served. */
+export function apiGroup(group: string): JsonObject | undefined {
+  const g = groups.find((x) => x.group === group);
+  if (g === undefined) return undefined;
+  const gv = { groupVersion: `${g.group}/${g.version}`, version: g.version };
+  return { kind: 'APIGroup', apiVersion: 'v1', name: g.group, versions: [gv], preferredVersion: gv };
+}
+
+/** GET /apis/GROUP/VERSION (APIResourceList), or undefined for one not served. */
+export function groupResourceList(group: string, version: string): JsonObject | undefined {
+  const g = groups.find((x) => x.group === group && x.version === version);
+  if (g === undefined) return undefined;
+  return {
+    kind: 'APIResourceList',
+    apiVersion: 'v1',
+    groupVersion: `${group}/${version}`,
+    resources: resourceList(g.resources),
+  };
+}
+
+function resourceList(resources: ResourceInfo[]): JsonObject[] {
+  return resources.flatMap((r) => [
+    {
+      name: r.name,
+      singularName: r.singular,
+      namespaced: r.namespaced,
+      kind: r.kind,
+      verbs: r.verbs,
+      ...(r.shortNames.length > 0 ? { shortNames: r.shortNames } : {}),
+      storageVersionHash: '',
+    },
+    ...(statusOf(r)
+      ? [
+          {
+            name: `${r.name}/status`,
+            singularName: '',
+            namespaced: r.namespaced,
+            kind: r.kind,
+            verbs: ['get', 'patch', 'update'],
+          },
+        ]
+      : []),
+  ]);
+}
+
+function aggregatedResources(resources: ResourceInfo[], group: string): JsonObject[] {
+  return resources.map((r) => ({
+    resource: r.name,
+    responseKind: { group, version: 'v1', kind: r.kind },
+    scope: r.namespaced ? 'Namespaced' : 'Cluster',
+    singularResource: r.singular,
+    verbs: r.verbs,
+    ...(r.shortNames.length > 0 ? { shortNames: r.shortNames } : {}),
+    ...(statusOf(r)
+      ? {
+          subresources: [
+            {
+              subresource: 'status',
+              responseKind: { group, version: 'v1', kind: r.kind },
+              verbs: ['get', 'patch', 'update'],
+            },
+          ],
+        }
+      : {}),
+  }));
 }
 
 /** GET /api/v1 (APIResourceList). */
@@ -66,15 +164,7 @@ export function coreResourceList(): JsonObject {
   return {
     kind: 'APIResourceList',
     groupVersion: 'v1',
-    resources: coreResources.map((r) => ({
-      name: r.name,
-      singularName: r.singular,
-      namespaced: r.namespaced,
-      kind: r.kind,
-      verbs: r.verbs,
-      shortNames: r.shortNames,
-      storageVersionHash: '',
-    })),
+    resources: resourceList(coreResources),
   };
 }
 
@@ -90,14 +180,7 @@ export function aggregatedCore(): JsonObject {
         versions: [
           {
             version: 'v1',
-            resources: coreResources.map((r) => ({
-              resource: r.name,
-              responseKind: { group: '', version: 'v1', kind: r.kind },
-              scope: r.namespaced ? 'Namespaced' : 'Cluster',
-              singularResource: r.singular,
-              verbs: r.verbs,
-              shortNames: r.shortNames,
-            })),
+            resources: aggregatedResources(coreResources, ''),
             freshness: 'Current',
           },
         ],
@@ -106,9 +189,17 @@ export function aggregatedCore(): JsonObject {
   };
 }
 
-/** Aggregated GET /apis: no named groups. */
+/** Aggregated GET /apis: the named groups. */
 export function aggregatedGroups(): JsonObject {
-  return { kind: 'APIGroupDiscoveryList', apiVersion: 'apidiscovery.k8s.io/v2', metadata: {}, items: [] };
+  return {
+    kind: 'APIGroupDiscoveryList',
+    apiVersion: 'apidiscovery.k8s.io/v2',
+    metadata: {},
+    items: groups.map((g) => ({
+      metadata: { name: g.group, creationTimestamp: null },
+      versions: [{ version: g.version, resources: aggregatedResources(g.resources, g.group), freshness: 'Current' }],
+    })),
+  };
 }
 
 /** True when the Accept header asks for aggregated discovery v2 (kubectl lists it first, then plain JSON). */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { JsonObject } from './json-patch.js';
+import { RESOURCE_KINDS, type ResourceKind } from './resources.js';
 
 /**
  * A minimal OpenAPI v3 document for the core group. kubectl 1.32 reads it before `replace` (and
@@ -48,34 +49,37 @@ const pathParams = (namespaced: boolean): JsonObject[] => [
     : []),
 ];
 
-function ref(kind: string): JsonObject {
-  return { $ref: `#/components/schemas/io.k8s.api.core.v1.${kind}` };
+function ref(kind: string, group = 'core'): JsonObject {
+  return { $ref: `#/components/schemas/io.k8s.api.${group}.v1.${kind}` };
 }
 
-function itemOperations(kind: string, namespaced: boolean): JsonObject {
-  const gvk = { group: '', version: 'v1', kind };
+function itemOperations(kind: string, namespaced: boolean, group = ''): JsonObject {
+  const gvk = { group, version: 'v1', kind };
   const scope = namespaced ? 'Namespaced' : '';
-  const ok = { '200': { description: 'OK', content: { 'application/json': { schema: ref(kind) } } } };
+  const short = group === '' ? 'core' : (group.split('.')[0] ?? group);
+  const tag = `${short}_v1`;
+  const op = `${short.charAt(0).toUpperCase()}${short.slice(1)}V1${scope}${kind}`;
+  const ok = { '200': { description: 'OK', content: { 'application/json': { schema: ref(kind, short) } } } };
   return {
     get: {
-      tags: ['core_v1'],
-      operationId: `readCoreV1${scope}${kind}`,
+      tags: [tag],
+      operationId: `read${op}`,
       responses: ok,
       'x-kubernetes-action': 'get',
       'x-kubernetes-group-version-kind': gvk,
     },
     put: {
-      tags: ['core_v1'],
-      operationId: `replaceCoreV1${scope}${kind}`,
+      tags: [tag],
+      operationId: `replace${op}`,
       parameters: commonWriteParams,
-      requestBody: { content: { '*/*': { schema: ref(kind) } }, required: true },
+      requestBody: { content: { '*/*': { schema: ref(kind, short) } }, required: true },
       responses: ok,
       'x-kubernetes-action': 'put',
       'x-kubernetes-group-version-kind': gvk,
     },
     patch: {
-      tags: ['core_v1'],
-      operationId: `patchCoreV1${scope}${kind}`,
+      tags: [tag],
+      operationId: `patch${op}`,
       parameters: [...commonWriteParams, queryParam('force', 'Force is going to "force" Apply requests.')],
       requestBody: {
         content: Object.fromEntries(
@@ -96,7 +100,64 @@ function itemOperations(kind: string, namespaced: boolean): JsonObject {
   };
 }
 
-const gvkOf = (kind: string): JsonObject[] => [{ group: '', kind, version: 'v1' }];
+const gvkOf = (kind: string, group = ''): JsonObject[] => [{ group, kind, version: 'v1' }];
+
+const metadataProperty = {
+  default: {},
+  allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }],
+};
+
+/** The path of a kind's item operations. */
+function itemPath(k: ResourceKind): string {
+  const base = k.group === '' ? '/api/v1' : `/apis/${k.group}/v1`;
+  return k.namespaced ? `${base}/namespaces/{namespace}/${k.resource}/{name}` : `${base}/${k.resource}/{name}`;
+}
+
+/** A loose schema for a kind the emulator stores as written (ConfigMap, Node, Event, Lease). */
+function looseSchema(k: ResourceKind): JsonObject {
+  return {
+    type: 'object',
+    properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: metadataProperty },
+    'x-kubernetes-preserve-unknown-fields': true,
+    'x-kubernetes-group-version-kind': gvkOf(k.kind, k.group),
+  };
+}
+
+const schemaName = (k: ResourceKind): string =>
+  `io.k8s.api.${k.group === '' ? 'core' : (k.group.split('.')[0] ?? k.group)}.v1.${k.kind}`;
+
+const objectMetaSchemas = (): JsonObject => ({
+  'io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta': {
+    type: 'object',
+    properties: {
+      annotations: { type: 'object', additionalProperties: { ...str } },
+      creationTimestamp: { type: 'string', format: 'date-time' },
+      labels: { type: 'object', additionalProperties: { ...str } },
+      name: { type: 'string' },
+      namespace: { type: 'string' },
+      resourceVersion: { type: 'string' },
+      uid: { type: 'string' },
+    },
+  },
+  'io.k8s.apimachinery.pkg.apis.meta.v1.Patch': {
+    description: 'Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.',
+    type: 'object',
+  },
+});
+
+/** GET /openapi/v3/apis/GROUP/v1, or undefined for a group not served. */
+export function openApiGroup(group: string): JsonObject | undefined {
+  const kinds = RESOURCE_KINDS.filter((k) => k.group === group);
+  if (group === '' || kinds.length === 0) return undefined;
+  return {
+    openapi: '3.0.0',
+    info: { title: 'Kubernetes', version: 'v1.32.4' },
+    paths: Object.fromEntries(kinds.map((k) => [itemPath(k), itemOperations(k.kind, k.namespaced, k.group)])),
+    components: {
+      schemas: { ...Object.fromEntries(kinds.map((k) => [schemaName(k), looseSchema(k)])), ...objectMetaSchemas() },
+    },
+  };
+}
 const str = { type: 'string', default: '' };
 
 /** GET /openapi/v3/api/v1. */
@@ -107,9 +168,13 @@ export function openApiCoreV1(): JsonObject {
     paths: {
       '/api/v1/namespaces/{name}': itemOperations('Namespace', false),
       '/api/v1/namespaces/{namespace}/serviceaccounts/{name}': itemOperations('ServiceAccount', true),
+      ...Object.fromEntries(
+        RESOURCE_KINDS.filter((k) => k.group === '').map((k) => [itemPath(k), itemOperations(k.kind, k.namespaced)]),
+      ),
     },
     components: {
       schemas: {
+        ...Object.fromEntries(RESOURCE_KINDS.filter((k) => k.group === '').map((k) => [schemaName(k), looseSchema(k)])),
         'io.k8s.api.core.v1.LocalObjectReference': {
           description:
             'LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.',
@@ -199,7 +264,21 @@ export function openApiCoreV1Hash(): string {
   return createHash('sha512').update(JSON.stringify(openApiCoreV1())).digest('hex').toUpperCase();
 }
 
+const hashOf = (doc: JsonObject | undefined): string =>
+  createHash('sha512').update(JSON.stringify(doc)).digest('hex').toUpperCase();
+
 /** GET /openapi/v3: the index of group-version documents. */
 export function openApiIndex(): JsonObject {
-  return { paths: { 'api/v1': { serverRelativeURL: `/openapi/v3/api/v1?hash=${openApiCoreV1Hash()}` } } };
+  const groups = [...new Set(RESOURCE_KINDS.filter((k) => k.group !== '').map((k) => k.group))];
+  return {
+    paths: {
+      'api/v1': { serverRelativeURL: `/openapi/v3/api/v1?hash=${openApiCoreV1Hash()}` },
+      ...Object.fromEntries(
+        groups.map((g) => [
+          `apis/${g}/v1`,
+          { serverRelativeURL: `/openapi/v3/apis/${g}/v1?hash=${hashOf(openApiGroup(g))}` },
+        ]),
+      ),
+    },
+  };
 }

@@ -106,6 +106,15 @@ const serviceAccount: Shape = {
   4: ['automountServiceAccountToken', 'bool'],
 };
 
+// k8s.io/api/core/v1 ConfigMap: data = 2, binaryData = 3 (bytes, not decoded here), immutable = 4.
+const configMap: Shape = {
+  1: ['metadata', { msg: objectMeta }],
+  2: ['data', 'map'],
+  4: ['immutable', 'bool'],
+};
+
+const SHAPES: Record<string, Shape> = { ServiceAccount: serviceAccount, ConfigMap: configMap };
+
 function decodeMessage(buf: Buffer, shape: Shape): JsonObject {
   const out: JsonObject = {};
   for (const f of fields(buf)) {
@@ -136,7 +145,7 @@ function decodeMessage(buf: Buffer, shape: Shape): JsonObject {
   return out;
 }
 
-/** Decodes a protobuf-encoded core/v1 ServiceAccount body into its JSON form. */
+/** Decodes a protobuf-encoded core/v1 ServiceAccount or ConfigMap body into its JSON form. */
 export function decodeProtobufObject(body: Buffer): JsonObject {
   if (!body.subarray(0, 4).equals(MAGIC)) throw new Error('protobuf body without the k8s magic prefix');
   const envelope = decodeMessage(body.subarray(4), {
@@ -144,14 +153,10 @@ export function decodeProtobufObject(body: Buffer): JsonObject {
   });
   const raw = fields(body.subarray(4)).find((f) => f.no === 2)?.bytes;
   const typeMeta = (envelope.typeMeta as JsonObject | undefined) ?? {};
-  if (typeMeta.kind !== 'ServiceAccount') {
-    throw new Error(
-      `protobuf bodies are only understood for ServiceAccount, got ${String(typeMeta.kind ?? 'no kind')}`,
-    );
+  const kind = String(typeMeta.kind ?? 'no kind');
+  const shape = SHAPES[kind];
+  if (shape === undefined) {
+    throw new Error(`protobuf bodies are only understood for ${Object.keys(SHAPES).join(' and ')}, got ${kind}`);
   }
-  return {
-    kind: 'ServiceAccount',
-    apiVersion: String(typeMeta.apiVersion ?? 'v1'),
-    ...decodeMessage(raw ?? Buffer.alloc(0), serviceAccount),
-  };
+  return { kind, apiVersion: String(typeMeta.apiVersion ?? 'v1'), ...decodeMessage(raw ?? Buffer.alloc(0), shape) };
 }

@@ -7,6 +7,11 @@
  *   GET  /api/v1/serviceaccounts (all namespaces), /api/v1/namespaces/NS/serviceaccounts[/NAME]
  *        (JSON or a meta.k8s.io Table; fieldSelector metadata.name|namespace, labelSelector)
  *   POST /api/v1/namespaces/NS/serviceaccounts (JSON or protobuf), PUT, PATCH (merge, JSON, strategic), DELETE .../NAME
+ * and, for the node agent (resources.ts; stored as written, not decoded into typed fields):
+ *   /api/v1 configmaps, events (namespaced), nodes and nodes/status (cluster-scoped), and
+ *   /apis/coordination.k8s.io/v1 leases: get, list (JSON or Table), create, PUT, PATCH, DELETE,
+ *   a resourceVersion in the body a precondition (409 when stale), every committed write logged
+ *   (writes(), /_lab/writes?resource=leases) so a test can replay how agents took Leases;
  * with bearer tokens (401 Status when missing or unknown), RBAC-worded 403 for read-only tokens on
  * writes, one resourceVersion counter, 409 on a stale resourceVersion, no-op writes that keep the
  * resourceVersion, ?dryRun=All, ?fieldValidation=Strict|Warn|Ignore. Anonymous access is off.
@@ -20,7 +25,9 @@ import {
   AGGREGATED_V2,
   aggregatedCore,
   aggregatedGroups,
+  apiGroup,
   coreResourceList,
+  groupResourceList,
   legacyApiGroupList,
   legacyApiVersions,
   versionInfo,
@@ -39,7 +46,8 @@ import {
   type JsonObject,
 } from './json-patch.js';
 import { decodeServiceAccount, DecodeError, meta, table } from './objects.js';
-import { openApiCoreV1, openApiIndex } from './openapi.js';
+import { openApiCoreV1, openApiGroup, openApiIndex } from './openapi.js';
+import { kindOf, ResourceStore, resourceTable, type ResourceKind, type WriteRecord } from './resources.js';
 import { decodeProtobufObject, PROTOBUF } from './protobuf.js';
 import {
   alreadyExists,
@@ -56,7 +64,7 @@ import {
   unsupportedMediaType,
 } from './status.js';
 import { canonical, KubeStore, timestamp, type SeedNamespaces } from './store.js';
-import { serviceAccountSmp, strategicMergePatch } from './strategic-merge.js';
+import { serviceAccountSmp, strategicMergePatch, type SmpSchema } from './strategic-merge.js';
 
 /** What a bearer token may do: `admin` everything, `readonly` get and list. */
 export type Role = 'admin' | 'readonly';
@@ -116,6 +124,10 @@ export interface KubeApi {
   onNextWrite(fn: (w: WriteInfo, store: KubeStore) => void): void;
   /** Requests seen so far, oldest first. */
   requests(): RequestRecord[];
+  /** ConfigMaps, Nodes, Events and Leases. */
+  resources(): ResourceStore;
+  /** Committed writes to those kinds, oldest first (optionally only one resource, e.g. 'leases'). */
+  writes(resource?: string): WriteRecord[];
 }
 
 const USER_OF_ROLE: Record<Role, string> = { admin: 'lab-admin', readonly: 'lab-readonly' };
@@ -148,6 +160,7 @@ interface Reply {
 export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
   const [cert, key] = await Promise.all([readFile(opts.certFile), readFile(opts.keyFile)]);
   const store = new KubeStore(opts.namespaces ?? {});
+  const resources = new ResourceStore(() => store.nextResourceVersion());
   const tokens = new Map(Object.entries(opts.tokens));
   const log: RequestRecord[] = [];
   let nextWriteHook: ((w: WriteInfo, store: KubeStore) => void) | undefined;
@@ -234,6 +247,20 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
           return { code: 200, body: openApiIndex() };
         case '/openapi/v3/api/v1':
           return { code: 200, body: openApiCoreV1() };
+      }
+      const group = /^\/(?:openapi\/v3\/)?apis\/([^/]+)(?:\/(v1))?$/.exec(path);
+      if (group?.[1] !== undefined) {
+        const doc = path.startsWith('/openapi/')
+          ? group[2] !== undefined
+            ? openApiGroup(group[1])
+            : undefined
+          : group[2] !== undefined
+            ? groupResourceList(group[1], group[2])
+            : apiGroup(group[1]);
+        if (doc === undefined) throw pathNotFound();
+        return { code: 200, body: doc };
+      }
+      switch (path) {
         case '/healthz':
         case '/livez':
         case '/readyz':
@@ -245,8 +272,13 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       .filter((p) => p !== '')
       .map(decodeURIComponent);
     if (parts[0] === '_lab' && opts.control === true) return labControl(ctx, method, parts.slice(1));
+    if (parts[0] === 'apis' && parts[2] === 'v1' && parts[1] !== undefined) {
+      return routeResource(ctx, method, parts[1], parts.slice(3)) ?? Promise.reject(pathNotFound());
+    }
     if (parts[0] !== 'api' || parts[1] !== 'v1') throw pathNotFound();
     const rest = parts.slice(2);
+    const other = routeResource(ctx, method, '', rest);
+    if (other !== undefined) return other;
     // /api/v1/namespaces[/NS]
     if (rest[0] === 'namespaces' && rest.length <= 2) return namespaces(ctx, method, rest[1]);
     // /api/v1/serviceaccounts (all namespaces)
@@ -268,6 +300,14 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     const route = `${method} ${parts.join('/')}`;
     if (route === 'GET state') return { code: 200, body: store.snapshot() as unknown as Json };
     if (route === 'GET requests') return { code: 200, body: log as unknown as Json };
+    if (route === 'GET objects') return { code: 200, body: resources.snapshot() as unknown as Json };
+    if (route === 'GET writes') {
+      const only = ctx.url.searchParams.get('resource');
+      return {
+        code: 200,
+        body: resources.writes.filter((w) => only === null || w.resource === only) as unknown as Json,
+      };
+    }
     const body = await readJson(ctx);
     const edit = isObject(body) ? body : {};
     const names = edit.imagePullSecrets;
@@ -287,6 +327,137 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       return { code: 202, body: { armed: true } };
     }
     throw pathNotFound();
+  };
+
+  /** Routes a path under /api/v1 or /apis/GROUP/v1 to a kind of {@link ResourceStore}; undefined when none matches. */
+  const routeResource = (ctx: Ctx, method: string, group: string, rest: string[]): Promise<Reply> | undefined => {
+    if (rest[0] === 'namespaces' && rest[1] !== undefined && rest[2] !== undefined && rest.length <= 5) {
+      const k = kindOf(group, rest[2]);
+      if (k === undefined || !k.namespaced) return undefined;
+      const sub = rest[4];
+      if (sub !== undefined && !(sub === 'status' && k.status)) return undefined;
+      return resourceRequest(ctx, method, k, rest[1], rest[3], sub);
+    }
+    if (rest[0] === undefined) return undefined;
+    const k = kindOf(group, rest[0]);
+    if (k === undefined) return undefined;
+    // /api/v1/configmaps lists across namespaces; a cluster-scoped kind has its objects right there.
+    if (k.namespaced)
+      return rest.length === 1 ? resourceRequest(ctx, method, k, undefined, undefined, undefined) : undefined;
+    const sub = rest[2];
+    if (rest.length > 3 || (sub !== undefined && !(sub === 'status' && k.status))) return undefined;
+    return resourceRequest(ctx, method, k, '', rest[1], sub);
+  };
+
+  const resourceRequest = async (
+    ctx: Ctx,
+    method: string,
+    k: ResourceKind,
+    namespace: string | undefined,
+    name: string | undefined,
+    sub: string | undefined,
+  ): Promise<Reply> => {
+    const verb = verbOf(method, name !== undefined);
+    const target = { resource: k.resource, name: name ?? '' };
+    authorize(ctx, verb, name !== undefined ? target : { resource: k.resource }, k.namespaced ? namespace : undefined);
+    const dryRun = parseDryRun(ctx.url);
+    const subresource = sub === 'status' ? ('status' as const) : undefined;
+    if (name === undefined) {
+      if (method === 'GET') {
+        const items = resources.list(k, k.namespaced ? namespace : undefined).filter((o) => selects(ctx, o));
+        const rv = String(store.revision);
+        if (wantsTable(ctx.req.headers.accept)) return { code: 200, body: resourceTable(k, items, rv) };
+        return {
+          code: 200,
+          body: {
+            kind: `${k.kind}List`,
+            apiVersion: k.group === '' ? 'v1' : `${k.group}/v1`,
+            metadata: { resourceVersion: rv },
+            items,
+          },
+        };
+      }
+      if (method === 'POST' && namespace !== undefined) {
+        const body = await readJson(ctx);
+        ctx.record.body = body;
+        if (!isObject(body)) throw badRequest(`${k.kind} in version "v1" cannot be handled as a ${k.kind}`);
+        const m = isObject(body.metadata) ? body.metadata : {};
+        if (k.namespaced && m.namespace !== undefined && m.namespace !== namespace)
+          throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+        if (k.namespaced && !store.namespaces.has(namespace))
+          throw notFound({ resource: 'namespaces', name: namespace });
+        return { code: 201, body: resources.create(k, namespace, { ...body, metadata: m }, dryRun) };
+      }
+      throw methodNotAllowed();
+    }
+    const ns = namespace ?? '';
+    switch (method) {
+      case 'GET': {
+        const o = resources.get(k, ns, name);
+        if (o === undefined) throw notFound(target);
+        if (wantsTable(ctx.req.headers.accept))
+          return { code: 200, body: resourceTable(k, [o], String(meta(o).resourceVersion)) };
+        return { code: 200, body: o };
+      }
+      case 'PUT': {
+        const body = await readJson(ctx);
+        ctx.record.body = body;
+        if (!isObject(body)) throw badRequest(`${k.kind} in version "v1" cannot be handled as a ${k.kind}`);
+        return {
+          code: 200,
+          body: resources.update(k, ns, name, body, {
+            dryRun,
+            verb: 'update',
+            ...(subresource ? { subresource } : {}),
+          }),
+        };
+      }
+      case 'PATCH': {
+        const patch = await readPatch(ctx);
+        const current = resources.get(k, ns, name);
+        if (current === undefined) throw notFound(target);
+        const patched = applyPatch(current, patch, k.smp);
+        if (!isObject(patched)) throw badRequest('the patch did not produce an object');
+        return {
+          code: 200,
+          body: resources.update(k, ns, name, patched, {
+            dryRun,
+            verb: 'patch',
+            ...(subresource ? { subresource } : {}),
+          }),
+        };
+      }
+      case 'DELETE':
+        return { code: 200, body: resources.delete(k, ns, name, dryRun) };
+      default:
+        throw methodNotAllowed();
+    }
+  };
+
+  const readPatch = async (ctx: Ctx): Promise<{ kind: 'json' | 'merge' | 'strategic'; patch: Json }> => {
+    const raw = await readBody(ctx.req);
+    const contentType = (ctx.req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+    const kind = (PATCH_TYPES as Record<string, 'json' | 'merge' | 'strategic' | undefined>)[contentType];
+    if (kind === undefined) throw unsupportedMediaType(contentType);
+    const patch = parseJson(raw);
+    ctx.record.body = patch;
+    return { kind, patch };
+  };
+
+  const applyPatch = (
+    current: JsonObject,
+    p: { kind: 'json' | 'merge' | 'strategic'; patch: Json },
+    smp: SmpSchema,
+  ): Json => {
+    try {
+      if (p.kind === 'json') return jsonPatch(current, p.patch);
+      if (p.kind === 'merge') return mergePatch(current, p.patch);
+      return strategicMergePatch(current, p.patch, smp);
+    } catch (err) {
+      if (err instanceof PatchDecodeError) throw badRequest(err.message);
+      if (err instanceof PatchApplyError) throw patchNotApplicable();
+      throw err;
+    }
   };
 
   const verbOf = (method: string, named = true): string => {
@@ -562,6 +733,11 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       nextWriteHook = fn;
     },
     requests: () => log.map((r) => clone(r as unknown as Json) as unknown as RequestRecord),
+    resources: () => resources,
+    writes: (resource) =>
+      resources.writes
+        .filter((w) => resource === undefined || w.resource === resource)
+        .map((w) => ({ ...w, object: clone(w.object) })),
   };
 }
 
