@@ -215,8 +215,10 @@ async function readPem(arg: string, what: string): Promise<string> {
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 
-/** Reads and checks the CA / client material named by the arguments. */
-export async function readMaterial(args: ContainerdTlsArgs): Promise<{ material: TlsMaterial; warnings: string[] }> {
+/** Reads and checks the CA / client material named by the arguments (containerd.tls, docker.tls). */
+export async function readMaterial(
+  args: Pick<ContainerdTlsArgs, 'ca' | 'client_cert' | 'client_key' | 'state'>,
+): Promise<{ material: TlsMaterial; warnings: string[] }> {
   const material: TlsMaterial = {};
   const warnings: string[] = [];
   const cert = (pem: string, what: string, arg: string): void => {
@@ -270,7 +272,7 @@ export function registryDir(
 }
 
 /** A file this module wants in a registry directory. */
-interface DesiredFile {
+export interface DesiredFile {
   name: string;
   content: Buffer;
   mode: number;
@@ -279,7 +281,7 @@ interface DesiredFile {
 }
 
 /** The write that makes `dir/<f.name>` what `f` says, or null when it already is. */
-function writeChange(dir: HostsDirFacts, f: DesiredFile): FileWrite | null {
+export function writeChange(dir: HostsDirFacts, f: DesiredFile): FileWrite | null {
   const path = `${dir.path}/${f.name}`;
   const existing = dir.files[f.name];
   const sameContent = existing !== undefined && existing.content.equals(f.content);
@@ -302,7 +304,8 @@ function writeChange(dir: HostsDirFacts, f: DesiredFile): FileWrite | null {
   };
 }
 
-function removeChange(dir: HostsDirFacts, name: string, what: string): FileRemove | null {
+/** The removal of `dir/<name>` (a file trustplay manages there), or null when it is not there. */
+export function removeChange(dir: HostsDirFacts, name: string, what: string): FileRemove | null {
   const f = dir.files[name];
   if (!f) return null;
   const p = `${dir.path}/${name}`;
@@ -660,7 +663,8 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   return { changes, warnings };
 }
 
-function pushRmdir(dir: HostsDirFacts, changes: Change[], push: (c: Change | null) => void): void {
+/** Removes the registry's directory when nothing but what `changes` removes is left in it. */
+export function pushRmdir(dir: HostsDirFacts, changes: Change[], push: (c: Change | null) => void): void {
   const removing = new Set(changes.flatMap((c) => (c.op === 'file.remove' ? [c.path] : [])));
   const others = Object.keys(dir.files).filter((n) => !removing.has(`${dir.path}/${n}`));
   // Files trustplay did not write keep the directory (and themselves) in place.
