@@ -37,6 +37,8 @@ export const PROBED_VARS = [
   'verify_image',
   'vault_file_probe',
   'vault_inline_probe',
+  'format_probe',
+  'json_dir_probe',
 ];
 
 /** Marks a variable a play does not define (Ansible's debug prints it in its place). */
