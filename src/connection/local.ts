@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -36,6 +36,61 @@ export interface LocalConnectionOptions {
   becomePassword?: string;
   /** The environment variable the password came from, for messages. */
   becomePasswordEnv?: string;
+  /**
+   * A node seen from a pod (`trustplay agent`): the directory where the node's root is mounted
+   * (`/host`). File operations happen under it, as a process chrooted there would see them.
+   */
+  root?: string;
+  /**
+   * Put before every command (and session, and socket relay), so commands run in the node's own
+   * namespaces: in a pod `nsenter -t 1 -m -u -i -n -p --`. Commands see the node's paths as they
+   * are, file operations the same files under `root`.
+   */
+  commandPrefix?: string[];
+}
+
+/**
+ * Where `path` on a node whose root is mounted at `root` is, as a process chrooted at `root` would
+ * resolve it: a symbolic link in a directory of the path is followed inside `root` (an absolute
+ * target starts again at `root`, `..` never climbs above it), so a node's link can never lead into
+ * the agent's own file system. The last component is followed only with `followLast` (callers
+ * that refuse links there look at it themselves). A missing directory ends the walk: the rest is
+ * taken as written (a write with `mkdirs` creates it under `root`).
+ */
+export async function pathInRoot(root: string, path: string, followLast = false): Promise<string> {
+  const queue = path.split('/').filter((p) => p !== '' && p !== '.');
+  const resolved: string[] = [];
+  let links = 0;
+  while (queue.length > 0) {
+    const part = queue.shift() as string;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    if (queue.length === 0 && !followLast) {
+      resolved.push(part);
+      break;
+    }
+    const here = join(root, ...resolved, part);
+    const st = await lstat(here).catch((err: unknown) => {
+      if (isMissing(err)) return undefined;
+      throw err;
+    });
+    if (st === undefined) {
+      resolved.push(part, ...queue);
+      break;
+    }
+    if (!st.isSymbolicLink()) {
+      resolved.push(part);
+      continue;
+    }
+    // Linux gives up after 40 links in one lookup (ELOOP); so does this.
+    if (++links > 40) throw new Error(`too many levels of symbolic links in ${path}`);
+    const target = await readlink(here);
+    if (target.startsWith('/')) resolved.length = 0;
+    queue.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+  }
+  return join(root, ...resolved);
 }
 
 function isMissing(err: unknown): boolean {
@@ -71,10 +126,14 @@ export class LocalConnection implements Connection {
   private readonly me = userInfo().username;
   private prepared: Promise<void> | undefined;
   private relay: RelayName | undefined;
+  private readonly root: string | undefined;
+  private readonly prefix: string[];
 
   constructor(options: LocalConnectionOptions = {}) {
     this.host = options.host ?? 'localhost';
     this.options = options;
+    this.root = options.root;
+    this.prefix = options.commandPrefix ?? [];
     this.become = options.become ?? false;
     this.becomePassword = options.becomePassword;
     this.becomeUser = options.becomeUser ?? 'root';
@@ -106,6 +165,20 @@ export class LocalConnection implements Connection {
     return this.relay;
   }
 
+  /** Where a node path is on this machine: itself, or under the node's root (see {@link pathInRoot}). */
+  private async local(path: string, followLast = false): Promise<string> {
+    if (this.root === undefined) return path;
+    try {
+      return await pathInRoot(this.root, path, followLast);
+    } catch (err) {
+      throw new FileOperationError(
+        this.host,
+        path,
+        `${this.host}: cannot resolve ${path} under ${this.root}: ${errorText(err)}`,
+      );
+    }
+  }
+
   /** Whether an operation must go through sudo (become requested and we are not already that user). */
   private needsSudo(become?: boolean): boolean {
     return (become ?? this.become) && this.me !== this.becomeUser;
@@ -133,6 +206,8 @@ export class LocalConnection implements Connection {
       [file, args] = [argv[0] as string, argv.slice(1)];
       if (options.env) env = { ...process.env, ...options.env };
     }
+    const [first, ...rest] = this.prefix;
+    if (first !== undefined) [file, args] = [first, [...rest, file, ...args]];
     return { file, args, stdinPrefix, env };
   }
 
@@ -217,7 +292,7 @@ export class LocalConnection implements Connection {
     if (this.needsSudo()) return parseReadResult(this.host, path, await this.exec(readFileCommand(path)));
     try {
       // O_NOFOLLOW: a link at a managed path is refused, never read through.
-      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      const fh = await open(await this.local(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       try {
         return await fh.readFile();
       } finally {
@@ -240,7 +315,7 @@ export class LocalConnection implements Connection {
     try {
       // The same rules as the remote script (file-scripts.ts): no link at the path, a parent only
       // root or we can write, owner and mode set on the temp file we created, then renamed over.
-      const target = path;
+      const target = await this.local(path);
       const existing = await lstat(target).catch((err: unknown) => {
         if (isMissing(err)) return undefined;
         throw err;
@@ -281,7 +356,7 @@ export class LocalConnection implements Connection {
   async stat(path: string): Promise<FileStat> {
     if (this.needsSudo()) return parseStatResult(this.host, path, await this.exec(statCommand(path)));
     try {
-      const st = await stat(path);
+      const st = await stat(await this.local(path, true));
       return statFromMode(st.mode, st.uid, st.gid, st.size);
     } catch (err) {
       if (isMissing(err)) return { exists: false };
@@ -296,13 +371,14 @@ export class LocalConnection implements Connection {
       return;
     }
     try {
-      const st = await lstat(path).catch((err: unknown) => {
+      const target = await this.local(path);
+      const st = await lstat(target).catch((err: unknown) => {
         if (isMissing(err)) return undefined;
         throw err;
       });
       if (st?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (st?.isDirectory()) throw new Error('it is a directory');
-      if (st) await rm(path, { force: true });
+      if (st) await rm(target, { force: true });
     } catch (err) {
       throw new FileOperationError(this.host, path, `${this.host}: cannot remove ${path}: ${errorText(err)}`);
     }
@@ -324,8 +400,9 @@ export class LocalConnection implements Connection {
         relayError(relay, path, code, stderr),
       );
     }
+    const target = await this.local(path, true);
     return new Promise((resolve, reject) => {
-      const socket = netConnect(path);
+      const socket = netConnect(target);
       socket.once('connect', () => {
         socket.removeAllListeners('error');
         resolve(socket);
