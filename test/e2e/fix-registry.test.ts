@@ -88,6 +88,25 @@ for (const mode of LOGIN_MODES)
       for (const n of [workers[0]!, env.lab.nodes[0]!]) expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
     });
 
+    it('drift on the 1.6 worker alone is reported for it alone, and run repairs it', async () => {
+      // The test above drifted the 1.7 and 2.1 workers, this one the 1.6 worker: every version is
+      // drifted and repaired here, and the restore suite (its sudo logins the other way round)
+      // drifts every worker too, so each version is drifted with NOPASSWD and with a password.
+      const [n16, ...others] = workers;
+      const rm = await inNode(n16!, `rm /etc/containerd/certs.d/${env.lab.registries.registry.host}/hosts.toml`);
+      expect(rm.code).toBe(0);
+      const check = await trustplay(['check', pb, ...args()]);
+      expect(check.code, check.stdout + check.stderr).toBe(2);
+      expect(check.stdout).toMatch(new RegExp(`^${n16!.name} \\| would change \\| Trust the registry's CA$`, 'm'));
+      for (const n of others) expect(check.stdout).not.toMatch(new RegExp(`^${n.name} \\| would change`, 'm'));
+      const r = await trustplay(['run', pb, ...args('--format', 'json')]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as JsonReport;
+      expect(report.hosts[n16!.name]!.recap.changed).toBeGreaterThan(0);
+      for (const n of others) expect(report.hosts[n.name]!.recap.changed, n.name).toBe(0);
+      expect(await pull(env.lab, n16!)).toBe('ok');
+    });
+
     it('restore of the first run returns the fleet to the x509 failure', async () => {
       const r = await trustplay(['restore', firstRun, ...args()]);
       expect(r.code, r.stdout + r.stderr).toBe(0);

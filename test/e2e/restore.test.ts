@@ -209,6 +209,26 @@ for (const mode of LOGIN_MODES)
         for (const s of secrets) expect(r.stdout.includes(s)).toBe(false);
       });
 
+      it('drift on every worker (a deleted hosts.toml) is reported by check and repaired by run', async () => {
+        // The fix-registry suite drifts its workers with the sudo logins the other way round:
+        // between the two, every containerd version is drifted and repaired with NOPASSWD and
+        // with a password.
+        const workers = handle.lab.nodes.slice(1);
+        const pb = 'playbooks/fix-registry.yaml';
+        for (const n of workers) {
+          const rm = await inNode(n, `rm /etc/containerd/certs.d/${handle.lab.registries.registry.host}/hosts.toml`);
+          expect(rm.code, rm.stderr).toBe(0);
+        }
+        const check = await trustplay(['check', pb, ...snapshot(stateDir)]);
+        expect(check.code, check.stdout + check.stderr).toBe(2);
+        for (const n of workers)
+          expect(check.stdout).toMatch(new RegExp(`^${n.name} \\| would change \\| Trust the registry's CA$`, 'm'));
+        const r = await trustplay(['run', pb, ...snapshot(stateDir)]);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        for (const [k, v] of await states()) expect(v, k).toBe(afterRun.get(k));
+        for (const n of workers) expect(await pullError(n, handle.lab.image.ref)).toBe('');
+      });
+
       it("facts is a run of the read-only node.facts module: the run's --limit, host lock, report and host variables", async () => {
         const node2 = handle.lab.nodes[1]!;
         const report = join(dir, 'facts-report.json');
