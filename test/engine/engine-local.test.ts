@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batches } from '../../src/engine/run.js';
 import { evaluateWhen } from '../../src/engine/when.js';
+import { parseInventory } from '../../src/playbook/inventory.js';
 import { inventoryFrom, runText } from '../support/engine-harness.js';
 
 let dir: string;
@@ -78,6 +79,43 @@ describe('engine over the local connection', () => {
     await expect(readFile(join(dir, 'untagged-l1'))).rejects.toThrow();
     await expect(readFile(join(dir, 'second-play'))).rejects.toThrow();
     expect(r.result.recap['l2']).toMatchObject({ ignored: 1, failed: 0, skipped: 2 });
+  });
+
+  it("an Ansible inventory's YAML 1.1 and INI values are tested by when: as Ansible tests them", async () => {
+    // What ansible-playbook 2.14 did with the same inventories and conditions: in YAML, `no` and
+    // `OFF` are false, `Yes` true, `0755` is 493; in INI, `no` is the string "no" (true), `False`
+    // is false and `0755` the string "0755".
+    const yaml = inventoryFrom(
+      `all:\n  vars: { dir: ${dir} }\n  hosts:\n    y1: { ansible_connection: local, flag_no: no, flag_yes: Yes, flag_off: OFF, mode: 0755 }\n`,
+    );
+    const ini = parseInventory(
+      'inventory.ini',
+      `i1 ansible_connection=local flag_no=no flag_yes=yes flag_off=False mode=0755\n[all:vars]\ndir=${dir}\n`,
+      'ini',
+    ).inventory!;
+    const names = ['flag_no', 'flag_yes', 'flag_off', 'mode == 493'];
+    const pb = `- hosts: all\n  tasks:\n${names
+      .map(
+        (c, i) =>
+          `    - test.file: { path: "{{ dir }}/when-{{ inventory_hostname }}-${i}", content: "x" }\n      when: ${c}\n`,
+      )
+      .join('')}`;
+    const ran = async (host: string) => {
+      const out: string[] = [];
+      for (const [i, c] of names.entries())
+        if (
+          await readFile(join(dir, `when-${host}-${i}`)).then(
+            () => true,
+            () => false,
+          )
+        )
+          out.push(c);
+      return out;
+    };
+    expect((await runText(pb, yaml)).exitCode).toBe(0);
+    expect(await ran('y1')).toEqual(['flag_yes', 'mode == 493']);
+    expect((await runText(pb, ini)).exitCode).toBe(0);
+    expect(await ran('i1')).toEqual(['flag_no', 'flag_yes']);
   });
 
   it('reports an undefined variable at run time as a failed task, not a crash', async () => {
