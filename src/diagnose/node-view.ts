@@ -13,6 +13,8 @@ import { describeExit } from '../connection/exit-codes.js';
 import { inspectConfig } from '../containerd/config.js';
 import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
 import { parseHostsToml } from '../containerd/hosts-toml.js';
+import { detectFlavour } from '../containerd/flavour.js';
+import { containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
 import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
 import { credentialKeys } from '../containerd/node-facts.js';
 import { maskUrlUserinfo } from '../secrets/url.js';
@@ -169,9 +171,16 @@ const storeCache = new Map<string, Anchor[]>();
 
 /** Reads the node's view for `registry` (`host` or `host:port`). */
 export async function gatherNodeView(conn: Connection, registry: string, o: NodeViewOptions = {}): Promise<NodeView> {
-  const configFile = o.configFile ?? '/etc/containerd/config.toml';
-  const defaultDir = o.configPath ?? '/etc/containerd/certs.d';
+  // A k3s/RKE2/microk8s node's containerd reads its own config and certs.d, not /etc/containerd's:
+  // what it trusts is read there unless the inventory names the files.
+  const flavour = o.configFile === undefined && o.configPath === undefined ? await detectFlavour(conn) : undefined;
+  const configFile = o.configFile ?? flavour?.configFile ?? '/etc/containerd/config.toml';
+  const defaultDir = o.configPath ?? flavour?.certsDir ?? '/etc/containerd/certs.d';
   const cf = await gatherContainerdFacts(conn, { configFile, configPath: defaultDir, registry });
+  // An embedded containerd (k3s/RKE2) is not the one on PATH: its config is read as the running version reads it.
+  if (flavour?.socket !== undefined)
+    cf.version =
+      (await runningContainerdVersion(conn, () => containerdSocket(conn, flavour.socket), cf.version))?.version ?? null;
   const inspected = inspectConfig(cf.config.text, cf.version ? { containerdMajor: cf.version.major } : {});
   const trust: NodeView['trust'] = { ca_files: [], skip_verify: false };
   const caPaths: string[] = [];

@@ -472,6 +472,16 @@ describe('containerd.tls changes and material', () => {
     const ok = await readMaterial(args({ client_cert: CA, client_key: CLIENT_KEY }));
     expect(ok.material.clientKey).toBe(CLIENT_KEY);
   });
+
+  it('a list of CAs (a rotation: old and new together) is one bundle, each item read and checked, duplicates once', async () => {
+    const dir = join(HERE, '../../test/fixtures/containerd-tls');
+    const client = readFileSync(join(HERE, '../../test/fixtures/git-repo/files/registry-ca.pem'), 'utf8');
+    const both = await readMaterial(args({ ca: [join(dir, 'test-ca.pem'), client.trim(), CA] }));
+    expect(both.material.ca).toBe(`${CA}${client}`);
+    await expect(readMaterial(args({ ca: [CA, join(dir, 'test-client.key')] }))).rejects.toThrow(
+      /test-client\.key is not a PEM certificate/,
+    );
+  });
 });
 
 describe('containerd.tls on 2.x: a daemon that lags the registry settings, told from the restart record', () => {

@@ -71,10 +71,12 @@ const schema = {
   properties: {
     registry: registryArg,
     ca: {
-      type: 'string',
-      minLength: 1,
       description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.",
+        "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.",
+      anyOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+      ],
       'x-file': 'controller-certificate',
     },
     skip_verify: {
@@ -242,8 +244,15 @@ export async function readMaterial(
   };
   if (args.state === 'absent') return { material, warnings };
   if (args.ca !== undefined) {
-    material.ca = await readPem(args.ca, 'CA certificate');
-    cert(material.ca, 'CA certificate', args.ca);
+    // A list is one bundle in one CA file: containerd (and k3s's ca_file) trust every certificate
+    // in it, which is how a rotation trusts the old and the new CA at once.
+    const parts: string[] = [];
+    for (const one of typeof args.ca === 'string' ? [args.ca] : args.ca) {
+      const pem = await readPem(one, 'CA certificate');
+      cert(pem, 'CA certificate', one);
+      if (!parts.includes(pem)) parts.push(pem);
+    }
+    material.ca = parts.join('');
   }
   if (args.client_cert !== undefined && args.client_key !== undefined) {
     material.clientCert = await readPem(args.client_cert, 'client certificate');

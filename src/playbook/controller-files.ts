@@ -48,9 +48,17 @@ export function resolveControllerPaths(schema: Record<string, unknown>, args: un
   for (const { name, kind } of fileArgs(schema)) {
     if (kind === 'target') continue;
     const v = a[name];
-    if (typeof v !== 'string') continue;
-    if (startsWithTemplate(v)) resolveVariable(templateRefs(v)[0]!.expr, sources, 0);
-    else if (isRelative(v)) a[name] = resolve(dirname(sources.playbookFile), v);
+    // A list argument (several CA files) resolves each of its items the same way.
+    const items: Array<[Record<string, unknown> | unknown[], string | number]> = Array.isArray(v)
+      ? v.map((_, i) => [v, i])
+      : [[a, name]];
+    for (const [holder, key] of items) {
+      const item = (holder as Record<string | number, unknown>)[key];
+      if (typeof item !== 'string') continue;
+      if (startsWithTemplate(item)) resolveVariable(templateRefs(item)[0]!.expr, sources, 0);
+      else if (isRelative(item))
+        (holder as Record<string | number, unknown>)[key] = resolve(dirname(sources.playbookFile), item);
+    }
   }
 }
 
@@ -75,6 +83,12 @@ function resolveVariable(path: string, sources: PathSources, depth: number): voi
     const found = lookupParent(vars, path);
     if (!found) continue;
     const value = found.parent[found.key];
+    if (Array.isArray(value)) {
+      value.forEach((item, i) => {
+        if (typeof item === 'string' && !startsWithTemplate(item) && isRelative(item)) value[i] = resolve(dir, item);
+      });
+      continue;
+    }
     if (typeof value !== 'string') continue;
     if (startsWithTemplate(value)) resolveVariable(templateRefs(value)[0]!.expr, sources, depth + 1);
     else if (isRelative(value)) found.parent[found.key] = resolve(dir, value);

@@ -714,15 +714,25 @@ function checkArgs(
   const checkFiles = (args: unknown, host: string | undefined): void => {
     if (!args || typeof args !== 'object') return;
     for (const { name, kind } of files) {
-      const value = (args as Record<string, unknown>)[name];
-      if (typeof value !== 'string' || (kind === 'target' && (host === undefined || !isLocal(host)))) continue;
-      const raw = (rawArgs as Record<string, unknown>)[name];
-      // Only a template is quoted: it names a variable, never holds the material itself.
-      const what = `\`${name}\`${typeof raw === 'string' && /^\{\{[^{}]*\}\}$/.test(raw.trim()) ? ` (\`${raw.trim()}\`)` : ''}`;
-      const problem = fileProblem(value, kind, what);
-      if (!problem) continue;
-      const d = at(src, nodeAt(src, [...argsPath, name]), `${module}: ${problem}`);
-      errors.push(isSecretPath(schema, [name]) ? maskSource(d) : d);
+      const whole = (args as Record<string, unknown>)[name];
+      if (kind === 'target' && (host === undefined || !isLocal(host))) continue;
+      // A list argument (several CA files) is checked item by item, each located at its item.
+      const items: Array<[unknown, unknown, (string | number)[]]> = Array.isArray(whole)
+        ? whole.map((v, i) => {
+            const rawList = (rawArgs as Record<string, unknown>)[name];
+            return [v, Array.isArray(rawList) ? rawList[i] : undefined, [name, i]];
+          })
+        : [[whole, (rawArgs as Record<string, unknown>)[name], [name]]];
+      for (const [value, raw, sub] of items) {
+        if (typeof value !== 'string') continue;
+        // Only a template is quoted: it names a variable, never holds the material itself.
+        const label = sub.length > 1 ? `${name}[${String(sub[1])}]` : name;
+        const what = `\`${label}\`${typeof raw === 'string' && /^\{\{[^{}]*\}\}$/.test(raw.trim()) ? ` (\`${raw.trim()}\`)` : ''}`;
+        const problem = fileProblem(value, kind, what);
+        if (!problem) continue;
+        const d = at(src, nodeAt(src, [...argsPath, ...sub]), `${module}: ${problem}`);
+        errors.push(isSecretPath(schema, [name]) ? maskSource(d) : d);
+      }
     }
   };
   const check = (args: unknown, hostNote: string, host?: string, stubbed = false): void => {

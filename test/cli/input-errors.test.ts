@@ -287,6 +287,24 @@ describe('controller-side files are checked at validation', () => {
     expect(missing.stderr).toContain(`file ${join(dir, 'certs/ca.pem')} does not exist`);
   });
 
+  it('a list of CAs (a rotation): each item resolves against the playbook and a bad one is located at its item', async () => {
+    const sub = join(dir, 'rotation');
+    await mkdir(join(sub, 'certs'), { recursive: true });
+    await copyFile(repoCa, join(sub, 'certs', 'old.pem'));
+    await copyFile(repoCa, join(sub, 'certs', 'new.pem'));
+    const ok = join(sub, 'both.yaml');
+    await writeFile(ok, caTask('\n          - certs/old.pem\n          - certs/new.pem'));
+    const r = await trustplay(['validate', ok, '-i', inv()]);
+    expect(r.code, r.stderr).toBe(0);
+    const bad = join(sub, 'one-missing.yaml');
+    await writeFile(bad, caTask('\n          - certs/old.pem\n          - certs/next.pem'));
+    const m = await trustplay(['validate', bad, '-i', inv()]);
+    expect(m.code).toBe(3);
+    expect(m.stderr).toContain(
+      `${bad}:7:13: containerd.tls: \`ca[1]\` file ${join(sub, 'certs/next.pem')} does not exist on the controller`,
+    );
+  });
+
   it('a CA that is not a PEM certificate, or is a private key, is a located error that never shows the key', async () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

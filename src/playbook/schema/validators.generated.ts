@@ -1546,7 +1546,7 @@ return errors === 0;
 validate2.evaluated = {"props":{"name":true,"when":true,"tags":true,"notify":true,"check_mode":true,"ignore_errors":true,"run_once":true},"dynamicProps":false,"dynamicItems":false};
 
 export const module_containerd_tls = validate3;
-const schema3 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix.","x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
+const schema3 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
 const pattern5 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
 
 function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
@@ -1629,9 +1629,12 @@ errors++;
 }
 if(data.ca !== undefined){
 let data1 = data.ca;
+const _errs7 = errors;
+let valid1 = false;
+const _errs8 = errors;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.ca,data:data1};
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -1642,7 +1645,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.ca.type,parentSchema:schema3.properties.ca,data:data1};
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.ca.anyOf[0].type,parentSchema:schema3.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -1651,11 +1654,12 @@ vErrors.push(err7);
 }
 errors++;
 }
-}
-if(data.skip_verify !== undefined){
-let data2 = data.skip_verify;
-if(typeof data2 !== "boolean"){
-const err8 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.skip_verify.type,parentSchema:schema3.properties.skip_verify,data:data2};
+var _valid0 = _errs8 === errors;
+valid1 = valid1 || _valid0;
+const _errs10 = errors;
+if(Array.isArray(data1)){
+if(data1.length < 1){
+const err8 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema3.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -1664,11 +1668,12 @@ vErrors.push(err8);
 }
 errors++;
 }
-}
-if(data.plain_http !== undefined){
-let data3 = data.plain_http;
-if(typeof data3 !== "boolean"){
-const err9 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.plain_http.type,parentSchema:schema3.properties.plain_http,data:data3};
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+let data2 = data1[i0];
+if(typeof data2 === "string"){
+if(func0(data2) < 1){
+const err9 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -1678,11 +1683,8 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.client_cert !== undefined){
-let data4 = data.client_cert;
-if(typeof data4 === "string"){
-if(func0(data4) < 1){
-const err10 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_cert,data:data4};
+else {
+const err10 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.ca.anyOf[1].items.type,parentSchema:schema3.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -1692,8 +1694,9 @@ vErrors.push(err10);
 errors++;
 }
 }
+}
 else {
-const err11 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_cert.type,parentSchema:schema3.properties.client_cert,data:data4};
+const err11 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema3.properties.ca.anyOf[1].type,parentSchema:schema3.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -1702,12 +1705,10 @@ vErrors.push(err11);
 }
 errors++;
 }
-}
-if(data.client_key !== undefined){
-let data5 = data.client_key;
-if(typeof data5 === "string"){
-if(func0(data5) < 1){
-const err12 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_key,data:data5};
+var _valid0 = _errs10 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err12 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema3.properties.ca.anyOf,parentSchema:schema3.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -1716,9 +1717,22 @@ vErrors.push(err12);
 }
 errors++;
 }
+else {
+errors = _errs7;
+if(vErrors !== null){
+if(_errs7){
+vErrors.length = _errs7;
 }
 else {
-const err13 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_key.type,parentSchema:schema3.properties.client_key,data:data5};
+vErrors = null;
+}
+}
+}
+}
+if(data.skip_verify !== undefined){
+let data3 = data.skip_verify;
+if(typeof data3 !== "boolean"){
+const err13 = {instancePath:instancePath+"/skip_verify",schemaPath:"#/properties/skip_verify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.skip_verify.type,parentSchema:schema3.properties.skip_verify,data:data3};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -1728,10 +1742,10 @@ vErrors.push(err13);
 errors++;
 }
 }
-if(data.style !== undefined){
-let data6 = data.style;
-if(typeof data6 !== "string"){
-const err14 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.style.type,parentSchema:schema3.properties.style,data:data6};
+if(data.plain_http !== undefined){
+let data4 = data.plain_http;
+if(typeof data4 !== "boolean"){
+const err14 = {instancePath:instancePath+"/plain_http",schemaPath:"#/properties/plain_http/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.plain_http.type,parentSchema:schema3.properties.plain_http,data:data4};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -1740,8 +1754,12 @@ vErrors.push(err14);
 }
 errors++;
 }
-if(!(((data6 === "auto") || (data6 === "hosts")) || (data6 === "legacy"))){
-const err15 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema3.properties.style.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.style.enum,parentSchema:schema3.properties.style,data:data6};
+}
+if(data.client_cert !== undefined){
+let data5 = data.client_cert;
+if(typeof data5 === "string"){
+if(func0(data5) < 1){
+const err15 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_cert,data:data5};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -1751,10 +1769,8 @@ vErrors.push(err15);
 errors++;
 }
 }
-if(data.migrate_legacy !== undefined){
-let data7 = data.migrate_legacy;
-if(typeof data7 !== "boolean"){
-const err16 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.migrate_legacy.type,parentSchema:schema3.properties.migrate_legacy,data:data7};
+else {
+const err16 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_cert.type,parentSchema:schema3.properties.client_cert,data:data5};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -1764,11 +1780,11 @@ vErrors.push(err16);
 errors++;
 }
 }
-if(data.config_path !== undefined){
-let data8 = data.config_path;
-if(typeof data8 === "string"){
-if(func0(data8) < 1){
-const err17 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_path,data:data8};
+if(data.client_key !== undefined){
+let data6 = data.client_key;
+if(typeof data6 === "string"){
+if(func0(data6) < 1){
+const err17 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.client_key,data:data6};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -1779,7 +1795,7 @@ errors++;
 }
 }
 else {
-const err18 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_path.type,parentSchema:schema3.properties.config_path,data:data8};
+const err18 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.client_key.type,parentSchema:schema3.properties.client_key,data:data6};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -1789,11 +1805,10 @@ vErrors.push(err18);
 errors++;
 }
 }
-if(data.config_file !== undefined){
-let data9 = data.config_file;
-if(typeof data9 === "string"){
-if(func0(data9) < 1){
-const err19 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_file,data:data9};
+if(data.style !== undefined){
+let data7 = data.style;
+if(typeof data7 !== "string"){
+const err19 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.style.type,parentSchema:schema3.properties.style,data:data7};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -1802,9 +1817,8 @@ vErrors.push(err19);
 }
 errors++;
 }
-}
-else {
-const err20 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_file.type,parentSchema:schema3.properties.config_file,data:data9};
+if(!(((data7 === "auto") || (data7 === "hosts")) || (data7 === "legacy"))){
+const err20 = {instancePath:instancePath+"/style",schemaPath:"#/properties/style/enum",keyword:"enum",params:{allowedValues: schema3.properties.style.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.style.enum,parentSchema:schema3.properties.style,data:data7};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -1814,11 +1828,10 @@ vErrors.push(err20);
 errors++;
 }
 }
-if(data.restart_command !== undefined){
-let data10 = data.restart_command;
-if(typeof data10 === "string"){
-if(func0(data10) < 1){
-const err21 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.restart_command,data:data10};
+if(data.migrate_legacy !== undefined){
+let data8 = data.migrate_legacy;
+if(typeof data8 !== "boolean"){
+const err21 = {instancePath:instancePath+"/migrate_legacy",schemaPath:"#/properties/migrate_legacy/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema3.properties.migrate_legacy.type,parentSchema:schema3.properties.migrate_legacy,data:data8};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -1828,8 +1841,11 @@ vErrors.push(err21);
 errors++;
 }
 }
-else {
-const err22 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.restart_command.type,parentSchema:schema3.properties.restart_command,data:data10};
+if(data.config_path !== undefined){
+let data9 = data.config_path;
+if(typeof data9 === "string"){
+if(func0(data9) < 1){
+const err22 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_path,data:data9};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -1839,11 +1855,8 @@ vErrors.push(err22);
 errors++;
 }
 }
-if(data.socket !== undefined){
-let data11 = data.socket;
-if(typeof data11 === "string"){
-if(func0(data11) < 1){
-const err23 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.socket,data:data11};
+else {
+const err23 = {instancePath:instancePath+"/config_path",schemaPath:"#/properties/config_path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_path.type,parentSchema:schema3.properties.config_path,data:data9};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -1853,8 +1866,11 @@ vErrors.push(err23);
 errors++;
 }
 }
-else {
-const err24 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.socket.type,parentSchema:schema3.properties.socket,data:data11};
+if(data.config_file !== undefined){
+let data10 = data.config_file;
+if(typeof data10 === "string"){
+if(func0(data10) < 1){
+const err24 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.config_file,data:data10};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -1864,10 +1880,8 @@ vErrors.push(err24);
 errors++;
 }
 }
-if(data.restart_timeout !== undefined){
-let data12 = data.restart_timeout;
-if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
-const err25 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema3.properties.restart_timeout.type,parentSchema:schema3.properties.restart_timeout,data:data12};
+else {
+const err25 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.config_file.type,parentSchema:schema3.properties.config_file,data:data10};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -1876,9 +1890,12 @@ vErrors.push(err25);
 }
 errors++;
 }
-if((typeof data12 == "number") && (isFinite(data12))){
-if(data12 < 1 || isNaN(data12)){
-const err26 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema3.properties.restart_timeout,data:data12};
+}
+if(data.restart_command !== undefined){
+let data11 = data.restart_command;
+if(typeof data11 === "string"){
+if(func0(data11) < 1){
+const err26 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.restart_command,data:data11};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -1888,11 +1905,8 @@ vErrors.push(err26);
 errors++;
 }
 }
-}
-if(data.state !== undefined){
-let data13 = data.state;
-if(typeof data13 !== "string"){
-const err27 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.state.type,parentSchema:schema3.properties.state,data:data13};
+else {
+const err27 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.restart_command.type,parentSchema:schema3.properties.restart_command,data:data11};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -1901,8 +1915,12 @@ vErrors.push(err27);
 }
 errors++;
 }
-if(!((data13 === "present") || (data13 === "absent"))){
-const err28 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema3.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.state.enum,parentSchema:schema3.properties.state,data:data13};
+}
+if(data.socket !== undefined){
+let data12 = data.socket;
+if(typeof data12 === "string"){
+if(func0(data12) < 1){
+const err28 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema3.properties.socket,data:data12};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -1912,14 +1930,73 @@ vErrors.push(err28);
 errors++;
 }
 }
-}
 else {
-const err29 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema3.type,parentSchema:schema3,data};
+const err29 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.socket.type,parentSchema:schema3.properties.socket,data:data12};
 if(vErrors === null){
 vErrors = [err29];
 }
 else {
 vErrors.push(err29);
+}
+errors++;
+}
+}
+if(data.restart_timeout !== undefined){
+let data13 = data.restart_timeout;
+if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
+const err30 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema3.properties.restart_timeout.type,parentSchema:schema3.properties.restart_timeout,data:data13};
+if(vErrors === null){
+vErrors = [err30];
+}
+else {
+vErrors.push(err30);
+}
+errors++;
+}
+if((typeof data13 == "number") && (isFinite(data13))){
+if(data13 < 1 || isNaN(data13)){
+const err31 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema3.properties.restart_timeout,data:data13};
+if(vErrors === null){
+vErrors = [err31];
+}
+else {
+vErrors.push(err31);
+}
+errors++;
+}
+}
+}
+if(data.state !== undefined){
+let data14 = data.state;
+if(typeof data14 !== "string"){
+const err32 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema3.properties.state.type,parentSchema:schema3.properties.state,data:data14};
+if(vErrors === null){
+vErrors = [err32];
+}
+else {
+vErrors.push(err32);
+}
+errors++;
+}
+if(!((data14 === "present") || (data14 === "absent"))){
+const err33 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema3.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema3.properties.state.enum,parentSchema:schema3.properties.state,data:data14};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+}
+}
+else {
+const err34 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema3.type,parentSchema:schema3,data};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
 }
 errors++;
 }
