@@ -6,7 +6,7 @@
 import { hostname, userInfo } from 'node:os';
 import type { Inventory } from '../playbook/inventory.js';
 import type { Playbook } from '../playbook/playbook.js';
-import type { ModuleRegistry, RunResult } from '../engine/run.js';
+import type { ModuleRegistry, RunOptions, RunResult } from '../engine/run.js';
 import type { Options } from './options.js';
 
 export interface Execution {
@@ -26,6 +26,8 @@ export interface Execution {
    * (`trustplay facts`); jsonl keeps the event stream, and reports and the closing line stay.
    */
   present?: (result: RunResult) => string;
+  /** How hosts are reached, when not from the inventory (`trustplay agent`: its node, rooted at /host). */
+  connectionFactory?: RunOptions['connectionFactory'];
 }
 
 export async function executePlaybook(x: Execution, options: Options): Promise<number> {
@@ -133,6 +135,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
       await releases.get(host)?.();
     },
     ...(x.check ? {} : { snapshot }),
+    ...(x.connectionFactory ? { connectionFactory: x.connectionFactory } : {}),
     signal: cancel.signal,
     ...(options.tags ? { tags: options.tags } : {}),
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),

@@ -43,6 +43,16 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
     summary: 'restore SNAPSHOT-ID: put back everything a run changed (--check, --diff, --limit)',
     load: async () => (await import('./commands/restore.js')).restoreCommand,
   },
+  agent: {
+    summary:
+      'agent --playbook-configmap NS/NAME [--mode check|enforce] [--interval 10m] [--max-unavailable N]: pull mode on one node (a DaemonSet pod), status as the Node condition TrustplayInSync',
+    load: async () => (await import('./commands/agent.js')).agentCommand,
+  },
+  fleet: {
+    summary:
+      "fleet status [--kubeconfig FILE] [--stale-after 30m]: the agents' Node conditions, with check's exit codes",
+    load: async () => (await import('./commands/fleet.js')).fleetCommand,
+  },
   vault: {
     summary:
       'vault encrypt|decrypt|view FILE... | encrypt_string [STRING] --name VAR: Ansible Vault files and values (decrypt and view show plaintext)',

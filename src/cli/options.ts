@@ -46,6 +46,17 @@ export const commonOptions = {
   'expiry-warning': { type: 'string' },
   'fetch-ca': { type: 'boolean' },
   'ca-fingerprint': { type: 'string' },
+  'playbook-configmap': { type: 'string' },
+  mode: { type: 'string' },
+  interval: { type: 'string' },
+  'max-unavailable': { type: 'string' },
+  'lease-duration': { type: 'string' },
+  'host-root': { type: 'string' },
+  'host-command-prefix': { type: 'string' },
+  'node-name': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  once: { type: 'boolean' },
+  'stale-after': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -108,6 +119,20 @@ export type Options = {
   /** `diagnose --fetch-ca`: offer the root the registry serves (written only with a matching --ca-fingerprint). */
   fetchCa: boolean;
   caFingerprint?: string;
+  /** `agent` and `fleet status`: as given, checked by those commands (src/cli/commands/agent.ts). */
+  agent: {
+    playbookConfigmap?: string;
+    mode?: string;
+    interval?: string;
+    maxUnavailable?: string;
+    leaseDuration?: string;
+    hostRoot?: string;
+    hostCommandPrefix?: string;
+    nodeName?: string;
+    kubeconfig?: string;
+    once: boolean;
+    staleAfter?: string;
+  };
 };
 
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -245,6 +270,21 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     vaultPasswordFiles: v['vault-password-file'] ?? [],
     askVaultPassword: (v['ask-vault-password'] ?? false) || (v['ask-vault-pass'] ?? false),
     fetchCa: v['fetch-ca'] ?? false,
+    agent: {
+      once: v.once ?? false,
+      ...defined({
+        playbookConfigmap: v['playbook-configmap'],
+        mode: v.mode,
+        interval: v.interval,
+        maxUnavailable: v['max-unavailable'],
+        leaseDuration: v['lease-duration'],
+        hostRoot: v['host-root'],
+        hostCommandPrefix: v['host-command-prefix'],
+        nodeName: v['node-name'],
+        kubeconfig: v.kubeconfig,
+        staleAfter: v['stale-after'],
+      }),
+    },
     ...defined({
       snapshotKey: v['snapshot-key'],
       playbookDir: v['playbook-dir'],

@@ -82,6 +82,11 @@ export interface Connection {
    * host's own name resolution, /etc/hosts and routes apply. Rejects with a TcpOpenError.
    */
   openTcp(address: string, port: number): Promise<Duplex>;
+  /**
+   * Where a host's unix socket can be dialled from this process (a local connection without a
+   * relay: the path itself, or under the node's root), or undefined when only `openUnixSocket` reaches it.
+   */
+  directSocketPath?(path: string): Promise<string | undefined>;
   /** The relay program `openUnixSocket` runs (known after connect), or undefined when it connects directly. */
   socketRelay?(): string | undefined;
   /** A long-lived command fed line by line on stdin (the host lock's holder); it ends with the connection. */

@@ -161,6 +161,11 @@ export class LocalConnection implements Connection {
 
   async close(): Promise<void> {}
 
+  async directSocketPath(path: string): Promise<string | undefined> {
+    await this.connect();
+    return this.relay === undefined ? this.local(path, true) : undefined;
+  }
+
   socketRelay(): RelayName | undefined {
     return this.relay;
   }

@@ -172,8 +172,8 @@ export async function createCriClientFor(
   opts: { signal?: AbortSignal } = {},
 ): Promise<CriImageClient> {
   await conn.connect();
-  if (conn.kind === 'local' && conn.socketRelay?.() === undefined)
-    return new GrpcCriClient(`unix:${socketPath}`, socketPath, undefined, opts.signal);
+  const direct = await conn.directSocketPath?.(socketPath);
+  if (direct !== undefined) return new GrpcCriClient(`unix:${direct}`, socketPath, undefined, opts.signal);
   const bridge = await openStreamBridge(() => conn.openUnixSocket(socketPath));
   return new GrpcCriClient(`unix:${bridge.socketPath}`, `${socketPath} on ${conn.host}`, bridge, opts.signal);
 }

@@ -1,0 +1,270 @@
+/**
+ * `trustplay agent`: pull mode. Runs on one node (a DaemonSet pod with the node's root at /host),
+ * reads its playbook from a ConfigMap, checks every interval, and in `enforce` mode applies the
+ * changes, one node at a time per rollout slot (a coordination.k8s.io/v1 Lease), publishing the
+ * verdict as the Node's `TrustplayInSync` condition and an Event per change.
+ *
+ * The agent is the same engine and the same modules as `trustplay run`: the inventory is one host,
+ * the node, reached through a LocalConnection rooted at --host-root whose commands go through
+ * --host-command-prefix (nsenter into the node's namespaces).
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { ExitCode, ExitError } from '../exit-codes.js';
+import type { Options } from '../options.js';
+import type { JsonReport } from '../../report/json.js';
+import type { KubeClient } from '../../k8s/api.js';
+import type { HeldLease } from '../../k8s/lease.js';
+import type { Verdict } from '../../k8s/node-status.js';
+
+/** `10m`, `30s`, `1h`, `500ms`, or plain seconds, in milliseconds; exit 3 otherwise. */
+export function parseDuration(flag: string, text: string | undefined, fallback: string): number {
+  const given = text ?? fallback;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(given);
+  if (m === null)
+    throw new ExitError(ExitCode.Invalid, `${flag} takes a duration such as 10m, 30s or 1h, not \`${given}\``);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** What the agent was told, checked. */
+interface AgentConfig {
+  namespace: string;
+  configMap: string;
+  mode: 'check' | 'enforce';
+  intervalMs: number;
+  maxUnavailable: number;
+  leaseSeconds: number;
+  node: string;
+  hostRoot: string;
+  prefix: string[];
+  once: boolean;
+}
+
+async function config(options: Options): Promise<AgentConfig> {
+  const a = options.agent;
+  const ref = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9.-]*)$/.exec(a.playbookConfigmap ?? '');
+  if (ref === null)
+    throw new ExitError(
+      ExitCode.Invalid,
+      `agent needs --playbook-configmap NAMESPACE/NAME (the ConfigMap holding playbook.yaml)${a.playbookConfigmap !== undefined ? `, not \`${a.playbookConfigmap}\`` : ''}`,
+    );
+  const mode = a.mode ?? 'check';
+  if (mode !== 'check' && mode !== 'enforce')
+    throw new ExitError(ExitCode.Invalid, `--mode must be check or enforce, not \`${mode}\``);
+  const maxUnavailable = Number(a.maxUnavailable ?? '1');
+  if (!Number.isInteger(maxUnavailable) || maxUnavailable < 1)
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--max-unavailable must be a whole number of nodes, at least 1, not \`${a.maxUnavailable}\``,
+    );
+  const node = a.nodeName ?? process.env.NODE_NAME;
+  if (!node)
+    throw new ExitError(
+      ExitCode.Invalid,
+      'agent needs the node it runs on: --node-name NAME, or NODE_NAME from the downward API (spec.nodeName)',
+    );
+  const { split } = await import('shlex');
+  const prefix =
+    a.hostCommandPrefix !== undefined
+      ? split(a.hostCommandPrefix)
+      : ['nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--'];
+  return {
+    namespace: ref[1] as string,
+    configMap: ref[2] as string,
+    mode,
+    intervalMs: parseDuration('--interval', a.interval, '10m'),
+    maxUnavailable,
+    leaseSeconds: Math.max(1, Math.round(parseDuration('--lease-duration', a.leaseDuration, '60s') / 1000)),
+    node,
+    hostRoot: a.hostRoot ?? '/host',
+    prefix,
+    once: a.once,
+  };
+}
+
+/** The ConfigMap's playbook and variables, written where the loader reads them. */
+async function fetchPlaybook(
+  api: KubeClient,
+  c: AgentConfig,
+  dir: string,
+): Promise<{ playbook: string; inventory: string }> {
+  const { apiMessage } = await import('../../k8s/api.js');
+  const got = await api.get(`/api/v1/namespaces/${c.namespace}/configmaps/${c.configMap}`);
+  if (got.code !== 200) throw new Error(`cannot read ConfigMap ${c.namespace}/${c.configMap}: ${apiMessage(got)}`);
+  const data = (got.body?.data ?? {}) as Record<string, string>;
+  const text = data['playbook.yaml'];
+  if (text === undefined)
+    throw new Error(
+      `ConfigMap ${c.namespace}/${c.configMap} has no playbook.yaml (keys: ${Object.keys(data).join(', ') || 'none'})`,
+    );
+  const { parse } = await import('yaml');
+  const vars = data['vars.yaml'] !== undefined ? ((parse(data['vars.yaml']) ?? {}) as Record<string, unknown>) : {};
+  // The node is the one host; `groups` names the groups it is in, so a fleet playbook's plays
+  // (`hosts: workers`) select it as they would over SSH.
+  const groups = (data.groups ?? 'workers')
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
+  const playbook = join(dir, 'playbook.yaml');
+  const inventory = join(dir, 'inventory.yaml');
+  await writeFile(playbook, text, { mode: 0o600 });
+  await writeFile(
+    inventory,
+    stringify({
+      all: {
+        vars,
+        hosts: { [c.node]: { ansible_connection: 'local' } },
+        children: Object.fromEntries(groups.map((g) => [g, { hosts: { [c.node]: {} } }])),
+      },
+    }),
+    { mode: 0o600 },
+  );
+  return { playbook, inventory };
+}
+
+/** One run (or check) of the playbook on the node, through the CLI's one execution path. */
+async function runOnNode(
+  c: AgentConfig,
+  files: { playbook: string; inventory: string },
+  options: Options,
+  check: boolean,
+  dir: string,
+): Promise<JsonReport> {
+  const [{ loadAll }, { executePlaybook }, { builtinModules }, { LocalConnection }] = await Promise.all([
+    import('../load.js'),
+    import('../execute.js'),
+    import('../../modules/index.js'),
+    import('../../connection/local.js'),
+  ]);
+  const report = join(dir, `report-${check ? 'check' : 'run'}.json`);
+  const opts: Options = { ...options, inventory: files.inventory, report, check };
+  const loaded = await loadAll(files.playbook, opts);
+  await executePlaybook(
+    {
+      playbook: loaded.playbook,
+      inventory: loaded.inventory,
+      playHosts: loaded.playHosts,
+      modules: builtinModules,
+      check,
+      command: `agent ${check ? 'check' : 'enforce'} ${c.namespace}/${c.configMap}`,
+      connectionFactory: (spec) => new LocalConnection({ host: spec.name, root: c.hostRoot, commandPrefix: c.prefix }),
+    },
+    opts,
+  );
+  return JSON.parse(await readFile(report, 'utf8')) as JsonReport;
+}
+
+/** The verdict on the node from a check's report, and the recap in one line. */
+function verdictOf(r: JsonReport, node: string): { verdict: Verdict; message: string } {
+  const recap = r.hosts[node]?.recap;
+  const counts = recap
+    ? `ok=${recap.ok} changed=${recap.changed} failed=${recap.failed} unreachable=${recap.unreachable}`
+    : 'no recap';
+  const verdict: Verdict = r.exitCode === 0 ? 'InSync' : r.exitCode === 2 ? 'Drift' : 'Failed';
+  return { verdict, message: `${r.outcome.reason}; ${counts}; run ${r.runId}` };
+}
+
+/** The changes a run made, one line each, for the Events. */
+function changesOf(r: JsonReport, node: string): string[] {
+  return (r.hosts[node]?.tasks ?? [])
+    .filter((t) => t.status === 'changed')
+    .flatMap((t) => (t.changes.length > 0 ? t.changes : ['changed']).map((ch) => `${t.task} (${t.module}): ${ch}`));
+}
+
+export async function agentCommand(_positionals: string[], options: Options): Promise<number> {
+  const c = await config(options);
+  const [{ KubeClient, inClusterAccess, kubeconfigAccess }, { LeasePool }, { publishCondition, nodeEvent }] =
+    await Promise.all([import('../../k8s/api.js'), import('../../k8s/lease.js'), import('../../k8s/node-status.js')]);
+  const access =
+    options.agent.kubeconfig !== undefined ? await kubeconfigAccess(options.agent.kubeconfig) : await inClusterAccess();
+  const api = new KubeClient(access);
+  const pool = new LeasePool(api, {
+    namespace: c.namespace,
+    prefix: 'trustplay-rollout',
+    size: c.maxUnavailable,
+    identity: c.node,
+    durationSeconds: c.leaseSeconds,
+  });
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  let held: { lease: HeldLease; timer: NodeJS.Timeout } | undefined;
+  const log = (line: string): void => void process.stderr.write(`agent ${c.node}: ${line}\n`);
+
+  /** One pass: check; in enforce mode with drift, take a slot, run, check again, and give the slot back when in sync. */
+  const pass = async (): Promise<number> => {
+    const dir = await mkdtemp(join(tmpdir(), 'trustplay-agent-'));
+    try {
+      const files = await fetchPlaybook(api, c, dir);
+      let report = await runOnNode(c, files, options, true, dir);
+      if (c.mode === 'enforce' && report.exitCode === ExitCode.Drift) {
+        if (held === undefined) {
+          log(`drift: waiting for one of ${c.maxUnavailable} rollout Lease(s) in ${c.namespace}`);
+          const lease = await pool.acquire(stop.signal);
+          if (lease === undefined) return ExitCode.Terminated;
+          log(`holds Lease ${lease.name}`);
+          // Renewed at a third of its duration, as client-go's leader election does.
+          const timer = setInterval(
+            () => void lease.renew().catch((e: unknown) => log(`renewing ${lease.name}: ${String(e)}`)),
+            (c.leaseSeconds * 1000) / 3,
+          );
+          held = { lease, timer };
+        }
+        const run = await runOnNode(c, files, options, false, dir);
+        for (const change of changesOf(run, c.node)) await nodeEvent(api, c.node, 'TrustplayChanged', change);
+        // The health check: the same playbook checks clean after the change (restarts verified, pulls work).
+        report = await runOnNode(c, files, options, true, dir);
+        if (report.exitCode === ExitCode.Ok && held !== undefined) {
+          clearInterval(held.timer);
+          await held.lease.release();
+          log(`released Lease ${held.lease.name}`);
+          held = undefined;
+        } else if (held !== undefined) {
+          // A node that does not come back in sync keeps its slot: the rollout stops at
+          // max-unavailable failed nodes, as a DaemonSet's does at max-unavailable unready pods.
+          log(`not in sync after the change: keeps Lease ${held.lease.name}, the rollout waits`);
+          await nodeEvent(api, c.node, 'TrustplayFailed', verdictOf(report, c.node).message, 'Warning');
+        }
+      }
+      const { verdict, message } = verdictOf(report, c.node);
+      await publishCondition(api, c.node, verdict, message);
+      return report.exitCode;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+
+  let code: number;
+  try {
+    for (;;) {
+      try {
+        code = await pass();
+      } catch (err) {
+        if (err instanceof ExitError) throw err;
+        code = ExitCode.Failed;
+        const message = err instanceof Error ? err.message : String(err);
+        log(message);
+        await publishCondition(api, c.node, 'Failed', message).catch(() => undefined);
+      }
+      if (c.once || stop.signal.aborted) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, c.intervalMs);
+        stop.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      if (stop.signal.aborted) break;
+    }
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    if (held !== undefined) clearInterval(held.timer);
+    log(`API requests: ${JSON.stringify(api.counts)}`);
+  }
+  return code;
+}

@@ -1,0 +1,162 @@
+/**
+ * Rollout slots as coordination.k8s.io/v1 Leases, the way client-go's leader election uses one:
+ * `max-unavailable` Leases named `<prefix>-0` … `<prefix>-(N-1)`; a node holds at most one while
+ * it changes (and restarts) its runtime. Every write carries the resourceVersion it read, so two
+ * agents racing for the same free Lease cannot both win: the API server answers the second 409.
+ *
+ * A Lease is free when its holder is empty, or when it has not changed for its whole duration as
+ * seen by this agent (client-go's rule: the observer's own clock, so clock skew between nodes
+ * never makes a live holder look expired). A crashed agent stops renewing, and its Lease is taken
+ * over once it expires.
+ */
+import { apiMessage, type KubeClient } from './api.js';
+
+/** A Lease as read (the fields this code uses). */
+interface LeaseObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
+
+/** metav1.MicroTime as the API writes it: RFC 3339 with microseconds. */
+export function microTime(d = new Date()): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+export interface LeasePoolOptions {
+  namespace: string;
+  /** Names are `<prefix>-<i>`. */
+  prefix: string;
+  /** How many Leases (max-unavailable). */
+  size: number;
+  /** Who holds: the node name. */
+  identity: string;
+  durationSeconds: number;
+  /** Between rounds of tries while every Lease is held (default 1 s). */
+  retryMs?: number;
+  now?: () => number;
+}
+
+/** A held Lease: renew it while working, release it when done. */
+export interface HeldLease {
+  name: string;
+  renew(): Promise<void>;
+  release(): Promise<void>;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+
+/** `max-unavailable` Leases in one namespace, taken one at a time by the agents. */
+export class LeasePool {
+  /** name → the resourceVersion last seen and when this agent first saw it. */
+  private readonly observed = new Map<string, { rv: string; since: number }>();
+  private readonly now: () => number;
+
+  constructor(
+    private readonly api: KubeClient,
+    private readonly opts: LeasePoolOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  private path(name?: string): string {
+    const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/leases`;
+    return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+  }
+
+  private spec(transitions: number, acquired: string): LeaseObject['spec'] {
+    return {
+      holderIdentity: this.opts.identity,
+      leaseDurationSeconds: this.opts.durationSeconds,
+      acquireTime: acquired,
+      renewTime: microTime(new Date(this.now())),
+      leaseTransitions: transitions,
+    };
+  }
+
+  /** Takes one free Lease, waiting (retrying every retryMs) until one is free; undefined when aborted. */
+  async acquire(signal?: AbortSignal): Promise<HeldLease | undefined> {
+    for (;;) {
+      for (let i = 0; i < this.opts.size; i++) {
+        if (signal?.aborted) return undefined;
+        const held = await this.tryAcquire(`${this.opts.prefix}-${i}`);
+        if (held !== undefined) return held;
+      }
+      await sleep(this.opts.retryMs ?? 1000, signal);
+      if (signal?.aborted) return undefined;
+    }
+  }
+
+  /** One try on one Lease: created, taken over when free or expired, or undefined. */
+  private async tryAcquire(name: string): Promise<HeldLease | undefined> {
+    const got = await this.api.get(this.path(name));
+    const now = new Date(this.now());
+    if (got.code === 404) {
+      const created = await this.api.post(this.path(), {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name, namespace: this.opts.namespace },
+        spec: this.spec(0, microTime(now)),
+      });
+      if (created.code === 409) return undefined;
+      if (created.code !== 201) throw new Error(`cannot create Lease ${name}: ${apiMessage(created)}`);
+      return this.held(created.body as unknown as LeaseObject);
+    }
+    if (got.code !== 200) throw new Error(`cannot read Lease ${name}: ${apiMessage(got)}`);
+    const lease = got.body as unknown as LeaseObject;
+    const holder = lease.spec?.holderIdentity ?? '';
+    const rv = lease.metadata.resourceVersion ?? '';
+    const seen = this.observed.get(name);
+    if (seen?.rv !== rv) this.observed.set(name, { rv, since: this.now() });
+    const since = this.observed.get(name)?.since ?? this.now();
+    const duration = (lease.spec?.leaseDurationSeconds ?? this.opts.durationSeconds) * 1000;
+    const mine = holder === this.opts.identity;
+    const expired = this.now() - since >= duration;
+    if (holder !== '' && !mine && !expired) return undefined;
+    const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
+    const acquired = mine && lease.spec?.acquireTime !== undefined ? lease.spec.acquireTime : microTime(now);
+    const put = await this.api.put(this.path(name), {
+      ...lease,
+      spec: this.spec(transitions, acquired),
+    });
+    if (put.code === 409) return undefined;
+    if (put.code !== 200) throw new Error(`cannot take Lease ${name}: ${apiMessage(put)}`);
+    return this.held(put.body as unknown as LeaseObject);
+  }
+
+  private held(initial: LeaseObject): HeldLease {
+    let current = initial;
+    const name = initial.metadata.name;
+    const write = async (spec: LeaseObject['spec'], what: string): Promise<void> => {
+      const put = await this.api.put(this.path(name), { ...current, spec });
+      if (put.code !== 200) throw new Error(`cannot ${what} Lease ${name}: ${apiMessage(put)}`);
+      current = put.body as unknown as LeaseObject;
+    };
+    return {
+      name,
+      renew: () =>
+        write(
+          this.spec(current.spec?.leaseTransitions ?? 0, current.spec?.acquireTime ?? microTime(new Date(this.now()))),
+          'renew',
+        ),
+      // As client-go's ReleaseOnCancel: no holder, and a duration of 1 s, so any reader sees it free.
+      release: () =>
+        write(
+          { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date(this.now())) },
+          'release',
+        ),
+    };
+  }
+}

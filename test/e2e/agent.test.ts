@@ -1,0 +1,187 @@
+/**
+ * Pull mode on the lab: `trustplay agent` once per lab node, against the lab's Kubernetes API
+ * emulator. A real DaemonSet cannot be scheduled here: there is no kubelet (and no container
+ * runtime for pods), so each agent is a process on this machine that sees its node as a pod
+ * would: the node's root through /proc/<node's namespace>/root (the pod's /host), and its
+ * commands through `nsenter -t <node's namespace> -m --` (the pod's `nsenter -t 1 ...`).
+ * The Node objects are created by the test, as the kubelet would register them.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labState, type Lab } from '../lab/lab.js';
+import { labControl } from '../snapshots/cli.js';
+import { trustplay } from '../support/cli.js';
+import { describeLab, useLab } from '../support/lab-fixture.js';
+
+interface Write {
+  at: number;
+  verb: string;
+  name: string;
+  object: { spec?: { holderIdentity?: string }; status?: { conditions?: { type: string; reason: string }[] } };
+}
+
+describeLab('trustplay agent on the lab (one agent process per node, API emulator; no kubelet here)', () => {
+  const handle = useLab({ nodes: 3 });
+  let dir = '';
+  let kubeconfig = '';
+
+  const kubectl = (args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const child = execFile(
+        'kubectl',
+        ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kube-cache'), ...args],
+        { env: { ...process.env, HOME: dir } },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+      child.stdin?.end(input ?? '');
+    });
+
+  const agent = (lab: Lab, i: number, mode: 'check' | 'enforce') => {
+    const node = lab.nodes[i];
+    if (node === undefined) throw new Error(`no node ${i}`);
+    return trustplay(
+      [
+        'agent',
+        '--playbook-configmap',
+        'kube-system/trustplay-playbook',
+        '--mode',
+        mode,
+        '--once',
+        '--max-unavailable',
+        '1',
+        '--lease-duration',
+        '15s',
+        '--node-name',
+        node.name,
+        '--host-root',
+        `/proc/${node.nsPid}/root`,
+        '--host-command-prefix',
+        `nsenter -t ${node.nsPid} -m --`,
+        '--kubeconfig',
+        kubeconfig,
+        '--state-dir',
+        join(dir, `state-${node.name}`),
+      ],
+      { timeoutMs: 300_000 },
+    );
+  };
+
+  const fleetStatus = () => trustplay(['fleet', 'status', '--kubeconfig', kubeconfig]);
+
+  beforeAll(async () => {
+    const lab = handle.lab;
+    dir = mkdtempSync(join(tmpdir(), 'tp-agent-'));
+    if (lab.kube === undefined) throw new Error('the lab has no API emulator');
+    kubeconfig = lab.kube.hostKubeconfig;
+    // The fleet's procedure for a node: trust the registry's CA, then prove the pull.
+    const playbook = [
+      '- hosts: workers',
+      '  tasks:',
+      "    - name: Trust the registry's CA",
+      '      containerd.tls:',
+      '        registry: "{{ registry }}"',
+      '        ca: "{{ registry_ca }}"',
+      '    - name: Pull the image through the CRI',
+      '      image.pull.verify:',
+      '        image: "{{ image }}"',
+      '',
+    ].join('\n');
+    const vars = JSON.stringify({
+      registry: lab.image.ref.split('/')[0],
+      registry_ca: readFileSync(lab.ca, 'utf8'),
+      image: lab.image.ref,
+    });
+    writeFileSync(join(dir, 'playbook.yaml'), playbook);
+    writeFileSync(join(dir, 'vars.yaml'), vars);
+    const cm = await kubectl([
+      'create',
+      'configmap',
+      'trustplay-playbook',
+      '-n',
+      'kube-system',
+      `--from-file=playbook.yaml=${join(dir, 'playbook.yaml')}`,
+      `--from-file=vars.yaml=${join(dir, 'vars.yaml')}`,
+    ]);
+    expect(cm.stderr).toBe('');
+    for (const n of lab.nodes) {
+      const r = await kubectl(
+        ['create', '-f', '-'],
+        JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: n.name } }),
+      );
+      expect(r.stderr).toBe('');
+    }
+  });
+  afterAll(() => {
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fleet status says 4 while no agent has reported', async () => {
+    const r = await fleetStatus();
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stdout).toContain('agent missing or stale on node1, node2, node3 (exit 4)');
+  });
+
+  it('check mode: every agent reports drift on its Node, and fleet status exits 2', async () => {
+    const lab = handle.lab;
+    const runs = await Promise.all(lab.nodes.map((_, i) => agent(lab, i, 'check')));
+    for (const r of runs) expect(r.code, r.stdout + r.stderr).toBe(2);
+    const r = await fleetStatus();
+    expect(r.stdout).toContain('drift on node1, node2, node3 (exit 2)');
+    expect(r.code).toBe(2);
+  });
+
+  it('enforce mode with --max-unavailable 1: each node fixed under the one Lease, no two containerd restarts overlapping, fleet in sync', async () => {
+    const lab = handle.lab;
+    const before = lab.nodes.map((n) => n.containerdPid);
+    const runs = await Promise.all(lab.nodes.map((_, i) => agent(lab, i, 'enforce')));
+    for (const r of runs) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const after = labState(lab.dir).nodes.map((n) => n.containerdPid);
+    const status = await fleetStatus();
+    expect(status.stdout).toContain('in desired state: 3 nodes in sync');
+    expect(status.code).toBe(0);
+
+    // The Lease log: every holding of trustplay-rollout-0, from its taking to its release.
+    const writes = await labControl<Write[]>(lab, 'GET', 'writes?resource=leases');
+    expect(new Set(writes.map((w) => w.name))).toEqual(new Set(['trustplay-rollout-0']));
+    const holdings: { holder: string; from: number; to: number }[] = [];
+    for (const w of writes) {
+      const holder = w.object.spec?.holderIdentity ?? '';
+      const open = holdings.at(-1);
+      if (holder !== '' && (open === undefined || open.to !== -1)) holdings.push({ holder, from: w.at, to: -1 });
+      else if (holder !== '' && open !== undefined)
+        expect(open.holder).toBe(holder); // a renewal, never a takeover while held
+      else if (open !== undefined && open.to === -1) open.to = w.at;
+    }
+    expect(holdings.map((h) => h.holder).sort()).toEqual(['node1', 'node2', 'node3']);
+    for (const h of holdings) expect(h.to).toBeGreaterThanOrEqual(h.from);
+    // Each node's containerd that runs now started inside that node's holding: the restarts were one at a time.
+    // Start times from /proc: ticks since boot (USER_HZ 100), put on the wall clock through /proc/uptime read now.
+    const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    const bootMs = Date.now() - uptime * 1000;
+    lab.nodes.forEach((n, i) => {
+      expect(after[i]).not.toBe(before[i]);
+      const stat = readFileSync(`/proc/${after[i]}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const started = bootMs + (Number(fields[19]) / 100) * 1000;
+      const h = holdings.find((x) => x.holder === n.name);
+      expect(h).toBeDefined();
+      // /proc's times have a resolution of one tick (10 ms) each.
+      expect(started).toBeGreaterThanOrEqual((h?.from ?? 0) - 20);
+      expect(started).toBeLessThanOrEqual((h?.to ?? 0) + 20);
+    });
+    // An Event per change on each Node.
+    const events = await kubectl([
+      'get',
+      'events',
+      '-n',
+      'default',
+      '-o',
+      'jsonpath={range .items[*]}{.involvedObject.name} {.reason}{"\\n"}{end}',
+    ]);
+    for (const n of lab.nodes) expect(events.stdout).toContain(`${n.name} TrustplayChanged`);
+  });
+});
