@@ -1,0 +1,140 @@
+/**
+ * The agent's use of the API, against the emulator (no lab): rollout Leases (a race for one Lease
+ * has one winner, a released one is taken, an expired one is taken over, max-unavailable 2 lets
+ * two hold at once), and `fleet status` turning Node conditions into check's exit codes.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { KubeClient } from '../../src/k8s/api.js';
+import { LeasePool } from '../../src/k8s/lease.js';
+import { publishCondition } from '../../src/k8s/node-status.js';
+import { writeKubeconfig } from '../lab/kube-api/kubeconfig.js';
+import { startKubeApi, type KubeApi } from '../lab/kube-api/server.js';
+import { kindOf } from '../lab/kube-api/resources.js';
+import { makeTestCerts } from '../lab/kube-api/test-certs.js';
+import { trustplay } from '../support/cli.js';
+
+let dir = '';
+let api: KubeApi;
+let client: KubeClient;
+let kubeconfig = '';
+const token = randomBytes(16).toString('hex');
+
+const pool = (identity: string, size = 1, durationSeconds = 30): LeasePool =>
+  new LeasePool(client, {
+    namespace: 'kube-system',
+    prefix: 'trustplay-rollout',
+    size,
+    identity,
+    durationSeconds,
+    retryMs: 50,
+  });
+
+const LEASES = kindOf('coordination.k8s.io', 'leases');
+if (LEASES === undefined) throw new Error('the emulator serves no Leases');
+
+const holders = (): Record<string, string> =>
+  Object.fromEntries(
+    api
+      .resources()
+      .list(LEASES, undefined)
+      .map((l) => [
+        String((l.metadata as { name: string }).name),
+        String((l.spec as { holderIdentity?: string }).holderIdentity ?? ''),
+      ]),
+  );
+
+describe('the agent and the API: rollout Leases, Node conditions, fleet status', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'trustplay-agent-api-'));
+    const certs = await makeTestCerts(join(dir, 'pki'));
+    api = await startKubeApi({ certFile: certs.certFile, keyFile: certs.keyFile, tokens: { [token]: 'admin' } });
+    api.state().addNamespace('kube-system');
+    client = new KubeClient({ server: api.url, caPem: certs.caPem, token });
+    kubeconfig = join(dir, 'kubeconfig');
+    await writeKubeconfig(kubeconfig, { server: api.url, caPem: certs.caPem, token });
+  });
+  afterAll(async () => {
+    await api?.close();
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => api.resources().clear());
+
+  it('a race for one Lease has one winner; the other takes it once released', async () => {
+    const [a, b] = [pool('node-a'), pool('node-b')];
+    const stop = new AbortController();
+    const first = await Promise.race([
+      a.acquire(stop.signal).then((l) => ({ who: 'node-a', l })),
+      b.acquire(stop.signal).then((l) => ({ who: 'node-b', l })),
+    ]);
+    expect(holders()).toEqual({ 'trustplay-rollout-0': first.who });
+    // The loser keeps trying and gets nothing while the winner holds (and renews) it.
+    await first.l?.renew();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(holders()).toEqual({ 'trustplay-rollout-0': first.who });
+    const loser = first.who === 'node-a' ? b : a;
+    const waiting = loser.acquire();
+    await first.l?.release();
+    const second = await waiting;
+    expect(second?.name).toBe('trustplay-rollout-0');
+    expect(holders()).toEqual({ 'trustplay-rollout-0': first.who === 'node-a' ? 'node-b' : 'node-a' });
+    stop.abort();
+  });
+
+  it('a Lease its holder stopped renewing is taken over after its duration, seen on the taker’s own clock', async () => {
+    const crashed = await pool('node-a', 1, 1).acquire();
+    expect(crashed).toBeDefined();
+    const taken = await pool('node-b', 1, 1).acquire();
+    expect(taken?.name).toBe('trustplay-rollout-0');
+    // Not before node-b had seen the Lease unchanged for its whole duration (a lower bound only).
+    const [created, takeover] = api.writes('leases');
+    expect((takeover?.at ?? 0) - (created?.at ?? 0)).toBeGreaterThanOrEqual(1000);
+    const lease = api.resources().list(LEASES, 'kube-system')[0];
+    expect(lease?.spec).toMatchObject({ holderIdentity: 'node-b', leaseTransitions: 1 });
+  });
+
+  it('--max-unavailable 2: two nodes hold a Lease at once, a third waits', async () => {
+    const a = await pool('node-a', 2).acquire();
+    const b = await pool('node-b', 2).acquire();
+    expect([a?.name, b?.name].sort()).toEqual(['trustplay-rollout-0', 'trustplay-rollout-1']);
+    const stop = new AbortController();
+    const c = pool('node-c', 2).acquire(stop.signal);
+    await new Promise((r) => setTimeout(r, 200));
+    stop.abort();
+    expect(await c).toBeUndefined();
+    expect(Object.values(holders()).sort()).toEqual(['node-a', 'node-b']);
+  });
+
+  it('fleet status: 0 in sync, 2 on drift, 4 for a node without a report or with a stale one, 1 when one failed', async () => {
+    for (const n of ['node-a', 'node-b']) {
+      expect((await client.post('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } })).code).toBe(
+        201,
+      );
+    }
+    const status = () => trustplay(['fleet', 'status', '--kubeconfig', kubeconfig]);
+    await publishCondition(client, 'node-a', 'InSync', 'in desired state');
+    let r = await status();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([4, 'agent missing or stale on node-b (exit 4)']);
+    await publishCondition(client, 'node-b', 'InSync', 'in desired state');
+    r = await status();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([0, 'in desired state: 2 nodes in sync']);
+    await publishCondition(client, 'node-b', 'Drift', 'drift on node-b (exit 2)');
+    r = await status();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([2, 'drift on node-b (exit 2)']);
+    expect(r.stdout).toMatch(/^node-b\s+Drift\s+drift on node-b \(exit 2\)$/m);
+    await publishCondition(client, 'node-a', 'InSync', 'in desired state', new Date(Date.now() - 3_600_000));
+    r = await status();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([4, 'agent missing or stale on node-a (exit 4)']);
+    await publishCondition(client, 'node-b', 'Failed', 'failed on node-b (exit 1)');
+    r = await status();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([1, 'failed on node-b (exit 1)']);
+    // The kubelet's conditions are never touched: only TrustplayInSync is written.
+    const node = await client.get('/api/v1/nodes/node-b');
+    expect((node.body?.status as { conditions: { type: string }[] }).conditions.map((c) => c.type)).toEqual([
+      'TrustplayInSync',
+    ]);
+  });
+});
