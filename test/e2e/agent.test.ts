@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { labState, type Lab } from '../lab/lab.js';
 import { labControl } from '../snapshots/cli.js';
-import { trustplay } from '../support/cli.js';
+import { startTrustplay, trustplay } from '../support/cli.js';
+import { inNode } from '../support/lab-node.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
 
 interface Write {
@@ -40,34 +41,66 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       child.stdin?.end(input ?? '');
     });
 
-  const agent = (lab: Lab, i: number, mode: 'check' | 'enforce') => {
+  const agentArgs = (lab: Lab, i: number, mode: 'check' | 'enforce', extra: string[] = ['--once']): string[] => {
     const node = lab.nodes[i];
     if (node === undefined) throw new Error(`no node ${i}`);
-    return trustplay(
-      [
-        'agent',
-        '--playbook-configmap',
-        'kube-system/trustplay-playbook',
-        '--mode',
-        mode,
-        '--once',
-        '--max-unavailable',
-        '1',
-        '--lease-duration',
-        '15s',
-        '--node-name',
-        node.name,
-        '--host-root',
-        `/proc/${node.nsPid}/root`,
-        '--host-command-prefix',
-        `nsenter -t ${node.nsPid} -m --`,
-        '--kubeconfig',
-        kubeconfig,
-        '--state-dir',
-        join(dir, `state-${node.name}`),
-      ],
-      { timeoutMs: 300_000 },
-    );
+    return [
+      'agent',
+      '--playbook-configmap',
+      'kube-system/trustplay-playbook',
+      '--mode',
+      mode,
+      ...extra,
+      '--max-unavailable',
+      '1',
+      '--lease-duration',
+      '15s',
+      '--node-name',
+      node.name,
+      '--host-root',
+      `/proc/${node.nsPid}/root`,
+      '--host-command-prefix',
+      `nsenter -t ${node.nsPid} -m --`,
+      '--kubeconfig',
+      kubeconfig,
+      '--state-dir',
+      join(dir, `state-${node.name}`),
+      // Last, so a test's own --lease-duration wins.
+      ...extra,
+    ];
+  };
+  const agent = (lab: Lab, i: number, mode: 'check' | 'enforce', extra?: string[]) =>
+    trustplay(agentArgs(lab, i, mode, extra), { timeoutMs: 300_000 });
+
+  /** Polls `probe` every 100 ms until it returns a value (the test's own timeout bounds it). */
+  const until = async <T>(probe: () => Promise<T | undefined>): Promise<T> => {
+    for (;;) {
+      const v = await probe();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const condition = async (
+    lab: Lab,
+    node: string,
+  ): Promise<{ reason: string; lastHeartbeatTime: string } | undefined> => {
+    const objects = await labControl<{
+      nodes: {
+        metadata: { name: string };
+        status?: { conditions?: { type: string; reason: string; lastHeartbeatTime: string }[] };
+      }[];
+    }>(lab, 'GET', 'objects');
+    return objects.nodes
+      .find((n) => n.metadata.name === node)
+      ?.status?.conditions?.find((c) => c.type === 'TrustplayInSync');
+  };
+  const leaseWrites = (lab: Lab) => labControl<Write[]>(lab, 'GET', 'writes?resource=leases');
+  /** Breaks a node's trust by hand: its hosts.toml and CA for the registry go. */
+  const breakTrust = async (lab: Lab, i: number): Promise<void> => {
+    const node = lab.nodes[i];
+    if (node === undefined) throw new Error(`no node ${i}`);
+    const r = await inNode(node, `rm -r /etc/containerd/certs.d/${lab.image.ref.split('/')[0]}`);
+    expect(r.code, r.stderr).toBe(0);
   };
 
   const fleetStatus = () => trustplay(['fleet', 'status', '--kubeconfig', kubeconfig]);
@@ -183,5 +216,54 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       'jsonpath={range .items[*]}{.involvedObject.name} {.reason}{"\\n"}{end}',
     ]);
     for (const n of lab.nodes) expect(events.stdout).toContain(`${n.name} TrustplayChanged`);
+  });
+
+  it('an agent running every interval reports drift made by hand on its node, without anything else running', async () => {
+    const lab = handle.lab;
+    const run = startTrustplay(agentArgs(lab, 0, 'check', ['--interval', '1s']), { timeoutMs: 120_000 });
+    try {
+      const inSync = await until(async () => ((await condition(lab, 'node1'))?.reason === 'InSync' ? true : undefined));
+      expect(inSync).toBe(true);
+      const edited = Date.now();
+      await breakTrust(lab, 0);
+      await until(async () => ((await condition(lab, 'node1'))?.reason === 'Drift' ? true : undefined));
+      process.stdout.write(
+        `agent e2e: drift on node1 reported ${Date.now() - edited} ms after the edit (interval 1 s)\n`,
+      );
+      const r = await fleetStatus();
+      expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([2, 'drift on node1 (exit 2)']);
+    } finally {
+      run.child.kill('SIGTERM');
+      await run.done;
+    }
+  });
+
+  it('a killed agent’s Lease expires and the rollout goes on: another node takes it over, and the killed node is fixed by its next agent', async () => {
+    const lab = handle.lab;
+    await breakTrust(lab, 1);
+    await breakTrust(lab, 2);
+    const mark = (await leaseWrites(lab)).length;
+    const short = ['--once', '--lease-duration', '2s'];
+    const doomed = startTrustplay(agentArgs(lab, 1, 'enforce', short), { timeoutMs: 120_000 });
+    // Killed (as an OOM kill or a node drain would) the moment it holds the Lease.
+    await until(async () =>
+      (await leaseWrites(lab)).slice(mark).some((w) => w.object.spec?.holderIdentity === 'node2') ? true : undefined,
+    );
+    doomed.child.kill('SIGKILL');
+    await doomed.done;
+    const third = await agent(lab, 2, 'enforce', short);
+    expect(third.code, third.stdout + third.stderr).toBe(0);
+    const again = await agent(lab, 1, 'enforce', short);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const writes = (await leaseWrites(lab)).slice(mark);
+    const holders = writes.map((w) => w.object.spec?.holderIdentity ?? '');
+    // node2's holding was never released by node2: the next holder took it over after its duration.
+    const killedAt = holders.indexOf('node2');
+    expect(killedAt).toBeGreaterThanOrEqual(0);
+    expect(holders[killedAt + 1]).toBe('node3');
+    expect(holders.slice(killedAt + 1).filter((h) => h === 'node2').length).toBeGreaterThan(0);
+    // node1 still has the drift made by hand in the test before; node2 and node3 are in sync again.
+    const r = await fleetStatus();
+    expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([2, 'drift on node1 (exit 2)']);
   });
 });
