@@ -66,7 +66,7 @@ export class LeasePool {
 
   constructor(
     private readonly api: KubeClient,
-    private readonly opts: LeasePoolOptions,
+    private opts: LeasePoolOptions,
   ) {
     this.now = opts.now ?? Date.now;
   }
@@ -84,6 +84,16 @@ export class LeasePool {
       renewTime: microTime(new Date(this.now())),
       leaseTransitions: transitions,
     };
+  }
+
+  /** How many Leases there are. */
+  get size(): number {
+    return this.opts.size;
+  }
+
+  /** Changes how many Leases there are (a percentage of a cluster that grew or shrank). */
+  resize(size: number): void {
+    this.opts = { ...this.opts, size };
   }
 
   /** Takes one free Lease, waiting (retrying every retryMs) until one is free; undefined when aborted. */

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseMaxUnavailable, rolloutSlots } from '../../src/cli/commands/agent.js';
 import { KubeClient } from '../../src/k8s/api.js';
 import { LeasePool } from '../../src/k8s/lease.js';
 import { publishCondition } from '../../src/k8s/node-status.js';
@@ -136,5 +137,28 @@ describe('the agent and the API: rollout Leases, Node conditions, fleet status',
     expect((node.body?.status as { conditions: { type: string }[] }).conditions.map((c) => c.type)).toEqual([
       'TrustplayInSync',
     ]);
+  });
+
+  it('--max-unavailable as a percentage of the Nodes, rounded up as a DaemonSet rounds it; 0 and other words are invalid input', async () => {
+    for (const n of ['n1', 'n2', 'n3']) {
+      expect((await client.post('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } })).code).toBe(
+        201,
+      );
+    }
+    const slots = async (text: string) => rolloutSlots(client, parseMaxUnavailable(text));
+    expect(await Promise.all(['1', '2', '10%', '34%', '66%', '67%', '100%'].map(slots))).toEqual([1, 2, 1, 2, 2, 3, 3]);
+    const r = await trustplay([
+      'agent',
+      '--playbook-configmap',
+      'kube-system/x',
+      '--node-name',
+      'n1',
+      '--max-unavailable',
+      '0',
+    ]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(
+      '--max-unavailable must be a number of nodes (at least 1) or a percentage of them (1% to 100%), not `0`',
+    );
   });
 });

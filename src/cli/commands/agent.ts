@@ -29,13 +29,43 @@ export function parseDuration(flag: string, text: string | undefined, fallback: 
   return Math.round(Number(m[1]) * unit);
 }
 
+/** `--max-unavailable`: N nodes, or P % of the Nodes. */
+export type MaxUnavailable = { nodes: number } | { percent: number };
+
+/** `3` or `25%`; exit 3 for anything else, zero included (a rollout that may change no node). */
+export function parseMaxUnavailable(text: string): MaxUnavailable {
+  const m = /^\s*(\d+)\s*(%?)\s*$/.exec(text);
+  const n = Number(m?.[1]);
+  if (m === null || n < 1 || (m[2] === '%' && n > 100))
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--max-unavailable must be a number of nodes (at least 1) or a percentage of them (1% to 100%), not \`${text}\``,
+    );
+  return m[2] === '%' ? { percent: n } : { nodes: n };
+}
+
+/**
+ * How many rollout Leases: the number given, or the percentage of the cluster's Nodes rounded up
+ * (as a DaemonSet's rolling update rounds maxUnavailable), at least 1.
+ */
+export async function rolloutSlots(api: KubeClient, max: MaxUnavailable): Promise<number> {
+  if ('nodes' in max) return max.nodes;
+  const { apiMessage } = await import('../../k8s/api.js');
+  const list = await api.get('/api/v1/nodes');
+  if (list.code !== 200)
+    throw new Error(`cannot list Nodes for --max-unavailable ${max.percent}%: ${apiMessage(list)}`);
+  const count = Array.isArray(list.body?.items) ? list.body.items.length : 0;
+  return Math.max(1, Math.ceil((count * max.percent) / 100));
+}
+
 /** What the agent was told, checked. */
 interface AgentConfig {
   namespace: string;
   configMap: string;
   mode: 'check' | 'enforce';
   intervalMs: number;
-  maxUnavailable: number;
+  /** A number of nodes, or a percentage of the cluster's Nodes. */
+  maxUnavailable: MaxUnavailable;
   leaseSeconds: number;
   node: string;
   hostRoot: string;
@@ -54,12 +84,7 @@ async function config(options: Options): Promise<AgentConfig> {
   const mode = a.mode ?? 'check';
   if (mode !== 'check' && mode !== 'enforce')
     throw new ExitError(ExitCode.Invalid, `--mode must be check or enforce, not \`${mode}\``);
-  const maxUnavailable = Number(a.maxUnavailable ?? '1');
-  if (!Number.isInteger(maxUnavailable) || maxUnavailable < 1)
-    throw new ExitError(
-      ExitCode.Invalid,
-      `--max-unavailable must be a whole number of nodes, at least 1, not \`${a.maxUnavailable}\``,
-    );
+  const maxUnavailable = parseMaxUnavailable(a.maxUnavailable ?? '1');
   const node = a.nodeName ?? process.env.NODE_NAME;
   if (!node)
     throw new ExitError(
@@ -184,7 +209,7 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
   const pool = new LeasePool(api, {
     namespace: c.namespace,
     prefix: 'trustplay-rollout',
-    size: c.maxUnavailable,
+    size: 'nodes' in c.maxUnavailable ? c.maxUnavailable.nodes : 1,
     identity: c.node,
     durationSeconds: c.leaseSeconds,
   });
@@ -203,7 +228,9 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
       let report = await runOnNode(c, files, options, true, dir);
       if (c.mode === 'enforce' && report.exitCode === ExitCode.Drift) {
         if (held === undefined) {
-          log(`drift: waiting for one of ${c.maxUnavailable} rollout Lease(s) in ${c.namespace}`);
+          // A percentage follows the cluster's size, read again at each rollout.
+          pool.resize(await rolloutSlots(api, c.maxUnavailable));
+          log(`drift: waiting for one of ${pool.size} rollout Lease(s) in ${c.namespace}`);
           const lease = await pool.acquire(stop.signal);
           if (lease === undefined) return ExitCode.Terminated;
           log(`holds Lease ${lease.name}`);
