@@ -118,6 +118,9 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       '      containerd.tls:',
       '        registry: "{{ registry }}"',
       '        ca: "{{ registry_ca }}"',
+      // After the play's handlers (the restart), as in playbooks/fix-registry.yaml.
+      '- hosts: workers',
+      '  tasks:',
       '    - name: Pull the image through the CRI',
       '      image.pull.verify:',
       '        image: "{{ image }}"',
@@ -265,5 +268,85 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     // node1 still has the drift made by hand in the test before; node2 and node3 are in sync again.
     const r = await fleetStatus();
     expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([2, 'drift on node1 (exit 2)']);
+  });
+
+  it('a node whose containerd restart fails keeps its Lease: the rollout stops there until its agent goes away', async () => {
+    const lab = handle.lab;
+    // A playbook whose restart fails where the node carries a marker file (node2 only), and two
+    // nodes that need a restart: their config.toml lost config_path.
+    const playbook = [
+      '- hosts: workers',
+      '  tasks:',
+      "    - name: Trust the registry's CA",
+      '      containerd.tls:',
+      '        registry: "{{ registry }}"',
+      '        ca: "{{ registry_ca }}"',
+      '        restart_timeout: 5',
+      '        restart_command: test ! -e /etc/containerd/fail-restart && systemctl restart containerd',
+      '',
+    ].join('\n');
+    writeFileSync(join(dir, 'playbook.yaml'), playbook);
+    const cm = await kubectl([
+      'create',
+      'configmap',
+      'trustplay-playbook',
+      '-n',
+      'kube-system',
+      `--from-file=playbook.yaml=${join(dir, 'playbook.yaml')}`,
+      `--from-file=vars.yaml=${join(dir, 'vars.yaml')}`,
+      '--dry-run=client',
+      '-o',
+      'json',
+    ]);
+    const replaced = await kubectl(['replace', '-f', '-'], cm.stdout);
+    expect(replaced.stderr).toBe('');
+    for (const i of [1, 2]) {
+      const node = lab.nodes[i];
+      if (node === undefined) throw new Error('no node');
+      const r = await inNode(
+        node,
+        "sed -i '/config_path/d' /etc/containerd/config.toml" +
+          (i === 1 ? ' && touch /etc/containerd/fail-restart' : ''),
+      );
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const mark = (await leaseWrites(lab)).length;
+    // node2's agent runs on (a DaemonSet's does): it fails, and keeps renewing its Lease.
+    const failing = startTrustplay(agentArgs(lab, 1, 'enforce', ['--interval', '1h', '--lease-duration', '2s']), {
+      timeoutMs: 120_000,
+    });
+    try {
+      await until(async () => ((await condition(lab, 'node2'))?.reason === 'Failed' ? true : undefined));
+      const third = startTrustplay(agentArgs(lab, 2, 'enforce', ['--once', '--lease-duration', '2s']), {
+        timeoutMs: 120_000,
+      });
+      // Three Lease durations later node3 still waits: node2 renews the Lease it did not release.
+      await new Promise((r) => setTimeout(r, 6000));
+      const during = (await leaseWrites(lab)).slice(mark).map((w) => w.object.spec?.holderIdentity ?? '');
+      expect(new Set(during)).toEqual(new Set(['node2']));
+      // node3 changed nothing while it waited: its config.toml still lacks config_path.
+      const node3 = lab.nodes[2];
+      if (node3 === undefined) throw new Error('no node3');
+      const untouched = await inNode(node3, 'grep -c config_path /etc/containerd/config.toml || true');
+      expect(untouched.stdout.trim()).toBe('0');
+      const events = await kubectl([
+        'get',
+        'events',
+        '-n',
+        'default',
+        '-o',
+        'jsonpath={range .items[*]}{.involvedObject.name} {.reason}{"\\n"}{end}',
+      ]);
+      expect(events.stdout).toContain('node2 TrustplayFailed');
+      // node2's agent goes away (deleted pod, drained node): its Lease expires and node3 goes on.
+      failing.child.kill('SIGTERM');
+      await failing.done;
+      const r = await third.done;
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect((await condition(lab, 'node3'))?.reason).toBe('InSync');
+      expect((await inNode(node3, 'grep -c config_path /etc/containerd/config.toml')).stdout.trim()).toBe('1');
+    } finally {
+      if (failing.child.exitCode === null) failing.child.kill('SIGKILL');
+    }
   });
 });

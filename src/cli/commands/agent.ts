@@ -244,8 +244,10 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
         const run = await runOnNode(c, files, options, false, dir);
         for (const change of changesOf(run, c.node)) await nodeEvent(api, c.node, 'TrustplayChanged', change);
         // The health check: the same playbook checks clean after the change (restarts verified, pulls work).
-        report = await runOnNode(c, files, options, true, dir);
-        if (report.exitCode === ExitCode.Ok && held !== undefined) {
+        const recheck = await runOnNode(c, files, options, true, dir);
+        // A run that failed is the verdict, whatever the check after it finds still to do.
+        report = run.exitCode === ExitCode.Failed ? run : recheck;
+        if (recheck.exitCode === ExitCode.Ok && held !== undefined) {
           clearInterval(held.timer);
           await held.lease.release();
           log(`released Lease ${held.lease.name}`);
@@ -257,6 +259,8 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
           await nodeEvent(api, c.node, 'TrustplayFailed', verdictOf(report, c.node).message, 'Warning');
         }
       }
+      // A pass cut short by SIGTERM (a pod deleted, a node drained) has no verdict: the last one stands.
+      if (stop.signal.aborted) return report.exitCode;
       const { verdict, message } = verdictOf(report, c.node);
       await publishCondition(api, c.node, verdict, message);
       return report.exitCode;
@@ -275,7 +279,7 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
         code = ExitCode.Failed;
         const message = err instanceof Error ? err.message : String(err);
         log(message);
-        await publishCondition(api, c.node, 'Failed', message).catch(() => undefined);
+        if (!stop.signal.aborted) await publishCondition(api, c.node, 'Failed', message).catch(() => undefined);
       }
       if (c.once || stop.signal.aborted) break;
       await new Promise<void>((resolve) => {
