@@ -190,7 +190,7 @@ describe('planDockerTls', () => {
     for (const state of ['present', 'absent'] as const)
       expect(() => planDockerTls(a({ state }), observed({ engine: [] }), 'node7')).toThrow(
         new TaskError(
-          "node7: no Docker Engine found (looked for dockerd on PATH, the socket /run/docker.sock and /etc/docker): docker.tls has nothing to configure here; use the module for this host's runtime (containerd.tls).",
+          "node7: no Docker Engine found (looked for dockerd on PATH and the socket /run/docker.sock): docker.tls has nothing to configure here; use the module for this host's runtime (containerd.tls).",
           'refused',
         ),
       );

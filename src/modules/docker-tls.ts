@@ -17,8 +17,9 @@
  *   manage that break that rule are named in a warning.
  * - `state: absent` removes the three files this module manages and the directory when nothing
  *   else is left in it; other files there (another `*.crt` a person put) stay.
- * - A node with no Docker Engine (no dockerd on PATH, no socket, no /etc/docker) fails the task
- *   with what was looked for: green means checked.
+ * - A node with no Docker Engine (no dockerd on PATH, no /run/docker.sock) fails the task with
+ *   what was looked for: green means checked. /etc/docker alone says nothing (Debian's
+ *   docker-registry package makes it).
  */
 import { managedEntry, namesIn, readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import { hostsDirFor, type HostsDirFacts } from '../containerd/facts.js';
@@ -95,9 +96,8 @@ const schema = {
 /** Arguments of `docker.tls` as the engine hands them over (schema defaults filled in). */
 export type DockerTlsArgs = ArgsOf<typeof schema>;
 
-/** Where dockerd may listen by default, and where a packaged one keeps its files. */
+/** Where dockerd listens by default. */
 const DOCKER_SOCKET = '/run/docker.sock';
-const DOCKER_ETC = '/etc/docker';
 
 /** What `docker.tls` reads of a node. */
 export interface DockerTlsObserved {
@@ -163,7 +163,6 @@ export function observedFromRead(
   const dockerd = read.records.find((r) => r.tag === 'dockerd');
   if (dockerd?.fields[0]) engine.push(`dockerd at ${Buffer.from(dockerd.fields[0], 'base64').toString('utf8')}`);
   if (read.entries.get(DOCKER_SOCKET)?.kind === 'other') engine.push(`the socket ${DOCKER_SOCKET}`);
-  if (read.entries.get(DOCKER_ETC)?.kind === 'dir') engine.push(DOCKER_ETC);
   const observed: DockerTlsObserved = { dir, otherNames, material, materialWarnings, engine, insecureRegistries: null };
   const daemonJson = read.entries.get(args.daemon_json);
   if (daemonJson?.kind === 'file') {
@@ -226,7 +225,7 @@ export function planDockerTls(
 ): { changes: Change[]; warnings: string[] } {
   if (observed.engine.length === 0)
     throw new TaskError(
-      `${host}: no Docker Engine found (looked for dockerd on PATH, the socket ${DOCKER_SOCKET} and ${DOCKER_ETC}): docker.tls has nothing to configure here; use the module for this host's runtime (containerd.tls).`,
+      `${host}: no Docker Engine found (looked for dockerd on PATH and the socket ${DOCKER_SOCKET}): docker.tls has nothing to configure here; use the module for this host's runtime (containerd.tls).`,
       'refused',
     );
   const { dir, material } = observed;
@@ -316,7 +315,7 @@ export default defineModule({
     try {
       read = await readNode(ctx.conn, {
         prelude: PRELUDE,
-        files: [DOCKER_SOCKET, DOCKER_ETC, args.daemon_json],
+        files: [DOCKER_SOCKET, args.daemon_json],
         dirs: [dir],
         maxFileBytes: 1024 * 1024,
       });

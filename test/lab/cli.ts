@@ -14,7 +14,7 @@ import {
 } from './containerd-versions.js';
 import type { NodeFlavour } from './node.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--login L[,L...]] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--login L[,L...]] [--docker yes|no[,...]] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
        npm run lab -- fetch-containerd [V[,V...]]
@@ -26,6 +26,7 @@ Without --nodes there is one node per version listed. --tls-variants adds the TL
 and the intercepting proxy (every node's containerd then uses it through HTTPS_PROXY). fetch-containerd caches the pinned Debian
 --login gives each node's login in node order (root, nopasswd or password: the last two log in
 as the sudo user ops with become).
+--docker says in node order which nodes also run Docker Engine (yes or no; missing entries: no).
 packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -37,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
       containerd: { type: 'string' },
       flavour: { type: 'string' },
       login: { type: 'string' },
+      docker: { type: 'string' },
       dir: { type: 'string' },
       'tls-variants': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -58,8 +60,13 @@ async function main(argv: string[]): Promise<number> {
           throw new Error(`--login takes root, nopasswd or password per node, not ${JSON.stringify(l)}`);
         return l as NodeLogin;
       });
+      const docker = values.docker?.split(',').map((d) => {
+        if (d !== 'yes' && d !== 'no') throw new Error(`--docker takes yes or no per node, not ${JSON.stringify(d)}`);
+        return d === 'yes';
+      });
       const lab = await labUp({
         nodes,
+        docker,
         containerd,
         flavour,
         login,
@@ -105,7 +112,7 @@ function printSummary(dir: string): void {
     console.log(`sudo:       export ${LAB_SUDO_PASSWORD_ENV}=... (the password is in ${lab.dir}/lab.json, loginUser)`);
   for (const n of lab.nodes) {
     console.log(
-      `${n.name} (containerd ${n.containerd.release}): ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} ${n.login.user}@${n.address}${n.login.sudo ? ` (sudo ${n.login.sudo})` : ''}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket})`,
+      `${n.name} (containerd ${n.containerd.release}): ssh -i ${lab.ssh.identityFile} -o UserKnownHostsFile=${lab.ssh.knownHosts} -p ${n.sshPort} ${n.login.user}@${n.address}${n.login.sudo ? ` (sudo ${n.login.sudo})` : ''}   (nsenter -t ${n.nsPid} -m; cri ${n.hostSocket}${n.docker ? `; docker ${n.docker.hostSocket}` : ''})`,
     );
   }
   const kinds = Object.entries(rss.byKind)

@@ -17,10 +17,12 @@ import {
   type RegistryName,
   type VariantName,
   VARIANT_NAMES,
+  startIpv6Registry,
   startRegistries,
   startVariantRegistries,
 } from './registry.js';
 import { DROPIN_DIR } from './systemctl-shim.js';
+import { dockerHostsLines, ownEtcDocker, startDockerd } from './docker-engine.js';
 import {
   type LabNode,
   type NodeContainerd,
@@ -91,6 +93,8 @@ export interface Lab {
   upMs: number;
   /** The TLS failure variants, when started with `tlsVariants`. */
   variants?: LabVariants;
+  /** The main registry on [::1] (same port and storage), when some node runs Docker Engine. */
+  registryIpv6?: LabRegistry;
 }
 
 /** The TLS failure variants of a lab (`tlsVariants: true`) and what fixes each. */
@@ -126,6 +130,11 @@ export interface LabUpOptions {
    * the intercepting proxy, which every node's containerd then uses through HTTPS_PROXY.
    */
   tlsVariants?: boolean;
+  /**
+   * Nodes that also run Docker Engine, in node order (missing entries: no). Their registry.test
+   * resolves to ::1, where the main registry is served a second time (docker-engine.ts says why).
+   */
+  docker?: boolean[];
 }
 
 const BINARIES: [string, string][] = [
@@ -273,6 +282,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       log(`TLS variants and the intercepting proxy up at ${Date.now() - started} ms`);
     }
 
+    const docker = Array.from({ length: nodeCount }, (_, i) => opts.docker?.[i] === true);
+    if (docker.some(Boolean)) {
+      if (!existsSync('/usr/sbin/dockerd'))
+        throw new Error('Docker Engine nodes need dockerd: install the Debian package docker.io');
+      state.registryIpv6 = await startIpv6Registry(path.join(dir, 'registries'), pki, registries.registry.port);
+      track(state.registryIpv6.pid!, 'docker-registry', 'registry registry.test on [::1]');
+    }
+
     const hostsLines = [
       `127.0.0.1 ${[...Object.values(registries), ...Object.values(state.variants?.registries ?? {})]
         .map((r) => r.hostname)
@@ -312,7 +329,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
           const i = next++;
           const login = logins[i] ?? 'root';
           nodes[i] = await startNode(
-            ctx,
+            docker[i] ? { ...ctx, hostsLines: dockerHostsLines(ctx.hostsLines, registries.registry.hostname) } : ctx,
             i + 1,
             sshPorts[i] ?? 0,
             builds.get(versions[i] ?? '1.6') as NodeContainerd,
@@ -322,6 +339,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
         }
       }),
     );
+    for (const [i, n] of nodes.entries()) {
+      await ownEtcDocker(n);
+      if (docker[i]) n.docker = await startDockerd(n, n.files['/run'], track);
+    }
     state.nodes = nodes;
     save(state);
     log(`${nodeCount} nodes up at ${Date.now() - started} ms`);

@@ -22,6 +22,7 @@ import type { ContainerdBuild, ContainerdVersionKey } from './containerd-version
 import { DROPIN_DIR, SHIM_PIDFILE, systemctlShim, type ShimUnit } from './systemctl-shim.js';
 import { paths as rancherPaths } from './k3s-standin.js';
 import { namespacePasswd } from './passwd.js';
+import type { LabDocker } from './docker-engine.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
 
 /** What the lab records about one node (lab.json). */
@@ -61,6 +62,8 @@ export interface LabNode {
   containerdLog: string;
   /** How trustplay logs in: root, or a sudo user (NOPASSWD, or with the lab's sudo password). */
   login: { user: string; sudo?: NodeSudo };
+  /** Docker Engine on this node (`useLab({ docker: [...] })`, docker-engine.ts). */
+  docker?: LabDocker;
 }
 
 /** How a non-root login user escalates: NOPASSWD, or a password every time (no credential cache). */

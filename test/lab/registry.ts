@@ -39,6 +39,8 @@ interface Spec {
   tls?: { cert: string; key: string; trust: string; clientCas?: string };
   storage: 'main' | 'auth';
   auth?: boolean;
+  /** Listen address (default 127.0.0.1). */
+  listen?: '127.0.0.1' | '::1';
 }
 
 function specs(pki: LabPki): Spec[] {
@@ -123,6 +125,17 @@ export async function startVariantRegistries(
   return out;
 }
 
+/**
+ * The main registry again on `[::1]`, same port, same certificate, its storage read-only: for
+ * Docker Engine nodes, where registry.test resolves to ::1. dockerd treats a registry whose name
+ * resolves into 127.0.0.0/8 as insecure and verifies nothing, so on 127.0.0.1 it never shows the
+ * x509 error a real registry gives; on ::1 it does.
+ */
+export function startIpv6Registry(dir: string, pki: LabPki, port: number): Promise<LabRegistry> {
+  const main = specs(pki).find((s) => s.name === 'registry')!;
+  return startOne(dir, { ...main, purpose: 'TLS on [::1] (Docker Engine nodes)', listen: '::1' }, port, '');
+}
+
 /** Basic-auth user of auth.test (a throwaway test secret). */
 export const AUTH_USER = 'labuser';
 
@@ -161,7 +174,7 @@ export async function startRegistries(
 
 /** Starts one docker-registry for `s` on `port` and waits until it answers. */
 async function startOne(dir: string, s: Spec, port: number, htpasswd: string, password?: string): Promise<LabRegistry> {
-  const home = path.join(dir, s.name);
+  const home = path.join(dir, s.listen === '::1' ? `${s.name}-ipv6` : s.name);
   mkdirSync(home, { recursive: true });
   const config: Record<string, unknown> = {
     version: 0.1,
@@ -172,11 +185,11 @@ async function startOne(dir: string, s: Spec, port: number, htpasswd: string, pa
       maintenance: {
         uploadpurging: { enabled: false },
         // Only the owner of a storage writes to it; variants serve it read-only.
-        readonly: { enabled: s.storage === 'main' && s.name !== 'registry' },
+        readonly: { enabled: s.storage === 'main' && (s.name !== 'registry' || s.listen === '::1') },
       },
     },
     http: {
-      addr: `127.0.0.1:${port}`,
+      addr: s.listen === '::1' ? `[::1]:${port}` : `127.0.0.1:${port}`,
       ...(s.tls
         ? {
             tls: {
@@ -195,6 +208,7 @@ async function startOne(dir: string, s: Spec, port: number, htpasswd: string, pa
   const log = path.join(home, 'registry.log');
   const pid = startDetached('/usr/bin/docker-registry', ['serve', configFile], log);
   const hostname = `${s.name}.test`;
+  const listen = s.listen ?? '127.0.0.1';
   const scheme = s.tls ? 'https' : 'http';
   const reg: LabRegistry = {
     host: `${hostname}:${port}`,
@@ -209,7 +223,7 @@ async function startOne(dir: string, s: Spec, port: number, htpasswd: string, pa
   };
   // A registry that requires a client certificate ends the handshake of a probe without one: any TLS alert is "up".
   const up = async () =>
-    (await probe(reg).catch((e: Error) =>
+    (await probe(reg, listen).catch((e: Error) =>
       s.tls?.clientCas && /alert|certificate/i.test(e.message) ? 1 : Promise.reject(e),
     )) > 0;
   await waitFor(`registry ${hostname} (see ${log})`, up).catch((err: unknown) => {
@@ -228,12 +242,12 @@ function readTail(file: string): string {
 }
 
 /** HTTP status of `GET /v2/` on a registry (certificate not checked: this only asks "is it up"). */
-function probe(reg: LabRegistry): Promise<number> {
+function probe(reg: LabRegistry, listen = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const mod = reg.scheme === 'https' ? https : http;
     const req = mod.request(
       {
-        host: '127.0.0.1',
+        host: listen,
         port: reg.port,
         path: '/v2/',
         method: 'GET',

@@ -57,6 +57,7 @@ export function useLab(
     flavour?: NodeFlavour[];
     tlsVariants?: boolean;
     login?: NodeLogin[];
+    docker?: boolean[];
   } = {},
 ): LabHandle {
   let lab: Lab | undefined;
@@ -86,6 +87,10 @@ export function useLab(
         throw new Error(
           `The lab at ${shared} has no TLS variants but this suite needs them: start it with --tls-variants.`,
         );
+      if (opts.docker?.some((d, i) => d && !lab!.nodes[i]?.docker))
+        throw new Error(
+          `The lab at ${shared} does not run Docker Engine on the nodes this suite needs: start it with --docker ${opts.docker.map((d) => (d ? 'yes' : 'no')).join(',')}.`,
+        );
       exportSudoPassword(lab);
       return;
     }
@@ -96,6 +101,7 @@ export function useLab(
       flavour: opts.flavour,
       tlsVariants: opts.tlsVariants,
       login: opts.login,
+      docker: opts.docker,
     });
     exportSudoPassword(lab);
   });
