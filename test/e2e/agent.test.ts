@@ -245,6 +245,11 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     const lab = handle.lab;
     await breakTrust(lab, 1);
     await breakTrust(lab, 2);
+    // node2's change includes a containerd restart (2 s of health check at least), so the kill
+    // below lands while node2 works under the Lease, not after it gave it back.
+    const node2 = lab.nodes[1];
+    if (node2 === undefined) throw new Error('no node2');
+    expect((await inNode(node2, "sed -i '/config_path/d' /etc/containerd/config.toml")).code).toBe(0);
     const mark = (await leaseWrites(lab)).length;
     const short = ['--once', '--lease-duration', '2s'];
     const doomed = startTrustplay(agentArgs(lab, 1, 'enforce', short), { timeoutMs: 120_000 });
