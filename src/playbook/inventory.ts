@@ -15,6 +15,7 @@ import {
   connectionField,
   convertConnectionVar,
   isPlainToken,
+  isSecretVar,
   type ConnectionField,
 } from './inventory-connection.js';
 import { parseAnsibleIni } from './inventory-ini.js';
@@ -24,6 +25,7 @@ import { loadAdjacentVars, mergeVarsFiles, type AdjacentVars, type VarsFile } fr
 import { ajvErrorsToDiagnostics, compileSchema } from './schema-validate.js';
 import { inventorySchema } from './schema/playbook.js';
 import { defined } from '../defined.js';
+import { maskSource } from '../secrets/index.js';
 
 /** One host, as the engine sees it. */
 export interface InventoryHost {
@@ -210,7 +212,7 @@ export function applyFileConnectionVars(
       fields.add(field);
       if (typeof v === 'string' && hasTemplate(v)) continue;
       const r = convertConnectionVar(k, v);
-      if (!r.ok) errors.push({ ...f.locate(k), message: r.message });
+      if (!r.ok) errors.push(hideSecretSource(k, { ...f.locate(k), message: r.message }));
     }
   if (errors.length || !fields.size) return errors;
   for (const host of inv.hosts.values()) {
@@ -424,6 +426,14 @@ function fromModel(model: InventoryModel, format: InventoryFormat, file?: string
   return inv;
 }
 
+/**
+ * An error about a password written in the inventory (`ansible_ssh_pass`, `ansible_become_password`
+ * in clear): its source line stops at the column, so the caret display never prints the password.
+ */
+function hideSecretSource(name: string, d: Diagnostic): Diagnostic {
+  return isSecretVar(name) ? maskSource(d) : d;
+}
+
 const FIELD_NAMES: Record<ConnectionField, string[]> = {} as Record<ConnectionField, string[]>;
 for (const [name, field] of ANSIBLE_CONNECTION_VARS) (FIELD_NAMES[field] ??= []).push(name);
 
@@ -437,7 +447,7 @@ function fromAnsible(parsed: ParsedAnsible, format: 'yaml' | 'ini', file: string
     if (connectionField(d.key) === 'becomePassword' && becomePasswordSource(d.value)) continue;
     if (typeof d.value === 'string' && hasTemplate(d.value)) continue;
     const r = convertConnectionVar(d.key, d.value);
-    if (!r.ok) errors.push({ ...d.where, message: `${d.owner}: ${r.message}` });
+    if (!r.ok) errors.push(hideSecretSource(d.key, { ...d.where, message: `${d.owner}: ${r.message}` }));
   }
   const inv = fromModel(model, format, file);
   inv.warnings = warnings;

@@ -241,6 +241,36 @@ describe('run/check --list-hosts and validate with an Ansible inventory (the rea
     expect(r.stderr).toMatch(/warn\.yaml:1:10: warning: host pattern term `nosuch` matches no host, so it is ignored/);
     expect(r.stderr).toMatch(/^--limit: warning: term `zzz` matches no host, so it is ignored/m);
   });
+  it('a password written in clear in the inventory is a located error whose source line never shows it', async () => {
+    // YAML host vars, INI inline host vars and an INI [group:vars] section, each password unique.
+    writeFileSync(
+      join(dir, 'pw.yaml'),
+      'all:\n  hosts:\n    h1: { ansible_host: 127.0.0.9, ansible_ssh_pass: clear-ssh-pw-1 }\n    h2:\n      ansible_become_password: clear-sudo-pw-2\n',
+    );
+    writeFileSync(
+      join(dir, 'pw.ini'),
+      '[g]\nh1 ansible_password=clear-ssh-pw-3 ansible_port=22\n[g:vars]\nansible_become_pass=clear-sudo-pw-4\n',
+    );
+    writeFileSync(join(dir, 'pw-play.yaml'), '- hosts: all\n  tasks: []\n');
+    const located = {
+      'pw.yaml': [
+        /pw\.yaml:3:54: host h1: `ansible_ssh_pass` sets an SSH password/,
+        /pw\.yaml:5:32: host h2: `ansible_become_password` puts/,
+      ],
+      'pw.ini': [/pw\.ini:2:4: host h1: `ansible_password` sets/, /pw\.ini:4:1: group g: `ansible_become_pass` puts/],
+    };
+    for (const [inv, want] of Object.entries(located))
+      for (const cmd of [
+        ['validate', join(dir, 'pw-play.yaml')],
+        ['inventory', '--list'],
+      ]) {
+        const r = await trustplay([...cmd, '-i', join(dir, inv)]);
+        expect(r.code, r.stderr).toBe(3);
+        for (const w of want) expect(r.stderr).toMatch(w);
+        expect(r.stderr).toContain('********');
+        expect(r.stdout + r.stderr).not.toMatch(/clear-(ssh|sudo)-pw/);
+      }
+  });
   it('--resolved applies the SSH config given with -F, inventory values first', async () => {
     writeFileSync(join(dir, 'ssh_config'), 'Host web1\n  HostName 192.0.2.9\n  User cfguser\n  Port 2201\n');
     writeFileSync(join(dir, 'inv.ini'), '[web]\nweb1 ansible_port=2300\n');
