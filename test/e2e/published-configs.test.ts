@@ -4,15 +4,15 @@
  * version it targets: the file loads and the CRI serves, the pull fails with x509, trustplay fixes
  * it (or refuses with the right cause before touching anything), the fix converges, every other
  * registry setting keeps working, and `containerd config dump` of the node's own binary shows only
- * registry changes. (AKS on 2.x, Docker's containerd.io, EKS AL2023 and k3s-style configs are in
- * containerd-versions.test.ts; k3s/RKE2 nodes in k3s.test.ts.)
+ * registry changes. (k3s/RKE2 nodes are in k3s.test.ts; a k3s-style config_path of its own on a
+ * plain containerd node in containerd-versions.test.ts.)
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { classifyPullError } from '../../src/cri/classify.js';
-import { waitForCri } from '../../src/cri/client.js';
+import { createCriClient, waitForCri } from '../../src/cri/client.js';
 import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
@@ -38,15 +38,29 @@ describeLab('published production configs on the containerd version each targets
     const msg = await criPull(n.hostSocket, env.lab.image.ref, { fresh: true, timeoutMs: 60_000 });
     return msg ? classifyPullError(msg).class : 'ok';
   };
-  const setConfig = async (n: LabNode, text: string): Promise<void> => {
-    // The spec file kind and kubespray generate, from the node's own binary.
+  /**
+   * Writes config.toml and restarts containerd. The base runtime spec kind and kubespray generate
+   * (cri-base.json), or nodeadm writes (base-runtime-spec.json), comes from the node's own `ctr oci spec`.
+   */
+  const setConfig = async (n: LabNode, text: string, opts: { spec?: string; serves?: boolean } = {}) => {
     const r = await inNode(
       n,
-      `ctr oci spec > /etc/containerd/cri-base.json && cat > /etc/containerd/config.toml && systemctl restart containerd`,
+      `ctr oci spec > /etc/containerd/${opts.spec ?? 'cri-base.json'} && cat > /etc/containerd/config.toml && systemctl restart containerd`,
       text,
     );
     expect(r.code, `${n.name}: ${r.stderr}`).toBe(0);
-    await waitForCri(n.hostSocket, 20_000);
+    if (opts.serves !== false) await waitForCri(n.hostSocket, 20_000);
+  };
+  const criServes = async (n: LabNode): Promise<boolean> => {
+    const c = createCriClient(n.hostSocket);
+    try {
+      await c.version(5000);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await c.close();
+    }
   };
   const dump = async (n: LabNode): Promise<string> => {
     const r = await inNode(n, `${n.containerd.binary} --config /etc/containerd/config.toml config dump`);
@@ -55,7 +69,10 @@ describeLab('published production configs on the containerd version each targets
   };
   const pid = async (n: LabNode): Promise<string> => (await inNode(n, 'cat /run/lab/containerd.pid')).stdout;
   const reset = async (n: LabNode): Promise<void> => {
-    await inNode(n, 'rm -rf /etc/containerd/certs.d /etc/containerd/cri-base.json /var/lib/snap-microk8s');
+    await inNode(
+      n,
+      'rm -rf /etc/containerd/certs.d /etc/containerd/cri-base.json /etc/containerd/base-runtime-spec.json /var/lib/snap-microk8s',
+    );
     await setConfig(n, defaults.get(n.name)!);
   };
   /** The dump without the registry table's lines: what must not change. */
@@ -198,4 +215,137 @@ describeLab('published production configs on the containerd version each targets
     expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
   });
+
+  it('AKS on containerd 2.x (AgentBaker’s containerd_v2 template: version 2 with the 2.x table names) on 2.1: the images registry table in force is read, its config_path and headers kept, only hosts.toml + CA written, no restart, config dump identical, converges', async () => {
+    const n = node('2.1');
+    onTestFinished(() => reset(n));
+    const aks = fixture('aks-2x.toml');
+    await setConfig(n, aks);
+    const dumpBefore = await dump(n);
+    expect(dumpBefore).toMatch(/X-Meta-Source-Client = \[["']azure\/aks["']\]/);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(aks);
+    expect(await pid(n)).toBe(before);
+    expect((await inNode(n, `ls /etc/containerd/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
+    expect(await dump(n)).toBe(dumpBefore);
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+  }, 240_000);
+
+  it('AKS on containerd 2.x for Kubernetes < 1.22 (the containerd_v2 template without config_path) on 2.1: config_path added to the 2.x images registry table next to the headers (no legacy table that 2.1’s migration would let replace it), one restart, config dump changes only in the registry table (headers kept), converges', async () => {
+    const n = node('2.1');
+    onTestFinished(() => reset(n));
+    const table = '  [plugins."io.containerd.cri.v1.images".registry]\n    config_path = "/etc/containerd/certs.d"\n';
+    expect(fixture('aks-2x.toml')).toContain(table);
+    const aks = fixture('aks-2x.toml').replace(table, '');
+    await setConfig(n, aks);
+    const dumpBefore = await dump(n);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(await pid(n), 'config.toml changed: containerd restarted').not.toBe(before);
+    const file = (await inNode(n, 'cat /etc/containerd/config.toml')).stdout;
+    expect(file).toMatch(/^version = 2$/m);
+    expect(file).not.toContain('io.containerd.grpc.v1.cri');
+    const dumpAfter = await dump(n);
+    expect(dumpAfter).toMatch(/config_path = ['"]\/etc\/containerd\/certs\.d['"]/);
+    expect(dumpAfter).toMatch(/X-Meta-Source-Client = \[["']azure\/aks["']\]/);
+    expect(withoutRegistry(dumpAfter)).toBe(withoutRegistry(dumpBefore));
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+  }, 240_000);
+
+  it('EKS AL2023 (nodeadm’s version 3 template) on 2.1: discard_unpacked_layers = true pulls locally, which reads both config_path directories, so the two-directory path is kept, only hosts.toml + CA written, no restart, config dump identical, converges', async () => {
+    const n = node('2.1');
+    onTestFinished(() => reset(n));
+    const eks = fixture('eks-al2023.toml');
+    await setConfig(n, eks, { spec: 'base-runtime-spec.json' });
+    const dumpBefore = await dump(n);
+    expect(dumpBefore).toMatch(/config_path = ['"]\/etc\/containerd\/certs\.d:\/etc\/docker\/certs\.d['"]/);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('is no longer read');
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(eks);
+    expect(await pid(n)).toBe(before);
+    expect((await inNode(n, `ls /etc/containerd/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
+    expect(await dump(n)).toBe(dumpBefore);
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+  }, 240_000);
+
+  it('EKS AL2023’s template with discard_unpacked_layers = false on 2.1: the transfer service reads no two-directory config_path (x509 with the registry’s hosts.toml in place), so it is narrowed to /etc/containerd/certs.d with a warning, config dump changes only in the registry table, and the pull works', async () => {
+    const n = node('2.1');
+    onTestFinished(() => reset(n));
+    // The one substitution: a node that keeps unpacked layers (nodeadm's NodeConfig can merge this in).
+    const eks = fixture('eks-al2023.toml').replace('discard_unpacked_layers = true', 'discard_unpacked_layers = false');
+    expect(eks).not.toBe(fixture('eks-al2023.toml'));
+    await setConfig(n, eks, { spec: 'base-runtime-spec.json' });
+    const dumpBefore = await dump(n);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('/etc/docker/certs.d is no longer read');
+    expect(await pid(n), 'config.toml changed: containerd restarted').not.toBe(before);
+    const after = (await inNode(n, 'cat /etc/containerd/config.toml')).stdout;
+    expect(after).toBe(
+      eks.replace(
+        'config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"',
+        'config_path = "/etc/containerd/certs.d"',
+      ),
+    );
+    const dumpAfter = await dump(n);
+    expect(withoutRegistry(dumpAfter)).toBe(withoutRegistry(dumpBefore));
+    expect(await pull(n)).toBe('ok');
+    // Before trustplay narrowed it, the same hosts.toml under the two-directory path was not read.
+    await setConfig(n, eks, { spec: 'base-runtime-spec.json' });
+    expect(await pull(n), 'transfer service, two directories').toBe('unknown-authority');
+    await setConfig(n, after, { spec: 'base-runtime-spec.json' });
+    expect(await pull(n)).toBe('ok');
+    const again = await run(playbook(), n);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
+  }, 240_000);
+
+  it('Docker’s containerd.io package config (disabled_plugins = ["cri"], no version line) on 1.7 and 2.1: refused for that cause (not as a version 1 file), version from the daemon process, nothing written, no restart', async () => {
+    const docker = fixture('containerd-io.toml');
+    for (const v of ['1.7', '2.1']) {
+      const n = node(v);
+      await setConfig(n, docker, { serves: false });
+      try {
+        expect(await criServes(n), v).toBe(false);
+        const before = await pid(n);
+        const r = await run(playbook(), n);
+        expect(r.code, r.stdout + r.stderr).toBe(1);
+        expect(r.stdout).toContain(
+          `${n.name}: config.toml disables containerd's CRI plugin (disabled_plugins = ["cri"]): this containerd serves Docker, not Kubernetes`,
+        );
+        expect(r.stdout).not.toContain('version 1');
+        expect(r.stdout).not.toContain('ROLLBACK');
+        expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout, v).toBe(docker);
+        expect((await inNode(n, 'test -e /etc/containerd/certs.d || echo none')).stdout, v).toBe('none\n');
+        expect(await pid(n), `${v}: containerd was not restarted`).toBe(before);
+        const facts = await trustplay(['facts', '-i', env.lab.inventoryPath, '--limit', n.name]);
+        expect(facts.stdout).toMatch(
+          new RegExp(
+            `containerd: containerd github\\.com/containerd/containerd(?:/v2)? ${v.replace('.', '\\.')}\\.\\d+\\S*(?: \\S+)? \\(from the running daemon's executable \\(pid \\d+, `,
+          ),
+        );
+      } finally {
+        await reset(n);
+      }
+    }
+  }, 300_000);
 });
