@@ -348,4 +348,36 @@ describeLab('published production configs on the containerd version each targets
       }
     }
   }, 300_000);
+
+  it('Bottlerocket’s containerd 2.x template (Kubernetes variant, no registry settings) on 2.1: the file loads and shows x509, and trustplay refuses for the right cause (Bottlerocket is configured through its settings API), nothing written, no restart', async () => {
+    const n = node('2.1');
+    const br = fixture('bottlerocket-k8s-2x.toml');
+    // The lab node is Debian: its /etc/os-release is replaced, in the node's own mount namespace
+    // only, by a Bottlerocket one (the file trustplay detects the OS from).
+    const osRelease = 'NAME=Bottlerocket\nID=bottlerocket\nVERSION_ID=1.30.0\nPRETTY_NAME="Bottlerocket OS 1.30.0"\n';
+    await inNode(
+      n,
+      'cat > /run/lab/bottlerocket-os-release && mount --bind /run/lab/bottlerocket-os-release /etc/os-release',
+      osRelease,
+    );
+    onTestFinished(async () => {
+      await inNode(n, 'umount /etc/os-release; rm -f /run/lab/bottlerocket-os-release');
+      await reset(n);
+    });
+    expect((await inNode(n, '. /etc/os-release && echo $ID')).stdout).toBe('bottlerocket\n');
+    await setConfig(n, br);
+    const dumpBefore = await dump(n);
+    expect(await pull(n)).toBe('unknown-authority');
+    const before = await pid(n);
+    const r = await run(playbook(), n);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toContain(
+      `${n.name} runs Bottlerocket (/etc/os-release ID=bottlerocket), whose containerd is configured only through its settings API, not files`,
+    );
+    expect(r.stdout).not.toContain('ROLLBACK');
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(br);
+    expect((await inNode(n, 'test -e /etc/containerd/certs.d || echo none')).stdout).toBe('none\n');
+    expect(await pid(n), 'containerd was not restarted').toBe(before);
+    expect(await dump(n)).toBe(dumpBefore);
+  }, 240_000);
 });
