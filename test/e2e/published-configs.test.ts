@@ -153,7 +153,7 @@ describeLab('published production configs on the containerd version each targets
     }
   });
 
-  it('microk8s’s template, rendered as the snap renders it, on 1.6: its own certs.d under args is where trustplay writes (config untouched, no restart), and the pull works', async () => {
+  it('microk8s’s template, rendered as the snap renders it, on 1.6: its own certs.d under args is never repointed (refused without config_path, nothing written) and is where trustplay writes with it (config untouched, no restart), and the pull works', async () => {
     const n = node('1.6');
     // The snap renders ${SNAP_DATA} as /var/snap/microk8s/current; the lab node has no /var/snap, so
     // the rendered copy uses a directory of the node's own /var/lib. (The template itself, with
@@ -164,6 +164,14 @@ describeLab('published production configs on the containerd version each targets
     await setConfig(n, rendered);
     expect(await pull(n)).toBe('unknown-authority');
     const before = await pid(n);
+    // Without config_path, its own directory is never repointed to /etc/containerd/certs.d.
+    const refused = await run(playbook(), n);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+    expect(refused.stdout).toContain(
+      `config.toml's config_path already names ${snapData}/args/certs.d, and registries configured under it would stop working`,
+    );
+    expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(rendered);
+    expect((await inNode(n, 'test -e /etc/containerd/certs.d || echo none')).stdout).toBe('none\n');
     const r = await run(playbook(`config_path: ${snapData}/args/certs.d`), n);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await inNode(n, 'cat /etc/containerd/config.toml')).stdout).toBe(rendered);
@@ -171,7 +179,7 @@ describeLab('published production configs on the containerd version each targets
     expect((await inNode(n, `ls ${snapData}/args/certs.d/${reg()}`)).stdout).toBe('ca.crt\nhosts.toml\n');
     expect(await pull(n)).toBe('ok');
     await reset(n);
-  });
+  }, 180_000);
 
   it('AKS on containerd 1.x (AgentBaker’s template) on 1.7: config_path and the registry headers kept, only hosts.toml + CA written, no restart, config dump identical, converges', async () => {
     const n = node('1.7');
