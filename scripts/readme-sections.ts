@@ -9,7 +9,7 @@ import { moduleArgSchemas } from '../src/playbook/schema/modules.js';
 
 type Prop = {
   type?: string;
-  enum?: readonly string[];
+  enum?: readonly (string | boolean)[];
   default?: unknown;
   description?: string;
   anyOf?: readonly Prop[];

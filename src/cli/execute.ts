@@ -117,6 +117,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     forks: options.forks,
     extraVars: options.extraVars,
     acceptNewHostKeys: options.acceptNewHostKeys,
+    ...(options.expiryWarningDays !== undefined ? { expiryWarningDays: options.expiryWarningDays } : {}),
     runId,
     onConnect: async (host, conn) => {
       releases.set(

@@ -93,7 +93,7 @@ options:
       --detailed-exitcode  run: exit 2 when something changed
       --report FILE        write the json report to FILE;  --junit FILE
       --ca FILE            diagnose: check this CA against what the registry serves each node
-      --expiry-warning 30d diagnose: warn about certificates expiring within that many days
+      --expiry-warning 30d diagnose, run, check: warn about certificates expiring within that many days
       --fetch-ca           diagnose: offer the root the registry serves; with --ca-fingerprint
                            sha256:HEX matching it, write it to --output FILE
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)

@@ -114,7 +114,7 @@ export type Options = {
   metrics?: string;
   /** `diagnose --ca FILE`: a CA to check against what the registry serves. */
   ca?: string;
-  /** `diagnose --expiry-warning 30d`: days before a certificate's expiry to warn. */
+  /** `--expiry-warning 30d` (diagnose, run, check): days before a certificate's expiry to warn. */
   expiryWarningDays?: number;
   /** `diagnose --fetch-ca`: offer the root the registry serves (written only with a matching --ca-fingerprint). */
   fetchCa: boolean;

@@ -18,6 +18,62 @@ import { CAUSE_SUMMARY, type DiagnoseCause } from './causes.js';
 export interface ExtraCa {
   file: string;
   certs: Cert[];
+  /**
+   * Evaluate the file instead of the CA files the node has for the registry (with the OS store
+   * only), as it will be once containerd.tls has written it; default: in addition to them.
+   */
+  replaceTrust?: boolean;
+}
+
+/** Causes a CA can fix: the chain does not reach it. The others (name, dates) are the leaf's or the clock's. */
+export const CHAIN_CAUSES: ReadonlySet<ChainFinding['cause']> = new Set([
+  'unknown-authority',
+  'self-signed',
+  'missing-intermediate',
+  'sha1-signature',
+]);
+
+/** Whether a CA file validates a served chain for a name from a node: diagnose's `--ca` and containerd.tls's pre-flight. */
+export interface CaCheck {
+  file: string;
+  /** Nothing found: Go would accept the chain with this CA. */
+  validates: boolean;
+  /** The chain reaches the CA (what is left, if anything, is the leaf's name or dates, or the clock). */
+  completes_chain: boolean;
+  detail: string;
+  findings: ChainFinding[];
+}
+
+/** Evaluates `ca` (with `anchors`) against the served chain, with diagnose's chain evaluation. */
+export function checkCa(i: {
+  served: Cert[];
+  ca: ExtraCa;
+  anchors: Anchor[];
+  hostname: string;
+  hostPort: string;
+  now: Date;
+  controllerNow?: Date;
+}): CaCheck {
+  const withCa = evaluateChain({
+    served: i.served,
+    anchors: [...i.anchors, ...i.ca.certs.map((cert) => ({ cert, source: `--ca ${i.ca.file}` }))],
+    hostname: i.hostname,
+    now: i.now,
+    ...(i.controllerNow ? { controllerNow: i.controllerNow } : {}),
+  });
+  const chainOk = !withCa.findings.some((f) => CHAIN_CAUSES.has(f.cause));
+  return {
+    file: i.ca.file,
+    validates: withCa.findings.length === 0,
+    completes_chain: chainOk,
+    detail:
+      withCa.findings.length === 0
+        ? `${i.ca.file} validates the chain ${i.hostPort} serves to this node`
+        : chainOk
+          ? `${i.ca.file} completes the chain, but: ${withCa.findings.map((f) => f.detail).join('; ')}`
+          : `${i.ca.file} does not validate the chain ${i.hostPort} serves to this node: ${withCa.findings[withCa.findings.length - 1]?.detail ?? ''}`,
+    findings: withCa.findings,
+  };
 }
 
 /** What to diagnose and how. */
@@ -78,7 +134,7 @@ export interface Diagnosis {
   /** Certificates expiring within `--expiry-warning` days, by the node's clock. */
   expiry_warnings?: ExpiryWarning[];
   /** `--ca` pre-flight: whether that file validates the served chain for this name from this node. */
-  ca_check?: { file: string; validates: boolean; detail: string };
+  ca_check?: CaCheck;
   fix: Fix | null;
   /**
    * The self-signed certificate at the top of the served chain (a root, or a self-signed leaf), for
@@ -270,7 +326,8 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
     controllerNow: c.controllerNow,
     registryAnchors: [
       ...c.view.registryAnchors,
-      ...(c.o.ca ? c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` })) : []),
+      // containerd.tls's pre-flight (replaceTrust) reports the node as it is now, its CA apart.
+      ...(c.o.ca && !c.o.ca.replaceTrust ? c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` })) : []),
     ],
   });
   d.findings.push(...verdict.findings);
@@ -290,30 +347,17 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
   }
   if (verdict.anchor) d.evidence.trusted_by = `${evidenceOf(verdict.anchor.cert).subject} (${verdict.anchor.source})`;
   if (c.o.ca) {
-    const withCa = evaluateChain({
+    d.ca_check = checkCa({
       served: probe.served,
-      anchors: [...anchors, ...c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` }))],
+      ca: c.o.ca,
+      // What the node trusts now, plus the file: "would adding it fix the pull". containerd.tls's
+      // pre-flight passes replaceTrust, as its CA file replaces the registry's CA.
+      anchors: c.o.ca.replaceTrust ? c.view.osAnchors : anchors,
       hostname: c.hostname,
+      hostPort: hp,
       now: c.nodeNow,
       controllerNow: c.controllerNow,
     });
-    const chainOk = !withCa.findings.some(
-      (f) =>
-        f.cause === 'unknown-authority' ||
-        f.cause === 'self-signed' ||
-        f.cause === 'missing-intermediate' ||
-        f.cause === 'sha1-signature',
-    );
-    d.ca_check = {
-      file: c.o.ca.file,
-      validates: withCa.findings.length === 0,
-      detail:
-        withCa.findings.length === 0
-          ? `${c.o.ca.file} validates the chain ${hp} serves to this node`
-          : chainOk
-            ? `${c.o.ca.file} completes the chain, but: ${withCa.findings.map((f) => f.detail).join('; ')}`
-            : `${c.o.ca.file} does not validate the chain ${hp} serves to this node: ${withCa.findings[withCa.findings.length - 1]?.detail ?? ''}`,
-    };
   }
   if (c.proxy) {
     // What the registry serves without the proxy: a different leaf means the proxy re-signs the traffic.

@@ -216,7 +216,7 @@ async function runTask(
         hr.facts[k] = v;
       },
       hostState: hr.hostState,
-      ...defined({ signal: opts.signal }),
+      ...defined({ signal: opts.signal, expiryWarningDays: opts.expiryWarningDays }),
       secret: (v) => secrets.add(v),
     };
     const observed = await mod.gather(ctx, args);

@@ -169,6 +169,8 @@ export interface TaskContext {
   hostState: Map<string, unknown>;
   /** Aborted when the run is cancelled. */
   signal?: AbortSignal;
+  /** `--expiry-warning`: warn about certificates the task trusts (or is served) that expire within this many days. */
+  expiryWarningDays?: number;
   /** Marks a value (e.g. a key read from a file, a derived credential) as a secret of the run: masked in every output. */
   secret?(value: string): void;
 }

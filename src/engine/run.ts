@@ -48,6 +48,8 @@ export interface RunOptions {
   skipTags?: string[];
   extraVars?: Record<string, unknown>;
   acceptNewHostKeys?: boolean;
+  /** `--expiry-warning`: modules that trust certificates warn about those expiring within this many days. */
+  expiryWarningDays?: number;
   snapshot?: SnapshotSink;
   runId?: string;
   /** For tests and benchmarks: how connections are made. */

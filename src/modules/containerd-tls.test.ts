@@ -80,6 +80,7 @@ function args(a: Partial<ContainerdTlsArgs> = {}): ContainerdTlsArgs {
     registry: REG,
     style: 'auto',
     migrate_legacy: false,
+    verify_ca: 'auto',
     config_path: CERTS,
     config_file: '/etc/containerd/config.toml',
     restart_command: 'systemctl restart containerd',

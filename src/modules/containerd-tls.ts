@@ -60,6 +60,8 @@ import { restartRequestFor } from './containerd-restart.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
 import { inspectRegistries, setRegistriesTls, type RegistriesTls } from '../containerd/registries-yaml.js';
 import { defined } from '../defined.js';
+import { expiryLines, preflightCa, preflightOutcome, trustExpiry, type CaPreflight } from '../diagnose/preflight.js';
+import type { ExpiryWarning } from '../diagnose/diagnose.js';
 
 const schema = {
   type: 'object',
@@ -122,6 +124,12 @@ const schema = {
       default: '/etc/containerd/certs.d',
       description: 'Directory containerd reads hosts.toml files from (the CRI registry `config_path`).',
     },
+    verify_ca: {
+      enum: ['auto', true, false],
+      default: 'auto',
+      description:
+        "Pre-flight of `ca`: before anything is written, the node makes the TLS handshake a registry client makes (its own network view, through containerd's proxy when it has one, as `trustplay diagnose` does) and a CA that does not validate the chain the registry serves to it for that name is refused with the diagnosis. `auto`: when the node cannot reach the registry (bootstrap, registry down) a warning, and the CA is written; `true`: the check must succeed; `false`: no check.",
+    },
     config_file: configFileArg,
     restart_command: restartCommandArg,
     socket: {
@@ -182,6 +190,10 @@ export interface TlsObserved {
   criDown?: string;
   /** The node's flavour; absent (plain containerd) in unit tests. */
   flavour?: Flavour;
+  /** The `verify_ca` pre-flight: the task's CA against what the registry serves to the node (absent when not run). */
+  caPreflight?: CaPreflight;
+  /** `--expiry-warning`: certificates trusted for the registry (or served by it) expiring soon. */
+  expiring?: ExpiryWarning[];
   /**
    * When the file no longer matches trustplay's restart record: whether the daemon is still the one
    * that record describes (`same`), or was started again since, after the file's last edit (so it
@@ -350,6 +362,61 @@ function refuse(host: string, error: string): never {
   throw new TaskError(error.replace(/^config\.toml/, `${host}: config.toml`), 'refused');
 }
 
+/** The `verify_ca` verdict: throws the refusal (nothing is written), else returns its warnings. */
+function caPreflightWarnings(args: ContainerdTlsArgs, observed: TlsObserved, host: string): string[] {
+  if (args.state === 'absent') return [];
+  const o = preflightOutcome(args.verify_ca, args.registry, observed.caPreflight);
+  if (o.refuse !== undefined) throw new TaskError(`${host}: ${o.refuse}`, 'refused');
+  return o.warnings;
+}
+
+/** How a task's `ca` is named in messages: its path(s), or "the inline CA" (never PEM text). */
+function caLabel(ca: string | readonly string[]): string {
+  const one = (c: string) => (c.includes('-----BEGIN ') ? 'the inline CA' : path.resolve(c));
+  return typeof ca === 'string' ? one(ca) : ca.map(one).join(' + ');
+}
+
+/** Runs the pre-flight in gather when the task writes a CA and verify_ca allows it. */
+async function gatherCaPreflight(
+  ctx: TaskContext,
+  args: ContainerdTlsArgs,
+  material: TlsMaterial,
+  view: { configFile?: string; configPath?: string },
+): Promise<CaPreflight | undefined> {
+  if (args.state === 'absent' || material.ca === undefined || args.ca === undefined || args.verify_ca === false)
+    return undefined;
+  return preflightCa(ctx.conn, {
+    registry: args.registry,
+    caPem: material.ca,
+    caLabel: caLabel(args.ca),
+    ...view,
+    ...(ctx.expiryWarningDays !== undefined ? { expiryWarningDays: ctx.expiryWarningDays } : {}),
+  });
+}
+
+/** `--expiry-warning`: the node's CA file for the registry, the task's CA and the served chain (when the pre-flight ran). */
+function gatherExpiry(
+  ctx: TaskContext,
+  args: ContainerdTlsArgs,
+  material: TlsMaterial,
+  facts: ContainerdFacts,
+  caPreflight: CaPreflight | undefined,
+): ExpiryWarning[] | undefined {
+  if (ctx.expiryWarningDays === undefined || args.state === 'absent') return undefined;
+  const file = facts.hostsDir.files[FILE_NAMES.ca];
+  const ws = trustExpiry({
+    days: ctx.expiryWarningDays,
+    ...(file
+      ? { nodeCa: { path: `${facts.hostsDir.path}/${FILE_NAMES.ca}`, pem: file.content.toString('utf8') } }
+      : {}),
+    ...(material.ca !== undefined && args.ca !== undefined
+      ? { taskCa: { label: caLabel(args.ca), pem: material.ca } }
+      : {}),
+    ...(caPreflight ? { preflight: caPreflight } : {}),
+  });
+  return ws.length ? ws : undefined;
+}
+
 function containerdMajor(facts: ContainerdFacts, host: string): number {
   if (!facts.version) {
     throw new TaskError(
@@ -460,6 +527,7 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
   const inspected = inspectRegistries(facts.config.text, file);
   if (!inspected.ok) throw new TaskError(`${host}: ${inspected.error}`, 'refused');
   if (observed.criDown !== undefined) throw new TaskError(criNotServingRefusal(host, observed.criDown), 'refused');
+  warnings.push(...caPreflightWarnings(args, observed, host));
   if (args.skip_verify === true)
     warnings.push(
       `skip_verify: ${args.registry}'s certificate is not verified, so anyone on the network path can serve images: insecure, production should trust the registry's CA with \`ca\``,
@@ -522,6 +590,7 @@ export function planContainerdTls(args: ContainerdTlsArgs, observed: TlsObserved
   // The pre-flight, after the config's own causes (a disabled CRI plugin says more than "not
   // serving") and after any interrupted change of ours was finished (afterPendingRestart).
   if (observed.criDown !== undefined) throw new TaskError(criNotServingRefusal(host, observed.criDown), 'refused');
+  warnings.push(...caPreflightWarnings(args, observed, host));
   const dir = registryDir(args);
   const hostsDir = facts.hostsDir.path === dir ? facts.hostsDir : { path: dir, exists: false, files: {} };
   const changes: Change[] = [];
@@ -829,11 +898,14 @@ async function gatherRancher(
       ? parsePendingMarker(ctx.host, flavour.registriesFile!, facts.pendingMarker)
       : undefined;
   const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, socket, running);
+  const caPreflight = await gatherCaPreflight(ctx, args, material, {});
+  const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
   const observed: TlsObserved = {
     facts,
     material,
     materialWarnings,
     flavour,
+    ...defined({ caPreflight, expiring }),
     versionSource: running?.source ?? null,
     ...(pending ? { pending } : {}),
     ...defined({ criDown }),
@@ -908,10 +980,16 @@ export default defineModule({
           args.config_file,
           facts.config.exists ? (facts.config.content ?? facts.config.text ?? '') : null,
         );
+    const caPreflight = await gatherCaPreflight(ctx, args, material, {
+      configFile: args.config_file,
+      configPath: args.config_path,
+    });
+    const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
     const observed: TlsObserved = {
       facts,
       material,
       materialWarnings: warnings,
+      ...defined({ caPreflight, expiring }),
       ...(flavour.kind !== 'containerd' ? { flavour } : {}),
       versionSource: running?.source ?? null,
       ...(pending ? { pending } : {}),
@@ -923,6 +1001,7 @@ export default defineModule({
     return observed;
   },
   plan(args, observed, ctx) {
+    for (const w of expiryLines(ctx.host, args.registry, observed.expiring ?? [])) ctx.warn(w);
     if (observed.flavour?.registriesFile !== undefined)
       return afterPendingRestart(ctx, observed.pending, rancherRestart(args, observed.flavour), () => {
         const plan = planRancherTls(args, observed, ctx.host);

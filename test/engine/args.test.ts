@@ -18,6 +18,7 @@ describe('resolveArgs', () => {
       ca: '/ca.pem',
       style: 'auto',
       migrate_legacy: false,
+      verify_ca: 'auto',
       config_path: '/etc/containerd/certs.d',
       config_file: '/etc/containerd/config.toml',
       restart_command: 'systemctl restart containerd',

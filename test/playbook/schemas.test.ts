@@ -53,6 +53,7 @@ describe('committed JSON Schemas', () => {
       registry: 'registry.test:5443',
       style: 'hosts',
       migrate_legacy: false,
+      verify_ca: 'auto',
       config_path: '/etc/containerd/certs.d',
       config_file: '/etc/containerd/config.toml',
       restart_command: 'systemctl restart containerd',

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const module_containerd_tls = validate0;
-const schema0 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
+const schema0 = {"type":"object","title":"containerd.tls","description":"Make containerd trust a registry's TLS (step 1 of the fix: trust the registry): install its CA (recommended), a client certificate pair, or, insecurely, skip verification / use plain HTTP. Writes certs.d/<host>/hosts.toml and points config_path at it; restarts containerd only when config.toml changed and waits for the CRI socket.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"skip_verify":{"type":"boolean","description":"Skip TLS verification for this registry (insecure: anyone on the path can serve images). Prefer `ca`."},"plain_http":{"type":"boolean","description":"The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`."},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"style":{"type":"string","enum":["auto","hosts","legacy"],"default":"auto","description":"`hosts`: certs.d/<host>/hosts.toml (containerd 1.5+, the only style containerd 2.x honours); `legacy`: the CRI `registry.configs.\"<host>\".tls` table (containerd 1.x only); `auto` = hosts."},"migrate_legacy":{"type":"boolean","default":false,"description":"Move existing legacy `registry.mirrors` / `registry.configs.*.tls` settings into hosts.toml files instead of refusing (mixing them with config_path makes the CRI plugin fail to load)."},"config_path":{"type":"string","minLength":1,"default":"/etc/containerd/certs.d","description":"Directory containerd reads hosts.toml files from (the CRI registry `config_path`)."},"verify_ca":{"enum":["auto",true,false],"default":"auto","description":"Pre-flight of `ca`: before anything is written, the node makes the TLS handshake a registry client makes (its own network view, through containerd's proxy when it has one, as `trustplay diagnose` does) and a CA that does not validate the chain the registry serves to it for that name is refused with the diagnosis. `auto`: when the node cannot reach the registry (bootstrap, registry down) a warning, and the CA is written; `true`: the check must succeed; `false`: no check."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check; default: the host's `cri_socket`, /etc/crictl.yaml, then /run/containerd/containerd.sock."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes what this task manages for the registry (its hosts.toml directory or legacy tls table)."}},"x-exclusive":[["ca","skip_verify","plain_http"]],"x-together":[["client_cert","client_key"]]};
 const func0 = Object.prototype.hasOwnProperty;
 const func1 = require("ajv/dist/runtime/ucs2length").default;
 const pattern0 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$", "u");
@@ -28,6 +28,9 @@ data.migrate_legacy = false;
 }
 if(data.config_path === undefined){
 data.config_path = "/etc/containerd/certs.d";
+}
+if(data.verify_ca === undefined){
+data.verify_ca = "auto";
 }
 if(data.config_file === undefined){
 data.config_file = "/etc/containerd/config.toml";
@@ -338,10 +341,9 @@ vErrors.push(err23);
 }
 errors++;
 }
-let data10 = data.config_file;
-if(typeof data10 === "string"){
-if(func1(data10) < 1){
-const err24 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data10 = data.verify_ca;
+if(!(((data10 === "auto") || (data10 === true)) || (data10 === false))){
+const err24 = {instancePath:instancePath+"/verify_ca",schemaPath:"#/properties/verify_ca/enum",keyword:"enum",params:{allowedValues: schema0.properties.verify_ca.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -350,9 +352,10 @@ vErrors.push(err24);
 }
 errors++;
 }
-}
-else {
-const err25 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data11 = data.config_file;
+if(typeof data11 === "string"){
+if(func1(data11) < 1){
+const err25 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -361,10 +364,9 @@ vErrors.push(err25);
 }
 errors++;
 }
-let data11 = data.restart_command;
-if(typeof data11 === "string"){
-if(func1(data11) < 1){
-const err26 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err26 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -373,9 +375,10 @@ vErrors.push(err26);
 }
 errors++;
 }
-}
-else {
-const err27 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data12 = data.restart_command;
+if(typeof data12 === "string"){
+if(func1(data12) < 1){
+const err27 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -384,11 +387,9 @@ vErrors.push(err27);
 }
 errors++;
 }
-if(data.socket !== undefined){
-let data12 = data.socket;
-if(typeof data12 === "string"){
-if(func1(data12) < 1){
-const err28 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err28 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -397,9 +398,11 @@ vErrors.push(err28);
 }
 errors++;
 }
-}
-else {
-const err29 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.socket !== undefined){
+let data13 = data.socket;
+if(typeof data13 === "string"){
+if(func1(data13) < 1){
+const err29 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -409,9 +412,8 @@ vErrors.push(err29);
 errors++;
 }
 }
-let data13 = data.restart_timeout;
-if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
-const err30 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err30 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -420,9 +422,10 @@ vErrors.push(err30);
 }
 errors++;
 }
-if((typeof data13 == "number") && (isFinite(data13))){
-if(data13 < 1 || isNaN(data13)){
-const err31 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+let data14 = data.restart_timeout;
+if(!(((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14))) && (isFinite(data14)))){
+const err31 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -431,10 +434,9 @@ vErrors.push(err31);
 }
 errors++;
 }
-}
-let data14 = data.state;
-if(typeof data14 !== "string"){
-const err32 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if((typeof data14 == "number") && (isFinite(data14))){
+if(data14 < 1 || isNaN(data14)){
+const err32 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -443,8 +445,10 @@ vErrors.push(err32);
 }
 errors++;
 }
-if(!((data14 === "present") || (data14 === "absent"))){
-const err33 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema0.properties.state.enum},message:"must be equal to one of the allowed values"};
+}
+let data15 = data.state;
+if(typeof data15 !== "string"){
+const err33 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -453,14 +457,24 @@ vErrors.push(err33);
 }
 errors++;
 }
-}
-else {
-const err34 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(!((data15 === "present") || (data15 === "absent"))){
+const err34 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema0.properties.state.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err34];
 }
 else {
 vErrors.push(err34);
+}
+errors++;
+}
+}
+else {
+const err35 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
 }
 errors++;
 }
