@@ -144,7 +144,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
       // The layout matters: with the CA on the host entry only, containerd reports this as x509.
       expect(await pull(n, missing), label(n)).toMatch(/^not-found: /);
     }
-  });
+  }, 120_000);
 
   it('a second run reports ok with zero changes, and containerd is not restarted', async () => {
     const pid1 = pids(A);
@@ -155,7 +155,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
     for (const n of A) expect(r.stdout, label(n)).toMatch(new RegExp(`${n.name} +ok=1 +changed=0 +failed=0`));
     expect(r.stdout).not.toContain('Restart containerd');
     expect(pids(A)).toEqual(pid1);
-  });
+  }, 120_000);
 
   it('check mode reports the drift with a diff and writes nothing', async () => {
     const before = hashPaths(B.map((n) => n.files['/etc/containerd']));
@@ -168,7 +168,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
     expect(hashPaths(B.map((n) => n.files['/etc/containerd']))).toEqual(before);
     expect(pids(B)).toEqual(pid0);
     for (const n of B) expect(await pull(n, lab.image.ref), label(n)).toMatch(/^unknown-authority: /);
-  });
+  }, 120_000);
 
   it('with skip_verify: the pull succeeds and the run warns that it is insecure', async () => {
     const r = await trustplay(lab, 'run', 'skip-verify.yaml', '--limit', limit(B));
@@ -178,7 +178,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
       expect(await pull(n, lab.image.ref), label(n)).toBe('');
       expect(await pull(n, missing), label(n)).toMatch(/^not-found: /);
     }
-  });
+  }, 120_000);
 
   it('state: absent removes the managed files without a restart and the node is back to x509', async () => {
     const pid1 = pids(A);
@@ -189,7 +189,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
     for (const n of A) expect(await pull(n, lab.image.ref), label(n)).toMatch(/^unknown-authority: /);
     const again = await trustplay(lab, 'run', 'absent.yaml', '--limit', limit(A));
     for (const n of A) expect(again.stdout, label(n)).toMatch(new RegExp(`${n.name} +ok=1 +changed=0`));
-  });
+  }, 120_000);
 
   it('with style: legacy: on 1.6 and 1.7 registry.configs."<host>".tls and a CA beside config.toml fix the pull; 2.1 refuses it (2.x ignores that table) and writes nothing', async () => {
     const [legacy1x, legacy2x] = [C.filter((n) => !is2x(n)), C.filter(is2x)];
@@ -218,7 +218,7 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
     expect(hashPaths(legacy2x.map((n) => n.files['/etc/containerd']))).toEqual(before2x);
     const again = await trustplay(lab, 'run', 'legacy.yaml', '--limit', limit(legacy1x));
     for (const n of legacy1x) expect(again.stdout, label(n)).toMatch(new RegExp(`${n.name} +ok=1 +changed=0`));
-  });
+  }, 120_000);
 
   it('a restart that leaves containerd unable to start is rolled back on every version (2.1 rejects the config too): previous config.toml back, containerd serving, host failed with both errors', async () => {
     const cfgFile = (n: LabNode): string => path.join(n.files['/etc/containerd'], 'config.toml');
@@ -249,5 +249,5 @@ describeLab('containerd.tls end to end (real CLI, lab containerd 1.6, 1.7 and 2.
       );
       await inNode(n, 'rm -f /run/lab/tp-broke-once');
     }
-  });
+  }, 120_000);
 });

@@ -101,7 +101,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
     }
     expect(await managedState(node())).toBe(before);
     expect(pid()).toBe(pid0);
-  }, 120_000);
+  }, 300_000);
 
   it('verify_ca: false skips the check and writes the same CA (the pull then fails with x509)', async () => {
     const reg = env.lab.registries.registry.host;
@@ -110,7 +110,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
     expect(r.task.status).toBe('changed');
     expect(r.task.warnings.join('\n')).not.toMatch(/verify_ca/);
     expect(await criPull(node().hostSocket, env.lab.image.ref, { fresh: true })).toMatch(/x509/);
-  }, 120_000);
+  }, 300_000);
 
   it('the lab CA validates what registry.test serves: applied under auto with no verify_ca warning, the pull works', async () => {
     const reg = env.lab.registries.registry.host;
@@ -121,7 +121,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
     expect(await criPull(node().hostSocket, env.lab.image.ref, { fresh: true })).toBe('');
     const check = await runTask({ registry: reg, ca: env.lab.ca, verify_ca: true }, 'check');
     expect(check.code, check.out).toBe(0);
-  }, 120_000);
+  }, 300_000);
 
   it('a registry the node cannot reach: verify_ca: true fails with nothing written; auto warns and writes the CA', async () => {
     const reg = env.lab.registries.closed.host;
@@ -142,7 +142,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
       ),
     );
     expect(await managedState(node())).toMatch(new RegExp(`/etc/containerd/certs.d/${reg.replace('.', '\\.')}/ca.crt`));
-  }, 120_000);
+  }, 300_000);
 
   it('check --expiry-warning 30d warns about a CA the node trusts for the registry that expires in 3 days; the exit code stays 0', async () => {
     const reg = env.lab.registries.registry.host;
@@ -193,5 +193,5 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
     expect(quiet.task.warnings.join('\n')).not.toContain('short-lived CA');
     const none = await runTask(task, 'check');
     expect(none.task.warnings.join('\n')).not.toMatch(/^expiry:/m);
-  }, 120_000);
+  }, 300_000);
 });
