@@ -93,6 +93,7 @@ const DROPIN_DIRS = ['/etc/systemd/system/containerd.service.d', '/run/systemd/s
 // $1 host, $2 OS store candidates (newline separated), $3 unit files, $4 drop-in dirs, then CA and credential files.
 // The containerd process: systemd's MainPID, else the containerd in this mount namespace (a shared
 // pid namespace with several daemons, as the lab's nodes have, must not pick another node's).
+// \`read\` is a builtin: a \`$(cat)\` per process forked twice per process (11 s for 160 processes on a loaded 2-core machine, 0.2 s this way).
 const SCRIPT = `host=$1; stores=$2; units=$3; dropins=$4; shift 4
 b() { base64 | tr -d '\\n'; echo; }
 echo "@@clock $(date -u +%s)"
@@ -101,7 +102,7 @@ command -v openssl >/dev/null 2>&1 && echo "@@openssl"
 pid=$(systemctl show -p MainPID --value containerd 2>/dev/null)
 case "$pid" in ''|0|*[!0-9]*) pid=; me=$(readlink /proc/$$/ns/mnt)
   for c in /proc/[0-9]*/comm; do
-    [ "$(cat "$c" 2>/dev/null)" = containerd ] || continue
+    { read -r n < "$c"; } 2>/dev/null || continue; [ "$n" = containerd ] || continue
     p=\${c%/comm}; [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] && { pid=\${p#/proc/}; break; }
   done;;
 esac
