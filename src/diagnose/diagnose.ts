@@ -25,12 +25,14 @@ export interface ExtraCa {
   replaceTrust?: boolean;
 }
 
-/** Causes a CA can fix: the chain does not reach it. The others (name, dates) are the leaf's or the clock's. */
+/**
+ * Causes a CA can fix: the chain does not reach it. The others (name, dates, a SHA-1 signature on a
+ * chain that does reach the CA) are the leaf's or the clock's: only the registry's owner fixes them.
+ */
 export const CHAIN_CAUSES: ReadonlySet<ChainFinding['cause']> = new Set([
   'unknown-authority',
   'self-signed',
   'missing-intermediate',
-  'sha1-signature',
 ]);
 
 /** Whether a CA file validates a served chain for a name from a node: diagnose's `--ca` and containerd.tls's pre-flight. */

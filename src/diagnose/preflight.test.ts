@@ -55,6 +55,12 @@ describe('checkCa (diagnose --ca and the verify_ca pre-flight)', () => {
     expect((await check(v.noChain.cert, v.chainCaBundle, 'nochain.test')).validates).toBe(true);
   });
 
+  it("the right CA for a SHA-1 signed leaf completes the chain: the signature is the owner's to fix, not a CA's", async () => {
+    const c = await check(v.sha1.cert, pki.ca.cert, 'sha1.test');
+    expect(c).toMatchObject({ validates: false, completes_chain: true });
+    expect(c.findings.map((f) => f.cause)).toEqual(['sha1-signature']);
+  });
+
   it('the right CA for a leaf naming another host completes the chain but does not validate it', async () => {
     const c = await check(pki.wrongName.cert, pki.ca.cert, 'wrongname.test');
     expect(c).toMatchObject({ validates: false, completes_chain: true });
