@@ -653,13 +653,7 @@ export class SshConnection implements Connection {
             // The connection ending while the channel was being opened is a lost host, not a
             // refused command: ssh2 answers pending opens with "No response from server", then closes.
             // A tick later, a closed connection has cleared this.client.
-            setImmediate(() =>
-              reject(
-                this.client !== client || /no response from server|not connected/i.test(err.message)
-                  ? this.lost(err)
-                  : err,
-              ),
-            );
+            setImmediate(() => reject(this.connectionGone(client, err) ? this.lost(err) : err));
           } else {
             this.counters.channels++;
             resolve({ result: start(channel) });
@@ -670,6 +664,15 @@ export class SshConnection implements Connection {
         reject(this.lost(err));
       }
     });
+  }
+
+  /**
+   * Whether a channel open failed because the connection itself ended (ssh2 answers pending opens
+   * with "No response from server", then closes; a tick later a closed connection has cleared
+   * this.client), not because the server refused that one channel.
+   */
+  private connectionGone(client: SshClient, err: Error): boolean {
+    return this.client !== client || /no response from server|not connected/i.test(err.message);
   }
 
   private lost(cause?: unknown): ConnectionError {
@@ -835,6 +838,7 @@ export class SshConnection implements Connection {
     return new Promise((resolve, reject) => {
       client.openssh_forwardOutStreamLocal(path, (err, stream) => {
         if (err) {
+          if (this.connectionGone(client, err)) return void setImmediate(() => reject(this.lost(err)));
           reject(
             new Error(
               `${this.target.label}: cannot open the unix socket ${path} over SSH (${err.message}) — is something listening there, and does sshd allow AllowStreamLocalForwarding?`,
@@ -855,6 +859,8 @@ export class SshConnection implements Connection {
     return new Promise((resolve, reject) => {
       client.forwardOut('127.0.0.1', 0, address, port, (err, stream) => {
         if (err) {
+          // The host lost, not the address it was asked to reach (a frozen or killed sshd).
+          if (this.connectionGone(client, err)) return void setImmediate(() => reject(this.lost(err)));
           // OpenSSH puts its resolver's or connect()'s error text in the open-failure description.
           reject(
             new TcpOpenError(

@@ -4,7 +4,7 @@
  * served chain evaluated against what the node trusts for the registry, and one named cause with
  * its evidence and the secure fix.
  */
-import { TcpOpenError } from '../connection/errors.js';
+import { ConnectionError, TcpOpenError } from '../connection/errors.js';
 import type { Connection } from '../connection/connection.js';
 import { splitHostPort } from '../containerd/registry-host.js';
 import { evidenceOf, isSelfSigned, type Cert, type CertEvidence } from './certificate.js';
@@ -224,6 +224,8 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
       }
       return { stream };
     } catch (e) {
+      // The host itself lost (its SSH connection ended) is unreachable, not a finding about the registry.
+      if (e instanceof ConnectionError) throw e;
       return { error: e instanceof TcpOpenError ? e : new TcpOpenError('other', (e as Error).message) };
     }
   };
