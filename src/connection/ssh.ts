@@ -754,7 +754,10 @@ export class SshConnection implements Connection {
         const client = this.client;
         if (!client) return reject(this.lost());
         try {
-          client.exec(line.line, (err, ch) => (err ? reject(err) : resolve(ch)));
+          client.exec(line.line, (err, ch) => {
+            if (!err) return resolve(ch);
+            setImmediate(() => reject(this.connectionGone(client, err) ? this.lost(err) : err));
+          });
         } catch (err) {
           reject(this.lost(err));
         }
