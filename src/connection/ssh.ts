@@ -653,7 +653,7 @@ export class SshConnection implements Connection {
             // The connection ending while the channel was being opened is a lost host, not a
             // refused command: ssh2 answers pending opens with "No response from server", then closes.
             // A tick later, a closed connection has cleared this.client.
-            setImmediate(() => reject(this.connectionGone(client, err) ? this.lost(err) : err));
+            this.failOpen(client, err, reject);
           } else {
             this.counters.channels++;
             resolve({ result: start(channel) });
@@ -673,6 +673,11 @@ export class SshConnection implements Connection {
    */
   private connectionGone(client: SshClient, err: Error): boolean {
     return this.client !== client || /no response from server|not connected/i.test(err.message);
+  }
+
+  /** Rejects a failed channel open a tick later: as a lost host when the connection ended, else with `other`. */
+  private failOpen(client: SshClient, err: Error, reject: (e: unknown) => void, other: unknown = err): void {
+    setImmediate(() => reject(this.connectionGone(client, err) ? this.lost(err) : other));
   }
 
   private lost(cause?: unknown): ConnectionError {
@@ -756,7 +761,7 @@ export class SshConnection implements Connection {
         try {
           client.exec(line.line, (err, ch) => {
             if (!err) return resolve(ch);
-            setImmediate(() => reject(this.connectionGone(client, err) ? this.lost(err) : err));
+            this.failOpen(client, err, reject);
           });
         } catch (err) {
           reject(this.lost(err));
@@ -841,8 +846,10 @@ export class SshConnection implements Connection {
     return new Promise((resolve, reject) => {
       client.openssh_forwardOutStreamLocal(path, (err, stream) => {
         if (err) {
-          if (this.connectionGone(client, err)) return void setImmediate(() => reject(this.lost(err)));
-          reject(
+          this.failOpen(
+            client,
+            err,
+            reject,
             new Error(
               `${this.target.label}: cannot open the unix socket ${path} over SSH (${err.message}) — is something listening there, and does sshd allow AllowStreamLocalForwarding?`,
             ),
@@ -862,10 +869,12 @@ export class SshConnection implements Connection {
     return new Promise((resolve, reject) => {
       client.forwardOut('127.0.0.1', 0, address, port, (err, stream) => {
         if (err) {
-          // The host lost, not the address it was asked to reach (a frozen or killed sshd).
-          if (this.connectionGone(client, err)) return void setImmediate(() => reject(this.lost(err)));
-          // OpenSSH puts its resolver's or connect()'s error text in the open-failure description.
-          reject(
+          // The host lost (a frozen or killed sshd) is not the address failing; otherwise OpenSSH
+          // puts its resolver's or connect()'s error text in the open-failure description.
+          this.failOpen(
+            client,
+            err,
+            reject,
             new TcpOpenError(
               tcpFailureOf(err.message),
               `${this.target.label}: the host cannot open a TCP connection to ${address}:${port} (${err.message.replace(/^\(SSH\) Channel open failure: /, '')})`,
