@@ -92,33 +92,42 @@ export async function versionFromCri(conn: Connection, socket: string): Promise<
 // that holds the listening socket at one of the paths given as arguments: /proc/net/unix maps the
 // path to the socket's inode, and the daemon has `socket:[<inode>]` among its fds. Several daemons
 // may run side by side (a k3s agent next to a packaged containerd; lab nodes sharing a network
-// namespace bind the same path), so the first process named containerd is only the last resort.
+// namespace bind the same path), and a `containerd --version` someone runs is named containerd
+// too, so the first process named containerd is only the last resort ($dheld=0).
+// Sets dpid, dexe, dsock, dheld; returns 1 when no containerd runs here. `read` is a builtin: a
+// `$(cat)` per process forks once per process, which costs seconds on a loaded node.
+export const CONTAINERD_DAEMON_SH = `containerd_daemon() {
+  dpid=; dexe=; dsock=; dheld=0
+  self=$(readlink /proc/self/ns/mnt 2>/dev/null)
+  inodes=
+  for s in "$@"; do
+    for i in $(awk -v p="$s" '$8 == p { print $7 }' /proc/net/unix 2>/dev/null); do inodes="$inodes $i:$s"; done
+  done
+  first=
+  for d in /proc/[0-9]*; do
+    { read -r n < "$d/comm"; } 2>/dev/null || continue
+    [ "$n" = containerd ] || continue
+    [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
+    e=$(readlink "$d/exe" 2>/dev/null) || continue
+    [ -n "$first" ] || first="$d $e"
+    [ -n "$inodes" ] || break
+    fds=" $(readlink "$d"/fd/* 2>/dev/null | tr '\\n' ' ')"
+    for i in $inodes; do
+      case "$fds" in *" socket:[\${i%%:*}] "*) dpid=\${d#/proc/}; dexe=$e; dsock=\${i#*:}; dheld=1; return 0 ;; esac
+    done
+  done
+  [ -n "$first" ] || return 1
+  dpid=\${first%% *}; dpid=\${dpid#/proc/}; dexe=\${first#* }
+}
+`;
+
 // Output: "<pid> <1 = holds the socket | 0> <base64 exe path> <base64 socket path>", then the
 // executable's own `--version` line.
-const PROCESS_SCRIPT = `self=$(readlink /proc/self/ns/mnt 2>/dev/null)
-inodes=
-for s in "$@"; do
-  for i in $(awk -v p="$s" '$8 == p { print $7 }' /proc/net/unix 2>/dev/null); do inodes="$inodes $i:$s"; done
-done
-report() {
-  v=$("$1/exe" --version 2>/dev/null | head -n 1) || return 1
-  [ -n "$v" ] || return 1
-  printf '%s %s %s %s\\n%s\\n' "\${1#/proc/}" "$2" "$(printf '%s' "$3" | base64 | tr -d '\\n')" "$(printf '%s' "$4" | base64 | tr -d '\\n')" "$v"
-}
-first=
-for d in /proc/[0-9]*; do
-  [ "$(cat "$d/comm" 2>/dev/null)" = containerd ] || continue
-  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
-  e=$(readlink "$d/exe" 2>/dev/null) || continue
-  [ -n "$first" ] || first="$d $e"
-  [ -n "$inodes" ] || break
-  fds=" $(readlink "$d"/fd/* 2>/dev/null | tr '\\n' ' ')"
-  for i in $inodes; do
-    case "$fds" in *" socket:[\${i%%:*}] "*) report "$d" 1 "$e" "\${i#*:}" && exit 0 ;; esac
-  done
-done
-[ -n "$first" ] && report "\${first%% *}" 0 "\${first#* }" ""
-exit 0
+const PROCESS_SCRIPT = `${CONTAINERD_DAEMON_SH}
+containerd_daemon "$@" || exit 0
+v=$("/proc/$dpid/exe" --version 2>/dev/null | head -n 1) || exit 0
+[ -n "$v" ] || exit 0
+printf '%s %s %s %s\\n%s\\n' "$dpid" "$dheld" "$(printf '%s' "$dexe" | base64 | tr -d '\\n')" "$(printf '%s' "$dsock" | base64 | tr -d '\\n')" "$v"
 `;
 
 /**

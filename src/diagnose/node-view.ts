@@ -14,7 +14,8 @@ import { inspectConfig } from '../containerd/config.js';
 import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
 import { parseHostsToml } from '../containerd/hosts-toml.js';
 import { detectFlavour } from '../containerd/flavour.js';
-import { containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
+import { CONTAINERD_DAEMON_SH, containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
+import { DEFAULT_CRI_SOCKETS } from '../cri/client.js';
 import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
 import { credentialKeys } from '../containerd/node-facts.js';
 import { maskUrlUserinfo } from '../secrets/url.js';
@@ -90,24 +91,28 @@ const UNIT_FILES = [
 ];
 const DROPIN_DIRS = ['/etc/systemd/system/containerd.service.d', '/run/systemd/system/containerd.service.d'];
 
-// $1 host, $2 OS store candidates (newline separated), $3 unit files, $4 drop-in dirs, then CA and credential files.
-// The containerd process: systemd's MainPID, else the containerd in this mount namespace (a shared
-// pid namespace with several daemons, as the lab's nodes have, must not pick another node's).
-// \`read\` is a builtin: a \`$(cat)\` per process forked twice per process (11 s for 160 processes on a loaded 2-core machine, 0.2 s this way).
-const SCRIPT = `host=$1; stores=$2; units=$3; dropins=$4; shift 4
+// $1 host, $2 OS store candidates (newline separated), $3 unit files, $4 drop-in dirs, $5 CRI
+// sockets, then CA and credential files.
+// The containerd process: systemd's MainPID, else the containerd in this mount namespace that holds
+// the CRI socket (a shared pid namespace with several daemons, as the lab's nodes have, must not pick
+// another node's; a \`containerd --version\` beside it, from another diagnose or a run's fact
+// gathering, is named containerd too but has its caller's environment, not the daemon's).
+const SCRIPT = `${CONTAINERD_DAEMON_SH}
+host=$1; stores=$2; units=$3; dropins=$4; sockets=$5; shift 5
 b() { base64 | tr -d '\\n'; echo; }
 echo "@@clock $(date -u +%s)"
 echo "@@addrs $(getent ahosts "$host" 2>/dev/null | awk '{print $1}' | sort -u | tr '\\n' ' ')"
 command -v openssl >/dev/null 2>&1 && echo "@@openssl"
 pid=$(systemctl show -p MainPID --value containerd 2>/dev/null)
-case "$pid" in ''|0|*[!0-9]*) pid=; me=$(readlink /proc/$$/ns/mnt)
-  for c in /proc/[0-9]*/comm; do
-    { read -r n < "$c"; } 2>/dev/null || continue; [ "$n" = containerd ] || continue
-    p=\${c%/comm}; [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] && { pid=\${p#/proc/}; break; }
-  done;;
+case "$pid" in ''|0|*[!0-9]*)
+  pid=$(set -f; IFS='
+'; set -- $sockets; set +f; IFS=' 	
+'; containerd_daemon "$@" && [ "$dheld" = 1 ] && echo "$dpid");;
 esac
-if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
-  echo "@@environ $pid"; tr '\\0' '\\n' < "/proc/$pid/environ" | grep -i -E '^(https?_proxy|no_proxy|all_proxy|ssl_cert_file|ssl_cert_dir)=' | b
+# A containerd on its way out (a restart's old daemon) has released its memory and its environ
+# reads empty: that is never "no proxy"; then the unit's environment applies.
+if [ -n "$pid" ] && penv=$(tr '\\0' '\\n' < "/proc/$pid/environ" 2>/dev/null) && [ -n "$penv" ]; then
+  echo "@@environ $pid"; printf '%s\\n' "$penv" | grep -i -E '^(https?_proxy|no_proxy|all_proxy|ssl_cert_file|ssl_cert_dir)=' | b
 fi
 echo "$units" | while IFS= read -r u; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done
 echo "$dropins" | while IFS= read -r d; do for u in "$d"/*.conf; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done; done
@@ -151,7 +156,8 @@ export function proxyFor(proxy: ProxyEnv, registry: string): string | undefined 
 function envValue(lines: string[], name: string): string | undefined {
   // Go reads the upper-case name first, then the lower-case one.
   for (const n of [name.toUpperCase(), name.toLowerCase()]) {
-    const l = lines.find((x) => x.startsWith(`${n}=`));
+    // The last assignment wins, as systemd applies a unit's Environment= lines in order.
+    const l = lines.findLast((x) => x.startsWith(`${n}=`));
     if (l !== undefined) return l.slice(n.length + 1);
   }
   return undefined;
@@ -244,6 +250,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
       GO_CERT_FILES.join('\n'),
       UNIT_FILES.join('\n'),
       DROPIN_DIRS.join('\n'),
+      (flavour?.socket !== undefined ? [flavour.socket] : DEFAULT_CRI_SOCKETS).join('\n'),
       ...trust.ca_files,
       ...(trust.client_cert ?? []),
       ...credFiles,
