@@ -78,6 +78,38 @@ describe('evaluateChain', () => {
     ).toEqual([]);
   });
 
+  it("a root with the name of the leaf's issuer but another key is a re-created CA, not a missing intermediate", async () => {
+    // A second lab PKI: the same "trustplay lab CA" name, a new key.
+    const other = await makePki(await mkdtemp(path.join(dir, 'recreated-')));
+    const given = await anchor(other.ca.cert, 'hosts.toml ca');
+    const r = evaluateChain({
+      served: await load(pki.registry.cert),
+      anchors: given,
+      registryAnchors: given,
+      hostname: 'registry.test',
+      now: now(),
+    });
+    expect(causes(r)).toEqual(['unknown-authority']);
+    expect(r.findings[0]?.detail).toMatch(
+      /the root given for this registry, "trustplay lab CA" \(hosts\.toml ca, .*\), has the name of the leaf's issuer but did not sign it: another CA of that name \(key id [0-9a-f:]+; the given root's is [0-9a-f:]+\)/,
+    );
+  });
+
+  it("a leaf served alone under an unrelated root: the detail says that root may not be this registry's at all", async () => {
+    const given = await anchor(pki.selfSigned.cert, '--ca selfsigned.pem');
+    const r = evaluateChain({
+      served: await load(pki.registry.cert),
+      anchors: given,
+      registryAnchors: given,
+      hostname: 'registry.test',
+      now: now(),
+    });
+    expect(causes(r)).toEqual(['missing-intermediate']);
+    expect(r.findings[0]?.detail).toMatch(
+      /did not sign the leaf itself: if "trustplay lab CA" is not an intermediate under it, that root is not this registry's CA at all/,
+    );
+  });
+
   it('the same leaf with its intermediate served validates against the root alone', async () => {
     const r = evaluateChain({
       served: await load(v.chain.cert),

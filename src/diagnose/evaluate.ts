@@ -212,21 +212,36 @@ export function evaluateChain(input: ChainInput): ChainVerdict {
   const direct = registryAnchors.filter(
     (a) => leaf.x509.checkIssued(a.cert.x509) && safeVerify(leaf.x509, a.cert.x509),
   );
+  const roots = registryAnchors.filter((a) => isSelfSigned(a.cert));
+  // A root given for this registry with the very name of the leaf's issuer, that did not sign it:
+  // the same CA name with another key (a CA that was re-created), not a missing intermediate.
+  const sameName =
+    served.length === 1 && !servedIssuer && direct.length === 0
+      ? roots.find((a) => a.cert.x509.subject === leaf.x509.issuer)
+      : undefined;
+  if (sameName) {
+    const keys = leaf.aki
+      ? ` (key id ${leaf.aki}${sameName.cert.ski ? `; the given root's is ${sameName.cert.ski}` : ''})`
+      : '';
+    findings.push({
+      cause: 'unknown-authority',
+      detail: `the root given for this registry, "${name(sameName.cert)}" (${sameName.source}, ${sameName.cert.x509.fingerprint256}), has the name of the leaf's issuer but did not sign it: another CA of that name${keys} issued the registry's certificate (was the CA re-created?); trust that one`,
+    });
+    return { findings };
+  }
   // An intermediate is missing when the leaf comes alone and either its issuer, given for this
   // registry, is itself not a root, or the root given for this registry did not sign it directly.
+  // The second cannot be told from a root that is simply another registry's: the detail says both.
   const missing =
     served.length === 1 &&
     !servedIssuer &&
-    (direct.some((a) => !isSelfSigned(a.cert)) ||
-      (direct.length === 0 && registryAnchors.some((a) => isSelfSigned(a.cert))));
+    (direct.some((a) => !isSelfSigned(a.cert)) || (direct.length === 0 && roots.length > 0));
   if (missing) {
-    const roots = registryAnchors
-      .filter((a) => isSelfSigned(a.cert))
-      .map((a) => `"${name(a.cert)}" (${a.source})`)
-      .join(', ');
+    const rootList = roots.map((a) => `"${name(a.cert)}" (${a.source})`).join(', ');
+    const unsure = direct.length === 0;
     findings.push({
       cause: 'missing-intermediate',
-      detail: `the server sends only its leaf, issued by "${issuerName(leaf)}"${leaf.aki ? ` (key id ${leaf.aki})` : ''}, an intermediate it does not send${roots ? `; the root given for this registry is ${roots}` : ''}`,
+      detail: `the server sends only its leaf, issued by "${issuerName(leaf)}"${leaf.aki ? ` (key id ${leaf.aki})` : ''}, an intermediate it does not send${rootList ? `; the root given for this registry is ${rootList}` : ''}${unsure ? `, which did not sign the leaf itself: if "${issuerName(leaf)}" is not an intermediate under it, that root is not this registry's CA at all` : ''}`,
     });
     return { findings };
   }

@@ -137,10 +137,11 @@ export function trustExpiry(i: {
   return out;
 }
 
-/** One warning line per expiring certificate, naming the node, the certificate and the days left. */
-export function expiryLines(host: string, registry: string, ws: ExpiryWarning[]): string[] {
+/** One warning line per expiring certificate, naming the certificate, where it is trusted and the days left. */
+export function expiryLines(registry: string, ws: ExpiryWarning[]): string[] {
+  // A task's warnings are shown under its host already: the line does not name it again.
   return ws.map(
     (w) =>
-      `expiry: ${host}: certificate "${w.subject}" (${w.sha256}), ${w.where} for ${registry}, expires in ${w.days_left} day${w.days_left === 1 ? '' : 's'} (${w.not_after})`,
+      `expiry: certificate "${w.subject}" (${w.sha256}), ${w.where} for ${registry}, expires in ${w.days_left} day${w.days_left === 1 ? '' : 's'} (${w.not_after})`,
   );
 }

@@ -358,6 +358,16 @@ function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: str
   };
 }
 
+/** Whether the task's plan, before the pre-flight, changes anything (a refusal counts as a change: it is checked). */
+function writesAnything(args: ContainerdTlsArgs, observed: TlsObserved, host: string): boolean {
+  if (observed.pending !== undefined) return true;
+  try {
+    return planContainerdTls(args, observed, host).changes.length > 0;
+  } catch {
+    return true;
+  }
+}
+
 function refuse(host: string, error: string): never {
   throw new TaskError(error.replace(/^config\.toml/, `${host}: config.toml`), 'refused');
 }
@@ -376,15 +386,23 @@ function caLabel(ca: string | readonly string[]): string {
   return typeof ca === 'string' ? one(ca) : ca.map(one).join(' + ');
 }
 
-/** Runs the pre-flight in gather when the task writes a CA and verify_ca allows it. */
+/**
+ * Runs the pre-flight in gather when the task writes a CA and verify_ca allows it. Under `auto`, a
+ * task that would write nothing (the node already has exactly this CA, trusted as the task wants:
+ * every converged run) is not checked: nothing new is trusted, and the handshake from the node
+ * (about 1.4 s a task) is saved. `true` always checks; so does `--expiry-warning`, which lists the
+ * served chain the pre-flight sees.
+ */
 async function gatherCaPreflight(
   ctx: TaskContext,
   args: ContainerdTlsArgs,
   material: TlsMaterial,
   view: { configFile?: string; configPath?: string },
+  writes?: () => boolean,
 ): Promise<CaPreflight | undefined> {
   if (args.state === 'absent' || material.ca === undefined || args.ca === undefined || args.verify_ca === false)
     return undefined;
+  if (args.verify_ca === 'auto' && ctx.expiryWarningDays === undefined && writes && !writes()) return undefined;
   return preflightCa(ctx.conn, {
     registry: args.registry,
     caPem: material.ca,
@@ -980,16 +998,10 @@ export default defineModule({
           args.config_file,
           facts.config.exists ? (facts.config.content ?? facts.config.text ?? '') : null,
         );
-    const caPreflight = await gatherCaPreflight(ctx, args, material, {
-      configFile: args.config_file,
-      configPath: args.config_path,
-    });
-    const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
     const observed: TlsObserved = {
       facts,
       material,
       materialWarnings: warnings,
-      ...defined({ caPreflight, expiring }),
       ...(flavour.kind !== 'containerd' ? { flavour } : {}),
       versionSource: running?.source ?? null,
       ...(pending ? { pending } : {}),
@@ -997,11 +1009,20 @@ export default defineModule({
       ...defined({ criDown }),
       ...(recordDaemon ? { recordDaemon } : {}),
     };
+    const caPreflight = await gatherCaPreflight(
+      ctx,
+      args,
+      material,
+      { configFile: args.config_file, configPath: args.config_path },
+      () => writesAnything(args, observed, ctx.host),
+    );
+    const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
+    Object.assign(observed, defined({ caPreflight, expiring }));
     recordFacts(ctx, args, observed);
     return observed;
   },
   plan(args, observed, ctx) {
-    for (const w of expiryLines(ctx.host, args.registry, observed.expiring ?? [])) ctx.warn(w);
+    for (const w of expiryLines(args.registry, observed.expiring ?? [])) ctx.warn(w);
     if (observed.flavour?.registriesFile !== undefined)
       return afterPendingRestart(ctx, observed.pending, rancherRestart(args, observed.flavour), () => {
         const plan = planRancherTls(args, observed, ctx.host);

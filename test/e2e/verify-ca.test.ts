@@ -5,9 +5,10 @@
  * diagnosis and nothing is written (every managed file byte for byte, containerd not restarted);
  * verify_ca: false writes it anyway; the lab CA is applied and the pull works; a registry nobody
  * listens for (closed.test) fails the task under verify_ca: true with nothing written, and under
- * auto is a warning and the CA is written. Then `check --expiry-warning 30d` on the converged node
+ * auto is a warning and the CA is written; run again, the converged task is not checked under auto
+ * (it writes nothing), and still is under true. Then `check --expiry-warning 30d` on the converged node
  * warns (exit still 0) about a CA it trusts for the registry that expires in three days (made by
- * openssl here), naming the node, the certificate's subject and fingerprint and the days left.
+ * openssl here), on the node's line, naming the certificate's subject and fingerprint and the days left.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -142,6 +143,16 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
       ),
     );
     expect(await managedState(node())).toMatch(new RegExp(`/etc/containerd/certs.d/${reg.replace('.', '\\.')}/ca.crt`));
+
+    // Converged: under auto a task that writes nothing is not checked (no handshake, no warning);
+    // verify_ca: true still checks every time.
+    const again = await runTask({ registry: reg, ca: env.lab.ca });
+    expect(again.code, again.out).toBe(0);
+    expect(again.task.status).toBe('ok');
+    expect(again.task.warnings.join('\n')).not.toMatch(/verify_ca/);
+    const strictAgain = await runTask({ registry: reg, ca: env.lab.ca, verify_ca: true }, 'check');
+    expect(strictAgain.code, strictAgain.out).toBe(1);
+    expect(strictAgain.task.error?.message).toMatch(/verify_ca: true requires the check/);
   }, 300_000);
 
   it('check --expiry-warning 30d warns about a CA the node trusts for the registry that expires in 3 days; the exit code stays 0', async () => {
@@ -182,7 +193,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
     expect(warned.code, warned.out).toBe(0);
     expect(warned.task.status).toBe('ok');
     const line = new RegExp(
-      `^expiry: node1: certificate "CN=short-lived CA" \\(sha256:${fp}\\), trusted by the node \\(/etc/containerd/certs.d/${reg.replace(/\./g, '\\.')}/ca.crt\\) for ${reg.replace(/\./g, '\\.')}, expires in 2 days \\(`,
+      `^expiry: certificate "CN=short-lived CA" \\(sha256:${fp}\\), trusted by the node \\(/etc/containerd/certs.d/${reg.replace(/\./g, '\\.')}/ca.crt\\) for ${reg.replace(/\./g, '\\.')}, expires in 2 days \\(`,
     );
     expect(warned.task.warnings.filter((w) => line.test(w))).toHaveLength(1);
     // Once per certificate: the task's copy of the same CA is not listed again.
