@@ -12,6 +12,7 @@ import { evaluateChain, type Anchor, type ChainFinding } from './evaluate.js';
 import { fixFor, type Fix } from './fixes.js';
 import { gatherNodeView, proxyFor, type NodeView, type NodeViewOptions } from './node-view.js';
 import { connectThroughProxy, probePlain, probeTls, type TlsProbe } from './probe.js';
+import { sClientProbe } from './s-client.js';
 import { CAUSE_SUMMARY, type DiagnoseCause } from './causes.js';
 
 /** A CA file given with `--ca`, already parsed. */
@@ -102,7 +103,11 @@ export interface ExpiryWarning {
 }
 
 /** Where the handshake was seen from. */
-export type ViewKind = 'node (direct TCP channel)' | 'node through containerd proxy' | 'controller only';
+export type ViewKind =
+  | 'node (direct TCP channel)'
+  | 'node through containerd proxy'
+  | 'node (openssl s_client: TCP forwarding is forbidden)'
+  | 'controller only';
 
 /** One node's diagnosis, as printed and as JSON. */
 export interface Diagnosis {
@@ -244,12 +249,43 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
         );
       case 'timeout':
         return done('timeout', `the node's connection to ${hostname}:${port} timed out: ${e.message}`);
-      case 'forbidden':
+      case 'forbidden': {
+        // No direct-tcpip channel: the node's own openssl makes the handshake instead, when it has one.
+        if (view.hasOpenssl) {
+          const via = await sClientProbe(conn, {
+            hostname: bareHost,
+            port,
+            proxy: view.proxy.rawHttpsProxy && proxy ? view.proxy.rawHttpsProxy : undefined,
+            clientCert: view.trust.client_cert,
+          });
+          if (via.kind !== 'error') {
+            d.view = 'node (openssl s_client: TCP forwarding is forbidden)';
+            return classifyProbe(d, via.probe, {
+              view,
+              nodeNow,
+              controllerNow,
+              hostname: bareHost,
+              port,
+              open: async () => ({ error: e }),
+              proxy: proxy !== undefined,
+              conn,
+              o,
+            });
+          }
+          if (via.failure !== 'other') {
+            d.view = 'node (openssl s_client: TCP forwarding is forbidden)';
+            return done(
+              via.failure,
+              `${via.message} (seen by openssl s_client on the node: its sshd forbids TCP forwarding)`,
+            );
+          }
+        }
         d.view = 'controller only';
         return done(
           'other',
-          `the node's sshd forbids TCP forwarding (AllowTcpForwarding no), so the handshake cannot be seen from the node: ${e.message}`,
+          `the node's sshd forbids TCP forwarding (AllowTcpForwarding no) and the node has no openssl, so the handshake cannot be seen from the node: ${e.message}`,
         );
+      }
       default:
         return done('unreachable', e.message);
     }

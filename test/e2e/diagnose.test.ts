@@ -11,6 +11,8 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Diagnosis } from '../../src/diagnose/diagnose.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
+import { nodeSshdPids, restartNodeSshd } from '../lab/lab.js';
+import { waitFor } from '../lab/procs.js';
 import { runCli, scratchDir } from '../fixtures/image-modules/run-cli.js';
 import { rmSync } from 'node:fs';
 
@@ -208,4 +210,37 @@ describeLab('trustplay diagnose (lab, containerd 1.6, over SSH)', () => {
       expect((JSON.parse(down.stdout) as DiagnoseJson).hosts[0]?.cause).toBe('host-unreachable');
     }, 180_000);
   });
+
+  it("sshd forbids TCP forwarding: the node's own openssl s_client makes the handshake, and the causes are the same", async () => {
+    const node = env.lab.nodes[0]!;
+    const cfg = path.join(node.root, 'ssh', 'sshd_config');
+    const original = readFileSync(cfg, 'utf8');
+    const restart = async () => {
+      for (const pid of nodeSshdPids(node)) process.kill(pid, 'SIGTERM');
+      await waitFor("the node's sshd to stop", () => Promise.resolve(nodeSshdPids(node).length === 0));
+      await restartNodeSshd(node);
+    };
+    writeFileSync(cfg, `${original}AllowTcpForwarding no\n`);
+    try {
+      await restart();
+      const r = env.lab.registries;
+      const [selfsigned, auth, closed] = await Promise.all([
+        diagnose(r.selfsigned.host),
+        diagnose(r.auth.host),
+        diagnose(r.closed.host),
+      ]);
+      for (const g of [selfsigned, auth, closed])
+        expect(g.node.view, g.node.summary).toBe('node (openssl s_client: TCP forwarding is forbidden)');
+      expect(selfsigned.node.cause, selfsigned.node.summary).toBe('self-signed');
+      expect(selfsigned.node.evidence.chain?.[0]?.subject).toBe('CN=selfsigned.test');
+      // The chain as served, and the registry's answer to GET /v2/ after the handshake.
+      expect(auth.node.evidence.chain?.[0]?.issuer).toBe('CN=trustplay lab CA');
+      expect(auth.node.evidence.http_status).toBe(401);
+      expect(closed.node.cause, closed.node.summary).toBe('unreachable');
+      expect(closed.node.summary).toMatch(/refused/);
+    } finally {
+      writeFileSync(cfg, original);
+      await restart();
+    }
+  }, 180_000);
 });
