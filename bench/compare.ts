@@ -21,6 +21,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { renderHostsToml } from '../src/containerd/hosts-toml.js';
+import { selfSignedCa } from '../test/lab/certs.js';
 import {
   BENCH_REGISTRY,
   CERTS_D,
@@ -175,24 +176,7 @@ export interface Project {
 export async function makeProject(fleet: Fleet): Promise<Project> {
   const dir = join(fleet.dir, 'compare');
   await mkdir(dir, { recursive: true });
-  const caFile = join(dir, 'ca.crt');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-subj',
-    '/CN=trustplay bench CA',
-    '-days',
-    '3650',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    caFile,
-  ]);
+  const caFile = (await selfSignedCa(dir, 'ca', 'trustplay bench CA', 3650)).cert;
   const ca = await readFile(caFile, 'utf8');
   const hostsDir = `${CERTS_D}/${BENCH_REGISTRY}`;
   const hostsToml = renderHostsToml({ registry: BENCH_REGISTRY, ca: `${hostsDir}/ca.crt` });

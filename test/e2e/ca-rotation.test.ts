@@ -18,6 +18,7 @@ import { run } from '../lab/procs.js';
 import { trustplay } from '../support/cli.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
 import { criPull, inNode } from '../support/lab-node.js';
+import { selfSignedCa } from '../lab/certs.js';
 
 async function pull(lab: Lab, node: LabNode): Promise<string> {
   return (await criPull(node.hostSocket, lab.image.ref, { fresh: true, timeoutMs: 60_000 })) || 'ok';
@@ -27,23 +28,7 @@ async function pull(lab: Lab, node: LabNode): Promise<string> {
 async function newCa(dir: string): Promise<{ ca: string; cert: string; key: string }> {
   const f = (n: string) => join(dir, n);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  await run('openssl', [
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    f('ca2.key'),
-    '-out',
-    f('ca2.pem'),
-    '-subj',
-    '/CN=trustplay lab CA 2',
-    '-days',
-    '30',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ]);
+  await selfSignedCa(dir, 'ca2', 'trustplay lab CA 2');
   await run('openssl', [
     'req',
     '-new',

@@ -110,7 +110,7 @@ describeLab('published production configs on the containerd version each targets
     expect(again.stdout).not.toContain('imports');
     expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
-  });
+  }, 180_000);
 
   it('kind’s node config on 1.7: its legacy k8s.gcr.io mirror is refused with config_path (file untouched); with migrate_legacy it moves to hosts.toml, config dump changes only in the registry table, and the pull works', async () => {
     const n = node('1.7');
@@ -135,7 +135,7 @@ describeLab('published production configs on the containerd version each targets
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
-  });
+  }, 180_000);
 
   it('kubespray’s template (config_path mode) on 2.1 and 1.7: config_path already there, so only hosts.toml + CA, config dump identical, pull works', async () => {
     for (const v of ['2.1', '1.7']) {
@@ -151,7 +151,7 @@ describeLab('published production configs on the containerd version each targets
       expect(await pull(n), v).toBe('ok');
       await reset(n);
     }
-  });
+  }, 180_000);
 
   it('microk8s’s template, rendered as the snap renders it, on 1.6: its own certs.d under args is never repointed (refused without config_path, nothing written) and is where trustplay writes with it (config untouched, no restart), and the pull works', async () => {
     const n = node('1.6');
@@ -199,7 +199,7 @@ describeLab('published production configs on the containerd version each targets
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
-  });
+  }, 180_000);
 
   it('AKS on containerd 1.x for Kubernetes < 1.22 (the template without config_path) on 1.7: config_path added to the table with the headers, one restart, config dump changes only in the registry table (headers kept), converges', async () => {
     const n = node('1.7');
@@ -222,7 +222,7 @@ describeLab('published production configs on the containerd version each targets
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`^${n.name} \\| ok \\| Trust the lab CA$`, 'm'));
     await reset(n);
-  });
+  }, 180_000);
 
   it('AKS on containerd 2.x (AgentBaker’s containerd_v2 template: version 2 with the 2.x table names) on 2.1: the images registry table in force is read, its config_path and headers kept, only hosts.toml + CA written, no restart, config dump identical, converges', async () => {
     const n = node('2.1');

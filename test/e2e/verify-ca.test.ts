@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { selfSignedCa } from '../lab/certs.js';
 import { labState } from '../lab/lab.js';
 import { run } from '../lab/procs.js';
 import { trustplay } from '../support/cli.js';
@@ -54,28 +55,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
 
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'trustplay-e2e-verify-ca-'));
-    wrongCa = join(tmp, 'other-ca.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(tmp, 'other-ca.key'),
-      '-out',
-      wrongCa,
-      '-subj',
-      '/CN=some other CA',
-      '-days',
-      '30',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ]);
+    wrongCa = (await selfSignedCa(tmp, 'other-ca', 'some other CA')).cert;
   });
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -157,28 +137,7 @@ describeLab('containerd.tls verify_ca: the CA is checked against what the regist
 
   it('check --expiry-warning 30d warns about a CA the node trusts for the registry that expires in 3 days; the exit code stays 0', async () => {
     const reg = env.lab.registries.registry.host;
-    const short = join(tmp, 'short-ca.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(tmp, 'short-ca.key'),
-      '-out',
-      short,
-      '-subj',
-      '/CN=short-lived CA',
-      '-days',
-      '3',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ]);
+    const short = (await selfSignedCa(tmp, 'short-ca', 'short-lived CA', 3)).cert;
     // The lab CA validates what the registry serves; the short-lived one rides along in the bundle.
     const task = { registry: reg, ca: [env.lab.ca, short] };
     const applied = await runTask(task);

@@ -75,6 +75,34 @@ commonName = supplied
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
 
 /**
+ * A self-signed CA certificate `CN=<name>` valid `days` days, made with openssl as an operator
+ * would (`<file>.pem` and `<file>.key` under `dir`): a CA unrelated to the lab's, for tests that
+ * need another CA, a short-lived one, or a rotation.
+ */
+export async function selfSignedCa(dir: string, file: string, name: string, days = 30): Promise<CertPair> {
+  const cert = path.join(dir, `${file}.pem`);
+  const key = path.join(dir, `${file}.key`);
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...EC,
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-subj',
+    `/CN=${name}`,
+    '-days',
+    String(days),
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  return { cert, key };
+}
+
+/**
  * One certificate made with `openssl req -x509` under `dir`: `ext` is a section of OPENSSL_CNF,
  * `san` its subjectAltName, signed by `signer` (self-signed when null), valid 30 days.
  */
