@@ -5,15 +5,23 @@
  * so no X.509 structure is parsed by hand here.
  */
 import { X509Certificate } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  AuthorityKeyIdentifier,
-  Certificate,
-  SubjectKeyIdentifier,
-  id_ce_authorityKeyIdentifier,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-} from '@peculiar/asn1-x509';
+import { createRequire } from 'node:module';
+import type * as Asn1Schema from '@peculiar/asn1-schema';
+import type * as Asn1X509 from '@peculiar/asn1-x509';
+
+// Loaded on the first certificate parsed, not at import: the ASN.1 libraries take ~55 ms to load,
+// and every command that imports the modules (validate, --help of a task) would pay it otherwise.
+let asn1: { schema: typeof Asn1Schema; x509: typeof Asn1X509 } | undefined;
+function asn1Libs(): { schema: typeof Asn1Schema; x509: typeof Asn1X509 } {
+  if (!asn1) {
+    const require = createRequire(import.meta.url);
+    asn1 = {
+      schema: require('@peculiar/asn1-schema') as typeof Asn1Schema,
+      x509: require('@peculiar/asn1-x509') as typeof Asn1X509,
+    };
+  }
+  return asn1;
+}
 
 /** A parsed certificate with the fields Node does not expose. */
 export interface Cert {
@@ -56,6 +64,17 @@ const hex = (b: ArrayBuffer): string =>
 /** Parses one DER certificate. */
 export function parseCert(der: Buffer): Cert {
   const x509 = new X509Certificate(der);
+  const {
+    schema: { AsnConvert },
+    x509: {
+      AuthorityKeyIdentifier,
+      Certificate,
+      SubjectKeyIdentifier,
+      id_ce_authorityKeyIdentifier,
+      id_ce_subjectAltName,
+      id_ce_subjectKeyIdentifier,
+    },
+  } = asn1Libs();
   const asn = AsnConvert.parse(der, Certificate);
   const signatureOid = asn.signatureAlgorithm.algorithm;
   const ext = asn.tbsCertificate.extensions ?? [];
