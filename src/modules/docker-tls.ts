@@ -21,21 +21,14 @@
  *   what was looked for: green means checked. /etc/docker alone says nothing (Debian's
  *   docker-registry package makes it).
  */
-import { managedEntry, namesIn, readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
-import { hostsDirFor, type HostsDirFacts } from '../containerd/facts.js';
+import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
+import { hostsDirFor } from '../containerd/facts.js';
 import { sha256 } from '../engine/apply.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
-import {
-  FILE_NAMES,
-  pushRmdir,
-  readMaterial,
-  removeChange,
-  writeChange,
-  type DesiredFile,
-  type TlsMaterial,
-} from './containerd-tls.js';
+import { certsDirMaterialProps, observeCertsDir, planCertsDir, type CertsDirObserved } from './certs-dir.js';
+import { FILE_NAMES, readMaterial, type TlsMaterial } from './containerd-tls.js';
 
 const schema = {
   type: 'object',
@@ -46,28 +39,7 @@ const schema = {
   required: ['registry'],
   properties: {
     registry: registryArg,
-    ca: {
-      type: 'string',
-      minLength: 1,
-      description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.",
-      'x-file': 'controller-certificate',
-    },
-    client_cert: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.',
-      'x-file': 'controller-certificate',
-    },
-    client_key: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.',
-      'x-secret': true,
-      'x-file': 'controller-private-key',
-    },
+    ...certsDirMaterialProps(),
     certs_dir: {
       type: 'string',
       minLength: 1,
@@ -83,12 +55,6 @@ const schema = {
       default: '/etc/docker/daemon.json',
       description: "dockerd's configuration file, read (never written) for `insecure-registries`.",
     },
-    state: {
-      type: 'string',
-      enum: ['present', 'absent'],
-      default: 'present',
-      description: '`absent` removes the ca.crt, client.cert and client.key this task manages for the registry.',
-    },
   },
   'x-together': [['client_cert', 'client_key']],
 } as const;
@@ -100,11 +66,7 @@ export type DockerTlsArgs = ArgsOf<typeof schema>;
 const DOCKER_SOCKET = '/run/docker.sock';
 
 /** What `docker.tls` reads of a node. */
-export interface DockerTlsObserved {
-  /** The registry's directory under certs_dir and the regular files in it. */
-  dir: HostsDirFacts;
-  /** Other names in the directory (links, subdirectories, files too big to be certificates). */
-  otherNames: string[];
+export interface DockerTlsObserved extends CertsDirObserved {
   material: TlsMaterial;
   materialWarnings: string[];
   /** What says Docker Engine is on the node; empty: nothing found. */
@@ -131,34 +93,7 @@ export function observedFromRead(
   material: TlsMaterial,
   materialWarnings: string[],
 ): DockerTlsObserved {
-  const path = dockerCertsDir(args);
-  const entry = (p: string) => {
-    try {
-      return managedEntry(read, p);
-    } catch (e) {
-      throw new TaskError(`${host}: ${(e as Error).message}`, 'refused');
-    }
-  };
-  const top = entry(path);
-  const dir: HostsDirFacts = { path, exists: top.kind === 'dir', files: {} };
-  const otherNames: string[] = [];
-  if (top.kind !== 'dir' && top.kind !== 'absent')
-    throw new TaskError(
-      `${host}: ${path} is not a directory: move it away so dockerd can read certificates there`,
-      'refused',
-    );
-  if (dir.exists)
-    for (const name of namesIn(read, path)) {
-      const managed = (Object.values(FILE_NAMES) as string[]).includes(name) && name !== FILE_NAMES.hosts;
-      const e = managed ? entry(`${path}/${name}`) : read.entries.get(`${path}/${name}`)!;
-      if (e.kind === 'file') dir.files[name] = { content: e.content, mode: e.mode, uid: e.uid, gid: e.gid };
-      else if (managed && e.kind === 'meta')
-        throw new TaskError(
-          `${host}: ${path}/${name} is ${e.size} bytes, too big for a certificate or key: move it out of the registry's directory.`,
-          'refused',
-        );
-      else otherNames.push(name);
-    }
+  const { dir, otherNames } = observeCertsDir(host, read, dockerCertsDir(args), 'dockerd');
   const engine: string[] = [];
   const dockerd = read.records.find((r) => r.tag === 'dockerd');
   if (dockerd?.fields[0]) engine.push(`dockerd at ${Buffer.from(dockerd.fields[0], 'base64').toString('utf8')}`);
@@ -184,30 +119,6 @@ export function observedFromRead(
   return observed;
 }
 
-/** Files the task wants in the registry's directory. */
-function desiredFiles(material: TlsMaterial): DesiredFile[] {
-  const out: DesiredFile[] = [];
-  if (material.ca !== undefined)
-    out.push({ name: FILE_NAMES.ca, content: Buffer.from(material.ca), mode: 0o644, what: 'CA certificate' });
-  if (material.clientCert !== undefined && material.clientKey !== undefined) {
-    // The key before the certificate: dockerd refuses a client.cert whose client.key is not there yet.
-    out.push({
-      name: FILE_NAMES.key,
-      content: Buffer.from(material.clientKey),
-      mode: 0o600,
-      what: 'client key',
-      secret: true,
-    });
-    out.push({
-      name: FILE_NAMES.cert,
-      content: Buffer.from(material.clientCert),
-      mode: 0o644,
-      what: 'client certificate',
-    });
-  }
-  return out;
-}
-
 /** Whether dockerd counts `registry` as insecure (no verification), and why; null when it verifies. */
 function insecureBecause(registry: string, insecure: string[] | null): string | null {
   if (insecure?.includes(registry)) return `${registry} is listed in daemon.json's insecure-registries`;
@@ -228,58 +139,25 @@ export function planDockerTls(
       `${host}: no Docker Engine found (looked for dockerd on PATH and the socket ${DOCKER_SOCKET}): docker.tls has nothing to configure here; use the module for this host's runtime (containerd.tls).`,
       'refused',
     );
-  const { dir, material } = observed;
   const warnings = [...observed.materialWarnings];
-  const changes: Change[] = [];
-  const push = (c: Change | null): void => {
-    if (c) changes.push(c);
-  };
-  if (args.state === 'absent') {
-    for (const name of [FILE_NAMES.cert, FILE_NAMES.key, FILE_NAMES.ca])
-      push(removeChange(dir, name, 'written by docker.tls'));
-    const left = [...Object.keys(dir.files), ...observed.otherNames].filter(
-      (n) => !changes.some((c) => c.op === 'file.remove' && c.path === `${dir.path}/${n}`),
-    );
-    if (left.length === 0) pushRmdir(dir, changes, push);
-    else if (changes.length > 0)
-      warnings.push(`${dir.path} keeps ${left.join(', ')}, which docker.tls did not write, so the directory stays`);
-    return { changes, warnings };
+  if (args.state !== 'absent') {
+    if (observed.daemonJsonProblem !== undefined)
+      warnings.push(`${observed.daemonJsonProblem}: dockerd will not start with it; fix it by hand`);
+    const insecure = insecureBecause(args.registry, observed.insecureRegistries);
+    if (insecure)
+      warnings.push(
+        `${insecure}: dockerd does not verify its certificate at all, so the CA written here is not used until that changes`,
+      );
   }
-  if (material.ca === undefined && material.clientCert === undefined)
-    throw new TaskError(
-      "docker.tls needs `ca` (the registry's CA certificate) or a `client_cert`/`client_key` pair to know what to write (to stop trusting the registry, use state: absent).",
-      'refused',
-    );
-  if (observed.daemonJsonProblem !== undefined)
-    warnings.push(`${observed.daemonJsonProblem}: dockerd will not start with it; fix it by hand`);
-  const insecure = insecureBecause(args.registry, observed.insecureRegistries);
-  if (insecure)
-    warnings.push(
-      `${insecure}: dockerd does not verify its certificate at all, so the CA written here is not used until that changes`,
-    );
-  const wanted = desiredFiles(material);
-  for (const f of wanted) push(writeChange(dir, f));
-  // Files this task wrote for a setting that is gone (mTLS dropped, a client pair without a CA).
-  for (const name of [FILE_NAMES.cert, FILE_NAMES.key, FILE_NAMES.ca])
-    if (!wanted.some((w) => w.name === name)) push(removeChange(dir, name, 'no longer configured'));
-  const unpaired = unpairedClientFiles([...Object.keys(dir.files), ...observed.otherNames]);
-  if (unpaired.length)
-    warnings.push(
-      `${dir.path} holds ${unpaired.join(', ')} without the matching ${unpaired.map((n) => (n.endsWith('.key') ? n.replace(/\.key$/, '.cert') : n.replace(/\.cert$/, '.key'))).join(', ')}: dockerd refuses the whole directory then, and every pull from ${args.registry} fails; remove or complete them`,
-    );
-  return { changes, warnings };
-}
-
-/** `*.cert` files without their `*.key` and the reverse (not the pair this module manages). */
-function unpairedClientFiles(names: string[]): string[] {
-  const has = new Set(names);
-  return names
-    .filter((n) => n !== FILE_NAMES.cert && n !== FILE_NAMES.key)
-    .filter(
-      (n) =>
-        (n.endsWith('.cert') && !has.has(n.replace(/\.cert$/, '.key'))) ||
-        (n.endsWith('.key') && !has.has(n.replace(/\.key$/, '.cert'))),
-    );
+  const plan = planCertsDir({
+    module: 'docker.tls',
+    reader: 'dockerd',
+    registry: args.registry,
+    state: args.state,
+    observed,
+    material: observed.material,
+  });
+  return { changes: plan.changes, warnings: [...warnings, ...plan.warnings] };
 }
 
 /** Facts for the snapshot manifest and `facts` (no secrets): merged across docker.tls tasks of the host. */

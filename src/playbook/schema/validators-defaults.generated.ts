@@ -484,7 +484,7 @@ return errors === 0;
 validate0.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_docker_tls = validate1;
-const schema1 = {"type":"object","title":"docker.tls","description":"Make Docker Engine trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/docker/certs.d/<host[:port]>/, which dockerd reads at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/certs.d","description":"The directory dockerd reads registry certificates from (a rootless dockerd: ~/.config/docker/certs.d)."},"daemon_json":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/daemon.json","description":"dockerd's configuration file, read (never written) for `insecure-registries`."},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."}},"x-together":[["client_cert","client_key"]]};
+const schema1 = {"type":"object","title":"docker.tls","description":"Make Docker Engine trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/docker/certs.d/<host[:port]>/, which dockerd reads at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/certs.d","description":"The directory dockerd reads registry certificates from (a rootless dockerd: ~/.config/docker/certs.d)."},"daemon_json":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/daemon.json","description":"dockerd's configuration file, read (never written) for `insecure-registries`."}},"x-together":[["client_cert","client_key"]]};
 const pattern2 = new RegExp("^/", "u");
 
 function validate1(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
@@ -498,14 +498,14 @@ if(evaluated0.dynamicItems){
 evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.state === undefined){
+data.state = "present";
+}
 if(data.certs_dir === undefined){
 data.certs_dir = "/etc/docker/certs.d";
 }
 if(data.daemon_json === undefined){
 data.daemon_json = "/etc/docker/daemon.json";
-}
-if(data.state === undefined){
-data.state = "present";
 }
 if(data.registry === undefined){
 const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'"};
@@ -518,7 +518,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "registry") || (key0 === "ca")) || (key0 === "client_cert")) || (key0 === "client_key")) || (key0 === "certs_dir")) || (key0 === "daemon_json")) || (key0 === "state"))){
+if(!(((((((key0 === "registry") || (key0 === "ca")) || (key0 === "client_cert")) || (key0 === "client_key")) || (key0 === "state")) || (key0 === "certs_dir")) || (key0 === "daemon_json"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -649,10 +649,9 @@ vErrors.push(err11);
 errors++;
 }
 }
-let data4 = data.certs_dir;
-if(typeof data4 === "string"){
-if(func1(data4) < 1){
-const err12 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data4 = data.state;
+if(typeof data4 !== "string"){
+const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -661,8 +660,8 @@ vErrors.push(err12);
 }
 errors++;
 }
-if(!pattern2.test(data4)){
-const err13 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+if(!((data4 === "present") || (data4 === "absent"))){
+const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema1.properties.state.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -671,9 +670,10 @@ vErrors.push(err13);
 }
 errors++;
 }
-}
-else {
-const err14 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data5 = data.certs_dir;
+if(typeof data5 === "string"){
+if(func1(data5) < 1){
+const err14 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -682,10 +682,8 @@ vErrors.push(err14);
 }
 errors++;
 }
-let data5 = data.daemon_json;
-if(typeof data5 === "string"){
-if(func1(data5) < 1){
-const err15 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(!pattern2.test(data5)){
+const err15 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -694,8 +692,9 @@ vErrors.push(err15);
 }
 errors++;
 }
-if(!pattern2.test(data5)){
-const err16 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+}
+else {
+const err16 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -704,9 +703,10 @@ vErrors.push(err16);
 }
 errors++;
 }
-}
-else {
-const err17 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data6 = data.daemon_json;
+if(typeof data6 === "string"){
+if(func1(data6) < 1){
+const err17 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -715,9 +715,8 @@ vErrors.push(err17);
 }
 errors++;
 }
-let data6 = data.state;
-if(typeof data6 !== "string"){
-const err18 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!pattern2.test(data6)){
+const err18 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -726,8 +725,9 @@ vErrors.push(err18);
 }
 errors++;
 }
-if(!((data6 === "present") || (data6 === "absent"))){
-const err19 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema1.properties.state.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err19 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err19];
 }

@@ -1,0 +1,185 @@
+/**
+ * A registry's certificate directory as Docker Engine and containers/image (podman, buildah,
+ * skopeo, CRI-O) read it: `<certs.d>/<host[:port]>/` with `ca.crt` (trusted CAs: every `*.crt`),
+ * and a client pair `client.cert` + `client.key` (every `*.cert` needs its `*.key` and the
+ * reverse, or the whole directory is refused and every pull from the registry fails). Both read
+ * the directory at each request: a change takes effect at the next pull, with no restart.
+ *
+ * One implementation of that directory for `docker.tls` and `containers.tls`: what is read of it,
+ * the files wanted, the plan against them (`state: absent` included), and the unpaired-file check.
+ * Each module keeps only what is its runtime's own (how the runtime is detected, where insecure
+ * registries are configured).
+ */
+import { managedEntry, namesIn, type NodeRead } from '../connection/read-files.js';
+import type { HostsDirFacts } from '../containerd/facts.js';
+import { TaskError } from '../engine/errors.js';
+import type { Change } from '../engine/module.js';
+import {
+  FILE_NAMES,
+  pushRmdir,
+  removeChange,
+  writeChange,
+  type DesiredFile,
+  type TlsMaterial,
+} from './containerd-tls.js';
+
+/** The registry's directory and what else is in it. */
+export interface CertsDirObserved {
+  /** The directory and the regular files trustplay may manage in it (ca.crt, client.cert, client.key) and others. */
+  dir: HostsDirFacts;
+  /** Other names in the directory (links, subdirectories, files too big to be certificates). */
+  otherNames: string[];
+}
+
+/** The managed names of a certs.d directory (no hosts.toml: that is containerd's). */
+const MANAGED = [FILE_NAMES.ca, FILE_NAMES.cert, FILE_NAMES.key] as const;
+
+/** Reads `path` (a registry's certs.d directory) out of what `readNode` returned; `reader` names the daemon that reads it. */
+export function observeCertsDir(host: string, read: NodeRead, path: string, reader: string): CertsDirObserved {
+  const entry = (p: string) => {
+    try {
+      return managedEntry(read, p);
+    } catch (e) {
+      throw new TaskError(`${host}: ${(e as Error).message}`, 'refused');
+    }
+  };
+  const top = entry(path);
+  const dir: HostsDirFacts = { path, exists: top.kind === 'dir', files: {} };
+  const otherNames: string[] = [];
+  if (top.kind !== 'dir' && top.kind !== 'absent')
+    throw new TaskError(
+      `${host}: ${path} is not a directory: move it away so ${reader} can read certificates there`,
+      'refused',
+    );
+  if (dir.exists)
+    for (const name of namesIn(read, path)) {
+      const managed = (MANAGED as readonly string[]).includes(name);
+      const e = managed ? entry(`${path}/${name}`) : read.entries.get(`${path}/${name}`)!;
+      if (e.kind === 'file') dir.files[name] = { content: e.content, mode: e.mode, uid: e.uid, gid: e.gid };
+      else if (managed && e.kind === 'meta')
+        throw new TaskError(
+          `${host}: ${path}/${name} is ${e.size} bytes, too big for a certificate or key: move it out of the registry's directory.`,
+          'refused',
+        );
+      else otherNames.push(name);
+    }
+  return { dir, otherNames };
+}
+
+/** Files the task wants in the registry's directory. */
+function desiredFiles(material: TlsMaterial): DesiredFile[] {
+  const out: DesiredFile[] = [];
+  if (material.ca !== undefined)
+    out.push({ name: FILE_NAMES.ca, content: Buffer.from(material.ca), mode: 0o644, what: 'CA certificate' });
+  if (material.clientCert !== undefined && material.clientKey !== undefined) {
+    // The key before the certificate: a client.cert whose client.key is not there yet is refused.
+    out.push({
+      name: FILE_NAMES.key,
+      content: Buffer.from(material.clientKey),
+      mode: 0o600,
+      what: 'client key',
+      secret: true,
+    });
+    out.push({
+      name: FILE_NAMES.cert,
+      content: Buffer.from(material.clientCert),
+      mode: 0o644,
+      what: 'client certificate',
+    });
+  }
+  return out;
+}
+
+/**
+ * The pure plan of the directory: the files `material` wants (or, with `state: absent`, the ones
+ * this module manages removed, and the directory when nothing else is left). `module` and `reader`
+ * name the task and the daemon in messages.
+ */
+export function planCertsDir(i: {
+  module: string;
+  reader: string;
+  registry: string;
+  state: 'present' | 'absent';
+  observed: CertsDirObserved;
+  material: TlsMaterial;
+}): { changes: Change[]; warnings: string[] } {
+  const { dir, otherNames } = i.observed;
+  const warnings: string[] = [];
+  const changes: Change[] = [];
+  const push = (c: Change | null): void => {
+    if (c) changes.push(c);
+  };
+  if (i.state === 'absent') {
+    for (const name of [FILE_NAMES.cert, FILE_NAMES.key, FILE_NAMES.ca])
+      push(removeChange(dir, name, `written by ${i.module}`));
+    const left = [...Object.keys(dir.files), ...otherNames].filter(
+      (n) => !changes.some((c) => c.op === 'file.remove' && c.path === `${dir.path}/${n}`),
+    );
+    if (left.length === 0) pushRmdir(dir, changes, push);
+    else if (changes.length > 0)
+      warnings.push(`${dir.path} keeps ${left.join(', ')}, which ${i.module} did not write, so the directory stays`);
+    return { changes, warnings };
+  }
+  if (i.material.ca === undefined && i.material.clientCert === undefined)
+    throw new TaskError(
+      `${i.module} needs \`ca\` (the registry's CA certificate) or a \`client_cert\`/\`client_key\` pair to know what to write (to stop trusting the registry, use state: absent).`,
+      'refused',
+    );
+  const wanted = desiredFiles(i.material);
+  for (const f of wanted) push(writeChange(dir, f));
+  // Files this task wrote for a setting that is gone (mTLS dropped, a client pair without a CA).
+  for (const name of [FILE_NAMES.cert, FILE_NAMES.key, FILE_NAMES.ca])
+    if (!wanted.some((w) => w.name === name)) push(removeChange(dir, name, 'no longer configured'));
+  const unpaired = unpairedClientFiles([...Object.keys(dir.files), ...otherNames]);
+  if (unpaired.length)
+    warnings.push(
+      `${dir.path} holds ${unpaired.join(', ')} without the matching ${unpaired.map((n) => (n.endsWith('.key') ? n.replace(/\.key$/, '.cert') : n.replace(/\.cert$/, '.key'))).join(', ')}: ${i.reader} refuses the whole directory then, and every pull from ${i.registry} fails; remove or complete them`,
+    );
+  return { changes, warnings };
+}
+
+/** `*.cert` files without their `*.key` and the reverse (not the pair this module manages). */
+function unpairedClientFiles(names: string[]): string[] {
+  const has = new Set(names);
+  return names
+    .filter((n) => n !== FILE_NAMES.cert && n !== FILE_NAMES.key)
+    .filter(
+      (n) =>
+        (n.endsWith('.cert') && !has.has(n.replace(/\.cert$/, '.key'))) ||
+        (n.endsWith('.key') && !has.has(n.replace(/\.key$/, '.cert'))),
+    );
+}
+
+/** The schema properties every certs.d module shares: the CA, the client pair and `state`. */
+export function certsDirMaterialProps() {
+  return {
+    ca: {
+      type: 'string',
+      minLength: 1,
+      description:
+        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.",
+      'x-file': 'controller-certificate',
+    },
+    client_cert: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.',
+      'x-file': 'controller-certificate',
+    },
+    client_key: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.',
+      'x-secret': true,
+      'x-file': 'controller-private-key',
+    },
+    state: {
+      type: 'string',
+      enum: ['present', 'absent'],
+      default: 'present',
+      description: '`absent` removes the ca.crt, client.cert and client.key this task manages for the registry.',
+    },
+  } as const;
+}
