@@ -8,6 +8,7 @@ import type { AnyModule } from '../engine/module.js';
 const files = await Promise.all([
   import('./containerd-tls.js'),
   import('./docker-tls.js'),
+  import('./containers-tls.js'),
   import('./k8s-sa-clear.js'),
   import('./node-creds-wipe.js'),
   import('./image-rmi.js'),

@@ -2,7 +2,7 @@
  * Which files a restore may write, derived from the module that saved them. A snapshot records
  * the module's name; the kinds of file that module manages are known here, in the code, so an
  * edited or forged manifest cannot make restore write an `authorized_keys`, a sudoers drop-in or a
- * unit file: only containerd configs, certs.d host files (containerd's and Docker's) and
+ * unit file: only containerd configs, certs.d host files (containerd's, Docker's and containers/image's) and
  * docker-format credential files.
  */
 import { posix } from 'node:path';
@@ -34,6 +34,8 @@ const MODULE_FILE_KINDS: Record<string, readonly FileKind[]> = {
   'containerd.tls': ['containerd-config', 'hosts-dir-file', 'rancher-registries'],
   // Docker Engine's certs.d/<registry>/{ca.crt,client.cert,client.key}.
   'docker.tls': ['hosts-dir-file'],
+  // containers/image's certs.d/<registry>/{ca.crt,client.cert,client.key} (podman, skopeo, CRI-O).
+  'containers.tls': ['hosts-dir-file'],
   'node.creds.wipe': ['containerd-config', 'credential-file', 'rancher-registries'],
   'containerd.restart': ['containerd-config', 'rancher-registries'],
   // A restore saves what it puts back, which passed these checks when it was restored.

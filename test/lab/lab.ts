@@ -22,6 +22,7 @@ import {
   startVariantRegistries,
 } from './registry.js';
 import { DROPIN_DIR } from './systemctl-shim.js';
+import { ownEtcContainers } from './containers-image.js';
 import { dockerHostsLines, ownEtcDocker, startDockerd } from './docker-engine.js';
 import {
   type LabNode,
@@ -341,6 +342,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     );
     for (const [i, n] of nodes.entries()) {
       await ownEtcDocker(n);
+      await ownEtcContainers(n);
       if (docker[i]) n.docker = await startDockerd(n, n.files['/run'], track);
     }
     state.nodes = nodes;

@@ -752,13 +752,281 @@ return errors === 0;
 }
 validate1.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_k8s_sa_clear = validate2;
-const schema2 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+export const module_containers_tls = validate2;
+const schema2 = {"type":"object","title":"containers.tls","description":"Make containers/image (podman, buildah, skopeo, CRI-O) trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/containers/certs.d/<host[:port]>/, read at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/certs.d","description":"The directory containers/image reads registry certificates from (rootless podman: ~/.config/containers/certs.d)."},"registries_conf":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/registries.conf","description":"registries.conf, read (never written) with its registries.conf.d drop-ins for a registry marked `insecure`."}},"x-together":[["client_cert","client_key"]]};
 
 function validate2(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
 const evaluated0 = validate2.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.state === undefined){
+data.state = "present";
+}
+if(data.certs_dir === undefined){
+data.certs_dir = "/etc/containers/certs.d";
+}
+if(data.registries_conf === undefined){
+data.registries_conf = "/etc/containers/registries.conf";
+}
+if(data.registry === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!(((((((key0 === "registry") || (key0 === "ca")) || (key0 === "client_cert")) || (key0 === "client_key")) || (key0 === "state")) || (key0 === "certs_dir")) || (key0 === "registries_conf"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.registry !== undefined){
+let data0 = data.registry;
+if(typeof data0 === "string"){
+if(func1(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(func1(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+if(!pattern0.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\""};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.ca !== undefined){
+let data1 = data.ca;
+if(typeof data1 === "string"){
+if(func1(data1) < 1){
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+else {
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.client_cert !== undefined){
+let data2 = data.client_cert;
+if(typeof data2 === "string"){
+if(func1(data2) < 1){
+const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+else {
+const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data.client_key !== undefined){
+let data3 = data.client_key;
+if(typeof data3 === "string"){
+if(func1(data3) < 1){
+const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+let data4 = data.state;
+if(typeof data4 !== "string"){
+const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+if(!((data4 === "present") || (data4 === "absent"))){
+const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema2.properties.state.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+let data5 = data.certs_dir;
+if(typeof data5 === "string"){
+if(func1(data5) < 1){
+const err14 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+if(!pattern2.test(data5)){
+const err15 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+}
+else {
+const err16 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+let data6 = data.registries_conf;
+if(typeof data6 === "string"){
+if(func1(data6) < 1){
+const err17 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+if(!pattern2.test(data6)){
+const err18 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+else {
+const err19 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+}
+else {
+const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+validate2.errors = vErrors;
+return errors === 0;
+}
+validate2.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const module_k8s_sa_clear = validate3;
+const schema3 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+
+function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate3.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1044,18 +1312,18 @@ vErrors.push(err20);
 }
 errors++;
 }
-validate2.errors = vErrors;
+validate3.errors = vErrors;
 return errors === 0;
 }
-validate2.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate3.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_creds_wipe = validate3;
-const schema3 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
+export const module_node_creds_wipe = validate4;
+const schema4 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json"],"description":"Credential files (docker config.json format) to clean."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
 
-function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate4(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate3.evaluated;
+const evaluated0 = validate4.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1312,18 +1580,18 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate3.errors = vErrors;
+validate4.errors = vErrors;
 return errors === 0;
 }
-validate3.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_image_rmi = validate4;
-const schema4 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
+export const module_image_rmi = validate5;
+const schema5 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
 
-function validate4(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate4.evaluated;
+const evaluated0 = validate5.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1414,19 +1682,19 @@ vErrors.push(err6);
 }
 errors++;
 }
-validate4.errors = vErrors;
+validate5.errors = vErrors;
 return errors === 0;
 }
-validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_image_pull_verify = validate5;
-const schema5 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
-const pattern5 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+export const module_image_pull_verify = validate6;
+const schema6 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
+const pattern8 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
 
-function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate5.evaluated;
+const evaluated0 = validate6.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1490,7 +1758,7 @@ errors++;
 if(data.expect_digest !== undefined){
 let data1 = data.expect_digest;
 if(typeof data1 === "string"){
-if(!pattern5.test(data1)){
+if(!pattern8.test(data1)){
 const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
@@ -1682,18 +1950,18 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate5.errors = vErrors;
+validate6.errors = vErrors;
 return errors === 0;
 }
-validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_containerd_restart = validate6;
-const schema6 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
+export const module_containerd_restart = validate7;
+const schema7 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
 
-function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate6.evaluated;
+const evaluated0 = validate7.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1920,18 +2188,18 @@ vErrors.push(err17);
 }
 errors++;
 }
-validate6.errors = vErrors;
+validate7.errors = vErrors;
 return errors === 0;
 }
-validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_facts = validate7;
-const schema7 = {"type":"object","additionalProperties":false,"properties":{}};
+export const module_node_facts = validate8;
+const schema8 = {"type":"object","additionalProperties":false,"properties":{}};
 
-function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate7.evaluated;
+const evaluated0 = validate8.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1960,7 +2228,7 @@ vErrors.push(err1);
 }
 errors++;
 }
-validate7.errors = vErrors;
+validate8.errors = vErrors;
 return errors === 0;
 }
-validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate8.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
