@@ -35,7 +35,17 @@ export interface NodeFactsOptions {
 // A link is never read through, here either: its target could be any file on the node.
 const LINK_NOT_READ = 'a symbolic link: not read';
 
-export const DEFAULT_CREDENTIAL_FILES = ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
+/**
+ * The docker-format credential files a registry client on the node reads as root: Docker's and
+ * kubelet's, and containers/image's (podman, skopeo, CRI-O: root's runtime file, then the
+ * persistent one; rootless users' files under their own runtime dir are not root's to manage).
+ */
+export const DEFAULT_CREDENTIAL_FILES = [
+  '/root/.docker/config.json',
+  '/var/lib/kubelet/config.json',
+  '/run/containers/0/auth.json',
+  '/root/.config/containers/auth.json',
+] as const;
 
 /** What `trustplay facts` prints for one host (no secret values anywhere). */
 export interface NodeFacts {
@@ -167,7 +177,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     }
   } else facts.config.error = inspected.error;
 
-  const creds = o.credentialFiles ?? DEFAULT_CREDENTIAL_FILES;
+  const creds = o.credentialFiles ?? [...DEFAULT_CREDENTIAL_FILES];
   const yaml = flavour.registriesFile;
   let read: NodeRead;
   try {

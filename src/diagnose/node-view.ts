@@ -17,7 +17,7 @@ import { detectFlavour } from '../containerd/flavour.js';
 import { CONTAINERD_DAEMON_SH, containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
 import { DEFAULT_CRI_SOCKETS } from '../cri/client.js';
 import { registryKeyMatches, splitHostPort } from '../containerd/registry-host.js';
-import { credentialKeys } from '../containerd/node-facts.js';
+import { credentialKeys, DEFAULT_CREDENTIAL_FILES } from '../containerd/node-facts.js';
 import { maskUrlUserinfo } from '../secrets/url.js';
 import { certsFromPem, type Cert } from './certificate.js';
 import type { Anchor } from './evaluate.js';
@@ -238,7 +238,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
     }
   }
   trust.ca_files = [...new Set(caPaths)];
-  const credFiles = o.credentialFiles ?? ['/root/.docker/config.json', '/var/lib/kubelet/config.json'];
+  const credFiles = o.credentialFiles ?? [...DEFAULT_CREDENTIAL_FILES];
   const { host } = splitHostPort(registry);
   const r = await conn.exec({
     argv: [

@@ -22,6 +22,7 @@ import {
   type ConfigBackup,
 } from '../engine/restart-backup.js';
 import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
+import { DEFAULT_CREDENTIAL_FILES } from '../containerd/node-facts.js';
 import {
   configFileArg,
   DEFAULT_CONFIG_FILE,
@@ -51,8 +52,9 @@ const schema = {
     paths: {
       type: 'array',
       items: { type: 'string', minLength: 1 },
-      default: ['/root/.docker/config.json', '/var/lib/kubelet/config.json'],
-      description: 'Credential files (docker config.json format) to clean.',
+      default: DEFAULT_CREDENTIAL_FILES,
+      description:
+        "Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped.",
     },
     containerd_auth: {
       type: 'boolean',

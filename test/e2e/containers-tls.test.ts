@@ -6,7 +6,8 @@
  * registry over TLS, as a pull starts:
  *   x509 unknown authority -> check writes nothing -> run writes certs.d/<host:port>/ca.crt and the
  *   next inspect succeeds (nothing to restart) -> a second run is ok -> restore removes the file and
- *   x509 is back; a node with no containers/image program fails the task, by name.
+ *   x509 is back; node.creds.wipe cleans containers/image's auth.json of the registry's entry; a node
+ *   with no containers/image program fails the task, by name.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -92,6 +93,33 @@ describeLab('containers.tls end to end (skopeo in a lab node, containers/image)'
     // The file is gone (the directory the run made may stay, empty: containers/image reads nothing there).
     expect((await inNode(node, `ls -A ${certs()} 2>/dev/null`)).stdout).toBe('');
     expect(await inspect()).toMatch(/x509: certificate signed by unknown authority/);
+  });
+
+  it("node.creds.wipe removes the registry's stale entry from containers/image's auth.json (podman login's file) and keeps the others and the mode", async () => {
+    const reg = env.lab.registries.registry.host;
+    const auth = (user: string) => Buffer.from(`${user}:stale-password`).toString('base64');
+    const before = {
+      auths: { [reg]: { auth: auth('old') }, 'other.example': { auth: auth('keep') } },
+    };
+    const seeded = await inNode(
+      node,
+      'mkdir -p /run/containers/0 && cat > /run/containers/0/auth.json && chmod 0600 /run/containers/0/auth.json',
+      JSON.stringify(before, null, 2),
+    );
+    expect(seeded.code, seeded.stderr).toBe(0);
+    const wipe = path.join(work, 'wipe.yaml');
+    writeFileSync(
+      wipe,
+      ['- hosts: all', '  tasks:', '    - node.creds.wipe:', '        registry: "{{ registry }}"', ''].join('\n'),
+    );
+    const r = await trustplay(['run', wipe, ...args()]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('/run/containers/0/auth.json');
+    expect(r.stdout + r.stderr).not.toContain('stale-password');
+    const after = JSON.parse((await inNode(node, 'cat /run/containers/0/auth.json')).stdout) as typeof before;
+    expect(Object.keys(after.auths)).toEqual(['other.example']);
+    expect(after.auths['other.example']).toEqual(before.auths['other.example']);
+    expect((await inNode(node, 'stat -c %a /run/containers/0/auth.json')).stdout.trim()).toBe('600');
   });
 
   it('a node with no containers/image program fails the task with what was looked for, and changes nothing', async () => {

@@ -26,7 +26,12 @@ describe('resolveArgs', () => {
       state: 'present',
     });
     expect(resolveArgs('node.creds.wipe', schema('node.creds.wipe'), { registry: 'r.test' }, {})).toMatchObject({
-      paths: ['/root/.docker/config.json', '/var/lib/kubelet/config.json'],
+      paths: [
+        '/root/.docker/config.json',
+        '/var/lib/kubelet/config.json',
+        '/run/containers/0/auth.json',
+        '/root/.config/containers/auth.json',
+      ],
       containerd_auth: true,
       all: false,
     });
