@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { inspectRegistries, removeRegistriesAuth, setRegistriesTls } from './registries-yaml.js';
+import {
+  inspectRegistries,
+  removeRegistriesAuth,
+  selfMirrorEndpoint,
+  setRegistriesSelfMirror,
+  setRegistriesTls,
+} from './registries-yaml.js';
 import { parseFlavour } from './flavour.js';
 
 const FILE = '/etc/rancher/k3s/registries.yaml';
@@ -62,6 +68,58 @@ describe('registries.yaml edits (k3s/RKE2)', () => {
     expect(a.ok && a.text).toBe(
       PERSON.replace("    auth:\n      username: puller # robot account\n      password: 'xxx'\n", ''),
     );
+  });
+
+  it('adds the registry’s own mirror entry (the pre-k3s#9839 workaround) in place, once, and removes exactly that entry again', () => {
+    expect(selfMirrorEndpoint('registry.test:5000')).toBe('https://registry.test:5000/v2/');
+    const r = setRegistriesSelfMirror(PERSON, FILE, 'registry.test:5000', true);
+    expect(r).toMatchObject({ ok: true, changed: true, reformatted: false });
+    if (!r.ok) return;
+    // Inserted at the end of `mirrors`, every other line as it was.
+    expect(r.text).toBe(
+      PERSON.replace(
+        "      endpoint: ['https://mirror.corp.example:5000']\n",
+        "      endpoint: ['https://mirror.corp.example:5000']\n  registry.test:5000:\n    endpoint:\n      - https://registry.test:5000/v2/\n",
+      ),
+    );
+    expect(inspectRegistries(r.text, FILE).ok && inspectRegistries(r.text, FILE)).toMatchObject({
+      info: { mirrors: { 'registry.test:5000': { endpoint: ['https://registry.test:5000/v2/'] } } },
+    });
+    expect(setRegistriesSelfMirror(r.text, FILE, 'registry.test:5000', true)).toMatchObject({ changed: false });
+    const back = setRegistriesSelfMirror(r.text, FILE, 'registry.test:5000', false);
+    expect(back.ok && back.text).toBe(PERSON);
+  });
+
+  it('never touches a person’s own mirror entry for the registry, and creates `mirrors` where it is missing or empty', () => {
+    for (const present of [true, false])
+      expect(setRegistriesSelfMirror(PERSON, FILE, 'docker.io', present)).toMatchObject({
+        changed: false,
+        text: PERSON,
+      });
+    const ours = 'mirrors:\n  r.test:\n    endpoint:\n      - https://r.test/v2/\n    rewrite:\n      "a": "b"\n';
+    expect(setRegistriesSelfMirror(ours, FILE, 'r.test', false)).toMatchObject({ changed: false, text: ours });
+    expect(setRegistriesSelfMirror(null, FILE, 'r.test', true)).toMatchObject({
+      text: 'mirrors:\n  r.test:\n    endpoint:\n      - https://r.test/v2/\n',
+    });
+    const empty = setRegistriesSelfMirror(
+      'mirrors:\nconfigs:\n  r.test:\n    tls:\n      ca_file: /x\n',
+      FILE,
+      'r.test',
+      true,
+    );
+    expect(empty.ok && inspectRegistries(empty.text, FILE)).toMatchObject({
+      info: {
+        mirrors: { 'r.test': { endpoint: ['https://r.test/v2/'] } },
+        configs: { 'r.test': { tls: { ca_file: '/x' } } },
+      },
+    });
+    const gone = setRegistriesSelfMirror(
+      'mirrors:\n  r.test:\n    endpoint:\n      - https://r.test/v2/\n',
+      FILE,
+      'r.test',
+      false,
+    );
+    expect(gone.ok && gone.text).toBe('');
   });
 
   it('refuses what it cannot edit in place with one sentence naming the file', () => {

@@ -120,6 +120,59 @@ export function setRegistriesTls(
   return { ok: true, ...render(doc, text), changed: true };
 }
 
+/**
+ * The mirror endpoint that makes k3s/RKE2 releases before the k3s#9839 fix apply a registry's
+ * `configs.<registry>.tls` to pulls from the registry itself. Those releases (with the registries
+ * handling of k3s#9556, February 2024, and before the `[host]` stub of k3s#9853, released in
+ * v1.29.4, v1.28.9 and v1.27.13; RKE2 alike, rancher/rke2#5658)
+ * render the TLS of a registry that has no mirror endpoint of its own only at the top level of
+ * its hosts.toml, with no `[host]` table, and containerd 1.6/1.7 (what they ship; the 1.6.20 and
+ * 1.7.24 binaries of the lab still parse this way, 2.1.9 does not) rejects that file ("invalid
+ * `host` tree", containerd#10027) and pulls without the CA. A mirror endpoint written as `https://<registry>`, `<registry>` or
+ * `https://<registry>/v2` does not help: k3s normalises it to the default endpoint and renders it at
+ * the top level too. `https://<registry>/v2/` is normalised to a URL of its own (its path is not
+ * one of "", "/", "/v2"), so k3s writes it as `[host."https://<registry>/v2/"]` with
+ * `override_path = true` and the registry's TLS from `configs`; containerd cleans the path back to
+ * `/v2`, so requests go to exactly the registry's own API root. On fixed releases the same entry
+ * renders the same host table beside the default endpoint (which carries the TLS too): the same
+ * registry, tried once more on a failure, nothing else.
+ */
+export function selfMirrorEndpoint(registry: string): string {
+  return `https://${registry}/v2/`;
+}
+
+/**
+ * Adds `mirrors."<registry>".endpoint: [selfMirrorEndpoint]` when the registry has no `mirrors`
+ * entry (a person's own mirror entry is never touched), or with `present: false` removes exactly
+ * that entry again (and nothing that differs from it). Unchanged text when there is nothing to do.
+ */
+export function setRegistriesSelfMirror(
+  text: string | null,
+  file: string,
+  registry: string,
+  present: boolean,
+): RegistriesEdit {
+  const r = inspectRegistries(text, file);
+  if (!r.ok) return r;
+  const unchanged = { ok: true as const, text: text ?? '', changed: false, reformatted: false };
+  const url = selfMirrorEndpoint(registry);
+  const loaded = load(text, file);
+  if (!loaded.ok) return loaded;
+  const { doc } = loaded;
+  const mirrors = doc.get('mirrors', true);
+  if (present) {
+    if (r.info.mirrors[registry] !== undefined) return unchanged;
+    if (isMap(mirrors)) doc.setIn(['mirrors', registry, 'endpoint'], [url]);
+    else doc.set('mirrors', doc.createNode({ [registry]: { endpoint: [url] } }));
+  } else {
+    const own = JSON.stringify(plain(doc.getIn(['mirrors', registry]))) === JSON.stringify({ endpoint: [url] });
+    if (!own) return unchanged;
+    doc.deleteIn(['mirrors', registry]);
+    dropEmpty(doc, ['mirrors', registry]);
+  }
+  return { ok: true, ...render(doc, text), changed: true };
+}
+
 /** Removes `configs."<key>".auth` for every key naming `registry` (`host`, `host:port`, `https://host`). */
 export function removeRegistriesAuth(
   text: string | null,

@@ -58,7 +58,13 @@ import {
 } from '../playbook/schema/args-common.js';
 import { restartRequestFor } from './containerd-restart.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
-import { inspectRegistries, setRegistriesTls, type RegistriesTls } from '../containerd/registries-yaml.js';
+import {
+  inspectRegistries,
+  selfMirrorEndpoint,
+  setRegistriesSelfMirror,
+  setRegistriesTls,
+  type RegistriesTls,
+} from '../containerd/registries-yaml.js';
 import { defined } from '../defined.js';
 import { expiryLines, preflightCa, preflightOutcome, trustExpiry, type CaPreflight } from '../diagnose/preflight.js';
 import type { ExpiryWarning } from '../diagnose/diagnose.js';
@@ -564,8 +570,22 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
           ...tlsFileKeys(material, dir),
           ...(args.skip_verify === true ? { insecure_skip_verify: true } : {}),
         };
-  const edit = setRegistriesTls(facts.config.text, file, args.registry, tls);
-  if (!edit.ok) throw new TaskError(`${host}: ${edit.error}`, 'refused');
+  const tlsEdit = setRegistriesTls(facts.config.text, file, args.registry, tls);
+  if (!tlsEdit.ok) throw new TaskError(`${host}: ${tlsEdit.error}`, 'refused');
+  // With the tls entry, a mirror entry naming the registry itself: without it, k3s/RKE2 releases
+  // before the k3s#9839 fix never apply the tls to the registry (see selfMirrorEndpoint); on fixed
+  // releases it is harmless, so it is written whatever the node runs.
+  const mirrorEdit = setRegistriesSelfMirror(tlsEdit.text, file, args.registry, tls !== null);
+  if (!mirrorEdit.ok) throw new TaskError(`${host}: ${mirrorEdit.error}`, 'refused');
+  const edit = {
+    text: mirrorEdit.text,
+    changed: tlsEdit.changed || mirrorEdit.changed,
+    reformatted: tlsEdit.reformatted || mirrorEdit.reformatted,
+  };
+  const what = [
+    ...(tlsEdit.changed || !mirrorEdit.changed ? [`configs."${args.registry}".tls`] : []),
+    ...(mirrorEdit.changed ? [`mirrors."${args.registry}" (${selfMirrorEndpoint(args.registry)})`] : []),
+  ].join(' and ');
   // Certificates first: registries.yaml must never point at a file that is not there yet.
   for (const f of wanted) push(writeChange(hostsDir, f));
   if (edit.changed) {
@@ -576,7 +596,7 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
     const previous = facts.config.exists ? (facts.config.content ?? Buffer.from(facts.config.text ?? '')) : null;
     push({
       op: 'file.write',
-      summary: `${tls === null ? 'remove' : 'set'} configs."${args.registry}".tls in ${file} (restarts ${flavour.kind}, which regenerates containerd's hosts.toml)`,
+      summary: `${tls === null ? 'remove' : 'set'} ${what} in ${file} (restarts ${flavour.kind}, which regenerates containerd's hosts.toml)`,
       path: file,
       content: Buffer.from(edit.text, 'utf8'),
       mode: facts.config.mode ?? 0o600,
