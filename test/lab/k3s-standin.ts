@@ -3,28 +3,53 @@
  * this machine, so a k3s node of the lab runs this at every start of its `k3s` unit (as k3s does
  * before it starts its embedded containerd), then the real containerd binary with k3s's paths.
  *
- * Emulated from k3s's own source, k3s-io/k3s at commit 06ea261ce3f10517abfdc3532f5a1c56db06adc2
- * (containerd 2.x era, config version 3), `pkg/agent/containerd/config.go`:
- * - `getHostConfigs`: every `configs` entry becomes a host with a default endpoint carrying its
- *   TLS (after the k3s#9839 fix; before it TLS applied only to mirror endpoints), every `mirrors`
- *   entry adds endpoints (normalised as `normalizeEndpointAddress` does: scheme defaulting, the
- *   docker.io host, `/v2` path and `override_path`), hosts left with only defaults are dropped;
- * - `cleanContainerdHosts`: directories about to be written and directories whose hosts.toml
- *   starts with the generator's header are deleted, others (a person's own) are left alone;
- * - `writeContainerdConfig`: config.toml is rendered from `config-v3.toml.tmpl` when present (here
- *   only `{{ template "base" . }}` plus literal text is understood), else from the base template,
- *   with `config_path` pointing at k3s's certs.d and `configs.<host>.auth` as CRI auth tables.
- * Lab deviations (said so in the generated file): the CRI stream server listens on port 0, not
- * 10010 (lab nodes share one network namespace), and no CNI or pause image settings matter.
+ * It emulates one of two k3s releases, named on its command line (the lab picks by the node's
+ * containerd: 2.x runs the fixed release, 1.x the pre-fix one, as those releases shipped):
  *
- * Run as `node --import tsx test/lab/k3s-standin.ts k3s|rke2` inside the node's namespace.
+ * - `FIXED_RELEASE` (v1.34.0+k3s1 in the lab): k3s-io/k3s at commit
+ *   06ea261ce3f10517abfdc3532f5a1c56db06adc2 (containerd 2.x era, config version 3),
+ *   `pkg/agent/containerd/config.go`, i.e. after the k3s#9839 fix:
+ *   - `getHostConfigs`: every `configs` entry becomes a host with a default endpoint carrying its
+ *     TLS, every `mirrors` entry adds endpoints (normalised as `normalizeEndpointAddress` does:
+ *     scheme defaulting, the docker.io host, `/v2` path and `override_path`; an endpoint that
+ *     normalises to the registry's own default URL, last in the list, becomes the default endpoint),
+ *     hosts left with only defaults are dropped;
+ *   - the hosts.toml template writes the default endpoint's server and TLS at the top level and,
+ *     since k3s#9853 (the #9839 fix), always a `[host]` table: containerd 1.6/1.7 reject a
+ *     hosts.toml without one ("invalid `host` tree", containerd#10027);
+ *   - `cleanContainerdHosts`: directories about to be written and directories whose hosts.toml
+ *     starts with the generator's header are deleted, others (a person's own) are left alone;
+ *   - `writeContainerdConfig`: config.toml is rendered from `config-v3.toml.tmpl` when present
+ *     (here only `{{ template "base" . }}` plus literal text is understood), else from the base
+ *     template, with `config_path` pointing at k3s's certs.d and `configs.<host>.auth` as CRI auth.
+ * - `PRE_FIX_RELEASE` (v1.29.3+k3s1): k3s between k3s#9556 (February 2024, the registries
+ *   handling `getHostConfigs` still has, read at the blob with that function and
+ *   `os.RemoveAll(cfg.Containerd.Registry)`) and the k3s#9853 fix (v1.29.4, v1.28.9, v1.27.13):
+ *   the same hosts as above, rendered without the `[host]` table, so on the containerd 1.7 these
+ *   releases ship a registry whose TLS sits only at the top level (a `configs` entry without a
+ *   mirror endpoint of its own) gets a hosts.toml containerd rejects: pulls go out without the CA
+ *   (the k3s#9839 bug, reproduced by the real binary, not by the stand-in). The whole certs.d is
+ *   deleted at each start, and config.toml is rendered from the version 2 template
+ *   (`config.toml.tmpl` when present).
+ *
+ * Lab deviations (said so in the generated file): the CRI stream server listens on port 0, not
+ * 10010 (lab nodes share one network namespace), no CNI or pause image settings matter, and root,
+ * state and socket are set in config.toml instead of on containerd's command line.
+ *
+ * Run as `node --import tsx test/lab/k3s-standin.ts k3s|rke2 [release]` inside the node's namespace.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 
-/** The k3s commit whose behaviour this stand-in follows (named in the e2e suite too). */
+/** The k3s commit whose behaviour the fixed release follows (named in the e2e suite too). */
 export const K3S_SOURCE_COMMIT = '06ea261ce3f10517abfdc3532f5a1c56db06adc2';
+/** The release the stand-in reports (`k3s --version`) when it follows K3S_SOURCE_COMMIT. */
+export const FIXED_RELEASE = 'v1.34.0';
+/** A release before the k3s#9839 fix (see the header). */
+export const PRE_FIX_RELEASE = 'v1.29.3';
+/** Which behaviour a release gets: only the two releases above are emulated. */
+export type StandinRelease = typeof FIXED_RELEASE | typeof PRE_FIX_RELEASE;
 
 /** A registries.yaml as k3s (rancher/wharfie) reads it. */
 interface Registries {
@@ -159,13 +184,19 @@ function tlsLines(c: RegistryConfig, indent: string): string[] {
   ];
 }
 
-/** One hosts.toml as k3s's HostsTomlTemplate renders it. */
-export function renderHostsToml(flavour: 'k3s' | 'rke2', c: HostConfig): string {
+/** One hosts.toml as the release's HostsTomlTemplate renders it. */
+export function renderHostsToml(
+  flavour: 'k3s' | 'rke2',
+  c: HostConfig,
+  release: StandinRelease = FIXED_RELEASE,
+): string {
   const out = [hostsHeader(flavour).trimEnd()];
   if (c.default) {
     if (c.default.url) out.push(`server = ${q(c.default.url.href)}`, 'capabilities = ["pull", "resolve", "push"]');
     out.push(...tlsLines(c.default.config, ''));
   }
+  // The k3s#9853 fix: a `host` table containerd 1.x's parser needs even when no endpoint follows.
+  if (release === FIXED_RELEASE) out.push('', '[host]');
   for (const e of c.endpoints) {
     out.push('', `[host.${q(e.url!.href)}]`, '  capabilities = ["pull", "resolve"]');
     if (e.overridePath) out.push('  override_path = true');
@@ -178,8 +209,65 @@ export function renderHostsToml(flavour: 'k3s' | 'rke2', c: HostConfig): string 
   return `${out.join('\n')}\n`;
 }
 
+/** The CRI auth tables k3s's base templates write for `configs.<host>.auth`, under `plugin`. */
+function authLines(reg: Registries, plugin: string): string[] {
+  const lines: string[] = [];
+  for (const host of Object.keys(reg.configs ?? {}).sort()) {
+    const a = reg.configs?.[host]?.auth;
+    if (!a) continue;
+    lines.push('', `[${plugin}.registry.configs.${q(host)}.auth]`);
+    if (a.username) lines.push(`  username = ${q(a.username)}`);
+    if (a.password) lines.push(`  password = ${q(a.password)}`);
+    if (a.auth) lines.push(`  auth = ${q(a.auth)}`);
+    if (a.identity_token) lines.push(`  identitytoken = ${q(a.identity_token)}`);
+  }
+  return lines;
+}
+
+/** The pre-fix release's base config.toml template (version 2, containerd 1.x), rendered for the lab. */
+function renderBaseConfigV2(flavour: 'k3s' | 'rke2', reg: Registries): string {
+  const p = paths(flavour);
+  const cri = '[plugins."io.containerd.grpc.v1.cri"';
+  return `${[
+    `# File generated by ${flavour}. DO NOT EDIT. Use config.toml.tmpl instead.`,
+    `# (trustplay lab stand-in of k3s ${PRE_FIX_RELEASE}: stream server on port 0, no CNI)`,
+    'version = 2',
+    `root = ${q(p.root)}`,
+    `state = ${q(p.state)}`,
+    '',
+    '[grpc]',
+    `  address = ${q(p.socket)}`,
+    '',
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = ${q(`/var/lib/rancher/${flavour}/agent/containerd`)}`,
+    '',
+    `${cri}]`,
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"',
+    '  enable_selinux = false',
+    '  enable_unprivileged_ports = true',
+    '  enable_unprivileged_icmp = true',
+    '',
+    `${cri}.containerd]`,
+    '  snapshotter = "overlayfs"',
+    '  disable_snapshot_annotations = true',
+    '',
+    `${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    '',
+    `${cri}.registry]`,
+    `  config_path = ${q(p.certsDir)}`,
+    ...authLines(reg, 'plugins."io.containerd.grpc.v1.cri"'),
+  ].join('\n')}\n`;
+}
+
 /** k3s's base config-v3 template, rendered for the lab (see the deviations above). */
-export function renderBaseConfig(flavour: 'k3s' | 'rke2', reg: Registries): string {
+export function renderBaseConfig(
+  flavour: 'k3s' | 'rke2',
+  reg: Registries,
+  release: StandinRelease = FIXED_RELEASE,
+): string {
+  if (release === PRE_FIX_RELEASE) return renderBaseConfigV2(flavour, reg);
   const p = paths(flavour);
   const lines = [
     `# File generated by ${flavour}. DO NOT EDIT. Use config-v3.toml.tmpl instead.`,
@@ -213,26 +301,20 @@ export function renderBaseConfig(flavour: 'k3s' | 'rke2', reg: Registries): stri
     '',
     "[plugins.'io.containerd.cri.v1.images'.registry]",
     `  config_path = ${q(p.certsDir)}`,
+    ...authLines(reg, "plugins.'io.containerd.cri.v1.images'"),
   ];
-  for (const host of Object.keys(reg.configs ?? {}).sort()) {
-    const a = reg.configs?.[host]?.auth;
-    if (!a) continue;
-    lines.push('', `[plugins.'io.containerd.cri.v1.images'.registry.configs.${q(host)}.auth]`);
-    if (a.username) lines.push(`  username = ${q(a.username)}`);
-    if (a.password) lines.push(`  password = ${q(a.password)}`);
-    if (a.auth) lines.push(`  auth = ${q(a.auth)}`);
-    if (a.identity_token) lines.push(`  identitytoken = ${q(a.identity_token)}`);
-  }
   return `${lines.join('\n')}\n`;
 }
 
 /** What k3s does before starting containerd: registries.yaml → certs.d and config.toml. */
-export function renderAgent(flavour: 'k3s' | 'rke2'): void {
+export function renderAgent(flavour: 'k3s' | 'rke2', release: StandinRelease = FIXED_RELEASE): void {
   const p = paths(flavour);
   const text = existsSync(p.registries) ? readFileSync(p.registries, 'utf8') : '';
   // k3s fails to start on a registries.yaml it cannot parse.
   const reg = ((parse(text) as Registries | null) ?? {}) satisfies Registries;
   const hosts = hostConfigs(reg);
+  // The pre-fix release deletes the whole certs.d (a person's own directories too).
+  if (release === PRE_FIX_RELEASE) rmSync(p.certsDir, { recursive: true, force: true });
   mkdirSync(p.certsDir, { recursive: true });
   for (const host of hosts.keys()) rmSync(path.join(p.certsDir, host), { recursive: true, force: true });
   for (const ent of readdirSync(p.certsDir, { withFileTypes: true })) {
@@ -245,10 +327,10 @@ export function renderAgent(flavour: 'k3s' | 'rke2'): void {
   }
   for (const [host, c] of hosts) {
     mkdirSync(path.join(p.certsDir, host), { recursive: true, mode: 0o700 });
-    writeFileSync(path.join(p.certsDir, host, 'hosts.toml'), renderHostsToml(flavour, c));
+    writeFileSync(path.join(p.certsDir, host, 'hosts.toml'), renderHostsToml(flavour, c, release));
   }
-  const base = renderBaseConfig(flavour, reg);
-  const tmpl = path.join(p.containerdDir, 'config-v3.toml.tmpl');
+  const base = renderBaseConfig(flavour, reg, release);
+  const tmpl = path.join(p.containerdDir, release === PRE_FIX_RELEASE ? 'config.toml.tmpl' : 'config-v3.toml.tmpl');
   let config = base;
   if (existsSync(tmpl)) {
     const t = readFileSync(tmpl, 'utf8');
@@ -261,8 +343,11 @@ export function renderAgent(flavour: 'k3s' | 'rke2'): void {
 
 if (process.argv[1] && path.basename(process.argv[1]) === 'k3s-standin.ts') {
   const flavour = process.argv[2] === 'rke2' ? 'rke2' : 'k3s';
+  const release = process.argv[3] ?? FIXED_RELEASE;
   try {
-    renderAgent(flavour);
+    if (release !== FIXED_RELEASE && release !== PRE_FIX_RELEASE)
+      throw new Error(`emulates k3s ${FIXED_RELEASE} or ${PRE_FIX_RELEASE}, not ${release}`);
+    renderAgent(flavour, release);
   } catch (e) {
     console.error(`level=fatal msg="${flavour} (lab stand-in): ${(e as Error).message}"`);
     process.exit(1);

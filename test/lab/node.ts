@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { ContainerdBuild, ContainerdVersionKey } from './containerd-versions.js';
 import { DROPIN_DIR, SHIM_PIDFILE, systemctlShim, type ShimUnit } from './systemctl-shim.js';
-import { paths as rancherPaths } from './k3s-standin.js';
+import { FIXED_RELEASE, PRE_FIX_RELEASE, paths as rancherPaths } from './k3s-standin.js';
 import { namespacePasswd } from './passwd.js';
 import type { LabDocker } from './docker-engine.js';
 import { processName, run, startDetached, tcpAnswers, waitFor } from './procs.js';
@@ -378,9 +378,12 @@ export async function startNode(
     mkdirSync(etc, { recursive: true });
     mkdirSync(path.join(dir, 'etc-work'), { recursive: true });
     writeFileSync(path.join(etc, 'registries.yaml'), initialRegistriesYaml(flavour), { mode: 0o600 });
+    // The release the stand-in emulates goes with the containerd it runs, as k3s ships them: 2.x
+    // the fixed release, 1.x one before the k3s#9839 fix (see k3s-standin.ts).
+    const release = containerd.build.version.startsWith('1.') ? PRE_FIX_RELEASE : FIXED_RELEASE;
     writeFileSync(
       path.join(sbin, flavour),
-      `#!/bin/sh\n# ${flavour} (trustplay lab stand-in: only renders registries.yaml, see test/lab/k3s-standin.ts)\necho "${flavour} version v1.34.0+${flavour}1 (lab stand-in)"\n`,
+      `#!/bin/sh\n# ${flavour} (trustplay lab stand-in: only renders registries.yaml, see test/lab/k3s-standin.ts)\necho "${flavour} version ${release}+${flavour}1 (lab stand-in)"\n`,
       { mode: 0o755 },
     );
     unit = {
@@ -389,7 +392,7 @@ export async function startNode(
       socket: rancher.socket,
       config: rancher.config,
       binary: `/var/lib/rancher/${flavour}/data/lab/bin/containerd`,
-      preStart: `(cd '${REPO}' && '${process.execPath}' --import tsx test/lab/k3s-standin.ts ${flavour})`,
+      preStart: `(cd '${REPO}' && '${process.execPath}' --import tsx test/lab/k3s-standin.ts ${flavour} ${release})`,
     };
   } else
     writeFileSync(path.join(files['/etc/containerd'], 'config.toml'), containerd.config, {
