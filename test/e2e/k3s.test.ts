@@ -126,13 +126,18 @@ describeLab(`k3s and RKE2 nodes (lab stand-in of k3s ${K3S_SOURCE_COMMIT.slice(0
     firstRun = (await readdir(join(state, 'runs')))[0]!.replace(/\.json$/, '');
     for (const n of rancher) {
       const unit = n.flavour === 'rke2' ? 'rke2-server' : 'k3s';
-      expect(r.stdout).toContain(`set configs."${reg()}".tls in ${registriesYaml(n)} (restarts ${fl(n)}`);
+      expect(r.stdout).toContain(
+        `set configs."${reg()}".tls and mirrors."${reg()}" (https://${reg()}/v2/) in ${registriesYaml(n)} (restarts ${fl(n)}`,
+      );
       expect(r.stdout).toContain(`restart ${unit} (\`systemctl restart ${unit}\`)`);
       const yaml = await read(n, registriesYaml(n));
       const ca = `/etc/rancher/${fl(n)}/tls/${reg()}/ca.crt`;
       // Every line of the person's file is still there, in order; the registry's entry gained tls
-      // and lost its auth, and nothing else changed.
-      expect(yaml).toBe(`${initialRegistriesYaml(fl(n))}  "${reg()}":\n    tls:\n      ca_file: ${ca}\n`);
+      // and lost its auth, and the registry's own mirror entry was added (for k3s releases before
+      // the k3s#9839 fix: test/e2e/k3s-pre-fix.test.ts); nothing else changed.
+      expect(yaml).toBe(
+        `${initialRegistriesYaml(fl(n)).replace('configs:\n', `  ${reg()}:\n    endpoint:\n      - https://${reg()}/v2/\nconfigs:\n`)}  "${reg()}":\n    tls:\n      ca_file: ${ca}\n`,
+      );
       expect(await read(n, ca)).toBe(await readLabCa(env.lab));
       expect(await read(n, `${certsD(n)}/docker.io/hosts.toml`), 'the docker.io mirror still generated the same').toBe(
         before.get(`${n.name}:docker.io`),
