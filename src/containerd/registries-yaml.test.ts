@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   inspectRegistries,
+  mirrorFoldsIntoDefault,
   removeRegistriesAuth,
   selfMirrorEndpoint,
   setRegistriesSelfMirror,
@@ -120,6 +121,17 @@ describe('registries.yaml edits (k3s/RKE2)', () => {
       false,
     );
     expect(gone.ok && gone.text).toBe('');
+  });
+
+  it('knows a person’s mirror entry that k3s folds into the registry’s default endpoint (no host table before the k3s#9839 fix)', () => {
+    const folds = (endpoint: string[]): boolean =>
+      mirrorFoldsIntoDefault({ mirrors: { 'r.test:5000': { endpoint } }, configs: {} }, 'r.test:5000');
+    for (const e of ['r.test:5000', 'https://r.test:5000', 'https://r.test:5000/', 'https://r.test:5000/v2'])
+      expect(folds([e]), e).toBe(true);
+    expect(folds([])).toBe(true);
+    for (const e of ['https://r.test:5000/v2/', 'https://mirror.test', 'http://r.test:5000', 'r.test:5000/proxy'])
+      expect(folds([e]), e).toBe(false);
+    expect(mirrorFoldsIntoDefault({ mirrors: {}, configs: {} }, 'r.test:5000')).toBe(false);
   });
 
   it('refuses what it cannot edit in place with one sentence naming the file', () => {

@@ -142,6 +142,23 @@ export function selfMirrorEndpoint(registry: string): string {
 }
 
 /**
+ * Whether a person's own `mirrors."<registry>"` entry leaves the registry without a host table on
+ * releases before the k3s#9839 fix: every endpoint is one k3s folds into the registry's default
+ * endpoint (`<registry>`, `https://<registry>`, with path "", "/" or "/v2"), or there is none.
+ */
+export function mirrorFoldsIntoDefault(info: RegistriesInfo, registry: string): boolean {
+  const m = info.mirrors[registry];
+  if (m === undefined) return false;
+  return m.endpoint.every((e) => {
+    const rest = e.replace(/^https:\/\//, '');
+    if (rest.includes('://')) return false;
+    const slash = rest.indexOf('/');
+    const [host, p] = slash < 0 ? [rest, ''] : [rest.slice(0, slash), rest.slice(slash)];
+    return host === registry && ['', '/', '/v2'].includes(p);
+  });
+}
+
+/**
  * Adds `mirrors."<registry>".endpoint: [selfMirrorEndpoint]` when the registry has no `mirrors`
  * entry (a person's own mirror entry is never touched), or with `present: false` removes exactly
  * that entry again (and nothing that differs from it). Unchanged text when there is nothing to do.

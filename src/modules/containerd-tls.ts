@@ -60,6 +60,7 @@ import { restartRequestFor } from './containerd-restart.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
 import {
   inspectRegistries,
+  mirrorFoldsIntoDefault,
   selfMirrorEndpoint,
   setRegistriesSelfMirror,
   setRegistriesTls,
@@ -577,6 +578,10 @@ export function planRancherTls(args: ContainerdTlsArgs, observed: TlsObserved, h
   // releases it is harmless, so it is written whatever the node runs.
   const mirrorEdit = setRegistriesSelfMirror(tlsEdit.text, file, args.registry, tls !== null);
   if (!mirrorEdit.ok) throw new TaskError(`${host}: ${mirrorEdit.error}`, 'refused');
+  if (tls !== null && mirrorFoldsIntoDefault(inspected.info, args.registry))
+    warnings.push(
+      `${file}'s own mirrors."${args.registry}" entry lists no endpoint but the registry's default one, so ${flavour.kind} releases before the k3s#9839 fix (k3s v1.29.4, v1.28.9, v1.27.13) write no host table for it and their containerd ignores the tls: add ${selfMirrorEndpoint(args.registry)} to its endpoints (trustplay leaves your entry as it is)`,
+    );
   const edit = {
     text: mirrorEdit.text,
     changed: tlsEdit.changed || mirrorEdit.changed,
