@@ -84,6 +84,10 @@ describeLab(`k3s before the k3s#9839 fix (lab stand-in of k3s ${PRE_FIX_RELEASE}
       expect(hosts).toContain(`ca = ["${ca()}"]`);
       expect(hosts, 'pre-fix k3s writes no [host] table').not.toContain('[host');
       expect(await pull(env.lab, node)).toBe('unknown-authority');
+      // Why: containerd 1.7 rejected the generated file and pulled without it.
+      expect((await inNode(node, 'cat /run/lab/containerd.log')).stdout).toMatch(
+        /failed to decode hosts\.toml.*invalid `host` tree/,
+      );
       // The obvious workaround: k3s normalises the endpoint to the registry's default one, and
       // renders the file exactly as before.
       await restartWith(
