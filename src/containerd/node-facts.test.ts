@@ -18,6 +18,7 @@ function node(over: Partial<Omit<NodeFacts, 'trust'>> & { major?: number; config
     },
     certs_d: [],
     credential_files: [],
+    runtimes: [],
     ...over,
   };
 }

@@ -87,6 +87,17 @@ export interface NodeFacts {
    * config.toml table when that version and config still read it, else the system roots).
    */
   trust: Record<string, string>;
+  /**
+   * The other registry clients on the node, each with what says it is there and the registries its
+   * certs.d directory holds: Docker Engine (/etc/docker/certs.d) and containers/image (podman,
+   * buildah, skopeo, CRI-O: /etc/containers/certs.d). Absent: none found.
+   */
+  runtimes: Array<{
+    runtime: 'docker' | 'containers/image';
+    evidence: string[];
+    certs_dir: string;
+    registries: Array<{ registry: string; files: string[] }>;
+  }>;
   /** k3s/RKE2: registries.yaml, which their agent renders config.toml and certs.d from (no values). */
   registries_yaml?: {
     path: string;
@@ -155,6 +166,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     certs_d: [],
     credential_files: [],
     trust: {},
+    runtimes: [],
   };
   const inspected = inspectConfig(cf.config.text, { ...(cf.version ? { containerdMajor: cf.version.major } : {}) });
   let certDirs = [o.configPath ?? '/etc/containerd/certs.d'];
@@ -182,9 +194,10 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   let read: NodeRead;
   try {
     read = await readNode(conn, {
-      trees: certDirs,
+      prelude: OTHER_RUNTIMES_PRELUDE,
+      trees: [...new Set([...certDirs, ...OTHER_RUNTIMES.map((r) => r.certsDir)])],
       treeContent: 'hosts.toml',
-      files: [...creds, ...(yaml !== undefined ? [yaml] : [])],
+      files: [...creds, ...(yaml !== undefined ? [yaml] : []), DOCKER_SOCKET],
     });
   } catch (e) {
     if (!(e instanceof ReadFailed)) throw e;
@@ -235,7 +248,51 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   }
   if (yaml !== undefined) facts.registries_yaml = registriesFacts(yaml, read.entries.get(yaml));
   facts.trust = trustSources(facts);
+  facts.runtimes = otherRuntimes(read);
   return facts;
+}
+
+/** Docker Engine's socket: with dockerd on PATH, what says Docker Engine is there. */
+const DOCKER_SOCKET = '/run/docker.sock';
+
+/** The registry clients besides containerd, the programs that say each is there, and its certs.d. */
+const OTHER_RUNTIMES = [
+  { runtime: 'docker', programs: ['dockerd'], certsDir: '/etc/docker/certs.d' },
+  {
+    runtime: 'containers/image',
+    programs: ['podman', 'buildah', 'skopeo', 'crio'],
+    certsDir: '/etc/containers/certs.d',
+  },
+] as const;
+
+// Each program PATH finds, in the same remote command as the files.
+const OTHER_RUNTIMES_PRELUDE = `for p in ${OTHER_RUNTIMES.flatMap((r) => r.programs).join(' ')}; do if w=$(command -v "$p" 2>/dev/null); then echo "@@program $(b64 "$p") $(b64 "$w")"; fi; done`;
+
+/** The other runtimes found (see NodeFacts.runtimes). */
+function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
+  const found = new Map(
+    read.records
+      .filter((r) => r.tag === 'program' && r.fields.length === 2)
+      .map((r) => [
+        Buffer.from(r.fields[0]!, 'base64').toString('utf8'),
+        Buffer.from(r.fields[1]!, 'base64').toString('utf8'),
+      ]),
+  );
+  const out: NodeFacts['runtimes'] = [];
+  for (const r of OTHER_RUNTIMES) {
+    const evidence = r.programs.flatMap((p) => (found.has(p) ? [`${p} at ${found.get(p)!}`] : []));
+    if (r.runtime === 'docker' && read.entries.get(DOCKER_SOCKET)?.kind === 'other')
+      evidence.push(`the socket ${DOCKER_SOCKET}`);
+    if (evidence.length === 0) continue;
+    const registries =
+      read.entries.get(r.certsDir)?.kind === 'dir'
+        ? namesIn(read, r.certsDir)
+            .filter((n) => read.entries.get(`${r.certsDir}/${n}`)?.kind === 'dir')
+            .map((registry) => ({ registry, files: namesIn(read, `${r.certsDir}/${registry}`) }))
+        : [];
+    out.push({ runtime: r.runtime, evidence, certs_dir: r.certsDir, registries });
+  }
+  return out;
 }
 
 /** Where each registry's trust comes from (see NodeFacts.trust). */
@@ -319,6 +376,11 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
     );
   }
   for (const [r, t] of Object.entries(f.trust)) l.push(`  trust ${r}: ${t}`);
+  for (const r of f.runtimes) {
+    l.push(`  runtime ${r.runtime}: ${r.evidence.join(', ')}`);
+    for (const g of r.registries)
+      l.push(`    certs.d ${r.certs_dir}/${g.registry}: files: ${g.files.join(', ') || '(none)'}`);
+  }
   for (const c of f.credential_files) {
     l.push(
       `  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`,

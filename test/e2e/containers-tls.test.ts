@@ -80,6 +80,21 @@ describeLab('containers.tls end to end (skopeo in a lab node, containers/image)'
     expect(await inspect()).toBe('');
   });
 
+  it('facts names containers/image (the program that says so) and what its certs.d holds for the registry', async () => {
+    const r = await trustplay(['facts', ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const facts = JSON.parse(r.stdout) as {
+      hosts: Record<string, { facts: { runtimes: Array<Record<string, unknown>> } }>;
+    };
+    const runtimes = facts.hosts[node.name]!.facts.runtimes;
+    expect(runtimes).toContainEqual({
+      runtime: 'containers/image',
+      evidence: expect.arrayContaining([expect.stringMatching(/^skopeo at \/\S+\/skopeo$/)]) as unknown,
+      certs_dir: '/etc/containers/certs.d',
+      registries: [{ registry: env.lab.registries.registry.host, files: ['ca.crt'] }],
+    });
+  });
+
   it('a second run is ok: nothing to change', async () => {
     const r = await trustplay(['run', playbook, ...args('--format', 'json')]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
