@@ -13,7 +13,8 @@
 import { managedEntry, namesIn, type NodeRead } from '../connection/read-files.js';
 import type { HostsDirFacts } from '../containerd/facts.js';
 import { TaskError } from '../engine/errors.js';
-import type { Change } from '../engine/module.js';
+import { sha256 } from '../engine/apply.js';
+import type { Change, TaskContext } from '../engine/module.js';
 import {
   FILE_NAMES,
   pushRmdir,
@@ -182,4 +183,29 @@ export function certsDirMaterialProps() {
       description: '`absent` removes the ca.crt, client.cert and client.key this task manages for the registry.',
     },
   } as const;
+}
+
+/**
+ * The snapshot manifest's and `facts`' entry for the registry's directory (no secrets: the CA's
+ * hash, whether a client pair is there), merged into the host's map of `module`'s registries
+ * across its tasks; returns the map.
+ */
+export function recordCertsDirRegistry(
+  ctx: TaskContext,
+  module: string,
+  registry: string,
+  observed: CertsDirObserved,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const key = `${module}:registries`;
+  const registries = (ctx.hostState.get(key) as Record<string, unknown> | undefined) ?? {};
+  const ca = observed.dir.files[FILE_NAMES.ca];
+  registries[registry] = {
+    dir: observed.dir.path,
+    caFile: ca ? `sha256:${sha256(ca.content)}` : null,
+    clientCert: observed.dir.files[FILE_NAMES.cert] !== undefined,
+    ...extra,
+  };
+  ctx.hostState.set(key, registries);
+  return registries;
 }

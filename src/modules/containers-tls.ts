@@ -21,12 +21,17 @@
 import TOML from '@iarna/toml';
 import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
-import { sha256 } from '../engine/apply.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
-import { certsDirMaterialProps, observeCertsDir, planCertsDir, type CertsDirObserved } from './certs-dir.js';
-import { FILE_NAMES, readMaterial, type TlsMaterial } from './containerd-tls.js';
+import {
+  certsDirMaterialProps,
+  observeCertsDir,
+  planCertsDir,
+  recordCertsDirRegistry,
+  type CertsDirObserved,
+} from './certs-dir.js';
+import { readMaterial, type TlsMaterial } from './containerd-tls.js';
 
 const schema = {
   type: 'object',
@@ -178,16 +183,13 @@ export function planContainersTls(
 
 /** Facts for the snapshot manifest and `facts` (no secrets): merged across containers.tls tasks of the host. */
 function recordFacts(ctx: TaskContext, args: ContainersTlsArgs, observed: ContainersTlsObserved): void {
-  const key = 'containers.tls:registries';
-  const registries = (ctx.hostState.get(key) as Record<string, unknown> | undefined) ?? {};
-  const ca = observed.dir.files[FILE_NAMES.ca];
-  registries[args.registry] = {
-    dir: observed.dir.path,
-    caFile: ca ? `sha256:${sha256(ca.content)}` : null,
-    clientCert: observed.dir.files[FILE_NAMES.cert] !== undefined,
-    ...(observed.insecure ? { insecure: observed.insecure } : {}),
-  };
-  ctx.hostState.set(key, registries);
+  const registries = recordCertsDirRegistry(
+    ctx,
+    'containers.tls',
+    args.registry,
+    observed,
+    observed.insecure ? { insecure: observed.insecure } : {},
+  );
   ctx.fact('containers', { programs: observed.programs, certsDir: args.certs_dir, registries });
 }
 
