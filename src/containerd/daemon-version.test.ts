@@ -1,5 +1,14 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
+import { LocalConnection } from '../connection/index.js';
+import { CRI_LOADER_OPTIONS } from '../cri/client.js';
+import { CRI_IMAGE_DESCRIPTOR } from '../cri/proto/cri-image-descriptor.js';
 import {
+  criNotServingState,
   describeVersionSource,
   parseContainerdVersion,
   parseVersionWord,
@@ -34,5 +43,42 @@ describe('the running containerd version', () => {
     expect(describeVersionSource({ kind: 'process', pid: 42, exe: '/usr/bin/containerd' })).toBe(
       "the running daemon's executable (pid 42, /usr/bin/containerd)",
     );
+  });
+});
+
+describe("the CRI's state when the first Version read failed", () => {
+  /** A real grpc-js CRI on a unix socket whose Version names `runtimeName`. */
+  async function fakeCri(path: string, runtimeName: string): Promise<grpc.Server> {
+    const server = new grpc.Server();
+    const def = protoLoader.fromJSON(
+      CRI_IMAGE_DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0],
+      CRI_LOADER_OPTIONS,
+    );
+    server.addService(def['runtime.v1.RuntimeService'] as grpc.ServiceDefinition, {
+      Version: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+        cb(null, { version: '0.1.0', runtimeName, runtimeVersion: '1.7.24', runtimeApiVersion: 'v1' }),
+    });
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
+    return server;
+  }
+
+  it('a socket that answers as containerd on the second read is serving (the first was only slow): no refusal; another runtime is named', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tp-cri-state-'));
+    const servers: grpc.Server[] = [];
+    const conn = new LocalConnection({ host: 'localhost' });
+    try {
+      servers.push(await fakeCri(join(dir, 'containerd.sock'), 'containerd'));
+      servers.push(await fakeCri(join(dir, 'crio.sock'), 'cri-o'));
+      expect(await criNotServingState(conn, [join(dir, 'containerd.sock')], null)).toBeUndefined();
+      expect(await criNotServingState(conn, [join(dir, 'crio.sock')], null)).toBe(
+        `${join(dir, 'crio.sock')} is served by cri-o 1.7.24, not containerd; no containerd process runs`,
+      );
+    } finally {
+      for (const s of servers) await new Promise<void>((r) => s.tryShutdown(() => r()));
+      await conn.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -229,12 +229,14 @@ const PREFLIGHT_TIMEOUT_MS = 3000;
  * The node's real state when its CRI does not serve, for the pre-flight refusal (DECISIONS:
  * interrupted changes and the CRI pre-flight): what each socket said and which daemon runs. Read
  * only: it asks `Version` on each socket once and looks at the daemon found by `running`.
+ * Undefined when a socket does answer as containerd now: the first read was only slow (a loaded
+ * node), and the CRI serves after all; no refusal is due.
  */
 export async function criNotServingState(
   conn: Connection,
   sockets: readonly string[],
   running: SourcedVersion | null,
-): Promise<string> {
+): Promise<string | undefined> {
   const said: string[] = [];
   for (const socket of sockets) {
     const st = await conn.stat(socket).catch(() => null);
@@ -246,6 +248,7 @@ export async function criNotServingState(
     try {
       client = await createCriClientFor(conn, socket);
       const v = await client.version(PREFLIGHT_TIMEOUT_MS);
+      if (v.runtimeName === 'containerd') return undefined;
       said.push(`${socket} is served by ${v.runtimeName} ${v.runtimeVersion}, not containerd`);
     } catch (e) {
       const m = e as { code?: number; details?: string; message?: string };
@@ -273,7 +276,7 @@ export function criStateFor(
   ctx: { conn: Connection; vars: Record<string, unknown> },
   configured: string | undefined,
   running: SourcedVersion | null,
-): Promise<string> {
+): Promise<string | undefined> {
   const fromVars = typeof ctx.vars['cri_socket'] === 'string' ? ctx.vars['cri_socket'] : undefined;
   const explicit = configured ?? fromVars;
   const sockets =
