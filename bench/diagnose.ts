@@ -4,6 +4,7 @@
  * through the built CLI (dist/), so each pays the same Node start-up; medians of a few runs.
  * Needs root and the lab's packages (it brings up a 20-node lab, ~1 GB RSS, and takes it down).
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { labDown, labPrerequisites, labUp } from '../test/lab/lab.js';
 import { median, root, runNode } from './util.js';
@@ -19,12 +20,27 @@ export async function benchDiagnose(nodes = 20, runs = 3): Promise<Array<Record<
     const common = ['-i', lab.inventoryPath, '--state-dir', state, '--lock-timeout', '120'];
     const first = await runNode([cli, 'run', 'playbooks/fix-registry.yaml', ...common]);
     if (first.code !== 0) throw new Error(`the converging run exited ${first.code}: ${first.stderr.slice(-500)}`);
+    // The same playbook with verify_ca: true, which runs the pre-flight on every check (as every
+    // check did before `auto` skipped converged tasks): the pre-flight's cost, side by side.
+    const strict = path.join(lab.dir, 'fix-registry-verify-ca-true.yaml');
+    await writeFile(
+      strict,
+      (await readFile(path.join(root, 'playbooks', 'fix-registry.yaml'), 'utf8')).replace(
+        '        ca: "{{ registry_ca }}"\n',
+        '        ca: "{{ registry_ca }}"\n        verify_ca: true\n',
+      ),
+    );
     const checks: number[] = [];
+    const stricts: number[] = [];
     const diags: number[] = [];
     for (let i = 0; i < runs; i++) {
       const c = await runNode([cli, 'check', 'playbooks/fix-registry.yaml', ...common]);
       if (c.code !== 0) throw new Error(`converged check exited ${c.code}: ${c.stderr.slice(-500)}`);
       checks.push(c.ms);
+      const v = await runNode([cli, 'check', strict, ...common]);
+      if (v.code !== 0)
+        throw new Error(`converged check with verify_ca: true exited ${v.code}: ${v.stderr.slice(-500)}`);
+      stricts.push(v.ms);
       const d = await runNode([
         cli,
         'diagnose',
@@ -43,6 +59,11 @@ export async function benchDiagnose(nodes = 20, runs = 3): Promise<Array<Record<
       {
         measure: `converged check of fix-registry.yaml, ${nodes} lab nodes (median of ${runs})`,
         value: `${median(checks).toFixed(0)} ms`,
+        target: '',
+      },
+      {
+        measure: `the same check with verify_ca: true (the pre-flight every time)`,
+        value: `${median(stricts).toFixed(0)} ms`,
         target: '',
       },
       {
