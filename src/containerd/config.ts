@@ -13,6 +13,26 @@ export const CRI_REGISTRY_V3 = ['plugins', 'io.containerd.cri.v1.images', 'regis
 /** Plugin ids that, in `disabled_plugins`, mean this containerd serves no CRI (short and full ids, 1.x and 2.x). */
 const CRI_PLUGIN_IDS = ['cri', 'io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.images'];
 
+/** The CRI plugin ids a parsed config.toml lists in `disabled_plugins` (none: the CRI may serve). */
+function disabledCriPlugins(doc: PlainTable): string[] {
+  return Array.isArray(doc['disabled_plugins'])
+    ? doc['disabled_plugins'].filter((p): p is string => typeof p === 'string' && CRI_PLUGIN_IDS.includes(p))
+    : [];
+}
+
+/**
+ * The CRI plugin ids a config.toml text disables: non-empty means this containerd serves Docker,
+ * not Kubernetes (Docker's packaged config). An unparsable file says nothing here (empty).
+ */
+export function criPluginsDisabledIn(text: string | null): string[] {
+  if (text === null) return [];
+  try {
+    return disabledCriPlugins(parsePlain(text));
+  } catch {
+    return [];
+  }
+}
+
 /** The refusal for a config that disables the CRI plugin (Docker's packaged config does). */
 export function criDisabledRefusal(ids: string[]): string {
   return `config.toml disables containerd's CRI plugin (disabled_plugins = ${JSON.stringify(ids)}): this containerd serves Docker, not Kubernetes, so CRI registry settings do nothing here; for Docker put the CA in /etc/docker/certs.d/<registry>/ca.crt, or remove ${ids.map((i) => JSON.stringify(i)).join(', ')} from disabled_plugins (and restart containerd) if this node should serve Kubernetes.`;
@@ -89,9 +109,7 @@ export function inspectConfig(text: string | null, opts: InspectOptions = {}): I
   const exists = Object.keys(doc).length > 0;
   // Before the version: Docker's packaged config has no version line AND disables CRI, and the
   // disabled CRI is the cause to report (following "convert it to version 2" breaks containerd).
-  const disabled = Array.isArray(doc['disabled_plugins'])
-    ? doc['disabled_plugins'].filter((p): p is string => typeof p === 'string' && CRI_PLUGIN_IDS.includes(p))
-    : [];
+  const disabled = disabledCriPlugins(doc);
   if (disabled.length > 0) return { ok: false, error: criDisabledRefusal(disabled) };
   const rawVersion = doc['version'];
   let version: 1 | 2 | 3;

@@ -253,24 +253,31 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
 }
 
 /** Docker Engine's socket: with dockerd on PATH, what says Docker Engine is there. */
-const DOCKER_SOCKET = '/run/docker.sock';
+export const DOCKER_SOCKET = '/run/docker.sock';
+
+/** The programs that pull through containers/image (podman, buildah, skopeo, CRI-O). */
+export const CONTAINERS_IMAGE_PROGRAMS = ['podman', 'buildah', 'skopeo', 'crio'] as const;
 
 /** The registry clients besides containerd, the programs that say each is there, and its certs.d. */
-const OTHER_RUNTIMES = [
+export const OTHER_RUNTIMES = [
   { runtime: 'docker', programs: ['dockerd'], certsDir: '/etc/docker/certs.d' },
   {
     runtime: 'containers/image',
-    programs: ['podman', 'buildah', 'skopeo', 'crio'],
+    programs: CONTAINERS_IMAGE_PROGRAMS,
     certsDir: '/etc/containers/certs.d',
   },
 ] as const;
 
-// Each program PATH finds, in the same remote command as the files.
-const OTHER_RUNTIMES_PRELUDE = `for p in ${OTHER_RUNTIMES.flatMap((r) => r.programs).join(' ')}; do if w=$(command -v "$p" 2>/dev/null); then echo "@@program $(b64 "$p") $(b64 "$w")"; fi; done`;
+/** A `readNode` prelude: `@@program <name> <path>` (base64) for each of `programs` PATH finds, in the same remote command as the files. */
+export function programsPrelude(programs: readonly string[]): string {
+  return `for p in ${programs.join(' ')}; do if w=$(command -v "$p" 2>/dev/null); then echo "@@program $(b64 "$p") $(b64 "$w")"; fi; done`;
+}
 
-/** The other runtimes found (see NodeFacts.runtimes). */
-function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
-  const found = new Map(
+const OTHER_RUNTIMES_PRELUDE = programsPrelude(OTHER_RUNTIMES.flatMap((r) => r.programs));
+
+/** What `programsPrelude` found: program name → its path on the node. */
+export function programsFound(read: NodeRead): Map<string, string> {
+  return new Map(
     read.records
       .filter((r) => r.tag === 'program' && r.fields.length === 2)
       .map((r) => [
@@ -278,6 +285,15 @@ function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
         Buffer.from(r.fields[1]!, 'base64').toString('utf8'),
       ]),
   );
+}
+
+/**
+ * The other runtimes found (see NodeFacts.runtimes) in a read made with `programsPrelude` over
+ * OTHER_RUNTIMES' programs (more programs are ignored) and DOCKER_SOCKET among its files; a
+ * certs.d not in the read's trees shows no registries.
+ */
+export function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
+  const found = programsFound(read);
   const out: NodeFacts['runtimes'] = [];
   for (const r of OTHER_RUNTIMES) {
     const evidence = r.programs.flatMap((p) => (found.has(p) ? [`${p} at ${found.get(p)!}`] : []));

@@ -21,6 +21,7 @@
 import TOML from '@iarna/toml';
 import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
+import { CONTAINERS_IMAGE_PROGRAMS } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
@@ -66,8 +67,7 @@ const schema = {
 /** Arguments of `containers.tls` as the engine hands them over (schema defaults filled in). */
 export type ContainersTlsArgs = ArgsOf<typeof schema>;
 
-/** The programs that pull through containers/image. */
-const PROGRAMS = ['podman', 'buildah', 'skopeo', 'crio'] as const;
+const PROGRAMS = CONTAINERS_IMAGE_PROGRAMS;
 
 // Which of them PATH finds, in the same remote command as the files.
 const PRELUDE = `for p in ${PROGRAMS.join(' ')}; do if w=$(command -v "$p" 2>/dev/null); then echo "@@program $(b64 "$w")"; fi; done`;

@@ -23,6 +23,7 @@
  */
 import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
+import { DOCKER_SOCKET } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
@@ -66,9 +67,6 @@ const schema = {
 
 /** Arguments of `docker.tls` as the engine hands them over (schema defaults filled in). */
 export type DockerTlsArgs = ArgsOf<typeof schema>;
-
-/** Where dockerd listens by default. */
-const DOCKER_SOCKET = '/run/docker.sock';
 
 /** What `docker.tls` reads of a node. */
 export interface DockerTlsObserved extends CertsDirObserved {

@@ -9,6 +9,7 @@ const files = await Promise.all([
   import('./containerd-tls.js'),
   import('./docker-tls.js'),
   import('./containers-tls.js'),
+  import('./registry-trust.js'),
   import('./k8s-sa-clear.js'),
   import('./node-creds-wipe.js'),
   import('./image-rmi.js'),

@@ -36,6 +36,8 @@ const MODULE_FILE_KINDS: Record<string, readonly FileKind[]> = {
   'docker.tls': ['hosts-dir-file'],
   // containers/image's certs.d/<registry>/{ca.crt,client.cert,client.key} (podman, skopeo, CRI-O).
   'containers.tls': ['hosts-dir-file'],
+  // Whatever containerd.tls, docker.tls and containers.tls write: it runs them for each runtime.
+  'registry.trust': ['containerd-config', 'hosts-dir-file', 'rancher-registries'],
   'node.creds.wipe': ['containerd-config', 'credential-file', 'rancher-registries'],
   'containerd.restart': ['containerd-config', 'rancher-registries'],
   // A restore saves what it puts back, which passed these checks when it was restored.

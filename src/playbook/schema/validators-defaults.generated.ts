@@ -1020,13 +1020,332 @@ return errors === 0;
 }
 validate2.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_k8s_sa_clear = validate3;
-const schema3 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+export const module_registry_trust = validate3;
+const schema3 = {"type":"object","title":"registry.trust","description":"Make every registry client a node has trust a registry's TLS: containerd (and k3s/RKE2), Docker Engine and containers/image (podman, buildah, skopeo, CRI-O), each through its own module (containerd.tls, docker.tls, containers.tls).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt).","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes, on each runtime, what its module wrote for the registry (containerd.tls, docker.tls, containers.tls with `state: absent`)."},"runtimes":{"description":"`auto`: every runtime detected on the node (a node with none fails). Or a list of `containerd`, `docker`, `containers` (containers/image): exactly those, and a listed runtime the node does not have fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-together":[["client_cert","client_key"]]};
 
 function validate3(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
 const evaluated0 = validate3.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.state === undefined){
+data.state = "present";
+}
+if(data.runtimes === undefined){
+data.runtimes = "auto";
+}
+if(data.registry === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!((((((key0 === "registry") || (key0 === "ca")) || (key0 === "client_cert")) || (key0 === "client_key")) || (key0 === "state")) || (key0 === "runtimes"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.registry !== undefined){
+let data0 = data.registry;
+if(typeof data0 === "string"){
+if(func1(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(func1(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+if(!pattern0.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\""};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.ca !== undefined){
+let data1 = data.ca;
+if(typeof data1 === "string"){
+if(func1(data1) < 1){
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+else {
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.client_cert !== undefined){
+let data2 = data.client_cert;
+if(typeof data2 === "string"){
+if(func1(data2) < 1){
+const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+else {
+const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data.client_key !== undefined){
+let data3 = data.client_key;
+if(typeof data3 === "string"){
+if(func1(data3) < 1){
+const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+let data4 = data.state;
+if(typeof data4 !== "string"){
+const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+if(!((data4 === "present") || (data4 === "absent"))){
+const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema3.properties.state.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+let data5 = data.runtimes;
+const _errs18 = errors;
+let valid1 = false;
+const _errs19 = errors;
+if(typeof data5 !== "string"){
+const err14 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+if(!(data5 === "auto")){
+const err15 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema3.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+var _valid0 = _errs19 === errors;
+valid1 = valid1 || _valid0;
+const _errs21 = errors;
+if(Array.isArray(data5)){
+if(data5.length < 1){
+const err16 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+const len0 = data5.length;
+for(let i0=0; i0<len0; i0++){
+let data6 = data5[i0];
+if(typeof data6 !== "string"){
+const err17 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+if(!(((data6 === "containerd") || (data6 === "docker")) || (data6 === "containers"))){
+const err18 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema3.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+let i1 = data5.length;
+let j0;
+if(i1 > 1){
+const indices0 = {};
+for(;i1--;){
+let item0 = data5[i1];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err19 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+break;
+}
+indices0[item0] = i1;
+}
+}
+}
+else {
+const err20 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+var _valid0 = _errs21 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err21 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+else {
+errors = _errs18;
+if(vErrors !== null){
+if(_errs18){
+vErrors.length = _errs18;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+else {
+const err22 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+validate3.errors = vErrors;
+return errors === 0;
+}
+validate3.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const module_k8s_sa_clear = validate4;
+const schema4 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+
+function validate4(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate4.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1312,18 +1631,18 @@ vErrors.push(err20);
 }
 errors++;
 }
-validate3.errors = vErrors;
+validate4.errors = vErrors;
 return errors === 0;
 }
-validate3.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_creds_wipe = validate4;
-const schema4 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
+export const module_node_creds_wipe = validate5;
+const schema5 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
 
-function validate4(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate4.evaluated;
+const evaluated0 = validate5.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1580,18 +1899,18 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate4.errors = vErrors;
+validate5.errors = vErrors;
 return errors === 0;
 }
-validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_image_rmi = validate5;
-const schema5 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
+export const module_image_rmi = validate6;
+const schema6 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
 
-function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate5.evaluated;
+const evaluated0 = validate6.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1682,19 +2001,19 @@ vErrors.push(err6);
 }
 errors++;
 }
-validate5.errors = vErrors;
+validate6.errors = vErrors;
 return errors === 0;
 }
-validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_image_pull_verify = validate6;
-const schema6 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
-const pattern8 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+export const module_image_pull_verify = validate7;
+const schema7 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
+const pattern9 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
 
-function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate6.evaluated;
+const evaluated0 = validate7.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -1758,7 +2077,7 @@ errors++;
 if(data.expect_digest !== undefined){
 let data1 = data.expect_digest;
 if(typeof data1 === "string"){
-if(!pattern8.test(data1)){
+if(!pattern9.test(data1)){
 const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
@@ -1950,18 +2269,18 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate6.errors = vErrors;
+validate7.errors = vErrors;
 return errors === 0;
 }
-validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_containerd_restart = validate7;
-const schema7 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
+export const module_containerd_restart = validate8;
+const schema8 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
 
-function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate7.evaluated;
+const evaluated0 = validate8.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -2188,18 +2507,18 @@ vErrors.push(err17);
 }
 errors++;
 }
-validate7.errors = vErrors;
+validate8.errors = vErrors;
 return errors === 0;
 }
-validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate8.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_facts = validate8;
-const schema8 = {"type":"object","additionalProperties":false,"properties":{}};
+export const module_node_facts = validate9;
+const schema9 = {"type":"object","additionalProperties":false,"properties":{}};
 
-function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate9(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate8.evaluated;
+const evaluated0 = validate9.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -2228,7 +2547,7 @@ vErrors.push(err1);
 }
 errors++;
 }
-validate8.errors = vErrors;
+validate9.errors = vErrors;
 return errors === 0;
 }
-validate8.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate9.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};

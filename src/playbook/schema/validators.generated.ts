@@ -2549,8 +2549,8 @@ return errors === 0;
 }
 validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_k8s_sa_clear = validate6;
-const schema6 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+export const module_registry_trust = validate6;
+const schema6 = {"type":"object","title":"registry.trust","description":"Make every registry client a node has trust a registry's TLS: containerd (and k3s/RKE2), Docker Engine and containers/image (podman, buildah, skopeo, CRI-O), each through its own module (containerd.tls, docker.tls, containers.tls).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt).","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes, on each runtime, what its module wrote for the registry (containerd.tls, docker.tls, containers.tls with `state: absent`)."},"runtimes":{"description":"`auto`: every runtime detected on the node (a node with none fails). Or a list of `containerd`, `docker`, `containers` (containers/image): exactly those, and a listed runtime the node does not have fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-together":[["client_cert","client_key"]]};
 
 function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2563,8 +2563,325 @@ if(evaluated0.dynamicItems){
 evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.registry === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'",schema:schema6.required,parentSchema:schema6,data};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!((((((key0 === "registry") || (key0 === "ca")) || (key0 === "client_cert")) || (key0 === "client_key")) || (key0 === "state")) || (key0 === "runtimes"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema6,data};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.registry !== undefined){
+let data0 = data.registry;
+if(typeof data0 === "string"){
+if(func0(data0) > 253){
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema6.properties.registry,data:data0};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(func0(data0) < 1){
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.registry,data:data0};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+if(!pattern5.test(data0)){
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema6.properties.registry,data:data0};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.registry.type,parentSchema:schema6.properties.registry,data:data0};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.ca !== undefined){
+let data1 = data.ca;
+if(typeof data1 === "string"){
+if(func0(data1) < 1){
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.ca,data:data1};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+else {
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.ca.type,parentSchema:schema6.properties.ca,data:data1};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.client_cert !== undefined){
+let data2 = data.client_cert;
+if(typeof data2 === "string"){
+if(func0(data2) < 1){
+const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_cert,data:data2};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+else {
+const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_cert.type,parentSchema:schema6.properties.client_cert,data:data2};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data.client_key !== undefined){
+let data3 = data.client_key;
+if(typeof data3 === "string"){
+if(func0(data3) < 1){
+const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_key,data:data3};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_key.type,parentSchema:schema6.properties.client_key,data:data3};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+if(data.state !== undefined){
+let data4 = data.state;
+if(typeof data4 !== "string"){
+const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.state.type,parentSchema:schema6.properties.state,data:data4};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+if(!((data4 === "present") || (data4 === "absent"))){
+const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema6.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.state.enum,parentSchema:schema6.properties.state,data:data4};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+if(data.runtimes !== undefined){
+let data5 = data.runtimes;
+const _errs18 = errors;
+let valid1 = false;
+const _errs19 = errors;
+if(typeof data5 !== "string"){
+const err14 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[0].type,parentSchema:schema6.properties.runtimes.anyOf[0],data:data5};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+if(!(data5 === "auto")){
+const err15 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[0].enum,parentSchema:schema6.properties.runtimes.anyOf[0],data:data5};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+var _valid0 = _errs19 === errors;
+valid1 = valid1 || _valid0;
+const _errs21 = errors;
+if(Array.isArray(data5)){
+if(data5.length < 1){
+const err16 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+const len0 = data5.length;
+for(let i0=0; i0<len0; i0++){
+let data6 = data5[i0];
+if(typeof data6 !== "string"){
+const err17 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[1].items.type,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data6};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+if(!(((data6 === "containerd") || (data6 === "docker")) || (data6 === "containers"))){
+const err18 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[1].items.enum,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data6};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+let i1 = data5.length;
+let j0;
+if(i1 > 1){
+const indices0 = {};
+for(;i1--;){
+let item0 = data5[i1];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err19 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+break;
+}
+indices0[item0] = i1;
+}
+}
+}
+else {
+const err20 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.runtimes.anyOf[1].type,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+var _valid0 = _errs21 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err21 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema6.properties.runtimes.anyOf,parentSchema:schema6.properties.runtimes,data:data5};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+else {
+errors = _errs18;
+if(vErrors !== null){
+if(_errs18){
+vErrors.length = _errs18;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err22 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema6.type,parentSchema:schema6,data};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+validate6.errors = vErrors;
+return errors === 0;
+}
+validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const module_k8s_sa_clear = validate7;
+const schema7 = {"type":"object","title":"k8s.sa.clear","description":"Remove imagePullSecrets (all, or the named ones) from a ServiceAccount in one or more namespaces with kubectl on the target host (step 2 of the fix: drop stale pull secrets). The previous value goes to the run's snapshot so `trustplay restore` puts it back.","additionalProperties":false,"required":["namespace"],"properties":{"namespace":{"description":"A namespace, a list of namespaces, or `all` for every namespace.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}]},"service_account":{"type":"string","minLength":1,"default":"default","description":"ServiceAccount name."},"secrets":{"type":"array","items":{"type":"string","minLength":1},"description":"Names of the pull secrets to remove; default: all of them."},"kubeconfig":{"type":"string","minLength":1,"description":"Path of the kubeconfig on the target host (default: kubectl's own default).","x-file":"target"},"context":{"type":"string","minLength":1,"description":"kubeconfig context to use."},"kubectl":{"type":"string","minLength":1,"default":"kubectl","description":"kubectl binary on the target host."}}};
+
+function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate7.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
 if(data.namespace === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "namespace"},message:"must have required property '"+"namespace"+"'",schema:schema6.required,parentSchema:schema6,data};
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "namespace"},message:"must have required property '"+"namespace"+"'",schema:schema7.required,parentSchema:schema7,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -2575,7 +2892,7 @@ errors++;
 }
 for(const key0 in data){
 if(!((((((key0 === "namespace") || (key0 === "service_account")) || (key0 === "secrets")) || (key0 === "kubeconfig")) || (key0 === "context")) || (key0 === "kubectl"))){
-const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema6,data};
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema7,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -2592,7 +2909,7 @@ let valid1 = false;
 const _errs4 = errors;
 if(typeof data0 === "string"){
 if(func0(data0) < 1){
-const err2 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.namespace.anyOf[0],data:data0};
+const err2 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.namespace.anyOf[0],data:data0};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2603,7 +2920,7 @@ errors++;
 }
 }
 else {
-const err3 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.namespace.anyOf[0].type,parentSchema:schema6.properties.namespace.anyOf[0],data:data0};
+const err3 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.namespace.anyOf[0].type,parentSchema:schema7.properties.namespace.anyOf[0],data:data0};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -2617,7 +2934,7 @@ valid1 = valid1 || _valid0;
 const _errs6 = errors;
 if(Array.isArray(data0)){
 if(data0.length < 1){
-const err4 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema6.properties.namespace.anyOf[1],data:data0};
+const err4 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema7.properties.namespace.anyOf[1],data:data0};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -2631,7 +2948,7 @@ for(let i0=0; i0<len0; i0++){
 let data1 = data0[i0];
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err5 = {instancePath:instancePath+"/namespace/" + i0,schemaPath:"#/properties/namespace/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.namespace.anyOf[1].items,data:data1};
+const err5 = {instancePath:instancePath+"/namespace/" + i0,schemaPath:"#/properties/namespace/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.namespace.anyOf[1].items,data:data1};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -2642,7 +2959,7 @@ errors++;
 }
 }
 else {
-const err6 = {instancePath:instancePath+"/namespace/" + i0,schemaPath:"#/properties/namespace/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.namespace.anyOf[1].items.type,parentSchema:schema6.properties.namespace.anyOf[1].items,data:data1};
+const err6 = {instancePath:instancePath+"/namespace/" + i0,schemaPath:"#/properties/namespace/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.namespace.anyOf[1].items.type,parentSchema:schema7.properties.namespace.anyOf[1].items,data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2654,7 +2971,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.namespace.anyOf[1].type,parentSchema:schema6.properties.namespace.anyOf[1],data:data0};
+const err7 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema7.properties.namespace.anyOf[1].type,parentSchema:schema7.properties.namespace.anyOf[1],data:data0};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2666,7 +2983,7 @@ errors++;
 var _valid0 = _errs6 === errors;
 valid1 = valid1 || _valid0;
 if(!valid1){
-const err8 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema6.properties.namespace.anyOf,parentSchema:schema6.properties.namespace,data:data0};
+const err8 = {instancePath:instancePath+"/namespace",schemaPath:"#/properties/namespace/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema7.properties.namespace.anyOf,parentSchema:schema7.properties.namespace,data:data0};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2691,7 +3008,7 @@ if(data.service_account !== undefined){
 let data2 = data.service_account;
 if(typeof data2 === "string"){
 if(func0(data2) < 1){
-const err9 = {instancePath:instancePath+"/service_account",schemaPath:"#/properties/service_account/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.service_account,data:data2};
+const err9 = {instancePath:instancePath+"/service_account",schemaPath:"#/properties/service_account/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.service_account,data:data2};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2702,7 +3019,7 @@ errors++;
 }
 }
 else {
-const err10 = {instancePath:instancePath+"/service_account",schemaPath:"#/properties/service_account/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.service_account.type,parentSchema:schema6.properties.service_account,data:data2};
+const err10 = {instancePath:instancePath+"/service_account",schemaPath:"#/properties/service_account/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.service_account.type,parentSchema:schema7.properties.service_account,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2720,7 +3037,7 @@ for(let i1=0; i1<len1; i1++){
 let data4 = data3[i1];
 if(typeof data4 === "string"){
 if(func0(data4) < 1){
-const err11 = {instancePath:instancePath+"/secrets/" + i1,schemaPath:"#/properties/secrets/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.secrets.items,data:data4};
+const err11 = {instancePath:instancePath+"/secrets/" + i1,schemaPath:"#/properties/secrets/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.secrets.items,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2731,7 +3048,7 @@ errors++;
 }
 }
 else {
-const err12 = {instancePath:instancePath+"/secrets/" + i1,schemaPath:"#/properties/secrets/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.secrets.items.type,parentSchema:schema6.properties.secrets.items,data:data4};
+const err12 = {instancePath:instancePath+"/secrets/" + i1,schemaPath:"#/properties/secrets/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.secrets.items.type,parentSchema:schema7.properties.secrets.items,data:data4};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2743,7 +3060,7 @@ errors++;
 }
 }
 else {
-const err13 = {instancePath:instancePath+"/secrets",schemaPath:"#/properties/secrets/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.secrets.type,parentSchema:schema6.properties.secrets,data:data3};
+const err13 = {instancePath:instancePath+"/secrets",schemaPath:"#/properties/secrets/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema7.properties.secrets.type,parentSchema:schema7.properties.secrets,data:data3};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2757,7 +3074,7 @@ if(data.kubeconfig !== undefined){
 let data5 = data.kubeconfig;
 if(typeof data5 === "string"){
 if(func0(data5) < 1){
-const err14 = {instancePath:instancePath+"/kubeconfig",schemaPath:"#/properties/kubeconfig/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.kubeconfig,data:data5};
+const err14 = {instancePath:instancePath+"/kubeconfig",schemaPath:"#/properties/kubeconfig/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.kubeconfig,data:data5};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2768,7 +3085,7 @@ errors++;
 }
 }
 else {
-const err15 = {instancePath:instancePath+"/kubeconfig",schemaPath:"#/properties/kubeconfig/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.kubeconfig.type,parentSchema:schema6.properties.kubeconfig,data:data5};
+const err15 = {instancePath:instancePath+"/kubeconfig",schemaPath:"#/properties/kubeconfig/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.kubeconfig.type,parentSchema:schema7.properties.kubeconfig,data:data5};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2782,7 +3099,7 @@ if(data.context !== undefined){
 let data6 = data.context;
 if(typeof data6 === "string"){
 if(func0(data6) < 1){
-const err16 = {instancePath:instancePath+"/context",schemaPath:"#/properties/context/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.context,data:data6};
+const err16 = {instancePath:instancePath+"/context",schemaPath:"#/properties/context/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.context,data:data6};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2793,7 +3110,7 @@ errors++;
 }
 }
 else {
-const err17 = {instancePath:instancePath+"/context",schemaPath:"#/properties/context/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.context.type,parentSchema:schema6.properties.context,data:data6};
+const err17 = {instancePath:instancePath+"/context",schemaPath:"#/properties/context/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.context.type,parentSchema:schema7.properties.context,data:data6};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -2807,7 +3124,7 @@ if(data.kubectl !== undefined){
 let data7 = data.kubectl;
 if(typeof data7 === "string"){
 if(func0(data7) < 1){
-const err18 = {instancePath:instancePath+"/kubectl",schemaPath:"#/properties/kubectl/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.kubectl,data:data7};
+const err18 = {instancePath:instancePath+"/kubectl",schemaPath:"#/properties/kubectl/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.kubectl,data:data7};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -2818,7 +3135,7 @@ errors++;
 }
 }
 else {
-const err19 = {instancePath:instancePath+"/kubectl",schemaPath:"#/properties/kubectl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.kubectl.type,parentSchema:schema6.properties.kubectl,data:data7};
+const err19 = {instancePath:instancePath+"/kubectl",schemaPath:"#/properties/kubectl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.kubectl.type,parentSchema:schema7.properties.kubectl,data:data7};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -2830,7 +3147,7 @@ errors++;
 }
 }
 else {
-const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema6.type,parentSchema:schema6,data};
+const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema7.type,parentSchema:schema7,data};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -2839,18 +3156,18 @@ vErrors.push(err20);
 }
 errors++;
 }
-validate6.errors = vErrors;
+validate7.errors = vErrors;
 return errors === 0;
 }
-validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_creds_wipe = validate7;
-const schema7 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
+export const module_node_creds_wipe = validate8;
+const schema8 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous)."}}};
 
-function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate7.evaluated;
+const evaluated0 = validate8.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -2859,7 +3176,7 @@ evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
 if(data.registry === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'",schema:schema7.required,parentSchema:schema7,data};
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'",schema:schema8.required,parentSchema:schema8,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -2870,7 +3187,7 @@ errors++;
 }
 for(const key0 in data){
 if(!((((((((key0 === "registry") || (key0 === "paths")) || (key0 === "containerd_auth")) || (key0 === "config_file")) || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout")) || (key0 === "all"))){
-const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema7,data};
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema8,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -2884,7 +3201,7 @@ if(data.registry !== undefined){
 let data0 = data.registry;
 if(typeof data0 === "string"){
 if(func0(data0) > 253){
-const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema7.properties.registry,data:data0};
+const err2 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema8.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2894,7 +3211,7 @@ vErrors.push(err2);
 errors++;
 }
 if(func0(data0) < 1){
-const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.registry,data:data0};
+const err3 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -2904,7 +3221,7 @@ vErrors.push(err3);
 errors++;
 }
 if(!pattern5.test(data0)){
-const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema7.properties.registry,data:data0};
+const err4 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$",parentSchema:schema8.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -2915,7 +3232,7 @@ errors++;
 }
 }
 else {
-const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.registry.type,parentSchema:schema7.properties.registry,data:data0};
+const err5 = {instancePath:instancePath+"/registry",schemaPath:"#/properties/registry/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.registry.type,parentSchema:schema8.properties.registry,data:data0};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -2933,7 +3250,7 @@ for(let i0=0; i0<len0; i0++){
 let data2 = data1[i0];
 if(typeof data2 === "string"){
 if(func0(data2) < 1){
-const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.paths.items,data:data2};
+const err6 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.paths.items,data:data2};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2944,7 +3261,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.paths.items.type,parentSchema:schema7.properties.paths.items,data:data2};
+const err7 = {instancePath:instancePath+"/paths/" + i0,schemaPath:"#/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.paths.items.type,parentSchema:schema8.properties.paths.items,data:data2};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2956,7 +3273,7 @@ errors++;
 }
 }
 else {
-const err8 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema7.properties.paths.type,parentSchema:schema7.properties.paths,data:data1};
+const err8 = {instancePath:instancePath+"/paths",schemaPath:"#/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema8.properties.paths.type,parentSchema:schema8.properties.paths,data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2969,7 +3286,7 @@ errors++;
 if(data.containerd_auth !== undefined){
 let data3 = data.containerd_auth;
 if(typeof data3 !== "boolean"){
-const err9 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema7.properties.containerd_auth.type,parentSchema:schema7.properties.containerd_auth,data:data3};
+const err9 = {instancePath:instancePath+"/containerd_auth",schemaPath:"#/properties/containerd_auth/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema8.properties.containerd_auth.type,parentSchema:schema8.properties.containerd_auth,data:data3};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2983,7 +3300,7 @@ if(data.config_file !== undefined){
 let data4 = data.config_file;
 if(typeof data4 === "string"){
 if(func0(data4) < 1){
-const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.config_file,data:data4};
+const err10 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.config_file,data:data4};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2994,7 +3311,7 @@ errors++;
 }
 }
 else {
-const err11 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.config_file.type,parentSchema:schema7.properties.config_file,data:data4};
+const err11 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.config_file.type,parentSchema:schema8.properties.config_file,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -3008,7 +3325,7 @@ if(data.restart_command !== undefined){
 let data5 = data.restart_command;
 if(typeof data5 === "string"){
 if(func0(data5) < 1){
-const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.restart_command,data:data5};
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.restart_command,data:data5};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -3019,7 +3336,7 @@ errors++;
 }
 }
 else {
-const err13 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.restart_command.type,parentSchema:schema7.properties.restart_command,data:data5};
+const err13 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.restart_command.type,parentSchema:schema8.properties.restart_command,data:data5};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -3033,7 +3350,7 @@ if(data.socket !== undefined){
 let data6 = data.socket;
 if(typeof data6 === "string"){
 if(func0(data6) < 1){
-const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema7.properties.socket,data:data6};
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.socket,data:data6};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -3044,7 +3361,7 @@ errors++;
 }
 }
 else {
-const err15 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema7.properties.socket.type,parentSchema:schema7.properties.socket,data:data6};
+const err15 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.socket.type,parentSchema:schema8.properties.socket,data:data6};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -3057,7 +3374,7 @@ errors++;
 if(data.restart_timeout !== undefined){
 let data7 = data.restart_timeout;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema7.properties.restart_timeout.type,parentSchema:schema7.properties.restart_timeout,data:data7};
+const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema8.properties.restart_timeout.type,parentSchema:schema8.properties.restart_timeout,data:data7};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -3068,7 +3385,7 @@ errors++;
 }
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 1 || isNaN(data7)){
-const err17 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema7.properties.restart_timeout,data:data7};
+const err17 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema8.properties.restart_timeout,data:data7};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -3082,7 +3399,7 @@ errors++;
 if(data.all !== undefined){
 let data8 = data.all;
 if(typeof data8 !== "boolean"){
-const err18 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema7.properties.all.type,parentSchema:schema7.properties.all,data:data8};
+const err18 = {instancePath:instancePath+"/all",schemaPath:"#/properties/all/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema8.properties.all.type,parentSchema:schema8.properties.all,data:data8};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -3094,7 +3411,7 @@ errors++;
 }
 }
 else {
-const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema7.type,parentSchema:schema7,data};
+const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema8.type,parentSchema:schema8,data};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -3103,116 +3420,13 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate7.errors = vErrors;
-return errors === 0;
-}
-validate7.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
-
-export const module_image_rmi = validate8;
-const schema8 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
-
-function validate8(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
-let vErrors = null;
-let errors = 0;
-const evaluated0 = validate8.evaluated;
-if(evaluated0.dynamicProps){
-evaluated0.props = undefined;
-}
-if(evaluated0.dynamicItems){
-evaluated0.items = undefined;
-}
-if(data && typeof data == "object" && !Array.isArray(data)){
-if(data.image === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "image"},message:"must have required property '"+"image"+"'",schema:schema8.required,parentSchema:schema8,data};
-if(vErrors === null){
-vErrors = [err0];
-}
-else {
-vErrors.push(err0);
-}
-errors++;
-}
-for(const key0 in data){
-if(!((key0 === "image") || (key0 === "socket"))){
-const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema8,data};
-if(vErrors === null){
-vErrors = [err1];
-}
-else {
-vErrors.push(err1);
-}
-errors++;
-}
-}
-if(data.image !== undefined){
-let data0 = data.image;
-if(typeof data0 === "string"){
-if(func0(data0) < 1){
-const err2 = {instancePath:instancePath+"/image",schemaPath:"#/properties/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.image,data:data0};
-if(vErrors === null){
-vErrors = [err2];
-}
-else {
-vErrors.push(err2);
-}
-errors++;
-}
-}
-else {
-const err3 = {instancePath:instancePath+"/image",schemaPath:"#/properties/image/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.image.type,parentSchema:schema8.properties.image,data:data0};
-if(vErrors === null){
-vErrors = [err3];
-}
-else {
-vErrors.push(err3);
-}
-errors++;
-}
-}
-if(data.socket !== undefined){
-let data1 = data.socket;
-if(typeof data1 === "string"){
-if(func0(data1) < 1){
-const err4 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema8.properties.socket,data:data1};
-if(vErrors === null){
-vErrors = [err4];
-}
-else {
-vErrors.push(err4);
-}
-errors++;
-}
-}
-else {
-const err5 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema8.properties.socket.type,parentSchema:schema8.properties.socket,data:data1};
-if(vErrors === null){
-vErrors = [err5];
-}
-else {
-vErrors.push(err5);
-}
-errors++;
-}
-}
-}
-else {
-const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema8.type,parentSchema:schema8,data};
-if(vErrors === null){
-vErrors = [err6];
-}
-else {
-vErrors.push(err6);
-}
-errors++;
-}
 validate8.errors = vErrors;
 return errors === 0;
 }
 validate8.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_image_pull_verify = validate9;
-const schema9 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
-const pattern13 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+export const module_image_rmi = validate9;
+const schema9 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
 
 function validate9(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -3236,7 +3450,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "image") || (key0 === "expect_digest")) || (key0 === "auth")) || (key0 === "pull_timeout")) || (key0 === "timeout")) || (key0 === "retries")) || (key0 === "socket"))){
+if(!((key0 === "image") || (key0 === "socket"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema9,data};
 if(vErrors === null){
 vErrors = [err1];
@@ -3272,11 +3486,11 @@ vErrors.push(err3);
 errors++;
 }
 }
-if(data.expect_digest !== undefined){
-let data1 = data.expect_digest;
+if(data.socket !== undefined){
+let data1 = data.socket;
 if(typeof data1 === "string"){
-if(!pattern13.test(data1)){
-const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\"",schema:"^sha256:[0-9a-f]{64}$",parentSchema:schema9.properties.expect_digest,data:data1};
+if(func0(data1) < 1){
+const err4 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema9.properties.socket,data:data1};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -3287,7 +3501,110 @@ errors++;
 }
 }
 else {
-const err5 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.expect_digest.type,parentSchema:schema9.properties.expect_digest,data:data1};
+const err5 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.socket.type,parentSchema:schema9.properties.socket,data:data1};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+}
+else {
+const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema9.type,parentSchema:schema9,data};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+validate9.errors = vErrors;
+return errors === 0;
+}
+validate9.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+export const module_image_pull_verify = validate10;
+const schema10 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
+const pattern14 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+
+function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate10.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.image === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "image"},message:"must have required property '"+"image"+"'",schema:schema10.required,parentSchema:schema10,data};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!(((((((key0 === "image") || (key0 === "expect_digest")) || (key0 === "auth")) || (key0 === "pull_timeout")) || (key0 === "timeout")) || (key0 === "retries")) || (key0 === "socket"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema10,data};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.image !== undefined){
+let data0 = data.image;
+if(typeof data0 === "string"){
+if(func0(data0) < 1){
+const err2 = {instancePath:instancePath+"/image",schemaPath:"#/properties/image/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.image,data:data0};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+else {
+const err3 = {instancePath:instancePath+"/image",schemaPath:"#/properties/image/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.image.type,parentSchema:schema10.properties.image,data:data0};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.expect_digest !== undefined){
+let data1 = data.expect_digest;
+if(typeof data1 === "string"){
+if(!pattern14.test(data1)){
+const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\"",schema:"^sha256:[0-9a-f]{64}$",parentSchema:schema10.properties.expect_digest,data:data1};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.expect_digest.type,parentSchema:schema10.properties.expect_digest,data:data1};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -3302,7 +3619,7 @@ let data2 = data.auth;
 if(data2 && typeof data2 == "object" && !Array.isArray(data2)){
 for(const key1 in data2){
 if(!(((key1 === "username") || (key1 === "password")) || (key1 === "token"))){
-const err6 = {instancePath:instancePath+"/auth",schemaPath:"#/properties/auth/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema9.properties.auth,data:data2};
+const err6 = {instancePath:instancePath+"/auth",schemaPath:"#/properties/auth/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema10.properties.auth,data:data2};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -3315,7 +3632,7 @@ errors++;
 if(data2.username !== undefined){
 let data3 = data2.username;
 if(typeof data3 !== "string"){
-const err7 = {instancePath:instancePath+"/auth/username",schemaPath:"#/properties/auth/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.auth.properties.username.type,parentSchema:schema9.properties.auth.properties.username,data:data3};
+const err7 = {instancePath:instancePath+"/auth/username",schemaPath:"#/properties/auth/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.auth.properties.username.type,parentSchema:schema10.properties.auth.properties.username,data:data3};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -3328,7 +3645,7 @@ errors++;
 if(data2.password !== undefined){
 let data4 = data2.password;
 if(typeof data4 !== "string"){
-const err8 = {instancePath:instancePath+"/auth/password",schemaPath:"#/properties/auth/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.auth.properties.password.type,parentSchema:schema9.properties.auth.properties.password,data:data4};
+const err8 = {instancePath:instancePath+"/auth/password",schemaPath:"#/properties/auth/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.auth.properties.password.type,parentSchema:schema10.properties.auth.properties.password,data:data4};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -3341,7 +3658,7 @@ errors++;
 if(data2.token !== undefined){
 let data5 = data2.token;
 if(typeof data5 !== "string"){
-const err9 = {instancePath:instancePath+"/auth/token",schemaPath:"#/properties/auth/properties/token/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.auth.properties.token.type,parentSchema:schema9.properties.auth.properties.token,data:data5};
+const err9 = {instancePath:instancePath+"/auth/token",schemaPath:"#/properties/auth/properties/token/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.auth.properties.token.type,parentSchema:schema10.properties.auth.properties.token,data:data5};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -3353,7 +3670,7 @@ errors++;
 }
 }
 else {
-const err10 = {instancePath:instancePath+"/auth",schemaPath:"#/properties/auth/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema9.properties.auth.type,parentSchema:schema9.properties.auth,data:data2};
+const err10 = {instancePath:instancePath+"/auth",schemaPath:"#/properties/auth/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema10.properties.auth.type,parentSchema:schema10.properties.auth,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -3366,7 +3683,7 @@ errors++;
 if(data.pull_timeout !== undefined){
 let data6 = data.pull_timeout;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-const err11 = {instancePath:instancePath+"/pull_timeout",schemaPath:"#/properties/pull_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema9.properties.pull_timeout.type,parentSchema:schema9.properties.pull_timeout,data:data6};
+const err11 = {instancePath:instancePath+"/pull_timeout",schemaPath:"#/properties/pull_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema10.properties.pull_timeout.type,parentSchema:schema10.properties.pull_timeout,data:data6};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -3377,7 +3694,7 @@ errors++;
 }
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 < 1 || isNaN(data6)){
-const err12 = {instancePath:instancePath+"/pull_timeout",schemaPath:"#/properties/pull_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema9.properties.pull_timeout,data:data6};
+const err12 = {instancePath:instancePath+"/pull_timeout",schemaPath:"#/properties/pull_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema10.properties.pull_timeout,data:data6};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -3391,7 +3708,7 @@ errors++;
 if(data.timeout !== undefined){
 let data7 = data.timeout;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-const err13 = {instancePath:instancePath+"/timeout",schemaPath:"#/properties/timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema9.properties.timeout.type,parentSchema:schema9.properties.timeout,data:data7};
+const err13 = {instancePath:instancePath+"/timeout",schemaPath:"#/properties/timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema10.properties.timeout.type,parentSchema:schema10.properties.timeout,data:data7};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -3402,7 +3719,7 @@ errors++;
 }
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 1 || isNaN(data7)){
-const err14 = {instancePath:instancePath+"/timeout",schemaPath:"#/properties/timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema9.properties.timeout,data:data7};
+const err14 = {instancePath:instancePath+"/timeout",schemaPath:"#/properties/timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema10.properties.timeout,data:data7};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -3416,7 +3733,7 @@ errors++;
 if(data.retries !== undefined){
 let data8 = data.retries;
 if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
-const err15 = {instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema9.properties.retries.type,parentSchema:schema9.properties.retries,data:data8};
+const err15 = {instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema10.properties.retries.type,parentSchema:schema10.properties.retries,data:data8};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -3427,7 +3744,7 @@ errors++;
 }
 if((typeof data8 == "number") && (isFinite(data8))){
 if(data8 < 0 || isNaN(data8)){
-const err16 = {instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema9.properties.retries,data:data8};
+const err16 = {instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema10.properties.retries,data:data8};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -3442,7 +3759,7 @@ if(data.socket !== undefined){
 let data9 = data.socket;
 if(typeof data9 === "string"){
 if(func0(data9) < 1){
-const err17 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema9.properties.socket,data:data9};
+const err17 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.socket,data:data9};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -3453,7 +3770,7 @@ errors++;
 }
 }
 else {
-const err18 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.socket.type,parentSchema:schema9.properties.socket,data:data9};
+const err18 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.socket.type,parentSchema:schema10.properties.socket,data:data9};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -3465,7 +3782,7 @@ errors++;
 }
 }
 else {
-const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema9.type,parentSchema:schema9,data};
+const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema10.type,parentSchema:schema10,data};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -3474,18 +3791,18 @@ vErrors.push(err19);
 }
 errors++;
 }
-validate9.errors = vErrors;
+validate10.errors = vErrors;
 return errors === 0;
 }
-validate9.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate10.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_containerd_restart = validate10;
-const schema10 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
+export const module_containerd_restart = validate11;
+const schema11 = {"type":"object","additionalProperties":false,"required":["config_file","restart_command","restart_timeout"],"properties":{"config_file":{"type":"string","minLength":1},"service":{"type":"string","minLength":1},"companions":{"type":"array","items":{"type":"string","minLength":1}},"restart_command":{"type":"string","minLength":1},"socket":{"type":"string","minLength":1},"restart_timeout":{"type":"integer","minimum":1}}};
 
-function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate10.evaluated;
+const evaluated0 = validate11.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -3494,7 +3811,7 @@ evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
 if(data.config_file === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "config_file"},message:"must have required property '"+"config_file"+"'",schema:schema10.required,parentSchema:schema10,data};
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "config_file"},message:"must have required property '"+"config_file"+"'",schema:schema11.required,parentSchema:schema11,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -3504,7 +3821,7 @@ vErrors.push(err0);
 errors++;
 }
 if(data.restart_command === undefined){
-const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "restart_command"},message:"must have required property '"+"restart_command"+"'",schema:schema10.required,parentSchema:schema10,data};
+const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "restart_command"},message:"must have required property '"+"restart_command"+"'",schema:schema11.required,parentSchema:schema11,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -3514,7 +3831,7 @@ vErrors.push(err1);
 errors++;
 }
 if(data.restart_timeout === undefined){
-const err2 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "restart_timeout"},message:"must have required property '"+"restart_timeout"+"'",schema:schema10.required,parentSchema:schema10,data};
+const err2 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "restart_timeout"},message:"must have required property '"+"restart_timeout"+"'",schema:schema11.required,parentSchema:schema11,data};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -3525,7 +3842,7 @@ errors++;
 }
 for(const key0 in data){
 if(!((((((key0 === "config_file") || (key0 === "service")) || (key0 === "companions")) || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout"))){
-const err3 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema10,data};
+const err3 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema11,data};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -3539,7 +3856,7 @@ if(data.config_file !== undefined){
 let data0 = data.config_file;
 if(typeof data0 === "string"){
 if(func0(data0) < 1){
-const err4 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.config_file,data:data0};
+const err4 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.config_file,data:data0};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -3550,7 +3867,7 @@ errors++;
 }
 }
 else {
-const err5 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.config_file.type,parentSchema:schema10.properties.config_file,data:data0};
+const err5 = {instancePath:instancePath+"/config_file",schemaPath:"#/properties/config_file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.config_file.type,parentSchema:schema11.properties.config_file,data:data0};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -3564,7 +3881,7 @@ if(data.service !== undefined){
 let data1 = data.service;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.service,data:data1};
+const err6 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.service,data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -3575,7 +3892,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.service.type,parentSchema:schema10.properties.service,data:data1};
+const err7 = {instancePath:instancePath+"/service",schemaPath:"#/properties/service/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.service.type,parentSchema:schema11.properties.service,data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -3593,7 +3910,7 @@ for(let i0=0; i0<len0; i0++){
 let data3 = data2[i0];
 if(typeof data3 === "string"){
 if(func0(data3) < 1){
-const err8 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.companions.items,data:data3};
+const err8 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.companions.items,data:data3};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -3604,7 +3921,7 @@ errors++;
 }
 }
 else {
-const err9 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.companions.items.type,parentSchema:schema10.properties.companions.items,data:data3};
+const err9 = {instancePath:instancePath+"/companions/" + i0,schemaPath:"#/properties/companions/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.companions.items.type,parentSchema:schema11.properties.companions.items,data:data3};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -3616,7 +3933,7 @@ errors++;
 }
 }
 else {
-const err10 = {instancePath:instancePath+"/companions",schemaPath:"#/properties/companions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema10.properties.companions.type,parentSchema:schema10.properties.companions,data:data2};
+const err10 = {instancePath:instancePath+"/companions",schemaPath:"#/properties/companions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.companions.type,parentSchema:schema11.properties.companions,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -3630,7 +3947,7 @@ if(data.restart_command !== undefined){
 let data4 = data.restart_command;
 if(typeof data4 === "string"){
 if(func0(data4) < 1){
-const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.restart_command,data:data4};
+const err11 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.restart_command,data:data4};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -3641,7 +3958,7 @@ errors++;
 }
 }
 else {
-const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.restart_command.type,parentSchema:schema10.properties.restart_command,data:data4};
+const err12 = {instancePath:instancePath+"/restart_command",schemaPath:"#/properties/restart_command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.restart_command.type,parentSchema:schema11.properties.restart_command,data:data4};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -3655,7 +3972,7 @@ if(data.socket !== undefined){
 let data5 = data.socket;
 if(typeof data5 === "string"){
 if(func0(data5) < 1){
-const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema10.properties.socket,data:data5};
+const err13 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.socket,data:data5};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -3666,7 +3983,7 @@ errors++;
 }
 }
 else {
-const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.socket.type,parentSchema:schema10.properties.socket,data:data5};
+const err14 = {instancePath:instancePath+"/socket",schemaPath:"#/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.socket.type,parentSchema:schema11.properties.socket,data:data5};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -3679,7 +3996,7 @@ errors++;
 if(data.restart_timeout !== undefined){
 let data6 = data.restart_timeout;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-const err15 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema10.properties.restart_timeout.type,parentSchema:schema10.properties.restart_timeout,data:data6};
+const err15 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.restart_timeout.type,parentSchema:schema11.properties.restart_timeout,data:data6};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -3690,7 +4007,7 @@ errors++;
 }
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 < 1 || isNaN(data6)){
-const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema10.properties.restart_timeout,data:data6};
+const err16 = {instancePath:instancePath+"/restart_timeout",schemaPath:"#/properties/restart_timeout/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.restart_timeout,data:data6};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -3703,7 +4020,7 @@ errors++;
 }
 }
 else {
-const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema10.type,parentSchema:schema10,data};
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -3712,18 +4029,18 @@ vErrors.push(err17);
 }
 errors++;
 }
-validate10.errors = vErrors;
+validate11.errors = vErrors;
 return errors === 0;
 }
-validate10.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate11.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const module_node_facts = validate11;
-const schema11 = {"type":"object","additionalProperties":false,"properties":{}};
+export const module_node_facts = validate12;
+const schema12 = {"type":"object","additionalProperties":false,"properties":{}};
 
-function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate11.evaluated;
+const evaluated0 = validate12.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -3732,7 +4049,7 @@ evaluated0.items = undefined;
 }
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema11,data};
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema12,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -3743,7 +4060,7 @@ errors++;
 }
 }
 else {
-const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema12.type,parentSchema:schema12,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -3752,7 +4069,7 @@ vErrors.push(err1);
 }
 errors++;
 }
-validate11.errors = vErrors;
+validate12.errors = vErrors;
 return errors === 0;
 }
-validate11.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate12.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
