@@ -67,6 +67,27 @@ describe('selectRuntimes', () => {
     ]);
   });
 
+  it('auto: a containerd only installed (no daemon runs) is left out where another runtime is there, and kept alone', () => {
+    const podmanHost = {
+      ...none,
+      containerd: ['containerd at /usr/bin/containerd'],
+      containerdStopped: true,
+      containers: ['podman at /usr/bin/podman'],
+    };
+    const r = selectRuntimes('n1', podmanHost, 'auto');
+    expect(r.runtimes).toEqual(['containers']);
+    expect(r.notes).toEqual([
+      'containerd left out: it is installed (containerd at /usr/bin/containerd) but no containerd daemon runs, so no pull goes through it (once it runs, the next run trusts the registry there too)',
+    ]);
+    // Alone, it stays: containerd.tls then says what is wrong with it.
+    expect(selectRuntimes('n1', { ...podmanHost, containers: [] }, 'auto').runtimes).toEqual(['containerd']);
+    // Listed explicitly, it is the operator's choice.
+    expect(selectRuntimes('n1', podmanHost, ['containerd', 'containers']).runtimes).toEqual([
+      'containerd',
+      'containers',
+    ]);
+  });
+
   it('auto: a CRI-disabled containerd with no Docker Engine stays, so containerd.tls refuses it with its reason', () => {
     const r = selectRuntimes(
       'n1',

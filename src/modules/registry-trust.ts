@@ -104,6 +104,8 @@ export interface RuntimeEvidence {
   containerd: string[];
   /** containerd's config.toml disables the CRI plugin (these ids): it serves Docker, not Kubernetes. */
   containerdCriDisabled: string[];
+  /** Only `containerd` on PATH says containerd is there: no daemon runs and no flavour was found. */
+  containerdStopped?: boolean;
   docker: string[];
   containers: string[];
 }
@@ -136,12 +138,25 @@ export function selectRuntimes(
       );
     return { runtimes: RUNTIMES.filter((r) => wanted.includes(r)), notes };
   }
+  const others = found.docker.length > 0 || found.containers.length > 0;
   const runtimes = RUNTIMES.filter((r) => found[r].length > 0).filter((r) => {
-    if (r !== 'containerd' || found.containerdCriDisabled.length === 0 || found.docker.length === 0) return true;
-    notes.push(
-      `containerd left out: its config.toml disables the CRI plugin (${found.containerdCriDisabled.join(', ')}), so it serves Docker Engine, not Kubernetes, and Docker Engine's trust is the one its pulls use`,
-    );
-    return false;
+    if (r !== 'containerd') return true;
+    if (found.containerdCriDisabled.length > 0 && found.docker.length > 0) {
+      notes.push(
+        `containerd left out: its config.toml disables the CRI plugin (${found.containerdCriDisabled.join(', ')}), so it serves Docker Engine, not Kubernetes, and Docker Engine's trust is the one its pulls use`,
+      );
+      return false;
+    }
+    // An installed containerd no daemon runs from pulls nothing; where another runtime is there,
+    // that one is the node's (a podman or CRI-O host with the containerd package lying around).
+    // Alone, it stays in, and containerd.tls says what is wrong with it.
+    if (found.containerdStopped && others) {
+      notes.push(
+        `containerd left out: it is installed (${found.containerd.join(', ')}) but no containerd daemon runs, so no pull goes through it (once it runs, the next run trusts the registry there too)`,
+      );
+      return false;
+    }
+    return true;
   });
   if (runtimes.length === 0)
     throw new TaskError(
@@ -216,6 +231,7 @@ async function detectRuntimes(ctx: TaskContext, configFile: string): Promise<Run
     if (running) found.containerd.push(`containerd ${running.version.major}.${running.version.minor} running`);
     const onPath = programsFound(read).get('containerd');
     if (onPath !== undefined) found.containerd.push(`containerd at ${onPath}`);
+    if (!running && onPath !== undefined) found.containerdStopped = true;
     const config = read.entries.get(configFile);
     if (found.containerd.length > 0 && config?.kind === 'file')
       found.containerdCriDisabled = criPluginsDisabledIn(config.content.toString('utf8'));
