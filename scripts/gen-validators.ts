@@ -3,6 +3,7 @@
  * not generate and compile validator code at every start (~60 ms). `npm run schemas` runs it; a
  * test keeps the generated file in step with the schemas.
  */
+import { finished } from './unsettled-guard.js';
 import { writeFileSync } from 'node:fs';
 import { renderValidators } from './validators-source.js';
 
@@ -13,3 +14,4 @@ for (const [kind, file] of [
   writeFileSync(new URL(`../src/playbook/schema/${file}`, import.meta.url), renderValidators(kind));
   process.stdout.write(`wrote src/playbook/schema/${file}\n`);
 }
+finished();
