@@ -12,6 +12,7 @@ import {
   setLegacyTls,
   type EditOk,
 } from './edits.js';
+import { hostsTomlRejection, parseHostsToml } from './hosts-toml.js';
 import { lineDiff } from './line-diff.js';
 import { getIn, parsePlain } from '../toml/model.js';
 import type { Result } from '../result.js';
@@ -256,6 +257,18 @@ describe('config.toml edits against fixtures (golden files)', () => {
     const r = ok(migrateLegacy(text, { containerdMajor: 1 }));
     expect(Object.keys(r.hostsFiles)).toEqual(['_default']);
     expect(r.hostsFiles['_default']).not.toMatch(/^server/m);
+  });
+
+  // A mirror listing only the registry itself folds into `server` (as k3s's did before k3s#9839):
+  // without the empty [host] table containerd 1.x would reject the migrated file and drop its ca.
+  it('migrateLegacy writes a [host] table when a registry mirrors only itself', () => {
+    const text =
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."r.test:5000"]\n  endpoint = ["https://r.test:5000"]\n[plugins."io.containerd.grpc.v1.cri".registry.configs."r.test:5000".tls]\n  ca_file = "/etc/ssl/r-ca.pem"\n';
+    const r = ok(migrateLegacy(text, { containerdMajor: 1 }));
+    const file = r.hostsFiles['r.test:5000'] as string;
+    expect(file).toMatch(/^server = "https:\/\/r\.test:5000"\nca = "\/etc\/ssl\/r-ca\.pem"\n\n\[host\]\n$/m);
+    const p = parseHostsToml(file);
+    expect(p.ok && hostsTomlRejection(p.hostTable, { major: 1 })).toBeNull();
   });
 
   it('legacy tls refuses on containerd 2.x and next to config_path, and on empty settings', () => {

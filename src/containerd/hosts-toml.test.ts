@@ -1,7 +1,17 @@
 import TOML from '@iarna/toml';
 import { describe, expect, it } from 'vitest';
 import { inspectConfig, VERSION_1_REFUSAL } from './config.js';
-import { hostsTomlModel, isManagedByTrustplay, MANAGED_MARKER, parseHostsToml, renderHostsToml } from './hosts-toml.js';
+import {
+  hostsTomlModel,
+  hostsTomlRejection,
+  isManagedByTrustplay,
+  MANAGED_MARKER,
+  MIGRATED_MARKER,
+  NO_HOST_TABLE,
+  parseHostsToml,
+  renderHostsModel,
+  renderHostsToml,
+} from './hosts-toml.js';
 import { normalizeRegistryHost, registryKeyMatches } from './registry-host.js';
 
 describe('hosts.toml', () => {
@@ -49,6 +59,40 @@ describe('hosts.toml', () => {
     expect(hand.ok && hand.managed).toBe(false);
     const bad = parseHostsToml('server = ');
     expect(bad.ok).toBe(false);
+  });
+
+  // containerd#10027: 1.6/1.7 ignore a hosts.toml whose root has no `host` table (lab: 1.6.20 and
+  // 1.7.24 log "failed to decode hosts.toml" and pull with x509; 2.1.9 pulls with the file's ca).
+  it('tells which files containerd 1.x rejects for want of a [host] table', () => {
+    const v1 = { major: 1 };
+    const v2 = { major: 2 };
+    const topOnly = parseHostsToml('server = "https://r.test"\nca = "/ca.pem"\n');
+    expect(topOnly.ok && topOnly.hostTable).toBe(false);
+    expect(topOnly.ok && topOnly.model.serverCa).toEqual(['/ca.pem']);
+    expect(hostsTomlRejection(false, v1)).toBe(NO_HOST_TABLE);
+    expect(hostsTomlRejection(false, v2)).toBeNull();
+    expect(hostsTomlRejection(false, null)).toBeNull();
+    for (const text of [
+      'server = "https://r.test"\nca = "/ca.pem"\n[host]\n',
+      'server = "https://r.test"\n[host."https://r.test"]\nca = "/ca.pem"\n',
+      'server = "https://r.test"\nhost = {}\n',
+    ]) {
+      const p = parseHostsToml(text);
+      expect(p.ok && p.hostTable, text).toBe(true);
+    }
+    // An array of tables is not a table: go-toml v1's Get("host") is then no *Tree.
+    const arr = parseHostsToml('[[host]]\nca = "/ca.pem"\n');
+    expect(arr.ok && arr.hostTable).toBe(false);
+    // What trustplay renders always has one: the managed file, and a migrated file with no entry.
+    expect(parseHostsToml(renderHostsToml({ registry: 'r.test', ca: '/ca.pem' }))).toMatchObject({ hostTable: true });
+    const noEntry = renderHostsModel(
+      { server: 'https://r.test', serverCa: ['/ca.pem'], serverClient: [], serverSkipVerify: false, hosts: [] },
+      MIGRATED_MARKER,
+    );
+    expect(noEntry).toBe(`${MIGRATED_MARKER}\nserver = "https://r.test"\nca = "/ca.pem"\n\n[host]\n`);
+    const back = parseHostsToml(noEntry);
+    expect(back.ok && back.hostTable).toBe(true);
+    expect(back.ok && back.model.hosts).toEqual([]);
   });
 });
 

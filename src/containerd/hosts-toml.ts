@@ -104,6 +104,8 @@ export function renderHostsModel(m: HostsTomlModel, marker: string): string {
   const lines: string[] = [marker];
   if (m.server !== null) lines.push(`server = ${formatString(m.server)}`);
   lines.push(...tlsLines('', m.serverCa, m.serverClient, m.serverSkipVerify));
+  // An empty `[host]` table when there is no entry: containerd 1.x rejects the file without one.
+  if (m.hosts.length === 0) lines.push('', '[host]');
   for (const h of m.hosts) {
     lines.push('', `[host.${formatString(h.url)}]`);
     if (h.capabilities !== null) lines.push(`  capabilities = ${formatValue(h.capabilities)}`);
@@ -127,8 +129,32 @@ export function isManagedByTrustplay(text: string): boolean {
   return first?.trim() === MANAGED_MARKER;
 }
 
-/** Result of `parseHostsToml`. */
-export type ParseHostsResult = Result<{ model: HostsTomlModel; managed: boolean }>;
+/**
+ * Result of `parseHostsToml`. `hostTable`: the file has a `host` key holding a table (`[host]`,
+ * `[host."<url>"]` or an inline table), which containerd 1.x requires (see hostsTomlRejection).
+ */
+export type ParseHostsResult = Result<{ model: HostsTomlModel; managed: boolean; hostTable: boolean }>;
+
+/** Why containerd 1.x ignores a hosts.toml without a `host` table (one line, for facts and diagnose). */
+export const NO_HOST_TABLE =
+  'it has no [host] table, which containerd 1.x requires ("failed to decode hosts.toml": invalid `host` tree, containerd#10027)';
+
+/**
+ * Why the containerd of `version` ignores a parsed hosts.toml, or null when it reads it.
+ *
+ * containerd 1.6 and 1.7 (remotes/docker/config/hosts.go, go-toml v1) look up the hosts in order
+ * before decoding anything and fail when the root's `host` is not a table; the error is logged as
+ * "failed to decode hosts.toml" and the directory is then read as a Docker certs.d directory
+ * (`*.crt` files are CAs, `*.cert`/`*.key` client pairs), so none of the file's settings apply —
+ * with no such files the registry gets the system roots. containerd 2.x's parser has no such
+ * check (2.1.9's binary lacks the message). Checked in the lab: a file with only top-level
+ * `server` and `ca` fails with x509 on 1.6.20 and 1.7.24 and pulls on 2.1.9; an empty `[host]`
+ * table makes it pull on all three. An unknown version: null (not claimed).
+ */
+export function hostsTomlRejection(hostTable: boolean, version: { major: number } | null | undefined): string | null {
+  if (hostTable || !version || version.major >= 2) return null;
+  return NO_HOST_TABLE;
+}
 
 /** Parses a hosts.toml into the normalised model (for idempotency checks and reporting). */
 export function parseHostsToml(text: string): ParseHostsResult {
@@ -158,6 +184,7 @@ export function parseHostsToml(text: string): ParseHostsResult {
   return {
     ok: true,
     managed: isManagedByTrustplay(text),
+    hostTable: isTable(hostTable),
     model: {
       server: typeof doc['server'] === 'string' ? doc['server'] : null,
       serverCa: readCa(doc['ca']),
