@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { effectiveConfigPath, trustSources, type NodeFacts } from './node-facts.js';
+import { effectiveConfigPath, hostsTomlFacts, trustSources, type NodeFacts } from './node-facts.js';
 
 function node(over: Partial<Omit<NodeFacts, 'trust'>> & { major?: number; configPath?: string | null }) {
   const configPath = over.configPath === undefined ? '/etc/containerd/certs.d' : over.configPath;
@@ -84,5 +84,38 @@ describe('facts: where each registry’s trust comes from', () => {
     expect(effectiveConfigPath('${SNAP_DATA}/args/certs.d', { major: 1, minor: 6 })).toEqual([
       '/var/snap/microk8s/current/args/certs.d',
     ]);
+  });
+
+  // containerd#10027, seen in the lab: 1.6.20/1.7.24 log "failed to decode hosts.toml" for a file
+  // with only top-level server and ca, and pull with the system roots (x509); 2.1.9 uses its ca.
+  it('a hosts.toml without a [host] table gives no ca on containerd 1.x, and says why', () => {
+    const text = 'server = "https://r.test"\nca = "/etc/containerd/certs.d/r.test/ca.pem"\n';
+    const on17 = hostsTomlFacts(text, { raw: '1.7.24', major: 1 });
+    expect(on17).toEqual({
+      hosts_toml: true,
+      managed_by_trustplay: false,
+      rejected:
+        'rejected by containerd 1.7.24: it has no [host] table, which containerd 1.x requires ("failed to decode hosts.toml": invalid `host` tree, containerd#10027)',
+    });
+    const on21 = hostsTomlFacts(text, { raw: '2.1.9', major: 2 });
+    expect(on21).toMatchObject({ ca: ['/etc/containerd/certs.d/r.test/ca.pem'], server: 'https://r.test' });
+    expect(on21.rejected).toBeUndefined();
+    expect(hostsTomlFacts(`${text}[host]\n`, { raw: '1.7.24', major: 1 }).ca).toEqual([
+      '/etc/containerd/certs.d/r.test/ca.pem',
+    ]);
+
+    const entry = { dir: '/etc/containerd/certs.d', registry: 'r.test', ...on17, files: ['ca.pem', 'hosts.toml'] };
+    expect(trustSources(node({ certs_d: [entry] }))['r.test']).toBe(
+      `/etc/containerd/certs.d/r.test/hosts.toml: ${on17.rejected}; its settings are not used: falls back to the system roots`,
+    );
+    // The fallback is Docker's certs.d layout: *.crt files in the directory are CAs.
+    expect(trustSources(node({ certs_d: [{ ...entry, files: ['ca.crt', 'hosts.toml'] }] }))['r.test']).toBe(
+      `/etc/containerd/certs.d/r.test/hosts.toml: ${on17.rejected}; its settings are not used: ca from the directory's *.crt files /etc/containerd/certs.d/r.test/ca.crt`,
+    );
+    expect(
+      trustSources(node({ major: 2, certs_d: [{ dir: entry.dir, registry: 'r.test', ...on21, files: entry.files }] }))[
+        'r.test'
+      ],
+    ).toBe('/etc/containerd/certs.d/r.test/hosts.toml: ca /etc/containerd/certs.d/r.test/ca.pem');
   });
 });

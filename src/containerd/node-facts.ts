@@ -14,7 +14,7 @@ import {
   type NodeRead,
 } from '../connection/read-files.js';
 import { inspectConfig } from './config.js';
-import { isManagedByTrustplay, parseHostsToml } from './hosts-toml.js';
+import { hostsTomlRejection, isManagedByTrustplay, parseHostsToml } from './hosts-toml.js';
 import { TaskError } from '../engine/errors.js';
 import { gatherContainerdFacts } from './facts.js';
 import { containerdSocket, describeVersionSource, runningContainerdVersion } from './daemon-version.js';
@@ -78,6 +78,11 @@ export interface NodeFacts {
     ca?: string[];
     skip_verify?: boolean;
     files: string[];
+    /**
+     * Why the running containerd ignores this hosts.toml (then server, ca and skip_verify are left
+     * out: none of the file applies, the directory's *.crt/*.cert files do, as Docker's certs.d).
+     */
+    rejected?: string;
     error?: string;
   }>;
   credential_files: Array<{ path: string; exists: boolean; registries: string[]; helpers?: string[]; error?: string }>;
@@ -218,13 +223,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
       const hosts = read.entries.get(`${hostDir}/hosts.toml`);
       if (hosts?.kind === 'link') Object.assign(entry, { hosts_toml: true, error: LINK_NOT_READ });
       else if (hosts?.kind === 'file') {
-        const text = hosts.content.toString('utf8');
-        entry.hosts_toml = true;
-        entry.managed_by_trustplay = isManagedByTrustplay(text);
-        const p = parseHostsToml(text);
-        if (p.ok)
-          Object.assign(entry, { server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify });
-        else entry.error = p.error;
+        Object.assign(entry, hostsTomlFacts(hosts.content.toString('utf8'), cf.version));
       }
       facts.certs_d.push(entry);
     }
@@ -311,6 +310,22 @@ export function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
   return out;
 }
 
+/** What a certs_d entry says of its hosts.toml, as the containerd of `version` reads it. */
+export function hostsTomlFacts(
+  text: string,
+  version: { raw: string; major: number } | null,
+): Pick<
+  NodeFacts['certs_d'][number],
+  'hosts_toml' | 'managed_by_trustplay' | 'server' | 'ca' | 'skip_verify' | 'rejected' | 'error'
+> {
+  const out: ReturnType<typeof hostsTomlFacts> = { hosts_toml: true, managed_by_trustplay: isManagedByTrustplay(text) };
+  const p = parseHostsToml(text);
+  if (!p.ok) return { ...out, error: p.error };
+  const rejected = hostsTomlRejection(p.hostTable, version);
+  if (rejected !== null) return { ...out, rejected: `rejected by containerd ${version?.raw ?? ''}: ${rejected}` };
+  return { ...out, server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify };
+}
+
 /** Where each registry's trust comes from (see NodeFacts.trust). */
 export function trustSources(f: Omit<NodeFacts, 'trust'>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -326,7 +341,12 @@ export function trustSources(f: Omit<NodeFacts, 'trust'>): Record<string, string
       .map((d) => f.certs_d.find((c) => c.dir === d && c.registry === r && c.hosts_toml))
       .find((c) => c !== undefined);
     const legacy = f.config.registries[r]?.tls;
-    if (hosts) {
+    if (hosts?.rejected !== undefined) {
+      // containerd then reads the directory as Docker's certs.d: *.crt are CAs (on top of the system roots).
+      const crt = hosts.files.filter((n) => n.endsWith('.crt'));
+      out[r] =
+        `${hosts.dir}/${r}/hosts.toml${generated}: ${hosts.rejected}; its settings are not used: ${crt.length ? `ca from the directory's *.crt files ${crt.map((n) => `${hosts.dir}/${r}/${n}`).join(',')}` : 'falls back to the system roots'}`;
+    } else if (hosts) {
       const what = hosts.skip_verify ? 'skip_verify' : hosts.ca?.length ? `ca ${hosts.ca.join(',')}` : 'system roots';
       out[r] = `${hosts.dir}/${r}/hosts.toml${generated}: ${what}`;
     } else if (legacy && (f.containerd.major ?? 1) < 2 && f.config.config_path === null) {
@@ -388,7 +408,7 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
   for (const [r, s] of Object.entries(f.config.registries)) l.push(`  legacy registry ${r}:${registrySettings(s)}`);
   for (const c of f.certs_d) {
     l.push(
-      `  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`,
+      `  certs.d ${c.dir}/${c.registry}: ${c.hosts_toml ? `hosts.toml${c.managed_by_trustplay ? ' (trustplay)' : ''}${c.rejected ? ` ${c.rejected}` : ''}${c.server ? ` server ${c.server}` : ''}${c.ca?.length ? ` ca ${c.ca.join(',')}` : ''}${c.skip_verify ? ' skip_verify' : ''}` : 'no hosts.toml'}; files: ${c.files.join(', ') || '(none)'}`,
     );
   }
   for (const [r, t] of Object.entries(f.trust)) l.push(`  trust ${r}: ${t}`);
