@@ -90,17 +90,17 @@ describe('facts: where each registry’s trust comes from', () => {
   // with only top-level server and ca, and pull with the system roots (x509); 2.1.9 uses its ca.
   it('a hosts.toml without a [host] table gives no ca on containerd 1.x, and says why', () => {
     const text = 'server = "https://r.test"\nca = "/etc/containerd/certs.d/r.test/ca.pem"\n';
-    const on17 = hostsTomlFacts(text, { raw: '1.7.24', major: 1 });
+    const on17 = hostsTomlFacts(text, { major: 1, minor: 7 });
     expect(on17).toEqual({
       hosts_toml: true,
       managed_by_trustplay: false,
       rejected:
-        'rejected by containerd 1.7.24: it has no [host] table, which containerd 1.x requires ("failed to decode hosts.toml": invalid `host` tree, containerd#10027)',
+        'rejected by containerd 1.7: it has no [host] table, which containerd 1.x requires ("failed to decode hosts.toml": invalid `host` tree, containerd#10027)',
     });
-    const on21 = hostsTomlFacts(text, { raw: '2.1.9', major: 2 });
+    const on21 = hostsTomlFacts(text, { major: 2, minor: 1 });
     expect(on21).toMatchObject({ ca: ['/etc/containerd/certs.d/r.test/ca.pem'], server: 'https://r.test' });
     expect(on21.rejected).toBeUndefined();
-    expect(hostsTomlFacts(`${text}[host]\n`, { raw: '1.7.24', major: 1 }).ca).toEqual([
+    expect(hostsTomlFacts(`${text}[host]\n`, { major: 1, minor: 7 }).ca).toEqual([
       '/etc/containerd/certs.d/r.test/ca.pem',
     ]);
 

@@ -313,7 +313,7 @@ export function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
 /** What a certs_d entry says of its hosts.toml, as the containerd of `version` reads it. */
 export function hostsTomlFacts(
   text: string,
-  version: { raw: string; major: number } | null,
+  version: { major: number; minor: number } | null,
 ): Pick<
   NodeFacts['certs_d'][number],
   'hosts_toml' | 'managed_by_trustplay' | 'server' | 'ca' | 'skip_verify' | 'rejected' | 'error'
@@ -322,7 +322,8 @@ export function hostsTomlFacts(
   const p = parseHostsToml(text);
   if (!p.ok) return { ...out, error: p.error };
   const rejected = hostsTomlRejection(p.hostTable, version);
-  if (rejected !== null) return { ...out, rejected: `rejected by containerd ${version?.raw ?? ''}: ${rejected}` };
+  if (rejected !== null)
+    return { ...out, rejected: `rejected by containerd ${version?.major ?? ''}.${version?.minor ?? ''}: ${rejected}` };
   return { ...out, server: p.model.server, ca: p.model.serverCa, skip_verify: p.model.serverSkipVerify };
 }
 

@@ -371,6 +371,11 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
     ],
   });
   d.findings.push(...verdict.findings);
+  // The node has a CA file for the registry in a hosts.toml its containerd ignores: that is why.
+  const ignored = c.view.trust.hosts_toml_ignored;
+  const untrusted = d.findings.find((f) => CHAIN_CAUSES.has(f.cause));
+  if (ignored !== undefined && untrusted)
+    untrusted.detail += `; ${ignored}, so its ca (${c.view.trust.ignored_ca?.join(', ') || 'none'}) is not used`;
   if (c.o.expiryWarningDays !== undefined) {
     const soon = expiringSoon(
       [

@@ -28,6 +28,16 @@ export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
   const byCa = caOk && o.ca ? caTask(r, o.ca.file) : undefined;
   const chain = d.evidence.chain ?? [];
   const issuer = chain.at(-1)?.issuer ?? chain[0]?.issuer;
+  const ignored = d.evidence.trust?.hosts_toml_ignored;
+  if (
+    ignored !== undefined &&
+    (d.cause === 'unknown-authority' || d.cause === 'self-signed' || d.cause === 'missing-intermediate')
+  )
+    return {
+      by: 'you (trustplay)',
+      action: `${ignored}: give it a [host."https://${r}"] table with the CA, which containerd.tls writes for ${r}${byCa ? '' : ` (with ${d.evidence.trust?.ignored_ca?.join(', ') || "the registry's CA"} copied to the controller, checked with \`trustplay diagnose ${r} --ca FILE\`)`}`,
+      task: byCa ?? caTask(r, PLACEHOLDER_CA),
+    };
   switch (d.cause) {
     case 'healthy':
     case 'host-unreachable':

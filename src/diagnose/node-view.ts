@@ -12,7 +12,7 @@ import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { inspectConfig } from '../containerd/config.js';
 import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
-import { parseHostsToml } from '../containerd/hosts-toml.js';
+import { hostsTomlRejection, parseHostsToml } from '../containerd/hosts-toml.js';
 import { detectFlavour } from '../containerd/flavour.js';
 import { CONTAINERD_DAEMON_SH, containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
 import { DEFAULT_CRI_SOCKETS } from '../cri/client.js';
@@ -54,6 +54,13 @@ export interface NodeView {
   /** The trust settings found for the registry, for the report. */
   trust: {
     hosts_toml?: string;
+    /**
+     * Why the node's containerd ignores that hosts.toml (containerd 1.x and a file without a [host]
+     * table): its ca, client and skip_verify are not used; the directory's *.crt files are, as CAs.
+     */
+    hosts_toml_ignored?: string;
+    /** The CA files the ignored hosts.toml names (not anchors). */
+    ignored_ca?: string[];
     ca_files: string[];
     skip_verify: boolean;
     legacy_ca_file?: string;
@@ -210,7 +217,16 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
     if (hostsText) {
       trust.hosts_toml = `${hostsText.dir}/hosts.toml`;
       const parsed = parseHostsToml(hostsText.text);
-      if (parsed.ok) {
+      const rejected = parsed.ok ? hostsTomlRejection(parsed.hostTable, cf.version) : null;
+      if (parsed.ok && rejected !== null) {
+        const dir = hostsText.dir;
+        trust.hosts_toml_ignored = `containerd ${cf.version?.major ?? ''}.${cf.version?.minor ?? ''} ignores ${trust.hosts_toml}: ${rejected}`;
+        trust.ignored_ca = parsed.model.serverCa.map((ca) => (posix.isAbsolute(ca) ? ca : posix.join(dir, ca)));
+        // containerd then reads the directory as Docker's certs.d: its *.crt files are the CAs.
+        if (dir === cf.hostsDir.path)
+          for (const name of Object.keys(cf.hostsDir.files).sort())
+            if (name.endsWith('.crt')) caPaths.push(posix.join(dir, name));
+      } else if (parsed.ok) {
         const m = parsed.model;
         const server = m.server ?? `https://${registry}`;
         const cas = [
@@ -327,7 +343,12 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
           view.registryAnchors.push(
             ...certsFromPem(text).map((cert: Cert) => ({
               cert,
-              source: trust.legacy_ca_file === path ? `config.toml tls.ca_file ${path}` : `hosts.toml ca ${path}`,
+              source:
+                trust.legacy_ca_file === path
+                  ? `config.toml tls.ca_file ${path}`
+                  : trust.hosts_toml_ignored !== undefined
+                    ? `certs.d *.crt ${path}`
+                    : `hosts.toml ca ${path}`,
             })),
           );
         else {
