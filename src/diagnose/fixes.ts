@@ -35,7 +35,7 @@ export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
   )
     return {
       by: 'you (trustplay)',
-      action: `${ignored}: give it a [host."https://${r}"] table with the CA, which containerd.tls writes for ${r}${byCa ? '' : ` (with ${d.evidence.trust?.ignored_ca?.join(', ') || "the registry's CA"} copied to the controller, checked with \`trustplay diagnose ${r} --ca FILE\`)`}`,
+      action: `${ignored}: give it a [host."https://${r}"] table with the CA, which containerd.tls writes for ${r}${d.evidence.trust?.hosts_toml?.startsWith('/var/lib/rancher/') ? ` (on k3s/RKE2 through registries.yaml: a mirror entry the agent renders as [host."https://${r}/v2/"])` : ''}${byCa ? '' : ` (with ${d.evidence.trust?.ignored_ca?.join(', ') || "the registry's CA"} copied to the controller, checked with \`trustplay diagnose ${r} --ca FILE\`)`}`,
       task: byCa ?? caTask(r, PLACEHOLDER_CA),
     };
   switch (d.cause) {

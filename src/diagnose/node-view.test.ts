@@ -87,6 +87,12 @@ describe('fix for an ignored hosts.toml', () => {
     expect(fix?.action).toContain(`${ignored}: give it a [host."https://r.test"] table with the CA`);
     expect(fix?.action).toContain('/etc/containerd/certs.d/r.test/ca.pem');
     expect(fix?.task?.['containerd.tls']).toMatchObject({ registry: 'r.test' });
+    const k3s = structuredClone(d);
+    k3s.evidence.trust!.hosts_toml = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d/r.test/hosts.toml';
+    expect(fixFor(k3s, { registry: 'r.test' })?.action).toContain(
+      'through registries.yaml: a mirror entry the agent renders as [host."https://r.test/v2/"]',
+    );
+    expect(fix?.action).not.toContain('registries.yaml');
     // Other causes keep their own fix: a table does not mend an expired certificate.
     expect(fixFor({ ...d, cause: 'expired' }, { registry: 'r.test' })?.by).toBe('registry owner');
   });
