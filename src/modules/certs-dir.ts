@@ -10,7 +10,14 @@
  * Each module keeps only what is its runtime's own (how the runtime is detected, where insecure
  * registries are configured).
  */
-import { managedEntry, namesIn, type NodeRead } from '../connection/read-files.js';
+import {
+  managedEntry,
+  namesIn,
+  readNode,
+  ReadFailed,
+  type NodeRead,
+  type ReadRequest,
+} from '../connection/read-files.js';
 import type { HostsDirFacts } from '../containerd/facts.js';
 import { TaskError } from '../engine/errors.js';
 import { sha256 } from '../engine/apply.js';
@@ -18,6 +25,7 @@ import type { Change, TaskContext } from '../engine/module.js';
 import {
   FILE_NAMES,
   pushRmdir,
+  readMaterial,
   removeChange,
   writeChange,
   type DesiredFile,
@@ -208,4 +216,25 @@ export function recordCertsDirRegistry(
   };
   ctx.hostState.set(key, registries);
   return registries;
+}
+
+/**
+ * The first half of a certs.d module's gather: the task's material (the client key marked a
+ * secret of the run), then one read of the node (`read`: the registry's directory and whatever the
+ * module's runtime needs beside it); a read that fails is the task's failure, naming `what`.
+ */
+export async function gatherCertsDir(
+  ctx: TaskContext,
+  args: Parameters<typeof readMaterial>[0],
+  read: ReadRequest,
+  what: string,
+): Promise<{ material: TlsMaterial; warnings: string[]; read: NodeRead }> {
+  const { material, warnings } = await readMaterial(args);
+  if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
+  try {
+    return { material, warnings, read: await readNode(ctx.conn, { maxFileBytes: 1024 * 1024, ...read }) };
+  } catch (e) {
+    if (!(e instanceof ReadFailed)) throw e;
+    throw new TaskError(`${ctx.host}: could not read ${what} (${e.why})`, 'command');
+  }
 }

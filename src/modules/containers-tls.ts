@@ -19,7 +19,7 @@
  *   installs it with no runtime).
  */
 import TOML from '@iarna/toml';
-import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
+import type { NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
 import { CONTAINERS_IMAGE_PROGRAMS } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
@@ -27,12 +27,13 @@ import { defineModule, type ArgsOf, type Change, type TaskContext } from '../eng
 import { registryArg } from '../playbook/schema/args-common.js';
 import {
   certsDirMaterialProps,
+  gatherCertsDir,
   observeCertsDir,
   planCertsDir,
   recordCertsDirRegistry,
   type CertsDirObserved,
 } from './certs-dir.js';
-import { readMaterial, type TlsMaterial } from './containerd-tls.js';
+import type { TlsMaterial } from './containerd-tls.js';
 
 const schema = {
   type: 'object',
@@ -200,21 +201,13 @@ export default defineModule({
   description:
     "Make containers/image (podman, buildah, skopeo, CRI-O) trust a registry's TLS: ca.crt (and a client pair) in /etc/containers/certs.d/<host[:port]>/, read at every pull (no restart).",
   async gather(ctx, args) {
-    const { material, warnings } = await readMaterial(args);
-    if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
     const dir = hostsDirFor(args.certs_dir, args.registry);
-    let read: NodeRead;
-    try {
-      read = await readNode(ctx.conn, {
-        prelude: PRELUDE,
-        files: [args.registries_conf],
-        dirs: [dir, dropInDir(args.registries_conf)],
-        maxFileBytes: 1024 * 1024,
-      });
-    } catch (e) {
-      if (!(e instanceof ReadFailed)) throw e;
-      throw new TaskError(`${ctx.host}: could not read ${dir} and ${args.registries_conf} (${e.why})`, 'command');
-    }
+    const { material, warnings, read } = await gatherCertsDir(
+      ctx,
+      args,
+      { prelude: PRELUDE, files: [args.registries_conf], dirs: [dir, dropInDir(args.registries_conf)] },
+      `${dir} and ${args.registries_conf}`,
+    );
     const observed = observedFromRead(ctx.host, read, args, material, warnings);
     recordFacts(ctx, args, observed);
     return observed;

@@ -21,7 +21,7 @@
  *   what was looked for: green means checked. /etc/docker alone says nothing (Debian's
  *   docker-registry package makes it).
  */
-import { readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
+import type { NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
 import { DOCKER_SOCKET } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
@@ -29,12 +29,13 @@ import { defineModule, type ArgsOf, type Change, type TaskContext } from '../eng
 import { registryArg } from '../playbook/schema/args-common.js';
 import {
   certsDirMaterialProps,
+  gatherCertsDir,
   observeCertsDir,
   planCertsDir,
   recordCertsDirRegistry,
   type CertsDirObserved,
 } from './certs-dir.js';
-import { readMaterial, type TlsMaterial } from './containerd-tls.js';
+import type { TlsMaterial } from './containerd-tls.js';
 
 const schema = {
   type: 'object',
@@ -181,21 +182,13 @@ export default defineModule({
   description:
     "Make Docker Engine trust a registry's TLS: ca.crt (and a client pair) in /etc/docker/certs.d/<host[:port]>/, read by dockerd at every pull (no restart).",
   async gather(ctx, args) {
-    const { material, warnings } = await readMaterial(args);
-    if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
     const dir = dockerCertsDir(args);
-    let read: NodeRead;
-    try {
-      read = await readNode(ctx.conn, {
-        prelude: PRELUDE,
-        files: [DOCKER_SOCKET, args.daemon_json],
-        dirs: [dir],
-        maxFileBytes: 1024 * 1024,
-      });
-    } catch (e) {
-      if (!(e instanceof ReadFailed)) throw e;
-      throw new TaskError(`${ctx.host}: could not read ${dir} and ${args.daemon_json} (${e.why})`, 'command');
-    }
+    const { material, warnings, read } = await gatherCertsDir(
+      ctx,
+      args,
+      { prelude: PRELUDE, files: [DOCKER_SOCKET, args.daemon_json], dirs: [dir] },
+      `${dir} and ${args.daemon_json}`,
+    );
     const observed = observedFromRead(ctx.host, read, args, material, warnings);
     recordFacts(ctx, args, observed);
     return observed;
