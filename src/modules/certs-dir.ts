@@ -163,10 +163,12 @@ function unpairedClientFiles(names: string[]): string[] {
 export function certsDirMaterialProps() {
   return {
     ca: {
-      type: 'string',
-      minLength: 1,
       description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.",
+        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt. A list (old and new CA together) is written as one bundle, for a CA rotation without an outage.",
+      anyOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+      ],
       'x-file': 'controller-certificate',
     },
     client_cert: {

@@ -13,6 +13,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { taskContext } from '../../test/support/task-context.js';
 import { applyChanges, type SnapshotSink } from '../engine/apply.js';
 import { TaskError } from '../engine/errors.js';
+import { selfSignedCa } from '../../test/lab/certs.js';
+import { readMaterial } from './containerd-tls.js';
 import containersTls, {
   insecureEntry,
   planContainersTls,
@@ -109,6 +111,24 @@ describe('containers.tls on real files', () => {
     } finally {
       process.env['PATH'] = path0;
     }
+  });
+});
+
+describe('a CA rotation', () => {
+  it('a list of CAs (old and new) is written as one ca.crt bundle, each certificate once', async () => {
+    const other = await selfSignedCa(root, 'new-ca', 'rotation test CA');
+    const a = args({ ca: [CA, other.cert, CA] });
+    const observed: ContainersTlsObserved = {
+      dir: { path: `/etc/containers/certs.d/${REG}`, exists: false, files: {} },
+      otherNames: [],
+      material: (await readMaterial(a)).material,
+      materialWarnings: [],
+      programs: ['/usr/bin/podman'],
+      confProblems: [],
+    };
+    const plan = planContainersTls(a, observed);
+    const write = plan.changes.find((c) => c.op === 'file.write');
+    expect(write?.op === 'file.write' ? write.content.toString() : '').toBe(CA + readFileSync(other.cert, 'utf8'));
   });
 });
 

@@ -71,7 +71,7 @@ const schema = {
     ca: {
       ...material.ca,
       description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt).",
+        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt). A list (old and new CA together) is written as one bundle everywhere, for a CA rotation without an outage.",
     },
     state: {
       ...material.state,

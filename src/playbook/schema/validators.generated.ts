@@ -2019,7 +2019,7 @@ return errors === 0;
 validate3.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_docker_tls = validate4;
-const schema4 = {"type":"object","title":"docker.tls","description":"Make Docker Engine trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/docker/certs.d/<host[:port]>/, which dockerd reads at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/certs.d","description":"The directory dockerd reads registry certificates from (a rootless dockerd: ~/.config/docker/certs.d)."},"daemon_json":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/daemon.json","description":"dockerd's configuration file, read (never written) for `insecure-registries`."}},"x-together":[["client_cert","client_key"]]};
+const schema4 = {"type":"object","title":"docker.tls","description":"Make Docker Engine trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/docker/certs.d/<host[:port]>/, which dockerd reads at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt. A list (old and new CA together) is written as one bundle, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/certs.d","description":"The directory dockerd reads registry certificates from (a rootless dockerd: ~/.config/docker/certs.d)."},"daemon_json":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/docker/daemon.json","description":"dockerd's configuration file, read (never written) for `insecure-registries`."}},"x-together":[["client_cert","client_key"]]};
 const pattern7 = new RegExp("^/", "u");
 
 function validate4(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
@@ -2102,9 +2102,12 @@ errors++;
 }
 if(data.ca !== undefined){
 let data1 = data.ca;
+const _errs6 = errors;
+let valid1 = false;
+const _errs7 = errors;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.ca,data:data1};
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2115,7 +2118,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.ca.type,parentSchema:schema4.properties.ca,data:data1};
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.ca.anyOf[0].type,parentSchema:schema4.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2124,12 +2127,12 @@ vErrors.push(err7);
 }
 errors++;
 }
-}
-if(data.client_cert !== undefined){
-let data2 = data.client_cert;
-if(typeof data2 === "string"){
-if(func0(data2) < 1){
-const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.client_cert,data:data2};
+var _valid0 = _errs7 === errors;
+valid1 = valid1 || _valid0;
+const _errs9 = errors;
+if(Array.isArray(data1)){
+if(data1.length < 1){
+const err8 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema4.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2138,9 +2141,12 @@ vErrors.push(err8);
 }
 errors++;
 }
-}
-else {
-const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.client_cert.type,parentSchema:schema4.properties.client_cert,data:data2};
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+let data2 = data1[i0];
+if(typeof data2 === "string"){
+if(func0(data2) < 1){
+const err9 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2150,11 +2156,8 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.client_key !== undefined){
-let data3 = data.client_key;
-if(typeof data3 === "string"){
-if(func0(data3) < 1){
-const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.client_key,data:data3};
+else {
+const err10 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.ca.anyOf[1].items.type,parentSchema:schema4.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2164,8 +2167,9 @@ vErrors.push(err10);
 errors++;
 }
 }
+}
 else {
-const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.client_key.type,parentSchema:schema4.properties.client_key,data:data3};
+const err11 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema4.properties.ca.anyOf[1].type,parentSchema:schema4.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2174,11 +2178,10 @@ vErrors.push(err11);
 }
 errors++;
 }
-}
-if(data.state !== undefined){
-let data4 = data.state;
-if(typeof data4 !== "string"){
-const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.state.type,parentSchema:schema4.properties.state,data:data4};
+var _valid0 = _errs9 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err12 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema4.properties.ca.anyOf,parentSchema:schema4.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2187,8 +2190,23 @@ vErrors.push(err12);
 }
 errors++;
 }
-if(!((data4 === "present") || (data4 === "absent"))){
-const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema4.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema4.properties.state.enum,parentSchema:schema4.properties.state,data:data4};
+else {
+errors = _errs6;
+if(vErrors !== null){
+if(_errs6){
+vErrors.length = _errs6;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data.client_cert !== undefined){
+let data3 = data.client_cert;
+if(typeof data3 === "string"){
+if(func0(data3) < 1){
+const err13 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2198,11 +2216,8 @@ vErrors.push(err13);
 errors++;
 }
 }
-if(data.certs_dir !== undefined){
-let data5 = data.certs_dir;
-if(typeof data5 === "string"){
-if(func0(data5) < 1){
-const err14 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.certs_dir,data:data5};
+else {
+const err14 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.client_cert.type,parentSchema:schema4.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2211,8 +2226,12 @@ vErrors.push(err14);
 }
 errors++;
 }
-if(!pattern7.test(data5)){
-const err15 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema4.properties.certs_dir,data:data5};
+}
+if(data.client_key !== undefined){
+let data4 = data.client_key;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err15 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2223,7 +2242,7 @@ errors++;
 }
 }
 else {
-const err16 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.certs_dir.type,parentSchema:schema4.properties.certs_dir,data:data5};
+const err16 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.client_key.type,parentSchema:schema4.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2233,11 +2252,10 @@ vErrors.push(err16);
 errors++;
 }
 }
-if(data.daemon_json !== undefined){
-let data6 = data.daemon_json;
-if(typeof data6 === "string"){
-if(func0(data6) < 1){
-const err17 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.daemon_json,data:data6};
+if(data.state !== undefined){
+let data5 = data.state;
+if(typeof data5 !== "string"){
+const err17 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.state.type,parentSchema:schema4.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -2246,8 +2264,8 @@ vErrors.push(err17);
 }
 errors++;
 }
-if(!pattern7.test(data6)){
-const err18 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema4.properties.daemon_json,data:data6};
+if(!((data5 === "present") || (data5 === "absent"))){
+const err18 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema4.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema4.properties.state.enum,parentSchema:schema4.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -2257,8 +2275,11 @@ vErrors.push(err18);
 errors++;
 }
 }
-else {
-const err19 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.daemon_json.type,parentSchema:schema4.properties.daemon_json,data:data6};
+if(data.certs_dir !== undefined){
+let data6 = data.certs_dir;
+if(typeof data6 === "string"){
+if(func0(data6) < 1){
+const err19 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.certs_dir,data:data6};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -2267,15 +2288,71 @@ vErrors.push(err19);
 }
 errors++;
 }
-}
-}
-else {
-const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema4.type,parentSchema:schema4,data};
+if(!pattern7.test(data6)){
+const err20 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema4.properties.certs_dir,data:data6};
 if(vErrors === null){
 vErrors = [err20];
 }
 else {
 vErrors.push(err20);
+}
+errors++;
+}
+}
+else {
+const err21 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.certs_dir.type,parentSchema:schema4.properties.certs_dir,data:data6};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+if(data.daemon_json !== undefined){
+let data7 = data.daemon_json;
+if(typeof data7 === "string"){
+if(func0(data7) < 1){
+const err22 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema4.properties.daemon_json,data:data7};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+if(!pattern7.test(data7)){
+const err23 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema4.properties.daemon_json,data:data7};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+else {
+const err24 = {instancePath:instancePath+"/daemon_json",schemaPath:"#/properties/daemon_json/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema4.properties.daemon_json.type,parentSchema:schema4.properties.daemon_json,data:data7};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+}
+}
+}
+else {
+const err25 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema4.type,parentSchema:schema4,data};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
 }
 errors++;
 }
@@ -2285,7 +2362,7 @@ return errors === 0;
 validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_containers_tls = validate5;
-const schema5 = {"type":"object","title":"containers.tls","description":"Make containers/image (podman, buildah, skopeo, CRI-O) trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/containers/certs.d/<host[:port]>/, read at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt.","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/certs.d","description":"The directory containers/image reads registry certificates from (rootless podman: ~/.config/containers/certs.d)."},"registries_conf":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/registries.conf","description":"registries.conf, read (never written) with its registries.conf.d drop-ins for a registry marked `insecure`."}},"x-together":[["client_cert","client_key"]]};
+const schema5 = {"type":"object","title":"containers.tls","description":"Make containers/image (podman, buildah, skopeo, CRI-O) trust a registry's TLS: its CA (and optionally a client certificate pair) in /etc/containers/certs.d/<host[:port]>/, read at every pull (no restart).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt. A list (old and new CA together) is written as one bundle, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes the ca.crt, client.cert and client.key this task manages for the registry."},"certs_dir":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/certs.d","description":"The directory containers/image reads registry certificates from (rootless podman: ~/.config/containers/certs.d)."},"registries_conf":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/registries.conf","description":"registries.conf, read (never written) with its registries.conf.d drop-ins for a registry marked `insecure`."}},"x-together":[["client_cert","client_key"]]};
 
 function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2367,9 +2444,12 @@ errors++;
 }
 if(data.ca !== undefined){
 let data1 = data.ca;
+const _errs6 = errors;
+let valid1 = false;
+const _errs7 = errors;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.ca,data:data1};
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2380,7 +2460,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.ca.type,parentSchema:schema5.properties.ca,data:data1};
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.ca.anyOf[0].type,parentSchema:schema5.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2389,12 +2469,12 @@ vErrors.push(err7);
 }
 errors++;
 }
-}
-if(data.client_cert !== undefined){
-let data2 = data.client_cert;
-if(typeof data2 === "string"){
-if(func0(data2) < 1){
-const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.client_cert,data:data2};
+var _valid0 = _errs7 === errors;
+valid1 = valid1 || _valid0;
+const _errs9 = errors;
+if(Array.isArray(data1)){
+if(data1.length < 1){
+const err8 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema5.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2403,9 +2483,12 @@ vErrors.push(err8);
 }
 errors++;
 }
-}
-else {
-const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.client_cert.type,parentSchema:schema5.properties.client_cert,data:data2};
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+let data2 = data1[i0];
+if(typeof data2 === "string"){
+if(func0(data2) < 1){
+const err9 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2415,11 +2498,8 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.client_key !== undefined){
-let data3 = data.client_key;
-if(typeof data3 === "string"){
-if(func0(data3) < 1){
-const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.client_key,data:data3};
+else {
+const err10 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.ca.anyOf[1].items.type,parentSchema:schema5.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2429,8 +2509,9 @@ vErrors.push(err10);
 errors++;
 }
 }
+}
 else {
-const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.client_key.type,parentSchema:schema5.properties.client_key,data:data3};
+const err11 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema5.properties.ca.anyOf[1].type,parentSchema:schema5.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2439,11 +2520,10 @@ vErrors.push(err11);
 }
 errors++;
 }
-}
-if(data.state !== undefined){
-let data4 = data.state;
-if(typeof data4 !== "string"){
-const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.state.type,parentSchema:schema5.properties.state,data:data4};
+var _valid0 = _errs9 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err12 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema5.properties.ca.anyOf,parentSchema:schema5.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2452,8 +2532,23 @@ vErrors.push(err12);
 }
 errors++;
 }
-if(!((data4 === "present") || (data4 === "absent"))){
-const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema5.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema5.properties.state.enum,parentSchema:schema5.properties.state,data:data4};
+else {
+errors = _errs6;
+if(vErrors !== null){
+if(_errs6){
+vErrors.length = _errs6;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data.client_cert !== undefined){
+let data3 = data.client_cert;
+if(typeof data3 === "string"){
+if(func0(data3) < 1){
+const err13 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2463,11 +2558,8 @@ vErrors.push(err13);
 errors++;
 }
 }
-if(data.certs_dir !== undefined){
-let data5 = data.certs_dir;
-if(typeof data5 === "string"){
-if(func0(data5) < 1){
-const err14 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.certs_dir,data:data5};
+else {
+const err14 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.client_cert.type,parentSchema:schema5.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2476,8 +2568,12 @@ vErrors.push(err14);
 }
 errors++;
 }
-if(!pattern7.test(data5)){
-const err15 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema5.properties.certs_dir,data:data5};
+}
+if(data.client_key !== undefined){
+let data4 = data.client_key;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err15 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2488,7 +2584,7 @@ errors++;
 }
 }
 else {
-const err16 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.certs_dir.type,parentSchema:schema5.properties.certs_dir,data:data5};
+const err16 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.client_key.type,parentSchema:schema5.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2498,11 +2594,10 @@ vErrors.push(err16);
 errors++;
 }
 }
-if(data.registries_conf !== undefined){
-let data6 = data.registries_conf;
-if(typeof data6 === "string"){
-if(func0(data6) < 1){
-const err17 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.registries_conf,data:data6};
+if(data.state !== undefined){
+let data5 = data.state;
+if(typeof data5 !== "string"){
+const err17 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.state.type,parentSchema:schema5.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -2511,8 +2606,8 @@ vErrors.push(err17);
 }
 errors++;
 }
-if(!pattern7.test(data6)){
-const err18 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema5.properties.registries_conf,data:data6};
+if(!((data5 === "present") || (data5 === "absent"))){
+const err18 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema5.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema5.properties.state.enum,parentSchema:schema5.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -2522,8 +2617,11 @@ vErrors.push(err18);
 errors++;
 }
 }
-else {
-const err19 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.registries_conf.type,parentSchema:schema5.properties.registries_conf,data:data6};
+if(data.certs_dir !== undefined){
+let data6 = data.certs_dir;
+if(typeof data6 === "string"){
+if(func0(data6) < 1){
+const err19 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.certs_dir,data:data6};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -2532,15 +2630,71 @@ vErrors.push(err19);
 }
 errors++;
 }
-}
-}
-else {
-const err20 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema5.type,parentSchema:schema5,data};
+if(!pattern7.test(data6)){
+const err20 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema5.properties.certs_dir,data:data6};
 if(vErrors === null){
 vErrors = [err20];
 }
 else {
 vErrors.push(err20);
+}
+errors++;
+}
+}
+else {
+const err21 = {instancePath:instancePath+"/certs_dir",schemaPath:"#/properties/certs_dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.certs_dir.type,parentSchema:schema5.properties.certs_dir,data:data6};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+if(data.registries_conf !== undefined){
+let data7 = data.registries_conf;
+if(typeof data7 === "string"){
+if(func0(data7) < 1){
+const err22 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema5.properties.registries_conf,data:data7};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+if(!pattern7.test(data7)){
+const err23 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\"",schema:"^/",parentSchema:schema5.properties.registries_conf,data:data7};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+else {
+const err24 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema5.properties.registries_conf.type,parentSchema:schema5.properties.registries_conf,data:data7};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+}
+}
+}
+else {
+const err25 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema5.type,parentSchema:schema5,data};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
 }
 errors++;
 }
@@ -2550,7 +2704,7 @@ return errors === 0;
 validate5.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_registry_trust = validate6;
-const schema6 = {"type":"object","title":"registry.trust","description":"Make every registry client a node has trust a registry's TLS: containerd (and k3s/RKE2), Docker Engine and containers/image (podman, buildah, skopeo, CRI-O), each through its own module (containerd.tls, docker.tls, containers.tls).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"type":"string","minLength":1,"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt).","x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes, on each runtime, what its module wrote for the registry (containerd.tls, docker.tls, containers.tls with `state: absent`)."},"runtimes":{"description":"`auto`: every runtime detected on the node (a node with none fails). Or a list of `containerd`, `docker`, `containers` (containers/image): exactly those, and a listed runtime the node does not have fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-together":[["client_cert","client_key"]]};
+const schema6 = {"type":"object","title":"registry.trust","description":"Make every registry client a node has trust a registry's TLS: containerd (and k3s/RKE2), Docker Engine and containers/image (podman, buildah, skopeo, CRI-O), each through its own module (containerd.tls, docker.tls, containers.tls).","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"ca":{"description":"The registry's CA certificate: a PEM file path on the controller, or inline PEM. Each runtime's module writes it where that runtime reads it (containerd: certs.d/<registry>/hosts.toml + ca.crt; Docker Engine and containers/image: certs.d/<registry>/ca.crt). A list (old and new CA together) is written as one bundle everywhere, for a CA rotation without an outage.","anyOf":[{"type":"string","minLength":1},{"type":"array","items":{"type":"string","minLength":1},"minItems":1}],"x-file":"controller-certificate"},"client_cert":{"type":"string","minLength":1,"description":"Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.","x-file":"controller-certificate"},"client_key":{"type":"string","minLength":1,"description":"Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.","x-secret":true,"x-file":"controller-private-key"},"state":{"type":"string","enum":["present","absent"],"default":"present","description":"`absent` removes, on each runtime, what its module wrote for the registry (containerd.tls, docker.tls, containers.tls with `state: absent`)."},"runtimes":{"description":"`auto`: every runtime detected on the node (a node with none fails). Or a list of `containerd`, `docker`, `containers` (containers/image): exactly those, and a listed runtime the node does not have fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-together":[["client_cert","client_key"]]};
 
 function validate6(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2632,9 +2786,12 @@ errors++;
 }
 if(data.ca !== undefined){
 let data1 = data.ca;
+const _errs6 = errors;
+let valid1 = false;
+const _errs7 = errors;
 if(typeof data1 === "string"){
 if(func0(data1) < 1){
-const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.ca,data:data1};
+const err6 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2645,7 +2802,7 @@ errors++;
 }
 }
 else {
-const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.ca.type,parentSchema:schema6.properties.ca,data:data1};
+const err7 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.ca.anyOf[0].type,parentSchema:schema6.properties.ca.anyOf[0],data:data1};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2654,12 +2811,12 @@ vErrors.push(err7);
 }
 errors++;
 }
-}
-if(data.client_cert !== undefined){
-let data2 = data.client_cert;
-if(typeof data2 === "string"){
-if(func0(data2) < 1){
-const err8 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_cert,data:data2};
+var _valid0 = _errs7 === errors;
+valid1 = valid1 || _valid0;
+const _errs9 = errors;
+if(Array.isArray(data1)){
+if(data1.length < 1){
+const err8 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema6.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2668,9 +2825,12 @@ vErrors.push(err8);
 }
 errors++;
 }
-}
-else {
-const err9 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_cert.type,parentSchema:schema6.properties.client_cert,data:data2};
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+let data2 = data1[i0];
+if(typeof data2 === "string"){
+if(func0(data2) < 1){
+const err9 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2680,11 +2840,8 @@ vErrors.push(err9);
 errors++;
 }
 }
-if(data.client_key !== undefined){
-let data3 = data.client_key;
-if(typeof data3 === "string"){
-if(func0(data3) < 1){
-const err10 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_key,data:data3};
+else {
+const err10 = {instancePath:instancePath+"/ca/" + i0,schemaPath:"#/properties/ca/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.ca.anyOf[1].items.type,parentSchema:schema6.properties.ca.anyOf[1].items,data:data2};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2694,8 +2851,9 @@ vErrors.push(err10);
 errors++;
 }
 }
+}
 else {
-const err11 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_key.type,parentSchema:schema6.properties.client_key,data:data3};
+const err11 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.ca.anyOf[1].type,parentSchema:schema6.properties.ca.anyOf[1],data:data1};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2704,11 +2862,10 @@ vErrors.push(err11);
 }
 errors++;
 }
-}
-if(data.state !== undefined){
-let data4 = data.state;
-if(typeof data4 !== "string"){
-const err12 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.state.type,parentSchema:schema6.properties.state,data:data4};
+var _valid0 = _errs9 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err12 = {instancePath:instancePath+"/ca",schemaPath:"#/properties/ca/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema6.properties.ca.anyOf,parentSchema:schema6.properties.ca,data:data1};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2717,8 +2874,23 @@ vErrors.push(err12);
 }
 errors++;
 }
-if(!((data4 === "present") || (data4 === "absent"))){
-const err13 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema6.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.state.enum,parentSchema:schema6.properties.state,data:data4};
+else {
+errors = _errs6;
+if(vErrors !== null){
+if(_errs6){
+vErrors.length = _errs6;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data.client_cert !== undefined){
+let data3 = data.client_cert;
+if(typeof data3 === "string"){
+if(func0(data3) < 1){
+const err13 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2728,13 +2900,8 @@ vErrors.push(err13);
 errors++;
 }
 }
-if(data.runtimes !== undefined){
-let data5 = data.runtimes;
-const _errs18 = errors;
-let valid1 = false;
-const _errs19 = errors;
-if(typeof data5 !== "string"){
-const err14 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[0].type,parentSchema:schema6.properties.runtimes.anyOf[0],data:data5};
+else {
+const err14 = {instancePath:instancePath+"/client_cert",schemaPath:"#/properties/client_cert/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_cert.type,parentSchema:schema6.properties.client_cert,data:data3};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2743,8 +2910,12 @@ vErrors.push(err14);
 }
 errors++;
 }
-if(!(data5 === "auto")){
-const err15 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[0].enum,parentSchema:schema6.properties.runtimes.anyOf[0],data:data5};
+}
+if(data.client_key !== undefined){
+let data4 = data.client_key;
+if(typeof data4 === "string"){
+if(func0(data4) < 1){
+const err15 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema6.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2753,12 +2924,9 @@ vErrors.push(err15);
 }
 errors++;
 }
-var _valid0 = _errs19 === errors;
-valid1 = valid1 || _valid0;
-const _errs21 = errors;
-if(Array.isArray(data5)){
-if(data5.length < 1){
-const err16 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+}
+else {
+const err16 = {instancePath:instancePath+"/client_key",schemaPath:"#/properties/client_key/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.client_key.type,parentSchema:schema6.properties.client_key,data:data4};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2767,11 +2935,11 @@ vErrors.push(err16);
 }
 errors++;
 }
-const len0 = data5.length;
-for(let i0=0; i0<len0; i0++){
-let data6 = data5[i0];
-if(typeof data6 !== "string"){
-const err17 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[1].items.type,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data6};
+}
+if(data.state !== undefined){
+let data5 = data.state;
+if(typeof data5 !== "string"){
+const err17 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.state.type,parentSchema:schema6.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -2780,8 +2948,8 @@ vErrors.push(err17);
 }
 errors++;
 }
-if(!(((data6 === "containerd") || (data6 === "docker")) || (data6 === "containers"))){
-const err18 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[1].items.enum,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data6};
+if(!((data5 === "present") || (data5 === "absent"))){
+const err18 = {instancePath:instancePath+"/state",schemaPath:"#/properties/state/enum",keyword:"enum",params:{allowedValues: schema6.properties.state.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.state.enum,parentSchema:schema6.properties.state,data:data5};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -2791,18 +2959,13 @@ vErrors.push(err18);
 errors++;
 }
 }
-let i1 = data5.length;
-let j0;
-if(i1 > 1){
-const indices0 = {};
-for(;i1--;){
-let item0 = data5[i1];
-if(typeof item0 !== "string"){
-continue;
-}
-if(typeof indices0[item0] == "number"){
-j0 = indices0[item0];
-const err19 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+if(data.runtimes !== undefined){
+let data6 = data.runtimes;
+const _errs24 = errors;
+let valid4 = false;
+const _errs25 = errors;
+if(typeof data6 !== "string"){
+const err19 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[0].type,parentSchema:schema6.properties.runtimes.anyOf[0],data:data6};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -2810,14 +2973,9 @@ else {
 vErrors.push(err19);
 }
 errors++;
-break;
 }
-indices0[item0] = i1;
-}
-}
-}
-else {
-const err20 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.runtimes.anyOf[1].type,parentSchema:schema6.properties.runtimes.anyOf[1],data:data5};
+if(!(data6 === "auto")){
+const err20 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[0].enum,parentSchema:schema6.properties.runtimes.anyOf[0],data:data6};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -2826,10 +2984,12 @@ vErrors.push(err20);
 }
 errors++;
 }
-var _valid0 = _errs21 === errors;
-valid1 = valid1 || _valid0;
-if(!valid1){
-const err21 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema6.properties.runtimes.anyOf,parentSchema:schema6.properties.runtimes,data:data5};
+var _valid1 = _errs25 === errors;
+valid4 = valid4 || _valid1;
+const _errs27 = errors;
+if(Array.isArray(data6)){
+if(data6.length < 1){
+const err21 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema6.properties.runtimes.anyOf[1],data:data6};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -2838,11 +2998,82 @@ vErrors.push(err21);
 }
 errors++;
 }
+const len1 = data6.length;
+for(let i1=0; i1<len1; i1++){
+let data7 = data6[i1];
+if(typeof data7 !== "string"){
+const err22 = {instancePath:instancePath+"/runtimes/" + i1,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema6.properties.runtimes.anyOf[1].items.type,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data7};
+if(vErrors === null){
+vErrors = [err22];
+}
 else {
-errors = _errs18;
+vErrors.push(err22);
+}
+errors++;
+}
+if(!(((data7 === "containerd") || (data7 === "docker")) || (data7 === "containers"))){
+const err23 = {instancePath:instancePath+"/runtimes/" + i1,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema6.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values",schema:schema6.properties.runtimes.anyOf[1].items.enum,parentSchema:schema6.properties.runtimes.anyOf[1].items,data:data7};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+let i2 = data6.length;
+let j0;
+if(i2 > 1){
+const indices0 = {};
+for(;i2--;){
+let item0 = data6[i2];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err24 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i2, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i2+" are identical)",schema:true,parentSchema:schema6.properties.runtimes.anyOf[1],data:data6};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+break;
+}
+indices0[item0] = i2;
+}
+}
+}
+else {
+const err25 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema6.properties.runtimes.anyOf[1].type,parentSchema:schema6.properties.runtimes.anyOf[1],data:data6};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+var _valid1 = _errs27 === errors;
+valid4 = valid4 || _valid1;
+if(!valid4){
+const err26 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema6.properties.runtimes.anyOf,parentSchema:schema6.properties.runtimes,data:data6};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+else {
+errors = _errs24;
 if(vErrors !== null){
-if(_errs18){
-vErrors.length = _errs18;
+if(_errs24){
+vErrors.length = _errs24;
 }
 else {
 vErrors = null;
@@ -2852,12 +3083,12 @@ vErrors = null;
 }
 }
 else {
-const err22 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema6.type,parentSchema:schema6,data};
+const err27 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema6.type,parentSchema:schema6,data};
 if(vErrors === null){
-vErrors = [err22];
+vErrors = [err27];
 }
 else {
-vErrors.push(err22);
+vErrors.push(err27);
 }
 errors++;
 }
