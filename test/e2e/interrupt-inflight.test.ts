@@ -220,7 +220,9 @@ describeLab('interrupting work in flight: a long CRI pull, a notified handler', 
       const hang = join(state, 'hang.yaml');
       const plain = join(state, 'trust.yaml');
       const settle = join(state, 'settle.yaml');
-      await writeFile(hang, pb('"touch /run/lab/tp-restarting; sleep 60"'));
+      // The killed run's restart is still running on the node, and its host lock with it (the host
+      // is busy until it ends): 15 s outlasts the kill and keeps the next run's wait short.
+      await writeFile(hang, pb('"touch /run/lab/tp-restarting; sleep 15"'));
       await writeFile(plain, pb(''));
       await writeFile(settle, '- hosts: workers\n  tasks:\n    - node.creds.wipe: { registry: "{{ registry }}" }\n');
       // containerd last restarted by trustplay with no config_path (on 2.1 its record is the signal):

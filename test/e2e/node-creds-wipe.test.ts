@@ -257,10 +257,11 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
     const nodes = seededNodes();
     const limit = ['--limit', nodes.map((n) => n.name).join(',')];
     for (const node of nodes) await waitForCri(node.hostSocket, 20_000);
-    // The restart never comes: the run is killed while it would run.
+    // The restart never comes: the run is killed while it would run. Its restart command goes on
+    // on the node, holding the host's lock until it ends (the host is busy): 15 s outlasts the kill.
     const hang = writePlaybook(
       dir,
-      '- hosts: nodes\n  tasks:\n    - name: wipe\n      node.creds.wipe: { registry: "{{ registry }}", restart_command: "touch /run/lab/tp-wipe-restarting; sleep 60" }\n',
+      '- hosts: nodes\n  tasks:\n    - name: wipe\n      node.creds.wipe: { registry: "{{ registry }}", restart_command: "touch /run/lab/tp-wipe-restarting; sleep 15" }\n',
     );
     const run = startTrustplay(['run', hang, '-i', env.lab.inventoryPath, ...limit, ...state()]);
     await untilEveryNodeHas(nodes, '/run/lab/tp-wipe-restarting', run);
