@@ -2,7 +2,8 @@
  * The fault-injection suite in CI: one fixed seed per kind of fault (controller SIGKILL and SIGINT
  * mid-run, a full disk, two concurrent runs, a check during a run, a restart that hangs, a worker's
  * sshd killed and one frozen mid-run, a restart after which containerd crash-loops, the registry
- * down between trust and verify) on a 10-node lab, every invariant checked (see chaos.ts).
+ * down between trust and verify) on a 10-node lab of containerd 1.6, 1.7 and 2.1 nodes, every
+ * invariant checked (see chaos.ts).
  * `npm run chaos` runs many more seeds and prints the table.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -15,8 +16,13 @@ import { Chaos, table, type Baseline, type SeedResult } from './chaos.js';
 const SEEDS = [7, 8, 12, 18, 6, 1, 2, 3, 30, 4];
 const results: SeedResult[] = [];
 
-describeLab('chaos: seeded faults on 10 nodes, invariants checked', () => {
-  const env = useLab({ nodes: 10 });
+describeLab('chaos: seeded faults on 10 nodes (containerd 1.6, 1.7, 2.1), invariants checked', () => {
+  // A mixed fleet, as `npm run chaos -- --containerd 1.6,1.7,2.1` cycles it: node1 1.6, node2 1.7,
+  // node3 2.1, node4 1.6, ... (4 x 1.6, 3 x 1.7, 3 x 2.1).
+  const env = useLab({
+    nodes: 10,
+    containerd: Array.from({ length: 10 }, (_, i) => (['1.6', '1.7', '2.1'] as const)[i % 3]!),
+  });
   let chaos: Chaos;
   let base: Baseline;
   beforeAll(async () => {
