@@ -287,17 +287,28 @@ export function programsFound(read: NodeRead): Map<string, string> {
 }
 
 /**
+ * What says `runtime` is on the node, in a read made with `programsPrelude` over its programs (and,
+ * for Docker Engine, DOCKER_SOCKET among the files): `<program> at <path>`, `the socket ...`.
+ * Empty: not found. docker.tls, containers.tls, `facts` and registry.trust all decide by this.
+ */
+export function runtimeEvidence(read: NodeRead, runtime: (typeof OTHER_RUNTIMES)[number]['runtime']): string[] {
+  const found = programsFound(read);
+  const r = OTHER_RUNTIMES.find((x) => x.runtime === runtime)!;
+  const evidence: string[] = r.programs.flatMap((p) => (found.has(p) ? [`${p} at ${found.get(p)!}`] : []));
+  if (runtime === 'docker' && read.entries.get(DOCKER_SOCKET)?.kind === 'other')
+    evidence.push(`the socket ${DOCKER_SOCKET}`);
+  return evidence;
+}
+
+/**
  * The other runtimes found (see NodeFacts.runtimes) in a read made with `programsPrelude` over
  * OTHER_RUNTIMES' programs (more programs are ignored) and DOCKER_SOCKET among its files; a
  * certs.d not in the read's trees shows no registries.
  */
 export function otherRuntimes(read: NodeRead): NodeFacts['runtimes'] {
-  const found = programsFound(read);
   const out: NodeFacts['runtimes'] = [];
   for (const r of OTHER_RUNTIMES) {
-    const evidence = r.programs.flatMap((p) => (found.has(p) ? [`${p} at ${found.get(p)!}`] : []));
-    if (r.runtime === 'docker' && read.entries.get(DOCKER_SOCKET)?.kind === 'other')
-      evidence.push(`the socket ${DOCKER_SOCKET}`);
+    const evidence = runtimeEvidence(read, r.runtime);
     if (evidence.length === 0) continue;
     const registries =
       read.entries.get(r.certsDir)?.kind === 'dir'

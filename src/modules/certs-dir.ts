@@ -22,6 +22,7 @@ import type { HostsDirFacts } from '../containerd/facts.js';
 import { TaskError } from '../engine/errors.js';
 import { sha256 } from '../engine/apply.js';
 import type { Change, TaskContext } from '../engine/module.js';
+import { caArg, clientCertArg, clientKeyArg } from '../playbook/schema/args-common.js';
 import {
   FILE_NAMES,
   pushRmdir,
@@ -162,30 +163,15 @@ function unpairedClientFiles(names: string[]): string[] {
 /** The schema properties every certs.d module shares: the CA, the client pair and `state`. */
 export function certsDirMaterialProps() {
   return {
-    ca: {
-      description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt. A list (old and new CA together) is written as one bundle, for a CA rotation without an outage.",
-      anyOf: [
-        { type: 'string', minLength: 1 },
-        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
-      ],
-      'x-file': 'controller-certificate',
-    },
-    client_cert: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.',
-      'x-file': 'controller-certificate',
-    },
-    client_key: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.',
-      'x-secret': true,
-      'x-file': 'controller-private-key',
-    },
+    ca: caArg(
+      "The registry's CA certificate: a PEM file path on the controller, or inline PEM. Written as certs.d/<registry>/ca.crt. A list (old and new CA together) is written as one bundle, for a CA rotation without an outage.",
+    ),
+    client_cert: clientCertArg(
+      'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM (client.cert). Requires `client_key`.',
+    ),
+    client_key: clientKeyArg(
+      'Client private key for mutual TLS: a PEM file path on the controller or inline PEM (client.key, written 0600). Requires `client_cert`.',
+    ),
     state: {
       type: 'string',
       enum: ['present', 'absent'],

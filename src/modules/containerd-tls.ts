@@ -49,6 +49,9 @@ import { expectOf, sha256 } from '../engine/apply.js';
 import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
 import {
+  caArg,
+  clientCertArg,
+  clientKeyArg,
   configFileArg,
   DEFAULT_CONFIG_FILE,
   DEFAULT_RESTART_COMMAND,
@@ -79,15 +82,9 @@ const schema = {
   required: ['registry'],
   properties: {
     registry: registryArg,
-    ca: {
-      description:
-        "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.",
-      anyOf: [
-        { type: 'string', minLength: 1 },
-        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
-      ],
-      'x-file': 'controller-certificate',
-    },
+    ca: caArg(
+      "The registry's CA certificate: a PEM file path on the controller, or inline PEM (`-----BEGIN CERTIFICATE-----...`). The secure fix. A list (old and new CA together) is trusted as one bundle, for a CA rotation without an outage.",
+    ),
     skip_verify: {
       type: 'boolean',
       description:
@@ -97,21 +94,12 @@ const schema = {
       type: 'boolean',
       description: 'The registry speaks plain HTTP, not TLS (insecure). Prefer serving TLS and `ca`.',
     },
-    client_cert: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
-      'x-file': 'controller-certificate',
-    },
-    client_key: {
-      type: 'string',
-      minLength: 1,
-      description:
-        'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
-      'x-secret': true,
-      'x-file': 'controller-private-key',
-    },
+    client_cert: clientCertArg(
+      'Client certificate for mutual TLS: a PEM file path on the controller or inline PEM. Requires `client_key`.',
+    ),
+    client_key: clientKeyArg(
+      'Client private key for mutual TLS: a PEM file path on the controller or inline PEM. Written 0600. Requires `client_cert`.',
+    ),
     style: {
       type: 'string',
       enum: ['auto', 'hosts', 'legacy'],

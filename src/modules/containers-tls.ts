@@ -21,7 +21,7 @@
 import TOML from '@iarna/toml';
 import type { NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
-import { CONTAINERS_IMAGE_PROGRAMS } from '../containerd/node-facts.js';
+import { CONTAINERS_IMAGE_PROGRAMS, programsFound, programsPrelude } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
@@ -71,7 +71,7 @@ export type ContainersTlsArgs = ArgsOf<typeof schema>;
 const PROGRAMS = CONTAINERS_IMAGE_PROGRAMS;
 
 // Which of them PATH finds, in the same remote command as the files.
-const PRELUDE = `for p in ${PROGRAMS.join(' ')}; do if w=$(command -v "$p" 2>/dev/null); then echo "@@program $(b64 "$w")"; fi; done`;
+const PRELUDE = programsPrelude(PROGRAMS);
 
 /** What `containers.tls` reads of a node. */
 export interface ContainersTlsObserved extends CertsDirObserved {
@@ -127,9 +127,8 @@ export function observedFromRead(
     hostsDirFor(args.certs_dir, args.registry),
     'containers/image',
   );
-  const programs = read.records
-    .filter((r) => r.tag === 'program' && r.fields[0])
-    .map((r) => Buffer.from(r.fields[0]!, 'base64').toString('utf8'));
+  const found = programsFound(read);
+  const programs = PROGRAMS.flatMap((p) => found.get(p) ?? []);
   // registries.conf, then its drop-ins in name order: a later file's entry for a prefix wins.
   const confs: Array<[string, Buffer]> = [];
   const main = read.entries.get(args.registries_conf);

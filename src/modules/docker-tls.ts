@@ -23,7 +23,7 @@
  */
 import type { NodeRead } from '../connection/read-files.js';
 import { hostsDirFor } from '../containerd/facts.js';
-import { DOCKER_SOCKET } from '../containerd/node-facts.js';
+import { DOCKER_SOCKET, programsPrelude, runtimeEvidence } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
 import { registryArg } from '../playbook/schema/args-common.js';
@@ -82,7 +82,7 @@ export interface DockerTlsObserved extends CertsDirObserved {
 }
 
 // Which dockerd PATH finds, in the same remote command as the files.
-const PRELUDE = `if p=$(command -v dockerd 2>/dev/null); then echo "@@dockerd $(b64 "$p")"; fi`;
+const PRELUDE = programsPrelude(['dockerd']);
 
 /** The directory name dockerd looks up for an image's registry: the name as images spell it. */
 export function dockerCertsDir(args: Pick<DockerTlsArgs, 'certs_dir' | 'registry'>): string {
@@ -98,10 +98,7 @@ export function observedFromRead(
   materialWarnings: string[],
 ): DockerTlsObserved {
   const { dir, otherNames } = observeCertsDir(host, read, dockerCertsDir(args), 'dockerd');
-  const engine: string[] = [];
-  const dockerd = read.records.find((r) => r.tag === 'dockerd');
-  if (dockerd?.fields[0]) engine.push(`dockerd at ${Buffer.from(dockerd.fields[0], 'base64').toString('utf8')}`);
-  if (read.entries.get(DOCKER_SOCKET)?.kind === 'other') engine.push(`the socket ${DOCKER_SOCKET}`);
+  const engine = runtimeEvidence(read, 'docker');
   const observed: DockerTlsObserved = { dir, otherNames, material, materialWarnings, engine, insecureRegistries: null };
   const daemonJson = read.entries.get(args.daemon_json);
   if (daemonJson?.kind === 'file') {

@@ -42,3 +42,28 @@ export const restartTimeoutArg = {
   default: DEFAULT_RESTART_TIMEOUT,
   description: 'Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back.',
 } as const;
+
+/**
+ * A registry's CA: a PEM file path on the controller or inline PEM, or a list of them trusted as
+ * one bundle (a CA rotation). Each module words what it does with it.
+ */
+export function caArg(description: string) {
+  return {
+    description,
+    anyOf: [
+      { type: 'string', minLength: 1 },
+      { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+    ],
+    'x-file': 'controller-certificate',
+  } as const;
+}
+
+/** The client certificate of a mutual-TLS pair (a PEM file path on the controller or inline PEM). */
+export function clientCertArg(description: string) {
+  return { type: 'string', minLength: 1, description, 'x-file': 'controller-certificate' } as const;
+}
+
+/** The client key of a mutual-TLS pair: a secret, never shown. */
+export function clientKeyArg(description: string) {
+  return { type: 'string', minLength: 1, description, 'x-secret': true, 'x-file': 'controller-private-key' } as const;
+}
