@@ -19,6 +19,7 @@ function node(over: Partial<Omit<NodeFacts, 'trust'>> & { major?: number; config
     certs_d: [],
     credential_files: [],
     runtimes: [],
+    kubelet: { kubelet: 'none' as const, endpoint: null, source: null, runtime: null, cri: null, evidence: [] },
     ...over,
   };
 }

@@ -21,6 +21,7 @@ import { containerdSocket, describeVersionSource, runningContainerdVersion } fro
 import { detectFlavour, MICROK8S_SNAP_DATA, type FlavourKind } from './flavour.js';
 import { inspectRegistries } from './registries-yaml.js';
 import { defined } from '../defined.js';
+import { describeKubeletRuntime, KUBELET_PRELUDE, kubeletRuntime, type KubeletRuntime } from './kubelet-runtime.js';
 
 /** Where to look; defaults are containerd's and the seed's. */
 export interface NodeFactsOptions {
@@ -103,6 +104,8 @@ export interface NodeFacts {
     certs_dir: string;
     registries: Array<{ registry: string; files: string[] }>;
   }>;
+  /** Which runtime kubelet uses (its endpoint, the runtime behind it, and why), or that there is no kubelet. */
+  kubelet: KubeletRuntime;
   /** k3s/RKE2: registries.yaml, which their agent renders config.toml and certs.d from (no values). */
   registries_yaml?: {
     path: string;
@@ -172,6 +175,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
     credential_files: [],
     trust: {},
     runtimes: [],
+    kubelet: { kubelet: 'none', endpoint: null, source: null, runtime: null, cri: null, evidence: [] },
   };
   const inspected = inspectConfig(cf.config.text, { ...(cf.version ? { containerdMajor: cf.version.major } : {}) });
   let certDirs = [o.configPath ?? '/etc/containerd/certs.d'];
@@ -199,7 +203,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   let read: NodeRead;
   try {
     read = await readNode(conn, {
-      prelude: OTHER_RUNTIMES_PRELUDE,
+      prelude: `${OTHER_RUNTIMES_PRELUDE}\n${KUBELET_PRELUDE}`,
       trees: [...new Set([...certDirs, ...OTHER_RUNTIMES.map((r) => r.certsDir)])],
       treeContent: 'hosts.toml',
       files: [...creds, ...(yaml !== undefined ? [yaml] : []), DOCKER_SOCKET],
@@ -248,6 +252,7 @@ export async function gatherNodeFacts(conn: Connection, o: NodeFactsOptions = {}
   if (yaml !== undefined) facts.registries_yaml = registriesFacts(yaml, read.entries.get(yaml));
   facts.trust = trustSources(facts);
   facts.runtimes = otherRuntimes(read);
+  facts.kubelet = kubeletRuntime(read, flavour);
   return facts;
 }
 
@@ -429,6 +434,7 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
     for (const g of r.registries)
       l.push(`    certs.d ${r.certs_dir}/${g.registry}: files: ${g.files.join(', ') || '(none)'}`);
   }
+  l.push(`  kubelet: ${describeKubeletRuntime(f.kubelet)}`);
   for (const c of f.credential_files) {
     l.push(
       `  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`,
