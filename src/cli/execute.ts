@@ -28,6 +28,8 @@ export interface Execution {
   present?: (result: RunResult) => string;
   /** How hosts are reached, when not from the inventory (`trustplay agent`: its node, rooted at /host). */
   connectionFactory?: RunOptions['connectionFactory'];
+  /** Tasks left to someone else (`trustplay agent`: k8s.sa.clear off the fleet leader). */
+  skipTask?: RunOptions['skipTask'];
 }
 
 export async function executePlaybook(x: Execution, options: Options): Promise<number> {
@@ -119,6 +121,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     acceptNewHostKeys: options.acceptNewHostKeys,
     ...(options.expiryWarningDays !== undefined ? { expiryWarningDays: options.expiryWarningDays } : {}),
     runId,
+    ...(x.skipTask !== undefined ? { skipTask: x.skipTask } : {}),
     onConnect: async (host, conn) => {
       releases.set(
         host,

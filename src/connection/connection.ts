@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { KubeClient } from '../k8s/api.js';
 import type { HostSession } from './session.js';
 
 /** What to run on a host: an argv (quoted safely by the connection) or a POSIX sh script. */
@@ -93,5 +94,11 @@ export interface Connection {
   session(command: Command, options?: SessionOptions): Promise<HostSession>;
   /** True when a session started with `carry` can carry this connection's commands (SSH). */
   readonly carriesCommands?: boolean;
+  /**
+   * The cluster's API as this connection reaches it without kubectl on the host: `trustplay
+   * agent`'s own client (the pod's service account). When set, ServiceAccount reads and writes
+   * (k8s.sa.clear, its snapshot, its restore) go through it instead of kubectl on the host.
+   */
+  readonly kube?: KubeClient;
   close(): Promise<void>;
 }

@@ -23,6 +23,7 @@ import { relayArgv, relayError, relayFromProbe, relayProbeCommand, relayStream, 
 import { LineSession, type HostSession } from './session.js';
 import { buildCommandLine, commandArgv } from './shell-quote.js';
 import { defined } from '../defined.js';
+import type { KubeClient } from '../k8s/api.js';
 
 /** Options for a connection to the machine trustplay runs on. */
 export interface LocalConnectionOptions {
@@ -47,6 +48,8 @@ export interface LocalConnectionOptions {
    * are, file operations the same files under `root`.
    */
   commandPrefix?: string[];
+  /** The agent's API client: ServiceAccounts are read and written through it, not kubectl on the node. */
+  kube?: KubeClient;
 }
 
 /**
@@ -128,9 +131,11 @@ export class LocalConnection implements Connection {
   private relay: RelayName | undefined;
   private readonly root: string | undefined;
   private readonly prefix: string[];
+  readonly kube: KubeClient | undefined;
 
   constructor(options: LocalConnectionOptions = {}) {
     this.host = options.host ?? 'localhost';
+    this.kube = options.kube;
     this.options = options;
     this.root = options.root;
     this.prefix = options.commandPrefix ?? [];

@@ -202,6 +202,8 @@ async function runTask(
       }
       if (!ok) return done('skipped', { skipReason: `when: ${String(cond)} is false` });
     }
+    const elsewhere = opts.skipTask?.(task, host);
+    if (elsewhere !== undefined) return done('skipped', { skipReason: elsewhere });
     const mod = await opts.modules(task.module);
     if (!mod) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
     const args = resolveArgs(task.module, mod.schema, task.args, vars);

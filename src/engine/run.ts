@@ -63,6 +63,11 @@ export interface RunOptions {
    * and rollback). Tasks and modules see it as `ctx.signal`.
    */
   signal?: AbortSignal;
+  /**
+   * Tasks this run leaves to someone else, with the reason they are skipped (`trustplay agent`:
+   * k8s.sa.clear on every agent but the fleet leader). Undefined: the task runs.
+   */
+  skipTask?: (task: { module: string; name: string }, host: string) => string | undefined;
 }
 
 /** What an interrupted run did not do. */

@@ -87,9 +87,14 @@ export class KubeClient {
     return this.send('PUT', path, body);
   }
 
-  /** A strategic merge patch (what kubectl patch sends by default for built-in kinds). */
-  patch(path: string, body: unknown): Promise<KubeReply> {
-    return this.send('PATCH', path, body, 'application/strategic-merge-patch+json');
+  /** A strategic merge patch (what kubectl patch sends by default for built-in kinds), or a JSON merge patch. */
+  patch(path: string, body: unknown, type: 'strategic' | 'merge' = 'strategic'): Promise<KubeReply> {
+    return this.send(
+      'PATCH',
+      path,
+      body,
+      type === 'merge' ? 'application/merge-patch+json' : 'application/strategic-merge-patch+json',
+    );
   }
 
   private send(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<KubeReply> {

@@ -13,6 +13,7 @@ import { describeExit } from '../connection/exit-codes.js';
 import { quoteArgv } from '../connection/shell-quote.js';
 import type { Failure, TaskErrorKind } from '../engine/errors.js';
 import type { Resource } from '../engine/module.js';
+import { apiListNamespaces, apiPatchPullSecrets, apiReadServiceAccounts } from './service-accounts-api.js';
 
 /** A kubectl failure: one sentence in `message`, kubectl's stderr in `detail`. */
 export class KubectlError extends Error implements Failure {
@@ -132,6 +133,7 @@ export async function readServiceAccounts(
 ): Promise<ReadResult[]> {
   assertObjectName('service account', name);
   for (const ns of namespaces) assertObjectName('namespace', ns);
+  if (conn.kube !== undefined) return apiReadServiceAccounts(conn.kube, namespaces, name);
   const k = quoteArgv(kubectlArgv(t));
   const q = (s: string) => quoteArgv([s]);
   // Each record: a marker line, then kubectl's JSON (stdout) or error (stderr folded in after a marker).
@@ -186,6 +188,7 @@ if [ "$c" = 0 ]; then printf '%s\\n' "$out"; else cat "$e"; if grep -q NotFound 
 
 /** Every namespace's name (for `namespace: all`). */
 export async function listNamespaces(conn: Connection, t: KubeTarget): Promise<string[]> {
+  if (conn.kube !== undefined) return apiListNamespaces(conn.kube);
   const argv = [...kubectlArgv(t), 'get', 'namespaces', '-o', 'json'];
   const res = await conn.exec({ argv });
   if (res.code !== 0) throw commandError(conn.host, argv, res.code, res.stderr.toString(), 'listing namespaces');
@@ -224,29 +227,34 @@ export async function writePullSecrets(
   for (let attempt = 1; ; attempt++) {
     const next = update(sa.imagePullSecrets);
     if (next === null) return { written: null, attempts: attempt - 1 };
-    const patch = {
-      metadata: { resourceVersion: sa.resourceVersion },
-      imagePullSecrets: next.length ? next.map((name) => ({ name })) : null,
-    };
-    const argv = [
-      ...kubectlArgv(t),
-      'patch',
-      'serviceaccount',
-      sa.name,
-      '-n',
-      sa.namespace,
-      '--type',
-      'merge',
-      '-p',
-      JSON.stringify(patch),
-      '-o',
-      'name',
-    ];
-    const res = await conn.exec({ argv });
-    if (res.code === 0) return { written: next, attempts: attempt };
-    const stderr = res.stderr.toString();
-    if (!isConflict(stderr))
-      throw commandError(conn.host, argv, res.code, stderr, `updating service account ${sa.namespace}/${sa.name}`);
+    let stderr = '';
+    if (conn.kube !== undefined) {
+      if ((await apiPatchPullSecrets(conn.kube, sa, next)) === 'written') return { written: next, attempts: attempt };
+    } else {
+      const patch = {
+        metadata: { resourceVersion: sa.resourceVersion },
+        imagePullSecrets: next.length ? next.map((name) => ({ name })) : null,
+      };
+      const argv = [
+        ...kubectlArgv(t),
+        'patch',
+        'serviceaccount',
+        sa.name,
+        '-n',
+        sa.namespace,
+        '--type',
+        'merge',
+        '-p',
+        JSON.stringify(patch),
+        '-o',
+        'name',
+      ];
+      const res = await conn.exec({ argv });
+      if (res.code === 0) return { written: next, attempts: attempt };
+      stderr = res.stderr.toString();
+      if (!isConflict(stderr))
+        throw commandError(conn.host, argv, res.code, stderr, `updating service account ${sa.namespace}/${sa.name}`);
+    }
     if (attempt >= MAX_WRITE_ATTEMPTS) {
       throw new KubectlError(
         `service account ${sa.namespace}/${sa.name} on ${conn.host} kept changing under trustplay (${attempt} conflicting writes); nothing was overwritten: run again when the other writer is done`,

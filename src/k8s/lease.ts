@@ -101,16 +101,19 @@ export class LeasePool {
     for (;;) {
       for (let i = 0; i < this.opts.size; i++) {
         if (signal?.aborted) return undefined;
-        const held = await this.tryAcquire(`${this.opts.prefix}-${i}`);
-        if (held !== undefined) return held;
+        const got = await this.claim(`${this.opts.prefix}-${i}`);
+        if ('lease' in got) return got.lease;
       }
       await sleep(this.opts.retryMs ?? 1000, signal);
       if (signal?.aborted) return undefined;
     }
   }
 
-  /** One try on one Lease: created, taken over when free or expired, or undefined. */
-  private async tryAcquire(name: string): Promise<HeldLease | undefined> {
+  /**
+   * One try on one Lease (any name in the namespace): created, taken over when free or expired, or
+   * the identity that holds it (`''` when another agent won the race for it just now).
+   */
+  async claim(name: string): Promise<{ lease: HeldLease } | { holder: string }> {
     const got = await this.api.get(this.path(name));
     const now = new Date(this.now());
     if (got.code === 404) {
@@ -120,9 +123,9 @@ export class LeasePool {
         metadata: { name, namespace: this.opts.namespace },
         spec: this.spec(0, microTime(now)),
       });
-      if (created.code === 409) return undefined;
+      if (created.code === 409) return { holder: '' };
       if (created.code !== 201) throw new Error(`cannot create Lease ${name}: ${apiMessage(created)}`);
-      return this.held(created.body as unknown as LeaseObject);
+      return { lease: this.held(created.body as unknown as LeaseObject) };
     }
     if (got.code !== 200) throw new Error(`cannot read Lease ${name}: ${apiMessage(got)}`);
     const lease = got.body as unknown as LeaseObject;
@@ -134,16 +137,16 @@ export class LeasePool {
     const duration = (lease.spec?.leaseDurationSeconds ?? this.opts.durationSeconds) * 1000;
     const mine = holder === this.opts.identity;
     const expired = this.now() - since >= duration;
-    if (holder !== '' && !mine && !expired) return undefined;
+    if (holder !== '' && !mine && !expired) return { holder };
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
     const acquired = mine && lease.spec?.acquireTime !== undefined ? lease.spec.acquireTime : microTime(now);
     const put = await this.api.put(this.path(name), {
       ...lease,
       spec: this.spec(transitions, acquired),
     });
-    if (put.code === 409) return undefined;
+    if (put.code === 409) return { holder: '' };
     if (put.code !== 200) throw new Error(`cannot take Lease ${name}: ${apiMessage(put)}`);
-    return this.held(put.body as unknown as LeaseObject);
+    return { lease: this.held(put.body as unknown as LeaseObject) };
   }
 
   private held(initial: LeaseObject): HeldLease {
@@ -168,5 +171,68 @@ export class LeasePool {
           'release',
         ),
     };
+  }
+}
+
+/**
+ * The fleet leader: one Lease (`trustplay-leader`), held by whichever agent finds it free and
+ * renewed by it every third of its duration for as long as it lives; an agent that dies stops
+ * renewing, and the next agent to look once it expired leads. Tasks that act on the cluster rather
+ * than the node (k8s.sa.clear) run on the leader only, so they run once per fleet.
+ */
+export class FleetLeader {
+  private held: { lease: HeldLease; timer: NodeJS.Timeout } | undefined;
+
+  constructor(
+    private readonly pool: LeasePool,
+    private readonly name: string,
+    private readonly durationSeconds: number,
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
+
+  /** Whether this agent leads now. */
+  get leading(): boolean {
+    return this.held !== undefined;
+  }
+
+  /**
+   * Takes the Lease if it is free or expired (or keeps it, if this agent holds it). Returns
+   * undefined when this agent leads, else the holder's identity.
+   */
+  async holder(): Promise<string | undefined> {
+    if (this.held !== undefined) return undefined;
+    let got = await this.pool.claim(this.name);
+    // Lost a race for it just now (409): read again, to name the winner.
+    if ('holder' in got && got.holder === '') got = await this.pool.claim(this.name);
+    if ('holder' in got) return got.holder || 'another agent';
+    const lease = got.lease;
+    const timer = setInterval(
+      () => {
+        lease.renew().catch((e: unknown) => {
+          // Lost (taken over after a renewal came too late, or deleted): no longer the leader.
+          this.log(
+            `renewing ${this.name} failed, no longer the fleet leader: ${e instanceof Error ? e.message : String(e)}`,
+          );
+          if (this.held?.lease === lease) this.drop();
+        });
+      },
+      (this.durationSeconds * 1000) / 3,
+    );
+    timer.unref();
+    this.held = { lease, timer };
+    this.log(`holds Lease ${this.name}: the fleet leader`);
+    return undefined;
+  }
+
+  private drop(): void {
+    if (this.held !== undefined) clearInterval(this.held.timer);
+    this.held = undefined;
+  }
+
+  /** Stops renewing and gives the Lease back (a graceful exit), so another agent leads at once. */
+  async resign(): Promise<void> {
+    const held = this.held;
+    this.drop();
+    if (held !== undefined) await held.lease.release();
   }
 }

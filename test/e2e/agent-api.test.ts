@@ -1,7 +1,10 @@
 /**
  * The agent's use of the API, against the emulator (no lab): rollout Leases (a race for one Lease
  * has one winner, a released one is taken, an expired one is taken over, max-unavailable 2 lets
- * two hold at once), and `fleet status` turning Node conditions into check's exit codes.
+ * two hold at once), the fleet leader's Lease (one leader, renewed while it lives, taken over
+ * when it stops, a racing or stale write refused by resourceVersion), ServiceAccounts read and
+ * written through the agent's client, and `fleet status` turning Node conditions into check's exit
+ * codes.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,7 +13,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseMaxUnavailable, rolloutSlots } from '../../src/cli/commands/agent.js';
 import { KubeClient } from '../../src/k8s/api.js';
-import { LeasePool } from '../../src/k8s/lease.js';
+import { FleetLeader, LeasePool } from '../../src/k8s/lease.js';
+import { LocalConnection } from '../../src/connection/local.js';
+import { readServiceAccounts, writePullSecrets } from '../../src/k8s/kubectl.js';
 import { publishCondition } from '../../src/k8s/node-status.js';
 import { writeKubeconfig } from '../lab/kube-api/kubeconfig.js';
 import { startKubeApi, type KubeApi } from '../lab/kube-api/server.js';
@@ -95,6 +100,83 @@ describe('the agent and the API: rollout Leases, Node conditions, fleet status',
     expect((takeover?.at ?? 0) - (created?.at ?? 0)).toBeGreaterThanOrEqual(1000);
     const lease = api.resources().list(LEASES, 'kube-system')[0];
     expect(lease?.spec).toMatchObject({ holderIdentity: 'node-b', leaseTransitions: 1 });
+  });
+
+  const leader = (identity: string, durationSeconds = 30): FleetLeader =>
+    new FleetLeader(
+      new LeasePool(client, {
+        namespace: 'kube-system',
+        prefix: 'trustplay-leader',
+        size: 1,
+        identity,
+        durationSeconds,
+      }),
+      'trustplay-leader',
+      durationSeconds,
+    );
+  const leaderPath = '/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/trustplay-leader';
+
+  it('the fleet leader: one of three agents leads, the others are told who holds it; it renews while it lives', async () => {
+    const agents = ['node-a', 'node-b', 'node-c'].map((n) => ({ n, l: leader(n, 1) }));
+    // All three look at once: the create races, the API server lets one win (409 for the others).
+    const seen = await Promise.all(agents.map(async ({ n, l }) => ({ n, holder: await l.holder() })));
+    const leaders = seen.filter((s) => s.holder === undefined).map((s) => s.n);
+    expect(leaders).toHaveLength(1);
+    const [winner] = leaders;
+    expect(holders()).toEqual({ 'trustplay-leader': winner });
+    // Three durations later the others still see the winner: it renewed every third of a duration.
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const { n, l } of agents) expect(await l.holder()).toBe(n === winner ? undefined : winner);
+    expect(api.writes('leases').filter((w) => w.verb !== 'create').length).toBeGreaterThanOrEqual(6);
+    for (const { l } of agents) await l.resign();
+    expect(holders()).toEqual({ 'trustplay-leader': '' });
+  });
+
+  it('a dead leader’s Lease is taken over after its duration; a stale renewal loses leadership (409), never overwrites', async () => {
+    // A leader that died: its Lease is there, and nobody renews it.
+    const created = await client.post('/apis/coordination.k8s.io/v1/namespaces/kube-system/leases', {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'trustplay-leader', namespace: 'kube-system' },
+      spec: { holderIdentity: 'node-dead', leaseDurationSeconds: 1, renewTime: '2026-01-01T00:00:00.000000Z' },
+    });
+    expect(created.code).toBe(201);
+    const b = leader('node-b', 1);
+    // Its holder's clock means nothing here: node-b waits a whole duration of its own first.
+    expect(await b.holder()).toBe('node-dead');
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await b.holder()).toBeUndefined();
+    expect(b.leading).toBe(true);
+    expect(holders()).toEqual({ 'trustplay-leader': 'node-b' });
+    // Someone else writes the Lease (an operator, a partitioned agent's late takeover): node-b's
+    // next renewal carries a stale resourceVersion, is refused, and node-b stops leading.
+    const got = await client.get(leaderPath);
+    const spec = got.body?.spec as Record<string, unknown>;
+    expect((await client.put(leaderPath, { ...got.body, spec: { ...spec, holderIdentity: 'node-x' } })).code).toBe(200);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(b.leading).toBe(false);
+    expect(holders()).toEqual({ 'trustplay-leader': 'node-x' });
+    await b.resign();
+  });
+
+  it("ServiceAccounts through the agent's client: a missing namespace told from a missing account, a conflicting write re-read, the newcomer kept", async () => {
+    api.state().addNamespace('team');
+    api.state().insertServiceAccount('team', { metadata: { name: 'default' }, imagePullSecrets: [{ name: 'stale' }] });
+    const conn = new LocalConnection({ host: 'node-a', kube: client });
+    const read = await readServiceAccounts(conn, {}, ['team', 'nowhere'], 'default');
+    expect(read.map((r) => r.status)).toEqual(['ok', 'no-namespace']);
+    const [team] = read;
+    if (team?.status !== 'ok') throw new Error('no account');
+    expect(team.sa.imagePullSecrets).toEqual(['stale']);
+    // Another writer adds a secret after the read: the first write conflicts, the second keeps it.
+    api.state().mutate('team', 'default', (sa) => {
+      sa.imagePullSecrets = [{ name: 'stale' }, { name: 'newcomer' }];
+    });
+    const out = await writePullSecrets(conn, {}, team.sa, (current) => current.filter((n) => n !== 'stale'));
+    expect(out).toEqual({ written: ['newcomer'], attempts: 2 });
+    expect(api.state().getServiceAccount('team', 'default')?.imagePullSecrets).toEqual([{ name: 'newcomer' }]);
+    const [noAccount] = await readServiceAccounts(conn, {}, ['team'], 'builder');
+    expect(noAccount?.status).toBe('no-account');
   });
 
   it('--max-unavailable 2: two nodes hold a Lease at once, a third waits', async () => {

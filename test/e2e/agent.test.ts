@@ -105,6 +105,29 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
 
   const fleetStatus = () => trustplay(['fleet', 'status', '--kubeconfig', kubeconfig]);
 
+  /** Replaces the ConfigMap's playbook (the vars stay), as `kubectl create --dry-run -o json | kubectl replace` does. */
+  const setPlaybook = async (lines: string[]): Promise<void> => {
+    writeFileSync(join(dir, 'playbook.yaml'), lines.join('\n'));
+    const cm = await kubectl([
+      'create',
+      'configmap',
+      'trustplay-playbook',
+      '-n',
+      'kube-system',
+      `--from-file=playbook.yaml=${join(dir, 'playbook.yaml')}`,
+      `--from-file=vars.yaml=${join(dir, 'vars.yaml')}`,
+      '--dry-run=client',
+      '-o',
+      'json',
+    ]);
+    const replaced = await kubectl(['replace', '-f', '-'], cm.stdout);
+    expect(replaced.stderr).toBe('');
+  };
+  /** The lines an agent printed for one task: `node | status | task (reason)`. */
+  const taskLines = (stdout: string, task: string): string[] =>
+    stdout.split('\n').filter((l) => l.includes(`| ${task}`));
+  const readOut = (p: { output(): { stdout: string } }): string => p.output().stdout;
+
   beforeAll(async () => {
     const lab = handle.lab;
     dir = mkdtempSync(join(tmpdir(), 'tp-agent-'));
@@ -352,6 +375,107 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       expect((await inNode(node3, 'grep -c config_path /etc/containerd/config.toml')).stdout.trim()).toBe('1');
     } finally {
       if (failing.child.exitCode === null) failing.child.kill('SIGKILL');
+    }
+  });
+
+  it('k8s.sa.clear runs once per fleet, on the holder of the leader Lease; the others skip it naming the holder; a killed leader’s Lease expires and another agent leads', async () => {
+    const lab = handle.lab;
+    const task = 'Drop the stale pull secret';
+    await setPlaybook([
+      '- hosts: workers',
+      '  tasks:',
+      `    - name: ${task}`,
+      '      k8s.sa.clear:',
+      '        namespace: default',
+      '        secrets: [registry-test-pull]',
+      '',
+    ]);
+    const stale = JSON.stringify({
+      imagePullSecrets: [{ name: 'registry-test-pull' }, { name: 'other-registry-pull' }],
+    });
+    const pullSecrets = async (): Promise<string> =>
+      (
+        await kubectl([
+          'get',
+          'serviceaccount',
+          'default',
+          '-n',
+          'default',
+          '-o',
+          'jsonpath={.imagePullSecrets[*].name}',
+        ])
+      ).stdout;
+    const leaderNow = async (): Promise<string> =>
+      (
+        await kubectl([
+          'get',
+          'lease',
+          'trustplay-leader',
+          '-n',
+          'kube-system',
+          '-o',
+          'jsonpath={.spec.holderIdentity}',
+        ])
+      ).stdout.trim();
+    expect((await kubectl(['patch', 'serviceaccount', 'default', '-n', 'default', '-p', stale])).code).toBe(0);
+    const mark = (await leaseWrites(lab)).length;
+    const agents = lab.nodes.map((_, i) =>
+      startTrustplay(agentArgs(lab, i, 'enforce', ['--interval', '1s', '--lease-duration', '2s']), {
+        timeoutMs: 180_000,
+      }),
+    );
+    try {
+      // Each agent has made at least two passes (the task reported twice).
+      await until(async () => (agents.every((a) => taskLines(readOut(a), task).length >= 2) ? true : undefined));
+      expect(await pullSecrets()).toBe('other-registry-pull');
+      const first = await leaderNow();
+      expect(lab.nodes.map((n) => n.name)).toContain(first);
+      lab.nodes.forEach((n, i) => {
+        const lines = taskLines(readOut(agents[i]!), task);
+        if (n.name === first) {
+          expect(lines.filter((l) => l.includes('| skipped |'))).toEqual([]);
+          expect(lines.some((l) => l.startsWith(`${n.name} | changed |`))).toBe(true);
+        } else {
+          for (const l of lines)
+            expect(l).toMatch(
+              new RegExp(`^${n.name} \\| skipped \\| ${task} \\(not the fleet leader \\(held by ${first}\\)`),
+            );
+        }
+      });
+      // The leader is killed (OOM, node lost): it never gives the Lease back; another agent leads
+      // once it has seen it unrenewed for its duration, and clears the secret put back meanwhile.
+      const leaderIndex = lab.nodes.findIndex((n) => n.name === first);
+      const killed = agents[leaderIndex]!;
+      killed.child.kill('SIGKILL');
+      await killed.done.catch(() => undefined);
+      const killedAt = Date.now();
+      expect((await kubectl(['patch', 'serviceaccount', 'default', '-n', 'default', '-p', stale])).code).toBe(0);
+      const next = await until(async () => {
+        const h = await leaderNow();
+        return h !== first && h !== '' ? h : undefined;
+      });
+      await until(async () => ((await pullSecrets()) === 'other-registry-pull' ? true : undefined));
+      process.stdout.write(
+        `agent e2e: leader ${first} killed; ${next} leads and cleared the secret ${Date.now() - killedAt} ms later (lease 2 s)\n`,
+      );
+      const nextIndex = lab.nodes.findIndex((n) => n.name === next);
+      await until(async () =>
+        taskLines(readOut(agents[nextIndex]!), task).some((l) => l.startsWith(`${next} | changed |`))
+          ? true
+          : undefined,
+      );
+      // From the Lease log: the takeover came no sooner than a lease duration after the killed leader's last write.
+      const writes = (await leaseWrites(lab)).slice(mark).filter((w) => w.name === 'trustplay-leader');
+      const lastOfKilled = writes.filter((w) => w.object.spec?.holderIdentity === first).at(-1);
+      const takeover = writes.find((w) => w.object.spec?.holderIdentity === next);
+      expect(lastOfKilled).toBeDefined();
+      expect((takeover?.at ?? 0) - (lastOfKilled?.at ?? 0)).toBeGreaterThanOrEqual(2000);
+      // While both leaders held it in turn, no other node's agent ever held it.
+      const leaderHolders = new Set(writes.map((w) => w.object.spec?.holderIdentity ?? ''));
+      expect([...leaderHolders].filter((h) => h !== '').sort()).toEqual([first, next].sort());
+    } finally {
+      for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGTERM');
+      await Promise.all(agents.map((a) => a.done.catch(() => undefined)));
     }
   });
 });

@@ -17,6 +17,8 @@ export interface CliProcess {
   child: ChildProcess;
   /** Resolves with the first stdout line matching `re` (rejects if the run ends first). */
   line(re: RegExp): Promise<string>;
+  /** Its output so far. */
+  output(): { stdout: string; stderr: string };
   done: Promise<CliRun>;
 }
 
@@ -67,6 +69,7 @@ export function startTrustplay(
   return {
     child,
     done,
+    output: () => ({ stdout, stderr }),
     line: (re) =>
       new Promise((resolve, reject) => {
         watchers.push({ re, resolve });

@@ -16,7 +16,7 @@ import { ExitCode, ExitError } from '../exit-codes.js';
 import type { Options } from '../options.js';
 import type { JsonReport } from '../../report/json.js';
 import type { KubeClient } from '../../k8s/api.js';
-import type { HeldLease } from '../../k8s/lease.js';
+import type { FleetLeader, HeldLease } from '../../k8s/lease.js';
 import type { Verdict } from '../../k8s/node-status.js';
 
 /** `10m`, `30s`, `1h`, `500ms`, or plain seconds, in milliseconds; exit 3 otherwise. */
@@ -150,6 +150,12 @@ async function fetchPlaybook(
   return { playbook, inventory };
 }
 
+/** Modules that act on the cluster, not on the node: run once per fleet, by the leader. */
+export const FLEET_MODULES = new Set(['k8s.sa.clear']);
+
+/** The Lease whose holder runs the fleet's once-per-fleet tasks. */
+export const LEADER_LEASE = 'trustplay-leader';
+
 /** One run (or check) of the playbook on the node, through the CLI's one execution path. */
 async function runOnNode(
   c: AgentConfig,
@@ -157,6 +163,8 @@ async function runOnNode(
   options: Options,
   check: boolean,
   dir: string,
+  api: KubeClient,
+  leader: FleetLeader,
 ): Promise<JsonReport> {
   const [{ loadAll }, { executePlaybook }, { builtinModules }, { LocalConnection }] = await Promise.all([
     import('../load.js'),
@@ -167,6 +175,9 @@ async function runOnNode(
   const report = join(dir, `report-${check ? 'check' : 'run'}.json`);
   const opts: Options = { ...options, inventory: files.inventory, report, check };
   const loaded = await loadAll(files.playbook, opts);
+  // Leadership is looked at (taken if free) only when the playbook has a fleet task, just before it runs.
+  const fleetTasks = loaded.playbook.plays.some((p) => p.tasks.some((t) => FLEET_MODULES.has(t.module)));
+  const holder = fleetTasks ? await leader.holder() : undefined;
   await executePlaybook(
     {
       playbook: loaded.playbook,
@@ -175,7 +186,13 @@ async function runOnNode(
       modules: builtinModules,
       check,
       command: `agent ${check ? 'check' : 'enforce'} ${c.namespace}/${c.configMap}`,
-      connectionFactory: (spec) => new LocalConnection({ host: spec.name, root: c.hostRoot, commandPrefix: c.prefix }),
+      // The cluster's API through the agent's own client (the pod's service account), not kubectl on the node.
+      connectionFactory: (spec) =>
+        new LocalConnection({ host: spec.name, root: c.hostRoot, commandPrefix: c.prefix, kube: api }),
+      skipTask: (task) =>
+        holder !== undefined && FLEET_MODULES.has(task.module)
+          ? `not the fleet leader (held by ${holder}): runs once per fleet, on the holder of Lease ${c.namespace}/${LEADER_LEASE}`
+          : undefined,
     },
     opts,
   );
@@ -201,8 +218,11 @@ function changesOf(r: JsonReport, node: string): string[] {
 
 export async function agentCommand(_positionals: string[], options: Options): Promise<number> {
   const c = await config(options);
-  const [{ KubeClient, inClusterAccess, kubeconfigAccess }, { LeasePool }, { publishCondition, nodeEvent }] =
-    await Promise.all([import('../../k8s/api.js'), import('../../k8s/lease.js'), import('../../k8s/node-status.js')]);
+  const [
+    { KubeClient, inClusterAccess, kubeconfigAccess },
+    { LeasePool, FleetLeader },
+    { publishCondition, nodeEvent },
+  ] = await Promise.all([import('../../k8s/api.js'), import('../../k8s/lease.js'), import('../../k8s/node-status.js')]);
   const access =
     options.agent.kubeconfig !== undefined ? await kubeconfigAccess(options.agent.kubeconfig) : await inClusterAccess();
   const api = new KubeClient(access);
@@ -213,19 +233,31 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
     identity: c.node,
     durationSeconds: c.leaseSeconds,
   });
+  const log = (line: string): void => void process.stderr.write(`agent ${c.node}: ${line}\n`);
+  const leader = new FleetLeader(
+    new LeasePool(api, {
+      namespace: c.namespace,
+      prefix: LEADER_LEASE,
+      size: 1,
+      identity: c.node,
+      durationSeconds: c.leaseSeconds,
+    }),
+    LEADER_LEASE,
+    c.leaseSeconds,
+    log,
+  );
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   let held: { lease: HeldLease; timer: NodeJS.Timeout } | undefined;
-  const log = (line: string): void => void process.stderr.write(`agent ${c.node}: ${line}\n`);
 
   /** One pass: check; in enforce mode with drift, take a slot, run, check again, and give the slot back when in sync. */
   const pass = async (): Promise<number> => {
     const dir = await mkdtemp(join(tmpdir(), 'trustplay-agent-'));
     try {
       const files = await fetchPlaybook(api, c, dir);
-      let report = await runOnNode(c, files, options, true, dir);
+      let report = await runOnNode(c, files, options, true, dir, api, leader);
       if (c.mode === 'enforce' && report.exitCode === ExitCode.Drift) {
         if (held === undefined) {
           // A percentage follows the cluster's size, read again at each rollout.
@@ -241,10 +273,10 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
           );
           held = { lease, timer };
         }
-        const run = await runOnNode(c, files, options, false, dir);
+        const run = await runOnNode(c, files, options, false, dir, api, leader);
         for (const change of changesOf(run, c.node)) await nodeEvent(api, c.node, 'TrustplayChanged', change);
         // The health check: the same playbook checks clean after the change (restarts verified, pulls work).
-        const recheck = await runOnNode(c, files, options, true, dir);
+        const recheck = await runOnNode(c, files, options, true, dir, api, leader);
         // A run that failed is the verdict, whatever the check after it finds still to do.
         report = run.exitCode === ExitCode.Failed ? run : recheck;
         if (recheck.exitCode === ExitCode.Ok && held !== undefined) {
@@ -295,6 +327,8 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     if (held !== undefined) clearInterval(held.timer);
+    // A graceful exit hands leadership on at once (as client-go's ReleaseOnCancel); a killed agent's expires.
+    await leader.resign().catch((e: unknown) => log(`releasing ${LEADER_LEASE}: ${String(e)}`));
     log(`API requests: ${JSON.stringify(api.counts)}`);
   }
   return code;
