@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import type { LabPki, VariantPki } from './certs.js';
 import { run, startDetached, waitFor } from './procs.js';
 
@@ -264,4 +264,32 @@ function probe(reg: LabRegistry, listen = '127.0.0.1'): Promise<number> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * A running registry again on `[::1]`, same port, from its own config.yml (the certificate, auth
+ * and storage it has), its storage read-only: for Docker Engine nodes, which reach every registry
+ * name on ::1 (see `startIpv6Registry`). The caller stops it (`pid`).
+ */
+export async function startIpv6Twin(registriesDir: string, reg: LabRegistry): Promise<LabRegistry> {
+  const name = reg.hostname.replace(/\.test$/, '');
+  const config = parse(readFileSync(path.join(registriesDir, name, 'config.yml'), 'utf8')) as {
+    http: { addr: string; tls?: { clientcas?: string[] } };
+    storage: { maintenance: { readonly: { enabled: boolean } } };
+  };
+  config.http.addr = `[::1]:${reg.port}`;
+  config.storage.maintenance.readonly.enabled = true;
+  const home = path.join(registriesDir, `${name}-ipv6`);
+  mkdirSync(home, { recursive: true });
+  const configFile = path.join(home, 'config.yml');
+  writeFileSync(configFile, stringify(config));
+  const log = path.join(home, 'registry.log');
+  const pid = startDetached('/usr/bin/docker-registry', ['serve', configFile], log);
+  const twin: LabRegistry = { ...reg, pid, purpose: `${reg.purpose}, on [::1]` };
+  const up = async () =>
+    (await probe(twin, '::1').catch((e: Error) =>
+      config.http.tls?.clientcas && /alert|certificate/i.test(e.message) ? 1 : Promise.reject(e),
+    )) > 0;
+  await waitFor(`registry ${reg.hostname} on [::1] (see ${log})`, up);
+  return twin;
 }
