@@ -18,8 +18,9 @@
  *   - nohost.test is in no /etc/hosts: the node's resolver (loopback only, nothing answers) fails it;
  *   - the intercepting proxy's drop-in is removed from every node's containerd (the variants start
  *     with it): a pull straight to the registry is the text to record;
- *   - the lab CA trusted for the registries whose defect lies beyond trust, with trustplay's own
- *     containerd.tls, docker.tls and containers.tls (one CLI run).
+ *   - the lab CA trusted for the registries whose defect lies beyond trust: containerd.tls (one
+ *     CLI run) for containerd, certs.d/<host:port>/ca.crt for dockerd and containers/image.
+ * node1's containerd reaches the registries on ::1 too (its refused connection says [::1]).
  * Texts are made stable: ports become `<port>`, timestamps `<time>`, the lab directory `<lab>`.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -255,33 +256,44 @@ export async function recordPullErrors(
       });
     }
 
-    // The lab CA trusted where the defect lies beyond trust, on every runtime, by trustplay itself.
+    // The lab CA trusted where the defect lies beyond trust: containerd by containerd.tls itself
+    // (config_path, hosts.toml, the restart); Docker Engine and containers/image read
+    // certs.d/<host:port>/ca.crt at every pull, the file docker.tls and containers.tls write,
+    // written here directly (a CLI task per registry and node costs ~1 s on this machine).
     const trusted = [...new Set(CASES.filter((c) => c.trusted).map((c) => regs.get(c.registry)!.host))];
     const playbook = path.join(work, 'trust.yaml');
-    const task = (module: string, registry: string) =>
-      `    - ${module}: { registry: "${registry}", ca: "${lab.ca}"${module === 'containerd.tls' ? ', verify_ca: false' : ''} }`;
     writeFileSync(
       playbook,
       [
         '- hosts: all',
         '  tasks:',
-        ...trusted.flatMap((r) => [task('containerd.tls', r), task('containers.tls', r)]),
-        `- hosts: ${dockerNode.name}`,
-        '  tasks:',
-        ...trusted.map((r) => task('docker.tls', r)),
+        ...trusted.map((r) => `    - containerd.tls: { registry: "${r}", ca: "${lab.ca}", verify_ca: false }`),
         '',
       ].join('\n'),
     );
-    const trust = await trustplay(['run', playbook, '-i', lab.inventoryPath, '--state-dir', path.join(work, 'state')]);
+    const caPem = readFileSync(lab.ca, 'utf8');
+    const certsDirs = trusted.flatMap((r) => [`/etc/docker/certs.d/${r}`, `/etc/containers/certs.d/${r}`]);
+    const [trust] = await Promise.all([
+      trustplay(['run', playbook, '-i', lab.inventoryPath, '--state-dir', path.join(work, 'state')]),
+      ...lab.nodes.map(async (n) => {
+        const [first, ...rest] = certsDirs;
+        const r = await inNode(
+          n,
+          [
+            `mkdir -p '${first}' && cat > '${first}/ca.crt'`,
+            ...rest.map((d) => `mkdir -p '${d}' && cp '${first}/ca.crt' '${d}/ca.crt'`),
+          ].join(' && '),
+          caPem,
+        );
+        if (r.code !== 0) throw new Error(`${n.name}: writing certs.d failed: ${r.stderr}`);
+      }),
+    ]);
     if (trust.code !== 0)
       throw new Error(`trusting the lab CA failed (exit ${trust.code}): ${trust.stdout}${trust.stderr}`);
     undo.push(() =>
       Promise.all(
         lab.nodes.map((n) =>
-          inNode(
-            n,
-            `rm -rf ${trusted.map((r) => `/etc/docker/certs.d/${r} /etc/containers/certs.d/${r} /etc/containerd/certs.d/${r}`).join(' ')}`,
-          ),
+          inNode(n, `rm -rf ${[...certsDirs, ...trusted.map((r) => `/etc/containerd/certs.d/${r}`)].join(' ')}`),
         ),
       ),
     );
