@@ -353,11 +353,7 @@ export async function recordPullErrors(
     log(`recorded ${CASES.length} cases on ${runtimes.length} runtimes in ${Date.now() - started} ms`);
     return new Map([...out.entries()].sort(([a], [b]) => a.localeCompare(b)));
   } finally {
-    for (const u of undo.reverse()) {
-      const t = Date.now();
-      await u().catch((e: unknown) => log(`undo: ${String(e)}`));
-      log(`undo step ${Date.now() - t} ms`);
-    }
+    for (const u of undo.reverse()) await u().catch((e: unknown) => log(`putting the lab back: ${String(e)}`));
     log(`lab put back at ${Date.now() - started} ms`);
     rmSync(work, { recursive: true, force: true });
   }
