@@ -77,7 +77,7 @@ describe('selectRuntimes', () => {
     const r = selectRuntimes('n1', podmanHost, 'auto');
     expect(r.runtimes).toEqual(['containers']);
     expect(r.notes).toEqual([
-      'containerd left out: it is installed (containerd at /usr/bin/containerd) but no containerd daemon runs, so no pull goes through it (once it runs, the next run trusts the registry there too)',
+      'containerd left out: it is installed (containerd at /usr/bin/containerd) but no containerd daemon runs, so no pull goes through it (once it runs, the next run covers it too)',
     ]);
     // Alone, it stays: containerd.tls then says what is wrong with it.
     expect(selectRuntimes('n1', { ...podmanHost, containers: [] }, 'auto').runtimes).toEqual(['containerd']);
