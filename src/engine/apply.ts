@@ -9,6 +9,8 @@ import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionError } from '../connection/errors.js';
 import { criTaskError, withCri } from '../cri/connect.js';
+import { DOCKER_API_SOCKET, engineRemove } from '../docker/engine-api.js';
+import { podmanRemove } from '../containers-image/client.js';
 import { writePullSecrets } from '../k8s/kubectl.js';
 import { failureOf, TaskError } from './errors.js';
 import { rememberCompanionBackup, rememberConfigBackup } from './restart-backup.js';
@@ -172,8 +174,24 @@ async function applyOne(
       return;
     }
     case 'image.remove':
+      // By id: every tag of the image goes, not only the one named.
+      if (c.runtime === 'docker') {
+        try {
+          await engineRemove(ctx.conn, c.socket ?? DOCKER_API_SOCKET, c.id);
+        } catch (err) {
+          throw new TaskError(`${ctx.host}: docker: ${(err as Error).message}`, 'command');
+        }
+        return;
+      }
+      if (c.runtime === 'containers') {
+        try {
+          await podmanRemove(ctx.conn, c.id);
+        } catch (err) {
+          throw new TaskError(`${ctx.host}: containers: ${(err as Error).message}`, 'command');
+        }
+        return;
+      }
       try {
-        // By id: every tag of the image goes, not only the one named.
         await withCri(ctx, c.socket, (cri) => cri.removeImage(c.id), { finish: true });
       } catch (err) {
         throw criTaskError(err);

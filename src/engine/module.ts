@@ -109,8 +109,10 @@ export interface ServiceAccountPatch extends Described {
 /** Removes an image (every tag) from the node's CRI image store. */
 export interface ImageRemove extends Described {
   op: 'image.remove';
-  /** The image id as the CRI reports it. */
+  /** The image id as its runtime reports it. */
   id: string;
+  /** Whose image store: containerd's CRI (absent), Docker Engine's API, or podman's containers-storage. */
+  runtime?: 'docker' | 'containers';
   socket?: string;
 }
 

@@ -26,7 +26,7 @@ if (process.env['CI'] && !containersImageAvailable())
   throw new Error('skopeo is needed for the containers.tls lab test in CI (apt-get install skopeo)');
 
 describeLab('containers.tls end to end (skopeo in a lab node, containers/image)', () => {
-  const env = useLab({ nodes: 1 });
+  const env = useLab({ nodes: 1, containers: [true] });
   let work: string;
   let node: LabNode;
   let playbook: string;

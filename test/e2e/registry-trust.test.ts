@@ -27,7 +27,7 @@ if (process.env['CI'] && !containersImageAvailable())
   throw new Error('skopeo is needed for the registry.trust lab test in CI (apt-get install skopeo)');
 
 describeLab('registry.trust end to end (containerd, Docker Engine and containers/image on a mixed lab)', () => {
-  const env = useLab({ nodes: 2, docker: [false, true] });
+  const env = useLab({ nodes: 2, docker: [false, true], containers: [true, true] });
   let work: string;
   let nodes: LabNode[];
   let playbook: string;

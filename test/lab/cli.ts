@@ -14,7 +14,7 @@ import {
 } from './containerd-versions.js';
 import type { NodeFlavour } from './node.js';
 
-const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--login L[,L...]] [--docker yes|no[,...]] [--dir DIR]
+const USAGE = `usage: npm run lab -- up [--nodes N] [--containerd V[,V...]] [--flavour F[,F...]] [--tls-variants] [--login L[,L...]] [--docker yes|no[,...]] [--containers yes|no[,...]] [--dir DIR]
        npm run lab -- down [--dir DIR]
        npm run lab -- status [--dir DIR]
        npm run lab -- fetch-containerd [V[,V...]]
@@ -27,6 +27,7 @@ and the intercepting proxy (every node's containerd then uses it through HTTPS_P
 --login gives each node's login in node order (root, nopasswd or password: the last two log in
 as the sudo user ops with become).
 --docker says in node order which nodes also run Docker Engine (yes or no; missing entries: no).
+--containers says which nodes have containers/image's programs (skopeo; missing entries: no).
 packages (default: all) in $TRUSTPLAY_CONTAINERD_CACHE or ${containerdCacheDir()}.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -39,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
       flavour: { type: 'string' },
       login: { type: 'string' },
       docker: { type: 'string' },
+      containers: { type: 'string' },
       dir: { type: 'string' },
       'tls-variants': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -60,13 +62,18 @@ async function main(argv: string[]): Promise<number> {
           throw new Error(`--login takes root, nopasswd or password per node, not ${JSON.stringify(l)}`);
         return l as NodeLogin;
       });
-      const docker = values.docker?.split(',').map((d) => {
-        if (d !== 'yes' && d !== 'no') throw new Error(`--docker takes yes or no per node, not ${JSON.stringify(d)}`);
-        return d === 'yes';
-      });
+      const yesNo = (flag: string, v: string | undefined): boolean[] | undefined =>
+        v?.split(',').map((d) => {
+          if (d !== 'yes' && d !== 'no')
+            throw new Error(`--${flag} takes yes or no per node, not ${JSON.stringify(d)}`);
+          return d === 'yes';
+        });
+      const docker = yesNo('docker', values.docker);
+      const containers = yesNo('containers', values.containers);
       const lab = await labUp({
         nodes,
         docker,
+        containers,
         containerd,
         flavour,
         login,

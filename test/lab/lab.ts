@@ -23,6 +23,7 @@ import {
 } from './registry.js';
 import { DROPIN_DIR } from './systemctl-shim.js';
 import { ownEtcContainers } from './containers-image.js';
+import { CONTAINERS_IMAGE_PROGRAMS } from '../../src/containerd/node-facts.js';
 import { dockerHostsLines, ownEtcDocker, startDockerd } from './docker-engine.js';
 import {
   type LabNode,
@@ -33,6 +34,7 @@ import {
   currentContainerdPid,
   realisticContainerdConfig,
   startNode,
+  hidePrograms,
 } from './node.js';
 import { type ContainerdVersionKey, ensureContainerd } from './containerd-versions.js';
 import { writeInventory } from './inventory.js';
@@ -136,6 +138,13 @@ export interface LabUpOptions {
    * resolves to ::1, where the main registry is served a second time (docker-engine.ts says why).
    */
   docker?: boolean[];
+  /**
+   * Nodes that have containers/image's programs (skopeo; podman, buildah and crio when installed),
+   * in node order (missing entries: no). A lab node is a containerd Kubernetes node: this machine's
+   * dockerd and skopeo are hidden in it (lab-node `hidePrograms`) unless `docker` / `containers`
+   * says otherwise, so runtime detection sees what such a node has.
+   */
+  containers?: boolean[];
 }
 
 const BINARIES: [string, string][] = [
@@ -343,6 +352,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     for (const [i, n] of nodes.entries()) {
       await ownEtcDocker(n);
       await ownEtcContainers(n);
+      const hide = [...(docker[i] ? [] : ['dockerd']), ...(opts.containers?.[i] ? [] : CONTAINERS_IMAGE_PROGRAMS)];
+      if (hide.length > 0) await hidePrograms(n, hide);
+      if (opts.containers?.[i]) n.containers = true;
       if (docker[i]) n.docker = await startDockerd(n, n.files['/run'], track);
     }
     state.nodes = nodes;

@@ -64,6 +64,8 @@ export interface LabNode {
   login: { user: string; sudo?: NodeSudo };
   /** Docker Engine on this node (`useLab({ docker: [...] })`, docker-engine.ts). */
   docker?: LabDocker;
+  /** containers/image's programs are visible in this node (`useLab({ containers: [...] })`); else hidden. */
+  containers?: boolean;
 }
 
 /** How a non-root login user escalates: NOPASSWD, or a password every time (no credential cache). */
@@ -502,4 +504,45 @@ export function currentContainerdPid(node: Pick<LabNode, 'containerdPidFile'>): 
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Hides programs inside `node` (as if not installed): an empty, non-executable file is bind-mounted
+ * over each one's real path (links resolved) in the node's namespace only, so neither `command -v`
+ * nor exec finds them there. A program already hidden (or absent) is left as it is. Returns the undo.
+ */
+export async function hidePrograms(
+  node: { name: string; nsPid: number; root: string },
+  names: string[],
+): Promise<() => Promise<void>> {
+  let out: string;
+  try {
+    out = (
+      await run('nsenter', [
+        '-t',
+        String(node.nsPid),
+        '-m',
+        '--',
+        'sh',
+        '-c',
+        [
+          'set -e',
+          'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+          'blank="$1"; shift',
+          ': > "$blank"',
+          'chmod 0644 "$blank"',
+          'for n in "$@"; do p=$(command -v "$n") || continue; p=$(readlink -f "$p"); mount --bind "$blank" "$p"; echo "$p"; done',
+        ].join('\n'),
+        'hide',
+        path.join(node.root, 'hidden-program'),
+        ...names,
+      ])
+    ).stdout;
+  } catch (e) {
+    throw new Error(`cannot hide ${names.join(', ')} on ${node.name}: ${(e as Error).message}`);
+  }
+  const hidden = out.split('\n').filter((l) => l !== '');
+  return async () => {
+    for (const p of hidden.reverse()) await run('nsenter', ['-t', String(node.nsPid), '-m', '--', 'umount', p]);
+  };
 }

@@ -58,6 +58,7 @@ export function useLab(
     tlsVariants?: boolean;
     login?: NodeLogin[];
     docker?: boolean[];
+    containers?: boolean[];
   } = {},
 ): LabHandle {
   let lab: Lab | undefined;
@@ -91,6 +92,10 @@ export function useLab(
         throw new Error(
           `The lab at ${shared} does not run Docker Engine on the nodes this suite needs: start it with --docker ${opts.docker.map((d) => (d ? 'yes' : 'no')).join(',')}.`,
         );
+      if (opts.containers?.some((d, i) => d && !lab!.nodes[i]?.containers))
+        throw new Error(
+          `The lab at ${shared} has no containers/image programs on the nodes this suite needs: start it with --containers ${opts.containers.map((d) => (d ? 'yes' : 'no')).join(',')}.`,
+        );
       exportSudoPassword(lab);
       return;
     }
@@ -102,6 +107,7 @@ export function useLab(
       tlsVariants: opts.tlsVariants,
       login: opts.login,
       docker: opts.docker,
+      containers: opts.containers,
     });
     exportSudoPassword(lab);
   });

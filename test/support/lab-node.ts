@@ -140,37 +140,7 @@ export function writeTrustCaPlaybook(file: string, extra: string[] = []): string
   return file;
 }
 
-/**
- * Hides programs inside `node` (as if not installed): an empty, non-executable file is bind-mounted
- * over each one's real path (links resolved) in the node's namespace only, so neither `command -v`
- * nor exec finds them there. Returns the undo.
- */
-export async function hidePrograms(node: LabNode, names: string[]): Promise<() => Promise<void>> {
-  const out = await exec('nsenter', [
-    '-t',
-    String(node.nsPid),
-    '-m',
-    '--',
-    'sh',
-    '-c',
-    [
-      'set -e',
-      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      'blank="$1"; shift',
-      ': > "$blank"',
-      'chmod 0644 "$blank"',
-      'for n in "$@"; do p=$(command -v "$n") || continue; p=$(readlink -f "$p"); mount --bind "$blank" "$p"; echo "$p"; done',
-    ].join('\n'),
-    'hide',
-    path.join(node.root, 'hidden-program'),
-    ...names,
-  ]);
-  if (out.code !== 0) throw new Error(`cannot hide ${names.join(', ')} on ${node.name}: ${out.stderr}`);
-  const hidden = out.stdout.split('\n').filter((l) => l !== '');
-  return async () => {
-    for (const p of hidden.reverse()) await exec('nsenter', ['-t', String(node.nsPid), '-m', '--', 'umount', p]);
-  };
-}
+export { hidePrograms } from '../lab/node.js';
 
 /**
  * Waits until `path` exists on every node (a restart command's mark that it began), failing with

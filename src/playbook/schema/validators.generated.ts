@@ -3657,7 +3657,7 @@ return errors === 0;
 validate8.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_image_rmi = validate9;
-const schema9 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from the node's CRI image store (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}}};
+const schema9 = {"type":"object","title":"image.rmi","description":"Remove a cached image (all its tags) from each image store of the node (containerd via the CRI, Docker Engine via its API, containers-storage via podman) (step 4 of the fix: the next pull goes to the registry again). Absent = ok.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference, e.g. `registry.example.com/app:1.0`."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."},"runtimes":{"description":"`auto`: every image store of the runtimes registry.trust trusts on the node (a Docker Engine that does not answer, or containers/image without podman, is left out with a note). Or a list of `containerd`, `docker`, `containers`: exactly those, and one that is missing or has no store to ask fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}}};
 
 function validate9(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -3681,7 +3681,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((key0 === "image") || (key0 === "socket"))){
+if(!(((key0 === "image") || (key0 === "socket")) || (key0 === "runtimes"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema9,data};
 if(vErrors === null){
 vErrors = [err1];
@@ -3742,14 +3742,136 @@ vErrors.push(err5);
 errors++;
 }
 }
-}
-else {
-const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema9.type,parentSchema:schema9,data};
+if(data.runtimes !== undefined){
+let data2 = data.runtimes;
+const _errs7 = errors;
+let valid1 = false;
+const _errs8 = errors;
+if(typeof data2 !== "string"){
+const err6 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.runtimes.anyOf[0].type,parentSchema:schema9.properties.runtimes.anyOf[0],data:data2};
 if(vErrors === null){
 vErrors = [err6];
 }
 else {
 vErrors.push(err6);
+}
+errors++;
+}
+if(!(data2 === "auto")){
+const err7 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema9.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema9.properties.runtimes.anyOf[0].enum,parentSchema:schema9.properties.runtimes.anyOf[0],data:data2};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+var _valid0 = _errs8 === errors;
+valid1 = valid1 || _valid0;
+const _errs10 = errors;
+if(Array.isArray(data2)){
+if(data2.length < 1){
+const err8 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema9.properties.runtimes.anyOf[1],data:data2};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+const len0 = data2.length;
+for(let i0=0; i0<len0; i0++){
+let data3 = data2[i0];
+if(typeof data3 !== "string"){
+const err9 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema9.properties.runtimes.anyOf[1].items.type,parentSchema:schema9.properties.runtimes.anyOf[1].items,data:data3};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+if(!(((data3 === "containerd") || (data3 === "docker")) || (data3 === "containers"))){
+const err10 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema9.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values",schema:schema9.properties.runtimes.anyOf[1].items.enum,parentSchema:schema9.properties.runtimes.anyOf[1].items,data:data3};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+let i1 = data2.length;
+let j0;
+if(i1 > 1){
+const indices0 = {};
+for(;i1--;){
+let item0 = data2[i1];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err11 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema9.properties.runtimes.anyOf[1],data:data2};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+break;
+}
+indices0[item0] = i1;
+}
+}
+}
+else {
+const err12 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema9.properties.runtimes.anyOf[1].type,parentSchema:schema9.properties.runtimes.anyOf[1],data:data2};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+var _valid0 = _errs10 === errors;
+valid1 = valid1 || _valid0;
+if(!valid1){
+const err13 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema9.properties.runtimes.anyOf,parentSchema:schema9.properties.runtimes,data:data2};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+else {
+errors = _errs7;
+if(vErrors !== null){
+if(_errs7){
+vErrors.length = _errs7;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err14 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema9.type,parentSchema:schema9,data};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
 }
 errors++;
 }
@@ -3759,7 +3881,7 @@ return errors === 0;
 validate9.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_image_pull_verify = validate10;
-const schema10 = {"type":"object","title":"image.pull.verify","description":"Pull an image through the CRI ImageService (the path kubelet uses) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."}},"x-exclusive":[["pull_timeout","timeout"]]};
+const schema10 = {"type":"object","title":"image.pull.verify","description":"Pull an image through each runtime of the node (containerd: the CRI ImageService, the path kubelet uses; Docker Engine: its API; containers/image: skopeo or podman) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."},"runtimes":{"description":"`auto`: pull through every runtime of the node that registry.trust trusts (containerd via the CRI, Docker Engine via its API when dockerd answers, containers/image via skopeo or podman); a runtime that cannot pull is left out with a note. Or a list of `containerd`, `docker`, `containers`: exactly those, and one that is missing or cannot pull fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-exclusive":[["pull_timeout","timeout"]]};
 const pattern14 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
@@ -3784,7 +3906,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "image") || (key0 === "expect_digest")) || (key0 === "auth")) || (key0 === "pull_timeout")) || (key0 === "timeout")) || (key0 === "retries")) || (key0 === "socket"))){
+if(!((((((((key0 === "image") || (key0 === "expect_digest")) || (key0 === "auth")) || (key0 === "pull_timeout")) || (key0 === "timeout")) || (key0 === "retries")) || (key0 === "socket")) || (key0 === "runtimes"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema10,data};
 if(vErrors === null){
 vErrors = [err1];
@@ -4011,14 +4133,136 @@ vErrors.push(err18);
 errors++;
 }
 }
-}
-else {
-const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema10.type,parentSchema:schema10,data};
+if(data.runtimes !== undefined){
+let data10 = data.runtimes;
+const _errs29 = errors;
+let valid2 = false;
+const _errs30 = errors;
+if(typeof data10 !== "string"){
+const err19 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.runtimes.anyOf[0].type,parentSchema:schema10.properties.runtimes.anyOf[0],data:data10};
 if(vErrors === null){
 vErrors = [err19];
 }
 else {
 vErrors.push(err19);
+}
+errors++;
+}
+if(!(data10 === "auto")){
+const err20 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema10.properties.runtimes.anyOf[0].enum},message:"must be equal to one of the allowed values",schema:schema10.properties.runtimes.anyOf[0].enum,parentSchema:schema10.properties.runtimes.anyOf[0],data:data10};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+var _valid0 = _errs30 === errors;
+valid2 = valid2 || _valid0;
+const _errs32 = errors;
+if(Array.isArray(data10)){
+if(data10.length < 1){
+const err21 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema10.properties.runtimes.anyOf[1],data:data10};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+const len0 = data10.length;
+for(let i0=0; i0<len0; i0++){
+let data11 = data10[i0];
+if(typeof data11 !== "string"){
+const err22 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema10.properties.runtimes.anyOf[1].items.type,parentSchema:schema10.properties.runtimes.anyOf[1].items,data:data11};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+if(!(((data11 === "containerd") || (data11 === "docker")) || (data11 === "containers"))){
+const err23 = {instancePath:instancePath+"/runtimes/" + i0,schemaPath:"#/properties/runtimes/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema10.properties.runtimes.anyOf[1].items.enum},message:"must be equal to one of the allowed values",schema:schema10.properties.runtimes.anyOf[1].items.enum,parentSchema:schema10.properties.runtimes.anyOf[1].items,data:data11};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+let i1 = data10.length;
+let j0;
+if(i1 > 1){
+const indices0 = {};
+for(;i1--;){
+let item0 = data10[i1];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err24 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema10.properties.runtimes.anyOf[1],data:data10};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+break;
+}
+indices0[item0] = i1;
+}
+}
+}
+else {
+const err25 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema10.properties.runtimes.anyOf[1].type,parentSchema:schema10.properties.runtimes.anyOf[1],data:data10};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+var _valid0 = _errs32 === errors;
+valid2 = valid2 || _valid0;
+if(!valid2){
+const err26 = {instancePath:instancePath+"/runtimes",schemaPath:"#/properties/runtimes/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema10.properties.runtimes.anyOf,parentSchema:schema10.properties.runtimes,data:data10};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+else {
+errors = _errs29;
+if(vErrors !== null){
+if(_errs29){
+vErrors.length = _errs29;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err27 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema10.type,parentSchema:schema10,data};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
 }
 errors++;
 }
