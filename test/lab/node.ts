@@ -539,7 +539,7 @@ export async function hidePrograms(
       ])
     ).stdout;
   } catch (e) {
-    throw new Error(`cannot hide ${names.join(', ')} on ${node.name}: ${(e as Error).message}`);
+    throw new Error(`cannot hide ${names.join(', ')} on ${node.name}: ${(e as Error).message}`, { cause: e });
   }
   const hidden = out.split('\n').filter((l) => l !== '');
   return async () => {
