@@ -11,6 +11,7 @@ import {
   basicAuthSecret,
   pickRepoDigest,
   pullVerdict,
+  pullVerdicts,
   repositoryOf,
   type PullObserved,
 } from './image-pull-verify.js';
@@ -145,5 +146,51 @@ describe('helpers', () => {
       expect(isRetryable(c), c).toBe(false);
     for (const c of ['unreachable', 'dns', 'timeout', 'not-found', 'other'] as const)
       expect(isRetryable(c), c).toBe(true);
+  });
+});
+
+describe('pullVerdicts (one pull per runtime)', () => {
+  const image = 'r.test/a:1';
+  const good = (runtime: 'containerd' | 'docker' | 'containers'): PullObserved => ({
+    ok: true,
+    runtime,
+    image,
+    imageRef: runtime === 'containers' ? '' : 'sha256:1',
+    repoDigest: `r.test/a@${DIGEST}`,
+    attempts: 1,
+  });
+  it('all worked: the containerd pull at the top (as before) and each runtime under pulls', () => {
+    expect(pullVerdicts({ image }, [good('containerd'), good('docker')], ['containers left out: x'])).toEqual({
+      imageRef: 'sha256:1',
+      repoDigest: `r.test/a@${DIGEST}`,
+      pulls: {
+        containerd: { imageRef: 'sha256:1', repoDigest: `r.test/a@${DIGEST}` },
+        docker: { imageRef: 'sha256:1', repoDigest: `r.test/a@${DIGEST}` },
+      },
+      notes: ['containers left out: x'],
+    });
+    // containerd alone: the result of a CRI-only node is what it always was.
+    expect(pullVerdicts({ image }, [good('containerd')])).toEqual({
+      imageRef: 'sha256:1',
+      repoDigest: `r.test/a@${DIGEST}`,
+    });
+  });
+  it('names every runtime that failed, each with its own cause and raw detail, and not the ones that worked', () => {
+    const x509 = 'Get "https://r.test/v2/": x509: certificate signed by unknown authority';
+    const e = thrown(() =>
+      pullVerdicts({ image }, [
+        good('containerd'),
+        { ...failed(image, x509), runtime: 'docker' },
+        { ...failed(image, 'manifest unknown'), runtime: 'containers' },
+      ]),
+    );
+    expect(e.kind).toBe('verification');
+    expect(e.message).toMatch(/^docker: pulling r\.test\/a:1 failed: .*; containers: pulling r\.test\/a:1 failed: /);
+    expect(e.message).not.toContain('containerd:');
+    expect(e.detail).toBe(`docker: ${x509}\ncontainers: manifest unknown`);
+  });
+  it('checks the expected digest on every runtime', () => {
+    const e = thrown(() => pullVerdicts({ image, expect_digest: OTHER }, [good('containerd'), good('docker')]));
+    expect(e.message).toMatch(/^containerd: .*not the expected.*; docker: .*not the expected/);
   });
 });

@@ -90,6 +90,27 @@ describeLab('registry.trust end to end (containerd, Docker Engine and containers
     for (const n of nodes) before[n.name] = await trustState(n);
   });
 
+  it('before: image.pull.verify fails on every runtime, each named with its own classified cause', async () => {
+    const book = path.join(work, 'verify-before.yaml');
+    writeFileSync(
+      book,
+      ['- hosts: all', '  tasks:', '    - image.pull.verify:', '        image: "{{ image }}"', ''].join('\n'),
+    );
+    const r = await trustplay(['run', book, ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const report = JSON.parse(r.stdout) as JsonReport;
+    const error = (n: LabNode) => report.hosts[n.name]!.tasks[0]!.error?.message ?? '';
+    for (const [n, runtimes] of [
+      [nodes[0]!, ['containerd', 'containers']],
+      [nodes[1]!, ['containerd', 'docker', 'containers']],
+    ] as const)
+      for (const rt of runtimes)
+        expect(error(n)).toMatch(
+          new RegExp(`${rt}: pulling \\S+ failed: [^;]*signed by a CA this node does not trust`),
+        );
+    expect(error(nodes[0]!)).not.toContain('docker:');
+  });
+
   it('one registry.trust task fixes every runtime on both nodes', async () => {
     const r = await trustplay(['run', playbook, ...args('--format', 'json')]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -116,6 +137,55 @@ describeLab('registry.trust end to end (containerd, Docker Engine and containers
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as JsonReport;
     for (const n of nodes) expect(report.hosts[n.name]!.tasks.map((t) => [t.status, t.changes])).toEqual([['ok', []]]);
+  });
+
+  /** A playbook of one task of `module` on the lab image (image.pull.verify or image.rmi). */
+  const imagePlaybook = (module: string, extra: string[] = []): string => {
+    const file = path.join(work, `${module}.yaml`);
+    writeFileSync(
+      file,
+      [
+        '- hosts: all',
+        '  tasks:',
+        `    - ${module}:`,
+        '        image: "{{ image }}"',
+        ...extra.map((l) => `        ${l}`),
+        '',
+      ].join('\n'),
+    );
+    return file;
+  };
+
+  it('image.pull.verify pulls through every runtime (CRI, Engine API, skopeo) and reports each repo digest', async () => {
+    const r = await trustplay(['run', imagePlaybook('image.pull.verify'), ...args('--format', 'json')]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as JsonReport;
+    const digest = `${env.lab.registries.registry.host}/aegis/aegis-hc-install@${env.lab.image.digest}`;
+    const data = (n: LabNode) =>
+      report.hosts[n.name]!.tasks[0]!.data as { pulls: Record<string, { repoDigest: string }> };
+    expect(Object.keys(data(nodes[0]!).pulls)).toEqual(['containerd', 'containers']);
+    expect(Object.keys(data(nodes[1]!).pulls)).toEqual(['containerd', 'docker', 'containers']);
+    for (const n of nodes) for (const p of Object.values(data(n).pulls)) expect(p.repoDigest).toBe(digest);
+  });
+
+  it('image.rmi removes the image from the CRI and Docker Engine stores (skopeo keeps none), then is ok', async () => {
+    const book = imagePlaybook('image.rmi');
+    const first = await trustplay(['run', book, ...args('--format', 'json')]);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const report = JSON.parse(first.stdout) as JsonReport;
+    const changes = report.hosts[nodes[1]!.name]!.tasks[0]!.changes.join('\n');
+    expect(changes).toMatch(/remove image \S+ \(/);
+    expect(changes).toMatch(/remove image \S+ from Docker Engine \(/);
+    expect(report.hosts[nodes[0]!.name]!.tasks[0]!.data).toMatchObject({ runtimes: ['containerd'] });
+    const inspect = await inNode(
+      nodes[1]!,
+      `curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/docker.sock http://docker/images/${encodeURIComponent(env.lab.image.ref)}/json`,
+    );
+    expect(inspect.stdout).toBe('404');
+    const again = await trustplay(['run', book, ...args('--format', 'json')]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const second = JSON.parse(again.stdout) as JsonReport;
+    for (const n of nodes) expect(second.hosts[n.name]!.tasks[0]!.status).toBe('ok');
   });
 
   it('a runtime listed in `runtimes` that a node lacks fails the task by name, and nothing changes', async () => {
