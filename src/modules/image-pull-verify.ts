@@ -210,7 +210,7 @@ async function withRetries(
         repoDigest: a.repoDigest,
         attempts: attempt,
       };
-    const failure = classifyPullError(a.raw);
+    const failure = classifyPullError(a.raw, runtime);
     if (attempt > args.retries || !isRetryable(failure.class) || ctx.signal?.aborted)
       return { ok: false, runtime, image: args.image, failure, raw: a.raw, attempts: attempt };
     await sleep(backoffMs(attempt), undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
