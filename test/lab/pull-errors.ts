@@ -214,6 +214,13 @@ export async function recordPullErrors(
         .filter((r) => r.pid && r.hostname !== lab.registries.registry.hostname)
         .map((r) => startIpv6Twin(registriesDir, r)),
     );
+    // In lab.json too, so a recorder that dies here leaves them to `labDown` (it checks each pid's name).
+    const labFile = path.join(lab.dir, 'lab.json');
+    const recordedLab = JSON.parse(readFileSync(labFile, 'utf8')) as Lab;
+    recordedLab.processes.push(
+      ...twins.map((t) => ({ pid: t.pid!, comm: 'docker-registry', what: `registry ${t.hostname} on [::1]` })),
+    );
+    writeFileSync(labFile, `${JSON.stringify(recordedLab, null, 2)}\n`, { mode: 0o600 });
     undo.push(() => Promise.all(twins.map((t) => stopPid(t.pid!, 'docker-registry'))));
     const [notTls, silent] = await Promise.all([startTcpService('ssh'), startTcpService('silent')]);
     undo.push(notTls.close, silent.close);
