@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { JsonObject } from './json-patch.js';
 import { RESOURCE_KINDS, type ResourceKind } from './resources.js';
+import { DEFINITIONS } from './schemas.js';
 
 /**
  * A minimal OpenAPI v3 document for the core group. kubectl 1.32 reads it before `replace` (and
@@ -123,6 +124,19 @@ function looseSchema(k: ResourceKind): JsonObject {
   };
 }
 
+/** The typed definitions (schemas.ts) `roots` name, with every definition they refer to. */
+function reachable(roots: string[]): Record<string, JsonObject> {
+  const out: Record<string, JsonObject> = {};
+  const visit = (name: string): void => {
+    const def = DEFINITIONS[name];
+    if (def === undefined || out[name] !== undefined) return;
+    out[name] = def;
+    for (const m of JSON.stringify(def).matchAll(/#\/components\/schemas\/([\w.]+)/g)) visit(m[1] ?? '');
+  };
+  roots.forEach(visit);
+  return out;
+}
+
 const schemaName = (k: ResourceKind): string =>
   `io.k8s.api.${k.group === '' ? 'core' : (k.group.split('.')[0] ?? k.group)}.v1.${k.kind}`;
 
@@ -154,7 +168,11 @@ export function openApiGroup(group: string): JsonObject | undefined {
     info: { title: 'Kubernetes', version: 'v1.32.4' },
     paths: Object.fromEntries(kinds.map((k) => [itemPath(k), itemOperations(k.kind, k.namespaced, k.group)])),
     components: {
-      schemas: { ...Object.fromEntries(kinds.map((k) => [schemaName(k), looseSchema(k)])), ...objectMetaSchemas() },
+      schemas: {
+        ...Object.fromEntries(kinds.filter((k) => k.schema === undefined).map((k) => [schemaName(k), looseSchema(k)])),
+        ...objectMetaSchemas(),
+        ...reachable(kinds.flatMap((k) => (k.schema !== undefined ? [k.schema] : []))),
+      },
     },
   };
 }
@@ -174,7 +192,12 @@ export function openApiCoreV1(): JsonObject {
     },
     components: {
       schemas: {
-        ...Object.fromEntries(RESOURCE_KINDS.filter((k) => k.group === '').map((k) => [schemaName(k), looseSchema(k)])),
+        ...Object.fromEntries(
+          RESOURCE_KINDS.filter((k) => k.group === '' && k.schema === undefined).map((k) => [
+            schemaName(k),
+            looseSchema(k),
+          ]),
+        ),
         'io.k8s.api.core.v1.LocalObjectReference': {
           description:
             'LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.',
@@ -218,42 +241,11 @@ export function openApiCoreV1(): JsonObject {
           },
           'x-kubernetes-group-version-kind': gvkOf('ServiceAccount'),
         },
-        'io.k8s.api.core.v1.Namespace': {
-          type: 'object',
-          properties: {
-            apiVersion: { type: 'string' },
-            kind: { type: 'string' },
-            metadata: {
-              default: {},
-              allOf: [{ $ref: '#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' }],
-            },
-            spec: { type: 'object' },
-            status: { type: 'object' },
-          },
-          'x-kubernetes-group-version-kind': gvkOf('Namespace'),
-        },
-        'io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta': {
-          type: 'object',
-          properties: {
-            annotations: { type: 'object', additionalProperties: { ...str } },
-            creationTimestamp: { type: 'string', format: 'date-time' },
-            finalizers: {
-              type: 'array',
-              items: { ...str },
-              'x-kubernetes-list-type': 'set',
-              'x-kubernetes-patch-strategy': 'merge',
-            },
-            labels: { type: 'object', additionalProperties: { ...str } },
-            name: { type: 'string' },
-            namespace: { type: 'string' },
-            resourceVersion: { type: 'string' },
-            uid: { type: 'string' },
-          },
-        },
-        'io.k8s.apimachinery.pkg.apis.meta.v1.Patch': {
-          description: 'Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.',
-          type: 'object',
-        },
+        ...reachable([
+          'io.k8s.api.core.v1.Namespace',
+          'io.k8s.apimachinery.pkg.apis.meta.v1.Patch',
+          ...RESOURCE_KINDS.flatMap((k) => (k.group === '' && k.schema !== undefined ? [k.schema] : [])),
+        ]),
       },
     },
   };

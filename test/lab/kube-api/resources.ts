@@ -15,7 +15,7 @@ export interface ResourceKind {
   /** Plural resource name in URLs. */
   resource: string;
   singular: string;
-  group: '' | 'coordination.k8s.io';
+  group: '' | 'coordination.k8s.io' | 'apps' | 'rbac.authorization.k8s.io';
   version: 'v1';
   namespaced: boolean;
   shortNames: string[];
@@ -24,6 +24,14 @@ export interface ResourceKind {
   status: boolean;
   /** Patch strategies for strategic merge patches (Go struct tags of k8s.io/api). */
   smp: SmpSchema;
+  /**
+   * The OpenAPI definition (schemas.ts) writes are decoded against: unknown fields per the request's
+   * fieldValidation, wrong types refused. Without one the kind is stored as written (the agent's own
+   * writes: Node, Event, Lease).
+   */
+  schema?: string;
+  /** The kind's own validation beyond types (field paths and messages as the real server's), if any. */
+  validate?: (o: JsonObject) => { field: string; message: string }[];
   /** Extra columns of the server-side Table between Name and Age, as the real table convertor prints them. */
   columns: { name: string; cell: (o: JsonObject) => Json }[];
 }
@@ -49,6 +57,7 @@ export const RESOURCE_KINDS: ResourceKind[] = [
     verbs: ALL_VERBS,
     status: false,
     smp: { fields: { metadata: objectMetaSmp } },
+    schema: 'io.k8s.api.core.v1.ConfigMap',
     columns: [{ name: 'Data', cell: (o) => (isObject(o.data) ? Object.keys(o.data).length : 0) }],
   },
   {
@@ -109,6 +118,70 @@ export const RESOURCE_KINDS: ResourceKind[] = [
     smp: { fields: { metadata: objectMetaSmp } },
     columns: [{ name: 'Holder', cell: (o) => str(spec(o).holderIdentity) }],
   },
+  // What deploy/kubernetes/agent/ is made of, for `kubectl apply --dry-run=server` (typed, see schemas.ts).
+  {
+    kind: 'DaemonSet',
+    resource: 'daemonsets',
+    singular: 'daemonset',
+    group: 'apps',
+    version: 'v1',
+    namespaced: true,
+    shortNames: ['ds'],
+    verbs: ALL_VERBS,
+    status: true,
+    // PodSpec's containers and volumes merge by name (patchMergeKey:"name").
+    smp: {
+      fields: {
+        metadata: objectMetaSmp,
+        spec: {
+          fields: {
+            template: {
+              fields: {
+                metadata: objectMetaSmp,
+                spec: {
+                  fields: {
+                    containers: { mergeList: { key: 'name' } },
+                    volumes: { mergeList: { key: 'name' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    schema: 'io.k8s.api.apps.v1.DaemonSet',
+    // apps/v1 validation: the selector must select the template's labels, or the DaemonSet owns no pod.
+    validate: (o) => {
+      const selector = isObject(spec(o).selector) ? (spec(o).selector as JsonObject) : {};
+      const template = isObject(spec(o).template) ? (spec(o).template as JsonObject) : {};
+      const labels = isObject(template.metadata) && isObject(template.metadata.labels) ? template.metadata.labels : {};
+      const want = isObject(selector.matchLabels) ? selector.matchLabels : {};
+      return Object.entries(want).every(([k, v]) => labels[k] === v)
+        ? []
+        : [
+            {
+              field: 'spec.template.metadata.labels',
+              message: `Invalid value: ${JSON.stringify(labels)}: \`selector\` does not match template \`labels\``,
+            },
+          ];
+    },
+    columns: [],
+  },
+  ...(['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'] as const).map((kind): ResourceKind => ({
+    kind,
+    resource: `${kind.toLowerCase()}s`,
+    singular: kind.toLowerCase(),
+    group: 'rbac.authorization.k8s.io',
+    version: 'v1',
+    namespaced: !kind.startsWith('Cluster'),
+    shortNames: [],
+    verbs: ALL_VERBS,
+    status: false,
+    smp: { fields: { metadata: objectMetaSmp } },
+    schema: `io.k8s.api.rbac.v1.${kind}`,
+    columns: [],
+  })),
 ];
 
 /** The kind served at group/version/resource, if any. */

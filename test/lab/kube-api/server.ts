@@ -12,6 +12,11 @@
  *   /apis/coordination.k8s.io/v1 leases: get, list (JSON or Table), create, PUT, PATCH, DELETE,
  *   a resourceVersion in the body a precondition (409 when stale), every committed write logged
  *   (writes(), /_lab/writes?resource=leases) so a test can replay how agents took Leases;
+ * and, for `kubectl apply --dry-run=server -f deploy/kubernetes/agent/`: POST /api/v1/namespaces, and
+ *   apps/v1 daemonsets, rbac.authorization.k8s.io/v1 clusterroles, clusterrolebindings, roles and
+ *   rolebindings, stored like the agent's kinds but decoded (as ConfigMaps and Namespaces are) against
+ *   the typed schemas of schemas.ts, which /openapi/v3 serves too: a wrong type is 400, an unknown
+ *   field 400 under fieldValidation=Strict (a Warning otherwise), a missing required field 422;
  * with bearer tokens (401 Status when missing or unknown), RBAC-worded 403 for read-only tokens on
  * writes, one resourceVersion counter, 409 on a stale resourceVersion, no-op writes that keep the
  * resourceVersion, ?dryRun=All, ?fieldValidation=Strict|Warn|Ignore. Anonymous access is off.
@@ -45,10 +50,11 @@ import {
   type Json,
   type JsonObject,
 } from './json-patch.js';
-import { decodeServiceAccount, DecodeError, meta, table } from './objects.js';
+import { decodeServiceAccount, DecodeError, meta, namespaceObject, table } from './objects.js';
 import { openApiCoreV1, openApiGroup, openApiIndex } from './openapi.js';
 import { kindOf, ResourceStore, resourceTable, type ResourceKind, type WriteRecord } from './resources.js';
 import { decodeProtobufObject, PROTOBUF } from './protobuf.js';
+import { decodeTyped, TypeMismatch } from './schemas.js';
 import {
   alreadyExists,
   ApiError,
@@ -384,6 +390,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
         const m = isObject(body.metadata) ? body.metadata : {};
         if (k.namespaced && m.namespace !== undefined && m.namespace !== namespace)
           throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+        decodeWrite(ctx, k, typeof m.name === 'string' ? m.name : '', body, 'create');
         if (k.namespaced && !store.namespaces.has(namespace))
           throw notFound({ resource: 'namespaces', name: namespace });
         return { code: 201, body: resources.create(k, namespace, { ...body, metadata: m }, dryRun) };
@@ -403,6 +410,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
         const body = await readJson(ctx);
         ctx.record.body = body;
         if (!isObject(body)) throw badRequest(`${k.kind} in version "v1" cannot be handled as a ${k.kind}`);
+        if (subresource === undefined) decodeWrite(ctx, k, name, body, 'put');
         return {
           code: 200,
           body: resources.update(k, ns, name, body, {
@@ -418,6 +426,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
         if (current === undefined) throw notFound(target);
         const patched = applyPatch(current, patch, k.smp);
         if (!isObject(patched)) throw badRequest('the patch did not produce an object');
+        if (subresource === undefined) decodeWrite(ctx, k, name, patched, 'patch');
         return {
           code: 200,
           body: resources.update(k, ns, name, patched, {
@@ -432,6 +441,40 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       default:
         throw methodNotAllowed();
     }
+  };
+
+  /**
+   * Decodes a write of a typed kind (schemas.ts) as the API server does: a wrong type is 400, unknown
+   * fields follow the request's fieldValidation (Strict: 400; Warn, the default: Warning headers;
+   * Ignore), a missing required field or a failed check of the kind is 422.
+   */
+  const decodeWrite = (
+    ctx: Ctx,
+    k: { kind: string; group: string; schema?: string; validate?: ResourceKind['validate'] },
+    name: string,
+    body: Json,
+    mode: 'create' | 'put' | 'patch',
+  ): void => {
+    if (k.schema === undefined) return;
+    const prefix = mode === 'patch' ? '' : `${k.kind} in version "v1" cannot be handled as a ${k.kind}: `;
+    let found;
+    try {
+      found = decodeTyped(body, k.schema);
+    } catch (err) {
+      if (err instanceof TypeMismatch) throw badRequest(`${prefix}${err.message}`);
+      throw err;
+    }
+    if (found.unknownFields.length > 0) {
+      const validation = ctx.url.searchParams.get('fieldValidation') ?? 'Warn';
+      const texts = found.unknownFields.map((f) => `unknown field "${f}"`);
+      if (validation === 'Strict') throw badRequest(`${prefix}strict decoding error: ${texts.join(', ')}`);
+      if (validation === 'Warn') ctx.warnings.push(...texts);
+    }
+    const causes = [
+      ...found.missing.map((field) => ({ field, message: 'Required value' })),
+      ...(k.validate !== undefined && isObject(body) ? k.validate(body) : []),
+    ];
+    if (causes.length > 0) throw invalid(k.group === '' ? k.kind : `${k.kind}.${k.group}`, name, causes);
   };
 
   const readPatch = async (ctx: Ctx): Promise<{ kind: 'json' | 'merge' | 'strategic'; patch: Json }> => {
@@ -487,9 +530,10 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     throw forbidden(ctx.user, verb, resource ?? { resource: 'serviceaccounts' }, namespace);
   };
 
-  const namespaces = (ctx: Ctx, method: string, name: string | undefined): Reply => {
+  const namespaces = async (ctx: Ctx, method: string, name: string | undefined): Promise<Reply> => {
     const verb = verbOf(method, name !== undefined);
     authorize(ctx, verb, name !== undefined ? { resource: 'namespaces', name } : { resource: 'namespaces' }, undefined);
+    if (method === 'POST' && name === undefined) return createNamespace(ctx, await readJson(ctx), parseDryRun(ctx.url));
     if (method !== 'GET') throw methodNotAllowed();
     if (name === undefined) {
       const items = [...store.namespaces.values()].filter((o) => selects(ctx, o)).sort(byName);
@@ -500,6 +544,26 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     const ns = store.namespaces.get(name);
     if (ns === undefined) throw notFound({ resource: 'namespaces', name });
     return single(ctx, 'Namespace', ns);
+  };
+
+  /** POST /api/v1/namespaces: typed like the kinds of schemas.ts; the user's labels and annotations are kept. */
+  const createNamespace = (ctx: Ctx, body: Json, dryRun: boolean): Reply => {
+    ctx.record.body = body;
+    const m = isObject(body) && isObject(body.metadata) ? body.metadata : {};
+    const name = typeof m.name === 'string' ? m.name : '';
+    decodeWrite(ctx, { kind: 'Namespace', group: '', schema: 'io.k8s.api.core.v1.Namespace' }, name, body, 'create');
+    if (name === '')
+      throw invalid('Namespace', '', [
+        { field: 'metadata.name', message: 'Required value: name or generateName is required' },
+      ]);
+    if (store.namespaces.has(name)) throw alreadyExists({ resource: 'namespaces', name });
+    const created = dryRun ? namespaceObject(name, randomUUID(), '', timestamp()) : clone(store.addNamespace(name));
+    const cm = meta(created);
+    if (dryRun) delete cm.resourceVersion;
+    if (isObject(m.labels)) cm.labels = { ...m.labels, ...(isObject(cm.labels) ? cm.labels : {}) };
+    if (isObject(m.annotations)) cm.annotations = clone(m.annotations);
+    if (!dryRun) store.namespaces.set(name, clone(created));
+    return { code: 201, body: created };
   };
 
   const single = (ctx: Ctx, kind: 'Namespace' | 'ServiceAccount', o: JsonObject): Reply => {
