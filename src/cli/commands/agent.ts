@@ -59,7 +59,7 @@ export async function rolloutSlots(api: KubeClient, max: MaxUnavailable): Promis
 }
 
 /** What the agent was told, checked. */
-interface AgentConfig {
+export interface AgentConfig {
   namespace: string;
   configMap: string;
   mode: 'check' | 'enforce';
@@ -73,7 +73,8 @@ interface AgentConfig {
   once: boolean;
 }
 
-async function config(options: Options): Promise<AgentConfig> {
+/** The agent's flags (and NODE_NAME) checked: exit 3 with one sentence for anything wrong. */
+export async function agentConfig(options: Options): Promise<AgentConfig> {
   const a = options.agent;
   const ref = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9.-]*)$/.exec(a.playbookConfigmap ?? '');
   if (ref === null)
@@ -110,6 +111,27 @@ async function config(options: Options): Promise<AgentConfig> {
   };
 }
 
+/**
+ * The node as a one-host inventory: the ConfigMap's `vars.yaml` as the variables, its `groups`
+ * (comma-separated, default `workers`) as the node's groups, so a fleet playbook's plays
+ * (`hosts: workers`) select it as they would over SSH.
+ */
+export async function nodeInventory(node: string, data: Record<string, string>): Promise<Record<string, unknown>> {
+  const { parse } = await import('yaml');
+  const vars = data['vars.yaml'] !== undefined ? ((parse(data['vars.yaml']) ?? {}) as Record<string, unknown>) : {};
+  const groups = (data.groups ?? 'workers')
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
+  return {
+    all: {
+      vars,
+      hosts: { [node]: { ansible_connection: 'local' } },
+      children: Object.fromEntries(groups.map((g) => [g, { hosts: { [node]: {} } }])),
+    },
+  };
+}
+
 /** The ConfigMap's playbook and variables, written where the loader reads them. */
 async function fetchPlaybook(
   api: KubeClient,
@@ -125,28 +147,10 @@ async function fetchPlaybook(
     throw new Error(
       `ConfigMap ${c.namespace}/${c.configMap} has no playbook.yaml (keys: ${Object.keys(data).join(', ') || 'none'})`,
     );
-  const { parse } = await import('yaml');
-  const vars = data['vars.yaml'] !== undefined ? ((parse(data['vars.yaml']) ?? {}) as Record<string, unknown>) : {};
-  // The node is the one host; `groups` names the groups it is in, so a fleet playbook's plays
-  // (`hosts: workers`) select it as they would over SSH.
-  const groups = (data.groups ?? 'workers')
-    .split(',')
-    .map((g) => g.trim())
-    .filter(Boolean);
   const playbook = join(dir, 'playbook.yaml');
   const inventory = join(dir, 'inventory.yaml');
   await writeFile(playbook, text, { mode: 0o600 });
-  await writeFile(
-    inventory,
-    stringify({
-      all: {
-        vars,
-        hosts: { [c.node]: { ansible_connection: 'local' } },
-        children: Object.fromEntries(groups.map((g) => [g, { hosts: { [c.node]: {} } }])),
-      },
-    }),
-    { mode: 0o600 },
-  );
+  await writeFile(inventory, stringify(await nodeInventory(c.node, data)), { mode: 0o600 });
   return { playbook, inventory };
 }
 
@@ -217,7 +221,7 @@ function changesOf(r: JsonReport, node: string): string[] {
 }
 
 export async function agentCommand(_positionals: string[], options: Options): Promise<number> {
-  const c = await config(options);
+  const c = await agentConfig(options);
   const [
     { KubeClient, inClusterAccess, kubeconfigAccess },
     { LeasePool, FleetLeader },
