@@ -45,7 +45,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
   },
   agent: {
     summary:
-      'agent --playbook-configmap NS/NAME [--mode check|enforce] [--interval 10m] [--max-unavailable N]: pull mode on one node (a DaemonSet pod), status as the Node condition TrustplayInSync',
+      'agent --playbook-configmap NS/NAME [--mode check|enforce] [--interval 10m] [--max-unavailable N] [--max-fail-percentage P]: pull mode on one node (a DaemonSet pod), status as the Node condition TrustplayInSync',
     load: async () => (await import('./commands/agent.js')).agentCommand,
   },
   fleet: {

@@ -50,6 +50,7 @@ export const commonOptions = {
   mode: { type: 'string' },
   interval: { type: 'string' },
   'max-unavailable': { type: 'string' },
+  'max-fail-percentage': { type: 'string' },
   'lease-duration': { type: 'string' },
   'host-root': { type: 'string' },
   'host-command-prefix': { type: 'string' },
@@ -125,6 +126,7 @@ export type Options = {
     mode?: string;
     interval?: string;
     maxUnavailable?: string;
+    maxFailPercentage?: string;
     leaseDuration?: string;
     hostRoot?: string;
     hostCommandPrefix?: string;
@@ -277,6 +279,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
         mode: v.mode,
         interval: v.interval,
         maxUnavailable: v['max-unavailable'],
+        maxFailPercentage: v['max-fail-percentage'],
         leaseDuration: v['lease-duration'],
         hostRoot: v['host-root'],
         hostCommandPrefix: v['host-command-prefix'],

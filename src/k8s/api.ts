@@ -97,6 +97,56 @@ export class KubeClient {
     );
   }
 
+  /**
+   * A streaming GET (a watch): `onLine` gets each line of the body as it arrives; resolves with
+   * the HTTP status when the server ends the response (or at once, with it, when it is not 200),
+   * or when `signal` aborts (then 0).
+   */
+  stream(path: string, onLine: (line: string) => void, signal: AbortSignal): Promise<number> {
+    this.counts.WATCH = (this.counts.WATCH ?? 0) + 1;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        `${this.access.server}${path}`,
+        {
+          method: 'GET',
+          ...(this.access.caPem !== undefined ? { ca: this.access.caPem } : {}),
+          headers: {
+            Authorization: `Bearer ${this.access.token}`,
+            Accept: 'application/json',
+            'User-Agent': 'trustplay-agent',
+          },
+        },
+        (res) => {
+          const code = res.statusCode ?? 0;
+          let rest = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            if (code !== 200) return;
+            rest += chunk;
+            let nl: number;
+            while ((nl = rest.indexOf('\n')) >= 0) {
+              const line = rest.slice(0, nl).trim();
+              rest = rest.slice(nl + 1);
+              if (line !== '') onLine(line);
+            }
+          });
+          res.on('end', () => resolve(code));
+          res.on('error', (err) => (signal.aborted ? resolve(0) : reject(err)));
+        },
+      );
+      const abort = (): void => {
+        req.destroy();
+        resolve(0);
+      };
+      if (signal.aborted) abort();
+      signal.addEventListener('abort', abort, { once: true });
+      req.on('error', (err) =>
+        signal.aborted ? resolve(0) : reject(new Error(`watch ${this.access.server}${path}: ${err.message}`)),
+      );
+      req.end();
+    });
+  }
+
   private send(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<KubeReply> {
     this.counts[method] = (this.counts[method] ?? 0) + 1;
     const payload = body === undefined ? undefined : JSON.stringify(body);

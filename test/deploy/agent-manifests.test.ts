@@ -22,6 +22,8 @@ import { KubeClient } from '../../src/k8s/api.js';
 import { FleetLeader, LeasePool } from '../../src/k8s/lease.js';
 import { apiPatchPullSecrets, apiReadServiceAccounts } from '../../src/k8s/service-accounts-api.js';
 import { nodeEvent } from '../../src/k8s/node-status.js';
+import { rolloutHalt } from '../../src/k8s/rollout-gate.js';
+import { watchConfigMap } from '../../src/k8s/watch.js';
 import { writeKubeconfig } from '../lab/kube-api/kubeconfig.js';
 import { startKubeApi, type KubeApi, type RequestRecord } from '../lab/kube-api/server.js';
 import { makeTestCerts, type TestCerts } from '../lab/kube-api/test-certs.js';
@@ -280,6 +282,24 @@ suite('deploy/kubernetes/agent: the manifests, the real kubectl, the CLI and the
     await held?.release();
     expect((await pool('node-b').acquire())?.name).toBe('trustplay-rollout-0');
     await nodeEvent(client, 'node-a', 'TrustplayChanged', 'a change');
+    // Before a rollout Lease: the other nodes' conditions (--max-fail-percentage), one list of the Nodes.
+    expect(await rolloutHalt(client, 'node-a', c.maxFailPercent)).toBeUndefined();
+    // Between passes: the watch on the one ConfigMap (fieldSelector metadata.name), opened and closed.
+    const stop = new AbortController();
+    const watching = watchConfigMap(
+      client,
+      c.namespace,
+      c.configMap,
+      '1',
+      () => '1',
+      () => undefined,
+      stop.signal,
+      () => undefined,
+    );
+    for (let i = 0; i < 100 && !api.requests().some((q) => q.query.watch === '1'); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    stop.abort();
+    await watching;
 
     // The fleet leader's part: the leader Lease, and k8s.sa.clear through the agent's API access
     // with the example playbook's arguments (an account not there yet: its namespace is read; then
@@ -366,16 +386,20 @@ function attributes(q: RequestRecord): Attributes | undefined {
   if (tail.length === 0) return undefined;
   const namespaced = tail[0] === 'namespaces' && tail.length >= 3;
   const [resource, name, sub] = namespaced ? tail.slice(2) : tail;
-  const verb = { GET: name ? 'get' : 'list', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[
-    q.method
-  ];
+  const watch = q.method === 'GET' && (q.query.watch === '1' || q.query.watch === 'true');
+  const verb = watch
+    ? 'watch'
+    : { GET: name ? 'get' : 'list', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[q.method];
   if (resource === undefined || verb === undefined) return undefined;
+  // As kube-apiserver's RequestInfo: a list or watch with fieldSelector metadata.name=X is authorized as on X.
+  const selected = /^metadata\.name=([^,]+)$/.exec(q.query.fieldSelector ?? '')?.[1];
+  const named = name ?? (verb === 'list' || verb === 'watch' ? selected : undefined);
   return {
     verb,
     apiGroup: group,
     resource: sub !== undefined ? `${resource}/${sub}` : resource,
     ...(namespaced ? { namespace: tail[1] } : {}),
-    ...(name !== undefined ? { name } : {}),
+    ...(named !== undefined ? { name: named } : {}),
   };
 }
 

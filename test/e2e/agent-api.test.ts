@@ -16,7 +16,9 @@ import { KubeClient } from '../../src/k8s/api.js';
 import { FleetLeader, LeasePool } from '../../src/k8s/lease.js';
 import { LocalConnection } from '../../src/connection/local.js';
 import { readServiceAccounts, writePullSecrets } from '../../src/k8s/kubectl.js';
+import { watchConfigMap } from '../../src/k8s/watch.js';
 import { publishCondition } from '../../src/k8s/node-status.js';
+import { rolloutHalt } from '../../src/k8s/rollout-gate.js';
 import { writeKubeconfig } from '../lab/kube-api/kubeconfig.js';
 import { startKubeApi, type KubeApi } from '../lab/kube-api/server.js';
 import { kindOf } from '../lab/kube-api/resources.js';
@@ -179,6 +181,56 @@ describe('the agent and the API: rollout Leases, Node conditions, fleet status',
     expect(noAccount?.status).toBe('no-account');
   });
 
+  it('the ConfigMap watch: a change to the watched ConfigMap is seen at once, one to another is not, the version already read is not a change', async () => {
+    const cms = '/api/v1/namespaces/kube-system/configmaps';
+    const cm = (name: string, text: string) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: 'kube-system' },
+      data: { 'playbook.yaml': text },
+    });
+    const created = await client.post(cms, cm('trustplay-playbook', 'a'));
+    expect((await client.post(cms, cm('other', 'a'))).code).toBe(201);
+    const rv = String((created.body?.metadata as { resourceVersion: string }).resourceVersion);
+    let current = rv;
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const watching = watchConfigMap(
+      client,
+      'kube-system',
+      'trustplay-playbook',
+      rv,
+      () => current,
+      (v) => seen.push(v),
+      stop.signal,
+      () => undefined,
+    );
+    const put = async (name: string, text: string): Promise<string> => {
+      const got = await client.get(`${cms}/${name}`);
+      const r = await client.put(`${cms}/${name}`, { ...got.body, data: { 'playbook.yaml': text } });
+      expect(r.code).toBe(200);
+      return String((r.body?.metadata as { resourceVersion: string }).resourceVersion);
+    };
+    await put('other', 'b');
+    const v2 = await put('trustplay-playbook', 'b');
+    const waitFor = async (n: number) => {
+      for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    await waitFor(1);
+    expect(seen).toEqual([v2]);
+    // A pass that already read v3 before the event came: not a change.
+    current = await put('trustplay-playbook', 'c');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([v2]);
+    stop.abort();
+    await watching;
+    // One watch request, no polling.
+    const watches = api.requests().filter((r) => r.path === cms && r.query.watch === '1');
+    expect(watches.map((r) => [r.query.fieldSelector, r.query.resourceVersion])).toEqual([
+      ['metadata.name=trustplay-playbook', rv],
+    ]);
+  });
+
   it('--max-unavailable 2: two nodes hold a Lease at once, a third waits', async () => {
     const a = await pool('node-a', 2).acquire();
     const b = await pool('node-b', 2).acquire();
@@ -218,6 +270,37 @@ describe('the agent and the API: rollout Leases, Node conditions, fleet status',
     const node = await client.get('/api/v1/nodes/node-b');
     expect((node.body?.status as { conditions: { type: string }[] }).conditions.map((c) => c.type)).toEqual([
       'TrustplayInSync',
+    ]);
+  });
+
+  it('the fleet-wide max_fail from the Node conditions: any other failed node halts at 0%, a share at or under the limit does not, the own node never counts', async () => {
+    for (const n of ['n1', 'n2', 'n3', 'n4']) {
+      expect((await client.post('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } })).code).toBe(
+        201,
+      );
+    }
+    await publishCondition(client, 'n1', 'InSync', 'in desired state');
+    await publishCondition(client, 'n2', 'Failed', 'failed on n2 (exit 1)');
+    await publishCondition(client, 'n3', 'RolloutHalted', 'rollout halted');
+    expect(await rolloutHalt(client, 'n1', 0)).toBe(
+      'rollout halted: 1 of 4 nodes failed (n2), 25% > --max-fail-percentage 0%; this node was not changed',
+    );
+    expect(await rolloutHalt(client, 'n1', 25)).toBeUndefined();
+    expect(await rolloutHalt(client, 'n2', 0)).toBeUndefined();
+    await publishCondition(client, 'n4', 'Failed', 'failed on n4 (exit 1)');
+    expect(await rolloutHalt(client, 'n1', 25)).toContain('2 of 4 nodes failed (n2, n4), 50%');
+    const r = await trustplay([
+      'agent',
+      '--playbook-configmap',
+      'kube-system/x',
+      '--node-name',
+      'n1',
+      '--max-fail-percentage',
+      '1x',
+    ]);
+    expect([r.code, r.stderr.trim()]).toEqual([
+      3,
+      '--max-fail-percentage must be a percentage of the Nodes from 0 to 100, not `1x`',
     ]);
   });
 

@@ -6,7 +6,7 @@
  * commands through `nsenter -t <node's namespace> -m --` (the pod's `nsenter -t 1 ...`).
  * The Node objects are created by the test, as the kubelet would register them.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,11 +83,11 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
   const condition = async (
     lab: Lab,
     node: string,
-  ): Promise<{ reason: string; lastHeartbeatTime: string } | undefined> => {
+  ): Promise<{ reason: string; message: string; lastHeartbeatTime: string } | undefined> => {
     const objects = await labControl<{
       nodes: {
         metadata: { name: string };
-        status?: { conditions?: { type: string; reason: string; lastHeartbeatTime: string }[] };
+        status?: { conditions?: { type: string; reason: string; message: string; lastHeartbeatTime: string }[] };
       }[];
     }>(lab, 'GET', 'objects');
     return objects.nodes
@@ -127,6 +127,8 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
   const taskLines = (stdout: string, task: string): string[] =>
     stdout.split('\n').filter((l) => l.includes(`| ${task}`));
   const readOut = (p: { output(): { stdout: string } }): string => p.output().stdout;
+  const readOutUntil = (p: { output(): { stdout: string } }, re: RegExp): Promise<true> =>
+    until(async () => (re.test(readOut(p)) ? true : undefined));
 
   beforeAll(async () => {
     const lab = handle.lab;
@@ -182,7 +184,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     const r = await fleetStatus();
     expect(r.code, r.stderr).toBe(4);
     expect(r.stdout).toContain('agent missing or stale on node1, node2, node3 (exit 4)');
-  });
+  }, 180_000);
 
   it('check mode: every agent reports drift on its Node, and fleet status exits 2', async () => {
     const lab = handle.lab;
@@ -191,7 +193,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     const r = await fleetStatus();
     expect(r.stdout).toContain('drift on node1, node2, node3 (exit 2)');
     expect(r.code).toBe(2);
-  });
+  }, 180_000);
 
   it('enforce mode with --max-unavailable 1: each node fixed under the one Lease, no two containerd restarts overlapping, fleet in sync', async () => {
     const lab = handle.lab;
@@ -242,7 +244,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       'jsonpath={range .items[*]}{.involvedObject.name} {.reason}{"\\n"}{end}',
     ]);
     for (const n of lab.nodes) expect(events.stdout).toContain(`${n.name} TrustplayChanged`);
-  });
+  }, 180_000);
 
   it('an agent running every interval reports drift made by hand on its node, without anything else running', async () => {
     const lab = handle.lab;
@@ -262,7 +264,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       run.child.kill('SIGTERM');
       await run.done;
     }
-  });
+  }, 180_000);
 
   it('a killed agent’s Lease expires and the rollout goes on: another node takes it over, and the killed node is fixed by its next agent', async () => {
     const lab = handle.lab;
@@ -296,9 +298,9 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     // node1 still has the drift made by hand in the test before; node2 and node3 are in sync again.
     const r = await fleetStatus();
     expect([r.code, r.stdout.trim().split('\n').at(-1)]).toEqual([2, 'drift on node1 (exit 2)']);
-  });
+  }, 180_000);
 
-  it('a node whose containerd restart fails keeps its Lease: the rollout stops there until its agent goes away', async () => {
+  it('a node whose containerd restart fails stops the rollout: the others report RolloutHalted, unchanged; above --max-fail-percentage it keeps its Lease until its agent goes away', async () => {
     const lab = handle.lab;
     // A playbook whose restart fails where the node carries a marker file (node2 only), and two
     // nodes that need a restart: their config.toml lost config_path.
@@ -345,9 +347,33 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     });
     try {
       await until(async () => ((await condition(lab, 'node2'))?.reason === 'Failed' ? true : undefined));
-      const third = startTrustplay(agentArgs(lab, 2, 'enforce', ['--once', '--lease-duration', '2s']), {
-        timeoutMs: 120_000,
-      });
+      // The fleet's max_fail (--max-fail-percentage, default 0: any failed node stops the rollout),
+      // from the status objects: node1 (its trust still broken by hand) and node3 read node2's
+      // Failed condition and halt: not changed, no Lease taken, RolloutHalted naming node2.
+      const stopped = await Promise.all(
+        [0, 2].map((i) => agent(lab, i, 'enforce', ['--once', '--lease-duration', '2s'])),
+      );
+      for (const r of stopped) expect(r.code, r.stdout + r.stderr).toBe(2);
+      for (const n of ['node1', 'node3']) {
+        const c = await condition(lab, n);
+        expect(c?.reason).toBe('RolloutHalted');
+        expect(c?.message).toContain('rollout halted: 1 of 3 nodes failed (node2), 33.3% > --max-fail-percentage 0%');
+      }
+      expect(new Set((await leaseWrites(lab)).slice(mark).map((w) => w.object.spec?.holderIdentity ?? ''))).toEqual(
+        new Set(['node2']),
+      );
+      const node1 = lab.nodes[0];
+      if (node1 === undefined) throw new Error('no node1');
+      const registry = lab.image.ref.split('/')[0] ?? '';
+      expect((await inNode(node1, `test -e /etc/containerd/certs.d/${registry}`)).code).not.toBe(0);
+      const fleet = await fleetStatus();
+      expect([fleet.code, fleet.stdout.trim().split('\n').at(-1)]).toEqual([1, 'failed on node2 (exit 1)']);
+      expect(fleet.stdout).toMatch(/^node3\s+Halted\s+rollout halted: 1 of 3 nodes failed \(node2\)/m);
+      // With --max-fail-percentage 50 (1 failed node of 3 is 33%), node3 goes on: it waits for the Lease node2 keeps.
+      const third = startTrustplay(
+        agentArgs(lab, 2, 'enforce', ['--once', '--lease-duration', '2s', '--max-fail-percentage', '50']),
+        { timeoutMs: 120_000 },
+      );
       // Three Lease durations later node3 still waits: node2 renews the Lease it did not release.
       await new Promise((r) => setTimeout(r, 6000));
       const during = (await leaseWrites(lab)).slice(mark).map((w) => w.object.spec?.holderIdentity ?? '');
@@ -376,7 +402,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     } finally {
       if (failing.child.exitCode === null) failing.child.kill('SIGKILL');
     }
-  });
+  }, 180_000);
 
   it('k8s.sa.clear runs once per fleet, on the holder of the leader Lease; the others skip it naming the holder; a killed leader’s Lease expires and another agent leads', async () => {
     const lab = handle.lab;
@@ -477,5 +503,66 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGTERM');
       await Promise.all(agents.map((a) => a.done.catch(() => undefined)));
     }
-  });
+  }, 180_000);
+
+  it('a ConfigMap change is checked at once, not at the next interval (a watch)', async () => {
+    const lab = handle.lab;
+    // node1 still has the trust broken by hand earlier; the ConfigMap's playbook is the SA-only one.
+    const run = startTrustplay(agentArgs(lab, 0, 'check', ['--interval', '1h']), { timeoutMs: 120_000 });
+    try {
+      await until(async () => ((await condition(lab, 'node1'))?.reason === 'InSync' ? true : undefined));
+      await readOutUntil(run, /\| Drop the stale pull secret/);
+      // The real kubectl watches the same way (the emulator's watch, as kube-apiserver streams it).
+      const watcher = spawn(
+        'kubectl',
+        [
+          '--kubeconfig',
+          kubeconfig,
+          '--cache-dir',
+          join(dir, 'kube-cache'),
+          'get',
+          'configmap',
+          'trustplay-playbook',
+          '-n',
+          'kube-system',
+          '--watch-only',
+          '--output-watch-events',
+          '-o',
+          'jsonpath={.type} {.object.metadata.name}{"\\n"}',
+        ],
+        { env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let watched = '';
+      watcher.stdout.on('data', (b: Buffer) => (watched += b.toString()));
+      watcher.stderr.on('data', (b: Buffer) => (watched += b.toString()));
+      await new Promise((r) => setTimeout(r, 1500));
+      const changed = Date.now();
+      await setPlaybook([
+        '- hosts: workers',
+        '  tasks:',
+        "    - name: Trust the registry's CA",
+        '      containerd.tls:',
+        '        registry: "{{ registry }}"',
+        '        ca: "{{ registry_ca }}"',
+        '',
+      ]);
+      const c = await until(async () => {
+        const now = await condition(lab, 'node1');
+        return now?.reason === 'Drift' ? now : undefined;
+      });
+      process.stdout.write(
+        `agent e2e: ConfigMap changed; node1's status says Drift ${Date.now() - changed} ms later (interval 1 h)\n`,
+      );
+      expect(c.lastHeartbeatTime).toBeDefined();
+      await until(async () => (watched.includes('\n') ? true : undefined));
+      watcher.kill('SIGTERM');
+      expect(watched.trim().split('\n')[0]).toBe('MODIFIED trustplay-playbook');
+      expect(readOut(run)).toMatch(/node1 \| would change \| Trust the registry's CA/);
+    } finally {
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      const counts = /API requests: (.*)/.exec(r.stderr)?.[1];
+      process.stdout.write(`agent e2e: node1's API requests over the two passes and the watch: ${counts}\n`);
+    }
+  }, 180_000);
 });

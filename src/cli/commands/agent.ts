@@ -1,6 +1,7 @@
 /**
  * `trustplay agent`: pull mode. Runs on one node (a DaemonSet pod with the node's root at /host),
- * reads its playbook from a ConfigMap, checks every interval, and in `enforce` mode applies the
+ * reads its playbook from a ConfigMap, checks every interval and as soon as the ConfigMap changes
+ * (a watch), and in `enforce` mode applies the
  * changes, one node at a time per rollout slot (a coordination.k8s.io/v1 Lease), publishing the
  * verdict as the Node's `TrustplayInSync` condition and an Event per change.
  *
@@ -67,6 +68,8 @@ export interface AgentConfig {
   /** A number of nodes, or a percentage of the cluster's Nodes. */
   maxUnavailable: MaxUnavailable;
   leaseSeconds: number;
+  /** The share of the Nodes (%) that may have failed before this node's rollout halts (0: any). */
+  maxFailPercent: number;
   node: string;
   hostRoot: string;
   prefix: string[];
@@ -86,6 +89,13 @@ export async function agentConfig(options: Options): Promise<AgentConfig> {
   if (mode !== 'check' && mode !== 'enforce')
     throw new ExitError(ExitCode.Invalid, `--mode must be check or enforce, not \`${mode}\``);
   const maxUnavailable = parseMaxUnavailable(a.maxUnavailable ?? '1');
+  const maxFailText = a.maxFailPercentage ?? '0';
+  const maxFailPercent = Number(maxFailText);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(maxFailText) || maxFailPercent > 100)
+    throw new ExitError(
+      ExitCode.Invalid,
+      `--max-fail-percentage must be a percentage of the Nodes from 0 to 100, not \`${maxFailText}\``,
+    );
   const node = a.nodeName ?? process.env.NODE_NAME;
   if (!node)
     throw new ExitError(
@@ -103,6 +113,7 @@ export async function agentConfig(options: Options): Promise<AgentConfig> {
     mode,
     intervalMs: parseDuration('--interval', a.interval, '10m'),
     maxUnavailable,
+    maxFailPercent,
     leaseSeconds: Math.max(1, Math.round(parseDuration('--lease-duration', a.leaseDuration, '60s') / 1000)),
     node,
     hostRoot: a.hostRoot ?? '/host',
@@ -137,7 +148,7 @@ async function fetchPlaybook(
   api: KubeClient,
   c: AgentConfig,
   dir: string,
-): Promise<{ playbook: string; inventory: string }> {
+): Promise<{ playbook: string; inventory: string; resourceVersion: string }> {
   const { apiMessage } = await import('../../k8s/api.js');
   const got = await api.get(`/api/v1/namespaces/${c.namespace}/configmaps/${c.configMap}`);
   if (got.code !== 200) throw new Error(`cannot read ConfigMap ${c.namespace}/${c.configMap}: ${apiMessage(got)}`);
@@ -151,7 +162,10 @@ async function fetchPlaybook(
   const inventory = join(dir, 'inventory.yaml');
   await writeFile(playbook, text, { mode: 0o600 });
   await writeFile(inventory, stringify(await nodeInventory(c.node, data)), { mode: 0o600 });
-  return { playbook, inventory };
+  const resourceVersion = String(
+    (got.body?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion ?? '',
+  );
+  return { playbook, inventory, resourceVersion };
 }
 
 /** Modules that act on the cluster, not on the node: run once per fleet, by the leader. */
@@ -222,6 +236,7 @@ function changesOf(r: JsonReport, node: string): string[] {
 
 export async function agentCommand(_positionals: string[], options: Options): Promise<number> {
   const c = await agentConfig(options);
+  const { rolloutHalt } = await import('../../k8s/rollout-gate.js');
   const [
     { KubeClient, inClusterAccess, kubeconfigAccess },
     { LeasePool, FleetLeader },
@@ -255,20 +270,86 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   let held: { lease: HeldLease; timer: NodeJS.Timeout } | undefined;
+  // The ConfigMap watch (started after the first pass): the version the last pass read, and how to end a wait early.
+  const { watchConfigMap } = await import('../../k8s/watch.js');
+  let watching: Promise<void> | undefined;
+  let playbookRv = '';
+  let changed = false;
+  let wake: (() => void) | undefined;
 
   /** One pass: check; in enforce mode with drift, take a slot, run, check again, and give the slot back when in sync. */
   const pass = async (): Promise<number> => {
     const dir = await mkdtemp(join(tmpdir(), 'trustplay-agent-'));
     try {
+      changed = false;
       const files = await fetchPlaybook(api, c, dir);
+      playbookRv = files.resourceVersion;
+      if (!c.once && watching === undefined && playbookRv !== '')
+        // From the version this pass read: a change made while the pass runs wakes the next one at once.
+        watching = watchConfigMap(
+          api,
+          c.namespace,
+          c.configMap,
+          playbookRv,
+          () => playbookRv,
+          (rv) => {
+            log(`ConfigMap ${c.namespace}/${c.configMap} changed (resourceVersion ${rv}): checking again now`);
+            changed = true;
+            wake?.();
+          },
+          stop.signal,
+          log,
+        );
       let report = await runOnNode(c, files, options, true, dir, api, leader);
       if (c.mode === 'enforce' && report.exitCode === ExitCode.Drift) {
         if (held === undefined) {
+          // The fleet's failures first: a failed node stops further rollout (--max-fail-percentage).
+          const halt = async (): Promise<string | undefined> => rolloutHalt(api, c.node, c.maxFailPercent);
+          const halted = async (why: string): Promise<number> => {
+            log(why);
+            if (!stop.signal.aborted)
+              await publishCondition(api, c.node, 'RolloutHalted', `${why}; run ${report.runId}`);
+            return ExitCode.Drift;
+          };
+          const before = await halt();
+          if (before !== undefined) return halted(before);
           // A percentage follows the cluster's size, read again at each rollout.
           pool.resize(await rolloutSlots(api, c.maxUnavailable));
           log(`drift: waiting for one of ${pool.size} rollout Lease(s) in ${c.namespace}`);
-          const lease = await pool.acquire(stop.signal);
-          if (lease === undefined) return ExitCode.Terminated;
+          // While it waits, a node that fails (keeping its Lease) halts this one too, instead of a wait without end.
+          const waiting = new AbortController();
+          const onStop = (): void => waiting.abort();
+          stop.signal.addEventListener('abort', onStop, { once: true });
+          let during: string | undefined;
+          const watch = setInterval(
+            () =>
+              void halt()
+                .then((why) => {
+                  if (why !== undefined && during === undefined) {
+                    during = why;
+                    waiting.abort();
+                  }
+                })
+                .catch((e: unknown) => log(String(e))),
+            Math.max(1000, (c.leaseSeconds * 1000) / 3),
+          );
+          let lease: HeldLease | undefined;
+          try {
+            lease = await pool.acquire(waiting.signal);
+          } finally {
+            clearInterval(watch);
+            stop.signal.removeEventListener('abort', onStop);
+          }
+          if (stop.signal.aborted) {
+            await lease?.release();
+            return ExitCode.Terminated;
+          }
+          // Held now, nothing changed yet: the last look, so a failure seen while waiting still halts it.
+          const after = during ?? (await halt());
+          if (after !== undefined || lease === undefined) {
+            await lease?.release();
+            return halted(after ?? 'rollout halted');
+          }
           log(`holds Lease ${lease.name}`);
           // Renewed at a third of its duration, as client-go's leader election does.
           const timer = setInterval(
@@ -318,19 +399,26 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
         if (!stop.signal.aborted) await publishCondition(api, c.node, 'Failed', message).catch(() => undefined);
       }
       if (c.once || stop.signal.aborted) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, c.intervalMs);
-        stop.signal.addEventListener('abort', () => {
-          clearTimeout(t);
-          resolve();
+      // Until the interval ends, or at once when the ConfigMap changed (during the pass or now).
+      if (!changed)
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(t);
+            wake = undefined;
+            resolve();
+          };
+          const t = setTimeout(done, c.intervalMs);
+          wake = done;
+          stop.signal.addEventListener('abort', done, { once: true });
         });
-      });
       if (stop.signal.aborted) break;
     }
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     if (held !== undefined) clearInterval(held.timer);
+    stop.abort();
+    await watching;
     // A graceful exit hands leadership on at once (as client-go's ReleaseOnCancel); a killed agent's expires.
     await leader.resign().catch((e: unknown) => log(`releasing ${LEADER_LEASE}: ${String(e)}`));
     log(`API requests: ${JSON.stringify(api.counts)}`);

@@ -2,13 +2,13 @@
  * `trustplay fleet status`: pull mode's drift check. Reads every Node's `TrustplayInSync` condition
  * (published by the agents) and answers with check's exit codes, in check's order: 1 when a node
  * failed, else 4 when an agent is missing or stale (no condition, or a heartbeat older than
- * --stale-after), else 2 on drift, else 0. A scheduled drift check works the same in both modes.
+ * --stale-after), else 2 on drift (a rollout halted included), else 0. A scheduled drift check works the same in both modes.
  */
 import { ExitCode, ExitError } from '../exit-codes.js';
 import type { Options } from '../options.js';
 import { parseDuration } from './agent.js';
 
-type NodeState = 'InSync' | 'Drift' | 'Failed' | 'Missing' | 'Stale';
+type NodeState = 'InSync' | 'Drift' | 'Halted' | 'Failed' | 'Missing' | 'Stale';
 
 export async function fleetCommand(positionals: string[], options: Options): Promise<number> {
   if (positionals[0] !== 'status')
@@ -40,7 +40,15 @@ export async function fleetCommand(positionals: string[], options: Options): Pro
       state = 'Stale';
       message = `last report ${c.lastHeartbeatTime} (${c.reason}), older than ${options.agent.staleAfter ?? '30m'}`;
     } else {
-      state = c.reason === 'InSync' && c.status === 'True' ? 'InSync' : c.reason === 'Drift' ? 'Drift' : 'Failed';
+      state =
+        c.reason === 'InSync' && c.status === 'True'
+          ? 'InSync'
+          : c.reason === 'Drift'
+            ? 'Drift'
+            : // Drift the agent left alone because other nodes failed (--max-fail-percentage).
+              c.reason === 'RolloutHalted'
+              ? 'Halted'
+              : 'Failed';
       message = c.message;
     }
     return { name, state, message };
@@ -48,7 +56,7 @@ export async function fleetCommand(positionals: string[], options: Options): Pro
   const named = (s: NodeState[]): string[] => rows.filter((r) => s.includes(r.state)).map((r) => r.name);
   const failed = named(['Failed']);
   const missing = named(['Missing', 'Stale']);
-  const drift = named(['Drift']);
+  const drift = named(['Drift', 'Halted']);
   const [code, reason] =
     failed.length > 0
       ? [ExitCode.Failed, `failed on ${failed.join(', ')} (exit 1)`]

@@ -219,6 +219,8 @@ function omitEmpty(m: JsonObject): JsonObject {
 export class ResourceStore {
   readonly objects = new Map<string, Map<string, JsonObject>>();
   readonly writes: WriteRecord[] = [];
+  /** Told of each committed write (open watches, watch.ts). */
+  readonly listeners = new Set<(w: WriteRecord) => void>();
 
   constructor(private readonly nextResourceVersion: () => string) {
     for (const k of RESOURCE_KINDS) this.objects.set(k.resource, new Map());
@@ -249,7 +251,9 @@ export class ResourceStore {
     const name = str(meta(object).name);
     if (verb === 'delete') this.objects.get(k.resource)?.delete(key(namespace, name));
     else this.objects.get(k.resource)?.set(key(namespace, name), object);
-    this.writes.push({ at: Date.now(), verb, resource: k.resource, namespace, name, object: clone(object) });
+    const record: WriteRecord = { at: Date.now(), verb, resource: k.resource, namespace, name, object: clone(object) };
+    this.writes.push(record);
+    for (const l of this.listeners) l(record);
     return object;
   }
 

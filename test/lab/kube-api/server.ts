@@ -17,6 +17,7 @@
  *   rolebindings, stored like the agent's kinds but decoded (as ConfigMaps and Namespaces are) against
  *   the typed schemas of schemas.ts, which /openapi/v3 serves too: a wrong type is 400, an unknown
  *   field 400 under fieldValidation=Strict (a Warning otherwise), a missing required field 422;
+ *   list with ?watch=1[&resourceVersion=RV][&timeoutSeconds=S] streams watch events (watch.ts);
  * with bearer tokens (401 Status when missing or unknown), RBAC-worded 403 for read-only tokens on
  * writes, one resourceVersion counter, 409 on a stale resourceVersion, no-op writes that keep the
  * resourceVersion, ?dryRun=All, ?fieldValidation=Strict|Warn|Ignore. Anonymous access is off.
@@ -55,6 +56,7 @@ import { openApiCoreV1, openApiGroup, openApiIndex } from './openapi.js';
 import { kindOf, ResourceStore, resourceTable, type ResourceKind, type WriteRecord } from './resources.js';
 import { decodeProtobufObject, PROTOBUF } from './protobuf.js';
 import { decodeTyped, TypeMismatch } from './schemas.js';
+import { serveWatch } from './watch.js';
 import {
   alreadyExists,
   ApiError,
@@ -160,6 +162,8 @@ interface Reply {
   code: number;
   body: Json;
   contentType?: string;
+  /** A watch: streams its own response instead of `body` (watch.ts). */
+  stream?: (res: ServerResponse) => void;
 }
 
 /** Starts the Kubernetes API emulator over HTTPS. */
@@ -220,6 +224,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
       }
     }
     record.code = reply.code;
+    if (reply.stream !== undefined) return reply.stream(res);
     const payload = `${JSON.stringify(reply.body)}\n`;
     const headers: Record<string, string | string[]> = {
       'Content-Type': reply.contentType ?? 'application/json',
@@ -363,12 +368,24 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApi> {
     name: string | undefined,
     sub: string | undefined,
   ): Promise<Reply> => {
-    const verb = verbOf(method, name !== undefined);
+    const watching =
+      method === 'GET' && name === undefined && ['1', 'true'].includes(ctx.url.searchParams.get('watch') ?? '');
+    const verb = watching ? 'watch' : verbOf(method, name !== undefined);
     const target = { resource: k.resource, name: name ?? '' };
     authorize(ctx, verb, name !== undefined ? target : { resource: k.resource }, k.namespaced ? namespace : undefined);
     const dryRun = parseDryRun(ctx.url);
     const subresource = sub === 'status' ? ('status' as const) : undefined;
     if (name === undefined) {
+      if (watching) {
+        const since = ctx.url.searchParams.get('resourceVersion') ?? undefined;
+        const timeout = Number(ctx.url.searchParams.get('timeoutSeconds') ?? '1800') || 1800;
+        const ns = k.namespaced ? namespace : undefined;
+        return {
+          code: 200,
+          body: null,
+          stream: (res) => serveWatch(res, resources, k, ns, (o) => selects(ctx, o), since, timeout),
+        };
+      }
       if (method === 'GET') {
         const items = resources.list(k, k.namespaced ? namespace : undefined).filter((o) => selects(ctx, o));
         const rv = String(store.revision);
