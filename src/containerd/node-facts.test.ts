@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { effectiveConfigPath, hostsTomlFacts, trustSources, type NodeFacts } from './node-facts.js';
+import { readFileSync } from 'node:fs';
+import {
+  credentialKeys,
+  effectiveConfigPath,
+  formatNodeFacts,
+  hostsTomlFacts,
+  trustSources,
+  type NodeFacts,
+} from './node-facts.js';
 
 function node(over: Partial<Omit<NodeFacts, 'trust'>> & { major?: number; configPath?: string | null }) {
   const configPath = over.configPath === undefined ? '/etc/containerd/certs.d' : over.configPath;
@@ -118,5 +126,29 @@ describe('facts: where each registry’s trust comes from', () => {
         'r.test'
       ],
     ).toBe('/etc/containerd/certs.d/r.test/hosts.toml: ca /etc/containerd/certs.d/r.test/ca.pem');
+  });
+});
+
+describe('facts: credential files', () => {
+  const creds = (name: string): string =>
+    readFileSync(new URL(`../../test/fixtures/image-modules/creds/${name}`, import.meta.url), 'utf8');
+
+  it('name the auths entries, the registries credHelpers covers and the credsStore, never a value', () => {
+    const docker = credentialKeys(creds('helpers-credhelpers.in.json'));
+    expect(docker).toEqual({
+      registries: ['other.example:5000', 'registry.test:5000', 'zz.example'],
+      helpers: ['123456789012.dkr.ecr.eu-west-1.amazonaws.com', 'europe-docker.pkg.dev', 'registry.test:5000'],
+      creds_store: 'secretservice',
+    });
+    expect(credentialKeys(creds('tabs.in.json'))).toEqual({
+      registries: ['other.example:5000', 'registry.test:5000'],
+    });
+    const f = { ...node({}), trust: {} } as NodeFacts;
+    f.credential_files = [{ path: '/root/.docker/config.json', exists: true, ...docker }];
+    const out = formatNodeFacts('n1', f);
+    expect(out).toContain(
+      '  credentials /root/.docker/config.json: entries for other.example:5000, registry.test:5000, zz.example; helpers for 123456789012.dkr.ecr.eu-west-1.amazonaws.com, europe-docker.pkg.dev, registry.test:5000; credsStore secretservice\n',
+    );
+    expect(out).not.toContain('Y2ktYm90');
   });
 });

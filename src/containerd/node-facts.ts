@@ -86,7 +86,18 @@ export interface NodeFacts {
     rejected?: string;
     error?: string;
   }>;
-  credential_files: Array<{ path: string; exists: boolean; registries: string[]; helpers?: string[]; error?: string }>;
+  /**
+   * `registries`: its `auths` keys; `helpers`: the registries its `credHelpers` names a helper for;
+   * `creds_store`: its `credsStore` (Docker's default helper for the others). Names only.
+   */
+  credential_files: Array<{
+    path: string;
+    exists: boolean;
+    registries: string[];
+    helpers?: string[];
+    creds_store?: string;
+    error?: string;
+  }>;
   /**
    * Per registry named anywhere above: where the running containerd takes its TLS trust from, in
    * the order it looks (the first config_path directory holding its hosts.toml, else the legacy
@@ -132,11 +143,16 @@ export function effectiveConfigPath(
 }
 
 /** Registry keys (and credential helpers) of a docker/kubelet config.json; values are dropped here. */
-export function credentialKeys(text: string): { registries: string[]; helpers?: string[] } {
-  const doc = JSON.parse(text) as { auths?: Record<string, unknown>; credHelpers?: Record<string, unknown> };
+export function credentialKeys(text: string): { registries: string[]; helpers?: string[]; creds_store?: string } {
+  const doc = JSON.parse(text) as {
+    auths?: Record<string, unknown>;
+    credHelpers?: Record<string, unknown>;
+    credsStore?: unknown;
+  };
   const registries = Object.keys(doc.auths ?? {}).sort();
   const helpers = Object.keys(doc.credHelpers ?? {}).sort();
-  return { registries, ...(helpers.length ? { helpers } : {}) };
+  const store = typeof doc.credsStore === 'string' && doc.credsStore !== '' ? doc.credsStore : undefined;
+  return { registries, ...(helpers.length ? { helpers } : {}), ...(store !== undefined ? { creds_store: store } : {}) };
 }
 
 /** Gathers the facts of one node (two remote commands: containerd's, then certs.d and credentials). */
@@ -437,7 +453,7 @@ export function formatNodeFacts(host: string, f: NodeFacts): string {
   l.push(`  kubelet: ${describeKubeletRuntime(f.kubelet)}`);
   for (const c of f.credential_files) {
     l.push(
-      `  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}`,
+      `  credentials ${c.path}: ${!c.exists ? 'absent' : c.error ? c.error : `entries for ${c.registries.join(', ') || '(none)'}`}${c.helpers ? `; helpers for ${c.helpers.join(', ')}` : ''}${c.creds_store !== undefined ? `; credsStore ${c.creds_store}` : ''}`,
     );
   }
   return l.join('\n') + '\n';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { registryKeyMatches } from '../containerd/registry-host.js';
-import { detectIndent, removeRegistryCredentials, stringifyLike } from './docker-config.js';
+import { allHelpers, detectIndent, helpersFor, removeRegistryCredentials, stringifyLike } from './docker-config.js';
 
 const FIXTURES = new URL('../../test/fixtures/image-modules/creds/', import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
@@ -122,5 +122,81 @@ describe('style detection', () => {
     expect(detectIndent('{\n    "a": 1\n}')).toBe(4);
     expect(detectIndent('{"a":1}')).toBe(0);
     expect(stringifyLike('{"a":1}\n', { b: 2 })).toBe('{"b":2}\n');
+  });
+});
+
+describe('credential helpers a file names (helpersFor, allHelpers)', () => {
+  const docker = { credsStore: true };
+  const containers = { credsStore: false };
+
+  it("credHelpers naming the registry win over credsStore, matched like auths keys; the others' helpers are not this registry's", () => {
+    const text = fixture('helpers-credhelpers.in.json');
+    expect(helpersFor(text, 'registry.test:5000', docker)).toEqual([
+      { helper: 'pass', via: 'credHelpers', key: 'registry.test:5000' },
+    ]);
+    // A registry credHelpers does not name goes to credsStore (Docker asks the store for it).
+    expect(helpersFor(text, 'other.example:5000', docker)).toEqual([
+      { helper: 'secretservice', via: 'credsStore', key: null },
+    ]);
+    expect(helpersFor(text, 'europe-docker.pkg.dev', docker)).toEqual([
+      { helper: 'gcloud', via: 'credHelpers', key: 'europe-docker.pkg.dev' },
+    ]);
+    // `https://host` and `host:443` keys name the same registry, as for auths.
+    const forms = '{"credHelpers": {"https://r.test": "pass", "r.test:443": "osxkeychain", "r.test:5000": "x"}}';
+    expect(helpersFor(forms, 'r.test', docker).map((h) => h.helper)).toEqual(['pass', 'osxkeychain']);
+  });
+
+  it('credsStore alone (the docker CLI leaves `{}` auths entries for what it put in the store)', () => {
+    const text = fixture('helpers-credsstore.in.json');
+    expect(helpersFor(text, 'registry.test:5000', docker)).toEqual([
+      { helper: 'secretservice', via: 'credsStore', key: null },
+    ]);
+    // The store is asked whether or not an auths entry is left: after the wipe it still may hold it.
+    expect(helpersFor(fixture('helpers-credsstore.out.json'), 'registry.test:5000', docker)).toHaveLength(1);
+  });
+
+  it("containers/image's auth.json: credHelpers count, credsStore does not (containers/image has none)", () => {
+    const text = fixture('helpers-containers-auth.in.json');
+    expect(helpersFor(text, 'registry.test:5000', containers)).toEqual([
+      { helper: 'secretservice', via: 'credHelpers', key: 'registry.test:5000' },
+    ]);
+    expect(helpersFor('{"auths": {}, "credsStore": "desktop"}', 'registry.test:5000', containers)).toEqual([]);
+  });
+
+  it('nothing for files without helpers, empty or non-string helper names, or unreadable files', () => {
+    expect(helpersFor(fixture('tabs.in.json'), 'registry.test:5000', docker)).toEqual([]);
+    expect(
+      helpersFor('{"credsStore": "", "credHelpers": {"registry.test:5000": ""}}', 'registry.test:5000', docker),
+    ).toEqual([]);
+    expect(
+      helpersFor('{"credsStore": 1, "credHelpers": ["registry.test:5000"]}', 'registry.test:5000', docker),
+    ).toEqual([]);
+    expect(helpersFor('{"auths": ', 'registry.test:5000', docker)).toEqual([]);
+    expect(allHelpers('[]', docker)).toEqual([]);
+  });
+
+  it('allHelpers: every credHelpers entry, then credsStore (docker format only)', () => {
+    const text = fixture('helpers-credhelpers.in.json');
+    expect(allHelpers(text, docker)).toEqual([
+      { helper: 'ecr-login', via: 'credHelpers', key: '123456789012.dkr.ecr.eu-west-1.amazonaws.com' },
+      { helper: 'gcloud', via: 'credHelpers', key: 'europe-docker.pkg.dev' },
+      { helper: 'pass', via: 'credHelpers', key: 'registry.test:5000' },
+      { helper: 'secretservice', via: 'credsStore', key: null },
+    ]);
+    expect(allHelpers(text, containers)).toHaveLength(3);
+  });
+
+  it('the edit never touches credHelpers or credsStore, even for the registry a helper is named for', () => {
+    for (const name of ['helpers-credhelpers', 'helpers-credsstore', 'helpers-containers-auth']) {
+      const r = removeRegistryCredentials(fixture(`${name}.in.json`), 'registry.test:5000');
+      if (!r.ok) throw new Error(r.error);
+      const before = JSON.parse(fixture(`${name}.in.json`)) as Record<string, unknown>;
+      const after = JSON.parse(r.text) as Record<string, unknown>;
+      expect(after['credHelpers'], name).toEqual(before['credHelpers']);
+      expect(after['credsStore'], name).toEqual(before['credsStore']);
+      const lines = (t: string) =>
+        t.split('\n').filter((l) => /credsStore|": "(pass|secretservice|gcloud|ecr-login)"/.test(l));
+      expect(lines(r.text), name).toEqual(lines(fixture(`${name}.in.json`)));
+    }
   });
 });

@@ -89,3 +89,55 @@ export function credentialKeys(text: string): string[] {
   const auths = parsed.doc['auths'];
   return typeof auths === 'object' && auths !== null && !Array.isArray(auths) ? Object.keys(auths) : [];
 }
+
+/**
+ * A credential helper a credential file names: the registry's credentials may live in the helper's
+ * store (docker-credential-<helper>: pass, secretservice, ecr-login...) rather than in the file.
+ */
+export interface HelperRef {
+  /** The program's suffix: `pass` for docker-credential-pass. */
+  helper: string;
+  /** `credHelpers`: named for this registry key; `credsStore`: the default for registries not in credHelpers. */
+  via: 'credHelpers' | 'credsStore';
+  /** The registry as the helper stores it: the `credHelpers` key as written; for credsStore, null (any). */
+  key: string | null;
+}
+
+/** `credHelpers` entries and `credsStore` as written (helper names that are non-empty strings only). */
+function helpersOf(doc: Record<string, unknown>): { entries: [string, string][]; store: string | null } {
+  const ch = doc['credHelpers'];
+  const entries =
+    typeof ch === 'object' && ch !== null && !Array.isArray(ch)
+      ? Object.entries(ch).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== '')
+      : [];
+  const store = doc['credsStore'];
+  return { entries, store: typeof store === 'string' && store !== '' ? store : null };
+}
+
+/**
+ * The helpers that may hold `registry`'s credentials according to a credential file: its
+ * `credHelpers` entries naming it (matched like `auths` keys), else its `credsStore` (Docker asks
+ * the store for every registry credHelpers does not name). `credsStore: false` for a
+ * containers/image auth.json: containers/image has no credsStore (its global helpers are
+ * registries.conf's `credential-helpers`); skopeo 1.9 ignores the key and drops it when it
+ * rewrites the file. [] when the file is not a JSON object (the edit refuses it with the reason).
+ */
+export function helpersFor(text: string, registry: string, opts: { credsStore: boolean }): HelperRef[] {
+  const parsed = parseObject(text, 'the file');
+  if (!parsed.ok) return [];
+  const { entries, store } = helpersOf(parsed.doc);
+  const named = entries.filter(([k]) => registryKeyMatches(k, registry));
+  if (named.length > 0) return named.map(([key, helper]) => ({ helper, via: 'credHelpers', key }));
+  return opts.credsStore && store !== null ? [{ helper: store, via: 'credsStore', key: null }] : [];
+}
+
+/** Every helper a credential file names (for a whole-file removal): its credHelpers entries, then credsStore. */
+export function allHelpers(text: string, opts: { credsStore: boolean }): HelperRef[] {
+  const parsed = parseObject(text, 'the file');
+  if (!parsed.ok) return [];
+  const { entries, store } = helpersOf(parsed.doc);
+  return [
+    ...entries.map(([key, helper]): HelperRef => ({ helper, via: 'credHelpers', key })),
+    ...(opts.credsStore && store !== null ? [{ helper: store, via: 'credsStore' as const, key: null }] : []),
+  ];
+}

@@ -14,6 +14,9 @@ import { MASK, SecretSet } from '../secrets/index.js';
 import nodeCredsWipe, {
   credsLag,
   gatherCreds,
+  helpersOf,
+  helperWarnings,
+  notRemoved,
   planCredsWipe,
   removeAllRegistryAuth,
   type CredsObserved,
@@ -248,6 +251,113 @@ describe('credsLag: the running containerd still holds credentials config.toml n
   });
 });
 
+describe('credential helpers: reported with the command that clears them, never removed or run', () => {
+  const CONTAINERS = '/run/containers/0/auth.json';
+  const files = (): CredsObserved['files'] => [
+    { path: DOCKER, kind: 'file', content: creds('helpers-credhelpers.in.json'), uid: 0 },
+    { path: KUBELET, kind: 'file', content: creds('helpers-credsstore.in.json'), uid: 0 },
+    { path: CONTAINERS, kind: 'file', content: creds('helpers-containers-auth.in.json'), uid: 0 },
+    { path: '/root/.config/containers/auth.json', kind: 'file', content: '{"auths": {}, "credsStore": "desktop"}' },
+    {
+      path: '/home/ci/creds.json',
+      kind: 'file',
+      content: '{"credHelpers": {"registry.test:5000": "pass"}}',
+      uid: 1000,
+    },
+    { path: '/absent.json', kind: 'absent', content: null },
+  ];
+  const a = args({ paths: files().map((f) => f.path), containerd_auth: false });
+
+  it('names, per file, the helper that may hold the registry: credHelpers for it, else credsStore (not in auth.json)', () => {
+    const h = helpersOf(a, files());
+    expect(notRemoved(h)).toEqual([
+      { file: DOCKER, registry: 'registry.test:5000', helper: 'pass' },
+      { file: KUBELET, registry: 'registry.test:5000', helper: 'secretservice' },
+      { file: CONTAINERS, registry: 'registry.test:5000', helper: 'secretservice' },
+      { file: '/home/ci/creds.json', registry: 'registry.test:5000', helper: 'pass' },
+    ]);
+    expect(helpersOf(a, [{ path: DOCKER, kind: 'file', content: creds('tabs.in.json') }])).toEqual([]);
+  });
+
+  it("warns once per file with the exact commands (the tool's logout, or the helper's erase), as the owner", () => {
+    expect(helperWarnings(a, helpersOf(a, files()))).toEqual([
+      `${DOCKER}: registry.test:5000's credentials may be in the store of credential helper \`pass\` (credHelpers."registry.test:5000"), which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, as the file's owner (uid 0), in a session where the helper works: \`DOCKER_CONFIG=/root/.docker docker logout registry.test:5000\` (or \`printf %s registry.test:5000 | docker-credential-pass erase\`)`,
+      `${KUBELET}: registry.test:5000's credentials may be in the store of credential helper \`secretservice\` (credsStore, the default helper for registries credHelpers does not name), which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, as the file's owner (uid 0), in a session where the helper works: \`DOCKER_CONFIG=/var/lib/kubelet docker logout registry.test:5000\` (or \`printf %s registry.test:5000 | docker-credential-secretservice erase\`)`,
+      `${CONTAINERS}: registry.test:5000's credentials may be in the store of credential helper \`secretservice\` (credHelpers."registry.test:5000"), which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, as the file's owner (uid 0), in a session where the helper works: \`skopeo logout --authfile ${CONTAINERS} registry.test:5000\` (or \`printf %s registry.test:5000 | docker-credential-secretservice erase\`)`,
+      // Docker reads only $DOCKER_CONFIG/config.json: another file name gets the helper's command alone.
+      `/home/ci/creds.json: registry.test:5000's credentials may be in the store of credential helper \`pass\` (credHelpers."registry.test:5000"), which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, as the file's owner (uid 1000), in a session where the helper works: \`printf %s registry.test:5000 | docker-credential-pass erase\``,
+    ]);
+  });
+
+  it('quotes what the file names, so a hostile helper name or key cannot become a command', () => {
+    const evil: CredsObserved['files'] = [
+      { path: DOCKER, kind: 'file', content: '{"credHelpers": {"https://registry.test:5000": "x; rm -rf /"}}' },
+    ];
+    const [w] = helperWarnings(a, helpersOf(a, evil));
+    expect(w).toContain("printf %s https://registry.test:5000 | 'docker-credential-x; rm -rf /' erase");
+  });
+
+  it('plans the auths edit as before and leaves credHelpers and credsStore byte for byte; the module warns and reports not_removed', async () => {
+    const obs: CredsObserved = { files: files().slice(0, 3), config: null, helpers: helpersOf(a, files().slice(0, 3)) };
+    const ctx = taskContext({ host: 'h' });
+    const changes = reported(await nodeCredsWipe.plan(a, obs, ctx));
+    expect(changes.map((c) => c.summary)).toEqual([
+      `remove auths."registry.test:5000" from ${DOCKER}`,
+      `remove auths."registry.test:5000" from ${KUBELET}`,
+      `remove auths."registry.test:5000" from ${CONTAINERS}`,
+    ]);
+    expect(changes.map((c) => (c.op === 'file.write' ? c.content : null))).toEqual([
+      creds('helpers-credhelpers.out.json'),
+      creds('helpers-credsstore.out.json'),
+      creds('helpers-containers-auth.out.json'),
+    ]);
+    expect(ctx.warnings).toHaveLength(3);
+    expect(ctx.warnings.join('\n')).not.toMatch(/Y2ktYm90|b3RoZXI|cTpx/);
+    expect(nodeCredsWipe.result!(obs)).toEqual({
+      not_removed: [
+        { file: DOCKER, registry: 'registry.test:5000', helper: 'pass' },
+        { file: KUBELET, registry: 'registry.test:5000', helper: 'secretservice' },
+        { file: CONTAINERS, registry: 'registry.test:5000', helper: 'secretservice' },
+      ],
+    });
+    // Converged files: nothing to change, the warning stays (the store may still hold it).
+    const done: CredsObserved = {
+      files: [{ path: DOCKER, kind: 'file', content: creds('helpers-credhelpers.out.json'), uid: 0 }],
+      config: null,
+    };
+    done.helpers = helpersOf(a, done.files);
+    const ctx2 = taskContext({ host: 'h' });
+    expect(await nodeCredsWipe.plan(a, done, ctx2)).toEqual([]);
+    expect(ctx2.warnings).toHaveLength(1);
+    // No helper anywhere: no warning, no data.
+    expect(nodeCredsWipe.result!({ files: [], config: null })).toEqual({});
+  });
+
+  it('all: true removes the files as it is asked, and warns that every helper they named keeps its store', async () => {
+    const all = { ...a, all: true };
+    const obs: CredsObserved = { files: files().slice(0, 3), config: null };
+    obs.helpers = helpersOf(all, obs.files);
+    const ctx = taskContext({ host: 'h' });
+    const changes = reported(await nodeCredsWipe.plan(all, obs, ctx));
+    expect(changes.map((c) => c.op)).toEqual(['file.remove', 'file.remove', 'file.remove']);
+    expect(notRemoved(obs.helpers)).toEqual([
+      { file: DOCKER, registry: '123456789012.dkr.ecr.eu-west-1.amazonaws.com', helper: 'ecr-login' },
+      { file: DOCKER, registry: 'europe-docker.pkg.dev', helper: 'gcloud' },
+      { file: DOCKER, registry: 'registry.test:5000', helper: 'pass' },
+      { file: DOCKER, registry: '*', helper: 'secretservice' },
+      { file: KUBELET, registry: '*', helper: 'secretservice' },
+      { file: CONTAINERS, registry: 'quay.io', helper: 'pass' },
+      { file: CONTAINERS, registry: 'registry.test:5000', helper: 'secretservice' },
+    ]);
+    expect(ctx.warnings[1]).toBe(
+      `${KUBELET} goes whole (all: true) but names credential helper \`secretservice\` (credsStore, the default helper for registries credHelpers does not name): its store may still hold the credentials they had (trustplay runs no helper, and what pointed at them goes with the file); to erase them, as the file's owner (uid 0), in a session where the helper works: \`docker-credential-secretservice list\` (the registries it holds), then \`printf %s REGISTRY | docker-credential-secretservice erase\` for each`,
+    );
+    expect(ctx.warnings[2]).toContain(
+      '`printf %s quay.io | docker-credential-pass erase`; `printf %s registry.test:5000 | docker-credential-secretservice erase`',
+    );
+  });
+});
+
 describe('on a real host (local connection, real sh)', () => {
   let dir: string;
   const conn = new LocalConnection({ host: 'testhost' });
@@ -315,6 +425,22 @@ describe('on a real host (local connection, real sh)', () => {
     const a = args({ paths: [p('link.json')], containerd_auth: false });
     await expect(gatherCreds(conn, a)).rejects.toThrow(`${p('link.json')} is a symbolic link: trustplay never reads`);
     expect(readFileSync(p('shadow'), 'utf8')).toBe('root:secret-hash:19000::::::\n');
+  });
+
+  it('gathers the helpers a file names; the edit keeps them byte for byte on disk', async () => {
+    writeFileSync(p('helpers.json'), creds('helpers-credhelpers.in.json'), { mode: 0o600 });
+    const a = args({ containerd_auth: false, paths: [p('helpers.json')] });
+    const obs = await gatherCreds(conn, a);
+    expect(notRemoved(obs.helpers ?? [])).toEqual([
+      { file: p('helpers.json'), registry: 'registry.test:5000', helper: 'pass' },
+    ]);
+    expect(obs.helpers?.[0]?.uid).toBe(process.getuid!());
+    await applyChanges(ctx(), planCredsWipe(a, obs), noSnapshot, 'node.creds.wipe');
+    expect(readFileSync(p('helpers.json'), 'utf8')).toBe(creds('helpers-credhelpers.out.json'));
+    // Nothing left to remove; the helper is still named, so it is still reported.
+    const again = await gatherCreds(conn, a);
+    expect(planCredsWipe(a, again)).toEqual([]);
+    expect(again.helpers).toHaveLength(1);
   });
 
   it('all: true removes the files themselves', async () => {

@@ -3,7 +3,8 @@
  * config.json files and from containerd's `registry.configs."<host>".auth` (seed step 3, made
  * safe): only the named registry's entries go, other registries and every TLS setting stay, files
  * keep mode and owner, and a whole file is removed only with `all: true`. A config.toml change
- * notifies the verified containerd restart. Output names files and entries, never their values.
+ * notifies the verified containerd restart. Credential helpers the files name are reported, never
+ * removed or run (helpersOf). Output names files, entries and helpers, never their values.
  */
 import { managedEntry, readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import type { Connection } from '../connection/connection.js';
@@ -21,7 +22,14 @@ import {
   restartRecordPath,
   type ConfigBackup,
 } from '../engine/restart-backup.js';
-import { credentialKeys, removeRegistryCredentials } from '../creds/docker-config.js';
+import {
+  allHelpers,
+  credentialKeys,
+  helpersFor,
+  removeRegistryCredentials,
+  type HelperRef,
+} from '../creds/docker-config.js';
+import { quote, quoteCommandName } from '../connection/shell-quote.js';
 import { DEFAULT_CREDENTIAL_FILES } from '../containerd/node-facts.js';
 import {
   configFileArg,
@@ -44,7 +52,7 @@ const schema = {
   type: 'object',
   title: 'node.creds.wipe',
   description:
-    "Remove stale credentials for one registry from the node's docker/kubelet config.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely).",
+    "Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`) is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.",
   additionalProperties: false,
   required: ['registry'],
   properties: {
@@ -69,7 +77,8 @@ const schema = {
     all: {
       type: 'boolean',
       default: false,
-      description: "Remove the whole credential files and every registry's containerd auth (dangerous).",
+      description:
+        "Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named.",
     },
   },
 } as const;
@@ -107,6 +116,27 @@ export interface CredsObserved {
   restartRecord?: string;
   /** Whether the daemon running is the one that record describes. */
   recordDaemon?: RecordDaemon;
+  /** Credential helpers the files name for the registry (every helper, with `all`): what trustplay cannot remove. */
+  helpers?: FileHelpers[];
+}
+
+/** The credential helpers one file names that may hold the credentials the task is after. */
+export interface FileHelpers {
+  file: string;
+  /** The file's owner: the user whose helper store it is. */
+  uid?: number;
+  /** containers/image's auth.json (its own logout command; no credsStore). */
+  containers: boolean;
+  /** Each helper, with the registry it may hold (`*` for a credsStore under `all`: every registry it holds). */
+  refs: Array<HelperRef & { registry: string }>;
+}
+
+/** One credential a helper's store may still hold: the task's `not_removed` data. */
+export interface NotRemoved {
+  file: string;
+  /** The registry as the helper stores it (`*` for a credsStore whose file `all: true` removes: every registry it holds). */
+  registry: string;
+  helper: string;
 }
 
 /**
@@ -164,12 +194,94 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
   const states = paths.map((p) => fileState(read, conn.host, p));
   const marker = args.containerd_auth ? states[args.paths.length + 1] : undefined;
   const record = args.containerd_auth ? states[args.paths.length + 2] : undefined;
+  const files = states.slice(0, args.paths.length);
+  const helpers = helpersOf(args, files);
   return {
-    files: states.slice(0, args.paths.length),
+    files,
+    ...(helpers.length ? { helpers } : {}),
     config: args.containerd_auth ? (states[args.paths.length] ?? null) : null,
     ...(marker?.content != null ? { pending: parsePendingMarker(conn.host, args.config_file, marker.content) } : {}),
     ...defined({ restartRecord: record?.content ?? undefined }),
   };
+}
+
+/**
+ * containers/image's auth.json (containers-auth.json(5)) by its name; every other credential file
+ * is docker's config.json format as Docker reads it (kubelet's too: kubelet ignores helpers, but
+ * the file may be pointed at by DOCKER_CONFIG).
+ */
+const isContainersAuth = (file: string): boolean => file === 'auth.json' || file.endsWith('/auth.json');
+
+/**
+ * Which credential helpers the files name for the registry (with `all`, every helper they name):
+ * the credential may live in that helper's store, which trustplay never touches. A helper's store
+ * belongs to the user and serves every registry it holds: removing the credHelpers entry or
+ * credsStore would break the other registries' logins, and running its `erase` means running a
+ * program named by the file, in a session (gpg-agent, D-Bus) trustplay does not have. So they are
+ * reported, with the command that clears them, every run: whether the store still holds the
+ * credential cannot be known without asking the helper.
+ */
+export function helpersOf(args: NodeCredsWipeArgs, files: NodeFileState[]): FileHelpers[] {
+  return files.flatMap((f) => {
+    if (f.kind !== 'file' || f.content === null) return [];
+    const containers = isContainersAuth(f.path);
+    const refs = args.all
+      ? allHelpers(f.content, { credsStore: !containers })
+      : helpersFor(f.content, args.registry, { credsStore: !containers });
+    if (!refs.length) return [];
+    const registry = (r: HelperRef): string => r.key ?? (args.all ? '*' : args.registry);
+    return [
+      {
+        file: f.path,
+        ...defined({ uid: f.uid }),
+        containers,
+        refs: refs.map((r) => ({ ...r, registry: registry(r) })),
+      },
+    ];
+  });
+}
+
+/** The task's `not_removed` data: a row per helper that may hold a credential trustplay left. */
+export function notRemoved(helpers: FileHelpers[]): NotRemoved[] {
+  return helpers.flatMap((h) => h.refs.map((r) => ({ file: h.file, registry: r.registry, helper: r.helper })));
+}
+
+const erase = (helper: string, registry: string): string =>
+  `printf %s ${quote(registry)} | ${quoteCommandName(`docker-credential-${helper}`)} erase`;
+
+/** One warning per file that names a helper: which helper, and the command its owner can run. */
+export function helperWarnings(args: NodeCredsWipeArgs, helpers: FileHelpers[]): string[] {
+  return helpers.map((h) => {
+    const named = `credential helper${h.refs.length > 1 ? 's' : ''} ${h.refs
+      .map((r) =>
+        r.via === 'credHelpers'
+          ? `\`${r.helper}\` (credHelpers."${r.key}")`
+          : `\`${r.helper}\` (credsStore, the default helper for registries credHelpers does not name)`,
+      )
+      .join(', ')}`;
+    const who = `as the file's owner${h.uid !== undefined ? ` (uid ${h.uid})` : ''}, in a session where the helper works`;
+    if (args.all) {
+      const cmds = h.refs.map((r) =>
+        r.key !== null
+          ? `\`${erase(r.helper, r.key)}\``
+          : `\`${quoteCommandName(`docker-credential-${r.helper}`)} list\` (the registries it holds), then \`${erase(r.helper, 'REGISTRY')}\` for each`,
+      );
+      return `${h.file} goes whole (all: true) but names ${named}: ${h.refs.length > 1 ? 'their stores' : 'its store'} may still hold the credentials they had (trustplay runs no helper, and what pointed at them goes with the file); to erase them, ${who}: ${cmds.join('; ')}`;
+    }
+    const reg = args.registry;
+    const direct = h.refs.map((r) => `\`${erase(r.helper, r.registry)}\``).join(', ');
+    // The tools' own logout erases from the helper even with no `auths` entry left (measured:
+    // docker 20.10 and 28.2 call `erase` for credHelpers and credsStore; skopeo 1.9 for credHelpers).
+    // Docker reads $DOCKER_CONFIG/config.json only, so another file name gets the direct command alone.
+    const dir = h.file.replace(/\/[^/]*$/, '') || '/';
+    const logout = h.containers
+      ? `skopeo logout --authfile ${quote(h.file)} ${quote(reg)}`
+      : h.file.endsWith('/config.json')
+        ? `DOCKER_CONFIG=${quote(dir)} docker logout ${quote(reg)}`
+        : null;
+    const how = logout === null ? direct : `\`${logout}\` (or ${direct})`;
+    return `${h.file}: ${reg}'s credentials may be in the store of ${named}, which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, ${who}: ${how}`;
+  });
 }
 
 /** The registry keys config.toml holds credentials for (`configs."<host>".auth`, `auths."<host>"`); null when unreadable. */
@@ -383,6 +495,8 @@ export default defineModule({
   },
   plan: (given, observed, ctx) => {
     const args = flavourArgs(given, observed.flavour);
+    // A warning, not a failure or drift: nothing trustplay may do would change it (see helpersOf).
+    for (const w of helperWarnings(args, observed.helpers ?? [])) ctx.warn(w);
     return afterPendingRestart(
       ctx,
       observed.pending,
@@ -393,5 +507,9 @@ export default defineModule({
         return restarts ? changes : [...changes, ...credsLag(args, observed)];
       },
     );
+  },
+  result: (observed) => {
+    const rows = notRemoved(observed.helpers ?? []);
+    return rows.length ? { not_removed: rows } : {};
   },
 });

@@ -7,7 +7,12 @@
  * snapshot can put it all back. node1, node2 and node3 run containerd 1.6, 1.7 and 2.1 and carry
  * containerd-held credentials in their own version's table (2.1: the version 3 file's
  * `plugins."io.containerd.cri.v1.images".registry.configs`, deprecated there but still read);
- * node4 (2.1) has none, so its config.toml and containerd are never touched.
+ * node4 (2.1) has none, so its config.toml and containerd are never touched; its
+ * /root/.docker/config.json also names credential helpers (`credHelpers`) for registry.test and
+ * other.example, as `docker login` with a helper leaves it: its auths entry goes, the credHelpers
+ * lines stay byte for byte, and the task warns with the command that erases the helper's copy
+ * (exit 0, in check as in run: nothing trustplay may do would change it) and lists it as
+ * `not_removed`.
  *
  * Order matters: check first (nothing changes), then run, then run again (ok), restore, all: true.
  */
@@ -68,6 +73,11 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
   const noSecrets = (out: string): void => {
     for (const s of SECRETS) expect(out).not.toContain(s);
   };
+  /** What node4's wipe warns about its credential helper (registry and helper name only). */
+  const helperWarning = (): string =>
+    `/root/.docker/config.json: ${reg}'s credentials may be in the store of credential helper \`pass\` (credHelpers."${reg}"), which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, as the file's owner (uid 0), in a session where the helper works: \`DOCKER_CONFIG=/root/.docker docker logout ${reg}\` (or \`printf %s ${reg} | docker-credential-pass erase\`)`;
+  const helperLines = (): string =>
+    [`\t"credHelpers": {`, `\t\t"${reg}": "pass",`, `\t\t"other.example:5000": "secretservice"`, '\t}'].join('\n');
 
   beforeAll(async () => {
     dir = scratchDir('tp-creds-e2e-');
@@ -93,6 +103,25 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
       expect(r.code, label(node)).toBe(0);
       await waitForCri(node.hostSocket, 20_000);
     }
+    // node4: credential helpers named for the lab registry and for another one, in the tab-indented
+    // style the docker CLI writes. No helper program is installed: trustplay must never run one.
+    const helperFile = `${JSON.stringify(
+      {
+        auths: {
+          [reg]: { auth: b64('ci-bot:expired-token-2023') },
+          'other.example:5000': { auth: b64('other-user:other-pass') },
+        },
+        credHelpers: { [reg]: 'pass', 'other.example:5000': 'secretservice' },
+      },
+      null,
+      '\t',
+    )}\n`;
+    const w = await inNode(
+      plain(),
+      'cat > /root/.docker/config.json && chmod 600 /root/.docker/config.json',
+      helperFile,
+    );
+    expect(w.code, w.stderr).toBe(0);
     for (const node of env.lab.nodes) seeded.set(node.name, read(node));
     pb = writePlaybook(
       dir,
@@ -112,6 +141,9 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
     expect(run.stdout).toContain(`would remove auths."https://${reg}" from /var/lib/kubelet/config.json`);
     expect(run.stdout).toContain(`would remove registry.configs."${reg}".auth from /etc/containerd/config.toml`);
     expect(run.stdout).toContain('"auth": "********"');
+    // node4's helper: a warning with the command (shown once: only node4's file names a helper).
+    expect(run.stdout.split(`|   warning: ${helperWarning()}\n`)).toHaveLength(2);
+    expect(run.stdout.match(/\| {3}warning: /g)).toHaveLength(1);
     noSecrets(run.stdout + run.stderr);
     for (const node of env.lab.nodes) expect(read(node), node.name).toEqual(seeded.get(node.name));
     expect(env.lab.nodes.map(pid)).toEqual(pids);
@@ -132,7 +164,16 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
       const restart = report.hosts[node.name]?.tasks.find((t) => t.module === 'containerd.restart');
       expect(restart?.status, label(node)).toBe('changed');
     }
-    expect(taskResult(report, plain().name, 'wipe').changes).toHaveLength(2);
+    const p4 = taskResult(report, plain().name, 'wipe');
+    expect(p4.changes).toHaveLength(2);
+    // A warning, not a failure: the run exits 0, and the helper's store is named as not removed.
+    expect(p4.status).toBe('changed');
+    expect(p4.warnings).toEqual([helperWarning()]);
+    expect(p4.data).toEqual({ not_removed: [{ file: '/root/.docker/config.json', registry: reg, helper: 'pass' }] });
+    for (const node of seededNodes()) expect(taskResult(report, node.name, 'wipe').data, node.name).toBeUndefined();
+    // The credHelpers lines (both registries') are exactly as they were.
+    expect(read(plain())['docker']).toContain(helperLines());
+    expect(seeded.get(plain().name)!['docker']).toContain(helperLines());
     expect(report.hosts[plain().name]?.tasks.some((t) => t.module === 'containerd.restart')).toBe(false);
 
     for (const node of env.lab.nodes) {
@@ -191,7 +232,7 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
     seeded.set('runId', { id: report.runId });
   });
 
-  it('a second run finds nothing to remove: ok, unchanged, no restart', async () => {
+  it('a second run finds nothing to remove: ok, unchanged, no restart; the helper warning stays, and check is clean (exit 0)', async () => {
     const pids = env.lab.nodes.map(pid);
     const run = await runCli(['run', pb, '-i', env.lab.inventoryPath, '--format', 'json', ...state()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
@@ -200,6 +241,17 @@ describeLab('node.creds.wipe through the CLI (lab: containerd 1.6, 1.7, 2.1)', (
       expect(report.hosts[host]?.recap.changed, host).toBe(0);
       expect(taskResult(report, host, 'wipe').status, host).toBe('ok');
     }
+    // The helper's store may still hold the credential whatever trustplay does: said every run.
+    expect(taskResult(report, plain().name, 'wipe').warnings).toEqual([helperWarning()]);
+    // Not drift: check cannot ask for a change trustplay would never make.
+    const check = await runCli(['check', pb, '-i', env.lab.inventoryPath, '--format', 'json', ...state()]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    const checked = jsonReport(check);
+    for (const node of env.lab.nodes)
+      expect(taskResult(checked, node.name, 'wipe').warnings, node.name).toEqual(
+        node === plain() ? [helperWarning()] : [],
+      );
+    noSecrets(check.stdout + check.stderr);
     expect(env.lab.nodes.map(pid)).toEqual(pids);
   });
 
