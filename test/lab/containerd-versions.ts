@@ -12,7 +12,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
+import { privateApt } from '../../scripts/private-apt.js';
 import { run } from './procs.js';
+
+export { debianArchive } from '../../scripts/private-apt.js';
 
 /** The versions a node can run, by the name tests and `--containerd` use. */
 export const CONTAINERD_VERSIONS = ['1.6', '1.7', '2.1'] as const;
@@ -70,48 +73,6 @@ export function containerdCacheDir(): string {
   return path.resolve(process.env.TRUSTPLAY_CONTAINERD_CACHE ?? '/tmp/trustplay-containerd-cache');
 }
 
-/** The Debian archive (URI and keyring) this machine's apt sources use, read from /etc/apt. */
-export function debianArchive(etcApt = '/etc/apt'): { uri: string; signedBy?: string } {
-  const files: string[] = [];
-  if (existsSync(path.join(etcApt, 'sources.list'))) files.push(path.join(etcApt, 'sources.list'));
-  const partsDir = path.join(etcApt, 'sources.list.d');
-  if (existsSync(partsDir)) {
-    for (const f of readdirSync(partsDir).sort()) {
-      if (f.endsWith('.list') || f.endsWith('.sources')) files.push(path.join(partsDir, f));
-    }
-  }
-  for (const file of files) {
-    const text = readFileSync(file, 'utf8');
-    if (file.endsWith('.sources')) {
-      // deb822 stanzas, separated by blank lines.
-      for (const stanza of text.split(/\n\s*\n/)) {
-        const field = (name: string): string | undefined =>
-          new RegExp(`^${name}:\\s*(.+)$`, 'mi').exec(stanza)?.[1]?.trim();
-        const uri = field('URIs')?.split(/\s+/)[0];
-        const suites = field('Suites')?.split(/\s+/) ?? [];
-        if (uri && isMainArchive(uri, suites, field('Components')?.split(/\s+/) ?? [])) {
-          return { uri, signedBy: field('Signed-By') };
-        }
-      }
-    } else {
-      for (const line of text.split('\n')) {
-        const m = /^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s+(.*)$/.exec(line.trim());
-        if (m?.[2] && m[3] && isMainArchive(m[2], [m[3]], (m[4] ?? '').split(/\s+/))) {
-          const signedBy = /signed-by=(\S+)/.exec(m[1] ?? '')?.[1];
-          return { uri: m[2], signedBy };
-        }
-      }
-    }
-  }
-  throw new Error(
-    `No Debian archive with the main component in ${etcApt}/sources.list*: the lab fetches containerd 1.7 and 2.1 from the archive this machine's apt uses.`,
-  );
-}
-
-function isMainArchive(uri: string, suites: string[], components: string[]): boolean {
-  return /\/debian\/?$/.test(uri) && components.includes('main') && suites.some((s) => !/-(security|updates)$/.test(s));
-}
-
 /** Where a fetched package is unpacked. */
 function packageDir(pin: PinnedPackage, cache = containerdCacheDir()): string {
   return path.join(cache, `containerd_${pin.debVersion}`);
@@ -150,50 +111,19 @@ export async function ensureContainerd(
   mkdirSync(cache, { recursive: true, mode: 0o755 });
   const work = await mkdtemp(path.join(cache, '.fetch-'));
   try {
-    const archive = debianArchive();
-    const keyring = archive.signedBy ?? '/usr/share/keyrings/debian-archive-keyring.gpg';
-    const apt = {
-      sources: path.join(work, 'sources.list'),
-      parts: path.join(work, 'sources.list.d'),
-      lists: path.join(work, 'lists'),
-      cache: path.join(work, 'cache'),
-      dl: path.join(work, 'dl'),
-    };
-    for (const d of [apt.parts, path.join(apt.lists, 'partial'), path.join(apt.cache, 'archives', 'partial'), apt.dl])
-      mkdirSync(d, { recursive: true });
-    writeFileSync(apt.sources, `deb [signed-by=${keyring}] ${archive.uri} ${pin.suite} main\n`);
-    const opts = [
-      '-q',
-      '-o',
-      `Dir::Etc::sourcelist=${apt.sources}`,
-      '-o',
-      `Dir::Etc::sourceparts=${apt.parts}`,
-      '-o',
-      `Dir::State::lists=${apt.lists}`,
-      '-o',
-      `Dir::Cache=${apt.cache}`,
-      // The download dir belongs to root, not _apt: tell apt so instead of having it warn.
-      '-o',
-      'APT::Sandbox::User=root',
-    ];
+    const { opts, archive } = privateApt(path.join(work, 'apt'), pin.suite);
+    const dl = path.join(work, 'dl');
+    mkdirSync(dl, { recursive: true });
     log(`fetching containerd ${pin.debVersion} from ${archive.uri} ${pin.suite} (private apt configuration)`);
     await run('apt-get', [...opts, 'update'], { timeoutMs: 600_000 });
     await run(
       'sh',
-      [
-        '-c',
-        'cd "$1" && shift && exec apt-get "$@"',
-        'sh',
-        apt.dl,
-        ...opts,
-        'download',
-        `containerd=${pin.debVersion}`,
-      ],
+      ['-c', 'cd "$1" && shift && exec apt-get "$@"', 'sh', dl, ...opts, 'download', `containerd=${pin.debVersion}`],
       {
         timeoutMs: 600_000,
       },
     );
-    const deb = path.join(apt.dl, readdirSync(apt.dl).find((f) => f.endsWith('.deb')) ?? 'missing.deb');
+    const deb = path.join(dl, readdirSync(dl).find((f) => f.endsWith('.deb')) ?? 'missing.deb');
     const sha = createHash('sha256').update(readFileSync(deb)).digest('hex');
     if (sha !== pin.sha256) {
       throw new Error(
