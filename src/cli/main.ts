@@ -50,7 +50,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandFn>
   },
   fleet: {
     summary:
-      "fleet status [--kubeconfig FILE] [--stale-after 30m]: the agents' Node conditions, with check's exit codes",
+      "fleet status [--kubeconfig FILE] [--stale-after 30m]: the agents' Node conditions, with check's exit codes; fleet restore --playbook-configmap NS/NAME --before VERSION [--timeout 10m] | --clear: every agent undoes its changes since that playbook version",
     load: async () => (await import('./commands/fleet.js')).fleetCommand,
   },
   vault: {

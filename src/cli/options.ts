@@ -58,6 +58,9 @@ export const commonOptions = {
   kubeconfig: { type: 'string' },
   once: { type: 'boolean' },
   'stale-after': { type: 'string' },
+  before: { type: 'string' },
+  clear: { type: 'boolean' },
+  timeout: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Options = {
@@ -134,6 +137,10 @@ export type Options = {
     kubeconfig?: string;
     once: boolean;
     staleAfter?: string;
+    /** `fleet restore --before VERSION`, `--clear`, `--timeout 10m`. */
+    before?: string;
+    clear: boolean;
+    timeout?: string;
   };
 };
 
@@ -274,6 +281,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
     fetchCa: v['fetch-ca'] ?? false,
     agent: {
       once: v.once ?? false,
+      clear: v.clear ?? false,
       ...defined({
         playbookConfigmap: v['playbook-configmap'],
         mode: v.mode,
@@ -286,6 +294,8 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
         nodeName: v['node-name'],
         kubeconfig: v.kubeconfig,
         staleAfter: v['stale-after'],
+        before: v.before,
+        timeout: v.timeout,
       }),
     },
     ...defined({

@@ -3,7 +3,8 @@
  * `kubectl describe node` and every node dashboard already show, readable with the `nodes` get/list
  * that monitoring has anyway; no CRD and no controller to run), and an Event per change.
  *
- * The condition's reason is the verdict (`InSync`, `Drift`, `Failed`, `RolloutHalted`), its message the recap in one
+ * The condition's reason is the verdict (`InSync`, `Drift`, `Failed`, `RolloutHalted`, `Restored`,
+ * `RestoreFailed`), its message the recap in one
  * line, and `lastHeartbeatTime` the end of the agent's last pass, from which `fleet status` tells a
  * stale agent. Only this condition is written (a strategic merge patch on `nodes/status` merges
  * conditions by type), so the kubelet's own conditions are never touched.
@@ -13,8 +14,12 @@ import { apiMessage, type KubeClient } from './api.js';
 /** The condition type the agent owns. */
 export const CONDITION = 'TrustplayInSync';
 
-/** The agent's verdict on its node (`RolloutHalted`: drift left alone, as other nodes failed; see rollout-gate.ts). */
-export type Verdict = 'InSync' | 'Drift' | 'Failed' | 'RolloutHalted';
+/**
+ * The agent's verdict on its node (`RolloutHalted`: drift left alone, as other nodes failed; see
+ * rollout-gate.ts; `Restored` / `RestoreFailed`: its answer to a standing `fleet restore` request,
+ * enforcement paused; see restore-request.ts).
+ */
+export type Verdict = 'InSync' | 'Drift' | 'Failed' | 'RolloutHalted' | 'Restored' | 'RestoreFailed';
 
 export interface NodeCondition {
   type: string;

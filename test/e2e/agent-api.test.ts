@@ -23,7 +23,8 @@ import { writeKubeconfig } from '../lab/kube-api/kubeconfig.js';
 import { startKubeApi, type KubeApi } from '../lab/kube-api/server.js';
 import { kindOf } from '../lab/kube-api/resources.js';
 import { makeTestCerts } from '../lab/kube-api/test-certs.js';
-import { trustplay } from '../support/cli.js';
+import { startTrustplay, trustplay } from '../support/cli.js';
+import { parseRestoreRequest, playbookVersion, requestTag } from '../../src/k8s/restore-request.js';
 
 let dir = '';
 let api: KubeApi;
@@ -325,5 +326,83 @@ describe('the agent and the API: rollout Leases, Node conditions, fleet status',
     expect(r.stderr).toContain(
       '--max-unavailable must be a number of nodes (at least 1) or a percentage of them (1% to 100%), not `0`',
     );
+  });
+  it('fleet restore: the annotation patch is seen by the ConfigMap watch, the request names the current playbook version, the exit code follows the agents’ answers, --clear removes it', async () => {
+    const cms = '/api/v1/namespaces/kube-system/configmaps';
+    const data = { 'playbook.yaml': '- hosts: workers\n  tasks: []\n', 'vars.yaml': 'x: 1\n' };
+    const created = await client.post(cms, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'trustplay-playbook', namespace: 'kube-system' },
+      data,
+    });
+    expect(created.code).toBe(201);
+    for (const n of ['node-a', 'node-b'])
+      expect((await client.post('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n } })).code).toBe(
+        201,
+      );
+    const rv = String((created.body?.metadata as { resourceVersion: string }).resourceVersion);
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const watching = watchConfigMap(
+      client,
+      'kube-system',
+      'trustplay-playbook',
+      rv,
+      () => rv,
+      (v) => seen.push(v),
+      stop.signal,
+      () => undefined,
+    );
+    const annotation = async () =>
+      ((await client.get(`${cms}/trustplay-playbook`)).body?.metadata as { annotations?: Record<string, string> })
+        .annotations;
+    const base = ['--playbook-configmap', 'kube-system/trustplay-playbook', '--kubeconfig', kubeconfig];
+    const before = 'abcdef012345';
+    const run = startTrustplay(['fleet', 'restore', '--before', before, '--timeout', '2m', ...base]);
+    let request: ReturnType<typeof parseRestoreRequest>['request'];
+    for (let i = 0; i < 300 && request === undefined; i++) {
+      request = parseRestoreRequest(await annotation()).request;
+      if (request === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(request).toMatchObject({ before, playbook: playbookVersion(data) });
+    for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toHaveLength(1);
+    // An answer to another request is not this one's.
+    await publishCondition(client, 'node-a', 'Restored', `${requestTag('older')}: restored snapshot s0`);
+    await publishCondition(
+      client,
+      'node-b',
+      'RestoreFailed',
+      `${requestTag(request?.id ?? '')}: restoring snapshot s1 failed (exit 1)`,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(run.output().stdout).toBe('');
+    await publishCondition(client, 'node-a', 'Restored', `${requestTag(request?.id ?? '')}: restored snapshot s2`);
+    const done = await run.done;
+    expect(done.code, done.stderr).toBe(1);
+    expect(done.stdout).toMatch(/^node-a\s+Restored\s+restore request \S+: restored snapshot s2$/m);
+    expect(done.stdout.trim().split('\n').at(-1)).toBe('restore failed on node-b (exit 1)');
+    // Restored (enforcement paused) is drift for fleet status.
+    const status = await trustplay(['fleet', 'status', '--kubeconfig', kubeconfig]);
+    expect(status.stdout).toMatch(/^node-a\s+Paused\s/m);
+    // Nobody answers a new request: 4 once the timeout is over.
+    const silent = await trustplay(['fleet', 'restore', '--before', before, '--timeout', '1s', ...base]);
+    expect([silent.code, silent.stdout.trim().split('\n').at(-1)]).toEqual([
+      4,
+      'no answer within 1s from node-a, node-b (exit 4)',
+    ]);
+    const cleared = await trustplay(['fleet', 'restore', '--clear', ...base]);
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect((await annotation())?.['trustplay.dev/restore']).toBeUndefined();
+    for (let i = 0; i < 100 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toHaveLength(3);
+    const bad = await trustplay(['fleet', 'restore', '--before', 'HEAD', ...base]);
+    expect([bad.code, bad.stderr.trim()]).toEqual([
+      3,
+      '--before: a playbook version is 12 hex digits (the `playbook …` in `trustplay fleet status`), not `HEAD`',
+    ]);
+    stop.abort();
+    await watching;
   });
 });

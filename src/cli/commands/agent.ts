@@ -19,6 +19,7 @@ import type { JsonReport } from '../../report/json.js';
 import type { KubeClient } from '../../k8s/api.js';
 import type { FleetLeader, HeldLease } from '../../k8s/lease.js';
 import type { Verdict } from '../../k8s/node-status.js';
+import type { RestoreRequest } from '../../k8s/restore-request.js';
 
 /** `10m`, `30s`, `1h`, `500ms`, or plain seconds, in milliseconds; exit 3 otherwise. */
 export function parseDuration(flag: string, text: string | undefined, fallback: string): number {
@@ -148,7 +149,14 @@ async function fetchPlaybook(
   api: KubeClient,
   c: AgentConfig,
   dir: string,
-): Promise<{ playbook: string; inventory: string; resourceVersion: string }> {
+): Promise<{
+  playbook: string;
+  inventory: string;
+  resourceVersion: string;
+  /** The playbook version (restore-request.ts): what `fleet restore --before` names. */
+  version: string;
+  restore: { request?: RestoreRequest; problem?: string };
+}> {
   const { apiMessage } = await import('../../k8s/api.js');
   const got = await api.get(`/api/v1/namespaces/${c.namespace}/configmaps/${c.configMap}`);
   if (got.code !== 200) throw new Error(`cannot read ConfigMap ${c.namespace}/${c.configMap}: ${apiMessage(got)}`);
@@ -162,10 +170,16 @@ async function fetchPlaybook(
   const inventory = join(dir, 'inventory.yaml');
   await writeFile(playbook, text, { mode: 0o600 });
   await writeFile(inventory, stringify(await nodeInventory(c.node, data)), { mode: 0o600 });
-  const resourceVersion = String(
-    (got.body?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion ?? '',
-  );
-  return { playbook, inventory, resourceVersion };
+  const metadata = got.body?.metadata as { resourceVersion?: string; annotations?: Record<string, string> } | undefined;
+  const resourceVersion = String(metadata?.resourceVersion ?? '');
+  const { playbookVersion, parseRestoreRequest } = await import('../../k8s/restore-request.js');
+  return {
+    playbook,
+    inventory,
+    resourceVersion,
+    version: playbookVersion(data),
+    restore: parseRestoreRequest(metadata?.annotations),
+  };
 }
 
 /** Modules that act on the cluster, not on the node: run once per fleet, by the leader. */
@@ -177,19 +191,21 @@ export const LEADER_LEASE = 'trustplay-leader';
 /** One run (or check) of the playbook on the node, through the CLI's one execution path. */
 async function runOnNode(
   c: AgentConfig,
-  files: { playbook: string; inventory: string },
+  files: { playbook: string; inventory: string; version: string },
   options: Options,
   check: boolean,
   dir: string,
   api: KubeClient,
   leader: FleetLeader,
 ): Promise<JsonReport> {
-  const [{ loadAll }, { executePlaybook }, { builtinModules }, { LocalConnection }] = await Promise.all([
-    import('../load.js'),
-    import('../execute.js'),
-    import('../../modules/index.js'),
-    import('../../connection/local.js'),
-  ]);
+  const [{ loadAll }, { executePlaybook }, { builtinModules }, { LocalConnection }, { agentRunCommand }] =
+    await Promise.all([
+      import('../load.js'),
+      import('../execute.js'),
+      import('../../modules/index.js'),
+      import('../../connection/local.js'),
+      import('../../k8s/restore-request.js'),
+    ]);
   const report = join(dir, `report-${check ? 'check' : 'run'}.json`);
   const opts: Options = { ...options, inventory: files.inventory, report, check };
   const loaded = await loadAll(files.playbook, opts);
@@ -203,7 +219,10 @@ async function runOnNode(
       playHosts: loaded.playHosts,
       modules: builtinModules,
       check,
-      command: `agent ${check ? 'check' : 'enforce'} ${c.namespace}/${c.configMap}`,
+      // The playbook version in the snapshot's command: what `fleet restore --before` maps to this node's snapshots.
+      command: check
+        ? `agent check ${c.namespace}/${c.configMap} playbook ${files.version}`
+        : agentRunCommand(c.namespace, c.configMap, files.version),
       // The cluster's API through the agent's own client (the pod's service account), not kubectl on the node.
       connectionFactory: (spec) =>
         new LocalConnection({ host: spec.name, root: c.hostRoot, commandPrefix: c.prefix, kube: api }),
@@ -217,14 +236,25 @@ async function runOnNode(
   return JSON.parse(await readFile(report, 'utf8')) as JsonReport;
 }
 
-/** The verdict on the node from a check's report, and the recap in one line. */
-function verdictOf(r: JsonReport, node: string): { verdict: Verdict; message: string } {
+/**
+ * The verdict on the node from a check's report, and the recap in one line, with the playbook
+ * version (what `fleet restore --before` names) and, after a change, the snapshot it left.
+ */
+function verdictOf(
+  r: JsonReport,
+  node: string,
+  version: string,
+  snapshot?: string,
+): { verdict: Verdict; message: string } {
   const recap = r.hosts[node]?.recap;
   const counts = recap
     ? `ok=${recap.ok} changed=${recap.changed} failed=${recap.failed} unreachable=${recap.unreachable}`
     : 'no recap';
   const verdict: Verdict = r.exitCode === 0 ? 'InSync' : r.exitCode === 2 ? 'Drift' : 'Failed';
-  return { verdict, message: `${r.outcome.reason}; ${counts}; run ${r.runId}` };
+  return {
+    verdict,
+    message: `${r.outcome.reason}; ${counts}; run ${r.runId}; playbook ${version}${snapshot !== undefined ? `; snapshot ${snapshot}` : ''}`,
+  };
 }
 
 /** The changes a run made, one line each, for the Events. */
@@ -240,8 +270,14 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
   const [
     { KubeClient, inClusterAccess, kubeconfigAccess },
     { LeasePool, FleetLeader },
-    { publishCondition, nodeEvent },
-  ] = await Promise.all([import('../../k8s/api.js'), import('../../k8s/lease.js'), import('../../k8s/node-status.js')]);
+    { publishCondition, nodeEvent, conditionOf },
+    { LocalConnection },
+  ] = await Promise.all([
+    import('../../k8s/api.js'),
+    import('../../k8s/lease.js'),
+    import('../../k8s/node-status.js'),
+    import('../../connection/local.js'),
+  ]);
   const access =
     options.agent.kubeconfig !== undefined ? await kubeconfigAccess(options.agent.kubeconfig) : await inClusterAccess();
   const api = new KubeClient(access);
@@ -253,6 +289,9 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
     durationSeconds: c.leaseSeconds,
   });
   const log = (line: string): void => void process.stderr.write(`agent ${c.node}: ${line}\n`);
+  // The node, rooted at --host-root; the cluster's API through the agent's own client.
+  const nodeConnection = (spec: { name: string }) =>
+    new LocalConnection({ host: spec.name, root: c.hostRoot, commandPrefix: c.prefix, kube: api });
   const leader = new FleetLeader(
     new LeasePool(api, {
       namespace: c.namespace,
@@ -277,6 +316,125 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
   let changed = false;
   let wake: (() => void) | undefined;
 
+  // The last snapshot this agent's changes left (published in its status), and the restore request it answered.
+  let lastSnapshot: string | undefined;
+  let answered: { id: string; verdict: 'Restored' | 'RestoreFailed'; message: string } | undefined;
+
+  /**
+   * A pass while a `fleet restore` request stands: the first time, undo this node's snapshots from
+   * the first made under the request's playbook version, newest first, with the same restore as
+   * `trustplay restore` (verified containerd restart included) under a rollout Lease; then, every
+   * pass, report the outcome and change nothing (enforcement paused).
+   */
+  const restorePass = async (
+    files: Awaited<ReturnType<typeof fetchPlaybook>>,
+    req: RestoreRequest,
+    dir: string,
+  ): Promise<number> => {
+    const { requestTag } = await import('../../k8s/restore-request.js');
+    const tag = `${requestTag(req.id)}:`;
+    const paused =
+      'enforcement paused until the request is cleared (trustplay fleet restore --clear) or the playbook changes';
+    if (answered?.id !== req.id) {
+      // An agent restarted while the request stands finds its answer in its own condition.
+      const got = await api.get(`/api/v1/nodes/${encodeURIComponent(c.node)}`);
+      const before = got.code === 200 ? conditionOf(got.body) : undefined;
+      if (
+        before !== undefined &&
+        (before.reason === 'Restored' || before.reason === 'RestoreFailed') &&
+        before.message.startsWith(tag)
+      )
+        answered = { id: req.id, verdict: before.reason, message: before.message };
+    }
+    if (answered?.id !== req.id) answered = { id: req.id, ...(await restoreNode(files, req, tag, paused, dir)) };
+    if (!stop.signal.aborted) await publishCondition(api, c.node, answered.verdict, answered.message);
+    return answered.verdict === 'Restored' ? ExitCode.Ok : ExitCode.Failed;
+  };
+
+  const restoreNode = async (
+    files: Awaited<ReturnType<typeof fetchPlaybook>>,
+    req: RestoreRequest,
+    tag: string,
+    paused: string,
+    dir: string,
+  ): Promise<{ verdict: 'Restored' | 'RestoreFailed'; message: string }> => {
+    const [
+      { SnapshotStore },
+      { snapshotsBefore, requestTag },
+      { runRestore },
+      { loadInventory },
+      { prepareInventory },
+    ] = await Promise.all([
+      import('../../snapshots/store.js'),
+      import('../../k8s/restore-request.js'),
+      import('./restore.js'),
+      import('../../playbook/inventory.js'),
+      import('../load.js'),
+    ]);
+    const failed = (why: string) => ({ verdict: 'RestoreFailed' as const, message: `${tag} ${why}; ${paused}` });
+    try {
+      const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
+      const mine = (await store.list()).flatMap((e) =>
+        e.manifest !== undefined && (e.manifest.hosts[c.node]?.resources.length ?? 0) > 0
+          ? [{ runId: e.runId, time: e.time, command: e.manifest.command }]
+          : [],
+      );
+      const ids = snapshotsBefore(mine, c.namespace, c.configMap, req.before);
+      log(
+        `${tag} ${ids.length > 0 ? `restoring ${ids.join(', ')}` : `no change made here under playbook ${req.before}`}`,
+      );
+      if (ids.length === 0)
+        return {
+          verdict: 'Restored',
+          message: `${tag} nothing to undo (no change made on this node under playbook ${req.before}); ${paused}`,
+        };
+      const inv = await loadInventory(files.inventory);
+      if (inv.inventory === undefined) return failed("the ConfigMap's vars.yaml gives no valid inventory");
+      const inventory = await prepareInventory(inv.inventory, options);
+      // A Lease left from an enforce pass that failed: the restore is this node's way back, under its own Lease.
+      if (held !== undefined) {
+        clearInterval(held.timer);
+        await held.lease.release();
+        held = undefined;
+      }
+      // Restores restart containerd as enforce does: as many nodes at a time as --max-unavailable allows.
+      pool.resize(await rolloutSlots(api, c.maxUnavailable));
+      const lease = await pool.acquire(stop.signal);
+      if (lease === undefined) return failed('stopped while waiting for a rollout Lease');
+      const timer = setInterval(
+        () => void lease.renew().catch((e: unknown) => log(`renewing ${lease.name}: ${String(e)}`)),
+        (c.leaseSeconds * 1000) / 3,
+      );
+      try {
+        for (const id of ids) {
+          const manifest = await store.readManifest(id);
+          const code = await runRestore({
+            store,
+            manifest,
+            inventory,
+            hosts: [c.node],
+            options: { ...options, check: false, report: join(dir, `report-restore-${id}.json`) },
+            command: `agent restore ${id} (${requestTag(req.id)})`,
+            connectionFactory: nodeConnection,
+          });
+          if (code !== ExitCode.Ok) return failed(`restoring snapshot ${id} failed (exit ${code})`);
+          await nodeEvent(api, c.node, 'TrustplayRestored', `${tag} snapshot ${id} restored`);
+        }
+      } finally {
+        // Released whatever happened: a failed restore is reported, and the rollout is not what it guards.
+        clearInterval(timer);
+        await lease.release();
+      }
+      lastSnapshot = undefined;
+      return {
+        verdict: 'Restored',
+        message: `${tag} restored snapshot${ids.length === 1 ? '' : 's'} ${ids.join(', ')} (before playbook ${req.before}); ${paused}`,
+      };
+    } catch (err) {
+      return failed(err instanceof Error ? err.message : String(err));
+    }
+  };
+
   /** One pass: check; in enforce mode with drift, take a slot, run, check again, and give the slot back when in sync. */
   const pass = async (): Promise<number> => {
     const dir = await mkdtemp(join(tmpdir(), 'trustplay-agent-'));
@@ -300,6 +458,15 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
           stop.signal,
           log,
         );
+      // A fleet restore request for this playbook version pauses enforcement while it stands.
+      if (files.restore.problem !== undefined) {
+        const why = `${files.restore.problem}: nothing is enforced until it is fixed or removed (trustplay fleet restore --clear)`;
+        log(why);
+        if (!stop.signal.aborted) await publishCondition(api, c.node, 'Failed', why);
+        return ExitCode.Failed;
+      }
+      const request = files.restore.request;
+      if (request !== undefined && request.playbook === files.version) return await restorePass(files, request, dir);
       let report = await runOnNode(c, files, options, true, dir, api, leader);
       if (c.mode === 'enforce' && report.exitCode === ExitCode.Drift) {
         if (held === undefined) {
@@ -359,7 +526,10 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
           held = { lease, timer };
         }
         const run = await runOnNode(c, files, options, false, dir, api, leader);
-        for (const change of changesOf(run, c.node)) await nodeEvent(api, c.node, 'TrustplayChanged', change);
+        const changes = changesOf(run, c.node);
+        // A run that changed something left a snapshot under its run id: published, so a person can find it.
+        if (changes.length > 0) lastSnapshot = run.runId;
+        for (const change of changes) await nodeEvent(api, c.node, 'TrustplayChanged', change);
         // The health check: the same playbook checks clean after the change (restarts verified, pulls work).
         const recheck = await runOnNode(c, files, options, true, dir, api, leader);
         // A run that failed is the verdict, whatever the check after it finds still to do.
@@ -373,12 +543,18 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
           // A node that does not come back in sync keeps its slot: the rollout stops at
           // max-unavailable failed nodes, as a DaemonSet's does at max-unavailable unready pods.
           log(`not in sync after the change: keeps Lease ${held.lease.name}, the rollout waits`);
-          await nodeEvent(api, c.node, 'TrustplayFailed', verdictOf(report, c.node).message, 'Warning');
+          await nodeEvent(
+            api,
+            c.node,
+            'TrustplayFailed',
+            verdictOf(report, c.node, files.version, lastSnapshot).message,
+            'Warning',
+          );
         }
       }
       // A pass cut short by SIGTERM (a pod deleted, a node drained) has no verdict: the last one stands.
       if (stop.signal.aborted) return report.exitCode;
-      const { verdict, message } = verdictOf(report, c.node);
+      const { verdict, message } = verdictOf(report, c.node, files.version, lastSnapshot);
       await publishCondition(api, c.node, verdict, message);
       return report.exitCode;
     } finally {

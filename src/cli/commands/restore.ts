@@ -8,6 +8,9 @@ import { isAbsolute, resolve } from 'node:path';
 import { ExitCode, ExitError } from '../exit-codes.js';
 import { formatDiagnostics, prepareInventory, selectHostsOrExit } from '../load.js';
 import type { Options } from '../options.js';
+import type { Execution } from '../execute.js';
+import type { Inventory } from '../../playbook/inventory.js';
+import type { Manifest, SnapshotStore } from '../../snapshots/store.js';
 
 export async function restoreCommand(positionals: string[], options: Options): Promise<number> {
   const id = positionals[0];
@@ -16,13 +19,8 @@ export async function restoreCommand(positionals: string[], options: Options): P
       ExitCode.Invalid,
       'usage: trustplay restore SNAPSHOT-ID [--limit PATTERN] [--check] [--diff] [-i INVENTORY] [--allow-unsigned] (ids: `trustplay snapshots list`)',
     );
-  const [
-    { SnapshotStore },
-    { loadSnapshotForRestore, restoreModules, restorePlaybook },
-    { loadInventory, localInventory },
-  ] = await Promise.all([
+  const [{ SnapshotStore }, { loadInventory, localInventory }] = await Promise.all([
     import('../../snapshots/store.js'),
-    import('../../snapshots/restore.js'),
     import('../../playbook/inventory.js'),
   ]);
   const store = new SnapshotStore(options.stateDir, options.snapshotKey ? { keyFile: options.snapshotKey } : {});
@@ -84,9 +82,33 @@ export async function restoreCommand(positionals: string[], options: Options): P
     );
   }
 
+  return runRestore({ store, manifest, inventory, hosts, options, command: `restore ${id}`, inventoryPath: invPath });
+}
+
+/** What one restore needs: a verified manifest, the hosts chosen in it, and how to reach them. */
+export interface RestoreRun {
+  store: SnapshotStore;
+  manifest: Manifest;
+  inventory: Inventory;
+  hosts: string[];
+  options: Options;
+  /** What the restore's own snapshot records as its command. */
+  command: string;
+  inventoryPath?: string | undefined;
+  /** `trustplay agent`: its node, rooted at /host. */
+  connectionFactory?: Execution['connectionFactory'];
+}
+
+/**
+ * Puts back what a snapshot saved for `hosts`: every blob verified first (exit 3, nothing
+ * changed), then the restore playbook through the ordinary engine. The one restore of
+ * `trustplay restore` and of the agent's `fleet restore` requests.
+ */
+export async function runRestore(r: RestoreRun): Promise<number> {
+  const { loadSnapshotForRestore, restoreModules, restorePlaybook } = await import('../../snapshots/restore.js');
   let loaded;
   try {
-    loaded = await loadSnapshotForRestore(store, manifest, hosts);
+    loaded = await loadSnapshotForRestore(r.store, r.manifest, r.hosts);
   } catch (e) {
     throw new ExitError(ExitCode.Invalid, `cannot restore: ${(e as Error).message}`);
   }
@@ -101,14 +123,15 @@ export async function restoreCommand(positionals: string[], options: Options): P
   return executePlaybook(
     {
       playbook: restorePlaybook(loaded),
-      inventory,
-      playHosts: [hosts],
+      inventory: r.inventory,
+      playHosts: [r.hosts],
       modules: async (name) => own[name] ?? builtinModules(name),
-      check: options.check,
-      command: `restore ${id}`,
-      ...(invPath ? { inventoryPath: invPath } : {}),
+      check: r.options.check,
+      command: r.command,
+      ...(r.inventoryPath ? { inventoryPath: r.inventoryPath } : {}),
+      ...(r.connectionFactory ? { connectionFactory: r.connectionFactory } : {}),
       undoWords: 'undo this restore with',
     },
-    options,
+    r.options,
   );
 }
