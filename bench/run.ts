@@ -8,7 +8,10 @@
  * (trustplay vs Ansible on N loopback hosts: `npm run bench -- ansible [--hosts 20,100] [--reps 3]`,
  * minutes, writes bench/results/latest.json and latest.md), and short (issue 21's CI form: 20 hosts
  * converged, trustplay against the ssh2 floor, one rep, no Ansible: `npm run bench -- short`).
- * Default: all but ansible and short.
+ * agent (issue 23, pull mode on an N-node lab: rollout times per --max-unavailable and the API
+ * load per node per interval: `npm run bench -- agent [--nodes 20] [--max-unavailable 1,5,20]
+ * [--intervals 3] [--interval 10]`, minutes, writes bench/results/agent.md) only when asked too.
+ * Default: all but ansible, short and agent.
  */
 import { benchStartup, benchValidate } from './validate-startup.js';
 import { table } from './util.js';
@@ -48,6 +51,34 @@ async function main(): Promise<void> {
     const { shortCompare } = await import('./compare.js');
     const n = Number(flag('hosts') ?? 20);
     process.stdout.write(`${await shortCompare(n, (line) => process.stderr.write(`${line}\n`))}\n`);
+  }
+  if (wanted.has('agent')) {
+    const { benchAgent, agentMarkdown } = await import('./agent.js');
+    const nodes = Number(flag('nodes') ?? 20);
+    const maxUnavailable = (flag('max-unavailable') ?? '1,5,20').split(',').map(Number);
+    const intervals = Number(flag('intervals') ?? 3);
+    const intervalS = Number(flag('interval') ?? 10);
+    if (
+      !Number.isInteger(nodes) ||
+      nodes < 1 ||
+      maxUnavailable.some((n) => !Number.isInteger(n) || n < 1) ||
+      !Number.isInteger(intervals) ||
+      intervals < 1 ||
+      !(intervalS >= 1)
+    ) {
+      throw new Error(
+        'usage: npm run bench -- agent [--nodes 20] [--max-unavailable 1,5,20] [--intervals 3] [--interval 10]',
+      );
+    }
+    const r = await benchAgent({
+      nodes,
+      maxUnavailable,
+      intervals,
+      intervalS,
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    if (typeof r === 'string') process.stdout.write(`\nagent: ${r}\n`);
+    else process.stdout.write(`\n${agentMarkdown(r)}\n`);
   }
   if (wanted.has('ansible')) {
     const { compare, markdown, writeResults } = await import('./compare.js');
