@@ -144,6 +144,19 @@ describe('planCredsWipe', () => {
     expect(planCredsWipe(args(), { ...obs, config: { path: CONFIG, kind: 'absent', content: null } })).toEqual([]);
   });
 
+  it("on Docker's containerd.io config (CRI disabled) cleans the credential files and leaves config.toml alone: no CRI auth is read there", () => {
+    const dockerConfig = readFileSync(
+      new URL('../../test/fixtures/published-configs/containerd-io.toml', import.meta.url),
+      'utf8',
+    );
+    const obs: CredsObserved = {
+      ...observed(),
+      config: { path: CONFIG, kind: 'file', content: dockerConfig },
+    };
+    const changes = planCredsWipe(args(), obs);
+    expect(changes.map((c) => (c.op === 'file.write' ? c.path : c.op))).toEqual([DOCKER, KUBELET]);
+  });
+
   it('with all: true removes the whole files (naming their registries) and every registry auth, but never TLS', () => {
     const { changes } = wipe(args({ all: true }), observed());
     expect(changes.map((c) => c.summary)).toEqual([

@@ -40,6 +40,7 @@ import {
   restartTimeoutArg,
 } from '../playbook/schema/args-common.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
+import { criPluginsDisabledIn } from '../containerd/config.js';
 import { removeRegistriesAuth } from '../containerd/registries-yaml.js';
 import { registryKeyMatches } from '../containerd/registry-host.js';
 import { restartRequestFor } from './containerd-restart.js';
@@ -349,6 +350,10 @@ function containerdAuthChange(
 ): Change[] {
   if (config.content === null) return [];
   const previous = config.content;
+  // A containerd whose CRI plugin is disabled (Docker's containerd.io config) pulls nothing for
+  // Kubernetes: no CRI registry auth it might hold is read, so there is nothing of it to wipe; the
+  // credential files (Docker's config.json among them) are still cleaned.
+  if (!rancher && criPluginsDisabledIn(previous).length > 0) return [];
   const opts = containerdMajor !== undefined ? { containerdMajor } : {};
   const outcome = rancher
     ? removeRegistriesAuth(previous, args.config_file, (key) => args.all || registryKeyMatches(key, args.registry))
