@@ -24,7 +24,7 @@ import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { dockerPull } from '../support/docker-api.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { criPull, inNode } from '../support/lab-node.js';
+import { criPull, inNode, trustFilesState } from '../support/lab-node.js';
 
 vi.setConfig({ testTimeout: 240_000 });
 
@@ -46,15 +46,7 @@ describeLab('fix-registry.yaml on a mixed fleet (containerd, Docker Engine, cont
   const args = (...extra: string[]) => [...extra, '-i', env.lab.inventoryPath, '--state-dir', path.join(work, 'state')];
   const reg = () => env.lab.registries.registry.host;
 
-  /** Every trust file any runtime's module may touch on a node, with mode, owner and sha256. */
-  const trustState = async (node: LabNode): Promise<string> => {
-    const r = await inNode(
-      node,
-      `{ echo /etc/containerd/config.toml; find /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d -type f 2>/dev/null | sort; } | while read -r f; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done`,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout;
-  };
+  const trustState = trustFilesState;
   /** The node's own runtime's answer for the lab image: '' when it pulled (skopeo: read the manifest). */
   const pull = async (node: LabNode): Promise<string> => {
     if (node === docker) return dockerPull(node.docker!.hostSocket, env.lab.image.ref, { fresh: true });

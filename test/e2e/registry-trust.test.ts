@@ -1,6 +1,6 @@
 /**
  * registry.trust end to end: one task, written once, fixes every runtime of a mixed 2-node lab.
- *   node1: containerd (CRI) and containers/image (skopeo; dockerd hidden there);
+ *   node1: containerd (CRI) and containers/image (skopeo; the lab hides this machine's dockerd there);
  *   node2: containerd (CRI), Docker Engine (a real dockerd, Engine API pulls over its socket, the
  *          registry reached on [::1] so dockerd really verifies TLS) and containers/image (skopeo).
  * From the real x509 unknown-authority error on every runtime of both nodes (CRI pull, Engine API
@@ -19,7 +19,7 @@ import type { LabNode } from '../lab/lab.js';
 import { trustplay } from '../support/cli.js';
 import { dockerPull } from '../support/docker-api.js';
 import { describeLab, useLab } from '../support/lab-fixture.js';
-import { criPull, hidePrograms, inNode } from '../support/lab-node.js';
+import { criPull, inNode, trustFilesState } from '../support/lab-node.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
@@ -32,19 +32,10 @@ describeLab('registry.trust end to end (containerd, Docker Engine and containers
   let nodes: LabNode[];
   let playbook: string;
   let runId = '';
-  let undoHide: (() => Promise<void>) | undefined;
   const before: Record<string, string> = {};
   const args = (...extra: string[]) => [...extra, '-i', env.lab.inventoryPath, '--state-dir', path.join(work, 'state')];
 
-  /** Every file a registry.trust task may touch on a node, with mode, owner and sha256. */
-  const trustState = async (node: LabNode): Promise<string> => {
-    const r = await inNode(
-      node,
-      `{ echo /etc/containerd/config.toml; find /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d -type f 2>/dev/null | sort; } | while read -r f; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done`,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout;
-  };
+  const trustState = trustFilesState;
   /** Each runtime's answer for the lab image on a node: '' when it verified the registry and pulled (or read the manifest). */
   const pulls = async (node: LabNode): Promise<Record<string, string>> => {
     const out: Record<string, string> = {
@@ -61,8 +52,6 @@ describeLab('registry.trust end to end (containerd, Docker Engine and containers
     if (!containersImageAvailable()) throw new Error('skopeo is not installed: apt-get install skopeo');
     work = mkdtempSync(path.join(os.tmpdir(), 'tp-e2e-registry-trust-'));
     nodes = env.lab.nodes.slice(0, 2);
-    // dockerd is installed on this machine, so on PATH in every node: node1 is a node without Docker Engine.
-    undoHide = await hidePrograms(nodes[0]!, ['dockerd']);
     playbook = path.join(work, 'trust.yaml');
     writeFileSync(
       playbook,
@@ -78,7 +67,6 @@ describeLab('registry.trust end to end (containerd, Docker Engine and containers
     );
   });
   afterAll(async () => {
-    await undoHide?.();
     rmSync(work, { recursive: true, force: true });
   });
 

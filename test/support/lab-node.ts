@@ -143,6 +143,20 @@ export function writeTrustCaPlaybook(file: string, extra: string[] = []): string
 export { hidePrograms } from '../lab/node.js';
 
 /**
+ * Every trust file a runtime's module may touch on `node` (containerd's config.toml, every file
+ * under containerd's, Docker Engine's and containers/image's certs.d), each with mode, owner and
+ * sha256 (or `absent`): equal strings mean byte-for-byte equal trust.
+ */
+export async function trustFilesState(node: LabNode): Promise<string> {
+  const r = await inNode(
+    node,
+    `{ echo /etc/containerd/config.toml; find /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d -type f 2>/dev/null | sort; } | while read -r f; do if [ -e "$f" ]; then echo "$f $(stat -c '%a %u:%g' "$f") $(sha256sum < "$f")"; else echo "$f absent"; fi; done`,
+  );
+  if (r.code !== 0) throw new Error(`cannot read the trust files of ${node.name}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
  * Waits until `path` exists on every node (a restart command's mark that it began), failing with
  * the run's output when the run ends first or nothing comes within `timeoutMs`.
  */
