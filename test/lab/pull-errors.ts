@@ -52,6 +52,8 @@ export const PULL_ERRORS_LAB = {
   containerd: ['1.6', '1.7', '2.1'] as ('1.6' | '1.7' | '2.1')[],
   tlsVariants: true,
   docker: [true, false, false],
+  // skopeo runs on node2 (lab nodes hide it unless asked for).
+  containers: [false, true, false],
 };
 
 interface Case {
@@ -307,7 +309,7 @@ export async function recordPullErrors(
     log(`set up in ${Date.now() - started} ms`);
 
     const containerdVersion = (n: LabNode) => n.containerd.version;
-    const skopeo = await inNode(dockerNode, 'skopeo --version');
+    const skopeo = await inNode(others[0]!, 'skopeo --version');
     const skopeoVersion = /version (\S+)/.exec(skopeo.stdout)?.[1] ?? '';
     const runtimes: Runtime[] = [
       ...lab.nodes.map((n) => ({
