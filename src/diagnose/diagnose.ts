@@ -14,6 +14,10 @@ import { gatherNodeView, proxyFor, type NodeView, type NodeViewOptions } from '.
 import { connectThroughProxy, probePlain, probeTls, type TlsProbe } from './probe.js';
 import { sClientProbe } from './s-client.js';
 import { CAUSE_SUMMARY, type DiagnoseCause } from './causes.js';
+// runtime-trust.ts is imported when used: it reads through the modules, and containerd.tls's pre-flight imports this file.
+import type { RuntimesRead, RuntimeTrust } from './runtime-trust.js';
+import { RUNTIME_NAMES } from './runtime-names.js';
+import type { Runtime } from '../modules/runtimes.js';
 
 /** A CA file given with `--ca`, already parsed. */
 export interface ExtraCa {
@@ -90,6 +94,13 @@ export interface DiagnoseOptions extends NodeViewOptions {
   nodeClock?: (read: Date) => Date;
   /** `--expiry-warning`: warn about certificates in the chain or trusted for the registry expiring within this many days. */
   expiryWarningDays?: number;
+  /**
+   * Also read the trust of every other runtime the node has (Docker Engine, containers/image), as
+   * `trustplay diagnose` does; without it, containerd's alone (containerd.tls's pre-flight).
+   */
+  allRuntimes?: boolean;
+  /** The inventory's `cri_socket`, for runtime detection. */
+  criSocket?: string;
 }
 
 /** A certificate that expires soon (`--expiry-warning`). */
@@ -144,6 +155,15 @@ export interface Diagnosis {
   ca_check?: CaCheck;
   fix: Fix | null;
   /**
+   * The runtimes the node pulls through, as registry.trust (runtimes: auto) selects them; absent
+   * when none was found or they were not read (then containerd's trust is the one diagnosed).
+   */
+  runtimes?: Runtime[];
+  /** Why a runtime was left out, or its trust could not be read. */
+  runtime_notes?: string[];
+  /** What each runtime besides containerd trusts for the registry, and its verdict on the chain. */
+  other_runtimes?: RuntimeTrust[];
+  /**
    * The self-signed certificate at the top of the served chain (a root, or a self-signed leaf), for
    * `--fetch-ca`; absent when the registry does not send one or a proxy re-signs the traffic.
    */
@@ -181,16 +201,33 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
     return d;
   }
   let view: NodeView;
+  let runtimes: RuntimesRead | null = null;
   try {
-    view = await gatherNodeView(conn, o.registry, o);
+    const hostState = new Map<string, unknown>();
+    view = await gatherNodeView(conn, o.registry, o, hostState);
+    if (o.allRuntimes)
+      runtimes = await (
+        await import('./runtime-trust.js')
+      ).gatherRuntimeTrust(conn, {
+        registry: o.registry,
+        configFile: view.configFile,
+        addresses: view.addresses,
+        hostState,
+        ...(o.criSocket !== undefined ? { criSocket: o.criSocket } : {}),
+      });
   } catch (e) {
     d.cause = 'other';
     d.summary = (e as Error).message;
     return d;
   }
+  if (runtimes) {
+    d.runtimes = runtimes.runtimes;
+    if (runtimes.notes.length) d.runtime_notes = runtimes.notes;
+    if (runtimes.others.length) d.other_runtimes = runtimes.others.map((r) => r.trust);
+  }
   const controllerNow = (o.controllerNow ?? (() => new Date()))();
   const nodeNow = o.nodeClock ? o.nodeClock(view.clock) : view.clock;
-  d.evidence.trust = view.trust;
+  if (!d.runtimes || d.runtimes.includes('containerd')) d.evidence.trust = view.trust;
   d.evidence.node_time = nodeNow.toISOString();
   d.evidence.controller_time = controllerNow.toISOString();
   d.evidence.clock_skew_seconds = Math.round((nodeNow.getTime() - controllerNow.getTime()) / 1000);
@@ -270,6 +307,7 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
               proxy: proxy !== undefined,
               conn,
               o,
+              runtimes,
             });
           }
           if (via.failure !== 'other') {
@@ -301,6 +339,7 @@ export async function diagnoseNode(conn: Connection, o: DiagnoseOptions): Promis
     proxy: proxy !== undefined,
     conn,
     o,
+    runtimes,
   });
 }
 
@@ -314,6 +353,7 @@ interface Ctx {
   proxy: boolean;
   conn: Connection;
   o: DiagnoseOptions;
+  runtimes: RuntimesRead | null;
 }
 
 async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Diagnosis> {
@@ -370,10 +410,35 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
       ...(c.o.ca && !c.o.ca.replaceTrust ? c.o.ca.certs.map((cert) => ({ cert, source: `--ca ${c.o.ca?.file}` })) : []),
     ],
   });
-  d.findings.push(...verdict.findings);
+  // containerd's verdict is the node's unless the node does not pull through containerd; then, and
+  // when containerd's is clean, the first other runtime the chain fails on names the cause.
+  const containerdOut = c.runtimes !== null && !c.runtimes.runtimes.includes('containerd');
+  if (!containerdOut) d.findings.push(...verdict.findings);
+  if (c.runtimes?.others.length) {
+    const { judgeRuntime } = await import('./runtime-trust.js');
+    d.other_runtimes = c.runtimes.others.map((r) =>
+      judgeRuntime(r, {
+        registry: c.o.registry,
+        served: probe.served,
+        osAnchors: c.view.osAnchors,
+        ...(c.view.trust.os_store ? { osStore: c.view.trust.os_store } : {}),
+        hostname: c.hostname,
+        now: c.nodeNow,
+        controllerNow: c.controllerNow,
+        runtimes: c.runtimes!.runtimes,
+      }),
+    );
+    if (d.findings.length === 0) {
+      const failing = d.other_runtimes.find((r) => r.findings?.length);
+      if (failing)
+        d.findings.push(
+          ...(failing.findings ?? []).map((f) => ({ ...f, detail: `${RUNTIME_NAMES[failing.runtime]}: ${f.detail}` })),
+        );
+    }
+  }
   // The node has a CA file for the registry in a hosts.toml its containerd ignores: that is why.
   const ignored = c.view.trust.hosts_toml_ignored;
-  const untrusted = d.findings.find((f) => CHAIN_CAUSES.has(f.cause));
+  const untrusted = containerdOut ? undefined : verdict.findings.find((f) => CHAIN_CAUSES.has(f.cause));
   if (ignored !== undefined && untrusted)
     untrusted.detail += `; ${ignored}, so its ca (${c.view.trust.ignored_ca?.join(', ') || 'none'}) is not used`;
   if (c.o.expiryWarningDays !== undefined) {
@@ -390,7 +455,8 @@ async function classifyProbe(d: Diagnosis, probe: TlsProbe, c: Ctx): Promise<Dia
     );
     if (soon.length) d.expiry_warnings = soon;
   }
-  if (verdict.anchor) d.evidence.trusted_by = `${evidenceOf(verdict.anchor.cert).subject} (${verdict.anchor.source})`;
+  if (verdict.anchor && !containerdOut)
+    d.evidence.trusted_by = `${evidenceOf(verdict.anchor.cert).subject} (${verdict.anchor.source})`;
   if (c.o.ca) {
     d.ca_check = checkCa({
       served: probe.served,

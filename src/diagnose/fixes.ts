@@ -1,9 +1,31 @@
 /**
- * The fix diagnose proposes for each cause: the secure one, as a ready `containerd.tls` task where
- * trustplay can apply it, else what to ask of whom. Never `skip_verify` or `plain_http`: where only
- * the registry's owner can fix the cause, the fix says so and proposes nothing on the node.
+ * The fix diagnose proposes for each cause: the secure one, as a ready task where trustplay can
+ * apply it, else what to ask of whom. Never `skip_verify` or `plain_http`: where only the
+ * registry's owner can fix the cause, the fix says so and proposes nothing on the node.
+ *
+ * The task's module is the node's: `containerd.tls` on a containerd node (and when the runtimes
+ * were not read), `registry.trust` on a node with more than one runtime, `docker.tls` or
+ * `containers.tls` on a node that has only that one.
  */
+import type { Runtime } from '../modules/runtimes.js';
 import type { DiagnoseOptions, Diagnosis } from './diagnose.js';
+import { TRUST_MODULES } from './runtime-names.js';
+
+/** A module that makes a node trust a registry. */
+export type TrustModule = 'containerd.tls' | 'docker.tls' | 'containers.tls' | 'registry.trust';
+
+/** The module a fix task uses for a node with these runtimes (see the file comment). */
+export function trustModuleFor(runtimes: readonly Runtime[] | undefined): TrustModule {
+  if (!runtimes || runtimes.length === 0) return 'containerd.tls';
+  if (runtimes.length > 1) return 'registry.trust';
+  return TRUST_MODULES[runtimes[0]!];
+}
+
+/** The module for a fleet: the one every node's would be, else `registry.trust`. */
+export function trustModuleForAll(nodes: ReadonlyArray<readonly Runtime[] | undefined>): TrustModule {
+  const modules = new Set(nodes.map(trustModuleFor));
+  return modules.size === 1 ? [...modules][0]! : 'registry.trust';
+}
 
 /** A proposed fix. */
 export interface Fix {
@@ -11,19 +33,21 @@ export interface Fix {
   by: 'you (trustplay)' | 'registry owner' | 'node administrator';
   /** One sentence. */
   action: string;
-  /** A ready containerd.tls task (a playbook task as data), when trustplay can apply the fix. */
-  task?: { name: string; 'containerd.tls': Record<string, unknown> };
+  /** A ready task (a playbook task as data) of the node's trust module, when trustplay can apply the fix. */
+  task?: { name: string } & { [M in TrustModule]?: Record<string, unknown> };
 }
 
 const PLACEHOLDER_CA = "<the registry CA's PEM file, from the registry's owner>";
 
-function caTask(registry: string, ca: string): Fix['task'] {
-  return { name: `trust ${registry}'s CA`, 'containerd.tls': { registry, ca } };
+function caTaskOf(registry: string, ca: string, module: TrustModule): Fix['task'] {
+  return { name: `trust ${registry}'s CA`, [module]: { registry, ca } };
 }
 
 /** The fix for a diagnosis (null when healthy or nothing on the trust side applies). */
 export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
   const r = d.registry;
+  const module = trustModuleFor(d.runtimes);
+  const caTask = (registry: string, ca: string) => caTaskOf(registry, ca, module);
   const caOk = d.ca_check?.validates === true;
   const byCa = caOk && o.ca ? caTask(r, o.ca.file) : undefined;
   const chain = d.evidence.chain ?? [];
@@ -35,7 +59,7 @@ export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
   )
     return {
       by: 'you (trustplay)',
-      action: `${ignored}: give it a [host."https://${r}"] table with the CA, which containerd.tls writes for ${r}${d.evidence.trust?.hosts_toml?.startsWith('/var/lib/rancher/') ? ` (on k3s/RKE2 through registries.yaml: a mirror entry the agent renders as [host."https://${r}/v2/"])` : ''}${byCa ? '' : ` (with ${d.evidence.trust?.ignored_ca?.join(', ') || "the registry's CA"} copied to the controller, checked with \`trustplay diagnose ${r} --ca FILE\`)`}`,
+      action: `${ignored}: give it a [host."https://${r}"] table with the CA, which ${module === 'registry.trust' ? 'registry.trust (through containerd.tls)' : 'containerd.tls'} writes for ${r}${d.evidence.trust?.hosts_toml?.startsWith('/var/lib/rancher/') ? ` (on k3s/RKE2 through registries.yaml: a mirror entry the agent renders as [host."https://${r}/v2/"])` : ''}${byCa ? '' : ` (with ${d.evidence.trust?.ignored_ca?.join(', ') || "the registry's CA"} copied to the controller, checked with \`trustplay diagnose ${r} --ca FILE\`)`}`,
       task: byCa ?? caTask(r, PLACEHOLDER_CA),
     };
   switch (d.cause) {
@@ -119,10 +143,10 @@ export function fixFor(d: Diagnosis, o: DiagnoseOptions): Fix | null {
     case 'client-cert-required':
       return {
         by: 'you (trustplay)',
-        action: `get a client certificate and key for this node from ${r}'s owner and give them to containerd.tls`,
+        action: `get a client certificate and key for this node from ${r}'s owner and give them to ${module}`,
         task: {
           name: `client certificate for ${r}`,
-          'containerd.tls': {
+          [module]: {
             registry: r,
             ...(byCa ? { ca: o.ca?.file } : {}),
             client_cert: '<client certificate PEM, from the registry owner>',

@@ -44,6 +44,8 @@ export interface ProxyEnv {
 
 /** The node's own view. */
 export interface NodeView {
+  /** containerd's config.toml as read (the inventory's, the flavour's or the default): not reported. */
+  configFile: string;
   /** The node's clock when the script ran. */
   clock: Date;
   /** What the node's resolver answers for the registry host (`getent ahosts`), empty when nothing. */
@@ -184,10 +186,16 @@ function unitEnv(lines: string[]): string[] {
 const storeCache = new Map<string, Anchor[]>();
 
 /** Reads the node's view for `registry` (`host` or `host:port`). */
-export async function gatherNodeView(conn: Connection, registry: string, o: NodeViewOptions = {}): Promise<NodeView> {
+export async function gatherNodeView(
+  conn: Connection,
+  registry: string,
+  o: NodeViewOptions = {},
+  hostState?: Map<string, unknown>,
+): Promise<NodeView> {
   // A k3s/RKE2/microk8s node's containerd reads its own config and certs.d, not /etc/containerd's:
   // what it trusts is read there unless the inventory names the files.
-  const flavour = o.configFile === undefined && o.configPath === undefined ? await detectFlavour(conn) : undefined;
+  const flavour =
+    o.configFile === undefined && o.configPath === undefined ? await detectFlavour(conn, hostState) : undefined;
   const configFile = o.configFile ?? flavour?.configFile ?? '/etc/containerd/config.toml';
   const defaultDir = o.configPath ?? flavour?.certsDir ?? '/etc/containerd/certs.d';
   const cf = await gatherContainerdFacts(conn, { configFile, configPath: defaultDir, registry });
@@ -278,6 +286,7 @@ export async function gatherNodeView(conn: Connection, registry: string, o: Node
       `${conn.host}: could not read the node's trust settings (${describeExit(r.code, r.signal)}): ${r.stderr.toString().trim().split('\n').slice(-2).join('; ')}`,
     );
   const view: NodeView = {
+    configFile,
     clock: new Date(),
     addresses: [],
     registryAnchors: [],

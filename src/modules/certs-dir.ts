@@ -148,11 +148,14 @@ export function planCertsDir(i: {
   return { changes, warnings };
 }
 
-/** `*.cert` files without their `*.key` and the reverse (not the pair this module manages). */
-function unpairedClientFiles(names: string[]): string[] {
+/**
+ * `*.cert` files without their `*.key` and the reverse (not the pair this module manages, unless
+ * `managedToo`: diagnose reads the directory as it is, not as a task is about to write it).
+ */
+export function unpairedClientFiles(names: string[], managedToo = false): string[] {
   const has = new Set(names);
   return names
-    .filter((n) => n !== FILE_NAMES.cert && n !== FILE_NAMES.key)
+    .filter((n) => managedToo || (n !== FILE_NAMES.cert && n !== FILE_NAMES.key))
     .filter(
       (n) =>
         (n.endsWith('.cert') && !has.has(n.replace(/\.cert$/, '.key'))) ||

@@ -120,12 +120,19 @@ export function observedFromRead(
   return observed;
 }
 
-/** Whether dockerd counts `registry` as insecure (no verification), and why; null when it verifies. */
-function insecureBecause(registry: string, insecure: string[] | null): string | null {
+/**
+ * Whether dockerd counts `registry` as insecure (no verification), and why; null when it verifies.
+ * `addresses`: what the node resolves the name to, when known (dockerd counts a name that resolves
+ * into 127.0.0.0/8 as insecure too).
+ */
+export function insecureBecause(registry: string, insecure: string[] | null, addresses: string[] = []): string | null {
   if (insecure?.includes(registry)) return `${registry} is listed in daemon.json's insecure-registries`;
   const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '');
   if (host === 'localhost' || /^127\./.test(host))
     return `${host} is a loopback address, which dockerd treats as an insecure registry (127.0.0.0/8)`;
+  const loopback = addresses.find((a) => /^(::ffff:)?127\./.test(a));
+  if (loopback !== undefined)
+    return `${host} resolves to ${loopback} on the node, a loopback address, which dockerd treats as an insecure registry (127.0.0.0/8)`;
   return null;
 }
 

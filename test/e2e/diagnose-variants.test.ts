@@ -225,13 +225,13 @@ describeLab('diagnose agrees with containerd on every TLS variant (lab: containe
       expect(new Set(proposed).size, c.variant).toBe(1);
       const task = structuredClone(d[0]!.fix!.task!);
       if (c.cause === 'client-cert-required') {
-        const args = task['containerd.tls'];
+        const args = task['containerd.tls']!;
         expect(args['client_cert'], c.variant).toMatch(/^<client certificate PEM/);
         // The placeholders name what the registry's owner hands over: here, the lab's client pair.
         args['client_cert'] = lab.variants!.pki.client.cert;
         args['client_key'] = lab.variants!.pki.client.key;
       } else {
-        expect(task['containerd.tls']['ca'], c.variant).toBe(c.ca!(lab));
+        expect(task['containerd.tls']!['ca'], c.variant).toBe(c.ca!(lab));
       }
       tasks.push(task);
     }

@@ -65,10 +65,13 @@ export async function diagnoseCommand(positionals: string[], options: Options): 
       const str = await hostStringVars(inventory, host, options.extraVars);
       const configFile = str('containerd_config_file');
       const configPath = str('containerd_config_path');
+      const criSocket = str('cri_socket');
       results.set(
         host,
         await diagnoseNode(conns.get(host), {
           registry,
+          allRuntimes: true,
+          ...(criSocket ? { criSocket } : {}),
           ...(ca ? { ca } : {}),
           ...(options.expiryWarningDays !== undefined ? { expiryWarningDays: options.expiryWarningDays } : {}),
           ...(configFile ? { configFile } : {}),
@@ -128,6 +131,8 @@ async function fetchCa(
       `the nodes are served different roots for ${registry} (${[...prints].join(', ')}): something in the path differs between them; nothing is fetched.`,
     );
   const offer = offers[0]!;
+  const { trustModuleForAll } = await import('../../diagnose/fixes.js');
+  const module = trustModuleForAll(ds.map((d) => d.runtimes));
   const offered = { subject: offer.subject, sha256: offer.sha256 };
   if (options.caFingerprint === undefined)
     return refuse(
@@ -152,7 +157,7 @@ async function fetchCa(
   // Never half-written: a CA file cut short would be trusted as far as it goes by the next run.
   const { writeFileAtomic } = await import('../../snapshots/store.js');
   await writeFileAtomic(options.output, offer.pem, 0o644);
-  const task = stringify([{ name: `trust ${registry}'s CA`, 'containerd.tls': { registry, ca: options.output } }]);
+  const task = stringify([{ name: `trust ${registry}'s CA`, [module]: { registry, ca: options.output } }]);
   return {
     code: ExitCode.Ok,
     report: {
@@ -173,11 +178,26 @@ function formatDiagnosis(d: import('../../diagnose/diagnose.js').Diagnosis): str
       `  served[${i}]: subject "${c.subject}", issuer "${c.issuer}"${c.san.length ? `, SAN ${c.san.join(', ')}` : ', no SAN'}, valid ${c.not_before} .. ${c.not_after}, ${c.signature}, ${c.sha256}`,
     );
   if (e.trusted_by) l.push(`  trusted by: ${e.trusted_by}`);
+  const others = d.other_runtimes ?? [];
+  if (others.length || (d.runtimes && !d.runtimes.includes('containerd')))
+    l.push(`  runtimes: ${d.runtimes?.join(', ') ?? ''}`);
+  for (const n of d.runtime_notes ?? []) l.push(`  note: ${n}`);
   if (e.trust) {
     const t = e.trust;
     l.push(
-      `  node trusts for this registry: ${t.ca_files.length ? t.ca_files.join(', ') : 'no CA file of its own'}${t.skip_verify ? ' (skip_verify is ON: insecure)' : ''}; OS store ${t.os_store ?? 'not found'}`,
+      `  ${others.length ? 'containerd trusts' : 'node trusts'} for this registry: ${t.ca_files.length ? t.ca_files.join(', ') : 'no CA file of its own'}${t.skip_verify ? ' (skip_verify is ON: insecure)' : ''}; OS store ${t.os_store ?? 'not found'}`,
     );
+  }
+  for (const r of others) {
+    const what = r.ca_files.length
+      ? r.ca_files.join(', ')
+      : `no CA file of its own (${r.certs_dir}${r.exists ? ' has no *.crt' : ' absent'})`;
+    l.push(
+      `  ${r.runtime} (${r.evidence.join(', ')}) trusts for this registry: ${what}${r.client_cert ? `; client ${r.client_cert.join(', ')}` : ''}${r.insecure ? ` (INSECURE: ${r.insecure})` : ''}`,
+    );
+    for (const p of r.problems ?? []) l.push(`    problem: ${p}`);
+    if (r.cause) l.push(`    ${r.runtime}: ${r.cause.toUpperCase()}: ${r.detail ?? ''}`);
+    if (r.fix) l.push(`    ${r.runtime} fix: ${r.fix}`);
   }
   if (e.clock_skew_seconds !== undefined && Math.abs(e.clock_skew_seconds) > 60)
     l.push(`  node clock: ${e.node_time} (${e.clock_skew_seconds} s off the controller)`);
