@@ -11,6 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { parse as parseYaml } from 'yaml';
+import { ExitCode, ExitError } from '../cli/exit-codes.js';
 
 /** Where the API is and how to authenticate. */
 export interface KubeAccess {
@@ -27,21 +28,38 @@ export interface KubeReply {
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
+/** No way to reach the API from here (not in a pod, no service account token, no such kubeconfig): invalid input, exit 3. */
+export class NoKubeAccess extends ExitError {
+  constructor(message: string) {
+    super(ExitCode.Invalid, message);
+    this.name = 'NoKubeAccess';
+  }
+}
+
 /** The pod's service account, as client-go's in-cluster config reads it. */
 export async function inClusterAccess(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR): Promise<KubeAccess> {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port)
-    throw new Error(
+    throw new NoKubeAccess(
       'not running in a pod (KUBERNETES_SERVICE_HOST/PORT unset): pass --kubeconfig FILE to reach the API from elsewhere',
     );
-  const [token, caPem] = await Promise.all([readFile(`${dir}/token`, 'utf8'), readFile(`${dir}/ca.crt`, 'utf8')]);
+  const [token, caPem] = await Promise.all([readFile(`${dir}/token`, 'utf8'), readFile(`${dir}/ca.crt`, 'utf8')]).catch(
+    (e: NodeJS.ErrnoException) => {
+      throw new NoKubeAccess(
+        `the pod's service account token cannot be read (${e.code ?? e.message} on ${e.path ?? dir}): is automountServiceAccountToken off for the agent's ServiceAccount or pod?`,
+      );
+    },
+  );
   return { server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, caPem, token: token.trim() };
 }
 
 /** The current context of a kubeconfig (a token user; a CA by file or data). */
 export async function kubeconfigAccess(file: string): Promise<KubeAccess> {
-  const doc = parseYaml(await readFile(file, 'utf8')) as Record<string, unknown> | null;
+  const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new NoKubeAccess(`cannot read the kubeconfig ${file}: ${e.code ?? e.message}`);
+  });
+  const doc = parseYaml(text) as Record<string, unknown> | null;
   const named = (list: unknown, name: unknown): Record<string, unknown> | undefined => {
     if (!Array.isArray(list)) return undefined;
     const entry = (list as Record<string, unknown>[]).find((e) => e.name === name);
