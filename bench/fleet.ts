@@ -131,9 +131,24 @@ async function startCriStandIn(sockets: string[]): Promise<() => Promise<void>> 
   return () => new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
 }
 
-/** Starts `n` hosts on 127.0.9.1.. (n <= 250). */
+/** Most hosts a fleet can have: one loopback address each, 250 per /24 over 127.0.9-12.x. */
+export const MAX_FLEET = 1000;
+
+/** Host i's loopback address: 127.0.9.1..250, then 127.0.10.1.., up to 127.0.12.250. */
+export function fleetAddress(i: number): string {
+  return `127.0.${9 + Math.floor(i / 250)}.${(i % 250) + 1}`;
+}
+
+/**
+ * Starts `n` hosts (n <= 1,000). What 1,000 takes on a 2-core, 24 GiB machine: one sshd listener
+ * per host (each host needs its own mount namespace; an idle sshd is ~6 MB RSS, mostly pages shared
+ * with the others), two ssh-keygen runs per host to start (~2 min in all), one CRI stand-in socket
+ * per host in this process, and file descriptors: ~3 per host here (sshd's stderr pipe, the CRI
+ * socket) and 1 per connected host in trustplay (it connects `--forks` hosts at a time).
+ */
 export async function startFleet(n: number): Promise<Fleet> {
-  if (n < 1 || n > 250) throw new Error(`--hosts must be between 1 and 250 (one loopback address each), not ${n}`);
+  if (n < 1 || n > MAX_FLEET)
+    throw new Error(`--hosts must be between 1 and ${MAX_FLEET} (one loopback address each), not ${n}`);
   if (!existsSync('/usr/sbin/sshd'))
     throw new Error('the fleet needs /usr/sbin/sshd: apt-get install -y openssh-server');
   const dir = await mkdtemp(join(tmpdir(), 'trustplay-fleet-'));
@@ -155,7 +170,7 @@ export async function startFleet(n: number): Promise<Fleet> {
         await mkdir(join(hdir, 'run-containerd'), { recursive: true });
         const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
         const sshd = await startSshd({
-          address: `127.0.9.${i + 1}`,
+          address: fleetAddress(i),
           namespaceSetup: [
             `mount --bind ${q(join(hdir, 'etc-containerd'))} /etc/containerd`,
             `mount --bind ${q(join(hdir, 'root'))} /root`,

@@ -11,7 +11,10 @@
  * agent (issue 23, pull mode on an N-node lab: rollout times per --max-unavailable and the API
  * load per node per interval: `npm run bench -- agent [--nodes 20] [--max-unavailable 1,5,20]
  * [--intervals 3] [--interval 10]`, minutes, writes bench/results/agent.md) only when asked too.
- * Default: all but ansible, short and agent.
+ * scale (issue 21: a converged check of an N-host bench fleet at the default --forks, wall time,
+ * peak RSS and machine CPU: `npm run bench -- scale [--hosts 1000] [--forks N]`, minutes) only
+ * when asked too.
+ * Default: all but ansible, short, agent and scale.
  */
 import { benchStartup, benchValidate } from './validate-startup.js';
 import { table } from './util.js';
@@ -51,6 +54,15 @@ async function main(): Promise<void> {
     const { shortCompare } = await import('./compare.js');
     const n = Number(flag('hosts') ?? 20);
     process.stdout.write(`${await shortCompare(n, (line) => process.stderr.write(`${line}\n`))}\n`);
+  }
+  if (wanted.has('scale')) {
+    const { benchScale } = await import('./scale.js');
+    const n = Number(flag('hosts') ?? 1000);
+    const forks = flag('forks') === undefined ? undefined : Number(flag('forks'));
+    const r = await benchScale(n, forks, (line) => process.stderr.write(`${line}\n`));
+    process.stdout.write(
+      `\nbench scale: ${r.hosts} hosts, --forks ${r.forks}: converged check ${r.checkS.toFixed(1)} s (target < 30 s), peak RSS ${r.checkPeakMb} MB (target < 400 MB), machine CPU ${r.checkMachineCpuS.toFixed(1)} s; first run ${r.firstRunS.toFixed(1)} s; fleet start ${r.startFleetS.toFixed(0)} s\n`,
+    );
   }
   if (wanted.has('agent')) {
     const { benchAgent, agentMarkdown } = await import('./agent.js');

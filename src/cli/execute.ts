@@ -3,6 +3,7 @@
  * snapshot, a lock per host, the report files, and the engine's outcome as the closing line and
  * the exit code.
  */
+import { join } from 'node:path';
 import { hostname, userInfo } from 'node:os';
 import type { Inventory } from '../playbook/inventory.js';
 import type { Playbook } from '../playbook/playbook.js';
@@ -40,7 +41,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     { writeReports },
     { readServiceAccountForSnapshot },
     { acquireHostLock },
-    { Interrupted, signalExitCode },
+    { Interrupted, signalExitCode, runStopController },
     { printOutcome },
   ] = await Promise.all([
     import('../engine/run.js'),
@@ -72,7 +73,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   // restarts finish or roll back; locks released; the snapshot completed and marked interrupted).
   // A second within 2 s stops at once: every write is atomic (temp file and rename), so no file is
   // left half-written, and each node drops our lock when the connection ends.
-  const cancel = new AbortController();
+  const cancel = runStopController();
   let lastSignal = 0;
   const onSignal = (sig: 'SIGINT' | 'SIGTERM'): void => {
     const now = Date.now();
@@ -107,6 +108,11 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
   process.on('SIGTERM', onTerm);
   const note = (host: string, waiting: boolean) => (message: string) =>
     reporter.event({ type: 'host-note', host, message, ...(waiting ? { waiting } : {}) });
+  // containerd's version per host and binary, kept between runs (src/containerd/facts.ts): a cache
+  // only, so an unreadable or unwritable file costs a `containerd --version` per host, nothing else.
+  const versions = await import('../containerd/facts.js');
+  const versionsFile = join(store.dir, 'cache', 'containerd-versions.json');
+  await versions.loadContainerdVersions(versionsFile);
   const result = await runPlaybook({
     playbook: x.playbook,
     inventory: x.inventory,
@@ -145,6 +151,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
   });
   await snapshot.complete(result.interrupted?.signal);
+  await versions.saveContainerdVersions(versionsFile).catch(() => undefined);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
   await reporter.close?.();

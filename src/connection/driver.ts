@@ -40,6 +40,7 @@ export function driverFunctions(): string {
   return `tp_d=
 tp_tick=
 tp_k=
+tp_n=0
 tp_cleanup() { [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; [ -n "$tp_d" ] && rm -rf -- "$tp_d"; tp_d=; }
 tp_setup() {
   # An exact read from a pipe: GNU and busybox head read no further than asked; dd bs=1 always works.
@@ -48,31 +49,43 @@ tp_setup() {
   else printf '\\036D off no head -c or dd to read an exact byte count\\n'; return; fi
   tp_d=$(umask 077; mktemp -d "\${TMPDIR:-/tmp}/trustplay-driver.XXXXXX" 2>&1) || {
     printf '\\036D off mktemp: %s\\n' "$(printf %s "$tp_d" | tr '\\n' ' ')"; tp_d=; return; }
+  echo 0 >"$tp_d/busy"
   printf '\\036D ok\\n'
 }
-# Commands get the session's own locale, whatever the holder sets for itself.
+# Commands get the session's own locale, whatever the holder sets for itself. The command line is
+# read from a file, so no shell of ours holds it in a variable (one fork fewer per command).
 tp_lc=\${LC_ALL-}; tp_lc_set=\${LC_ALL+1}
-tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; exec sh -c "$tp_s" ); }
+tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; exec sh "$tp_d/s" ); }
 # Exactly the bytes counted: a daemon the command started may still be appending to its output file.
 tp_part() { if [ "$2" -gt 0 ]; then dd if="$1" bs="$2" count=1 2>/dev/null; fi; }
 tp_exec() {
-  tp_s=$(tp_take "$1"; printf .); tp_s=\${tp_s%.}
-  if [ -n "$tp_tick" ]; then
-    # It stops with the driver too ($$ is the driver's pid in the subshell).
-    (while sleep 5 && kill -0 $$ 2>/dev/null; do eval "$tp_tick"; done) </dev/null >/dev/null 2>&1 & tp_k=$!
-  else tp_k=; fi
+  # Each command writes its own output files (a daemon a command started may keep appending to its
+  # file); older ones go in batches, one rm per 32 commands.
+  tp_n=$((tp_n + 1))
+  [ $((tp_n % 32)) = 0 ] && rm -f -- "$tp_d"/o* "$tp_d"/e*
+  tp_o=$tp_d/o$tp_n tp_e=$tp_d/e$tp_n
+  tp_take "$1" >"$tp_d/s"
+  if [ -n "$tp_tick" ] && [ -z "$tp_k" ]; then
+    # One ticker for the session: while a command runs (busy), tp_tick every 5 s (the lock's refresh:
+    # a long command must not let it go stale). It stops with the driver ($$ is the driver's pid).
+    (while sleep 5 && kill -0 $$ 2>/dev/null; do
+      read -r tp_b <"$tp_d/busy" 2>/dev/null && [ "$tp_b" = 1 ] && eval "$tp_tick"
+    done) </dev/null >/dev/null 2>&1 & tp_k=$!
+  fi
+  echo 1 >"$tp_d/busy"
   # The command's stdin is exactly its bytes; what it leaves unread is drained, never taken for a request.
   if [ "$2" -gt 0 ]; then
-    tp_take "$2" | { tp_run >"$tp_d/o" 2>"$tp_d/e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
+    tp_take "$2" | { tp_run >"$tp_o" 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
   else
-    tp_run </dev/null >"$tp_d/o" 2>"$tp_d/e"
+    tp_run </dev/null >"$tp_o" 2>"$tp_e"
   fi
   tp_r=$?
-  [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; tp_k=
-  tp_o=$(($(wc -c <"$tp_d/o"))); tp_e=$(($(wc -c <"$tp_d/e")))
-  printf '\\036R %s %s %s\\n' "$tp_r" "$tp_o" "$tp_e"
-  tp_part "$tp_d/o" "$tp_o"; tp_part "$tp_d/e" "$tp_e"
-  rm -f -- "$tp_d/o" "$tp_d/e"
+  echo 0 >"$tp_d/busy"
+  # No process for an empty output (the usual stderr).
+  tp_os=0; [ -s "$tp_o" ] && tp_os=$(($(wc -c <"$tp_o")))
+  tp_es=0; [ -s "$tp_e" ] && tp_es=$(($(wc -c <"$tp_e")))
+  printf '\\036R %s %s %s\\n' "$tp_r" "$tp_os" "$tp_es"
+  tp_part "$tp_o" "$tp_os"; tp_part "$tp_e" "$tp_es"
 }
 tp_setup
 `;

@@ -59,6 +59,18 @@ it('runs a prelude in the same command; its records come back in the same format
   expect(r.entries.get(path.join(dir, 'nope'))?.kind).toBe('absent');
 });
 
+it('a plain path comes back as itself, any other in base64: both read back the same', async () => {
+  const odd = ['=eq', 'new\nline', 'tab\tand space', 'ünï', "quote'"];
+  for (const name of odd) writeFileSync(path.join(dir, name), name);
+  const r = await readNode(conn, { files: odd.map((n) => path.join(dir, n)) });
+  for (const name of odd)
+    expect(r.entries.get(path.join(dir, name))).toMatchObject({ kind: 'file', content: Buffer.from(name) });
+  expect(
+    parseNodeRead('@@absent =/etc/containerd/certs.d/registry.test:5000\n@@end\n').entries.keys().next().value,
+  ).toBe('/etc/containerd/certs.d/registry.test:5000');
+  expect(parseNodeRead('@@absent PWVx\n@@end\n').entries.keys().next().value).toBe('=eq');
+});
+
 it('refuses output cut short, and a failing command names the host and the exit', async () => {
   expect(() => parseNodeRead('@@absent L2E=\n')).toThrow(/end marker/);
   const failing = Object.assign(Object.create(conn) as LocalConnection, {

@@ -67,16 +67,19 @@ const RECORDS = new Set(['file', 'meta', 'big', 'absent', 'link', 'other', 'dir'
 // WANT: 1 to read the content). Exit 3: the host failed to read a file it had just seen.
 const SCRIPT = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 b64() { printf '%s' "$1" | base64 | tr -d '\\n'; }
+# A path in a record, in $pp: as itself (after '=') when it has only plain characters, else base64;
+# no process for the usual path (a $(b64) is four).
+p64() { case $1 in *[!A-Za-z0-9._/:@+-]*|'') pp=$(b64 "$1") ;; *) pp="=$1" ;; esac; }
 one() {
-  if [ -L "$1" ]; then echo "@@link $(b64 "$1")"; return 0; fi
-  if [ -d "$1" ]; then echo "@@dir $(b64 "$1")"; return 0; fi
-  if [ ! -e "$1" ]; then echo "@@absent $(b64 "$1")"; return 0; fi
-  if [ ! -f "$1" ]; then echo "@@other $(b64 "$1")"; return 0; fi
+  if [ -L "$1" ]; then p64 "$1"; echo "@@link $pp"; return 0; fi
+  if [ -d "$1" ]; then p64 "$1"; echo "@@dir $pp"; return 0; fi
+  if [ ! -e "$1" ]; then p64 "$1"; echo "@@absent $pp"; return 0; fi
+  if [ ! -f "$1" ]; then p64 "$1"; echo "@@other $pp"; return 0; fi
   m=$(stat -c '%a %u %g %s' -- "$1") || exit 3
   set -- "$1" "$2" "$3" $m
-  if [ "$3" != 1 ]; then echo "@@meta $(b64 "$1") $4 $5 $6 $7"; return 0; fi
-  if [ "$2" -gt 0 ] && [ "$7" -gt "$2" ]; then echo "@@big $(b64 "$1") $4 $5 $6 $7"; return 0; fi
-  echo "@@file $(b64 "$1") $4 $5 $6 $7"
+  if [ "$3" != 1 ]; then p64 "$1"; echo "@@meta $pp $4 $5 $6 $7"; return 0; fi
+  if [ "$2" -gt 0 ] && [ "$7" -gt "$2" ]; then p64 "$1"; echo "@@big $pp $4 $5 $6 $7"; return 0; fi
+  p64 "$1"; echo "@@file $pp $4 $5 $6 $7"
   base64 < "$1" || exit 3
 }
 # Entries directly in $1 (links reported, subdirectories skipped); content of names $3 ('*': all).
@@ -99,13 +102,13 @@ while [ "$#" -ge 2 ]; do
   case $k in
     f) one "$p" 0 1 ;;
     d) if [ -L "$p" ] || [ ! -d "$p" ]; then one "$p" 0 0; continue; fi
-       echo "@@dir $(b64 "$p")"; entries "$p" "$max" '*' ;;
+       p64 "$p"; echo "@@dir $pp"; entries "$p" "$max" '*' ;;
     t) if [ -L "$p" ] || [ ! -d "$p" ]; then one "$p" 0 0; continue; fi
-       echo "@@dir $(b64 "$p")"
+       p64 "$p"; echo "@@dir $pp"
        for s in "$p"/*/; do
          s=\${s%/}
          [ -d "$s" ] && [ ! -L "$s" ] || continue
-         echo "@@dir $(b64 "$s")"; entries "$s" "$max" "$want"
+         p64 "$s"; echo "@@dir $pp"; entries "$s" "$max" "$want"
        done ;;
   esac
 done
@@ -142,7 +145,8 @@ export function parseNodeRead(out: string): NodeRead {
       ended = true;
       continue;
     }
-    const path = Buffer.from(f[0] ?? '', 'base64').toString('utf8');
+    const field = f[0] ?? '';
+    const path = field.startsWith('=') ? field.slice(1) : Buffer.from(field, 'base64').toString('utf8');
     const [mode, uid, gid, size] = [parseInt(f[1] ?? '', 8), Number(f[2]), Number(f[3]), Number(f[4])];
     if (tag === 'file') sink = (content) => entries.set(path, { kind: 'file', path, content, mode, uid, gid, size });
     else if (tag === 'meta' || tag === 'big')

@@ -14,6 +14,8 @@ import type { Connection } from '../connection/connection.js';
 import {
   cleanUnavailable,
   createCriClientFor,
+  rememberCriVersion,
+  takeRecentCriVersion,
   DEFAULT_CRI_SOCKETS,
   GRPC_UNAVAILABLE,
   GRPC_UNIMPLEMENTED,
@@ -75,8 +77,12 @@ const CRI_VERSION_TIMEOUT_MS = 3000;
 export async function versionFromCri(conn: Connection, socket: string): Promise<SourcedVersion | null> {
   let client;
   try {
-    client = await createCriClientFor(conn, socket);
-    const v = await client.version(CRI_VERSION_TIMEOUT_MS);
+    let v = takeRecentCriVersion(conn, socket);
+    if (!v) {
+      client = await createCriClientFor(conn, socket);
+      v = await client.version(CRI_VERSION_TIMEOUT_MS);
+      rememberCriVersion(conn, socket, v);
+    }
     if (v.runtimeName !== 'containerd') return null;
     const parsed = parseVersionWord(v.runtimeVersion, `containerd ${v.runtimeVersion}`);
     return parsed ? { version: parsed, source: { kind: 'cri', socket } } : null;

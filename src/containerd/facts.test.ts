@@ -1,10 +1,20 @@
 /** The one-command gather against real files through a local connection, and the version parser on real outputs. */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { gatherContainerdFacts, parseContainerdVersion } from './facts.js';
+import { gatherContainerdFacts, parseContainerdVersion, saveContainerdVersions } from './facts.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +57,44 @@ describe('containerd facts', () => {
     // Another host is asked on its own.
     await gatherContainerdFacts(new LocalConnection({ host: 'other-host' }), opts);
     expect(readdirSync(dir)).toEqual(before);
+  });
+
+  it("keeps the versions between runs in the controller's state dir: the next run does not ask again", async () => {
+    const cache = path.join(dir, 'state', 'cache', 'containerd-versions.json');
+    const outputs: string[] = [];
+    const host = new LocalConnection({ host: 'kept-host' });
+    const exec = host.exec.bind(host);
+    host.exec = async (...a: Parameters<typeof exec>) => {
+      const r = await exec(...a);
+      outputs.push(r.stdout.toString());
+      return r;
+    };
+    const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d') };
+    const first = await gatherContainerdFacts(host, opts);
+    expect(outputs[0]).toMatch(/^@@version 1 /m);
+    await saveContainerdVersions(cache);
+    const kept = JSON.parse(readFileSync(cache, 'utf8')) as Record<string, { key: string; raw: string }>;
+    expect(kept['kept-host']?.raw).toBe(first.version?.raw);
+    expect(statSync(cache).mode & 0o777).toBe(0o600);
+    // Another run (this process's memory forgotten: a fresh module instance) loads the file and
+    // sees the same binary: `containerd --version` does not run.
+    vi.resetModules();
+    const fresh = (await import('./facts.js')) as typeof import('./facts.js');
+    await fresh.loadContainerdVersions(cache);
+    const second = await fresh.gatherContainerdFacts(host, opts);
+    expect(outputs[1]).toMatch(/^@@version same$/m);
+    expect(second.version).toEqual(first.version);
+    // A file someone edited into a non-version is not believed: the binary is asked again.
+    writeFileSync(cache, JSON.stringify({ 'kept-host': { key: kept['kept-host']!.key, raw: 'pwned 99.0' } }));
+    vi.resetModules();
+    const again = (await import('./facts.js')) as typeof import('./facts.js');
+    await again.loadContainerdVersions(cache);
+    await again.gatherContainerdFacts(host, opts);
+    expect(outputs[2]).toMatch(/^@@version 1 /m);
+    // A missing or broken file is an empty cache, never an error.
+    await again.loadContainerdVersions(path.join(dir, 'no-such-file.json'));
+    writeFileSync(cache, '{not json');
+    await again.loadContainerdVersions(cache);
   });
 
   it('reads config.toml (content, mode, owner) and every file of the registry directory in one command', async () => {

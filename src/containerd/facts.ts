@@ -4,6 +4,7 @@
  * (every regular file in it, with mode and owner). Shared by containerd.tls, node.creds.wipe and
  * `trustplay facts`.
  */
+import { mkdir, readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Connection } from '../connection/connection.js';
 import { LinkRefused, namesIn, readNode, ReadFailed, withoutSlash, type NodeRead } from '../connection/read-files.js';
@@ -59,10 +60,46 @@ export interface ContainerdFactsOptions {
   extraDirs?: string[];
 }
 
-// `containerd --version` starts a ~50 MB Go binary (~20 ms of CPU): ask it once per host and binary
-// per process. The answer is kept here, in memory, keyed by the binary's device, inode, size and
-// mtime as the node reports them; nothing is written on the node (check only reads).
+// `containerd --version` starts a ~50 MB Go binary (~20 ms of CPU, the biggest single cost of a
+// converged run on a fleet): ask it once per host and binary. The answer is kept in memory, keyed
+// by the binary's device, inode, size and mtime as the node reports them, and between runs in the
+// controller's state dir (loadContainerdVersions / saveContainerdVersions); nothing is written on
+// the node (check only reads). A package upgrade gives the binary a new inode and mtime: asked again.
 const versions = new Map<string, { key: string; raw: string }>();
+let versionsChanged = false;
+
+/** The versions kept by an earlier run (a missing or unreadable file is an empty cache). */
+export async function loadContainerdVersions(file: string): Promise<void> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8'));
+  } catch {
+    return;
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return;
+  for (const [host, e] of Object.entries(doc as Record<string, unknown>)) {
+    const { key, raw } = (e ?? {}) as { key?: unknown; raw?: unknown };
+    // Only a version line containerd itself could print (`containerd <module> <version> ...`).
+    if (
+      typeof key === 'string' &&
+      typeof raw === 'string' &&
+      raw.length < 200 &&
+      /^containerd\s/.test(raw) &&
+      parseContainerdVersion(raw) &&
+      !versions.has(host)
+    )
+      versions.set(host, { key, raw });
+  }
+}
+
+/** Keeps this run's versions for the next (atomically, 0600), when any was learnt. */
+export async function saveContainerdVersions(file: string): Promise<void> {
+  if (!versionsChanged) return;
+  await mkdir(posix.dirname(file), { recursive: true, mode: 0o700 });
+  const { writeFileAtomic } = await import('../snapshots/store.js');
+  await writeFileAtomic(file, `${JSON.stringify(Object.fromEntries(versions), null, 1)}\n`);
+  versionsChanged = false;
+}
 
 // Files bigger than this in a host directory are not certificates or hosts.toml; their content is
 // not shipped back (the size guard keeps one odd file from turning a gather into a download).
@@ -190,6 +227,9 @@ export async function gatherContainerdFacts(conn: Connection, o: ContainerdFacts
     );
   }
   const facts = factsFromRead(conn.host, read, { configFile: o.configFile, hostsDir: dir, dirs }, known?.raw);
-  if (facts.versionKey && facts.version) versions.set(conn.host, { key: facts.versionKey, raw: facts.version.raw });
+  if (facts.versionKey && facts.version && versions.get(conn.host)?.key !== facts.versionKey) {
+    versions.set(conn.host, { key: facts.versionKey, raw: facts.version.raw });
+    versionsChanged = true;
+  }
   return facts;
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,7 +31,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A host whose filesystem is `root` on this machine: only what resolveCriSocket reads is real. */
+/**
+ * A host whose filesystem is `root` on this machine: only what resolveCriSocket reads is real. Its
+ * one command (the file reader, src/connection/read-files.ts) runs for real here with every
+ * absolute path argument moved under `root`, and the paths it reports moved back.
+ */
 function hostAt(root: string): Connection {
   const unused = (): never => {
     throw new Error('not used by resolveCriSocket');
@@ -39,7 +44,16 @@ function hostAt(root: string): Connection {
     host: 'node-a',
     kind: 'local',
     connect: async () => undefined,
-    exec: unused,
+    async exec(command) {
+      const argv = (command as { argv: string[] }).argv;
+      const moved = argv.map((a, i) => (i > 3 && a.startsWith('/') ? join(root, a) : a));
+      const r = spawnSync(moved[0]!, moved.slice(1));
+      return {
+        code: r.status ?? 1,
+        stdout: Buffer.from(r.stdout.toString('utf8').replaceAll(`=${root}/`, '=/')),
+        stderr: r.stderr,
+      };
+    },
     writeFile: unused,
     remove: unused,
     openUnixSocket: unused,

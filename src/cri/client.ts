@@ -3,7 +3,10 @@ import type * as GrpcJs from '@grpc/grpc-js';
 import type { PackageDefinition, MethodDefinition } from '@grpc/proto-loader';
 import { parse as parseYaml } from 'yaml';
 import type { Connection } from '../connection/connection.js';
+import { readNode } from '../connection/read-files.js';
 import { openStreamBridge, type StreamBridge } from './stream-bridge.js';
+
+const CRICTL_YAML = '/etc/crictl.yaml';
 
 /** An image in the node's CRI image store. */
 export interface CriImage {
@@ -102,6 +105,11 @@ export const CRI_LOADER_OPTIONS = {
 
 let loading: Promise<Loaded> | undefined;
 
+/** Loads grpc-js and the CRI descriptor ahead of the first client (a module's `warm`). */
+export function warmCri(): Promise<unknown> {
+  return load();
+}
+
 // grpc-js and protobufjs take 60-250 ms to import on a busy 2-core box; the CLI only pays that
 // when a task actually talks to the CRI.
 function load(): Promise<Loaded> {
@@ -160,6 +168,27 @@ export async function createCriClientOverStream(
 }
 
 /**
+ * A `Version` answer just given, kept for the next ask on the same connection and socket (once,
+ * within 2 s): finding the socket (a probe's Version) and reading the running daemon's version ask
+ * the same question back to back, and each ask is a CRI client (a bridge, a forward, HTTP/2).
+ */
+const recentVersions = new WeakMap<Connection, Map<string, { at: number; v: CriVersion }>>();
+const RECENT_VERSION_MS = 2000;
+
+export function rememberCriVersion(conn: Connection, socket: string, v: CriVersion): void {
+  let m = recentVersions.get(conn);
+  if (!m) recentVersions.set(conn, (m = new Map()));
+  m.set(socket, { at: Date.now(), v });
+}
+
+/** The Version answer just given on this socket, if any (taken: the ask after it asks again). */
+export function takeRecentCriVersion(conn: Connection, socket: string): CriVersion | undefined {
+  const m = recentVersions.get(conn);
+  const r = m?.get(socket);
+  m?.delete(socket);
+  return r && Date.now() - r.at <= RECENT_VERSION_MS ? r.v : undefined;
+}
+
 /**
  * The CRI client for a host: direct socket for a local connection, otherwise the connection's
  * stream (SSH stream-local, or the become relay). `signal` cancels its calls in flight (a long
@@ -423,15 +452,20 @@ export async function resolveCriSocket(
 ): Promise<string> {
   if (configured) return endpointToPath(configured, `the configured CRI socket for ${conn.host}`);
 
-  const crictl = await conn.readFile('/etc/crictl.yaml');
+  // One remote command for crictl.yaml and every default socket (a round trip each before).
+  const seen = await readNode(conn, { files: [CRICTL_YAML, ...DEFAULT_CRI_SOCKETS] });
+  const yaml = seen.entries.get(CRICTL_YAML);
+  // A link is refused by readFile, with its reason, as before.
+  const crictl = yaml?.kind === 'file' ? yaml.content : yaml?.kind === 'link' ? await conn.readFile(CRICTL_YAML) : null;
   if (crictl) {
     const endpoint = crictlEndpoint(crictl.toString('utf8'));
-    if (endpoint) return endpointToPath(endpoint, `/etc/crictl.yaml on ${conn.host}`);
+    if (endpoint) return endpointToPath(endpoint, `${CRICTL_YAML} on ${conn.host}`);
   }
 
   for (const candidate of DEFAULT_CRI_SOCKETS) {
-    const st = await conn.stat(candidate);
-    if (!st.exists || st.isFile || st.isDirectory) continue;
+    // A socket, or a link (to one, maybe): anything but a file or a directory may serve.
+    const kind = seen.entries.get(candidate)?.kind;
+    if (kind !== 'other' && kind !== 'link') continue;
     if (answers && !(await answers(candidate))) continue;
     return candidate;
   }

@@ -11,7 +11,7 @@
  */
 import { TaskError } from '../engine/errors.js';
 import type { TaskContext } from '../engine/module.js';
-import { CriError, createCriClientFor, resolveCriSocket, type CriImageClient } from './client.js';
+import { CriError, createCriClientFor, rememberCriVersion, resolveCriSocket, type CriImageClient } from './client.js';
 
 const SOCKET_KEY = 'cri.socket';
 
@@ -32,7 +32,7 @@ export async function criSocketFor(ctx: TaskContext, configured?: string): Promi
     socket = await resolveCriSocket(ctx.conn, explicit, async (candidate) => {
       const probe = await createCriClientFor(ctx.conn, candidate);
       try {
-        await probe.version(PROBE_TIMEOUT_MS);
+        rememberCriVersion(ctx.conn, candidate, await probe.version(PROBE_TIMEOUT_MS));
         return true;
       } catch {
         return false;

@@ -194,6 +194,11 @@ export interface Module<Args = Record<string, unknown>, Observed = unknown> {
   /** Scheduled by the engine itself (handlers, restore, facts), never named in a playbook. */
   internal?: boolean;
   /**
+   * Loads what the module's first gather will need (the CRI client's libraries), called while the
+   * run's SSH handshakes are in flight: the controller is idle then, and busy when the gathers start.
+   */
+  warm?: () => Promise<unknown>;
+  /**
    * `verify` may run in check mode: it changes nothing a later run depends on (image.pull.verify's
    * pull leaves the image in the node's cache, which the README says `check` may do).
    */

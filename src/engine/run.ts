@@ -107,7 +107,11 @@ export async function runPlaybook(opts: RunOptions): Promise<RunResult> {
   });
   // Load every module the playbook uses while the SSH handshakes are in flight, not after them.
   const used = new Set(opts.playbook.plays.flatMap((p) => [...p.tasks, ...p.handlers].map((t) => t.module)));
-  for (const m of used) void opts.modules(m).catch(() => undefined);
+  for (const m of used)
+    void opts
+      .modules(m)
+      .then((mod) => mod?.warm?.())
+      .catch(() => undefined);
   let stop: { aborted?: string; abortedInPlay?: string } = {};
   try {
     for (let p = 0; p < opts.playbook.plays.length && !stop.aborted; p++) {

@@ -72,6 +72,7 @@ import {
 import { defined } from '../defined.js';
 import { expiryLines, preflightCa, preflightOutcome, trustExpiry, type CaPreflight } from '../diagnose/preflight.js';
 import type { ExpiryWarning } from '../diagnose/diagnose.js';
+import { warmCri } from '../cri/client.js';
 
 const schema = {
   type: 'object',
@@ -972,6 +973,7 @@ function recordRancherFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed:
 export default defineModule({
   schema,
   name: 'containerd.tls',
+  warm: warmCri,
   description:
     "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
   async gather(ctx, args) {

@@ -35,6 +35,7 @@ import {
   selectRuntimes,
   type Runtime,
 } from './runtimes.js';
+import { warmCri } from '../cri/client.js';
 
 const schema = {
   type: 'object',
@@ -409,6 +410,7 @@ export async function verifyPulls(ctx: TaskContext, args: ImagePullVerifyArgs): 
 export default defineModule({
   schema,
   name: 'image.pull.verify',
+  warm: warmCri,
   description:
     'Pull an image through each runtime of the node (CRI, Docker Engine API, containers/image) and assert success (and digest); classifies failures; never "changed".',
   verifyInCheck: true,

@@ -17,6 +17,7 @@ import { containerdHostSettings } from '../containerd/host-settings.js';
 import { TaskError } from '../engine/errors.js';
 import { DEFAULT_CONFIG_FILE } from '../playbook/schema/args-common.js';
 import { containersPrograms, detectRuntimes, runtimesArg, selectRuntimes, type Runtime } from './runtimes.js';
+import { warmCri } from '../cri/client.js';
 
 const schema = {
   type: 'object',
@@ -125,6 +126,7 @@ async function gatherStores(ctx: TaskContext, args: ImageRmiArgs): Promise<{ sto
 export default defineModule({
   schema,
   name: 'image.rmi',
+  warm: warmCri,
   description:
     'Remove an image (all its tags) from each image store of the node (CRI, Docker Engine, podman); absent = ok.',
   async gather(ctx, args) {

@@ -40,6 +40,7 @@ import {
   type Runtime,
   type RuntimeEvidence,
 } from './runtimes.js';
+import { warmCri } from '../cri/client.js';
 
 export { LOOKED_FOR, RUNTIMES, type Runtime, type RuntimeEvidence };
 
@@ -133,6 +134,7 @@ export interface RegistryTrustObserved {
 export default defineModule({
   schema,
   name: 'registry.trust',
+  warm: warmCri,
   description:
     "Make every runtime a node has trust a registry's TLS (containerd/k3s/RKE2, Docker Engine, containers/image): detects them and applies containerd.tls, docker.tls and containers.tls for each.",
   async gather(ctx, args) {

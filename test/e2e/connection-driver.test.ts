@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,8 +84,9 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     const env = await conn.exec({ script: 'printf %s "$GREETING"' }, { env: { GREETING: "it's ok" } });
     expect(env.stdout.toString()).toBe("it's ok");
     // Pipelined: answers come back to the command that asked.
-    const many = await Promise.all(Array.from({ length: 12 }, (_, i) => conn.exec({ argv: ['echo', `n${i}`] })));
-    expect(many.map((m) => m.stdout.toString().trim())).toEqual(Array.from({ length: 12 }, (_, i) => `n${i}`));
+    // (More than 32 of them: the driver removes older output files in batches of 32.)
+    const many = await Promise.all(Array.from({ length: 40 }, (_, i) => conn.exec({ argv: ['echo', `n${i}`] })));
+    expect(many.map((m) => m.stdout.toString().trim())).toEqual(Array.from({ length: 40 }, (_, i) => `n${i}`));
     // The file operations modules use.
     const file = join(nodeTmp, 'probe.txt');
     await conn.writeFile(file, 'hello\n', { mode: 0o600 });
@@ -103,6 +104,30 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     // After the lock session ended, commands go on sessions of their own again.
     expect((await conn.exec({ argv: ['echo', 'after'] })).stdout.toString()).toBe('after\n');
   });
+
+  it('keeps the lock fresh while a long command runs (every 5 s), and only then', async () => {
+    const lockDir = await mkdtemp(join(tmpdir(), 'trustplay-driver-lock-'));
+    try {
+      const conn = connect(sshd);
+      // No refresh from the controller in this test's time: only the driver's ticker touches the lock.
+      const release = await acquireHostLock(conn, { runId: 'run-driver-tick', dir: lockDir, refreshMs: 600_000 });
+      const owner = join(lockDir, 'trustplay.lock', 'owner');
+      const mtime = (): number => statSync(owner).mtimeMs;
+      // A first command starts the driver's ticker (one per session).
+      expect((await conn.exec({ argv: ['true'] })).code).toBe(0);
+      const taken = mtime();
+      await new Promise((r) => setTimeout(r, 6000));
+      // Idle (no command running) for more than a tick: untouched.
+      expect(mtime()).toBe(taken);
+      const long = conn.exec({ argv: ['sleep', '7'] });
+      await long;
+      // Touched during the command, at least 5 s after it was taken.
+      expect(mtime()).toBeGreaterThan(taken + 5000);
+      await release();
+    } finally {
+      await rm(lockDir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it('a timed-out command answers 124 and the next command runs', async () => {
     const conn = connect(sshd);

@@ -380,6 +380,14 @@ export async function startNode(
     mkdirSync(etc, { recursive: true });
     mkdirSync(path.join(dir, 'etc-work'), { recursive: true });
     writeFileSync(path.join(etc, 'registries.yaml'), initialRegistriesYaml(flavour), { mode: 0o600 });
+    // The unit file k3s's and RKE2's installers write (flavour detection asks systemctl about a
+    // unit only when its file exists, as on a real node); the lab's systemctl shim runs the unit.
+    const units = path.join(dir, 'etc-upper', 'systemd', 'system');
+    mkdirSync(units, { recursive: true });
+    writeFileSync(
+      path.join(units, `${RANCHER_UNIT[flavour]}.service`),
+      `[Unit]\nDescription=${flavour} (trustplay lab stand-in; the lab's systemctl shim runs it)\n\n[Service]\nType=notify\nExecStart=/usr/local/sbin/${flavour} server\n\n[Install]\nWantedBy=multi-user.target\n`,
+    );
     // The release the stand-in emulates goes with the containerd it runs, as k3s ships them: 2.x
     // the fixed release, 1.x one before the k3s#9839 fix (see k3s-standin.ts).
     const release = containerd.build.version.startsWith('1.') ? PRE_FIX_RELEASE : FIXED_RELEASE;
