@@ -131,6 +131,9 @@ async function startCriStandIn(sockets: string[]): Promise<() => Promise<void>> 
   return () => new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
 }
 
+/** Where the fleet's registry names resolve: a loopback address nothing listens on. */
+const NO_REGISTRY_ADDRESS = '127.0.8.1';
+
 /** Most hosts a fleet can have: one loopback address each, 250 per /24 over 127.0.9-12.x. */
 export const MAX_FLEET = 1000;
 
@@ -158,6 +161,14 @@ export async function startFleet(n: number): Promise<Fleet> {
   let stopCri: () => Promise<void> = async () => undefined;
   try {
     const identityFile = await makeKeyPair(join(dir, 'client_ed25519'));
+    // The registries' names resolve on every host to a loopback address where nothing listens: a
+    // first run's CA pre-flight (a TCP connection from the host to the registry) is refused at
+    // once, and no name is ever looked up in DNS (nothing off loopback is contacted).
+    const hostsFile = join(dir, 'etc-hosts');
+    await writeFile(
+      hostsFile,
+      `${await readFile('/etc/hosts', 'utf8').catch(() => '127.0.0.1 localhost\n')}\n${NO_REGISTRY_ADDRESS} ${BENCH_REGISTRY.split(':')[0]} ${OTHER_REGISTRY.split(':')[0]}\n`,
+    );
     const pub = await readFile(`${identityFile}.pub`);
     const started = await pool(
       Array.from({ length: n }, (_, i) => i),
@@ -175,6 +186,7 @@ export async function startFleet(n: number): Promise<Fleet> {
             `mount --bind ${q(join(hdir, 'etc-containerd'))} /etc/containerd`,
             `mount --bind ${q(join(hdir, 'root'))} /root`,
             `mkdir -p /run/containerd && mount --bind ${q(join(hdir, 'run-containerd'))} /run/containerd`,
+            `mount --bind ${q(hostsFile)} /etc/hosts`,
           ],
         });
         hosts[i] = { ...h, address: sshd.address, port: sshd.port, sshd };

@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { authFile, containersError, pullProgram, registryOf, withAuthFile } from './client.js';
+import { LocalConnection } from '../connection/local.js';
+import { authFile, containersError, containersPull, pullProgram, registryOf, withAuthFile } from './client.js';
 
 describe('containers/image client helpers', () => {
   it('keys auth.json by the registry host as containers/image does', () => {
@@ -59,6 +60,38 @@ describe('containers/image client helpers', () => {
       expect(argv).toBe('inspect --raw docker://r.test/a:1');
       expect(readdirSync(dir).sort()).toEqual(['seen', 'skopeo']);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("reports podman's repo digest of the repository pulled, Docker Hub short names normalised as podman records them", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-podman-'));
+    const saved = process.env['PATH'];
+    try {
+      // A podman stand-in: the pull succeeds, and the image carries two repo digests, another
+      // repository's first (an image pulled under two names).
+      const inspect = JSON.stringify([
+        {
+          Id: 'abc',
+          RepoTags: ['docker.io/library/busybox:1', 'mirror.test/busybox:1'],
+          RepoDigests: ['mirror.test/busybox@sha256:aaa', 'docker.io/library/busybox@sha256:bbb'],
+          Size: 1,
+        },
+      ]);
+      writeFileSync(
+        path.join(dir, 'podman'),
+        `#!/bin/sh\ncase "$1" in pull) echo abc ;; image) printf '%s' '${inspect}' ;; esac\n`,
+        { mode: 0o755 },
+      );
+      process.env['PATH'] = `${dir}:${saved ?? ''}`;
+      const conn = new LocalConnection({ host: 'localhost' });
+      expect(await containersPull(conn, 'podman', 'busybox:1')).toMatchObject({ ok: true, repoDigest: 'sha256:bbb' });
+      expect(await containersPull(conn, 'podman', 'mirror.test/busybox:1')).toMatchObject({
+        ok: true,
+        repoDigest: 'sha256:aaa',
+      });
+    } finally {
+      process.env['PATH'] = saved;
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
 import { quote } from '../connection/shell-quote.js';
+import { pickRepoDigest } from '../images/reference.js';
 
 /** Credentials for one registry, as an auth.json entry takes them. */
 export interface ContainersAuth {
@@ -102,8 +103,8 @@ export async function containersPull(
     return { ok: true, repoDigest: `sha256:${createHash('sha256').update(r.stdout).digest('hex')}`, via };
   }
   const image = await podmanImage(conn, ref);
-  const repo = ref.split('@')[0]!.replace(/:[^/:]*$/, '');
-  const digest = image?.repoDigests.find((d) => d.startsWith(`${repo}@`)) ?? image?.repoDigests[0];
+  // podman records Docker Hub's short names normalised (`docker.io/library/busybox@...`), as containerd does.
+  const digest = pickRepoDigest(ref, image?.repoDigests ?? []);
   return { ok: true, repoDigest: digest?.split('@')[1] ?? null, via };
 }
 
