@@ -252,8 +252,8 @@ function tail(s: string): string {
   return s.trim().split('\n').slice(-15).join('\n');
 }
 
-async function runTrustplay(p: Project, phase: Phase): Promise<Sample> {
-  const n = p.fleet.hosts.length;
+/** The trustplay command line (after `node`) of a phase on the project's fleet, every host at once. */
+export function trustplayArgs(p: Project, phase: Phase): string[] {
   const args = [
     join(root, 'dist/cli/main.js'),
     phase === 'check' ? 'check' : 'run',
@@ -263,11 +263,16 @@ async function runTrustplay(p: Project, phase: Phase): Promise<Sample> {
     '--state-dir',
     join(p.dir, 'state'),
     '--forks',
-    String(n),
+    String(p.fleet.hosts.length),
     '--format',
     'json',
   ];
   if (phase !== 'check') args.push('--detailed-exitcode');
+  return args;
+}
+
+async function runTrustplay(p: Project, phase: Phase): Promise<Sample> {
+  const args = trustplayArgs(p, phase);
   const { value: r, counts } = await counted(p.fleet, () => runNode(args));
   const want = phase === 'first' ? 2 : 0;
   if (r.code !== want)

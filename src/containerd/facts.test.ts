@@ -20,6 +20,19 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const conn = new LocalConnection({ host: 'localhost' });
 
+/** A local connection that keeps every command's stdout. */
+function recording(host: string): { conn: LocalConnection; outputs: string[] } {
+  const outputs: string[] = [];
+  const c = new LocalConnection({ host });
+  const exec = c.exec.bind(c);
+  c.exec = async (...a: Parameters<typeof exec>) => {
+    const r = await exec(...a);
+    outputs.push(r.stdout.toString());
+    return r;
+  };
+  return { conn: c, outputs };
+}
+
 describe('containerd facts', () => {
   it('parses the version lines of containerd 1.6 (Debian), 1.7 (containerd.io) and 2.x', () => {
     expect(
@@ -37,14 +50,7 @@ describe('containerd facts', () => {
   });
 
   it('asks containerd for its version once per host and binary, keeping the answer in memory, not on the node', async () => {
-    const outputs: string[] = [];
-    const counting = new LocalConnection({ host: 'version-probe' });
-    const exec = counting.exec.bind(counting);
-    counting.exec = async (...a: Parameters<typeof exec>) => {
-      const r = await exec(...a);
-      outputs.push(r.stdout.toString());
-      return r;
-    };
+    const { conn: counting, outputs } = recording('version-probe');
     const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d') };
     const before = readdirSync(dir);
     const first = await gatherContainerdFacts(counting, opts);
@@ -61,14 +67,7 @@ describe('containerd facts', () => {
 
   it("keeps the versions between runs in the controller's state dir: the next run does not ask again", async () => {
     const cache = path.join(dir, 'state', 'cache', 'containerd-versions.json');
-    const outputs: string[] = [];
-    const host = new LocalConnection({ host: 'kept-host' });
-    const exec = host.exec.bind(host);
-    host.exec = async (...a: Parameters<typeof exec>) => {
-      const r = await exec(...a);
-      outputs.push(r.stdout.toString());
-      return r;
-    };
+    const { conn: host, outputs } = recording('kept-host');
     const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d') };
     const first = await gatherContainerdFacts(host, opts);
     expect(outputs[0]).toMatch(/^@@version 1 /m);
