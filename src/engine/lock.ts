@@ -110,7 +110,9 @@ try() {
   echo "BUSY $lock $age $st $o"
 }
 release() { mine && rm -rf "$lock"; held=0; }
-tp_tick='mine && touch "$lock/owner"'
+# The driver's ticker is a subshell forked at the session's first command, with a copy of $held
+# from then: it asks the owner file alone whether this holder (same pid, same start) holds the lock.
+tp_tick='[ "$(sed -n 2p "$lock/owner" 2>/dev/null)" = "holder $$ $self" ] && touch "$lock/owner"'
 trap 'release; tp_cleanup; exit 0' HUP INT TERM PIPE
 while read -r verb; do
   case $verb in
