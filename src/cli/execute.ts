@@ -110,9 +110,12 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     reporter.event({ type: 'host-note', host, message, ...(waiting ? { waiting } : {}) });
   // containerd's version per host and binary, kept between runs (src/containerd/facts.ts): a cache
   // only, so an unreadable or unwritable file costs a `containerd --version` per host, nothing else.
-  const versions = await import('../containerd/facts.js');
+  // Signed with the snapshot key (no key: no cache; the snapshot code reports a key problem).
+  const [versions, keys] = await Promise.all([import('../containerd/facts.js'), import('../snapshots/key.js')]);
   const versionsFile = join(store.dir, 'cache', 'containerd-versions.json');
-  await versions.loadContainerdVersions(versionsFile);
+  const versionsKey = await keys.loadOrCreateSnapshotKey(store.keyFile).catch(() => undefined);
+  const versionsMac = versionsKey ? (doc: unknown) => keys.macOf(versionsKey, doc) : undefined;
+  if (versionsMac) await versions.loadContainerdVersions(versionsFile, versionsMac);
   const result = await runPlaybook({
     playbook: x.playbook,
     inventory: x.inventory,
@@ -151,7 +154,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
   });
   await snapshot.complete(result.interrupted?.signal);
-  await versions.saveContainerdVersions(versionsFile).catch(() => undefined);
+  if (versionsMac) await versions.saveContainerdVersions(versionsFile, versionsMac).catch(() => undefined);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
   await reporter.close?.();

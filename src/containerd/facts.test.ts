@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
+import { macOf } from '../snapshots/key.js';
 import { gatherContainerdFacts, parseContainerdVersion, saveContainerdVersions } from './facts.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
@@ -65,35 +66,55 @@ describe('containerd facts', () => {
     expect(readdirSync(dir)).toEqual(before);
   });
 
-  it("keeps the versions between runs in the controller's state dir: the next run does not ask again", async () => {
+  it("keeps the versions between runs in the controller's state dir, signed: the next run does not ask again", async () => {
     const cache = path.join(dir, 'state', 'cache', 'containerd-versions.json');
+    const key = { file: 'test', id: 'k', secret: Buffer.from('a test key of thirty-two bytes!!') };
+    const mac = (doc: unknown): string => macOf(key, doc);
     const { conn: host, outputs } = recording('kept-host');
     const opts = { configFile: path.join(dir, 'none.toml'), configPath: path.join(dir, 'certs.d') };
     const first = await gatherContainerdFacts(host, opts);
     expect(outputs[0]).toMatch(/^@@version 1 /m);
-    await saveContainerdVersions(cache);
-    const kept = JSON.parse(readFileSync(cache, 'utf8')) as Record<string, { key: string; raw: string }>;
-    expect(kept['kept-host']?.raw).toBe(first.version?.raw);
+    await saveContainerdVersions(cache, mac);
+    const kept = JSON.parse(readFileSync(cache, 'utf8')) as {
+      entries: Record<string, { key: string; raw: string }>;
+      mac: string;
+    };
+    expect(kept.entries['kept-host']?.raw).toBe(first.version?.raw);
     expect(statSync(cache).mode & 0o777).toBe(0o600);
     // Another run (this process's memory forgotten: a fresh module instance) loads the file and
     // sees the same binary: `containerd --version` does not run.
-    vi.resetModules();
-    const fresh = (await import('./facts.js')) as typeof import('./facts.js');
-    await fresh.loadContainerdVersions(cache);
-    const second = await fresh.gatherContainerdFacts(host, opts);
+    const fresh = async (): Promise<typeof import('./facts.js')> => {
+      vi.resetModules();
+      return (await import('./facts.js')) as typeof import('./facts.js');
+    };
+    let facts = await fresh();
+    await facts.loadContainerdVersions(cache, mac);
+    const second = await facts.gatherContainerdFacts(host, opts);
     expect(outputs[1]).toMatch(/^@@version same$/m);
     expect(second.version).toEqual(first.version);
-    // A file someone edited into a non-version is not believed: the binary is asked again.
-    writeFileSync(cache, JSON.stringify({ 'kept-host': { key: kept['kept-host']!.key, raw: 'pwned 99.0' } }));
-    vi.resetModules();
-    const again = (await import('./facts.js')) as typeof import('./facts.js');
-    await again.loadContainerdVersions(cache);
-    await again.gatherContainerdFacts(host, opts);
+    // An entry changed in the file (a valid version line, even) breaks the MAC: nothing is
+    // believed, and the binary is asked again.
+    const other = first.version!.raw.replace(/\b1\.\d+\.\d+/, '2.1.0');
+    writeFileSync(
+      cache,
+      JSON.stringify({ ...kept, entries: { 'kept-host': { ...kept.entries['kept-host'], raw: other } } }),
+    );
+    facts = await fresh();
+    await facts.loadContainerdVersions(cache, mac);
+    await facts.gatherContainerdFacts(host, opts);
     expect(outputs[2]).toMatch(/^@@version 1 /m);
+    // So is a file signed with another key.
+    writeFileSync(cache, JSON.stringify(kept));
+    facts = await fresh();
+    await facts.loadContainerdVersions(cache, (doc) =>
+      macOf({ file: 'other', id: 'x', secret: Buffer.from('another key') }, doc),
+    );
+    await facts.gatherContainerdFacts(host, opts);
+    expect(outputs[3]).toMatch(/^@@version 1 /m);
     // A missing or broken file is an empty cache, never an error.
-    await again.loadContainerdVersions(path.join(dir, 'no-such-file.json'));
+    await facts.loadContainerdVersions(path.join(dir, 'no-such-file.json'), mac);
     writeFileSync(cache, '{not json');
-    await again.loadContainerdVersions(cache);
+    await facts.loadContainerdVersions(cache, mac);
   });
 
   it('reads config.toml (content, mode, owner) and every file of the registry directory in one command', async () => {

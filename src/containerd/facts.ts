@@ -12,6 +12,7 @@ import { pendingMarkerPath, restartRecordPath } from '../engine/restart-backup.j
 import { hostNamespaceDir } from './hosts-toml.js';
 import { registryNameProblem } from './registry-host.js';
 import { TaskError } from '../engine/errors.js';
+import { macEquals } from '../snapshots/key.js';
 
 import { parseContainerdVersion, type ContainerdVersion } from '../containerd/daemon-version.js';
 
@@ -68,16 +69,25 @@ export interface ContainerdFactsOptions {
 const versions = new Map<string, { key: string; raw: string }>();
 let versionsChanged = false;
 
-/** The versions kept by an earlier run (a missing or unreadable file is an empty cache). */
-export async function loadContainerdVersions(file: string): Promise<void> {
-  let doc: unknown;
+/**
+ * Signs a document (the snapshot key's HMAC): the state dir may be writable by others than the
+ * key's owner (DECISIONS: tampered snapshots), and a version is what a config edit is shaped by
+ * when no daemon answers, so an entry is believed only under its MAC.
+ */
+export type VersionsMac = (doc: unknown) => string;
+
+/** The versions kept by an earlier run (a missing, unreadable or unsigned file is an empty cache). */
+export async function loadContainerdVersions(file: string, mac: VersionsMac): Promise<void> {
+  let doc: { entries?: unknown; mac?: unknown };
   try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
+    doc = JSON.parse(await readFile(file, 'utf8')) as typeof doc;
   } catch {
     return;
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return;
-  for (const [host, e] of Object.entries(doc as Record<string, unknown>)) {
+  const entries = doc?.entries;
+  if (!entries || typeof entries !== 'object' || Array.isArray(entries)) return;
+  if (typeof doc.mac !== 'string' || !macEquals(doc.mac, mac(entries))) return;
+  for (const [host, e] of Object.entries(entries as Record<string, unknown>)) {
     const { key, raw } = (e ?? {}) as { key?: unknown; raw?: unknown };
     // Only a version line containerd itself could print (`containerd <module> <version> ...`).
     if (
@@ -92,12 +102,13 @@ export async function loadContainerdVersions(file: string): Promise<void> {
   }
 }
 
-/** Keeps this run's versions for the next (atomically, 0600), when any was learnt. */
-export async function saveContainerdVersions(file: string): Promise<void> {
+/** Keeps this run's versions for the next (signed, atomically, 0600), when any was learnt. */
+export async function saveContainerdVersions(file: string, mac: VersionsMac): Promise<void> {
   if (!versionsChanged) return;
   await mkdir(posix.dirname(file), { recursive: true, mode: 0o700 });
   const { writeFileAtomic } = await import('../snapshots/store.js');
-  await writeFileAtomic(file, `${JSON.stringify(Object.fromEntries(versions), null, 1)}\n`);
+  const entries = Object.fromEntries(versions);
+  await writeFileAtomic(file, `${JSON.stringify({ entries, mac: mac(entries) }, null, 1)}\n`);
   versionsChanged = false;
 }
 
