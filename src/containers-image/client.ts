@@ -16,19 +16,15 @@
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
 import { quote } from '../connection/shell-quote.js';
-import { pickRepoDigest } from '../images/reference.js';
+import { pickRepoDigest, registryOf } from '../images/reference.js';
+
+export { registryOf } from '../images/reference.js';
 
 /** Credentials for one registry, as an auth.json entry takes them. */
 export interface ContainersAuth {
   username?: string;
   password?: string;
   identitytoken?: string;
-}
-
-/** The registry host of an image reference, as auth.json keys it (`docker.io` for Docker Hub names). */
-export function registryOf(ref: string): string {
-  const first = ref.split('/')[0] ?? '';
-  return ref.includes('/') && (/[.:]/.test(first) || first === 'localhost') ? first : 'docker.io';
 }
 
 /** An auth.json holding only `auth` for the image's registry (a secret: never printed). */

@@ -12,6 +12,9 @@
  */
 import http from 'node:http';
 import type { Connection } from '../connection/connection.js';
+import { splitReference } from '../images/reference.js';
+
+export { splitReference } from '../images/reference.js';
 
 /** The socket Docker Engine listens on by default. */
 export const DOCKER_API_SOCKET = '/run/docker.sock';
@@ -94,16 +97,6 @@ export async function enginePing(conn: Connection, socket: string, timeoutMs = 3
   } catch {
     return false;
   }
-}
-
-/** `repo:tag`, `repo@sha256:…` or `repo` split as POST /images/create takes it (`tag` is a tag or a digest). */
-export function splitReference(ref: string): { repo: string; tag: string } {
-  const at = ref.indexOf('@');
-  if (at >= 0) return { repo: ref.slice(0, at), tag: ref.slice(at + 1) };
-  const slash = ref.lastIndexOf('/');
-  const colon = ref.lastIndexOf(':');
-  // Without a tag the API would pull every tag of the repository: `latest`, as `docker pull` does.
-  return colon > slash ? { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) } : { repo: ref, tag: 'latest' };
 }
 
 /** Registry credentials as the X-Registry-Auth header carries them (base64url JSON). */

@@ -1,5 +1,6 @@
 /** The Docker Engine API over a node's unix socket, for tests: pull and remove an image (no docker CLI). */
 import http from 'node:http';
+import { splitReference } from '../../src/images/reference.js';
 
 /** One API call: status and body text. */
 function call(
@@ -20,13 +21,6 @@ function call(
   });
 }
 
-/** `repo:tag` (or `repo`) split the way the API's fromImage/tag take it. */
-function splitRef(ref: string): { repo: string; tag: string } {
-  const slash = ref.lastIndexOf('/');
-  const colon = ref.lastIndexOf(':');
-  return colon > slash ? { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) } : { repo: ref, tag: 'latest' };
-}
-
 /**
  * Pulls `ref` through POST /images/create: '' on success, else dockerd's error message (a refusal
  * before the stream starts is `{"message"}`, a failure during it an `{"error"}` line).
@@ -34,7 +28,7 @@ function splitRef(ref: string): { repo: string; tag: string } {
  */
 export async function dockerPull(socket: string, ref: string, opts: { fresh?: boolean } = {}): Promise<string> {
   if (opts.fresh) await dockerRemove(socket, ref);
-  const { repo, tag } = splitRef(ref);
+  const { repo, tag } = splitReference(ref);
   const r = await call(
     socket,
     'POST',
