@@ -41,6 +41,11 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       child.stdin?.end(input ?? '');
     });
 
+  // Agents run with this test's dir as TMPDIR: a pass's work dir of an agent the test kills with
+  // SIGKILL (no cleanup then) goes with the test's dir, not left in the machine's /tmp.
+  const startAgent = (args: string[], opts: Parameters<typeof startTrustplay>[1] = {}) =>
+    startTrustplay(args, { ...opts, env: { TMPDIR: dir, ...opts.env } });
+
   const agentArgs = (lab: Lab, i: number, mode: 'check' | 'enforce', extra: string[] = ['--once']): string[] => {
     const node = lab.nodes[i];
     if (node === undefined) throw new Error(`no node ${i}`);
@@ -70,7 +75,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     ];
   };
   const agent = (lab: Lab, i: number, mode: 'check' | 'enforce', extra?: string[]) =>
-    trustplay(agentArgs(lab, i, mode, extra), { timeoutMs: 300_000 });
+    startAgent(agentArgs(lab, i, mode, extra), { timeoutMs: 300_000 }).done;
 
   /** Polls `probe` every 100 ms until it returns a value (the test's own timeout bounds it). */
   const until = async <T>(probe: () => Promise<T | undefined>): Promise<T> => {
@@ -248,7 +253,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
 
   it('an agent running every interval reports drift made by hand on its node, without anything else running', async () => {
     const lab = handle.lab;
-    const run = startTrustplay(agentArgs(lab, 0, 'check', ['--interval', '1s']), { timeoutMs: 120_000 });
+    const run = startAgent(agentArgs(lab, 0, 'check', ['--interval', '1s']), { timeoutMs: 120_000 });
     try {
       const inSync = await until(async () => ((await condition(lab, 'node1'))?.reason === 'InSync' ? true : undefined));
       expect(inSync).toBe(true);
@@ -277,7 +282,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     expect((await inNode(node2, "sed -i '/config_path/d' /etc/containerd/config.toml")).code).toBe(0);
     const mark = (await leaseWrites(lab)).length;
     const short = ['--once', '--lease-duration', '2s'];
-    const doomed = startTrustplay(agentArgs(lab, 1, 'enforce', short), { timeoutMs: 120_000 });
+    const doomed = startAgent(agentArgs(lab, 1, 'enforce', short), { timeoutMs: 120_000 });
     // Killed (as an OOM kill or a node drain would) the moment it holds the Lease.
     await until(async () =>
       (await leaseWrites(lab)).slice(mark).some((w) => w.object.spec?.holderIdentity === 'node2') ? true : undefined,
@@ -342,7 +347,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     }
     const mark = (await leaseWrites(lab)).length;
     // node2's agent runs on (a DaemonSet's does): it fails, and keeps renewing its Lease.
-    const failing = startTrustplay(agentArgs(lab, 1, 'enforce', ['--interval', '1h', '--lease-duration', '2s']), {
+    const failing = startAgent(agentArgs(lab, 1, 'enforce', ['--interval', '1h', '--lease-duration', '2s']), {
       timeoutMs: 120_000,
     });
     try {
@@ -370,7 +375,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
       expect([fleet.code, fleet.stdout.trim().split('\n').at(-1)]).toEqual([1, 'failed on node2 (exit 1)']);
       expect(fleet.stdout).toMatch(/^node3\s+Halted\s+rollout halted: 1 of 3 nodes failed \(node2\)/m);
       // With --max-fail-percentage 50 (1 failed node of 3 is 33%), node3 goes on: it waits for the Lease node2 keeps.
-      const third = startTrustplay(
+      const third = startAgent(
         agentArgs(lab, 2, 'enforce', ['--once', '--lease-duration', '2s', '--max-fail-percentage', '50']),
         { timeoutMs: 120_000 },
       );
@@ -446,7 +451,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
     expect((await kubectl(['patch', 'serviceaccount', 'default', '-n', 'default', '-p', stale])).code).toBe(0);
     const mark = (await leaseWrites(lab)).length;
     const agents = lab.nodes.map((_, i) =>
-      startTrustplay(agentArgs(lab, i, 'enforce', ['--interval', '1s', '--lease-duration', '2s']), {
+      startAgent(agentArgs(lab, i, 'enforce', ['--interval', '1s', '--lease-duration', '2s']), {
         timeoutMs: 180_000,
       }),
     );
@@ -508,7 +513,7 @@ describeLab('trustplay agent on the lab (one agent process per node, API emulato
   it('a ConfigMap change is checked at once, not at the next interval (a watch)', async () => {
     const lab = handle.lab;
     // node1 still has the trust broken by hand earlier; the ConfigMap's playbook is the SA-only one.
-    const run = startTrustplay(agentArgs(lab, 0, 'check', ['--interval', '1h']), { timeoutMs: 120_000 });
+    const run = startAgent(agentArgs(lab, 0, 'check', ['--interval', '1h']), { timeoutMs: 120_000 });
     try {
       await until(async () => ((await condition(lab, 'node1'))?.reason === 'InSync' ? true : undefined));
       await readOutUntil(run, /\| Drop the stale pull secret/);
