@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
-import { authFile, containersError, containersPull, pullProgram, registryOf, withAuthFile } from './client.js';
+import { registryOf } from '../images/reference.js';
+import { authFile, containersError, containersPull, pullProgram, withAuthFile } from './client.js';
 
 describe('containers/image client helpers', () => {
   it('keys auth.json by the registry host as containers/image does', () => {

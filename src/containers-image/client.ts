@@ -18,8 +18,6 @@ import type { Connection } from '../connection/connection.js';
 import { quote } from '../connection/shell-quote.js';
 import { pickRepoDigest, registryOf } from '../images/reference.js';
 
-export { registryOf } from '../images/reference.js';
-
 /** Credentials for one registry, as an auth.json entry takes them. */
 export interface ContainersAuth {
   username?: string;

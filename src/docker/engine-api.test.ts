@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { pullError, registryAuthHeader, splitReference } from './engine-api.js';
+import { splitReference } from '../images/reference.js';
+import { pullError, registryAuthHeader } from './engine-api.js';
 
 describe('Docker Engine API helpers', () => {
   it('splits references as POST /images/create takes them, never leaving the tag empty (that pulls every tag)', () => {

@@ -14,8 +14,6 @@ import http from 'node:http';
 import type { Connection } from '../connection/connection.js';
 import { splitReference } from '../images/reference.js';
 
-export { splitReference } from '../images/reference.js';
-
 /** The socket Docker Engine listens on by default. */
 export const DOCKER_API_SOCKET = '/run/docker.sock';
 

@@ -9,12 +9,11 @@ import {
   criAuthFor,
   isRetryable,
   basicAuthSecret,
-  pickRepoDigest,
   pullVerdict,
   pullVerdicts,
-  repositoryOf,
   type PullObserved,
 } from './image-pull-verify.js';
+import { pickRepoDigest, repositoryOf } from '../images/reference.js';
 
 const imagePullVerifyArgs = moduleArgSchemas['image.pull.verify']!;
 

@@ -38,8 +38,6 @@ import {
 import { warmCri } from '../cri/client.js';
 import { pickRepoDigest, repositoryOf } from '../images/reference.js';
 
-export { pickRepoDigest, repositoryOf } from '../images/reference.js';
-
 const schema = {
   type: 'object',
   title: 'image.pull.verify',
