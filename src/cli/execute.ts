@@ -110,12 +110,17 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     reporter.event({ type: 'host-note', host, message, ...(waiting ? { waiting } : {}) });
   // containerd's version per host and binary, kept between runs (src/containerd/facts.ts): a cache
   // only, so an unreadable or unwritable file costs a `containerd --version` per host, nothing else.
-  // Signed with the snapshot key (no key: no cache; the snapshot code reports a key problem).
+  // Signed with the snapshot key, read and never created here: the key is made by the first run
+  // that saves a snapshot (README), so until one has, there is no cache. A key problem is the
+  // snapshot code's to report.
   const [versions, keys] = await Promise.all([import('../containerd/facts.js'), import('../snapshots/key.js')]);
   const versionsFile = join(store.dir, 'cache', 'containerd-versions.json');
-  const versionsKey = await keys.loadOrCreateSnapshotKey(store.keyFile).catch(() => undefined);
-  const versionsMac = versionsKey ? (doc: unknown) => keys.macOf(versionsKey, doc) : undefined;
-  if (versionsMac) await versions.loadContainerdVersions(versionsFile, versionsMac);
+  const versionsMac = async (): Promise<((doc: unknown) => string) | undefined> => {
+    const key = await keys.readSnapshotKey(store.keyFile).catch(() => undefined);
+    return key ? (doc: unknown) => keys.macOf(key, doc) : undefined;
+  };
+  const loadMac = await versionsMac();
+  if (loadMac) await versions.loadContainerdVersions(versionsFile, loadMac);
   const result = await runPlaybook({
     playbook: x.playbook,
     inventory: x.inventory,
@@ -154,7 +159,9 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     ...(options.skipTags ? { skipTags: options.skipTags } : {}),
   });
   await snapshot.complete(result.interrupted?.signal);
-  if (versionsMac) await versions.saveContainerdVersions(versionsFile, versionsMac).catch(() => undefined);
+  // The key again: this run's first snapshot may have created it.
+  const saveMac = loadMac ?? (await versionsMac());
+  if (saveMac) await versions.saveContainerdVersions(versionsFile, saveMac).catch(() => undefined);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
   await reporter.close?.();
