@@ -40,7 +40,7 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     { SnapshotStore, RunSnapshot },
     { writeReports },
     { readServiceAccountForSnapshot },
-    { acquireHostLock },
+    { acquireHostLocks },
     { Interrupted, signalExitCode, runStopController },
     { printOutcome },
   ] = await Promise.all([
@@ -136,18 +136,26 @@ export async function executePlaybook(x: Execution, options: Options): Promise<n
     ...(options.expiryWarningDays !== undefined ? { expiryWarningDays: options.expiryWarningDays } : {}),
     runId,
     ...(x.skipTask !== undefined ? { skipTask: x.skipTask } : {}),
-    onConnect: async (host, conn) => {
-      releases.set(
-        host,
-        await acquireHostLock(conn, {
-          runId,
-          owner,
-          timeoutMs: options.lockTimeout * 1000,
-          signal: cancel.signal,
-          onWait: note(host, true),
-          onNotice: note(host, false),
-        }),
+    onConnect: async (conns) => {
+      const locks = await acquireHostLocks(
+        conns.map((conn) => ({
+          conn,
+          options: {
+            runId,
+            owner,
+            timeoutMs: options.lockTimeout * 1000,
+            signal: cancel.signal,
+            onWait: note(conn.host, true),
+            onNotice: note(conn.host, false),
+          },
+        })),
       );
+      const failed = new Map<string, Error>();
+      for (const [host, lock] of locks) {
+        if (lock instanceof Error) failed.set(host, lock);
+        else releases.set(host, lock);
+      }
+      return failed;
     },
     onRelease: async (host) => {
       await releases.get(host)?.();

@@ -3,10 +3,8 @@ import { pool } from './selection.js';
 import type { RunState } from './run-state.js';
 
 /**
- * Connects a batch's new hosts in parallel, then takes their host locks one at a time in one global
- * order (host name). Two runs over overlapping fleets then never each hold a lock the other waits
- * for: taken in parallel, run A held node9 waiting for node2 while run B held node2 waiting for
- * node9, and both waited out --lock-timeout (found by the chaos suite's two concurrent runs).
+ * Connects a batch's new hosts in parallel, then hands them to `onConnect` together (the host
+ * locks: src/engine/lock.ts takes them in one global order, in parallel while uncontended).
  * A host's failure is kept in `state.connectErrors` and reported when its tasks would start.
  */
 export async function connectAndLock(state: RunState, batch: string[]): Promise<void> {
@@ -21,14 +19,9 @@ export async function connectAndLock(state: RunState, batch: string[]): Promise<
       connectErrors.set(h, e as Error);
     }
   });
-  for (const h of [...fresh].sort()) {
-    if (state.stopped() || !state.host(h).connected) continue;
-    try {
-      await opts.onConnect?.(h, conns.get(h));
-    } catch (e) {
-      connectErrors.set(h, e as Error);
-    }
-  }
+  const connected = fresh.filter((h) => state.host(h).connected);
+  if (state.stopped() || !opts.onConnect || !connected.length) return;
+  for (const [h, e] of await opts.onConnect(connected.map((h) => conns.get(h)))) connectErrors.set(h, e);
 }
 
 /** Releases every connected host (its lock) and closes every connection. */

@@ -176,79 +176,230 @@ async function answer(session: HostSession, host: string, signal?: AbortSignal):
   return line;
 }
 
+/** What a `try` answered: ours now, already ours (this run holds it), or another run's. */
+type Attempt = { kind: 'acquired' } | { kind: 'held' } | { kind: 'busy'; path: string; who: string };
+
+/**
+ * One host's holder session (see holderScript): takes, gives back and keeps the lock. The session
+ * stays open whether or not the lock is held, so giving a lock back to wait for another host in
+ * order (acquireHostLocks) costs one line, not a session.
+ */
+class HolderSession {
+  private constructor(
+    private readonly conn: Connection,
+    private readonly session: HostSession,
+    private readonly o: LockOptions,
+  ) {}
+
+  static async open(conn: Connection, o: LockOptions): Promise<HolderSession> {
+    const dir = o.dir ?? process.env['TRUSTPLAY_LOCK_DIR'];
+    const carry = conn.carriesCommands === true;
+    const session = await conn.session(
+      {
+        script: holderScript({
+          runId: o.runId,
+          owner: o.owner ?? 'trustplay',
+          staleSec: Math.ceil((o.staleMs ?? 3 * (o.refreshMs ?? 10_000)) / 1000),
+          carry,
+          ...(dir ? { dir } : {}),
+        }),
+      },
+      carry ? { carry } : {},
+    );
+    return new HolderSession(conn, session, o);
+  }
+
+  /** One `try`, without waiting; a lock that cannot be created at all throws LockError. */
+  async attempt(): Promise<Attempt> {
+    const host = this.conn.host;
+    this.session.send('try');
+    let line = await answer(this.session, host, this.o.signal);
+    while (line.startsWith('BROKE ')) {
+      const [, state = '', age = '', ...holder] = line.split(' ');
+      this.o.onNotice?.(
+        `${host}: broke the lock of trustplay run ${holderText(holder.join(' '), state, age)}: ${state === 'gone' ? 'its holder is gone' : `it was not refreshed for ${age}s`}`,
+      );
+      line = await answer(this.session, host, this.o.signal);
+    }
+    if (line.startsWith('HELD ')) return { kind: 'held' };
+    if (line.startsWith('ACQUIRED ')) return { kind: 'acquired' };
+    const fail = /^FAIL (\S+) (.*)$/.exec(line);
+    if (fail) throw lockFailure(host, fail[1]!, fail[2]!);
+    const busy = /^BUSY (\S+) (\d+) (\S+) (.*)$/.exec(line);
+    if (!busy) throw new LockError(`could not take the trustplay lock on ${host}: unexpected answer ${line}`);
+    const [, path, age, state, holder] = busy;
+    return { kind: 'busy', path: path!, who: holderText(holder!, state!, age!) };
+  }
+
+  /** Gives back a lock this session took, keeping the session for a later `try`. */
+  async unlock(): Promise<void> {
+    this.session.send('release');
+    for (;;) {
+      const line = await answer(this.session, this.conn.host, this.o.signal);
+      if (line === 'RELEASED') return;
+    }
+  }
+
+  /** After `attempt` said ours: keeps the lock refreshed and returns its release. */
+  keep(a: Attempt): () => Promise<void> {
+    if (a.kind === 'held') {
+      void this.session.close();
+      return async () => undefined;
+    }
+    const refresh = setInterval(() => this.session.send('touch'), this.o.refreshMs ?? 10_000);
+    refresh.unref();
+    let released: Promise<void> | undefined;
+    return () =>
+      (released ??= (async () => {
+        clearInterval(refresh);
+        this.session.send('release');
+        await this.session.close();
+      })());
+  }
+
+  /** Tries until the lock is ours, waiting with backoff up to `timeoutMs` (HostBusyError then). */
+  async wait(first?: Attempt): Promise<Attempt> {
+    const timeoutMs = this.o.timeoutMs ?? 60_000;
+    const started = Date.now();
+    let delay = 250;
+    let told = false;
+    for (let a = first ?? (await this.attempt()); ; a = await this.attempt()) {
+      if (a.kind !== 'busy') return a;
+      if (!told) {
+        told = true;
+        this.o.onWait?.(`waiting for the lock held by trustplay run ${a.who} (up to ${Math.round(timeoutMs / 1000)}s)`);
+      }
+      const waited = Date.now() - started;
+      if (waited >= timeoutMs) {
+        throw new HostBusyError(
+          `${this.conn.host} is busy: another trustplay run (${a.who}) holds ${a.path}; waited ${Math.round(waited / 1000)}s. If no run is going on, remove it: rm -rf ${a.path}`,
+        );
+      }
+      await sleep(Math.min(delay, timeoutMs - waited), this.o.signal);
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.session.close();
+  }
+}
+
 /**
  * Takes the host's lock, waiting while another run holds it. Returns a release function; the lock
  * is also released when the connection ends.
  */
 export async function acquireHostLock(conn: Connection, o: LockOptions): Promise<() => Promise<void>> {
-  const timeoutMs = o.timeoutMs ?? 60_000;
-  const refreshMs = o.refreshMs ?? 10_000;
-  const staleMs = o.staleMs ?? 3 * refreshMs;
-  const owner = o.owner ?? 'trustplay';
-  const dir = o.dir ?? process.env['TRUSTPLAY_LOCK_DIR'];
-  const started = Date.now();
-  const carry = conn.carriesCommands === true;
-  const session = await conn.session(
-    {
-      script: holderScript({
-        runId: o.runId,
-        owner,
-        staleSec: Math.ceil(staleMs / 1000),
-        carry,
-        ...(dir ? { dir } : {}),
-      }),
-    },
-    carry ? { carry } : {},
-  );
-  let delay = 250;
-  let told = false;
+  const holder = await HolderSession.open(conn, o);
   try {
-    for (;;) {
-      session.send('try');
-      let line = await answer(session, conn.host, o.signal);
-      while (line.startsWith('BROKE ')) {
-        const [, state = '', age = '', ...holder] = line.split(' ');
-        o.onNotice?.(
-          `${conn.host}: broke the lock of trustplay run ${holderText(holder.join(' '), state, age)}: ${state === 'gone' ? 'its holder is gone' : `it was not refreshed for ${age}s`}`,
-        );
-        line = await answer(session, conn.host, o.signal);
-      }
-      if (line.startsWith('HELD ')) {
-        await session.close();
-        return async () => undefined;
-      }
-      if (line.startsWith('ACQUIRED ')) {
-        const refresh = setInterval(() => session.send('touch'), refreshMs);
-        refresh.unref();
-        let released: Promise<void> | undefined;
-        return () =>
-          (released ??= (async () => {
-            clearInterval(refresh);
-            session.send('release');
-            await session.close();
-          })());
-      }
-      const fail = /^FAIL (\S+) (.*)$/.exec(line);
-      if (fail) throw lockFailure(conn.host, fail[1]!, fail[2]!);
-      const busy = /^BUSY (\S+) (\d+) (\S+) (.*)$/.exec(line);
-      if (!busy) throw new LockError(`could not take the trustplay lock on ${conn.host}: unexpected answer ${line}`);
-      const [, path, age, state, holder] = busy;
-      const who = holderText(holder!, state!, age!);
-      if (!told) {
-        told = true;
-        o.onWait?.(`waiting for the lock held by trustplay run ${who} (up to ${Math.round(timeoutMs / 1000)}s)`);
-      }
-      const waited = Date.now() - started;
-      if (waited >= timeoutMs) {
-        throw new HostBusyError(
-          `${conn.host} is busy: another trustplay run (${who}) holds ${path}; waited ${Math.round(waited / 1000)}s. If no run is going on, remove it: rm -rf ${path}`,
-        );
-      }
-      await sleep(Math.min(delay, timeoutMs - waited), o.signal);
-      delay = Math.min(delay * 2, 2000);
-    }
+    return holder.keep(await holder.wait());
   } catch (e) {
-    await session.close();
+    await holder.close();
     throw e;
   }
+}
+
+/** What lockInOrder needs of one lock. */
+export interface OrderedLock {
+  /** One non-blocking try: true when the lock is ours. */
+  attempt(): Promise<boolean>;
+  /** Gives back a lock `attempt` took. */
+  unlock(): Promise<void>;
+  /** Blocks until the lock is ours (or throws: busy too long, stopped). */
+  wait(): Promise<void>;
+}
+
+/**
+ * Takes every lock of `keys` (in their sort order) without ever waiting for one while holding one
+ * that sorts after it, so two runs over overlapping fleets cannot each hold what the other waits for
+ * (taken freely in parallel, run A held node9 waiting for node2 while run B held node2 waiting for
+ * node9: the chaos suite's two concurrent runs). Uncontended, that takes one parallel round of
+ * tries, not one round trip per host in turn: every lock is tried at once; if one is busy, the locks
+ * after it that were taken are given back, it is waited for, and the rest are tried again the same
+ * way. Returns the keys that failed, with why; the others are held.
+ */
+export async function lockInOrder(keys: string[], lockOf: (key: string) => OrderedLock): Promise<Map<string, Error>> {
+  const failed = new Map<string, Error>();
+  let pending = [...keys].sort();
+  while (pending.length) {
+    const tries = await Promise.all(
+      pending.map((k) =>
+        lockOf(k)
+          .attempt()
+          .then(
+            (ours) => ({ ours }),
+            (e: unknown) => ({ error: e as Error }),
+          ),
+      ),
+    );
+    tries.forEach((t, i) => 'error' in t && failed.set(pending[i]!, t.error));
+    const first = tries.findIndex((t) => 'ours' in t && !t.ours);
+    if (first < 0) break;
+    const after = pending.slice(first + 1);
+    const mine = after.filter((_, i) => {
+      const t = tries[first + 1 + i]!;
+      return 'ours' in t && t.ours;
+    });
+    await Promise.all(
+      mine.map((k) =>
+        lockOf(k)
+          .unlock()
+          .catch((e: unknown) => failed.set(k, e as Error)),
+      ),
+    );
+    const busy = pending[first]!;
+    try {
+      await lockOf(busy).wait();
+    } catch (e) {
+      failed.set(busy, e as Error);
+    }
+    pending = after.filter((k) => !failed.has(k));
+  }
+  return failed;
+}
+
+/**
+ * The host locks of a batch of connected hosts (lockInOrder over holder sessions opened in
+ * parallel). Returns each host's release, or why it could not be locked.
+ */
+export async function acquireHostLocks(
+  hosts: Array<{ conn: Connection; options: LockOptions }>,
+): Promise<Map<string, (() => Promise<void>) | Error>> {
+  const out = new Map<string, (() => Promise<void>) | Error>();
+  const holders = new Map<string, { holder: HolderSession; got?: Attempt }>();
+  await Promise.all(
+    hosts.map(async ({ conn, options }) => {
+      try {
+        holders.set(conn.host, { holder: await HolderSession.open(conn, options) });
+      } catch (e) {
+        out.set(conn.host, e as Error);
+      }
+    }),
+  );
+  const failed = await lockInOrder([...holders.keys()], (host) => {
+    const h = holders.get(host)!;
+    return {
+      attempt: async () => {
+        h.got = await h.holder.attempt();
+        return h.got.kind !== 'busy';
+      },
+      unlock: async () => {
+        if (h.got?.kind === 'acquired') await h.holder.unlock();
+        delete h.got;
+      },
+      wait: async () => {
+        h.got = await h.holder.wait(h.got);
+      },
+    };
+  });
+  await Promise.all(
+    [...holders].map(async ([host, h]) => {
+      const error = failed.get(host);
+      if (error) {
+        out.set(host, error);
+        await h.holder.close();
+      } else out.set(host, h.holder.keep(h.got!));
+    }),
+  );
+  return out;
 }

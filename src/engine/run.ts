@@ -54,8 +54,11 @@ export interface RunOptions {
   runId?: string;
   /** For tests and benchmarks: how connections are made. */
   connectionFactory?: (spec: HostConnectionSpec) => Connection;
-  /** Called with each host's connection before its first task (e.g. to take a lock). */
-  onConnect?: (host: string, conn: Connection) => Promise<void>;
+  /**
+   * Called with a batch's newly connected hosts before their first task (to take their locks);
+   * returns the hosts that cannot go on, with why.
+   */
+  onConnect?: (conns: Connection[]) => Promise<Map<string, Error>>;
   onRelease?: (host: string, conn: Connection) => Promise<void>;
   /**
    * Aborted on Ctrl-C / SIGTERM: no new task or change starts; a task whose changes are being

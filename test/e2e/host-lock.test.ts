@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshConnection } from '../../src/connection/ssh.js';
-import { acquireHostLock, HostBusyError, LockError } from '../../src/engine/lock.js';
+import { acquireHostLock, acquireHostLocks, HostBusyError, LockError } from '../../src/engine/lock.js';
 import { startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
 
 const unavailable = sshdUnavailable();
@@ -14,9 +14,9 @@ if (unavailable && process.env['CI'] === 'true') throw new Error(`host lock test
 describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not run: ${unavailable})` : ''}`, () => {
   let sshd: Sshd;
   const conns: SshConnection[] = [];
-  const connect = () => {
+  const connect = (host = 'node') => {
     const c = new SshConnection({
-      host: 'node',
+      host,
       address: sshd.address,
       port: sshd.port,
       user: 'root',
@@ -178,5 +178,63 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
       'could not create the trustplay lock /nonexistent-dir/trustplay.lock on node: No such file or directory (ENOENT) — check that /nonexistent-dir exists and is writable (TRUSTPLAY_LOCK_DIR names it)',
     );
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('locks a batch of hosts together; two runs over overlapping hosts both get theirs, the later one waiting', async () => {
+    // Six "hosts" on one sshd, each with its own lock dir; run A takes n1-n4, run B n3-n6.
+    const base = (
+      await connect().exec({
+        script: 'd=$(mktemp -d) && mkdir "$d/n1" "$d/n2" "$d/n3" "$d/n4" "$d/n5" "$d/n6" && echo "$d"',
+      })
+    ).stdout
+      .toString()
+      .trim();
+    const batch = (run: string, names: string[]) =>
+      names.map((h) => ({ conn: connect(h), options: { runId: run, dir: `${base}/${h}`, timeoutMs: 15_000 } }));
+    await Promise.all(conns.map((c) => c.connect()));
+    const a = await acquireHostLocks(batch('run-J', ['n1', 'n2', 'n3', 'n4']));
+    expect([...a.values()].every((r) => typeof r === 'function')).toBe(true);
+    const waits: string[] = [];
+    const bHosts = batch('run-K', ['n6', 'n5', 'n4', 'n3']);
+    for (const b of bHosts) Object.assign(b.options, { onWait: (m: string) => waits.push(`${b.conn.host}: ${m}`) });
+    await Promise.all(bHosts.map((b) => b.conn.connect()));
+    const waiting = acquireHostLocks(bHosts);
+    await new Promise((r) => setTimeout(r, 600));
+    // B waits for n3 (its first in order) and holds nothing after it meanwhile: n5 and n6 are free.
+    expect(waits).toEqual([expect.stringMatching(/^n3: waiting for the lock held by trustplay run run-J/)]);
+    const owners = await connect().exec({
+      script: `for h in n3 n4 n5 n6; do printf '%s=%s\\n' $h "$(head -c5 ${base}/$h/trustplay.lock/owner 2>/dev/null)"; done`,
+    });
+    expect(owners.stdout.toString()).toBe('n3=run-J\nn4=run-J\nn5=\nn6=\n');
+    await Promise.all([...a.values()].map((r) => (r as () => Promise<void>)()));
+    const b = await waiting;
+    expect([...b.keys()].sort()).toEqual(['n3', 'n4', 'n5', 'n6']);
+    expect([...b.values()].every((r) => typeof r === 'function')).toBe(true);
+    const after = await connect().exec({
+      script: `for f in ${base}/n*/trustplay.lock/owner; do head -n1 $f | cut -d' ' -f1; done | sort | uniq -c`,
+    });
+    expect(after.stdout.toString().trim()).toMatch(/^4 run-K$/);
+    await Promise.all([...b.values()].map((r) => (r as () => Promise<void>)()));
+    await connect().exec({ script: `rm -rf ${base}` });
+  });
+
+  it('a host of the batch whose lock cannot be created fails alone', async () => {
+    const hosts = ['p1', 'p2', 'p3'].map((h) => ({
+      conn: connect(h),
+      options: {
+        runId: 'run-L',
+        timeoutMs: 5000,
+        ...(h === 'p2' ? { dir: '/nonexistent-dir' } : { dir: `/tmp/tp-lock-${h}` }),
+      },
+    }));
+    await connect().exec({ script: 'mkdir -p /tmp/tp-lock-p1 /tmp/tp-lock-p3' });
+    await Promise.all(hosts.map((h) => h.conn.connect()));
+    const got = await acquireHostLocks(hosts);
+    expect(got.get('p2')).toBeInstanceOf(LockError);
+    expect(typeof got.get('p1')).toBe('function');
+    expect(typeof got.get('p3')).toBe('function');
+    await (got.get('p1') as () => Promise<void>)();
+    await (got.get('p3') as () => Promise<void>)();
+    await connect().exec({ script: 'rmdir /tmp/tp-lock-p1 /tmp/tp-lock-p3' });
   });
 });
