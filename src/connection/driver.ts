@@ -5,7 +5,8 @@
  * host keeps one session for the whole run, and the lock goes when that session goes.
  *
  * Protocol, on the session's stdin, one request per command (pipelined, answered in order):
- *   `x <script bytes> <stdin bytes>\n` then the script, then the command's stdin;
+ *   `x <script bytes> <stdin bytes>\n` then the script (a simple command: `[VAR=value...] exec
+ *   ARGV`, sourced by a subshell it replaces), then the command's stdin;
  * answered on stdout by `\x1eR <exit code> <stdout bytes> <stderr bytes>\n`, then both outputs.
  * At start the driver says `\x1eD ok`, or `\x1eD off <why>` when this shell cannot run it (no
  * mktemp, no way to read an exact byte count): the connection then runs one session per command,
@@ -52,10 +53,11 @@ tp_setup() {
   echo 0 >"$tp_d/busy"
   printf '\\036D ok\\n'
 }
-# Commands get the session's own locale, whatever the holder sets for itself. The command line is
-# read from a file, so no shell of ours holds it in a variable (one fork fewer per command).
+# Commands get the session's own locale, whatever the holder sets for itself. The command line
+# (\`[VAR=value...] exec ARGV\`: simple, quoted) is read from a file and sourced in a subshell that
+# it replaces: one fork and one exec per command, no shell between the driver and the command.
 tp_lc=\${LC_ALL-}; tp_lc_set=\${LC_ALL+1}
-tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; exec sh "$tp_d/s" ); }
+tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; . "$tp_d/s" ); }
 # Exactly the bytes counted: a daemon the command started may still be appending to its output file.
 tp_part() { if [ "$2" -gt 0 ]; then dd if="$1" bs="$2" count=1 2>/dev/null; fi; }
 tp_exec() {

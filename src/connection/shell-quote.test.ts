@@ -63,6 +63,19 @@ describe('buildCommandLine', () => {
     );
   });
 
+  it('with exec, the line replaces the shell reading it, env still applied', () => {
+    const { line } = buildCommandLine({ argv: ['sh', '-c', 'printf %s "$A"'] }, { env: { A: "x' $(y)" }, exec: true });
+    expect(line).toMatch(/^A=\S+ \$\(y\)' exec sh -c 'printf %s "\$A"'$/);
+    // Sourced by a shell that has more to do: exec leaves it, so nothing after the line runs.
+    const dir = mkdtempSync(join(tmpdir(), 'trustplay-quote-'));
+    try {
+      writeFileSync(join(dir, 's'), line);
+      expect(sh(`. ${quote(join(dir, 's'))}; echo after`, undefined, {})).toBe("x' $(y)");
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
   it('wraps in timeout so the remote process group dies with the channel', () => {
     const { line } = buildCommandLine({ script: 'sleep 5' }, { timeoutMs: 100 });
     expect(line).toMatch(/^timeout -k 2 1\.100 sh -c /);

@@ -74,6 +74,11 @@ export interface CommandLineOptions {
   becomeUser?: string;
   /** When set, sudo reads it from the first line of stdin; it never appears on the command line. */
   becomePassword?: string;
+  /**
+   * The line replaces the shell that reads it (`exec`; the command driver sources it in a subshell,
+   * one fork and no extra shell per command). Without become only.
+   */
+  exec?: boolean;
 }
 
 /** A shell command line plus the bytes that must precede the caller's stdin. */
@@ -100,7 +105,7 @@ export function buildCommandLine(command: Command, options: CommandLineOptions =
   const env = checkEnv(options.env ?? {});
   if (!options.become) {
     const assignments = env.map(([k, v]) => `${k}=${quote(v)}`);
-    return { line: [...assignments, quoteArgv(argv)].join(' ') };
+    return { line: [...assignments, ...(options.exec ? ['exec'] : []), quoteArgv(argv)].join(' ') };
   }
   // sudo may refuse `VAR=value` arguments under its env policy; `env` applies them after sudo.
   if (env.length > 0) argv = ['env', ...env.map(([k, v]) => `${k}=${v}`), ...argv];

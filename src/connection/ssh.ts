@@ -578,7 +578,7 @@ export class SshConnection implements Connection {
     const carrier = this.carrier;
     // The driver already runs as the become user (sudo ran once, for the session): no sudo per command.
     if (carrier && carrier.become === become) {
-      const line = this.commandLine(command, { ...lineOptions, become: false });
+      const line = this.commandLine(command, { ...lineOptions, become: false, exec: true });
       this.counters.carried++;
       try {
         return await carrier.session.run(line.line, options.stdin, options.timeoutMs);

@@ -83,6 +83,13 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     await new Promise((res) => setTimeout(res, 400));
     const env = await conn.exec({ script: 'printf %s "$GREETING"' }, { env: { GREETING: "it's ok" } });
     expect(env.stdout.toString()).toBe("it's ok");
+    // No shell between the driver and a command: the driver's fork became the command, so its parent
+    // is the driver itself (the lock holder's pid). A missing program is 127, as from sh.
+    const holder = (await conn.readFile('/run/trustplay.lock/owner'))!.toString().split('\n')[1]!.split(' ')[1];
+    const up = await conn.exec({ script: 'echo $PPID' });
+    expect(up.stdout.toString().trim()).toBe(holder);
+    const missing = await conn.exec({ argv: ['trustplay-no-such-program'] });
+    expect([missing.code, missing.stderr.toString()]).toEqual([127, expect.stringMatching(/not found/)]);
     // Pipelined: answers come back to the command that asked.
     // (More than 32 of them: the driver removes older output files in batches of 32.)
     const many = await Promise.all(Array.from({ length: 40 }, (_, i) => conn.exec({ argv: ['echo', `n${i}`] })));
