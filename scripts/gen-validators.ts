@@ -6,7 +6,10 @@
 import { finished } from './unsettled-guard.js';
 import { writeFileSync } from 'node:fs';
 import { renderValidators } from './validators-source.js';
+import { renderModuleSchemas } from './module-schemas-source.js';
 
+writeFileSync(new URL('../src/playbook/schema/module-schemas.generated.ts', import.meta.url), renderModuleSchemas());
+process.stdout.write('wrote src/playbook/schema/module-schemas.generated.ts\n');
 for (const [kind, file] of [
   ['loader', 'validators.generated.ts'],
   ['defaults', 'validators-defaults.generated.ts'],

@@ -7,6 +7,7 @@ import standaloneModule from 'ajv/dist/standalone/index.js';
 const standaloneCode = ((standaloneModule as unknown as { default?: typeof standaloneModule }).default ??
   standaloneModule) as unknown as (ajv: Ajv2020, refs: Record<string, string>) => string;
 import { precompiledSchemas } from '../src/playbook/schema/precompiled-names.js';
+import { modules } from '../src/modules/index.js';
 
 /**
  * `loader`: the validators `trustplay validate` uses (verbose errors for located messages);
@@ -15,7 +16,7 @@ import { precompiledSchemas } from '../src/playbook/schema/precompiled-names.js'
 export function renderValidators(kind: 'loader' | 'defaults' = 'loader'): string {
   const ajv = newAjv(kind, { code: { source: true, esm: true, lines: true } });
   const refs: Record<string, string> = {};
-  for (const [name, schema] of Object.entries(precompiledSchemas())) {
+  for (const [name, schema] of Object.entries(precompiledSchemas(modules))) {
     if (kind === 'defaults' && !name.startsWith('module_')) continue;
     const { $id: _id, $schema: _s, ...rest } = schema;
     ajv.addSchema(rest, name);

@@ -70,8 +70,14 @@ describe('a module added with one file and one line', () => {
     );
     expect(edited.split('\n').length).toBe(text.split('\n').length + 1);
     writeFileSync(list, edited);
-    for (const script of ['gen-schemas.ts', 'gen-validators.ts', 'gen-docs.ts'])
-      execFileSync(process.execPath, ['--import', 'tsx', `scripts/${script}`], { cwd: tree, stdio: 'pipe' });
+    // What `npm run schemas` runs, in its order, then `npm run docs`.
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const scripts = [pkg.scripts['schemas'], pkg.scripts['docs']].flatMap(
+      (s) => s?.match(/scripts\/[\w-]+\.ts/g) ?? [],
+    );
+    expect(scripts).toContain('scripts/gen-validators.ts');
+    for (const script of scripts)
+      execFileSync(process.execPath, ['--import', 'tsx', script], { cwd: tree, stdio: 'pipe' });
     writeFileSync(
       join(work, 'marker.yaml'),
       `- hosts: localhost\n  tasks:\n    - name: Mark\n      test.marker: { path: ${join(work, 'out', 'marker.txt')}, text: "hello\\n" }\n`,

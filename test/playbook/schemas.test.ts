@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { renderSchemas } from '../../src/playbook/schema/render.js';
 import { renderValidators } from '../../scripts/validators-source.js';
+import { renderModuleSchemas } from '../../scripts/module-schemas-source.js';
+import { modules } from '../../src/modules/index.js';
+import { MODULE_SCHEMAS } from '../../src/playbook/schema/module-schemas.generated.js';
 import type { ContainerdTlsArgs } from '../../src/modules/containerd-tls.js';
 import { moduleArgSchemas } from '../../src/playbook/schema/modules.js';
 
@@ -12,6 +15,13 @@ const read = (f: string) => readFileSync(new URL(`../../${f}`, import.meta.url),
 describe('committed JSON Schemas', () => {
   it('are in step with the TypeScript sources (run `npm run schemas` after editing them)', () => {
     for (const [file, text] of Object.entries(renderSchemas())) expect(read(`schemas/${file}`), file).toBe(text);
+  });
+
+  it("the loader's copy of the module schemas is the modules' own (run `npm run schemas` after editing them)", () => {
+    expect(read('src/playbook/schema/module-schemas.generated.ts')).toBe(renderModuleSchemas());
+    expect(MODULE_SCHEMAS).toEqual(
+      modules.map((m) => ({ name: m.name, internal: m.internal === true, schema: m.schema })),
+    );
   });
 
   it('precompiled validators are in step with the schemas (run `npm run schemas` after editing them)', () => {

@@ -29,13 +29,17 @@ async function execute(positionals: string[], options: Options, mode: 'run' | 'c
     process.stdout.write(lines.join('\n'));
     return 0;
   }
-  const { builtinModules } = await import('../../modules/index.js');
+  // The modules (their CRI, TOML and diagnose code) load while the run starts and its SSH
+  // handshakes are in flight: the playbook was validated from their generated schemas.
+  const registry = import('../../modules/index.js');
+  registry.catch(() => undefined);
+  const modules = async (name: string) => (await registry).builtinModules(name);
   return executePlaybook(
     {
       playbook: loaded.playbook,
       inventory: loaded.inventory,
       playHosts: loaded.playHosts,
-      modules: builtinModules,
+      modules,
       check: mode === 'check' || options.check,
       command: `${mode} ${positionals[0]}`,
       ...(options.inventory ? { inventoryPath: options.inventory } : {}),

@@ -38,26 +38,32 @@ export function newAjv(mode: AjvMode, extra: Options = {}): Ajv2020 {
   return ajv;
 }
 
-/** Validator lookup for a mode: the precompiled function for our own schemas, else compiled now (once). */
+/**
+ * Validator lookup for a mode: the precompiled function for our own schemas, else compiled now
+ * (once). Our schemas are found by identity, or by content: the loader holds the generated copies
+ * of the module schemas (module-schemas.generated.ts), the engine the modules' own objects.
+ */
 export function validatorsFor(
   mode: AjvMode,
   generated: Record<string, unknown>,
 ): (schema: Record<string, unknown>) => ValidateFunction {
   let ajv: Ajv2020 | undefined;
   let cache: Map<Record<string, unknown>, ValidateFunction> | undefined;
+  let byText: Map<string, ValidateFunction> | undefined;
   return (schema) => {
     if (!cache) {
       cache = new Map();
+      byText = new Map();
       for (const [name, s] of Object.entries(precompiledSchemas())) {
         const fn = generated[name];
-        if (typeof fn === 'function') cache.set(s, fn as ValidateFunction);
+        if (typeof fn !== 'function') continue;
+        cache.set(s, fn as ValidateFunction);
+        byText.set(JSON.stringify(s), fn as ValidateFunction);
       }
     }
-    let v = cache.get(schema);
-    if (!v) {
-      v = (ajv ??= newAjv(mode)).compile(schema);
-      cache.set(schema, v);
-    }
+    let v = cache.get(schema) ?? byText!.get(JSON.stringify(schema));
+    if (!v) v = (ajv ??= newAjv(mode)).compile(schema);
+    cache.set(schema, v);
     return v;
   };
 }
