@@ -63,7 +63,47 @@ const hex = (b: ArrayBuffer): string =>
 
 /** Parses one DER certificate. */
 export function parseCert(der: Buffer): Cert {
-  const x509 = new X509Certificate(der);
+  return certOf(new X509Certificate(der));
+}
+
+/**
+ * A Cert whose ASN.1-derived fields (signature algorithm, key ids, SAN presence) are read when
+ * first asked for: an OS store has ~140 certificates, of which a chain evaluation looks at a few,
+ * and reading them all cost ~0.5 s of CPU (the JS ASN.1 parser) on a first run's pre-flight.
+ */
+function certOf(x509: X509Certificate): Cert {
+  let f: Omit<Cert, 'x509'> | undefined;
+  const fields = (): Omit<Cert, 'x509'> => (f ??= asn1Fields(x509));
+  return {
+    x509,
+    get signatureOid() {
+      return fields().signatureOid;
+    },
+    get signatureName() {
+      return fields().signatureName;
+    },
+    get aki() {
+      return fields().aki;
+    },
+    get ski() {
+      return fields().ski;
+    },
+    get hasSan() {
+      return fields().hasSan;
+    },
+  };
+}
+
+function asn1Fields(x509: X509Certificate): Omit<Cert, 'x509'> {
+  try {
+    return parseFields(x509.raw);
+  } catch {
+    // OpenSSL took it and the ASN.1 reader does not: what OpenSSL itself knows, no key ids.
+    return { signatureOid: 'unknown', signatureName: 'unknown', hasSan: x509.subjectAltName !== undefined };
+  }
+}
+
+function parseFields(der: Buffer): Omit<Cert, 'x509'> {
   const {
     schema: { AsnConvert },
     x509: {
@@ -84,7 +124,6 @@ export function parseCert(der: Buffer): Cert {
   const aki = akiRaw ? AsnConvert.parse(akiRaw, AuthorityKeyIdentifier).keyIdentifier?.buffer : undefined;
   const ski = skiRaw ? AsnConvert.parse(skiRaw, SubjectKeyIdentifier).buffer : undefined;
   return {
-    x509,
     signatureOid,
     signatureName: SHA1_OIDS[signatureOid] ?? OTHER_OIDS[signatureOid] ?? signatureOid,
     ...(aki ? { aki: hex(aki) } : {}),
@@ -103,7 +142,7 @@ export function certsFromPem(pem: string): Cert[] {
   const out: Cert[] = [];
   for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)) {
     try {
-      out.push(parseCert(new X509Certificate(m[0]).raw));
+      out.push(certOf(new X509Certificate(m[0])));
     } catch {
       // Go skips a block it cannot parse; so does the trust store it models.
     }
