@@ -30,7 +30,7 @@ const all = wanted.size === 0;
 
 async function main(): Promise<void> {
   const rows: Array<Record<string, string | number>> = [];
-  if (all || wanted.has('startup')) rows.push(await benchStartup());
+  if (all || wanted.has('startup')) rows.push(...(await benchStartup()));
   if (all || wanted.has('validate')) rows.push(...(await benchValidate()));
   if (all || wanted.has('mask')) rows.push(...(await import('./mask.js')).benchMask());
   if (rows.length) process.stdout.write(table(rows) + '\n');

@@ -13,12 +13,13 @@ export interface ChildRun {
 }
 
 /** Runs a node script with the RSS probe preloaded; wall time measured around the whole process. */
-export function runNode(args: string[], env: Record<string, string> = {}): Promise<ChildRun> {
+/** `env`: added to this process's environment; a variable set to undefined is removed. */
+export function runNode(args: string[], env: Record<string, string | undefined> = {}): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(process.execPath, ['--import', new URL('./rss-on-exit.mjs', import.meta.url).href, ...args], {
       cwd: root,
-      env: { ...process.env, ...env },
+      env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined)),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
