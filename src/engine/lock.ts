@@ -185,6 +185,9 @@ type Attempt = { kind: 'acquired' } | { kind: 'held' } | { kind: 'busy'; path: s
  * order (acquireHostLocks) costs one line, not a session.
  */
 class HolderSession {
+  /** Refreshes the lock from the moment it is taken (also while other hosts are waited for). */
+  private refresh: ReturnType<typeof setInterval> | undefined;
+
   private constructor(
     private readonly conn: Connection,
     private readonly session: HostSession,
@@ -222,7 +225,11 @@ class HolderSession {
       line = await answer(this.session, host, this.o.signal);
     }
     if (line.startsWith('HELD ')) return { kind: 'held' };
-    if (line.startsWith('ACQUIRED ')) return { kind: 'acquired' };
+    if (line.startsWith('ACQUIRED ')) {
+      this.refresh ??= setInterval(() => this.session.send('touch'), this.o.refreshMs ?? 10_000);
+      this.refresh.unref();
+      return { kind: 'acquired' };
+    }
     const fail = /^FAIL (\S+) (.*)$/.exec(line);
     if (fail) throw lockFailure(host, fail[1]!, fail[2]!);
     const busy = /^BUSY (\S+) (\d+) (\S+) (.*)$/.exec(line);
@@ -233,6 +240,7 @@ class HolderSession {
 
   /** Gives back a lock this session took, keeping the session for a later `try`. */
   async unlock(): Promise<void> {
+    this.stopRefresh();
     this.session.send('release');
     for (;;) {
       const line = await answer(this.session, this.conn.host, this.o.signal);
@@ -243,15 +251,13 @@ class HolderSession {
   /** After `attempt` said ours: keeps the lock refreshed and returns its release. */
   keep(a: Attempt): () => Promise<void> {
     if (a.kind === 'held') {
-      void this.session.close();
+      void this.close();
       return async () => undefined;
     }
-    const refresh = setInterval(() => this.session.send('touch'), this.o.refreshMs ?? 10_000);
-    refresh.unref();
     let released: Promise<void> | undefined;
     return () =>
       (released ??= (async () => {
-        clearInterval(refresh);
+        this.stopRefresh();
         this.session.send('release');
         await this.session.close();
       })());
@@ -281,7 +287,13 @@ class HolderSession {
   }
 
   close(): Promise<void> {
+    this.stopRefresh();
     return this.session.close();
+  }
+
+  private stopRefresh(): void {
+    clearInterval(this.refresh);
+    this.refresh = undefined;
   }
 }
 

@@ -237,4 +237,36 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     await (got.get('p3') as () => Promise<void>)();
     await connect().exec({ script: 'rmdir /tmp/tp-lock-p1 /tmp/tp-lock-p3' });
   });
+
+  it('keeps refreshing the locks it took while it waits for a busy host after them', async () => {
+    const base = (
+      await connect().exec({ script: 'd=$(mktemp -d) && mkdir "$d/r1" "$d/r2" "$d/r3" && echo "$d"' })
+    ).stdout
+      .toString()
+      .trim();
+    const holder = connect('r3');
+    await holder.connect();
+    const held = await acquireHostLocks([{ conn: holder, options: { runId: 'run-M', dir: `${base}/r3` } }]);
+    const waiters = ['r1', 'r2', 'r3'].map((h) => ({
+      conn: connect(h),
+      options: { runId: 'run-N', dir: `${base}/${h}`, refreshMs: 300, timeoutMs: 15_000 },
+    }));
+    await Promise.all(waiters.map((w) => w.conn.connect()));
+    const waiting = acquireHostLocks(waiters);
+    // r1 and r2 are taken in the first round; r3 is waited for. Without refreshes their owner
+    // files would be 3 s old by now (a stale lock another run may break after 3 x refreshMs).
+    await new Promise((r) => setTimeout(r, 3000));
+    const ages = await connect().exec({
+      script: `now=$(date +%s); for h in r1 r2; do echo $((now - $(stat -c %Y ${base}/$h/trustplay.lock/owner))); done`,
+    });
+    expect(ages.stdout.toString().trim().split('\n').map(Number)).toEqual([
+      expect.toSatisfy((n: number) => n <= 1),
+      expect.toSatisfy((n: number) => n <= 1),
+    ]);
+    await (held.get('r3') as () => Promise<void>)();
+    const got = await waiting;
+    expect([...got.values()].every((r) => typeof r === 'function')).toBe(true);
+    await Promise.all([...got.values()].map((r) => (r as () => Promise<void>)()));
+    await connect().exec({ script: `rm -rf ${base}` });
+  });
 });
