@@ -248,10 +248,14 @@ class HolderSession {
     }
   }
 
-  /** After `attempt` said ours: keeps the lock refreshed and returns its release. */
-  keep(a: Attempt): () => Promise<void> {
+  /**
+   * After `attempt` said ours: the lock's release (refreshed until then). When this run already
+   * held it through another session, this one is closed first (a closing session must not be
+   * taken for the one carrying the host's commands).
+   */
+  async keep(a: Attempt): Promise<() => Promise<void>> {
     if (a.kind === 'held') {
-      void this.close();
+      await this.close();
       return async () => undefined;
     }
     let released: Promise<void> | undefined;
@@ -304,7 +308,7 @@ class HolderSession {
 export async function acquireHostLock(conn: Connection, o: LockOptions): Promise<() => Promise<void>> {
   const holder = await HolderSession.open(conn, o);
   try {
-    return holder.keep(await holder.wait());
+    return await holder.keep(await holder.wait());
   } catch (e) {
     await holder.close();
     throw e;
@@ -410,7 +414,7 @@ export async function acquireHostLocks(
       if (error) {
         out.set(host, error);
         await h.holder.close();
-      } else out.set(host, h.holder.keep(h.got!));
+      } else out.set(host, await h.holder.keep(h.got!));
     }),
   );
   return out;
