@@ -84,7 +84,15 @@ take() {
   printf 'FAIL %s %s\\n' "$lock" "$(printf %s "$err" | tr '\\n' ' ')"; return 0
 }
 inspect() {
-  o=$(head -n1 "$lock/owner" 2>/dev/null); [ -n "$o" ] || o=unknown
+  o=$(head -n1 "$lock/owner" 2>/dev/null)
+  # A lock another session made a moment ago has no owner line yet (mkdir, then the line): a run
+  # trying all its hosts at once, two of them one machine, would take its own lock for another's.
+  i=0
+  while [ -z "$o" ] && [ -d "$lock" ] && [ $i -lt 20 ]; do
+    sleep 0.05 2>/dev/null || break
+    i=$((i + 1)); o=$(head -n1 "$lock/owner" 2>/dev/null)
+  done
+  [ -n "$o" ] || o=unknown
   set -- $(sed -n 's/^holder //p' "$lock/owner" 2>/dev/null); hp=$1; st=$(alive "$1" "$2")
   now=$(date +%s); mt=$(stat -c %Y "$lock/owner" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null || echo "$now")
   age=$((now - mt))

@@ -4,6 +4,10 @@
  * lock that cannot be created reported with its errno and path at once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalConnection } from '../../src/connection/local.js';
 import { SshConnection } from '../../src/connection/ssh.js';
 import { acquireHostLock, acquireHostLocks, HostBusyError, LockError } from '../../src/engine/lock.js';
 import { startSshd, sshdUnavailable, type Sshd } from '../support/sshd.js';
@@ -268,5 +272,27 @@ describe.skipIf(Boolean(unavailable))(`host lock over ssh${unavailable ? ` (not 
     expect([...got.values()].every((r) => typeof r === 'function')).toBe(true);
     await Promise.all([...got.values()].map((r) => (r as () => Promise<void>)()));
     await connect().exec({ script: `rm -rf ${base}` });
+  });
+
+  it("one machine under many inventory names, locked in one batch: one takes the lock, the others see it is this run's", async () => {
+    // Local connections: their holder sessions start together, so the tries race on one mkdir
+    // (the 200-local-host terminal test found a name that took its own run's fresh lock for another's).
+    const base = await mkdtemp(join(tmpdir(), 'trustplay-lock-many-'));
+    try {
+      const waits: string[] = [];
+      const batch = Array.from({ length: 60 }, (_, i) => `m${i + 1}`).map((h) => ({
+        conn: new LocalConnection({ host: h }),
+        options: { runId: 'run-O', dir: base, timeoutMs: 15_000, onWait: (m: string) => waits.push(`${h}: ${m}`) },
+      }));
+      const got = await acquireHostLocks(batch);
+      expect([...got.values()].every((r) => typeof r === 'function')).toBe(true);
+      // No name waited: none took the lock its own run had just made for another run's.
+      expect(waits).toEqual([]);
+      expect(await readFile(join(base, 'trustplay.lock', 'owner'), 'utf8')).toMatch(/^run-O /);
+      await Promise.all([...got.values()].map((r) => (r as () => Promise<void>)()));
+      await Promise.all(batch.map((b) => b.conn.close()));
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
   });
 });
