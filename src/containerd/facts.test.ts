@@ -15,7 +15,13 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LocalConnection } from '../connection/local.js';
 import { macOf } from '../snapshots/key.js';
-import { gatherContainerdFacts, parseContainerdVersion, saveContainerdVersions } from './facts.js';
+import {
+  gatherContainerdFacts,
+  gatherContainerdFactsWith,
+  parseContainerdVersion,
+  saveContainerdVersions,
+} from './facts.js';
+import { detectFlavour, flavourFromRecords } from './flavour.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -157,6 +163,42 @@ describe('containerd facts', () => {
     expect(f.config).toEqual({ exists: false, text: null });
     expect(f.hostsDir).toEqual({ path: path.join(dir, 'none', 'r.test'), exists: false, files: {} });
     expect(f.extraDirs).toEqual({});
+  });
+
+  it('learns the flavour and reads other files in the same command, the flavour as the standalone detection says', async () => {
+    const cfg = path.join(dir, 'flavour-config.toml');
+    writeFileSync(cfg, 'version = 2\n');
+    const other = path.join(dir, 'crictl.yaml');
+    writeFileSync(other, 'runtime-endpoint: unix:///x.sock\n');
+    const { conn: host, outputs } = recording('flavour-host');
+    const got = await gatherContainerdFactsWith(
+      host,
+      { configFile: cfg, configPath: path.join(dir, 'certs.d'), registry: 'r.test' },
+      { flavour: true, files: [other, path.join(dir, 'absent.sock')] },
+    );
+    expect(outputs).toHaveLength(1);
+    expect(got.facts.config.text).toBe('version = 2\n');
+    expect(got.read.entries.get(other)).toMatchObject({
+      kind: 'file',
+      content: Buffer.from('runtime-endpoint: unix:///x.sock\n'),
+    });
+    expect(got.read.entries.get(path.join(dir, 'absent.sock'))?.kind).toBe('absent');
+    // The same findings as the detection's own command on this machine (os-release, units, files).
+    expect(got.flavour).toEqual(await detectFlavour(conn));
+    expect(got.read.records.filter((r) => r.tag === 'flavour').map((r) => r.fields[0])).toContain('os');
+    // Findings as records decide as lines do; without the `os` finding the detection did not run.
+    expect(
+      flavourFromRecords([
+        { tag: 'flavour', fields: ['os', 'debian'] },
+        { tag: 'flavour', fields: ['k3s', 'header'] },
+      ])?.kind,
+    ).toBe('k3s');
+    expect(flavourFromRecords([{ tag: 'version', fields: ['same'] }])).toBeUndefined();
+    // Not asked: no flavour, and no detection in the command.
+    const plain = await gatherContainerdFactsWith(host, { configFile: cfg, configPath: dir }, {});
+    expect(plain.flavour).toBeUndefined();
+    expect(plain.read.records.some((r) => r.tag === 'flavour')).toBe(false);
+    expect(outputs).toHaveLength(2);
   });
 
   it('reads extra directories in the same command', async () => {

@@ -11,6 +11,7 @@ import { LinkRefused, namesIn, readNode, ReadFailed, withoutSlash, type NodeRead
 import { pendingMarkerPath, restartRecordPath } from '../engine/restart-backup.js';
 import { hostNamespaceDir } from './hosts-toml.js';
 import { registryNameProblem } from './registry-host.js';
+import { FLAVOUR_PRELUDE, flavourFromRecords, type Flavour } from './flavour.js';
 import { TaskError } from '../engine/errors.js';
 import { macEquals } from '../snapshots/key.js';
 
@@ -59,6 +60,14 @@ export interface ContainerdFactsOptions {
   registry?: string;
   /** More directories to list and read the same way (e.g. the targets of a legacy migration). */
   extraDirs?: string[];
+}
+
+/** What a gather may read in the same command besides containerd's own files. */
+export interface AlongsideFacts {
+  /** Detect the node's flavour too (FLAVOUR_PRELUDE): `flavour` in the answer. */
+  flavour?: boolean;
+  /** More files to read (e.g. the CRI socket candidates): their entries in `read`. */
+  files?: string[];
 }
 
 // `containerd --version` starts a ~50 MB Go binary (~20 ms of CPU, the biggest single cost of a
@@ -218,15 +227,33 @@ export function factsFromRead(
 
 /** Reads containerd's version, config.toml and one registry's certs.d directory in one remote command. */
 export async function gatherContainerdFacts(conn: Connection, o: ContainerdFactsOptions): Promise<ContainerdFacts> {
+  return (await gatherContainerdFactsWith(conn, o, {})).facts;
+}
+
+/**
+ * `gatherContainerdFacts`, reading in the same command what `also` asks for: the flavour (when it
+ * did not run, e.g. an older read, `flavour` is undefined) and other files, by path in `read`.
+ * One command where a first gather took three (flavour, files, CRI socket candidates).
+ */
+export async function gatherContainerdFactsWith(
+  conn: Connection,
+  o: ContainerdFactsOptions,
+  also: AlongsideFacts,
+): Promise<{ facts: ContainerdFacts; read: NodeRead; flavour?: Flavour }> {
   const dir = o.registry !== undefined ? hostsDirFor(o.configPath, o.registry) : '';
   const dirs = [...(dir ? [dir] : []), ...(o.extraDirs ?? []).filter((d) => d !== dir && d !== '')];
   const known = versions.get(conn.host);
   let read: NodeRead;
   try {
     read = await readNode(conn, {
-      prelude: VERSION,
+      prelude: also.flavour ? `${VERSION}\n${FLAVOUR_PRELUDE}` : VERSION,
       preludeArgs: [known?.key ?? ''],
-      files: [o.configFile, pendingMarkerPath(o.configFile), restartRecordPath(o.configFile)],
+      files: [
+        o.configFile,
+        pendingMarkerPath(o.configFile),
+        restartRecordPath(o.configFile),
+        ...(also.files ?? []).filter((f) => f !== o.configFile),
+      ],
       dirs,
       maxFileBytes: MAX_FILE,
     });
@@ -242,5 +269,6 @@ export async function gatherContainerdFacts(conn: Connection, o: ContainerdFacts
     versions.set(conn.host, { key: facts.versionKey, raw: facts.version.raw });
     versionsChanged = true;
   }
-  return facts;
+  const flavour = also.flavour ? flavourFromRecords(read.records) : undefined;
+  return { facts, read, ...(flavour ? { flavour } : {}) };
 }

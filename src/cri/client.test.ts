@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Connection, FileStat } from '../connection/connection.js';
+import { readNode } from '../connection/read-files.js';
 import {
   CRI_LOADER_OPTIONS,
   CriError,
@@ -15,6 +16,7 @@ import {
   crictlEndpoint,
   endpointToPath,
   resolveCriSocket,
+  CRI_SOCKET_READS,
   waitForCri,
 } from './client.js';
 import { CRI_IMAGE_DESCRIPTOR } from './proto/cri-image-descriptor.js';
@@ -131,6 +133,26 @@ describe('resolveCriSocket', () => {
     });
     expect(got).toBe('/run/k3s/containerd/containerd.sock');
     expect(asked).toEqual(['/run/containerd/containerd.sock', '/run/k3s/containerd/containerd.sock']);
+  });
+
+  it('decides on the entries a gather read with its own files (CRI_SOCKET_READS): no command of its own, the same answer', async () => {
+    await mkdir(join(dir, 'etc'));
+    await writeFile(join(dir, 'etc/crictl.yaml'), 'image-endpoint: unix:///run/k3s/containerd/containerd.sock\n');
+    await listenUnix(join(dir, 'run/containerd/containerd.sock'));
+    const seen = (await readNode(hostAt(dir), { files: ['/etc/other.conf', ...CRI_SOCKET_READS] })).entries;
+    const noCommands: Connection = {
+      ...hostAt(dir),
+      exec: () => Promise.reject(new Error('a command was run')),
+    };
+    expect(await resolveCriSocket(noCommands, undefined, undefined, seen)).toBe('/run/k3s/containerd/containerd.sock');
+    expect(await resolveCriSocket(hostAt(dir))).toBe('/run/k3s/containerd/containerd.sock');
+    // Without crictl.yaml: the socket found in the same entries.
+    await rm(join(dir, 'etc/crictl.yaml'));
+    const again = (await readNode(hostAt(dir), { files: [...CRI_SOCKET_READS] })).entries;
+    expect(await resolveCriSocket(noCommands, undefined, undefined, again)).toBe('/run/containerd/containerd.sock');
+    // Entries that lack one of the paths are not enough: it reads them itself.
+    const partial = new Map([...again].filter(([p]) => p !== '/etc/crictl.yaml'));
+    await expect(resolveCriSocket(noCommands, undefined, undefined, partial)).rejects.toThrow('a command was run');
   });
 
   it('says what it tried when nothing is there', async () => {

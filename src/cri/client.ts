@@ -3,10 +3,10 @@ import type * as GrpcJs from '@grpc/grpc-js';
 import type { PackageDefinition, MethodDefinition } from '@grpc/proto-loader';
 import { parse as parseYaml } from 'yaml';
 import type { Connection } from '../connection/connection.js';
-import { readNode } from '../connection/read-files.js';
+import { readNode, type NodeEntry } from '../connection/read-files.js';
 import { openStreamBridge, type StreamBridge } from './stream-bridge.js';
 
-const CRICTL_YAML = '/etc/crictl.yaml';
+export const CRICTL_YAML = '/etc/crictl.yaml';
 
 /** An image in the node's CRI image store. */
 export interface CriImage {
@@ -449,11 +449,15 @@ export async function resolveCriSocket(
   conn: Connection,
   configured?: string,
   answers?: (socketPath: string) => Promise<boolean>,
+  read?: ReadonlyMap<string, NodeEntry>,
 ): Promise<string> {
   if (configured) return endpointToPath(configured, `the configured CRI socket for ${conn.host}`);
 
-  // One remote command for crictl.yaml and every default socket (a round trip each before).
-  const seen = await readNode(conn, { files: [CRICTL_YAML, ...DEFAULT_CRI_SOCKETS] });
+  // One remote command for crictl.yaml and every default socket (a round trip each before), or
+  // none when a gather just read them with its own files (`read`, CRI_SOCKET_READS).
+  const seen = CRI_SOCKET_READS.every((p) => read?.has(p))
+    ? { entries: read! }
+    : await readNode(conn, { files: [...CRI_SOCKET_READS] });
   const yaml = seen.entries.get(CRICTL_YAML);
   // A link is refused by readFile, with its reason, as before.
   const crictl = yaml?.kind === 'file' ? yaml.content : yaml?.kind === 'link' ? await conn.readFile(CRICTL_YAML) : null;
@@ -473,6 +477,9 @@ export async function resolveCriSocket(
     `no CRI socket found on ${conn.host} (tried ${DEFAULT_CRI_SOCKETS.join(', ')} and /etc/crictl.yaml): is containerd running? otherwise set the host's CRI socket path explicitly`,
   );
 }
+
+/** What `resolveCriSocket` reads on the node: crictl.yaml and the well-known sockets. */
+export const CRI_SOCKET_READS: readonly string[] = [CRICTL_YAML, ...DEFAULT_CRI_SOCKETS];
 
 /** `image-endpoint` (what crictl uses for image calls) or `runtime-endpoint` from a crictl.yaml. */
 export function crictlEndpoint(yamlText: string): string | undefined {

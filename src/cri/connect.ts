@@ -11,7 +11,15 @@
  */
 import { TaskError } from '../engine/errors.js';
 import type { TaskContext } from '../engine/module.js';
-import { CriError, createCriClientFor, rememberCriVersion, resolveCriSocket, type CriImageClient } from './client.js';
+import type { NodeEntry } from '../connection/read-files.js';
+import {
+  CRI_SOCKET_READS,
+  CriError,
+  createCriClientFor,
+  rememberCriVersion,
+  resolveCriSocket,
+  type CriImageClient,
+} from './client.js';
 
 const SOCKET_KEY = 'cri.socket';
 
@@ -20,32 +28,55 @@ const PROBE_TIMEOUT_MS = 3000;
 
 /**
  * The host's CRI socket: the task's `socket`, else the host's `cri_socket` variable, else
- * /etc/crictl.yaml, else the first well-known socket that answers; cached for the run.
+ * /etc/crictl.yaml, else the first well-known socket that answers; cached for the run. `read`:
+ * the `criSocketReads` paths as a gather just read them (no command of its own then).
  */
-export async function criSocketFor(ctx: TaskContext, configured?: string): Promise<string> {
-  const explicit = configured ?? (typeof ctx.vars['cri_socket'] === 'string' ? ctx.vars['cri_socket'] : undefined);
+export async function criSocketFor(
+  ctx: TaskContext,
+  configured?: string,
+  read?: ReadonlyMap<string, NodeEntry>,
+): Promise<string> {
+  const explicit = explicitSocket(ctx, configured);
   const key = explicit === undefined ? SOCKET_KEY : `${SOCKET_KEY}:${explicit}`;
   const cached = ctx.hostState.get(key);
   if (typeof cached === 'string') return cached;
   let socket: string;
   try {
-    socket = await resolveCriSocket(ctx.conn, explicit, async (candidate) => {
-      const probe = await createCriClientFor(ctx.conn, candidate);
-      try {
-        rememberCriVersion(ctx.conn, candidate, await probe.version(PROBE_TIMEOUT_MS));
-        return true;
-      } catch {
-        return false;
-      } finally {
-        await probe.close();
-      }
-    });
+    socket = await resolveCriSocket(
+      ctx.conn,
+      explicit,
+      async (candidate) => {
+        const probe = await createCriClientFor(ctx.conn, candidate);
+        try {
+          rememberCriVersion(ctx.conn, candidate, await probe.version(PROBE_TIMEOUT_MS));
+          return true;
+        } catch {
+          return false;
+        } finally {
+          await probe.close();
+        }
+      },
+      read,
+    );
   } catch (err) {
     if (err instanceof TaskError) throw err;
     throw new TaskError((err as Error).message, 'command');
   }
   ctx.hostState.set(key, socket);
   return socket;
+}
+
+function explicitSocket(ctx: TaskContext, configured?: string): string | undefined {
+  return configured ?? (typeof ctx.vars['cri_socket'] === 'string' ? ctx.vars['cri_socket'] : undefined);
+}
+
+/**
+ * The paths `criSocketFor` would read on the node to find the socket (none when it is configured
+ * or already known this run): a gather reads them with its own files and hands the entries over.
+ */
+export function criSocketReads(ctx: TaskContext, configured?: string): readonly string[] {
+  if (explicitSocket(ctx, configured) !== undefined) return [];
+  return typeof ctx.hostState.get(SOCKET_KEY) === 'string' ? [] : CRI_SOCKET_READS;
 }
 
 /**

@@ -41,10 +41,16 @@ import {
   runningVersionFor,
   type VersionSource,
 } from '../containerd/daemon-version.js';
-import { criSocketFor, withCri } from '../cri/connect.js';
+import { criSocketFor, criSocketReads, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
 import { lagRestart, recordedConfig, recordedDaemon, type RecordDaemon } from '../containerd/daemon-lag.js';
-import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts, type HostsDirFacts } from '../containerd/facts.js';
+import {
+  gatherContainerdFacts,
+  gatherContainerdFactsWith,
+  hostsDirFor,
+  type ContainerdFacts,
+  type HostsDirFacts,
+} from '../containerd/facts.js';
 import { expectOf, sha256 } from '../engine/apply.js';
 import { afterPendingRestart, parsePendingMarker, type ConfigBackup } from '../engine/restart-backup.js';
 import { unreadable } from '../playbook/controller-files.js';
@@ -60,7 +66,7 @@ import {
   restartTimeoutArg,
 } from '../playbook/schema/args-common.js';
 import { restartRequestFor } from './containerd-restart.js';
-import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
+import { detectFlavour, knownFlavour, MICROK8S, rememberFlavour, type Flavour } from '../containerd/flavour.js';
 import {
   inspectRegistries,
   mirrorFoldsIntoDefault,
@@ -979,20 +985,45 @@ export default defineModule({
   async gather(ctx, args) {
     const { material, warnings } = await readMaterial(args);
     if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
-    const flavour = await detectFlavour(ctx.conn, ctx.hostState);
-    refuseFlavour(ctx.host, flavour, args);
-    if (flavour.kind === 'k3s' || flavour.kind === 'rke2') return gatherRancher(ctx, args, flavour, material, warnings);
+    const known = knownFlavour(ctx.hostState);
+    if (known) {
+      refuseFlavour(ctx.host, known, args);
+      if (known.kind === 'k3s' || known.kind === 'rke2') return gatherRancher(ctx, args, known, material, warnings);
+    }
     const opts = {
       configFile: args.config_file,
       configPath: args.config_path,
       registry: args.registry,
     };
     const dir = registryDir(args);
-    let facts = await gatherContainerdFacts(
-      ctx.conn,
-      args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
+    // One command for the usual node: the flavour (when not yet known), containerd's files and the
+    // CRI socket candidates. On k3s/RKE2 that read is set aside for registries.yaml's.
+    const socketReads = criSocketReads(ctx, args.socket);
+    let gathered: Awaited<ReturnType<typeof gatherContainerdFactsWith>>;
+    try {
+      gathered = await gatherContainerdFactsWith(
+        ctx.conn,
+        args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
+        { flavour: !known, files: [...socketReads] },
+      );
+    } catch (err) {
+      // A node this task refuses (Bottlerocket has no shell to read with) says so, not why the read failed.
+      if (!known) refuseFlavour(ctx.host, await detectFlavour(ctx.conn, ctx.hostState), args);
+      throw err;
+    }
+    const flavour = known ?? gathered.flavour ?? (await detectFlavour(ctx.conn, ctx.hostState));
+    if (!known) {
+      rememberFlavour(ctx.hostState, flavour);
+      refuseFlavour(ctx.host, flavour, args);
+      if (flavour.kind === 'k3s' || flavour.kind === 'rke2')
+        return gatherRancher(ctx, args, flavour, material, warnings);
+    }
+    let facts = gathered.facts;
+    const running = await runningVersionFor(
+      ctx,
+      () => criSocketFor(ctx, args.socket, socketReads.length ? gathered.read.entries : undefined),
+      facts.version,
     );
-    const running = await runningVersionFor(ctx, () => criSocketFor(ctx, args.socket), facts.version);
     facts.version = running?.version ?? null;
     const extra = migrationDirs(args, facts);
     if (extra.length > 0)
