@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server as NetServer } from 'node:net';
+import { connect as netConnect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -8,6 +8,8 @@ import * as protoLoader from '@grpc/proto-loader';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Connection, FileStat } from '../connection/connection.js';
 import { readNode } from '../connection/read-files.js';
+import type { TaskContext } from '../engine/module.js';
+import { criScope, criSocketFor, withCri } from './connect.js';
 import {
   CRI_LOADER_OPTIONS,
   CriError,
@@ -234,5 +236,72 @@ describe('waitForCri and CriError', () => {
     await expect(waitForCri(path, 600)).rejects.toThrow(
       `the CRI at ${path} did not answer within 600 ms (last error: connect ENOENT ${path})`,
     );
+  });
+});
+
+describe('criScope', () => {
+  /** A node at `dir` whose sockets are reached as over SSH (a bridge per client); `opened` counts the streams. */
+  function streamed(): { conn: Connection; opened: string[]; streams: Socket[] } {
+    const opened: string[] = [];
+    const streams: Socket[] = [];
+    const conn: Connection = {
+      ...hostAt(dir),
+      async openUnixSocket(path) {
+        opened.push(path);
+        const s = netConnect(join(dir, path));
+        streams.push(s);
+        return s;
+      },
+    };
+    return { conn, opened, streams };
+  }
+  const contextOf = (conn: Connection): TaskContext => ({
+    conn,
+    host: 'node-a',
+    vars: {},
+    check: false,
+    warn: () => undefined,
+    fact: () => undefined,
+    hostState: new Map(),
+  });
+
+  it('serves a task’s CRI calls on the probe that found the socket, and closes it when the scope ends', async () => {
+    await mkdir(join(dir, 'run/containerd'), { recursive: true });
+    await startGrpcServer(join(dir, 'run/containerd/containerd.sock'), true);
+    const inScope = streamed();
+    const ctx = contextOf(inScope.conn);
+    const answer = await criScope(ctx, async () => {
+      expect(await criSocketFor(ctx)).toBe('/run/containerd/containerd.sock');
+      const v = await withCri(ctx, undefined, (cri) => cri.version());
+      // Still open for the rest of the scope.
+      expect(inScope.streams.map((st) => st.destroyed)).toEqual([false]);
+      return v;
+    });
+    expect(answer.runtimeName).toBe('fake-cri');
+    expect(inScope.opened).toEqual(['/run/containerd/containerd.sock']);
+    expect(inScope.streams.map((st) => st.destroyed)).toEqual([true]);
+
+    // Outside a scope: the probe is closed and the call opens its own client, as before.
+    const alone = streamed();
+    const ctx2 = contextOf(alone.conn);
+    await criSocketFor(ctx2);
+    await withCri(ctx2, undefined, (cri) => cri.version());
+    expect(alone.opened).toEqual(['/run/containerd/containerd.sock', '/run/containerd/containerd.sock']);
+    expect(alone.streams.map((st) => st.destroyed)).toEqual([true, true]);
+  });
+
+  it('a kept client’s view is cancelled by the call’s own signal, and the client outlives it', async () => {
+    await mkdir(join(dir, 'run/containerd'), { recursive: true });
+    await startGrpcServer(join(dir, 'run/containerd/containerd.sock'), true);
+    const { conn } = streamed();
+    const abort = new AbortController();
+    const ctx = { ...contextOf(conn), signal: abort.signal };
+    await criScope(ctx, async () => {
+      await criSocketFor(ctx);
+      abort.abort(new Error('interrupted by SIGINT'));
+      await expect(withCri(ctx, undefined, (cri) => cri.version())).rejects.toThrow('interrupted by SIGINT');
+      // `finish`: not cancelled, on the same kept client.
+      expect((await withCri(ctx, undefined, (cri) => cri.version(), { finish: true })).runtimeName).toBe('fake-cri');
+    });
   });
 });

@@ -50,6 +50,11 @@ export interface CriImageClient {
    */
   status(verbose: boolean, timeoutMs?: number): Promise<CriStatus>;
   close(): Promise<void>;
+  /**
+   * The same connection to the runtime, its calls cancelled by `signal` instead; closing the view
+   * leaves the connection open (its owner closes it).
+   */
+  withSignal?(signal: AbortSignal | undefined): CriImageClient;
 }
 
 /** What the CRI `Status` call returns. */
@@ -236,9 +241,16 @@ class GrpcCriClient implements CriImageClient {
     private readonly label: string,
     private readonly bridge?: StreamBridge,
     private readonly signal?: AbortSignal,
+    /** A view's owner: the view calls on the owner's connection and never closes it. */
+    private readonly owner?: GrpcCriClient,
   ) {}
 
+  withSignal(signal: AbortSignal | undefined): CriImageClient {
+    return new GrpcCriClient(this.target, this.label, this.bridge, signal, this.owner ?? this);
+  }
+
   private connect(): Promise<{ loaded: Loaded; client: GrpcJs.Client }> {
+    if (this.owner) return this.owner.connect();
     this.client ??= load().then((loaded) => ({
       loaded,
       client: new loaded.grpc.Client(this.target, loaded.grpc.credentials.createInsecure(), {
@@ -388,6 +400,7 @@ class GrpcCriClient implements CriImageClient {
   }
 
   async close(): Promise<void> {
+    if (this.owner) return;
     const pending = this.client;
     this.client = undefined;
     if (pending) (await pending).client.close();

@@ -47,13 +47,15 @@ export async function criSocketFor(
       explicit,
       async (candidate) => {
         const probe = await createCriClientFor(ctx.conn, candidate);
+        let kept = false;
         try {
           rememberCriVersion(ctx.conn, candidate, await probe.version(PROBE_TIMEOUT_MS));
+          kept = keep(ctx, candidate, probe);
           return true;
         } catch {
           return false;
         } finally {
-          await probe.close();
+          if (!kept) await probe.close();
         }
       },
       read,
@@ -91,11 +93,44 @@ export async function withCri<T>(
   opts: { finish?: boolean } = {},
 ): Promise<T> {
   const socket = await criSocketFor(ctx, configured);
-  const cri = await createCriClientFor(ctx.conn, socket, !opts.finish && ctx.signal ? { signal: ctx.signal } : {});
+  const signal = !opts.finish ? ctx.signal : undefined;
+  const scoped = scopes.get(ctx)?.get(socket)?.withSignal?.(signal);
+  const cri = scoped ?? (await createCriClientFor(ctx.conn, socket, signal ? { signal } : {}));
   try {
     return await fn(cri, socket);
   } finally {
     await cri.close();
+  }
+}
+
+/**
+ * Clients kept for the rest of a `criScope`, by task context and socket: the probe that found the
+ * socket serves the calls after it (each client is a bridge socket, an SSH forward and an HTTP/2
+ * connection: ~5 ms, and a round trip).
+ */
+const scopes = new WeakMap<TaskContext, Map<string, CriImageClient>>();
+
+function keep(ctx: TaskContext, socket: string, client: CriImageClient): boolean {
+  const scope = scopes.get(ctx);
+  if (!scope || scope.has(socket) || !client.withSignal) return false;
+  scope.set(socket, client);
+  return true;
+}
+
+/**
+ * Runs `fn` (a gather: reads only, no restart in between) with one CRI client per socket for the
+ * task: the probe that finds the socket stays open for the task's `withCri` calls, and every kept
+ * client is closed when `fn` settles. Outside a scope each call opens its own client, as before.
+ */
+export async function criScope<T>(ctx: TaskContext, fn: () => Promise<T>): Promise<T> {
+  if (scopes.has(ctx)) return fn();
+  const scope = new Map<string, CriImageClient>();
+  scopes.set(ctx, scope);
+  try {
+    return await fn();
+  } finally {
+    scopes.delete(ctx);
+    await Promise.all([...scope.values()].map((c) => c.close().catch(() => undefined)));
   }
 }
 

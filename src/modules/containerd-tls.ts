@@ -41,7 +41,7 @@ import {
   runningVersionFor,
   type VersionSource,
 } from '../containerd/daemon-version.js';
-import { criSocketFor, criSocketReads, withCri } from '../cri/connect.js';
+import { criScope, criSocketFor, criSocketReads, withCri } from '../cri/connect.js';
 import { daemonRegistry, type DaemonRegistry } from '../containerd/daemon-config.js';
 import { lagRestart, recordedConfig, recordedDaemon, type RecordDaemon } from '../containerd/daemon-lag.js';
 import {
@@ -975,6 +975,89 @@ function recordRancherFacts(ctx: TaskContext, args: ContainerdTlsArgs, observed:
   });
 }
 
+/** containerd.tls's gather (inside one CRI scope). */
+async function gatherTls(ctx: TaskContext, args: ContainerdTlsArgs): Promise<TlsObserved> {
+  const { material, warnings } = await readMaterial(args);
+  if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
+  const known = knownFlavour(ctx.hostState);
+  if (known) {
+    refuseFlavour(ctx.host, known, args);
+    if (known.kind === 'k3s' || known.kind === 'rke2') return gatherRancher(ctx, args, known, material, warnings);
+  }
+  const opts = {
+    configFile: args.config_file,
+    configPath: args.config_path,
+    registry: args.registry,
+  };
+  const dir = registryDir(args);
+  // One command for the usual node: the flavour (when not yet known), containerd's files and the
+  // CRI socket candidates. On k3s/RKE2 that read is set aside for registries.yaml's.
+  const socketReads = criSocketReads(ctx, args.socket);
+  let gathered: Awaited<ReturnType<typeof gatherContainerdFactsWith>>;
+  try {
+    gathered = await gatherContainerdFactsWith(
+      ctx.conn,
+      args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
+      { flavour: !known, files: [...socketReads] },
+    );
+  } catch (err) {
+    // A node this task refuses (Bottlerocket has no shell to read with) says so, not why the read failed.
+    if (!known) refuseFlavour(ctx.host, await detectFlavour(ctx.conn, ctx.hostState), args);
+    throw err;
+  }
+  const flavour = known ?? gathered.flavour ?? (await detectFlavour(ctx.conn, ctx.hostState));
+  if (!known) {
+    rememberFlavour(ctx.hostState, flavour);
+    refuseFlavour(ctx.host, flavour, args);
+    if (flavour.kind === 'k3s' || flavour.kind === 'rke2') return gatherRancher(ctx, args, flavour, material, warnings);
+  }
+  let facts = gathered.facts;
+  const running = await runningVersionFor(
+    ctx,
+    () => criSocketFor(ctx, args.socket, socketReads.length ? gathered.read.entries : undefined),
+    facts.version,
+  );
+  facts.version = running?.version ?? null;
+  const extra = migrationDirs(args, facts);
+  if (extra.length > 0)
+    facts = { ...(await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra })), version: facts.version };
+  const pending =
+    facts.pendingMarker !== undefined ? parsePendingMarker(ctx.host, args.config_file, facts.pendingMarker) : undefined;
+  // Only when the daemon answered on the CRI: what it has loaded, to see whether it lags the file.
+  const daemon = running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
+  const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, args.socket, running);
+  const recordDaemon = daemon
+    ? undefined
+    : await recordedDaemon(
+        ctx.conn,
+        facts.restartRecord,
+        args.config_file,
+        facts.config.exists ? (facts.config.content ?? facts.config.text ?? '') : null,
+      );
+  const observed: TlsObserved = {
+    facts,
+    material,
+    materialWarnings: warnings,
+    ...(flavour.kind !== 'containerd' ? { flavour } : {}),
+    versionSource: running?.source ?? null,
+    ...(pending ? { pending } : {}),
+    ...(daemon ? { daemon } : {}),
+    ...defined({ criDown }),
+    ...(recordDaemon ? { recordDaemon } : {}),
+  };
+  const caPreflight = await gatherCaPreflight(
+    ctx,
+    args,
+    material,
+    { configFile: args.config_file, configPath: args.config_path },
+    () => writesAnything(args, observed, ctx.host),
+  );
+  const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
+  Object.assign(observed, defined({ caPreflight, expiring }));
+  recordFacts(ctx, args, observed);
+  return observed;
+}
+
 /** The `containerd.tls` module. */
 export default defineModule({
   schema,
@@ -982,91 +1065,8 @@ export default defineModule({
   warm: warmCri,
   description:
     "Make containerd trust a registry's TLS: hosts.toml + CA (or legacy CRI tls), config_path, verified restart with rollback.",
-  async gather(ctx, args) {
-    const { material, warnings } = await readMaterial(args);
-    if (material.clientKey !== undefined) ctx.secret?.(material.clientKey);
-    const known = knownFlavour(ctx.hostState);
-    if (known) {
-      refuseFlavour(ctx.host, known, args);
-      if (known.kind === 'k3s' || known.kind === 'rke2') return gatherRancher(ctx, args, known, material, warnings);
-    }
-    const opts = {
-      configFile: args.config_file,
-      configPath: args.config_path,
-      registry: args.registry,
-    };
-    const dir = registryDir(args);
-    // One command for the usual node: the flavour (when not yet known), containerd's files and the
-    // CRI socket candidates. On k3s/RKE2 that read is set aside for registries.yaml's.
-    const socketReads = criSocketReads(ctx, args.socket);
-    let gathered: Awaited<ReturnType<typeof gatherContainerdFactsWith>>;
-    try {
-      gathered = await gatherContainerdFactsWith(
-        ctx.conn,
-        args.style === 'legacy' ? { ...opts, configPath: path.posix.dirname(dir) } : opts,
-        { flavour: !known, files: [...socketReads] },
-      );
-    } catch (err) {
-      // A node this task refuses (Bottlerocket has no shell to read with) says so, not why the read failed.
-      if (!known) refuseFlavour(ctx.host, await detectFlavour(ctx.conn, ctx.hostState), args);
-      throw err;
-    }
-    const flavour = known ?? gathered.flavour ?? (await detectFlavour(ctx.conn, ctx.hostState));
-    if (!known) {
-      rememberFlavour(ctx.hostState, flavour);
-      refuseFlavour(ctx.host, flavour, args);
-      if (flavour.kind === 'k3s' || flavour.kind === 'rke2')
-        return gatherRancher(ctx, args, flavour, material, warnings);
-    }
-    let facts = gathered.facts;
-    const running = await runningVersionFor(
-      ctx,
-      () => criSocketFor(ctx, args.socket, socketReads.length ? gathered.read.entries : undefined),
-      facts.version,
-    );
-    facts.version = running?.version ?? null;
-    const extra = migrationDirs(args, facts);
-    if (extra.length > 0)
-      facts = { ...(await gatherContainerdFacts(ctx.conn, { ...opts, extraDirs: extra })), version: facts.version };
-    const pending =
-      facts.pendingMarker !== undefined
-        ? parsePendingMarker(ctx.host, args.config_file, facts.pendingMarker)
-        : undefined;
-    // Only when the daemon answered on the CRI: what it has loaded, to see whether it lags the file.
-    const daemon =
-      running?.source.kind === 'cri' ? await withCri(ctx, args.socket, (cri) => daemonRegistry(cri)) : null;
-    const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, args.socket, running);
-    const recordDaemon = daemon
-      ? undefined
-      : await recordedDaemon(
-          ctx.conn,
-          facts.restartRecord,
-          args.config_file,
-          facts.config.exists ? (facts.config.content ?? facts.config.text ?? '') : null,
-        );
-    const observed: TlsObserved = {
-      facts,
-      material,
-      materialWarnings: warnings,
-      ...(flavour.kind !== 'containerd' ? { flavour } : {}),
-      versionSource: running?.source ?? null,
-      ...(pending ? { pending } : {}),
-      ...(daemon ? { daemon } : {}),
-      ...defined({ criDown }),
-      ...(recordDaemon ? { recordDaemon } : {}),
-    };
-    const caPreflight = await gatherCaPreflight(
-      ctx,
-      args,
-      material,
-      { configFile: args.config_file, configPath: args.config_path },
-      () => writesAnything(args, observed, ctx.host),
-    );
-    const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
-    Object.assign(observed, defined({ caPreflight, expiring }));
-    recordFacts(ctx, args, observed);
-    return observed;
-  },
+  // One CRI client for the gather: the probe that finds the socket also answers the Status call.
+  gather: (ctx, args) => criScope(ctx, () => gatherTls(ctx, args)),
   plan(args, observed, ctx) {
     for (const w of expiryLines(args.registry, observed.expiring ?? [])) ctx.warn(w);
     if (observed.flavour?.registriesFile !== undefined)
