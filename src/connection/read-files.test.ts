@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { LocalConnection } from './local.js';
-import { namesIn, parseNodeRead, readNode, ReadFailed } from './read-files.js';
+import { forgetReadAhead, namesIn, parseNodeRead, readAhead, readNode, ReadFailed } from './read-files.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-read-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -79,4 +79,53 @@ it('refuses output cut short, and a failing command names the host and the exit'
   const e = await readNode(failing, { files: ['/x'] }).catch((err: unknown) => err);
   expect(e).toBeInstanceOf(ReadFailed);
   expect((e as Error).message).toMatch(/^localhost: reading files failed \(exit 3.*base64: read error\)$/);
+});
+
+it('reads ahead: registered files ride with the next read, later files-only reads of them need no command', async () => {
+  const ra = path.join(dir, 'ahead');
+  mkdirSync(path.join(ra, 'listed'), { recursive: true });
+  writeFileSync(path.join(ra, 'a'), 'A');
+  writeFileSync(path.join(ra, 'listed', 'x'), 'X');
+  let calls = 0;
+  const host = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: (...a: Parameters<LocalConnection['exec']>) => (calls++, conn.exec(...a)),
+  });
+  const a = path.join(ra, 'a');
+  const b = path.join(ra, 'b');
+  const x = path.join(ra, 'listed', 'x');
+  readAhead(host, [a, b, x]);
+  // The carrier lists `listed/`: x would show in its listing, so x waits; a and b ride along,
+  // and the carrier's answer holds only what it asked for.
+  const carrier = await readNode(host, { files: [path.join(ra, 'c')], dirs: [path.join(ra, 'listed')] });
+  expect(calls).toBe(1);
+  expect([...carrier.entries.keys()].sort()).toEqual([path.join(ra, 'c'), path.join(ra, 'listed'), x].sort());
+  // Seen ahead: no command, the same entries a read of its own gives.
+  writeFileSync(a, 'changed behind our back');
+  const seen = await readNode(host, { files: [a, b] });
+  expect(calls).toBe(1);
+  expect(seen.entries.get(a)).toMatchObject({ kind: 'file', content: Buffer.from('A') });
+  expect(seen.entries.get(b)?.kind).toBe('absent');
+  // One path not seen (x waited), or a read with more than files: asked of the host.
+  expect((await readNode(host, { files: [a, x] })).entries.get(x)).toMatchObject({ content: Buffer.from('X') });
+  expect(calls).toBe(2);
+  // Forgotten (the engine does so before any change): the host is asked again, and tells the truth.
+  forgetReadAhead(host);
+  expect((await readNode(host, { files: [a] })).entries.get(a)).toMatchObject({
+    content: Buffer.from('changed behind our back'),
+  });
+  expect(calls).toBe(3);
+});
+
+it('reads ahead: a carrier that fails leaves the later reads to ask for themselves', async () => {
+  const a = path.join(dir, 'ahead-fail');
+  writeFileSync(a, 'A');
+  let calls = 0;
+  const host = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: async (...args: Parameters<LocalConnection['exec']>) =>
+      ++calls === 1 ? { code: 1, stdout: Buffer.alloc(0), stderr: Buffer.from('boom') } : conn.exec(...args),
+  });
+  readAhead(host, [a]);
+  await expect(readNode(host, { files: [path.join(dir, 'other')] })).rejects.toBeInstanceOf(ReadFailed);
+  expect((await readNode(host, { files: [a] })).entries.get(a)).toMatchObject({ content: Buffer.from('A') });
+  expect(calls).toBe(2);
 });

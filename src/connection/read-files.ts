@@ -158,8 +158,55 @@ export function parseNodeRead(out: string): NodeRead {
   return { entries, records };
 }
 
+/**
+ * Read-ahead (issue 21: the gathers of a play's tasks in one round trip): files a later task's
+ * gather will read ride along with the host's next read, and a files-only read of paths seen that
+ * way is answered from it, with no command. The engine registers them as a host starts a play and
+ * forgets them before anything may change on the host (a task's changes, a verify, a handler), so
+ * an answer is never older than the last change trustplay made there.
+ */
+const readAheads = new WeakMap<Connection, { pending: Set<string>; seen: Map<string, NodeEntry> }>();
+
+/** Files to read with the host's next read (replacing what was registered or seen before). */
+export function readAhead(conn: Connection, files: readonly string[]): void {
+  if (files.length === 0) readAheads.delete(conn);
+  else readAheads.set(conn, { pending: new Set(files), seen: new Map() });
+}
+
+/** Forgets what was read ahead: the next reads ask the host. */
+export function forgetReadAhead(conn: Connection): void {
+  readAheads.delete(conn);
+}
+
 /** Reads what `req` asks for in one remote command. A failure on the host throws `ReadFailed`. */
 export async function readNode(conn: Connection, req: ReadRequest): Promise<NodeRead> {
+  const ahead = readAheads.get(conn);
+  const own = req.files ?? [];
+  if (
+    ahead &&
+    own.length &&
+    !req.prelude &&
+    !req.dirs?.length &&
+    !req.trees?.length &&
+    own.every((f) => ahead.seen.has(f))
+  )
+    return { entries: new Map(own.map((f) => [f, ahead.seen.get(f)!])), records: [] };
+  // Paths under a directory this read lists would show in its listing: they wait for another read.
+  const listed = [...(req.dirs ?? []), ...(req.trees ?? [])].map(withoutSlash);
+  const along = ahead
+    ? [...ahead.pending].filter((p) => !listed.some((d) => p === d || p.startsWith(d === '/' ? d : `${d}/`)))
+    : [];
+  for (const p of along) ahead!.pending.delete(p);
+  const read = await readNow(conn, { ...req, files: [...own, ...along.filter((p) => !own.includes(p))] });
+  for (const p of along) {
+    const e = read.entries.get(p);
+    if (e) ahead!.seen.set(p, e);
+    if (!own.includes(p)) read.entries.delete(p);
+  }
+  return read;
+}
+
+async function readNow(conn: Connection, req: ReadRequest): Promise<NodeRead> {
   const pre = req.preludeArgs ?? [];
   const list = [
     ...(req.files ?? []).flatMap((p) => ['f', p]),

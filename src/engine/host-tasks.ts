@@ -4,6 +4,7 @@
  */
 import { ConnectionError, connectionLost } from '../connection/errors.js';
 import type { Connection } from '../connection/connection.js';
+import { forgetReadAhead, readAhead } from '../connection/read-files.js';
 import { defined } from '../defined.js';
 import { playVariables, type Play, type Task } from '../playbook/playbook.js';
 import { resolveArgs } from './args.js';
@@ -59,6 +60,7 @@ export async function runHost(
     hostEnd();
     return;
   }
+  await readAheadFor(state, play, conn, vars);
   const notified = new Set<string>();
   const notifiedBy = new Map<string, Task[]>();
   const internal = new Map<string, HandlerRequest>();
@@ -160,7 +162,33 @@ export async function runHost(
       }
     }
   }
+  forgetReadAhead(conn);
   hostEnd();
+}
+
+/**
+ * Registers the files the play's tasks will read on the host (`readsAhead`, from arguments alone:
+ * a task's arguments depend on the host's variables only, which do not change during the play), so
+ * the host's first read fetches them too. A task whose arguments do not resolve reads for itself.
+ */
+async function readAheadFor(
+  state: RunState,
+  play: Play,
+  conn: Connection,
+  vars: Record<string, unknown>,
+): Promise<void> {
+  const files = new Set<string>();
+  for (const task of play.tasks) {
+    if (!tagged(task, state.opts.tags, state.opts.skipTags)) continue;
+    try {
+      const mod = await state.opts.modules(task.module);
+      if (!mod?.readsAhead) continue;
+      for (const f of mod.readsAhead(resolveArgs(task.module, mod.schema, task.args, vars))) files.add(f);
+    } catch {
+      // The task reports its own trouble when it runs.
+    }
+  }
+  readAhead(conn, [...files]);
 }
 
 /** Runs one task (or handler) on one host and records its result. */
@@ -204,6 +232,8 @@ async function runTask(
     }
     const elsewhere = opts.skipTask?.(task, host);
     if (elsewhere !== undefined) return done('skipped', { skipReason: elsewhere });
+    // A handler follows changes (a restart): what was read ahead may be out of date.
+    if (handler) forgetReadAhead(conn);
     const mod = await opts.modules(task.module);
     if (!mod) throw new TaskError(`module \`${task.module}\` is not available in this build of trustplay`, 'refused');
     const args = resolveArgs(task.module, mod.schema, task.args, vars);
@@ -225,6 +255,8 @@ async function runTask(
     const changes: Change[] = await mod.plan(args, observed, ctx);
     const shown = reported(changes);
     if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
+    // Reads after this one ask the host again when this task changes it (or may: a verify).
+    if ((shown.length > 0 && !taskCheck) || mod.verify !== undefined) forgetReadAhead(conn);
     if (shown.length > 0 && !taskCheck) {
       // The last point where an interruption stops a change: past it, the task's changes are applied
       // as one (each file write is atomic; the restarts they ask for still run).

@@ -177,14 +177,19 @@ function fileState(read: NodeRead, host: string, path: string): NodeFileState {
   };
 }
 
-/** Reads `paths` (and config.toml) in one remote command. */
-export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Promise<CredsObserved> {
-  const paths = [
+/** The files `gatherCreds` reads: `paths`, and config.toml with its markers when containerd's auth is in scope. */
+export function credsReads(args: NodeCredsWipeArgs): string[] {
+  return [
     ...args.paths,
     ...(args.containerd_auth
       ? [args.config_file, pendingMarkerPath(args.config_file), restartRecordPath(args.config_file)]
       : []),
   ];
+}
+
+/** Reads `paths` (and config.toml) in one remote command. */
+export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Promise<CredsObserved> {
+  const paths = credsReads(args);
   let read: NodeRead;
   try {
     read = await readNode(conn, { files: paths });
@@ -447,6 +452,9 @@ export default defineModule({
   name: 'node.creds.wipe',
   description:
     "Remove one registry's stale credentials from docker/kubelet config.json files and containerd's auth, keeping everything else.",
+  // The usual node's files (k3s/RKE2 name another config file, read by the gather itself).
+  // (Arguments as validated by the schema: the engine resolves them as for the task.)
+  readsAhead: (args) => credsReads(args as NodeCredsWipeArgs),
   gather: async (ctx, given) => {
     const flavour = await detectFlavour(ctx.conn, ctx.hostState);
     if (flavour.kind === 'bottlerocket')

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LocalConnection } from '../../src/connection/local.js';
 import { batches } from '../../src/engine/run.js';
 import { evaluateWhen } from '../../src/engine/when.js';
 import { parseInventory } from '../../src/playbook/inventory.js';
@@ -116,6 +117,50 @@ describe('engine over the local connection', () => {
     expect(await ran('y1')).toEqual(['flag_yes', 'mode == 493']);
     expect((await runText(pb, ini)).exitCode).toBe(0);
     expect(await ran('i1')).toEqual(['flag_no', 'flag_yes']);
+  });
+
+  it('reads a later task’s files with the host’s first read, and never answers from it after a change', async () => {
+    const exec = vi.spyOn(LocalConnection.prototype, 'exec');
+    try {
+      const pb = (a: string, b: string) =>
+        `- hosts: all\n  tasks:\n` +
+        `    - test.readahead: { path: "{{ dir }}/ra-a-{{ inventory_hostname }}", content: "${a}" }\n` +
+        `    - test.readahead: { path: "{{ dir }}/ra-b-{{ inventory_hostname }}", content: "${b}" }\n` +
+        // Reads what the first task writes: after that change it must see the new content.
+        `    - test.readahead: { path: "{{ dir }}/ra-a-{{ inventory_hostname }}", content: "${a}" }\n`;
+      const first = await runText(pb('1', '1'), inv());
+      expect(first.exitCode).toBe(0);
+      expect(Object.values(first.result.recap).map((r) => [r.changed, r.ok])).toEqual([
+        [2, 1],
+        [2, 1],
+        [2, 1],
+      ]);
+      // Converged: one read per host for its three tasks (each read on its own: three).
+      exec.mockClear();
+      const again = await runText(pb('1', '1'), inv());
+      expect(Object.values(again.result.recap).map((r) => [r.changed, r.ok])).toEqual([
+        [0, 3],
+        [0, 3],
+        [0, 3],
+      ]);
+      expect(exec.mock.calls.length).toBe(3);
+      // A change by the first task: the tasks after it read the host again, and see it.
+      const changed = await runText(pb('2', '1'), inv());
+      expect(Object.values(changed.result.recap).map((r) => [r.changed, r.ok])).toEqual([
+        [1, 2],
+        [1, 2],
+        [1, 2],
+      ]);
+      expect(await readFile(join(dir, 'ra-a-l1'), 'utf8')).toBe('2');
+      // Check mode changes nothing: answered from the first read, and the same verdicts.
+      exec.mockClear();
+      const check = await runText(pb('3', '1'), inv(), { check: true });
+      expect(check.exitCode).toBe(2);
+      expect(Object.values(check.result.recap).map((r) => r.changed)).toEqual([2, 2, 2]);
+      expect(exec.mock.calls.length).toBe(3);
+    } finally {
+      exec.mockRestore();
+    }
   });
 
   it('reports an undefined variable at run time as a failed task, not a crash', async () => {

@@ -2,6 +2,7 @@
  * Minimal modules for engine tests (never user-facing): they exercise the module contract on real
  * connections without needing containerd or a registry.
  */
+import { readNode } from '../../src/connection/read-files.js';
 import { TaskError } from '../../src/engine/errors.js';
 import { defineModule, type AnyModule } from '../../src/engine/module.js';
 
@@ -91,7 +92,28 @@ export const testAppend = defineModule({
   ],
 });
 
-const modules: readonly AnyModule[] = [testFile, testFail, testVerify, testAppend];
+/** test.file through the node reader, declaring what it reads (read-ahead: src/connection/read-files.ts). */
+export const testReadAhead = defineModule({
+  name: 'test.readahead',
+  description: 'write a file when it differs, read ahead (engine tests)',
+  schema: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['path', 'content'],
+    properties: { path: { type: 'string' }, content: { type: 'string' } },
+  },
+  readsAhead: (args) => [args['path'] as string],
+  gather: async (ctx, args) => {
+    const e = (await readNode(ctx.conn, { files: [args.path] })).entries.get(args.path);
+    return e?.kind === 'file' ? e.content.toString() : null;
+  },
+  plan: (args, observed) =>
+    observed === args.content
+      ? []
+      : [{ op: 'file.write', summary: `write ${args.path}`, path: args.path, content: args.content }],
+});
+
+const modules: readonly AnyModule[] = [testFile, testFail, testVerify, testAppend, testReadAhead];
 
 /** Argument schemas for the loader (`extraModules`). */
 export const testModuleSchemas: Record<string, Record<string, unknown>> = Object.fromEntries(
