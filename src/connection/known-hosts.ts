@@ -87,12 +87,26 @@ export function parseKnownHosts(text: string, file: string): KnownHosts {
   return { entries, notes };
 }
 
+// Compiled once per pattern: every handshake matches its names against every line (twice), so a
+// fleet's run would otherwise compile hosts x lines x names expressions.
+const globs = new Map<string, RegExp | string>();
+
 function globMatch(pattern: string, value: string): boolean {
-  const re = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${re}$`, 'i').test(value);
+  let m = globs.get(pattern);
+  if (m === undefined) {
+    m = /[*?]/.test(pattern)
+      ? new RegExp(
+          `^${pattern
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '.*')
+            .replace(/\?/g, '.')}$`,
+          'i',
+        )
+      : pattern.toLowerCase();
+    if (globs.size >= 10_000) globs.clear();
+    globs.set(pattern, m);
+  }
+  return typeof m === 'string' ? m === value.toLowerCase() : m.test(value);
 }
 
 function hashedMatch(hashed: string, host: string): boolean {
@@ -170,7 +184,7 @@ export function preferredHostKeyAlgorithms(
   return [...new Set([...known, ...defaults])];
 }
 
-const cache = new Map<string, { mtimeMs: number; size: number; parsed: KnownHosts }>();
+const cache = new Map<string, { mtimeMs: number; size: number; parsed: Promise<KnownHosts> }>();
 
 /** Reads and parses known_hosts files (missing files count as empty); cached by mtime and size. */
 export async function loadKnownHosts(files: readonly string[]): Promise<KnownHosts> {
@@ -185,11 +199,19 @@ export async function loadKnownHosts(files: readonly string[]): Promise<KnownHos
     }
     let hit = cache.get(file);
     if (!hit || hit.mtimeMs !== st.mtimeMs || hit.size !== st.size) {
-      hit = { mtimeMs: st.mtimeMs, size: st.size, parsed: parseKnownHosts(await readFile(file, 'utf8'), file) };
+      // The fleet's handshakes start together: they share one read and parse.
+      hit = {
+        mtimeMs: st.mtimeMs,
+        size: st.size,
+        parsed: readFile(file, 'utf8').then((t) => parseKnownHosts(t, file)),
+      };
       cache.set(file, hit);
+      const mine = hit;
+      hit.parsed.catch(() => cache.get(file) === mine && cache.delete(file));
     }
-    all.entries.push(...hit.parsed.entries);
-    all.notes.push(...hit.parsed.notes);
+    const parsed = await hit.parsed;
+    all.entries.push(...parsed.entries);
+    all.notes.push(...parsed.notes);
   }
   return all;
 }

@@ -231,6 +231,9 @@ async function readPem(arg: string, what: string): Promise<string> {
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 
+// A certificate's end date by its PEM: every host of a run reads the same CA file, parsed once.
+const validUntil = new Map<string, string>();
+
 /** Reads and checks the CA / client material named by the arguments (containerd.tls, docker.tls). */
 export async function readMaterial(
   args: Pick<ContainerdTlsArgs, 'ca' | 'client_cert' | 'client_key' | 'state'>,
@@ -244,17 +247,21 @@ export async function readMaterial(
         `${where} is not a PEM certificate (no -----BEGIN CERTIFICATE----- block): give the certificate itself, not a key or a DER file.`,
         'refused',
       );
-    let x: X509Certificate;
-    try {
-      x = new X509Certificate(pem);
-    } catch (e) {
-      throw new TaskError(
-        `${where} is not a valid PEM certificate (${(e as Error).message}): check that the file is not truncated.`,
-        'refused',
-      );
+    let validTo = validUntil.get(pem);
+    if (validTo === undefined) {
+      try {
+        validTo = new X509Certificate(pem).validTo;
+      } catch (e) {
+        throw new TaskError(
+          `${where} is not a valid PEM certificate (${(e as Error).message}): check that the file is not truncated.`,
+          'refused',
+        );
+      }
+      if (validUntil.size >= 100) validUntil.clear();
+      validUntil.set(pem, validTo);
     }
-    if (Date.parse(x.validTo) < Date.now())
-      warnings.push(`${where} expired on ${x.validTo}: the registry's certificate chain will not verify with it`);
+    if (Date.parse(validTo) < Date.now())
+      warnings.push(`${where} expired on ${validTo}: the registry's certificate chain will not verify with it`);
   };
   if (args.state === 'absent') return { material, warnings };
   if (args.ca !== undefined) {
