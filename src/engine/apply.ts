@@ -17,15 +17,22 @@ import { rememberCompanionBackup, rememberConfigBackup } from './restart-backup.
 import type { Change, FileExpect, HandlerRequest, Resource, RestartRequest, TaskContext } from './module.js';
 import { defined } from '../defined.js';
 
+/** A file as the snapshot read it just now (null: absent), with its mode and owner. */
+export type ReadBack = Map<string, { data: Buffer; mode: number; uid: number; gid: number } | null>;
+
 /** Saves resources before a change touches them (the snapshot store). Throwing blocks the change. */
 export interface SnapshotSink {
-  /** `origin`: the task's module and the handlers the change asks for (the snapshot records data from them). */
+  /**
+   * `origin`: the task's module and the handlers the change asks for (the snapshot records data
+   * from them). May return the files it read for this save: the change's compare-and-swap and
+   * backup use those bytes instead of reading the file again.
+   */
   save(
     host: string,
     conn: Connection,
     resources: Resource[],
     origin: { module: string; notify?: HandlerRequest[] },
-  ): Promise<void>;
+  ): Promise<ReadBack | void>;
   facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
 }
 
@@ -97,9 +104,17 @@ function resourceName(r: Resource): string {
   return r.kind === 'file' ? r.path : `serviceaccount ${r.namespace}/${r.name}`;
 }
 
-/** Refuses when the file is no longer what gather saw; returns what it is now (for a backup). */
-async function compareAndSwap(ctx: TaskContext, path: string, expect: FileExpect | undefined): Promise<Buffer | null> {
-  const now = await ctx.conn.readFile(path);
+/**
+ * Refuses when the file is no longer what gather saw; returns what it is now (for a backup). The
+ * snapshot's read of the file, made just before for this change, is what it is now when there is one.
+ */
+async function compareAndSwap(
+  ctx: TaskContext,
+  path: string,
+  expect: FileExpect | undefined,
+  read: ReadBack | undefined,
+): Promise<Buffer | null> {
+  const now = read?.has(path) ? (read.get(path)?.data ?? null) : await ctx.conn.readFile(path);
   if (expect === undefined) return now;
   const same = 'absent' in expect ? now === null : now !== null && sha256(now) === expect.sha256;
   if (!same)
@@ -111,9 +126,14 @@ async function compareAndSwap(ctx: TaskContext, path: string, expect: FileExpect
 }
 
 /** Keeps the config's current bytes, mode and owner for the restart handler's rollback (and on the node). */
-async function backup(ctx: TaskContext, path: string, current: Buffer | null): Promise<void> {
+async function backup(
+  ctx: TaskContext,
+  path: string,
+  current: Buffer | null,
+  read: ReadBack | undefined,
+): Promise<void> {
   if (current === null) return rememberConfigBackup(ctx, path, null);
-  const st = await ctx.conn.stat(path);
+  const st = read?.get(path) ?? (await ctx.conn.stat(path));
   await rememberConfigBackup(ctx, path, current, defined({ mode: st.mode, uid: st.uid, gid: st.gid }));
 }
 
@@ -122,6 +142,7 @@ async function applyOne(
   c: Exclude<Change, RestartRequest>,
   restartConfigs: Set<string>,
   companions: Set<string>,
+  read: ReadBack | undefined,
 ) {
   const conn = ctx.conn;
   switch (c.op) {
@@ -130,8 +151,8 @@ async function applyOne(
       const config = restartConfigs.has(c.path);
       const companion = companions.has(c.path);
       if (c.expect !== undefined || config || companion) {
-        const current = await compareAndSwap(ctx, c.path, c.expect);
-        if (config) await backup(ctx, c.path, current);
+        const current = await compareAndSwap(ctx, c.path, c.expect, read);
+        if (config) await backup(ctx, c.path, current, read);
         else if (companion) await rememberCompanionBackup(ctx, c.path, current);
       }
       if (c.op === 'file.remove') return conn.remove(c.path);
@@ -241,6 +262,7 @@ export async function applyChanges(
   for (const change of changes) {
     if (change.op === 'restart.request') continue;
     const resources = resourcesOf(change);
+    let read: ReadBack | undefined;
     if (resources.length) {
       if (!snapshot)
         throw new TaskError(
@@ -251,7 +273,9 @@ export async function applyChanges(
         // The restart a config's change asks for is recorded with it, so restore can ask for it too.
         const paths = new Set(resources.flatMap((r) => (r.kind === 'file' ? [r.path] : [])));
         const notify = handlers.filter((h, i) => paths.has(restarts[i]!.config));
-        await snapshot.save(ctx.host, ctx.conn, resources, { module, ...(notify.length ? { notify } : {}) });
+        read =
+          (await snapshot.save(ctx.host, ctx.conn, resources, { module, ...(notify.length ? { notify } : {}) })) ??
+          undefined;
       } catch (e) {
         throw new TaskError(
           `could not save ${resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,
@@ -260,7 +284,7 @@ export async function applyChanges(
       }
     }
     try {
-      await applyOne(ctx, change, restartConfigs, companions);
+      await applyOne(ctx, change, restartConfigs, companions, read);
     } catch (e) {
       if (e instanceof ConnectionError) throw lostDuring(e, applied, change, changes);
       const failure = failureOf(e);

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import type { Connection } from '../connection/connection.js';
 import { managedEntry, readNode } from '../connection/read-files.js';
 import type { HandlerRequest, Resource } from '../engine/module.js';
+import type { ReadBack } from '../engine/apply.js';
 import type { SnapshotSink } from '../engine/run.js';
 import {
   defaultSnapshotKeyFile,
@@ -474,11 +475,8 @@ async function readPrivateFile(path: string, what: string): Promise<Buffer> {
  * Files' bytes with mode and owner (null: absent), all in one round trip. A managed path that is a
  * link is refused, never read through: its target may be any file on the host.
  */
-export async function readFilesWithStat(
-  conn: Connection,
-  paths: string[],
-): Promise<Map<string, { data: Buffer; mode: number; uid: number; gid: number } | null>> {
-  const out = new Map<string, { data: Buffer; mode: number; uid: number; gid: number } | null>();
+export async function readFilesWithStat(conn: Connection, paths: string[]): Promise<ReadBack> {
+  const out: ReadBack = new Map();
   if (!paths.length) return out;
   const read = await readNode(conn, { files: paths });
   for (const path of paths) {
@@ -549,7 +547,8 @@ export class RunSnapshot implements SnapshotSink {
 
   private initialised: Promise<void> | undefined;
 
-  async save(host: string, conn: Connection, resources: Resource[], origin: SaveOrigin): Promise<void> {
+  /** Returns the files it read for this save (those not saved earlier in the run). */
+  async save(host: string, conn: Connection, resources: Resource[], origin: SaveOrigin): Promise<ReadBack> {
     // The store is created on the first save: a run that changes nothing leaves nothing behind.
     await (this.initialised ??= this.store.init());
     const module = origin.module;
@@ -589,9 +588,10 @@ export class RunSnapshot implements SnapshotSink {
       }
       this.seen.add(key);
     }
-    if (!saved.length) return;
+    if (!saved.length) return files;
     this.hostEntry(host).resources.push(...saved);
     await this.flush();
+    return files;
   }
 
   private pending: Promise<void> | undefined;
