@@ -5,13 +5,14 @@
  * service (its unit, drop-ins and the running process's environment) and which credentials it holds
  * for the registry (names only: values are dropped as soon as the text is parsed).
  *
- * Two remote commands: containerd's facts (shared with containerd.tls), then one script for the rest.
+ * Two remote commands: containerd's facts (shared with containerd.tls, whose pre-flight passes its
+ * gather's), then one script for the rest.
  */
 import { posix } from 'node:path';
 import type { Connection } from '../connection/connection.js';
 import { describeExit } from '../connection/exit-codes.js';
 import { inspectConfig } from '../containerd/config.js';
-import { gatherContainerdFacts, hostsDirFor } from '../containerd/facts.js';
+import { gatherContainerdFacts, hostsDirFor, type ContainerdFacts } from '../containerd/facts.js';
 import { hostsTomlRejection, parseHostsToml } from '../containerd/hosts-toml.js';
 import { detectFlavour } from '../containerd/flavour.js';
 import { CONTAINERD_DAEMON_SH, containerdSocket, runningContainerdVersion } from '../containerd/daemon-version.js';
@@ -27,6 +28,11 @@ export interface NodeViewOptions {
   configFile?: string;
   configPath?: string;
   credentialFiles?: string[];
+  /**
+   * containerd's facts for this `configFile`, `configPath` and registry, read moments ago by the
+   * caller (containerd.tls's gather, for its pre-flight): used instead of reading them again.
+   */
+  facts?: ContainerdFacts;
 }
 
 /** Proxy settings that apply to containerd, with where each was found (userinfo in URLs masked). */
@@ -198,7 +204,7 @@ export async function gatherNodeView(
     o.configFile === undefined && o.configPath === undefined ? await detectFlavour(conn, hostState) : undefined;
   const configFile = o.configFile ?? flavour?.configFile ?? '/etc/containerd/config.toml';
   const defaultDir = o.configPath ?? flavour?.certsDir ?? '/etc/containerd/certs.d';
-  const cf = await gatherContainerdFacts(conn, { configFile, configPath: defaultDir, registry });
+  const cf = o.facts ?? (await gatherContainerdFacts(conn, { configFile, configPath: defaultDir, registry }));
   // An embedded containerd (k3s/RKE2) is not the one on PATH: its config is read as the running version reads it.
   if (flavour?.socket !== undefined)
     cf.version =
@@ -219,6 +225,8 @@ export async function gatherNodeView(
     for (const d of dirs) {
       if (hostsText) break;
       const p = `${hostsDirFor(d, registry)}/hosts.toml`;
+      // The facts read that directory already: a hosts.toml it does not hold is not there.
+      if (cf.hostsDir.path !== '' && posix.dirname(p) === cf.hostsDir.path) continue;
       const text = await conn.readFile(p);
       if (text) hostsText = { dir: posix.dirname(p), text: text.toString('utf8') };
     }

@@ -56,6 +56,7 @@ export async function preflightCa(conn: Connection, i: PreflightInput): Promise<
     ca: { file: i.caLabel, certs, replaceTrust: true },
     ...(i.configFile !== undefined ? { configFile: i.configFile } : {}),
     ...(i.configPath !== undefined ? { configPath: i.configPath } : {}),
+    ...(i.facts !== undefined ? { facts: i.facts } : {}),
     ...(i.credentialFiles !== undefined ? { credentialFiles: i.credentialFiles } : {}),
     ...(i.expiryWarningDays !== undefined ? { expiryWarningDays: i.expiryWarningDays } : {}),
   });

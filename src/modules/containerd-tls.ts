@@ -406,7 +406,7 @@ async function gatherCaPreflight(
   ctx: TaskContext,
   args: ContainerdTlsArgs,
   material: TlsMaterial,
-  view: { configFile?: string; configPath?: string },
+  view: { configFile?: string; configPath?: string; facts?: ContainerdFacts },
   writes?: () => boolean,
 ): Promise<CaPreflight | undefined> {
   if (args.state === 'absent' || material.ca === undefined || args.ca === undefined || args.verify_ca === false)
@@ -1056,7 +1056,8 @@ async function gatherTls(ctx: TaskContext, args: ContainerdTlsArgs): Promise<Tls
     ctx,
     args,
     material,
-    { configFile: args.config_file, configPath: args.config_path },
+    // The legacy style read its dir's parent as config_path: the node view reads its own.
+    { configFile: args.config_file, configPath: args.config_path, ...(args.style === 'legacy' ? {} : { facts }) },
     () => writesAnything(args, observed, ctx.host),
   );
   const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
