@@ -62,15 +62,20 @@ const WRITE = `set -u
 ${NO_LINK}
 p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5 size=$6
 nolink "$p"
-d=$(dirname -- "$p") n=$(basename -- "$p")
+# An absolute path to a file splits without a process; anything else as dirname/basename say.
+case $p in
+  /*[!/]) d=\${p%/*} n=\${p##*/}; d=\${d:-/} ;;
+  *) d=$(dirname -- "$p") n=$(basename -- "$p") ;;
+esac
 if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
-set -- $(stat -L -c '%a %u' -- "$d") || exit 1
+# The directory's mode and owner, and the file's (when it exists) in the same stat.
+if [ -e "$p" ]; then set -- $(stat -L -c '%a %u %g' -- "$d" "$p") || exit 1
+else set -- $(stat -L -c '%a %u %g' -- "$d") || exit 1; fi
 if [ "$2" != 0 ] && [ "$2" != "$(id -u)" ]; then echo "the directory $d of $p is owned by uid $2, not root: anyone who owns it can swap the file; fix with: chown root $d" >&2; exit 1; fi
 if [ $((0$1 & 022)) != 0 ]; then echo "the directory $d of $p is writable by group or others (mode $1): anyone could swap the file; fix with: chmod go-w $d" >&2; exit 1; fi
-if [ -e "$p" ]; then
-  set -- $(stat -c '%a %u %g' -- "$p") || exit 1
-  [ -n "$mode" ] || mode=$1; [ -n "$uid" ] || uid=$2; [ -n "$gid" ] || gid=$3
+if [ $# = 6 ]; then
+  [ -n "$mode" ] || mode=$4; [ -n "$uid" ] || uid=$5; [ -n "$gid" ] || gid=$6
 fi
 [ -n "$mode" ] || mode=644
 umask 077
