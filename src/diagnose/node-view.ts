@@ -129,16 +129,29 @@ esac
 if [ -n "$pid" ] && penv=$(tr '\\0' '\\n' < "/proc/$pid/environ" 2>/dev/null) && [ -n "$penv" ]; then
   echo "@@environ $pid"; printf '%s\\n' "$penv" | grep -i -E '^(https?_proxy|no_proxy|all_proxy|ssl_cert_file|ssl_cert_dir)=' | b
 fi
-echo "$units" | while IFS= read -r u; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done
+# A path the controller gave is named by its index in its list (no process to encode it); a
+# drop-in, found by a glob, by its path in base64.
+i=0; echo "$units" | while IFS= read -r u; do [ -f "$u" ] && { echo "@@unitn $i"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; i=$((i + 1)); done
 echo "$dropins" | while IFS= read -r d; do for u in "$d"/*.conf; do [ -f "$u" ] && { echo "@@unit $(printf '%s' "$u" | b)"; grep -i -E 'proxy|ssl_cert' "$u" | b; }; done; done
-for s in $stores; do [ -f "$s" ] && { echo "@@store $(printf '%s' "$s" | b)"; b < "$s"; break; }; done
-for f do
-  if [ -f "$f" ]; then echo "@@file $(printf '%s' "$f" | b)"; b < "$f"; else echo "@@nofile $(printf '%s' "$f" | b)"; fi
+i=0; for s in $stores; do [ -f "$s" ] && { echo "@@store $i"; b < "$s"; break; }; i=$((i + 1)); done
+i=0; for f do
+  if [ -f "$f" ]; then echo "@@file $i"; b < "$f"; else echo "@@nofile $i"; fi
+  i=$((i + 1))
 done
 echo "@@end"
 `;
 
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** The path the script names by its index in `list` (what the controller passed it). */
+function listed(list: readonly string[], index: string | undefined): string {
+  const path = list[Number(index)];
+  if (path === undefined || !/^\d+$/.test(index ?? ''))
+    throw new Error(
+      `the node's trust settings named file ${index ?? '(none)'} of ${list.length}: not one it was given`,
+    );
+  return path;
+}
 
 /** Go's httpproxy: whether NO_PROXY exempts `host` (exact names, `.suffix`/`suffix` domains, `*`, host:port). */
 export function noProxyMatches(noProxy: string | undefined, host: string, port: string): boolean {
@@ -272,6 +285,7 @@ export async function gatherNodeView(
   trust.ca_files = [...new Set(caPaths)];
   const credFiles = o.credentialFiles ?? [...DEFAULT_CREDENTIAL_FILES];
   const { host } = splitHostPort(registry);
+  const files = [...trust.ca_files, ...(trust.client_cert ?? []), ...credFiles];
   const r = await conn.exec({
     argv: [
       'sh',
@@ -283,9 +297,7 @@ export async function gatherNodeView(
       UNIT_FILES.join('\n'),
       DROPIN_DIRS.join('\n'),
       (flavour?.socket !== undefined ? [flavour.socket] : DEFAULT_CRI_SOCKETS).join('\n'),
-      ...trust.ca_files,
-      ...(trust.client_cert ?? []),
-      ...credFiles,
+      ...files,
     ],
   });
   const out = r.stdout.toString('utf8');
@@ -326,8 +338,9 @@ export async function gatherNodeView(
         environ = next().split('\n').filter(Boolean);
         view.proxy.sources.push(`/proc/${a ?? '?'}/environ`);
         break;
-      case '@@unit': {
-        const path = unb64(a);
+      case '@@unit':
+      case '@@unitn': {
+        const path = tag === '@@unitn' ? listed(UNIT_FILES, a) : unb64(a);
         const found = next().split('\n').filter(Boolean);
         if (found.length) view.proxy.sources.push(path);
         unitLines.push(...found);
@@ -337,7 +350,7 @@ export async function gatherNodeView(
         break;
       }
       case '@@store': {
-        const path = unb64(a);
+        const path = listed(GO_CERT_FILES, a);
         const text = lines[++i] ?? '';
         view.trust.os_store = path;
         let anchors = storeCache.get(text);
@@ -349,7 +362,7 @@ export async function gatherNodeView(
         break;
       }
       case '@@file': {
-        const path = unb64(a);
+        const path = listed(files, a);
         const text = next();
         const ci = trust.client_cert?.indexOf(path) ?? -1;
         if (ci >= 0) {
