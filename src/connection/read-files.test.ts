@@ -129,3 +129,36 @@ it('reads ahead: a carrier that fails leaves the later reads to ask for themselv
   expect((await readNode(host, { files: [a] })).entries.get(a)).toMatchObject({ content: Buffer.from('A') });
   expect(calls).toBe(2);
 });
+
+it('reads ahead: forgetting the paths a task wrote keeps the rest; a fresh read always asks the host', async () => {
+  const ra = path.join(dir, 'ahead-partial');
+  mkdirSync(ra, { recursive: true });
+  writeFileSync(path.join(ra, 'docker.json'), 'D');
+  let calls = 0;
+  const host = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: (...a: Parameters<LocalConnection['exec']>) => (calls++, conn.exec(...a)),
+  });
+  const docker = path.join(ra, 'docker.json');
+  const certsDir = path.join(ra, 'certs.d', 'r.test');
+  const hosts = path.join(certsDir, 'hosts.toml');
+  readAhead(host, [docker, certsDir, hosts]);
+  await readNode(host, { files: [path.join(ra, 'carrier')] });
+  expect(calls).toBe(1);
+  // A task writes hosts.toml (creating its directory): those two are asked again, docker.json is not.
+  mkdirSync(certsDir, { recursive: true });
+  writeFileSync(hosts, 'server = "https://r.test"\n');
+  forgetReadAhead(host, [hosts]);
+  expect((await readNode(host, { files: [docker] })).entries.get(docker)).toMatchObject({ content: Buffer.from('D') });
+  expect(calls).toBe(1);
+  expect((await readNode(host, { files: [certsDir] })).entries.get(certsDir)?.kind).toBe('dir');
+  expect(calls).toBe(2);
+  expect((await readNode(host, { files: [hosts] })).entries.get(hosts)?.kind).toBe('file');
+  expect(calls).toBe(3);
+  // A fresh read (the snapshot's, before a change) asks the host even for a file read ahead.
+  writeFileSync(docker, 'changed');
+  expect((await readNode(host, { files: [docker], fresh: true })).entries.get(docker)).toMatchObject({
+    content: Buffer.from('changed'),
+  });
+  expect(calls).toBe(4);
+  forgetReadAhead(host);
+});

@@ -38,6 +38,11 @@ export interface ReadRequest {
    */
   prelude?: string;
   preludeArgs?: string[];
+  /**
+   * Ask the host even for files read ahead: a snapshot's read just before a change, whose bytes
+   * the change's compare-and-swap relies on.
+   */
+  fresh?: boolean;
 }
 
 /** A path on the host as read. */
@@ -173,9 +178,25 @@ export function readAhead(conn: Connection, files: readonly string[]): void {
   else readAheads.set(conn, { pending: new Set(files), seen: new Map() });
 }
 
-/** Forgets what was read ahead: the next reads ask the host. */
-export function forgetReadAhead(conn: Connection): void {
-  readAheads.delete(conn);
+/**
+ * Forgets what was read ahead: the next reads ask the host. With `paths` (what a task's file
+ * changes write or remove), only those, their parent directories (a write may create them) and
+ * anything under them are forgotten; the rest still answers.
+ */
+export function forgetReadAhead(conn: Connection, paths?: readonly string[]): void {
+  const ahead = readAheads.get(conn);
+  if (!ahead) return;
+  if (paths === undefined) {
+    readAheads.delete(conn);
+    return;
+  }
+  const touched = paths.map(withoutSlash);
+  const stale = (p: string): boolean => {
+    const q = withoutSlash(p);
+    return touched.some((t) => q === t || t.startsWith(q === '/' ? q : `${q}/`) || q.startsWith(`${t}/`));
+  };
+  for (const p of [...ahead.seen.keys()]) if (stale(p)) ahead.seen.delete(p);
+  for (const p of [...ahead.pending]) if (stale(p)) ahead.pending.delete(p);
 }
 
 /** Reads what `req` asks for in one remote command. A failure on the host throws `ReadFailed`. */
@@ -184,6 +205,7 @@ export async function readNode(conn: Connection, req: ReadRequest): Promise<Node
   const own = req.files ?? [];
   if (
     ahead &&
+    !req.fresh &&
     own.length &&
     !req.prelude &&
     !req.dirs?.length &&

@@ -255,8 +255,10 @@ async function runTask(
     const changes: Change[] = await mod.plan(args, observed, ctx);
     const shown = reported(changes);
     if (opts.snapshot && Object.keys(hr.facts).length) await opts.snapshot.facts(host, hr.facts);
-    // Reads after this one ask the host again when this task changes it (or may: a verify).
-    if ((shown.length > 0 && !taskCheck) || mod.verify !== undefined) forgetReadAhead(conn);
+    // Reads after this one ask the host again for what this task changes (or may: a verify; an
+    // operation other than a file write or removal may change anything).
+    if (mod.verify !== undefined) forgetReadAhead(conn);
+    else if (shown.length > 0 && !taskCheck) forgetReadAhead(conn, filePathsOnly(changes));
     if (shown.length > 0 && !taskCheck) {
       // The last point where an interruption stops a change: past it, the task's changes are applied
       // as one (each file write is atomic; the restarts they ask for still run).
@@ -356,4 +358,14 @@ function baseResult(
 
 function skip(host: string, play: Play, task: Task, check: boolean, reason: string): TaskResult {
   return { ...baseResult(host, play, task, check, 'skipped', 0), skipReason: reason };
+}
+
+/** The paths a plan's changes write or remove when it has no other kind of change; else undefined. */
+function filePathsOnly(changes: readonly Change[]): string[] | undefined {
+  const paths: string[] = [];
+  for (const c of changes) {
+    if (c.op !== 'file.write' && c.op !== 'file.remove') return undefined;
+    paths.push(c.path);
+  }
+  return paths;
 }

@@ -478,7 +478,8 @@ async function readPrivateFile(path: string, what: string): Promise<Buffer> {
 export async function readFilesWithStat(conn: Connection, paths: string[]): Promise<ReadBack> {
   const out: ReadBack = new Map();
   if (!paths.length) return out;
-  const read = await readNode(conn, { files: paths });
+  // Never an answer read ahead: the change's compare-and-swap uses these bytes as the node's now.
+  const read = await readNode(conn, { files: paths, fresh: true });
   for (const path of paths) {
     const e = managedEntry(read, path);
     if (e.kind === 'absent') out.set(path, null);

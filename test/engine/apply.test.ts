@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Command, ExecOptions, ExecResult, FileStat, WriteOptions } from '../../src/connection/connection.js';
 import { LocalConnection } from '../../src/connection/local.js';
+import { forgetReadAhead, readAhead, readNode } from '../../src/connection/read-files.js';
 import { applyChanges, expectOf } from '../../src/engine/apply.js';
 import type { Change } from '../../src/engine/module.js';
 import { configBackupKey, type ConfigBackup } from '../../src/engine/restart-backup.js';
@@ -92,6 +93,21 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
       `${f} changed on the node while this task ran, so it was not written: run again.`,
     );
     expect(readFileSync(f, 'utf8')).toBe('edited by hand\n');
+  });
+
+  it('refuses a file edited after it was read ahead: the snapshot reads the node, never the read-ahead', async () => {
+    const { snapshot, ctx, conn } = setup();
+    const f = join(dir, 'config.json');
+    writeFileSync(f, 'as gathered\n');
+    readAhead(conn, [f]);
+    await readNode(conn, { files: [join(dir, 'carrier')] });
+    expect((await readNode(conn, { files: [f] })).entries.get(f)).toMatchObject({ kind: 'file' });
+    writeFileSync(f, 'edited by hand\n');
+    await expect(applyChanges(ctx, [write(f, 'ours\n', 'as gathered\n')], snapshot, 'test')).rejects.toThrow(
+      'changed on the node while this task ran',
+    );
+    expect(readFileSync(f, 'utf8')).toBe('edited by hand\n');
+    forgetReadAhead(conn);
   });
 
   it('refuses a file that appeared on the node after gather saw it absent', async () => {

@@ -152,9 +152,19 @@ describe('engine over the local connection', () => {
         [1, 2],
       ]);
       expect(await readFile(join(dir, 'ra-a-l1'), 'utf8')).toBe('2');
+      // A change by the second task, of another file: the third task's read is still answered from
+      // the first. Per host: the first read, and the snapshot's read before the write.
+      exec.mockClear();
+      const other = await runText(pb('2', '2'), inv());
+      expect(Object.values(other.result.recap).map((r) => [r.changed, r.ok])).toEqual([
+        [1, 2],
+        [1, 2],
+        [1, 2],
+      ]);
+      expect(exec.mock.calls.length).toBe(6);
       // Check mode changes nothing: answered from the first read, and the same verdicts.
       exec.mockClear();
-      const check = await runText(pb('3', '1'), inv(), { check: true });
+      const check = await runText(pb('3', '2'), inv(), { check: true });
       expect(check.exitCode).toBe(2);
       expect(Object.values(check.result.recap).map((r) => r.changed)).toEqual([2, 2, 2]);
       expect(exec.mock.calls.length).toBe(3);
