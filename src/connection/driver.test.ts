@@ -45,4 +45,25 @@ describe('the driver protocol', () => {
       [1, ''],
     ]);
   });
+
+  it('a big answer in many chunks is one frame, byte for byte, and what follows it is parsed', () => {
+    const body = Buffer.alloc(1 << 20);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7 + (i >> 11)) & 0xff;
+    const stream = Buffer.concat([
+      Buffer.from(`\x1eR 0 ${body.length} 3\n`),
+      body,
+      Buffer.from('err\x1eR 2 1 0\nzRELEASED\n'),
+    ]);
+    // SSH channel-sized chunks (32 KB), and odd-sized ones that split the headers.
+    for (const size of [32_768, 4_093]) {
+      const chunks: Buffer[] = [];
+      for (let o = 0; o < stream.length; o += size) chunks.push(stream.subarray(o, o + size));
+      const res = parse(chunks);
+      expect(res.frames).toHaveLength(2);
+      expect(res.frames[0]!.stdout.equals(body)).toBe(true);
+      expect(res.frames[0]!.stderr.toString()).toBe('err');
+      expect([res.frames[1]!.code, res.frames[1]!.stdout.toString()]).toEqual([2, 'z']);
+      expect(res.lines).toEqual(['RELEASED']);
+    }
+  });
 });

@@ -108,7 +108,10 @@ export type DriverAnswer = Pick<ExecResult, 'code' | 'stdout' | 'stderr'>;
  * it calls `line` for each plain line, `status` for the `D` line and `frame` for each answer.
  */
 export class DriverParser {
-  private buf: Buffer = Buffer.alloc(0);
+  // What arrived and is not parsed yet, as received: a big answer (an OS store, a file) comes in
+  // many chunks, joined once when the frame is whole (joining on every chunk copied it over and over).
+  private parts: Buffer[] = [];
+  private have = 0;
   private want: { code: number; out: number; err: number } | undefined;
 
   constructor(
@@ -119,23 +122,39 @@ export class DriverParser {
     },
   ) {}
 
+  private joined(): Buffer {
+    const buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.have);
+    this.parts = [buf];
+    return buf;
+  }
+
+  private keep(rest: Buffer): void {
+    this.parts = rest.length ? [rest] : [];
+    this.have = rest.length;
+  }
+
   push(chunk: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (!chunk.length) return;
+    this.parts.push(chunk);
+    this.have += chunk.length;
     for (;;) {
       if (this.want) {
         const { code, out, err } = this.want;
-        if (this.buf.length < out + err) return;
-        const stdout = Buffer.from(this.buf.subarray(0, out));
-        const stderr = Buffer.from(this.buf.subarray(out, out + err));
-        this.buf = this.buf.subarray(out + err);
+        if (this.have < out + err) return;
+        const buf = this.joined();
+        const stdout = Buffer.from(buf.subarray(0, out));
+        const stderr = Buffer.from(buf.subarray(out, out + err));
+        this.keep(buf.subarray(out + err));
         this.want = undefined;
         this.on.frame({ code, stdout, stderr });
         continue;
       }
-      const nl = this.buf.indexOf(0x0a);
+      if (!this.have) return;
+      const buf = this.joined();
+      const nl = buf.indexOf(0x0a);
       if (nl < 0) return;
-      const text = this.buf.subarray(0, nl).toString('utf8');
-      this.buf = this.buf.subarray(nl + 1);
+      const text = buf.subarray(0, nl).toString('utf8');
+      this.keep(buf.subarray(nl + 1));
       if (text.charCodeAt(0) !== DRIVER_MARK) {
         this.on.line(text);
         continue;
