@@ -137,15 +137,27 @@ export function isSha1(c: Cert): boolean {
   return c.signatureOid in SHA1_OIDS;
 }
 
+// A run parses the same certificates for every host (the task's CA, the OS store, the served
+// chain): each PEM block is parsed once per process (null: OpenSSL refused it). Bounded.
+const parsedBlocks = new Map<string, Cert | null>();
+const MAX_PARSED_BLOCKS = 4096;
+
 /** Every certificate in a PEM bundle (text outside the blocks is ignored, as Go's AppendCertsFromPEM does). */
 export function certsFromPem(pem: string): Cert[] {
   const out: Cert[] = [];
   for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)) {
-    try {
-      out.push(certOf(new X509Certificate(m[0])));
-    } catch {
-      // Go skips a block it cannot parse; so does the trust store it models.
+    let cert = parsedBlocks.get(m[0]);
+    if (cert === undefined) {
+      try {
+        cert = certOf(new X509Certificate(m[0]));
+      } catch {
+        // Go skips a block it cannot parse; so does the trust store it models.
+        cert = null;
+      }
+      if (parsedBlocks.size >= MAX_PARSED_BLOCKS) parsedBlocks.clear();
+      parsedBlocks.set(m[0], cert);
     }
+    if (cert) out.push(cert);
   }
   return out;
 }
