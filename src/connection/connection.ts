@@ -46,6 +46,12 @@ export interface WriteOptions {
   gid?: number;
   /** Create missing parent directories (mode 0755). */
   mkdirs?: boolean;
+  /**
+   * Compare-and-swap: write only if the file is still absent, or still has this sha256 (hex), when
+   * the write starts; otherwise a `FileChangedError` and nothing is written. A node without
+   * `sha256sum` checks only that the file is there.
+   */
+  expect?: { absent: true } | { sha256: string };
 }
 
 /** How to start a long-lived session. */

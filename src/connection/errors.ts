@@ -29,6 +29,12 @@ export class FileOperationError extends Error {
   }
 }
 
+/** A compare-and-swap write refused: the file is no longer what the caller expected. */
+export class FileChangedError extends FileOperationError {
+  /** Always true: tells this refusal from other failed writes. */
+  readonly changed = true;
+}
+
 /** Why a host could not open a TCP connection, in the words of its resolver or its sshd. */
 export type TcpOpenFailure = 'dns' | 'refused' | 'timeout' | 'forbidden' | 'other';
 

@@ -8,15 +8,18 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeFileCommand } from './file-scripts.js';
+import { createHash } from 'node:crypto';
+import type { WriteOptions } from './connection.js';
+import { FileChangedError } from './errors.js';
+import { CHANGED, fileError, writeFileCommand } from './file-scripts.js';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function runWrite(path: string, announced: number, stdin: string) {
-  const command = writeFileCommand(path, announced);
+function runWrite(path: string, announced: number, stdin: string, options: WriteOptions = {}) {
+  const command = writeFileCommand(path, announced, options);
   if (!('argv' in command)) throw new Error('writeFileCommand returns an argv command');
   const [cmd, ...args] = command.argv;
   return spawnSync(cmd!, args, { input: stdin });
@@ -44,5 +47,39 @@ describe('writeFileCommand', () => {
     const res = runWrite(file, Buffer.byteLength(full), full);
     expect(res.status).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe(full);
+  });
+
+  it('compare-and-swap: writes only over what was read, else exits CHANGED and leaves the file as it is', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tp-write-'));
+    dirs.push(dir);
+    const file = join(dir, 'config.json');
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    // Expected absent, but someone created it.
+    writeFileSync(file, 'someone else\n');
+    let res = runWrite(file, 5, 'ours\n', { expect: { absent: true } });
+    expect(res.status).toBe(CHANGED);
+    expect(readFileSync(file, 'utf8')).toBe('someone else\n');
+    // Expected the bytes read, but they were edited since.
+    res = runWrite(file, 5, 'ours\n', { expect: { sha256: sha('as read\n') } });
+    expect(res.status).toBe(CHANGED);
+    expect(res.stderr.toString()).toContain('its content is not what was read');
+    expect(readFileSync(file, 'utf8')).toBe('someone else\n');
+    const err = fileError('h1', 'write', file, { code: res.status!, stdout: res.stdout, stderr: res.stderr });
+    expect(err).toBeInstanceOf(FileChangedError);
+    expect(err.message).toBe(
+      `h1: ${file} changed on the node while this task ran, so it was not written: run again. (its content is not what was read)`,
+    );
+    // Expected content, and the file is gone.
+    const gone = join(dir, 'gone.json');
+    res = runWrite(gone, 5, 'ours\n', { expect: { sha256: sha('x') } });
+    expect(res.status).toBe(CHANGED);
+    expect(readdirSync(dir).sort()).toEqual(['config.json']);
+    // Still what was read: written.
+    res = runWrite(file, 5, 'ours\n', { expect: { sha256: sha('someone else\n') } });
+    expect(res.status).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe('ours\n');
+    res = runWrite(gone, 5, 'ours\n', { expect: { absent: true } });
+    expect(res.status).toBe(0);
+    expect(readFileSync(gone, 'utf8')).toBe('ours\n');
   });
 });

@@ -1,5 +1,5 @@
 import type { Command, ExecResult, FileStat, WriteOptions } from './connection.js';
-import { FileOperationError } from './errors.js';
+import { FileChangedError, FileOperationError } from './errors.js';
 
 // Each file operation is ONE remote command (one channel, one round trip): POSIX sh plus
 // coreutils/busybox `stat -c`, `mktemp`, `cat`, `mv`. Paths travel as positional parameters,
@@ -23,6 +23,9 @@ const ABSENT = `absent() {
 
 /** Exit status for "the managed path is a symbolic link": refused, never followed. */
 export const IS_LINK = 65;
+
+/** Exit status of a compare-and-swap write that found the file changed: nothing written. */
+export const CHANGED = 67;
 
 /** The one sentence every connection uses for a managed path that is a link. */
 export function linkRefusal(path: string): string {
@@ -60,12 +63,23 @@ exec rm -f -- "$1"`;
 // is fsynced. The trap removes the temp file on any failure.
 const WRITE = `set -u
 ${NO_LINK}
-p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5 size=$6
+p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5 size=$6 expect=\${7-}
 nolink "$p"
 # An absolute path to a file splits without a process; anything else as dirname/basename say.
 case $p in
   /*[!/]) d=\${p%/*} n=\${p##*/}; d=\${d:-/} ;;
   *) d=$(dirname -- "$p") n=$(basename -- "$p") ;;
+esac
+# Compare-and-swap: the file must still be what the controller read (- : absent). Without
+# sha256sum only its presence is checked here (the controller compared the bytes just before).
+case $expect in
+  '') ;;
+  -) if [ -e "$p" ]; then echo "it exists now" >&2; exit ${CHANGED}; fi ;;
+  *) if [ ! -e "$p" ]; then echo "it is gone" >&2; exit ${CHANGED}; fi
+     if command -v sha256sum >/dev/null 2>&1; then
+       set -- $(sha256sum < "$p")
+       if [ "\${1-}" != "$expect" ]; then echo "its content is not what was read" >&2; exit ${CHANGED}; fi
+     fi ;;
 esac
 if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
@@ -130,8 +144,21 @@ export function writeFileCommand(path: string, size: number, options: WriteOptio
       intArg('gid', options.gid, 10),
       options.mkdirs ? '1' : '0',
       intArg('size', size, 10),
+      expectArg(options.expect),
     ],
   };
+}
+
+function expectArg(expect: WriteOptions['expect']): string {
+  if (expect === undefined) return '';
+  if ('absent' in expect) return '-';
+  if (!/^[0-9a-f]{64}$/.test(expect.sha256)) throw new Error(`expect.sha256 must be 64 lower-case hex digits`);
+  return expect.sha256;
+}
+
+/** The one sentence for a write refused because the file changed since it was read. */
+export function changedRefusal(host: string, path: string): string {
+  return `${host}: ${path} changed on the node while this task ran, so it was not written: run again.`;
 }
 
 function stderrLine(result: ExecResult): string {
@@ -141,6 +168,8 @@ function stderrLine(result: ExecResult): string {
 
 /** Throws a one-sentence error for a failed file operation. */
 export function fileError(host: string, op: string, path: string, result: ExecResult): FileOperationError {
+  if (op === 'write' && result.code === CHANGED && !result.timedOut)
+    return new FileChangedError(host, path, `${changedRefusal(host, path)} (${stderrLine(result)})`);
   const why = result.timedOut ? 'timed out' : stderrLine(result);
   return new FileOperationError(host, path, `${host}: cannot ${op} ${path}: ${why}`);
 }

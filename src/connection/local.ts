@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
-import { FileOperationError, TcpOpenError, tcpFailureOf } from './errors.js';
+import { FileChangedError, FileOperationError, TcpOpenError, tcpFailureOf } from './errors.js';
 import {
   parseReadResult,
   parseStatResult,
@@ -15,6 +15,7 @@ import {
   removeCommand,
   statCommand,
   fileError,
+  changedRefusal,
   linkRefusal,
   statFromMode,
   writeFileCommand,
@@ -332,6 +333,20 @@ export class LocalConnection implements Connection {
       });
       if (existing?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (existing?.isDirectory()) throw new Error('it is a directory');
+      const expect = options.expect;
+      if (expect) {
+        const why =
+          'absent' in expect
+            ? existing && 'it exists now'
+            : !existing
+              ? 'it is gone'
+              : createHash('sha256')
+                    .update(await readFile(target))
+                    .digest('hex') !== expect.sha256
+                ? 'its content is not what was read'
+                : undefined;
+        if (why) throw new FileChangedError(this.host, path, `${changedRefusal(this.host, path)} (${why})`);
+      }
       const dir = dirname(target);
       if (options.mkdirs) await mkdir(dir, { recursive: true, mode: 0o755 });
       const parentProblem = parentDirProblem(dir, await stat(dir));
@@ -359,6 +374,7 @@ export class LocalConnection implements Connection {
       }
     } catch (err) {
       if (tmp !== undefined) await unlink(tmp).catch(() => undefined);
+      if (err instanceof FileChangedError) throw err;
       throw new FileOperationError(this.host, path, `${this.host}: cannot write ${path}: ${errorText(err)}`);
     }
   }

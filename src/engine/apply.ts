@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
-import { ConnectionError } from '../connection/errors.js';
+import { ConnectionError, FileChangedError } from '../connection/errors.js';
 import { criTaskError, withCri } from '../cri/connect.js';
 import { DOCKER_API_SOCKET, engineRemove } from '../docker/engine-api.js';
 import { podmanRemove } from '../containers-image/client.js';
@@ -32,7 +32,13 @@ export interface SnapshotSink {
     conn: Connection,
     resources: Resource[],
     origin: { module: string; notify?: HandlerRequest[] },
+    prefetched?: ReadBack,
   ): Promise<ReadBack | void>;
+  /**
+   * Reads, in one round trip, the files of a task's changes not saved yet in this run, for the
+   * saves that follow (`prefetched`): one read where each change's save read its own.
+   */
+  prefetch?(host: string, conn: Connection, paths: string[]): Promise<ReadBack>;
   facts(host: string, facts: Record<string, unknown>): Promise<void> | void;
 }
 
@@ -156,11 +162,17 @@ async function applyOne(
         else if (companion) await rememberCompanionBackup(ctx, c.path, current);
       }
       if (c.op === 'file.remove') return conn.remove(c.path);
-      return conn.writeFile(c.path, c.content, {
-        mkdirs: true,
-        ...defined({ mode: c.mode }),
-        ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
-      });
+      // The write compares too, on the node, as it starts: an edit after the read above is not lost.
+      return conn
+        .writeFile(c.path, c.content, {
+          mkdirs: true,
+          ...defined({ mode: c.mode, expect: c.expect }),
+          ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
+        })
+        .catch((e: unknown) => {
+          if (e instanceof FileChangedError) throw new TaskError(e.message, 'command');
+          throw e;
+        });
     }
     case 'dir.remove': {
       // Only an empty directory goes: rmdir refuses anything else, which is what we want.
@@ -259,6 +271,26 @@ export async function applyChanges(
   const companions = new Set(restarts.flatMap((r) => r.companions ?? []));
   const handlers = restarts.map(restartHandler);
   const applied: string[] = [];
+  // The files of all the task's changes in one read for their saves (each save still comes just
+  // before its change, and each write compares on the node).
+  const paths = [
+    ...new Set(
+      changes.flatMap((c) =>
+        c.op === 'restart.request' ? [] : resourcesOf(c).flatMap((r) => (r.kind === 'file' ? [r.path] : [])),
+      ),
+    ),
+  ];
+  let prefetched: ReadBack | undefined;
+  if (snapshot?.prefetch && paths.length > 1) {
+    try {
+      prefetched = await snapshot.prefetch(ctx.host, ctx.conn, paths);
+    } catch (e) {
+      throw new TaskError(
+        `could not save ${paths.join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,
+        'command',
+      );
+    }
+  }
   for (const change of changes) {
     if (change.op === 'restart.request') continue;
     const resources = resourcesOf(change);
@@ -274,8 +306,13 @@ export async function applyChanges(
         const paths = new Set(resources.flatMap((r) => (r.kind === 'file' ? [r.path] : [])));
         const notify = handlers.filter((h, i) => paths.has(restarts[i]!.config));
         read =
-          (await snapshot.save(ctx.host, ctx.conn, resources, { module, ...(notify.length ? { notify } : {}) })) ??
-          undefined;
+          (await snapshot.save(
+            ctx.host,
+            ctx.conn,
+            resources,
+            { module, ...(notify.length ? { notify } : {}) },
+            prefetched,
+          )) ?? undefined;
       } catch (e) {
         throw new TaskError(
           `could not save ${resources.map(resourceName).join(', ')} to the snapshot, so nothing was changed: ${(e as Error).message}`,

@@ -548,8 +548,25 @@ export class RunSnapshot implements SnapshotSink {
 
   private initialised: Promise<void> | undefined;
 
-  /** Returns the files it read for this save (those not saved earlier in the run). */
-  async save(host: string, conn: Connection, resources: Resource[], origin: SaveOrigin): Promise<ReadBack> {
+  /** The files of `paths` not saved yet in this run, read in one round trip (see `save`'s `prefetched`). */
+  async prefetch(host: string, conn: Connection, paths: string[]): Promise<ReadBack> {
+    return readFilesWithStat(
+      conn,
+      paths.filter((p) => !this.seen.has(`${host}\0file:${p}`)),
+    );
+  }
+
+  /**
+   * Returns the files it read for this save (those not saved earlier in the run). A file in
+   * `prefetched` (read for this task's changes by `prefetch`) is taken from there, once.
+   */
+  async save(
+    host: string,
+    conn: Connection,
+    resources: Resource[],
+    origin: SaveOrigin,
+    prefetched?: ReadBack,
+  ): Promise<ReadBack> {
     // The store is created on the first save: a run that changes nothing leaves nothing behind.
     await (this.initialised ??= this.store.init());
     const module = origin.module;
@@ -557,11 +574,17 @@ export class RunSnapshot implements SnapshotSink {
     const keyOf = (r: Resource) =>
       `${host}\0${r.kind === 'file' ? `file:${r.path}` : `sa:${r.kubeconfig ?? ''}:${r.context ?? ''}:${r.namespace}/${r.name}`}`;
     const fresh = resources.filter((r) => !this.seen.has(keyOf(r)));
-    // Every file of this save in one round trip.
+    const wanted = fresh.flatMap((r) => (r.kind === 'file' ? [r.path] : []));
+    // Every file of this save in one round trip (none when the task's prefetch read them).
     const files = await readFilesWithStat(
       conn,
-      fresh.flatMap((r) => (r.kind === 'file' ? [r.path] : [])),
+      wanted.filter((p) => !prefetched?.has(p)),
     );
+    for (const p of wanted)
+      if (prefetched?.has(p)) {
+        files.set(p, prefetched.get(p) ?? null);
+        prefetched.delete(p);
+      }
     for (const r of fresh) {
       const key = keyOf(r);
       if (this.seen.has(key)) continue;

@@ -66,7 +66,7 @@ function write(path: string, content: string, before: string | null): Change {
 }
 
 describe('applyChanges: compare-and-swap from the snapshot read', () => {
-  it('writes a file gathered as absent, and one gathered with content, in one read and one write each', async () => {
+  it('writes a file gathered as absent, and one gathered with content: one read for both, one write each', async () => {
     const { conn, snapshot, ctx } = setup();
     const fresh = join(dir, 'hosts.toml');
     const existing = join(dir, 'config.json');
@@ -75,21 +75,26 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
       ctx,
       [write(fresh, 'server = "x"\n', null), write(existing, '{}\n', '{"auths":{}}\n')],
       snapshot,
-      'test',
+      'node.creds.wipe',
     );
     expect(readFileSync(fresh, 'utf8')).toBe('server = "x"\n');
     expect(readFileSync(existing, 'utf8')).toBe('{}\n');
     expect(statSync(existing).mode & 0o777).toBe(0o644);
-    // Per file: the snapshot's read (bytes, mode, owner: one command), then the write. No second
-    // read for the compare-and-swap.
-    expect(conn.calls).toEqual(['exec', 'writeFile', 'exec', 'writeFile']);
+    // The snapshot reads both files (bytes, mode, owner) in one command for the task, then each
+    // write. No read of its own for the compare-and-swap.
+    expect(conn.calls).toEqual(['exec', 'writeFile', 'writeFile']);
+    const m = await snapshot.store.readManifest('run-1');
+    expect(m.hosts['h1']!.resources.map((r) => [r.kind === 'file' && r.path, r.kind === 'file' && r.exists])).toEqual([
+      [fresh, false],
+      [existing, true],
+    ]);
   });
 
   it('refuses a file edited on the node since gather, and leaves the edit in place', async () => {
     const { snapshot, ctx } = setup();
     const f = join(dir, 'config.json');
     writeFileSync(f, 'edited by hand\n');
-    await expect(applyChanges(ctx, [write(f, 'ours\n', 'as gathered\n')], snapshot, 'test')).rejects.toThrow(
+    await expect(applyChanges(ctx, [write(f, 'ours\n', 'as gathered\n')], snapshot, 'node.creds.wipe')).rejects.toThrow(
       `${f} changed on the node while this task ran, so it was not written: run again.`,
     );
     expect(readFileSync(f, 'utf8')).toBe('edited by hand\n');
@@ -103,7 +108,7 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
     await readNode(conn, { files: [join(dir, 'carrier')] });
     expect((await readNode(conn, { files: [f] })).entries.get(f)).toMatchObject({ kind: 'file' });
     writeFileSync(f, 'edited by hand\n');
-    await expect(applyChanges(ctx, [write(f, 'ours\n', 'as gathered\n')], snapshot, 'test')).rejects.toThrow(
+    await expect(applyChanges(ctx, [write(f, 'ours\n', 'as gathered\n')], snapshot, 'node.creds.wipe')).rejects.toThrow(
       'changed on the node while this task ran',
     );
     expect(readFileSync(f, 'utf8')).toBe('edited by hand\n');
@@ -114,7 +119,7 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
     const { snapshot, ctx } = setup();
     const f = join(dir, 'hosts.toml');
     writeFileSync(f, 'someone else\n');
-    await expect(applyChanges(ctx, [write(f, 'ours\n', null)], snapshot, 'test')).rejects.toThrow(
+    await expect(applyChanges(ctx, [write(f, 'ours\n', null)], snapshot, 'node.creds.wipe')).rejects.toThrow(
       'changed on the node while this task ran',
     );
     expect(readFileSync(f, 'utf8')).toBe('someone else\n');
@@ -124,11 +129,11 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
     const { conn, snapshot, ctx } = setup();
     const f = join(dir, 'config.json');
     writeFileSync(f, 'one\n');
-    await applyChanges(ctx, [write(f, 'two\n', 'one\n')], snapshot, 'test');
+    await applyChanges(ctx, [write(f, 'two\n', 'one\n')], snapshot, 'node.creds.wipe');
     conn.calls.length = 0;
     // The second change expects what the first wrote: the compare-and-swap reads the node now.
     writeFileSync(f, 'three\n');
-    await expect(applyChanges(ctx, [write(f, 'four\n', 'two\n')], snapshot, 'test')).rejects.toThrow(
+    await expect(applyChanges(ctx, [write(f, 'four\n', 'two\n')], snapshot, 'node.creds.wipe')).rejects.toThrow(
       'changed on the node while this task ran',
     );
     expect(conn.calls).toEqual(['readFile']);
@@ -146,7 +151,12 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
       command: 'true',
       health: { timeoutSec: 5 },
     };
-    const handlers = await applyChanges(ctx, [write(f, 'version = 3\n', 'version = 2\n'), restart], snapshot, 'test');
+    const handlers = await applyChanges(
+      ctx,
+      [write(f, 'version = 3\n', 'version = 2\n'), restart],
+      snapshot,
+      'node.creds.wipe',
+    );
     expect(handlers).toHaveLength(1);
     const backup = ctx.hostState.get(configBackupKey(f)) as ConfigBackup;
     expect(backup.content?.toString()).toBe('version = 2\n');
@@ -156,5 +166,30 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
     expect(conn.calls.filter((c) => c === 'stat')).toEqual([]);
     expect(conn.calls.filter((c) => c === 'writeFile')).toHaveLength(2);
     expect(readFileSync(f, 'utf8')).toBe('version = 3\n');
+  });
+
+  it('an edit on the node after the read and before the write is not overwritten (the write compares too)', async () => {
+    const { conn, snapshot, ctx } = setup();
+    const first = join(dir, 'ca.crt');
+    const second = join(dir, 'hosts.toml');
+    writeFileSync(second, 'as gathered\n');
+    // Someone edits hosts.toml while ca.crt is being written: after the task's read of both.
+    const racing = Object.assign(Object.create(conn) as CountingConnection, {
+      writeFile: async (path: string, data: string | Buffer, options?: WriteOptions) => {
+        if (path === first) writeFileSync(second, 'edited meanwhile\n');
+        return conn.writeFile(path, data, options);
+      },
+    });
+    const c = { ...ctx, conn: racing };
+    await expect(
+      applyChanges(
+        c,
+        [write(first, 'CA\n', null), write(second, 'ours\n', 'as gathered\n')],
+        snapshot,
+        'node.creds.wipe',
+      ),
+    ).rejects.toThrow(`${second} changed on the node while this task ran, so it was not written: run again.`);
+    expect(readFileSync(first, 'utf8')).toBe('CA\n');
+    expect(readFileSync(second, 'utf8')).toBe('edited meanwhile\n');
   });
 });
