@@ -51,8 +51,11 @@ export interface WriteOptions {
    * the write starts; otherwise a `FileChangedError` and nothing is written. A node without
    * `sha256sum` checks only that the file is there.
    */
-  expect?: { absent: true } | { sha256: string };
+  expect?: FileExpectation;
 }
+
+/** What a file must still be for a compare-and-swap write or removal: absent, or these bytes (sha256, hex). */
+export type FileExpectation = { absent: true } | { sha256: string };
 
 /** How to start a long-lived session. */
 export interface SessionOptions extends Pick<ExecOptions, 'become'> {
@@ -78,7 +81,8 @@ export interface Connection {
   writeFile(path: string, data: string | Buffer, options?: WriteOptions): Promise<void>;
   stat(path: string): Promise<FileStat>;
   /** Removes a file; absent is not an error. */
-  remove(path: string): Promise<void>;
+  /** With `expect`, a compare-and-swap: refused (`FileChangedError`) when the file is no longer that. */
+  remove(path: string, options?: { expect?: FileExpectation }): Promise<void>;
   /**
    * A byte stream to a unix socket on the host: OpenSSH stream-local forwarding (or a direct
    * connect, locally), or with become as another user, a relay program run through sudo.

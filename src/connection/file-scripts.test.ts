@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import type { WriteOptions } from './connection.js';
 import { FileChangedError } from './errors.js';
-import { CHANGED, fileError, writeFileCommand } from './file-scripts.js';
+import { CHANGED, fileError, removeCommand, writeFileCommand } from './file-scripts.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -81,5 +81,32 @@ describe('writeFileCommand', () => {
     res = runWrite(gone, 5, 'ours\n', { expect: { absent: true } });
     expect(res.status).toBe(0);
     expect(readFileSync(gone, 'utf8')).toBe('ours\n');
+  });
+
+  it('compare-and-swap removal: removes only what was read, else exits CHANGED and keeps the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tp-remove-'));
+    dirs.push(dir);
+    const file = join(dir, 'hosts.toml');
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    const remove = (expect?: Parameters<typeof removeCommand>[1]) => {
+      const command = removeCommand(file, expect);
+      if (!('argv' in command)) throw new Error('removeCommand returns an argv command');
+      const [cmd, ...args] = command.argv;
+      return spawnSync(cmd!, args);
+    };
+    writeFileSync(file, 'edited\n');
+    let res = remove({ sha256: sha('as read\n') });
+    expect(res.status).toBe(CHANGED);
+    expect(readFileSync(file, 'utf8')).toBe('edited\n');
+    const err = fileError('h1', 'remove', file, { code: res.status!, stdout: res.stdout, stderr: res.stderr });
+    expect(err).toBeInstanceOf(FileChangedError);
+    expect(err.message).toMatch(/changed on the node while this task ran, so it was not removed: run again\./);
+    res = remove({ absent: true });
+    expect(res.status).toBe(CHANGED);
+    res = remove({ sha256: sha('edited\n') });
+    expect(res.status).toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
+    // No expectation: as before, absent is fine.
+    expect(remove().status).toBe(0);
   });
 });

@@ -1,4 +1,4 @@
-import type { Command, ExecResult, FileStat, WriteOptions } from './connection.js';
+import type { Command, ExecResult, FileExpectation, FileStat, WriteOptions } from './connection.js';
 import { FileChangedError, FileOperationError } from './errors.js';
 
 // Each file operation is ONE remote command (one channel, one round trip): POSIX sh plus
@@ -50,9 +50,26 @@ nolink "$1"
 const STAT = `${ABSENT}
 [ -e "$1" ] || absent "$1"; exec stat -L -c '%f %u %g %s' -- "$1"`;
 
+// Compare-and-swap: \`cas PATH EXPECT\` exits CHANGED unless the file is still what the controller
+// read (EXPECT: - for absent, else its sha256; empty: no check). Without sha256sum only its
+// presence is checked here (the controller compared the bytes just before).
+const CAS = `cas() {
+  case $2 in
+    '') ;;
+    -) if [ -e "$1" ]; then echo "it exists now" >&2; exit ${CHANGED}; fi ;;
+    *) if [ ! -e "$1" ]; then echo "it is gone" >&2; exit ${CHANGED}; fi
+       if command -v sha256sum >/dev/null 2>&1; then
+         set -- "$2" $(sha256sum < "$1")
+         if [ "$1" != "\${2-}" ]; then echo "its content is not what was read" >&2; exit ${CHANGED}; fi
+       fi ;;
+  esac
+}`;
+
 const REMOVE = `${NO_LINK}
+${CAS}
 nolink "$1"
 [ -d "$1" ] && { echo "$1 is a directory" >&2; exit 1; }
+cas "$1" "\${2-}"
 exec rm -f -- "$1"`;
 
 // Write: refuse a link at the path, and a parent directory that someone other than root or us
@@ -63,6 +80,7 @@ exec rm -f -- "$1"`;
 // is fsynced. The trap removes the temp file on any failure.
 const WRITE = `set -u
 ${NO_LINK}
+${CAS}
 p=$1 mode=$2 uid=$3 gid=$4 mkdirs=$5 size=$6 expect=\${7-}
 nolink "$p"
 # An absolute path to a file splits without a process; anything else as dirname/basename say.
@@ -70,17 +88,7 @@ case $p in
   /*[!/]) d=\${p%/*} n=\${p##*/}; d=\${d:-/} ;;
   *) d=$(dirname -- "$p") n=$(basename -- "$p") ;;
 esac
-# Compare-and-swap: the file must still be what the controller read (- : absent). Without
-# sha256sum only its presence is checked here (the controller compared the bytes just before).
-case $expect in
-  '') ;;
-  -) if [ -e "$p" ]; then echo "it exists now" >&2; exit ${CHANGED}; fi ;;
-  *) if [ ! -e "$p" ]; then echo "it is gone" >&2; exit ${CHANGED}; fi
-     if command -v sha256sum >/dev/null 2>&1; then
-       set -- $(sha256sum < "$p")
-       if [ "\${1-}" != "$expect" ]; then echo "its content is not what was read" >&2; exit ${CHANGED}; fi
-     fi ;;
-esac
+cas "$p" "$expect"
 if [ "$mkdirs" = 1 ] && [ ! -d "$d" ]; then (umask 022 && mkdir -p -- "$d") || exit 1; fi
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit 1; fi
 # The directory's mode and owner, and the file's (when it exists) in the same stat.
@@ -118,8 +126,9 @@ export function statCommand(path: string): Command {
   return { argv: ['sh', '-c', STAT, 'sh', path] };
 }
 
-export function removeCommand(path: string): Command {
-  return { argv: ['sh', '-c', REMOVE, 'sh', path] };
+/** The remove command; with `expect`, the file must still be what was read (see `WriteOptions.expect`). */
+export function removeCommand(path: string, expect?: FileExpectation): Command {
+  return { argv: ['sh', '-c', REMOVE, 'sh', path, expectArg(expect)] };
 }
 
 function intArg(name: string, value: number | undefined, radix: 8 | 10): string {
@@ -149,16 +158,16 @@ export function writeFileCommand(path: string, size: number, options: WriteOptio
   };
 }
 
-function expectArg(expect: WriteOptions['expect']): string {
+function expectArg(expect: FileExpectation | undefined): string {
   if (expect === undefined) return '';
   if ('absent' in expect) return '-';
   if (!/^[0-9a-f]{64}$/.test(expect.sha256)) throw new Error(`expect.sha256 must be 64 lower-case hex digits`);
   return expect.sha256;
 }
 
-/** The one sentence for a write refused because the file changed since it was read. */
-export function changedRefusal(host: string, path: string): string {
-  return `${host}: ${path} changed on the node while this task ran, so it was not written: run again.`;
+/** The one sentence for a write or removal refused because the file changed since it was read. */
+export function changedRefusal(host: string, path: string, op: 'write' | 'remove' = 'write'): string {
+  return `${host}: ${path} changed on the node while this task ran, so it was not ${op === 'write' ? 'written' : 'removed'}: run again.`;
 }
 
 function stderrLine(result: ExecResult): string {
@@ -168,8 +177,8 @@ function stderrLine(result: ExecResult): string {
 
 /** Throws a one-sentence error for a failed file operation. */
 export function fileError(host: string, op: string, path: string, result: ExecResult): FileOperationError {
-  if (op === 'write' && result.code === CHANGED && !result.timedOut)
-    return new FileChangedError(host, path, `${changedRefusal(host, path)} (${stderrLine(result)})`);
+  if ((op === 'write' || op === 'remove') && result.code === CHANGED && !result.timedOut)
+    return new FileChangedError(host, path, `${changedRefusal(host, path, op)} (${stderrLine(result)})`);
   const why = result.timedOut ? 'timed out' : stderrLine(result);
   return new FileOperationError(host, path, `${host}: cannot ${op} ${path}: ${why}`);
 }

@@ -6,7 +6,15 @@ import { connect as netConnect } from 'node:net';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Command, Connection, ExecOptions, ExecResult, FileStat, WriteOptions } from './connection.js';
+import type {
+  Command,
+  Connection,
+  ExecOptions,
+  ExecResult,
+  FileExpectation,
+  FileStat,
+  WriteOptions,
+} from './connection.js';
 import { FileChangedError, FileOperationError, TcpOpenError, tcpFailureOf } from './errors.js';
 import {
   parseReadResult,
@@ -333,20 +341,7 @@ export class LocalConnection implements Connection {
       });
       if (existing?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (existing?.isDirectory()) throw new Error('it is a directory');
-      const expect = options.expect;
-      if (expect) {
-        const why =
-          'absent' in expect
-            ? existing && 'it exists now'
-            : !existing
-              ? 'it is gone'
-              : createHash('sha256')
-                    .update(await readFile(target))
-                    .digest('hex') !== expect.sha256
-                ? 'its content is not what was read'
-                : undefined;
-        if (why) throw new FileChangedError(this.host, path, `${changedRefusal(this.host, path)} (${why})`);
-      }
+      await this.compareAndSwap(path, target, existing, options.expect, 'write');
       const dir = dirname(target);
       if (options.mkdirs) await mkdir(dir, { recursive: true, mode: 0o755 });
       const parentProblem = parentDirProblem(dir, await stat(dir));
@@ -390,9 +385,31 @@ export class LocalConnection implements Connection {
     }
   }
 
-  async remove(path: string): Promise<void> {
+  /** The write and remove scripts' `cas`, with fs: throws FileChangedError when the file is not `expect`. */
+  private async compareAndSwap(
+    path: string,
+    target: string,
+    existing: Stats | undefined,
+    expect: FileExpectation | undefined,
+    op: 'write' | 'remove',
+  ): Promise<void> {
+    if (!expect) return;
+    const why =
+      'absent' in expect
+        ? existing && 'it exists now'
+        : !existing
+          ? 'it is gone'
+          : createHash('sha256')
+                .update(await readFile(target))
+                .digest('hex') !== expect.sha256
+            ? 'its content is not what was read'
+            : undefined;
+    if (why) throw new FileChangedError(this.host, path, `${changedRefusal(this.host, path, op)} (${why})`);
+  }
+
+  async remove(path: string, options: { expect?: FileExpectation } = {}): Promise<void> {
     if (this.needsSudo()) {
-      const result = await this.exec(removeCommand(path));
+      const result = await this.exec(removeCommand(path, options.expect));
       if (result.code !== 0) throw fileError(this.host, 'remove', path, result);
       return;
     }
@@ -404,8 +421,10 @@ export class LocalConnection implements Connection {
       });
       if (st?.isSymbolicLink()) throw new Error(linkRefusal(path));
       if (st?.isDirectory()) throw new Error('it is a directory');
+      await this.compareAndSwap(path, target, st, options.expect, 'remove');
       if (st) await rm(target, { force: true });
     } catch (err) {
+      if (err instanceof FileChangedError) throw err;
       throw new FileOperationError(this.host, path, `${this.host}: cannot remove ${path}: ${errorText(err)}`);
     }
   }

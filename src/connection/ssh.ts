@@ -18,6 +18,7 @@ import type {
   Connection,
   ExecOptions,
   ExecResult,
+  FileExpectation,
   FileStat,
   SessionOptions,
   WriteOptions,
@@ -833,8 +834,8 @@ export class SshConnection implements Connection {
     return parseStatResult(this.host, path, await this.exec(statCommand(path)));
   }
 
-  async remove(path: string): Promise<void> {
-    const result = await this.exec(removeCommand(path));
+  async remove(path: string, options: { expect?: FileExpectation } = {}): Promise<void> {
+    const result = await this.exec(removeCommand(path, options.expect));
     if (result.code !== 0) throw fileError(this.host, 'remove', path, result);
   }
 

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionError, FileChangedError } from '../connection/errors.js';
+import { changedRefusal } from '../connection/file-scripts.js';
 import { criTaskError, withCri } from '../cri/connect.js';
 import { DOCKER_API_SOCKET, engineRemove } from '../docker/engine-api.js';
 import { podmanRemove } from '../containers-image/client.js';
@@ -119,15 +120,12 @@ async function compareAndSwap(
   path: string,
   expect: FileExpect | undefined,
   read: ReadBack | undefined,
+  op: 'write' | 'remove',
 ): Promise<Buffer | null> {
   const now = read?.has(path) ? (read.get(path)?.data ?? null) : await ctx.conn.readFile(path);
   if (expect === undefined) return now;
   const same = 'absent' in expect ? now === null : now !== null && sha256(now) === expect.sha256;
-  if (!same)
-    throw new TaskError(
-      `${ctx.host}: ${path} changed on the node while this task ran, so it was not written: run again.`,
-      'command',
-    );
+  if (!same) throw new TaskError(changedRefusal(ctx.host, path, op), 'command');
   return now;
 }
 
@@ -157,22 +155,24 @@ async function applyOne(
       const config = restartConfigs.has(c.path);
       const companion = companions.has(c.path);
       if (c.expect !== undefined || config || companion) {
-        const current = await compareAndSwap(ctx, c.path, c.expect, read);
+        const current = await compareAndSwap(ctx, c.path, c.expect, read, c.op === 'file.remove' ? 'remove' : 'write');
         if (config) await backup(ctx, c.path, current, read);
         else if (companion) await rememberCompanionBackup(ctx, c.path, current);
       }
-      if (c.op === 'file.remove') return conn.remove(c.path);
-      // The write compares too, on the node, as it starts: an edit after the read above is not lost.
-      return conn
-        .writeFile(c.path, c.content, {
-          mkdirs: true,
-          ...defined({ mode: c.mode, expect: c.expect }),
-          ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
-        })
-        .catch((e: unknown) => {
-          if (e instanceof FileChangedError) throw new TaskError(e.message, 'command');
-          throw e;
-        });
+      // The write or removal compares too, on the node, as it starts: an edit after the read above
+      // is not lost.
+      const done =
+        c.op === 'file.remove'
+          ? conn.remove(c.path, defined({ expect: c.expect }))
+          : conn.writeFile(c.path, c.content, {
+              mkdirs: true,
+              ...defined({ mode: c.mode, expect: c.expect }),
+              ...(c.owner ? { uid: c.owner.uid, gid: c.owner.gid } : {}),
+            });
+      return done.catch((e: unknown) => {
+        if (e instanceof FileChangedError) throw new TaskError(e.message, 'command');
+        throw e;
+      });
     }
     case 'dir.remove': {
       // Only an empty directory goes: rmdir refuses anything else, which is what we want.

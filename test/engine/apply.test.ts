@@ -192,4 +192,27 @@ describe('applyChanges: compare-and-swap from the snapshot read', () => {
     expect(readFileSync(first, 'utf8')).toBe('CA\n');
     expect(readFileSync(second, 'utf8')).toBe('edited meanwhile\n');
   });
+
+  it('a removal is refused when the file was edited after the read, on the node and with fs alike', async () => {
+    const { conn, snapshot, ctx } = setup();
+    const keep = join(dir, 'ca.crt');
+    const gone = join(dir, 'old.crt');
+    writeFileSync(gone, 'as gathered\n');
+    const racing = Object.assign(Object.create(conn) as CountingConnection, {
+      writeFile: async (path: string, data: string | Buffer, options?: WriteOptions) => {
+        writeFileSync(gone, 'edited meanwhile\n');
+        return conn.writeFile(path, data, options);
+      },
+    });
+    const removal = {
+      op: 'file.remove',
+      path: gone,
+      expect: expectOf('as gathered\n'),
+      summary: `remove ${gone}`,
+    } as Change;
+    await expect(
+      applyChanges({ ...ctx, conn: racing }, [write(keep, 'CA\n', null), removal], snapshot, 'node.creds.wipe'),
+    ).rejects.toThrow(`${gone} changed on the node while this task ran, so it was not removed: run again.`);
+    expect(readFileSync(gone, 'utf8')).toBe('edited meanwhile\n');
+  });
 });
