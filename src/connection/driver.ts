@@ -45,8 +45,9 @@ tp_n=0
 tp_cleanup() { [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; [ -n "$tp_d" ] && rm -rf -- "$tp_d"; tp_d=; }
 tp_setup() {
   # An exact read from a pipe: GNU and busybox head read no further than asked; dd bs=1 always works.
-  if [ "$(printf 'abc\\n' | { head -c 1 >/dev/null 2>&1; cat; })" = bc ]; then tp_take() { head -c "$1"; }
-  elif [ "$(printf 'abc\\n' | { dd bs=1 count=1 >/dev/null 2>&1; cat; })" = bc ]; then tp_take() { dd bs=1 count="$1" 2>/dev/null; }
+  # (What the reader left is read back with the read builtin: no process for that.)
+  if [ "$(printf 'abc\\n' | { head -c 1 >/dev/null 2>&1; read -r tp_x; printf %s "$tp_x"; })" = bc ]; then tp_take() { head -c "$1"; }
+  elif [ "$(printf 'abc\\n' | { dd bs=1 count=1 >/dev/null 2>&1; read -r tp_x; printf %s "$tp_x"; })" = bc ]; then tp_take() { dd bs=1 count="$1" 2>/dev/null; }
   else printf '\\036D off no head -c or dd to read an exact byte count\\n'; return; fi
   tp_d=$(umask 077; mktemp -d "\${TMPDIR:-/tmp}/trustplay-driver.XXXXXX" 2>&1) || {
     printf '\\036D off mktemp: %s\\n' "$(printf %s "$tp_d" | tr '\\n' ' ')"; tp_d=; return; }
@@ -67,14 +68,28 @@ tp_exec() {
   [ $((tp_n % 32)) = 0 ] && rm -f -- "$tp_d"/o* "$tp_d"/e*
   tp_o=$tp_d/o$tp_n tp_e=$tp_d/e$tp_n
   tp_take "$1" >"$tp_d/s"
-  if [ -n "$tp_tick" ] && [ -z "$tp_k" ]; then
-    # One ticker for the session: while a command runs (busy), tp_tick every 5 s (the lock's refresh:
-    # a long command must not let it go stale). It stops with the driver ($$ is the driver's pid).
-    (while sleep 5 && kill -0 $$ 2>/dev/null; do
-      read -r tp_b <"$tp_d/busy" 2>/dev/null && [ "$tp_b" = 1 ] && eval "$tp_tick"
-    done) </dev/null >/dev/null 2>&1 & tp_k=$!
-  fi
   echo 1 >"$tp_d/busy"
+  if [ -n "$tp_tick" ]; then
+    # A ticker while commands run: tp_tick every 5 s while one runs (busy: the lock's refresh, a
+    # long command must not let it go stale). It leaves when it wakes to an idle driver (an idle
+    # session forks nothing: a held host waiting for the run's end cost a sleep every 5 s) or when the
+    # driver is gone ($$ is the driver's pid); the next command starts another. File t says whether
+    # one runs: each side writes its own flag, then reads the other's (busy, then t here; t, then
+    # busy in the ticker), so a ticker leaving as a command starts is always seen, and replaced.
+    tp_t=; read -r tp_t <"$tp_d/t" 2>/dev/null
+    if [ "$tp_t" != 1 ]; then
+      echo 1 >"$tp_d/t"
+      (while sleep 5 && kill -0 $$ 2>/dev/null; do
+        tp_b=; read -r tp_b <"$tp_d/busy" 2>/dev/null
+        [ "$tp_b" = 1 ] && { eval "$tp_tick"; continue; }
+        # (A flag read while its writer rewrites it is empty: taken for idle, which is safe here.)
+        echo 0 >"$tp_d/t" || exit 0
+        tp_b=; read -r tp_b <"$tp_d/busy" 2>/dev/null
+        [ "$tp_b" = 1 ] || exit 0
+        echo 1 >"$tp_d/t"
+      done) </dev/null >/dev/null 2>&1 & tp_k=$!
+    fi
+  fi
   # The command's stdin is exactly its bytes; what it leaves unread is drained, never taken for a request.
   if [ "$2" -gt 0 ]; then
     tp_take "$2" | { tp_run >"$tp_o" 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }

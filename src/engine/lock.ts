@@ -65,14 +65,17 @@ run=${quote(o.runId)}
 me=${quote(`${o.runId} ${o.owner}`)}
 stale=${o.staleSec}
 held=0
-pstart() { [ -r "/proc/$1/stat" ] || return 0; set -- $(cat "/proc/$1/stat" 2>/dev/null); [ "$3" = Z ] || eval "printf %s \\"\\\${22}\\""; }
+pstart() { tp_st=; read -r tp_st 2>/dev/null <"/proc/$1/stat" || [ -n "$tp_st" ] || return 0; set -- $tp_st; [ "$3" = Z ] || eval "printf %s \\"\\\${22}\\""; }
 self=$(pstart $$)
 alive() {
   [ -n "$1" ] && [ -r /proc/self/stat ] || { echo unknown; return; }
   if [ -n "$2" ]; then [ "$(pstart "$1")" = "$2" ] && echo alive || echo gone; return; fi
   [ -n "$(pstart "$1")" ] && echo alive || echo gone
 }
-mine() { [ "$held" = 1 ] && [ "$(sed -n 2p "$lock/owner" 2>/dev/null)" = "holder $$ $self" ]; }
+# Whether the owner file names this holder (same pid, same start), read with builtins: no process
+# per refresh. \`mine\` also needs this session to have taken it.
+owned() { tp_o2=; { read -r tp_o1; read -r tp_o2; } 2>/dev/null <"$lock/owner"; [ "$tp_o2" = "holder $$ $self" ]; }
+mine() { [ "$held" = 1 ] && owned; }
 take() {
   if err=$(mkdir "$lock" 2>&1); then
     printf '%s\\nholder %s %s\\n' "$me" "$$" "$self" > "$lock/owner"
@@ -120,7 +123,7 @@ try() {
 release() { mine && rm -rf "$lock"; held=0; }
 # The driver's ticker is a subshell forked at the session's first command, with a copy of $held
 # from then: it asks the owner file alone whether this holder (same pid, same start) holds the lock.
-tp_tick='[ "$(sed -n 2p "$lock/owner" 2>/dev/null)" = "holder $$ $self" ] && touch "$lock/owner"'
+tp_tick='owned && touch "$lock/owner"'
 trap 'release; tp_cleanup; exit 0' HUP INT TERM PIPE
 while read -r verb; do
   case $verb in

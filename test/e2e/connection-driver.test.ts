@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,23 @@ const unavailable = sshdUnavailable();
 if (unavailable && process.env['CI'] === 'true') throw new Error(`driver tests cannot run in CI: ${unavailable}`);
 
 const sessions = (sshd: Sshd): number => (sshd.log().match(/Starting session:/g) ?? []).length;
+
+/**
+ * Running processes whose parent is `pid` (the test nodes share this machine's process table); an
+ * exited child its shell has not reaped yet (a zombie, state Z) runs nothing and is left out.
+ */
+const liveChildrenOf = (pid: string): string[] =>
+  readdirSync('/proc').filter((d) => {
+    if (!/^\d+$/.test(d)) return false;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      // After the command name (in parentheses, may hold spaces): the state, then the parent's pid.
+      const [state, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return parent === pid && state !== 'Z';
+    } catch {
+      return false;
+    }
+  });
 
 describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not run: ${unavailable})` : ''}`, () => {
   let sshd: Sshd;
@@ -112,7 +129,7 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     expect((await conn.exec({ argv: ['echo', 'after'] })).stdout.toString()).toBe('after\n');
   });
 
-  it('keeps the lock fresh while a long command runs (every 5 s), and only then', async () => {
+  it('keeps the lock fresh while a long command runs (every 5 s), and only then; idle, no ticker', async () => {
     const lockDir = await mkdtemp(join(tmpdir(), 'trustplay-driver-lock-'));
     try {
       const conn = connect(sshd);
@@ -120,12 +137,17 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
       const release = await acquireHostLock(conn, { runId: 'run-driver-tick', dir: lockDir, refreshMs: 600_000 });
       const owner = join(lockDir, 'trustplay.lock', 'owner');
       const mtime = (): number => statSync(owner).mtimeMs;
-      // A first command starts the driver's ticker (one per session).
+      const holder = readFileSync(owner, 'utf8').split('\n')[1]!.split(' ')[1]!;
+      // A first command starts the driver's ticker: a process under the holder's shell.
       expect((await conn.exec({ argv: ['true'] })).code).toBe(0);
+      expect(liveChildrenOf(holder)).toHaveLength(1);
       const taken = mtime();
       await new Promise((r) => setTimeout(r, 6000));
-      // Idle (no command running) for more than a tick: untouched.
+      // Idle (no command running) for more than a tick: untouched, and the ticker left (an idle
+      // session, a host waiting for the run's end, runs no process).
       expect(mtime()).toBe(taken);
+      expect(liveChildrenOf(holder)).toEqual([]);
+      // The next command starts another ticker, which refreshes the lock while it runs.
       const long = conn.exec({ argv: ['sleep', '7'] });
       await long;
       // Touched during the command, at least 5 s after it was taken.
