@@ -1,5 +1,5 @@
 /** The one host reader against real files through a local connection, and its framing. */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -47,6 +47,29 @@ it('reads files, directories and trees in one command, never through a link', as
   expect(at('certs d/reg*one/client.key')?.kind).toBe('link');
   expect(namesIn(r, path.join(dir, 'certs d'))).toEqual(['reg*one']);
   expect(namesIn(r, dir)).toEqual(['.hidden', 'big', 'certs d', 'missing', 'nope', 'shadow']);
+});
+
+it('stats every regular file of a read with one process, whatever their number', async () => {
+  const many = path.join(dir, 'many');
+  mkdirSync(many);
+  for (let i = 0; i < 12; i++)
+    writeFileSync(path.join(many, `f${i}`), `content ${i}\n`, { mode: 0o600 + (i % 2) * 0o40 });
+  const log = path.join(dir, 'stat-calls');
+  // A shell function named stat, defined by the prelude, is found before the program: it counts.
+  const r = await readNode(conn, {
+    prelude: `stat() { echo call >>'${log}'; command stat "$@"; }`,
+    files: [path.join(many, 'f0'), path.join(dir, 'nope')],
+    dirs: [many],
+  });
+  expect(readFileSync(log, 'utf8')).toBe('call\n');
+  for (let i = 0; i < 12; i++)
+    expect(r.entries.get(path.join(many, `f${i}`))).toMatchObject({
+      kind: 'file',
+      content: Buffer.from(`content ${i}\n`),
+      mode: 0o600 + (i % 2) * 0o40,
+      size: `content ${i}\n`.length,
+    });
+  expect(r.entries.get(path.join(dir, 'nope'))?.kind).toBe('absent');
 });
 
 it('runs a prelude in the same command; its records come back in the same format', async () => {

@@ -80,13 +80,29 @@ one() {
   if [ -d "$1" ]; then p64 "$1"; echo "@@dir $pp"; return 0; fi
   if [ ! -e "$1" ]; then p64 "$1"; echo "@@absent $pp"; return 0; fi
   if [ ! -f "$1" ]; then p64 "$1"; echo "@@other $pp"; return 0; fi
-  m=$(stat -c '%a %u %g %s' -- "$1") || exit 3
-  set -- "$1" "$2" "$3" $m
-  if [ "$3" != 1 ]; then p64 "$1"; echo "@@meta $pp $4 $5 $6 $7"; return 0; fi
-  if [ "$2" -gt 0 ] && [ "$7" -gt "$2" ]; then p64 "$1"; echo "@@big $pp $4 $5 $6 $7"; return 0; fi
-  p64 "$1"; echo "@@file $pp $4 $5 $6 $7"
-  base64 < "$1" || exit 3
+  # A regular file: its record comes after the walk (\`regular\`), one stat for all of them.
+  rf_n=$((rf_n + 1)); eval "rf_p$rf_n=\\$1 rf_x$rf_n=\\$2 rf_w$rf_n=\\$3"
 }
+# The regular files \`one\` saw: mode, owner, group and size from ONE stat (it was a stat process
+# per file), then each record, and the content of those wanted.
+regular() {
+  [ "$rf_n" -gt 0 ] || return 0
+  set --; i=1
+  while [ "$i" -le "$rf_n" ]; do eval "set -- \\"\\$@\\" \\"\\$rf_p$i\\""; i=$((i + 1)); done
+  rf_st=$(stat -c '%a %u %g %s' -- "$@") || exit 3
+  set -- $rf_st
+  [ "$#" -eq $((rf_n * 4)) ] || exit 3
+  i=1
+  while [ "$i" -le "$rf_n" ]; do
+    eval "rf_f=\\$rf_p$i rf_x=\\$rf_x$i rf_w=\\$rf_w$i"
+    p64 "$rf_f"
+    if [ "$rf_w" != 1 ]; then echo "@@meta $pp $1 $2 $3 $4"
+    elif [ "$rf_x" -gt 0 ] && [ "$4" -gt "$rf_x" ]; then echo "@@big $pp $1 $2 $3 $4"
+    else echo "@@file $pp $1 $2 $3 $4"; base64 < "$rf_f" || exit 3; fi
+    shift 4; i=$((i + 1))
+  done
+}
+rf_n=0
 # Entries directly in $1 (links reported, subdirectories skipped); content of names $3 ('*': all).
 entries() {
   for f in "$1"/* "$1"/.[!.]*; do
@@ -117,6 +133,7 @@ while [ "$#" -ge 2 ]; do
        done ;;
   esac
 done
+regular
 echo "@@end"
 `;
 }
