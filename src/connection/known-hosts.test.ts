@@ -1,11 +1,16 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   checkHostKey,
+  entriesForHosts,
   entryMatches,
   fingerprint,
   hostPattern,
   keyTypeOf,
+  loadKnownHosts,
   parseKnownHosts,
   preferredHostKeyAlgorithms,
 } from './known-hosts.js';
@@ -86,6 +91,54 @@ describe('known_hosts', () => {
     expect(
       preferredHostKeyAlgorithms(entries, ['h2'], ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']),
     ).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519']);
+  });
+
+  it("finds a host's lines by name as matching every line would: plain, lists, case, wildcards, negation, hashes", () => {
+    const names = ['node1', 'NODE2', '10.0.0.3', '[10.0.0.4]:2222', 'web.example', 'db.example'];
+    const patterns = [
+      ...names,
+      'node1,10.0.0.1',
+      'Node1',
+      'node?',
+      '*.example',
+      '*.example,!db.example',
+      '10.0.0.*',
+      '[10.0.0.4]:*',
+      hashed('node1'),
+      hashed('[10.0.0.4]:2222'),
+      'other',
+    ];
+    const lines: string[] = [];
+    // A seeded mix of 300 lines (marked ones too): the index must give the filter's answer, in order.
+    let seed = 7;
+    const next = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let i = 0; i < 300; i++) {
+      const marker = next(10) === 0 ? '@revoked ' : '';
+      lines.push(`${marker}${patterns[next(patterns.length)]!} ssh-ed25519 ${blob('ssh-ed25519').toString('base64')}`);
+    }
+    const { entries } = parseKnownHosts(lines.join('\n'), 'kh');
+    for (const hosts of [...names.map((n) => [n]), ['node1', '10.0.0.3'], ['NODE1'], ['absent'], []]) {
+      const expected = entries.filter((e) => e.marker === undefined && hosts.some((h) => entryMatches(e, h)));
+      expect(entriesForHosts(entries, hosts).map((e) => e.line)).toEqual(expected.map((e) => e.line));
+    }
+    expect(entriesForHosts(entries, ['node1']).length).toBeGreaterThan(10);
+  });
+
+  it('loads unchanged files once: the same answer object until a file changes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tp-kh-'));
+    try {
+      const file = join(dir, 'known_hosts');
+      writeFileSync(file, `h1 ssh-ed25519 ${ed.toString('base64')}\n`);
+      const [a, b] = await Promise.all([loadKnownHosts([file]), loadKnownHosts([file])]);
+      expect(b).toBe(a);
+      expect(await loadKnownHosts([file])).toBe(a);
+      writeFileSync(file, `h1 ssh-ed25519 ${ed.toString('base64')}\nh2 ssh-rsa ${rsa.toString('base64')}\n`);
+      const c = await loadKnownHosts([file, join(dir, 'missing')]);
+      expect(c.entries.map((e) => e.hosts)).toEqual(['h1', 'h2']);
+      expect(checkHostKey(c.entries, ['h2'], rsa).status).toBe('trusted');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('fingerprints in OpenSSH format and reads key types', () => {
