@@ -133,7 +133,8 @@ export function entryMatches(entry: KnownHostEntry, host: string): boolean {
 }
 
 // A fleet's known_hosts has a line per host, and every handshake asked every line whether it names
-// the host: hosts x lines matches (a million at 1,000 hosts, ~2 s of the controller's CPU). Lines
+// the host: hosts x lines matches (a million at 1,000 hosts; up to ~2 s in a wall-clock profile,
+// which also counts time the controller was preempted). Lines
 // whose every pattern is a plain name are looked up by name instead; only the others (hashed,
 // wildcard or negated patterns) are still asked one by one. Same answers, same order.
 interface HostIndex {
