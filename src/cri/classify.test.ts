@@ -79,6 +79,12 @@ const VARIANTS: [string, PullFailureClass][] = [
     'not-found',
   ],
   [
+    // Go's HTTP transport names the read loop when the server's alert arrives before the request
+    // is written (a race: containerd 1.6 printed both forms for the same lab case).
+    'failed to do request: Head "https://r.example/v2/a/manifests/1": readLoopPeekFailLocked: remote error: tls: bad certificate',
+    'client-cert-required',
+  ],
+  [
     'failed to pull and unpack image "r.example/a:1": failed to extract layer sha256:ab: write /var/lib/x: no space left on device',
     'other',
   ],
