@@ -784,7 +784,8 @@ export class SshConnection implements Connection {
   async session(command: Command, options: SessionOptions = {}): Promise<HostSession> {
     await this.connect();
     const become = options.become ?? this.options.become ?? false;
-    const line = this.commandLine(command, { become });
+    // The login shell is replaced by the session's own (`exec sh -c ...`): one process fewer per host.
+    const line = this.commandLine(command, { become, exec: !become });
     const channel = await this.longLivedChannel(line);
     channel.on('error', () => undefined);
     const ended = new Promise<void>((resolve) => {

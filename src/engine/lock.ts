@@ -51,8 +51,9 @@ export class LockError extends Error {
 }
 
 // The holder's protocol, one verb per line on stdin: `try` (answers ACQUIRED, HELD, BUSY or FAIL,
-// after any BROKE notice), `touch` (refresh), `release`; EOF releases too. The owner file's second
-// line names the holder process and its start time (so a reused pid is not taken for it).
+// after any BROKE notice), `touch` (refresh), `release`, `end` (release and leave); EOF releases
+// too. The owner file's second line names the holder process and its start time (so a reused pid
+// is not taken for it).
 // With `carry`, the holder also runs the host's commands (`x ...` requests, src/connection/driver.ts),
 // refreshing the lock while a long one runs, so the host needs no other session.
 function holderScript(o: { runId: string; owner: string; dir?: string; staleSec: number; carry: boolean }): string {
@@ -121,20 +122,30 @@ try() {
   echo "BUSY $lock $age $st $o"
 }
 release() { mine && rm -rf "$lock"; held=0; }
+# The session's end: the lock and the driver's directory go in one rm (the ticker stopped first,
+# so it writes no flag into a directory being removed).
+finish() {
+  [ -n "\${tp_k-}" ] && kill "$tp_k" 2>/dev/null; tp_k=
+  if mine; then rm -rf -- "$lock" \${tp_d:+"$tp_d"}; tp_d=; fi
+  held=0; tp_cleanup
+}
+# A refresh appends an empty line to the owner file (its mtime is the lock's age): the shell's own
+# redirection, no process; readers look at its first two lines only.
+refresh() { echo >>"$lock/owner"; }
 # The driver's ticker is a subshell forked at the session's first command, with a copy of $held
 # from then: it asks the owner file alone whether this holder (same pid, same start) holds the lock.
-tp_tick='owned && touch "$lock/owner"'
-trap 'release; tp_cleanup; exit 0' HUP INT TERM PIPE
+tp_tick='owned && refresh'
+trap 'finish; exit 0' HUP INT TERM PIPE
 while read -r verb; do
   case $verb in
     try) try ;;
-    touch) mine && touch "$lock/owner" ;;
+    touch) mine && refresh ;;
     release) release; echo RELEASED ;;
+    end) break ;;
     ${DRIVER_CASE_ARM}
   esac
 done
-release
-tp_cleanup
+finish
 `;
 }
 
@@ -273,7 +284,8 @@ class HolderSession {
     return () =>
       (released ??= (async () => {
         this.stopRefresh();
-        this.session.send('release');
+        // `end`: the lock released and the session's files removed at once, then the session ends.
+        this.session.send('end');
         await this.session.close();
       })());
   }

@@ -105,6 +105,10 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     const holder = (await conn.readFile('/run/trustplay.lock/owner'))!.toString().split('\n')[1]!.split(' ')[1];
     const up = await conn.exec({ script: 'echo $PPID' });
     expect(up.stdout.toString().trim()).toBe(holder);
+    // And no login shell between sshd and the holder: the login shell execs the holder's sh.
+    const holderStat = readFileSync(`/proc/${holder}/stat`, 'utf8');
+    const holderParent = holderStat.slice(holderStat.lastIndexOf(')') + 2).split(' ')[1]!;
+    expect(readFileSync(`/proc/${holderParent}/comm`, 'utf8').trim()).toMatch(/^sshd/);
     const missing = await conn.exec({ argv: ['trustplay-no-such-program'] });
     expect([missing.code, missing.stderr.toString()]).toEqual([127, expect.stringMatching(/not found/)]);
     // Pipelined: answers come back to the command that asked.
@@ -123,8 +127,9 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     await new Promise((res) => setTimeout(res, 200));
     expect(sessions(sshd) - before).toBe(1);
     expect(conn.stats()).toMatchObject({ connections: 1, channels: 1 });
-    // Nothing of the driver's is left on the node once its session ended.
+    // Nothing of the driver's is left on the node once its session ended, nor the lock.
     expect(await readdir(nodeTmp)).toEqual([]);
+    expect(await conn.readFile('/run/trustplay.lock/owner')).toBeNull();
     // After the lock session ended, commands go on sessions of their own again.
     expect((await conn.exec({ argv: ['echo', 'after'] })).stdout.toString()).toBe('after\n');
   });
@@ -150,9 +155,16 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
       // The next command starts another ticker, which refreshes the lock while it runs.
       const long = conn.exec({ argv: ['sleep', '7'] });
       await long;
-      // Touched during the command, at least 5 s after it was taken.
+      // Touched during the command, at least 5 s after it was taken; the owner's lines as written
+      // (a refresh appends an empty line: no process, and nothing another run reads changes).
       expect(mtime()).toBeGreaterThan(taken + 5000);
+      const lines = readFileSync(owner, 'utf8').split('\n');
+      expect(lines[1]!.split(' ')[1]).toBe(holder);
+      expect(lines.slice(2).every((l) => l === '')).toBe(true);
+      expect(lines.length).toBeGreaterThan(3);
       await release();
+      // The session's end removed the lock (and the driver's directory, checked in the first test).
+      expect(existsSync(join(lockDir, 'trustplay.lock'))).toBe(false);
     } finally {
       await rm(lockDir, { recursive: true, force: true });
     }
