@@ -122,7 +122,9 @@ export class KubeClient {
    */
   stream(path: string, onLine: (line: string) => void, signal: AbortSignal): Promise<number> {
     this.counts.WATCH = (this.counts.WATCH ?? 0) + 1;
-    return new Promise((resolve, reject) => {
+    // The agent's watch reconnects on one signal for days: the listener goes with its request.
+    let abort = (): void => undefined;
+    return new Promise<number>((resolve, reject) => {
       const req = request(
         `${this.access.server}${path}`,
         {
@@ -152,7 +154,7 @@ export class KubeClient {
           res.on('error', (err) => (signal.aborted ? resolve(0) : reject(err)));
         },
       );
-      const abort = (): void => {
+      abort = (): void => {
         req.destroy();
         resolve(0);
       };
@@ -162,7 +164,7 @@ export class KubeClient {
         signal.aborted ? resolve(0) : reject(new Error(`watch ${this.access.server}${path}: ${err.message}`)),
       );
       req.end();
-    });
+    }).finally(() => signal.removeEventListener('abort', abort));
   }
 
   private send(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<KubeReply> {

@@ -10,6 +10,7 @@
  * over once it expires.
  */
 import { apiMessage, type KubeClient } from './api.js';
+import { pause } from './pause.js';
 
 /** A Lease as read (the fields this code uses). */
 interface LeaseObject {
@@ -48,15 +49,6 @@ export interface HeldLease {
   renew(): Promise<void>;
   release(): Promise<void>;
 }
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 
 /** `max-unavailable` Leases in one namespace, taken one at a time by the agents. */
 export class LeasePool {
@@ -104,7 +96,7 @@ export class LeasePool {
         const got = await this.claim(`${this.opts.prefix}-${i}`);
         if ('lease' in got) return got.lease;
       }
-      await sleep(this.opts.retryMs ?? 1000, signal);
+      await pause(this.opts.retryMs ?? 1000, signal);
       if (signal?.aborted) return undefined;
     }
   }

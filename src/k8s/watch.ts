@@ -12,6 +12,7 @@
  * whether it changed.
  */
 import type { KubeClient } from './api.js';
+import { pause } from './pause.js';
 
 /** How long one watch request lasts before it is reopened (the server may end it sooner). */
 const WATCH_SECONDS = 300;
@@ -76,13 +77,7 @@ export async function watchConfigMap(
     }
     if (code !== 200) {
       if (code !== 0) log(`watching ConfigMap ${namespace}/${name}: HTTP ${code}; again in ${RETRY_MS / 1000} s`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, RETRY_MS);
-        signal.addEventListener('abort', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await pause(RETRY_MS, signal);
     }
   }
 }

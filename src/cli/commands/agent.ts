@@ -20,6 +20,7 @@ import type { KubeClient } from '../../k8s/api.js';
 import type { FleetLeader, HeldLease } from '../../k8s/lease.js';
 import type { Verdict } from '../../k8s/node-status.js';
 import type { RestoreRequest } from '../../k8s/restore-request.js';
+import { wakeablePause } from '../../k8s/pause.js';
 
 /** `10m`, `30s`, `1h`, `500ms`, or plain seconds, in milliseconds; exit 3 otherwise. */
 export function parseDuration(flag: string, text: string | undefined, fallback: string): number {
@@ -576,17 +577,13 @@ export async function agentCommand(_positionals: string[], options: Options): Pr
       }
       if (c.once || stop.signal.aborted) break;
       // Until the interval ends, or at once when the ConfigMap changed (during the pass or now).
-      if (!changed)
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            clearTimeout(t);
-            wake = undefined;
-            resolve();
-          };
-          const t = setTimeout(done, c.intervalMs);
-          wake = done;
-          stop.signal.addEventListener('abort', done, { once: true });
-        });
+      if (!changed) {
+        // One wait per pass on a signal that lives for days: it leaves no listener on it.
+        const between = wakeablePause(c.intervalMs, stop.signal);
+        wake = between.wake;
+        await between.done;
+        wake = undefined;
+      }
       if (stop.signal.aborted) break;
     }
   } finally {
