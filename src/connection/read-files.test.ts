@@ -1,12 +1,10 @@
 /** The one host reader against real files through a local connection, and its framing. */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { afterAll, expect, it } from 'vitest';
 import { LocalConnection } from './local.js';
-import { forgetReadAhead, gzipMembers, namesIn, parseNodeRead, readAhead, readNode, ReadFailed } from './read-files.js';
+import { forgetReadAhead, namesIn, parseNodeRead, readAhead, readNode, ReadFailed } from './read-files.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tp-read-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,66 +70,6 @@ it('stats every regular file of a read with one process, whatever their number',
       size: `content ${i}\n`.length,
     });
   expect(r.entries.get(path.join(dir, 'nope'))?.kind).toBe('absent');
-});
-
-it('ships every wanted file through ONE gzip (a member each), byte for byte; base64 per file without gzip', async () => {
-  const zdir = path.join(dir, 'zipped');
-  mkdirSync(zdir);
-  const files: Array<[string, Buffer]> = [
-    ['a.toml', Buffer.from('server = "x"\n')],
-    ['empty', Buffer.alloc(0)],
-    ['bin', Buffer.from([0, 1, 2, 255, 10, 0x1f, 0x8b, 8])],
-    ['name with space\nand newline', Buffer.from('odd name\n')],
-    ['old.gz', Buffer.from('not compressed, despite the name\n')],
-    ['large', Buffer.alloc(200_000, 'abcdefgh')],
-  ];
-  for (const [name, content] of files) writeFileSync(path.join(zdir, name), content);
-  const log = path.join(dir, 'zip-calls');
-  // Shell functions named gzip and base64, defined by the prelude, are found before the programs: they count.
-  const counting = `gzip() { echo gzip >>'${log}'; command gzip "$@"; }
-base64() { echo base64 >>'${log}'; command base64 "$@"; }`;
-  const expectAll = (r: Awaited<ReturnType<typeof readNode>>): void => {
-    for (const [name, content] of files)
-      expect(r.entries.get(path.join(zdir, name)), name).toMatchObject({ kind: 'file', content, size: content.length });
-  };
-  const zipped = await readNode(conn, { prelude: counting, files: [path.join(zdir, 'a.toml')], dirs: [zdir] });
-  expectAll(zipped);
-  // One base64 is the odd name's, in its record (a path with other than plain characters); the
-  // other is the gzip stream's, in the same pipeline as gzip (so in either order).
-  const calls = (): string[] => readFileSync(log, 'utf8').trim().split('\n').sort();
-  expect(calls()).toEqual(['base64', 'base64', 'gzip']);
-  rmSync(log);
-  // A node without gzip (rf_gz empty, as `command -v gzip` leaves it there): the same answer.
-  const plain = await readNode(conn, { prelude: `${counting}\nrf_gz=`, dirs: [zdir] });
-  expectAll(plain);
-  expect(calls()).toEqual(Array<string>(files.length + 1).fill('base64'));
-});
-
-it('a file gone between the stat and the gzip fails the read, never shifts contents onto other files', async () => {
-  const gone = path.join(dir, 'gone');
-  mkdirSync(gone);
-  for (const n of ['1', '2', '3']) writeFileSync(path.join(gone, n), `file ${n}\n`);
-  const e = await readNode(conn, {
-    prelude: `gzip() { rm -f '${path.join(gone, '2')}'; command gzip "$@"; }`,
-    dirs: [gone],
-  }).catch((err: unknown) => err);
-  expect(e).toBeInstanceOf(ReadFailed);
-  expect((e as Error).message).toMatch(/exit 3.*No such file/);
-});
-
-it('gzipMembers splits concatenated members (names stored or not) and refuses a count or length that differs', () => {
-  const named = execFileSync('sh', ['-c', `cd '${dir}' && printf one > m1 && printf '' > m2 && gzip -c m1 m2`]);
-  expect(gzipMembers(named, 2).map(String)).toEqual(['one', '']);
-  const bare = Buffer.concat([gzipSync('abc'), gzipSync(Buffer.alloc(70_000, 1))]);
-  expect(gzipMembers(bare, 2).map((b) => b.length)).toEqual([3, 70_000]);
-  expect(() => gzipMembers(bare, 3)).toThrow(/2 of the 3/);
-  expect(() => gzipMembers(bare, 1)).toThrow(/more than/);
-  expect(() => gzipMembers(bare.subarray(0, bare.length - 3), 2)).toThrow();
-  const corrupt = Buffer.from(bare);
-  corrupt[15] = corrupt[15]! ^ 0xff;
-  expect(() => gzipMembers(corrupt, 2)).toThrow();
-  // A stream announced for files that never came.
-  expect(() => parseNodeRead('@@filez =/a 644 0 0 3\n@@end\n')).toThrow(/no content came/);
 });
 
 it('runs a prelude in the same command; its records come back in the same format', async () => {

@@ -6,16 +6,12 @@
  * The format: records `@@<tag> <field>...` on their own line, each path field base64 (any byte
  * may be in a name), each content as base64 lines after its record (base64 never starts a line
  * with `@`, so content can not be taken for a record), and `@@end` last (output cut short is told
- * from output that ended). Where the host has gzip, the regular files' records are `@@filez`
- * (no content lines) and one `@@gz N` record after them carries one `gzip -c` of all N, a member
- * per file in order (one process instead of one base64 per file). Paths travel as positional
- * parameters, never spliced into the script.
+ * from output that ended). Paths travel as positional parameters, never spliced into the script.
  *
  * A symbolic link is never read through: it is reported as `link`, and the caller decides (a
  * managed path that is a link is refused, see `linkRefusal`).
  */
 import { posix } from 'node:path';
-import { gunzipSync, inflateRawSync } from 'node:zlib';
 import type { Connection } from './connection.js';
 import { describeExit } from './exit-codes.js';
 import { linkRefusal } from './file-scripts.js';
@@ -70,38 +66,7 @@ export interface NodeRead {
   records: PreludeRecord[];
 }
 
-const RECORDS = new Set(['file', 'filez', 'gz', 'meta', 'big', 'absent', 'link', 'other', 'dir', 'end']);
-
-/**
- * The files of one `gzip -c FILE...`: a gzip member per file, in order (RFC 1952). Each member's
- * end is where its deflate stream ends; each is then inflated alone, which checks its CRC-32 and
- * length. Throws when the stream does not hold exactly `count` whole members.
- */
-export function gzipMembers(stream: Buffer, count: number): Buffer[] {
-  const out: Buffer[] = [];
-  let at = 0;
-  while (at < stream.length) {
-    if (out.length === count) throw new Error(`more than the ${count} gzip members announced`);
-    // Header: magic, method 8 (deflate), flags, then the optional fields the flags name.
-    if (stream.length < at + 10 || stream[at] !== 0x1f || stream[at + 1] !== 0x8b || stream[at + 2] !== 8)
-      throw new Error(`no gzip member at byte ${at}`);
-    const flags = stream[at + 3]!;
-    let p = at + 10;
-    if (flags & 0x04) p += 2 + stream.readUInt16LE(p); // FEXTRA
-    for (const bit of [0x08, 0x10]) if (flags & bit) p = stream.indexOf(0, p) + 1 || stream.length + 1; // FNAME, FCOMMENT
-    if (flags & 0x02) p += 2; // FHCRC
-    if (p + 8 > stream.length) throw new Error(`gzip member at byte ${at} cut short`);
-    const { engine } = inflateRawSync(stream.subarray(p), { info: true }) as unknown as {
-      engine: { bytesWritten: number };
-    };
-    const end = p + engine.bytesWritten + 8;
-    if (end > stream.length) throw new Error(`gzip member at byte ${at} cut short`);
-    out.push(gunzipSync(stream.subarray(at, end)));
-    at = end;
-  }
-  if (out.length !== count) throw new Error(`${out.length} of the ${count} gzip members announced`);
-  return out;
-}
+const RECORDS = new Set(['file', 'meta', 'big', 'absent', 'link', 'other', 'dir', 'end']);
 
 // `one PATH MAX WANT`: one record for PATH (MAX: bytes above which content is not read, 0 none;
 // WANT: 1 to read the content). Exit 3: the host failed to read a file it had just seen.
@@ -119,9 +84,7 @@ one() {
   rf_n=$((rf_n + 1)); eval "rf_p$rf_n=\\$1 rf_x$rf_n=\\$2 rf_w$rf_n=\\$3"
 }
 # The regular files \`one\` saw: mode, owner, group and size from ONE stat (it was a stat process
-# per file), then each record, and the content of those wanted: with gzip, ONE gzip for them all
-# (a gzip member per file in the records' order, each checked by its CRC and length on the
-# controller; it was a base64 process per file), else base64 per file.
+# per file), then each record, and the content of those wanted.
 regular() {
   [ "$rf_n" -gt 0 ] || return 0
   set --; i=1
@@ -129,29 +92,17 @@ regular() {
   rf_st=$(stat -c '%a %u %g %s' -- "$@") || exit 3
   set -- $rf_st
   [ "$#" -eq $((rf_n * 4)) ] || exit 3
-  i=1 rf_z=0
+  i=1
   while [ "$i" -le "$rf_n" ]; do
     eval "rf_f=\\$rf_p$i rf_x=\\$rf_x$i rf_w=\\$rf_w$i"
     p64 "$rf_f"
     if [ "$rf_w" != 1 ]; then echo "@@meta $pp $1 $2 $3 $4"
     elif [ "$rf_x" -gt 0 ] && [ "$4" -gt "$rf_x" ]; then echo "@@big $pp $1 $2 $3 $4"
-    elif [ -n "$rf_gz" ]; then echo "@@filez $pp $1 $2 $3 $4"; rf_z=$((rf_z + 1)); eval "rf_z$rf_z=\\$rf_f"
     else echo "@@file $pp $1 $2 $3 $4"; base64 < "$rf_f" || exit 3; fi
     shift 4; i=$((i + 1))
   done
-  [ "$rf_z" -gt 0 ] || return 0
-  set --; i=1
-  while [ "$i" -le "$rf_z" ]; do eval "set -- \\"\\$@\\" \\"\\$rf_z$i\\""; i=$((i + 1)); done
-  echo "@@gz $rf_z"
-  # gzip's own exit status, not base64's (fd 3 carries it out of the pipeline).
-  { rf_rc=$({ { gzip -c -- "$@"; echo $? >&3; } | base64 >&4; } 3>&1); } 4>&1
-  [ "$rf_rc" = 0 ] || exit 3
 }
 rf_n=0
-# Only gzip's portable flags (busybox's may lack -n and levels); GZIP in the environment would
-# be options to gzip: not ours.
-unset GZIP
-rf_gz=; command -v gzip >/dev/null 2>&1 && rf_gz=1
 # Entries directly in $1 (links reported, subdirectories skipped); content of names $3 ('*': all).
 entries() {
   for f in "$1"/* "$1"/.[!.]*; do
@@ -198,8 +149,6 @@ export function parseNodeRead(out: string): NodeRead {
     sink = null;
     chunks = [];
   };
-  // Files whose content is a member of the `@@gz` stream that follows them.
-  const zipped: Array<Omit<Extract<NodeEntry, { kind: 'file' }>, 'content'>> = [];
   let ended = false;
   for (const line of out.split('\n')) {
     if (!line.startsWith('@@')) {
@@ -218,27 +167,16 @@ export function parseNodeRead(out: string): NodeRead {
       ended = true;
       continue;
     }
-    if (tag === 'gz') {
-      const files = zipped.splice(0);
-      if (Number(f[0]) !== files.length) throw new Error(`${f[0]} gzip members announced for ${files.length} files`);
-      sink = (stream) => {
-        const members = gzipMembers(stream, files.length);
-        files.forEach((e, i) => entries.set(e.path, { ...e, content: members[i]! }));
-      };
-      continue;
-    }
     const field = f[0] ?? '';
     const path = field.startsWith('=') ? field.slice(1) : Buffer.from(field, 'base64').toString('utf8');
     const [mode, uid, gid, size] = [parseInt(f[1] ?? '', 8), Number(f[2]), Number(f[3]), Number(f[4])];
     if (tag === 'file') sink = (content) => entries.set(path, { kind: 'file', path, content, mode, uid, gid, size });
-    else if (tag === 'filez') zipped.push({ kind: 'file', path, mode, uid, gid, size });
     else if (tag === 'meta' || tag === 'big')
       entries.set(path, { kind: 'meta', path, mode, uid, gid, size, big: tag === 'big' });
     else entries.set(path, { kind: tag as 'absent' | 'link' | 'other' | 'dir', path });
   }
   flush();
   if (!ended) throw new Error('the read command stopped before its end marker (output cut short)');
-  if (zipped.length) throw new Error(`no content came for ${zipped.length} file(s)`);
   return { entries, records };
 }
 
