@@ -16,6 +16,8 @@ describe('stabilise', () => {
     const plain = stabilise(`${head}remote error: tls: bad certificate`, [5443], '/tmp/lab-x');
     const raced = stabilise(`${head}readLoopPeekFailLocked: remote error: tls: bad certificate`, [5443], '/tmp/lab-x');
     expect(raced).toBe(plain);
-    expect(plain).toBe('failed to do request: Head "https://mtls.test:<port>/v2/a/manifests/latest": remote error: tls: bad certificate');
+    expect(plain).toBe(
+      'failed to do request: Head "https://mtls.test:<port>/v2/a/manifests/latest": remote error: tls: bad certificate',
+    );
   });
 });
