@@ -5,17 +5,13 @@ import { setTimeout as delay } from 'node:timers/promises';
  * agent's loops wait on one signal for days: a wait leaves no listener on it once over (a listener
  * added per wait and never removed grew without bound, and Node warned after 10).
  */
-export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  try {
-    await delay(ms, undefined, signal ? { signal } : undefined);
-  } catch (e) {
-    if (!signal?.aborted) throw e;
-  }
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return signal ? wakeablePause(ms, signal).done : delay(ms);
 }
 
 /**
  * Waits `ms`, or until `signal` aborts, or until `wake()` is called: the agent's wait between
- * passes, which a ConfigMap change ends at once. Like `pause`, it leaves no listener behind.
+ * passes, which a ConfigMap change ends at once. It leaves no listener behind.
  */
 export function wakeablePause(ms: number, signal: AbortSignal): { done: Promise<void>; wake: () => void } {
   let wake = (): void => undefined;
