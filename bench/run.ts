@@ -60,8 +60,10 @@ async function main(): Promise<void> {
     const n = Number(flag('hosts') ?? 1000);
     const forks = flag('forks') === undefined ? undefined : Number(flag('forks'));
     const r = await benchScale(n, forks, (line) => process.stderr.write(`${line}\n`));
+    const floor = (r.floorS[0] + r.floorS[1]) / 2;
     process.stdout.write(
-      `\nbench scale: ${r.hosts} hosts, --forks ${r.forks}: converged check ${r.checkS.toFixed(1)} s (target < 30 s), peak RSS ${r.checkPeakMb} MB (target < 400 MB), machine CPU ${r.checkMachineCpuS.toFixed(1)} s; first run ${r.firstRunS.toFixed(1)} s; fleet start ${r.startFleetS.toFixed(0)} s\n`,
+      `\nbench scale: ${r.hosts} hosts, --forks ${r.forks}: converged check ${r.checkS.toFixed(1)} s (target < 30 s), peak RSS ${r.checkPeakMb} MB (target < 400 MB), machine CPU ${r.checkMachineCpuS.toFixed(1)} s; first run ${r.firstRunS.toFixed(1)} s; fleet start ${r.startFleetS.toFixed(0)} s\n` +
+        `  ssh2 floor on the same fleet (connect + auth + one \`true\` per host), before / after the check: ${r.floorS.map((s) => s.toFixed(1)).join(' / ')} s, machine CPU ${r.floorMachineCpuS.map((s) => s.toFixed(1)).join(' / ')} s; check / ssh2 floor = ${(r.checkS / floor).toFixed(2)}x\n`,
     );
   }
   if (wanted.has('agent')) {

@@ -2,12 +2,15 @@
  * Issue 21 at fleet scale: `npm run bench -- scale [--hosts 1000] [--forks N]`. Starts the bench
  * fleet (bench/fleet.ts), converges it with one unmeasured `trustplay run`, then measures a
  * converged `trustplay check` with `--forks` at its default (or the one given): wall time, the
- * CLI's peak RSS, and the machine's CPU (busy seconds from /proc/stat). Printed, never asserted;
- * Ansible is not run at this size (bench/results/latest.md has its 20- and 100-host figures).
+ * CLI's peak RSS, and the machine's CPU (busy seconds from /proc/stat). The ssh2 floor (every
+ * host at once: connect, auth, one `true`; bench/ssh2-floor.mjs) is measured on the same fleet just
+ * before and just after the check, so the check's time reads against what any ssh2-based tool pays
+ * on this machine at this hour. Printed, never asserted; Ansible is not run at this size
+ * (bench/results/latest.md has its 20- and 100-host figures).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeProject } from './compare.js';
+import { makeProject, runSsh2Floor } from './compare.js';
 import { startFleet } from './fleet.js';
 import { root, runNode } from './util.js';
 
@@ -26,6 +29,9 @@ export interface ScaleResult {
   checkPeakMb: number;
   checkMachineCpuS: number;
   checkExit: number;
+  /** The ssh2 floor before and after the check: wall seconds and machine CPU seconds. */
+  floorS: [number, number];
+  floorMachineCpuS: [number, number];
 }
 
 export async function benchScale(
@@ -46,10 +52,18 @@ export async function benchScale(
     const first = await runNode([...base, 'run', p.tpPlaybook, ...common]);
     if (first.code !== 0) throw new Error(`the first run exited ${first.code}: ${first.stderr.slice(-2000)}`);
     log(`first run ${(first.ms / 1000).toFixed(1)} s`);
+    const floor = async (): Promise<{ s: number; cpu: number }> => {
+      const before = busyTicks();
+      const r = await runSsh2Floor(fleet);
+      return { s: r.ms / 1000, cpu: (busyTicks() - before) / 100 };
+    };
+    const floorBefore = await floor();
+    log(`ssh2 floor ${floorBefore.s.toFixed(1)} s`);
     const before = busyTicks();
     const check = await runNode([...base, 'check', p.tpPlaybook, ...common]);
     const cpu = (busyTicks() - before) / 100;
     if (check.code !== 0) throw new Error(`the check exited ${check.code}: ${check.stderr.slice(-2000)}`);
+    const floorAfter = await floor();
     return {
       hosts: n,
       forks: forks === undefined ? 'default (50)' : String(forks),
@@ -59,6 +73,8 @@ export async function benchScale(
       checkPeakMb: Math.round(check.maxRssKb / 1024),
       checkMachineCpuS: cpu,
       checkExit: check.code,
+      floorS: [floorBefore.s, floorAfter.s],
+      floorMachineCpuS: [floorBefore.cpu, floorAfter.cpu],
     };
   } finally {
     await fleet.stop();
