@@ -15,6 +15,12 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** Run through sudo (overrides the host's `become` setting). */
   become?: boolean;
+  /**
+   * The command starts no process that outlives it (a read, a file write): on a host whose
+   * commands ride the lock holder's session, its output comes straight back instead of through
+   * files on the node (two processes fewer). Never set it for a command that may start a daemon.
+   */
+  contained?: boolean;
 }
 
 /** Outcome of one command; a non-zero code is a value, not an exception. */

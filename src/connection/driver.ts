@@ -8,6 +8,11 @@
  *   `x <script bytes> <stdin bytes>\n` then the script (a simple command: `[VAR=value...] exec
  *   ARGV`, sourced by a subshell it replaces), then the command's stdin;
  * answered on stdout by `\x1eR <exit code> <stdout bytes> <stderr bytes>\n`, then both outputs.
+ * A contained command (one that leaves no process behind: a read, a file write) is asked with
+ * `x <script bytes> <stdin bytes> <token>\n`: its stdout comes straight back after a `\x1eO` line,
+ * ended by `\x1eE<token> <exit code> <stderr bytes>\n` and its stderr. The token is the session's
+ * own random one, sent only on the session's stdin, so no output can end the frame early; and no
+ * output file, `wc` or `dd` on the node (two processes fewer per command).
  * At start the driver says `\x1eD ok`, or `\x1eD off <why>` when this shell cannot run it (no
  * mktemp, no way to read an exact byte count): the connection then runs one session per command,
  * as before. Lines not starting with \x1e are the holder's own answers.
@@ -15,6 +20,7 @@
  * Nothing stays on the node: the outputs go through files in a private (0700) temp directory that
  * are removed after each command, and the directory when the session ends (EOF, HUP, TERM).
  */
+import { randomBytes } from 'node:crypto';
 import type { ExecResult } from './connection.js';
 
 /**
@@ -90,6 +96,22 @@ tp_exec() {
       done) </dev/null >/dev/null 2>&1 & tp_k=$!
     fi
   fi
+  if [ -n "$3" ]; then
+    # Contained: stdout straight to the session, ended by the token's line (nothing can outlive the
+    # command and write after it). stderr still goes through a file: usually empty, no process then.
+    printf '\\036O\\n'
+    if [ "$2" -gt 0 ]; then
+      tp_take "$2" | { tp_run 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
+    else
+      tp_run </dev/null 2>"$tp_e"
+    fi
+    tp_r=$?
+    echo 0 >"$tp_d/busy"
+    tp_es=0; [ -s "$tp_e" ] && tp_es=$(($(wc -c <"$tp_e")))
+    printf '\\036E%s %s %s\\n' "$3" "$tp_r" "$tp_es"
+    tp_part "$tp_e" "$tp_es"
+    return
+  fi
   # The command's stdin is exactly its bytes; what it leaves unread is drained, never taken for a request.
   if [ "$2" -gt 0 ]; then
     tp_take "$2" | { tp_run >"$tp_o" 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
@@ -108,11 +130,21 @@ tp_setup
 `;
 }
 
-/** The bytes asking the driver to run `line` (a command line for `sh -c`) with `stdin`. */
-export function driverRequest(line: string, stdin?: string | Buffer): Buffer {
+/**
+ * The bytes asking the driver to run `line` (a command line for `sh -c`) with `stdin`; with the
+ * session's `token`, as a contained command (its stdout streamed back, see above).
+ */
+export function driverRequest(line: string, stdin?: string | Buffer, token?: string): Buffer {
   const script = Buffer.from(line);
   const input = stdin === undefined ? Buffer.alloc(0) : Buffer.isBuffer(stdin) ? stdin : Buffer.from(stdin);
-  return Buffer.concat([Buffer.from(`x ${script.length} ${input.length}\n`), script, input]);
+  if (token !== undefined && !/^[0-9a-f]{32}$/.test(token))
+    throw new Error('internal: a driver token is 32 hex digits');
+  return Buffer.concat([Buffer.from(`x ${script.length} ${input.length}${token ? ` ${token}` : ''}\n`), script, input]);
+}
+
+/** A session's token for contained commands: random, never on a command line. */
+export function driverToken(): string {
+  return randomBytes(16).toString('hex');
 }
 
 /** A framed answer: exit code and both outputs. */
@@ -127,7 +159,10 @@ export class DriverParser {
   // many chunks, joined once when the frame is whole (joining on every chunk copied it over and over).
   private parts: Buffer[] = [];
   private have = 0;
-  private want: { code: number; out: number; err: number } | undefined;
+  private want: { code: number; out: number; err: number; stdout?: Buffer } | undefined;
+  /** In a contained command's output (after its `O` line): where the search for its end resumes. */
+  private raw: { from: number; at?: number } | undefined;
+  private readonly end: Buffer | undefined;
 
   constructor(
     private readonly on: {
@@ -135,12 +170,40 @@ export class DriverParser {
       status: (s: string) => void;
       frame: (a: DriverAnswer) => void;
     },
-  ) {}
+    /** The session's token for contained commands (driverToken); without it an `O` line is a plain line. */
+    token?: string,
+  ) {
+    this.end = token === undefined ? undefined : Buffer.from(`\x1eE${token} `);
+  }
 
   private joined(): Buffer {
     const buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.have);
     this.parts = [buf];
     return buf;
+  }
+
+  /** Bytes [from, to) of what is buffered (clipped), copying only the parts they span. */
+  private window(from: number, to: number): Buffer {
+    const out: Buffer[] = [];
+    let o = 0;
+    for (const p of this.parts) {
+      const s = Math.max(from - o, 0);
+      const e = Math.min(to - o, p.length);
+      if (e > s) out.push(p.subarray(s, e));
+      o += p.length;
+      if (o >= to) break;
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** Where `end` starts in what is buffered, searching from `raw.from`; moves `raw.from` on. */
+  private findEnd(end: Buffer): number | undefined {
+    const raw = this.raw!;
+    const at = this.window(raw.from, this.have).indexOf(end);
+    if (at >= 0) return raw.from + at;
+    // The end may begin in the last bytes: search again from there when more comes.
+    raw.from = Math.max(raw.from, this.have - end.length + 1);
+    return undefined;
   }
 
   private keep(rest: Buffer): void {
@@ -157,11 +220,35 @@ export class DriverParser {
         const { code, out, err } = this.want;
         if (this.have < out + err) return;
         const buf = this.joined();
-        const stdout = Buffer.from(buf.subarray(0, out));
+        const stdout = this.want.stdout ?? Buffer.from(buf.subarray(0, out));
         const stderr = Buffer.from(buf.subarray(out, out + err));
         this.keep(buf.subarray(out + err));
         this.want = undefined;
         this.on.frame({ code, stdout, stderr });
+        continue;
+      }
+      if (this.raw && this.end) {
+        // A contained command's stdout runs to its end line, `\x1eE<token> <code> <stderr bytes>`.
+        // Only the bytes not searched yet are (a big output is never joined until its end is seen).
+        const at = this.raw.at ?? this.findEnd(this.end);
+        if (at === undefined) return;
+        this.raw.at = at;
+        const after = this.window(at + this.end.length, at + this.end.length + 48);
+        const nl = after.indexOf(0x0a);
+        // Its line is not all here yet.
+        if (nl < 0 && after.length < 48) return;
+        const tail = nl < 0 ? null : /^(\d+) (\d+)$/.exec(after.subarray(0, nl).toString('latin1'));
+        if (!tail) {
+          // Not an end line after all: output; search on past it.
+          this.raw = { from: at + 1 };
+          continue;
+        }
+        const buf = this.joined();
+        const stdout = Buffer.from(buf.subarray(0, at));
+        this.keep(buf.subarray(at + this.end.length + nl + 1));
+        this.raw = undefined;
+        // Its stderr follows by count, as an `R` frame's does.
+        this.want = { code: Number(tail[1]), out: 0, err: Number(tail[2]), stdout };
         continue;
       }
       if (!this.have) return;
@@ -176,6 +263,7 @@ export class DriverParser {
       }
       const head = /^R (\d+) (\d+) (\d+)$/.exec(text.slice(1));
       if (head) this.want = { code: Number(head[1]), out: Number(head[2]), err: Number(head[3]) };
+      else if (text === '\x1eO' && this.end) this.raw = { from: 0 };
       else if (text.startsWith('D ', 1)) this.on.status(text.slice(3));
     }
   }

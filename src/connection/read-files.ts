@@ -263,7 +263,8 @@ async function readNow(conn: Connection, req: ReadRequest): Promise<NodeRead> {
     ...pre,
     ...list,
   ];
-  const r = await conn.exec({ argv });
+  // A read leaves nothing running (its prelude's programs answer and exit): its output streams back.
+  const r = await conn.exec({ argv }, { contained: true });
   if (r.code !== 0) {
     const err = r.stderr.toString('utf8').trim().split('\n').slice(-3).join('; ');
     throw new ReadFailed(conn.host, `${describeExit(r.code, r.signal)}${err ? `: ${err}` : ''}`);

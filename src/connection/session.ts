@@ -5,7 +5,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { ExecResult } from './connection.js';
-import { DriverParser, driverRequest, type DriverAnswer } from './driver.js';
+import { DriverParser, driverRequest, driverToken, type DriverAnswer } from './driver.js';
 
 export interface HostSession {
   /** Sends one line (a newline is added) to the command's stdin. */
@@ -44,6 +44,8 @@ export class LineSession implements HostSession {
   private readonly statusSeen: Promise<string | null>;
   private waiters: ((l: string | null) => void)[] = [];
   private eof = false;
+  /** This session's token for contained commands (see driver.ts). */
+  private readonly token = driverToken();
   readonly ended: Promise<void>;
 
   constructor(
@@ -55,11 +57,14 @@ export class LineSession implements HostSession {
     this.ended = ended;
     this.statusSeen = new Promise((resolve) => (this.status = resolve));
     stdin.on('error', () => undefined);
-    const parser = new DriverParser({
-      line: (l) => this.push(l),
-      status: (s) => this.status?.(s),
-      frame: (a) => this.answer(a),
-    });
+    const parser = new DriverParser(
+      {
+        line: (l) => this.push(l),
+        status: (s) => this.status?.(s),
+        frame: (a) => this.answer(a),
+      },
+      this.token,
+    );
     stdout.on('data', (b: Buffer) => parser.push(b));
     const end = (): void => {
       if (this.eof) return;
@@ -88,15 +93,22 @@ export class LineSession implements HostSession {
    * Runs a command line on the driver. Commands are pipelined; each one's timer starts when the
    * one before it has answered, as it would on a channel of its own. After `timeoutMs` it answers
    * code 124 (`timedOut`); the command line's own `timeout` wrapper ends the command on the node.
+   * `contained`: the command leaves no process behind (ExecOptions.contained), so its stdout may
+   * come straight back.
    */
-  run(line: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined): Promise<ExecResult> {
+  run(
+    line: string,
+    stdin: string | Buffer | undefined,
+    timeoutMs: number | undefined,
+    contained = false,
+  ): Promise<ExecResult> {
     if (this.eof || this.stdin.writableEnded || this.stdin.destroyed)
       return Promise.reject(new SessionEndedError('the session carrying commands has ended'));
     return new Promise((resolve, reject) => {
       const p: Pending = { timeoutMs, resolve, reject, settled: false };
       this.pending.push(p);
       if (this.pending.length === 1) this.startTimer(p);
-      this.stdin.write(driverRequest(line, stdin));
+      this.stdin.write(driverRequest(line, stdin, contained ? this.token : undefined));
     });
   }
 

@@ -582,7 +582,10 @@ export class SshConnection implements Connection {
       const line = this.commandLine(command, { ...lineOptions, become: false, exec: true });
       this.counters.carried++;
       try {
-        return await carrier.session.run(line.line, options.stdin, options.timeoutMs);
+        // A command with a timeout may be killed with its children still running (busybox's timeout
+        // kills only its child): never streamed back, so nothing it leaves can write into the session.
+        const contained = options.contained === true && options.timeoutMs === undefined;
+        return await carrier.session.run(line.line, options.stdin, options.timeoutMs, contained);
       } catch (err) {
         // The session ended under the command: a lost connection is a lost host; otherwise the
         // session was stopped (its holder killed), and the command's fate is unknown.
@@ -823,20 +826,23 @@ export class SshConnection implements Connection {
   }
 
   async readFile(path: string): Promise<Buffer | null> {
-    return parseReadResult(this.host, path, await this.exec(readFileCommand(path)));
+    return parseReadResult(this.host, path, await this.exec(readFileCommand(path), { contained: true }));
   }
 
   async writeFile(path: string, data: string | Buffer, options: WriteOptions = {}): Promise<void> {
-    const result = await this.exec(writeFileCommand(path, Buffer.byteLength(data), options), { stdin: data });
+    const result = await this.exec(writeFileCommand(path, Buffer.byteLength(data), options), {
+      stdin: data,
+      contained: true,
+    });
     if (result.code !== 0) throw fileError(this.host, 'write', path, result);
   }
 
   async stat(path: string): Promise<FileStat> {
-    return parseStatResult(this.host, path, await this.exec(statCommand(path)));
+    return parseStatResult(this.host, path, await this.exec(statCommand(path), { contained: true }));
   }
 
   async remove(path: string, options: { expect?: FileExpectation } = {}): Promise<void> {
-    const result = await this.exec(removeCommand(path, options.expect));
+    const result = await this.exec(removeCommand(path, options.expect), { contained: true });
     if (result.code !== 0) throw fileError(this.host, 'remove', path, result);
   }
 

@@ -134,6 +134,51 @@ describe.skipIf(Boolean(unavailable))(`the command driver${unavailable ? ` (not 
     expect((await conn.exec({ argv: ['echo', 'after'] })).stdout.toString()).toBe('after\n');
   });
 
+  it('streams a contained command back (no output file on the node), bytes, stdin, stderr, timeouts as sent', async () => {
+    const conn = connect(sshd);
+    const release = await acquireHostLock(conn, { runId: 'run-driver-contained' });
+    expect(conn.driverStatus()).toBe('ok');
+    const driverDir = (await readdir(nodeTmp)).find((d) => d.startsWith('trustplay-driver.'));
+    expect(driverDir).toBeDefined();
+    // Output that holds what the protocol's own lines look like, NUL bytes, no final newline.
+    const tricky = "printf 'a\\000\\n\\036R 9 9 9\\n\\036E0123 0 0\\n\\036O\\nz'; echo warn >&2; exit 3";
+    const r = await conn.exec({ script: tricky }, { contained: true });
+    expect([r.code, r.stdout, r.stderr.toString()]).toEqual([
+      3,
+      Buffer.from('a\0\n\x1eR 9 9 9\n\x1eE0123 0 0\n\x1eO\nz'),
+      'warn\n',
+    ]);
+    // A megabyte of stdin in, its checksum out; a command that reads none of its stdin.
+    const big = Buffer.alloc(1 << 20, 'y');
+    big.write('\0\n\x1eR 0 0 0\n', 77);
+    const sum = await conn.exec({ argv: ['cksum'] }, { stdin: big, contained: true });
+    expect(sum.stdout.toString()).toBe(execFileSync('cksum', { input: big }).toString());
+    expect((await conn.exec({ argv: ['true'] }, { stdin: 'x 5 5\n', contained: true })).code).toBe(0);
+    // A megabyte of output, byte for byte.
+    const out = await conn.exec({ script: 'head -c 1048576 /dev/zero | tr "\\000" q' }, { contained: true });
+    expect(out.stdout.equals(Buffer.alloc(1 << 20, 'q'))).toBe(true);
+    // Mixed with commands through files, pipelined: each answer to its own command.
+    const mixed = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => conn.exec({ argv: ['echo', `m${i}`] }, { contained: i % 2 === 0 })),
+    );
+    expect(mixed.map((m) => m.stdout.toString())).toEqual(Array.from({ length: 12 }, (_, i) => `m${i}\n`));
+    // A contained command with a timeout goes through files (a killed command may leave children
+    // writing); it answers 124 and the next one reads its own output.
+    const slow = await conn.exec({ script: 'echo before; sleep 30; echo after' }, { timeoutMs: 500, contained: true });
+    expect(slow).toMatchObject({ code: 124, timedOut: true });
+    expect((await conn.exec({ argv: ['echo', 'next'] }, { contained: true })).stdout.toString()).toBe('next\n');
+    // The file operations are contained: what the driver made on the node holds no output file
+    // of theirs, nor of any contained command: only those of the 6 commands through files above
+    // (the 6th, 8th, ... 16th commands of the session) and of the one with a timeout (17th).
+    const file = join(nodeTmp, 'contained.txt');
+    await conn.writeFile(file, 'hi\n');
+    expect((await conn.readFile(file))?.toString()).toBe('hi\n');
+    await conn.remove(file);
+    const made = (await readdir(join(nodeTmp, driverDir!))).filter((f) => /^o\d+$/.test(f));
+    await release();
+    expect(made.map((f) => Number(f.slice(1))).sort((x, y) => x - y)).toEqual([6, 8, 10, 12, 14, 16, 17]);
+  });
+
   it('keeps the lock fresh while a long command runs (every 5 s), and only then; idle, no ticker', async () => {
     const lockDir = await mkdtemp(join(tmpdir(), 'trustplay-driver-lock-'));
     try {
