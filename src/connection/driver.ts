@@ -39,8 +39,9 @@ export const DRIVER_CASE_ARM = `x\\ *) tp_exec \${verb#x } ;;`;
 
 /**
  * Shell functions for a session script: set up (prints the `D` line), `tp_exec SLEN ILEN`, and
- * `tp_cleanup` (call it on every way out, PIPE included: an answer written after the connection
- * went kills the shell with SIGPIPE otherwise). `tp_tick`, when the holder sets it, is a command run
+ * `tp_cleanup [PATH...]` (call it on every way out, PIPE included: an answer written after the
+ * connection went kills the shell with SIGPIPE otherwise): stops the ticker, then removes the
+ * driver's directory and the PATHs given (the holder's lock) in one `rm`. `tp_tick`, when the holder sets it, is a command run
  * every 5 s while a command runs (the lock's refresh: a long command must not let it go stale).
  */
 export function driverFunctions(): string {
@@ -48,7 +49,10 @@ export function driverFunctions(): string {
 tp_tick=
 tp_k=
 tp_n=0
-tp_cleanup() { [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; [ -n "$tp_d" ] && rm -rf -- "$tp_d"; tp_d=; }
+tp_cleanup() {
+  [ -n "$tp_k" ] && kill "$tp_k" 2>/dev/null; tp_k=
+  if [ -n "$tp_d" ] || [ "$#" -gt 0 ]; then rm -rf -- \${tp_d:+"$tp_d"} "$@"; fi; tp_d=
+}
 tp_setup() {
   # An exact read from a pipe: GNU and busybox head read no further than asked; dd bs=1 always works.
   # (What the reader left is read back with the read builtin: no process for that.)

@@ -58,7 +58,7 @@ export class LockError extends Error {
 // refreshing the lock while a long one runs, so the host needs no other session.
 function holderScript(o: { runId: string; owner: string; dir?: string; staleSec: number; carry: boolean }): string {
   // C locale: the errno text of mkdir's message is matched and shown.
-  return `${o.carry ? driverFunctions() : 'tp_cleanup() { :; }'}
+  return `${o.carry ? driverFunctions() : 'tp_cleanup() { [ "$#" -eq 0 ] || rm -rf -- "$@"; }'}
 export LC_ALL=C
 ${o.dir ? `d=${quote(o.dir)}` : 'd=/run; [ -d "$d" ] && [ -w "$d" ] || d=/tmp'}
 lock="$d/trustplay.lock"
@@ -122,12 +122,11 @@ try() {
   echo "BUSY $lock $age $st $o"
 }
 release() { mine && rm -rf "$lock"; held=0; }
-# The session's end: the lock and the driver's directory go in one rm (the ticker stopped first,
-# so it writes no flag into a directory being removed).
+# The session's end: tp_cleanup stops the driver's ticker, then removes its directory and the lock
+# (when this session holds it) in one rm.
 finish() {
-  [ -n "\${tp_k-}" ] && kill "$tp_k" 2>/dev/null; tp_k=
-  if mine; then rm -rf -- "$lock" \${tp_d:+"$tp_d"}; tp_d=; fi
-  held=0; tp_cleanup
+  if mine; then tp_cleanup "$lock"; else tp_cleanup; fi
+  held=0
 }
 # A refresh appends an empty line to the owner file (its mtime is the lock's age): the shell's own
 # redirection, no process; readers look at its first two lines only.
