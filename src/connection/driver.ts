@@ -17,8 +17,9 @@
  * mktemp, no way to read an exact byte count): the connection then runs one session per command,
  * as before. Lines not starting with \x1e are the holder's own answers.
  *
- * Nothing stays on the node: the outputs go through files in a private (0700) temp directory that
- * are removed after each command, and the directory when the session ends (EOF, HUP, TERM).
+ * Nothing stays on the node: the outputs that are not streamed go through files in a private (0700)
+ * temp directory that are removed in batches, and the directory when the session ends (EOF, HUP,
+ * TERM).
  */
 import { randomBytes } from 'node:crypto';
 import type { ExecResult } from './connection.js';
@@ -38,11 +39,12 @@ export const DRIVER_MARK = 0x1e;
 export const DRIVER_CASE_ARM = `x\\ *) tp_exec \${verb#x } ;;`;
 
 /**
- * Shell functions for a session script: set up (prints the `D` line), `tp_exec SLEN ILEN`, and
- * `tp_cleanup [PATH...]` (call it on every way out, PIPE included: an answer written after the
- * connection went kills the shell with SIGPIPE otherwise): stops the ticker, then removes the
- * driver's directory and the PATHs given (the holder's lock) in one `rm`. `tp_tick`, when the holder sets it, is a command run
- * every 5 s while a command runs (the lock's refresh: a long command must not let it go stale).
+ * Shell functions for a session script: set up (prints the `D` line), `tp_exec SLEN ILEN [TOKEN]`,
+ * and `tp_cleanup [PATH...]` (call it on every way out, PIPE included: an answer written after the
+ * connection went kills the shell with SIGPIPE otherwise), which stops the ticker, then removes the
+ * driver's directory and the PATHs given (the holder's lock) in one `rm`. `tp_tick`, when the
+ * holder sets it, is a command run every 5 s while a command runs (the lock's refresh: a long
+ * command must not let it go stale).
  */
 export function driverFunctions(): string {
   return `tp_d=
@@ -174,7 +176,7 @@ export class DriverParser {
       status: (s: string) => void;
       frame: (a: DriverAnswer) => void;
     },
-    /** The session's token for contained commands (driverToken); without it an `O` line is a plain line. */
+    /** The session's token for contained commands (driverToken); without it an `O` line starts no stream. */
     token?: string,
   ) {
     this.end = token === undefined ? undefined : Buffer.from(`\x1eE${token} `);
