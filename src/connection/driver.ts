@@ -71,6 +71,8 @@ tp_setup() {
 # it replaces: one fork and one exec per command, no shell between the driver and the command.
 tp_lc=\${LC_ALL-}; tp_lc_set=\${LC_ALL+1}
 tp_run() { ( if [ -n "$tp_lc_set" ]; then LC_ALL=$tp_lc; else unset LC_ALL; fi; . "$tp_d/s" ); }
+# The command: its stdout to its file, or (contained: $1 set) left on the session's; its stderr to its file.
+tp_cmd() { if [ -n "$1" ]; then tp_run 2>"$tp_e"; else tp_run >"$tp_o" 2>"$tp_e"; fi; }
 # Exactly the bytes counted: a daemon the command started may still be appending to its output file.
 tp_part() { if [ "$2" -gt 0 ]; then dd if="$1" bs="$2" count=1 2>/dev/null; fi; }
 tp_exec() {
@@ -102,35 +104,27 @@ tp_exec() {
       done) </dev/null >/dev/null 2>&1 & tp_k=$!
     fi
   fi
-  if [ -n "$3" ]; then
-    # Contained: stdout straight to the session, ended by the token's line (nothing can outlive the
-    # command and write after it). stderr still goes through a file: usually empty, no process then.
-    printf '\\036O\\n'
-    if [ "$2" -gt 0 ]; then
-      tp_take "$2" | { tp_run 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
-    else
-      tp_run </dev/null 2>"$tp_e"
-    fi
-    tp_r=$?
-    echo 0 >"$tp_d/busy"
-    tp_es=0; [ -s "$tp_e" ] && tp_es=$(($(wc -c <"$tp_e")))
-    printf '\\036E%s %s %s\\n' "$3" "$tp_r" "$tp_es"
-    tp_part "$tp_e" "$tp_es"
-    return
-  fi
+  # A contained command's stdout goes straight to the session, after the O line (nothing can outlive
+  # the command and write after it).
+  [ -n "$3" ] && printf '\\036O\\n'
   # The command's stdin is exactly its bytes; what it leaves unread is drained, never taken for a request.
   if [ "$2" -gt 0 ]; then
-    tp_take "$2" | { tp_run >"$tp_o" 2>"$tp_e"; tp_r=$?; cat >/dev/null; exit $tp_r; }
+    tp_take "$2" | { tp_cmd "$3"; tp_r=$?; cat >/dev/null; exit $tp_r; }
   else
-    tp_run </dev/null >"$tp_o" 2>"$tp_e"
+    tp_cmd "$3" </dev/null
   fi
   tp_r=$?
   echo 0 >"$tp_d/busy"
   # No process for an empty output (the usual stderr).
-  tp_os=0; [ -s "$tp_o" ] && tp_os=$(($(wc -c <"$tp_o")))
   tp_es=0; [ -s "$tp_e" ] && tp_es=$(($(wc -c <"$tp_e")))
-  printf '\\036R %s %s %s\\n' "$tp_r" "$tp_os" "$tp_es"
-  tp_part "$tp_o" "$tp_os"; tp_part "$tp_e" "$tp_es"
+  if [ -n "$3" ]; then
+    printf '\\036E%s %s %s\\n' "$3" "$tp_r" "$tp_es"
+  else
+    tp_os=0; [ -s "$tp_o" ] && tp_os=$(($(wc -c <"$tp_o")))
+    printf '\\036R %s %s %s\\n' "$tp_r" "$tp_os" "$tp_es"
+    tp_part "$tp_o" "$tp_os"
+  fi
+  tp_part "$tp_e" "$tp_es"
 }
 tp_setup
 `;
