@@ -30,7 +30,8 @@ async function takeDir(): Promise<{ dir: string; name: string; release: () => Pr
     released = true;
     if (--s.users > 0) return;
     if (shared === s) shared = undefined;
-    await rm(await s.dir.catch(() => ''), { recursive: true, force: true });
+    const dir = await s.dir.catch(() => undefined);
+    if (dir) await rm(dir, { recursive: true, force: true });
   };
   try {
     return { dir: await s.dir, name: `cri-${s.next++}.sock`, release };
