@@ -52,16 +52,19 @@ export async function benchScale(
     const first = await runNode([...base, 'run', p.tpPlaybook, ...common]);
     if (first.code !== 0) throw new Error(`the first run exited ${first.code}: ${first.stderr.slice(-2000)}`);
     log(`first run ${(first.ms / 1000).toFixed(1)} s`);
-    const floor = async (): Promise<{ s: number; cpu: number }> => {
+    // What `f` took and the machine's CPU seconds meanwhile.
+    const withCpu = async <T extends { ms: number }>(f: () => Promise<T>): Promise<T & { cpu: number }> => {
       const before = busyTicks();
-      const r = await runSsh2Floor(fleet);
-      return { s: r.ms / 1000, cpu: (busyTicks() - before) / 100 };
+      const r = await f();
+      return { ...r, cpu: (busyTicks() - before) / 100 };
+    };
+    const floor = async (): Promise<{ s: number; cpu: number }> => {
+      const r = await withCpu(() => runSsh2Floor(fleet));
+      return { s: r.ms / 1000, cpu: r.cpu };
     };
     const floorBefore = await floor();
     log(`ssh2 floor ${floorBefore.s.toFixed(1)} s`);
-    const before = busyTicks();
-    const check = await runNode([...base, 'check', p.tpPlaybook, ...common]);
-    const cpu = (busyTicks() - before) / 100;
+    const check = await withCpu(() => runNode([...base, 'check', p.tpPlaybook, ...common]));
     if (check.code !== 0) throw new Error(`the check exited ${check.code}: ${check.stderr.slice(-2000)}`);
     const floorAfter = await floor();
     return {
@@ -71,7 +74,7 @@ export async function benchScale(
       firstRunS: first.ms / 1000,
       checkS: check.ms / 1000,
       checkPeakMb: Math.round(check.maxRssKb / 1024),
-      checkMachineCpuS: cpu,
+      checkMachineCpuS: check.cpu,
       checkExit: check.code,
       floorS: [floorBefore.s, floorAfter.s],
       floorMachineCpuS: [floorBefore.cpu, floorAfter.cpu],
