@@ -144,22 +144,39 @@ export class LeasePool {
   private held(initial: LeaseObject): HeldLease {
     let current = initial;
     const name = initial.metadata.name;
-    const write = async (spec: LeaseObject['spec'], what: string): Promise<void> => {
-      const put = await this.api.put(this.path(name), { ...current, spec });
-      if (put.code !== 200) throw new Error(`cannot ${what} Lease ${name}: ${apiMessage(put)}`);
-      current = put.body as unknown as LeaseObject;
+    // One write at a time, each from the Lease as the one before it left it: a release that starts
+    // while a renewal is in flight waits for it, instead of sending the resourceVersion the renewal
+    // just made stale (409, a Lease never given back).
+    let last: Promise<unknown> = Promise.resolve();
+    const write = (spec: () => LeaseObject['spec'], what: string): Promise<void> => {
+      const done = last.then(async () => {
+        const put = await this.api.put(this.path(name), { ...current, spec: spec() });
+        if (put.code !== 200) throw new Error(`cannot ${what} Lease ${name}: ${apiMessage(put)}`);
+        current = put.body as unknown as LeaseObject;
+      });
+      last = done.catch(() => undefined);
+      return done;
     };
     return {
       name,
       renew: () =>
         write(
-          this.spec(current.spec?.leaseTransitions ?? 0, current.spec?.acquireTime ?? microTime(new Date(this.now()))),
+          () =>
+            this.spec(
+              current.spec?.leaseTransitions ?? 0,
+              current.spec?.acquireTime ?? microTime(new Date(this.now())),
+            ),
           'renew',
         ),
       // As client-go's ReleaseOnCancel: no holder, and a duration of 1 s, so any reader sees it free.
       release: () =>
         write(
-          { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date(this.now())) },
+          () => ({
+            ...current.spec,
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            renewTime: microTime(new Date(this.now())),
+          }),
           'release',
         ),
     };
