@@ -98,6 +98,7 @@ options:
                            sha256:HEX matching it, write it to --output FILE
       --lock-timeout SEC   wait this long for another run's lock on a host (default 60)
       --metrics FILE       run/check: write Prometheus metrics (in sync, last check, duration, exit code)
+      --metrics-push URL   run/check: PUT the same metrics to a Pushgateway job (.../metrics/job/NAME)
       --vault-password-file FILE   password for Ansible Vault values (an executable FILE is run)
       --vault-id LABEL@FILE|LABEL@prompt   a password for one vault id; repeatable
   -J, --ask-vault-password ask for the vault password on the terminal
@@ -116,7 +117,8 @@ async function reportFailure(
   { positionals, options }: { positionals: string[]; options: import('./options.js').Options },
   e: unknown,
 ): Promise<void> {
-  if (!options.report && !options.junit && !options.metrics && options.format === 'human') return;
+  if (!options.report && !options.junit && !options.metrics && !options.metricsPush && options.format === 'human')
+    return;
   const [{ failureReport, writeReports }, { InputError }] = await Promise.all([
     import('./reports.js'),
     import('./load.js'),

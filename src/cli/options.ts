@@ -42,6 +42,7 @@ export const commonOptions = {
   output: { type: 'string' },
   name: { type: 'string' },
   metrics: { type: 'string' },
+  'metrics-push': { type: 'string' },
   ca: { type: 'string' },
   'expiry-warning': { type: 'string' },
   'fetch-ca': { type: 'boolean' },
@@ -116,6 +117,8 @@ export type Options = {
   name?: string;
   /** Prometheus text exposition of the run, written atomically (node_exporter's textfile collector). */
   metrics?: string;
+  /** A Pushgateway job's URL: the metrics are PUT there after the run. */
+  metricsPush?: string;
   /** `diagnose --ca FILE`: a CA to check against what the registry serves. */
   ca?: string;
   /** `--expiry-warning 30d` (diagnose, run, check): days before a certificate's expiry to warn. */
@@ -246,6 +249,11 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
   const keep = v.keep === undefined ? undefined : Number(v.keep.trim());
   if (v['snapshot-key'] !== undefined && v['snapshot-key'].trim() === '')
     throw new ExitError(ExitCode.Invalid, '--snapshot-key needs a file name, not an empty value');
+  if (v['metrics-push'] !== undefined) {
+    const { pushTargetProblem } = await import('../report/push.js');
+    const problem = pushTargetProblem(v['metrics-push']);
+    if (problem) throw new ExitError(ExitCode.Invalid, problem);
+  }
   const lockTimeout = v['lock-timeout'] === undefined ? 60 : Number(v['lock-timeout']);
   if (!Number.isFinite(lockTimeout) || lockTimeout < 0)
     throw new ExitError(ExitCode.Invalid, `--lock-timeout must be a number of seconds, not \`${v['lock-timeout']}\``);
@@ -305,6 +313,7 @@ export async function parseOptions(argv: string[]): Promise<{ positionals: strin
       output: v.output,
       name: v.name,
       metrics: v.metrics,
+      metricsPush: v['metrics-push'],
       host: v.host,
       sshConfig: v['ssh-config'],
       ca: v.ca,

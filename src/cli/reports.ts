@@ -1,11 +1,13 @@
 /**
  * `--report FILE` (json), `--junit FILE` for CI dashboards and `--metrics FILE` for Prometheus, written atomically after every run
+ * (and `--metrics-push URL`, the same metrics PUT to a Pushgateway job)
  * whatever its exit code: a command stopped by invalid input (exit 3) or an error writes a report
  * that says so, so a scheduled check's report never stays green after the playbook broke.
  */
 import { invalidInputOutcome, ExitCode, type Outcome } from '../engine/outcome.js';
 import type { InputProblem, JsonReport } from '../report/json.js';
 import { prometheusMetrics } from '../report/metrics.js';
+import { pushMetrics } from '../report/push.js';
 import { writeFileAtomic } from '../snapshots/store.js';
 import type { Options } from './options.js';
 
@@ -50,14 +52,20 @@ export function junit(report: JsonReport): string {
 }
 
 export async function writeReports(
-  options: Pick<Options, 'report' | 'junit' | 'metrics'>,
+  options: Pick<Options, 'report' | 'junit' | 'metrics' | 'metricsPush'>,
   report: JsonReport | undefined,
 ): Promise<void> {
   if (!report) return;
   if (options.report) await writeFileAtomic(options.report, JSON.stringify(report, null, 2) + '\n', 0o600);
   if (options.junit) await writeFileAtomic(options.junit, junit(report), 0o644);
+  const metrics = options.metrics || options.metricsPush ? prometheusMetrics(report, Date.now()) : '';
   // 0644: node_exporter reads it as another user.
-  if (options.metrics) await writeFileAtomic(options.metrics, prometheusMetrics(report, Date.now()), 0o644);
+  if (options.metrics) await writeFileAtomic(options.metrics, metrics, 0o644);
+  if (options.metricsPush) {
+    // A gateway that is down costs the alert, not the run: said on stderr, the exit code stays the run's.
+    const problem = await pushMetrics(options.metricsPush, metrics);
+    if (problem) process.stderr.write(`trustplay: ${problem}\n`);
+  }
 }
 
 /** The report of a command that stopped before or outside the run: invalid input (exit 3) or an error. */

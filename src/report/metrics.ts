@@ -1,7 +1,7 @@
 /**
  * `--metrics FILE`: the run as Prometheus text exposition (format 0.0.4), for node_exporter's
- * textfile collector (name the file `*.prom` in its directory) or a Pushgateway job
- * (`curl --data-binary @FILE`). Written atomically after every run, check and restore, whatever
+ * textfile collector (name the file `*.prom` in its directory) or, with `--metrics-push URL`, a
+ * Pushgateway job (src/report/push.ts). Written atomically after every run, check and restore, whatever
  * the exit code, so a check that stopped on a broken playbook (exit 3) reports that instead of
  * leaving the last green figures in place.
  *

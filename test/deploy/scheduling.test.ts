@@ -1,7 +1,6 @@
 /** The scheduling files in deploy/ parse, and the command each one runs is a valid trustplay check. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { split } from 'shlex';
 import { parse } from 'yaml';
 import { parseOptions } from '../../src/cli/options.js';
 
@@ -28,15 +27,18 @@ function parseUnit(text: string): Record<string, Record<string, string[]>> {
 }
 
 /** A valid `trustplay check PLAYBOOK ...` command line. */
-async function expectValidCheck(argv: string[]): Promise<void> {
+async function expectValidCheck(argv: string[]): Promise<import('../../src/cli/options.js').Options> {
   expect(argv[0]).toMatch(/(^|\/)trustplay$/);
   expect(argv[1]).toBe('check');
   const { positionals, options } = await parseOptions(argv.slice(2));
   expect(positionals).toHaveLength(1);
   expect(positionals[0]).toMatch(/\.ya?ml$/);
   expect(options.inventory).toMatch(/\.ya?ml$/);
-  // Every scheduled check feeds the drift alert (deploy/prometheus/trustplay-alerts.yml).
-  expect(options.metrics).toMatch(/\.prom$/);
+  // Every scheduled check feeds the drift alert (deploy/prometheus/trustplay-alerts.yml): a file
+  // for node_exporter, or a Pushgateway job.
+  if (options.metricsPush === undefined) expect(options.metrics).toMatch(/\.prom$/);
+  else expect(options.metricsPush).toMatch(/\/metrics\/job\/[^/]+$/);
+  return options;
 }
 
 function cronFieldsValid(expr: string): boolean {
@@ -87,7 +89,9 @@ describe('scheduling files', () => {
               spec: {
                 restartPolicy: string;
                 containers: Array<{
-                  command: string[];
+                  image: string;
+                  command?: string[];
+                  args: string[];
                   env: Array<{ name: string; value: string }>;
                   volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
                 }>;
@@ -103,16 +107,21 @@ describe('scheduling files', () => {
     expect(cj.spec.concurrencyPolicy).toBe('Forbid');
     const pod = cj.spec.jobTemplate.spec.template.spec;
     expect(pod.restartPolicy).toBe('Never');
-    // sh -c: the check, then its metrics pushed to a Pushgateway, then the check's own exit code.
+    // The image the project builds (`npm run image`: trustplay/agent at the package's version), whose
+    // entrypoint is the CLI: the args are the check, its metrics pushed by trustplay itself (the
+    // image has no curl), $(PUSHGATEWAY_URL) expanded by Kubernetes from the container's env.
     const c0 = pod.containers[0]!;
-    expect(c0.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
-    const statements = c0.command[2]!.split(';').map((st) => st.trim());
-    const check = split(statements[0]!);
-    await expectValidCheck(check);
-    const metrics = check[check.indexOf('--metrics') + 1]!;
-    expect(statements[1]).toBe('code=$?');
-    expect(statements[2]).toContain(`--data-binary @${metrics} `);
-    expect(statements.at(-1)).toBe('exit $code');
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    expect(c0.image).toMatch(new RegExp(`/trustplay/agent:${version.replace(/\./g, '\\.')}$`));
+    expect(c0.command).toBeUndefined();
+    const gateway = c0.env.find((e) => e.name === 'PUSHGATEWAY_URL')?.value;
+    expect(gateway).toMatch(/^https?:\/\/[^/]+$/);
+    const args = c0.args.map((a) => a.replace('$(PUSHGATEWAY_URL)', gateway!));
+    const check = ['trustplay', ...args];
+    const options = await expectValidCheck(check);
+    expect(options.metricsPush).toBe(`${gateway}/metrics/job/trustplay-check`);
     // The snapshot key comes from a Secret, read-only, 0400, outside the state dir.
     const c = pod.containers[0]!;
     const keyFile = c.env.find((e) => e.name === 'TRUSTPLAY_SNAPSHOT_KEY_FILE')?.value;
