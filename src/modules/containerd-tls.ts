@@ -371,7 +371,12 @@ function configChange(args: ContainerdTlsArgs, facts: ContainerdFacts, next: str
 function writesAnything(args: ContainerdTlsArgs, observed: TlsObserved, host: string): boolean {
   if (observed.pending !== undefined) return true;
   try {
-    return planContainerdTls(args, observed, host).changes.length > 0;
+    // The plan the module will make: registries.yaml's on k3s/RKE2, config.toml's and certs.d's elsewhere.
+    const plan =
+      observed.flavour?.registriesFile !== undefined
+        ? planRancherTls(args, observed, host)
+        : planContainerdTls(args, observed, host);
+    return plan.changes.length > 0;
   } catch {
     return true;
   }
@@ -943,18 +948,19 @@ async function gatherRancher(
       ? parsePendingMarker(ctx.host, flavour.registriesFile!, facts.pendingMarker)
       : undefined;
   const criDown = running?.source.kind === 'cri' ? undefined : await criStateFor(ctx, socket, running);
-  const caPreflight = await gatherCaPreflight(ctx, args, material, {});
-  const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
   const observed: TlsObserved = {
     facts,
     material,
     materialWarnings,
     flavour,
-    ...defined({ caPreflight, expiring }),
     versionSource: running?.source ?? null,
     ...(pending ? { pending } : {}),
     ...defined({ criDown }),
   };
+  // As on containerd's own path: under `auto`, a task that writes nothing is not checked again.
+  const caPreflight = await gatherCaPreflight(ctx, args, material, {}, () => writesAnything(args, observed, ctx.host));
+  const expiring = gatherExpiry(ctx, args, material, facts, caPreflight);
+  Object.assign(observed, defined({ caPreflight, expiring }));
   recordRancherFacts(ctx, args, observed);
   return observed;
 }

@@ -292,6 +292,47 @@ describeLab(`k3s and RKE2 nodes (lab stand-in of k3s ${K3S_SOURCE_COMMIT.slice(0
       await inNode(n, 'rm -f /run/lab/tp-k3s-broke-once');
     }
   });
+
+  it('verify_ca auto on k3s: a registry the node cannot reach is written with a warning; once converged the pre-flight is skipped (no handshake, no warning), as on containerd', async () => {
+    const n = rancher[0]!;
+    const closed = env.lab.registries.closed.host;
+    const file = join(tmp, 'closed-k3s.yaml');
+    const task = async (state: 'present' | 'absent') => {
+      await writeFile(
+        file,
+        [
+          '- hosts: nodes',
+          '  tasks:',
+          '    - name: trust',
+          '      containerd.tls:',
+          `        registry: "${closed}"`,
+          '        ca: "{{ registry_ca }}"',
+          `        state: ${state}`,
+          '',
+        ].join('\n'),
+      );
+      const r = await trustplay(['run', file, ...args('--limit', n.name, '--format', 'json')]);
+      const t = (JSON.parse(r.stdout) as JsonReport).hosts[n.name]!.tasks.find((x) => x.task === 'trust');
+      return { code: r.code, out: r.stdout + r.stderr, status: t?.status, warnings: (t?.warnings ?? []).join('\n') };
+    };
+    try {
+      const first = await task('present');
+      expect(first.code, first.out).toBe(0);
+      expect(first.status).toBe('changed');
+      expect(first.warnings).toMatch(
+        /verify_ca: the CA could not be checked against what closed\.test:\d+ serves .*written unchecked/,
+      );
+      expect(await read(n, registriesYaml(n))).toContain(closed);
+      const again = await task('present');
+      expect(again.code, again.out).toBe(0);
+      expect(again.status).toBe('ok');
+      expect(again.warnings).not.toMatch(/verify_ca/);
+    } finally {
+      const gone = await task('absent');
+      expect(gone.code, gone.out).toBe(0);
+      expect(await read(n, registriesYaml(n))).not.toContain(closed);
+    }
+  });
 });
 
 async function readLabCa(lab: Lab): Promise<string> {
