@@ -1,8 +1,7 @@
 /**
  * `--report FILE` (json), `--junit FILE` for CI dashboards and `--metrics FILE` for Prometheus, written atomically after every run
- * (and `--metrics-push URL`, the same metrics PUT to a Pushgateway job)
- * whatever its exit code: a command stopped by invalid input (exit 3) or an error writes a report
- * that says so, so a scheduled check's report never stays green after the playbook broke.
+ * whatever its exit code, and `--metrics-push URL`, the same metrics PUT to a Pushgateway job: a command stopped by invalid
+ * input (exit 3) or an error reports that it did, so a scheduled check's report never stays green after the playbook broke.
  */
 import { invalidInputOutcome, ExitCode, type Outcome } from '../engine/outcome.js';
 import type { InputProblem, JsonReport } from '../report/json.js';
