@@ -139,6 +139,71 @@ it('reads ahead: registered files ride with the next read, later files-only read
   expect(calls).toBe(3);
 });
 
+it('reads ahead: a directory registered with a trailing slash rides along; a later read of it (and files seen) needs no command', async () => {
+  const ra = path.join(dir, 'ahead-dirs');
+  const d = path.join(ra, 'conf.d');
+  mkdirSync(path.join(d, 'sub'), { recursive: true });
+  writeFileSync(path.join(d, 'a.conf'), 'A');
+  writeFileSync(path.join(d, 'sub', 'deep.conf'), 'D');
+  writeFileSync(path.join(ra, 'main.conf'), 'M');
+  let calls = 0;
+  const host = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: (...a: Parameters<LocalConnection['exec']>) => (calls++, conn.exec(...a)),
+  });
+  const main = path.join(ra, 'main.conf');
+  const gone = path.join(ra, 'absent.d');
+  readAhead(host, [main, `${d}/`, `${gone}/`]);
+  // A carrier with a size limit (as containerd's facts read has): the directory rides with it.
+  const carrier = await readNode(host, { files: [path.join(ra, 'carrier')], maxFileBytes: 4 });
+  expect(calls).toBe(1);
+  // The carrier's answer holds only what it asked for.
+  expect([...carrier.entries.keys()]).toEqual([path.join(ra, 'carrier')]);
+  writeFileSync(path.join(d, 'a.conf'), 'changed behind our back');
+  // No limit asked, but every file came whole: answered from what rode along.
+  const seen = await readNode(host, { files: [main], dirs: [d, `${gone}/`] });
+  expect(calls).toBe(1);
+  expect([...seen.entries.keys()].sort()).toEqual([main, d, path.join(d, 'a.conf'), gone].sort());
+  expect(seen.entries.get(path.join(d, 'a.conf'))).toMatchObject({ kind: 'file', content: Buffer.from('A') });
+  expect(seen.entries.get(gone)?.kind).toBe('absent');
+  // A task writes a file in the directory: the listing is forgotten, the host asked, the truth told.
+  forgetReadAhead(host, [path.join(d, 'b.conf')]);
+  writeFileSync(path.join(d, 'b.conf'), 'B');
+  const after = await readNode(host, { dirs: [d] });
+  expect(calls).toBe(2);
+  expect(after.entries.get(path.join(d, 'b.conf'))).toMatchObject({ content: Buffer.from('B') });
+  expect(after.entries.get(path.join(d, 'a.conf'))).toMatchObject({ content: Buffer.from('changed behind our back') });
+  // The file read ahead beside it still answers.
+  expect((await readNode(host, { files: [main] })).entries.get(main)).toMatchObject({ content: Buffer.from('M') });
+  expect(calls).toBe(2);
+  forgetReadAhead(host);
+});
+
+it('reads ahead: a listing with a file too big for its limit answers only a read with that limit', async () => {
+  const d = path.join(dir, 'ahead-big.d');
+  mkdirSync(d, { recursive: true });
+  writeFileSync(path.join(d, 'small.conf'), 'S');
+  writeFileSync(path.join(d, 'big.conf'), 'B'.repeat(10));
+  let calls = 0;
+  const host = Object.assign(Object.create(conn) as LocalConnection, {
+    exec: (...a: Parameters<LocalConnection['exec']>) => (calls++, conn.exec(...a)),
+  });
+  readAhead(host, [`${d}/`]);
+  await readNode(host, { files: [path.join(dir, 'carrier')], maxFileBytes: 4 });
+  expect(calls).toBe(1);
+  expect((await readNode(host, { dirs: [d], maxFileBytes: 4 })).entries.get(path.join(d, 'big.conf'))).toMatchObject({
+    kind: 'meta',
+    big: true,
+  });
+  expect(calls).toBe(1);
+  // Without a limit big.conf's content is wanted, and it did not ride along: the host is asked.
+  expect((await readNode(host, { dirs: [d] })).entries.get(path.join(d, 'big.conf'))).toMatchObject({
+    kind: 'file',
+    content: Buffer.from('B'.repeat(10)),
+  });
+  expect(calls).toBe(2);
+  forgetReadAhead(host);
+});
+
 it('reads ahead: a carrier that fails leaves the later reads to ask for themselves', async () => {
   const a = path.join(dir, 'ahead-fail');
   writeFileSync(a, 'A');

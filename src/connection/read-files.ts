@@ -183,16 +183,24 @@ export function parseNodeRead(out: string): NodeRead {
 /**
  * Read-ahead (issue 21: the gathers of a play's tasks in one round trip): files a later task's
  * gather will read ride along with the host's next read, and a files-only read of paths seen that
- * way is answered from it, with no command. The engine registers them as a host starts a play and
+ * way is answered from it, with no command. A path registered with a trailing `/` is a directory
+ * read as `dirs` reads it (its regular files and links, with content); a read of such directories
+ * (and files seen) is answered the same way. The engine registers them as a host starts a play and
  * forgets them before anything may change on the host (a task's changes, a verify, a handler), so
  * an answer is never older than the last change trustplay made there.
  */
-const readAheads = new WeakMap<Connection, { pending: Set<string>; seen: Map<string, NodeEntry> }>();
+interface ReadAhead {
+  pending: Set<string>;
+  seen: Map<string, NodeEntry>;
+  /** Directory listings read ahead, by path without its slash: the size limit they were read with, and every entry. */
+  listings: Map<string, { max: number; entries: NodeEntry[] }>;
+}
+const readAheads = new WeakMap<Connection, ReadAhead>();
 
-/** Files to read with the host's next read (replacing what was registered or seen before). */
-export function readAhead(conn: Connection, files: readonly string[]): void {
-  if (files.length === 0) readAheads.delete(conn);
-  else readAheads.set(conn, { pending: new Set(files), seen: new Map() });
+/** Paths (files; directories with a trailing `/`) to read with the host's next read (replacing what was registered or seen before). */
+export function readAhead(conn: Connection, paths: readonly string[]): void {
+  if (paths.length === 0) readAheads.delete(conn);
+  else readAheads.set(conn, { pending: new Set(paths), seen: new Map(), listings: new Map() });
 }
 
 /**
@@ -213,35 +221,72 @@ export function forgetReadAhead(conn: Connection, paths?: readonly string[]): vo
     return touched.some((t) => q === t || t.startsWith(q === '/' ? q : `${q}/`) || q.startsWith(`${t}/`));
   };
   for (const p of [...ahead.seen.keys()]) if (stale(p)) ahead.seen.delete(p);
+  for (const p of [...ahead.listings.keys()]) if (stale(p)) ahead.listings.delete(p);
   for (const p of [...ahead.pending]) if (stale(p)) ahead.pending.delete(p);
+}
+
+/**
+ * Whether a listing read ahead answers a read with size limit `max` (0: none) as the host would:
+ * read with the same limit, or with every file's content in it and none bigger than `max`.
+ */
+function servable(l: { max: number; entries: NodeEntry[] } | undefined, max: number): boolean {
+  if (!l) return false;
+  if (l.max === max) return true;
+  return l.entries.every((e) => e.kind !== 'meta' && (max === 0 || e.kind !== 'file' || e.size <= max));
+}
+
+/** What `dir`'s read returned: its own entry and the entries directly in it. */
+function listingOf(read: NodeRead, dir: string): NodeEntry[] {
+  return [...read.entries.values()].filter((e) => e.path === dir || posix.dirname(e.path) === dir);
 }
 
 /** Reads what `req` asks for in one remote command. A failure on the host throws `ReadFailed`. */
 export async function readNode(conn: Connection, req: ReadRequest): Promise<NodeRead> {
   const ahead = readAheads.get(conn);
   const own = req.files ?? [];
+  const ownDirs = (req.dirs ?? []).map(withoutSlash);
+  const max = req.maxFileBytes ?? 0;
   if (
     ahead &&
     !req.fresh &&
-    own.length &&
+    (own.length || ownDirs.length) &&
     !req.prelude &&
-    !req.dirs?.length &&
     !req.trees?.length &&
-    own.every((f) => ahead.seen.has(f))
-  )
-    return { entries: new Map(own.map((f) => [f, ahead.seen.get(f)!])), records: [] };
+    own.every((f) => ahead.seen.has(f)) &&
+    ownDirs.every((d) => servable(ahead.listings.get(d), max))
+  ) {
+    const entries = new Map(own.map((f) => [f, ahead.seen.get(f)!]));
+    for (const d of ownDirs) for (const e of ahead.listings.get(d)!.entries) entries.set(e.path, e);
+    return { entries, records: [] };
+  }
   // Paths under a directory this read lists would show in its listing: they wait for another read.
-  const listed = [...(req.dirs ?? []), ...(req.trees ?? [])].map(withoutSlash);
+  const listed = [...ownDirs, ...(req.trees ?? []).map(withoutSlash)];
   const along = ahead
-    ? [...ahead.pending].filter((p) => !listed.some((d) => p === d || p.startsWith(d === '/' ? d : `${d}/`)))
+    ? [...ahead.pending].filter((p) => {
+        const q = withoutSlash(p);
+        return !listed.some((d) => q === d || q.startsWith(d === '/' ? d : `${d}/`));
+      })
     : [];
   for (const p of along) ahead!.pending.delete(p);
-  const read = await readNow(conn, { ...req, files: [...own, ...along.filter((p) => !own.includes(p))] });
-  for (const p of along) {
+  const alongFiles = along.filter((p) => !p.endsWith('/'));
+  const alongDirs = along.filter((p) => p.endsWith('/')).map(withoutSlash);
+  const read = await readNow(conn, {
+    ...req,
+    files: [...own, ...alongFiles.filter((p) => !own.includes(p))],
+    ...(alongDirs.length ? { dirs: [...(req.dirs ?? []), ...alongDirs] } : {}),
+  });
+  for (const d of alongDirs) ahead!.listings.set(d, { max, entries: listingOf(read, d) });
+  for (const p of alongFiles) {
     const e = read.entries.get(p);
     if (e) ahead!.seen.set(p, e);
-    if (!own.includes(p)) read.entries.delete(p);
   }
+  // The answer holds only what this read asked for: what rode along is taken out of it.
+  const inDir = (p: string, d: string): boolean => p === d || posix.dirname(p) === d;
+  const ownTrees = (req.trees ?? []).map(withoutSlash);
+  const asked = (p: string): boolean =>
+    own.includes(p) || ownDirs.some((d) => inDir(p, d)) || ownTrees.some((t) => p === t || p.startsWith(`${t}/`));
+  for (const p of [...read.entries.keys()])
+    if ((alongFiles.includes(p) || alongDirs.some((d) => inDir(p, d))) && !asked(p)) read.entries.delete(p);
   return read;
 }
 

@@ -204,9 +204,10 @@ export interface Module<Args = Record<string, unknown>, Observed = unknown> {
    */
   verifyInCheck?: boolean;
   /**
-   * Files `gather` will read, from its arguments alone: the engine asks for them with the host's
-   * first read of the play (one remote command less per host), and `readNode` answers the gather
-   * from what that read saw while nothing was changed on the host since (src/connection/read-files.ts).
+   * Files `gather` will read, from its arguments alone (a directory it reads as `dirs` does, with a
+   * trailing `/`): the engine asks for them with the host's first read of the play (one remote
+   * command less per host), and `readNode` answers the gather from what that read saw while nothing
+   * was changed on the host since (src/connection/read-files.ts).
    */
   readsAhead?(args: Record<string, unknown>): string[];
   gather(ctx: TaskContext, args: Args): Promise<Observed>;
