@@ -20,6 +20,7 @@
  */
 import TOML from '@iarna/toml';
 import type { NodeRead } from '../connection/read-files.js';
+import { dropInDir, registriesConfFiles } from '../containers-image/registries-conf.js';
 import { hostsDirFor } from '../containerd/facts.js';
 import { CONTAINERS_IMAGE_PROGRAMS, programsFound, programsPrelude } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
@@ -85,11 +86,6 @@ export interface ContainersTlsObserved extends CertsDirObserved {
   confProblems: string[];
 }
 
-/** The drop-in directory of a registries.conf (`registries.conf.d` next to it). */
-function dropInDir(conf: string): string {
-  return `${conf}.d`;
-}
-
 /**
  * Whether a registries.conf (v2 `[[registry]]` tables, or the v1 `[registries.insecure]` list)
  * marks `registry` insecure: the entry, else null. A `[[registry]]` applies by its `prefix`
@@ -130,12 +126,7 @@ export function observedFromRead(
   const found = programsFound(read);
   const programs = PROGRAMS.flatMap((p) => found.get(p) ?? []);
   // registries.conf, then its drop-ins in name order: a later file's entry for a prefix wins.
-  const confs: Array<[string, Buffer]> = [];
-  const main = read.entries.get(args.registries_conf);
-  if (main?.kind === 'file') confs.push([args.registries_conf, main.content]);
-  for (const [path, e] of [...read.entries].sort(([a], [b]) => a.localeCompare(b)))
-    if (e.kind === 'file' && path.startsWith(`${dropInDir(args.registries_conf)}/`) && path.endsWith('.conf'))
-      confs.push([path, e.content]);
+  const confs = registriesConfFiles(read, args.registries_conf);
   const observed: ContainersTlsObserved = { dir, otherNames, material, materialWarnings, programs, confProblems: [] };
   let verdict: { where: string; insecure: boolean } | null = null;
   for (const [path, content] of confs) {
