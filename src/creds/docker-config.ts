@@ -97,8 +97,11 @@ export function credentialKeys(text: string): string[] {
 export interface HelperRef {
   /** The program's suffix: `pass` for docker-credential-pass. */
   helper: string;
-  /** `credHelpers`: named for this registry key; `credsStore`: the default for registries not in credHelpers. */
-  via: 'credHelpers' | 'credsStore';
+  /**
+   * `credHelpers`: named for this registry key; `credsStore`: the default for registries not in
+   * credHelpers; `credential-helpers`: containers/image's registries.conf list, asked for every registry.
+   */
+  via: 'credHelpers' | 'credsStore' | 'credential-helpers';
   /** The registry as the helper stores it: the `credHelpers` key as written; for credsStore, null (any). */
   key: string | null;
 }

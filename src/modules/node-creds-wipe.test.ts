@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,8 +21,12 @@ import { applyChanges, resourcesOf, restartHandler, type SnapshotSink } from '..
 import { reported, type Change, type RestartRequest } from '../engine/module.js';
 import { configBackupKey, pendingMarkerPath, type ConfigBackup } from '../engine/restart-backup.js';
 import { MASK, SecretSet } from '../secrets/index.js';
+import { forgetReadAhead, readAhead, readNode, type NodeEntry, type NodeRead } from '../connection/read-files.js';
+import { ROOT_REGISTRIES_CONF } from '../containers-image/registries-conf.js';
 import nodeCredsWipe, {
+  confHelpers,
   credsLag,
+  credsReads,
   gatherCreds,
   helpersOf,
   helperWarnings,
@@ -41,6 +55,7 @@ function args(over: Partial<NodeCredsWipeArgs> = {}): NodeCredsWipeArgs {
     restart_command: 'systemctl restart containerd',
     restart_timeout: 60,
     all: false,
+    registries_conf: '/etc/containers/registries.conf',
     ...over,
   };
 }
@@ -371,6 +386,75 @@ describe('credential helpers: reported with the command that clears them, never 
   });
 });
 
+describe("registries.conf's credential-helpers: containers/image's own helpers, reported the same way", () => {
+  const SYS = '/etc/containers/registries.conf';
+  const ROOT = '/root/.config/containers/registries.conf';
+  const read = (files: Record<string, string>): NodeRead => ({
+    entries: new Map<string, NodeEntry>(
+      Object.entries(files).map(([path, text]) => [
+        path,
+        { kind: 'file', path, content: Buffer.from(text), mode: 0o644, uid: 0, gid: 0, size: text.length },
+      ]),
+    ),
+    records: [],
+  });
+  const a = args({ paths: [], containerd_auth: false });
+
+  it('names the helpers of the file that set the list last, not the auth.json files; none when unset or auth.json alone', () => {
+    const r = read({
+      [SYS]: 'credential-helpers = ["containers-auth.json", "secretservice"]\n',
+      [`${SYS}.d/50-ecr.conf`]: 'credential-helpers = ["containers-auth.json", "ecr-login", "pass"]\n',
+    });
+    const h = confHelpers(a, r);
+    expect(notRemoved(h)).toEqual([
+      { file: `${SYS}.d/50-ecr.conf`, registry: REG, helper: 'ecr-login' },
+      { file: `${SYS}.d/50-ecr.conf`, registry: REG, helper: 'pass' },
+    ]);
+    expect(confHelpers(a, read({ [SYS]: 'credential-helpers = ["containers-auth.json"]\n' }))).toEqual([]);
+    expect(confHelpers(a, read({ [SYS]: 'unqualified-search-registries = ["docker.io"]\n' }))).toEqual([]);
+    // Root's own registries.conf replaces the system's (and its drop-ins) for root's tools.
+    const rooted = read({
+      [SYS]: 'credential-helpers = ["secretservice"]\n',
+      [`${SYS}.d/50-ecr.conf`]: 'credential-helpers = ["ecr-login"]\n',
+      [ROOT]: 'credential-helpers = ["containers-auth.json"]\n',
+    });
+    expect(confHelpers(a, rooted)).toEqual([]);
+  });
+
+  it('warns with the file, the helpers and `skopeo logout` (which erases from each), and plans nothing for them', async () => {
+    const obs: CredsObserved = { files: [], config: null };
+    obs.helpers = confHelpers(a, read({ [`${SYS}.d/50-ecr.conf`]: 'credential-helpers = ["ecr-login"]\n' }));
+    const ctx = taskContext({ host: 'h' });
+    expect(await nodeCredsWipe.plan(a, obs, ctx)).toEqual([]);
+    expect(ctx.warnings).toEqual([
+      `${SYS}.d/50-ecr.conf: its credential-helpers names \`ecr-login\`: podman, skopeo and buildah look ${REG}'s credentials up there too (a login stores them in the first helper listed), and trustplay runs no helper; to remove them, as root, in a session where the helper works: \`skopeo logout ${REG}\` (it erases the registry from every helper listed; or \`printf %s ${REG} | docker-credential-ecr-login erase\`)`,
+    ]);
+    expect(nodeCredsWipe.result!(obs)).toEqual({
+      not_removed: [{ file: `${SYS}.d/50-ecr.conf`, registry: REG, helper: 'ecr-login' }],
+    });
+    const all = { ...a, all: true };
+    const ctxAll = taskContext({ host: 'h' });
+    await nodeCredsWipe.plan(
+      all,
+      {
+        files: [],
+        config: null,
+        helpers: confHelpers(all, read({ [SYS]: 'credential-helpers = ["pass", "gcloud"]\n' })),
+      },
+      ctxAll,
+    );
+    expect(ctxAll.warnings[0]).toBe(
+      `${SYS}: its credential-helpers name \`pass\`, \`gcloud\`: podman, skopeo and buildah keep credentials there as well as in auth.json, and their stores may still hold every registry's (trustplay runs no helper); to erase them, as root, in a session where the helper works: \`docker-credential-pass list\` (the registries it holds), then \`printf %s REGISTRY | docker-credential-pass erase\` for each; \`docker-credential-gcloud list\` (the registries it holds), then \`printf %s REGISTRY | docker-credential-gcloud erase\` for each`,
+    );
+  });
+
+  it('quotes what the file names, so a hostile helper name cannot become a command', () => {
+    const h = confHelpers(a, read({ [SYS]: 'credential-helpers = ["x; rm -rf /"]\n' }));
+    const [w] = helperWarnings(a, h);
+    expect(w).toContain(`'docker-credential-x; rm -rf /' erase`);
+  });
+});
+
 describe('on a real host (local connection, real sh)', () => {
   let dir: string;
   const conn = new LocalConnection({ host: 'testhost' });
@@ -382,6 +466,35 @@ describe('on a real host (local connection, real sh)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const ctx = () => taskContext({ conn, host: 'testhost' });
+
+  it("reads registries.conf and its drop-ins with the play's first read: the gather then needs no command of its own", async () => {
+    mkdirSync(p('containers/registries.conf.d'), { recursive: true });
+    writeFileSync(p('containers/registries.conf'), 'unqualified-search-registries = ["docker.io"]\n');
+    writeFileSync(p('containers/registries.conf.d/50-ecr.conf'), 'credential-helpers = ["ecr-login"]\n');
+    writeFileSync(p('auth.json'), '{"auths": {}}\n');
+    const a = args({
+      paths: [p('auth.json')],
+      containerd_auth: false,
+      registries_conf: p('containers/registries.conf'),
+    });
+    const calls: string[] = [];
+    const counted = Object.assign(Object.create(conn) as LocalConnection, {
+      exec: (...x: Parameters<LocalConnection['exec']>) => (calls.push('exec'), conn.exec(...x)),
+    });
+    // As the engine does for a play: what the task will read rides with the host's first read
+    // (here one with a size limit, as containerd's facts read has).
+    readAhead(counted, credsReads(a));
+    await readNode(counted, { files: [p('carrier')], maxFileBytes: 1024 * 1024 });
+    expect(calls).toEqual(['exec']);
+    const obs = await gatherCreds(counted, a);
+    expect(calls).toEqual(['exec']);
+    // Root's own registries.conf, where this machine has one, would replace the one named here.
+    if (!existsSync(ROOT_REGISTRIES_CONF))
+      expect(notRemoved(obs.helpers ?? [])).toEqual([
+        { file: p('containers/registries.conf.d/50-ecr.conf'), registry: REG, helper: 'ecr-login' },
+      ]);
+    forgetReadAhead(counted);
+  });
 
   it('gathers every file in one command and applies edits keeping mode; the config backup is recorded before the write', async () => {
     mkdirSync(p('docker'), { recursive: true });

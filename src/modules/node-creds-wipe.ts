@@ -4,7 +4,8 @@
  * safe): only the named registry's entries go, other registries and every TLS setting stay, files
  * keep mode and owner, and a whole file is removed only with `all: true`. A config.toml change
  * notifies the verified containerd restart. Credential helpers the files name are reported, never
- * removed or run (helpersOf). Output names files, entries and helpers, never their values.
+ * removed or run (helpersOf), and so are those containers/image's registries.conf names in
+ * `credential-helpers` (confHelpers). Output names files, entries and helpers, never their values.
  */
 import { managedEntry, readNode, ReadFailed, type NodeRead } from '../connection/read-files.js';
 import type { Connection } from '../connection/connection.js';
@@ -30,6 +31,13 @@ import {
   type HelperRef,
 } from '../creds/docker-config.js';
 import { quote, quoteCommandName } from '../connection/shell-quote.js';
+import {
+  AUTH_FILE_HELPER,
+  credentialHelpers,
+  dropInDir,
+  ROOT_REGISTRIES_CONF,
+  rootRegistriesConfFiles,
+} from '../containers-image/registries-conf.js';
 import { DEFAULT_CREDENTIAL_FILES } from '../containerd/node-facts.js';
 import {
   configFileArg,
@@ -53,7 +61,7 @@ const schema = {
   type: 'object',
   title: 'node.creds.wipe',
   description:
-    "Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`) is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.",
+    "Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`), or registries.conf's `credential-helpers` list, is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.",
   additionalProperties: false,
   required: ['registry'],
   properties: {
@@ -80,6 +88,14 @@ const schema = {
       default: false,
       description:
         "Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named.",
+    },
+    registries_conf: {
+      type: 'string',
+      minLength: 1,
+      pattern: '^/',
+      default: '/etc/containers/registries.conf',
+      description:
+        "containers/image's registries.conf, read (never written) with its registries.conf.d drop-ins and root's own (~/.config/containers): the helpers its `credential-helpers` names hold credentials podman, skopeo and buildah use, so they are reported as a file's credHelpers are.",
     },
   },
 } as const;
@@ -177,8 +193,16 @@ function fileState(read: NodeRead, host: string, path: string): NodeFileState {
   };
 }
 
-/** The files `gatherCreds` reads: `paths`, and config.toml with its markers when containerd's auth is in scope. */
+/**
+ * What `gatherCreds` reads: `paths`, config.toml with its markers when containerd's auth is in
+ * scope, and registries.conf with root's, then (a trailing `/`) their drop-in directories.
+ */
 export function credsReads(args: NodeCredsWipeArgs): string[] {
+  return [...credsFiles(args), ...confReads(args)];
+}
+
+/** The credential files, then config.toml and its markers (by index in `gatherCreds`). */
+function credsFiles(args: NodeCredsWipeArgs): string[] {
   return [
     ...args.paths,
     ...(args.containerd_auth
@@ -187,12 +211,22 @@ export function credsReads(args: NodeCredsWipeArgs): string[] {
   ];
 }
 
+/** registries.conf and root's, and their drop-in directories (a trailing `/`: read as directories). */
+function confReads(args: NodeCredsWipeArgs): string[] {
+  const confs = [args.registries_conf, ROOT_REGISTRIES_CONF];
+  return [...confs, ...confs.map((c) => `${dropInDir(c)}/`)];
+}
+
 /** Reads `paths` (and config.toml) in one remote command. */
 export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Promise<CredsObserved> {
-  const paths = credsReads(args);
+  const paths = credsFiles(args);
+  const confs = confReads(args);
   let read: NodeRead;
   try {
-    read = await readNode(conn, { files: paths });
+    read = await readNode(conn, {
+      files: [...paths, ...confs.filter((p) => !p.endsWith('/'))],
+      dirs: confs.filter((p) => p.endsWith('/')),
+    });
   } catch (e) {
     if (!(e instanceof ReadFailed)) throw e;
     throw new TaskError(`reading the credential files on ${conn.host} failed (${e.why}); run again`, 'command');
@@ -201,7 +235,7 @@ export async function gatherCreds(conn: Connection, args: NodeCredsWipeArgs): Pr
   const marker = args.containerd_auth ? states[args.paths.length + 1] : undefined;
   const record = args.containerd_auth ? states[args.paths.length + 2] : undefined;
   const files = states.slice(0, args.paths.length);
-  const helpers = helpersOf(args, files);
+  const helpers = [...helpersOf(args, files), ...confHelpers(args, read)];
   return {
     files,
     ...(helpers.length ? { helpers } : {}),
@@ -247,6 +281,31 @@ export function helpersOf(args: NodeCredsWipeArgs, files: NodeFileState[]): File
   });
 }
 
+/**
+ * The helpers containers/image's `credential-helpers` names (other than the auth.json files, which
+ * `paths` covers), as root's podman, skopeo and buildah read registries.conf: they look a
+ * registry's credentials up in each, and a `login` stores them in the first, so an auth.json
+ * cleaned of the registry proves nothing while one of them may hold it. Measured with skopeo 1.9.3:
+ * a drop-in's list is asked (`get`), and `skopeo logout REGISTRY` erases from each (`erase`).
+ */
+export function confHelpers(args: NodeCredsWipeArgs, read: NodeRead, rootConf?: string): FileHelpers[] {
+  const { helpers, file } = credentialHelpers(rootRegistriesConfFiles(read, args.registries_conf, rootConf));
+  const programs = [...new Set(helpers.filter((h) => h !== AUTH_FILE_HELPER))];
+  if (file === undefined || programs.length === 0) return [];
+  return [
+    {
+      file,
+      containers: true,
+      refs: programs.map((helper) => ({
+        helper,
+        via: 'credential-helpers' as const,
+        key: null,
+        registry: args.all ? '*' : args.registry,
+      })),
+    },
+  ];
+}
+
 /** The task's `not_removed` data: a row per helper that may hold a credential trustplay left. */
 export function notRemoved(helpers: FileHelpers[]): NotRemoved[] {
   return helpers.flatMap((h) => h.refs.map((r) => ({ file: h.file, registry: r.registry, helper: r.helper })));
@@ -258,6 +317,7 @@ const erase = (helper: string, registry: string): string =>
 /** One warning per file that names a helper: which helper, and the command its owner can run. */
 export function helperWarnings(args: NodeCredsWipeArgs, helpers: FileHelpers[]): string[] {
   return helpers.map((h) => {
+    if (h.refs.every((r) => r.via === 'credential-helpers')) return confHelperWarning(args, h);
     const named = `credential helper${h.refs.length > 1 ? 's' : ''} ${h.refs
       .map((r) =>
         r.via === 'credHelpers'
@@ -288,6 +348,23 @@ export function helperWarnings(args: NodeCredsWipeArgs, helpers: FileHelpers[]):
     const how = logout === null ? direct : `\`${logout}\` (or ${direct})`;
     return `${h.file}: ${reg}'s credentials may be in the store of ${named}, which trustplay never touches (it keeps credHelpers and credsStore, and runs no helper); to remove them, ${who}: ${how}`;
   });
+}
+
+/** registries.conf's `credential-helpers`: which helpers, and how root removes what they hold. */
+function confHelperWarning(args: NodeCredsWipeArgs, h: FileHelpers): string {
+  const names = h.refs.map((r) => `\`${r.helper}\``).join(', ');
+  const list = `its credential-helpers name${h.refs.length > 1 ? '' : 's'} ${names}`;
+  const who = 'as root, in a session where the helper works';
+  if (args.all) {
+    const cmds = h.refs.map(
+      (r) =>
+        `\`${quoteCommandName(`docker-credential-${r.helper}`)} list\` (the registries it holds), then \`${erase(r.helper, 'REGISTRY')}\` for each`,
+    );
+    return `${h.file}: ${list}: podman, skopeo and buildah keep credentials there as well as in auth.json, and ${h.refs.length > 1 ? 'their stores' : 'its store'} may still hold every registry's (trustplay runs no helper); to erase them, ${who}: ${cmds.join('; ')}`;
+  }
+  const reg = args.registry;
+  const direct = h.refs.map((r) => `\`${erase(r.helper, reg)}\``).join(', ');
+  return `${h.file}: ${list}: podman, skopeo and buildah look ${reg}'s credentials up there too (a login stores them in the first helper listed), and trustplay runs no helper; to remove them, ${who}: \`skopeo logout ${quote(reg)}\` (it erases the registry from every helper listed; or ${direct})`;
 }
 
 /** The registry keys config.toml holds credentials for (`configs."<host>".auth`, `auths."<host>"`); null when unreadable. */

@@ -6,8 +6,9 @@
  * registry over TLS, as a pull starts:
  *   x509 unknown authority -> check writes nothing -> run writes certs.d/<host:port>/ca.crt and the
  *   next inspect succeeds (nothing to restart) -> a second run is ok -> restore removes the file and
- *   x509 is back; node.creds.wipe cleans containers/image's auth.json of the registry's entry; a node
- *   with no containers/image program fails the task, by name.
+ *   x509 is back; node.creds.wipe cleans containers/image's auth.json of the registry's entry and
+ *   reports a helper registries.conf's `credential-helpers` names (skopeo asks it; the `skopeo
+ *   logout` it advises erases there); a node with no containers/image program fails the task, by name.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -135,6 +136,62 @@ describeLab('containers.tls end to end (skopeo in a lab node, containers/image)'
     expect(Object.keys(after.auths)).toEqual(['other.example']);
     expect(after.auths['other.example']).toEqual(before.auths['other.example']);
     expect((await inNode(node, 'stat -c %a /run/containers/0/auth.json')).stdout.trim()).toBe('600');
+  });
+
+  it("node.creds.wipe reports the helper registries.conf's credential-helpers names (a drop-in): real skopeo asks it for the registry, and the `skopeo logout` the warning gives erases the registry there", async () => {
+    const reg = env.lab.registries.registry.host;
+    const dropIn = '/etc/containers/registries.conf.d/50-tptest.conf';
+    // A credential helper as a login through it leaves things: a program on root's PATH (the node's
+    // own /root), answering `get` and logging what it is asked; named by a drop-in.
+    const helper = [
+      '#!/bin/sh',
+      'in=$(cat)',
+      'echo "$1 $in" >> /root/tptest-helper.log',
+      'case $1 in',
+      `  get) printf '{"ServerURL":"%s","Username":"helper-user","Secret":"not-shown"}' "$in" ;;`,
+      '  erase) exit 0 ;;',
+      "  list) echo '{}' ;;",
+      'esac',
+      '',
+    ].join('\n');
+    const setup = await inNode(
+      node,
+      `mkdir -p /root/bin && cat > /root/bin/docker-credential-tptest && chmod 0755 /root/bin/docker-credential-tptest && printf '%s\\n' 'credential-helpers = ["containers-auth.json", "tptest"]' > ${dropIn} && rm -f /root/tptest-helper.log`,
+      helper,
+    );
+    expect(setup.code, setup.stderr).toBe(0);
+    const withHelper = 'PATH=/root/bin:$PATH';
+    try {
+      const login = await inNode(node, `${withHelper} skopeo login --get-login ${reg}`);
+      expect(login.stdout.trim(), login.stderr).toBe('helper-user');
+      const wipe = path.join(work, 'wipe-helper.yaml');
+      writeFileSync(
+        wipe,
+        [
+          '- hosts: all',
+          '  tasks:',
+          '    - name: wipe',
+          '      node.creds.wipe:',
+          '        registry: "{{ registry }}"',
+          '',
+        ].join('\n'),
+      );
+      const r = await trustplay(['run', wipe, ...args('--format', 'json')]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const task = (JSON.parse(r.stdout) as JsonReport).hosts[node.name]!.tasks.find((t) => t.task === 'wipe')!;
+      expect(task.data).toEqual({ not_removed: [{ file: dropIn, registry: reg, helper: 'tptest' }] });
+      const warning = task.warnings.find((w) => w.startsWith(`${dropIn}: `));
+      expect(warning).toContain('`tptest`');
+      const logout = /`(skopeo logout [^`]+)`/.exec(warning ?? '')?.[1];
+      expect(logout).toBe(`skopeo logout ${reg}`);
+      expect(r.stdout + r.stderr).not.toContain('not-shown');
+      // The command the warning gives, run as it says: the helper is asked to erase the registry.
+      const out = await inNode(node, `${withHelper} ${logout!}`);
+      expect(out.code, out.stderr).toBe(0);
+      expect((await inNode(node, 'cat /root/tptest-helper.log')).stdout).toContain(`erase ${reg}\n`);
+    } finally {
+      await inNode(node, `rm -f ${dropIn} /root/bin/docker-credential-tptest /root/tptest-helper.log`);
+    }
   });
 
   it('a node with no containers/image program fails the task with what was looked for, and changes nothing', async () => {

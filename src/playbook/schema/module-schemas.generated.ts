@@ -482,7 +482,7 @@ export const MODULE_SCHEMAS: ReadonlyArray<{
     "schema": {
       "type": "object",
       "title": "node.creds.wipe",
-      "description": "Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`) is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.",
+      "description": "Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`), or registries.conf's `credential-helpers` list, is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.",
       "additionalProperties": false,
       "required": [
         "registry"
@@ -545,6 +545,13 @@ export const MODULE_SCHEMAS: ReadonlyArray<{
           "type": "boolean",
           "default": false,
           "description": "Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named."
+        },
+        "registries_conf": {
+          "type": "string",
+          "minLength": 1,
+          "pattern": "^/",
+          "default": "/etc/containers/registries.conf",
+          "description": "containers/image's registries.conf, read (never written) with its registries.conf.d drop-ins and root's own (~/.config/containers): the helpers its `credential-helpers` names hold credentials podman, skopeo and buildah use, so they are reported as a file's credHelpers are."
         }
       }
     }

@@ -1868,7 +1868,7 @@ return errors === 0;
 validate4.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_node_creds_wipe = validate5;
-const schema5 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`) is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named."}}};
+const schema5 = {"type":"object","title":"node.creds.wipe","description":"Remove stale credentials for one registry from the node's docker/kubelet config.json files, containers/image's auth.json files and containerd's `registry.configs.\"<host>\".auth`, keeping every other registry's entries and all TLS settings (step 3 of the fix: drop stale credentials, done safely). A credential helper a file names for the registry (`credHelpers`, or Docker's `credsStore`), or registries.conf's `credential-helpers` list, is never removed or run: its store may still hold the credential, so the task warns with the command that erases it and lists it in its result as `not_removed`.","additionalProperties":false,"required":["registry"],"properties":{"registry":{"type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$","description":"Registry host as images name it: `host` or `host:port` (DNS labels, an IPv4 address or a bracketed IPv6 address; no scheme, no path), e.g. `registry.example.com:5000`.","examples":["registry.example.com","registry.example.com:5000"]},"paths":{"type":"array","items":{"type":"string","minLength":1},"default":["/root/.docker/config.json","/var/lib/kubelet/config.json","/run/containers/0/auth.json","/root/.config/containers/auth.json"],"description":"Credential files (docker config.json format) to clean: Docker's and kubelet's, and containers/image's auth.json (podman, skopeo, CRI-O). Missing files are skipped."},"containerd_auth":{"type":"boolean","default":true,"description":"Also remove `registry.configs.\"<host>\".auth` from config.toml (containerd is restarted when that changes)."},"config_file":{"type":"string","minLength":1,"default":"/etc/containerd/config.toml","description":"containerd's main configuration file."},"restart_command":{"type":"string","minLength":1,"default":"systemctl restart containerd","description":"Command (run with sh) that restarts containerd when config.toml changed."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket for the post-restart health check."},"restart_timeout":{"type":"integer","minimum":1,"default":60,"description":"Seconds to wait for the CRI socket to answer after a restart before rolling config.toml back."},"all":{"type":"boolean","default":false,"description":"Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named."},"registries_conf":{"type":"string","minLength":1,"pattern":"^/","default":"/etc/containers/registries.conf","description":"containers/image's registries.conf, read (never written) with its registries.conf.d drop-ins and root's own (~/.config/containers): the helpers its `credential-helpers` names hold credentials podman, skopeo and buildah use, so they are reported as a file's credHelpers are."}}};
 
 function validate5(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -1899,6 +1899,9 @@ data.restart_timeout = 60;
 if(data.all === undefined){
 data.all = false;
 }
+if(data.registries_conf === undefined){
+data.registries_conf = "/etc/containers/registries.conf";
+}
 if(data.registry === undefined){
 const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "registry"},message:"must have required property '"+"registry"+"'"};
 if(vErrors === null){
@@ -1910,7 +1913,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((((((((key0 === "registry") || (key0 === "paths")) || (key0 === "containerd_auth")) || (key0 === "config_file")) || (key0 === "restart_command")) || (key0 === "socket")) || (key0 === "restart_timeout")) || (key0 === "all"))){
+if(!(func0.call(schema5.properties, key0))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -2119,14 +2122,47 @@ vErrors.push(err18);
 }
 errors++;
 }
-}
-else {
-const err19 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+let data9 = data.registries_conf;
+if(typeof data9 === "string"){
+if(func1(data9) < 1){
+const err19 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err19];
 }
 else {
 vErrors.push(err19);
+}
+errors++;
+}
+if(!pattern2.test(data9)){
+const err20 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+}
+else {
+const err21 = {instancePath:instancePath+"/registries_conf",schemaPath:"#/properties/registries_conf/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+else {
+const err22 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
 }
 errors++;
 }
@@ -2362,7 +2398,7 @@ validate6.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 export const module_image_pull_verify = validate7;
 const schema7 = {"type":"object","title":"image.pull.verify","description":"Pull an image through each runtime of the node (containerd: the CRI ImageService, the path kubelet uses; Docker Engine: its API; containers/image: skopeo or podman) and assert success, optionally an expected digest. Classifies failures (unknown authority, name mismatch, expired, plain HTTP, auth, not found, unreachable). Never reports \"changed\"; runs in check mode too.","additionalProperties":false,"required":["image"],"properties":{"image":{"type":"string","minLength":1,"description":"Image reference to pull."},"expect_digest":{"type":"string","pattern":"^sha256:[0-9a-f]{64}$","description":"Fail unless the pulled image has this repo digest (`sha256:...`)."},"auth":{"type":"object","additionalProperties":false,"description":"Registry credentials for the pull (from variables; never printed).","properties":{"username":{"type":"string"},"password":{"type":"string","x-secret":true},"token":{"type":"string","description":"A registry bearer/identity token instead of username/password.","x-secret":true}},"x-exclusive":[["password","token"]]},"pull_timeout":{"type":"integer","minimum":1,"default":120,"description":"Seconds one pull may take."},"timeout":{"type":"integer","minimum":1,"deprecated":true,"x-renamed":"pull_timeout","description":"Deprecated name of `pull_timeout` (still accepted, with a warning)."},"retries":{"type":"integer","minimum":0,"default":0,"description":"Extra attempts after a failed pull (exponential back-off)."},"socket":{"type":"string","minLength":1,"description":"containerd's CRI socket (default: auto-detected)."},"runtimes":{"description":"`auto`: pull through every runtime of the node that registry.trust trusts (containerd via the CRI, Docker Engine via its API when dockerd answers, containers/image via skopeo or podman); a runtime that cannot pull is left out with a note. Or a list of `containerd`, `docker`, `containers`: exactly those, and one that is missing or cannot pull fails the task.","default":"auto","anyOf":[{"type":"string","enum":["auto"]},{"type":"array","items":{"type":"string","enum":["containerd","docker","containers"]},"minItems":1,"uniqueItems":true}]}},"x-exclusive":[["pull_timeout","timeout"]]};
-const pattern9 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
+const pattern10 = new RegExp("^sha256:[0-9a-f]{64}$", "u");
 
 function validate7(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -2434,7 +2470,7 @@ errors++;
 if(data.expect_digest !== undefined){
 let data1 = data.expect_digest;
 if(typeof data1 === "string"){
-if(!pattern9.test(data1)){
+if(!pattern10.test(data1)){
 const err4 = {instancePath:instancePath+"/expect_digest",schemaPath:"#/properties/expect_digest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\""};
 if(vErrors === null){
 vErrors = [err4];
