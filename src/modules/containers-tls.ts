@@ -25,7 +25,7 @@ import { hostsDirFor } from '../containerd/facts.js';
 import { CONTAINERS_IMAGE_PROGRAMS, programsFound, programsPrelude } from '../containerd/node-facts.js';
 import { TaskError } from '../engine/errors.js';
 import { defineModule, type ArgsOf, type Change, type TaskContext } from '../engine/module.js';
-import { registryArg } from '../playbook/schema/args-common.js';
+import { registryArg, registriesConfArg } from '../playbook/schema/args-common.js';
 import {
   certsDirMaterialProps,
   gatherCertsDir,
@@ -54,14 +54,9 @@ const schema = {
       description:
         'The directory containers/image reads registry certificates from (rootless podman: ~/.config/containers/certs.d).',
     },
-    registries_conf: {
-      type: 'string',
-      minLength: 1,
-      pattern: '^/',
-      default: '/etc/containers/registries.conf',
-      description:
-        'registries.conf, read (never written) with its registries.conf.d drop-ins for a registry marked `insecure`.',
-    },
+    registries_conf: registriesConfArg(
+      'registries.conf, read (never written) with its registries.conf.d drop-ins for a registry marked `insecure`.',
+    ),
   },
   'x-together': [['client_cert', 'client_key']],
 } as const;

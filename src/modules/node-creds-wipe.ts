@@ -46,6 +46,7 @@ import {
   registryArg,
   restartCommandArg,
   restartTimeoutArg,
+  registriesConfArg,
 } from '../playbook/schema/args-common.js';
 import { detectFlavour, MICROK8S, type Flavour } from '../containerd/flavour.js';
 import { criPluginsDisabledIn } from '../containerd/config.js';
@@ -89,14 +90,9 @@ const schema = {
       description:
         "Remove the whole credential files and every registry's containerd auth (dangerous). Credential helpers' stores are still never touched: the task warns about every helper a removed file named.",
     },
-    registries_conf: {
-      type: 'string',
-      minLength: 1,
-      pattern: '^/',
-      default: '/etc/containers/registries.conf',
-      description:
-        "containers/image's registries.conf, read (never written) with its registries.conf.d drop-ins and root's own (~/.config/containers): the helpers its `credential-helpers` names hold credentials podman, skopeo and buildah use, so they are reported as a file's credHelpers are.",
-    },
+    registries_conf: registriesConfArg(
+      "containers/image's registries.conf, read (never written) with its registries.conf.d drop-ins and root's own (~/.config/containers): the helpers its `credential-helpers` names hold credentials podman, skopeo and buildah use, so they are reported as a file's credHelpers are.",
+    ),
   },
 } as const;
 

@@ -67,3 +67,14 @@ export function clientCertArg(description: string) {
 export function clientKeyArg(description: string) {
   return { type: 'string', minLength: 1, description, 'x-secret': true, 'x-file': 'controller-private-key' } as const;
 }
+
+/** containers/image's registries.conf on the node (read, never written, with its registries.conf.d drop-ins). */
+export function registriesConfArg(description: string) {
+  return {
+    type: 'string',
+    minLength: 1,
+    pattern: '^/',
+    default: '/etc/containers/registries.conf',
+    description,
+  } as const;
+}
