@@ -235,9 +235,14 @@ function servable(l: { max: number; entries: NodeEntry[] } | undefined, max: num
   return l.entries.every((e) => e.kind !== 'meta' && (max === 0 || e.kind !== 'file' || e.size <= max));
 }
 
+/** Whether a `dirs` read of `dir` reports `path`: the directory itself, or an entry directly in it. */
+function inDir(path: string, dir: string): boolean {
+  return path === dir || posix.dirname(path) === dir;
+}
+
 /** What `dir`'s read returned: its own entry and the entries directly in it. */
 function listingOf(read: NodeRead, dir: string): NodeEntry[] {
-  return [...read.entries.values()].filter((e) => e.path === dir || posix.dirname(e.path) === dir);
+  return [...read.entries.values()].filter((e) => inDir(e.path, dir));
 }
 
 /** Reads what `req` asks for in one remote command. A failure on the host throws `ReadFailed`. */
@@ -260,7 +265,8 @@ export async function readNode(conn: Connection, req: ReadRequest): Promise<Node
     return { entries, records: [] };
   }
   // Paths under a directory this read lists would show in its listing: they wait for another read.
-  const listed = [...ownDirs, ...(req.trees ?? []).map(withoutSlash)];
+  const ownTrees = (req.trees ?? []).map(withoutSlash);
+  const listed = [...ownDirs, ...ownTrees];
   const along = ahead
     ? [...ahead.pending].filter((p) => {
         const q = withoutSlash(p);
@@ -281,8 +287,6 @@ export async function readNode(conn: Connection, req: ReadRequest): Promise<Node
     if (e) ahead!.seen.set(p, e);
   }
   // The answer holds only what this read asked for: what rode along is taken out of it.
-  const inDir = (p: string, d: string): boolean => p === d || posix.dirname(p) === d;
-  const ownTrees = (req.trees ?? []).map(withoutSlash);
   const asked = (p: string): boolean =>
     own.includes(p) || ownDirs.some((d) => inDir(p, d)) || ownTrees.some((t) => p === t || p.startsWith(`${t}/`));
   for (const p of [...read.entries.keys()])

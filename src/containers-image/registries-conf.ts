@@ -63,7 +63,7 @@ export interface ConfProblem {
 /**
  * The credential helpers containers/image asks for a registry's credentials (and a `login` stores
  * them in, the first one), as the last file that sets `credential-helpers` says, with that file;
- * undefined when no file sets it (the default: the auth.json files alone).
+ * when no file sets it, containers/image's default (the auth.json files alone) and no file.
  */
 export function credentialHelpers(files: Array<[string, Buffer]>): {
   helpers: string[];
